@@ -1,0 +1,143 @@
+"""The graphs of koba_ros, defined once.
+
+`koba up GRAPH` (composed on one executor, or one process per node) and the files in
+launch/ (for `ros2 launch` on a ROS 2 distro) both read the graphs from here.
+
+A graph has string arguments (as launch arguments are) and a build function that turns
+them into NodeSpecs. Node parameters come from config/<node name>.yaml
+(`<node name>: ros__parameters: {...}`) with graph-specific overrides on top.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import yaml
+
+from koba_ros.errors import KobaError
+from koba_ros.paths import config_dir
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str                       # ROS node name
+    executable: str                 # module stem in koba_ros/nodes, and the `ros2 run` executable
+    node_class: str                 # class in that module; its __init__ takes rclpy Node kwargs
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    lifecycle: bool = False         # configure + activate on start
+
+    @property
+    def module(self) -> str:
+        return f"koba_ros.nodes.{self.executable}"
+
+    def load_class(self):
+        return getattr(importlib.import_module(self.module), self.node_class)
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    description: str
+    arguments: tuple[Argument, ...]
+    build: Callable[[Mapping[str, str]], list[NodeSpec]]
+
+    def resolve(self, **values: str) -> list[NodeSpec]:
+        """NodeSpecs for these argument values (missing ones take their defaults)."""
+        known = {a.name: a for a in self.arguments}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise KobaError(f"graph '{self.name}' has no argument {', '.join(unknown)}; it takes: "
+                            f"{', '.join(known) or 'none'}")
+        resolved = {name: str(values.get(name, arg.default)) for name, arg in known.items()}
+        for name, value in resolved.items():
+            if known[name].choices and value not in known[name].choices:
+                raise KobaError(f"{name} must be one of {', '.join(known[name].choices)}, got {value!r}")
+        return self.build(resolved)
+
+
+def as_bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise KobaError(f"expected true or false, got {value!r}")
+
+
+def config_parameters(node_name: str) -> dict:
+    """ros__parameters of config/<node_name>.yaml, or {} when there is no such file."""
+    path = config_dir() / f"{node_name}.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        return dict(data[node_name]["ros__parameters"])
+    except (KeyError, TypeError):
+        raise KobaError(f"{path}: expected '{node_name}: ros__parameters: {{...}}'") from None
+
+
+def node(executable: str, node_class: str, *, name: str | None = None, overrides: Mapping | None = None,
+         remappings: tuple[tuple[str, str], ...] = (), lifecycle: bool = False) -> NodeSpec:
+    name = name or executable
+    parameters = {**config_parameters(name), **(overrides or {})}
+    return NodeSpec(name, executable, node_class, parameters, remappings, lifecycle)
+
+
+# --- the graphs -------------------------------------------------------------------------
+
+# Pieces several graphs share.
+TTS_ARGS = (
+    Argument("tts_output_wav", "", "Write the robot's speech to this WAV file instead of playing it."),
+)
+
+
+def _tts(a: Mapping[str, str]) -> NodeSpec:
+    return node("tts_node", "TTSNode", overrides={"output_wav": a["tts_output_wav"]} if a["tts_output_wav"] else None)
+
+
+PICKING_ARGS = (*TTS_ARGS,)
+
+
+def _picking(a: Mapping[str, str]) -> list[NodeSpec]:
+    return [_tts(a)]
+
+
+TELEOP_ARGS = (*TTS_ARGS,)
+
+
+def _teleop(a: Mapping[str, str]) -> list[NodeSpec]:
+    return [_tts(a)]
+
+
+MAZE_TRAINING_ARGS = (*TTS_ARGS,)
+
+
+def _maze_training(a: Mapping[str, str]) -> list[NodeSpec]:
+    return [_tts(a)]
+
+
+GRAPHS: dict[str, Graph] = {
+    g.name: g
+    for g in (
+        Graph("picking", "Spoken-instruction pick-and-place in the simulated (or real) cell.", PICKING_ARGS, _picking),
+        Graph("teleop", "Spoken teleoperation of the arm.", TELEOP_ARGS, _teleop),
+        Graph("maze_training", "DQN-TAMER learning a maze from reward and human feedback.", MAZE_TRAINING_ARGS,
+              _maze_training),
+    )
+}
+
+
+def graph(name: str) -> Graph:
+    if name not in GRAPHS:
+        raise KobaError(f"unknown graph {name!r}; graphs: {', '.join(GRAPHS)}")
+    return GRAPHS[name]

@@ -1,0 +1,62 @@
+"""The `koba` command.
+
+Each subcommand lives in koba_ros/commands/<name>.py with:
+  HELP: one line for `koba --help`
+  add_arguments(parser): its flags (keep imports light: heavy imports go inside run)
+  run(args) -> int | None: does the work; raises KobaError for bad input
+Add a command by adding its module name to COMMANDS.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from koba_ros.errors import KobaError
+
+COMMANDS = [
+    "up",
+    "say",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments in one line (the default prints usage too)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="koba", description="koba_ros: spoken-instruction picking, teleop, DQN-TAMER, NLP library.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"koba_ros.commands.{name}")
+        command = sub.add_parser(name.replace("_", "-"), help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def print_json(obj) -> None:
+    """The single JSON object a --json command prints on stdout."""
+    print(json.dumps(obj, indent=None, sort_keys=False, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args._run(args)
+    except KobaError as exc:
+        print(f"koba {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of `koba`, one per file (see koba_ros/cli.py for the contract)."""

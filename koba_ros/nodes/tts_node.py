@@ -1,0 +1,78 @@
+"""tts_node: speaks /speech/say (std_msgs/String) with espeak-ng.
+
+Publishes /speech/speaking (koba_interfaces/SpeakingState, latched) while it talks, so the
+ASR can ignore the robot's own voice. Without a sound device it writes the audio to a file
+and says so once.
+"""
+import queue
+import threading
+
+from koba_interfaces.msg import SpeakingState
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from std_msgs.msg import String
+
+from koba_ros.errors import KobaError
+from koba_ros.nodes.params import declare
+from koba_ros.nodes.runtime import run_node
+from koba_ros.speech.tts import Speaker
+
+
+class TTSNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("tts_node", **kwargs)
+        voice = declare(self, "voice", "en-us", "espeak-ng voice (espeak-ng --voices lists them).")
+        rate = declare(self, "rate", 160, "Speaking rate, words per minute (80..450).")
+        output_wav = declare(self, "output_wav", "", "Write each utterance to this WAV file (empty: play it).")
+        try:
+            self.speaker = Speaker(voice, rate, output_wav)
+        except KobaError as exc:
+            raise KobaError(f"tts_node: {exc}") from None
+        if not self.speaker.play:
+            where = output_wav or "a temporary WAV file"
+            self.get_logger().warning(f"no sound device: speech goes to {where}")
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.speaking_pub = self.create_publisher(SpeakingState, "/speech/speaking", latched)
+        self.create_subscription(String, "/speech/say", self.on_say, 10)
+        # Speak on a worker thread so a long sentence never blocks the executor.
+        self.pending: queue.Queue[str] = queue.Queue(maxsize=20)
+        self.worker = threading.Thread(target=self.speak_loop, daemon=True)
+        self.worker.start()
+        self.publish_state(False, "")
+
+    def on_say(self, msg: String) -> None:
+        try:
+            self.pending.put_nowait(msg.data)
+        except queue.Full:
+            self.get_logger().warning("speech queue full; dropping: " + msg.data[:60])
+
+    def speak_loop(self) -> None:
+        while True:
+            text = self.pending.get()
+            if text is None:
+                return
+            self.publish_state(True, text)
+            try:
+                spoken = self.speaker.speak(text)
+                self.get_logger().info(f"said {spoken.text!r} ({spoken.duration:.1f} s)")
+            except KobaError as exc:
+                self.get_logger().error(str(exc))
+            finally:
+                self.publish_state(False, "")
+
+    def publish_state(self, speaking: bool, text: str) -> None:
+        msg = SpeakingState(speaking=speaking, text=text)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.speaking_pub.publish(msg)
+
+    def destroy_node(self):
+        self.pending.put(None)
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(TTSNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Speech: text-to-speech (espeak-ng) and speech recognition cores, ROS-free."""

@@ -1,0 +1,96 @@
+"""Text-to-speech with espeak-ng.
+
+The text goes to espeak-ng as one argv element after `--` (never through a shell, never
+read as an option). Audio is played on the default output device when one exists;
+otherwise, or when an output WAV is configured, it is written to a file.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from koba_ros.errors import KobaError
+
+MAX_CHARS = 2000  # a robot's sentence; longer text is almost certainly a mistake upstream
+
+
+@dataclass
+class Spoken:
+    text: str
+    wav_path: str | None      # where the audio was written (None when only played)
+    duration: float           # seconds of audio
+    played: bool              # True when it went to a sound device
+
+
+def has_output_device() -> bool:
+    """True when PortAudio sees an output device (False on headless machines and in CI)."""
+    try:
+        import sounddevice
+        return any(d["max_output_channels"] > 0 for d in sounddevice.query_devices())
+    except Exception:  # no PortAudio, no devices, no permission: all mean "cannot play"
+        return False
+
+
+def wav_duration(path: str | Path) -> float:
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / float(w.getframerate())
+
+
+class Speaker:
+    def __init__(self, voice: str = "en-us", rate: int = 160, output_wav: str = "", play: bool | None = None):
+        self.espeak = shutil.which("espeak-ng")
+        if self.espeak is None:
+            raise KobaError("espeak-ng not found; run scripts/setup.sh (it installs the Debian package)")
+        if not 80 <= int(rate) <= 450:
+            raise KobaError(f"rate must be 80..450 words per minute, got {rate}")
+        self.voice = voice
+        self.rate = int(rate)
+        self.output_wav = output_wav
+        self.play = has_output_device() if play is None else play
+
+    def check_text(self, text: str) -> str:
+        text = " ".join(str(text).split())
+        if not text:
+            raise KobaError("nothing to say: the text is empty")
+        if len(text) > MAX_CHARS:
+            raise KobaError(f"text too long to say ({len(text)} characters, limit {MAX_CHARS})")
+        return text
+
+    def synthesize(self, text: str, out_path: str | Path) -> float:
+        """Write `text` as a WAV file; returns its duration in seconds."""
+        text = self.check_text(text)
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        cmd = [self.espeak, "-v", self.voice, "-s", str(self.rate), "-w", str(out_path), "--", text]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0 or not Path(out_path).is_file():
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise KobaError(f"espeak-ng failed: {detail[0] if detail else 'exit ' + str(proc.returncode)}")
+        return wav_duration(out_path)
+
+    def speak(self, text: str) -> Spoken:
+        """Say `text`: play it when a device exists, and write it to output_wav when one is set."""
+        text = self.check_text(text)
+        if self.output_wav or not self.play:
+            path = self.output_wav or str(Path(tempfile.gettempdir()) / "koba_tts_last.wav")
+            duration = self.synthesize(text, path)
+            played = self.play and self._play(path)
+            return Spoken(text, path, duration, played)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "say.wav"
+            duration = self.synthesize(text, path)
+            return Spoken(text, None, duration, self._play(path))
+
+    @staticmethod
+    def _play(path: str | Path) -> bool:
+        try:
+            import sounddevice
+            import soundfile
+            data, rate = soundfile.read(str(path), dtype="float32")
+            sounddevice.play(data, rate, blocking=True)
+            return True
+        except Exception:
+            return False

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up of a koba_ros checkout on a Debian/Ubuntu machine:
+# Debian packages, .venv on Python 3.11 with ROS 2 Kilted wheels and the Python
+# dependencies, koba_interfaces built with CMake into the venv prefix, koba_ros installed.
+# Each step is skipped when its inputs have not changed, so a second run takes seconds.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+stamps="$venv/.koba-stamps"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. Debian packages. Only calls apt-get when something is missing.
+apt_packages=(cmake g++ make espeak-ng sox libsndfile1 libportaudio2 libusb-1.0-0 libgl1 libegl1 libglib2.0-0)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+python_bin="$(command -v python3.11 || true)"
+[ -n "$python_bin" ] || missing+=(python3.11 python3.11-venv python3.11-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  log "apt-get install ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  python_bin="$(command -v python3.11)"
+fi
+
+# 2. The virtual environment and Python packages.
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating $venv with $python_bin"
+  "$python_bin" -m venv "$venv"
+fi
+mkdir -p "$stamps"
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+req_hash="$(hash_of requirements.txt)"
+if [ "$(cat "$stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
+  log "pip install -r requirements.txt (first run takes a few minutes)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 \
+    | grep -v "^WARNING: Location .* is ignored" || true
+  "$venv/bin/python" -m pip check >/dev/null 2>&1 || log "pip check reports conflicts (see 'pip check')"
+  echo "$req_hash" > "$stamps/requirements"
+fi
+
+# 3. koba_interfaces: CMake build from the ROS wheels into the venv prefix.
+if_hash="$(find interfaces -type f | sort | xargs cat | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamps/interfaces" 2>/dev/null)" != "$if_hash" ]; then
+  log "building koba_interfaces (CMake)"
+  build="$root/build/koba_interfaces"
+  rm -rf "$build" && mkdir -p "$build"
+  (
+    export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv"
+    cd "$build"
+    cmake "$root/interfaces/koba_interfaces" -DCMAKE_INSTALL_PREFIX="$venv" -DCMAKE_PREFIX_PATH="$venv" \
+      -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$venv/bin/python" >cmake.log 2>&1 \
+      || { tail -30 cmake.log >&2; exit 1; }
+    make -j"$(nproc)" >make.log 2>&1 || { tail -30 make.log >&2; exit 1; }
+    make install >install.log 2>&1 || { tail -30 install.log >&2; exit 1; }
+  )
+  echo "$if_hash" > "$stamps/interfaces"
+fi
+
+# 4. koba_ros itself, editable, so the checkout is what runs.
+pkg_hash="$(hash_of setup.py setup.cfg package.xml)"
+if [ "$(cat "$stamps/package" 2>/dev/null)" != "$pkg_hash" ] || [ ! -x "$venv/bin/koba" ]; then
+  log "pip install -e . (koba_ros)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 \
+    | grep -v "^WARNING: Location .* is ignored" || true
+  echo "$pkg_hash" > "$stamps/package"
+fi
+"$venv/bin/python" -c "import rclpy; from koba_interfaces.msg import DetectedObjectArray; from koba_interfaces.action import PickPlace" \
+  || { log "koba_interfaces does not import: delete $stamps and run again"; exit 1; }
