@@ -1,0 +1,1 @@
+"""Perception: class-agnostic objects from RGB-D, ROS-free."""

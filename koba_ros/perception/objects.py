@@ -1,0 +1,21 @@
+"""PerceivedObject: what perception hands to grounding and picking (ROS-free twin of DetectedObject.msg)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class PerceivedObject:
+    id: int
+    bbox: tuple[int, int, int, int]            # x, y, width, height in image pixels
+    position: tuple[float, float, float]       # centroid in base_link, metres
+    size: tuple[float, float, float]           # extent along base_link x, y, z, metres
+    box: str                                   # top_left | top_right | bottom_left | bottom_right | ""
+    mean_rgb: tuple[float, float, float]       # mean colour of the mask, 0..1
+    attributes: list[str] = field(default_factory=list)   # e.g. "color:red", "shape:round"
+    features: np.ndarray | None = None         # appearance vector (colour histogram, shape descriptors)
+    crop: np.ndarray | None = None             # HxWx3 uint8 image crop around the object
+    mask: np.ndarray | None = None             # HxW bool in the full image
+    score: float = 1.0

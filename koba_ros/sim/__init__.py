@@ -1,0 +1,1 @@
+"""The simulated picking cell (PyBullet): catalog, world, scenes, camera, arm."""
