@@ -11,7 +11,7 @@ stamps="$venv/.koba-stamps"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages. Only calls apt-get when something is missing.
-apt_packages=(cmake g++ make espeak-ng sox libsndfile1 libportaudio2 libusb-1.0-0 libgl1 libegl1 libglib2.0-0)
+apt_packages=(cmake g++ make espeak-ng sox libsndfile1 libportaudio2 libusb-1.0-0 libgl1 libegl1 libglib2.0-0 pocketsphinx-testdata)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
