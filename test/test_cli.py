@@ -1,0 +1,41 @@
+"""The koba command: help everywhere, one-line errors, non-zero exits."""
+import subprocess
+import sys
+
+import pytest
+
+from koba_ros.cli import COMMANDS, build_parser, main
+
+
+def run_koba(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "koba_ros.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_help_lists_every_command():
+    out = run_koba("--help")
+    assert out.returncode == 0
+    for name in COMMANDS:
+        assert name.replace("_", "-") in out.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([name.replace("_", "-"), "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: koba" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["no-such-command"], ["up", "no_such_graph"], ["say"], ["up", "picking", "--bogus"]])
+def test_bad_arguments_give_one_line_and_nonzero_exit(argv):
+    out = run_koba(*argv)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0]
+
+
+def test_koba_error_is_one_line_exit_2(capsys):
+    assert main(["say", "   "]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["koba say: error: nothing to say: the text is empty"]

@@ -1,0 +1,67 @@
+"""`koba up GRAPH`: nodes come up on DDS, and Ctrl-C/SIGTERM stop everything."""
+import json
+import signal
+import time
+
+import pytest
+from rclpy.node import Node
+
+from koba_ros.bringup import GRAPHS
+from test.rostools import processes_with, start_process, stop_process, wait_for_nodes
+
+pytestmark = pytest.mark.ros
+
+
+def expected_nodes(graph, *args):
+    from koba_ros.commands.up import parse_graph_args
+
+    class Args:
+        arg = list(args)
+        scene = None
+        headless = False
+
+    return {s.name for s in GRAPHS[graph].resolve(**parse_graph_args(Args))}
+
+
+def start_up(*args):
+    proc = start_process("-m", "koba_ros.cli", "up", *args, "--json")
+    for line in proc.stdout:  # node logs share the stream; the JSON status is one line of its own
+        if line.startswith("{"):
+            return proc, json.loads(line)
+    raise AssertionError(f"koba up printed no status; exit code {proc.wait()}")
+
+
+@pytest.mark.parametrize("mode", ["composed", "processes"])
+def test_up_starts_graph_and_sigterm_stops_it_cleanly(ros_context, mode):
+    extra = ["--processes"] if mode == "processes" else []
+    proc, started = start_up("teleop", *extra)
+    node = Node("up_watcher", context=ros_context)
+    try:
+        assert started["status"] == "running" and started["mode"] == mode
+        names = expected_nodes("teleop")
+        assert set(started["nodes"]) == names
+        assert wait_for_nodes(node, names, 30) == names
+        import os
+
+        os.killpg(proc.pid, signal.SIGTERM) if mode == "composed" else proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        deadline = time.monotonic() + 10
+        while processes_with("koba_ros.nodes.") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_with("koba_ros.nodes.") == [], "orphan node processes"
+    finally:
+        node.destroy_node()
+        stop_process(proc)
+
+
+def test_up_duration_stops_by_itself():
+    proc, started = start_up("teleop", "--duration", "2")
+    assert proc.wait(30) == 0
+
+
+def test_up_list_prints_nodes_and_described_arguments():
+    proc = start_process("-m", "koba_ros.cli", "up", "picking", "--list", "--json")
+    out = json.loads(proc.stdout.read())
+    assert proc.wait(30) == 0
+    assert set(out["nodes"]) == expected_nodes("picking")
+    assert all(a["description"] for a in out["arguments"].values())
