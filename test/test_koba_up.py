@@ -65,3 +65,22 @@ def test_up_list_prints_nodes_and_described_arguments():
     assert proc.wait(30) == 0
     assert set(out["nodes"]) == expected_nodes("picking")
     assert all(a["description"] for a in out["arguments"].values())
+
+
+def test_a_crashed_node_stops_the_graph_with_a_one_line_error(ros_context):
+    import os
+
+    proc, started = start_up("teleop", "--processes")
+    node = Node("crash_watcher", context=ros_context)
+    try:
+        assert wait_for_nodes(node, {"tts_node"}, 30) == {"tts_node"}
+        victims = processes_with("koba_ros.nodes.tts_node")
+        assert victims
+        os.kill(victims[0], signal.SIGKILL)
+        assert proc.wait(30) == 2
+        rest = proc.stdout.read()
+        assert "koba up: error: node tts_node exited with code -9" in rest
+        assert processes_with("koba_ros.nodes.") == []
+    finally:
+        node.destroy_node()
+        stop_process(proc)
