@@ -28,6 +28,7 @@ class CatalogEntry:
     scale: float = 1.0
     primitive: str = ""                # box | sphere | cylinder | mug
     size: tuple[float, ...] = field(default_factory=tuple)
+    rest_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)   # orientation it rests in (before its yaw)
 
 
 @cache
@@ -44,5 +45,6 @@ def load_catalog(path: str | None = None) -> dict[str, CatalogEntry]:
             material=a["material"], synonyms=tuple(a["synonyms"]), descriptions=tuple(a.get("descriptions", ())),
             pattern=a.get("pattern", ""), urdf=a.get("urdf", ""), scale=float(a.get("scale", 1.0)),
             primitive=a.get("primitive", ""), size=tuple(a.get("size", ())),
+            rest_rpy=tuple(float(v) for v in a.get("rest_rpy", (0.0, 0.0, 0.0))),
         )
     return catalog
