@@ -1,0 +1,74 @@
+"""Transformer layers with the three layer-norm placements: Post-LN, Pre-LN and B2T."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from koba_ros.nlp.positions import apply_rope
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through scaled_dot_product_attention (flash / memory-efficient kernels on GPU)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
+
+    def forward(self, x, causal: bool, key_mask=None, rope=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        mask = None
+        if key_mask is not None:  # [B, T] True = real token; bool attn_mask: True = may attend
+            mask = key_mask[:, None, None, :]
+            if causal:
+                mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool):
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff, bias=bias)
+        self.proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.proj.is_residual_output = True
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """One layer; `norm` picks where LayerNorm goes (x is the layer input):
+
+    pre  (Xiong et al. 2020):          h = x + Attn(LN(x));      y = h + FFN(LN(h))
+    post (Vaswani et al. 2017):        h = LN(x + Attn(x));      y = LN(h + FFN(h))
+    b2t  (Takase et al. 2022, eq. 5):  h = LN(x + Attn(x));      y = LN(h + FFN(h) + x)
+    B2T keeps Post-LN's normalised outputs but adds a bottom-to-top shortcut from the layer input past both LNs
+    of the attention sub-layer, so gradients reach lower layers without shrinking through every LN.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.norm = config.norm
+        self.ln1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.ln2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias)
+        self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, causal: bool, key_mask=None, rope=None):
+        if self.norm == "pre":
+            h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope))
+            return h + self.ffn(self.ln2(h))
+        h = self.ln1(x + self.drop(self.attn(x, causal, key_mask, rope)))
+        if self.norm == "post":
+            return self.ln2(h + self.ffn(h))
+        return self.ln2(h + self.ffn(h) + x)

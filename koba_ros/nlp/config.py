@@ -1,0 +1,91 @@
+"""TransformerConfig: one config for the decoder-only LM and the text encoder, checked up front."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from koba_ros.errors import KobaError
+
+NORMS = ("pre", "post", "b2t")
+POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
+EMBEDDINGS = ("table", "alone", "factorized")
+INITS = ("gpt2", "small")
+POOLS = ("mean", "first", "last")
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 259            # ByteTokenizer: 256 bytes + pad, bos, eos
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 0                    # 0 -> 4 * d_model
+    max_len: int = 256
+    norm: str = "pre"                # pre | post | b2t (Takase et al. 2022)
+    positions: str = "learned"       # learned | sinusoidal | shape (Kiyono et al. 2021) | rope | none
+    shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
+    embedding: str = "table"         # table | alone (Takase & Kobayashi 2020) | factorized (rank-r table + projection)
+    embed_rank: int = 16             # factorized: the table's width
+    alone_dim: int = 0               # ALONE: length of the shared vector o and filters (0 -> d_model)
+    alone_hidden: int = 0            # ALONE: FFN hidden width (0 -> 2 * d_model)
+    alone_codebooks: int = 8         # M
+    alone_codes: int = 64            # K codes per codebook
+    alone_p: float = 0.5             # each filter element is 0 with probability p
+    init: str = "gpt2"               # gpt2: N(0, 0.02) | small: N(0, 2/(5d)) with 1/sqrt(2N) outputs (Spike No More)
+    embed_scale: bool = False        # multiply embeddings by sqrt(d) (Spike No More fix 1)
+    embed_norm: bool = False         # LayerNorm on embeddings (Spike No More fix 2)
+    dropout: float = 0.0
+    tie_embeddings: bool = False
+    bias: bool = True
+    pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
+    pad_id: int = 256
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def ff_dim(self) -> int:
+        return self.d_ff or 4 * self.d_model
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise KobaError(f"config: {name} must be a positive integer, got {value!r}")
+        if self.d_ff < 0:
+            raise KobaError(f"config: d_ff must be >= 0, got {self.d_ff}")
+        if self.d_model % self.n_heads:
+            raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        for name, allowed in (("norm", NORMS), ("positions", POSITIONS), ("embedding", EMBEDDINGS),
+                              ("init", INITS), ("pool", POOLS)):
+            if getattr(self, name) not in allowed:
+                raise KobaError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise KobaError(f"config: RoPE needs an even head dimension, got {self.head_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise KobaError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.alone_p < 1.0:
+            raise KobaError(f"config: alone_p must be in (0, 1), got {self.alone_p}")
+        if self.tie_embeddings and self.embedding != "table":
+            raise KobaError("config: tie_embeddings needs embedding: table")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise KobaError(f"config: pad_id {self.pad_id} outside the vocabulary of {self.vocab_size}")
+        if self.shape_max_shift < 0:
+            raise KobaError("config: shape_max_shift must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TransformerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise KobaError(f"config: unknown model keys {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise KobaError(f"config: {exc}") from exc

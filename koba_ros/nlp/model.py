@@ -1,0 +1,116 @@
+"""The decoder-only LM and the text encoder, built from one TransformerConfig.
+
+    lm = TransformerLM(TransformerConfig(n_layers=4))          # causal, next-token loss
+    enc = TextEncoder(TransformerConfig(n_layers=2))           # bidirectional, pooled sentence vectors
+    ids, mask = ByteTokenizer().batch(["red cube", "the teddy bear"])
+    vectors = enc.encode(ids, mask)                            # [2, d_model], L2-normalised
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.blocks import Block
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.embeddings import build_embedding
+from koba_ros.nlp.init import init_weights
+from koba_ros.nlp.positions import RotaryPositions, build_positions
+
+
+class Transformer(nn.Module):
+    """Embeddings (+ Spike-No-More fixes) -> positions -> N blocks -> final LN (Pre-LN only); no output head."""
+
+    causal = True
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.embed = build_embedding(config)
+        self.positions = build_positions(config)
+        self.embed_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.embed_norm else None
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        # Post-LN and B2T layers already end in a LayerNorm; Pre-LN needs one before the head.
+        self.final_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.norm == "pre" else None
+
+    def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None) -> torch.Tensor:
+        if ids.dim() != 2:
+            raise KobaError(f"token ids must be [batch, time], got shape {tuple(ids.shape)}")
+        B, T = ids.shape
+        x = self.embed(ids)
+        if self.config.embed_scale:  # Spike No More §4.1: make the shortcut large
+            x = x * math.sqrt(self.config.d_model)
+        rope = None
+        if isinstance(self.positions, RotaryPositions):
+            rope = self.positions.cos_sin(T, ids.device, shift)
+        elif self.positions is not None:
+            x = x + self.positions(B, T, ids.device, shift).to(x.dtype)
+        if self.embed_norm is not None:  # Spike No More §4.2
+            x = self.embed_norm(x)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, self.causal, key_mask, rope)
+        return self.final_norm(x) if self.final_norm is not None else x
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= sum(p.numel() for p in self.embed.parameters())
+            if self.positions is not None:
+                n -= sum(p.numel() for p in self.positions.parameters())
+        return n
+
+
+class TransformerLM(Transformer):
+    """Decoder-only language model: logits for the next token at every position."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        init_weights(self, config)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, shift=None):
+        """Returns (logits [B, T, V], mean cross-entropy over targets != -100, or None)."""
+        logits = self.head(self.hidden(ids, shift=shift))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+
+class TextEncoder(Transformer):
+    """Bidirectional encoder; `encode` pools token states into one sentence vector per text."""
+
+    causal = False
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        init_weights(self, config)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None, shift=None) -> torch.Tensor:
+        """Token states [B, T, d]; mask [B, T] bool marks real tokens (None: all real)."""
+        return self.hidden(ids, key_mask=mask, shift=shift)
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+        """Sentence vectors [B, d]: mean over real tokens (or first / last real token, per config.pool)."""
+        if mask is None:
+            mask = torch.ones_like(ids, dtype=torch.bool)
+        if not bool(mask.any(dim=1).all()):
+            raise KobaError("encoder: every text needs at least one token")
+        states = self(ids, mask)
+        if self.config.pool == "first":
+            pooled = states[:, 0]
+        elif self.config.pool == "last":
+            last = mask.long().sum(1) - 1
+            pooled = states[torch.arange(ids.shape[0], device=ids.device), last]
+        else:
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(1) / weights.sum(1)
+        return F.normalize(pooled, dim=-1) if normalize else pooled

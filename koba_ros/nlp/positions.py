@@ -1,0 +1,97 @@
+"""Position information: learned absolute, sinusoidal, SHAPE and RoPE."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from koba_ros.errors import KobaError
+
+
+def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Vaswani et al. 2017, §3.5: PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(p / 10000^(2i/d)).
+
+    positions: any shape of (possibly shifted) positions; returns [..., dim].
+    """
+    half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
+    freq = torch.exp(-math.log(10000.0) * half / dim)
+    angle = positions.float().unsqueeze(-1) * freq
+    pe = torch.zeros(*positions.shape, dim, device=positions.device)
+    pe[..., 0::2] = torch.sin(angle)
+    pe[..., 1::2] = torch.cos(angle[..., : dim // 2])
+    return pe
+
+
+class LearnedPositions(nn.Module):
+    """A trained table of absolute positions (GPT-2); cannot represent positions beyond max_len."""
+
+    def __init__(self, max_len: int, dim: int):
+        super().__init__()
+        self.table = nn.Embedding(max_len, dim)
+
+    def forward(self, batch: int, length: int, device, shift=None) -> torch.Tensor:
+        if length > self.table.num_embeddings:
+            raise KobaError(f"sequence of {length} tokens is longer than the learned positions "
+                            f"({self.table.num_embeddings})")
+        return self.table(torch.arange(length, device=device)).unsqueeze(0)
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sinusoidal absolute positions; with max_shift > 0 this is SHAPE.
+
+    SHAPE (Kiyono et al., EMNLP 2021, §3): every sequence's positions are shifted by a random offset
+    k ~ U{0, ..., K-1} during training, PE(p + k); at inference a fixed offset (K, as in the authors' code) is used.
+    The model cannot rely on absolute positions, so it learns shift-invariant (relative) behaviour at no extra cost.
+    """
+
+    def __init__(self, dim: int, max_shift: int = 0):
+        super().__init__()
+        self.dim, self.max_shift = dim, max_shift
+
+    def forward(self, batch: int, length: int, device, shift=None) -> torch.Tensor:
+        positions = torch.arange(length, device=device).unsqueeze(0)  # [1, T]
+        if shift is not None:  # an explicit offset (tests of shift invariance): int or [B] tensor
+            offset = torch.as_tensor(shift, device=device).reshape(-1, 1)
+            positions = positions + offset
+        elif self.max_shift:
+            if self.training:
+                positions = positions + torch.randint(0, self.max_shift, (batch, 1), device=device)
+            else:
+                positions = positions + self.max_shift
+        return sinusoid(positions, self.dim)
+
+
+class RotaryPositions(nn.Module):
+    """RoPE (Su et al. 2021, eq. 34): rotate each (even, odd) pair of q and k by angle p * theta_i,
+    theta_i = 10000^(-2i/d_head), so q·k depends only on the relative position."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        self.register_buffer("inv_freq", base ** (-torch.arange(0, head_dim, 2).float() / head_dim), persistent=False)
+
+    def cos_sin(self, length: int, device, shift=None) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(length, device=device).float()
+        if shift is not None:
+            positions = positions + float(shift)
+        angle = torch.outer(positions, self.inv_freq.to(device))  # [T, d_head/2]
+        return angle.cos(), angle.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, H, T, d_head]; rotates interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos)."""
+    x0, x1 = x[..., 0::2].float(), x[..., 1::2].float()
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+    return out.type_as(x)
+
+
+def build_positions(config) -> nn.Module | None:
+    if config.positions == "learned":
+        return LearnedPositions(config.max_len, config.d_model)
+    if config.positions == "sinusoidal":
+        return SinusoidalPositions(config.d_model)
+    if config.positions == "shape":
+        return SinusoidalPositions(config.d_model, max_shift=config.shape_max_shift)
+    if config.positions == "rope":
+        return RotaryPositions(config.head_dim)
+    return None

@@ -1,0 +1,115 @@
+"""The transformer toolkit's building blocks: config checks, LM causality, encoder pooling, positions, ALONE, init."""
+import math
+
+import pytest
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.blocks import Block
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.embeddings import AloneEmbedding, alone_filters, embedding_parameters
+from koba_ros.nlp.model import TextEncoder, TransformerLM
+from koba_ros.nlp.positions import RotaryPositions, SinusoidalPositions, apply_rope
+from koba_ros.nlp.tokenizer import ByteTokenizer
+
+SMALL = dict(d_model=32, n_layers=2, n_heads=4, max_len=64)
+
+
+@pytest.mark.parametrize("bad", [dict(d_model=30, n_heads=4), dict(n_layers=0), dict(norm="mid"),
+                                 dict(positions="alibi"), dict(d_model=12, n_heads=4, positions="rope"),
+                                 dict(dropout=1.5), dict(embedding="alone", tie_embeddings=True)])
+def test_impossible_configs_raise_one_line_errors(bad):
+    with pytest.raises(KobaError):
+        TransformerConfig(**bad)
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(KobaError, match="d_modle"):
+        TransformerConfig.from_dict({"d_modle": 3})
+
+
+@pytest.mark.parametrize("norm", ["pre", "post", "b2t"])
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "shape", "rope"])
+def test_lm_is_causal(norm, positions):
+    torch.manual_seed(0)
+    lm = TransformerLM(TransformerConfig(norm=norm, positions=positions, **SMALL)).eval()
+    ids = torch.randint(0, 256, (2, 12))
+    changed = ids.clone()
+    changed[:, 8:] = (changed[:, 8:] + 1) % 256
+    a, _ = lm(ids)
+    b, _ = lm(changed)
+    assert torch.allclose(a[:, :8], b[:, :8], atol=1e-5)
+    assert not torch.allclose(a[:, 8:], b[:, 8:], atol=1e-3)
+
+
+def test_encoder_vectors_ignore_padding_and_differ_by_text():
+    torch.manual_seed(0)
+    tok = ByteTokenizer()
+    enc = TextEncoder(TransformerConfig(**SMALL)).eval()
+    ids, mask = tok.batch(["red cube", "the brown fluffy teddy bear"])
+    both = enc.encode(ids, mask)
+    alone_ids, alone_mask = tok.batch(["red cube"])
+    alone = enc.encode(alone_ids, alone_mask)
+    assert both.shape == (2, 32)
+    assert torch.allclose(both.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(both[0], alone[0], atol=1e-5)
+    assert (both[0] - both[1]).abs().max() > 1e-3
+
+
+def test_byte_tokenizer_round_trip_and_errors():
+    tok = ByteTokenizer()
+    text = "put the brown toy in the top right box — ok"
+    assert tok.decode(tok.encode(text, bos=True, eos=True)) == text
+    with pytest.raises(KobaError):
+        tok.batch([])
+
+
+def test_b2t_block_follows_its_equation():
+    torch.manual_seed(0)
+    block = Block(TransformerConfig(norm="b2t", **SMALL))
+    x = torch.randn(2, 5, 32)
+    h = block.ln1(x + block.attn(x, True))
+    expected = block.ln2(h + block.ffn(h) + x)
+    assert torch.allclose(block(x, True), expected, atol=1e-6)
+
+
+def test_shape_shifts_randomly_in_training_and_fixed_at_inference():
+    pos = SinusoidalPositions(16, max_shift=50)
+    pos.train()
+    a, b = pos(8, 4, "cpu"), pos(8, 4, "cpu")
+    assert not torch.allclose(a, b)
+    pos.eval()
+    assert torch.allclose(pos(1, 4, "cpu"), SinusoidalPositions(16)(1, 4, "cpu", shift=50))
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    rope = RotaryPositions(8)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(pq, pk):
+        cq, sq = rope.cos_sin(1, "cpu", shift=pq)
+        ck, sk = rope.cos_sin(1, "cpu", shift=pk)
+        return (apply_rope(q, cq, sq) * apply_rope(k, ck, sk)).sum()
+
+    assert torch.allclose(score(3, 1), score(10, 8), atol=1e-5)
+    assert not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)
+
+
+def test_alone_filters_have_the_paper_density_and_few_parameters():
+    books, codes = alone_filters(5000, 256, codebooks=8, codes=64, p=0.5)
+    emb = AloneEmbedding(5000, 64, alone_dim=256, hidden=128, codebooks=8, codes=64, p=0.5)
+    density = emb.filters(torch.arange(5000)).mean().item()
+    assert abs(density - 0.5) < 0.02          # each element is 1 with probability 1 - p
+    assert embedding_parameters(emb) < 5000 * 64 / 5
+    assert emb(torch.tensor([1, 2])).shape == (2, 64)
+    assert books.shape == (8, 64, 256) and codes.shape == (5000, 8)
+
+
+def test_small_init_matches_spike_no_more_sigmas():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(d_model=256, n_layers=8, n_heads=4, init="small")
+    lm = TransformerLM(cfg)
+    sigma = math.sqrt(2 / (5 * 256))
+    assert abs(lm.blocks[0].attn.qkv.weight.std().item() - sigma) < 0.05 * sigma
+    assert abs(lm.blocks[0].ffn.proj.weight.std().item() - sigma / math.sqrt(16)) < 0.05 * sigma / 4
+    assert abs(lm.embed.weight.std().item() - sigma) < 0.05 * sigma
