@@ -18,6 +18,7 @@ from koba_ros.errors import KobaError
 COMMANDS = [
     "up",
     "say",
+    "face",
 ]
 
 

@@ -1,0 +1,110 @@
+"""Features -> positive / negative / neutral, relative to the person's own neutral face.
+
+Faces differ more between people than one person's smile differs from their rest face, so
+every cue is a change from a neutral baseline: the person's own (a short calibration, the
+medians of a few seconds of their rest face) or, before that, a population prior.
+
+Cues and the change that counts as a full-strength expression (units of the eye-corner distance):
+  smile:  mouth corners rise above the lip centre (0.06) and the mouth widens (0.10);
+  frown:  corners drop (0.04), brows lower toward the eyes (0.03), brows draw together (0.04).
+Brow cues are only used once calibrated: brow height and spacing vary too much between people
+to read against a population prior. The scales are the geometry of the cues, not fitted to data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from koba_ros.face.features import FaceFeatures
+
+
+@dataclass(frozen=True)
+class Neutral:
+    mouth_corner_lift: float
+    mouth_width: float
+    brow_raise: float
+    brow_gap: float
+    calibrated: bool
+
+
+# Prior for an uncalibrated person: at rest the mouth corners sit level with the lip centre, and the
+# mouth is about 0.59 of the outer-eye-corner width (anthropometric norms: mouth width ch-ch ~52 mm,
+# biocular width ex-ex ~88 mm, Farkas 1994). Brow values are placeholders that the weights ignore.
+POPULATION_NEUTRAL = Neutral(mouth_corner_lift=0.0, mouth_width=0.59, brow_raise=0.0, brow_gap=0.0, calibrated=False)
+
+LIFT_FULL, WIDTH_FULL = 0.06, 0.10
+DROP_FULL, BROW_LOWER_FULL, BROW_GATHER_FULL = 0.04, 0.03, 0.04
+DECISION = 0.5  # evidence (0..1) an expression needs to be called
+
+
+@dataclass(frozen=True)
+class Expression:
+    label: str          # positive | negative | neutral
+    value: int          # +1, -1, 0
+    confidence: float   # 0..1
+    smile: float        # evidence 0..1
+    frown: float        # evidence 0..1
+
+    @property
+    def score(self) -> float:
+        """Signed evidence in -1..1 (what the smoother averages)."""
+        return self.smile - self.frown
+
+
+def _ramp(x: float) -> float:
+    return float(np.clip(x, 0.0, 1.0))
+
+
+def _noisy_or(*evidence: float) -> float:
+    """Any one cue at full strength is enough; weak cues add up."""
+    return float(1.0 - np.prod([1.0 - e for e in evidence]))
+
+
+def classify(f: FaceFeatures, neutral: Neutral = POPULATION_NEUTRAL) -> Expression:
+    lift = f.mouth_corner_lift - neutral.mouth_corner_lift
+    # Corners rising carry a smile; a wider mouth alone (talking, a grimace) is only supporting evidence.
+    smile = 0.7 * _ramp(lift / LIFT_FULL) + 0.3 * _ramp((f.mouth_width - neutral.mouth_width) / WIDTH_FULL)
+    frown_cues = [_ramp(-lift / DROP_FULL)]
+    if neutral.calibrated:
+        frown_cues += [_ramp((neutral.brow_raise - f.brow_raise) / BROW_LOWER_FULL),
+                       _ramp((neutral.brow_gap - f.brow_gap) / BROW_GATHER_FULL)]
+    frown = _noisy_or(*frown_cues)
+    if smile >= DECISION and smile > frown:
+        return Expression("positive", 1, smile, smile, frown)
+    if frown >= DECISION and frown > smile:
+        return Expression("negative", -1, frown, smile, frown)
+    return Expression("neutral", 0, 1.0 - max(smile, frown), smile, frown)
+
+
+class NeutralCalibrator:
+    """The person's neutral face: medians of their features over the first `seconds` of frames that
+    look neutral against the population prior (a smile during calibration is not taken as rest)."""
+
+    def __init__(self, seconds: float = 2.0, min_frames: int = 10):
+        self.seconds, self.min_frames = float(seconds), int(min_frames)
+        self.samples: list[FaceFeatures] = []
+        self.start: float | None = None
+        self.neutral: Neutral = POPULATION_NEUTRAL
+
+    @property
+    def done(self) -> bool:
+        return self.neutral.calibrated or self.seconds <= 0
+
+    def add(self, t: float, f: FaceFeatures) -> None:
+        if self.done:
+            return
+        if classify(f).label == "neutral":
+            self.start = t if self.start is None else self.start
+            self.samples.append(f)
+        if self.start is not None and t - self.start >= self.seconds and len(self.samples) >= self.min_frames:
+            med = {k: float(np.median([getattr(s, k) for s in self.samples]))
+                   for k in ("mouth_corner_lift", "mouth_width", "brow_raise", "brow_gap")}
+            self.neutral = Neutral(**med, calibrated=True)
+            self.samples.clear()
+
+    def reset(self) -> None:
+        """Forget the person (a new face took over)."""
+        self.samples.clear()
+        self.start = None
+        self.neutral = replace(POPULATION_NEUTRAL)
