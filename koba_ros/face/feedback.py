@@ -107,12 +107,12 @@ class HeadGestureDetector:
         self.history.clear()
 
     def update(self, t: float, yaw: float | None, pitch: float | None) -> FeedbackEvent | None:
-        if yaw is None or pitch is None:
-            return None
+        if yaw is None or pitch is None or t < self.quiet_until:
+            return None  # the tail of a gesture just reported does not start a new one
         self.history.append((t, yaw, pitch))
         while self.history and t - self.history[0][0] > self.window_s:
             self.history.popleft()
-        if t < self.quiet_until or len(self.history) < 4:
+        if len(self.history) < 4:
             return None
         yaws = [(s[0], s[1]) for s in self.history]
         pitches = [(s[0], s[2]) for s in self.history]

@@ -1,0 +1,72 @@
+"""`koba face IMAGE_OR_VIDEO --json`, run as a user runs it."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from koba_ros.face import samples
+
+
+def koba_face(*args):
+    proc = subprocess.run([sys.executable, "-m", "koba_ros.cli", "face", *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def write_png(path, rgb):
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_astronaut_image_is_positive(tmp_path):
+    annotated = tmp_path / "annotated.png"
+    code, out, _ = koba_face(write_png(tmp_path / "astronaut.png", samples.astronaut()), "--json",
+                             "--annotated", annotated)
+    assert code == 0
+    result = json.loads(out)
+    assert result["faces"] == 1 and result["expression"] == "positive" and result["feedback"] == 1
+    assert result["confidence"] > 0.8 and [e["value"] for e in result["events"]] == [1]
+    assert cv2.imread(str(annotated)).shape == (512, 512, 3)
+
+
+def test_picture_without_a_face_gives_no_feedback(tmp_path):
+    code, out, _ = koba_face(write_png(tmp_path / "coffee.png", samples.no_face()), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["faces"] == 0 and result["feedback"] == 0 and result["events"] == []
+    assert result["expression"] is None
+
+
+def test_video_gives_one_event_per_smile(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    rest, smile = samples.on_canvas(samples.grace_hopper()), samples.on_canvas(samples.astronaut())
+    for frame in [rest] * 8 + [smile] * 8 + [rest] * 6:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    code, out, err = koba_face(path, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["frames"] == 22 and result["feedback"] == 1
+    assert [e["cue"] for e in result["events"]] == ["smile"]
+    assert 0.8 <= result["events"][0]["onset_s"] <= 1.0
+
+
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff this is no jpeg" * 30, b""])
+def test_corrupt_image_is_a_one_line_error(tmp_path, content):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(content)
+    code, out, err = koba_face(bad, "--json")
+    assert code == 2 and out == ""
+    lines = [line for line in err.splitlines() if line.startswith("koba face:")]
+    assert len(lines) == 1 and "cannot read" in lines[0]
+
+
+def test_dark_frame_gives_no_feedback(tmp_path):
+    dark = np.clip(samples.on_canvas(samples.astronaut()) * 0.03, 0, 255).astype(np.uint8)
+    code, out, _ = koba_face(write_png(tmp_path / "dark.png", dark), "--json")
+    result = json.loads(out)
+    assert code == 0 and result["feedback"] == 0 and result["skipped"] == ["too dark"]
