@@ -130,16 +130,16 @@ class FaceFeedbackNode(LifecycleNode):
             self.get_logger().warning(f"dropped a frame: {exc}", throttle_duration_sec=5.0)
             return
         stamp = Time.from_msg(msg.header.stamp)
-        self.handle(rgb, stamp if stamp.nanoseconds else self.get_clock().now(), msg.header.frame_id)
+        self.on_frame(rgb, stamp if stamp.nanoseconds else self.get_clock().now(), msg.header.frame_id)
 
     def on_webcam_tick(self) -> None:
         if self.webcam is None:
             return
         rgb = self.webcam.read()
         if rgb is not None:
-            self.handle(rgb, self.get_clock().now(), "webcam")
+            self.on_frame(rgb, self.get_clock().now(), "webcam")
 
-    def handle(self, rgb, stamp: Time, frame_id: str) -> None:
+    def on_frame(self, rgb, stamp: Time, frame_id: str) -> None:
         if self.pipeline is None:
             return
         self.last_frame = time.monotonic()
