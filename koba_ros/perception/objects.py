@@ -19,3 +19,4 @@ class PerceivedObject:
     crop: np.ndarray | None = None             # HxWx3 uint8 image crop around the object
     mask: np.ndarray | None = None             # HxW bool in the full image
     score: float = 1.0
+    yaw: float = 0.0                           # direction of the long axis in base_link x-y, radians

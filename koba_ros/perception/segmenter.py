@@ -58,6 +58,19 @@ def boundaries(rgb: np.ndarray, height: np.ndarray) -> np.ndarray:
     return (grad_h > HEIGHT_EDGE) | (grad_c > COLOUR_EDGE)
 
 
+def long_axis(xy: np.ndarray) -> float:
+    """Direction (radians in base_link x-y) perpendicular to the footprint's narrowest width.
+
+    The narrowest width is where a parallel gripper closes; for a square that is along a side, which a
+    principal-axis estimate would leave arbitrary.
+    """
+    angles = np.radians(np.arange(0, 180, 5))
+    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    projected = xy @ directions.T
+    widths = np.percentile(projected, 97, axis=0) - np.percentile(projected, 3, axis=0)
+    return float(angles[int(np.argmin(widths))] + np.pi / 2)
+
+
 def box_of(x: float, y: float, boxes: dict[str, BoxRegion]) -> str:
     for region in boxes.values():
         if region.contains(x, y):
@@ -116,6 +129,7 @@ def _describe(rgb, points, height, window, local, boxes) -> PerceivedObject | No
     cx, cy = np.mean(upper[:, 0]), np.mean(upper[:, 1])
     lo, hi = np.percentile(pts[:, :2], 2, axis=0), np.percentile(pts[:, :2], 98, axis=0)
     box = box_of(float(cx), float(cy), boxes)
+    yaw = long_axis(upper[:, :2])
     if not box:
         return None
     floor = boxes[box].floor_z
@@ -129,4 +143,4 @@ def _describe(rgb, points, height, window, local, boxes) -> PerceivedObject | No
         position=(float(cx), float(cy), float(floor + top / 2)),
         size=(float(hi[0] - lo[0]), float(hi[1] - lo[1]), top), box=box,
         mean_rgb=tuple(float(c) for c in colours.mean(axis=0)), attributes=attributes, features=features,
-        crop=crop, mask=full, score=1.0)
+        crop=crop, mask=full, score=1.0, yaw=yaw)

@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as pb
 import pybullet_data
 
 from koba_ros.errors import KobaError
 from koba_ros.sim import layout
+from koba_ros.sim.bullet import pb
 from koba_ros.sim.catalog import CatalogEntry, load_catalog
 from koba_ros.sim.scene import Scene
 from koba_ros.sim.trajectory import JointLimit, JointTrajectory, TrajectoryFollower, validate

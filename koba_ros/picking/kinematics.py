@@ -1,0 +1,98 @@
+"""Panda kinematics for planning: IK and FK on a kinematic-only copy of the URDF in its own PyBullet client.
+
+Nothing here steps physics or touches the simulated cell, so the same planner drives the PyBullet arm or a
+real Panda's controller.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pybullet_data
+
+from koba_ros.errors import KobaError
+from koba_ros.sim.bullet import pb
+from koba_ros.sim.trajectory import JointLimit
+
+PANDA_URDF = "franka_panda/panda.urdf"
+ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+TOOL_LINK = "panda_grasptarget"
+# Where IK's null space pulls: elbow up, wrist above the hand, like the Panda's ready pose.
+REST = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
+IK_TOLERANCE = 0.004   # m; a solution further than this from the target is no solution
+
+
+def top_down(yaw: float) -> tuple[float, float, float, float]:
+    """Quaternion (xyzw) of the tool pointing straight down, fingers closing along (sin yaw, -cos yaw)."""
+    return tuple(pb.getQuaternionFromEuler((math.pi, 0.0, yaw)))
+
+
+class PandaKinematics:
+    def __init__(self):
+        self.client = pb.connect(pb.DIRECT)
+        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        self.robot = pb.loadURDF(PANDA_URDF, useFixedBase=True, physicsClientId=self.client)
+        index, self.limits, self.movable = {}, {}, []
+        for j in range(pb.getNumJoints(self.robot, physicsClientId=self.client)):
+            info = pb.getJointInfo(self.robot, j, physicsClientId=self.client)
+            index[info[1].decode()] = j
+            if info[2] != pb.JOINT_FIXED:
+                self.movable.append(j)
+            if info[12].decode() == TOOL_LINK:
+                self.tool = j
+            if info[1].decode() in ARM_JOINTS:
+                self.limits[info[1].decode()] = JointLimit(info[8], info[9], info[11])
+        self.arm = [index[n] for n in ARM_JOINTS]
+        self.lower = np.array([self.limits[n].lower for n in ARM_JOINTS])
+        self.upper = np.array([self.limits[n].upper for n in ARM_JOINTS])
+        self.max_velocity = np.array([self.limits[n].velocity for n in ARM_JOINTS])
+
+    def _set(self, q) -> None:
+        for j, v in zip(self.arm, q, strict=True):
+            pb.resetJointState(self.robot, j, float(v), physicsClientId=self.client)
+
+    def fk(self, q) -> tuple[np.ndarray, np.ndarray]:
+        """Tool position and quaternion (xyzw) in base_link for arm joints q."""
+        self._set(q)
+        state = pb.getLinkState(self.robot, self.tool, computeForwardKinematics=True, physicsClientId=self.client)
+        return np.array(state[4]), np.array(state[5])
+
+    def ik(self, position, orientation, seed=None) -> np.ndarray:
+        """Arm joints putting the tool at position/orientation, inside the joint limits (KobaError if none).
+
+        Tries the given seed, then the rest pose turned toward the target (IK is local: the seed matters).
+        """
+        facing = np.array(REST)
+        facing[0] = math.atan2(position[1], position[0])
+        seeds = ([np.asarray(seed, dtype=np.float64)] if seed is not None else []) + [facing]
+        best = None
+        for start in seeds:
+            try:
+                return self._ik_from(position, orientation, start)
+            except KobaError as exc:
+                best = best or exc
+        raise best
+
+    def _ik_from(self, position, orientation, seed: np.ndarray) -> np.ndarray:
+        q = seed.copy()
+        ranges = list(self.upper - self.lower) + [0.04, 0.04]
+        for _ in range(20):   # PyBullet's IK is one damped step per call from the current state: iterate
+            self._set(q)
+            full = pb.calculateInverseKinematics(
+                self.robot, self.tool, position, orientation, lowerLimits=[*self.lower, 0, 0],
+                upperLimits=[*self.upper, 0.04, 0.04], jointRanges=ranges, restPoses=[*REST, 0.02, 0.02],
+                maxNumIterations=100, residualThreshold=1e-5, physicsClientId=self.client)
+            q = np.clip(np.array(full[:7]), self.lower, self.upper)
+            reached, quat = self.fk(q)
+            if np.linalg.norm(reached - position) < IK_TOLERANCE * 0.25 and abs(np.dot(quat, orientation)) > 0.999:
+                break
+        reached, quat = self.fk(q)
+        error = np.linalg.norm(reached - np.asarray(position))
+        if error > IK_TOLERANCE or abs(np.dot(quat, orientation)) < 0.995:
+            raise KobaError(f"cannot reach ({position[0]:.2f}, {position[1]:.2f}, {position[2]:.2f}) pointing down "
+                            f"(best {error * 100:.1f} cm off)")
+        return q
+
+    def close(self) -> None:
+        if pb.isConnected(self.client):
+            pb.disconnect(self.client)

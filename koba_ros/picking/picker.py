@@ -1,0 +1,221 @@
+"""Top-down pick and place: plan, then approach, grasp, lift, transfer, release, verify, home.
+
+The Picker talks to any arm through the small `Arm` protocol (joint positions, execute a JointTrajectory,
+gripper width), so the same code drives SimCell directly (`koba pick`, benchmarks) or a controller over
+ROS topics (picker_node). Every stage's trajectory is planned with IK inside the joint limits and checked
+against the workspace before the arm moves; cancel is polled while the arm moves and stops it.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from koba_ros.errors import KobaError
+from koba_ros.picking.kinematics import PandaKinematics, top_down
+from koba_ros.picking.motion import concat, joint_move, line_move
+from koba_ros.picking.workspace import Workspace
+from koba_ros.sim.layout import BOXES, box_regions
+from koba_ros.sim.trajectory import JointTrajectory, validate
+
+HOME = (0.0, -1.2, 0.0, -2.9, 0.0, 1.75, 0.785)   # tucked out of the camera's view (SimCell.HOME)
+MAX_OPENING = 0.08
+CLEAR_Z = 0.20              # m above the table for moves between boxes
+APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
+HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
+STAGES = ("approach", "grasp", "lift", "transfer", "release", "verify", "home")
+
+
+class Arm(Protocol):
+    def joint_positions(self) -> np.ndarray: ...
+    def execute(self, traj: JointTrajectory, cancel: threading.Event) -> bool: ...   # False when cancelled
+    def gripper(self, width: float, cancel: threading.Event) -> float: ...            # settled width
+
+
+@dataclass(frozen=True)
+class Target:
+    position: tuple[float, float, float]    # object centroid, base_link
+    size: tuple[float, float, float]        # extent along x, y, z (zeros: unknown)
+    yaw: float | None = None                # long-axis angle; None: choose from size
+
+
+@dataclass
+class PickResult:
+    success: bool
+    message: str
+    stage: str = ""
+    attempts: int = 0
+
+
+class Cancelled(Exception):
+    pass
+
+
+def grasp_yaw(target: Target) -> float:
+    """Close the fingers across the object's short side (fingers close along (sin yaw, -cos yaw))."""
+    if target.yaw is not None:
+        return _wrap_half_turn(target.yaw)      # long axis along yaw -> fingers close across it
+    sx, sy = target.size[0], target.size[1]
+    return 0.0 if sx >= sy else math.pi / 2
+
+
+def _wrap_half_turn(yaw: float) -> float:
+    """A parallel gripper is symmetric under half a turn: keep yaw in [-pi/2, pi/2) (the wrist's easy range)."""
+    return (yaw + math.pi / 2) % math.pi - math.pi / 2
+
+
+class Picker:
+    def __init__(self, arm: Arm, kinematics: PandaKinematics | None = None, workspace: Workspace | None = None):
+        self.arm = arm
+        self.kin = kinematics or PandaKinematics()
+        self.workspace = workspace or Workspace()
+
+    # --- planning (no motion) -------------------------------------------------------------------
+    def check_goal(self, target: Target, destination: str) -> None:
+        """KobaError with the reason when the goal is impossible; nothing moves."""
+        if destination not in BOXES:
+            raise KobaError(f"unknown destination {destination!r}; boxes: {', '.join(BOXES)}")
+        if not all(math.isfinite(v) for v in (*target.position, *target.size)):
+            raise KobaError("target position or size is not a number")
+        if not self.workspace.contains(target.position):
+            raise KobaError(self.workspace.why_not(target.position))
+        if min(target.size[0], target.size[1]) > MAX_OPENING - 0.01:
+            raise KobaError(f"object is {min(target.size[:2]) * 100:.0f} cm across: wider than the gripper opens")
+
+    def _checked(self, traj: JointTrajectory, start: np.ndarray) -> JointTrajectory:
+        """Every trajectory leaves here within joint limits and with every waypoint's tool inside the workspace."""
+        validate(traj, self.kin.limits, start)
+        for q in traj.positions:
+            tool = self.kin.fk(q)[0]
+            if not self.workspace.contains(tool) and not _near_home(q):
+                raise KobaError(f"planned motion leaves the workspace: {self.workspace.why_not(tool)}")
+        return traj
+
+    def plan_pick(self, target: Target, q_start) -> dict[str, JointTrajectory]:
+        """Trajectories for approach, descend, lift (grasp in between). Raises KobaError if unreachable."""
+        x, y, z = target.position
+        height = target.size[2] if target.size[2] > 0 else 0.04
+        bottom = z - height / 2
+        # Fingertips a little above the object's lower half, never into the floor.
+        grasp_z = bottom + max(0.45 * height, 0.004)
+        orientation = top_down(grasp_yaw(target))
+        above = (x, y, grasp_z + APPROACH_HEIGHT)
+        q_above = self.kin.ik(above, orientation)
+        approach = self._checked(joint_move(q_start, q_above, self.kin.max_velocity), q_start)
+        descend, q_grasp = line_move(self.kin, q_above, above, (x, y, grasp_z), orientation)
+        lift, q_lift = line_move(self.kin, q_grasp, (x, y, grasp_z), (x, y, max(CLEAR_Z, grasp_z + 0.1)), orientation)
+        return {"approach": approach, "descend": self._checked(descend, q_above),
+                "lift": self._checked(lift, q_grasp), "q_lift": q_lift}
+
+    def plan_place(self, destination: str, height: float, q_start) -> dict[str, JointTrajectory]:
+        region = box_regions()[destination]
+        x, y = region.centre
+        orientation = top_down(0.0)
+        q_over = self.kin.ik((x, y, CLEAR_Z), orientation, seed=q_start)
+        transfer = self._checked(joint_move(q_start, q_over, self.kin.max_velocity), q_start)
+        release_z = region.floor_z + height + 0.03
+        lower, q_low = line_move(self.kin, q_over, (x, y, CLEAR_Z), (x, y, release_z), orientation)
+        up, q_up = line_move(self.kin, q_low, (x, y, release_z), (x, y, CLEAR_Z), orientation)
+        home = joint_move(q_up, HOME, self.kin.max_velocity)
+        return {"transfer": transfer, "lower": self._checked(lower, q_over),
+                "retreat": self._checked(concat(up, home), q_low)}
+
+    # --- execution --------------------------------------------------------------------------------
+    def pick_place(self, target: Target, destination: str, *, progress: Callable[[str, float], None] | None = None,
+                   cancel: threading.Event | None = None, locate: Callable[[Target], Target | None] | None = None,
+                   verify: Callable[[], bool | None] | None = None) -> PickResult:
+        """Run the whole pick; `locate` re-finds a dropped object for the one retry, `verify` checks the result."""
+        cancel = cancel or threading.Event()
+        progress = progress or (lambda stage, fraction: None)
+        try:
+            self.check_goal(target, destination)
+        except KobaError as exc:
+            return PickResult(False, f"rejected: {exc}")
+        for attempt in (1, 2):
+            try:
+                outcome = self._attempt(target, destination, progress, cancel)
+            except Cancelled:
+                return PickResult(False, "cancelled; the arm stopped", attempts=attempt)
+            except KobaError as exc:
+                self._go_home(cancel)
+                return PickResult(False, f"failed: {exc}", attempts=attempt)
+            if outcome == "placed":
+                progress("verify", 0.95)
+                ok = verify() if verify else None
+                self._go_home(cancel)
+                progress("home", 1.0)
+                if ok is False:
+                    return PickResult(False, "released, but the object is not in the destination box",
+                                      "verify", attempt)
+                return PickResult(True, f"placed in {destination}", "home", attempt)
+            # Dropped or missed: look again from home (the arm out of the camera's view) and retry once.
+            self._go_home(cancel)
+            found = locate(target) if locate and attempt == 1 else None
+            if found is None:
+                return PickResult(False, f"failed: the object {outcome} and could not be found for a retry"
+                                  if attempt == 1 else f"failed: the object {outcome} again after one retry",
+                                  attempts=attempt)
+            target = found
+            try:
+                self.check_goal(target, destination)
+            except KobaError as exc:
+                return PickResult(False, f"failed: after a drop, {exc}", attempts=attempt)
+        raise AssertionError("unreachable")
+
+    def _run(self, traj: JointTrajectory, cancel: threading.Event) -> None:
+        if not self.arm.execute(traj, cancel):
+            raise Cancelled()
+
+    def _grip(self, width: float, cancel: threading.Event) -> float:
+        width = self.arm.gripper(width, cancel)
+        if cancel.is_set():
+            raise Cancelled()
+        return width
+
+    def _attempt(self, target: Target, destination: str, progress, cancel) -> str:
+        """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed')."""
+        plan = self.plan_pick(target, self.arm.joint_positions())
+        place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"])
+        progress("approach", 0.0)
+        opening = min(MAX_OPENING, max(target.size[0], target.size[1]) + 0.03)
+        self._grip(opening, cancel)
+        self._run(plan["approach"], cancel)
+        progress("grasp", 0.2)
+        self._run(plan["descend"], cancel)
+        if self._grip(0.0, cancel) < HELD_MIN_WIDTH:
+            self._grip(MAX_OPENING, cancel)
+            self._run(plan["lift"], cancel)
+            return "was missed"
+        progress("lift", 0.4)
+        self._run(plan["lift"], cancel)
+        progress("transfer", 0.55)
+        self._run(place["transfer"], cancel)
+        if self._grip(0.0, cancel) < HELD_MIN_WIDTH:
+            return "slipped"
+        progress("release", 0.75)
+        self._run(place["lower"], cancel)
+        self._grip(MAX_OPENING, cancel)
+        self._run(place["retreat"], cancel)
+        return "placed"
+
+    def _go_home(self, cancel: threading.Event) -> None:
+        q = self.arm.joint_positions()
+        if not _near_home(q) and not cancel.is_set():
+            tool = self.kin.fk(q)[0]
+            up = None
+            if tool[2] < CLEAR_Z - 0.01 and self.workspace.contains(tool):
+                _, orientation = self.kin.fk(q)
+                try:
+                    up, q = line_move(self.kin, q, tool, (tool[0], tool[1], CLEAR_Z), orientation)
+                except KobaError:
+                    up = None
+            home = joint_move(q, HOME, self.kin.max_velocity)
+            self.arm.execute(concat(up, home) if up is not None else home, cancel)
+
+
+def _near_home(q) -> bool:
+    return bool(np.max(np.abs(np.asarray(q) - HOME)) < 0.05)
