@@ -18,7 +18,10 @@ from koba_ros.errors import KobaError
 COMMANDS = [
     "up",
     "say",
+    "pick",
     "face",
+    "lm",
+    "train",
 ]
 
 
