@@ -1,0 +1,38 @@
+"""koba asr FILE [--backend B] [--json]: recognise a recording with the speech_node's core."""
+HELP = "Recognise speech in an audio file (WAV/FLAC/OGG or 16 kHz .raw) with the speech_node's recogniser."
+
+
+def add_arguments(p):
+    p.add_argument("file", help="Audio file; any rate and channel count (converted to 16 kHz mono).")
+    p.add_argument("--backend", default="pocketsphinx", choices=("pocketsphinx", "whisper"),
+                   help="Recogniser (default pocketsphinx with the domain language model).")
+    p.add_argument("--checkpoint", default="", help="Whisper checkpoint file (.pt), for --backend whisper.")
+    p.add_argument("--general", action="store_true", help="pocketsphinx: general en-us model only, no domain LM.")
+    p.add_argument("--json", action="store_true", help="Print a JSON object.")
+
+
+def run(args):
+    import time
+
+    from koba_ros.cli import print_json
+    from koba_ros.speech.audio import duration, load_audio
+    from koba_ros.speech.recognizers import make_recognizer
+    from koba_ros.speech.streaming import transcribe
+
+    samples = load_audio(args.file)
+    options = {"checkpoint": args.checkpoint} if args.backend == "whisper" else {"use_domain_lm": not args.general}
+    recognizer = make_recognizer(args.backend, **options)
+    started = time.process_time()   # CPU time: the real-time factor on one core
+    utterances = transcribe(recognizer, samples)
+    cpu = time.process_time() - started
+    spoken = [u for u in utterances if u.text]
+    text = " ".join(u.text for u in spoken)
+    confidence = min((u.confidence for u in spoken), default=0.0)
+    rtf = cpu / duration(samples) if len(samples) else 0.0
+    if args.json:
+        print_json({"text": text, "confidence": round(confidence, 3), "backend": recognizer.backend,
+                    "rtf": round(rtf, 3), "utterances": [{"text": u.text, "confidence": round(u.confidence, 3),
+                                                          "start_to_end_s": round(u.audio_duration, 2)}
+                                                         for u in spoken]})
+    else:
+        print(text)

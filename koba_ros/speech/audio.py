@@ -1,0 +1,103 @@
+"""Audio in: WAV/FLAC/raw files, microphone blocks and topic samples, all turned into 16 kHz mono int16.
+
+Every recogniser in koba_ros.speech consumes exactly one format (16 kHz, mono, int16 numpy
+array), so conversion happens once, here: channels are averaged, float samples are scaled
+and clipped, and other rates are resampled with a polyphase filter (scipy.signal.resample_poly).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from koba_ros.errors import KobaError
+
+RATE = 16000  # what pocketsphinx's en-us model and webrtcvad want
+
+
+def to_mono_int16(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Any (frames,) or (frames, channels) int/float array at `rate` → 16 kHz mono int16."""
+    samples = np.asarray(samples)
+    if samples.ndim not in (1, 2):
+        raise KobaError(f"audio must be (frames,) or (frames, channels), got shape {samples.shape}")
+    if rate <= 0:
+        raise KobaError(f"sample rate must be positive, got {rate}")
+    if samples.dtype.kind == "f":
+        if not np.all(np.isfinite(samples)):
+            raise KobaError("audio contains NaN or infinite samples")
+        x = samples.astype(np.float64)
+    elif samples.dtype.kind in "iu":
+        # Any integer width to [-1, 1); unsigned formats (8-bit WAV) are centred first.
+        half = (int(np.iinfo(samples.dtype).max) + 1) / (2 if samples.dtype.kind == "u" else 1)
+        x = (samples.astype(np.float64) - (half if samples.dtype.kind == "u" else 0)) / half
+    else:
+        raise KobaError(f"unsupported sample type {samples.dtype}")
+    if x.ndim == 2:
+        x = x.mean(axis=1)  # average channels: keeps speech recorded on either
+    if rate != RATE and x.size:
+        from scipy.signal import resample_poly
+
+        g = gcd(int(rate), RATE)
+        x = resample_poly(x, RATE // g, int(rate) // g)
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """A sound file (anything libsndfile reads; .raw = 16 kHz mono int16 little-endian) as 16 kHz mono int16."""
+    path = Path(path)
+    if not path.is_file():
+        raise KobaError(f"no such audio file: {path}")
+    if path.suffix.lower() in (".raw", ".pcm"):
+        data = path.read_bytes()
+        if len(data) % 2:
+            raise KobaError(f"{path}: raw audio must be 16-bit samples (odd byte count {len(data)})")
+        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float64", always_2d=False)
+    except Exception as exc:  # libsndfile's errors are RuntimeError / LibsndfileError with a one-line reason
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise KobaError(f"cannot read audio file {path}: {reason}") from None
+    return to_mono_int16(samples, int(rate))
+
+
+def duration(samples: np.ndarray) -> float:
+    return len(samples) / RATE
+
+
+class Microphone:
+    """Blocks of 16 kHz mono int16 from the default input device (sounddevice), passed to `on_block`.
+
+    A machine without a microphone (or without PortAudio) raises KobaError in one line when opened.
+    """
+
+    def __init__(self, on_block: Callable[[np.ndarray], None], device: str | int | None = None,
+                 block_seconds: float = 0.03):
+        self.on_block = on_block
+        self.device = None if device in (None, "") else device
+        self.block_seconds = block_seconds
+        self.stream = None
+
+    def start(self) -> None:
+        try:
+            import sounddevice
+
+            info = sounddevice.query_devices(self.device, kind="input")
+            rate = int(info["default_samplerate"])
+            self.stream = sounddevice.InputStream(
+                device=self.device, channels=1, samplerate=rate, dtype="int16",
+                blocksize=int(rate * self.block_seconds),
+                callback=lambda block, frames, t, status: self.on_block(to_mono_int16(block[:, 0], rate)))
+            self.stream.start()
+        except Exception as exc:  # no PortAudio, no device, device busy: all mean "no microphone"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise KobaError(f"no microphone available ({reason})") from None
+
+    def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
+            self.stream = None

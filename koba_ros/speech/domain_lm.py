@@ -1,0 +1,88 @@
+"""The ASR's domain language model: a trigram ARPA model of what people say to this robot.
+
+The sentences come from three places, so the recogniser knows every word the rest of the
+system understands: the object catalog (names, synonyms, descriptions, colours) put into
+picking templates, short answers to the robot's clarifying questions, and the teleop
+commands (koba_ros.teleop.commands.teleop_phrases). The model is built with pocketsphinx's
+own ARPA builder (fixed-discount backoff) and cached by content hash, so editing the catalog
+rebuilds it on the next start.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from koba_ros.sim.catalog import load_catalog
+from koba_ros.teleop.commands import teleop_phrases
+
+SPOKEN_BOXES = ("top left", "top right", "bottom left", "bottom right",
+                "upper left", "upper right", "lower left", "lower right")
+PICK_TEMPLATES = ("put the {o} in the {b} box", "move the {o} to the {b} box", "place the {o} into the {b} box",
+                  "pick up the {o} and put it in the {b} box", "put the {o} in the {b}")
+ANSWERS = ("yes", "no", "yes please", "that one", "the other one", "the left one", "the right one", "the first one",
+           "the second one", "the one on the left", "the one on the right", "pick up the {o}", "the {o}",
+           "the {o} in the {b} box", "the one in the {b} box")
+
+
+def object_names(catalog=None) -> list[str]:
+    """Every way the catalog lets a person name an object: synonyms, colour + synonym, descriptions."""
+    names = set()
+    for e in (catalog or load_catalog()).values():
+        for syn in e.synonyms:
+            names.add(syn)
+            names.add(f"{e.color} {syn}")
+        names.update(re.sub(r"^the ", "", d) for d in e.descriptions)
+        names.add(f"{e.color} {e.shape}")
+        names.add(f"{e.material} {e.shape}")
+    return sorted(names)
+
+
+def picking_phrases(catalog=None) -> list[str]:
+    """Pick-and-place instructions and answers to clarifying questions, from the catalog."""
+    names = object_names(catalog)
+    phrases = [t.format(o=o, b=b) for t, o, b in itertools.product(PICK_TEMPLATES, names, SPOKEN_BOXES)]
+    for a in ANSWERS:
+        phrases += sorted({a.format(o=o, b=b) for o, b in itertools.product(names, SPOKEN_BOXES)})
+    return phrases
+
+
+def domain_sentences(catalog=None) -> list[str]:
+    return [*picking_phrases(catalog), *teleop_phrases()]
+
+
+@dataclass(frozen=True)
+class DomainModel:
+    arpa_path: Path
+    sentences: frozenset[str]        # the training sentences (n-best rescoring prefers these)
+    vocabulary: tuple[str, ...]
+    dropped_words: tuple[str, ...]   # not in the pronunciation dictionary; sentences using them were left out
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "koba_ros" / "asr"
+
+
+def build_domain_lm(known_word, sentences: list[str] | None = None, folder: Path | None = None) -> DomainModel:
+    """Write (or reuse) the ARPA model of `sentences`; `known_word(w)` says whether the dictionary can say w."""
+    from pocketsphinx.lm import ArpaBoLM
+
+    sentences = sentences if sentences is not None else domain_sentences()
+    words = sorted({w for s in sentences for w in s.split()})
+    dropped = tuple(w for w in words if not known_word(w))
+    kept = [s for s in sentences if not set(s.split()) & set(dropped)]
+    text = "\n".join(kept) + "\n"
+    folder = folder or cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"domain-{hashlib.sha256(text.encode()).hexdigest()[:16]}.arpa"
+    if not path.is_file():
+        lm = ArpaBoLM(text=text, add_start=True, case="lower", discount_mass=0.5)
+        lm.compute()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        lm.write_file(str(tmp))
+        tmp.replace(path)   # atomic: a concurrent reader never sees half a file
+    vocab = tuple(w for w in words if w not in dropped)
+    return DomainModel(path, frozenset(kept), vocab, dropped)

@@ -1,0 +1,160 @@
+"""Speech recognisers behind one streaming interface: start(), feed(samples), finish() -> Hypothesis.
+
+PocketsphinxRecognizer (the default) decodes while the person is still talking, so when the
+voice activity detector closes an utterance only the final search remains (that keeps the
+end-of-speech → text latency low). It searches the domain language model first
+(koba_ros.speech.domain_lm) and, when the best path's mean word posterior is below
+`fallback_confidence`, decodes the same audio again with the general en-us model and keeps
+whichever hypothesis is more confident: in-domain commands get the small model's accuracy,
+anything else still comes out as English words. When the best domain path is not one of the
+domain's sentences but one of the next `rescore_n` paths is, that sentence wins (n-best
+rescoring against the sentence list: "top" → "stop", "up two centimeters" → "up ten ...").
+
+WhisperRecognizer (koba_ros.speech.whisper_backend) runs when a checkpoint file is configured.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from koba_ros.errors import KobaError
+
+# Words cmudict lacks that the catalog uses (ARPAbet, as in cmudict-en-us.dict).
+EXTRA_PRONUNCIATIONS = {"duckie": "D AH K IY", "jenga": "JH EH NG G AH", "plushie": "P L AH SH IY"}
+NOISE_FLOOR = 30.0   # int16 units (about -60 dBFS); see PocketsphinxRecognizer.feed
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    confidence: float                      # 0..1
+    alternatives: list[str] = field(default_factory=list)
+    backend: str = ""
+    model: str = ""                        # which model produced the text (domain | general | a checkpoint)
+
+
+class Recognizer:
+    """Streaming interface; recognize() decodes a whole utterance at once."""
+
+    backend = ""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def feed(self, samples: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> Hypothesis:
+        raise NotImplementedError
+
+    def recognize(self, samples: np.ndarray) -> Hypothesis:
+        self.start()
+        self.feed(samples)
+        return self.finish()
+
+
+class PocketsphinxRecognizer(Recognizer):
+    backend = "pocketsphinx"
+
+    def __init__(self, use_domain_lm: bool = True, fallback_confidence: float = 0.6, n_best: int = 3,
+                 rescore_n: int = 10, min_confidence: float = 0.2, seed: int = 0):
+        import pocketsphinx
+
+        pocketsphinx.set_loglevel("ERROR")
+        try:
+            self.decoder = pocketsphinx.Decoder(loglevel="ERROR")
+        except RuntimeError as exc:
+            raise KobaError(f"pocketsphinx could not load its en-us model: {exc}") from None
+        for word, phones in EXTRA_PRONUNCIATIONS.items():
+            if self.decoder.lookup_word(word) is None:
+                self.decoder.add_word(word, phones, True)
+        self.general_search = self.decoder.current_search()
+        self.domain = None
+        if use_domain_lm:
+            from koba_ros.speech.domain_lm import build_domain_lm
+
+            self.domain = build_domain_lm(lambda w: self.decoder.lookup_word(w) is not None)
+            self.decoder.add_lm_file("domain", str(self.domain.arpa_path))
+        self.first_search = "domain" if self.domain else self.general_search
+        self.fallback_confidence = fallback_confidence
+        self.min_confidence = min_confidence
+        self.n_best = n_best
+        self.rescore_n = rescore_n if use_domain_lm else 0
+        self.rng = np.random.default_rng(seed)
+        self.audio: list[np.ndarray] = []
+        self.started = False
+
+    def start(self) -> None:
+        self.audio = []
+        self.decoder.activate_search(self.first_search)
+        self.decoder.start_utt()
+        self.started = True
+
+    def feed(self, samples: np.ndarray) -> None:
+        if not self.started:
+            raise KobaError("feed() before start()")
+        # A faint noise floor: digitally silent stretches (TTS output, zero-padded files) give log(0)
+        # frame energies that derail the acoustic model's normalisation; microphones never produce them.
+        x = np.asarray(samples, dtype=np.int16)
+        noisy = np.clip(x + NOISE_FLOOR * self.rng.standard_normal(len(x)), -32768, 32767).astype(np.int16)
+        self.audio.append(noisy)
+        self.decoder.process_raw(noisy.tobytes(), False, False)
+
+    def finish(self) -> Hypothesis:
+        if not self.started:
+            raise KobaError("finish() before start()")
+        self.decoder.end_utt()
+        self.started = False
+        best = self._hypothesis("domain" if self.domain else "general", max(self.n_best, self.rescore_n))
+        if self.domain and best.text not in self.domain.sentences:
+            known = [a for a in best.alternatives[: self.rescore_n] if a in self.domain.sentences]
+            if known:
+                best.alternatives = [best.text, *[a for a in best.alternatives if a != known[0]]]
+                best.text = known[0]
+        best.alternatives = best.alternatives[: self.n_best - 1]
+        if self.domain and best.confidence < self.fallback_confidence:
+            general = self._decode_again(self.general_search, "general", self.n_best)
+            if general.confidence > best.confidence:
+                general.alternatives = [best.text, *general.alternatives][: self.n_best - 1]
+                best = general
+        if best.confidence < self.min_confidence:   # noise, breathing, a door: say nothing
+            return Hypothesis("", best.confidence, [], self.backend, best.model)
+        return best
+
+    def _decode_again(self, search: str, model: str, n_best: int) -> Hypothesis:
+        self.decoder.activate_search(search)
+        self.decoder.start_utt()
+        self.decoder.process_raw(np.concatenate(self.audio).tobytes() if self.audio else b"", False, True)
+        self.decoder.end_utt()
+        return self._hypothesis(model, n_best)
+
+    def _hypothesis(self, model: str, n_best: int) -> Hypothesis:
+        words = [s for s in (self.decoder.seg() or []) if not (s.word.startswith("<") or s.word.startswith("["))]
+        text = " ".join(s.word.split("(")[0] for s in words)   # "the(2)" is the second pronunciation of "the"
+        if not text:
+            return Hypothesis("", 0.0, [], self.backend, model)
+        # Mean posterior of the words on the best path (the lattice's forward-backward word posteriors).
+        confidence = float(np.mean([min(1.0, max(0.0, s.prob)) for s in words]))
+        alternatives = []
+        try:
+            for alt in self.decoder.nbest():
+                alt_text = " ".join(w for w in alt.hypstr.split() if not w.startswith("<"))
+                if alt_text and alt_text != text and alt_text not in alternatives:
+                    alternatives.append(alt_text)
+                if len(alternatives) >= n_best - 1:
+                    break
+        except RuntimeError:   # no lattice (very short audio): no alternatives
+            pass
+        return Hypothesis(text, confidence, alternatives, self.backend, model)
+
+
+def make_recognizer(backend: str = "pocketsphinx", **options) -> Recognizer:
+    """A recogniser by name: pocketsphinx (options: use_domain_lm, fallback_confidence) or whisper (checkpoint)."""
+    if backend == "pocketsphinx":
+        return PocketsphinxRecognizer(**options)
+    if backend == "whisper":
+        from koba_ros.speech.whisper_backend import WhisperRecognizer
+
+        return WhisperRecognizer(**options)
+    raise KobaError(f"unknown ASR backend {backend!r}; backends: pocketsphinx, whisper")

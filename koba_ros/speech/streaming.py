@@ -1,0 +1,107 @@
+"""Streaming speech → utterances: endpointer and recogniser run as the audio arrives.
+
+Audio is decoded while the person talks; when the endpointer hears the end of speech only
+the recogniser's final search is left, so an utterance comes out shortly after the hangover.
+While the robot itself talks (TTS speaking state) the input is replaced by silence and any
+utterance in progress is dropped, so the robot never answers its own voice.
+
+Latency is measured as it would be on a live microphone: the wall-clock moment the end of
+speech was captured is the arrival time of the chunk holding it, minus the audio after it in
+that chunk; latency = publication time - that moment.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from koba_ros.speech.audio import RATE
+from koba_ros.speech.recognizers import Recognizer
+from koba_ros.speech.vad import Endpointer
+
+
+@dataclass
+class Utterance:
+    """ROS-free twin of koba_interfaces/Utterance."""
+    text: str
+    confidence: float
+    alternatives: list[str] = field(default_factory=list)
+    audio_duration: float = 0.0    # seconds of audio in the utterance
+    latency: float = 0.0           # seconds from end of speech to the result
+    backend: str = ""
+    speech_end: float = 0.0        # stream time (s) of the end of speech
+
+
+class SpeechStream:
+    def __init__(self, recognizer: Recognizer, endpointer: Endpointer | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.recognizer = recognizer
+        self.endpointer = endpointer or Endpointer()
+        self.clock = clock
+        self.speaking = False
+        self.in_utterance = False
+        self.utterance_samples = 0
+        self.stream_samples = 0      # audio seen so far, for stream time
+
+    def set_speaking(self, speaking: bool) -> None:
+        """The robot started or stopped talking; an utterance in progress is dropped when it starts."""
+        if speaking and not self.speaking and self.in_utterance:
+            self.recognizer.finish()    # close the decoder's utterance; the result is the robot's own voice
+            self.in_utterance = False
+            self.endpointer.reset()
+        self.speaking = speaking
+
+    def feed(self, samples: np.ndarray) -> list[Utterance]:
+        """16 kHz mono int16 audio of any length → the utterances it completes."""
+        arrived = self.clock()
+        samples = np.asarray(samples, dtype=np.int16)
+        if self.speaking:
+            samples = np.zeros_like(samples)   # keeps the stream clock running, can never sound like speech
+        self.stream_samples += len(samples)
+        chunk_end = self.stream_samples / RATE
+        out = []
+        for event in self.endpointer.push(samples):
+            utterance = self._event(event)
+            if utterance is not None:
+                utterance.latency = self.clock() - (arrived - (chunk_end - utterance.speech_end))
+                out.append(utterance)
+        return out
+
+    def flush(self) -> list[Utterance]:
+        """End of input: decode an utterance still open."""
+        arrived = self.clock()
+        out = []
+        for event in self.endpointer.flush():
+            utterance = self._event(event)
+            if utterance is not None:
+                utterance.latency = self.clock() - arrived
+                out.append(utterance)
+        return out
+
+    def _event(self, event) -> Utterance | None:
+        if event.kind == "start":
+            self.recognizer.start()
+            self.in_utterance, self.utterance_samples = True, 0
+        if not self.in_utterance:
+            return None
+        if len(event.samples):
+            self.recognizer.feed(event.samples)
+            self.utterance_samples += len(event.samples)
+        if event.kind != "end":
+            return None
+        self.in_utterance = False
+        hyp = self.recognizer.finish()
+        return Utterance(hyp.text, hyp.confidence, hyp.alternatives, self.utterance_samples / RATE, 0.0,
+                         hyp.backend, event.speech_end)
+
+
+def transcribe(recognizer: Recognizer, samples: np.ndarray, chunk_seconds: float = 0.03) -> list[Utterance]:
+    """All utterances in a recording, streamed in microphone-sized chunks (what `koba asr` and the bench use)."""
+    stream = SpeechStream(recognizer)
+    step = max(1, int(chunk_seconds * RATE))
+    out = []
+    for i in range(0, len(samples), step):
+        out += stream.feed(samples[i:i + step])
+    return out + stream.flush()
