@@ -16,6 +16,8 @@ import sys
 from koba_ros.errors import KobaError
 
 COMMANDS = [
+    "asr",
+    "teleop",
     "up",
     "say",
     "pick",
