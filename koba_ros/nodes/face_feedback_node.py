@@ -62,6 +62,7 @@ class FaceFeedbackNode(LifecycleNode):
             if self.source == "webcam":
                 self.webcam = self.open_webcam()
         except (KobaError, ValueError) as exc:
+            self.failure = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             self.release()
             return TransitionCallbackReturn.FAILURE

@@ -22,7 +22,9 @@ def autostart(node: Node) -> None:
         return
     for transition, name in ((node.trigger_configure, "configure"), (node.trigger_activate, "activate")):
         if transition() != TransitionCallbackReturn.SUCCESS:
-            raise KobaError(f"{node.get_name()}: {name} failed; see the node's log")
+            # Convention: a lifecycle node that fails a transition leaves the one-line reason in .failure.
+            reason = getattr(node, "failure", "") or "see the node's log"
+            raise KobaError(f"{node.get_name()}: {name} failed: {reason}")
 
 
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
