@@ -1,4 +1,4 @@
-"""koba teleop --say TEXT [--json]: one spoken teleop command, parsed and run in the simulated cell."""
+"""koba teleop --say TEXT [--json]: one spoken teleop command, parsed, planned and run in the simulated cell."""
 HELP = "Run one spoken teleop command (\"move left five centimeters\", \"open the gripper\", \"stop\") in the sim cell."
 
 
@@ -9,15 +9,10 @@ def add_arguments(p):
 
 def run(args):
     from koba_ros.cli import print_json
-    from koba_ros.errors import KobaError
-    from koba_ros.teleop.commands import parse_command
+    from koba_ros.teleop.session import run_once
 
-    try:
-        command = parse_command(args.say)
-        result = {"command": type(command).__name__.lower(), "accepted": True, "reply": ""}
-    except KobaError as exc:
-        result = {"command": None, "accepted": False, "reply": str(exc)}
+    result = run_once(args.say)
     if args.json:
         print_json(result)
     else:
-        print(result["reply"] or result["command"])
+        print(result["reply"])

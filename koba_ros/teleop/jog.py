@@ -1,0 +1,65 @@
+"""Teleop planning: a parsed command + the arm's joints now → a joint trajectory or a gripper width, or a refusal.
+
+Cartesian jogs are straight tool lines at the current orientation, solved by the picking
+planner's IK (koba_ros.picking.kinematics / motion.line_move), so teleop and picking move the
+arm the same way and within the same joint limits. A target outside the picking workspace, or
+one IK cannot reach pointing the same way, is refused with a sentence the robot says.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from koba_ros.errors import KobaError
+from koba_ros.picking.kinematics import PandaKinematics
+from koba_ros.picking.motion import joint_move, line_move
+from koba_ros.picking.workspace import Workspace
+from koba_ros.sim.cell import GRIPPER_MAX_WIDTH, HOME
+from koba_ros.sim.trajectory import JointTrajectory
+from koba_ros.teleop.commands import Command, Gripper, Home, Jog, Stop
+
+OUT_OF_REACH = "That is out of my reach."
+
+
+@dataclass
+class TeleopPlan:
+    kind: str                                 # jog | home | gripper | stop
+    reply: str                                # what the robot says
+    trajectory: JointTrajectory | None = None
+    gripper_width: float | None = None
+    target: tuple[float, float, float] | None = None   # tool position the plan ends at (jog)
+
+
+class JogPlanner:
+    def __init__(self, kinematics: PandaKinematics | None = None, workspace: Workspace | None = None,
+                 home=HOME):
+        self.kin = kinematics or PandaKinematics()
+        self.workspace = workspace or Workspace()
+        self.home = np.asarray(home, dtype=np.float64)
+
+    def plan(self, command: Command, q_now) -> TeleopPlan:
+        """KobaError(OUT_OF_REACH) when a jog leaves the workspace or IK; the arm state is not touched."""
+        q_now = np.asarray(q_now, dtype=np.float64)
+        if isinstance(command, Stop):
+            return TeleopPlan("stop", "Stopping.")
+        if isinstance(command, Gripper):
+            width = GRIPPER_MAX_WIDTH if command.open else 0.0
+            return TeleopPlan("gripper", "Opening the gripper." if command.open else "Closing the gripper.",
+                              gripper_width=width)
+        if isinstance(command, Home):
+            return TeleopPlan("home", "Going home.", joint_move(q_now, self.home, self.kin.max_velocity))
+        if isinstance(command, Jog):
+            start, orientation = self.kin.fk(q_now)
+            target = start + np.asarray(command.direction) * command.distance
+            if not self.workspace.contains(target):
+                raise KobaError(OUT_OF_REACH)
+            try:
+                traj, _ = line_move(self.kin, q_now, start, target, orientation)
+            except KobaError:
+                raise KobaError(OUT_OF_REACH) from None
+            return TeleopPlan("jog", f"Moving {command.words}.", traj, target=tuple(float(v) for v in target))
+        raise KobaError(f"unknown teleop command {command!r}")
+
+    def close(self) -> None:
+        self.kin.close()
