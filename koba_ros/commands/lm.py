@@ -1,0 +1,76 @@
+"""koba lm train|repro|bench: the NLP/LLM library's training, paper reproductions and GPU benchmark."""
+HELP = "Train transformer LMs, run the paper reproductions (b2t, shape, alone, spike, wso, expand), benchmark."
+
+REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand")
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="lm_command", metavar="ACTION")
+    sub.required = True
+    train = sub.add_parser("train", help="Train a decoder-only LM from a YAML config (works under torchrun).")
+    train.add_argument("--config", required=True, help="YAML file (see config/lm/*.yaml).")
+    train.add_argument("--out", default="", help="Override the config's output folder.")
+    train.add_argument("--steps", type=int, default=0, help="Override the number of optimiser steps.")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="", help="Override the device.")
+    train.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    train.add_argument("--json", action="store_true", help="Print a JSON summary.")
+
+    repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
+    repro.add_argument("name", choices=REPROS)
+    repro.add_argument("--quick", action="store_true", help="The small CPU version (minutes).")
+    repro.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    repro.add_argument("--seed", type=int, default=0)
+    repro.add_argument("--out", default="runs/repro", help="Folder for the JSON result and the PNG plot.")
+    repro.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    bench = sub.add_parser("bench", help="Training throughput and MFU: ours vs Hugging Face GPT2LMHeadModel.")
+    bench.add_argument("--size", choices=("gpt2", "tiny"), default="gpt2", help="gpt2: 124M, seq 1024, batch 16.")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bench.add_argument("--steps", type=int, default=20, help="Timed steps per variant (after warm-up).")
+    bench.add_argument("--variants", default="ours,ours_compiled,hf,hf_compiled", help="Comma-separated.")
+    bench.add_argument("--peak-tflops", type=float, default=989.0, help="Dense bf16 peak for MFU (H100 SXM).")
+    bench.add_argument("--out", default="", help="Also write the JSON here.")
+    bench.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+
+def run(args):
+    import json
+    from pathlib import Path
+
+    from koba_ros.cli import print_json
+
+    if args.lm_command == "train":
+        from koba_ros.nlp.trainer import TrainConfig, train
+
+        config = TrainConfig.from_file(args.config)
+        if args.out:
+            config.out = args.out
+        if args.steps:
+            config.steps = args.steps
+        if args.device:
+            config.device = args.device
+        if args.no_progress or args.json:
+            config.progress = False
+        result = train(config)
+    elif args.lm_command == "repro":
+        from koba_ros.errors import KobaError
+        from koba_ros.nlp.repro import run_repro
+
+        if args.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise KobaError("--device cuda requested but no CUDA device is available")
+        result = run_repro(args.name, quick=args.quick, device=args.device, out=args.out, seed=args.seed)
+    else:
+        from koba_ros.nlp.bench import run_bench
+
+        result = run_bench(size=args.size, device=args.device, steps=args.steps,
+                           variants=[v for v in args.variants.split(",") if v], peak_tflops=args.peak_tflops)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.json:
+        print_json(result)
+    else:
+        print(json.dumps(result, indent=1))

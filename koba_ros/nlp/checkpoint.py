@@ -1,0 +1,107 @@
+"""Checkpoints as a folder: model.safetensors, optimizer.safetensors, state.json; written atomically.
+
+safetensors holds tensors only, so loading can never run code; `.pt` files are read with weights_only=True.
+A foreign or corrupt checkpoint gives a one-line KobaError and leaves the model untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from koba_ros.errors import KobaError
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
+    tensors, scalars = {}, {}
+    for pid, entry in state.get("state", {}).items():
+        for key, value in entry.items():
+            name = f"state/{pid}/{key}"
+            if torch.is_tensor(value):
+                tensors[name] = value.detach().contiguous().clone().cpu()
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": state.get("param_groups", []), "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    items = list(tensors.items()) + list(meta.get("scalars", {}).items())
+    for name, value in items:
+        _, pid, key = name.split("/", 2)
+        state.setdefault(int(pid) if pid.isdigit() else pid, {})[key] = value
+    return {"state": state, "param_groups": meta.get("param_groups", [])}
+
+
+def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict | None, meta: dict) -> Path:
+    """Writes to <dir>.tmp then swaps it in, so a crash never leaves a half-written checkpoint."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().clone().cpu() for k, v in model_state.items()}, tmp / "model.safetensors")
+    opt_meta = {}
+    if optim_state is not None:
+        tensors, opt_meta = _flatten_optimizer(optim_state)
+        save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def load_model_state(path: str | Path) -> dict:
+    """Model tensors from a checkpoint folder, a .safetensors file, or a .pt state dict (weights_only)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise KobaError(f"checkpoint {path} not found")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors and the unpickler raise many unrelated types for a bad file
+        raise KobaError(f"checkpoint {path} is corrupt or not a weights file: {str(exc).splitlines()[0][:120]}") \
+            from exc
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise KobaError(f"checkpoint {path} is not a state dict of tensors")
+    return state
+
+
+def check_compatible(model: torch.nn.Module, state: dict, path) -> None:
+    """Raise (before touching the model) unless `state` has exactly the model's tensors and shapes."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                  else f"shape of {wrong[0]} is {got[wrong[0]]}, model has {expected[wrong[0]]}")
+        raise KobaError(f"checkpoint {path} does not fit this model (foreign checkpoint?): {detail}")
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict, dict | None, dict]:
+    """(model state, optimizer state or None, meta) of a checkpoint folder."""
+    directory = Path(directory)
+    model_state = load_model_state(directory)
+    meta_path = directory / "state.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise KobaError(f"checkpoint {directory}: state.json is corrupt") from exc
+    optim = None
+    if (directory / "optimizer.safetensors").is_file():
+        try:
+            optim = _unflatten_optimizer(load_file(directory / "optimizer.safetensors"), meta.get("optimizer", {}))
+        except SafetensorError as exc:
+            raise KobaError(f"checkpoint {directory}: optimizer.safetensors is corrupt") from exc
+    return model_state, optim, meta

@@ -1,0 +1,88 @@
+"""Text datasets: a text file (or the built-in corpus) as one token stream, sampled as random windows."""
+from __future__ import annotations
+
+import ast
+import sysconfig
+from pathlib import Path
+
+import torch
+
+from koba_ros.errors import KobaError
+
+BUILTIN = "builtin:docstrings"
+
+
+def builtin_corpus(max_bytes: int = 2_000_000) -> str:
+    """English text that exists wherever Python does: the docstrings of the standard library, in a fixed order.
+
+    Nothing can be downloaded here, so this is the reproductions' natural-language corpus. Cached (parsing takes
+    seconds) under ~/.cache/koba_ros."""
+    cache = Path.home() / ".cache" / "koba_ros" / f"docstrings_{max_bytes}.txt"
+    if cache.is_file():
+        return cache.read_text(encoding="utf-8")
+    text = _collect_docstrings(max_bytes)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(text, encoding="utf-8")
+    return text
+
+
+def _collect_docstrings(max_bytes: int) -> str:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    pieces, size = [], 0
+    for path in sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py")):
+        if "test" in path.parts[-2:][0] or path.name.startswith("test"):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 80:
+                    pieces.append(doc.strip() + "\n\n")
+                    size += len(pieces[-1])
+                    if size >= max_bytes:
+                        return "".join(pieces)
+    return "".join(pieces)
+
+
+def load_text(source: str) -> str:
+    if source == BUILTIN:
+        return builtin_corpus()
+    path = Path(source)
+    if not path.is_file():
+        raise KobaError(f"dataset {source} not found")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise KobaError(f"dataset {source} is empty")
+    return text
+
+
+class TokenStream:
+    """All tokens of a corpus in one tensor; batches are random windows (x, next-token targets y)."""
+
+    def __init__(self, tokens: torch.Tensor, seq_len: int, name: str = "dataset"):
+        if tokens.numel() < seq_len + 2:
+            raise KobaError(f"{name} has {tokens.numel()} tokens, fewer than one sequence of {seq_len} + 1")
+        self.tokens, self.seq_len = tokens.long(), seq_len
+
+    @classmethod
+    def from_text(cls, text: str, tokenizer, seq_len: int, name: str = "dataset") -> TokenStream:
+        return cls(torch.tensor(tokenizer.encode(text), dtype=torch.long), seq_len, name)
+
+    def split(self, val_fraction: float) -> tuple[TokenStream, TokenStream]:
+        cut = int(self.tokens.numel() * (1 - val_fraction))
+        return TokenStream(self.tokens[:cut], self.seq_len, "train split"), \
+            TokenStream(self.tokens[cut:], self.seq_len, "validation split")
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(0, self.tokens.numel() - self.seq_len - 1, (batch_size,), generator=generator)
+        window = torch.stack([self.tokens[s: s + self.seq_len + 1] for s in starts.tolist()])
+        return window[:, :-1], window[:, 1:]
+
+
+def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    """The generator for micro-batch `micro` of optimiser step `step`: the same batches for any number of ranks
+    (rank r of W with A accumulation steps takes micro indices a·W + r), so DDP equals single-process accumulation."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 7919 + micro)

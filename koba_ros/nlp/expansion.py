@@ -1,0 +1,129 @@
+"""Model expansion: grow a trained model wider and deeper so that it computes exactly the same function.
+
+Yano et al. 2025 (arXiv 2504.00623) build a model family by training a small model, expanding it to the next size
+and continuing (about 25% less compute than training each size from scratch), with a smaller peak learning rate for
+the larger members. The growth operator here is the standard function-preserving one:
+
+* width d -> k·d (k integer; heads k·H with the same head size, FFN k·d_ff): every hidden vector becomes
+  D(x) = [x, ..., x] (k copies). LayerNorm of D(x) equals D(LN(x)) (same mean and variance), so gains and biases are
+  tiled. A linear map whose input is duplicated gets k column blocks W/k + e_j with sum_j e_j = 0 (exactly the same
+  output, and the noise e breaks the symmetry between copies so they can learn different features, as in Net2Net);
+  a linear map whose output is duplicated gets its rows tiled. Heads of D(q), D(k), D(v) are copies of the old
+  heads, so attention is unchanged (RoPE acts inside a head and is unaffected).
+* depth N -> N' (Pre-LN): new blocks are copies of the block below them with their two residual output
+  projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import Transformer
+
+
+def lr_for_size(base_lr: float, base_width: int, width: int, power: float = 0.5) -> float:
+    """A smaller peak LR for a larger member: base_lr · (base_width / width)^power."""
+    return base_lr * (base_width / width) ** power
+
+
+def _split_noise(shape, k: int, scale: float, g: torch.Generator) -> list[torch.Tensor]:
+    if k == 1 or scale == 0:
+        return [torch.zeros(shape)] * k
+    noise = [torch.randn(shape, generator=g) * scale for _ in range(k - 1)]
+    return noise + [-sum(noise)]
+
+
+def _widen(weight: torch.Tensor, k_in: int, k_out: int, noise: float, g: torch.Generator,
+           parts: int = 1) -> torch.Tensor:
+    """[out, in] -> [k_out·out, k_in·in] acting on duplicated inputs and producing duplicated outputs.
+
+    `parts` > 1 treats the rows as stacked blocks (q, k, v) that are each duplicated separately."""
+    out_features, in_features = weight.shape
+    rows = weight.view(parts, out_features // parts, in_features).repeat(1, k_out, 1).reshape(-1, in_features)
+    scale = noise * rows.std().item()
+    return torch.cat([rows / k_in + e for e in _split_noise(rows.shape, k_in, scale, g)], dim=1)
+
+
+def _tile_vector(v: torch.Tensor, k: int, parts: int = 1) -> torch.Tensor:
+    return v.view(parts, -1).repeat(1, k).reshape(-1)
+
+
+def expand_config(config: TransformerConfig, width_factor: int, n_layers: int) -> TransformerConfig:
+    if width_factor < 1 or n_layers < config.n_layers:
+        raise KobaError("expansion: width factor must be >= 1 and the new depth >= the old depth")
+    if n_layers > config.n_layers and config.norm != "pre":
+        raise KobaError(f"expansion: adding layers preserves the function only for Pre-LN, not {config.norm}")
+    if width_factor > 1 and config.positions in ("sinusoidal", "shape"):
+        raise KobaError("expansion: fixed sinusoidal positions cannot be widened exactly; use learned or rope")
+    if width_factor > 1 and config.tie_embeddings:
+        raise KobaError("expansion: widening needs untied embeddings")
+    data = config.to_dict()
+    data.update(d_model=config.d_model * width_factor, n_heads=config.n_heads * width_factor,
+                d_ff=config.ff_dim * width_factor, n_layers=n_layers,
+                alone_hidden=config.alone_hidden or 2 * config.d_model,
+                alone_dim=config.alone_dim or config.d_model)
+    return TransformerConfig.from_dict(data)
+
+
+@torch.no_grad()
+def expand(model: Transformer, width_factor: int = 2, n_layers: int | None = None, noise: float = 0.01,
+           seed: int = 0) -> Transformer:
+    """A new model of the same class, k times wider and with n_layers blocks, computing the same function."""
+    old = model.config
+    new_config = expand_config(old, width_factor, n_layers or old.n_layers)
+    k, g = width_factor, torch.Generator().manual_seed(seed)
+    big = type(model)(new_config)
+    source = {name: t.detach().float().cpu() for name, t in model.state_dict().items()}
+    layer_map = _layer_sources(old.n_layers, new_config.n_layers)
+    target = {}
+    for name, tensor in big.state_dict().items():
+        src_name, zero = name, False
+        if name.startswith("blocks."):
+            index, rest = name.split(".", 2)[1:]
+            src_layer, is_new = layer_map[int(index)]
+            src_name = f"blocks.{src_layer}.{rest}"
+            zero = is_new and rest.startswith(("attn.out.", "ffn.proj."))
+        value = _expand_tensor(src_name, source[src_name], k, noise, g, old)
+        target[name] = torch.zeros_like(value) if zero else value
+        if target[name].shape != tensor.shape:
+            raise KobaError(f"expansion: {name} became {tuple(target[name].shape)}, expected {tuple(tensor.shape)}")
+    big.load_state_dict(target)
+    return big.to(next(model.parameters()).device)
+
+
+def _layer_sources(old_layers: int, new_layers: int) -> list[tuple[int, bool]]:
+    """For each new block: (old block it comes from, whether it is a new identity block). New blocks are spread
+    evenly, each placed right above the old block it copies."""
+    extra = new_layers - old_layers
+    per_layer = [extra // old_layers + (1 if i < extra % old_layers else 0) for i in range(old_layers)]
+    mapping = []
+    for i, n_new in enumerate(per_layer):
+        mapping.append((i, False))
+        mapping.extend((i, True) for _ in range(n_new))
+    return mapping
+
+
+def _expand_tensor(name: str, t: torch.Tensor, k: int, noise: float, g: torch.Generator, old) -> torch.Tensor:
+    if k == 1 or name.endswith(("books", "word_codes", "shared", "inv_freq")):
+        return t.clone()
+    if name in ("embed.weight", "positions.table.weight"):       # rows are vectors of the residual stream
+        scale = 1 / math.sqrt(k) if old.embed_scale and name == "embed.weight" else 1.0
+        return t.repeat(1, k) * scale
+    if name == "embed.table.weight":                           # factorized: the small table stays
+        return t.clone()
+    if name == "head.weight":                                  # duplicated input, vocabulary output
+        return _widen(t, k, 1, noise, g)
+    if name in ("embed.proj.weight", "embed.w2.weight"):       # output joins the residual stream
+        scale = 1 / math.sqrt(k) if old.embed_scale else 1.0
+        return t.repeat(k, 1) * scale
+    if name == "embed.w2.bias":
+        return t.repeat(k) / (math.sqrt(k) if old.embed_scale else 1.0)
+    if name.startswith("embed."):                              # ALONE's w1: internal, unchanged
+        return t.clone()
+    parts = 3 if ".attn.qkv." in name else 1
+    if t.dim() == 2:
+        return _widen(t, k, k, noise, g, parts)
+    return _tile_vector(t, k, parts)                           # biases and LayerNorm gains / biases

@@ -1,0 +1,68 @@
+"""B2T (Takase et al. 2022, arXiv 2206.00330): a deep Post-LN LM has vanishing gradients in its lower layers and
+fails to train at a learning rate where Pre-LN and B2T (h = LN(x + Attn(x)), y = LN(h + FFN(h) + x)) train."""
+from __future__ import annotations
+
+import torch
+
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.data import batch_generator
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth, tail_mean
+
+SIZES = {  # layers, d_model, heads, seq, batch, steps, lr
+    "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=60, lr=2e-3),
+    "quick": dict(n_layers=18, d_model=64, n_heads=4, seq=64, batch=16, steps=200, lr=2e-3),
+    "full": dict(n_layers=18, d_model=256, n_heads=4, seq=256, batch=32, steps=1500, lr=1e-3),
+}
+
+
+def layer_grad_norms(model, x, y) -> list[float]:
+    """Gradient norm of each layer's parameters for one batch at initialisation."""
+    model.zero_grad()
+    model(x, y)[1].backward()
+    norms = [torch.sqrt(sum(p.grad.pow(2).sum() for p in b.parameters())).item() for b in model.blocks]
+    model.zero_grad()
+    return norms
+
+
+def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
+    s = SIZES[size or ("quick" if quick else "full")]
+    stream = corpus_stream(s["seq"])
+    train, held = stream.split(0.1)
+
+    def sample(step):
+        return train.batch(s["batch"], batch_generator(seed, step, 0))
+
+    def sample_val(i):
+        return held.batch(s["batch"], batch_generator(seed + 1, i, 0))
+
+    results, curves, grads = {}, {}, {}
+    for norm in ("post", "pre", "b2t"):
+        torch.manual_seed(seed)
+        config = TransformerConfig(d_model=s["d_model"], n_layers=s["n_layers"], n_heads=s["n_heads"],
+                                   max_len=s["seq"], norm=norm, positions="learned")
+        model = TransformerLM(config).to(device)
+        x, y = sample(0)
+        grads[norm] = layer_grad_norms(model, x.to(device), y.to(device))
+        run_ = fit(model, sample, s["steps"], s["lr"], device, warmup=s["steps"] // 10)
+        val = float("nan") if run_["diverged"] else eval_loss(model, sample_val, 4, device)
+        results[norm] = {"final_train_loss": round(tail_mean(run_["losses"]), 4), "val_loss": round(val, 4),
+                         "diverged": run_["diverged"],
+                         "grad_norm_bottom_over_top": round(grads[norm][0] / grads[norm][-1], 4)}
+        curves[norm] = smooth(run_["losses"])
+    plot = save_plot(out / "b2t.png", [
+        {"title": f"{s['n_layers']}-layer LM, lr {s['lr']}",
+         "series": {k: (range(len(v)), v) for k, v in curves.items()}},
+        {"title": "gradient norm per layer at init", "xlabel": "layer", "ylabel": "||grad||", "logy": True,
+         "series": {k: (range(len(v)), v) for k, v in grads.items()}},
+    ], "B2T vs Pre-LN vs Post-LN")
+    return {"size": size or ("quick" if quick else "full"), "settings": s, "results": results,
+            "layer_grad_norms": {k: [round(g, 5) for g in v] for k, v in grads.items()}, "plot": plot,
+            "unigram_loss_reference": round(_unigram_entropy(train.tokens), 4)}
+
+
+def _unigram_entropy(tokens: torch.Tensor) -> float:
+    """Loss of a model that ignores context: a run stuck here has failed to train."""
+    counts = torch.bincount(tokens).float()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())

@@ -1,0 +1,80 @@
+"""What the reproductions share: a bare training loop that records losses and gradient norms, corpora, plots."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from koba_ros.nlp.data import TokenStream, builtin_corpus
+from koba_ros.nlp.schedules import lr_at
+from koba_ros.nlp.tokenizer import ByteTokenizer
+
+
+def corpus_stream(seq_len: int, max_bytes: int = 400_000) -> TokenStream:
+    return TokenStream.from_text(builtin_corpus(max_bytes), ByteTokenizer(), seq_len, "built-in corpus")
+
+
+def fit(model, sample, steps: int, lr: float, device: str, schedule: str = "cosine", warmup: int = 0,
+        min_lr: float = 0.0, clip: float = 1.0, weight_decay: float = 0.0, betas=(0.9, 0.98),
+        optimizer=None) -> dict:
+    """Train `model` on batches sample(step) -> (x, y); returns per-step losses and (pre-clip) gradient norms.
+    A non-finite loss ends the run (recorded as diverged) instead of raising: failing is a result here."""
+    model.to(device).train()
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    losses, grad_norms, diverged = [], [], False
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup, schedule, min_lr)
+        x, y = sample(step)
+        loss = model(x.to(device), y.to(device))[1]
+        if not math.isfinite(loss.item()):
+            diverged = True
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip or float("inf")).item())
+        opt.step()
+        losses.append(loss.item())
+    return {"losses": losses, "grad_norms": grad_norms, "diverged": diverged, "optimizer": opt}
+
+
+@torch.no_grad()
+def eval_loss(model, sample, batches: int, device: str) -> float:
+    model.eval()
+    total = sum(model(x.to(device), y.to(device))[1].item() for x, y in (sample(10_000 + i) for i in range(batches)))
+    model.train()
+    return total / batches
+
+
+def tail_mean(values: list[float], n: int = 10) -> float:
+    return float(sum(values[-n:]) / max(1, len(values[-n:]))) if values else float("nan")
+
+
+def save_plot(path, panels: list[dict], title: str) -> str:
+    """panels: [{"title", "xlabel", "ylabel", "series": {label: (xs, ys)}, "logy": bool}] -> small PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), dpi=80, squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for label, (xs, ys) in panel["series"].items():
+            ax.plot(xs, ys, label=label, lw=1.2)
+        ax.set_title(panel.get("title", ""), fontsize=9)
+        ax.set_xlabel(panel.get("xlabel", "step"), fontsize=8)
+        ax.set_ylabel(panel.get("ylabel", "loss"), fontsize=8)
+        if panel.get("logy"):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def smooth(values: list[float], k: int = 5) -> list[float]:
+    return [sum(values[max(0, i - k + 1): i + 1]) / len(values[max(0, i - k + 1): i + 1]) for i in range(len(values))]

@@ -1,0 +1,268 @@
+"""Training: `koba lm train --config FILE`, single process or under torchrun.
+
+bf16 autocast on GPU, SDPA attention, optional torch.compile, gradient accumulation and clipping, AdamW with the
+schedules of schedules.py, safetensors checkpoints with resume, a tqdm bar, metrics.csv + curves.png, and a NaN/inf
+loss stop that keeps the last good checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp import distributed
+from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, load_text
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.schedules import SCHEDULES, lr_at
+from koba_ros.nlp.tokenizer import build_tokenizer
+
+
+@dataclass
+class TrainConfig:
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    train_data: str = BUILTIN
+    val_data: str = ""               # empty: hold out val_fraction of train_data
+    val_fraction: float = 0.05
+    tokenizer: str = "byte"          # byte | bpe
+    vocab: str = ""                  # bpe: vocab.json
+    merges: str = ""                 # bpe: merges.txt
+    seq_len: int = 128
+    batch_size: int = 16             # per rank, per micro-batch
+    grad_accum: int = 1
+    steps: int = 200
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 20
+    schedule: str = "cosine"
+    decay_frac: float = 0.2
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    clip: float = 1.0
+    device: str = "auto"             # auto | cpu | cuda
+    compile: bool = False
+    parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
+    eval_every: int = 50
+    eval_batches: int = 8
+    ckpt_every: int = 100
+    seed: int = 0
+    out: str = "runs/lm"
+    resume: bool = True
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("seq_len", "batch_size", "grad_accum", "steps", "eval_every", "eval_batches", "ckpt_every"):
+            if int(getattr(self, name)) <= 0:
+                raise KobaError(f"train config: {name} must be positive, got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise KobaError(f"train config: schedule must be one of {', '.join(SCHEDULES)}")
+        if not self.lr > 0 or self.min_lr < 0:
+            raise KobaError("train config: lr must be > 0 and min_lr >= 0")
+        if self.model.positions == "learned" and self.seq_len > self.model.max_len:
+            raise KobaError(f"train config: seq_len {self.seq_len} exceeds model max_len {self.model.max_len}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise KobaError("train config: device cuda requested but no CUDA device is available")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise KobaError(f"train config: unknown keys {unknown}")
+        model = TransformerConfig.from_dict(data.pop("model", {}) or {})
+        try:
+            config = cls(model=model, **data)
+        except TypeError as exc:
+            raise KobaError(f"train config: {exc}") from exc
+        config.validate()
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise KobaError(f"config {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise KobaError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(data, dict):
+            raise KobaError(f"config {path} must be a mapping")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not on biases, LayerNorm gains or ALONE's shared vector)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = torch.device(device).type == "cuda"
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused)
+
+
+class MetricsLog:
+    """metrics.csv, one row per logged step, appended so a resumed run continues the same file."""
+
+    columns = ("step", "tokens", "lr", "loss", "grad_norm", "val_loss", "tokens_per_s")
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and not path.exists():
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+
+    def write(self, **row) -> None:
+        if self.enabled:
+            with self.path.open("a", newline="") as f:
+                csv.writer(f).writerow([row.get(c, "") for c in self.columns])
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are optional on bare GPU machines
+        return
+    rows = list(csv.DictReader(csv_path.open()))
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=90)
+    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label="train")
+    val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast) -> float:
+    model.eval()
+    losses = []
+    for i in range(config.eval_batches):
+        x, y = stream.batch(config.batch_size, batch_generator(config.seed + 1, 0, i))
+        with autocast():
+            losses.append(model(x.to(device), y.to(device))[1].item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) and return a summary dict. Raises KobaError on bad input or a non-finite loss."""
+    config.validate()
+    info, device = distributed.init(pick_device(config.device))
+    try:
+        return _train(config, info, device)
+    finally:
+        distributed.cleanup(info)
+
+
+def _train(config: TrainConfig, info, device) -> dict:
+    out = Path(config.out)
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
+    if tokenizer.vocab_size > config.model.vocab_size:
+        raise KobaError(f"model vocab_size {config.model.vocab_size} < tokenizer's {tokenizer.vocab_size}")
+    stream = TokenStream.from_text(load_text(config.train_data), tokenizer, config.seq_len, config.train_data)
+    if config.val_data:
+        train_stream = stream
+        val_stream = TokenStream.from_text(load_text(config.val_data), tokenizer, config.seq_len, config.val_data)
+    else:
+        train_stream, val_stream = stream.split(config.val_fraction)
+
+    model = TransformerLM(config.model).to(device)
+    optimizer = make_optimizer(model, config, device)
+    checkpoint_dir = out / "checkpoint"
+    step = 0
+    if config.resume and (checkpoint_dir / "model.safetensors").is_file():
+        model_state, optim_state, meta = load_checkpoint(checkpoint_dir)
+        check_compatible(model, model_state, checkpoint_dir)
+        distributed.load_full_state(model, optimizer, model_state, optim_state, distributed.DistInfo())
+        step = int(meta.get("step", 0))
+    wrapped = distributed.wrap(model, info, config.parallel)
+    forward = torch.compile(wrapped) if config.compile else wrapped
+    use_bf16 = device.type == "cuda"
+    if use_bf16:
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    log = MetricsLog(out / "metrics.csv", info.main)
+    tokens_per_step = config.batch_size * config.seq_len * config.grad_accum * info.world
+    bar = None
+    if config.progress and info.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    last_loss, val_loss, t0 = float("nan"), None, time.perf_counter()
+    first_step = step
+    while step < config.steps:
+        lr = lr_at(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr, config.decay_frac)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for a in range(config.grad_accum):
+            x, y = train_stream.batch(config.batch_size, batch_generator(config.seed, step, a * info.world + info.rank))
+            with distributed.no_sync(wrapped, a == config.grad_accum - 1), autocast():
+                loss = forward(x.to(device, non_blocking=True), y.to(device, non_blocking=True))[1]
+            (loss / config.grad_accum).backward()
+            loss_sum += loss.item()
+        last_loss = distributed.mean(loss_sum / config.grad_accum, info, device)
+        if not math.isfinite(last_loss):
+            optimizer.zero_grad(set_to_none=True)
+            kept = f"last good checkpoint kept at {checkpoint_dir}" if checkpoint_dir.exists() else "no checkpoint yet"
+            raise KobaError(f"loss is {last_loss} at step {step}; stopped ({kept})")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip or float("inf")).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % config.eval_every == 0 or step == config.steps:
+            val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast), info, device)
+        elapsed = time.perf_counter() - t0
+        log.write(step=step, tokens=step * tokens_per_step, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
+                  grad_norm=f"{grad_norm:.4f}",
+                  val_loss=f"{val_loss:.4f}" if (step % config.eval_every == 0 or step == config.steps) else "",
+                  tokens_per_s=f"{(step - first_step) * tokens_per_step / elapsed:.0f}")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
+        if step % config.ckpt_every == 0 or step == config.steps:
+            model_state, optim_state = distributed.full_state(model, optimizer, info)
+            if info.main:
+                save_checkpoint(checkpoint_dir, model_state, optim_state,
+                                {"step": step, "loss": last_loss, "config": config.to_dict()})
+    if bar is not None:
+        bar.close()
+    if info.main:
+        plot_curves(out / "metrics.csv", out / "curves.png")
+    elapsed = time.perf_counter() - t0
+    return {"steps": step, "loss": round(last_loss, 4), "val_loss": None if val_loss is None else round(val_loss, 4),
+            "tokens": step * tokens_per_step, "world_size": info.world,
+            "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
+            "parameters": model.num_parameters(), "device": str(device), "out": str(out),
+            "checkpoint": str(checkpoint_dir)}
