@@ -105,18 +105,52 @@ def _tts(a: Mapping[str, str]) -> NodeSpec:
     return node("tts_node", "TTSNode", overrides={"output_wav": a["tts_output_wav"]} if a["tts_output_wav"] else None)
 
 
-PICKING_ARGS = (*TTS_ARGS,)
+# The cell: a camera (simulated or RealSense), perception, the arm's controller (simulated) and the picker.
+CELL_ARGS = (
+    Argument("scene", "", "Scene file for the simulated cell (empty: sim/scenes/demo.json)."),
+    Argument("headless", "false", "No PyBullet window; CPU TinyRenderer (true/false).", ("true", "false")),
+    Argument("camera", "sim", "Camera source: the simulator, or a RealSense D4xx (no simulated arm then).",
+             ("sim", "realsense")),
+)
+
+
+def _cell(a: Mapping[str, str]) -> list[NodeSpec]:
+    if a["camera"] == "realsense":
+        source = node("realsense_node", "RealSenseNode", lifecycle=True)
+    else:
+        source = node("sim_node", "SimNode", overrides={"scene": a["scene"], "headless": as_bool(a["headless"])})
+    return [source, node("perception_node", "PerceptionNode", lifecycle=True), node("picker_node", "PickerNode")]
+
+
+PICKING_ARGS = (*TTS_ARGS, *CELL_ARGS)
 
 
 def _picking(a: Mapping[str, str]) -> list[NodeSpec]:
-    return [_tts(a)]
+    return [_tts(a), *_cell(a)]
 
 
-TELEOP_ARGS = (*TTS_ARGS,)
+SPEECH_ARGS = (
+    Argument("audio_source", "topic", "Where speech_node hears: /audio topic, a file, or the microphone.",
+             ("topic", "file", "microphone")),
+    Argument("wav_file", "", "Audio file for audio_source:=file."),
+    Argument("asr_backend", "pocketsphinx", "ASR backend.", ("pocketsphinx", "whisper")),
+    Argument("whisper_checkpoint", "", "Whisper checkpoint file (.pt) for asr_backend:=whisper."),
+)
+
+
+def _speech(a: Mapping[str, str]) -> NodeSpec:
+    overrides = {"source": a["audio_source"], "backend": a["asr_backend"]}
+    overrides.update({k: v for k, v in (("wav_file", a["wav_file"]), ("checkpoint", a["whisper_checkpoint"])) if v})
+    return node("speech_node", "SpeechNode", overrides=overrides, lifecycle=True)
+
+
+TELEOP_ARGS = (*TTS_ARGS, *SPEECH_ARGS,
+               Argument("sim", "true", "Run the simulated cell (sim_node); false for a real arm's controller."))
 
 
 def _teleop(a: Mapping[str, str]) -> list[NodeSpec]:
-    return [_tts(a)]
+    cell = [node("sim_node", "SimNode")] if as_bool(a["sim"]) else []
+    return [*cell, _speech(a), node("teleop_node", "TeleopNode"), _tts(a)]
 
 
 MAZE_TRAINING_ARGS = (*TTS_ARGS,)

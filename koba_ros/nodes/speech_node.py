@@ -1,0 +1,172 @@
+"""speech_node: audio → /speech/utterance (koba_interfaces/Utterance), streaming, with the robot's own voice ignored.
+
+Audio comes from the /audio topic (std_msgs/Int16MultiArray, mono, `sample_rate` Hz; a remote
+microphone or audio_capture_node), a file (`wav_file`) or the local microphone (sounddevice).
+Lifecycle: the recogniser (pocketsphinx + domain LM, or whisper from `checkpoint`) is loaded and a
+microphone opened on configure, so a missing model or microphone fails configure with one line.
+While /speech/speaking says the robot talks, audio is ignored. Decoding runs on a worker thread.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import numpy as np
+from koba_interfaces.msg import SpeakingState, Utterance
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from std_msgs.msg import Int16MultiArray
+
+from koba_ros.errors import KobaError
+from koba_ros.nodes.params import declare, sensor_qos
+from koba_ros.nodes.runtime import run_node
+
+SOURCES = ("topic", "file", "microphone")
+
+
+class SpeechNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__("speech_node", **kwargs)
+        self.source = declare(self, "source", "topic", "Audio source: topic, file or microphone.")
+        self.audio_topic = declare(self, "audio_topic", "/audio", "std_msgs/Int16MultiArray mono audio input.")
+        self.sample_rate = declare(self, "sample_rate", 16000, "Sample rate of the audio topic (resampled to 16 kHz).")
+        self.reliability = declare(self, "reliability", "reliable", "QoS reliability of the audio input.")
+        self.wav_file = declare(self, "wav_file", "", "Audio file for source=file (any rate/channels).")
+        self.realtime_file = declare(self, "realtime_file", True, "Play the file at real-time pace (as a microphone).")
+        self.microphone = declare(self, "microphone", "", "sounddevice input device (empty: the default).")
+        self.backend = declare(self, "backend", "pocketsphinx", "ASR backend: pocketsphinx or whisper.")
+        self.checkpoint = declare(self, "checkpoint", "", "Whisper checkpoint file (.pt) for backend=whisper.")
+        self.use_domain_lm = declare(self, "use_domain_lm", True, "pocketsphinx: domain LM (catalog, teleop) first.")
+        self.fallback_confidence = declare(self, "fallback_confidence", 0.6, "pocketsphinx: below this domain "
+                                           "confidence, decode again with the general model.")
+        self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
+        self.hangover_ms = declare(self, "hangover_ms", 240, "Silence that ends an utterance, ms.")
+        self.publish_empty = declare(self, "publish_empty", False, "Publish utterances with no words (noise).")
+        self.stream = None
+        self.mic = None
+        self.audio: queue.Queue = queue.Queue(maxsize=500)
+        self.worker = None
+        self.running = threading.Event()
+        self.utterance_pub = None
+        self.subscription = None
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(SpeakingState, "/speech/speaking", self.on_speaking, latched,
+                                 callback_group=ReentrantCallbackGroup())
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        from koba_ros.speech.audio import Microphone, load_audio
+        from koba_ros.speech.recognizers import make_recognizer
+        from koba_ros.speech.streaming import SpeechStream
+        from koba_ros.speech.vad import Endpointer
+
+        try:
+            if self.source not in SOURCES:
+                raise KobaError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+            sensor_qos(self.reliability)
+            self.file_audio = load_audio(self.wav_file) if self.source == "file" else None
+            options = ({"checkpoint": self.checkpoint} if self.backend == "whisper" else
+                       {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence})
+            recognizer = make_recognizer(self.backend, **options)
+            self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
+            if self.source == "microphone":
+                self.mic = Microphone(self.enqueue, self.microphone)
+                self.mic.start()
+        except (KobaError, ValueError) as exc:
+            self.failure = str(exc)   # autostart reports it in one line
+            self.get_logger().error(f"configure failed: {exc}")
+            self.stream = None
+            return TransitionCallbackReturn.FAILURE
+        self.utterance_pub = self.create_lifecycle_publisher(Utterance, "/speech/utterance", 10)
+        self.get_logger().info(f"{self.backend} ready, listening to {self.source}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.running.set()
+        self.worker = threading.Thread(target=self.decode_loop, daemon=True)
+        self.worker.start()
+        if self.source == "topic":
+            self.subscription = self.create_subscription(Int16MultiArray, self.audio_topic, self.on_audio,
+                                                         sensor_qos(self.reliability, depth=50))
+        elif self.source == "file":
+            threading.Thread(target=self.play_file, daemon=True).start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.running.clear()
+        self.audio.put(None)
+        if self.subscription is not None:
+            self.destroy_subscription(self.subscription)
+            self.subscription = None
+        if self.worker is not None:
+            self.worker.join(timeout=5)
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        if self.mic is not None:
+            self.mic.stop()
+            self.mic = None
+        self.stream = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- audio in ------------------------------------------------------------------------
+    def enqueue(self, samples: np.ndarray) -> None:
+        try:
+            self.audio.put_nowait(samples)
+        except queue.Full:
+            self.get_logger().warning("ASR falling behind; dropping audio", throttle_duration_sec=5.0)
+
+    def on_audio(self, msg: Int16MultiArray) -> None:
+        from koba_ros.speech.audio import to_mono_int16
+
+        try:
+            self.enqueue(to_mono_int16(np.asarray(msg.data, dtype=np.int16), int(self.sample_rate)))
+        except KobaError as exc:
+            self.get_logger().error(f"bad audio message: {exc}", throttle_duration_sec=5.0)
+
+    def play_file(self) -> None:
+        step = 480   # 30 ms, as a microphone delivers it
+        for i in range(0, len(self.file_audio), step):
+            if not self.running.is_set():
+                return
+            self.enqueue(self.file_audio[i:i + step])
+            if self.realtime_file:
+                time.sleep(step / 16000)
+        self.enqueue(np.zeros(16000, dtype=np.int16))   # a second of silence closes the last utterance
+
+    def on_speaking(self, msg: SpeakingState) -> None:
+        self.audio.put(("speaking", bool(msg.speaking)))   # in order with the audio around it
+
+    # --- decoding ------------------------------------------------------------------------
+    def decode_loop(self) -> None:
+        while self.running.is_set():
+            item = self.audio.get()
+            if item is None:
+                return
+            try:
+                if isinstance(item, tuple):
+                    self.stream.set_speaking(item[1])
+                    continue
+                for utterance in self.stream.feed(item):
+                    self.publish(utterance)
+            except KobaError as exc:
+                self.get_logger().error(str(exc))
+
+    def publish(self, u) -> None:
+        if not u.text and not self.publish_empty:
+            return
+        msg = Utterance(text=u.text, confidence=float(u.confidence), alternatives=list(u.alternatives),
+                        audio_duration=float(u.audio_duration), latency=float(u.latency), backend=u.backend)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.utterance_pub.publish(msg)
+        self.get_logger().info(f"heard {u.text!r} ({u.confidence:.2f}, {u.latency * 1000:.0f} ms after speech)")
+
+
+def main(args=None):
+    run_node(SpeechNode, args)
+
+
+if __name__ == "__main__":
+    main()

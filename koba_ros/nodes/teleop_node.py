@@ -1,0 +1,107 @@
+"""teleop_node: spoken commands → arm motion through the JointTrajectoryController topic interface.
+
+Listens to /speech/utterance (koba_interfaces/Utterance) and /teleop/command (std_msgs/String, typed),
+reads /joint_states, publishes trajectory_msgs/JointTrajectory on /arm_controller/joint_trajectory,
+a gripper width (std_msgs/Float64, m) on /gripper/command and its replies on /speech/say.
+"stop" publishes an empty trajectory (the controller holds where the arm is) at once, from its own
+callback group, so it is never queued behind a plan; a plan that finishes after a stop is dropped.
+"""
+from __future__ import annotations
+
+import threading
+
+from builtin_interfaces.msg import Duration
+from koba_interfaces.msg import Utterance
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, String
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from koba_ros.errors import KobaError
+from koba_ros.nodes.params import declare
+from koba_ros.nodes.runtime import run_node
+from koba_ros.picking.kinematics import ARM_JOINTS
+from koba_ros.teleop.commands import Stop, parse_command
+from koba_ros.teleop.jog import JogPlanner
+
+
+def trajectory_to_msg(traj) -> JointTrajectoryMsg:
+    msg = JointTrajectoryMsg(joint_names=list(traj.joint_names))
+    for t, q in zip(traj.times, traj.positions, strict=True):
+        sec = int(t)
+        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
+                                               time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
+    return msg
+
+
+class TeleopNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("teleop_node", **kwargs)
+        self.min_confidence = declare(self, "min_confidence", 0.3, "Ignore utterances less confident than this.")
+        self.speak_replies = declare(self, "speak_replies", True, "Say what the robot does (or why not).")
+        self.planner = JogPlanner()
+        self.joints = None
+        self.generation = 0          # bumped by every command; a plan from an older generation is dropped
+        self.generation_lock = threading.Lock()
+        self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
+        self.traj_pub = self.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
+        self.gripper_pub = self.create_publisher(Float64, "/gripper/command", 10)
+        self.say_pub = self.create_publisher(String, "/speech/say", 10)
+        fast = ReentrantCallbackGroup()   # joint states and the stop check never wait for a plan
+        self.create_subscription(JointState, "/joint_states", self.on_joints, 10, callback_group=fast)
+        self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10, callback_group=fast)
+        self.create_subscription(String, "/teleop/command", lambda m: self.handle(m.data), 10, callback_group=fast)
+
+    def on_joints(self, msg: JointState) -> None:
+        position = dict(zip(msg.name, msg.position, strict=False))
+        if all(n in position for n in ARM_JOINTS):
+            self.joints = [position[n] for n in ARM_JOINTS]
+
+    def on_utterance(self, msg: Utterance) -> None:
+        if msg.text and msg.confidence >= self.min_confidence:
+            self.handle(msg.text)
+
+    def handle(self, text: str) -> None:
+        with self.generation_lock:
+            self.generation += 1
+            generation = self.generation
+        try:
+            command = parse_command(text)
+        except KobaError as exc:
+            return self.reply(str(exc))
+        if isinstance(command, Stop):
+            self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
+            return self.reply("Stopping.")
+        if self.joints is None:
+            return self.reply("I do not know where my arm is yet.")
+        with self.plan_lock:
+            try:
+                plan = self.planner.plan(command, self.joints)
+            except KobaError as exc:
+                return self.reply(str(exc))
+            if generation != self.generation:
+                return None   # a newer command (a stop) arrived while planning
+            if plan.trajectory is not None:
+                self.traj_pub.publish(trajectory_to_msg(plan.trajectory))
+            if plan.gripper_width is not None:
+                self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
+        self.reply(plan.reply)
+
+    def reply(self, text: str) -> None:
+        self.get_logger().info(text)
+        if self.speak_replies:
+            self.say_pub.publish(String(data=text))
+
+    def destroy_node(self):
+        self.planner.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(TeleopNode, args)
+
+
+if __name__ == "__main__":
+    main()
