@@ -203,6 +203,13 @@ class Picker:
         return "placed"
 
     def _go_home(self, cancel: threading.Event) -> None:
+        """Back to the tucked pose, lifting first if low; best effort (a failure here leaves the arm holding)."""
+        try:
+            self._move_home(cancel)
+        except KobaError:
+            pass
+
+    def _move_home(self, cancel: threading.Event) -> None:
         q = self.arm.joint_positions()
         if not _near_home(q) and not cancel.is_set():
             tool = self.kin.fk(q)[0]

@@ -1,0 +1,206 @@
+"""picker_node: the PickPlace action server (koba_interfaces/action/PickPlace) over any JointTrajectory controller.
+
+Commands the arm on /arm_controller/joint_trajectory (trajectory_msgs/JointTrajectory; an empty one stops it),
+the gripper on /gripper/command (std_msgs/Float64 width, m), reads /joint_states, and uses
+/perception/objects to resolve object ids, re-find a dropped object and verify the placement.
+"""
+import threading
+import time
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from koba_interfaces.action import PickPlace
+from koba_interfaces.msg import DetectedObjectArray
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from koba_ros.errors import KobaError
+from koba_ros.nodes.params import declare
+from koba_ros.nodes.runtime import run_node
+from koba_ros.perception.messages import msg_to_objects
+from koba_ros.picking.kinematics import ARM_JOINTS
+from koba_ros.picking.picker import Picker, Target
+from koba_ros.sim.trajectory import JointTrajectory
+
+FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
+REACHED_TOLERANCE = 0.05    # rad: the arm is at a trajectory's end when every joint is this close
+
+
+def trajectory_to_msg(traj: JointTrajectory) -> JointTrajectoryMsg:
+    msg = JointTrajectoryMsg(joint_names=list(traj.joint_names))
+    for t, q in zip(traj.times, traj.positions, strict=True):
+        sec = int(t)
+        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
+                                               time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
+    return msg
+
+
+class TopicArm:
+    """The Picker's Arm protocol over ros2_control-style topics."""
+
+    def __init__(self, node: Node, group, state_timeout: float):
+        self.node, self.state_timeout = node, state_timeout
+        self.traj_pub = node.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
+        self.grip_pub = node.create_publisher(Float64, "/gripper/command", 10)
+        self.state: dict[str, float] = {}
+        self.lock = threading.Lock()
+        node.create_subscription(JointState, "/joint_states", self.on_state, 10, callback_group=group)
+
+    def on_state(self, msg: JointState) -> None:
+        with self.lock:
+            self.state.update(zip(msg.name, msg.position, strict=False))
+
+    def _positions(self, names) -> np.ndarray:
+        deadline = time.monotonic() + self.state_timeout
+        while True:
+            with self.lock:
+                if all(n in self.state for n in names):
+                    q = np.array([self.state[n] for n in names])
+                    break
+            if time.monotonic() > deadline:
+                raise KobaError(f"no /joint_states for {', '.join(names)} within {self.state_timeout:g} s")
+            time.sleep(0.05)
+        if not np.all(np.isfinite(q)):
+            raise KobaError("/joint_states has NaN positions; not moving")
+        return q
+
+    def joint_positions(self) -> np.ndarray:
+        return self._positions(ARM_JOINTS)
+
+    def execute(self, traj: JointTrajectory, cancel: threading.Event) -> bool:
+        self.traj_pub.publish(trajectory_to_msg(traj))
+        start, goal = time.monotonic(), traj.positions[-1]
+        # The controller may run slower than the wall clock (a loaded simulator): wait for the end, with a limit.
+        limit = start + 3 * traj.times[-1] + 3.0
+        while True:
+            if cancel.wait(0.01):
+                self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: stop
+                return False
+            if time.monotonic() - start >= traj.times[-1]:
+                if np.max(np.abs(self.joint_positions() - goal)) < REACHED_TOLERANCE:
+                    return True
+                if time.monotonic() > limit:
+                    raise KobaError("the arm did not reach the end of its trajectory (did the controller reject it?)")
+
+    def gripper(self, width: float, cancel: threading.Event) -> float:
+        self.grip_pub.publish(Float64(data=float(width)))
+        last, start = self._positions(FINGERS).sum(), time.monotonic()
+        while not cancel.wait(0.1):
+            now = self._positions(FINGERS).sum()
+            if (abs(now - last) < 2e-4 and time.monotonic() - start > 0.3) or time.monotonic() - start > 3.0:
+                return float(now)
+            last = now
+        return float(last)
+
+
+class PickerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("picker_node", **kwargs)
+        state_timeout = declare(self, "joint_state_timeout", 5.0, "Wait this long for /joint_states, s.")
+        self.perception_timeout = declare(self, "perception_timeout", 5.0,
+                                          "Wait this long for a fresh /perception/objects, s.")
+        group = ReentrantCallbackGroup()
+        self.arm = TopicArm(self, group, state_timeout)
+        self.picker = Picker(self.arm)
+        self.objects, self.objects_time = [], 0.0
+        self.busy = threading.Lock()
+        self.cancels: dict[int, threading.Event] = {}
+        self.create_subscription(DetectedObjectArray, "/perception/objects", self.on_objects, 10, callback_group=group)
+        self.server = ActionServer(self, PickPlace, "pick_place", self.execute, goal_callback=self.on_goal,
+                                   cancel_callback=self.on_cancel, callback_group=group)
+
+    def on_objects(self, msg: DetectedObjectArray) -> None:
+        self.objects, self.objects_time = msg_to_objects(msg), time.monotonic()
+
+    def fresh_objects(self):
+        """The first /perception/objects that arrives from now on (the arm has moved: older ones are stale)."""
+        asked = time.monotonic()
+        while time.monotonic() - asked < self.perception_timeout:
+            if self.objects_time > asked + 0.3:
+                return self.objects
+            time.sleep(0.05)
+        return None
+
+    def on_goal(self, goal) -> GoalResponse:
+        return GoalResponse.REJECT if self.busy.locked() else GoalResponse.ACCEPT
+
+    def on_cancel(self, goal_handle) -> CancelResponse:
+        event = self.cancels.get(id(goal_handle))
+        if event:
+            event.set()
+        return CancelResponse.ACCEPT
+
+    def target_for(self, goal) -> Target | None:
+        """The goal's object: its pick_position when given, else the perceived object with that id."""
+        p, s = goal.pick_position, goal.object_size
+        known = {o.id: o for o in self.objects}
+        yaw = known[goal.object_id].yaw if goal.object_id in known else None
+        if any((p.x, p.y, p.z)):
+            return Target((p.x, p.y, p.z), (s.x, s.y, s.z), yaw)
+        if goal.object_id in known:
+            o = known[goal.object_id]
+            return Target(o.position, o.size, o.yaw)
+        return None
+
+    def execute(self, goal_handle):
+        goal = goal_handle.request
+        cancel = threading.Event()
+        self.cancels[id(goal_handle)] = cancel
+        with self.busy:
+            try:
+                outcome = self.run_goal(goal, goal_handle, cancel)
+            finally:
+                self.cancels.pop(id(goal_handle), None)
+        if cancel.is_set():
+            goal_handle.canceled()
+        elif outcome.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        self.get_logger().info(f"pick {goal.object_id} -> {goal.destination}: {outcome.message}")
+        return PickPlace.Result(success=outcome.success, message=outcome.message)
+
+    def run_goal(self, goal, goal_handle, cancel):
+        from koba_ros.picking.picker import PickResult
+
+        target = self.target_for(goal)
+        if target is None:
+            return PickResult(False, f"rejected: unknown object id {goal.object_id} and no pick_position")
+
+        def progress(stage, fraction):
+            goal_handle.publish_feedback(PickPlace.Feedback(stage=stage, progress=float(fraction)))
+
+        def locate(last: Target):
+            objects = self.fresh_objects() or []
+            near = [o for o in objects if np.linalg.norm(np.subtract(o.position[:2], last.position[:2])) < 0.15]
+            best = min(near, key=lambda o: np.linalg.norm(np.subtract(o.size, last.size)), default=None)
+            return Target(best.position, best.size, best.yaw) if best else None
+
+        def verify():
+            objects = self.fresh_objects()
+            if objects is None:
+                return None
+            return any(o.box == goal.destination and abs(o.size[2] - target.size[2]) < 0.02 for o in objects)
+
+        return self.picker.pick_place(target, goal.destination, progress=progress, cancel=cancel, locate=locate,
+                                      verify=verify)
+
+    def destroy_node(self):
+        for event in list(self.cancels.values()):
+            event.set()
+        self.server.destroy()
+        self.picker.kin.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(PickerNode, args)
+
+
+if __name__ == "__main__":
+    main()

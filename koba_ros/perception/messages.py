@@ -1,0 +1,110 @@
+"""Camera and perception messages <-> numpy, shared by sim_node, realsense_node and perception_node.
+
+Encodings follow the RealSense ROS driver: colour rgb8, aligned depth 16UC1 in millimetres (or 32FC1 in
+metres), CameraInfo with the plumb_bob model and K/P from the pinhole intrinsics.
+"""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Point, Vector3
+from koba_interfaces.msg import DetectedObject, DetectedObjectArray
+from sensor_msgs.msg import CameraInfo, Image
+
+from koba_ros.errors import KobaError
+from koba_ros.perception.objects import PerceivedObject
+
+
+def rgb_to_msg(rgb: np.ndarray, stamp, frame_id: str) -> Image:
+    h, w, _ = rgb.shape
+    msg = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3)
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.data = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    return msg
+
+
+def depth_to_msg(depth_m: np.ndarray, stamp, frame_id: str, encoding: str = "32FC1") -> Image:
+    """Depth in metres as 32FC1, or as 16UC1 millimetres (0 = no reading) like the RealSense driver."""
+    h, w = depth_m.shape
+    if encoding == "32FC1":
+        data, step = np.ascontiguousarray(depth_m, dtype=np.float32), w * 4
+    elif encoding == "16UC1":
+        mm = np.nan_to_num(depth_m * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
+        data, step = np.clip(np.round(mm), 0, 65535).astype(np.uint16), w * 2
+    else:
+        raise KobaError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=step)
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.data = data.tobytes()
+    return msg
+
+
+def msg_to_rgb(msg: Image) -> np.ndarray:
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise KobaError(f"colour image encoding {msg.encoding!r} unsupported (rgb8, bgr8)")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
+    image = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
+    return image[:, :, ::-1].copy() if msg.encoding == "bgr8" else image.copy()
+
+
+def msg_to_depth(msg: Image, depth_scale: float = 0.001) -> np.ndarray:
+    """Depth in metres (NaN where there is no reading); 16UC1 is scaled by depth_scale (mm -> m)."""
+    if msg.encoding == "32FC1":
+        dtype, scale = np.float32, 1.0
+    elif msg.encoding in ("16UC1", "mono16"):
+        dtype, scale = np.uint16, depth_scale
+    else:
+        raise KobaError(f"depth image encoding {msg.encoding!r} unsupported (32FC1, 16UC1)")
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.step // itemsize)
+    depth = rows[:, :msg.width].astype(np.float32) * scale
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def camera_info_msg(K: np.ndarray, width: int, height: int, stamp, frame_id: str,
+                    distortion: tuple[float, ...] = (0.0,) * 5) -> CameraInfo:
+    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.k = [float(v) for v in np.asarray(K).ravel()]
+    msg.d = [float(v) for v in distortion]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    msg.p = [float(v) for v in P.ravel()]
+    return msg
+
+
+def msg_to_K(msg: CameraInfo) -> np.ndarray:
+    K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise KobaError("CameraInfo has no intrinsics (K is zero)")
+    return K
+
+
+def objects_to_msg(objects: list[PerceivedObject], stamp, frame_id: str = "base_link") -> DetectedObjectArray:
+    out = DetectedObjectArray()
+    out.header.stamp, out.header.frame_id = stamp, frame_id
+    for o in objects:
+        x, y, w, h = o.bbox
+        out.objects.append(DetectedObject(
+            id=o.id, label="object", score=float(o.score), x=x, y=y, width=w, height=h,
+            position=Point(x=o.position[0], y=o.position[1], z=o.position[2]),
+            size=Vector3(x=o.size[0], y=o.size[1], z=o.size[2]), box=o.box,
+            attributes=[*o.attributes, f"yaw:{o.yaw:.4f}",
+                        "mean_rgb:" + ",".join(f"{c:.3f}" for c in o.mean_rgb)],
+            embedding=[float(v) for v in (o.features if o.features is not None else [])]))
+    return out
+
+
+def msg_to_objects(msg: DetectedObjectArray) -> list[PerceivedObject]:
+    """The ROS-free twin of each DetectedObject (crop and mask do not travel in the message)."""
+    objects = []
+    for d in msg.objects:
+        attributes = [a for a in d.attributes if not a.startswith(("yaw:", "mean_rgb:"))]
+        extra = dict(a.split(":", 1) for a in d.attributes if a.startswith(("yaw:", "mean_rgb:")))
+        mean_rgb = tuple(float(v) for v in extra["mean_rgb"].split(",")) if "mean_rgb" in extra else (0.0,) * 3
+        objects.append(PerceivedObject(
+            id=d.id, bbox=(d.x, d.y, d.width, d.height), position=(d.position.x, d.position.y, d.position.z),
+            size=(d.size.x, d.size.y, d.size.z), box=d.box, mean_rgb=mean_rgb, attributes=attributes,
+            features=np.array(d.embedding, dtype=np.float32), score=d.score, yaw=float(extra.get("yaw", 0.0))))
+    return objects

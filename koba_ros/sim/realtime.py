@@ -1,0 +1,70 @@
+"""Stepping a SimCell against the wall clock, rendering the camera and reporting joints at fixed rates.
+
+sim_node runs this loop on one thread (PyBullet is not thread-safe); ROS callbacks hand it commands through
+`submit`, which runs them between physics steps. When rendering makes the loop fall behind, physics catches
+up in bursts of at most MAX_CATCH_UP steps, so commands are still applied promptly.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from koba_ros.sim.cell import TIME_STEP, Frame, SimCell
+
+MAX_CATCH_UP = 48   # physics steps (0.2 s) per loop turn at most
+
+
+class RealTimeLoop:
+    def __init__(self, cell: SimCell, camera_hz: float = 5.0, joint_hz: float = 50.0,
+                 on_frame: Callable[[Frame], None] | None = None,
+                 on_joints: Callable[[list[str], object, object, float], None] | None = None,
+                 real_time_factor: float = 1.0):
+        self.cell = cell
+        self.camera_period = 1.0 / camera_hz if camera_hz > 0 else float("inf")
+        self.joint_period = 1.0 / joint_hz if joint_hz > 0 else float("inf")
+        self.on_frame, self.on_joints = on_frame, on_joints
+        self.factor = real_time_factor
+        self.commands: queue.Queue[Callable[[SimCell], None]] = queue.Queue()
+        self.frames = 0
+        self.sim_elapsed = 0.0
+        self.wall_elapsed = 0.0
+
+    def submit(self, command: Callable[[SimCell], None]) -> None:
+        """Run `command(cell)` on the simulation thread before the next physics step."""
+        self.commands.put(command)
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            command(self.cell)
+
+    def run(self, stop: threading.Event, duration: float | None = None) -> None:
+        wall0, sim0 = time.monotonic(), self.cell.time
+        next_frame = next_joints = sim0
+        while not stop.is_set():
+            wall = time.monotonic() - wall0
+            if duration is not None and wall >= duration:
+                break
+            self._apply_commands()
+            behind = int((wall * self.factor - (self.cell.time - sim0)) / TIME_STEP)
+            if behind > 0:
+                self.cell.step(min(behind, MAX_CATCH_UP))
+            if self.cell.time >= next_joints and self.on_joints:
+                names, q, qd = self.cell.joint_state()
+                self.on_joints(names, q, qd, self.cell.time)
+                next_joints = self.cell.time + self.joint_period
+            if self.cell.time >= next_frame:
+                frame = self.cell.render()
+                self.frames += 1
+                if self.on_frame:
+                    self.on_frame(frame)
+                next_frame += self.camera_period
+                next_frame = max(next_frame, self.cell.time)
+            if behind <= 0:
+                time.sleep(TIME_STEP)
+            self.sim_elapsed, self.wall_elapsed = self.cell.time - sim0, time.monotonic() - wall0
