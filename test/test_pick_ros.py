@@ -1,0 +1,78 @@
+"""The picking graph over real DDS: `koba up picking --headless` in a child process, one PickPlace goal from here."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from koba_ros.sim.layout import box_regions
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def picking_graph():
+    proc = subprocess.Popen([sys.executable, "-m", "koba_ros.cli", "up", "picking", "--headless", "--duration", "240"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    yield proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def spin_until(executor, condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        executor.spin_once(timeout_sec=0.1)
+    return condition()
+
+
+def test_one_pick_over_dds(ros_context, picking_graph):
+    import rclpy
+    from koba_interfaces.action import PickPlace
+    from koba_interfaces.msg import DetectedObjectArray
+    from rclpy.action import ActionClient
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
+
+    node = rclpy.create_node("pick_test", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        latest = {}
+        node.create_subscription(DetectedObjectArray, "/perception/objects", lambda m: latest.update(objects=m), 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(String, "/sim/ground_truth", lambda m: latest.update(truth=json.loads(m.data)),
+                                 latched)
+        client = ActionClient(node, PickPlace, "pick_place")
+        assert spin_until(executor, lambda: "objects" in latest and client.server_is_ready(), 90), \
+            "no perception or no pick_place server"
+        assert len(latest["objects"].objects) == 8            # sim/scenes/demo.json
+        # Scene object 0 (the red cube) sits at this offset in top_left; find it among the perceived objects.
+        where = np.array(box_regions()["top_left"].offset_to_xy(-0.04, 0.03))
+        cube = min(latest["objects"].objects, key=lambda o: np.hypot(o.position.x - where[0], o.position.y - where[1]))
+        assert cube.box == "top_left"
+
+        stages = []
+        goal = PickPlace.Goal(object_id=cube.id, destination="top_right")
+        future = client.send_goal_async(goal, feedback_callback=lambda f: stages.append(f.feedback.stage))
+        assert spin_until(executor, future.done, 10) and future.result().accepted
+        result = future.result().get_result_async()
+        assert spin_until(executor, result.done, 150), f"no result; stages so far {stages}"
+        assert result.result().result.success, result.result().result.message
+        assert stages[0] == "approach" and "release" in stages
+        latest.pop("truth", None)
+        assert spin_until(executor, lambda: "truth" in latest, 10)
+        assert latest["truth"]["boxes"][0] == "top_right"       # simulator ground truth
+    finally:
+        executor.shutdown()
+        node.destroy_node()
