@@ -139,6 +139,8 @@ class PocketsphinxRecognizer(Recognizer):
         alternatives = []
         try:
             for alt in self.decoder.nbest():
+                if alt is None or not alt.hypstr:
+                    continue
                 alt_text = " ".join(w for w in alt.hypstr.split() if not w.startswith("<"))
                 if alt_text and alt_text != text and alt_text not in alternatives:
                     alternatives.append(alt_text)

@@ -8,6 +8,11 @@ utterance in progress is dropped, so the robot never answers its own voice.
 Latency is measured as it would be on a live microphone: the wall-clock moment the end of
 speech was captured is the arrival time of the chunk holding it, minus the audio after it in
 that chunk; latency = publication time - that moment.
+
+Steady noise (a fan, hiss) can pass the VAD and pocketsphinx will then force a word onto it with
+full confidence (a single path has posterior 1). Speech is modulated by syllables; steady noise is
+not: a segment whose 30 ms frame energies vary by less than `min_energy_spread_db` (standard
+deviation) is reported as an empty utterance.
 """
 from __future__ import annotations
 
@@ -36,10 +41,12 @@ class Utterance:
 
 class SpeechStream:
     def __init__(self, recognizer: Recognizer, endpointer: Endpointer | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, min_energy_spread_db: float = 4.0):
         self.recognizer = recognizer
         self.endpointer = endpointer or Endpointer()
         self.clock = clock
+        self.min_energy_spread_db = min_energy_spread_db
+        self.frame_db: list[float] = []
         self.speaking = False
         self.in_utterance = False
         self.utterance_samples = 0
@@ -83,16 +90,20 @@ class SpeechStream:
     def _event(self, event) -> Utterance | None:
         if event.kind == "start":
             self.recognizer.start()
-            self.in_utterance, self.utterance_samples = True, 0
+            self.in_utterance, self.utterance_samples, self.frame_db = True, 0, []
         if not self.in_utterance:
             return None
         if len(event.samples):
             self.recognizer.feed(event.samples)
             self.utterance_samples += len(event.samples)
+            frames = event.samples[: len(event.samples) // 480 * 480].astype(np.float64).reshape(-1, 480)
+            self.frame_db += list(10 * np.log10(np.mean(frames ** 2, axis=1) + 1.0))
         if event.kind != "end":
             return None
         self.in_utterance = False
         hyp = self.recognizer.finish()
+        if len(self.frame_db) > 1 and np.std(self.frame_db) < self.min_energy_spread_db:
+            hyp.text, hyp.confidence, hyp.alternatives = "", 0.0, []   # steady noise, not speech
         return Utterance(hyp.text, hyp.confidence, hyp.alternatives, self.utterance_samples / RATE, 0.0,
                          hyp.backend, event.speech_end)
 

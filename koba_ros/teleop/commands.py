@@ -155,7 +155,7 @@ def teleop_phrases() -> list[str]:
             unit = "centimeter" if n == "one" else "centimeters"
             phrases += [f"move {d} {n} {unit}", f"{d} {n} {unit}", f"go {d} {n} {unit}", f"move {n} {unit} {d}"]
             phrases += [f"go {d} {n} {u}" for u in spoken_units if u != "centimeter" and n != "one"]
-        phrases += [f"move {d} a little", f"move the arm {d}", f"move {d} half a centimeter"]
+        phrases += [f"move {d} a little", f"move the arm {d} two centimeters", f"move {d} half a centimeter"]
     phrases += ["open the gripper", "close the gripper", "open gripper", "close gripper", "open the hand",
                 "close the hand", "go home", "move home", "go back home", "return home", "stop", "stop stop",
                 "stop moving", "please stop"]

@@ -1,0 +1,87 @@
+"""Real ASR: pocketsphinx with the domain LM on a real recording and on espeak-ng speech; bad audio says nothing."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from koba_ros.errors import KobaError
+from koba_ros.speech.audio import RATE, load_audio
+from koba_ros.speech.recognizers import PocketsphinxRecognizer, make_recognizer
+from koba_ros.speech.streaming import SpeechStream, transcribe
+from koba_ros.speech.tts import Speaker
+
+GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return PocketsphinxRecognizer()
+
+
+def spoken(text, tmp_path, voice="en-us"):
+    Speaker(voice, 150, play=False).synthesize(text, tmp_path / "s.wav")
+    pad = np.zeros(RATE // 2, dtype=np.int16)
+    return np.concatenate([pad, load_audio(tmp_path / "s.wav"), pad])
+
+
+@pytest.mark.skipif(not GOFORWARD.is_file(), reason="needs Debian pocketsphinx-testdata (setup.sh installs it)")
+def test_real_recording_word_for_word(recognizer):
+    utterances = transcribe(recognizer, load_audio(GOFORWARD))
+    assert [u.text for u in utterances] == ["go forward ten meters"]
+    assert utterances[0].backend == "pocketsphinx" and 0 < utterances[0].confidence <= 1
+
+
+def test_domain_commands_from_espeak(recognizer, tmp_path):
+    for text in ("open the gripper", "put the red cup in the top left box"):
+        got = " ".join(u.text for u in transcribe(recognizer, spoken(text, tmp_path)))
+        assert got == text
+
+
+def test_silence_and_noise_give_no_words(recognizer):
+    rng = np.random.default_rng(0)
+    assert transcribe(recognizer, np.zeros(2 * RATE, dtype=np.int16)) == []
+    noise = (3000 * rng.standard_normal(2 * RATE)).astype(np.int16)
+    assert all(u.text == "" for u in transcribe(recognizer, noise))
+
+
+def test_clipped_speech_still_decodes_or_says_nothing(recognizer, tmp_path):
+    x = spoken("open the gripper", tmp_path).astype(np.int32) * 8
+    texts = [u.text for u in transcribe(recognizer, np.clip(x, -32768, 32767).astype(np.int16))]
+    assert all(isinstance(t, str) for t in texts)     # never a crash; heavy clipping may cost words
+
+
+def test_robot_voice_is_ignored_while_speaking(recognizer, tmp_path):
+    audio = spoken("open the gripper", tmp_path)
+    stream = SpeechStream(recognizer)
+    stream.set_speaking(True)
+    heard = [u for i in range(0, len(audio), 480) for u in stream.feed(audio[i:i + 480])]
+    assert heard == [] and stream.flush() == []
+    stream.set_speaking(False)      # the same words from a person are heard
+    heard = [u for i in range(0, len(audio), 480) for u in stream.feed(audio[i:i + 480])] + stream.flush()
+    assert [u.text for u in heard] == ["open the gripper"]
+    assert heard[0].latency >= 0
+
+
+def test_unknown_backend_and_missing_whisper_checkpoint():
+    with pytest.raises(KobaError):
+        make_recognizer("kaldi")
+    with pytest.raises(KobaError, match="checkpoint"):
+        make_recognizer("whisper", checkpoint="/no/such/model.pt")
+
+
+def test_whisper_plumbing_with_a_tiny_random_model(tmp_path):
+    """No whisper weights exist here: a randomly initialised 1-layer model checks load → mel → decode only."""
+    torch = pytest.importorskip("torch")
+    whisper = pytest.importorskip("whisper")
+    torch.manual_seed(0)
+    dims = whisper.model.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2,
+                                         n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=16,
+                                         n_text_head=2, n_text_layer=1)
+    path = tmp_path / "tiny.pt"
+    torch.save({"dims": dims.__dict__, "model_state_dict": whisper.model.Whisper(dims).state_dict()}, path)
+    recognizer = make_recognizer("whisper", checkpoint=str(path))
+    hyp = recognizer.recognize(np.zeros(RATE, dtype=np.int16) + 1)
+    assert hyp.backend == "whisper" and isinstance(hyp.text, str) and 0.0 <= hyp.confidence <= 1.0
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(KobaError, match="not a whisper checkpoint"):
+        make_recognizer("whisper", checkpoint=str(tmp_path / "junk.pt"))

@@ -1,0 +1,71 @@
+"""Audio in and the endpointer: every common format lands as 16 kHz mono int16; bad input is one KobaError."""
+import numpy as np
+import pytest
+import soundfile
+
+from koba_ros.errors import KobaError
+from koba_ros.speech.audio import RATE, Microphone, load_audio, to_mono_int16
+from koba_ros.speech.vad import Endpointer
+
+
+def tone(rate, seconds=0.5, freq=440.0):
+    t = np.arange(int(rate * seconds)) / rate
+    return 0.5 * np.sin(2 * np.pi * freq * t)
+
+
+def test_8khz_stereo_float_wav_becomes_16k_mono_int16(tmp_path):
+    path = tmp_path / "stereo8k.wav"
+    left = tone(8000)
+    soundfile.write(path, np.stack([left, np.zeros_like(left)], axis=1), 8000, subtype="FLOAT")
+    x = load_audio(path)
+    assert x.dtype == np.int16 and x.ndim == 1
+    assert abs(len(x) - RATE * 0.5) <= 2
+    # Averaging the silent channel halves the amplitude: 0.5 * 0.5 of full scale.
+    assert 0.2 * 32768 < np.abs(x).max() < 0.3 * 32768
+
+
+def test_unsigned_8bit_and_clipped_audio(tmp_path):
+    path = tmp_path / "u8.wav"
+    soundfile.write(path, np.clip(tone(16000) * 3, -1, 1), 16000, subtype="PCM_U8")
+    x = load_audio(path)
+    assert np.abs(x).max() > 30000 and np.abs(np.mean(x)) < 1000   # clipped, but centred
+
+
+def test_corrupt_and_missing_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really a wav file")
+    for path in (bad, tmp_path / "missing.wav"):
+        with pytest.raises(KobaError) as err:
+            load_audio(path)
+        assert "\n" not in str(err.value)
+    odd = tmp_path / "odd.raw"
+    odd.write_bytes(b"\x00\x01\x02")
+    with pytest.raises(KobaError):
+        load_audio(odd)
+
+
+def test_nan_audio_is_rejected():
+    with pytest.raises(KobaError):
+        to_mono_int16(np.array([0.0, np.nan]), RATE)
+
+
+def test_missing_microphone_is_one_line_error():
+    mic = Microphone(lambda block: None, device="no such microphone 12345")
+    with pytest.raises(KobaError) as err:
+        mic.start()
+    assert str(err.value).startswith("no microphone available") and "\n" not in str(err.value)
+
+
+def test_endpointer_ignores_silence_and_cuts_spoken_audio(tmp_path):
+    from koba_ros.speech.tts import Speaker
+
+    ep = Endpointer()
+    assert ep.push(np.zeros(RATE, dtype=np.int16)) == []          # silence never opens an utterance
+    Speaker(play=False).synthesize("move left five centimeters", tmp_path / "s.wav")
+    speech = load_audio(tmp_path / "s.wav")
+    loud = np.flatnonzero(np.abs(speech) > 500)
+    events = ep.push(np.concatenate([speech, np.zeros(RATE, dtype=np.int16)]))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds.count("end") == 1 and kinds[-1] == "end"
+    last_sound = 1.0 + loud[-1] / RATE                              # stream time, after the first second
+    assert abs(events[-1].speech_end - last_sound) < 0.2

@@ -1,0 +1,101 @@
+"""Spoken teleop: the parser, workspace refusal, Cartesian jogs in the PyBullet cell, and stop preempting motion."""
+import numpy as np
+import pytest
+
+from koba_ros.errors import KobaError
+from koba_ros.teleop.commands import Gripper, Home, Jog, Stop, parse_command, teleop_phrases
+
+
+@pytest.mark.parametrize("text, direction, metres", [
+    ("move left five centimeters", (0, 1, 0), 0.05),
+    ("up ten centimeters", (0, 0, 1), 0.10),
+    ("forward three centimeters", (1, 0, 0), 0.03),
+    ("move right 25 mm", (0, -1, 0), 0.025),
+    ("go back twenty five millimeters", (-1, 0, 0), 0.025),
+    ("down one and a half centimeters", (0, 0, -1), 0.015),
+    ("two point five centimeters up", (0, 0, 1), 0.025),
+    ("move left five", (0, 1, 0), 0.05),
+    ("go forward ten meters", (1, 0, 0), 10.0),
+])
+def test_jogs_in_words_and_digits(text, direction, metres):
+    command = parse_command(text)
+    assert isinstance(command, Jog)
+    assert command.direction == tuple(float(v) for v in direction)
+    assert command.distance == pytest.approx(metres)
+
+
+def test_gripper_home_stop():
+    assert parse_command("open the gripper") == Gripper(open=True)
+    assert parse_command("Close the gripper.") == Gripper(open=False)
+    assert parse_command("go home") == Home()
+    assert parse_command("stop") == Stop()
+    assert parse_command("move left ten centimeters no stop") == Stop()   # stop wins
+
+
+@pytest.mark.parametrize("text", ["", "banana", "move left", "move left and up five centimeters",
+                                  "move left banana centimeters", "move left zero centimeters"])
+def test_nonsense_is_a_spoken_reason(text):
+    with pytest.raises(KobaError) as err:
+        parse_command(text)
+    assert str(err.value).endswith((".", "?"))
+
+
+def test_every_language_model_phrase_parses():
+    for phrase in teleop_phrases():
+        parse_command(phrase)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from koba_ros.sim.cell import SimCell
+    from koba_ros.sim.scene import Scene
+    from koba_ros.teleop.session import SimTeleop
+
+    with SimCell(Scene(seed=0, objects=())) as cell:
+        teleop = SimTeleop(cell)
+        yield teleop
+        teleop.planner.close()
+
+
+def test_jog_moves_the_tool_in_a_straight_line(sim):
+    start = sim.tool_position()
+    plan = sim.say("move left five centimeters")
+    assert sim.wait()
+    moved = sim.tool_position() - start
+    assert moved[1] == pytest.approx(0.05, abs=0.005)
+    assert abs(moved[0]) < 0.006 and abs(moved[2]) < 0.006
+    assert plan.reply == "Moving left 5 centimeters."
+
+
+def test_out_of_reach_is_refused_and_the_arm_stays(sim):
+    before = sim.cell.arm_positions().copy()
+    with pytest.raises(KobaError, match="That is out of my reach."):
+        sim.say("go forward ten meters")
+    with pytest.raises(KobaError, match="out of my reach"):
+        sim.say("down one meter")
+    sim.step(0.3)
+    assert np.allclose(sim.cell.arm_positions(), before, atol=1e-3)
+
+
+def test_stop_halts_a_jog_within_200_ms(sim):
+    sim.say("go home")
+    sim.wait()
+    start = sim.tool_position()
+    plan = sim.say("move right twenty centimeters")
+    sim.step(0.4)                              # moving
+    assert sim.tool_position()[1] < start[1] - 0.005
+    sim.say("stop")
+    sim.step(0.2)                              # within 200 ms of the stop the arm is held...
+    held = sim.tool_position()
+    sim.step(1.0)
+    assert np.linalg.norm(sim.tool_position() - held) < 0.003           # ...and stays there
+    assert np.linalg.norm(sim.tool_position() - np.asarray(plan.target)) > 0.05   # far short of the target
+
+
+def test_gripper_opens_and_closes(sim):
+    sim.say("close the gripper")
+    sim.wait()
+    assert sim.cell.gripper_width() < 0.01
+    sim.say("open the gripper")
+    sim.wait()
+    assert sim.cell.gripper_width() > 0.07
