@@ -52,7 +52,8 @@ class TeleopNode(Node):
         fast = ReentrantCallbackGroup()   # joint states and the stop check never wait for a plan
         self.create_subscription(JointState, "/joint_states", self.on_joints, 10, callback_group=fast)
         self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10, callback_group=fast)
-        self.create_subscription(String, "/teleop/command", lambda m: self.handle(m.data), 10, callback_group=fast)
+        self.create_subscription(String, "/teleop/command", lambda m: self.run_command(m.data), 10,
+                                 callback_group=fast)
 
     def on_joints(self, msg: JointState) -> None:
         position = dict(zip(msg.name, msg.position, strict=False))
@@ -61,9 +62,9 @@ class TeleopNode(Node):
 
     def on_utterance(self, msg: Utterance) -> None:
         if msg.text and msg.confidence >= self.min_confidence:
-            self.handle(msg.text)
+            self.run_command(msg.text)
 
-    def handle(self, text: str) -> None:
+    def run_command(self, text: str) -> None:
         with self.generation_lock:
             self.generation += 1
             generation = self.generation

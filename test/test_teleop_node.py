@@ -1,0 +1,60 @@
+"""teleop_node over DDS: utterances in, JointTrajectory / gripper / spoken replies out; stop is an empty trajectory."""
+import time
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def test_teleop_node_topics(ros_context):
+    import rclpy
+    from koba_interfaces.msg import Utterance
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64, String
+    from trajectory_msgs.msg import JointTrajectory
+
+    from koba_ros.nodes.teleop_node import TeleopNode
+    from koba_ros.picking.kinematics import ARM_JOINTS
+    from koba_ros.sim.cell import HOME
+
+    teleop = TeleopNode(context=ros_context)
+    probe = Node("probe", context=ros_context)
+    got = {"traj": [], "say": [], "grip": []}
+    probe.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", got["traj"].append, 10)
+    probe.create_subscription(String, "/speech/say", lambda m: got["say"].append(m.data), 10)
+    probe.create_subscription(Float64, "/gripper/command", lambda m: got["grip"].append(m.data), 10)
+    joints = probe.create_publisher(JointState, "/joint_states", 10)
+    words = probe.create_publisher(Utterance, "/speech/utterance", 10)
+    executor = MultiThreadedExecutor(context=ros_context)
+    executor.add_node(teleop)
+    executor.add_node(probe)
+
+    def spin_until(check, timeout=15.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not check():
+            joints.publish(JointState(name=list(ARM_JOINTS), position=list(HOME)))
+            executor.spin_once(timeout_sec=0.05)
+        return check()
+
+    try:
+        assert spin_until(lambda: teleop.joints is not None and probe.count_subscribers("/speech/utterance") > 0)
+        words.publish(Utterance(text="move left five centimeters", confidence=0.9, backend="pocketsphinx"))
+        assert spin_until(lambda: len(got["traj"]) == 1)
+        assert len(got["traj"][0].points) > 1 and list(got["traj"][0].joint_names) == list(ARM_JOINTS)
+        words.publish(Utterance(text="stop", confidence=0.9))
+        assert spin_until(lambda: len(got["traj"]) == 2)
+        assert got["traj"][1].points == []                       # empty trajectory: the controller holds
+        words.publish(Utterance(text="go forward ten meters", confidence=0.9))
+        assert spin_until(lambda: "That is out of my reach." in got["say"])
+        words.publish(Utterance(text="close the gripper", confidence=0.9))
+        assert spin_until(lambda: got["grip"] == [0.0])
+        words.publish(Utterance(text="open the gripper", confidence=0.1))   # too unsure: ignored
+        spin_until(lambda: False, timeout=0.5)
+        assert got["grip"] == [0.0] and len(got["traj"]) == 2
+    finally:
+        executor.shutdown()
+        teleop.destroy_node()
+        probe.destroy_node()
+        rclpy.shutdown(context=ros_context)
