@@ -79,8 +79,11 @@ def box_of(x: float, y: float, boxes: dict[str, BoxRegion]) -> str:
 
 
 def perceive(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_pose: np.ndarray,
-             boxes: dict[str, BoxRegion] | None = None) -> list[PerceivedObject]:
-    """Objects standing in the boxes, ordered top-to-bottom then left-to-right in the image."""
+             boxes: dict[str, BoxRegion] | None = None, separate_touching: bool = True) -> list[PerceivedObject]:
+    """Objects standing in the boxes, ordered top-to-bottom then left-to-right in the image.
+
+    separate_touching=False is the plain connected-components baseline (touching objects merge).
+    """
     boxes = boxes or box_regions()
     points = backproject(depth, K, camera_pose)
     mask, height = foreground(points, boxes)
@@ -93,7 +96,8 @@ def perceive(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_pose: np.
     fg, ht = mask[win], height[win]
     # Seeds: foreground away from any edge, so touching objects start as separate seeds; then the seeds
     # grow back over the whole foreground (watershed on the height map) to recover each object's full mask.
-    cores = ndimage.binary_erosion(fg & ~boundaries(rgb[win], ht), iterations=1)
+    edges = boundaries(rgb[win], ht) if separate_touching else np.zeros_like(fg)
+    cores = ndimage.binary_erosion(fg & ~edges, iterations=1)
     seeds, _ = ndimage.label(cores, structure=np.ones((3, 3)))
     sizes = np.bincount(seeds.ravel())
     seeds[sizes[seeds] < MIN_SEED] = 0   # texture specks (a ball's patches, printed text) join their object

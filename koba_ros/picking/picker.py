@@ -167,6 +167,11 @@ class Picker:
         raise AssertionError("unreachable")
 
     def _run(self, traj: JointTrajectory, cancel: threading.Event) -> None:
+        # The arm may not be exactly where the plan assumed (a finger stopped by the object or the floor):
+        # join it to the plan with a short move rather than a jump the controller would rightly refuse.
+        q = self.arm.joint_positions()
+        if np.max(np.abs(q - traj.positions[0])) > 0.01:
+            traj = concat(joint_move(q, traj.positions[0], self.kin.max_velocity), traj)
         if not self.arm.execute(traj, cancel):
             raise Cancelled()
 

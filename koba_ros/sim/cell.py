@@ -27,6 +27,7 @@ FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 GRIPPER_MAX_WIDTH = 0.08
 GRIPPER_FORCE = 60.0          # N per finger; friction holds the object, there is no attachment cheat
 FRICTION = 1.2
+OBJECT_MASS = 0.08        # kg: light household things (pybullet_data's soccer ball weighs 10 kg)
 # Tucked next to the base and low: out of the camera's view of the boxes.
 HOME = (0.0, -1.2, 0.0, -2.9, 0.0, 1.75, 0.785)
 TABLE_SIZE = (1.3, 1.0, 0.04)
@@ -121,11 +122,11 @@ class SimCell:
             body = pb.loadURDF(entry.urdf, (x, y, 0.3), orientation, globalScaling=entry.scale, physicsClientId=c)
         else:
             col, vis = self._primitive_shapes(entry)
-            body = pb.createMultiBody(0.08, col, vis, (x, y, 0.3), orientation, physicsClientId=c)
+            body = pb.createMultiBody(OBJECT_MASS, col, vis, (x, y, 0.3), orientation, physicsClientId=c)
         pb.changeVisualShape(body, -1, rgbaColor=entry.rgba, physicsClientId=c)
         # Resting objects sleep (no contact solving) until something touches them: 40 objects stay cheap.
-        pb.changeDynamics(body, -1, lateralFriction=FRICTION, spinningFriction=0.002, rollingFriction=0.002,
-                          activationState=pb.ACTIVATION_STATE_ENABLE_SLEEPING, physicsClientId=c)
+        pb.changeDynamics(body, -1, mass=OBJECT_MASS, lateralFriction=FRICTION, spinningFriction=0.002,
+                          rollingFriction=0.002, activationState=pb.ACTIVATION_STATE_ENABLE_SLEEPING, physicsClientId=c)
         # Put the lowest point just above the box floor, whatever the mesh's own origin.
         low = pb.getAABB(body, physicsClientId=c)[0][2]
         pb.resetBasePositionAndOrientation(body, (x, y, 0.3 - low + region.floor_z + 0.002), orientation,
