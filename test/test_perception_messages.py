@@ -1,0 +1,87 @@
+"""Camera and object message conversion (sim_node, realsense_node, perception_node), tested without a camera."""
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+
+from koba_ros.errors import KobaError
+from koba_ros.perception.messages import (
+    camera_info_msg,
+    depth_to_msg,
+    msg_to_depth,
+    msg_to_K,
+    msg_to_objects,
+    msg_to_rgb,
+    objects_to_msg,
+    rgb_to_msg,
+)
+from koba_ros.perception.objects import PerceivedObject
+from koba_ros.perception.realsense import Intrinsics, frames_to_arrays
+
+STAMP = Time(sec=5, nanosec=7)
+
+
+def test_rgb_round_trip():
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    msg = rgb_to_msg(rgb, STAMP, "cam")
+    assert (msg.encoding, msg.step, msg.header.frame_id) == ("rgb8", 18, "cam")
+    assert np.array_equal(msg_to_rgb(msg), rgb)
+    msg.encoding = "bgr8"
+    assert np.array_equal(msg_to_rgb(msg), rgb[:, :, ::-1])
+
+
+@pytest.mark.parametrize("encoding, tolerance", [("32FC1", 1e-6), ("16UC1", 0.0005)])
+def test_depth_round_trip_and_missing_readings(encoding, tolerance):
+    depth = np.array([[0.5, 0.75], [np.nan, 1.2345]], dtype=np.float32)
+    back = msg_to_depth(depth_to_msg(depth, STAMP, "cam", encoding))
+    assert np.isnan(back[1, 0])
+    assert np.allclose(back[~np.isnan(back)], depth[~np.isnan(depth)], atol=tolerance)
+
+
+def test_bad_encodings_are_errors():
+    with pytest.raises(KobaError, match="encoding"):
+        depth_to_msg(np.zeros((2, 2)), STAMP, "cam", "8UC1")
+    msg = rgb_to_msg(np.zeros((2, 2, 3), np.uint8), STAMP, "cam")
+    with pytest.raises(KobaError, match="depth image encoding"):
+        msg_to_depth(msg)
+
+
+def test_camera_info():
+    K = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    msg = camera_info_msg(K, 640, 480, STAMP, "cam")
+    assert np.array_equal(msg_to_K(msg), K) and msg.p[3] == 0 and msg.distortion_model == "plumb_bob"
+    msg.k = [0.0] * 9
+    with pytest.raises(KobaError, match="no intrinsics"):
+        msg_to_K(msg)
+
+
+def test_objects_round_trip():
+    obj = PerceivedObject(id=3, bbox=(1, 2, 3, 4), position=(0.5, 0.1, 0.03), size=(0.04, 0.05, 0.06), box="top_left",
+                          mean_rgb=(0.8, 0.1, 0.1), attributes=["color:red"], features=np.arange(4.0), yaw=0.25)
+    (back,) = msg_to_objects(objects_to_msg([obj], STAMP))
+    assert back.id == 3 and back.bbox == (1, 2, 3, 4) and back.box == "top_left" and back.attributes == ["color:red"]
+    assert np.allclose(back.position, obj.position) and np.allclose(back.size, obj.size)
+    assert back.yaw == pytest.approx(0.25) and np.allclose(back.mean_rgb, obj.mean_rgb, atol=1e-3)
+    assert np.allclose(back.features, obj.features)
+
+
+def test_realsense_frames_to_arrays():
+    """What realsense_node does with a D4xx frame pair: z16 units * depth scale, 0 = no reading."""
+    intr = Intrinsics(4, 2, 610.0, 611.0, 2.1, 0.9)
+    color = np.full((2, 4, 3), 9, np.uint8)
+    z16 = np.array([[1000, 0, 250, 65535], [1, 2, 3, 4]], np.uint16)
+    rgb, depth, K = frames_to_arrays(color, z16, 0.001, intr)
+    assert rgb is color and K[0, 0] == 610.0 and K[1, 2] == 0.9
+    assert depth[0, 0] == pytest.approx(1.0) and np.isnan(depth[0, 1]) and depth[0, 3] == pytest.approx(65.535)
+    # And on to the same messages sim_node publishes.
+    assert np.allclose(msg_to_depth(depth_to_msg(depth, STAMP, "cam", "16UC1"))[0, 2], 0.25)
+    with pytest.raises(KobaError, match="not aligned"):
+        frames_to_arrays(color, z16[:1], 0.001, intr)
+    with pytest.raises(KobaError, match="another resolution"):
+        frames_to_arrays(color, z16, 0.001, Intrinsics(8, 2, 1, 1, 1, 1))
+
+
+def test_realsense_camera_missing_is_a_clear_error():
+    from koba_ros.perception.realsense import RealSenseCamera
+
+    with pytest.raises(KobaError, match="RealSense|pyrealsense2"):
+        RealSenseCamera()
