@@ -19,6 +19,8 @@ def add_arguments(p):
     repro.add_argument("name", choices=REPROS)
     repro.add_argument("--quick", action="store_true", help="The small CPU version (minutes).")
     repro.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    repro.add_argument("--size", choices=("test", "quick", "full"), default="",
+                       help="Explicit size (test: the smallest that shows the effect, used by the tests).")
     repro.add_argument("--seed", type=int, default=0)
     repro.add_argument("--out", default="runs/repro", help="Folder for the JSON result and the PNG plot.")
     repro.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
@@ -61,7 +63,8 @@ def run(args):
 
             if not torch.cuda.is_available():
                 raise KobaError("--device cuda requested but no CUDA device is available")
-        result = run_repro(args.name, quick=args.quick, device=args.device, out=args.out, seed=args.seed)
+        result = run_repro(args.name, quick=args.quick, device=args.device, out=args.out, seed=args.seed,
+                           size=args.size or None)
     else:
         from koba_ros.nlp.bench import run_bench
 

@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 
 
-def run_repro(name: str, quick: bool, device: str, out: str, seed: int = 0) -> dict:
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
+
+
+def run_repro(name: str, quick: bool, device: str, out: str, seed: int = 0, size: str | None = None) -> dict:
+    """size: test | quick | full (default: quick with --quick, else full)."""
     module = importlib.import_module(f"koba_ros.nlp.repro.{name}")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = module.run(quick=quick, device=device, out=out_dir, seed=seed)
-    result = {"repro": name, "quick": quick, "device": device, **result}
+    started = time.perf_counter()
+    result = module.run(quick=quick, device=device, out=out_dir, seed=seed, size=size)
+    result = {"repro": name, "quick": quick, "device": _device_name(device), **result,
+              "wall_s": round(time.perf_counter() - started, 1)}
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
     return result

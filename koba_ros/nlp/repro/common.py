@@ -26,7 +26,8 @@ def fit(model, sample, steps: int, lr: float, device: str, schedule: str = "cosi
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, schedule, min_lr)
         x, y = sample(step)
-        loss = model(x.to(device), y.to(device))[1]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda")):
+            loss = model(x.to(device), y.to(device))[1]
         if not math.isfinite(loss.item()):
             diverged = True
             break

@@ -1,0 +1,117 @@
+"""`koba lm bench`: training throughput (tokens/s) and model-FLOPs utilisation, ours vs Hugging Face GPT-2.
+
+Every variant trains the same GPT-2 shape on the same random tokens in the same process: forward, backward and an
+AdamW step under bf16 autocast (GPU). MFU uses the PaLM (Chowdhery et al. 2022, App. B) count of training FLOPs per
+token, 6·N + 12·L·d·T (N parameters, L layers, d width, T context), against the device's dense bf16 peak.
+"""
+from __future__ import annotations
+
+import gc
+import time
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TransformerLM
+
+SHAPES = {
+    "gpt2": dict(vocab_size=50304, d_model=768, n_layers=12, n_heads=12, seq=1024, batch=16),
+    "tiny": dict(vocab_size=512, d_model=64, n_layers=2, n_heads=2, seq=64, batch=4),
+}
+VARIANTS = ("ours", "ours_compiled", "hf", "hf_compiled")
+
+
+def flops_per_token(n_params: int, shape: dict) -> float:
+    return 6.0 * n_params + 12.0 * shape["n_layers"] * shape["d_model"] * shape["seq"]
+
+
+def build(variant: str, shape: dict, device):
+    """(model, loss function (ids) -> loss) for a variant."""
+    if variant.startswith("ours"):
+        config = TransformerConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"],
+                                   n_layers=shape["n_layers"], n_heads=shape["n_heads"], max_len=shape["seq"],
+                                   norm="pre", positions="learned", tie_embeddings=True, bias=False, pad_id=0)
+        model = TransformerLM(config).to(device)
+
+        def loss_fn(m, ids):
+            return m(ids[:, :-1], ids[:, 1:])[1]
+    else:
+        try:
+            from transformers import GPT2Config, GPT2LMHeadModel
+        except ImportError as exc:
+            raise KobaError("the Hugging Face baseline needs the transformers package") from exc
+        config = GPT2Config(vocab_size=shape["vocab_size"], n_positions=shape["seq"], n_embd=shape["d_model"],
+                            n_layer=shape["n_layers"], n_head=shape["n_heads"], resid_pdrop=0.0, embd_pdrop=0.0,
+                            attn_pdrop=0.0, bos_token_id=shape["vocab_size"] - 1,
+                            eos_token_id=shape["vocab_size"] - 1)
+        model = GPT2LMHeadModel(config).to(device)
+
+        def loss_fn(m, ids):
+            return m(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
+    return model, loss_fn
+
+
+def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    model, loss_fn = build(variant, shape, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    forward = torch.compile(model) if variant.endswith("compiled") else model
+    cuda = device.type == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
+    ids = torch.randint(0, shape["vocab_size"], (shape["batch"], shape["seq"] + 1), device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = loss_fn(forward, ids)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warmup):  # includes torch.compile's compilation
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss_value = loss.item()  # waits for the device
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - t0) / steps
+    tokens_per_s = shape["batch"] * shape["seq"] / seconds
+    result = {"parameters": n_params, "step_ms": round(seconds * 1000, 2), "tokens_per_s": round(tokens_per_s),
+              "flops_per_token": flops_per_token(n_params, shape), "loss": round(loss_value, 4)}
+    if variant.startswith("hf"):
+        result["hf_attention"] = getattr(model.config, "_attn_implementation", "?")
+    return result
+
+
+def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variants=VARIANTS,
+              peak_tflops: float = 989.0, warmup: int = 3) -> dict:
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or size not in SHAPES or steps <= 0:
+        raise KobaError(f"bench: variants must be among {', '.join(VARIANTS)}, size gpt2|tiny, steps > 0")
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise KobaError("bench: --device cuda requested but no CUDA device is available")
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    shape = SHAPES[size]
+    results = {}
+    for variant in variants:
+        results[variant] = time_variant(variant, shape, dev, steps, warmup)
+        gc.collect()  # the variant's model and optimizer are gone; give their memory back before the next one
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        results[variant]["mfu"] = round(results[variant]["tokens_per_s"] * results[variant]["flops_per_token"]
+                                        / (peak_tflops * 1e12), 4)
+    summary = {"size": size, "shape": shape, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+               else "cpu", "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32", "steps": steps,
+               "peak_tflops": peak_tflops, "torch": torch.__version__, "variants": results}
+    best_hf = max((results[v]["tokens_per_s"] for v in results if v.startswith("hf")), default=0)
+    best_ours = max((results[v]["tokens_per_s"] for v in results if v.startswith("ours")), default=0)
+    if best_hf and best_ours:
+        summary["ours_over_best_hf"] = round(best_ours / best_hf, 3)
+    return summary

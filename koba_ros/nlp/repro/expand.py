@@ -1,0 +1,75 @@
+"""Model expansion (Yano et al. 2025, arXiv 2504.00623): train a small model, grow it (function-preserving, see
+expansion.py) and train on with a smaller LR; reaching the large model's from-scratch loss this way costs fewer
+training FLOPs (6 · non-embedding-inclusive parameters · tokens) than training the large model from scratch."""
+from __future__ import annotations
+
+import torch
+
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.data import batch_generator
+from koba_ros.nlp.expansion import expand, lr_for_size
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth
+
+SIZES = {
+    "test": dict(d_small=32, layers_small=2, d_large=64, layers_large=4, heads_small=2, seq=64, batch=16,
+                 steps_small=150, steps_large=150, lr=3e-3),
+    "quick": dict(d_small=48, layers_small=2, d_large=96, layers_large=4, heads_small=2, seq=64, batch=16,
+                  steps_small=300, steps_large=300, lr=3e-3),
+    "full": dict(d_small=256, layers_small=4, d_large=512, layers_large=8, heads_small=4, seq=256, batch=32,
+                 steps_small=600, steps_large=600, lr=1.5e-3),
+}
+
+
+def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
+    s = SIZES[size or ("quick" if quick else "full")]
+    train, held = corpus_stream(s["seq"]).split(0.1)
+    tokens_per_step = s["batch"] * s["seq"]
+
+    def sample(step):
+        return train.batch(s["batch"], batch_generator(seed, step, 0))
+
+    def sample_val(i):
+        return held.batch(s["batch"], batch_generator(seed + 1, i, 0))
+
+    small_cfg = TransformerConfig(d_model=s["d_small"], n_layers=s["layers_small"], n_heads=s["heads_small"],
+                                  max_len=s["seq"], positions="rope")
+    torch.manual_seed(seed)
+    small = TransformerLM(small_cfg)
+    small_run = fit(small, sample, s["steps_small"], s["lr"], device, warmup=s["steps_small"] // 10,
+                    schedule="wso")
+    before = eval_loss(small, sample_val, 4, device)
+    grown = expand(small, s["d_large"] // s["d_small"], s["layers_large"], seed=seed)
+    after = eval_loss(grown, sample_val, 4, device)
+    grown_lr = lr_for_size(s["lr"], s["d_small"], s["d_large"])
+    grown_run = fit(grown, lambda t: sample(s["steps_small"] + t), s["steps_large"], grown_lr, device,
+                    warmup=s["steps_large"] // 20)
+
+    torch.manual_seed(seed)
+    large = TransformerLM(grown.config)
+    scratch_steps = s["steps_small"] + s["steps_large"]
+    scratch_run = fit(large, sample, scratch_steps, grown_lr, device, warmup=scratch_steps // 10)
+
+    f_small, f_large = 6 * small.num_parameters() * tokens_per_step, 6 * large.num_parameters() * tokens_per_step
+    grown_flops = [f_small * s["steps_small"] + f_large * (i + 1) for i in range(len(grown_run["losses"]))]
+    scratch_flops = [f_large * (i + 1) for i in range(len(scratch_run["losses"]))]
+    grown_curve, scratch_curve = smooth(grown_run["losses"], 20), smooth(scratch_run["losses"], 20)
+    target = max(min(grown_curve), min(scratch_curve))  # a loss both runs reach
+
+    def flops_to(curve, flops):
+        return next(f for loss, f in zip(curve, flops, strict=True) if loss <= target)
+
+    to_target = {"grown": flops_to(grown_curve, grown_flops), "scratch": flops_to(scratch_curve, scratch_flops)}
+    plot = save_plot(out / "expand.png", [
+        {"title": "loss vs training FLOPs", "xlabel": "FLOPs", "series": {
+            "small then grown": ([f_small * (i + 1) for i in range(s["steps_small"])] + grown_flops,
+                                 smooth(small_run["losses"], 20) + grown_curve),
+            "large from scratch": (scratch_flops, scratch_curve)}}], "model expansion")
+    return {"size": size or ("quick" if quick else "full"), "settings": s, "plot": plot,
+            "loss_before_expansion": round(before, 6), "loss_after_expansion": round(after, 6),
+            "expansion_loss_change": abs(after - before), "grown_lr": grown_lr,
+            "parameters": {"small": small.num_parameters(), "large": large.num_parameters()},
+            "target_loss": round(target, 4), "flops_to_target": to_target,
+            "flops_ratio_grown_over_scratch": round(to_target["grown"] / to_target["scratch"], 4),
+            "final_eval_loss": {"grown": round(eval_loss(grown, sample_val, 4, device), 4),
+                                "scratch": round(eval_loss(large, sample_val, 4, device), 4)}}

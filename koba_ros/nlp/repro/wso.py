@@ -1,0 +1,72 @@
+"""Warmup-Stable-Only (Yano et al. 2025, arXiv 2603.16127): pre-train with cosine, linear, WSD and WSO, then
+fine-tune each on a different distribution (3 seeds). Decaying schedules win pre-training loss; WSO, which never
+decays into a sharp minimum, wins after fine-tuning."""
+from __future__ import annotations
+
+import statistics
+import sysconfig
+from pathlib import Path
+
+import torch
+
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.data import TokenStream, batch_generator
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot
+from koba_ros.nlp.schedules import SCHEDULES
+from koba_ros.nlp.tokenizer import ByteTokenizer
+
+SIZES = {
+    "test": dict(d_model=64, n_layers=2, n_heads=4, seq=64, batch=16, steps=120, ft_steps=40, lr=3e-3,
+                 ft_lr=1e-3, seeds=1),
+    "quick": dict(d_model=64, n_layers=2, n_heads=4, seq=64, batch=16, steps=300, ft_steps=80, lr=3e-3,
+                  ft_lr=1e-3, seeds=3),
+    "full": dict(d_model=256, n_layers=4, n_heads=4, seq=256, batch=32, steps=500, ft_steps=150, lr=2e-3,
+                 ft_lr=5e-4, seeds=3),
+}
+
+
+def code_corpus(max_bytes: int = 300_000) -> str:
+    """The fine-tuning distribution: Python source code (pre-training is English docstrings)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text, size = [], 0
+    for path in sorted(stdlib.glob("*.py")):
+        text.append(path.read_text(encoding="utf-8", errors="replace"))
+        size += len(text[-1])
+        if size > max_bytes:
+            break
+    return "".join(text)
+
+
+def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
+    s = SIZES[size or ("quick" if quick else "full")]
+    pre_train, pre_val = corpus_stream(s["seq"]).split(0.1)
+    ft_train, ft_val = TokenStream.from_text(code_corpus(), ByteTokenizer(), s["seq"], "code").split(0.2)
+    pre, post = {k: [] for k in SCHEDULES}, {k: [] for k in SCHEDULES}
+    for r in range(s["seeds"]):
+        for schedule in SCHEDULES:
+            torch.manual_seed(seed + r)
+            model = TransformerLM(TransformerConfig(d_model=s["d_model"], n_layers=s["n_layers"],
+                                                    n_heads=s["n_heads"], max_len=s["seq"]))
+            fit(model, lambda t, r=r: pre_train.batch(s["batch"], batch_generator(seed + r, t, 0)), s["steps"],
+                s["lr"], device, schedule=schedule, warmup=s["steps"] // 10, min_lr=s["lr"] / 10, weight_decay=0.1)
+            pre[schedule].append(eval_loss(model, lambda i: pre_val.batch(s["batch"], batch_generator(9, i, 0)),
+                                           8, device))
+            # Fine-tuning is the same for every schedule: fresh AdamW, short warmup, linear decay.
+            fit(model, lambda t, r=r: ft_train.batch(s["batch"], batch_generator(seed + r + 50, t, 0)),
+                s["ft_steps"], s["ft_lr"], device, schedule="linear", warmup=s["ft_steps"] // 10, weight_decay=0.1)
+            post[schedule].append(eval_loss(model, lambda i: ft_val.batch(s["batch"], batch_generator(8, i, 0)),
+                                            8, device))
+    results = {k: {"pretrain_val_loss": round(statistics.mean(pre[k]), 4),
+                   "finetune_val_loss": round(statistics.mean(post[k]), 4),
+                   "pretrain_per_seed": [round(v, 4) for v in pre[k]],
+                   "finetune_per_seed": [round(v, 4) for v in post[k]]} for k in SCHEDULES}
+    plot = save_plot(out / "wso.png", [
+        {"title": "after pre-training (docstrings)", "xlabel": "schedule index", "ylabel": "val loss",
+         "series": {"pre-train": (range(4), [results[k]["pretrain_val_loss"] for k in SCHEDULES])}},
+        {"title": "after fine-tuning (code)", "xlabel": "schedule index", "ylabel": "val loss",
+         "series": {"fine-tune": (range(4), [results[k]["finetune_val_loss"] for k in SCHEDULES])}},
+    ], "schedules: " + ", ".join(f"{i}={k}" for i, k in enumerate(SCHEDULES)))
+    return {"size": size or ("quick" if quick else "full"), "settings": s, "results": results, "plot": plot,
+            "best_pretrain": min(SCHEDULES, key=lambda k: results[k]["pretrain_val_loss"]),
+            "best_finetune": min(SCHEDULES, key=lambda k: results[k]["finetune_val_loss"])}
