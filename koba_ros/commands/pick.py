@@ -1,17 +1,24 @@
-"""koba pick --scene FILE --target INDEX --destination BOX [--no-motion] [--json]: one pick in the simulated cell.
+"""koba pick --scene FILE (INSTRUCTION [--answer TEXT]... | --target INDEX --destination BOX) [--no-motion] [--json].
+
+One pick in the simulated cell, named by index or said in words (then grounded, with questions that
+each consume the next --answer; koba_ros.grounding).
 
 Renders the scene, perceives it, finds the target among the perceived objects, and (unless --no-motion)
 moves it with the picker; `success` is simulator ground truth that the target rests in the destination box.
 """
-HELP = "Pick a scene object (by index) and place it in a box, in the simulated cell."
+HELP = "Pick a scene object (by instruction or index) and place it in a box, in the simulated cell."
 
 
 def add_arguments(p):
     from koba_ros.sim.layout import BOXES
 
     p.add_argument("--scene", required=True, help="Scene file (JSON, see DESIGN.md).")
-    p.add_argument("--target", type=int, required=True, help="Index of the object in the scene's objects.")
-    p.add_argument("--destination", required=True, choices=BOXES, help="Box to put it in.")
+    p.add_argument("instruction", nargs="?", default=None, help="What to do, in words (e.g. \"put the duck in "
+                   "the top left box\"); or name the object with --target and --destination.")
+    p.add_argument("--answer", action="append", default=[], help="Answer to the robot's next question (repeat).")
+    p.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")
+    p.add_argument("--target", type=int, default=None, help="Index of the object in the scene's objects.")
+    p.add_argument("--destination", default=None, choices=BOXES, help="Box to put it in.")
     p.add_argument("--no-motion", action="store_true", help="Perceive and plan only; do not move the arm.")
     p.add_argument("--gui", action="store_true", help="Show the PyBullet window and move in real time.")
     p.add_argument("--json", action="store_true", help="Print one JSON object.")
@@ -45,15 +52,48 @@ def run_pick(session, target: int, destination: str, no_motion: bool, dialogue: 
                   session.timing_ms, outcome.message)
 
 
+def run_spoken(session, instruction: str, answers: list[str], no_motion: bool, model: str = "") -> dict:
+    """Ground the instruction (asking, answered by `answers`) and pick what it means."""
+    import time
+
+    from koba_ros.grounding.dialogue import converse
+    from koba_ros.grounding.grounder import Grounder
+
+    _, objects = session.look()
+    start = time.perf_counter()
+    grounder = Grounder(model or None)
+    session.timing_ms["load_model"] = round((time.perf_counter() - start) * 1000, 1)
+    start = time.perf_counter()
+    dialogue, reply = converse(grounder, objects, instruction, answers)
+    session.timing_ms["grounding"] = round((time.perf_counter() - start) * 1000, 1)
+    if reply.status != "done":
+        status = "needs_answer" if reply.status == "question" else "rejected"
+        return result(status, None, None, dialogue.history, None, session.timing_ms, reply.text)
+    target = session.scene_index_of(objects).get(objects[reply.target].id)
+    if target is None:
+        return result("failed", None, reply.destination, dialogue.history, None if no_motion else False,
+                      session.timing_ms, "the object I grounded is not one of the scene's objects")
+    return run_pick(session, target, reply.destination, no_motion, dialogue.history)
+
+
 def run(args):
     from koba_ros.cli import print_json
+    from koba_ros.errors import KobaError
     from koba_ros.picking.session import CellSession, check_index
     from koba_ros.sim.scene import load_scene
 
+    if (args.instruction is None) == (args.target is None and args.destination is None):
+        raise KobaError("give either an INSTRUCTION or --target and --destination")
+    if args.instruction is None and (args.target is None or args.destination is None):
+        raise KobaError("--target and --destination go together")
     scene = load_scene(args.scene)
-    check_index(scene, args.target)
+    if args.instruction is None:
+        check_index(scene, args.target)
     with CellSession(scene, gui=args.gui) as session:
-        out = run_pick(session, args.target, args.destination, args.no_motion, dialogue=[])
+        if args.instruction is None:
+            out = run_pick(session, args.target, args.destination, args.no_motion, dialogue=[])
+        else:
+            out = run_spoken(session, args.instruction, args.answer, args.no_motion, args.model)
     if args.json:
         print_json(out)
     else:

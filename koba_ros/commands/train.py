@@ -1,0 +1,40 @@
+"""koba train grounding: train the instruction-grounding model on rendered, perceived scenes."""
+HELP = "Train a model (grounding: instruction + perceived objects -> target and box)."
+
+
+def add_arguments(p):
+    p.add_argument("what", choices=["grounding"], help="Which model to train.")
+    p.add_argument("--encoder", choices=["minilm", "byte"], default="minilm",
+                   help="Text encoder: pretrained MiniLM (frozen) or our byte-level transformer (default minilm).")
+    p.add_argument("--scenes", type=int, default=300, help="Rendered training scenes (default 300; cached).")
+    p.add_argument("--per-scene", type=int, default=30, help="Instructions generated per scene (default 30).")
+    p.add_argument("--epochs", type=int, default=12, help="Epochs (default 12).")
+    p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2).")
+    p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
+    p.add_argument("--json", action="store_true", help="Print a JSON summary.")
+
+
+def run(args):
+    from pathlib import Path
+
+    from koba_ros.cli import print_json
+    from koba_ros.errors import KobaError
+    from koba_ros.grounding.training import TrainConfig, train
+    from koba_ros.paths import models_dir
+
+    for name in ("scenes", "per_scene", "epochs", "threads"):
+        if getattr(args, name) < 1:
+            raise KobaError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.scenes < 4:
+        raise KobaError("--scenes must be at least 4 (some are held out for validation)")
+    out = Path(args.out) if args.out else models_dir() / "grounding"
+    name = "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"
+    cfg = TrainConfig(encoder=args.encoder, scenes=args.scenes, per_scene=args.per_scene, epochs=args.epochs,
+                      seed=args.seed, threads=args.threads)
+    summary = train(cfg, out, weights_name=name, progress=not args.json, log=(lambda *_: None) if args.json else print)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"saved {summary['weights']} (val clear accuracy {summary['best_val_clear_acc']:.3f}, "
+              f"{summary['seconds']:.0f} s); curves in {out}")

@@ -1,0 +1,229 @@
+"""Instruction generator: scenes + perceived objects -> instructions with their meaning.
+
+Every sample says which objects the words fit (one for a clear instruction, several for an ambiguous
+one, none for an absent object), the destination box (or "not said"), and the answer a person would
+give to the robot's question. Whole phrasings are held out: command templates, box phrasings,
+object-location phrasings, relation words and some catalog synonyms/descriptions appear only in the
+"test" split, so the benchmark measures wording the model never saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from koba_ros.perception.objects import PerceivedObject
+from koba_ros.sim.catalog import BOXES, load_catalog
+
+# --- phrasings, split ------------------------------------------------------------------
+TEMPLATES = {
+    "train": ["put {obj} in {dest}", "move {obj} to {dest}", "{polite} put {obj} into {dest}",
+              "place {obj} in {dest}", "pick up {obj} and put it in {dest}", "{obj} goes in {dest}",
+              "take {obj} to {dest}", "{polite} move {obj} into {dest}", "I want {obj} in {dest}",
+              "{polite} pick {obj} and place it in {dest}", "put {obj} into {dest} {tail}",
+              "can you put {obj} in {dest}"],
+    "test": ["could you move {obj} over to {dest}?", "I'd like {obj} in {dest}", "grab {obj} and drop it into {dest}",
+             "{dest} is where {obj} should go", "please transfer {obj} to {dest}",
+             "would you mind putting {obj} in {dest}", "hey robot, {obj} needs to go to {dest}"],
+}
+NO_DEST_TEMPLATES = {
+    "train": ["pick up {obj}", "grab {obj}", "move {obj}", "{polite} pick up {obj}", "take {obj}"],
+    "test": ["could you take {obj}?", "I want {obj} moved", "fetch {obj} for me"],
+}
+POLITE = {"train": ["please", "can you", "robot,", "", "okay,"], "test": ["could you", "would you kindly", "hey,"]}
+TAIL = {"train": ["please", "thanks", "", "now"], "test": ["if you don't mind", "thank you"]}
+BOX_PHRASES = {
+    "train": ["the {v} {h} box", "the {v}-{h} bin", "the box in the {v} {h}", "{v} {h}", "the {v} {h} container",
+              "the {v} {h} tray"],
+    "test": ["the {v} {h} corner", "the box at the {v} {h}", "the {h} box at the {vb}", "the {v} {h} one"],
+}
+VERT = {"top": ["top", "upper"], "bottom": ["bottom", "lower"]}
+LOCATION = {"train": ["{np} in {box}", "{np} from {box}"], "test": ["{np} sitting in {box}", "{np} that is in {box}"]}
+ANSWER_BOX = ["the one in the {v} {h} box", "{v} {h}", "the {v} {h} one", "in the {v} {h}"]
+EXTREME = {"train": {"left": ["the leftmost {n}", "the {n} on the left"], "right": ["the rightmost {n}",
+                                                                                   "the {n} on the right"]},
+           "test": {"left": ["the {n} furthest to the left"], "right": ["the {n} furthest to the right"]}}
+RELATION = {"train": {"left": ["the {n} to the left of {lm}"], "right": ["the {n} to the right of {lm}"]},
+            "test": {"left": ["the {n} left of {lm}"], "right": ["the {n} right of {lm}"]}}
+GENERIC = {"train": ["one", "thing", "object"], "test": ["item"]}
+HELD_OUT_WORDS = {"rubber duckie", "bath toy", "stuffed bear", "plushie", "coffee cup", "tea cup", "football",
+                  "building block", "block of wood", "domino piece", "square block", "round thing", "can",
+                  "the little yellow bird", "the cuddly bear", "the thing you drink coffee from", "the ball you kick",
+                  "the small building toy", "the light brown piece of wood", "the spotted white piece"}
+COLOURS = ("red", "green", "blue", "yellow", "white", "brown", "tan")
+KINDS = ("clear", "ambiguous", "absent", "no_box")
+
+
+@dataclass
+class Sample:
+    text: str
+    objects: list[PerceivedObject]
+    names: list[str]                  # catalog name of each object (ground truth)
+    referents: list[int]              # objects the words fit; [] = none of them
+    destination: str | None           # box, None = not said
+    kind: str                         # clear | ambiguous | absent | no_box
+    target: int | None                # the object the person means
+    answer: str = ""                  # what the person says when asked
+    answer_destination: str | None = None
+    landmark: int | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def _names_with(split: str, entry) -> list[str]:
+    return [s for s in entry.synonyms if (s in HELD_OUT_WORDS) == (split == "test")] or list(entry.synonyms)
+
+
+def _descriptions(split: str, entry) -> list[str]:
+    return [d for d in entry.descriptions if (d in HELD_OUT_WORDS) == (split == "test")]
+
+
+def box_phrase(box: str, split: str, rng) -> str:
+    v, h = box.split("_")
+    return str(rng.choice(BOX_PHRASES[split])).format(v=rng.choice(VERT[v]), h=h, vb=v)
+
+
+def _centre_x(obj: PerceivedObject) -> float:
+    return obj.bbox[0] + obj.bbox[2] / 2
+
+
+class InstructionGenerator:
+    def __init__(self, split: str, seed: int = 0):
+        if split not in ("train", "test"):
+            raise ValueError("split is train or test")
+        self.split, self.rng, self.catalog = split, np.random.default_rng(seed), load_catalog()
+
+    # A noun phrase for a catalog entry, and which entries it fits.
+    def _head(self, name: str) -> tuple[str, callable, str]:
+        entry, rng, split = self.catalog[name], self.rng, self.split
+        descs = _descriptions(split, entry)
+        roll = rng.random()
+        if descs and roll < 0.15:
+            d = str(rng.choice(descs))
+            return d, (lambda e: d in e.descriptions), d.removeprefix("the ")
+        if roll < 0.27:
+            colour = entry.color
+            generic = str(rng.choice(GENERIC[split]))
+            return f"the {colour} {generic}", (lambda e: e.color == colour), f"{colour} {generic}"
+        syn = str(rng.choice(_names_with(split, entry)))
+        if roll < 0.6 and not any(c in syn.split() for c in COLOURS):
+            colour = entry.color
+            return f"the {colour} {syn}", (lambda e: syn in e.synonyms and e.color == colour), f"{colour} {syn}"
+        return f"the {syn}", (lambda e: syn in e.synonyms), syn
+
+    def _fits(self, fits, names) -> list[int]:
+        return [i for i, n in enumerate(names) if fits(self.catalog[n])]
+
+    def sample(self, objects: list[PerceivedObject], names: list[str], kind: str) -> Sample | None:
+        """One instruction of this kind about the scene, or None when the scene cannot support it."""
+        rng, split = self.rng, self.split
+        self._current_names = names
+        dest = str(rng.choice(BOXES))
+        if kind == "absent":
+            present = set(names)
+            missing = [n for n in self.catalog if n not in present]
+            if not missing:
+                return None
+            np_text, fits, _ = self._head(str(rng.choice(missing)))
+            if self._fits(fits, names):
+                return None
+            return self._finish(Sample(np_text, objects, names, [], dest, kind, None))
+        target = int(rng.integers(len(objects)))
+        np_text, fits, noun = self._head(names[target])
+        referents = self._fits(fits, names)
+        if kind == "ambiguous":
+            if len(referents) < 2:
+                return None
+            answer = self._answer(objects, referents, target)
+            if answer is None:
+                return None
+            return self._finish(Sample(np_text, objects, names, referents, dest, kind, target, answer=answer))
+        # clear (or clear object with no box said): narrow the referents down to the target
+        landmark = None
+        box = objects[target].box
+        if len(referents) > 1:
+            in_box = [i for i in referents if objects[i].box == box]
+            np_text = str(rng.choice(LOCATION[split])).format(np=np_text, box=box_phrase(box, split, rng))
+            referents = in_box
+        if len(referents) > 1:
+            xs = {i: _centre_x(objects[i]) for i in referents}
+            order = sorted(referents, key=xs.get)
+            gap = 12  # px: a person only says "leftmost" when it is visibly so
+            if target == order[0] and xs[order[1]] - xs[target] > gap:
+                np_text = self._extreme("left", noun, np_text, box)
+            elif target == order[-1] and xs[target] - xs[order[-2]] > gap:
+                np_text = self._extreme("right", noun, np_text, box)
+            else:
+                found = self._relation(objects, names, referents, target, noun, box)
+                if found is None:
+                    return None
+                np_text, landmark = found
+            referents = [target]
+        if kind == "no_box":
+            v, h = dest.split("_")
+            answer = str(rng.choice(ANSWER_BOX)).format(v=rng.choice(VERT[v]), h=h)
+            s = Sample(np_text, objects, names, referents, None, kind, target, answer=answer,
+                       answer_destination=dest, landmark=landmark)
+        else:
+            s = Sample(np_text, objects, names, referents, dest, kind, target, landmark=landmark)
+        return self._finish(s)
+
+    def _extreme(self, which: str, noun: str, np_text: str, box: str) -> str:
+        phrase = str(self.rng.choice(EXTREME[self.split][which])).format(n=noun)
+        return f"{phrase} in {box_phrase(box, self.split, self.rng)}"
+
+    def _relation(self, objects, names, referents, target, noun, box):
+        """"the cube to the left of the duck": a landmark in the same box that only the target is beside."""
+        xs = [_centre_x(o) for o in objects]
+        for lm in self.rng.permutation(len(objects)):
+            lm = int(lm)
+            if lm in referents or objects[lm].box != box or names.count(names[lm]) > 1:
+                continue
+            side = "left" if xs[target] < xs[lm] else "right"
+            same_side = [i for i in referents if (xs[i] < xs[lm]) == (side == "left")]
+            if same_side == [target] and abs(xs[target] - xs[lm]) > 12:
+                lm_np, _, _ = self._head_exact(names[lm])
+                phrase = str(self.rng.choice(RELATION[self.split][side])).format(n=noun, lm=lm_np)
+                return phrase, lm
+        return None
+
+    def _head_exact(self, name):
+        syn = str(self.rng.choice(_names_with(self.split, self.catalog[name])))
+        return f"the {syn}", None, syn
+
+    def _answer(self, objects, referents, target) -> str | None:
+        """What a person answers to "which one?": the box, the colour, or the side that singles out the target."""
+        rng = self.rng
+        box = objects[target].box
+        if sum(objects[i].box == box for i in referents) == 1:
+            v, h = box.split("_")
+            return str(rng.choice(ANSWER_BOX)).format(v=rng.choice(VERT[v]), h=h)
+        colour = self.catalog_colour(target)
+        if colour and sum(self.catalog_colour(i) == colour for i in referents) == 1:
+            return str(rng.choice(["the {c} one", "{c}", "I mean the {c} one"])).format(c=colour)
+        same_box = [i for i in referents if objects[i].box == box]
+        if len(same_box) == 2:
+            other = same_box[0] if same_box[1] == target else same_box[1]
+            gap = _centre_x(objects[target]) - _centre_x(objects[other])
+            if abs(gap) > 12:
+                return f"the one on the {'right' if gap > 0 else 'left'}"
+        return None
+
+    def catalog_colour(self, i):
+        return self.catalog[self._current_names[i]].color
+
+    def _finish(self, s: Sample) -> Sample:
+        rng, split = self.rng, self.split
+        polite, tail = str(rng.choice(POLITE[split])), str(rng.choice(TAIL[split]))
+        if s.destination is None:
+            template = str(rng.choice(NO_DEST_TEMPLATES[split]))
+            text = template.format(obj=s.text, polite=polite, tail=tail)
+        else:
+            template = str(rng.choice(TEMPLATES[split]))
+            text = template.format(obj=s.text, dest=box_phrase(s.destination, split, rng), polite=polite, tail=tail)
+        s.text = " ".join(text.split())
+        s.text = s.text[0].upper() + s.text[1:] if rng.random() < 0.5 else s.text
+        return s
+
+    def generate(self, objects, names, kinds=KINDS, weights=None) -> Sample | None:
+        kind = str(self.rng.choice(list(kinds), p=weights))
+        return self.sample(objects, names, kind)

@@ -1,0 +1,118 @@
+"""The small closed vocabulary the dialogue needs: box names, colours, yes/no, ordinals, cancel.
+
+The learned model reads unconstrained instructions; this keyword lexicon is only for
+(a) understanding short answers to the robot's own questions ("the top left one", "the first",
+"no", "cancel") and (b) the symbolic baseline the learned model is measured against.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from koba_ros.sim.catalog import BOXES
+
+VERTICAL = {"top": "top", "upper": "top", "far": "top", "back": "top", "bottom": "bottom", "lower": "bottom",
+            "near": "bottom", "front": "bottom"}
+HORIZONTAL = {"left": "left", "right": "right"}
+CANCEL = ("cancel", "stop", "never mind", "nevermind", "forget it", "abort", "halt", "quit")
+YES = ("yes", "yeah", "yep", "sure", "correct", "right one", "that one", "exactly", "ok", "okay", "affirmative")
+NO = ("no", "nope", "not that", "wrong", "neither", "nah")
+ORDINALS = {"first": 0, "former": 0, "1st": 0, "second": 1, "latter": -1, "2nd": 1, "third": 2, "3rd": 2, "last": -1}
+
+# Named colours for describing an object from its mean colour (the words the catalog uses).
+PALETTE = {
+    "red": (0.82, 0.10, 0.10), "green": (0.10, 0.68, 0.15), "blue": (0.10, 0.25, 0.88), "yellow": (0.95, 0.83, 0.10),
+    "white": (0.93, 0.93, 0.91), "brown": (0.52, 0.32, 0.15), "tan": (0.80, 0.66, 0.46), "black": (0.05, 0.05, 0.05),
+}
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def has_phrase(text: str, phrases) -> bool:
+    padded = " " + " ".join(words(text)) + " "
+    return any(f" {p} " in padded for p in phrases)
+
+
+def box_mentions(text: str) -> list[tuple[int, str]]:
+    """Every box named in the text as (word position, box name), in order; "top left", "lower-right corner"..."""
+    tokens = words(text)
+    found = []
+    for i, tok in enumerate(tokens):
+        if tok in VERTICAL:
+            for j in (i + 1, i + 2):  # "top left", "top - left" already split; "upper far left" is rare
+                if j < len(tokens) and tokens[j] in HORIZONTAL:
+                    found.append((i, f"{VERTICAL[tok]}_{HORIZONTAL[tokens[j]]}"))
+                    break
+        elif tok in HORIZONTAL and i + 2 < len(tokens) and tokens[i + 1] in ("box", "bin") and \
+                tokens[i + 2] in ("at", "on") and i + 4 < len(tokens) and tokens[i + 4] in VERTICAL:
+            found.append((i, f"{VERTICAL[tokens[i + 4]]}_{HORIZONTAL[tok]}"))  # "the left box at the top"
+    return found
+
+
+def parse_box(text: str) -> str | None:
+    """The last box the text names, or None."""
+    mentions = box_mentions(text)
+    return mentions[-1][1] if mentions else None
+
+
+def without_boxes(text: str) -> list[str]:
+    """The words of the text with every box name ("top left", "the left box at the top") taken out."""
+    tokens = words(text)
+    drop = set()
+    for i, _ in box_mentions(text):
+        drop.update(range(i, i + 2) if tokens[i] in VERTICAL else range(i, i + 5))
+        if tokens[i] in VERTICAL and i + 2 < len(tokens) and tokens[i + 1] not in HORIZONTAL:
+            drop.add(i + 2)
+    return [t for k, t in enumerate(tokens) if k not in drop]
+
+
+def side(text: str) -> str | None:
+    """"left"/"right" when the text says which side (box names aside), else None."""
+    tokens = set(without_boxes(text))
+    if tokens & {"left", "leftmost"} and not tokens & {"right", "rightmost"}:
+        return "left"
+    if tokens & {"right", "rightmost"} and not tokens & {"left", "leftmost"}:
+        return "right"
+    return None
+
+
+def ordinal(text: str) -> int | None:
+    for tok in words(text):
+        if tok in ORDINALS:
+            return ORDINALS[tok]
+    return None
+
+
+def is_cancel(text: str) -> bool:
+    return has_phrase(text, CANCEL)
+
+
+def yes_no(text: str) -> bool | None:
+    if has_phrase(text, NO):
+        return False
+    if has_phrase(text, YES):
+        return True
+    return None
+
+
+def box_words(box: str) -> str:
+    """top_left -> "top left"."""
+    return box.replace("_", " ")
+
+
+def colour_name(rgb) -> str:
+    """The palette colour nearest to a mean RGB (0..1)."""
+    rgb = np.asarray(rgb, dtype=float)
+    names = list(PALETTE)
+    # Compare chromaticity and brightness separately: shading darkens, it does not change hue.
+    table = np.array([PALETTE[n] for n in names])
+    norm = lambda v: v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-6)  # noqa: E731
+    chroma = np.linalg.norm(norm(table) - norm(rgb), axis=-1)
+    bright = np.abs(table.mean(-1) - rgb.mean())
+    return names[int(np.argmin(chroma + 0.3 * bright))]
+
+
+assert set(b.replace("_", " ").split()[0] for b in BOXES) <= set(VERTICAL.values())

@@ -1,0 +1,76 @@
+"""Training scenes from the picking cell: render seeded random scenes, perceive them with the real
+segmenter, and label each perceived object with the catalog name of the scene object it is.
+
+Rendering + segmentation takes about two seconds a scene, so the perceived objects of each seed range
+are cached under ~/.cache/koba_ros/grounding (not in git) and reused by training, the benchmark and tests.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from koba_ros.perception.objects import PerceivedObject
+
+MATCH_RADIUS = 0.04  # m: a perceived centroid this close to a scene object's is that object
+
+
+@dataclass
+class PerceivedScene:
+    seed: int
+    objects: list[PerceivedObject]
+    names: list[str]            # catalog name of each perceived object
+    scene_index: list[int]      # index into the scene file's objects
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("KOBA_CACHE", Path.home() / ".cache" / "koba_ros"))
+    return root / "grounding"
+
+
+def label_objects(objects: list[PerceivedObject], truth_xy: np.ndarray) -> list[int | None]:
+    """Scene index of each perceived object (nearest ground-truth centre within MATCH_RADIUS), or None."""
+    out = []
+    for o in objects:
+        d = np.linalg.norm(truth_xy - np.asarray(o.position[:2]), axis=1)
+        out.append(int(np.argmin(d)) if len(d) and d.min() < MATCH_RADIUS else None)
+    return out
+
+
+def render_and_perceive(seed: int, n_objects: int | None = None) -> PerceivedScene:
+    from koba_ros.perception.segmenter import perceive
+    from koba_ros.sim.cell import SimCell
+    from koba_ros.sim.scene import random_scene
+
+    scene = random_scene(seed, n_objects)
+    with SimCell(scene) as cell:
+        frame = cell.render()
+        truth = np.array([cell.object_position(i)[:2] for i in range(len(scene.objects))])
+    objects = perceive(frame.rgb, frame.depth, frame.K, frame.camera_pose)
+    labels = label_objects(objects, truth)
+    kept = [(o, i) for o, i in zip(objects, labels, strict=False) if i is not None]
+    for new_id, (o, _) in enumerate(kept):
+        o.id, o.crop, o.mask = new_id, None, None   # crops and masks are not used by the model; keep the cache small
+    return PerceivedScene(seed, [o for o, _ in kept], [scene.objects[i].name for _, i in kept], [i for _, i in kept])
+
+
+def perceived_scenes(seeds: range, progress: bool = True) -> list[PerceivedScene]:
+    """Perceived scenes for these seeds, rendered once and then read from the cache."""
+    path = cache_dir() / f"scenes_{seeds.start}_{seeds.stop}.pkl"
+    if path.is_file():
+        with path.open("rb") as f:
+            return pickle.load(f)  # our own cache file, written below
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seeds.start)
+    scenes = [render_and_perceive(s, int(rng.integers(3, 41))) for s in tqdm(seeds, desc="render+perceive",
+                                                                            disable=not progress)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(scenes, f)
+    tmp.replace(path)
+    return scenes

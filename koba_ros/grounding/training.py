@@ -1,0 +1,214 @@
+"""Training the grounding model: data from perceived scenes + the instruction generator, joint training,
+temperature calibration, curves, checkpoint.
+
+Splits: training scenes (seeds 0..N) with training phrasings; a validation part of them (the last
+scenes) for early model choice and temperature fitting; the benchmark uses other scenes (seeds from
+100000) with the held-out phrasings.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from koba_ros.grounding.grounder import DEST_LABELS, batch_inputs
+from koba_ros.grounding.instructions import InstructionGenerator, Sample
+from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
+from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
+
+TRAIN_KIND_WEIGHTS = {"clear": 0.45, "ambiguous": 0.2, "absent": 0.15, "no_box": 0.2}
+
+
+@dataclass
+class TrainConfig:
+    encoder: str = "minilm"          # minilm | byte
+    scenes: int = 300                # rendered training scenes (the last 15% validate)
+    per_scene: int = 30              # instructions generated per scene
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 2e-3
+    hidden: int = 96
+    seed: int = 0
+    threads: int = 2
+
+
+def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
+    gen = InstructionGenerator(split, seed)
+    weights = weights or TRAIN_KIND_WEIGHTS
+    kinds, p = list(weights), np.array(list(weights.values()), dtype=float)
+    out = []
+    for scene in scenes:
+        if not scene.objects:
+            continue
+        made = tries = 0
+        while made < per_scene and tries < per_scene * 6:
+            tries += 1
+            s = gen.generate(scene.objects, scene.names, kinds, p / p.sum())
+            if s is not None:
+                out.append(s)
+                made += 1
+    return out
+
+
+def labels(samples: list[Sample], n: int):
+    """Target distribution [B, n+1] (uniform over the referents, or "none"), box class [B], landmark [B]."""
+    target = torch.zeros(len(samples), n + 1)
+    for b, s in enumerate(samples):
+        if s.referents:
+            target[b, s.referents] = 1.0 / len(s.referents)
+        else:
+            target[b, n] = 1.0
+    dest = torch.tensor([DEST_LABELS.index(s.destination) for s in samples])
+    landmark = torch.tensor([-100 if s.landmark is None else s.landmark for s in samples])
+    return target, dest, landmark
+
+
+def run_batch(net, encoder, appearance_dim, samples):
+    inputs = batch_inputs([s.text for s in samples], [s.objects for s in samples], encoder, net, appearance_dim)
+    target_logits, dest_logits, lm_logits = net(*inputs)
+    target, dest, landmark = labels(samples, inputs[2].shape[1])
+    return target_logits, dest_logits, lm_logits, target, dest, landmark
+
+
+def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Temperature scaling (Guo et al., ICML 2017): the T minimising validation NLL of softmax(z / T)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = soft_cross_entropy(logits / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+@torch.no_grad()
+def evaluate(net, encoder, appearance_dim, samples, batch_size=128):
+    """Accuracy on clear samples (target and box), and all logits for calibration."""
+    net.eval()
+    correct = total = 0
+    t_logits, t_labels, d_logits, d_labels = [], [], [], []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        tl, dl, _, target, dest, _ = run_batch(net, encoder, appearance_dim, chunk)
+        for b, s in enumerate(chunk):
+            keep = list(range(len(s.objects))) + [tl.shape[1] - 1]
+            t_logits.append(tl[b, keep])
+            t_labels.append(torch.cat([target[b, :len(s.objects)], target[b, -1:]]))
+            if s.kind == "clear":
+                total += 1
+                correct += int(int(tl[b].argmax()) == s.target and int(dl[b].argmax()) == int(dest[b]))
+        d_logits.append(dl)
+        d_labels.append(dest)
+    net.train()
+    return correct / max(total, 1), t_logits, t_labels, torch.cat(d_logits), torch.cat(d_labels)
+
+
+def fit_target_temperature(t_logits, t_labels) -> float:
+    """One temperature over ragged (per-scene object count) logits: pad to the longest with -inf-like values."""
+    n = max(x.shape[0] for x in t_logits)
+    logits = torch.full((len(t_logits), n), -1e4)
+    target = torch.zeros(len(t_logits), n)
+    for i, (lg, lb) in enumerate(zip(t_logits, t_labels, strict=False)):
+        logits[i, :len(lg)], target[i, :len(lb)] = lg, lb
+    return fit_temperature(logits, target)
+
+
+def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, log=print,
+          weights_name: str = "grounding.pt") -> dict:
+    """Train, calibrate and save models/grounding-style output into out_dir; returns the run's summary."""
+    from tqdm import tqdm
+
+    from koba_ros.grounding.scenes import perceived_scenes
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    t0 = time.perf_counter()
+    scenes = scenes if scenes is not None else perceived_scenes(range(0, cfg.scenes), progress)
+    n_val = max(1, int(len(scenes) * 0.15))
+    train_samples = make_samples(scenes[:-n_val], "train", cfg.per_scene, cfg.seed)
+    val_samples = make_samples(scenes[-n_val:], "train", cfg.per_scene, cfg.seed + 1)
+    appearance_dim = next(len(o.features) for s in scenes for o in s.objects if o.features is not None)
+    if cfg.encoder == "minilm":
+        encoder, text_module, text_dim = MiniLMEncoder(), None, MiniLMEncoder.dim
+        encoder.prefetch([s.text for s in train_samples + val_samples], progress)
+    else:
+        encoder, text_module = None, ByteTransformerEncoder()
+        text_dim = text_module.dim
+    net = GroundingNet(text_dim, appearance_dim, cfg.hidden, text_module)
+    feats = np.concatenate([batch_inputs(["x"], [s.objects], encoder, net, appearance_dim)[2][0].numpy()
+                            for s in scenes[:50] if s.objects])
+    net.obj_mean.copy_(torch.from_numpy(feats.mean(0)))
+    net.obj_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps = cfg.epochs * (len(train_samples) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    curve, best, best_state = [], -1.0, None
+    bar = tqdm(total=steps, desc=f"train grounding ({cfg.encoder})", disable=not progress)
+    step = 0
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(len(train_samples))
+        losses = []
+        for start in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            batch = [train_samples[i] for i in order[start:start + cfg.batch_size]]
+            tl, dl, ll, target, dest, landmark = run_batch(net, encoder, appearance_dim, batch)
+            loss = soft_cross_entropy(tl, target) + F.cross_entropy(dl, dest)
+            if (landmark >= 0).any():
+                loss = loss + 0.5 * F.cross_entropy(ll, landmark, ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        val_acc = evaluate(net, encoder, appearance_dim, val_samples)[0]
+        curve.append({"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)), "val_clear_acc": val_acc})
+        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  val clear accuracy {val_acc:.3f}")
+        if val_acc >= best:
+            best, best_state = val_acc, {k: v.detach().clone() for k, v in net.state_dict().items()}
+    bar.close()
+    net.load_state_dict(best_state)
+    _, t_logits, t_labels, d_logits, d_labels = evaluate(net, encoder, appearance_dim, val_samples)
+    t_target = fit_target_temperature(t_logits, t_labels)
+    t_dest = fit_temperature(d_logits, F.one_hot(d_labels, len(DEST_LABELS)).float())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {"encoder": cfg.encoder, "appearance_dim": appearance_dim, "hidden": cfg.hidden,
+              "t_target": t_target, "t_dest": t_dest, "train": asdict(cfg)}
+    torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
+    _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
+    summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),
+               "best_val_clear_acc": best, "t_target": t_target, "t_dest": t_dest,
+               "seconds": round(time.perf_counter() - t0, 1), "weights": str(out_dir / weights_name),
+               "parameters": sum(p.numel() for p in net.parameters())}
+    return summary
+
+
+def _write_curves(curve: list[dict], out_dir: Path, stem: str) -> None:
+    with (out_dir / f"{stem}_curves.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    ax[0].plot([c["epoch"] for c in curve], [c["train_loss"] for c in curve])
+    ax[0].set(xlabel="epoch", ylabel="training loss")
+    ax[1].plot([c["epoch"] for c in curve], [c["val_clear_acc"] for c in curve])
+    ax[1].set(xlabel="epoch", ylabel="validation accuracy (clear)")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{stem}_curves.png", dpi=80)
+    plt.close(fig)
