@@ -87,12 +87,12 @@ def perceive(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_pose: np.
     boxes = boxes or box_regions()
     points = backproject(depth, K, camera_pose)
     mask, height = foreground(points, boxes)
-    mask = ndimage.binary_opening(mask, structure=np.ones((3, 3)))
     if not mask.any():
         return []
     # Work only inside the window around the foreground (the boxes), not the whole image.
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     win = (slice(max(rows[0] - 2, 0), rows[-1] + 3), slice(max(cols[0] - 2, 0), cols[-1] + 3))
+    mask[win] = ndimage.binary_opening(mask[win], structure=np.ones((3, 3)))
     fg, ht = mask[win], height[win]
     # Seeds: foreground away from any edge, so touching objects start as separate seeds; then the seeds
     # grow back over the whole foreground (watershed on the height map) to recover each object's full mask.
