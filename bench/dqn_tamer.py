@@ -1,0 +1,65 @@
+"""The DQN-TAMER reproduction behind docs/dqn_tamer.md: DQN vs TAMER vs DQN-TAMER on the maze and Taxi with the
+default simulated human, then a sweep of DQN-TAMER over the human's wrong-sign rate and feedback probability
+(DQN, the baseline, from the same run). Prints one JSON object; with --out writes it and the PNGs there.
+
+    .venv/bin/python bench/dqn_tamer.py --seeds 5 --out docs/dqn_tamer_results
+"""
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench
+from koba_ros.rl.human import HumanConfig
+
+EPISODES = {"maze": 200, "taxi": 300}
+WRONG_RATES = (0.0, 0.1, 0.2, 0.3, 0.4)
+FEEDBACK_PROBS = (0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def log(run):
+    print(f"  {run['agent']} seed {run['seed']}: solved {run['episodes_to_solve']}, final {run['final_return']:.2f}",
+          file=sys.stderr, flush=True)
+
+
+def slim(result):
+    """Drop per-episode curves from the stored JSON (kept small); the PNGs show them."""
+    return {**result, "runs": [{k: v for k, v in r.items() if k not in ("steps", "returns")} for r in result["runs"]]}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--sweep-seeds", type=int, default=3)
+    p.add_argument("--envs", default="maze,taxi")
+    p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--out", default="")
+    args = p.parse_args()
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    report = {"tables": {}, "sweep": []}
+    for env in args.envs.split(","):
+        print(f"{env}: dqn, tamer, dqn_tamer x {args.seeds} seeds", file=sys.stderr, flush=True)
+        result = run_bench(BenchConfig(env=env, seeds=args.seeds, episodes=EPISODES[env]), progress=log)
+        if out:
+            plot_curves(result, str(out / f"{env}_curves.png"))
+        report["tables"][env] = slim(result)
+    if not args.no_sweep:
+        base = BenchConfig(env="maze", agents=("dqn_tamer",), seeds=args.sweep_seeds, episodes=EPISODES["maze"])
+        points = [("p_wrong", w) for w in WRONG_RATES] + [("p_feedback", f) for f in FEEDBACK_PROBS]
+        for name, value in points:
+            print(f"sweep {name}={value}", file=sys.stderr, flush=True)
+            config = replace(base, human=replace(HumanConfig(), **{name: value}))
+            s = run_bench(config, progress=log)["summary"]["dqn_tamer"]
+            report["sweep"].append({"parameter": name, "value": value, "episodes_to_solve": s["episodes_to_solve"],
+                                    "solved_runs": s["solved_runs"], "runs": s["runs"],
+                                    "final_return": s["final_return"], "feedback_used": s["feedback_used"]})
+    if out:
+        (out / "bench.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""One training run of one agent with the simulated human: learning curves (CSV, PNG) and a checkpoint that
+`--resume` continues from (torch.save of tensors and numbers; loaded with weights_only=True)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.rl.bench import BenchConfig, build_run, moving_average, simulate
+from koba_ros.rl.session import EpisodeRecord
+
+CURVE_FIELDS = ("episode", "steps", "ret", "reached_goal", "feedback", "time")
+
+
+def save_checkpoint(path: Path, agent, session, now: float, env_name: str) -> None:
+    torch.save({"env": env_name, "agent": agent.state_dict(), "now": now, "total_steps": session.total_steps,
+                "episodes": [[e.episode, e.steps, e.ret, float(e.reached_goal), e.feedback, e.time]
+                             for e in session.episodes]}, path)
+
+
+def load_checkpoint(path: Path, agent, session, env_name: str) -> float:
+    """Restores agent and session history; returns the clock. Raises KobaError for a missing or foreign file."""
+    if not path.is_file():
+        raise KobaError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's bad input
+        raise KobaError(f"cannot read checkpoint {path}: {exc}") from None
+    if state.get("env") != env_name:
+        raise KobaError(f"checkpoint {path} is for env {state.get('env')!r}, not {env_name!r}")
+    agent.load_state_dict(state["agent"])
+    session.total_steps = int(state["total_steps"])
+    session.episodes = [EpisodeRecord(int(e[0]), int(e[1]), e[2], bool(e[3]), int(e[4]), e[5])
+                        for e in state["episodes"]]
+    session.episode = len(session.episodes)
+    return float(state["now"])
+
+
+def write_curves(folder: Path, episodes: list[EpisodeRecord], title: str) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    csv_path, png_path = folder / "curve.csv", folder / "curve.png"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CURVE_FIELDS)
+        for e in episodes:
+            writer.writerow([e.episode, e.steps, round(e.ret, 4), int(e.reached_goal), e.feedback, round(e.time, 2)])
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
+    returns = np.array([e.ret for e in episodes])
+    ax.plot(returns, alpha=0.3, label="return")
+    if len(returns):
+        ax.plot(moving_average(returns), label="moving average (10)")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return [str(csv_path), str(png_path)]
+
+
+def train(config: BenchConfig, agent_name: str, seed: int, out: str, resume: bool = False) -> dict:
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "checkpoint.pt"
+    _, agent, session, human = build_run(config, agent_name, seed)
+    now = load_checkpoint(checkpoint, agent, session, config.env) if resume else 0.0
+    start = len(session.episodes)
+    now = simulate(session, human, start + config.episodes, config.step_seconds, now)
+    save_checkpoint(checkpoint, agent, session, now, config.env)
+    files = [str(checkpoint), *write_curves(folder, session.episodes, f"{agent_name} on {config.env}, seed {seed}")]
+    return {"agent": agent_name, "env": config.env, "seed": seed, "resumed_from_episode": start,
+            "episodes": len(session.episodes), "last_return": session.episodes[-1].ret,
+            "total_steps": session.total_steps, **agent.stats(), "files": files}
