@@ -11,6 +11,7 @@ from koba_ros.nlp.embeddings import AloneEmbedding, alone_filters, embedding_par
 from koba_ros.nlp.model import TextEncoder, TransformerLM
 from koba_ros.nlp.positions import RotaryPositions, SinusoidalPositions, apply_rope
 from koba_ros.nlp.tokenizer import ByteTokenizer
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
 SMALL = dict(d_model=32, n_layers=2, n_heads=4, max_len=64)
 

@@ -13,6 +13,7 @@ from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.schedules import lr_at
 from koba_ros.nlp.trainer import TrainConfig, train
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
 TEXT = "the red cube is in the top left box. put the brown fluffy toy in the top right box.\n" * 60
 

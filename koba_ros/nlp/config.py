@@ -8,7 +8,7 @@ from koba_ros.errors import KobaError
 NORMS = ("pre", "post", "b2t")
 POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
 EMBEDDINGS = ("table", "alone", "factorized")
-INITS = ("gpt2", "small")
+INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
 
 
@@ -30,7 +30,8 @@ class TransformerConfig:
     alone_codebooks: int = 8         # M
     alone_codes: int = 64            # K codes per codebook
     alone_p: float = 0.5             # each filter element is 0 with probability p
-    init: str = "gpt2"               # gpt2: N(0, 0.02) | small: N(0, 2/(5d)) with 1/sqrt(2N) outputs (Spike No More)
+    init: str = "gpt2"               # gpt2: N(0, 0.02) | small: N(0, 2/(5d)), 1/sqrt(2N) outputs (Spike No More)
+    #                                  | xavier: fairseq's Transformer (Xavier-uniform linears, N(0, 1/d) embeddings)
     embed_scale: bool = False        # multiply embeddings by sqrt(d) (Spike No More fix 1)
     embed_norm: bool = False         # LayerNorm on embeddings (Spike No More fix 2)
     dropout: float = 0.0

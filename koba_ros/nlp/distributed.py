@@ -15,7 +15,6 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
-    set_model_state_dict,
     set_optimizer_state_dict,
 )
 
@@ -83,11 +82,9 @@ def full_state(model, optimizer, info: DistInfo) -> tuple[dict, dict]:
     return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
 
 
-def load_full_state(model, optimizer, model_state: dict, optim_state: dict | None, info: DistInfo) -> None:
-    options = StateDictOptions(full_state_dict=True, strict=True)
-    set_model_state_dict(model, model_state, options=options)
-    if optim_state is not None:
-        set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+def load_optimizer_state(model, optimizer, optim_state: dict) -> None:
+    """Full (unsharded) optimizer state from a checkpoint into a plain, DDP or FSDP-sharded model's optimizer."""
+    set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
 
 
 def mean(value: float, info: DistInfo, device) -> float:

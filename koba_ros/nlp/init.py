@@ -20,6 +20,8 @@ def init_std(config) -> float:
 
 
 def init_weights(model: nn.Module, config) -> None:
+    if config.init == "xavier":
+        return _init_xavier(model, config)
     std = init_std(config)
     out_std = std / math.sqrt(2.0 * config.n_layers)
     for module in model.modules():
@@ -35,3 +37,17 @@ def init_weights(model: nn.Module, config) -> None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, AloneEmbedding):
             nn.init.normal_(module.shared, 0.0, 1.0)  # o: unit scale; the FFN after it sets the embedding scale
+
+
+def _init_xavier(model: nn.Module, config) -> None:
+    """fairseq's Transformer (the setting of the B2T paper): Xavier-uniform linears, embeddings N(0, 1/d)
+    meant to be used with embed_scale (x sqrt(d)), so the embedded input has unit scale."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, config.d_model ** -0.5)
+        elif isinstance(module, AloneEmbedding):
+            nn.init.normal_(module.shared, 0.0, 1.0)

@@ -195,15 +195,17 @@ def _train(config: TrainConfig, info, device) -> dict:
         train_stream, val_stream = stream.split(config.val_fraction)
 
     model = TransformerLM(config.model).to(device)
-    optimizer = make_optimizer(model, config, device)
     checkpoint_dir = out / "checkpoint"
-    step = 0
+    step, optim_state = 0, None
     if config.resume and (checkpoint_dir / "model.safetensors").is_file():
         model_state, optim_state, meta = load_checkpoint(checkpoint_dir)
         check_compatible(model, model_state, checkpoint_dir)
-        distributed.load_full_state(model, optimizer, model_state, optim_state, distributed.DistInfo())
+        model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
     wrapped = distributed.wrap(model, info, config.parallel)
+    optimizer = make_optimizer(model, config, device)  # after wrapping: FSDP replaces the parameters with shards
+    if optim_state is not None:
+        distributed.load_optimizer_state(model, optimizer, optim_state)
     forward = torch.compile(wrapped) if config.compile else wrapped
     use_bf16 = device.type == "cuda"
     if use_bf16:

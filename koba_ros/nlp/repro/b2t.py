@@ -1,5 +1,6 @@
 """B2T (Takase et al. 2022, arXiv 2206.00330): a deep Post-LN LM has vanishing gradients in its lower layers and
-fails to train at a learning rate where Pre-LN and B2T (h = LN(x + Attn(x)), y = LN(h + FFN(h) + x)) train."""
+fails to train at a learning rate where Pre-LN and B2T (h = LN(x + Attn(x)), y = LN(h + FFN(h) + x)) train.
+A run that stays at the unigram loss (the loss of ignoring context) has failed to train."""
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,8 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth, tail_mean
 
 SIZES = {  # layers, d_model, heads, seq, batch, steps, lr
-    "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=60, lr=2e-3),
-    "quick": dict(n_layers=18, d_model=64, n_heads=4, seq=64, batch=16, steps=200, lr=2e-3),
+    "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=150, lr=1e-3),
+    "quick": dict(n_layers=18, d_model=64, n_heads=4, seq=64, batch=16, steps=300, lr=1e-3),
     "full": dict(n_layers=18, d_model=256, n_heads=4, seq=128, batch=32, steps=600, lr=2e-3),
 }
 
@@ -40,7 +41,8 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
     for norm in ("post", "pre", "b2t"):
         torch.manual_seed(seed)
         config = TransformerConfig(d_model=s["d_model"], n_layers=s["n_layers"], n_heads=s["n_heads"],
-                                   max_len=s["seq"], norm=norm, positions="learned")
+                                   max_len=s["seq"], norm=norm, positions="learned", init="xavier",
+                                   embed_scale=True)  # fairseq's Transformer, the paper's setting
         model = TransformerLM(config).to(device)
         x, y = sample(0)
         grads[norm] = layer_grad_norms(model, x.to(device), y.to(device))

@@ -13,8 +13,8 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.repro.common import fit, save_plot, smooth
 
 SIZES = {
-    "test": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=250, lr=3e-3, vocab=20),
-    "quick": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=600, lr=2e-3, vocab=20),
+    "test": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=400, lr=1e-3, vocab=20),
+    "quick": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=800, lr=1e-3, vocab=20),
     "full": dict(d_model=256, n_layers=4, n_heads=8, batch=64, steps=1200, lr=1e-3, vocab=50),
 }
 SEP, PAD = 0, 1  # symbols 2.. are the alphabet
@@ -64,7 +64,7 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         torch.manual_seed(seed)
         config = TransformerConfig(vocab_size=s["vocab"] + 2, d_model=s["d_model"], n_layers=s["n_layers"],
                                    n_heads=s["n_heads"], max_len=max_len, positions=positions,
-                                   shape_max_shift=shift, pad_id=PAD)
+                                   shape_max_shift=shift, pad_id=PAD, init="xavier", embed_scale=True)
         model = TransformerLM(config)
         g = torch.Generator().manual_seed(seed)
         run_ = fit(model, lambda step, g=g: copy_batch(s["batch"], 1, 20, s["vocab"], g), s["steps"], s["lr"],

@@ -1,0 +1,60 @@
+"""Each paper effect at its smallest size (`koba lm repro NAME --size test`). Each takes 15-60 s of one CPU core, so
+they are marked slow and kept out of the default run; the cheap exact check of expansion (function preservation)
+is in the default run (test_nlp_expand.py). Measured outcomes are recorded in docs/nlp.md."""
+import json
+
+import pytest
+
+from koba_ros.cli import main
+from koba_ros.nlp.repro import run_repro
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def repro(name, tmp_path) -> dict:
+    result = run_repro(name, quick=True, device="cpu", out=str(tmp_path), size="test")
+    assert (tmp_path / f"{name}.json").is_file() and (tmp_path / f"{name}.png").stat().st_size > 1000
+    return result
+
+
+def test_b2t_post_ln_fails_where_pre_ln_and_b2t_train(tmp_path):
+    r = repro("b2t", tmp_path)
+    post, pre, b2t = (r["results"][k] for k in ("post", "pre", "b2t"))
+    assert post["diverged"] or post["final_train_loss"] > r["unigram_loss_reference"] - 0.05  # stuck
+    assert pre["final_train_loss"] < post["final_train_loss"] - 0.1
+    assert b2t["final_train_loss"] < post["final_train_loss"] - 0.1
+    assert post["grad_norm_bottom_over_top"] < min(pre["grad_norm_bottom_over_top"], b2t["grad_norm_bottom_over_top"])
+
+
+def test_shape_extrapolates_to_longer_sequences_and_is_shift_invariant(tmp_path):
+    r = repro("shape", tmp_path)["results"]
+    assert r["shape"]["accuracy_len_21_40"] > r["learned"]["accuracy_len_21_40"] + 0.2
+    assert r["shape"]["shift_cosine"] > r["sinusoidal"]["shift_cosine"]
+
+
+def test_alone_beats_a_table_of_its_size_with_far_fewer_parameters(tmp_path):
+    r = repro("alone", tmp_path)["results"]
+    small = next(k for k in r if k.startswith("table_rank"))
+    assert r["alone"]["embedding_parameters"] < r["table"]["embedding_parameters"] / 4
+    assert r["alone"]["eval_loss"] < r[small]["eval_loss"] - 0.5
+
+
+def test_spike_fixes_remove_most_spikes(tmp_path):
+    r = repro("spike", tmp_path)["results"]
+    assert r["small_init"]["spikes"] > max(r["scaled_embed"]["spikes"], r["embed_layernorm"]["spikes"])
+    assert r["small_init"]["max_grad_norm"] > max(r["scaled_embed"]["max_grad_norm"],
+                                                  r["embed_layernorm"]["max_grad_norm"])
+
+
+def test_wso_decaying_schedules_win_pretraining(tmp_path):
+    r = repro("wso", tmp_path)
+    assert r["best_pretrain"] != "wso"
+    assert r["results"]["wso"]["pretrain_val_loss"] > min(v["pretrain_val_loss"] for v in r["results"].values())
+
+
+def test_expand_reaches_the_target_loss_with_fewer_flops(tmp_path, capsys):
+    assert main(["lm", "repro", "expand", "--size", "test", "--json", "--out", str(tmp_path)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["expansion_loss_change"] < 1e-4
+    assert r["flops_ratio_grown_over_scratch"] < 1.0
