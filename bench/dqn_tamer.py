@@ -13,7 +13,7 @@ from pathlib import Path
 from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench
 from koba_ros.rl.human import HumanConfig
 
-EPISODES = {"maze": 200, "taxi": 300}
+EPISODES = {"maze": 300, "taxi": 150}
 WRONG_RATES = (0.0, 0.1, 0.2, 0.3, 0.4)
 FEEDBACK_PROBS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -40,7 +40,7 @@ def main():
     if out:
         out.mkdir(parents=True, exist_ok=True)
     report = {"tables": {}, "sweep": []}
-    for env in args.envs.split(","):
+    for env in filter(None, args.envs.split(",")):
         print(f"{env}: dqn, tamer, dqn_tamer x {args.seeds} seeds", file=sys.stderr, flush=True)
         result = run_bench(BenchConfig(env=env, seeds=args.seeds, episodes=EPISODES[env]), progress=log)
         if out:

@@ -153,11 +153,28 @@ def _teleop(a: Mapping[str, str]) -> list[NodeSpec]:
     return [*cell, _speech(a), node("teleop_node", "TeleopNode"), _tts(a)]
 
 
-MAZE_TRAINING_ARGS = (*TTS_ARGS,)
+MAZE_TRAINING_ARGS = (
+    Argument("feedback", "simulated", "Who gives /human_feedback: simulated (simulated_human_node), keyboard "
+             "(keys in this terminal), face (facial expressions seen by a camera), or none (reward only).",
+             ("simulated", "keyboard", "face", "none")),
+    Argument("env", "maze", "Environment the learner runs.", ("maze", "taxi")),
+    Argument("agent", "dqn_tamer", "Learning agent.", ("dqn", "tamer", "dqn_tamer")),
+    Argument("output_dir", "", "Folder for learning curves and checkpoints (empty: none)."),
+)
 
 
 def _maze_training(a: Mapping[str, str]) -> list[NodeSpec]:
-    return [_tts(a)]
+    shared = {"env": a["env"]}
+    learner = {**shared, "agent": a["agent"], **({"output_dir": a["output_dir"]} if a["output_dir"] else {})}
+    specs = [node("tamer_learner_node", "TamerLearnerNode", overrides=learner)]
+    if a["feedback"] == "simulated":
+        specs.append(node("simulated_human_node", "SimulatedHumanNode", overrides=shared))
+    elif a["feedback"] == "keyboard":
+        specs.append(node("keyboard_feedback_node", "KeyboardFeedbackNode"))
+    elif a["feedback"] == "face":
+        # --- face feedback: the face engineer's node spec goes here ---
+        specs.append(node("face_feedback_node", "FaceFeedbackNode", lifecycle=True))
+    return specs
 
 
 GRAPHS: dict[str, Graph] = {

@@ -24,6 +24,8 @@ COMMANDS = [
     "face",
     "lm",
     "train",
+    "tamer",
+    "feedback",
 ]
 
 

@@ -19,7 +19,8 @@ def add_arguments(p):
 
 def _common(p):
     p.add_argument("--env", default="maze", choices=("maze", "taxi"), help="Environment (default maze).")
-    p.add_argument("--episodes", type=int, default=0, help="Episodes per run (default: maze 200, taxi 400).")
+    p.add_argument("--layout", default="default", help="Maze layout: default (10x10), open5, corridor.")
+    p.add_argument("--episodes", type=int, default=0, help="Episodes per run (default: maze 300, taxi 300).")
     p.add_argument("--human", default="", metavar="K=V,...",
                    help="Simulated human: p_feedback, p_wrong, half_life, delay, binary, judge (e.g. p_wrong=0.2).")
     p.add_argument("--credit-delay", default="", help="Learner's reaction-delay model, e.g. gamma:0.2:4.0:0.5.")
@@ -27,7 +28,7 @@ def _common(p):
     p.add_argument("--json", action="store_true", help="Print one JSON object.")
 
 
-DEFAULT_EPISODES = {"maze": 200, "taxi": 400}
+DEFAULT_EPISODES = {"maze": 300, "taxi": 300}
 
 
 def _config(args, agents, seeds):
@@ -35,7 +36,7 @@ def _config(args, agents, seeds):
     from koba_ros.rl.human import HumanConfig
 
     extra = {"credit_delay": args.credit_delay} if args.credit_delay else {}
-    return BenchConfig(env=args.env, agents=tuple(agents), seeds=seeds,
+    return BenchConfig(env=args.env, layout=args.layout, agents=tuple(agents), seeds=seeds,
                        episodes=args.episodes or DEFAULT_EPISODES[args.env], human=HumanConfig.parse(args.human),
                        credit_model=args.credit_model, **extra)
 

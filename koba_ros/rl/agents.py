@@ -42,7 +42,7 @@ class Agent:
     uses_feedback = False
 
     def __init__(self, n_states: int, n_actions: int, config: AgentConfig = AgentConfig(), seed: int = 0):
-        self.n_states, self.n_actions, self.config = n_states, n_actions, config
+        self.n_states, self.n_actions, self.config = int(n_states), int(n_actions), config
         self.rng = np.random.default_rng(seed)
         self.steps = 0
 

@@ -26,6 +26,7 @@ WINDOW = 10  # episodes in the moving average that decides "solved"
 @dataclass(frozen=True)
 class BenchConfig:
     env: str = "maze"
+    layout: str = "default"            # maze layout (koba_ros/rl/maze.py LAYOUTS)
     agents: tuple[str, ...] = AGENTS
     seeds: int = 5
     episodes: int = 150
@@ -45,7 +46,10 @@ class BenchConfig:
         if self.step_seconds <= 0:
             raise KobaError(f"step_seconds must be > 0, got {self.step_seconds}")
         Delay.parse(self.credit_delay)
-        make_env(self.env)  # validates the name
+        self.make_env()  # validates env and layout
+
+    def make_env(self):
+        return make_env(self.env, **({"layout": self.layout} if self.env == "maze" else {}))
 
 
 def moving_average(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -69,7 +73,7 @@ def episodes_to_solve(env: str, steps: np.ndarray, returns: np.ndarray, shortest
 
 def build_run(config: BenchConfig, agent_name: str, seed: int):
     """Environment, agent, training session and (for agents that listen) simulated human of one run."""
-    env = make_env(config.env)
+    env = config.make_env()
     inner = env.unwrapped
     agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, config.agent, seed)
     session = TrainingSession(env, agent, CreditAssigner(Delay.parse(config.credit_delay), config.credit_model),
@@ -143,7 +147,7 @@ def run_bench(config: BenchConfig, progress=None) -> dict:
             runs.append(run_one(config, name, seed))
             if progress:
                 progress(runs[-1])
-    env = make_env(config.env)
+    env = config.make_env()
     return {"env": config.env, "env_id": env.spec.id,
             "shortest_path": env.unwrapped.shortest_path if config.env == "maze" else None,
             "config": {**asdict(config), "agents": list(config.agents)}, "summary": summarize(config, runs),

@@ -80,4 +80,5 @@ class CreditAssigner:
         else:
             density = self.delay.pdf(feedback_time - starts)
             weights = density / density.sum() if density.sum() > 0 else density
-        return [Credit(s.state, s.action, float(w)) for s, w in zip(window, weights) if w >= self.min_weight]
+        return [Credit(s.state, s.action, float(w)) for s, w in zip(window, weights, strict=True)
+                if w >= self.min_weight]

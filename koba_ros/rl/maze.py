@@ -67,7 +67,7 @@ def parse_layout(layout: str | list[str] | tuple[str, ...]) -> np.ndarray:
 class MazeEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, layout="default", max_steps: int = 200, step_penalty: float = -0.01,
+    def __init__(self, layout="default", max_steps: int = 300, step_penalty: float = -0.01,
                  goal_reward: float = 1.0, render_mode: str | None = None, cell_px: int = 16):
         self.grid = parse_layout(layout)
         self.rows, self.cols = self.grid.shape

@@ -1,0 +1,126 @@
+"""tamer_learner_node: runs the environment and the DQN-TAMER (or DQN, TAMER) agent in real time.
+
+Publishes /tamer/transition (std_msgs/String, one JSON object per step: episode, step, state, action, reward,
+next_state, terminated, truncated, time, ...) and /tamer/image (sensor_msgs/Image, rgb8: what the person watches).
+Takes /human_feedback (koba_interfaces/HumanFeedback, stamped when the person reacted) and credits it to the steps
+shown before that stamp. Bad feedback (future or stale stamps, NaN, bursts, nothing to credit) is logged, throttled,
+and dropped; the learner keeps running. Writes learning curves (CSV, PNG) and checkpoints; `resume` continues.
+"""
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from koba_interfaces.msg import HumanFeedback
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from koba_ros.errors import KobaError
+from koba_ros.nodes.params import declare
+from koba_ros.nodes.runtime import run_node
+
+
+class TamerLearnerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("tamer_learner_node", **kwargs)
+        from koba_ros.rl.agents import make_agent
+        from koba_ros.rl.credit import CreditAssigner
+        from koba_ros.rl.delay import Delay
+        from koba_ros.rl.envs import make_env
+        from koba_ros.rl.session import FeedbackLimits, TrainingSession
+
+        env_name = declare(self, "env", "maze", "Environment: maze (koba/Maze-v0) or taxi.")
+        layout = declare(self, "layout", "default", "Maze layout name (koba_ros/rl/maze.py LAYOUTS).")
+        agent_name = declare(self, "agent", "dqn_tamer", "Agent: dqn, tamer or dqn_tamer.")
+        seed = declare(self, "seed", 0, "Random seed of agent and environment.")
+        rate_hz = declare(self, "rate_hz", 1.0, "Environment steps per second (a person must be able to follow).")
+        credit_delay = declare(self, "credit_delay", "gamma:0.2:4.0:0.5",
+                               "Reaction-delay model for credit assignment, kind:lo:hi[:mode] (seconds).")
+        credit_model = declare(self, "credit_model", "onset", "Credit model: onset (discrete moves) or interval.")
+        self.publish_images = declare(self, "publish_image", True, "Publish /tamer/image for the person watching.")
+        self.output_dir = declare(self, "output_dir", "", "Folder for curve.csv/curve.png/checkpoint.pt (empty: "
+                                  "none).")
+        resume = declare(self, "resume", False, "Load output_dir/checkpoint.pt on start.")
+        self.save_every = declare(self, "save_every_episodes", 10, "Write curves and checkpoint every N episodes.")
+        limits = FeedbackLimits(
+            max_future_s=declare(self, "max_future_s", 0.5, "Reject feedback stamped further in the future."),
+            max_age_s=declare(self, "max_age_s", 30.0, "Reject feedback stamped longer ago than this."),
+            max_rate_hz=declare(self, "max_feedback_rate_hz", 20.0, "Sustained feedback rate accepted."),
+            burst=declare(self, "feedback_burst", 20, "Feedback messages accepted at once."))
+        if rate_hz <= 0:
+            raise KobaError(f"rate_hz must be > 0, got {rate_hz}")
+        try:
+            options = {"layout": layout} if env_name == "maze" else {}
+            env = make_env(env_name, render_mode="rgb_array", **options)
+            agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, seed=seed)
+            credit = CreditAssigner(Delay.parse(credit_delay), credit_model)
+        except KobaError as exc:
+            raise KobaError(f"tamer_learner_node: {exc}") from None
+        self.env_name = env_name
+        self.session = TrainingSession(env, agent, credit, limits, seed=seed)
+        if resume and self.output_dir:
+            from koba_ros.rl.train import load_checkpoint
+            load_checkpoint(Path(self.output_dir) / "checkpoint.pt", agent, self.session, env_name)
+            self.get_logger().info(f"resumed at episode {len(self.session.episodes)}")
+        self.transition_pub = self.create_publisher(String, "/tamer/transition", 50)
+        self.image_pub = self.create_publisher(Image, "/tamer/image", 2)
+        self.create_subscription(HumanFeedback, "/human_feedback", self.on_feedback, 100)
+        self.create_timer(1.0 / rate_hz, self.on_step)
+        self.get_logger().info(f"{agent_name} on {env_name} at {rate_hz:g} Hz; credit {credit_delay} ({credit_model})")
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_step(self) -> None:
+        episodes_before = len(self.session.episodes)
+        record = self.session.step(self.now())
+        self.transition_pub.publish(String(data=json.dumps({**asdict(record), "env": self.env_name,
+                                                            **self.session.agent.stats()})))
+        if self.publish_images:
+            self.publish_image()
+        if len(self.session.episodes) > episodes_before:
+            last = self.session.episodes[-1]
+            self.get_logger().info(f"episode {last.episode}: {last.steps} steps, return {last.ret:.2f}, "
+                                   f"goal {last.reached_goal}, feedback so far {last.feedback}")
+            if self.output_dir and len(self.session.episodes) % max(1, self.save_every) == 0:
+                self.save()
+
+    def publish_image(self) -> None:
+        frame = self.session.env.render()
+        if frame is None:
+            return
+        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3,
+                    data=frame.tobytes())
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "tamer_view"
+        self.image_pub.publish(msg)
+
+    def on_feedback(self, msg: HumanFeedback) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        try:
+            credited = self.session.feedback(float(msg.value), stamp, self.now(), float(msg.confidence))
+        except KobaError as exc:
+            self.get_logger().warning(f"feedback from {msg.source or '?'} dropped: {exc}", throttle_duration_sec=2.0)
+            return
+        self.get_logger().debug(f"feedback {msg.value:+.0f} from {msg.source} credited to {credited} steps")
+
+    def save(self) -> None:
+        from koba_ros.rl.train import save_checkpoint, write_curves
+
+        folder = Path(self.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(folder / "checkpoint.pt", self.session.agent, self.session, self.now(), self.env_name)
+        write_curves(folder, self.session.episodes, f"{self.session.agent.name} on {self.env_name} (live)")
+
+    def destroy_node(self):
+        if self.output_dir and self.session.episodes:
+            self.save()
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(TamerLearnerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Keyboard feedback: which key means what, stamped with the moment the key was pressed.
+
+The mapping and the stamping are plain functions (tested without a terminal); read_keys() is the only part that
+needs a real TTY (raw mode via termios), used by keyboard_feedback_node and `koba feedback --keyboard`.
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+GOOD_KEYS = frozenset("+=gGyY1")   # '+' (and '=' on the same key), g(ood), y(es), 1
+BAD_KEYS = frozenset("-_bBnN0")    # '-', b(ad), n(o), 0
+QUIT_KEYS = frozenset("qQ\x03\x04")  # q, Ctrl-C, Ctrl-D
+
+
+@dataclass(frozen=True)
+class KeyFeedback:
+    value: float      # +1 good, -1 bad
+    stamp: float      # when the key went down (the clock passed to key_feedback)
+    key: str
+
+
+def key_value(key: str) -> float | None:
+    """+1 for a good key, -1 for a bad key, None for any other key."""
+    if key in GOOD_KEYS:
+        return 1.0
+    if key in BAD_KEYS:
+        return -1.0
+    return None
+
+
+def key_feedback(key: str, pressed_at: float) -> KeyFeedback | None:
+    value = key_value(key)
+    return None if value is None else KeyFeedback(value, float(pressed_at), key)
+
+
+def read_keys(fd: int, clock: Callable[[], float] = time.time, stop=None) -> Iterator[tuple[str, float]]:
+    """(key, time it was read) from a terminal file descriptor in raw mode, until a quit key or stop.is_set()."""
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        while not (stop and stop.is_set()):
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            pressed_at = clock()  # stamp first: the person reacted when the key went down, not when we got to it
+            key = os.read(fd, 1).decode(errors="replace")
+            if key in QUIT_KEYS:
+                return
+            yield key, pressed_at
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

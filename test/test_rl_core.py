@@ -1,0 +1,298 @@
+"""DQN-TAMER core: environments, credit assignment, the simulated human's five factors, agents, checkpoints,
+feedback checks, keyboard mapping. Plain pytest, no ROS."""
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from koba_ros.errors import KobaError
+from koba_ros.rl.agents import AgentConfig, DQNTamerAgent, make_agent
+from koba_ros.rl.credit import CreditAssigner
+from koba_ros.rl.delay import Delay
+from koba_ros.rl.envs import MAZE_ID, make_env, tabular_model
+from koba_ros.rl.human import HumanConfig, SimulatedHuman
+from koba_ros.rl.keyboard import key_feedback, key_value
+from koba_ros.rl.maze import MazeEnv
+from koba_ros.rl.networks import StateMLP
+from koba_ros.rl.session import FeedbackLimits, TrainingSession
+
+
+# --- environments -----------------------------------------------------------------------------
+def test_maze_passes_gymnasium_env_checker_and_is_registered():
+    check_env(gym.make(MAZE_ID, render_mode="rgb_array").unwrapped, skip_render_check=False)
+    env = gym.make(MAZE_ID, layout="corridor")
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and info["distance"] == 6
+
+
+def test_maze_walks_the_shortest_path_to_the_goal_and_renders():
+    env = MazeEnv("corridor", render_mode="rgb_array")
+    model = tabular_model(env)
+    dist = model.steps_to_goal()
+    state, _ = env.reset()
+    steps, terminated = 0, False
+    while not terminated:
+        action = int(np.argmin([dist[s] if not ok else -1 for s, ok in zip(model.next_state[state],
+                                                                            model.success[state], strict=True)]))
+        state, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
+        assert not truncated
+    assert steps == env.shortest_path == 6 and reward == env.goal_reward
+    frame = env.render()
+    assert frame.shape == (3 * 16, 5 * 16, 3) and frame.dtype == np.uint8
+
+
+def test_maze_truncates_at_step_limit_and_bumps_into_walls():
+    env = MazeEnv("corridor", max_steps=3)
+    env.reset()
+    obs, reward, terminated, truncated, _ = env.step(0)  # up from the top row: a bump
+    assert obs == 0 and reward == env.step_penalty and not terminated
+    env.step(0)
+    assert env.step(0)[3] is True
+
+
+def test_unreachable_goal_and_bad_layouts_raise_koba_error():
+    with pytest.raises(KobaError, match="unreachable"):
+        MazeEnv(["S#.", "##.", "..G"])
+    for layout in (["S..", "..X"], ["S.", "..G"], "nope", ["...", "..G"]):
+        with pytest.raises(KobaError):
+            MazeEnv(layout)
+
+
+def test_taxi_model_matches_the_real_environment():
+    env = make_env("taxi")
+    model = tabular_model(env)
+    assert model.next_state.shape == (500, 6)
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        s = int(env.unwrapped.s)
+        a = int(rng.integers(6))
+        s2, r, term, trunc, _ = env.step(a)
+        assert s2 == model.next_state[s, a] and term == model.success[s, a]
+        if term or trunc:
+            env.reset()
+    assert model.steps_to_goal().max() > 5
+
+
+# --- credit assignment ------------------------------------------------------------------------
+def _credit(model, delay, dt=1.0, n=10):
+    c = CreditAssigner(delay, model)
+    for i in range(n):
+        c.begin(i, 0, i * dt)
+    return c
+
+
+def test_interval_credit_is_deep_tamer_eq2_and_sums_to_one():
+    c = _credit("interval", Delay("uniform", 0.2, 4.0), dt=0.5, n=20)
+    credits = c.assign(10.0)
+    # Steps shown within [10-4, 10-0.2]: 0.5 s of a 3.8 s window each, the newest partly.
+    assert math.isclose(sum(x.weight for x in credits), 1.0, abs_tol=1e-9)
+    assert credits[0].state == 12 and math.isclose(credits[0].weight, 0.5 / 3.8, rel_tol=1e-9)
+    assert credits[-1].state == 19 and math.isclose(credits[-1].weight, 0.3 / 3.8, rel_tol=1e-9)
+
+
+def test_onset_credit_goes_to_the_step_the_person_reacted_to():
+    c = _credit("onset", Delay("uniform", 0.2, 1.0))
+    credits = c.assign(5.6)  # step 5 appeared at 5.0: 0.6 s before; step 4 at 1.6 s, outside 0.2-1.0
+    assert [(x.state, round(x.weight, 6)) for x in credits] == [(5, 1.0)]
+    peaked = _credit("onset", Delay("gamma", 0.2, 4.0, 0.5)).assign(9.5)
+    assert max(peaked, key=lambda x: x.weight).state == 9
+    assert sum(x.weight for x in peaked) == pytest.approx(1.0, abs=0.01)  # tiny tail weights are dropped
+
+
+def test_credit_outside_the_window_is_empty_and_delays_validate():
+    c = _credit("onset", Delay("uniform", 0.2, 4.0))
+    assert c.assign(100.0) == [] and c.assign(0.1) == []
+    for bad in ("uniform:1:0.5", "poisson:0:1", "uniform", "gamma:0.2:4:9"):
+        with pytest.raises(KobaError):
+            Delay.parse(bad)
+    d = Delay.parse("gamma:0.2:4.0:0.5")
+    assert d.cdf(0.2) == 0.0 and d.cdf(4.0) == pytest.approx(1.0)
+    samples = [d.sample(np.random.default_rng(i)) for i in range(200)]
+    assert min(samples) >= 0.2 and max(samples) <= 4.0 and 0.4 < np.median(samples) < 1.0
+
+
+# --- simulated human: the five factors ---------------------------------------------------------
+def _watch(config, n=2000, seed=0, layout="default"):
+    """Let a human watch n random maze steps; returns (human, [(feedback, correct sign, shown_at)])."""
+    env = MazeEnv(layout)
+    model = tabular_model(env)
+    dist = model.steps_to_goal()
+    human = SimulatedHuman(config, dist, seed=seed, position_of=env.position_of, goal=env.goal)
+    rng = np.random.default_rng(seed)
+    free = np.flatnonzero(dist > 0)
+    truth, out = {}, []
+    for i in range(n):
+        s, a = int(rng.choice(free)), int(rng.integers(4))
+        s2 = int(model.next_state[s, a])
+        truth[i] = 1.0 if (model.success[s, a] or dist[s2] < dist[s]) else -1.0
+        human.watch(i, s, a, s2, bool(model.success[s, a]), shown_at=float(i))
+    for fb in human.due(float(n + 10)):
+        out.append((fb, truth[fb.step]))
+    return human, out
+
+
+def test_human_binary_and_natural_reaction_judge_progress_along_shortest_path():
+    _, out = _watch(HumanConfig(p_feedback=1.0, p_wrong=0.0, half_life=0), n=300)
+    assert len(out) == 300 and all(fb.value == sign for fb, sign in out)
+    assert {fb.value for fb, _ in out} == {-1.0, 1.0}
+    _, graded = _watch(HumanConfig(p_feedback=1.0, p_wrong=0.0, half_life=0, binary=False), n=300)
+    assert len(graded) < 300  # wall bumps are neutral (0) and not reported when not forced to a sign
+
+
+def test_human_straight_line_judge_differs_from_shortest_path_in_the_maze():
+    env = MazeEnv()
+    dist = tabular_model(env).steps_to_goal()
+    naive = SimulatedHuman(HumanConfig(judge="straight_line"), dist, position_of=env.position_of, goal=env.goal)
+    expert = SimulatedHuman(HumanConfig(), dist)
+    # From (4,4) moving up to (3,4) is a wall; moving right to (4,5) heads into the dead end at (3,5).
+    s, s2 = env.state_of((4, 4)), env.state_of((4, 5))
+    assert naive.judge(s, s2, False) == 1.0 and expert.judge(s, s2, False) == -1.0
+    with pytest.raises(KobaError):
+        SimulatedHuman(HumanConfig(judge="straight_line"), dist)
+
+
+def test_human_delay_stochasticity_and_wrong_sign():
+    _, out = _watch(HumanConfig(p_feedback=0.5, p_wrong=0.2, half_life=0, delay="uniform:0.2:1.0"))
+    delays = np.array([fb.stamp - fb.step for fb, _ in out])
+    assert delays.min() >= 0.2 and delays.max() <= 1.0
+    assert 0.44 < len(out) / 2000 < 0.56
+    wrong = np.mean([fb.value != sign for fb, sign in out])
+    assert 0.15 < wrong < 0.25
+    assert _watch(HumanConfig(p_feedback=0.0), n=200)[1] == []
+
+
+def test_human_unsustainability_makes_feedback_rarer():
+    human, out = _watch(HumanConfig(p_feedback=1.0, half_life=200), n=1000)
+    early = sum(fb.step < 200 for fb, _ in out)
+    late = sum(fb.step >= 800 for fb, _ in out)
+    assert early > 3 * late and human.p_feedback_now == pytest.approx(0.5 ** 5)
+
+
+def test_human_config_parses_and_rejects():
+    c = HumanConfig.parse("p_feedback=0.3,p_wrong=0.2,delay=gamma:0.2:2:0.5,binary=false")
+    assert (c.p_feedback, c.p_wrong, c.binary) == (0.3, 0.2, False)
+    for bad in ("p_feedback=2", "speed=3", "p_wrong=x", "judge=psychic"):
+        with pytest.raises(KobaError):
+            HumanConfig.parse(bad)
+
+
+def test_due_returns_reactions_in_time_order():
+    human = SimulatedHuman(HumanConfig(p_feedback=1.0, half_life=0, delay="uniform:0.2:1.0"), np.array([2, 1, 0]))
+    human.watch(0, 0, 0, 1, False, shown_at=0.0)
+    assert human.due(0.1) == []
+    got = human.due(1.0)
+    assert len(got) == 1 and 0.2 <= got[0].stamp <= 1.0 and got[0].value in (-1.0, 1.0)
+
+
+# --- agents -----------------------------------------------------------------------------------
+def test_mlp_fits_targets():
+    net = StateMLP(10, 3, 16, 1e-2, np.random.default_rng(0))
+    states, actions, target = np.arange(10), np.arange(10) % 3, np.linspace(-1, 1, 10)
+    first = net.fit(states, actions, lambda q: (float(((q - target) ** 2).mean()), 2 * (q - target) / 10))
+    for _ in range(500):
+        last = net.fit(states, actions, lambda q: (float(((q - target) ** 2).mean()), 2 * (q - target) / 10))
+    assert last < 0.01 * first
+
+
+def test_alpha_h_decays_per_step_and_per_success():
+    agent = DQNTamerAgent(4, 2, AgentConfig(alpha_h=1.0, alpha_h_decay=0.5, alpha_h_success_decay=0.1))
+    for _ in range(3):
+        agent.observe(0, 0, 0.0, 1, False, False)
+    assert agent.alpha_h == pytest.approx(0.125)
+    agent.end_episode(reached_goal=False)
+    assert agent.alpha_h == pytest.approx(0.125)
+    agent.end_episode(reached_goal=True)
+    assert agent.alpha_h == pytest.approx(0.0125)
+
+
+def test_dqn_tamer_follows_h_early_and_q_once_alpha_h_is_gone():
+    agent = DQNTamerAgent(1, 2, AgentConfig(eps_start=0.0, eps_end=0.0, alpha_h=1.0))
+    agent.q.net.p["b2"][:] = [0.0, 0.5]   # Q prefers action 1
+    agent.h.net.p["b2"][:] = [2.0, 0.0]   # the human prefers action 0
+    agent.q.net.p["w2"][:] = agent.h.net.p["w2"][:] = 0.0
+    assert agent.act(0) == 0
+    agent.alpha_h = 0.1
+    assert agent.act(0) == 1
+
+
+def test_tamer_learns_the_sign_of_feedback():
+    agent = make_agent("tamer", 3, 2, seed=0)
+    for _ in range(200):
+        agent.feedback(1.0, [_c(1, 0)])
+        agent.feedback(-1.0, [_c(1, 1)])
+    h = agent.h.h(1)
+    assert h[0] > 0.5 and h[1] < -0.5 and agent.act(1, explore=False) == 0
+
+
+def _c(state, action, weight=1.0):
+    from koba_ros.rl.credit import Credit
+    return Credit(state, action, weight)
+
+
+def test_unknown_agent_and_bad_state_raise():
+    with pytest.raises(KobaError):
+        make_agent("ppo", 3, 2)
+    with pytest.raises(KobaError):
+        make_agent("dqn", 3, 2).act(7)
+
+
+# --- training session: feedback checks ----------------------------------------------------------
+def _session(agent="dqn_tamer"):
+    env = MazeEnv("corridor")
+    return TrainingSession(env, make_agent(agent, env.observation_space.n, 4), CreditAssigner(),
+                           FeedbackLimits(max_rate_hz=20, burst=20))
+
+
+def test_feedback_before_any_step_and_bad_values_are_rejected_and_change_nothing():
+    s = _session()
+    with pytest.raises(KobaError, match="no step yet"):
+        s.feedback(1.0, 0.5, 1.0)
+    for _ in range(3):
+        s.step(float(s.total_steps))
+    now = 3.0
+    for value, stamp, conf, reason in ((math.nan, 2.6, 1.0, "bad value"), (math.inf, 2.6, 1.0, "bad value"),
+                                       (1.0, now + 60.0, 1.0, "future stamp"), (1.0, now - 180.0, 1.0, "late stamp"),
+                                       (1.0, math.nan, 1.0, "bad stamp"), (1.0, 2.6, 0.0, "bad confidence")):
+        before = len(s.agent.h.memory)
+        with pytest.raises(KobaError, match=reason):
+            s.feedback(value, stamp, now, conf)
+        assert len(s.agent.h.memory) == before
+    assert s.feedback(1.0, 2.6, now) >= 1 and s.agent.feedback_count == 1
+    s.step(now)  # the learner keeps running
+    assert sum(s.rejected.values()) == 7
+
+
+def test_a_burst_of_1000_feedback_per_second_is_throttled():
+    s = _session()
+    for i in range(5):
+        s.step(float(i))
+    accepted = 0
+    for k in range(1000):
+        try:
+            s.feedback(1.0, 4.5, 5.0 + k / 1000)
+            accepted += 1
+        except KobaError as exc:
+            assert "too fast" in str(exc)
+    assert 20 <= accepted <= 41  # the burst, plus 20/s refill over one second
+    assert s.rejected["too fast"] == 1000 - accepted
+
+
+def test_episodes_are_recorded_and_dqn_ignores_feedback():
+    s = _session("dqn")
+    for i in range(400):
+        s.step(float(i))
+    assert s.episodes and all(e.steps <= s.env.max_steps for e in s.episodes)
+    s.feedback(1.0, 399.6, 400.0)
+    assert s.agent.feedback_count == 0
+
+
+# --- keyboard -----------------------------------------------------------------------------------
+def test_keyboard_mapping_and_stamp():
+    assert key_value("+") == key_value("g") == 1.0 and key_value("-") == key_value("b") == -1.0
+    assert key_value("x") is None and key_feedback(" ", 1.0) is None
+    fb = key_feedback("y", 1234.5)
+    assert (fb.value, fb.stamp, fb.key) == (1.0, 1234.5, "y")

@@ -1,0 +1,100 @@
+"""`koba tamer bench|train`: a tiny benchmark run (structure of the JSON and files), training with checkpoint
+save and resume, and bad input."""
+import json
+
+import pytest
+import torch
+
+from koba_ros.cli import main
+from koba_ros.rl.bench import BenchConfig, episodes_to_solve, moving_average
+
+
+def test_tiny_bench_json_and_files(tmp_path, capsys):
+    code = main(["tamer", "bench", "--env", "maze", "--layout", "corridor", "--agents", "dqn,tamer,dqn_tamer",
+                 "--seeds", "2", "--episodes", "12", "--human", "p_feedback=0.8", "--json", "--out", str(tmp_path)])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["env_id"] == "koba/Maze-v0" and out["shortest_path"] == 6
+    for name in ("dqn", "tamer", "dqn_tamer"):
+        s = out["summary"][name]
+        assert s["runs"] == 2 and {"median", "q25", "q75"} <= set(s["episodes_to_solve"])
+        assert 1 <= s["episodes_to_solve"]["median"] <= 13
+    assert out["summary"]["dqn"]["feedback_used"]["max"] == 0
+    assert out["summary"]["tamer"]["feedback_used"]["median"] > 0
+    assert "dqn_tamer_over_dqn_episodes" in out["summary"]
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    assert len(stored["runs"]) == 6 and all(len(r["steps"]) == 12 for r in stored["runs"])
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_taxi_bench_runs(capsys):
+    assert main(["tamer", "bench", "--env", "taxi", "--agents", "tamer", "--seeds", "1", "--episodes", "3",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["env_id"].startswith("Taxi") and out["summary"]["tamer"]["runs"] == 1
+
+
+def test_solved_criterion():
+    steps = [300] * 5 + [28] * 20
+    assert episodes_to_solve("maze", steps, None, 26, 0.0) == 15  # the first window free of the 300s
+    assert episodes_to_solve("maze", [28] * 12, None, 26, 0.0) == 10
+    assert episodes_to_solve("maze", [40] * 30, None, 26, 0.0) is None
+    assert episodes_to_solve("taxi", None, [-200] * 3 + [5] * 30, None, 0.0) == 13
+    assert moving_average([1, 3, 5])[-1] == 3.0
+
+
+def test_train_writes_curves_and_checkpoint_then_resumes(tmp_path, capsys):
+    args = ["tamer", "train", "--env", "maze", "--layout", "open5", "--agent", "dqn_tamer", "--episodes", "3",
+            "--out", str(tmp_path), "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["agent"]["agent"] == "dqn_tamer" and len(state["episodes"]) == 3
+    assert (tmp_path / "curve.csv").read_text().count("\n") == 4 and (tmp_path / "curve.png").is_file()
+    assert main([*args, "--resume"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["resumed_from_episode"] == 3 and second["episodes"] == 6
+    assert second["total_steps"] > first["total_steps"] and second["steps"] == second["total_steps"]
+    assert (tmp_path / "curve.csv").read_text().count("\n") == 7
+
+
+def test_checkpoint_restores_the_agent_exactly(tmp_path):
+    import numpy as np
+
+    from koba_ros.rl.bench import build_run, simulate
+    from koba_ros.rl.train import load_checkpoint, save_checkpoint
+
+    config = BenchConfig(env="maze", layout="open5", agents=("dqn_tamer",), seeds=1, episodes=2)
+    _, agent, session, human = build_run(config, "dqn_tamer", 0)
+    now = simulate(session, human, 2, 1.0)
+    save_checkpoint(tmp_path / "c.pt", agent, session, now, "maze")
+    _, agent2, session2, _ = build_run(config, "dqn_tamer", 1)
+    assert load_checkpoint(tmp_path / "c.pt", agent2, session2, "maze") == now
+    states = np.arange(25)
+    assert np.allclose(agent.q.net(states), agent2.q.net(states)) and np.allclose(agent.h.net(states),
+                                                                                  agent2.h.net(states))
+    assert agent2.alpha_h == agent.alpha_h and agent2.steps == agent.steps
+    assert [agent.act(s % 25) for s in range(30)] == [agent2.act(s % 25) for s in range(30)]  # same RNG stream too
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tamer", "bench", "--agents", "ppo", "--episodes", "1"], "unknown agent"),
+    (["tamer", "bench", "--human", "p_wrong=1.5", "--episodes", "1"], "p_wrong"),
+    (["tamer", "bench", "--credit-delay", "uniform:5:1", "--episodes", "1"], "lo < hi"),
+    (["tamer", "train", "--out", "/nonexistent_dir_for_test/x", "--resume"], "no checkpoint"),
+    (["tamer", "train", "--agent", "dqn", "--env", "taxi", "--out", "{tmp}", "--resume"], "for env 'maze'"),
+])
+def test_bad_input_is_one_line_error(argv, message, tmp_path, capsys):
+    if "{tmp}" in argv:
+        assert main(["tamer", "train", "--agent", "dqn", "--layout", "open5", "--episodes", "1", "--out",
+                     str(tmp_path)]) == 0
+        argv = [str(tmp_path) if a == "{tmp}" else a for a in argv]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_feedback_command_needs_a_terminal(capsys):
+    assert main(["feedback", "--keyboard"]) == 2  # pytest's stdin is not a TTY
+    assert "terminal" in capsys.readouterr().err

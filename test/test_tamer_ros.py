@@ -1,0 +1,65 @@
+"""tamer_learner_node + simulated_human_node over DDS: transitions and images flow out, the person's feedback
+flows back and is credited; bad feedback is dropped while the learner keeps stepping."""
+import json
+import math
+import time
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def test_learner_and_simulated_human_talk_over_dds(ros_context):
+    from koba_interfaces.msg import HumanFeedback
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from koba_ros.nodes.simulated_human_node import SimulatedHumanNode
+    from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
+
+    learner = TamerLearnerNode(context=ros_context, parameter_overrides=[
+        Parameter("rate_hz", value=20.0), Parameter("agent", value="dqn_tamer")])
+    human = SimulatedHumanNode(context=ros_context, parameter_overrides=[
+        Parameter("p_feedback", value=1.0), Parameter("half_life", value=0.0),
+        Parameter("delay", value="uniform:0.05:0.1")])
+    probe = Node("tamer_probe", context=ros_context)
+    seen = {"transition": [], "feedback": [], "image": []}
+    probe.create_subscription(String, "/tamer/transition", lambda m: seen["transition"].append(json.loads(m.data)),
+                              50)
+    probe.create_subscription(HumanFeedback, "/human_feedback", lambda m: seen["feedback"].append(m), 50)
+    probe.create_subscription(Image, "/tamer/image", lambda m: seen["image"].append(m), 5)
+    bad = probe.create_publisher(HumanFeedback, "/human_feedback", 10)
+    executor = MultiThreadedExecutor(context=ros_context)
+    for n in (learner, human, probe):
+        executor.add_node(n)
+    try:
+        deadline = time.monotonic() + 30.0
+        sent_bad, steps_when_bad = False, 0
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+            if not sent_bad and len(seen["transition"]) >= 5:
+                msg = HumanFeedback(value=math.nan, confidence=1.0, source="test")
+                msg.header.stamp = learner.get_clock().now().to_msg()
+                bad.publish(msg)
+                future = HumanFeedback(value=1.0, confidence=1.0, source="test")
+                future.header.stamp.sec = future.header.stamp.sec + int(time.time()) + 600
+                bad.publish(future)
+                sent_bad, steps_when_bad = True, len(seen["transition"])
+            if (len(seen["transition"]) >= 40 and learner.session.agent.feedback_count >= 10
+                    and sum(learner.session.rejected.values()) >= 2):
+                break
+    finally:
+        executor.shutdown()
+        for n in (learner, human, probe):
+            n.destroy_node()
+    t = seen["transition"][-1]
+    assert {"episode", "state", "action", "reward", "next_state", "time", "alpha_h"} <= set(t)
+    assert seen["image"] and seen["image"][0].encoding == "rgb8"
+    simulated = [m for m in seen["feedback"] if m.source == "simulated"]
+    assert len(simulated) >= 10 and all(m.value in (-1.0, 1.0) for m in simulated)
+    assert learner.session.agent.feedback_count >= 10  # credited to steps by their stamps
+    assert learner.session.rejected.get("bad value") == 1 and learner.session.rejected.get("future stamp") == 1
+    assert len(seen["transition"]) >= steps_when_bad + 20  # still stepping after the bad feedback
