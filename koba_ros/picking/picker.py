@@ -26,6 +26,8 @@ HOME = (0.0, -1.2, 0.0, -2.9, 0.0, 1.75, 0.785)   # tucked out of the camera's v
 MAX_OPENING = 0.08
 CLEAR_Z = 0.20              # m above the table for moves between boxes
 APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
+FINGERTIP_BELOW_TOOL = 0.009  # m from the grasp target point down to the fingertips' lowest point
+FINGER_THICKNESS = 0.012      # m a finger needs beside the object
 HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
 STAGES = ("approach", "grasp", "lift", "transfer", "release", "verify", "home")
 
@@ -56,11 +58,32 @@ class Cancelled(Exception):
 
 
 def grasp_yaw(target: Target) -> float:
-    """Close the fingers across the object's short side (fingers close along (sin yaw, -cos yaw))."""
+    """Close the fingers across the object's short side (fingers close along (sin yaw, -cos yaw)).
+
+    A squarish object against a box wall is taken the other way round, so no finger has to go between
+    the object and the wall.
+    """
     if target.yaw is not None:
-        return _wrap_half_turn(target.yaw)      # long axis along yaw -> fingers close across it
-    sx, sy = target.size[0], target.size[1]
-    return 0.0 if sx >= sy else math.pi / 2
+        base = _wrap_half_turn(target.yaw)      # long axis along yaw -> fingers close across it
+    else:
+        base = 0.0 if target.size[0] >= target.size[1] else math.pi / 2
+    short, long = sorted(target.size[:2])
+    if long > MAX_OPENING - 0.015:
+        return base
+    turned = _wrap_half_turn(base + math.pi / 2)
+    return turned if _finger_room(target, turned, long) > _finger_room(target, base, short) + 0.004 else base
+
+
+def _finger_room(target: Target, yaw: float, width: float) -> float:
+    """Clearance from the box walls of the two fingers closing along (sin yaw, -cos yaw) on a `width` object."""
+    x, y = target.position[:2]
+    region = next((r for r in box_regions().values() if r.contains(x, y)), None)
+    if region is None:
+        return 0.0
+    reach = width / 2 + FINGER_THICKNESS
+    fingers = [(x + k * reach * math.sin(yaw), y - k * reach * math.cos(yaw)) for k in (1, -1)]
+    half = region.inner / 2
+    return min(min(half - abs(fx - region.centre[0]), half - abs(fy - region.centre[1])) for fx, fy in fingers)
 
 
 def _wrap_half_turn(yaw: float) -> float:
@@ -100,8 +123,8 @@ class Picker:
         x, y, z = target.position
         height = target.size[2] if target.size[2] > 0 else 0.04
         bottom = z - height / 2
-        # Fingertips a little above the object's lower half, never into the floor.
-        grasp_z = bottom + max(0.45 * height, 0.004)
+        # Fingers around the object's middle, their tips never pressed into the floor (pressed, they cannot close).
+        grasp_z = bottom + max(0.45 * height, FINGERTIP_BELOW_TOOL + 0.002)
         orientation = top_down(grasp_yaw(target))
         above = (x, y, grasp_z + APPROACH_HEIGHT)
         q_above = self.kin.ik(above, orientation)
@@ -111,9 +134,12 @@ class Picker:
         return {"approach": approach, "descend": self._checked(descend, q_above),
                 "lift": self._checked(lift, q_grasp), "q_lift": q_lift}
 
-    def plan_place(self, destination: str, height: float, q_start) -> dict[str, JointTrajectory]:
+    def plan_place(self, destination: str, height: float, q_start,
+                   place_xy: tuple[float, float] | None = None) -> dict[str, JointTrajectory]:
         region = box_regions()[destination]
-        x, y = region.centre
+        x, y = place_xy if place_xy is not None else region.centre
+        if not region.contains(x, y):
+            raise KobaError(f"place point ({x:.2f}, {y:.2f}) is not inside box {destination}")
         orientation = top_down(0.0)
         q_over = self.kin.ik((x, y, CLEAR_Z), orientation, seed=q_start)
         transfer = self._checked(joint_move(q_start, q_over, self.kin.max_velocity), q_start)
@@ -127,8 +153,10 @@ class Picker:
     # --- execution --------------------------------------------------------------------------------
     def pick_place(self, target: Target, destination: str, *, progress: Callable[[str, float], None] | None = None,
                    cancel: threading.Event | None = None, locate: Callable[[Target], Target | None] | None = None,
-                   verify: Callable[[], bool | None] | None = None) -> PickResult:
-        """Run the whole pick; `locate` re-finds a dropped object for the one retry, `verify` checks the result."""
+                   verify: Callable[[], bool | None] | None = None,
+                   place_xy: tuple[float, float] | None = None) -> PickResult:
+        """Run the whole pick; `locate` re-finds a dropped object for the one retry, `verify` checks the result,
+        `place_xy` is where in the destination box to put it down (default: the box centre)."""
         cancel = cancel or threading.Event()
         progress = progress or (lambda stage, fraction: None)
         try:
@@ -137,7 +165,7 @@ class Picker:
             return PickResult(False, f"rejected: {exc}")
         for attempt in (1, 2):
             try:
-                outcome = self._attempt(target, destination, progress, cancel)
+                outcome = self._attempt(target, destination, progress, cancel, place_xy)
             except Cancelled:
                 return PickResult(False, "cancelled; the arm stopped", attempts=attempt)
             except KobaError as exc:
@@ -181,10 +209,10 @@ class Picker:
             raise Cancelled()
         return width
 
-    def _attempt(self, target: Target, destination: str, progress, cancel) -> str:
+    def _attempt(self, target: Target, destination: str, progress, cancel, place_xy) -> str:
         """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed')."""
         plan = self.plan_pick(target, self.arm.joint_positions())
-        place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"])
+        place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"], place_xy)
         progress("approach", 0.0)
         opening = min(MAX_OPENING, max(target.size[0], target.size[1]) + 0.03)
         self._grip(opening, cancel)

@@ -19,7 +19,9 @@ from koba_ros.perception.objects import PerceivedObject
 from koba_ros.perception.segmenter import perceive
 from koba_ros.picking.cell_arm import CellArm
 from koba_ros.picking.picker import Picker, PickResult, Target
+from koba_ros.picking.placement import free_spot
 from koba_ros.sim.cell import Frame, SimCell
+from koba_ros.sim.layout import box_regions
 from koba_ros.sim.scene import Scene
 
 MATCH_DISTANCE = 0.03   # m between a perceived centroid and an object's true centre to call them the same
@@ -27,6 +29,13 @@ MATCH_DISTANCE = 0.03   # m between a perceived centroid and an object's true ce
 
 def target_of(obj: PerceivedObject) -> Target:
     return Target(tuple(obj.position), tuple(obj.size), obj.yaw)
+
+
+def place_for(obj: PerceivedObject, destination: str, objects: list[PerceivedObject]) -> tuple[float, float]:
+    """The roomiest spot in `destination` given the perceived objects already there."""
+    occupied = [(o.position[0], o.position[1], max(o.size[:2]) / 2) for o in objects
+                if o.box == destination and o.id != obj.id]
+    return free_spot(box_regions()[destination], occupied, max(obj.size[:2]) / 2)
 
 
 @dataclass
@@ -39,6 +48,7 @@ class CellSession:
         start = time.perf_counter()
         self.cell = SimCell(self.scene, gui=self.gui)
         self.picker = Picker(CellArm(self.cell, real_time=self.gui))
+        self.last_objects: list[PerceivedObject] = []
         self._clock("setup", start)
 
     def _clock(self, stage: str, start: float) -> None:
@@ -52,6 +62,7 @@ class CellSession:
         start = time.perf_counter()
         objects = perceive(frame.rgb, frame.depth, frame.K, frame.camera_pose)
         self._clock("perceive", start)
+        self.last_objects = objects
         return frame, objects
 
     def true_centres(self) -> np.ndarray:
@@ -82,7 +93,8 @@ class CellSession:
         try:
             self.picker.check_goal(target_of(obj), destination)
             lift = self.picker.plan_pick(target_of(obj), self.cell.arm_positions())
-            self.picker.plan_place(destination, obj.size[2], lift["q_lift"])
+            self.picker.plan_place(destination, obj.size[2], lift["q_lift"],
+                                   place_for(obj, destination, self.last_objects))
         finally:
             self._clock("plan", start)
 
@@ -99,7 +111,8 @@ class CellSession:
         start = time.perf_counter()
         try:
             return self.picker.pick_place(target_of(obj), destination, progress=progress, cancel=cancel,
-                                          locate=locate, verify=lambda: self.cell.object_box(index) == destination)
+                                          locate=locate, verify=lambda: self.cell.object_box(index) == destination,
+                                          place_xy=place_for(obj, destination, self.last_objects))
         finally:
             self._clock("motion", start)
 

@@ -99,7 +99,8 @@ class SimCell:
             if name in ARM_JOINTS:
                 self.limits[name] = JointLimit(info[8], info[9], info[11])
             if name in FINGER_JOINTS:
-                pb.changeDynamics(self.panda, j, lateralFriction=FRICTION, spinningFriction=0.01,
+                # Friction anchors keep a grasped object from creeping out between the fingers.
+                pb.changeDynamics(self.panda, j, lateralFriction=FRICTION, spinningFriction=0.01, frictionAnchor=True,
                                   physicsClientId=self.client)
         self.arm = [self.joint_index[n] for n in ARM_JOINTS]
         self.fingers = [self.joint_index[n] for n in FINGER_JOINTS]
@@ -127,9 +128,11 @@ class SimCell:
         # Resting objects sleep (no contact solving) until something touches them: 40 objects stay cheap.
         pb.changeDynamics(body, -1, mass=OBJECT_MASS, lateralFriction=FRICTION, spinningFriction=0.002,
                           rollingFriction=0.002, activationState=pb.ACTIVATION_STATE_ENABLE_SLEEPING, physicsClientId=c)
-        # Put the lowest point just above the box floor, whatever the mesh's own origin.
-        low = pb.getAABB(body, physicsClientId=c)[0][2]
-        pb.resetBasePositionAndOrientation(body, (x, y, 0.3 - low + region.floor_z + 0.002), orientation,
+        # Centre the object's footprint on (x, y) and put its lowest point just above the box floor, whatever
+        # the mesh's own origin (an off-centre origin would start a mesh inside a wall).
+        lo, hi = pb.getAABB(body, physicsClientId=c)
+        dx, dy = x - (lo[0] + hi[0]) / 2, y - (lo[1] + hi[1]) / 2
+        pb.resetBasePositionAndOrientation(body, (x + dx, y + dy, 0.3 - lo[2] + region.floor_z + 0.002), orientation,
                                            physicsClientId=c)
         return body
 
@@ -217,10 +220,16 @@ class SimCell:
         return np.array(lo), np.array(hi)
 
     def object_box(self, index: int) -> str | None:
-        """The box object `index` rests in now (inside its walls, on or near its floor), or None."""
+        """The box object `index` rests in now, or None.
+
+        In a box: its centre is inside the box's walls, its bottom is below the top of the walls (on the floor
+        or on other objects there), and the gripper is not touching it.
+        """
         lo, hi = self.object_aabb(index)
         centre = (lo + hi) / 2
-        if lo[2] > layout.BOX_FLOOR_THICKNESS + 0.03:     # lifted, held or lying on top of something tall
+        if lo[2] > layout.BOX_FLOOR_THICKNESS + layout.BOX_WALL_HEIGHT:
+            return None
+        if pb.getContactPoints(self.object_ids[index], self.panda, physicsClientId=self.client):
             return None
         return layout.box_at(centre[0], centre[1])
 

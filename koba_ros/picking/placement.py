@@ -1,0 +1,30 @@
+"""Where in the destination box to put an object down: the spot with the most room around it.
+
+Dropping at the box centre lands the object on whatever is already there; a free spot keeps it on the floor.
+Occupied places come from perception (centre and footprint radius of each object already in the box).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from koba_ros.sim.layout import BoxRegion
+
+WALL_CLEARANCE = 0.012   # m between the object (plus a finger) and a wall
+GRID_STEP = 0.01
+
+
+def free_spot(region: BoxRegion, occupied: list[tuple[float, float, float]], radius: float) -> tuple[float, float]:
+    """(x, y) in base_link inside `region` farthest from the objects in `occupied` ((x, y, radius) each)."""
+    half = max(region.inner / 2 - radius - WALL_CLEARANCE, 0.0)
+    offsets = np.arange(-half, half + 1e-9, GRID_STEP) if half > 0 else np.zeros(1)
+    gx, gy = np.meshgrid(region.centre[0] + offsets, region.centre[1] + offsets)
+    candidates = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    if not occupied:
+        return region.centre
+    others = np.asarray(occupied, dtype=np.float64)
+    gaps = np.linalg.norm(candidates[:, None] - others[None, :, :2], axis=2) - others[None, :, 2] - radius
+    room = gaps.min(axis=1)
+    # Most room first; among equally roomy spots prefer the one nearest the centre.
+    centre_distance = np.linalg.norm(candidates - region.centre, axis=1)
+    best = np.lexsort((centre_distance, -np.round(room, 3)))[0]
+    return float(candidates[best, 0]), float(candidates[best, 1])
