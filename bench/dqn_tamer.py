@@ -3,6 +3,9 @@ default simulated human, then a sweep of DQN-TAMER over the human's wrong-sign r
 (DQN, the baseline, from the same run). Prints one JSON object; with --out writes it and the PNGs there.
 
     .venv/bin/python bench/dqn_tamer.py --seeds 5 --out docs/dqn_tamer_results
+
+Parts may run as separate processes (--envs maze --no-sweep, --envs taxi --no-sweep, --envs "" for the sweep alone)
+and be merged afterwards: --merge DIR1 DIR2 ... --out DIR writes the combined bench.json and sweep.png.
 """
 import argparse
 import json
@@ -28,6 +31,41 @@ def slim(result):
     return {**result, "runs": [{k: v for k, v in r.items() if k not in ("steps", "returns")} for r in result["runs"]]}
 
 
+def plot_sweep(report: dict, path: str) -> None:
+    """Median episodes to solve the maze (25-75% bars) against each human parameter; DQN's median as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90, sharey=True)
+    dqn = report["tables"].get("maze", {}).get("summary", {}).get("dqn")
+    for ax, name in zip(axes, ("p_wrong", "p_feedback"), strict=True):
+        pts = [p for p in report["sweep"] if p["parameter"] == name]
+        x = [p["value"] for p in pts]
+        med = [p["episodes_to_solve"]["median"] for p in pts]
+        err = [[m - p["episodes_to_solve"]["q25"] for m, p in zip(med, pts, strict=True)],
+               [p["episodes_to_solve"]["q75"] - m for m, p in zip(med, pts, strict=True)]]
+        ax.errorbar(x, med, yerr=err, marker="o", capsize=3, label="DQN-TAMER")
+        if dqn:
+            ax.axhline(dqn["episodes_to_solve"]["median"], color="gray", ls="--", label="DQN (median)")
+        ax.set_xlabel(name)
+        ax.set_xscale("log" if name == "p_feedback" else "linear")
+    axes[0].set_ylabel("maze: episodes to solve")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def merge(folders: list[str]) -> dict:
+    report = {"tables": {}, "sweep": []}
+    for folder in folders:
+        part = json.loads((Path(folder) / "bench.json").read_text())
+        report["tables"].update(part["tables"])
+        report["sweep"] += part["sweep"]
+    return report
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
@@ -35,10 +73,20 @@ def main():
     p.add_argument("--envs", default="maze,taxi")
     p.add_argument("--no-sweep", action="store_true")
     p.add_argument("--out", default="")
+    p.add_argument("--merge", nargs="+", default=[], metavar="DIR", help="Combine earlier runs' bench.json files.")
     args = p.parse_args()
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        report = merge(args.merge)
+        if out:
+            (out / "bench.json").write_text(json.dumps(report, indent=1))
+            if report["sweep"]:
+                plot_sweep(report, str(out / "sweep.png"))
+        print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()},
+                          "sweep": report["sweep"]}))
+        return
     report = {"tables": {}, "sweep": []}
     for env in filter(None, args.envs.split(",")):
         print(f"{env}: dqn, tamer, dqn_tamer x {args.seeds} seeds", file=sys.stderr, flush=True)
@@ -58,6 +106,8 @@ def main():
                                     "final_return": s["final_return"], "feedback_used": s["feedback_used"]})
     if out:
         (out / "bench.json").write_text(json.dumps(report, indent=1))
+        if report["sweep"]:
+            plot_sweep(report, str(out / "sweep.png"))
     print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"]}))
 
 

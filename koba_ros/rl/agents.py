@@ -28,12 +28,14 @@ class AgentConfig:
     h: HConfig = field(default_factory=HConfig)
     eps_start: float = 1.0             # epsilon-greedy exploration, decayed linearly ...
     eps_end: float = 0.02              # ... to this ...
-    eps_decay_steps: int = 5000        # ... over this many steps (DQN and DQN-TAMER)
+    eps_decay_steps: int = 5000        # ... over this many steps (DQN) ...
+    eps_decay_steps_with_human: int = 1000  # ... or this many (DQN-TAMER: the human's guidance replaces most random
+    #                                         exploration; each is the better of {1000, 5000} for its agent)
     tamer_epsilon: float = 0.02        # TAMER's constant exploration
     alpha_q: float = 1.0               # DQN-TAMER weight of Q
     alpha_h: float = 1.0               # DQN-TAMER initial weight of H
     alpha_h_decay: float = 1.0         # multiplies alpha_h every step (1: competence alone decides)
-    alpha_h_success_decay: float = 0.95  # multiplies alpha_h every episode that reaches the goal
+    alpha_h_success_decay: float = 0.99  # multiplies alpha_h every episode that reaches the goal
 
 
 class Agent:
@@ -47,9 +49,13 @@ class Agent:
         self.steps = 0
 
     @property
+    def eps_decay_steps(self) -> int:
+        return self.config.eps_decay_steps
+
+    @property
     def epsilon(self) -> float:
         c = self.config
-        return c.eps_end + (c.eps_start - c.eps_end) * max(0.0, 1.0 - self.steps / max(1, c.eps_decay_steps))
+        return c.eps_end + (c.eps_start - c.eps_end) * max(0.0, 1.0 - self.steps / max(1, self.eps_decay_steps))
 
     def scores(self, state: int) -> np.ndarray:
         raise NotImplementedError
@@ -157,6 +163,10 @@ class DQNTamerAgent(Agent):
         self.q = QLearner(n_states, n_actions, config.q, self.rng)
         self.h = HumanRewardModel(n_states, n_actions, config.h, self.rng)
         self.alpha_h = config.alpha_h
+
+    @property
+    def eps_decay_steps(self):
+        return self.config.eps_decay_steps_with_human
 
     def scores(self, state):
         return self.config.alpha_q * self.q.q(state) + self.alpha_h * self.h.h(state)
