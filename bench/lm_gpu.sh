@@ -4,7 +4,8 @@
 #   2. the full-size reproductions (b2t shape alone spike wso expand), each under its own time limit.
 # Results (JSON + PNG) go under $OUT (default ./out_lm_gpu). Run from the repository root:
 #   bash bench/lm_gpu.sh
-# KOBA_LM_TINY=1 runs the same steps with the tiny bench and the test-size reproductions on the CPU (a smoke test).
+# KOBA_LM_TINY=1 runs the same steps on the CPU: tiny bench (eager variants; compiling on a CPU takes minutes) and
+# test-size reproductions (KOBA_LM_REPROS, default expand). KOBA_LM_REPROS="b2t wso" picks reproductions.
 # KOBA_PY picks the Python (default .venv/bin/python; it needs a CUDA build of torch on the GPU machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,10 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 if [[ -n "${KOBA_LM_TINY:-}" ]]; then
-  DEVICE=cpu; BENCH=(--size tiny --steps 2 --device cpu); REPRO=(--size test); LIMIT=600
+  DEVICE=cpu; BENCH=(--size tiny --steps 2 --device cpu --variants ours,hf); REPRO=(--size test); LIMIT=600
   REPROS="${KOBA_LM_REPROS:-expand}"
 else
-  DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda); REPRO=(); LIMIT=55
+  DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda); REPRO=(); LIMIT=45
   REPROS="${KOBA_LM_REPROS:-b2t shape alone spike wso expand}"
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "lm_gpu.sh: $PY has no CUDA torch; set KOBA_PY" >&2; exit 2; }
@@ -27,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv >> "$OUT/env.txt" 2>/dev/n
 
 status=0
 echo "== bench" >&2
-timeout 240 "$PY" -m koba_ros.cli lm bench "${BENCH[@]}" --json --out "$OUT/bench.json" > "$OUT/bench.stdout" \
+timeout "${BENCH_LIMIT:-270}" "$PY" -m koba_ros.cli lm bench "${BENCH[@]}" --json --out "$OUT/bench.json" > "$OUT/bench.stdout" \
   2> "$OUT/bench.stderr" || { echo "bench failed (rc $?), see bench.stderr" >&2; status=1; }
 cat "$OUT/bench.json" 2>/dev/null; echo
 for name in $REPROS; do

@@ -13,17 +13,18 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.repro.common import fit, save_plot, smooth
 
 SIZES = {
-    "test": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=400, lr=1e-3, vocab=20),
-    "quick": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=800, lr=1e-3, vocab=20),
-    "full": dict(d_model=256, n_layers=4, n_heads=8, batch=64, steps=1200, lr=1e-3, vocab=50),
+    "test": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=500, lr=2e-3, vocab=64),
+    "quick": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=1000, lr=2e-3, vocab=64),
+    "full": dict(d_model=256, n_layers=4, n_heads=8, batch=64, steps=1500, lr=1e-3, vocab=64),
 }
 SEP, PAD = 0, 1  # symbols 2.. are the alphabet
 
 
 def copy_batch(batch: int, lo: int, hi: int, vocab: int, g: torch.Generator):
-    """'a b c SEP a b c' padded to a common length; loss only on the copied half (targets -100 elsewhere)."""
+    """'a b c SEP a b c' with distinct symbols (so the source position of each copied token is unambiguous);
+    loss only on the copied half (targets -100 elsewhere)."""
     length = int(torch.randint(lo, hi + 1, (1,), generator=g))
-    src = torch.randint(2, vocab + 2, (batch, length), generator=g)
+    src = torch.rand(batch, vocab, generator=g).argsort(dim=1)[:, :length] + 2
     seq = torch.cat([src, torch.full((batch, 1), SEP), src], dim=1)
     x, y = seq[:, :-1], seq[:, 1:].clone()
     y[:, :length] = -100
