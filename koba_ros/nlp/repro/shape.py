@@ -13,9 +13,9 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.repro.common import fit, save_plot, smooth
 
 SIZES = {
-    "test": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=500, lr=2e-3, vocab=64),
-    "quick": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=1000, lr=2e-3, vocab=64),
-    "full": dict(d_model=256, n_layers=4, n_heads=8, batch=64, steps=1500, lr=1e-3, vocab=64),
+    "test": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=500, lr=2e-3, vocab=64, max_shift=20),
+    "quick": dict(d_model=64, n_layers=2, n_heads=4, batch=32, steps=1000, lr=2e-3, vocab=64, max_shift=20),
+    "full": dict(d_model=128, n_layers=3, n_heads=4, batch=64, steps=2500, lr=2e-3, vocab=64, max_shift=50),
 }
 SEP, PAD = 0, 1  # symbols 2.. are the alphabet
 
@@ -59,7 +59,7 @@ def shift_similarity(model, vocab: int, device, shift_a: int, shift_b: int) -> f
 
 def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
     s = SIZES[size or ("quick" if quick else "full")]
-    max_len, shift = 2 * 40 + 1, 100
+    max_len, shift = 2 * 40 + 1, s["max_shift"]
     results, curves = {}, {}
     for positions in ("learned", "sinusoidal", "shape"):
         torch.manual_seed(seed)
