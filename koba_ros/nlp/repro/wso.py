@@ -19,11 +19,10 @@ from koba_ros.nlp.tokenizer import ByteTokenizer
 SIZES = {
     "test": dict(d_model=64, n_layers=2, n_heads=4, seq=64, batch=16, steps=120, ft_steps=40, lr=3e-3,
                  ft_lr=1e-3, seeds=1),
-    "quick": dict(d_model=64, n_layers=2, n_heads=4, seq=64, batch=16, steps=300, ft_steps=80, lr=3e-3,
-                  ft_lr=1e-3, seeds=3),
     "full": dict(d_model=256, n_layers=4, n_heads=4, seq=256, batch=32, steps=500, ft_steps=150, lr=2e-3,
                  ft_lr=5e-4, seeds=3),
 }
+SIZES["quick"] = {**SIZES["test"], "seeds": 3}  # --quick is the test size (minutes of one CPU core), with 3 seeds
 
 
 def code_corpus(max_bytes: int = 300_000) -> str:
