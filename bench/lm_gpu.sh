@@ -28,12 +28,12 @@ nvidia-smi --query-gpu=name,memory.total --format=csv >> "$OUT/env.txt" 2>/dev/n
 
 status=0
 echo "== bench" >&2
-timeout "${BENCH_LIMIT:-270}" "$PY" -m koba_ros.cli lm bench "${BENCH[@]}" --json --out "$OUT/bench.json" > "$OUT/bench.stdout" \
+timeout "${BENCH_LIMIT:-270}" "$PY" -m koba_ros.nlp bench "${BENCH[@]}" --json --out "$OUT/bench.json" > "$OUT/bench.stdout" \
   2> "$OUT/bench.stderr" || { echo "bench failed (rc $?), see bench.stderr" >&2; status=1; }
 cat "$OUT/bench.json" 2>/dev/null; echo
 for name in $REPROS; do
   echo "== repro $name" >&2
-  timeout "$LIMIT" "$PY" -m koba_ros.cli lm repro "$name" --device "$DEVICE" "${REPRO[@]}" --json \
+  timeout "$LIMIT" "$PY" -m koba_ros.nlp repro "$name" --device "$DEVICE" "${REPRO[@]}" --json \
     --out "$OUT/repro" > "$OUT/repro_$name.stdout" 2> "$OUT/repro_$name.stderr" \
     || { echo "repro $name failed or timed out (rc $?)" >&2; status=1; }
   tail -c 600 "$OUT/repro_$name.stdout"; echo

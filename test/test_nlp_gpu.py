@@ -1,0 +1,22 @@
+"""GPU checks (skipped without CUDA): bf16 autocast training and the bench on the tiny shape."""
+import pytest
+import torch
+
+from koba_ros.nlp.bench import run_bench
+from koba_ros.nlp.trainer import TrainConfig, train
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def test_bf16_training_on_the_gpu_lowers_the_loss(tmp_path):
+    (tmp_path / "t.txt").write_text("put the red cube in the top left box. " * 200)
+    config = TrainConfig.from_dict(dict(model=dict(d_model=64, n_layers=2, n_heads=4, max_len=64),
+                                        train_data=str(tmp_path / "t.txt"), seq_len=64, batch_size=16, steps=40,
+                                        lr=3e-3, warmup=4, device="cuda", out=str(tmp_path / "run"), progress=False))
+    result = train(config)
+    assert result["device"].startswith("cuda") and result["loss"] < 2.5
+
+
+def test_bench_runs_on_the_gpu():
+    result = run_bench(size="tiny", device="cuda", steps=2, variants=["ours", "hf"])
+    assert result["dtype"] == "bf16 autocast" and result["variants"]["ours"]["tokens_per_s"] > 0
