@@ -1,6 +1,6 @@
-"""Each paper effect at its smallest size (`koba lm repro NAME --size test`). Each takes 15-60 s of one CPU core, so
-they are marked slow and kept out of the default run; the cheap exact check of expansion (function preservation)
-is in the default run (test_nlp_expand.py). Measured outcomes are recorded in docs/nlp.md."""
+"""Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick). Each takes 15-60 s
+of one CPU core, so all but `expand` (about 30 s) are marked slow and kept out of the default run. Measured outcomes
+are recorded in docs/nlp.md."""
 import json
 
 import pytest
@@ -9,8 +9,6 @@ from koba_ros.cli import main
 from koba_ros.nlp.repro import run_repro
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
-pytestmark = pytest.mark.slow
-
 
 def repro(name, tmp_path) -> dict:
     result = run_repro(name, quick=True, device="cpu", out=str(tmp_path), size="test")
@@ -18,6 +16,7 @@ def repro(name, tmp_path) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_b2t_post_ln_fails_where_pre_ln_and_b2t_train(tmp_path):
     r = repro("b2t", tmp_path)
     post, pre, b2t = (r["results"][k] for k in ("post", "pre", "b2t"))
@@ -32,16 +31,19 @@ def shape_result(tmp_path_factory):
     return repro("shape", tmp_path_factory.mktemp("shape"))["results"]
 
 
+@pytest.mark.slow
 def test_shape_is_shift_invariant(shape_result):
     assert shape_result["shape"]["shift_cosine"] > shape_result["sinusoidal"]["shift_cosine"] + 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(reason="at CPU sizes SHAPE has not finished learning the copy task (docs/nlp.md); the GPU run "
                           "is the evidence", strict=False)
 def test_shape_extrapolates_to_longer_sequences(shape_result):
     assert shape_result["shape"]["accuracy_len_21_40"] > shape_result["learned"]["accuracy_len_21_40"] + 0.2
 
 
+@pytest.mark.slow
 def test_alone_beats_a_table_of_its_size_with_far_fewer_parameters(tmp_path):
     r = repro("alone", tmp_path)["results"]
     small = next(k for k in r if k.startswith("table_rank"))
@@ -49,6 +51,7 @@ def test_alone_beats_a_table_of_its_size_with_far_fewer_parameters(tmp_path):
     assert r["alone"]["eval_loss"] < r[small]["eval_loss"] - 0.5
 
 
+@pytest.mark.slow
 def test_spike_fixes_remove_most_spikes(tmp_path):
     r = repro("spike", tmp_path)["results"]
     assert r["small_init"]["spikes"] > max(r["scaled_embed"]["spikes"], r["embed_layernorm"]["spikes"])
@@ -56,6 +59,7 @@ def test_spike_fixes_remove_most_spikes(tmp_path):
                                                   r["embed_layernorm"]["max_grad_norm"])
 
 
+@pytest.mark.slow
 def test_wso_decaying_schedules_win_pretraining_and_wso_wins_fine_tuning(tmp_path):
     r = repro("wso", tmp_path)
     assert r["best_pretrain"] != "wso"
