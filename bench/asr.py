@@ -3,10 +3,18 @@
 Audio is generated here (never committed): domain commands and instructions spoken by several
 espeak-ng voices, clean and with white noise at 20 dB SNR, each padded with half a second of
 silence and streamed in 30 ms chunks through the same SpeechStream the speech_node uses.
-Baseline in the same run: pocketsphinx's general en-us language model (no domain LM).
+Sentences come from the generators the domain LM is built from: `--teleop issue` takes the issue's
+example commands (each checked to be a teleop_phrases() sentence), `--teleop sampled` samples
+teleop_phrases() with the seed; picking instructions are sampled from picking_phrases().
+Tuning runs use other voices and seeds than the reported run (docs/speech.md).
+
+Systems, all in the same process: the domain LM as configured now, the domain LM as it was before
+the tuning (discount 0.5, lw 6.5, "low_confidence" general fallback), and pocketsphinx's general en-us
+model. An out-of-domain condition (plain English, clean) shows what the general-model fallback buys.
 Also decodes Debian's goforward.raw (a real human recording) when pocketsphinx-testdata is installed.
 
-    taskset -c 0 .venv/bin/python bench/asr.py [--sentences 16] [--voices en-us,en-us+m3,en-gb,en-us+f2]
+    taskset -c 0 .venv/bin/python bench/asr.py [--sentences 14] [--voices en-us,en-us+m3,en-gb]
+        [--teleop issue|sampled] [--seed 0] [--systems domain_lm,domain_lm_before,general_lm_baseline]
 """
 from __future__ import annotations
 
@@ -25,11 +33,18 @@ from koba_ros.speech.domain_lm import picking_phrases
 from koba_ros.speech.recognizers import PocketsphinxRecognizer
 from koba_ros.speech.streaming import transcribe
 from koba_ros.speech.tts import Speaker
+from koba_ros.teleop.commands import teleop_phrases
 
 GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
 TELEOP = ["move left five centimeters", "up ten centimeters", "forward three centimeters", "open the gripper",
           "close the gripper", "go home", "stop", "move right twenty centimeters", "down two centimeters",
           "go forward ten meters"]
+OUT_OF_DOMAIN = ["what time is it", "the weather is nice today", "thank you very much", "can you hear me"]
+SYSTEMS = {   # name → PocketsphinxRecognizer options
+    "domain_lm": {},
+    "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence"},
+    "general_lm_baseline": {"use_domain_lm": False},
+}
 
 
 def word_errors(ref: str, hyp: str) -> int:
@@ -51,24 +66,43 @@ def add_noise(x: np.ndarray, snr_db: float, rng) -> np.ndarray:
 
 
 def run_system(recognizer, clips) -> dict:
-    errors = words = 0
+    """clips: (voice, reference, audio). WER overall and per voice; latency over utterances with words."""
+    errors, words = {}, {}
     cpu = audio = 0.0
     latencies, exact, mistakes = [], 0, []
-    for ref, x in clips:
+    passes_before = recognizer.second_passes
+    for voice, ref, x in clips:
         t0 = time.process_time()
         utterances = transcribe(recognizer, x)
         cpu += time.process_time() - t0
         audio += len(x) / RATE
         hyp = " ".join(u.text for u in utterances if u.text)
-        errors += word_errors(ref, hyp)
-        words += len(ref.split())
+        for key in ("all", voice):
+            errors[key] = errors.get(key, 0) + word_errors(ref, hyp)
+            words[key] = words.get(key, 0) + len(ref.split())
         exact += hyp == ref
-        latencies += [u.latency for u in utterances]
+        latencies += [u.latency for u in utterances if u.text]
         if hyp != ref and len(mistakes) < 8:
-            mistakes.append({"ref": ref, "hyp": hyp})
-    return {"wer": round(errors / words, 4), "sentence_accuracy": round(exact / len(clips), 4),
-            "rtf_one_core": round(cpu / audio, 4), "latency_median_s": round(statistics.median(latencies), 3),
-            "latency_p95_s": round(float(np.percentile(latencies, 95)), 3), "examples_wrong": mistakes}
+            mistakes.append({"voice": voice, "ref": ref, "hyp": hyp})
+    latencies = latencies or [float("nan")]
+    return {"wer": round(errors["all"] / words["all"], 4),
+            "wer_per_voice": {v: round(errors[v] / words[v], 4) for v in errors if v != "all"},
+            "sentence_accuracy": round(exact / len(clips), 4), "rtf_one_core": round(cpu / audio, 4),
+            "latency_median_s": round(statistics.median(latencies), 3),
+            "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
+            "general_second_passes": recognizer.second_passes - passes_before, "examples_wrong": mistakes}
+
+
+def benchmark_sentences(teleop: str, n: int, rng: random.Random) -> list[str]:
+    """Teleop commands + picking instructions, all drawn from the generators the domain LM is trained on."""
+    phrases = teleop_phrases()
+    if teleop == "issue":
+        missing = [s for s in TELEOP if s not in phrases]
+        assert not missing, f"issue examples not produced by teleop_phrases(): {missing}"
+        commands = TELEOP[:n]
+    else:
+        commands = rng.sample(phrases, min(n, len(TELEOP)))
+    return commands + rng.sample(picking_phrases(), max(0, n - len(commands)))
 
 
 def main() -> None:
@@ -77,28 +111,31 @@ def main() -> None:
     ap.add_argument("--voices", default="en-us,en-us+m3,en-gb,en-us+f2")
     ap.add_argument("--snr", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--teleop", choices=("issue", "sampled"), default="issue")
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
     args = ap.parse_args()
 
-    rng = random.Random(args.seed)
-    sentences = TELEOP[: args.sentences] + rng.sample(picking_phrases(), max(0, args.sentences - len(TELEOP)))
+    sentences = benchmark_sentences(args.teleop, args.sentences, random.Random(args.seed))
     noise_rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
-    clips = {"clean": [], f"noise_{args.snr:g}dB": []}
+    clips = {"clean": [], f"noise_{args.snr:g}dB": [], "out_of_domain_clean": []}
     with tempfile.TemporaryDirectory() as tmp:
         for voice in args.voices.split(","):
             speaker = Speaker(voice, 150, play=False)
-            for i, s in enumerate(sentences):
+            for i, s in enumerate(sentences + OUT_OF_DOMAIN):
                 path = Path(tmp) / f"{i}.wav"
                 speaker.synthesize(s, path)
                 x = np.concatenate([pad, load_audio(path), pad])
-                clips["clean"].append((s, x))
-                clips[f"noise_{args.snr:g}dB"].append((s, add_noise(x, args.snr, noise_rng)))
+                if s in OUT_OF_DOMAIN:
+                    clips["out_of_domain_clean"].append((voice, s, x))
+                    continue
+                clips["clean"].append((voice, s, x))
+                clips[f"noise_{args.snr:g}dB"].append((voice, s, add_noise(x, args.snr, noise_rng)))
 
-    systems = {"domain_lm": PocketsphinxRecognizer(use_domain_lm=True),
-               "general_lm_baseline": PocketsphinxRecognizer(use_domain_lm=False)}
-    result = {"voices": args.voices.split(","), "sentences": len(sentences), "clips_per_condition": len(clips["clean"]),
+    result = {"voices": args.voices.split(","), "sentences": sentences, "clips_per_condition": len(clips["clean"]),
               "systems": {}}
-    for name, recognizer in systems.items():
+    for name in args.systems.split(","):
+        recognizer = PocketsphinxRecognizer(**SYSTEMS[name])
         result["systems"][name] = {cond: run_system(recognizer, c) for cond, c in clips.items()}
         if GOFORWARD.is_file():
             got = " ".join(u.text for u in transcribe(recognizer, load_audio(GOFORWARD)))

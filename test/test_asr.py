@@ -85,3 +85,27 @@ def test_whisper_plumbing_with_a_tiny_random_model(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(KobaError, match="not a whisper checkpoint"):
         make_recognizer("whisper", checkpoint=str(tmp_path / "junk.pt"))
+
+
+def test_general_second_pass_only_for_out_of_domain_speech(tmp_path):
+    """In-domain commands are never decoded twice; plain English is, and comes out as English words."""
+    recognizer = PocketsphinxRecognizer()   # fresh: the live CMN then starts from the same state every run
+    assert [u.text for u in transcribe(recognizer, spoken("move left five centimeters", tmp_path))] == \
+        ["move left five centimeters"]
+    assert recognizer.second_passes == 0
+    heard = transcribe(recognizer, spoken("i would like a cup of tea", tmp_path))
+    assert recognizer.second_passes == 1 and heard
+    assert set(heard[0].text.split()) - set(recognizer.domain.vocabulary)   # words only the general model knows
+    assert recognizer.in_domain("up ten centimeters") and recognizer.in_domain("put the red cup in the top left box")
+    assert not recognizer.in_domain("who left find the two leaders") and not recognizer.in_domain("")
+
+
+def test_bad_fallback_and_lm_options(tmp_path):
+    from koba_ros.speech.domain_lm import build_domain_lm
+
+    with pytest.raises(KobaError, match="fallback must be one of"):
+        PocketsphinxRecognizer(fallback="sometimes")
+    sentences = ["go home", "stop", "open the gripper"]
+    a = build_domain_lm(lambda w: True, sentences, tmp_path, discount_mass=0.5)
+    b = build_domain_lm(lambda w: True, sentences, tmp_path, discount_mass=0.01)
+    assert a.arpa_path != b.arpa_path and a.arpa_path.read_text() != b.arpa_path.read_text()

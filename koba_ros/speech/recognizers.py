@@ -2,14 +2,20 @@
 
 PocketsphinxRecognizer (the default) decodes while the person is still talking, so when the
 voice activity detector closes an utterance only the final search remains (that keeps the
-end-of-speech → text latency low). It searches the domain language model first
-(koba_ros.speech.domain_lm) and, when the best path's mean word posterior is below
-`fallback_confidence`, decodes the same audio again with the general en-us model and keeps
-whichever hypothesis is more confident: in-domain commands get the small model's accuracy,
-anything else still comes out as English words. When the best domain path is not one of the
-domain's sentences but one of the next `rescore_n` paths is, that sentence wins (n-best
-rescoring against the sentence list: "top" → "stop", "up two centimeters" → "up ten ...").
+end-of-speech → text latency low). It searches the domain language model (koba_ros.speech.domain_lm).
+When the best domain path is not one of the domain's sentences but one of the next `rescore_n`
+paths is, that sentence wins (n-best rescoring against the sentence list: "top" → "stop").
 
+Out-of-domain speech still comes out as English: the audio is decoded a second time with the
+general en-us model, but only when the domain result is clearly out of domain (`fallback=
+"out_of_domain"`): it is not a domain sentence, does not parse as a teleop command, and its mean word
+posterior is below `fallback_confidence`. The older rule (`fallback="low_confidence"`: every domain
+result below the threshold is decoded again and the more confident result wins) compared posteriors
+of two different language models: the general model's lattice is often more "sure" of junk, so it
+replaced correct commands ("move left five centimeters" → "who left find the two leaders") and its
+extra decode was the latency tail. It is kept as an option for the benchmark's before/after.
+
+WhisperRecognizer (koba_ros.speech.whisper_backend) runs when a checkpoint file is configured.
 WhisperRecognizer (koba_ros.speech.whisper_backend) runs when a checkpoint file is configured.
 """
 from __future__ import annotations
@@ -23,6 +29,10 @@ from koba_ros.errors import KobaError
 # Words cmudict lacks that the catalog uses (ARPAbet, as in cmudict-en-us.dict).
 EXTRA_PRONUNCIATIONS = {"duckie": "D AH K IY", "jenga": "JH EH NG G AH", "plushie": "P L AH SH IY"}
 NOISE_FLOOR = 30.0   # int16 units (about -60 dBFS); see PocketsphinxRecognizer.feed
+# Language-model weight (pocketsphinx -lw, its default 6.5): a closed command language deserves more trust in the
+# LM than open English. Swept with the discount mass on a tuning set of other voices/sentences (docs/speech.md).
+LM_WEIGHT = 10.0
+FALLBACKS = ("out_of_domain", "low_confidence", "never")
 
 
 @dataclass
@@ -48,6 +58,10 @@ class Recognizer:
     def finish(self) -> Hypothesis:
         raise NotImplementedError
 
+    def abort(self) -> None:
+        """End the utterance without a result (the robot's own voice, steady noise)."""
+        self.finish()
+
     def recognize(self, samples: np.ndarray) -> Hypothesis:
         self.start()
         self.feed(samples)
@@ -58,12 +72,15 @@ class PocketsphinxRecognizer(Recognizer):
     backend = "pocketsphinx"
 
     def __init__(self, use_domain_lm: bool = True, fallback_confidence: float = 0.6, n_best: int = 3,
-                 rescore_n: int = 10, min_confidence: float = 0.2, seed: int = 0):
+                 rescore_n: int = 10, min_confidence: float = 0.2, seed: int = 0, fallback: str = "out_of_domain",
+                 lm_weight: float = LM_WEIGHT, discount_mass: float | None = None):
         import pocketsphinx
 
+        if fallback not in FALLBACKS:
+            raise KobaError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         pocketsphinx.set_loglevel("ERROR")
         try:
-            self.decoder = pocketsphinx.Decoder(loglevel="ERROR")
+            self.decoder = pocketsphinx.Decoder(loglevel="ERROR", lw=float(lm_weight))
         except RuntimeError as exc:
             raise KobaError(f"pocketsphinx could not load its en-us model: {exc}") from None
         for word, phones in EXTRA_PRONUNCIATIONS.items():
@@ -72,12 +89,15 @@ class PocketsphinxRecognizer(Recognizer):
         self.general_search = self.decoder.current_search()
         self.domain = None
         if use_domain_lm:
-            from koba_ros.speech.domain_lm import build_domain_lm
+            from koba_ros.speech.domain_lm import DISCOUNT_MASS, build_domain_lm
 
-            self.domain = build_domain_lm(lambda w: self.decoder.lookup_word(w) is not None)
+            self.domain = build_domain_lm(lambda w: self.decoder.lookup_word(w) is not None,
+                                          discount_mass=DISCOUNT_MASS if discount_mass is None else discount_mass)
             self.decoder.add_lm_file("domain", str(self.domain.arpa_path))
         self.first_search = "domain" if self.domain else self.general_search
+        self.fallback = fallback if use_domain_lm else "never"
         self.fallback_confidence = fallback_confidence
+        self.second_passes = 0      # how many utterances were decoded again with the general model
         self.min_confidence = min_confidence
         self.n_best = n_best
         self.rescore_n = rescore_n if use_domain_lm else 0
@@ -101,6 +121,11 @@ class PocketsphinxRecognizer(Recognizer):
         self.audio.append(noisy)
         self.decoder.process_raw(noisy.tobytes(), False, False)
 
+    def abort(self) -> None:
+        if self.started:
+            self.decoder.end_utt()
+            self.started = False
+
     def finish(self) -> Hypothesis:
         if not self.started:
             raise KobaError("finish() before start()")
@@ -113,14 +138,36 @@ class PocketsphinxRecognizer(Recognizer):
                 best.alternatives = [best.text, *[a for a in best.alternatives if a != known[0]]]
                 best.text = known[0]
         best.alternatives = best.alternatives[: self.n_best - 1]
-        if self.domain and best.confidence < self.fallback_confidence:
+        if self._needs_general_pass(best):
+            self.second_passes += 1
             general = self._decode_again(self.general_search, "general", self.n_best)
-            if general.confidence > best.confidence:
+            # The two models' posteriors are not comparable: once the domain result is out of domain, the general
+            # model's words are the answer; the old rule let the more "confident" one win.
+            if general.text and (self.fallback == "out_of_domain" or general.confidence > best.confidence):
                 general.alternatives = [best.text, *general.alternatives][: self.n_best - 1]
                 best = general
         if best.confidence < self.min_confidence:   # noise, breathing, a door: say nothing
             return Hypothesis("", best.confidence, [], self.backend, best.model)
         return best
+
+    def _needs_general_pass(self, best: Hypothesis) -> bool:
+        if self.fallback == "never" or best.confidence >= self.fallback_confidence:
+            return False
+        if self.fallback == "low_confidence":
+            return True
+        return not self.in_domain(best.text)
+
+    def in_domain(self, text: str) -> bool:
+        """A domain sentence, or anything the teleop parser turns into a command."""
+        from koba_ros.teleop.commands import parse_command
+
+        if not text or text in self.domain.sentences:
+            return bool(text)
+        try:
+            parse_command(text)
+        except KobaError:
+            return False
+        return True
 
     def _decode_again(self, search: str, model: str, n_best: int) -> Hypothesis:
         self.decoder.activate_search(search)

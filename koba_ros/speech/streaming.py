@@ -55,7 +55,7 @@ class SpeechStream:
     def set_speaking(self, speaking: bool) -> None:
         """The robot started or stopped talking; an utterance in progress is dropped when it starts."""
         if speaking and not self.speaking and self.in_utterance:
-            self.recognizer.finish()    # close the decoder's utterance; the result is the robot's own voice
+            self.recognizer.abort()     # the result would be the robot's own voice
             self.in_utterance = False
             self.endpointer.reset()
         self.speaking = speaking
@@ -101,9 +101,11 @@ class SpeechStream:
         if event.kind != "end":
             return None
         self.in_utterance = False
-        hyp = self.recognizer.finish()
         if len(self.frame_db) > 1 and np.std(self.frame_db) < self.min_energy_spread_db:
-            hyp.text, hyp.confidence, hyp.alternatives = "", 0.0, []   # steady noise, not speech
+            self.recognizer.abort()   # steady noise, not speech: no final search, no second pass
+            return Utterance("", 0.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
+                             event.speech_end)
+        hyp = self.recognizer.finish()
         return Utterance(hyp.text, hyp.confidence, hyp.alternatives, self.utterance_samples / RATE, 0.0,
                          hyp.backend, event.speech_end)
 

@@ -55,6 +55,9 @@ class WhisperRecognizer(Recognizer):
     def feed(self, samples: np.ndarray) -> None:
         self.audio.append(np.asarray(samples, dtype=np.int16))
 
+    def abort(self) -> None:
+        self.audio = []
+
     def finish(self) -> Hypothesis:
         samples = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
         self.audio = []
