@@ -126,7 +126,7 @@ PICKING_ARGS = (*TTS_ARGS, *CELL_ARGS)
 
 
 def _picking(a: Mapping[str, str]) -> list[NodeSpec]:
-    return [_tts(a), *_cell(a)]
+    return [_tts(a), *_cell(a), node("grounding_node", "GroundingNode", lifecycle=True)]
 
 
 SPEECH_ARGS = (

@@ -10,7 +10,8 @@ def add_arguments(p):
     p.add_argument("--per-scene", type=int, default=30, help="Instructions generated per scene (default 30).")
     p.add_argument("--epochs", type=int, default=12, help="Epochs (default 12).")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2).")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: on a busy 2-core machine more "
+                   "threads made training far slower).")
     p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
     p.add_argument("--json", action="store_true", help="Print a JSON summary.")
 

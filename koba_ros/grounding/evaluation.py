@@ -12,7 +12,7 @@ import numpy as np
 
 from koba_ros.grounding import lexicon
 from koba_ros.grounding.dialogue import Dialogue, Settings
-from koba_ros.grounding.instructions import Sample
+from koba_ros.grounding.instructions import HELD_OUT_WORDS, Sample
 from koba_ros.grounding.training import make_samples
 
 BENCH_KINDS = {"clear": 10, "ambiguous": 4, "no_box": 3, "absent": 3}
@@ -43,13 +43,21 @@ def evaluate_grounder(grounder, samples: dict[str, list[Sample]], settings: Sett
     clear = samples.get("clear", [])
     if clear:
         first_ok = asked = top1 = 0
+        by_name = {True: [0, 0], False: [0, 0]}   # held-out object word in the text? -> [correct, n]
         for s in clear:
             _, first, _ = play(grounder, s, settings)
             asked += first.status == "question"
-            first_ok += first.status == "done" and first.target == s.target and first.destination == s.destination
+            ok = first.status == "done" and first.target == s.target and first.destination == s.destination
+            first_ok += ok
             top1 += grounder.ground(s.text, s.objects).ranked()[0][0] == s.target
+            held = any(f" {w} " in f" {' '.join(lexicon.words(s.text))} " for w in HELD_OUT_WORDS)
+            by_name[held][0] += ok
+            by_name[held][1] += 1
         out["clear"] = {"n": len(clear), "accuracy": first_ok / len(clear), "question_rate": asked / len(clear),
-                        "target_top1": top1 / len(clear)}
+                        "target_top1": top1 / len(clear),
+                        "accuracy_held_out_object_words": by_name[True][0] / max(by_name[True][1], 1),
+                        "accuracy_seen_object_words": by_name[False][0] / max(by_name[False][1], 1),
+                        "n_held_out_object_words": by_name[True][1]}
     amb = samples.get("ambiguous", []) + samples.get("no_box", [])
     if amb:
         asked = ok = turns = 0

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from koba_ros.errors import KobaError
-from koba_ros.grounding.features import object_features, pair_features
+from koba_ros.grounding.features import BASE_DIM, PAIR_DIM, object_features, pair_features
 from koba_ros.grounding.model import GroundingNet
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 from koba_ros.paths import models_dir
@@ -46,22 +46,31 @@ def default_model_path() -> Path:
     return models_dir() / "grounding" / "grounding.pt"
 
 
-def batch_inputs(texts, object_lists, encoder, net: GroundingNet, appearance_dim: int):
+def scene_tensors(objects: list[PerceivedObject], appearance_dim: int, cache: dict | None = None):
+    """Object and pair features of one scene (text-independent), memoised in `cache` by the list's identity."""
+    key = id(objects)
+    if cache is not None and key in cache and cache[key][0] is objects:
+        return cache[key][1]
+    feats = (torch.from_numpy(object_features(objects, appearance_dim)), torch.from_numpy(pair_features(objects)))
+    if cache is not None:
+        cache[key] = (objects, feats)
+    return feats
+
+
+def batch_inputs(texts, object_lists, encoder, net: GroundingNet, appearance_dim: int, cache: dict | None = None):
     """Tensors for a batch: text states + mask, padded object and pair features + object mask."""
     if net.text_encoder is not None:
         states, mask = net.text_encoder(texts)
     else:
         states, mask = encoder(texts)
     n = max(1, max(len(objs) for objs in object_lists))
-    from koba_ros.grounding.features import BASE_DIM, PAIR_DIM
     objects = torch.zeros(len(texts), n, BASE_DIM + appearance_dim)
     pairs = torch.zeros(len(texts), n, n, PAIR_DIM)
     obj_mask = torch.zeros(len(texts), n, dtype=torch.bool)
     for b, objs in enumerate(object_lists):
         k = len(objs)
         if k:
-            objects[b, :k] = torch.from_numpy(object_features(objs, appearance_dim))
-            pairs[b, :k, :k] = torch.from_numpy(pair_features(objs))
+            objects[b, :k], pairs[b, :k, :k] = scene_tensors(objs, appearance_dim, cache)
             obj_mask[b, :k] = True
     return states, mask, objects, pairs, obj_mask
 

@@ -21,7 +21,11 @@ TEMPLATES = {
               "place {obj} in {dest}", "pick up {obj} and put it in {dest}", "{obj} goes in {dest}",
               "take {obj} to {dest}", "{polite} move {obj} into {dest}", "I want {obj} in {dest}",
               "{polite} pick {obj} and place it in {dest}", "put {obj} into {dest} {tail}",
-              "can you put {obj} in {dest}"],
+              "can you put {obj} in {dest}", "into {dest}, put {obj}", "{dest} should get {obj}",
+              "put {obj} over in {dest}", "I need {obj} placed in {dest}", "transport {obj} to {dest}",
+              "drop {obj} in {dest}", "shift {obj} over to {dest} {tail}", "kindly put {obj} in {dest}",
+              "let's put {obj} in {dest}", "carry {obj} to {dest}", "{dest} needs {obj}",
+              "{polite} relocate {obj} to {dest}", "the robot should move {obj} to {dest}"],
     "test": ["could you move {obj} over to {dest}?", "I'd like {obj} in {dest}", "grab {obj} and drop it into {dest}",
              "{dest} is where {obj} should go", "please transfer {obj} to {dest}",
              "would you mind putting {obj} in {dest}", "hey robot, {obj} needs to go to {dest}"],
@@ -34,16 +38,22 @@ POLITE = {"train": ["please", "can you", "robot,", "", "okay,"], "test": ["could
 TAIL = {"train": ["please", "thanks", "", "now"], "test": ["if you don't mind", "thank you"]}
 BOX_PHRASES = {
     "train": ["the {v} {h} box", "the {v}-{h} bin", "the box in the {v} {h}", "{v} {h}", "the {v} {h} container",
-              "the {v} {h} tray"],
+              "the {v} {h} tray", "the {vb} box on the {h}", "the {v} {h} compartment", "the {v} {h} section",
+              "the one at the {v} {h}", "the {h}-hand box in the {vb} row", "the {v} {h} area"],
     "test": ["the {v} {h} corner", "the box at the {v} {h}", "the {h} box at the {vb}", "the {v} {h} one"],
 }
 VERT = {"top": ["top", "upper"], "bottom": ["bottom", "lower"]}
-LOCATION = {"train": ["{np} in {box}", "{np} from {box}"], "test": ["{np} sitting in {box}", "{np} that is in {box}"]}
+LOCATION = {"train": ["{np} in {box}", "{np} from {box}", "{np} located in {box}", "{np} which is in {box}",
+                      "{np} inside {box}", "{np} over in {box}"],
+            "test": ["{np} sitting in {box}", "{np} that is in {box}"]}
 ANSWER_BOX = ["the one in the {v} {h} box", "{v} {h}", "the {v} {h} one", "in the {v} {h}"]
-EXTREME = {"train": {"left": ["the leftmost {n}", "the {n} on the left"], "right": ["the rightmost {n}",
-                                                                                   "the {n} on the right"]},
+EXTREME = {"train": {"left": ["the leftmost {n}", "the {n} on the left", "the left-most {n}",
+                              "the {n} at the far left"],
+                     "right": ["the rightmost {n}", "the {n} on the right", "the right-most {n}",
+                               "the {n} at the far right"]},
            "test": {"left": ["the {n} furthest to the left"], "right": ["the {n} furthest to the right"]}}
-RELATION = {"train": {"left": ["the {n} to the left of {lm}"], "right": ["the {n} to the right of {lm}"]},
+RELATION = {"train": {"left": ["the {n} to the left of {lm}", "the {n} on the left side of {lm}"],
+                      "right": ["the {n} to the right of {lm}", "the {n} on the right side of {lm}"]},
             "test": {"left": ["the {n} left of {lm}"], "right": ["the {n} right of {lm}"]}}
 GENERIC = {"train": ["one", "thing", "object"], "test": ["item"]}
 HELD_OUT_WORDS = {"rubber duckie", "bath toy", "stuffed bear", "plushie", "coffee cup", "tea cup", "football",

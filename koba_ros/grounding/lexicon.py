@@ -12,8 +12,7 @@ import numpy as np
 
 from koba_ros.sim.catalog import BOXES
 
-VERTICAL = {"top": "top", "upper": "top", "far": "top", "back": "top", "bottom": "bottom", "lower": "bottom",
-            "near": "bottom", "front": "bottom"}
+VERTICAL = {"top": "top", "upper": "top", "back": "top", "bottom": "bottom", "lower": "bottom", "front": "bottom"}
 HORIZONTAL = {"left": "left", "right": "right"}
 CANCEL = ("cancel", "stop", "never mind", "nevermind", "forget it", "abort", "halt", "quit")
 YES = ("yes", "yeah", "yep", "sure", "correct", "right one", "that one", "exactly", "ok", "okay", "affirmative")

@@ -29,6 +29,7 @@ from koba_ros.grounding.features import BASE_DIM, PAIR_DIM
 
 QUERIES = ("target", "landmark", "relation", "destination")
 DEST_CLASSES = 5  # four boxes + not said
+REL_HIDDEN = 32
 
 
 def mlp(i: int, h: int, o: int) -> nn.Sequential:
@@ -45,7 +46,10 @@ class GroundingNet(nn.Module):
         self.obj = mlp(BASE_DIM + appearance_dim, hidden, hidden)
         self.match = mlp(2 * hidden, hidden, 1)
         self.landmark = mlp(2 * hidden, hidden, 1)
-        self.rel = mlp(hidden + PAIR_DIM, hidden, 1)
+        # rel MLP over [q_relation, pair_ij], its first layer split so the text part is computed once per batch
+        self.rel_text = nn.Linear(hidden, REL_HIDDEN)
+        self.rel_pair = nn.Linear(PAIR_DIM, REL_HIDDEN, bias=False)
+        self.rel_out = nn.Linear(REL_HIDDEN, 1)
         self.none = mlp(hidden, hidden, 1)
         self.dest = mlp(hidden, hidden, DEST_CLASSES)
         self.register_buffer("obj_mean", torch.zeros(BASE_DIM + appearance_dim))
@@ -66,9 +70,8 @@ class GroundingNet(nn.Module):
         s = self.match(torch.cat([qt[:, None] * e, e], -1)).squeeze(-1)         # [B, N]
         lm = self.landmark(torch.cat([ql[:, None] * e, e], -1)).squeeze(-1)
         lm = lm.masked_fill(~obj_mask, -1e9)
-        n = objects.shape[1]
-        rel_in = torch.cat([qr[:, None, None].expand(-1, n, n, -1), pairs], -1)
-        rel = self.rel(rel_in).squeeze(-1)                                       # [B, N(i), N(j)]
+        rel_hidden = torch.relu(self.rel_text(qr)[:, None, None] + self.rel_pair(pairs))
+        rel = self.rel_out(rel_hidden).squeeze(-1)                               # [B, N(i), N(j)]
         s = s + torch.einsum("bij,bj->bi", rel, lm.softmax(-1))
         s = s.masked_fill(~obj_mask, -1e9)
         target = torch.cat([s, self.none(qt)], -1)

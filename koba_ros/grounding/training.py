@@ -34,7 +34,7 @@ class TrainConfig:
     lr: float = 2e-3
     hidden: int = 96
     seed: int = 0
-    threads: int = 2
+    threads: int = 1                  # more threads slowed training ~50x on the shared 2-core machine
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
@@ -68,8 +68,12 @@ def labels(samples: list[Sample], n: int):
     return target, dest, landmark
 
 
+SCENE_CACHE: dict = {}
+
+
 def run_batch(net, encoder, appearance_dim, samples):
-    inputs = batch_inputs([s.text for s in samples], [s.objects for s in samples], encoder, net, appearance_dim)
+    inputs = batch_inputs([s.text for s in samples], [s.objects for s in samples], encoder, net, appearance_dim,
+                          SCENE_CACHE)
     target_logits, dest_logits, lm_logits = net(*inputs)
     target, dest, landmark = labels(samples, inputs[2].shape[1])
     return target_logits, dest_logits, lm_logits, target, dest, landmark
@@ -127,7 +131,7 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     """Train, calibrate and save models/grounding-style output into out_dir; returns the run's summary."""
     from tqdm import tqdm
 
-    from koba_ros.grounding.scenes import perceived_scenes
+    from koba_ros.grounding.scenes import cache_dir, perceived_scenes
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -140,7 +144,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     appearance_dim = next(len(o.features) for s in scenes for o in s.objects if o.features is not None)
     if cfg.encoder == "minilm":
         encoder, text_module, text_dim = MiniLMEncoder(), None, MiniLMEncoder.dim
-        encoder.prefetch([s.text for s in train_samples + val_samples], progress)
+        encoder.prefetch([s.text for s in train_samples + val_samples], progress,
+                         cache_dir() / f"minilm_states_{cfg.scenes}_{cfg.per_scene}_{cfg.seed}.pt")
     else:
         encoder, text_module = None, ByteTransformerEncoder()
         text_dim = text_module.dim
@@ -186,6 +191,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"encoder": cfg.encoder, "appearance_dim": appearance_dim, "hidden": cfg.hidden,
               "t_target": t_target, "t_dest": t_dest, "train": asdict(cfg)}
+    if text_module is not None:
+        config["byte"] = text_module.sizes
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
     _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
     summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),

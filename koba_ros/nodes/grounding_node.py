@@ -97,12 +97,12 @@ class GroundingNode(LifecycleNode):
     def on_text(self, text: str) -> None:
         with self.lock:
             try:
-                self.handle(text)
+                self.respond(text)
             except KobaError as exc:      # e.g. objects whose features do not fit the model
                 self.get_logger().error(str(exc))
                 self.say(f"Sorry, I can't do that: {exc}")
 
-    def handle(self, text: str) -> None:
+    def respond(self, text: str) -> None:  # not "handle": rclpy Node owns that name
         if lexicon.is_cancel(text) and self.goal_handle is not None:
             self.goal_handle.cancel_goal_async()
             self.dialogue = None

@@ -1,0 +1,94 @@
+"""grounding_node over real DDS: objects + a typed instruction -> a question on /speech/say, a spoken answer ->
+a PickPlace goal for the right object; "stop" cancels the running goal; an absent object is refused."""
+import threading
+import time
+
+import pytest
+from rclpy.action import ActionServer, CancelResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+
+from test.rostools import spin_until, start_process, stop_process
+
+pytestmark = pytest.mark.ros
+
+SCENE = {"seed": 3, "objects": [
+    {"name": "red_cube", "box": "top_left", "xy": [0.0, 0.0]},
+    {"name": "red_cube", "box": "bottom_left", "xy": [0.0, 0.0]},
+    {"name": "duck", "box": "top_right", "xy": [0.0, 0.0]},
+    {"name": "blue_ball", "box": "bottom_right", "xy": [0.03, 0.0]}]}
+
+
+def perceived_scene():
+    from koba_ros.perception.segmenter import perceive
+    from koba_ros.sim.cell import SimCell
+    from koba_ros.sim.scene import parse_scene
+
+    with SimCell(parse_scene(SCENE)) as cell:
+        frame = cell.render()
+    return perceive(frame.rgb, frame.depth, frame.K, frame.camera_pose)
+
+
+def test_question_answer_goal_cancel_and_refusal(ros_context):
+    from koba_interfaces.action import PickPlace
+    from koba_interfaces.msg import DetectedObjectArray, GroundingResult, Utterance
+    from std_msgs.msg import String
+
+    from koba_ros.perception.messages import objects_to_msg
+
+    objects = perceived_scene()
+    red_bottom = next(o.id for o in objects if o.box == "bottom_left")
+    proc = start_process("-m", "koba_ros.nodes.grounding_node")
+    node = Node("grounding_test", context=ros_context)
+    said, results, goals, cancelled = [], [], [], threading.Event()
+
+    def execute(handle):
+        goals.append(handle.request)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not handle.is_cancel_requested:
+            time.sleep(0.05)
+        if handle.is_cancel_requested:
+            cancelled.set()
+            handle.canceled()
+            return PickPlace.Result(success=False, message="cancelled")
+        handle.succeed()
+        return PickPlace.Result(success=True, message="ok")
+
+    group = ReentrantCallbackGroup()
+    ActionServer(node, PickPlace, "pick_place", execute, cancel_callback=lambda _: CancelResponse.ACCEPT,
+                 callback_group=group)
+    node.create_subscription(String, "/speech/say", lambda m: said.append(m.data), 10)
+    node.create_subscription(GroundingResult, "/grounding/result", results.append, 10)
+    objects_pub = node.create_publisher(DetectedObjectArray, "/perception/objects", 10)
+    text_pub = node.create_publisher(String, "/instruction", 10)
+    speech_pub = node.create_publisher(Utterance, "/speech/utterance", 10)
+    executor = MultiThreadedExecutor(num_threads=3, context=ros_context)
+    try:
+        assert spin_until(node, lambda: text_pub.get_subscription_count() > 0 and
+                          objects_pub.get_subscription_count() > 0, 90, executor), "grounding_node never subscribed"
+        objects_pub.publish(objects_to_msg(objects, node.get_clock().now().to_msg()))
+        spin_until(node, lambda: False, 0.5, executor)
+
+        text_pub.publish(String(data="put the red cube in the top right box"))
+        assert spin_until(node, lambda: results, 30, executor), "no grounding result"
+        assert results[-1].status == GroundingResult.CLARIFY and said, said
+        assert "top left" in said[-1] and "bottom left" in said[-1], said[-1]
+
+        speech_pub.publish(Utterance(text="the one in the bottom left box", confidence=0.9))
+        assert spin_until(node, lambda: goals, 30, executor), f"no goal; said {said}"
+        assert results[-1].status == GroundingResult.RESOLVED and results[-1].target_id == red_bottom
+        assert goals[0].object_id == red_bottom and goals[0].destination == "top_right"
+
+        text_pub.publish(String(data="stop"))
+        assert spin_until(node, cancelled.is_set, 20, executor), "the goal was not cancelled"
+        assert spin_until(node, lambda: "Stopping." in said, 10, executor)
+
+        n_goals = len(goals)
+        text_pub.publish(String(data="put the green duck in the top left box"))
+        assert spin_until(node, lambda: results[-1].status == GroundingResult.REJECTED, 30, executor), said
+        spin_until(node, lambda: False, 1.0, executor)
+        assert len(goals) == n_goals
+    finally:
+        node.destroy_node()
+        assert stop_process(proc) == 0, proc.stdout.read()
