@@ -9,8 +9,9 @@ teleop_phrases() with the seed; picking instructions are sampled from picking_ph
 Tuning runs use other voices and seeds than the reported run (docs/speech.md).
 
 Systems, all in the same process: the domain LM as configured now, the domain LM as it was before
-the tuning (discount 0.5, lw 6.5, "low_confidence" general fallback), and pocketsphinx's general en-us
-model. An out-of-domain condition (plain English, clean) shows what the general-model fallback buys.
+the tuning (discount 0.5, lw 6.5, tree + flat search, "low_confidence" general fallback), and
+pocketsphinx's general en-us model. An out-of-domain condition (plain English, clean) shows what the
+general-model fallback buys.
 Also decodes Debian's goforward.raw (a real human recording) when pocketsphinx-testdata is installed.
 
     taskset -c 0 .venv/bin/python bench/asr.py [--sentences 14] [--voices en-us,en-us+m3,en-gb]
@@ -42,7 +43,7 @@ TELEOP = ["move left five centimeters", "up ten centimeters", "forward three cen
 OUT_OF_DOMAIN = ["what time is it", "the weather is nice today", "thank you very much", "can you hear me"]
 SYSTEMS = {   # name → PocketsphinxRecognizer options
     "domain_lm": {},
-    "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence"},
+    "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence", "flat_search": False},
     "general_lm_baseline": {"use_domain_lm": False},
 }
 
@@ -69,8 +70,17 @@ def run_system(recognizer, clips) -> dict:
     """clips: (voice, reference, audio). WER overall and per voice; latency over utterances with words."""
     errors, words = {}, {}
     cpu = audio = 0.0
-    latencies, exact, mistakes = [], 0, []
+    latencies, exact, mistakes, finish_cpu = [], 0, [], []
     passes_before = recognizer.second_passes
+    finish = recognizer.finish
+
+    def timed_finish():   # CPU spent after the end of speech (final search, second pass): load-independent
+        t0 = time.process_time()
+        hyp = finish()
+        finish_cpu.append(time.process_time() - t0)
+        return hyp
+
+    recognizer.finish = timed_finish
     for voice, ref, x in clips:
         t0 = time.process_time()
         utterances = transcribe(recognizer, x)
@@ -84,12 +94,15 @@ def run_system(recognizer, clips) -> dict:
         latencies += [u.latency for u in utterances if u.text]
         if hyp != ref and len(mistakes) < 8:
             mistakes.append({"voice": voice, "ref": ref, "hyp": hyp})
+    recognizer.finish = finish
     latencies = latencies or [float("nan")]
     return {"wer": round(errors["all"] / words["all"], 4),
             "wer_per_voice": {v: round(errors[v] / words[v], 4) for v in errors if v != "all"},
             "sentence_accuracy": round(exact / len(clips), 4), "rtf_one_core": round(cpu / audio, 4),
             "latency_median_s": round(statistics.median(latencies), 3),
             "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
+            "end_of_speech_cpu_ms_median": round(1000 * statistics.median(finish_cpu), 1),
+            "end_of_speech_cpu_ms_p95": round(1000 * float(np.percentile(finish_cpu, 95)), 1),
             "general_second_passes": recognizer.second_passes - passes_before, "examples_wrong": mistakes}
 
 

@@ -73,7 +73,7 @@ class PocketsphinxRecognizer(Recognizer):
 
     def __init__(self, use_domain_lm: bool = True, fallback_confidence: float = 0.6, n_best: int = 3,
                  rescore_n: int = 10, min_confidence: float = 0.2, seed: int = 0, fallback: str = "out_of_domain",
-                 lm_weight: float = LM_WEIGHT, discount_mass: float | None = None):
+                 lm_weight: float = LM_WEIGHT, discount_mass: float | None = None, flat_search: bool = True):
         import pocketsphinx
 
         if fallback not in FALLBACKS:
@@ -93,7 +93,13 @@ class PocketsphinxRecognizer(Recognizer):
 
             self.domain = build_domain_lm(lambda w: self.decoder.lookup_word(w) is not None,
                                           discount_mass=DISCOUNT_MASS if discount_mass is None else discount_mass)
+            # Flat-lexicon search only (no tree pass): with ~140 words it is as cheap per frame as the tree search,
+            # runs entirely while the person talks, and leaves no second (fwdflat) pass over the whole utterance for
+            # end of speech. The general model keeps tree + flat; it only ever decodes whole utterances (full_utt).
+            config = self.decoder.config
+            config["fwdtree"] = not flat_search
             self.decoder.add_lm_file("domain", str(self.domain.arpa_path))
+            config["fwdtree"] = True
         self.first_search = "domain" if self.domain else self.general_search
         self.fallback = fallback if use_domain_lm else "never"
         self.fallback_confidence = fallback_confidence
