@@ -4,7 +4,7 @@ import pytest
 import soundfile
 
 from koba_ros.errors import KobaError
-from koba_ros.speech.audio import RATE, Microphone, load_audio, to_mono_int16
+from koba_ros.speech.audio import RATE, Microphone, interleaved_to_mono_int16, load_audio, to_mono_int16
 from koba_ros.speech.vad import Endpointer
 
 
@@ -69,3 +69,24 @@ def test_endpointer_ignores_silence_and_cuts_spoken_audio(tmp_path):
     assert kinds[0] == "start" and kinds.count("end") == 1 and kinds[-1] == "end"
     last_sound = 1.0 + loud[-1] / RATE                              # stream time, after the first second
     assert abs(events[-1].speech_end - last_sound) < 0.2
+
+
+def test_audio_chunk_interleaved_stereo_48k_to_16k_mono():
+    """An AudioChunk's data: frames interleaved by channel; the silent right channel halves the amplitude."""
+    left = np.round(tone(48000) * 32767).astype(np.int16)
+    interleaved = np.stack([left, np.zeros_like(left)], axis=1).reshape(-1)
+    x = interleaved_to_mono_int16(interleaved.tolist(), 48000, 2)
+    assert x.dtype == np.int16 and abs(len(x) - RATE * 0.5) <= 2
+    assert 0.2 * 32768 < np.abs(x).max() < 0.3 * 32768
+    mono = interleaved_to_mono_int16(left, 48000, 1)
+    assert abs(np.abs(mono).max() - 2 * np.abs(x).max()) < 0.02 * 32768
+
+
+@pytest.mark.parametrize("data, rate, channels, message", [
+    ([1, 2, 3], 16000, 2, "whole number of 2-channel frames"),
+    ([1, 2], 16000, 0, "at least one channel"),
+    ([1, 2], 0, 1, "sample rate must be positive"),
+])
+def test_bad_audio_chunk_is_one_line_error(data, rate, channels, message):
+    with pytest.raises(KobaError, match=message):
+        interleaved_to_mono_int16(data, rate, channels)

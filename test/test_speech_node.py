@@ -1,4 +1,4 @@
-"""speech_node over DDS: audio on /audio → Utterance on /speech/utterance; a bad source fails configure in one line."""
+"""speech_node over DDS: AudioChunk on /audio → Utterance on /speech/utterance; a bad source fails configure."""
 import time
 from pathlib import Path
 
@@ -12,36 +12,38 @@ GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
 @pytest.mark.skipif(not GOFORWARD.is_file(), reason="needs Debian pocketsphinx-testdata (setup.sh installs it)")
 def test_audio_topic_to_utterance(ros_context):
     import rclpy
-    from koba_interfaces.msg import Utterance
+    from koba_interfaces.msg import AudioChunk, Utterance
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
-    from rclpy.parameter import Parameter
-    from std_msgs.msg import Int16MultiArray
 
     from koba_ros.nodes.runtime import autostart
     from koba_ros.nodes.speech_node import SpeechNode
     from koba_ros.speech.audio import load_audio
 
-    speech = SpeechNode(context=ros_context, parameter_overrides=[Parameter("sample_rate", value=22050)])
+    speech = SpeechNode(context=ros_context)
     autostart(speech)
     probe = Node("probe", context=ros_context)
     heard = []
     probe.create_subscription(Utterance, "/speech/utterance", heard.append, 10)
-    audio = probe.create_publisher(Int16MultiArray, "/audio", 50)
+    audio = probe.create_publisher(AudioChunk, "/audio", 50)
     executor = MultiThreadedExecutor(context=ros_context)
     executor.add_node(speech)
     executor.add_node(probe)
-    # Sent at 22.05 kHz to exercise the topic's resampling too.
+    # Sent as 22.05 kHz stereo (the voice on the left channel, a silent right one, interleaved): the rate and
+    # channel count travel in the message, and the node resamples and mixes down.
     from scipy.signal import resample_poly
 
     samples = resample_poly(np.concatenate([load_audio(GOFORWARD), np.zeros(16000, np.int16)]), 441, 320)
-    samples = np.clip(samples, -32768, 32767).astype(np.int16)
+    samples = np.clip(2 * samples, -32768, 32767).astype(np.int16)   # 2x: the silent channel halves it again
+    stereo = np.stack([samples, np.zeros_like(samples)], axis=1).reshape(-1)
     try:
         end = time.monotonic() + 10
         while time.monotonic() < end and probe.count_subscribers("/audio") == 0:
             executor.spin_once(timeout_sec=0.05)
-        for i in range(0, len(samples), 2205):   # 100 ms messages
-            audio.publish(Int16MultiArray(data=samples[i:i + 2205].tolist()))
+        for i in range(0, len(stereo), 2 * 2205):   # 100 ms messages
+            msg = AudioChunk(sample_rate=22050, channels=2, data=stereo[i:i + 2 * 2205].tolist())
+            msg.header.stamp = probe.get_clock().now().to_msg()
+            audio.publish(msg)
             for _ in range(3):
                 executor.spin_once(timeout_sec=0.01)
         end = time.monotonic() + 20

@@ -1,7 +1,8 @@
 """speech_node: audio → /speech/utterance (koba_interfaces/Utterance), streaming, with the robot's own voice ignored.
 
-Audio comes from the /audio topic (std_msgs/Int16MultiArray, mono, `sample_rate` Hz; a remote
-microphone or audio_capture_node), a file (`wav_file`) or the local microphone (sounddevice).
+Audio comes from the /audio topic (koba_interfaces/AudioChunk: interleaved int16 at the rate and
+channel count the message states; a remote microphone or audio_capture_node), a file (`wav_file`)
+or the local microphone (sounddevice).
 Lifecycle: the recogniser (pocketsphinx + domain LM, or whisper from `checkpoint`) is loaded and a
 microphone opened on configure, so a missing model or microphone fails configure with one line.
 While /speech/speaking says the robot talks, audio is ignored. Decoding runs on a worker thread.
@@ -13,11 +14,10 @@ import threading
 import time
 
 import numpy as np
-from koba_interfaces.msg import SpeakingState, Utterance
+from koba_interfaces.msg import AudioChunk, SpeakingState, Utterance
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile
-from std_msgs.msg import Int16MultiArray
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare, sensor_qos
@@ -30,8 +30,8 @@ class SpeechNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("speech_node", **kwargs)
         self.source = declare(self, "source", "topic", "Audio source: topic, file or microphone.")
-        self.audio_topic = declare(self, "audio_topic", "/audio", "std_msgs/Int16MultiArray mono audio input.")
-        self.sample_rate = declare(self, "sample_rate", 16000, "Sample rate of the audio topic (resampled to 16 kHz).")
+        self.audio_topic = declare(self, "audio_topic", "/audio", "koba_interfaces/AudioChunk audio input (any rate, "
+                                   "any channel count; resampled to 16 kHz mono).")
         self.reliability = declare(self, "reliability", "reliable", "QoS reliability of the audio input.")
         self.wav_file = declare(self, "wav_file", "", "Audio file for source=file (any rate/channels).")
         self.realtime_file = declare(self, "realtime_file", True, "Play the file at real-time pace (as a microphone).")
@@ -88,7 +88,7 @@ class SpeechNode(LifecycleNode):
         self.worker = threading.Thread(target=self.decode_loop, daemon=True)
         self.worker.start()
         if self.source == "topic":
-            self.subscription = self.create_subscription(Int16MultiArray, self.audio_topic, self.on_audio,
+            self.subscription = self.create_subscription(AudioChunk, self.audio_topic, self.on_audio,
                                                          sensor_qos(self.reliability, depth=50))
         elif self.source == "file":
             threading.Thread(target=self.play_file, daemon=True).start()
@@ -118,11 +118,11 @@ class SpeechNode(LifecycleNode):
         except queue.Full:
             self.get_logger().warning("ASR falling behind; dropping audio", throttle_duration_sec=5.0)
 
-    def on_audio(self, msg: Int16MultiArray) -> None:
-        from koba_ros.speech.audio import to_mono_int16
+    def on_audio(self, msg: AudioChunk) -> None:
+        from koba_ros.speech.audio import interleaved_to_mono_int16
 
         try:
-            self.enqueue(to_mono_int16(np.asarray(msg.data, dtype=np.int16), int(self.sample_rate)))
+            self.enqueue(interleaved_to_mono_int16(msg.data, msg.sample_rate, msg.channels))
         except KobaError as exc:
             self.get_logger().error(f"bad audio message: {exc}", throttle_duration_sec=5.0)
 

@@ -44,6 +44,16 @@ def to_mono_int16(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def interleaved_to_mono_int16(data, rate: int, channels: int) -> np.ndarray:
+    """An audio message's interleaved int16 samples (koba_interfaces/AudioChunk) → 16 kHz mono int16."""
+    if channels < 1:
+        raise KobaError(f"audio chunk must have at least one channel, got {channels}")
+    samples = np.asarray(data, dtype=np.int16)
+    if len(samples) % channels:
+        raise KobaError(f"audio chunk of {len(samples)} samples is not a whole number of {channels}-channel frames")
+    return to_mono_int16(samples.reshape(-1, channels), int(rate))
+
+
 def load_audio(path: str | Path) -> np.ndarray:
     """A sound file (anything libsndfile reads; .raw = 16 kHz mono int16 little-endian) as 16 kHz mono int16."""
     path = Path(path)
