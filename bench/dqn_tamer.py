@@ -57,6 +57,33 @@ def plot_sweep(report: dict, path: str) -> None:
     plt.close(fig)
 
 
+def markdown(report: dict) -> str:
+    """The tables of docs/dqn_tamer.md: median [25%, 75%] over seeds."""
+    def cell(d, fmt="{:.0f}"):
+        return f"{fmt.format(d['median'])} [{fmt.format(d['q25'])}, {fmt.format(d['q75'])}]"
+
+    lines = []
+    for result in report["tables"].values():
+        cfg = result["config"]
+        lines += [f"**{result['env_id']}** ({cfg['seeds']} seeds, {cfg['episodes']} episodes; unsolved = "
+                  f"{cfg['episodes'] + 1})", "",
+                  "| agent | episodes to solve | solved runs | final return | feedback used |", "|---|---|---|---|---|"]
+        for name in cfg["agents"]:
+            s = result["summary"][name]
+            lines.append(f"| {name} | {cell(s['episodes_to_solve'])} | {s['solved_runs']}/{s['runs']} | "
+                         f"{cell(s['final_return'], '{:.2f}')} | {cell(s['feedback_used'])} |")
+        lines.append("")
+    if report["sweep"]:
+        lines += ["**Sweep** (DQN-TAMER on the maze; other human parameters at their defaults)", "",
+                  "| parameter | value | episodes to solve | solved runs | final return | feedback used |",
+                  "|---|---|---|---|---|---|"]
+        for p in report["sweep"]:
+            lines.append(f"| {p['parameter']} | {p['value']} | {cell(p['episodes_to_solve'])} | "
+                         f"{p['solved_runs']}/{p['runs']} | {cell(p['final_return'], '{:.2f}')} | "
+                         f"{cell(p['feedback_used'])} |")
+    return "\n".join(lines)
+
+
 def merge(folders: list[str]) -> dict:
     report = {"tables": {}, "sweep": []}
     for folder in folders:
@@ -72,7 +99,10 @@ def main():
     p.add_argument("--sweep-seeds", type=int, default=3)
     p.add_argument("--envs", default="maze,taxi")
     p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--sweep-episodes", type=int, default=100, help="Episodes per sweep run (unsolved = this + 1).")
+    p.add_argument("--sweep-params", default="p_wrong,p_feedback", help="Which human parameters the sweep varies.")
     p.add_argument("--out", default="")
+    p.add_argument("--markdown", action="store_true", help="With --merge: print the tables as Markdown.")
     p.add_argument("--merge", nargs="+", default=[], metavar="DIR", help="Combine earlier runs' bench.json files.")
     args = p.parse_args()
     out = Path(args.out) if args.out else None
@@ -84,8 +114,8 @@ def main():
             (out / "bench.json").write_text(json.dumps(report, indent=1))
             if report["sweep"]:
                 plot_sweep(report, str(out / "sweep.png"))
-        print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()},
-                          "sweep": report["sweep"]}))
+        print(markdown(report) if args.markdown else json.dumps(
+            {"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"]}))
         return
     report = {"tables": {}, "sweep": []}
     for env in filter(None, args.envs.split(",")):
@@ -95,8 +125,9 @@ def main():
             plot_curves(result, str(out / f"{env}_curves.png"))
         report["tables"][env] = slim(result)
     if not args.no_sweep:
-        base = BenchConfig(env="maze", agents=("dqn_tamer",), seeds=args.sweep_seeds, episodes=EPISODES["maze"])
-        points = [("p_wrong", w) for w in WRONG_RATES] + [("p_feedback", f) for f in FEEDBACK_PROBS]
+        base = BenchConfig(env="maze", agents=("dqn_tamer",), seeds=args.sweep_seeds, episodes=args.sweep_episodes)
+        points = [(n, v) for n, values in (("p_wrong", WRONG_RATES), ("p_feedback", FEEDBACK_PROBS))
+                  if n in args.sweep_params.split(",") for v in values]
         for name, value in points:
             print(f"sweep {name}={value}", file=sys.stderr, flush=True)
             config = replace(base, human=replace(HumanConfig(), **{name: value}))
