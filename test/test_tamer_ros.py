@@ -52,6 +52,8 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
                     and sum(learner.session.rejected.values()) >= 2):
                 break
     finally:
+        for n in (learner, human, probe):
+            executor.remove_node(n)
         executor.shutdown()
         for n in (learner, human, probe):
             n.destroy_node()
