@@ -29,6 +29,8 @@ from koba_ros.sim.trajectory import JointTrajectory
 
 FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
 REACHED_TOLERANCE = 0.05    # rad: the arm is at a trajectory's end when every joint is this close
+STILL_MESSAGES = 25         # /joint_states at rest (blocked by contact) that also end a move (0.5 s at 50 Hz)
+STALL_MESSAGES = 200        # ... at rest far from the end: the controller did not follow
 
 
 def trajectory_to_msg(traj: JointTrajectory) -> JointTrajectoryMsg:
@@ -48,12 +50,14 @@ class TopicArm:
         self.traj_pub = node.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
         self.grip_pub = node.create_publisher(Float64, "/gripper/command", 10)
         self.state: dict[str, float] = {}
+        self.messages = 0   # /joint_states received: rest is counted in messages (a stalled publisher is no rest)
         self.lock = threading.Lock()
         node.create_subscription(JointState, "/joint_states", self.on_state, 10, callback_group=group)
 
     def on_state(self, msg: JointState) -> None:
         with self.lock:
             self.state.update(zip(msg.name, msg.position, strict=False))
+            self.messages += 1
 
     def _positions(self, names) -> np.ndarray:
         deadline = time.monotonic() + self.state_timeout
@@ -75,17 +79,24 @@ class TopicArm:
     def execute(self, traj: JointTrajectory, cancel: threading.Event) -> bool:
         self.traj_pub.publish(trajectory_to_msg(traj))
         start, goal = time.monotonic(), traj.positions[-1]
-        # The controller may run slower than the wall clock (a loaded simulator): wait for the end, with a limit.
-        limit = start + 3 * traj.times[-1] + 3.0
+        # The controller may run slower than the wall clock (a loaded simulator): wait while the arm still moves.
+        # An arm that has come to rest just short of the end (fingers touching the object or the floor) is done.
+        last, last_move = None, self.messages
         while True:
-            if cancel.wait(0.01):
+            if cancel.wait(0.02):
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: stop
                 return False
-            if time.monotonic() - start >= traj.times[-1]:
-                if np.max(np.abs(self.joint_positions() - goal)) < REACHED_TOLERANCE:
-                    return True
-                if time.monotonic() > limit:
-                    raise KobaError("the arm did not reach the end of its trajectory (did the controller reject it?)")
+            q = self.joint_positions()
+            if last is None or np.max(np.abs(q - last)) > 1e-3:
+                last, last_move = q, self.messages
+            if time.monotonic() - start < traj.times[-1]:
+                continue
+            error = np.max(np.abs(q - goal))
+            resting = self.messages - last_move
+            if error < REACHED_TOLERANCE or (resting > STILL_MESSAGES and error < 3 * REACHED_TOLERANCE):
+                return True
+            if resting > STALL_MESSAGES:
+                raise KobaError("the arm stopped short of its trajectory's end (did the controller reject it?)")
 
     def gripper(self, width: float, cancel: threading.Event) -> float:
         self.grip_pub.publish(Float64(data=float(width)))

@@ -59,7 +59,8 @@ class SimNode(Node):
         self.truth_pub = self.create_publisher(String, "/sim/ground_truth", latched)
         self.create_subscription(JointTrajectoryMsg, "/arm_controller/joint_trajectory", self.on_trajectory, 10)
         self.create_subscription(Float64, "/gripper/command", self.on_gripper, 10)
-        self.loop = RealTimeLoop(self.cell, camera_rate, joint_rate, self.publish_frame, self.publish_joints)
+        self.loop = RealTimeLoop(self.cell, camera_rate, joint_rate, self.while_up(self.publish_frame),
+                                 self.while_up(self.publish_joints))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop.run, args=(self.stop,), daemon=True)
         self.thread.start()
@@ -93,6 +94,17 @@ class SimNode(Node):
         self.loop.submit(grip)
 
     # --- outputs (called on the simulation thread) -----------------------------------------------
+    def while_up(self, publish):
+        """Publish while ROS is up; once the context shuts down (Ctrl-C, a failed graph) stop the loop quietly."""
+        def guarded(*args):
+            try:
+                publish(*args)
+            except Exception:
+                if self.context.ok():
+                    raise
+                self.stop.set()
+        return guarded
+
     def publish_frame(self, frame) -> None:
         stamp = self.get_clock().now().to_msg()
         h, w = frame.depth.shape
