@@ -18,7 +18,7 @@ if [[ -n "${KOBA_LM_TINY:-}" ]]; then
   DEVICE=cpu; BENCH=(--size tiny --steps 2 --device cpu --variants ours,hf); REPRO=(--size test); LIMIT=600
   REPROS="${KOBA_LM_REPROS:-expand}"
 else
-  DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda); REPRO=(); LIMIT=45
+  DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda); REPRO=(); LIMIT="${REPRO_LIMIT:-45}"
   REPROS="${KOBA_LM_REPROS:-b2t shape alone spike wso expand}"
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "lm_gpu.sh: $PY has no CUDA torch; set KOBA_PY" >&2; exit 2; }
