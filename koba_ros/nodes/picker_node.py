@@ -8,7 +8,6 @@ import threading
 import time
 
 import numpy as np
-from builtin_interfaces.msg import Duration
 from koba_interfaces.action import PickPlace
 from koba_interfaces.msg import DetectedObjectArray
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -17,7 +16,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
-from trajectory_msgs.msg import JointTrajectoryPoint
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
@@ -26,20 +24,12 @@ from koba_ros.perception.messages import msg_to_objects
 from koba_ros.picking.kinematics import ARM_JOINTS
 from koba_ros.picking.picker import Picker, Target
 from koba_ros.sim.trajectory import JointTrajectory
+from koba_ros.sim.trajectory_messages import trajectory_to_msg
 
 FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
 REACHED_TOLERANCE = 0.05    # rad: the arm is at a trajectory's end when every joint is this close
 STILL_MESSAGES = 25         # /joint_states at rest (blocked by contact) that also end a move (0.5 s at 50 Hz)
 STALL_MESSAGES = 200        # ... at rest far from the end: the controller did not follow
-
-
-def trajectory_to_msg(traj: JointTrajectory) -> JointTrajectoryMsg:
-    msg = JointTrajectoryMsg(joint_names=list(traj.joint_names))
-    for t, q in zip(traj.times, traj.positions, strict=True):
-        sec = int(t)
-        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
-                                               time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
-    return msg
 
 
 class TopicArm:

@@ -23,15 +23,7 @@ from koba_ros.perception.messages import camera_info_msg, depth_to_msg, rgb_to_m
 from koba_ros.sim.cell import SimCell
 from koba_ros.sim.realtime import RealTimeLoop
 from koba_ros.sim.scene import load_scene
-from koba_ros.sim.trajectory import JointTrajectory
-
-
-def trajectory_from_msg(msg: JointTrajectoryMsg) -> JointTrajectory:
-    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
-    positions = [list(p.positions) for p in msg.points]
-    if any(len(p) != len(msg.joint_names) for p in positions):
-        raise KobaError("every trajectory point needs one position per joint name")
-    return JointTrajectory.make(msg.joint_names, times, positions)
+from koba_ros.sim.trajectory_messages import trajectory_from_msg
 
 
 class SimNode(Node):

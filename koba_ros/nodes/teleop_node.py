@@ -10,30 +10,20 @@ from __future__ import annotations
 
 import threading
 
-from builtin_interfaces.msg import Duration
 from koba_interfaces.msg import Utterance
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
-from trajectory_msgs.msg import JointTrajectoryPoint
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
 from koba_ros.picking.kinematics import ARM_JOINTS
+from koba_ros.sim.trajectory_messages import trajectory_to_msg
 from koba_ros.teleop.commands import Stop, parse_command
 from koba_ros.teleop.jog import JogPlanner
-
-
-def trajectory_to_msg(traj) -> JointTrajectoryMsg:
-    msg = JointTrajectoryMsg(joint_names=list(traj.joint_names))
-    for t, q in zip(traj.times, traj.positions, strict=True):
-        sec = int(t)
-        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
-                                               time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
-    return msg
 
 
 class TeleopNode(Node):
