@@ -141,10 +141,9 @@ class Dialogue:
             self.questions += 1
             self.pending = "destination"
             sorry = "" if understood else "Sorry, I didn't get that. "
-            return self._ask(sorry + f"Which box should I put {self._phrases([self.target])[0]} in: top left, "
-                                     "top right, bottom left or bottom right?")
-        return self._end("done", f"Okay, I'll put {self._phrases([self.target])[0]} in the "
-                                 f"{lexicon.box_words(self.destination)} box.")
+            return self._ask(sorry + "Which box should I put it in: top left, top right, bottom left or bottom right?")
+        moving = self._phrases([self.target])[0].replace(" in the ", " from the ", 1)
+        return self._end("done", f"Okay, I'll move {moving} to the {lexicon.box_words(self.destination)} box.")
 
     def _candidates(self, ranked) -> list[int]:
         mass = sum(p for _, p in ranked)
