@@ -46,7 +46,7 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
 
     from koba_ros.nodes.runtime import autostart, spin
 
-    rclpy.init()
+    rclpy.init(args=sys.argv[:1])  # not the koba command line: it is no ROS argument list
     nodes = []
     try:
         for spec in specs:
