@@ -23,7 +23,7 @@ def run(args):
     from koba_ros.nodes.keyboard_feedback_node import KeyboardFeedbackNode
     from koba_ros.rl.keyboard import key_value, read_keys
 
-    rclpy.init()
+    rclpy.init(args=sys.argv[:1])
     node = KeyboardFeedbackNode(parameter_overrides=[Parameter("device", value="")])
     sent = 0
     print("keys: + g y 1 = good, - b n 0 = bad, q = quit", file=sys.stderr)
