@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from koba_ros.perception.segmenter import perceive
+from koba_ros.perception.segmenter import perceive, quantiles
 from koba_ros.sim.cell import SimCell
-from koba_ros.sim.layout import camera_intrinsics, camera_pose
+from koba_ros.sim.layout import box_regions, camera_intrinsics, camera_pose
 from koba_ros.sim.scene import parse_scene
 
 SCENE = {"seed": 2, "objects": [
@@ -64,3 +64,28 @@ def test_a_synthetic_block_is_found_without_the_simulator():
     (obj,) = perceive(rgb, depth, K, pose)
     assert obj.bbox == (200, 100, 30, 30) and obj.box == "top_left"
     assert obj.size[2] == pytest.approx(0.04, abs=0.002)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_quantiles_are_numpys_percentiles(n):
+    xy = np.random.default_rng(n).normal(size=(n, 2)).astype(np.float32)
+    lo, hi = quantiles(xy, 0.02, 0.98)
+    np.testing.assert_allclose(lo, np.percentile(xy, 2, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(hi, np.percentile(xy, 98, axis=0), rtol=1e-6)
+    directions = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+    lo, hi = quantiles(xy, 0.03, 0.97, project=directions)
+    np.testing.assert_allclose(hi, np.percentile(xy @ directions.T, 97, axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_objects_at_the_image_edge_of_the_boxes_are_in_the_window():
+    """The work window is the boxes' projection: a block against a far wall corner is still found whole."""
+    K, pose = camera_intrinsics(), camera_pose()
+    region = box_regions()["top_left"]
+    corner = np.array([region.centre[0] + region.inner / 2 - 0.02, region.centre[1] + region.inner / 2 - 0.02,
+                       region.floor_z + 0.10])   # a 10 cm tall block's top, 2 cm from the far-left corner
+    cam = np.linalg.inv(pose) @ np.append(corner, 1.0)
+    u, v = K[0, 0] * cam[0] / cam[2] + K[0, 2], K[1, 1] * cam[1] / cam[2] + K[1, 2]
+    depth = np.full((480, 640), 0.79, np.float32)
+    depth[int(v) - 5:int(v) + 5, int(u) - 5:int(u) + 5] = cam[2]
+    (obj,) = perceive(np.full((480, 640, 3), 90, np.uint8), depth, K, pose)
+    assert obj.box == "top_left" and obj.bbox == (int(u) - 5, int(v) - 5, 10, 10)

@@ -26,9 +26,10 @@ def colour_name(rgb: np.ndarray) -> str:
 def appearance(colours: np.ndarray, mask: np.ndarray, extent_xy: np.ndarray, height: float
                ) -> tuple[np.ndarray, list[str]]:
     """(feature vector, attribute words) from the object's pixel colours (Nx3, 0..1) and its mask crop."""
-    hsv = rgb_to_hsv(np.clip(colours, 0, 1))
+    hsv = rgb_to_hsv(np.clip(colours, 0, 1))   # matplotlib's, exact: a grey object's faint hue decides its bin
     # Hue histogram weighted by saturation (grey pixels carry no hue), plus value/saturation summaries.
-    hist, _ = np.histogram(hsv[:, 0], bins=HUE_BINS, range=(0, 1), weights=hsv[:, 1])
+    bins = np.minimum((hsv[:, 0] * HUE_BINS).astype(np.intp), HUE_BINS - 1)
+    hist = np.bincount(bins, weights=hsv[:, 1], minlength=HUE_BINS)
     hist = hist / max(hist.sum(), 1e-6)
     long_side, short_side = float(max(extent_xy)), float(min(extent_xy))
     area = float(mask.sum())
