@@ -42,6 +42,12 @@ def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # rclpy 9.1's Executor.shutdown() marks itself shut down before it checks whether to wait, so it
+        # never waits for callbacks still running on the pool; one finishing later triggers the executor's
+        # destroyed guard condition ("cannot use Destroyable"). Wait for them first.
+        tracker = getattr(executor, "_work_tracker", None)
+        if tracker is not None:
+            tracker.wait(5.0)
         executor.shutdown()
         for node in nodes:
             node.destroy_node()
