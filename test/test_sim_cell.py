@@ -71,3 +71,14 @@ def test_gripper_opens_and_closes(cell):
     cell.set_gripper(0.08)
     cell.step(120)
     assert cell.gripper_width() > 0.075
+
+
+def test_headless_composite_is_the_full_render():
+    """The pre-rendered table and boxes + a render of what moves == one render of everything, pixel for pixel."""
+    scene = parse_scene({"seed": 3, "objects": [{"name": "duck", "box": "top_left"},
+                                                {"name": "green_cylinder", "box": "bottom_right"}]})
+    with SimCell(scene) as composite, SimCell(scene, static_layer=False) as full:
+        assert composite.static_layer is not None and full.static_layer is None
+        a, b = composite.render(), full.render()
+    assert np.array_equal(a.rgb, b.rgb)
+    assert np.array_equal(a.depth, b.depth)
