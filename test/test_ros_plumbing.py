@@ -31,7 +31,8 @@ def test_tts_node_speaks_say_and_reports_speaking_state(ros_context, tmp_path):
         assert wav.stat().st_size > 10000
     finally:
         node.destroy_node()
-        assert stop_process(proc) == 0, proc.stdout.read()
+        code = stop_process(proc)
+        assert code == 0, f"tts_node exited with {code}: {proc.stdout.read()[-2000:]}"
 
 
 def test_pick_place_action_round_trip(ros_context):

@@ -35,7 +35,7 @@ class TTSNode(Node):
         self.speaking_pub = self.create_publisher(SpeakingState, "/speech/speaking", latched)
         self.create_subscription(String, "/speech/say", self.on_say, 10)
         # Speak on a worker thread so a long sentence never blocks the executor.
-        self.pending: queue.Queue[str] = queue.Queue(maxsize=20)
+        self.pending: queue.Queue[str | None] = queue.Queue(maxsize=20)
         self.worker = threading.Thread(target=self.speak_loop, daemon=True)
         self.worker.start()
         self.publish_state(False, "")
@@ -66,7 +66,10 @@ class TTSNode(Node):
         self.speaking_pub.publish(msg)
 
     def destroy_node(self):
+        # Let the worker finish the sentence it is on, so it never publishes through a destroyed node.
+        self.pending.queue.clear()
         self.pending.put(None)
+        self.worker.join(timeout=10.0)
         return super().destroy_node()
 
 
