@@ -67,7 +67,8 @@ class TTSNode(Node):
 
     def destroy_node(self):
         # Let the worker finish the sentence it is on, so it never publishes through a destroyed node.
-        self.pending.queue.clear()
+        while not self.pending.empty():
+            self.pending.get_nowait()
         self.pending.put(None)
         self.worker.join(timeout=10.0)
         return super().destroy_node()
