@@ -67,8 +67,11 @@ class TTSNode(Node):
 
     def destroy_node(self):
         # Let the worker finish the sentence it is on, so it never publishes through a destroyed node.
-        while not self.pending.empty():
-            self.pending.get_nowait()
+        try:
+            while True:
+                self.pending.get_nowait()
+        except queue.Empty:
+            pass
         self.pending.put(None)
         self.worker.join(timeout=10.0)
         return super().destroy_node()
