@@ -114,19 +114,16 @@ CELL_ARGS = (
 )
 
 
+def _sim(a: Mapping[str, str]) -> NodeSpec:
+    return node("sim_node", "SimNode", overrides={"scene": a["scene"], "headless": as_bool(a["headless"])})
+
+
 def _cell(a: Mapping[str, str]) -> list[NodeSpec]:
     if a["camera"] == "realsense":
         source = node("realsense_node", "RealSenseNode", lifecycle=True)
     else:
-        source = node("sim_node", "SimNode", overrides={"scene": a["scene"], "headless": as_bool(a["headless"])})
+        source = _sim(a)
     return [source, node("perception_node", "PerceptionNode", lifecycle=True), node("picker_node", "PickerNode")]
-
-
-PICKING_ARGS = (*TTS_ARGS, *CELL_ARGS)
-
-
-def _picking(a: Mapping[str, str]) -> list[NodeSpec]:
-    return [_tts(a), *_cell(a), node("grounding_node", "GroundingNode", lifecycle=True)]
 
 
 SPEECH_ARGS = (
@@ -144,12 +141,24 @@ def _speech(a: Mapping[str, str]) -> NodeSpec:
     return node("speech_node", "SpeechNode", overrides=overrides, lifecycle=True)
 
 
-TELEOP_ARGS = (*TTS_ARGS, *SPEECH_ARGS,
-               Argument("sim", "true", "Run the simulated cell (sim_node); false for a real arm's controller."))
+PICKING_ARGS = (*TTS_ARGS, *CELL_ARGS, *SPEECH_ARGS,
+                Argument("speech", "true", "Hear spoken instructions (speech_node); typed text on /instruction "
+                         "works either way.", ("true", "false")))
+
+
+def _picking(a: Mapping[str, str]) -> list[NodeSpec]:
+    speech = [_speech(a)] if as_bool(a["speech"]) else []
+    return [_tts(a), *_cell(a), *speech, node("grounding_node", "GroundingNode", lifecycle=True)]
+
+
+SIM_ARGS = tuple(arg for arg in CELL_ARGS if arg.name in ("scene", "headless"))
+TELEOP_ARGS = (*TTS_ARGS, *SPEECH_ARGS, *SIM_ARGS,
+               Argument("sim", "true", "Run the simulated cell (sim_node); false for a real arm's controller.",
+                        ("true", "false")))
 
 
 def _teleop(a: Mapping[str, str]) -> list[NodeSpec]:
-    cell = [node("sim_node", "SimNode")] if as_bool(a["sim"]) else []
+    cell = [_sim(a)] if as_bool(a["sim"]) else []
     return [*cell, _speech(a), node("teleop_node", "TeleopNode"), _tts(a)]
 
 
