@@ -56,8 +56,10 @@ def test_camera_info():
 
 def test_objects_round_trip():
     obj = PerceivedObject(id=3, bbox=(1, 2, 3, 4), position=(0.5, 0.1, 0.03), size=(0.04, 0.05, 0.06), box="top_left",
-                          mean_rgb=(0.8, 0.1, 0.1), attributes=["color:red"], features=np.arange(4.0), yaw=0.25)
+                          mean_rgb=(0.8, 0.1, 0.1), attributes=["color:red"], features=np.arange(4.0), yaw=0.25,
+                          width=0.034)
     (back,) = msg_to_objects(objects_to_msg([obj], STAMP))
+    assert back.width == pytest.approx(0.034)
     assert back.id == 3 and back.bbox == (1, 2, 3, 4) and back.box == "top_left" and back.attributes == ["color:red"]
     assert np.allclose(back.position, obj.position) and np.allclose(back.size, obj.size)
     assert back.yaw == pytest.approx(0.25) and np.allclose(back.mean_rgb, obj.mean_rgb, atol=1e-3)

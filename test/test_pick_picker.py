@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from koba_ros.picking.cell_arm import CellArm
 from koba_ros.picking.kinematics import PandaKinematics
-from koba_ros.picking.picker import HOME, Picker, Target
+from koba_ros.picking.picker import HOME, MAX_OPENING, Picker, Target, _finger_room, grasp_opening, grasp_yaw
 from koba_ros.picking.session import CellSession, target_of
 from koba_ros.picking.workspace import Workspace
-from koba_ros.sim.layout import BOXES
+from koba_ros.sim.layout import BOXES, box_regions
 from koba_ros.sim.scene import parse_scene
 from koba_ros.sim.trajectory import validate
 
@@ -64,6 +64,26 @@ def test_rejections_say_why(kinematics):
     assert "unknown destination" in picker.pick_place(Target((0.5, 0, 0.02), (0.04,) * 3), "shelf").message
     assert "not a number" in picker.pick_place(Target((np.nan, 0, 0.02), (0.04,) * 3), "top_left").message
     assert "wider than the gripper" in picker.pick_place(Target((0.5, 0, 0.02), (0.2, 0.2, 0.04)), "top_left").message
+
+
+def test_fingers_open_to_the_width_across_them_not_the_widest_extent():
+    """A domino (3.4 cm across, 6.6 cm long) turned 45 degrees reads 6-7 cm along x and y: open for 3.4 cm."""
+    centre = box_regions()["top_left"].centre
+    domino = Target((*centre, 0.014), (0.062, 0.062, 0.009), yaw=0.785, width=0.034)
+    yaw = grasp_yaw(domino)
+    assert yaw == pytest.approx(0.785)                                  # across the long axis, in the open
+    assert grasp_opening(domino, yaw) == pytest.approx(0.034 / 0.94 + 0.025)
+    assert grasp_opening(Target((*centre, 0.014), (0.062, 0.062, 0.009)), 0.0) == MAX_OPENING   # width unknown
+
+
+def test_open_fingers_stay_off_the_walls():
+    """bench/pick.py scene 5045: a domino near the far wall of top_right. Turning the grasp along the wall
+    was chosen from the object's extent, but the gripper opened wider than that and one finger came down on
+    the wall top. The choice now compares the room of the fingers as they are really opened."""
+    domino = Target((0.672, -0.108, 0.014), (0.0593, 0.062, 0.0089), yaw=4.01, width=0.034)
+    yaw = grasp_yaw(domino)
+    assert yaw == pytest.approx(4.01 - np.pi)          # across the long axis, not turned
+    assert _finger_room(domino, yaw, grasp_opening(domino, yaw)) > 0
 
 
 SCENE = {"seed": 3, "objects": [{"name": "red_cube", "box": "top_left", "xy": [0.0, 0.0], "yaw": 0.2},

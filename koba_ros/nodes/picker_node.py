@@ -145,7 +145,7 @@ class PickerNode(Node):
             return Target((p.x, p.y, p.z), (s.x, s.y, s.z), yaw)
         if goal.object_id in known:
             o = known[goal.object_id]
-            return Target(o.position, o.size, o.yaw)
+            return Target.of(o)
         return None
 
     def execute(self, goal_handle):
@@ -180,7 +180,7 @@ class PickerNode(Node):
             objects = self.fresh_objects() or []
             near = [o for o in objects if np.linalg.norm(np.subtract(o.position[:2], last.position[:2])) < 0.15]
             best = min(near, key=lambda o: np.linalg.norm(np.subtract(o.size, last.size)), default=None)
-            return Target(best.position, best.size, best.yaw) if best else None
+            return Target.of(best) if best else None
 
         def verify():
             objects = self.fresh_objects()

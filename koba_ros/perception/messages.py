@@ -90,7 +90,7 @@ def objects_to_msg(objects: list[PerceivedObject], stamp, frame_id: str = "base_
             id=o.id, label="object", score=float(o.score), x=x, y=y, width=w, height=h,
             position=Point(x=o.position[0], y=o.position[1], z=o.position[2]),
             size=Vector3(x=o.size[0], y=o.size[1], z=o.size[2]), box=o.box,
-            attributes=[*o.attributes, f"yaw:{o.yaw:.4f}",
+            attributes=[*o.attributes, f"yaw:{o.yaw:.4f}", f"width:{o.width:.4f}",
                         "mean_rgb:" + ",".join(f"{c:.3f}" for c in o.mean_rgb)],
             embedding=[float(v) for v in (o.features if o.features is not None else [])]))
     return out
@@ -100,11 +100,13 @@ def msg_to_objects(msg: DetectedObjectArray) -> list[PerceivedObject]:
     """The ROS-free twin of each DetectedObject (crop and mask do not travel in the message)."""
     objects = []
     for d in msg.objects:
-        attributes = [a for a in d.attributes if not a.startswith(("yaw:", "mean_rgb:"))]
-        extra = dict(a.split(":", 1) for a in d.attributes if a.startswith(("yaw:", "mean_rgb:")))
+        carried = ("yaw:", "width:", "mean_rgb:")   # fields DetectedObject has no slot for ride as attributes
+        attributes = [a for a in d.attributes if not a.startswith(carried)]
+        extra = dict(a.split(":", 1) for a in d.attributes if a.startswith(carried))
         mean_rgb = tuple(float(v) for v in extra["mean_rgb"].split(",")) if "mean_rgb" in extra else (0.0,) * 3
         objects.append(PerceivedObject(
             id=d.id, bbox=(d.x, d.y, d.width, d.height), position=(d.position.x, d.position.y, d.position.z),
             size=(d.size.x, d.size.y, d.size.z), box=d.box, mean_rgb=mean_rgb, attributes=attributes,
-            features=np.array(d.embedding, dtype=np.float32), score=d.score, yaw=float(extra.get("yaw", 0.0))))
+            features=np.array(d.embedding, dtype=np.float32), score=d.score, yaw=float(extra.get("yaw", 0.0)),
+            width=float(extra.get("width", 0.0))))
     return objects

@@ -20,3 +20,4 @@ class PerceivedObject:
     mask: np.ndarray | None = None             # HxW bool in the full image
     score: float = 1.0
     yaw: float = 0.0                           # direction of the long axis in base_link x-y, radians
+    width: float = 0.0                         # footprint width across the long axis (fingers close), m; 0: unknown

@@ -29,6 +29,7 @@ APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
 FINGERTIP_BELOW_TOOL = 0.009  # m from the grasp target point down to the fingertips' lowest point
 FINGER_THICKNESS = 0.012      # m a finger needs beside the object
 HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
+OPENING_MARGIN = 0.025      # m more than the object's width across the fingers (a finger pad each side, clear)
 STAGES = ("approach", "grasp", "lift", "transfer", "release", "verify", "home")
 
 
@@ -43,6 +44,12 @@ class Target:
     position: tuple[float, float, float]    # object centroid, base_link
     size: tuple[float, float, float]        # extent along x, y, z (zeros: unknown)
     yaw: float | None = None                # long-axis angle; None: choose from size
+    width: float = 0.0                      # footprint width across the long axis, m; 0: unknown
+
+    @staticmethod
+    def of(obj) -> Target:
+        """The target a PerceivedObject describes."""
+        return Target(tuple(obj.position), tuple(obj.size), obj.yaw, obj.width)
 
 
 @dataclass
@@ -67,15 +74,29 @@ def grasp_yaw(target: Target) -> float:
         base = _wrap_half_turn(target.yaw)      # long axis along yaw -> fingers close across it
     else:
         base = 0.0 if target.size[0] >= target.size[1] else math.pi / 2
-    short, long = sorted(target.size[:2])
-    if long > MAX_OPENING - 0.015:
+    if max(target.size[:2]) > MAX_OPENING - 0.015:
         return base
     turned = _wrap_half_turn(base + math.pi / 2)
-    return turned if _finger_room(target, turned, long) > _finger_room(target, base, short) + 0.004 else base
+    # Room for the fingers as they will really be opened (not the object's extent: an open finger on a wall
+    # top stops the descent).
+    room = {yaw: _finger_room(target, yaw, grasp_opening(target, yaw)) for yaw in (base, turned)}
+    return turned if room[turned] > room[base] + 0.004 else base
+
+
+def grasp_opening(target: Target, yaw: float) -> float:
+    """How far to open before descending: the object's width across the fingers plus a margin, no wider.
+
+    Opening to the object's widest extent put a finger on a neighbour in cluttered boxes (a domino, 3.5 cm
+    across but 7 cm long, opened the gripper to its full 8 cm). The measured width holds when the fingers
+    close across the long axis; turned along a wall, or with no width measured, the larger extent is used.
+    """
+    across_long_axis = target.yaw is not None and abs(_wrap_half_turn(yaw - _wrap_half_turn(target.yaw))) < 1e-6
+    width = target.width / 0.94 if target.width > 0 and across_long_axis else max(target.size[0], target.size[1])
+    return min(MAX_OPENING, width + OPENING_MARGIN)
 
 
 def _finger_room(target: Target, yaw: float, width: float) -> float:
-    """Clearance from the box walls of the two fingers closing along (sin yaw, -cos yaw) on a `width` object."""
+    """Clearance from the box walls of two fingers opened `width` apart, closing along (sin yaw, -cos yaw)."""
     x, y = target.position[:2]
     region = next((r for r in box_regions().values() if r.contains(x, y)), None)
     if region is None:
@@ -214,7 +235,7 @@ class Picker:
         plan = self.plan_pick(target, self.arm.joint_positions())
         place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"], place_xy)
         progress("approach", 0.0)
-        opening = min(MAX_OPENING, max(target.size[0], target.size[1]) + 0.03)
+        opening = grasp_opening(target, grasp_yaw(target))
         self._grip(opening, cancel)
         self._run(plan["approach"], cancel)
         progress("grasp", 0.2)

@@ -28,7 +28,7 @@ MATCH_DISTANCE = 0.03   # m between a perceived centroid and an object's true ce
 
 
 def target_of(obj: PerceivedObject) -> Target:
-    return Target(tuple(obj.position), tuple(obj.size), obj.yaw)
+    return Target.of(obj)
 
 
 def place_for(obj: PerceivedObject, destination: str, objects: list[PerceivedObject]) -> tuple[float, float]:
