@@ -1,8 +1,11 @@
 """The real-time loop sim_node runs: commands from other threads are applied, frames and joint states flow."""
 import threading
 
+import numpy as np
+
 from koba_ros.sim.cell import SimCell
 from koba_ros.sim.realtime import RealTimeLoop
+from koba_ros.sim.render_process import RenderProcess
 from koba_ros.sim.scene import parse_scene
 
 
@@ -17,3 +20,21 @@ def test_loop_applies_commands_and_reports():
         assert frames and frames[0].rgb.shape == (480, 640, 3)
         assert len(joints) >= 2 and joints[0][0][0] == "panda_joint1"
         assert loop.sim_elapsed > 0 and loop.wall_elapsed >= 1.0
+
+
+def test_render_process_frames_match_the_cell_and_the_loop_does_not_wait_for_them():
+    scene = parse_scene({"seed": 0, "objects": [{"name": "red_cube", "box": "top_left"},
+                                                {"name": "duck", "box": "bottom_right"}]})
+    with SimCell(scene) as cell, RenderProcess(scene) as renderer:
+        cell.set_gripper(0.02)
+        cell.step(60)                                   # the fingers and objects move: the render cell must follow
+        renderer.request(cell.pose())
+        frame = renderer.poll(timeout=60.0)
+        here = cell.render()
+        assert frame is not None and frame.stamp == here.stamp
+        assert np.array_equal(frame.rgb, here.rgb) and np.array_equal(frame.depth, here.depth)
+        frames = []
+        loop = RealTimeLoop(cell, camera_hz=5.0, on_frame=frames.append, renderer=renderer)
+        loop.run(threading.Event(), duration=1.5)
+        assert frames and all(f.rgb.shape == (480, 640, 3) for f in frames)
+        assert [f.stamp for f in frames] == sorted(f.stamp for f in frames)

@@ -22,6 +22,7 @@ from koba_ros.paths import sim_dir
 from koba_ros.perception.messages import camera_info_msg, depth_to_msg, rgb_to_msg
 from koba_ros.sim.cell import SimCell
 from koba_ros.sim.realtime import RealTimeLoop
+from koba_ros.sim.render_process import RenderProcess
 from koba_ros.sim.scene import load_scene
 from koba_ros.sim.trajectory_messages import trajectory_from_msg
 
@@ -36,12 +37,16 @@ class SimNode(Node):
         self.depth_encoding = declare(self, "depth_encoding", "32FC1", "32FC1 (metres) or 16UC1 (millimetres).")
         self.frame_id = declare(self, "camera_frame", "camera_color_optical_frame", "Optical frame of the images.")
         reliability = declare(self, "reliability", "reliable", "QoS reliability of the camera topics.")
+        render_process = declare(self, "render_process", True,
+                                 "Headless: render the camera in a separate process so physics never waits for it.")
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise KobaError(f"sim_node: depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}")
         if not headless and not os.environ.get("DISPLAY"):
             self.get_logger().warning("no DISPLAY: running headless")
             headless = True
-        self.cell = SimCell(load_scene(scene or sim_dir() / "scenes" / "demo.json"), gui=not headless)
+        loaded = load_scene(scene or sim_dir() / "scenes" / "demo.json")
+        self.cell = SimCell(loaded, gui=not headless)
+        self.renderer = RenderProcess(loaded) if headless and render_process else None
         qos = sensor_qos(reliability)
         self.color_pub = self.create_publisher(Image, "/camera/color/image_raw", qos)
         self.depth_pub = self.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", qos)
@@ -52,7 +57,7 @@ class SimNode(Node):
         self.create_subscription(JointTrajectoryMsg, "/arm_controller/joint_trajectory", self.on_trajectory, 10)
         self.create_subscription(Float64, "/gripper/command", self.on_gripper, 10)
         self.loop = RealTimeLoop(self.cell, camera_rate, joint_rate, self.while_up(self.publish_frame),
-                                 self.while_up(self.publish_joints))
+                                 self.while_up(self.publish_joints), renderer=self.renderer)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop.run, args=(self.stop,), daemon=True)
         self.thread.start()
@@ -114,6 +119,8 @@ class SimNode(Node):
     def destroy_node(self):
         self.stop.set()
         self.thread.join(timeout=2.0)
+        if self.renderer is not None:
+            self.renderer.close()
         self.cell.close()
         return super().destroy_node()
 

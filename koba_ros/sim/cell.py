@@ -43,6 +43,14 @@ TABLE_RGBA = (0.45, 0.45, 0.48, 1.0)
 
 
 @dataclass
+class Pose:
+    """Where everything that moves is: enough to render the cell in another process (render_process.py)."""
+    time: float
+    objects: list[tuple[tuple[float, ...], tuple[float, ...]]]   # base position, quaternion per scene object
+    joints: list[float]                                          # every Panda joint's position
+
+
+@dataclass
 class Frame:
     rgb: np.ndarray          # HxWx3 uint8
     depth: np.ndarray        # HxW float32, metres along the optical axis
@@ -275,6 +283,22 @@ class SimCell:
             behind = static_depth < depth
             rgb[behind], depth[behind] = static_rgb[behind], static_depth[behind]
         return Frame(rgb, depth, self.K.copy(), self.camera_pose.copy(), self.time)
+
+    def pose(self) -> Pose:
+        c = self.client
+        objects = [pb.getBasePositionAndOrientation(b, physicsClientId=c) for b in self.object_ids]
+        joints = [s[0] for s in pb.getJointStates(self.panda, range(pb.getNumJoints(self.panda, physicsClientId=c)),
+                                                  physicsClientId=c)]
+        return Pose(self.time, objects, joints)
+
+    def set_pose(self, pose: Pose) -> None:
+        """Put every moving body where `pose` says (no physics: for rendering a pose from another cell)."""
+        c = self.client
+        for body, (position, orientation) in zip(self.object_ids, pose.objects, strict=True):
+            pb.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=c)
+        for j, q in enumerate(pose.joints):
+            pb.resetJointState(self.panda, j, q, physicsClientId=c)
+        self.time = pose.time
 
     def close(self) -> None:
         if self.client is not None and pb.isConnected(self.client):

@@ -2,7 +2,9 @@
 
 sim_node runs this loop on one thread (PyBullet is not thread-safe); ROS callbacks hand it commands through
 `submit`, which runs them between physics steps. When rendering makes the loop fall behind, physics catches
-up in bursts of at most MAX_CATCH_UP steps, so commands are still applied promptly.
+up in bursts of at most MAX_CATCH_UP steps, so commands are still applied promptly. With a RenderProcess the
+loop only asks for frames (the pose at that sim time) and hands each one on when it comes back, so physics
+does not wait for the renderer.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from koba_ros.sim.cell import TIME_STEP, Frame, SimCell
+from koba_ros.sim.render_process import RenderProcess
 
 MAX_CATCH_UP = 48   # physics steps (0.2 s) per loop turn at most
 
@@ -20,8 +23,9 @@ class RealTimeLoop:
     def __init__(self, cell: SimCell, camera_hz: float = 5.0, joint_hz: float = 50.0,
                  on_frame: Callable[[Frame], None] | None = None,
                  on_joints: Callable[[list[str], object, object, float], None] | None = None,
-                 real_time_factor: float = 1.0):
+                 real_time_factor: float = 1.0, renderer: RenderProcess | None = None):
         self.cell = cell
+        self.renderer = renderer
         self.camera_period = 1.0 / camera_hz if camera_hz > 0 else float("inf")
         self.joint_period = 1.0 / joint_hz if joint_hz > 0 else float("inf")
         self.on_frame, self.on_joints = on_frame, on_joints
@@ -43,6 +47,11 @@ class RealTimeLoop:
                 return
             command(self.cell)
 
+    def _deliver(self, frame: Frame) -> None:
+        self.frames += 1
+        if self.on_frame:
+            self.on_frame(frame)
+
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
         wall0, sim0 = time.monotonic(), self.cell.time
         next_frame = next_joints = sim0
@@ -59,12 +68,15 @@ class RealTimeLoop:
                 self.on_joints(names, q, qd, self.cell.time)
                 next_joints = self.cell.time + self.joint_period
             if self.cell.time >= next_frame:
-                frame = self.cell.render()
-                self.frames += 1
-                if self.on_frame:
-                    self.on_frame(frame)
-                next_frame += self.camera_period
+                if self.renderer is None:
+                    self._deliver(self.cell.render())
+                    next_frame += self.camera_period
+                elif not self.renderer.busy:     # still rendering the last one: ask as soon as it is free
+                    self.renderer.request(self.cell.pose())
+                    next_frame += self.camera_period
                 next_frame = max(next_frame, self.cell.time)
+            if self.renderer is not None and (frame := self.renderer.poll()) is not None:
+                self._deliver(frame)
             if behind <= 0:
                 time.sleep(TIME_STEP)
             self.sim_elapsed, self.wall_elapsed = self.cell.time - sim0, time.monotonic() - wall0
