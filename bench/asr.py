@@ -34,17 +34,21 @@ from koba_ros.speech.domain_lm import picking_phrases
 from koba_ros.speech.recognizers import PocketsphinxRecognizer
 from koba_ros.speech.streaming import transcribe
 from koba_ros.speech.tts import Speaker
-from koba_ros.teleop.commands import teleop_phrases
+from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
 TELEOP = ["move left five centimeters", "up ten centimeters", "forward three centimeters", "open the gripper",
           "close the gripper", "go home", "stop", "move right twenty centimeters", "down two centimeters",
           "go forward ten meters"]
 OUT_OF_DOMAIN = ["what time is it", "the weather is nice today", "thank you very much", "can you hear me"]
+VOLUMES = {"quiet": 0.1, "normal": 1.0, "loud": 4.0}   # gain on espeak's output (-20 dB, 0, +12 dB with clipping)
 SYSTEMS = {   # name → PocketsphinxRecognizer options
     "domain_lm": {},
-    "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence", "flat_search": False},
-    "general_lm_baseline": {"use_domain_lm": False},
+    "domain_lm_grammar": {"teleop_grammar": True},
+    "domain_lm_no_stop_guard": {"stop_threshold": None, "keep_stops": False},   # how stops were handled before
+    "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence", "flat_search": False,
+                         "stop_threshold": None, "keep_stops": False},
+    "general_lm_baseline": {"use_domain_lm": False, "stop_threshold": None, "keep_stops": False},
 }
 
 
@@ -71,6 +75,7 @@ def run_system(recognizer, clips) -> dict:
     errors, words = {}, {}
     cpu = audio = 0.0
     latencies, exact, mistakes, finish_cpu = [], 0, [], []
+    stops_said = stops_heard = others = false_stops = 0
     passes_before = recognizer.second_passes
     finish = recognizer.finish
 
@@ -91,6 +96,11 @@ def run_system(recognizer, clips) -> dict:
             errors[key] = errors.get(key, 0) + word_errors(ref, hyp)
             words[key] = words.get(key, 0) + len(ref.split())
         exact += hyp == ref
+        heard_stop = any(is_stop(u.text) for u in utterances)
+        if is_stop(ref):
+            stops_said, stops_heard = stops_said + 1, stops_heard + heard_stop
+        else:
+            others, false_stops = others + 1, false_stops + heard_stop
         latencies += [u.latency for u in utterances if u.text]
         if hyp != ref and len(mistakes) < 8:
             mistakes.append({"voice": voice, "ref": ref, "hyp": hyp})
@@ -103,7 +113,36 @@ def run_system(recognizer, clips) -> dict:
             "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
             "end_of_speech_cpu_ms_median": round(1000 * statistics.median(finish_cpu), 1),
             "end_of_speech_cpu_ms_p95": round(1000 * float(np.percentile(finish_cpu, 95)), 1),
-            "general_second_passes": recognizer.second_passes - passes_before, "examples_wrong": mistakes}
+            "general_second_passes": recognizer.second_passes - passes_before,
+            "stop_detection_rate": round(stops_heard / stops_said, 4) if stops_said else None,
+            "false_stop_rate": round(false_stops / others, 4) if others else None, "examples_wrong": mistakes}
+
+
+def stop_summary(conditions: dict) -> dict:
+    """Stop detection over every volume/noise condition; false stops over the in-domain non-stop clips."""
+    stop = [r["stop_detection_rate"] for c, r in conditions.items() if c.startswith("stop_")]
+    false = [r["false_stop_rate"] for c, r in conditions.items() if not c.startswith(("stop_", "out_of"))]
+    return {"stop_detection_rate": round(float(np.mean(stop)), 4), "false_stop_rate": round(float(np.mean(false)), 4)}
+
+
+def sweep_stop_thresholds(thresholds, clips) -> dict:
+    """The keyword spotter alone over whole clips: stop detection and false stops per threshold (tuning)."""
+    from koba_ros.speech.stop_spotter import StopSpotter
+
+    out = {}
+    for threshold in thresholds:
+        spotter, said, heard, others, false = StopSpotter(threshold), 0, 0, 0, 0
+        for _, ref, x in clips:
+            spotter.start()
+            spotter.feed(x)
+            hit = spotter.finish()
+            if is_stop(ref):
+                said, heard = said + 1, heard + hit
+            else:
+                others, false = others + 1, false + hit
+        out[f"{threshold:g}"] = {"stop_detection_rate": round(heard / max(said, 1), 4),
+                                 "false_stop_rate": round(false / max(others, 1), 4)}
+    return out
 
 
 def benchmark_sentences(teleop: str, n: int, rng: random.Random) -> list[str]:
@@ -126,12 +165,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teleop", choices=("issue", "sampled"), default="issue")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--stop-thresholds", default="", help="comma list: sweep the stop spotter alone (tuning)")
     args = ap.parse_args()
 
     sentences = benchmark_sentences(args.teleop, args.sentences, random.Random(args.seed))
     noise_rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
-    clips = {"clean": [], f"noise_{args.snr:g}dB": [], "out_of_domain_clean": []}
+    noisy = f"noise_{args.snr:g}dB"
+    clips = {"clean": [], noisy: [], "out_of_domain_clean": [],
+             **{f"stop_{v}_{c}": [] for v in VOLUMES for c in ("clean", noisy)}}
     with tempfile.TemporaryDirectory() as tmp:
         for voice in args.voices.split(","):
             speaker = Speaker(voice, 150, play=False)
@@ -143,13 +185,27 @@ def main() -> None:
                     clips["out_of_domain_clean"].append((voice, s, x))
                     continue
                 clips["clean"].append((voice, s, x))
-                clips[f"noise_{args.snr:g}dB"].append((voice, s, add_noise(x, args.snr, noise_rng)))
+                clips[noisy].append((voice, s, add_noise(x, args.snr, noise_rng)))
+            speaker.synthesize("stop", Path(tmp) / "stop.wav")   # one spoken stop at three volumes, clean and noisy
+            for volume, gain in VOLUMES.items():
+                x = np.clip(np.concatenate([pad, load_audio(Path(tmp) / "stop.wav"), pad]) * gain, -32768, 32767)
+                x = x.astype(np.int16)
+                clips[f"stop_{volume}_clean"].append((voice, "stop", x))
+                clips[f"stop_{volume}_{noisy}"].append((voice, "stop", add_noise(x, args.snr, noise_rng)))
 
     result = {"voices": args.voices.split(","), "sentences": sentences, "clips_per_condition": len(clips["clean"]),
               "systems": {}}
-    for name in args.systems.split(","):
+    if args.stop_thresholds:
+        stop_clips = [c for cond, cs in clips.items() if cond.startswith("stop_") for c in cs]
+        domain = clips["clean"] + clips[noisy]
+        result["stop_threshold_sweep"] = sweep_stop_thresholds(
+            [float(t) for t in args.stop_thresholds.split(",")], stop_clips + domain)
+    for name in filter(None, args.systems.split(",")):
         recognizer = PocketsphinxRecognizer(**SYSTEMS[name])
         result["systems"][name] = {cond: run_system(recognizer, c) for cond, c in clips.items()}
+        result["systems"][name]["stop_summary"] = stop_summary(result["systems"][name])
+        result["systems"][name]["keyword_stops"] = recognizer.keyword_stops
+        result["systems"][name]["grammar_wins"] = recognizer.grammar_wins
         if GOFORWARD.is_file():
             got = " ".join(u.text for u in transcribe(recognizer, load_audio(GOFORWARD)))
             result["systems"][name]["goforward_raw"] = {"text": got, "exact": got == "go forward ten meters"}

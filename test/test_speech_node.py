@@ -10,7 +10,7 @@ GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
 
 
 @pytest.mark.skipif(not GOFORWARD.is_file(), reason="needs Debian pocketsphinx-testdata (setup.sh installs it)")
-def test_audio_topic_to_utterance(ros_context):
+def test_audio_topic_to_utterance(ros_context, tmp_path):
     import rclpy
     from koba_interfaces.msg import AudioChunk, Utterance
     from rclpy.executors import MultiThreadedExecutor
@@ -19,6 +19,7 @@ def test_audio_topic_to_utterance(ros_context):
     from koba_ros.nodes.runtime import autostart
     from koba_ros.nodes.speech_node import SpeechNode
     from koba_ros.speech.audio import load_audio
+    from koba_ros.speech.tts import Speaker
 
     speech = SpeechNode(context=ros_context)
     autostart(speech)
@@ -36,21 +37,35 @@ def test_audio_topic_to_utterance(ros_context):
     samples = resample_poly(np.concatenate([load_audio(GOFORWARD), np.zeros(16000, np.int16)]), 441, 320)
     samples = np.clip(2 * samples, -32768, 32767).astype(np.int16)   # 2x: the silent channel halves it again
     stereo = np.stack([samples, np.zeros_like(samples)], axis=1).reshape(-1)
-    try:
-        end = time.monotonic() + 10
-        while time.monotonic() < end and probe.count_subscribers("/audio") == 0:
-            executor.spin_once(timeout_sec=0.05)
-        for i in range(0, len(stereo), 2 * 2205):   # 100 ms messages
-            msg = AudioChunk(sample_rate=22050, channels=2, data=stereo[i:i + 2 * 2205].tolist())
+    # Then a quiet (-20 dB) "stop" from the en-gb voice: its word posterior is far under the confidence cut-off,
+    # and it must be delivered all the same (16 kHz mono this time).
+    Speaker("en-gb", 150, play=False).synthesize("stop", tmp_path / "stop.wav")
+    quiet_stop = (0.1 * np.concatenate([np.zeros(8000), load_audio(tmp_path / "stop.wav"), np.zeros(16000)]))
+
+    def send(samples, rate, channels):
+        step = rate // 10 * channels   # 100 ms messages
+        for i in range(0, len(samples), step):
+            msg = AudioChunk(sample_rate=rate, channels=channels, data=samples[i:i + step].tolist())
             msg.header.stamp = probe.get_clock().now().to_msg()
             audio.publish(msg)
             for _ in range(3):
                 executor.spin_once(timeout_sec=0.01)
+
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and probe.count_subscribers("/audio") == 0:
+            executor.spin_once(timeout_sec=0.05)
+        send(stereo, 22050, 2)
         end = time.monotonic() + 20
         while time.monotonic() < end and not heard:
             executor.spin_once(timeout_sec=0.05)
         assert [m.text for m in heard] == ["go forward ten meters"]
         assert heard[0].backend == "pocketsphinx" and heard[0].audio_duration > 1.0 and heard[0].latency >= 0
+        send(quiet_stop.astype(np.int16), 16000, 1)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len(heard) < 2:
+            executor.spin_once(timeout_sec=0.05)
+        assert [m.text for m in heard] == ["go forward ten meters", "stop"]
     finally:
         executor.shutdown()
         speech.trigger_deactivate()

@@ -53,6 +53,9 @@ def test_teleop_node_topics(ros_context):
         words.publish(Utterance(text="open the gripper", confidence=0.1))   # too unsure: ignored
         spin_until(lambda: False, timeout=0.5)
         assert got["grip"] == [0.0] and len(got["traj"]) == 2
+        words.publish(Utterance(text="stop", confidence=0.02))   # a quiet stop: obeyed whatever its confidence
+        assert spin_until(lambda: len(got["traj"]) == 3)
+        assert got["traj"][2].points == []
     finally:
         executor.shutdown()
         teleop.destroy_node()

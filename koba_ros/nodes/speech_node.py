@@ -41,6 +41,11 @@ class SpeechNode(LifecycleNode):
         self.use_domain_lm = declare(self, "use_domain_lm", True, "pocketsphinx: domain LM (catalog, teleop) first.")
         self.fallback_confidence = declare(self, "fallback_confidence", 0.6, "pocketsphinx: below this domain "
                                            "confidence, decode again with the general model.")
+        self.stop_threshold = declare(self, "stop_threshold", 1e-15, "pocketsphinx: keyword-spotting threshold of the "
+                                      "\"stop\" spotter run alongside (0: no spotter; a heard stop is always "
+                                      "published, whatever its confidence).")
+        self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
+                                      "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
         self.hangover_ms = declare(self, "hangover_ms", 240, "Silence that ends an utterance, ms.")
         self.publish_empty = declare(self, "publish_empty", False, "Publish utterances with no words (noise).")
@@ -68,7 +73,8 @@ class SpeechNode(LifecycleNode):
             sensor_qos(self.reliability)
             self.file_audio = load_audio(self.wav_file) if self.source == "file" else None
             options = ({"checkpoint": self.checkpoint} if self.backend == "whisper" else
-                       {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence})
+                       {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
+                        "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar})
             recognizer = make_recognizer(self.backend, **options)
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
             if self.source == "microphone":

@@ -5,6 +5,7 @@ reads /joint_states, publishes trajectory_msgs/JointTrajectory on /arm_controlle
 a gripper width (std_msgs/Float64, m) on /gripper/command and its replies on /speech/say.
 "stop" publishes an empty trajectory (the controller holds where the arm is) at once, from its own
 callback group, so it is never queued behind a plan; a plan that finishes after a stop is dropped.
+A spoken stop is obeyed whatever its confidence (min_confidence only gates the other commands).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
 from koba_ros.picking.kinematics import ARM_JOINTS
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
-from koba_ros.teleop.commands import Stop, parse_command
+from koba_ros.teleop.commands import Stop, is_stop, parse_command
 from koba_ros.teleop.jog import JogPlanner
 
 
@@ -51,7 +52,8 @@ class TeleopNode(Node):
             self.joints = [position[n] for n in ARM_JOINTS]
 
     def on_utterance(self, msg: Utterance) -> None:
-        if msg.text and msg.confidence >= self.min_confidence:
+        # "stop" always wins: it is obeyed whatever its ASR confidence (a missed stop costs more than a false one).
+        if msg.text and (msg.confidence >= self.min_confidence or is_stop(msg.text)):
             self.run_command(msg.text)
 
     def run_command(self, text: str) -> None:

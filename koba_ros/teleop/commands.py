@@ -144,19 +144,31 @@ def spoken_number(n: int) -> str:
     return tens if n % 10 == 0 else f"{tens} {ONES[n % 10]}"
 
 
+# The spoken forms the ASR expects (its domain LM and the teleop grammar are both built from these).
+SPOKEN_DIRECTIONS = ("left", "right", "forward", "back", "backward", "up", "down")
+SPOKEN_UNITS = ("centimeters", "centimeter", "millimeters", "meters", "inches")
+SPOKEN_DISTANCES = (*range(1, 21), 25, 30, 40, 50, 60, 70, 80, 90, 100)
+FIXED_PHRASES = ("open the gripper", "close the gripper", "open gripper", "close gripper", "open the hand",
+                 "close the hand", "go home", "move home", "go back home", "return home", "stop", "stop stop",
+                 "stop moving", "please stop")
+
+
 def teleop_phrases() -> list[str]:
     """Sentences people say to jog the arm; the ASR's domain language model is trained on them."""
-    spoken_dirs = ("left", "right", "forward", "back", "backward", "up", "down")
-    spoken_units = ("centimeters", "centimeter", "millimeters", "meters", "inches")
-    numbers = [spoken_number(n) for n in (*range(1, 21), 25, 30, 40, 50, 60, 70, 80, 90, 100)]
+    numbers = [spoken_number(n) for n in SPOKEN_DISTANCES]
     phrases = []
-    for d in spoken_dirs:
+    for d in SPOKEN_DIRECTIONS:
         for n in numbers:
             unit = "centimeter" if n == "one" else "centimeters"
             phrases += [f"move {d} {n} {unit}", f"{d} {n} {unit}", f"go {d} {n} {unit}", f"move {n} {unit} {d}"]
-            phrases += [f"go {d} {n} {u}" for u in spoken_units if u != "centimeter" and n != "one"]
+            phrases += [f"go {d} {n} {u}" for u in SPOKEN_UNITS if u != "centimeter" and n != "one"]
         phrases += [f"move {d} a little", f"move the arm {d} two centimeters", f"move {d} half a centimeter"]
-    phrases += ["open the gripper", "close the gripper", "open gripper", "close gripper", "open the hand",
-                "close the hand", "go home", "move home", "go back home", "return home", "stop", "stop stop",
-                "stop moving", "please stop"]
-    return phrases
+    return phrases + list(FIXED_PHRASES)
+
+
+def is_stop(text: str) -> bool:
+    """Does `text` say stop? (The one command that must get through whatever its confidence.)"""
+    try:
+        return isinstance(parse_command(text), Stop)
+    except KobaError:
+        return False

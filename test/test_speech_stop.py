@@ -1,0 +1,58 @@
+"""A spoken "stop" always gets through (keyword spotter + no confidence cut-off); the teleop grammar matches the LM."""
+import numpy as np
+import pytest
+
+from koba_ros.errors import KobaError
+from koba_ros.speech.audio import RATE, load_audio
+from koba_ros.speech.recognizers import PocketsphinxRecognizer
+from koba_ros.speech.stop_spotter import StopSpotter
+from koba_ros.speech.streaming import transcribe
+from koba_ros.speech.tts import Speaker
+from koba_ros.teleop.commands import is_stop, teleop_phrases
+
+
+def spoken(text, tmp_path, voice, gain=1.0):
+    Speaker(voice, 150, play=False).synthesize(text, tmp_path / "s.wav")
+    pad = np.zeros(RATE // 2, dtype=np.int16)
+    x = np.concatenate([pad, load_audio(tmp_path / "s.wav"), pad]) * gain
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+def test_quiet_en_gb_stop_is_delivered(tmp_path):
+    """The case that used to be lost: en-gb "stop" at -20 dB has a word posterior far under the 0.2 cut-off."""
+    quiet_stop = spoken("stop", tmp_path, "en-gb", gain=0.1)
+    old = PocketsphinxRecognizer(stop_threshold=None, keep_stops=False)   # the behaviour before the stop guard
+    assert [u.text for u in transcribe(old, quiet_stop)] in ([], [""])
+    heard = transcribe(PocketsphinxRecognizer(), quiet_stop)
+    assert [u.text for u in heard] == ["stop"]
+
+
+def test_spotter_alone_hears_stop_and_not_silence(tmp_path):
+    spotter = StopSpotter()
+    spotter.start()
+    spotter.feed(spoken("stop", tmp_path, "en-gb"))
+    assert spotter.finish()
+    spotter.start()
+    spotter.feed((30 * np.random.default_rng(0).standard_normal(RATE)).astype(np.int16))
+    assert not spotter.finish()
+    assert not spotter.finish()            # finishing twice is harmless
+
+
+def test_bad_stop_threshold_is_one_line_error():
+    with pytest.raises(KobaError, match="stop threshold"):
+        StopSpotter(threshold=2.0)
+
+
+def test_is_stop():
+    assert is_stop("stop") and is_stop("please stop") and is_stop("stop moving now")
+    assert not is_stop("move left five centimeters") and not is_stop("") and not is_stop("top")
+
+
+def test_teleop_grammar_accepts_exactly_the_teleop_phrases():
+    import pocketsphinx
+
+    from koba_ros.speech.teleop_grammar import teleop_jsgf
+
+    fsg = pocketsphinx.Decoder(loglevel="ERROR").parse_jsgf(teleop_jsgf())
+    assert all(fsg.accept(p) for p in teleop_phrases())
+    assert not fsg.accept("up ten meters please") and not fsg.accept("put the red cup in the top left box")
