@@ -23,10 +23,15 @@ def colour_name(rgb: np.ndarray) -> str:
     return names[int(np.argmin(np.linalg.norm(refs - np.asarray(rgb), axis=1)))]
 
 
-def appearance(colours: np.ndarray, mask: np.ndarray, extent_xy: np.ndarray, height: float
+def pixel_hsv(colours: np.ndarray) -> np.ndarray:
+    """HSV (0..1) of RGB pixels (..., 3, 0..1): matplotlib's, exactly (a grey object's faint hue decides its bin)."""
+    return rgb_to_hsv(np.clip(colours, 0, 1))
+
+
+def appearance(colours: np.ndarray, hsv: np.ndarray, mask: np.ndarray, extent_xy: np.ndarray, height: float
                ) -> tuple[np.ndarray, list[str]]:
-    """(feature vector, attribute words) from the object's pixel colours (Nx3, 0..1) and its mask crop."""
-    hsv = rgb_to_hsv(np.clip(colours, 0, 1))   # matplotlib's, exact: a grey object's faint hue decides its bin
+    """(feature vector, attribute words) from the object's pixel colours (Nx3 RGB and their pixel_hsv, 0..1)
+    and its mask crop."""
     # Hue histogram weighted by saturation (grey pixels carry no hue), plus value/saturation summaries.
     bins = np.minimum((hsv[:, 0] * HUE_BINS).astype(np.intp), HUE_BINS - 1)
     hist = np.bincount(bins, weights=hsv[:, 1], minlength=HUE_BINS)

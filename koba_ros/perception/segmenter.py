@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from koba_ros.perception.features import appearance
+from koba_ros.perception.features import appearance, pixel_hsv
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.layout import BoxRegion, box_regions
 
@@ -173,13 +173,16 @@ def perceive(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_pose: np.
     # A region with no core at all (say a ball whose print breaks it into specks) is one object by itself.
     _, leftover = cv2.connectedComponents((fg & (labels == 0)).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     labels = np.where(leftover > 0, leftover + labels.max(), labels)
+    # HSV of every foreground pixel in one call, not one call per object (the same numbers either way).
+    hsv = np.zeros(rgb_win.shape, np.float32)
+    hsv[fg] = pixel_hsv(rgb_win[fg].astype(np.float32) / 255.0)
     objects = []
     for index, local_window in enumerate(ndimage.find_objects(labels), start=1):
         if local_window is None:
             continue
         local = labels[local_window] == index
         if np.count_nonzero(local) >= MIN_PIXELS:
-            obj = _describe(rgb, points, height, view.window, local_window, local, boxes)
+            obj = _describe(rgb, hsv, points, height, view.window, local_window, local, boxes)
             if obj is not None:
                 objects.append(obj)
     objects.sort(key=lambda o: (o.bbox[1] + o.bbox[3] / 2, o.bbox[0] + o.bbox[2] / 2))
@@ -188,7 +191,7 @@ def perceive(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_pose: np.
     return objects
 
 
-def _describe(rgb, points, height, window, local_window, local, boxes) -> PerceivedObject | None:
+def _describe(rgb, hsv, points, height, window, local_window, local, boxes) -> PerceivedObject | None:
     """One object from its mask `local` over `local_window` (slices into the boxes' window `window`)."""
     pts, hts = points[(slice(None), *local_window)][:, local].T, height[local_window][local]
     top = float(quantiles(hts, 0.98, 0.98)[1][0])
@@ -205,7 +208,7 @@ def _describe(rgb, points, height, window, local_window, local, boxes) -> Percei
     y0, y1 = window[0].start + local_window[0].start, window[0].start + local_window[0].stop
     x0, x1 = window[1].start + local_window[1].start, window[1].start + local_window[1].stop
     colours = rgb[window][local_window][local].astype(np.float32) / 255.0
-    features, attributes = appearance(colours, local, (hi - lo), top)
+    features, attributes = appearance(colours, hsv[local_window][local], local, (hi - lo), top)
     full = np.zeros(rgb.shape[:2], dtype=bool)
     full[y0:y1, x0:x1] = local
     h, w = full.shape
