@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +42,8 @@ def main(argv=None) -> int:
     grounders = {"symbolic": SymbolicGrounder(perceived_scenes(range(0, args.train_scenes), progress=False))}
     for path in models:
         g = Grounder(path)
-        grounders[f"learned_{g.encoder_kind}"] = g
+        name = f"learned_{g.encoder_kind}"
+        grounders[name if name not in grounders else f"{name}_{Path(path).stem}"] = g   # two files, one encoder
     result = {"scenes": len(test_scenes), "phrasings": args.split,
               "samples": {k: len(v) for k, v in samples.items()}, "results": {}}
     for name, g in grounders.items():

@@ -175,3 +175,23 @@ def test_dialogue_bad_input_never_crashes():
     for text in ("", "   ", "🤖🤖", "x" * 10000, None):
         assert Dialogue(g, objs).start(text).status in ("rejected", "question", "done", "cancelled")
     assert Dialogue(g, []).start("put the duck in the top left box").status == "rejected"
+
+
+def test_word_dropout_packs_kept_tokens_and_keeps_the_first():
+    import torch
+
+    from koba_ros.grounding.training import drop_tokens
+
+    torch.manual_seed(0)
+    states = torch.arange(2 * 6, dtype=torch.float32).reshape(2, 6, 1).repeat(1, 1, 3)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    packed, packed_mask = drop_tokens(states, mask, 0.5)
+    for b in range(2):
+        kept = packed[b, packed_mask[b], 0].tolist()
+        assert kept[0] == states[b, 0, 0]                         # the first token always stays
+        assert kept == sorted(kept)                               # order kept, packed to the front
+        assert set(kept) <= set(states[b, mask[b], 0].tolist())   # never a padding position
+        assert not packed[b, ~packed_mask[b]].any()
+    assert drop_tokens(states, mask, 0.0)[1].equal(mask)         # p = 0 changes nothing
+    all_dropped, all_mask = drop_tokens(states, mask, 0.999999)
+    assert all_mask.sum(1).tolist() == [1, 1]

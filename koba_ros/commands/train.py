@@ -12,6 +12,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: on a busy 2-core machine more "
                    "threads made training far slower).")
+    p.add_argument("--token-drop", type=float, default=0.0,
+                   help="Word dropout on the text encoder's token states while training (default 0: off).")
     p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
     p.add_argument("--json", action="store_true", help="Print a JSON summary.")
 
@@ -29,10 +31,13 @@ def run(args):
             raise KobaError(f"--{name.replace('_', '-')} must be at least 1")
     if args.scenes < 4:
         raise KobaError("--scenes must be at least 4 (some are held out for validation)")
+    if not 0 <= args.token_drop < 1:
+        raise KobaError("--token-drop must be in [0, 1)")
     out = Path(args.out) if args.out else models_dir() / "grounding"
     name = "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"
     cfg = TrainConfig(encoder=args.encoder, scenes=args.scenes, per_scene=args.per_scene, epochs=args.epochs,
-                      seed=args.seed, threads=args.threads)
+                      seed=args.seed, threads=args.threads,
+                      token_drop=args.token_drop)
     summary = train(cfg, out, weights_name=name, progress=not args.json, log=(lambda *_: None) if args.json else print)
     if args.json:
         print_json(summary)

@@ -44,20 +44,27 @@ def evaluate_grounder(grounder, samples: dict[str, list[Sample]], settings: Sett
     if clear:
         first_ok = asked = top1 = 0
         by_name = {True: [0, 0], False: [0, 0]}   # held-out object word in the text? -> [correct, n]
+        by_word: dict[str, list[int]] = {}         # each held-out object word -> [top-1 target right, n]
         for s in clear:
             _, first, _ = play(grounder, s, settings)
             asked += first.status == "question"
             ok = first.status == "done" and first.target == s.target and first.destination == s.destination
             first_ok += ok
-            top1 += grounder.ground(s.text, s.objects).ranked()[0][0] == s.target
-            held = any(f" {w} " in f" {' '.join(lexicon.words(s.text))} " for w in HELD_OUT_WORDS)
+            right = grounder.ground(s.text, s.objects).ranked()[0][0] == s.target
+            top1 += right
+            said = [w for w in HELD_OUT_WORDS if f" {w} " in f" {' '.join(lexicon.words(s.text))} "]
+            held = bool(said)
+            for w in said:
+                by_word.setdefault(w, [0, 0])[0] += right
+                by_word[w][1] += 1
             by_name[held][0] += ok
             by_name[held][1] += 1
         out["clear"] = {"n": len(clear), "accuracy": first_ok / len(clear), "question_rate": asked / len(clear),
                         "target_top1": top1 / len(clear),
                         "accuracy_held_out_object_words": by_name[True][0] / max(by_name[True][1], 1),
                         "accuracy_seen_object_words": by_name[False][0] / max(by_name[False][1], 1),
-                        "n_held_out_object_words": by_name[True][1]}
+                        "n_held_out_object_words": by_name[True][1],
+                        "target_top1_by_held_out_word": {w: f"{c}/{n}" for w, (c, n) in sorted(by_word.items())}}
     amb = samples.get("ambiguous", []) + samples.get("no_box", [])
     if amb:
         asked = ok = turns = 0
