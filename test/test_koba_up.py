@@ -19,6 +19,7 @@ def expected_nodes(graph, *args):
         arg = list(args)
         scene = None
         headless = False
+        feedback = None
 
     return {s.name for s in GRAPHS[graph].resolve(**parse_graph_args(Args))}
 

@@ -9,6 +9,8 @@ def add_arguments(p):
     p.add_argument("--processes", action="store_true", help="One process per node instead of one composed process.")
     p.add_argument("--scene", help="Scene file for the simulated cell (graph argument 'scene').")
     p.add_argument("--headless", action="store_true", help="No GUI; CPU rendering (graph argument 'headless').")
+    p.add_argument("--feedback", choices=("simulated", "keyboard", "face", "none"),
+                   help="Who teaches the maze agent (graph argument 'feedback' of maze_training).")
     p.add_argument("--arg", action="append", default=[], metavar="NAME:=VALUE",
                    help="Any graph argument, as in ros2 launch (repeatable).")
     p.add_argument("--duration", type=float, default=0.0, help="Stop after this many seconds (0: run until Ctrl-C).")
@@ -29,6 +31,8 @@ def parse_graph_args(args) -> dict:
         values["scene"] = args.scene
     if args.headless:
         values["headless"] = "true"
+    if args.feedback:
+        values["feedback"] = args.feedback
     return values
 
 
