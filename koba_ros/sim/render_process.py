@@ -9,15 +9,20 @@ cores, physics and rendering then run side by side instead of one after the othe
 from __future__ import annotations
 
 import multiprocessing
+import signal
 
 from koba_ros.sim.cell import Frame, Pose, SimCell
 from koba_ros.sim.scene import Scene
 
 
 def _serve(scene: Scene, conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C goes to the parent, which stops this process
     with SimCell(scene, settle_s=0.0) as cell:
         while True:
-            pose = conn.recv()
+            try:
+                pose = conn.recv()
+            except EOFError:                       # the parent is gone
+                return
             if pose is None:
                 return
             cell.set_pose(pose)
