@@ -13,10 +13,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench
+from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench, summarize
 from koba_ros.rl.human import HumanConfig
 
-EPISODES = {"maze": 300, "taxi": 150}
+EPISODES = {"maze": 300, "taxi": 300}
 WRONG_RATES = (0.0, 0.1, 0.2, 0.3, 0.4)
 FEEDBACK_PROBS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -27,8 +27,8 @@ def log(run):
 
 
 def slim(result):
-    """Drop per-episode curves from the stored JSON (kept small); the PNGs show them."""
-    return {**result, "runs": [{k: v for k, v in r.items() if k not in ("steps", "returns")} for r in result["runs"]]}
+    """Per-episode curves rounded (the merged PNGs are drawn from them), everything else as measured."""
+    return {**result, "runs": [{**r, "returns": [round(x, 2) for x in r["returns"]]} for r in result["runs"]]}
 
 
 def plot_sweep(report: dict, path: str) -> None:
@@ -85,11 +85,24 @@ def markdown(report: dict) -> str:
 
 
 def merge(folders: list[str]) -> dict:
+    """Join parts; parts of the same environment (split by --agents) become one table, summary recomputed."""
     report = {"tables": {}, "sweep": []}
     for folder in folders:
         part = json.loads((Path(folder) / "bench.json").read_text())
-        report["tables"].update(part["tables"])
+        for env, result in part["tables"].items():
+            if env in report["tables"]:
+                joined = report["tables"][env]
+                joined["runs"] += result["runs"]
+                joined["config"]["agents"] += [a for a in result["config"]["agents"]
+                                               if a not in joined["config"]["agents"]]
+            else:
+                report["tables"][env] = result
         report["sweep"] += part["sweep"]
+    for result in report["tables"].values():
+        cfg = result["config"]
+        config = BenchConfig(env=result["env"], agents=tuple(cfg["agents"]), seeds=cfg["seeds"],
+                             episodes=cfg["episodes"])
+        result["summary"] = summarize(config, result["runs"])
     return report
 
 
@@ -98,6 +111,8 @@ def main():
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sweep-seeds", type=int, default=3)
     p.add_argument("--envs", default="maze,taxi")
+    p.add_argument("--agents", default="dqn,tamer,dqn_tamer", help="Agents of the tables (split a run across "
+                   "processes; --merge joins them).")
     p.add_argument("--no-sweep", action="store_true")
     p.add_argument("--sweep-episodes", type=int, default=100, help="Episodes per sweep run (unsolved = this + 1).")
     p.add_argument("--sweep-params", default="p_wrong,p_feedback", help="Which human parameters the sweep varies.")
@@ -114,13 +129,17 @@ def main():
             (out / "bench.json").write_text(json.dumps(report, indent=1))
             if report["sweep"]:
                 plot_sweep(report, str(out / "sweep.png"))
+            for env, result in report["tables"].items():
+                if all("returns" in r for r in result["runs"]):
+                    plot_curves(result, str(out / f"{env}_curves.png"))
         print(markdown(report) if args.markdown else json.dumps(
             {"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"]}))
         return
     report = {"tables": {}, "sweep": []}
     for env in filter(None, args.envs.split(",")):
-        print(f"{env}: dqn, tamer, dqn_tamer x {args.seeds} seeds", file=sys.stderr, flush=True)
-        result = run_bench(BenchConfig(env=env, seeds=args.seeds, episodes=EPISODES[env]), progress=log)
+        print(f"{env}: {args.agents} x {args.seeds} seeds", file=sys.stderr, flush=True)
+        result = run_bench(BenchConfig(env=env, agents=tuple(args.agents.split(",")), seeds=args.seeds,
+                                       episodes=EPISODES[env]), progress=log)
         if out:
             plot_curves(result, str(out / f"{env}_curves.png"))
         report["tables"][env] = slim(result)

@@ -11,11 +11,12 @@ from koba_ros.errors import KobaError
 from koba_ros.rl.agents import AgentConfig, DQNTamerAgent, make_agent
 from koba_ros.rl.credit import CreditAssigner
 from koba_ros.rl.delay import Delay
-from koba_ros.rl.envs import MAZE_ID, make_env, tabular_model
+from koba_ros.rl.envs import MAZE_ID, make_env, state_codes, tabular_model
 from koba_ros.rl.human import HumanConfig, SimulatedHuman
 from koba_ros.rl.keyboard import key_feedback, key_value
 from koba_ros.rl.maze import MazeEnv
 from koba_ros.rl.networks import StateMLP
+from koba_ros.rl.q_learner import QConfig
 from koba_ros.rl.session import FeedbackLimits, TrainingSession
 
 
@@ -75,6 +76,68 @@ def test_taxi_model_matches_the_real_environment():
         if term or trunc:
             env.reset()
     assert model.steps_to_goal().max() > 5
+
+
+def test_taxi_distance_is_the_sum_of_the_two_sub_goals():
+    """The human's shortest-path judge on Taxi: steps to deliver = taxi->passenger + pick-up + passenger->destination
+    + drop-off, so a step is good when it nears the current sub-goal or is the right pick-up/drop-off."""
+    env = make_env("taxi")
+    taxi, model = env.unwrapped, tabular_model(env)
+    distance = model.steps_to_goal()
+    locs = taxi.locs
+    # Manhattan distance is not the maze distance in Taxi (walls): take it from the model with the passenger aboard.
+    aboard = {(r, c, d): distance[taxi.encode(r, c, 4, d)] for r in range(5) for c in range(5) for d in range(4)}
+    for s in range(500):
+        r, c, p, d = taxi.decode(s)
+        if p == d:  # passenger already at the destination: never a start state
+            continue
+        if p == 4:
+            assert distance[s] == aboard[(r, c, d)]
+        else:
+            pr, pc = locs[p]
+            to_passenger = aboard[(r, c, p)] - 1  # the trip to place p with the passenger aboard, minus its drop-off
+            assert distance[s] == to_passenger + 1 + aboard[(pr, pc, d)]
+    pickup, dropoff = 4, 5
+    start = taxi.encode(*locs[0], 0, 2)
+    assert distance[model.next_state[start, pickup]] == distance[start] - 1     # right pick-up: progress (good)
+    assert model.next_state[start, dropoff] == start                            # illegal drop-off: no progress (bad)
+    human = SimulatedHuman(HumanConfig(), distance)
+    assert human.judge(start, model.next_state[start, pickup], False) == 1.0
+    assert human.judge(start, model.next_state[start, dropoff], False) == -1.0
+
+
+def test_factored_codes_share_rows_between_states_and_one_hot_does_not():
+    taxi = make_env("taxi")
+    codes = state_codes(taxi, "factored")
+    assert codes.shape == (500, 4) and codes.max() == 18
+    assert list(codes[taxi.unwrapped.encode(2, 3, 1, 0)]) == [2, 5 + 3, 10 + 1, 15 + 0]
+    assert state_codes(taxi, "onehot").shape == (500, 1)
+    maze = make_env("maze", layout="open5")
+    r, c = maze.unwrapped.position_of(7)
+    assert list(state_codes(maze, "factored")[7]) == [r, maze.unwrapped.rows + c]
+    with pytest.raises(KobaError):
+        state_codes(taxi, "pixels")
+
+
+def test_factored_mlp_generalises_a_factor_to_unseen_states():
+    """What H learns about one factor (action 0 is good in taxi columns 0-1, bad in 2-4) in some states carries over
+    to states never trained on (passenger at place 3); the one-hot network has nothing to carry it."""
+    taxi = make_env("taxi").unwrapped
+    codes = state_codes(make_env("taxi"), "factored")
+    seen = [taxi.encode(0, c, p, d) for c in range(5) for p in range(3) for d in range(4) if p != d]
+    unseen = [taxi.encode(0, c, 3, d) for c in range(5) for d in range(3)]
+    error = {}
+    for name, net in (("factored", StateMLP(500, 2, 16, 1e-2, np.random.default_rng(0), codes=codes)),
+                      ("onehot", StateMLP(500, 2, 16, 1e-2, np.random.default_rng(0)))):
+        states = np.array(seen)
+        target = np.where(np.array([taxi.decode(s)[1] for s in seen]) < 2, 1.0, -1.0)
+        def squared(q, target=target):
+            return float(((q - target) ** 2).mean()), 2 * (q - target) / len(q)
+        for _ in range(300):
+            net.fit(states, np.zeros(len(states), dtype=int), squared)
+        wanted = np.where(np.array([taxi.decode(s)[1] for s in unseen]) < 2, 1.0, -1.0)
+        error[name] = np.abs(net(np.array(unseen))[:, 0] - wanted).mean()
+    assert error["factored"] < 0.3 and error["factored"] < 0.5 * error["onehot"]
 
 
 # --- credit assignment ------------------------------------------------------------------------
@@ -199,7 +262,8 @@ def test_mlp_fits_targets():
 
 
 def test_alpha_h_decays_per_step_and_per_success():
-    agent = DQNTamerAgent(4, 2, AgentConfig(alpha_h=1.0, alpha_h_decay=0.5, alpha_h_success_decay=0.1))
+    agent = DQNTamerAgent(4, 2, AgentConfig(alpha_h=1.0, alpha_h_decay=0.5, alpha_h_success_decay=0.1,
+                                            q_agreement=0.0))
     for _ in range(3):
         agent.observe(0, 0, 0.0, 1, False, False)
     assert agent.alpha_h == pytest.approx(0.125)
@@ -207,6 +271,26 @@ def test_alpha_h_decays_per_step_and_per_success():
     assert agent.alpha_h == pytest.approx(0.125)
     agent.end_episode(reached_goal=True)
     assert agent.alpha_h == pytest.approx(0.0125)
+
+
+def test_alpha_h_hands_over_only_when_q_would_have_chosen_the_same_actions():
+    """A successful episode lowers alpha_h only if argmax Q agreed with the actions taken (q_agreement)."""
+    agent = DQNTamerAgent(4, 2, AgentConfig(alpha_h=1.0, alpha_h_success_decay=0.5, q_agreement=0.9,
+                                            q=QConfig(learn_start=10**6)))  # Q frozen: no updates in this test
+    agent.q.net.p["w2"][:] = 0.0
+    agent.q.net.p["b2"][:] = [1.0, 0.0]   # Q prefers action 0 everywhere
+    for action in (1, 1, 0, 1):           # the human steered it to the goal; Q agreed on 1 of 4 steps
+        agent.observe(0, action, 0.0, 1, False, False)
+    agent.end_episode(reached_goal=True)
+    assert agent.alpha_h == 1.0
+    for _ in range(10):                   # Q would have done the same on every step
+        agent.observe(0, 0, 0.0, 1, False, False)
+    agent.end_episode(reached_goal=True)
+    assert agent.alpha_h == 0.5
+    for _ in range(10):                   # agreed, but did not reach the goal
+        agent.observe(0, 0, 0.0, 1, False, False)
+    agent.end_episode(reached_goal=False)
+    assert agent.alpha_h == 0.5
 
 
 def test_dqn_tamer_follows_h_early_and_q_once_alpha_h_is_gone():

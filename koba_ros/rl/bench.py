@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from koba_ros.errors import KobaError
-from koba_ros.rl.agents import AGENTS, AgentConfig, make_agent
+from koba_ros.rl.agents import AGENTS, ENV_AGENT_CONFIG, AgentConfig, make_agent
 from koba_ros.rl.credit import DEFAULT_DELAY, CreditAssigner
 from koba_ros.rl.delay import Delay
-from koba_ros.rl.envs import make_env, tabular_model
+from koba_ros.rl.envs import DEFAULT_ENCODING, ENCODINGS, make_env, state_codes, tabular_model
 from koba_ros.rl.human import HumanConfig, SimulatedHuman
 from koba_ros.rl.session import TrainingSession
 
@@ -31,11 +31,13 @@ class BenchConfig:
     seeds: int = 5
     episodes: int = 150
     human: HumanConfig = field(default_factory=HumanConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: AgentConfig | None = None   # None = the environment's (agents.ENV_AGENT_CONFIG)
     step_seconds: float = 1.0          # simulated time per step (the ROS learner's default rate is 1 Hz)
     credit_delay: str = str(DEFAULT_DELAY)
     credit_model: str = "onset"
     taxi_threshold: float = 0.0        # moving-average return that counts as solving Taxi (optimum is about 8)
+    q_encoding: str = ""               # state input of Q's network (envs.state_codes); "" = the env's default
+    h_encoding: str = ""               # ... of H's network
 
     def __post_init__(self):
         bad = [a for a in self.agents if a not in AGENTS]
@@ -47,6 +49,13 @@ class BenchConfig:
             raise KobaError(f"step_seconds must be > 0, got {self.step_seconds}")
         Delay.parse(self.credit_delay)
         self.make_env()  # validates env and layout
+        for encoding in (self.q_encoding, self.h_encoding):
+            if encoding and encoding not in ENCODINGS:
+                raise KobaError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+
+    @property
+    def agent_config(self) -> AgentConfig:
+        return self.agent or ENV_AGENT_CONFIG[self.env]
 
     def make_env(self):
         return make_env(self.env, **({"layout": self.layout} if self.env == "maze" else {}))
@@ -75,7 +84,11 @@ def build_run(config: BenchConfig, agent_name: str, seed: int):
     """Environment, agent, training session and (for agents that listen) simulated human of one run."""
     env = config.make_env()
     inner = env.unwrapped
-    agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, config.agent, seed)
+    q_default, h_default = DEFAULT_ENCODING[config.env]
+    q_codes = state_codes(env, config.q_encoding or q_default)
+    h_codes = state_codes(env, config.h_encoding or h_default)
+    agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, config.agent_config, seed, q_codes,
+                       h_codes)
     session = TrainingSession(env, agent, CreditAssigner(Delay.parse(config.credit_delay), config.credit_model),
                               seed=seed)
     human = None

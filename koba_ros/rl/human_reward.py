@@ -32,9 +32,10 @@ def weighted_squared(h: np.ndarray, value: np.ndarray, weight: np.ndarray) -> tu
 
 
 class HumanRewardModel:
-    def __init__(self, n_states: int, n_actions: int, config: HConfig, rng: np.random.Generator):
+    def __init__(self, n_states: int, n_actions: int, config: HConfig, rng: np.random.Generator,
+                 codes: np.ndarray | None = None):
         self.config, self.rng = config, rng
-        self.net = StateMLP(n_states, n_actions, config.hidden, config.lr, rng)
+        self.net = StateMLP(n_states, n_actions, config.hidden, config.lr, rng, codes=codes)
         self.memory = feedback_buffer(config.buffer)
         self.steps = 0
         self.feedback_count = 0

@@ -2,8 +2,10 @@
 
 Why not torch: at this size (one hidden layer of 64 units, a batch of 32) torch's per-call overhead is ~1 ms per
 update on this shared 2-core machine, ten times the arithmetic; the benchmark needs ~10^6 updates. Inputs are
-discrete states (maze cell, taxi code), so the first layer is an embedding: exactly a linear layer on a one-hot
-vector, without building the one-hot. Checkpoints still use torch tensors (torch.load(..., weights_only=True)).
+discrete states, each given as a few codes (rows of one embedding table, see envs.state_codes): one code per state
+(maze cell: a one-hot input) or one per factor (taxi row, column, passenger place, destination: a concatenation of
+one-hots). The first layer sums the codes' rows: exactly a linear layer on that (concatenated) one-hot vector,
+without building it. Checkpoints still use torch tensors (torch.load(..., weights_only=True)).
 """
 from __future__ import annotations
 
@@ -16,14 +18,21 @@ PARAMS = ("embed", "b1", "w2", "b2")
 
 
 class StateMLP:
-    """q = relu(E[s] + b1) @ W2 + b2, trained by Adam (Kingma & Ba 2015) on per-sample gradients of q(s, a); the
-    embedding rows get lazy (sparse) Adam updates, only where the batch touched them."""
+    """q = relu(sum_k E[codes[s, k]] + b1) @ W2 + b2, trained by Adam (Kingma & Ba 2015) on per-sample gradients of
+    q(s, a); the embedding rows get lazy (sparse) Adam updates, only where the batch touched them.
+
+    codes: (n_states, k) rows of the embedding table per state; None = one row per state (a plain one-hot input)."""
 
     def __init__(self, n_states: int, n_actions: int, hidden: int, lr: float, rng: np.random.Generator,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, codes: np.ndarray | None = None):
         self.lr, self.betas, self.eps = lr, betas, eps
+        self.codes = np.arange(n_states)[:, None] if codes is None else np.asarray(codes, dtype=np.int64)
+        if self.codes.ndim != 2 or len(self.codes) != n_states:
+            raise ValueError(f"codes must have shape ({n_states}, k), got {self.codes.shape}")
+        # Sums of k rows: scale the initial rows so that the first layer's input keeps the same spread.
+        scale = 0.5 / np.sqrt(self.codes.shape[1])
         bound = 1.0 / np.sqrt(hidden)
-        self.p = {"embed": rng.uniform(-0.5, 0.5, (n_states, hidden)), "b1": np.zeros(hidden),
+        self.p = {"embed": rng.uniform(-scale, scale, (int(self.codes.max()) + 1, hidden)), "b1": np.zeros(hidden),
                   "w2": rng.uniform(-bound, bound, (hidden, n_actions)), "b2": np.zeros(n_actions)}
         self.m = {k: np.zeros_like(v) for k, v in self.p.items()}
         self.v = {k: np.zeros_like(v) for k, v in self.p.items()}
@@ -31,13 +40,16 @@ class StateMLP:
 
     def __call__(self, states) -> np.ndarray:
         """(batch, n_actions) values for an array of states (or one row for a single state)."""
-        h = np.maximum(self.p["embed"][np.atleast_1d(states)] + self.p["b1"], 0.0)
+        h = np.maximum(self._first_layer(np.atleast_1d(states)), 0.0)
         return h @ self.p["w2"] + self.p["b2"]
+
+    def _first_layer(self, states: np.ndarray) -> np.ndarray:
+        return self.p["embed"][self.codes[states]].sum(axis=1) + self.p["b1"]
 
     def fit(self, states: np.ndarray, actions: np.ndarray,
             loss_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]]) -> float:
         """One Adam step. loss_and_grad(q_sa) returns the loss and dloss/dq_sa for the chosen actions."""
-        z = self.p["embed"][states] + self.p["b1"]
+        z = self._first_layer(states)
         h = np.maximum(z, 0.0)
         q = h @ self.p["w2"] + self.p["b2"]
         rows = np.arange(len(states))
@@ -45,9 +57,10 @@ class StateMLP:
         dq = np.zeros_like(q)
         dq[rows, actions] = dq_sa
         dz = (dq @ self.p["w2"].T) * (z > 0)
-        rows_used, inverse = np.unique(states, return_inverse=True)
+        codes = self.codes[states]  # every code of a sample gets that sample's dz
+        rows_used, inverse = np.unique(codes, return_inverse=True)
         embed_grad = np.zeros((len(rows_used), dz.shape[1]))
-        np.add.at(embed_grad, inverse, dz)
+        np.add.at(embed_grad, inverse.reshape(codes.shape), dz[:, None, :])
         self.t += 1
         for k, g in (("w2", h.T @ dq), ("b2", dq.sum(0)), ("b1", dz.sum(0))):
             self._adam(k, slice(None), g)

@@ -34,10 +34,11 @@ def huber(error: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 class QLearner:
-    def __init__(self, n_states: int, n_actions: int, config: QConfig, rng: np.random.Generator):
+    def __init__(self, n_states: int, n_actions: int, config: QConfig, rng: np.random.Generator,
+                 codes: np.ndarray | None = None):
         self.config, self.rng = config, rng
-        self.net = StateMLP(n_states, n_actions, config.hidden, config.lr, rng)
-        self.target = StateMLP(n_states, n_actions, config.hidden, config.lr, rng)
+        self.net = StateMLP(n_states, n_actions, config.hidden, config.lr, rng, codes=codes)
+        self.target = StateMLP(n_states, n_actions, config.hidden, config.lr, rng, codes=codes)
         self.target.copy_from(self.net)
         self.memory = transition_buffer(config.buffer)
         self.steps = 0
