@@ -1,6 +1,5 @@
 """tamer_learner_node + simulated_human_node over DDS: transitions and images flow out, the person's feedback
 flows back and is credited; bad feedback is dropped while the learner keeps stepping."""
-import json
 import math
 import time
 
@@ -10,12 +9,11 @@ pytestmark = pytest.mark.ros
 
 
 def test_learner_and_simulated_human_talk_over_dds(ros_context):
-    from koba_interfaces.msg import HumanFeedback
+    from koba_interfaces.msg import HumanFeedback, TamerTransition
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
-    from std_msgs.msg import String
 
     from koba_ros.nodes.simulated_human_node import SimulatedHumanNode
     from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
@@ -27,8 +25,7 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
         Parameter("delay", value="uniform:0.05:0.1")])
     probe = Node("tamer_probe", context=ros_context)
     seen = {"transition": [], "feedback": [], "image": []}
-    probe.create_subscription(String, "/tamer/transition", lambda m: seen["transition"].append(json.loads(m.data)),
-                              50)
+    probe.create_subscription(TamerTransition, "/tamer/transition", lambda m: seen["transition"].append(m), 50)
     probe.create_subscription(HumanFeedback, "/human_feedback", lambda m: seen["feedback"].append(m), 50)
     probe.create_subscription(Image, "/tamer/image", lambda m: seen["image"].append(m), 5)
     bad = probe.create_publisher(HumanFeedback, "/human_feedback", 10)
@@ -58,7 +55,10 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
         for n in (learner, human, probe):
             n.destroy_node()
     t = seen["transition"][-1]
-    assert {"episode", "state", "action", "reward", "next_state", "time", "alpha_h"} <= set(t)
+    assert t.env == "maze" and t.step >= 1 and t.total_steps >= 40 and 0 <= t.action < 4
+    assert 0.0 < t.alpha_h <= 1.0 and t.header.stamp.sec > 0  # stamped when shown: the person's reference
+    assert all(b.total_steps == a.total_steps + 1 for a, b in zip(seen["transition"][:-1], seen["transition"][1:],
+                                                                        strict=True))
     assert seen["image"] and seen["image"][0].encoding == "rgb8"
     simulated = [m for m in seen["feedback"] if m.source == "simulated"]
     assert len(simulated) >= 10 and all(m.value in (-1.0, 1.0) for m in simulated)

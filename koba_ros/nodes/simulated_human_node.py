@@ -1,14 +1,12 @@
-"""simulated_human_node: a modelled person watching /tamer/transition and reacting on /human_feedback.
+"""simulated_human_node: a modelled person watching /tamer/transition (TamerTransition) and reacting on
+/human_feedback.
 
 The same SimulatedHuman as the benchmark (koba_ros/rl/human.py: binary, delay, stochasticity, unsustainability,
 natural reaction), here on ROS time: a reaction is published when its time comes, stamped with that time.
 """
-import json
-
-from koba_interfaces.msg import HumanFeedback
+from koba_interfaces.msg import HumanFeedback, TamerTransition
 from rclpy.node import Node
 from rclpy.time import Time
-from std_msgs.msg import String
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
@@ -41,17 +39,16 @@ class SimulatedHumanNode(Node):
             raise KobaError(f"simulated_human_node: {exc}") from None
         self.env_name = env_name
         self.pub = self.create_publisher(HumanFeedback, "/human_feedback", 50)
-        self.create_subscription(String, "/tamer/transition", self.on_transition, 50)
+        self.create_subscription(TamerTransition, "/tamer/transition", self.on_transition, 50)
         self.create_timer(0.02, self.on_tick)  # reactions go out within 20 ms of their time
 
-    def on_transition(self, msg: String) -> None:
+    def on_transition(self, msg: TamerTransition) -> None:
         try:
-            t = json.loads(msg.data)
-            if t.get("env", self.env_name) != self.env_name:
-                raise KobaError(f"transition from env {t.get('env')!r}, but this person watches {self.env_name!r}")
-            self.human.watch(int(t["total_steps"]), int(t["state"]), int(t["action"]), int(t["next_state"]),
-                             bool(t["terminated"]), float(t["time"]))
-        except (KobaError, KeyError, ValueError, TypeError, IndexError) as exc:
+            if msg.env and msg.env != self.env_name:
+                raise KobaError(f"transition from env {msg.env!r}, but this person watches {self.env_name!r}")
+            shown_at = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            self.human.watch(msg.total_steps, msg.state, msg.action, msg.next_state, msg.terminated, shown_at)
+        except (KobaError, IndexError) as exc:
             self.get_logger().warning(f"cannot read transition: {exc}", throttle_duration_sec=5.0)
 
     def on_tick(self) -> None:

@@ -1,19 +1,18 @@
 """tamer_learner_node: runs the environment and the DQN-TAMER (or DQN, TAMER) agent in real time.
 
-Publishes /tamer/transition (std_msgs/String, one JSON object per step: episode, step, state, action, reward,
-next_state, terminated, truncated, time, ...) and /tamer/image (sensor_msgs/Image, rgb8: what the person watches).
+Publishes /tamer/transition (koba_interfaces/TamerTransition, one per step, stamped when the step was shown) and
+/tamer/image (sensor_msgs/Image, rgb8: what the person watches).
 Takes /human_feedback (koba_interfaces/HumanFeedback, stamped when the person reacted) and credits it to the steps
 shown before that stamp. Bad feedback (future or stale stamps, NaN, bursts, nothing to credit) is logged, throttled,
 and dropped; the learner keeps running. Writes learning curves (CSV, PNG) and checkpoints; `resume` continues.
 """
-import json
-from dataclasses import asdict
+import math
 from pathlib import Path
 
-from koba_interfaces.msg import HumanFeedback
+from koba_interfaces.msg import HumanFeedback, TamerTransition
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
@@ -23,10 +22,10 @@ from koba_ros.nodes.runtime import run_node
 class TamerLearnerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("tamer_learner_node", **kwargs)
-        from koba_ros.rl.agents import make_agent
+        from koba_ros.rl.agents import ENV_AGENT_CONFIG, make_agent
         from koba_ros.rl.credit import CreditAssigner
         from koba_ros.rl.delay import Delay
-        from koba_ros.rl.envs import make_env
+        from koba_ros.rl.envs import DEFAULT_ENCODING, make_env, state_codes
         from koba_ros.rl.session import FeedbackLimits, TrainingSession
 
         env_name = declare(self, "env", "maze", "Environment: maze (koba/Maze-v0) or taxi.")
@@ -52,7 +51,8 @@ class TamerLearnerNode(Node):
         try:
             options = {"layout": layout} if env_name == "maze" else {}
             env = make_env(env_name, render_mode="rgb_array", **options)
-            agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, seed=seed)
+            agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, ENV_AGENT_CONFIG[env_name],
+                               seed, *(state_codes(env, e) for e in DEFAULT_ENCODING[env_name]))
             credit = CreditAssigner(Delay.parse(credit_delay), credit_model)
         except KobaError as exc:
             raise KobaError(f"tamer_learner_node: {exc}") from None
@@ -62,7 +62,7 @@ class TamerLearnerNode(Node):
             from koba_ros.rl.train import load_checkpoint
             load_checkpoint(Path(self.output_dir) / "checkpoint.pt", agent, self.session, env_name)
             self.get_logger().info(f"resumed at episode {len(self.session.episodes)}")
-        self.transition_pub = self.create_publisher(String, "/tamer/transition", 50)
+        self.transition_pub = self.create_publisher(TamerTransition, "/tamer/transition", 50)
         self.image_pub = self.create_publisher(Image, "/tamer/image", 2)
         self.create_subscription(HumanFeedback, "/human_feedback", self.on_feedback, 100)
         self.create_timer(1.0 / rate_hz, self.on_step)
@@ -74,8 +74,7 @@ class TamerLearnerNode(Node):
     def on_step(self) -> None:
         episodes_before = len(self.session.episodes)
         record = self.session.step(self.now())
-        self.transition_pub.publish(String(data=json.dumps({**asdict(record), "env": self.env_name,
-                                                            **self.session.agent.stats()})))
+        self.transition_pub.publish(self.transition_message(record))
         if self.publish_images:
             self.publish_image()
         if len(self.session.episodes) > episodes_before:
@@ -84,6 +83,17 @@ class TamerLearnerNode(Node):
                                    f"goal {last.reached_goal}, feedback so far {last.feedback}")
             if self.output_dir and len(self.session.episodes) % max(1, self.save_every) == 0:
                 self.save()
+
+    def transition_message(self, record) -> TamerTransition:
+        stats = self.session.agent.stats()
+        msg = TamerTransition(env=self.env_name, episode=record.episode, step=record.step,
+                              total_steps=record.total_steps, state=record.state, action=record.action,
+                              reward=record.reward, next_state=record.next_state, terminated=record.terminated,
+                              truncated=record.truncated, epsilon=float(stats["epsilon"]),
+                              feedback=int(stats["feedback"]), alpha_h=float(stats.get("alpha_h", math.nan)))
+        msg.header.stamp = Time(nanoseconds=int(record.time * 1e9)).to_msg()
+        msg.header.frame_id = "tamer_view"
+        return msg
 
     def publish_image(self) -> None:
         frame = self.session.env.render()
