@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from koba_ros.rl.agents import ENV_AGENT_CONFIG
 from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench, summarize
 from koba_ros.rl.human import HumanConfig
 
@@ -116,6 +117,8 @@ def main():
     p.add_argument("--no-sweep", action="store_true")
     p.add_argument("--sweep-episodes", type=int, default=100, help="Episodes per sweep run (unsolved = this + 1).")
     p.add_argument("--sweep-params", default="p_wrong,p_feedback", help="Which human parameters the sweep varies.")
+    p.add_argument("--alpha-h", type=float, default=None, help="DQN-TAMER's initial alpha_h instead of the "
+                   "environment's (agents.ENV_AGENT_CONFIG); keep such a run out of --merge with the default one.")
     p.add_argument("--out", default="")
     p.add_argument("--markdown", action="store_true", help="With --merge: print the tables as Markdown.")
     p.add_argument("--merge", nargs="+", default=[], metavar="DIR", help="Combine earlier runs' bench.json files.")
@@ -138,8 +141,9 @@ def main():
     report = {"tables": {}, "sweep": []}
     for env in filter(None, args.envs.split(",")):
         print(f"{env}: {args.agents} x {args.seeds} seeds", file=sys.stderr, flush=True)
+        agent = ENV_AGENT_CONFIG[env] if args.alpha_h is None else replace(ENV_AGENT_CONFIG[env], alpha_h=args.alpha_h)
         result = run_bench(BenchConfig(env=env, agents=tuple(args.agents.split(",")), seeds=args.seeds,
-                                       episodes=EPISODES[env]), progress=log)
+                                       episodes=EPISODES[env], agent=agent), progress=log)
         if out:
             plot_curves(result, str(out / f"{env}_curves.png"))
         report["tables"][env] = slim(result)

@@ -53,8 +53,9 @@ TAXI_AGENT = AgentConfig(
     h=HConfig(train_every=10),         # replaying ~1400 labels every step for 50k steps overfits H (its greedy
     #                                    action got worse once feedback faded); every 10th step does not
     eps_decay_steps=20000,             # ~100 episodes of exploration: fewer left DQN never delivering
-    eps_decay_steps_with_human=20000,
-    alpha_h=10.0)                      # H in [-1, 1] against Q's action gaps of ~1-10: weight H in reward units
+    eps_decay_steps_with_human=20000)  # alpha_h stays 1: H breaks Q's early ties and steers exploration, and Q can
+#                                        still overrule H's wrong states; alpha_h = 10 (H in reward units) let H's
+#                                        mistakes (wall bumps, illegal pick-ups repeated in a loop) win: 0/5 solved
 ENV_AGENT_CONFIG = {"maze": AgentConfig(), "taxi": TAXI_AGENT}
 
 
