@@ -1,14 +1,12 @@
 """End to end over DDS with only std_msgs: `koba up picking --headless` in a child process; this client types
 instructions on /instruction, hears the robot on /speech/say, answers its question, and hears how the pick ended."""
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
 from rclpy.node import Node
 
-from test.rostools import spin_until
+from test.rostools import spin_until, stop_process
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -37,10 +35,5 @@ def test_plain_std_msgs_client_drives_a_pick_with_a_question(ros_context, tmp_pa
         assert spin_until(node, lambda: "Done." in said or any(s.startswith("I couldn't") for s in said), 150), said
     finally:
         node.destroy_node()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc, timeout=20)
         log.close()

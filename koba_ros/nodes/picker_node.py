@@ -103,6 +103,9 @@ class PickerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("picker_node", **kwargs)
         state_timeout = declare(self, "joint_state_timeout", 5.0, "Wait this long for /joint_states, s.")
+        self.frame_latency = declare(self, "frame_latency", 1.0,
+                                     "Objects arriving this long after a request can still come from an older frame, "
+                                     "s (render + perception pipeline delay).")
         self.perception_timeout = declare(self, "perception_timeout", 5.0,
                                           "Wait this long for a fresh /perception/objects, s.")
         group = ReentrantCallbackGroup()
@@ -122,7 +125,9 @@ class PickerNode(Node):
         """The first /perception/objects that arrives from now on (the arm has moved: older ones are stale)."""
         asked = time.monotonic()
         while time.monotonic() - asked < self.perception_timeout:
-            if self.objects_time > asked + 0.3:
+            # Objects must come from a frame captured after the ask; frames already in the render and perception
+            # pipeline arrive up to a few hundred ms later on a loaded CPU.
+            if self.objects_time > asked + self.frame_latency:
                 return self.objects
             time.sleep(0.05)
         return None
