@@ -15,6 +15,7 @@ Every agent has the same interface: act(state), observe(...), feedback(value, cr
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -59,7 +60,7 @@ TAXI_AGENT = AgentConfig(
 ENV_AGENT_CONFIG = {"maze": AgentConfig(), "taxi": TAXI_AGENT}
 
 
-class Agent:
+class Agent(ABC):
     """Base: exploration schedule, checkpoints, stats. Subclasses define scores() and which learners they train."""
     name = "agent"
     uses_feedback = False
@@ -81,8 +82,9 @@ class Agent:
         c = self.config
         return c.eps_end + (c.eps_start - c.eps_end) * max(0.0, 1.0 - self.steps / max(1, self.eps_decay_steps))
 
+    @abstractmethod
     def scores(self, state: int) -> np.ndarray:
-        raise NotImplementedError
+        """The per-action values the agent acts greedily on (Q, H, or their mix)."""
 
     def act(self, state: int, explore: bool = True) -> int:
         if not 0 <= int(state) < self.n_states:
@@ -95,10 +97,10 @@ class Agent:
     def observe(self, state, action, reward, next_state, terminated, truncated) -> None:
         self.steps += 1
 
-    def end_episode(self, reached_goal: bool) -> None:
+    def end_episode(self, reached_goal: bool) -> None:  # noqa: B027 - optional hook, a no-op by default
         pass
 
-    def feedback(self, value: float, credits: list[Credit]) -> None:
+    def feedback(self, value: float, credits: list[Credit]) -> None:  # noqa: B027 - agents without H ignore it
         pass
 
     @property

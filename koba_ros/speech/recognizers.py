@@ -28,6 +28,7 @@ WhisperRecognizer (koba_ros.speech.whisper_backend) runs when a checkpoint file 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,19 +57,22 @@ class Hypothesis:
     model: str = ""                        # which model produced the text (domain | general | a checkpoint)
 
 
-class Recognizer:
+class Recognizer(ABC):
     """Streaming interface; recognize() decodes a whole utterance at once."""
 
     backend = ""
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abstractmethod
     def feed(self, samples: np.ndarray) -> None:
-        raise NotImplementedError
+        """See the class docstring."""
 
+    @abstractmethod
     def finish(self) -> Hypothesis:
-        raise NotImplementedError
+        """See the class docstring."""
 
     def abort(self) -> None:
         """End the utterance without a result (the robot's own voice, steady noise)."""
