@@ -4,26 +4,32 @@ Inputs: /instruction (std_msgs/String), /speech/utterance (koba_interfaces/Utter
 and the latest /perception/objects (koba_interfaces/DetectedObjectArray). Outputs: /grounding/result
 (koba_interfaces/GroundingResult) each turn, the robot's words on /speech/say (std_msgs/String), and a
 koba_interfaces/action/PickPlace goal when the instruction is resolved. While a question is open the next
-text is its answer; "stop" / "cancel" cancels a running goal (or the open question). Lifecycle: the
-model loads on configure.
+text is its answer. "stop" / "cancel" cancels the running goal, a goal still waiting to be accepted (as soon
+as it is), the open question or a turn still being thought about: stop words are heard by their own
+subscriptions in their own callback group, so they never wait behind a grounding turn and are never read as
+an instruction. Lifecycle: the model loads on configure.
 """
 from __future__ import annotations
 
 import threading
 
+from action_msgs.msg import GoalStatus
 from koba_interfaces.action import PickPlace
 from koba_interfaces.msg import DetectedObjectArray, GroundingResult, Utterance
 from rclpy.action import ActionClient
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from std_msgs.msg import String
 
 from koba_ros.errors import KobaError
 from koba_ros.grounding import lexicon
-from koba_ros.grounding.dialogue import Dialogue, Settings
+from koba_ros.grounding.dialogue import Dialogue, Reply, Settings
 from koba_ros.grounding.messages import fill_result
 from koba_ros.nodes.params import declare, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.perception.messages import msg_to_objects
+
+STOP_MAX_WORDS = 4   # "please stop now robot"; a longer text with a stop word in it goes to the dialogue
 
 
 class GroundingNode(LifecycleNode):
@@ -46,8 +52,16 @@ class GroundingNode(LifecycleNode):
         self.grounder = None
         self.objects = []
         self.dialogue: Dialogue | None = None
-        self.goal_handle = None
-        self.lock = threading.Lock()
+        # Turns run one at a time in the turn group; stop words and the goal's callbacks run in the goal group,
+        # so a stop is handled while a slow grounding turn is still running. goal_lock guards what both touch.
+        self.turn_group = MutuallyExclusiveCallbackGroup()
+        self.goal_group = MutuallyExclusiveCallbackGroup()
+        self.goal_lock = threading.Lock()
+        self.goal_handle = None          # accepted, running goal
+        self.goal_pending = False        # sent, not yet accepted
+        self.cancel_on_accept = False
+        self.stops = 0                   # stop commands heard; a turn that began before the latest one is void
+        self.turn_running = False
         self.result_pub = self.say_pub = None
         self.subs = []
         self.action = None
@@ -63,14 +77,17 @@ class GroundingNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.result_pub = self.create_lifecycle_publisher(GroundingResult, "/grounding/result", 10)
         self.say_pub = self.create_lifecycle_publisher(String, "/speech/say", 10)
-        self.action = ActionClient(self, PickPlace, self.action_name)
+        self.action = ActionClient(self, PickPlace, self.action_name, callback_group=self.goal_group)
         self.get_logger().info(f"grounding model loaded ({self.grounder.encoder_kind} text encoder)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        turn, goal = self.turn_group, self.goal_group
         self.subs = [
-            self.create_subscription(String, "/instruction", lambda m: self.on_text(m.data), 10),
-            self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10),
+            self.create_subscription(String, "/instruction", lambda m: self.on_text(m.data), 10, callback_group=turn),
+            self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10, callback_group=turn),
+            self.create_subscription(String, "/instruction", lambda m: self.on_stop(m.data), 10, callback_group=goal),
+            self.create_subscription(Utterance, "/speech/utterance", self.on_stop_utterance, 10, callback_group=goal),
             self.create_subscription(DetectedObjectArray, "/perception/objects", self.on_objects,
                                      sensor_qos(self.objects_reliability, depth=1)),
         ]
@@ -94,41 +111,77 @@ class GroundingNode(LifecycleNode):
         if msg.confidence >= self.min_confidence:
             self.on_text(msg.text)
 
-    def on_text(self, text: str) -> None:
-        with self.lock:
-            try:
-                self.respond(text)
-            except KobaError as exc:      # e.g. objects whose features do not fit the model
-                self.get_logger().error(str(exc))
-                self.say(f"Sorry, I can't do that: {exc}")
+    def on_stop_utterance(self, msg: Utterance) -> None:
+        if msg.confidence >= self.min_confidence:
+            self.on_stop(msg.text)
 
-    def respond(self, text: str) -> None:  # not "handle": rclpy Node owns that name
-        if lexicon.is_cancel(text) and self.goal_handle is not None:
-            self.goal_handle.cancel_goal_async()
-            self.dialogue = None
-            self.say("Stopping.")
+    def on_text(self, text: str) -> None:
+        """A dialogue turn (turn group). Stop words are the goal group's business, never an instruction."""
+        if is_stop(text):
             return
-        if self.dialogue is not None and self.dialogue.pending:
-            reply = self.dialogue.answer(text)
+        with self.goal_lock:
+            stops = self.stops
+            self.turn_running = True
+        try:
+            self.respond(text, stops)
+        except KobaError as exc:      # e.g. objects whose features do not fit the model
+            self.get_logger().error(str(exc))
+            self.say(f"Sorry, I can't do that: {exc}")
+        finally:
+            self.turn_running = False
+
+    def respond(self, text: str, stops: int) -> None:  # not "handle": rclpy Node owns that name
+        dialogue = self.dialogue
+        if dialogue is not None and dialogue.pending:
+            reply = dialogue.answer(text)
         else:
-            self.dialogue = Dialogue(self.grounder, self.objects, self.settings)
-            reply = self.dialogue.start(text)
-        msg = GroundingResult()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "base_link"
-        fill_result(msg, text, reply, self.dialogue.objects, None)
-        self.result_pub.publish(msg)
-        self.say(reply.text)
-        if reply.status == "done":
-            self.send_goal(self.dialogue.objects[reply.target], reply.destination)
-        if reply.status != "question":
+            dialogue = Dialogue(self.grounder, self.objects, self.settings)
+            reply = dialogue.start(text)
+        with self.goal_lock:
+            if self.stops != stops:       # "stop" came while this turn was thinking: drop its outcome
+                self.dialogue = None
+                return
+            self.publish_result(text, reply, dialogue.objects)
+            self.say(reply.text)
+            if reply.status == "done":
+                self.send_goal(dialogue.objects[reply.target], reply.destination)
+            self.dialogue = dialogue if reply.status == "question" else None
+
+    def on_stop(self, text: str) -> None:
+        """Stop / cancel (goal group): cancel the running goal, or the one waiting to be accepted, or the open
+        question, or the turn still being thought about -- without waiting for that turn to finish."""
+        if not is_stop(text):
+            return
+        with self.goal_lock:
+            self.stops += 1
+            moving = self.goal_handle is not None or self.goal_pending
+            if self.goal_handle is not None:
+                self.goal_handle.cancel_goal_async()
+            elif self.goal_pending:
+                self.cancel_on_accept = True     # cancelled in on_goal_response, as soon as it is accepted
+            talking = self.turn_running or (self.dialogue is not None and self.dialogue.pending)
             self.dialogue = None
+            if moving:
+                self.say("Stopping.")
+            elif talking:
+                self.publish_result(text, Reply("cancelled", "Okay, I won't move anything."), [])
+                self.say("Okay, I won't move anything.")
+            else:
+                self.say("Okay. Nothing is moving.")
 
     # --- outputs -----------------------------------------------------------------------------
     def say(self, text: str) -> None:
         self.say_pub.publish(String(data=text))
 
+    def publish_result(self, text: str, reply: Reply, objects) -> None:
+        msg = GroundingResult()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "base_link"
+        fill_result(msg, text, reply, objects, None)
+        self.result_pub.publish(msg)
+
     def send_goal(self, obj, destination: str) -> None:
+        """Send the PickPlace goal (called with goal_lock held)."""
         goal = PickPlace.Goal(object_id=obj.id, destination=destination)
         goal.pick_position.x, goal.pick_position.y, goal.pick_position.z = (float(v) for v in obj.position)
         goal.object_size.x, goal.object_size.y, goal.object_size.z = (float(v) for v in obj.size)
@@ -136,20 +189,35 @@ class GroundingNode(LifecycleNode):
             self.get_logger().warning(f"no PickPlace server on {self.action_name}; goal not sent")
             self.say("I can't reach the arm right now.")
             return
+        self.goal_pending, self.cancel_on_accept = True, False
         self.action.send_goal_async(goal).add_done_callback(self.on_goal_response)
 
     def on_goal_response(self, future) -> None:
         handle = future.result()
-        if not handle.accepted:
-            self.say("The arm refused that move.")
-            return
-        self.goal_handle = handle
+        with self.goal_lock:
+            self.goal_pending = False
+            if not handle.accepted:
+                self.say("The arm refused that move.")
+                return
+            self.goal_handle = handle
+            if self.cancel_on_accept:          # a stop arrived while the goal waited for acceptance
+                self.cancel_on_accept = False
+                handle.cancel_goal_async()
         handle.get_result_async().add_done_callback(self.on_goal_result)
 
     def on_goal_result(self, future) -> None:
-        self.goal_handle = None
-        result = future.result().result
-        self.say("Done." if result.success else f"I couldn't finish: {result.message}")
+        with self.goal_lock:
+            self.goal_handle = None
+        response = future.result()
+        if response.status == GoalStatus.STATUS_CANCELED:
+            self.say("Stopped.")
+        else:
+            self.say("Done." if response.result.success else f"I couldn't finish: {response.result.message}")
+
+
+def is_stop(text: str) -> bool:
+    """A short command containing a stop word ("stop", "cancel", "never mind"...); longer texts are dialogue."""
+    return lexicon.is_cancel(text) and len(lexicon.words(text)) <= STOP_MAX_WORDS
 
 
 def main(args=None):
