@@ -4,6 +4,10 @@ Scenes: rendered and perceived by the real segmenter (seeds 100000.., never used
 Instructions: the "test" split of the generator (templates, box phrasings and synonyms never seen in
 training). Prints one JSON object.
 
+A model with the catalog head reads the catalog's texts, which list the held-out object words ("can",
+"round thing") although training never said them. `--without-catalog-words` adds the same model reading
+the catalog without the held-out and validation words: what it does for words the catalog does not list.
+
     .venv/bin/python bench/grounding.py [--scenes 60] [--models models/grounding/grounding.pt ...]
 """
 from __future__ import annotations
@@ -16,11 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from koba_ros.cli import print_json
+from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.evaluation import bench_samples, evaluate_grounder, latency_ms
 from koba_ros.grounding.grounder import Grounder, default_model_path
+from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS
 from koba_ros.grounding.scenes import perceived_scenes, render_and_perceive
 from koba_ros.grounding.symbolic import SymbolicGrounder
 from koba_ros.grounding.training import make_samples
+from koba_ros.sim.catalog import load_catalog
 
 
 def main(argv=None) -> int:
@@ -28,8 +35,12 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", type=int, default=60, help="Held-out rendered scenes (default 60).")
     ap.add_argument("--models", nargs="*", default=None, help="Learned model files (default: the committed ones).")
     ap.add_argument("--train-scenes", type=int, default=300, help="Scenes the symbolic prototypes are read from.")
-    ap.add_argument("--split", choices=["test", "train"], default="test",
-                    help="Phrasings: test = held out (default), train = the training phrasings on unseen scenes.")
+    ap.add_argument("--split", choices=["test", "train", "val"], default="test",
+                    help="Phrasings: test = held out (default), train = the training phrasings on unseen scenes, "
+                         "val = the validation phrasings.")
+    ap.add_argument("--without-catalog-words", action="store_true",
+                    help="Also run each catalog model with the held-out/validation words taken out of its catalog.")
+    ap.add_argument("--no-symbolic", action="store_true", help="Skip the symbolic baseline (its latency is the unit).")
     args = ap.parse_args(argv)
     import torch
 
@@ -39,11 +50,19 @@ def main(argv=None) -> int:
     samples = bench_samples(test_scenes, split=args.split)
     big = render_and_perceive(424242, 40)   # the latency scene: 40 objects, as many as the paper's scenes hold
     latency_texts = [s.text + f" ({k})" for k, s in enumerate(make_samples([big], "test", 40, 99))]
-    grounders = {"symbolic": SymbolicGrounder(perceived_scenes(range(0, args.train_scenes), progress=False))}
+    grounders = {}
+    if not args.no_symbolic:
+        grounders["symbolic"] = SymbolicGrounder(perceived_scenes(range(0, args.train_scenes), progress=False))
     for path in models:
         g = Grounder(path)
         name = f"learned_{g.encoder_kind}"
-        grounders[name if name not in grounders else f"{name}_{Path(path).stem}"] = g   # two files, one encoder
+        name = name if name not in grounders else f"{name}_{Path(path).parent.name}_{Path(path).stem}"  # one encoder
+        grounders[name] = g
+        if args.without_catalog_words and g.net.catalog is not None:
+            blind = Grounder(path)
+            blind.net.set_catalog(catalog_phrases(load_catalog(), blind.net.catalog.entries,
+                                                  leave_out=HELD_OUT_WORDS | VAL_WORDS), blind.encoder)
+            grounders[f"{name}_catalog_without_held_out_words"] = blind
     result = {"scenes": len(test_scenes), "phrasings": args.split,
               "samples": {k: len(v) for k, v in samples.items()}, "results": {}}
     for name, g in grounders.items():
@@ -52,9 +71,10 @@ def main(argv=None) -> int:
         metrics["latency"] = latency_ms(g, big.objects, latency_texts)
         metrics["eval_seconds"] = round(time.perf_counter() - start, 1)
         result["results"][name] = metrics
-    sym = result["results"]["symbolic"]["latency"]["median_ms"]
-    for m in result["results"].values():
-        m["latency"]["vs_symbolic"] = round(m["latency"]["median_ms"] / max(sym, 1e-6), 1)
+    if "symbolic" in result["results"]:
+        sym = result["results"]["symbolic"]["latency"]["median_ms"]
+        for m in result["results"].values():
+            m["latency"]["vs_symbolic"] = round(m["latency"]["median_ms"] / max(sym, 1e-6), 1)
     result["latency_objects"] = len(big.objects)
     print_json(result)
     return 0

@@ -7,8 +7,6 @@ relation module uses it for "the cube to the left of the duck".
 """
 from __future__ import annotations
 
-import colorsys
-
 import numpy as np
 
 from koba_ros.errors import KobaError
@@ -23,34 +21,49 @@ def _centres(objects: list[PerceivedObject]) -> np.ndarray:
     return np.array([(o.bbox[0] + o.bbox[2] / 2, o.bbox[1] + o.bbox[3] / 2) for o in objects], dtype=np.float32)
 
 
+def _hue_sat_val(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """colorsys.rgb_to_hsv for rows of RGB in [0, 1]."""
+    v, low = rgb.max(1), rgb.min(1)
+    span = v - low
+    s = np.where(v > 0, span / np.maximum(v, 1e-12), 0.0)
+    safe = np.maximum(span, 1e-12)
+    rc, gc, bc = ((v[:, None] - rgb) / safe[:, None]).T
+    h = np.where(rgb[:, 0] == v, bc - gc, np.where(rgb[:, 1] == v, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = np.where(span > 0, (h / 6.0) % 1.0, 0.0)
+    return h, s, v
+
+
 def object_features(objects: list[PerceivedObject], appearance_dim: int) -> np.ndarray:
-    """(N, BASE_DIM + appearance_dim) float32."""
+    """(N, BASE_DIM + appearance_dim) float32, computed for all objects at once (a per-object loop cost ~14 ms
+    at 36 objects, a fifth of a grounding turn)."""
     n = len(objects)
     out = np.zeros((n, BASE_DIM + appearance_dim), dtype=np.float32)
     if n == 0:
         return out
+    rgb = np.clip(np.array([o.mean_rgb for o in objects], dtype=np.float32), 0, 1)
+    h, s, v = _hue_sat_val(rgb.astype(np.float64))
+    size = np.clip(np.array([o.size for o in objects], dtype=np.float32) * 20, 0, 5)
+    boxes = np.array([o.box for o in objects])
+    box = (boxes[:, None] == np.array(BOXES)[None, :]).astype(np.float32)
+    # place in the box: ranks among the objects sharing it, extremes, how many share it
     centres = _centres(objects)
-    for i, o in enumerate(objects):
-        rgb = np.clip(np.asarray(o.mean_rgb, dtype=np.float32), 0, 1)
-        h, s, v = colorsys.rgb_to_hsv(*rgb)
-        mates = [j for j, m in enumerate(objects) if m.box == o.box]
-        xr = sum(centres[j, 0] < centres[i, 0] for j in mates) / max(len(mates) - 1, 1)
-        yr = sum(centres[j, 1] < centres[i, 1] for j in mates) / max(len(mates) - 1, 1)
-        box = np.zeros(4, np.float32)
-        if o.box in BOXES:
-            box[BOXES.index(o.box)] = 1
-        place = [xr, yr, float(xr == 0 and len(mates) > 1), float(xr == 1 and len(mates) > 1), len(mates) / 10,
-                 float(len(mates) == 1)]
-        size = np.clip(np.asarray(o.size, dtype=np.float32) * 20, 0, 5)
-        out[i, :BASE_DIM] = np.concatenate([rgb, [np.cos(2 * np.pi * h) * s, np.sin(2 * np.pi * h) * s, v], size, box,
-                                            place])
-        if appearance_dim:
+    same = boxes[:, None] == boxes[None, :]
+    mates = same.sum(1)
+    denom = np.maximum(mates - 1, 1)
+    xr = (same & (centres[None, :, 0] < centres[:, None, 0])).sum(1) / denom
+    yr = (same & (centres[None, :, 1] < centres[:, None, 1])).sum(1) / denom
+    several = mates > 1
+    place = np.stack([xr, yr, (xr == 0) & several, (xr == 1) & several, mates / 10, mates == 1], 1)
+    hue = np.stack([np.cos(2 * np.pi * h) * s, np.sin(2 * np.pi * h) * s, v], 1)
+    out[:, :BASE_DIM] = np.concatenate([rgb, hue, size, box, place], 1)
+    if appearance_dim:
+        for o in objects:
             if o.features is None:
                 raise KobaError(f"object {o.id} has no appearance features; the model expects {appearance_dim}")
-            f = np.asarray(o.features, dtype=np.float32).ravel()
-            if f.size != appearance_dim:
-                raise KobaError(f"object {o.id} has {f.size} appearance features; the model expects {appearance_dim}")
-            out[i, BASE_DIM:] = np.nan_to_num(f)
+            if np.size(o.features) != appearance_dim:
+                raise KobaError(f"object {o.id} has {np.size(o.features)} appearance features; "
+                                f"the model expects {appearance_dim}")
+        out[:, BASE_DIM:] = np.nan_to_num(np.array([o.features for o in objects], dtype=np.float32).reshape(n, -1))
     return out
 
 

@@ -29,37 +29,55 @@ TEMPLATES = {
     "test": ["could you move {obj} over to {dest}?", "I'd like {obj} in {dest}", "grab {obj} and drop it into {dest}",
              "{dest} is where {obj} should go", "please transfer {obj} to {dest}",
              "would you mind putting {obj} in {dest}", "hey robot, {obj} needs to go to {dest}"],
+    "val": ["bring {obj} over to {dest}", "{polite} set {obj} down in {dest}", "{obj} belongs in {dest}",
+            "get {obj} into {dest} {tail}", "I would love {obj} in {dest}"],
 }
 NO_DEST_TEMPLATES = {
     "train": ["pick up {obj}", "grab {obj}", "move {obj}", "{polite} pick up {obj}", "take {obj}"],
     "test": ["could you take {obj}?", "I want {obj} moved", "fetch {obj} for me"],
+    "val": ["lift {obj}", "{polite} get hold of {obj}"],
 }
-POLITE = {"train": ["please", "can you", "robot,", "", "okay,"], "test": ["could you", "would you kindly", "hey,"]}
-TAIL = {"train": ["please", "thanks", "", "now"], "test": ["if you don't mind", "thank you"]}
+POLITE = {"train": ["please", "can you", "robot,", "", "okay,"], "test": ["could you", "would you kindly", "hey,"],
+          "val": ["pretty please", "hi robot,"]}
+TAIL = {"train": ["please", "thanks", "", "now"], "test": ["if you don't mind", "thank you"],
+        "val": ["cheers", "right away"]}
 BOX_PHRASES = {
     "train": ["the {v} {h} box", "the {v}-{h} bin", "the box in the {v} {h}", "{v} {h}", "the {v} {h} container",
               "the {v} {h} tray", "the {vb} box on the {h}", "the {v} {h} compartment", "the {v} {h} section",
               "the one at the {v} {h}", "the {h}-hand box in the {vb} row", "the {v} {h} area"],
     "test": ["the {v} {h} corner", "the box at the {v} {h}", "the {h} box at the {vb}", "the {v} {h} one"],
+    "val": ["the {v} {h} slot", "the {vb} {h} spot"],
 }
 VERT = {"top": ["top", "upper"], "bottom": ["bottom", "lower"]}
 LOCATION = {"train": ["{np} in {box}", "{np} from {box}", "{np} located in {box}", "{np} which is in {box}",
                       "{np} inside {box}", "{np} over in {box}"],
-            "test": ["{np} sitting in {box}", "{np} that is in {box}"]}
+            "test": ["{np} sitting in {box}", "{np} that is in {box}"],
+            "val": ["{np} lying in {box}", "{np} placed in {box}"]}
 ANSWER_BOX = ["the one in the {v} {h} box", "{v} {h}", "the {v} {h} one", "in the {v} {h}"]
+# Training also has extremes that say "to the left" without "of X" (the held-out "furthest to the left" was
+# read as a relation when "to the left" was always followed by a landmark in training).
 EXTREME = {"train": {"left": ["the leftmost {n}", "the {n} on the left", "the left-most {n}",
-                              "the {n} at the far left"],
+                              "the {n} at the far left", "the {n} most to the left",
+                              "the {n} closest to the left edge"],
                      "right": ["the rightmost {n}", "the {n} on the right", "the right-most {n}",
-                               "the {n} at the far right"]},
-           "test": {"left": ["the {n} furthest to the left"], "right": ["the {n} furthest to the right"]}}
+                               "the {n} at the far right", "the {n} most to the right",
+                               "the {n} closest to the right edge"]},
+           "test": {"left": ["the {n} furthest to the left"], "right": ["the {n} furthest to the right"]},
+           "val": {"left": ["the {n} on the extreme left"], "right": ["the {n} on the extreme right"]}}
 RELATION = {"train": {"left": ["the {n} to the left of {lm}", "the {n} on the left side of {lm}"],
                       "right": ["the {n} to the right of {lm}", "the {n} on the right side of {lm}"]},
-            "test": {"left": ["the {n} left of {lm}"], "right": ["the {n} right of {lm}"]}}
-GENERIC = {"train": ["one", "thing", "object"], "test": ["item"]}
+            "test": {"left": ["the {n} left of {lm}"], "right": ["the {n} right of {lm}"]},
+            "val": {"left": ["the {n} on {lm}'s left"], "right": ["the {n} on {lm}'s right"]}}
+GENERIC = {"train": ["one", "thing", "object"], "test": ["item"], "val": ["thingy"]}
 HELD_OUT_WORDS = {"rubber duckie", "bath toy", "stuffed bear", "plushie", "coffee cup", "tea cup", "football",
                   "building block", "block of wood", "domino piece", "square block", "round thing", "can",
                   "the little yellow bird", "the cuddly bear", "the thing you drink coffee from", "the ball you kick",
                   "the small building toy", "the light brown piece of wood", "the spotted white piece"}
+# Validation phrasings: in neither training nor test; they choose the epoch and fit the temperatures, so the
+# asking threshold is calibrated on wording the model has not seen (without looking at the test split).
+VAL_WORDS = {"ducky", "stuffed animal", "coffee mug", "lego block", "wooden piece", "domino tile", "tube", "sphere",
+             "the squeaky bath toy", "the soft brown toy"}
+SPLITS = ("train", "val", "test")
 COLOURS = ("red", "green", "blue", "yellow", "white", "brown", "tan")
 KINDS = ("clear", "ambiguous", "absent", "no_box")
 
@@ -77,14 +95,21 @@ class Sample:
     answer_destination: str | None = None
     landmark: int | None = None
     tags: list[str] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)   # catalog entries the object words fit (present or not)
+
+
+def word_split(word: str) -> str:
+    """Which split a catalog synonym or description belongs to."""
+    return "test" if word in HELD_OUT_WORDS else "val" if word in VAL_WORDS else "train"
 
 
 def _names_with(split: str, entry) -> list[str]:
-    return [s for s in entry.synonyms if (s in HELD_OUT_WORDS) == (split == "test")] or list(entry.synonyms)
+    own = [s for s in entry.synonyms if word_split(s) == split]
+    return own or [s for s in entry.synonyms if word_split(s) == "train"]
 
 
 def _descriptions(split: str, entry) -> list[str]:
-    return [d for d in entry.descriptions if (d in HELD_OUT_WORDS) == (split == "test")]
+    return [d for d in entry.descriptions if word_split(d) == split]
 
 
 def box_phrase(box: str, split: str, rng) -> str:
@@ -98,8 +123,8 @@ def _centre_x(obj: PerceivedObject) -> float:
 
 class InstructionGenerator:
     def __init__(self, split: str, seed: int = 0):
-        if split not in ("train", "test"):
-            raise ValueError("split is train or test")
+        if split not in SPLITS:
+            raise ValueError(f"split is one of {SPLITS}")
         self.split, self.rng, self.catalog = split, np.random.default_rng(seed), load_catalog()
 
     # A noun phrase for a catalog entry, and which entries it fits.
@@ -123,6 +148,9 @@ class InstructionGenerator:
     def _fits(self, fits, names) -> list[int]:
         return [i for i, n in enumerate(names) if fits(self.catalog[n])]
 
+    def _entries(self, fits) -> list[str]:
+        return [n for n, e in self.catalog.items() if fits(e)]
+
     def sample(self, objects: list[PerceivedObject], names: list[str], kind: str) -> Sample | None:
         """One instruction of this kind about the scene, or None when the scene cannot support it."""
         rng, split = self.rng, self.split
@@ -136,7 +164,7 @@ class InstructionGenerator:
             np_text, fits, _ = self._head(str(rng.choice(missing)))
             if self._fits(fits, names):
                 return None
-            return self._finish(Sample(np_text, objects, names, [], dest, kind, None))
+            return self._finish(Sample(np_text, objects, names, [], dest, kind, None, entries=self._entries(fits)))
         target = int(rng.integers(len(objects)))
         np_text, fits, noun = self._head(names[target])
         referents = self._fits(fits, names)
@@ -146,7 +174,8 @@ class InstructionGenerator:
             answer = self._answer(objects, referents, target)
             if answer is None:
                 return None
-            return self._finish(Sample(np_text, objects, names, referents, dest, kind, target, answer=answer))
+            return self._finish(Sample(np_text, objects, names, referents, dest, kind, target, answer=answer,
+                                       entries=self._entries(fits)))
         # clear (or clear object with no box said): narrow the referents down to the target
         landmark = None
         box = objects[target].box
@@ -175,6 +204,7 @@ class InstructionGenerator:
                        answer_destination=dest, landmark=landmark)
         else:
             s = Sample(np_text, objects, names, referents, dest, kind, target, landmark=landmark)
+        s.entries = self._entries(fits)
         return self._finish(s)
 
     def _extreme(self, which: str, noun: str, np_text: str, box: str) -> str:

