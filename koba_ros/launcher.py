@@ -44,9 +44,9 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
     import rclpy
     from rclpy.parameter import Parameter
 
-    from koba_ros.nodes.runtime import autostart, spin
+    from koba_ros.nodes.runtime import autostart, init, spin
 
-    rclpy.init(args=sys.argv[:1])  # not the koba command line: it is no ROS argument list
+    init(sys.argv[:1])  # not the koba command line: it is no ROS argument list
     nodes = []
     try:
         for spec in specs:

@@ -2,18 +2,57 @@
 
 Lifecycle nodes are configured and activated on start (as launch_ros' autostart does), so a
 graph started by `koba up` and one started by `ros2 launch` reach the same state.
+
+Shutdown order matters. rclpy's own SIGINT/SIGTERM handler shuts the context down from inside the
+signal handler, i.e. in the middle of whatever the executor is doing: spin_once can then fail with
+RCLError ("the given context is not valid") and exit 1, and callbacks still on the thread pool touch
+destroyed entities. So rclpy is initialised without signal handlers (`init()` below) and a signal only
+sets a stop event; the spin loop then stops taking work, waits for running callbacks, destroys the
+nodes, and only then shuts the context down.
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from koba_ros.errors import KobaError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def init(args: list[str] | None = None) -> None:
+    """rclpy.init without rclpy's signal handlers: `stop_on_signals` turns signals into an orderly stop."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop` while inside; a second one falls back to the previous handler (force quit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install handlers; the caller then owns `stop`
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
+    def handle(signum, frame):
+        stop.set()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, handle)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def autostart(node: Node) -> None:
@@ -29,22 +68,28 @@ def autostart(node: Node) -> None:
 
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
          on_ready: Callable[[], None] | None = None) -> None:
-    """Spin nodes on one MultiThreadedExecutor until shutdown (Ctrl-C, SIGTERM) or `stop` is set."""
+    """Spin nodes on one MultiThreadedExecutor until Ctrl-C, SIGTERM, `stop` or an external shutdown."""
+    stop = stop or threading.Event()
     executor = MultiThreadedExecutor()
     nodes = list(nodes)
     for node in nodes:
         executor.add_node(node)
-    if on_ready:
-        on_ready()
     try:
-        while rclpy.ok() and not (stop and stop.is_set()):
-            executor.spin_once(timeout_sec=0.1)
+        with stop_on_signals(stop):
+            if on_ready:
+                on_ready()
+            while rclpy.ok() and not stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # rclpy 9.1's Executor.shutdown() marks itself shut down before it checks whether to wait, so it
-        # never waits for callbacks still running on the pool; one finishing later triggers the executor's
-        # destroyed guard condition ("cannot use Destroyable"). Wait for them first.
+        # rclpy 9.1's Executor.shutdown() destroys its guard condition before it joins its thread pool, and
+        # it never waits for running callbacks (it marks itself shut down before checking whether to wait).
+        # A handler still queued on the pool then triggers the destroyed guard ("cannot use Destroyable",
+        # printed as a never-retrieved exception). So: run what the pool holds, wait for it, then shut down.
+        pool = getattr(executor, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
         tracker = getattr(executor, "_work_tracker", None)
         if tracker is not None:
             tracker.wait(5.0)
@@ -55,7 +100,7 @@ def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
 
 def run_node(node_class: Callable[..., Node], args: list[str] | None = None) -> None:
     """main() of a node executable: init, build the node, autostart, spin, shut down cleanly."""
-    rclpy.init(args=args)
+    init(args)
     node = None
     try:
         node = node_class()
