@@ -27,6 +27,7 @@ from koba_ros.sim.trajectory import JointTrajectory
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
 
 FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
+NEW_OBJECT_DISTANCE = 0.03  # m: farther than this from everything that was in the box = the placed object
 REACHED_TOLERANCE = 0.05    # rad: the arm is at a trajectory's end when every joint is this close
 STILL_MESSAGES = 25         # /joint_states at rest (blocked by contact) that also end a move (0.5 s at 50 Hz)
 STALL_MESSAGES = 200        # ... at rest far from the end: the controller did not follow
@@ -187,11 +188,17 @@ class PickerNode(Node):
             best = min(near, key=lambda o: np.linalg.norm(np.subtract(o.size, last.size)), default=None)
             return Target.of(best) if best else None
 
+        # What was in the destination box before: the placed object is the one seen where nothing was. (Its
+        # perceived size is no test: a cylinder or brick may land on its side.)
+        before = [o.position[:2] for o in self.objects if o.box == goal.destination]
+
         def verify():
             objects = self.fresh_objects()
             if objects is None:
                 return None
-            return any(o.box == goal.destination and abs(o.size[2] - target.size[2]) < 0.02 for o in objects)
+            return any(o.box == goal.destination
+                       and all(np.linalg.norm(np.subtract(o.position[:2], b)) > NEW_OBJECT_DISTANCE for b in before)
+                       for o in objects)
 
         return self.picker.pick_place(target, goal.destination, progress=progress, cancel=cancel, locate=locate,
                                       verify=verify)

@@ -193,9 +193,11 @@ class Picker:
                 self._go_home(cancel)
                 return PickResult(False, f"failed: {exc}", attempts=attempt)
             if outcome == "placed":
+                # Home first: over the box the arm hides the object from the overhead camera, and the object
+                # has time to settle.
+                self._go_home(cancel)
                 progress("verify", 0.95)
                 ok = verify() if verify else None
-                self._go_home(cancel)
                 progress("home", 1.0)
                 if ok is False:
                     return PickResult(False, "released, but the object is not in the destination box",
