@@ -39,7 +39,7 @@ def plot_sweep(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90, sharey=True)
-    dqn = report["tables"].get("maze", {}).get("summary", {}).get("dqn")
+    dqn = report.get("sweep_dqn") or report["tables"].get("maze", {}).get("summary", {}).get("dqn")
     for ax, name in zip(axes, ("p_wrong", "p_feedback"), strict=True):
         pts = [p for p in report["sweep"] if p["parameter"] == name]
         x = [p["value"] for p in pts]
@@ -48,7 +48,7 @@ def plot_sweep(report: dict, path: str) -> None:
                [p["episodes_to_solve"]["q75"] - m for m, p in zip(med, pts, strict=True)]]
         ax.errorbar(x, med, yerr=err, marker="o", capsize=3, label="DQN-TAMER")
         if dqn:
-            ax.axhline(dqn["episodes_to_solve"]["median"], color="gray", ls="--", label="DQN (median)")
+            ax.axhline(dqn["episodes_to_solve"]["median"], color="gray", ls="--", label="DQN alone (median)")
         ax.set_xlabel(name)
         ax.set_xscale("log" if name == "p_feedback" else "linear")
     axes[0].set_ylabel("maze: episodes to solve")
@@ -78,6 +78,11 @@ def markdown(report: dict) -> str:
         lines += ["**Sweep** (DQN-TAMER on the maze; other human parameters at their defaults)", "",
                   "| parameter | value | episodes to solve | solved runs | final return | feedback used |",
                   "|---|---|---|---|---|---|"]
+        if "sweep_dqn" in report:
+            s = report["sweep_dqn"]
+            lines.append(f"| DQN alone (baseline) | - | {cell(s['episodes_to_solve'])} | "
+                         f"{s['solved_runs']}/{s['runs']} | {cell(s['final_return'], '{:.2f}')} | "
+                         f"{cell(s['feedback_used'])} |")
         for p in report["sweep"]:
             lines.append(f"| {p['parameter']} | {p['value']} | {cell(p['episodes_to_solve'])} | "
                          f"{p['solved_runs']}/{p['runs']} | {cell(p['final_return'], '{:.2f}')} | "
@@ -99,6 +104,8 @@ def merge(folders: list[str]) -> dict:
             else:
                 report["tables"][env] = result
         report["sweep"] += part["sweep"]
+        if "sweep_dqn" in part:
+            report["sweep_dqn"] = part["sweep_dqn"]
     for result in report["tables"].values():
         cfg = result["config"]
         config = BenchConfig(env=result["env"], agents=tuple(cfg["agents"]), seeds=cfg["seeds"],
@@ -136,7 +143,8 @@ def main():
                 if all("returns" in r for r in result["runs"]):
                     plot_curves(result, str(out / f"{env}_curves.png"))
         print(markdown(report) if args.markdown else json.dumps(
-            {"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"]}))
+            {"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"],
+             "sweep_dqn": report.get("sweep_dqn")}))
         return
     report = {"tables": {}, "sweep": []}
     for env in filter(None, args.envs.split(",")):
@@ -149,6 +157,8 @@ def main():
         report["tables"][env] = slim(result)
     if not args.no_sweep:
         base = BenchConfig(env="maze", agents=("dqn_tamer",), seeds=args.sweep_seeds, episodes=args.sweep_episodes)
+        print("sweep baseline: dqn", file=sys.stderr, flush=True)  # DQN, same seeds and episodes, this process
+        report["sweep_dqn"] = run_bench(replace(base, agents=("dqn",)), progress=log)["summary"]["dqn"]
         points = [(n, v) for n, values in (("p_wrong", WRONG_RATES), ("p_feedback", FEEDBACK_PROBS))
                   if n in args.sweep_params.split(",") for v in values]
         for name, value in points:
@@ -162,7 +172,8 @@ def main():
         (out / "bench.json").write_text(json.dumps(report, indent=1))
         if report["sweep"]:
             plot_sweep(report, str(out / "sweep.png"))
-    print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"]}))
+    print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"],
+             "sweep_dqn": report.get("sweep_dqn")}))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,14 @@ def test_train_writes_curves_and_checkpoint_then_resumes(tmp_path, capsys):
     assert second["resumed_from_episode"] == 3 and second["episodes"] == 6
     assert second["total_steps"] > first["total_steps"] and second["steps"] == second["total_steps"]
     assert (tmp_path / "curve.csv").read_text().count("\n") == 7
+    # TensorBoard scalars: the same returns as curve.csv, one point per episode (no duplicates after the resume)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    returns = [float(line.split(",")[2]) for line in (tmp_path / "curve.csv").read_text().splitlines()[1:]]
+    points = events.Scalars("episode/return")
+    assert [p.step for p in points] == list(range(6))
+    assert [p.value for p in points] == pytest.approx(returns, abs=1e-3)
 
 
 def test_checkpoint_restores_the_agent_exactly(tmp_path):

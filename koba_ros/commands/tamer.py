@@ -13,7 +13,7 @@ def add_arguments(p):
     _common(t)
     t.add_argument("--agent", default="dqn_tamer", help="dqn, tamer or dqn_tamer (default dqn_tamer).")
     t.add_argument("--seed", type=int, default=0, help="Seed (default 0).")
-    t.add_argument("--out", required=True, help="Folder for checkpoint.pt, curve.csv, curve.png.")
+    t.add_argument("--out", required=True, help="Folder for checkpoint.pt, curve.csv, curve.png, tensorboard/.")
     t.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoint.pt.")
 
 

@@ -37,8 +37,8 @@ class TamerLearnerNode(Node):
                                "Reaction-delay model for credit assignment, kind:lo:hi[:mode] (seconds).")
         credit_model = declare(self, "credit_model", "onset", "Credit model: onset (discrete moves) or interval.")
         self.publish_images = declare(self, "publish_image", True, "Publish /tamer/image for the person watching.")
-        self.output_dir = declare(self, "output_dir", "", "Folder for curve.csv/curve.png/checkpoint.pt (empty: "
-                                  "none).")
+        self.output_dir = declare(self, "output_dir", "", "Folder for curve.csv/curve.png/tensorboard/checkpoint.pt "
+                                  "(empty: none).")
         resume = declare(self, "resume", False, "Load output_dir/checkpoint.pt on start.")
         self.save_every = declare(self, "save_every_episodes", 10, "Write curves and checkpoint every N episodes.")
         limits = FeedbackLimits(

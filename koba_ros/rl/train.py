@@ -1,5 +1,5 @@
-"""One training run of one agent with the simulated human: learning curves (CSV, PNG) and a checkpoint that
-`--resume` continues from (torch.save of tensors and numbers; loaded with weights_only=True)."""
+"""One training run of one agent with the simulated human: learning curves (CSV, PNG, TensorBoard scalars) and a
+checkpoint that `--resume` continues from (torch.save of tensors and numbers; loaded with weights_only=True)."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +11,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.rl.bench import BenchConfig, build_run, moving_average, simulate
 from koba_ros.rl.session import EpisodeRecord
+from koba_ros.rl.tensorboard_log import write_tensorboard
 
 CURVE_FIELDS = ("episode", "steps", "ret", "reached_goal", "feedback", "time")
 
@@ -62,7 +63,7 @@ def write_curves(folder: Path, episodes: list[EpisodeRecord], title: str) -> lis
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
-    return [str(csv_path), str(png_path)]
+    return [str(csv_path), str(png_path), write_tensorboard(folder, episodes)]
 
 
 def train(config: BenchConfig, agent_name: str, seed: int, out: str, resume: bool = False) -> dict:
