@@ -126,6 +126,8 @@ def main():
     p.add_argument("--sweep-params", default="p_wrong,p_feedback", help="Which human parameters the sweep varies.")
     p.add_argument("--alpha-h", type=float, default=None, help="DQN-TAMER's initial alpha_h instead of the "
                    "environment's (agents.ENV_AGENT_CONFIG); keep such a run out of --merge with the default one.")
+    p.add_argument("--human", default="", help="Simulated human of the tables, k=v,... (human.HumanConfig.parse), "
+                   "e.g. half_life=0 for one who never tires; default: the issue's default human.")
     p.add_argument("--out", default="")
     p.add_argument("--markdown", action="store_true", help="With --merge: print the tables as Markdown.")
     p.add_argument("--merge", nargs="+", default=[], metavar="DIR", help="Combine earlier runs' bench.json files.")
@@ -151,7 +153,8 @@ def main():
         print(f"{env}: {args.agents} x {args.seeds} seeds", file=sys.stderr, flush=True)
         agent = ENV_AGENT_CONFIG[env] if args.alpha_h is None else replace(ENV_AGENT_CONFIG[env], alpha_h=args.alpha_h)
         result = run_bench(BenchConfig(env=env, agents=tuple(args.agents.split(",")), seeds=args.seeds,
-                                       episodes=EPISODES[env], agent=agent), progress=log)
+                                       episodes=EPISODES[env], agent=agent, human=HumanConfig.parse(args.human)),
+                           progress=log)
         if out:
             plot_curves(result, str(out / f"{env}_curves.png"))
         report["tables"][env] = slim(result)

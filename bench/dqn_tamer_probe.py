@@ -1,0 +1,84 @@
+"""Look inside one DQN-TAMER benchmark run (the diagnosis in docs/dqn_tamer.md): every `--every` episodes, in all
+states from which the goal can be reached, the share where the agent's greedy action is a shortest-path action
+(`right`), the share where it leaves the state unchanged (`noop`: a wall bump or an illegal pick-up, a trap for a
+greedy agent), and how far argmax Q agrees with the agent along its own greedy path from the maze start. Prints one
+JSON object per checkpoint, then one with the run's summary.
+
+    .venv/bin/python bench/dqn_tamer_probe.py --env taxi --agent tamer --human p_feedback=1,p_wrong=0,half_life=0
+    .venv/bin/python bench/dqn_tamer_probe.py --env taxi --agent dqn_tamer --set eps_decay_steps_with_human=5000
+"""
+import argparse
+import json
+from dataclasses import fields, replace
+
+import numpy as np
+
+from koba_ros.rl.agents import ENV_AGENT_CONFIG, AgentConfig
+from koba_ros.rl.bench import BenchConfig, build_run, simulate
+from koba_ros.rl.envs import tabular_model
+from koba_ros.rl.human import HumanConfig
+
+
+def agent_config(env: str, settings: list[str]) -> AgentConfig:
+    """The environment's AgentConfig with `field=value` overrides (q.lr=..., h.train_every=... for the learners)."""
+    config = ENV_AGENT_CONFIG[env]
+    for item in settings:
+        key, value = item.split("=")
+        part, _, name = key.rpartition(".")
+        target = getattr(config, part) if part else config
+        kind = {f.name: type(getattr(target, f.name)) for f in fields(target)}[name]
+        updated = replace(target, **{name: kind(float(value))})
+        config = replace(config, **{part: updated}) if part else updated
+    return config
+
+
+def greedy_path_agreement(agent, model, start: int, limit: int = 300) -> tuple[int, int]:
+    """(steps where argmax Q = the agent's greedy action, steps) along the agent's greedy path from start."""
+    s, agree, steps = start, 0, 0
+    while steps < limit:
+        a = int(np.argmax(agent.scores(s)))
+        agree += int(np.argmax(agent.q.q(s)) == a)
+        steps += 1
+        if model.success[s, a]:
+            break
+        s = model.next_state[s, a]
+    return agree, steps
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="taxi", choices=("maze", "taxi"))
+    p.add_argument("--agent", default="tamer", choices=("dqn", "tamer", "dqn_tamer"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=int, default=150)
+    p.add_argument("--every", type=int, default=25)
+    p.add_argument("--human", default="", help="k=v,... (human.HumanConfig.parse); default: the default human")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="AgentConfig overrides")
+    args = p.parse_args()
+    config = BenchConfig(env=args.env, human=HumanConfig.parse(args.human), agent=agent_config(args.env, args.set))
+    env, agent, session, human = build_run(config, args.agent, args.seed)
+    model = tabular_model(env)
+    distance = model.steps_to_goal()
+    good = model.success | (distance[model.next_state] == distance[:, None] - 1)
+    reachable = np.flatnonzero(distance > 0)
+    now = 0.0
+    for stop in range(args.every, args.episodes + 1, args.every):
+        now = simulate(session, human, stop, config.step_seconds, now)
+        greedy = np.array([np.argmax(agent.scores(s)) for s in reachable])
+        recent = session.episodes[-args.every:]
+        row = {"episode": stop, "total_steps": session.total_steps, "feedback": agent.feedback_count,
+               "right": round(float(good[reachable, greedy].mean()), 3),
+               "noop": round(float((model.next_state[reachable, greedy] == reachable).mean()), 3),
+               "mean_return": round(float(np.mean([e.ret for e in recent])), 2),
+               "success": round(float(np.mean([e.reached_goal for e in recent])), 2),
+               "epsilon": round(agent.epsilon, 3), "alpha_h": getattr(agent, "alpha_h", None)}
+        if args.env == "maze" and hasattr(agent, "q"):
+            row["q_agrees_on_greedy_path"] = "{}/{}".format(*greedy_path_agreement(
+                agent, model, env.unwrapped.state_of(env.unwrapped.start)))
+        print(json.dumps(row), flush=True)
+    print(json.dumps({"env": args.env, "agent": args.agent, "seed": args.seed, "human": args.human or "default",
+                      "set": args.set, "episodes": args.episodes}))
+
+
+if __name__ == "__main__":
+    main()
