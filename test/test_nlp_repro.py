@@ -23,6 +23,7 @@ def test_b2t_post_ln_fails_where_pre_ln_and_b2t_train(tmp_path):
     assert post["diverged"] or post["final_train_loss"] > r["unigram_loss_reference"] - 0.05  # stuck
     assert pre["final_train_loss"] < post["final_train_loss"] - 0.1
     assert b2t["final_train_loss"] < post["final_train_loss"] - 0.1
+    assert b2t["final_train_loss"] <= pre["final_train_loss"]  # the paper's B2T at or below Pre-LN
     assert post["grad_norm_bottom_over_top"] < min(pre["grad_norm_bottom_over_top"], b2t["grad_norm_bottom_over_top"])
 
 
@@ -53,10 +54,15 @@ def test_alone_beats_a_table_of_its_size_with_far_fewer_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_spike_fixes_remove_most_spikes(tmp_path):
-    r = repro("spike", tmp_path)["results"]
-    assert r["small_init"]["spikes"] > max(r["scaled_embed"]["spikes"], r["embed_layernorm"]["spikes"])
-    assert r["small_init"]["max_grad_norm"] > max(r["scaled_embed"]["max_grad_norm"],
-                                                  r["embed_layernorm"]["max_grad_norm"])
+    result = repro("spike", tmp_path)
+    shallow, deep = result["init_grad_norm_by_depth"].values()
+    assert deep["small_init"] > shallow["small_init"] > 2 * max(shallow["scaled_embed"], shallow["embed_layernorm"])
+    r = result["results"]["lr=0.03"]
+    small, fixes = r["small_init"], (r["scaled_embed"], r["embed_layernorm"])
+    assert small["spikes"] > max(f["spikes"] for f in fixes)
+    assert small["max_grad_norm"] > max(f["max_grad_norm"] for f in fixes)  # the 1/std(shortcut) bound at init
+    assert small["max_grad_norm_late"] > max(f["max_grad_norm_late"] for f in fixes)  # growth during training
+    assert small["shortcut_std_start"] * 3 < min(f["shortcut_std_start"] for f in fixes)
 
 
 @pytest.mark.slow

@@ -2,7 +2,13 @@
 
 Learned absolute positions never saw the test positions and fail; SHAPE's random shift during training makes the
 model shift-invariant, so it extrapolates. Shift invariance is measured directly: cosine similarity of the final
-hidden states of the same sequence under two different offsets (SHAPE vs plain sinusoidal)."""
+hidden states of the same sequence under two different offsets (SHAPE vs plain sinusoidal).
+
+Which inference offset: training sees absolute positions 0 .. K-1+39 (offset k < K plus the 40 input tokens of
+the longest training sequence); a test input of 2*40 tokens at the fixed offset K occupies K .. K+79, so its second
+half (the copied part, where accuracy is measured) sits on positions never seen in training, and only a perfectly
+shift-invariant model gets it right. At offset 0 (with K > 40) every test position was seen in training. Both are
+reported: `accuracy_len_21_40` at the model's own inference offset (K), `accuracy_len_21_40_offset0` at offset 0."""
 from __future__ import annotations
 
 import torch
@@ -32,13 +38,14 @@ def copy_batch(batch: int, lo: int, hi: int, vocab: int, g: torch.Generator):
 
 
 @torch.no_grad()
-def accuracy(model, lo: int, hi: int, vocab: int, device, seed: int, batches: int = 8) -> float:
+def accuracy(model, lo: int, hi: int, vocab: int, device, seed: int, batches: int = 8, shift=None) -> float:
+    """Token accuracy on the copied half; shift: an explicit position offset (None: the model's inference default)."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
     correct = total = 0
     for _ in range(batches):
         x, y = copy_batch(64, lo, hi, vocab, g)
-        pred = model(x.to(device))[0].argmax(-1).cpu()
+        pred = model(x.to(device), shift=shift)[0].argmax(-1).cpu()
         keep = y != -100
         correct += int((pred[keep] == y[keep]).sum())
         total += int(keep.sum())
@@ -74,6 +81,11 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         results[positions] = {
             "accuracy_len_1_20": round(accuracy(model, 1, 20, s["vocab"], device, seed + 7), 4),
             "accuracy_len_21_40": round(accuracy(model, 21, 40, s["vocab"], device, seed + 7), 4)}
+        if positions == "shape":
+            results[positions]["accuracy_len_1_20_offset0"] = round(
+                accuracy(model, 1, 20, s["vocab"], device, seed + 7, shift=0), 4)
+            results[positions]["accuracy_len_21_40_offset0"] = round(
+                accuracy(model, 21, 40, s["vocab"], device, seed + 7, shift=0), 4)
         if positions != "learned":
             base = shift if positions == "shape" else 0
             results[positions]["shift_cosine"] = round(shift_similarity(model, s["vocab"], device, base, base + 37), 4)
@@ -82,4 +94,6 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         {"title": "token accuracy", "xlabel": "test lengths", "ylabel": "accuracy",
          "series": {k: ([0, 1], [v["accuracy_len_1_20"], v["accuracy_len_21_40"]]) for k, v in results.items()}},
     ], "SHAPE vs absolute positions")
-    return {"size": size or ("quick" if quick else "full"), "settings": s, "results": results, "plot": plot}
+    return {"size": size or ("quick" if quick else "full"), "settings": s, "results": results, "plot": plot,
+            "shape_positions_seen_in_training": [0, shift - 1 + 2 * 20 - 1],
+            "shape_test_positions_at_offset_K": [shift, shift + 2 * 40 - 1]}
