@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from koba_ros.grounding import lexicon
-from koba_ros.grounding.dialogue import Dialogue, Settings
+from koba_ros.grounding.dialogue import NOUNS, Dialogue, Settings
 from koba_ros.grounding.features import PAIR_DIM, object_features, pair_features
 from koba_ros.grounding.grounder import Grounding
 from koba_ros.grounding.instructions import HELD_OUT_WORDS, TEMPLATES, InstructionGenerator
@@ -107,19 +107,22 @@ def test_symbolic_baseline_parses_and_matches():
 
 
 class TableGrounder:
-    """A grounder with fixed answers per text, to drive the dialogue logic exactly."""
+    """A grounder with fixed answers per text, to drive the dialogue logic exactly. The dialogue names objects by
+    grounding "the <noun>" texts: object i answers to nouns[i] (default: 0 -> duck, 1 -> teddy bear, ...)."""
 
-    def __init__(self, table, n):
+    def __init__(self, table, n, nouns=None):
         self.table, self.n = table, n
+        self.nouns = nouns or list(NOUNS[:n])
 
     def ground(self, text, objects):
+        if text.startswith("the ") and text[4:] in NOUNS and text not in self.table:
+            probs = [1.0 if self.nouns[i] == text[4:] else 0.0 for i in range(len(objects))]
+            return Grounding(np.array(probs + [0.0 if any(probs) else 1.0]), np.array([0, 0, 0, 0, 1.0]))
         probs, dest = self.table.get(text, ([0.0] * len(objects) + [1.0], [0, 0, 0, 0, 1]))
         return Grounding(np.array(probs[:len(objects)] + probs[-1:], float), np.array(dest, float))
 
     def ground_batch(self, texts, object_lists):
-        # naming: the object's index decides its noun (0 -> duck, 1 -> teddy bear, ...)
-        return [Grounding(np.array([1.0 if i == k else 0.0 for i in range(len(objs))] + [0.0]),
-                          np.array([0, 0, 0, 0, 1.0])) for k, objs in enumerate(object_lists)]
+        return [self.ground(t, o) for t, o in zip(texts, object_lists, strict=True)]
 
 
 def test_dialogue_acts_asks_and_refuses_by_probability():

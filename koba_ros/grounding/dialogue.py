@@ -8,12 +8,24 @@ them" is most likely, otherwise ask about the few objects holding most of the ma
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from koba_ros.grounding import lexicon
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.catalog import load_catalog
 
+if TYPE_CHECKING:
+    from koba_ros.grounding.grounder import Grounding
+
 MAX_CHARS = 400
+COLOUR_MARGIN = 0.1   # candidates within this colour distance of the nearest one all fit a colour word
+# Words of an answer that say nothing about which object ("I mean the one, please"); the rest goes to the grounder.
+FILLER = {"i", "mean", "the", "a", "an", "one", "ones", "it", "that", "this", "in", "on", "at", "of", "to", "from",
+          "box", "bin", "please", "no", "not", "yes", "neither", "none", "them", "nope", "sorry", "oh", "um", "uh",
+          "left", "right", "leftmost", "rightmost", "side", "sure", "okay", "ok", "actually", "just", "is", "its",
+          "which", "and", "with"}
 NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block", "domino", "cube", "ball",
          "cylinder")
 
@@ -38,6 +50,8 @@ class Settings:
     pool_ratio: float = 0.1         # objects within this ratio of the best stay possible answers
     max_pool: int = 12
     max_turns: int = 3              # questions before giving up
+    twin_ratio: float = 0.1         # a look-alike this likely (vs the best) still makes the words ambiguous
+    keep_ratio: float = 0.5         # an attribute answer keeps the candidates scoring this close to the best
 
 
 class Dialogue:
@@ -54,6 +68,7 @@ class Dialogue:
         self.questions = 0
         self.confidence = 0.0
         self.finished: Reply | None = None
+        self.box_unsure = False             # the destination is the only box the instruction named
 
     # --- turns ---------------------------------------------------------------------------------
     def start(self, instruction: str) -> Reply:
@@ -66,16 +81,29 @@ class Dialogue:
             return self._end("cancelled", "Okay, I won't move anything.")
         if not self.objects:
             return self._end("rejected", "I don't see any objects, so I won't move anything.")
-        g = self.grounder.ground(text, self.objects)
+        # With one box named, that box may say where the object is rather than where it goes: ground the words
+        # without it as well (same batch), to see which objects the object words alone fit.
+        one_box = len(lexicon.box_mentions(text)) == 1
+        texts = [text, " ".join(lexicon.without_boxes(text)) or "."] if one_box else [text]
+        grounded = self.grounder.ground_batch(texts, [self.objects] * len(texts))
+        g = grounded[0]
         ranked = g.ranked()
         best, p_best = ranked[0]
         dest, p_dest = g.destination
         if dest is not None and p_dest >= self.s.dest_ask_below:
             self.destination = dest
+            self.box_unsure = one_box
         if g.none_prob >= self.s.reject_above and g.none_prob > p_best:
             return self._end("rejected", "I can't find that object here, so I won't move anything.")
-        if p_best >= self.s.ask_below:
+        # Only when the object the model picked sits in that very box (it may have read the box as its place).
+        words_only = grounded[1] if self.box_unsure and self.objects[best].box == self.destination else None
+        twins = self._twins(text, best, ranked, words_only) if p_best >= self.s.ask_below else []
+        if p_best >= self.s.ask_below and not twins:
             self.target, self.confidence = best, p_best
+        elif twins:
+            # Never guess silently: the words fit look-alikes too, however sure the model is of one.
+            self.candidates = self.pool = [best, *twins][:self.s.max_pool]
+            self.confidence = p_best
         else:
             self.pool = [i for i, p in ranked if p >= self.s.pool_ratio * p_best][:self.s.max_pool]
             shortlist = self._candidates(ranked)
@@ -104,16 +132,9 @@ class Dialogue:
             if yes is True:
                 self.target = self.candidates[0]
                 return self._next()
-            if yes is False:
-                rest = [c for c in self.candidates[1:]]
-                if not rest:
-                    return self._end("rejected", "Sorry, then I don't know which object you mean, "
-                                                 "so I won't move anything.")
-                self.candidates = rest
-                return self._next()
-            # Neither yes nor no: read it as a new description among all objects.
-            self.candidates = list(range(len(self.objects)))
         if self.pending in ("target", "confirm"):
+            if _denies(text) and not self._describes(text):
+                return self._deny()      # "no" / "neither" / "none of them", and nothing more
             return self._next(understood=self._resolve(text))
         return self._next(understood=False)
 
@@ -124,6 +145,9 @@ class Dialogue:
                 return self._give_up()
             self.questions += 1
             sorry = "" if understood else "Sorry, I didn't get that. "
+            if not self.candidates:
+                self.pending = "target"
+                return self._ask(sorry + "Which object do you mean? Tell me its colour and its box.")
             if len(self.candidates) == 1:
                 self.pending = "confirm"
                 return self._ask(sorry + f"Do you mean {self._phrases(self.candidates)[0]}?")
@@ -135,13 +159,20 @@ class Dialogue:
                 return self._ask(sorry + f"{len(self.candidates)} objects could fit, in the {where} "
                                  f"box{'es' if len(boxes) > 1 else ''}. Which one do you mean?")
             return self._ask(sorry + "Do you mean " + _either(self._phrases(self.candidates)) + "?")
+        already = ""
+        if self.box_unsure and self.questions and self.destination == self.objects[self.target].box:
+            # We had to ask which object; it turned out to sit in the one box the instruction named, so that box
+            # was probably where it is, not where it goes ("the red can in the box at the bottom right").
+            self.box_unsure, self.destination = False, None
+            already = f"It is already in the {lexicon.box_words(self.objects[self.target].box)} box. "
         if self.destination is None:
             if self.questions >= self.s.max_turns:
                 return self._give_up()
             self.questions += 1
             self.pending = "destination"
             sorry = "" if understood else "Sorry, I didn't get that. "
-            return self._ask(sorry + "Which box should I put it in: top left, top right, bottom left or bottom right?")
+            return self._ask(sorry + already + "Which box should I put it in: top left, top right, bottom left or "
+                                               "bottom right?")
         moving = self._phrases([self.target])[0].replace(" in the ", " from the ", 1)
         return self._end("done", f"Okay, I'll move {moving} to the {lexicon.box_words(self.destination)} box.")
 
@@ -155,44 +186,100 @@ class Dialogue:
                 break
         return out
 
+    def _twins(self, text: str, best: int, ranked, words_only: Grounding | None) -> list[int]:
+        """Look-alikes of `best` (same colour word and noun) that the words fit too, however sure the model is of
+        `best`: the model gives them at least twin_ratio of the top probability, and the words cannot be telling
+        them apart (not when they say a side and share its box, nor when they name two boxes -- one is where it
+        is -- and the twin is in another box). When the only box named was read as the destination and `best` is
+        in it, the probabilities are those of the words without that box (`words_only`): "the ball you kick in
+        the lower left corner" -- is the ball there, or does it go there?"""
+        fit = words_only.ranked() if words_only is not None else ranked
+        p = dict(fit)
+        top = fit[0][1] if words_only is not None else p[best]
+        side, located = lexicon.side(text) is not None, len(lexicon.box_mentions(text)) >= 2
+        box = self.objects[best].box
+        near = [i for i, _ in fit if i != best and p[i] >= self.s.twin_ratio * top
+                and not (side and self.objects[i].box == box) and not (located and self.objects[i].box != box)]
+        if not near:
+            return []
+        names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
+        return [i for i in near if names[i] == names[best] and colour[i] == colour[best]]
+
+    def _deny(self) -> Reply:
+        """A plain "no": drop the objects just named; ask about the rest of what the words fit, or give up."""
+        named = set(self.candidates)
+        rest = [c for c in self.pool if c not in named]
+        if not rest:
+            return self._end("rejected", "Sorry, then I don't know which object you mean, so I won't move anything.")
+        self.candidates = self.pool = rest
+        return self._next()
+
     def _resolve(self, text: str) -> bool:
-        """Narrow the candidates with the answer (the ones named, else all possible); True when it helped."""
+        """Narrow down to what the answer picks out: first among the objects the question named, then (a
+        correction: "no, the blue one in the top left box") among the others the words might mean, then among
+        all objects. True when the answer picked out fewer objects than it was read against."""
         k = lexicon.ordinal(text)
         if k is not None and -len(self.candidates) <= k < len(self.candidates) and len(lexicon.words(text)) <= 5:
             self.target = self.candidates[k]
             return True
-        for cands in (self.candidates, self.pool):
-            if len(cands) > 1 and self._narrow(text, cands):
-                return True
+        named = list(self.candidates)
+        others = [i for i in range(len(self.objects)) if i not in named]
+        pool_rest = [i for i in self.pool if i not in named]
+        searches = [pool_rest, others] if _denies(text) else [named, pool_rest, others]
+        for cands in searches:
+            kept = self._narrow(text, cands)
+            if not kept:
+                continue            # fits none of these: look further
+            if len(kept) == len(cands) > 1:
+                return False        # fits them all: it does not answer the question
+            self.candidates = self.pool = kept
+            if len(kept) == 1:
+                self.target = kept[0]
+            return True
         return False
 
-    def _narrow(self, text: str, cands: list[int]) -> bool:
+    def _narrow(self, text: str, cands: list[int]) -> list[int] | None:
+        """The candidates the answer fits: its box, its side inside a box, its colour, then the rest of its words
+        ranked by the grounder among what is left. None when it fits none of them or says nothing usable."""
+        if not cands:
+            return None
+        said = False
         box = lexicon.parse_box(text)
-        narrowed = False
         if box is not None:
-            in_box = [c for c in cands if self.objects[c].box == box]
-            if in_box:
-                cands, narrowed = in_box, True
+            cands, said = [c for c in cands if self.objects[c].box == box], True
         side = lexicon.side(text)
         if side and len(cands) > 1:
+            said = True
+            x = {c: self.objects[c].bbox[0] + self.objects[c].bbox[2] / 2 for c in cands}
             if len(cands) == 2 or len({self.objects[c].box for c in cands}) == 1:
-                x = {c: self.objects[c].bbox[0] + self.objects[c].bbox[2] / 2 for c in cands}
-                cands, narrowed = [min(cands, key=x.get) if side == "left" else max(cands, key=x.get)], True
-            elif [c for c in cands if self.objects[c].box.endswith(side)]:
-                cands, narrowed = [c for c in cands if self.objects[c].box.endswith(side)], True
-        if len(cands) > 1 and any(c.isalpha() for c in text) and not narrowed:
-            # An attribute ("the blue one"): ground the answer among the candidates, keep those it fits.
+                cands = [min(cands, key=x.get) if side == "left" else max(cands, key=x.get)]
+            else:   # across boxes "the one on the left" can only mean the left-hand boxes
+                cands = [c for c in cands if self.objects[c].box.endswith(side)]
+        colour = _colour_word(text)
+        if colour and len(cands) > 1:
+            said = True
+            cands = self._nearest_colour(colour, cands)
+        if len(cands) > 1 and self._describes(text, box_side_colour=False):
+            said = True
+            # Anything else ("the cube", "the ball you kick"): let the grounder rank what is left.
             g = self.grounder.ground(text, [self.objects[c] for c in cands])
             ranked = g.ranked()
             if ranked[0][1] > g.none_prob:
-                kept = [cands[j] for j, p in ranked if p >= 0.5 * ranked[0][1]]
-                if len(kept) < len(cands):
-                    cands, narrowed = kept, True
-        if narrowed:
-            self.candidates = self.pool = cands
-            if len(cands) == 1:
-                self.target = cands[0]
-        return narrowed
+                cands = [cands[j] for j, p in ranked if p >= self.s.keep_ratio * ranked[0][1]]
+        return cands if said and cands else None
+
+    def _nearest_colour(self, colour: str, cands: list[int]) -> list[int]:
+        """Candidates whose colour is nearest the named one (people say "the tan one" of what the camera sees as
+        brown, "white" of the black-and-white ball), so the named colour is compared, not matched exactly."""
+        d = {c: _colour_distance(self.objects[c].mean_rgb, lexicon.PALETTE[colour]) for c in cands}
+        best = min(d.values())
+        return [c for c in cands if d[c] <= best + COLOUR_MARGIN]
+
+    def _describes(self, text: str, box_side_colour: bool = True) -> bool:
+        """Does the text say anything about an object (a box, side, colour, or any other content word)?"""
+        if box_side_colour and (lexicon.parse_box(text) or lexicon.side(text) or _colour_word(text)):
+            return True
+        return any(w not in FILLER and w not in lexicon.PALETTE for w in lexicon.without_boxes(text))
 
     # --- words -----------------------------------------------------------------------------------
     def _names(self, idx: list[int]) -> dict[int, str]:
@@ -250,6 +337,23 @@ def _either(phrases: list[str]) -> str:
 
 def _colour(obj: PerceivedObject) -> str:
     return lexicon.colour_name(obj.mean_rgb)
+
+
+def _denies(text: str) -> bool:
+    return lexicon.yes_no(text) is False or "none" in lexicon.words(text)
+
+
+def _colour_word(text: str) -> str | None:
+    """The one colour the text names ("the red one"), or None (none, or several: "black and white")."""
+    said = {w for w in lexicon.without_boxes(text) if w in lexicon.PALETTE}
+    return said.pop() if len(said) == 1 else None
+
+
+def _colour_distance(rgb, ref) -> float:
+    """Chromaticity distance plus a little brightness difference (the measure lexicon.colour_name uses)."""
+    rgb, ref = np.asarray(rgb, float), np.asarray(ref, float)
+    chroma = np.linalg.norm(rgb / (np.linalg.norm(rgb) + 1e-6) - ref / (np.linalg.norm(ref) + 1e-6))
+    return float(chroma + 0.3 * abs(rgb.mean() - ref.mean()))
 
 
 assert all(n in {s for e in load_catalog().values() for s in e.synonyms} for n in NOUNS)

@@ -1,0 +1,167 @@
+"""Clarification dialogue benchmark: the dialogue at a git revision ("before") vs the working tree ("after"), same
+model, same scenes, same generated instructions, same run; failures broken down by ambiguity kind, question type
+and answer type. Prints one JSON object.
+
+Ambiguity kinds: duplicate (the words fit several objects of one catalog entry), shared_attribute (several
+entries share the words: "the green item"), missing_box (the object is clear, the box is not said).
+Question types (the robot's first reply): choice (names 2-3 objects), by_box (too many to name), confirm
+(yes/no about one), destination (which box), done / rejected (no question). Answer types: what the scripted
+person said first (box, colour, side, noun, correction "no, ...", yes/no, destination).
+
+`--person legacy` replays the old scripted person (the sample's answer, whatever the question) to show how
+much of the old number was the test's answers rather than the dialogue.
+
+    .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev HEAD] [--split test]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from koba_ros.cli import print_json
+from koba_ros.grounding import lexicon
+from koba_ros.grounding.dialogue import Dialogue
+from koba_ros.grounding.evaluation import bench_samples, scripted_answer
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = {"clear": 10, "ambiguous": 4, "no_box": 3, "absent": 3}
+
+
+def dialogue_at(rev: str):
+    """The Dialogue class of koba_ros/grounding/dialogue.py as committed at `rev` (git show, loaded as a module)."""
+    source = subprocess.run(["git", "show", f"{rev}:koba_ros/grounding/dialogue.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "dialogue_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("dialogue_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.Dialogue
+
+
+def legacy_answer(sample, pending, reply) -> str:
+    """The old scripted person: the box for a box question, yes/no, else the sample's answer whatever was asked."""
+    wanted = sample.destination or sample.answer_destination
+    if pending == "destination":
+        return wanted.replace("_", " ") if wanted else "I don't know"
+    if pending == "confirm":
+        return "yes" if reply.candidates[:1] == [sample.target] else "no"
+    return sample.answer or "I don't know"
+
+
+def question_type(reply, pending) -> str:
+    if reply.status != "question":
+        return reply.status
+    if pending == "target" and "could fit" in reply.text:
+        return "by_box"
+    return {"target": "choice"}.get(pending, pending)
+
+
+def answer_type(text: str, pending: str) -> str:
+    if pending == "destination":
+        return "destination"
+    if pending == "confirm" and text in ("yes", "no"):
+        return text
+    if text.startswith("no,"):
+        return "correction"
+    kinds = [k for k, hit in (("box", lexicon.parse_box(text)), ("side", lexicon.side(text)),
+                              ("colour", any(w in lexicon.PALETTE for w in lexicon.words(text)))) if hit]
+    return "+".join(kinds) or "noun"
+
+
+def ambiguity(sample) -> str:
+    if sample.kind == "no_box":
+        return "missing_box"
+    return "duplicate" if len({sample.names[i] for i in sample.referents}) == 1 else "shared_attribute"
+
+
+def run_sample(grounder, sample, dialogue_class, person):
+    d = dialogue_class(grounder, sample.objects)
+    first = reply = d.start(sample.text)
+    first_q, answers = question_type(first, d.pending), []
+    while reply.status == "question":
+        text = person(sample, d.pending, reply)
+        answers.append(answer_type(text, d.pending))
+        reply = d.answer(text)
+    return d, first, reply, first_q, answers
+
+
+def evaluate(grounder, samples, dialogue_class, person) -> dict:
+    out, rows = {}, []
+    clear = samples["clear"]
+    done_right = asked = 0
+    for s in clear:
+        _, first, _, _, _ = run_sample(grounder, s, dialogue_class, person)
+        asked += first.status == "question"
+        done_right += first.status == "done" and first.target == s.target and first.destination == s.destination
+    out["clear"] = {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear)}
+    for s in samples["ambiguous"] + samples["no_box"]:
+        d, first, final, q, answers = run_sample(grounder, s, dialogue_class, person)
+        want = s.destination or s.answer_destination
+        ok = final.status == "done" and final.target == s.target and final.destination == want
+        if ok:
+            why = "ok"
+        elif final.status == "done":
+            why = "wrong target" if final.target != s.target else "wrong box"
+        else:
+            why = "gave up" if "still can't tell" in final.text else final.status
+        rows.append({"kind": ambiguity(s), "question": q, "answer": answers[0] if answers else "-", "ok": ok,
+                     "why": why, "asked": first.status == "question", "turns": d.questions})
+    n = len(rows)
+    out["ambiguous"] = {"n": n, "question_rate": sum(r["asked"] for r in rows) / n,
+                        "correct_after_answer": sum(r["ok"] for r in rows) / n,
+                        "mean_questions": sum(r["turns"] for r in rows) / n}
+    for key in ("kind", "question", "answer", "why"):
+        table = defaultdict(lambda: [0, 0])
+        for r in rows:
+            table[r[key]][0] += r["ok"]
+            table[r[key]][1] += 1
+        out["ambiguous"][f"by_{key}"] = {k: f"{a}/{m}" for k, (a, m) in sorted(table.items())}
+    absent = samples["absent"]
+    moved = sum(run_sample(grounder, s, dialogue_class, person)[2].status == "done" for s in absent)
+    out["absent"] = {"n": len(absent), "no_motion": 1 - moved / len(absent)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
+    ap.add_argument("--split", choices=["test", "train"], default="test", help="Phrasings (default: held out).")
+    ap.add_argument("--baseline-rev", default="HEAD", help="Git revision of the 'before' dialogue (default HEAD).")
+    ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="both",
+                    help="Scripted person(s) to run 'before' with (the new one always runs 'after').")
+    ap.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")
+    args = ap.parse_args(argv)
+    import torch
+
+    from koba_ros.grounding.grounder import Grounder
+    from koba_ros.grounding.scenes import perceived_scenes
+
+    torch.set_num_threads(1)
+    grounder = Grounder(args.model or None)
+    scenes = perceived_scenes(range(100000, 100000 + args.scenes), progress=False)
+    samples = bench_samples(scenes, KINDS, split=args.split)
+    before = dialogue_at(args.baseline_rev)
+    people = {"scripted": scripted_answer, "legacy": legacy_answer}
+    runs = [(f"before_{p}_person", before, people[p]) for p in (["scripted", "legacy"] if args.person == "both"
+                                                                 else [args.person])]
+    runs.append(("after_scripted_person", Dialogue, scripted_answer))
+    result = {"scenes": len(scenes), "phrasings": args.split, "baseline_rev": args.baseline_rev,
+              "samples": {k: len(v) for k, v in samples.items()}, "results": {}}
+    for name, dialogue_class, person in runs:
+        start = time.perf_counter()
+        result["results"][name] = evaluate(grounder, samples, dialogue_class, person)
+        result["results"][name]["eval_seconds"] = round(time.perf_counter() - start, 1)
+    print_json(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

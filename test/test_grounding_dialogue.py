@@ -1,0 +1,122 @@
+"""Clarification dialogue, driven exactly by a table grounder: answers are read against the objects the question
+named (then the others), look-alikes are asked about however sure the model is, a box that may be the object's
+place is checked, and the scripted person of the benchmark answers the question that was asked."""
+import numpy as np
+
+from koba_ros.grounding.dialogue import Dialogue, Reply
+from koba_ros.grounding.evaluation import scripted_answer
+from koba_ros.grounding.instructions import Sample
+from koba_ros.grounding.synthetic import perceive_synthetic
+from test.test_grounding_core import TableGrounder
+
+TR = [0, 1, 0, 0, 0]          # destination: top right, sure
+TL = [1, 0, 0, 0, 0]
+# Two red cubes side by side in the top left box, one in the bottom right box, a duck, a blue ball.
+CUBES = [{"name": "red_cube", "box": "top_left", "xy": [-0.06, 0.0]},
+         {"name": "red_cube", "box": "top_left", "xy": [0.06, 0.0]},
+         {"name": "red_cube", "box": "bottom_right", "xy": [0.0, 0.0]},
+         {"name": "duck", "box": "top_left", "xy": [0.0, 0.07]},
+         {"name": "blue_ball", "box": "top_right", "xy": [0.0, 0.0]}]
+NOUNS = ["cube", "cube", "cube", "duck", "ball"]
+
+
+def scene(spec=CUBES, seed=0):
+    return perceive_synthetic(spec, np.random.default_rng(seed))
+
+
+def test_answer_is_read_against_the_candidates_it_answers():
+    g = TableGrounder({"the red cube": ([0.34, 0.33, 0.33, 0, 0, 0], TR)}, 5, NOUNS)
+    for answer, target in (("the one on the right in the top left box", 1), ("the one on the left in the top left "
+                           "box", 0), ("the one in the bottom right box", 2), ("the second one", 1)):
+        d = Dialogue(g, scene())
+        assert d.start("the red cube").status == "question" and set(d.candidates) == {0, 1, 2}
+        r = d.answer(answer)
+        assert (r.status, r.target, r.destination) == ("done", target, "top_right"), (answer, r)
+    # Two answers: the box first (two cubes left there), then the side.
+    d = Dialogue(g, scene())
+    d.start("the red cube")
+    r = d.answer("the top left one")
+    assert r.status == "question" and set(r.candidates) == {0, 1}
+    assert d.answer("the one on the right").target == 1
+    # An answer that fits every object named answers nothing (and does not wander off to other objects).
+    d = Dialogue(g, scene())
+    d.start("the red cube")
+    r = d.answer("the red one")
+    assert r.status == "question" and r.text.startswith("Sorry") and set(r.candidates) == {0, 1, 2}
+
+
+def test_colour_answer_is_the_nearest_colour_not_the_cameras_word():
+    # People call the jenga block tan; the camera's colour word for it may be brown, like the bear beside it.
+    spec = [{"name": "teddy_bear", "box": "top_left", "xy": [-0.05, 0.0]},
+            {"name": "jenga_block", "box": "top_left", "xy": [0.05, 0.0]}]
+    g = TableGrounder({"the toy": ([0.5, 0.5, 0.0], TR)}, 2, ["teddy bear", "jenga block"])
+    for seed in range(5):
+        d = Dialogue(g, scene(spec, seed))
+        d.start("the toy")
+        assert d.answer("the tan one").target == 1
+        d = Dialogue(g, scene(spec, seed))
+        d.start("the toy")
+        assert d.answer("the brown one").target == 0
+
+
+def test_correction_looks_beyond_the_objects_named_and_plain_no_gives_up():
+    # The box leaves the right cube and the duck; the grounder ranks "duck" among those two.
+    g = TableGrounder({"the yellow one": ([0.5, 0.0, 0.45, 0.0, 0.0, 0.05], TR),
+                       "no, the duck in the top left box": ([0.02, 0.98, 0.0], [0, 0, 0, 0, 1])}, 5, NOUNS)
+    d = Dialogue(g, scene())
+    assert d.start("the yellow one").status == "question" and set(d.candidates) == {0, 2}
+    r = d.answer("no, the duck in the top left box")
+    assert (r.status, r.target) == ("done", 3)
+    for no in ("neither", "none of them", "no"):
+        d = Dialogue(g, scene())
+        d.start("the yellow one")
+        assert d.answer(no).status == "rejected"
+
+
+def test_look_alikes_are_asked_about_however_sure_the_model_is():
+    table = {"put the red cube in the top right box": ([0.0, 0.85, 0.12, 0.0, 0.0, 0.03], TR),
+             "put the red cube in the top left box in the top right box": ([0.0, 0.85, 0.12, 0.0, 0.0, 0.03], TR),
+             "put the red cube on the right in the top right box": ([0.12, 0.85, 0.0, 0.0, 0.0, 0.03], TR),
+             "put the duck in the top right box": ([0.0, 0.0, 0.0, 0.9, 0.08, 0.02], TR)}
+    g = TableGrounder(table, 5, NOUNS)
+    d = Dialogue(g, scene())
+    r = d.start("put the red cube in the top right box")
+    assert r.status == "question" and set(r.candidates) == {1, 2}, r   # p 0.85, but the words fit both
+    assert "top left" in r.text and "bottom right" in r.text
+    # Words that tell them apart (the cube's box; its side in the box) let the robot act.
+    assert Dialogue(g, scene()).start("put the red cube in the top left box in the top right box").target == 1
+    assert Dialogue(g, scene()).start("put the red cube on the right in the top right box").target == 1
+    # A sure pick with no look-alike among the likely objects (the ball is not a duck) is acted on.
+    assert Dialogue(g, scene()).start("put the duck in the top right box").status == "done"
+
+
+def test_a_box_that_may_be_the_objects_place_is_checked():
+    # The model reads the only box named as the destination, and picks a cube that is in that very box.
+    table = {"put the red cube in the top left box": ([0.9, 0.05, 0.05, 0, 0, 0], TL),
+             "put the red cube in the": ([0.34, 0.33, 0.33, 0, 0, 0], [0, 0, 0, 0, 1])}
+    g = TableGrounder(table, 5, NOUNS)
+    d = Dialogue(g, scene())
+    r = d.start("put the red cube in the top left box")
+    assert r.status == "question" and set(r.candidates) == {0, 1, 2}       # which red cube?
+    r = d.answer("the one in the bottom right box")
+    assert (r.status, r.target, r.destination) == ("done", 2, "top_left")  # elsewhere: the box was the goal
+    d = Dialogue(g, scene())
+    d.start("put the red cube in the top left box")
+    d.answer("the top left one")
+    r = d.answer("the one on the left")
+    assert r.status == "question" and r.text.startswith("It is already in the top left box") and \
+        d.pending == "destination"
+    assert (d.answer("bottom left").status, d.target, d.destination) == ("done", 0, "bottom_left")
+
+
+def test_scripted_person_answers_the_question_that_was_asked():
+    objs = scene()
+    sample = Sample("put the red cube in the top right box", objs, ["red_cube"] * 3 + ["duck", "blue_ball"],
+                    [0, 1, 2], "top_right", "ambiguous", 1, answer="the one on the right")
+    ask = lambda named: scripted_answer(sample, "target", Reply("question", "?", candidates=named))  # noqa: E731
+    assert ask([0, 1]) == "the one on the right"                       # the generator's answer does it
+    assert ask([0, 1, 2]) == "the one on the right in the top left box"  # across boxes it needs the box
+    assert ask([1, 2]) == "the one in the top left box"
+    assert ask([0, 2]).startswith("no, ")                              # the target was not named
+    assert scripted_answer(sample, "confirm", Reply("question", "?", candidates=[1])) == "yes"
+    assert scripted_answer(sample, "destination", Reply("question", "?")) == "top right"
