@@ -15,6 +15,7 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
+    from koba_ros.nodes.runtime import shutdown_executor
     from koba_ros.nodes.simulated_human_node import SimulatedHumanNode
     from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
 
@@ -51,7 +52,7 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
     finally:
         for n in (learner, human, probe):
             executor.remove_node(n)
-        executor.shutdown()
+        shutdown_executor(executor)
         for n in (learner, human, probe):
             n.destroy_node()
     t = seen["transition"][-1]

@@ -15,6 +15,7 @@ def test_teleop_node_topics(ros_context):
     from std_msgs.msg import Float64, String
     from trajectory_msgs.msg import JointTrajectory
 
+    from koba_ros.nodes.runtime import shutdown_executor
     from koba_ros.nodes.teleop_node import TeleopNode
     from koba_ros.picking.kinematics import ARM_JOINTS
     from koba_ros.sim.cell import HOME
@@ -57,7 +58,7 @@ def test_teleop_node_topics(ros_context):
         assert spin_until(lambda: len(got["traj"]) == 3)
         assert got["traj"][2].points == []
     finally:
-        executor.shutdown()
+        shutdown_executor(executor)
         teleop.destroy_node()
         probe.destroy_node()
         rclpy.shutdown(context=ros_context)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -66,6 +66,23 @@ def autostart(node: Node) -> None:
             raise KobaError(f"{node.get_name()}: {name} failed: {reason}")
 
 
+def shutdown_executor(executor: Executor, timeout: float = 5.0) -> None:
+    """Executor.shutdown() that lets queued and running callbacks finish first.
+
+    rclpy 9.1's Executor.shutdown() destroys its guard condition before it joins its thread pool, and it
+    never waits for running callbacks (it marks itself shut down before checking whether to wait). A
+    handler still queued on the pool then triggers the destroyed guard ("cannot use Destroyable", printed
+    as a never-retrieved exception). So: run what the pool holds, wait for it, then shut down.
+    """
+    pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is not None:
+        pool.shutdown(wait=True)
+    tracker = getattr(executor, "_work_tracker", None)
+    if tracker is not None:
+        tracker.wait(timeout)
+    executor.shutdown()
+
+
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
          on_ready: Callable[[], None] | None = None) -> None:
     """Spin nodes on one MultiThreadedExecutor until Ctrl-C, SIGTERM, `stop` or an external shutdown."""
@@ -83,17 +100,7 @@ def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # rclpy 9.1's Executor.shutdown() destroys its guard condition before it joins its thread pool, and
-        # it never waits for running callbacks (it marks itself shut down before checking whether to wait).
-        # A handler still queued on the pool then triggers the destroyed guard ("cannot use Destroyable",
-        # printed as a never-retrieved exception). So: run what the pool holds, wait for it, then shut down.
-        pool = getattr(executor, "_executor", None)
-        if pool is not None:
-            pool.shutdown(wait=True)
-        tracker = getattr(executor, "_work_tracker", None)
-        if tracker is not None:
-            tracker.wait(5.0)
-        executor.shutdown()
+        shutdown_executor(executor)
         for node in nodes:
             node.destroy_node()
 
