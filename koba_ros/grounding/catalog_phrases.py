@@ -1,7 +1,8 @@
 """The texts of the object catalog that the grounding model reads at inference: what each entry is called.
 
 For every catalog entry: "the <colour> <synonym>" for each synonym (just "the <synonym>" when the synonym
-already names a colour), each description, and "the <colour> <shape>". The model matches the object
+already names a colour), each description, and "the <colour> <shape>". (Listing the bare "the <synonym>" as
+well was measured worse on the validation phrasings: 0.740 vs 0.818 clear accuracy.) The model matches the object
 phrase of an instruction against these texts (a learned match, `model.CatalogMatch`), so a word a user
 adds to sim/objects/catalog.yaml is understood without retraining. Training reads the catalog without
 the held-out (and validation) words, so it never sees those strings; inference reads the whole file.

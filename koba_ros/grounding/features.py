@@ -14,6 +14,7 @@ from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.catalog import BOXES
 
 BASE_DIM = 3 + 3 + 3 + 4 + 6
+BOX_COLUMNS = slice(9, 13)   # the box one-hot inside an object's features (after colour, hue, size)
 PAIR_DIM = 4
 
 

@@ -96,6 +96,7 @@ class Sample:
     landmark: int | None = None
     tags: list[str] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)   # catalog entries the object words fit (present or not)
+    location: str | None = None       # the box the words say the object is in ("the cube in the top left box")
 
 
 def word_split(word: str) -> str:
@@ -177,12 +178,12 @@ class InstructionGenerator:
             return self._finish(Sample(np_text, objects, names, referents, dest, kind, target, answer=answer,
                                        entries=self._entries(fits)))
         # clear (or clear object with no box said): narrow the referents down to the target
-        landmark = None
+        landmark = location = None
         box = objects[target].box
         if len(referents) > 1:
             in_box = [i for i in referents if objects[i].box == box]
             np_text = str(rng.choice(LOCATION[split])).format(np=np_text, box=box_phrase(box, split, rng))
-            referents = in_box
+            referents, location = in_box, box
         if len(referents) > 1:
             xs = {i: _centre_x(objects[i]) for i in referents}
             order = sorted(referents, key=xs.get)
@@ -196,6 +197,7 @@ class InstructionGenerator:
                 if found is None:
                     return None
                 np_text, landmark = found
+                location = None          # the relation phrase replaces the words that said the box
             referents = [target]
         if kind == "no_box":
             v, h = dest.split("_")
@@ -204,7 +206,7 @@ class InstructionGenerator:
                        answer_destination=dest, landmark=landmark)
         else:
             s = Sample(np_text, objects, names, referents, dest, kind, target, landmark=landmark)
-        s.entries = self._entries(fits)
+        s.entries, s.location = self._entries(fits), location
         return self._finish(s)
 
     def _extreme(self, which: str, noun: str, np_text: str, box: str) -> str:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from koba_ros.grounding.catalog_phrases import CatalogPhrases, catalog_phrases
-from koba_ros.grounding.features import BASE_DIM, PAIR_DIM
+from koba_ros.grounding.features import BASE_DIM, BOX_COLUMNS, PAIR_DIM
 
 QUERIES = ("target", "landmark", "relation", "destination")
 DEST_CLASSES = 5  # four boxes + not said
@@ -86,6 +86,34 @@ class CatalogMatch(nn.Module):
         return (object_logits.log_softmax(-1) + text_logits.log_softmax(-1)[:, None, :]).logsumexp(-1)
 
 
+class LocationHead(nn.Module):
+    """Where the words say the object is ("the can in the upper left one"), read like the destination:
+
+        q_loc    = sum_t softmax_t(u_t . a_loc) u_t
+        p(loc)   = softmax(MLP_loc(q_loc))                 four boxes + not said
+        lambda_i = log(p(loc = box_i) + p(loc = not said))  0 when no box is said; low for objects elsewhere
+
+    Trained with the box the generator's location phrase names. Why: the object MLP sees the box one-hot, but
+    matching it through q_target * e_i did not carry over to unseen box wordings, while the destination head did.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.attn = nn.Parameter(torch.randn(hidden) * 0.1)
+        self.mlp = mlp(hidden, hidden, DEST_CLASSES)
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = (u @ self.attn / u.shape[-1] ** 0.5).masked_fill(~mask, -1e9)
+        return self.mlp(torch.einsum("bt,bth->bh", scores.softmax(-1), u))
+
+    def log_fit(self, logits: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
+        """[B, N] lambda from location logits [B, 5] and raw object features (their box one-hot)."""
+        p = logits.softmax(-1)
+        box = objects[..., BOX_COLUMNS]
+        return torch.log((box * p[:, None, :4]).sum(-1) + p[:, None, 4] + 1e-6)
+
+
 class GroundingNet(nn.Module):
     def __init__(self, text_dim: int, appearance_dim: int, hidden: int = 96, text_encoder: nn.Module | None = None):
         super().__init__()
@@ -106,12 +134,16 @@ class GroundingNet(nn.Module):
         self.register_buffer("obj_std", torch.ones(BASE_DIM + appearance_dim))
         self.text_dim, self.hidden = text_dim, hidden
         self.catalog: CatalogMatch | None = None
+        self.location: LocationHead | None = None
         self.phrases: CatalogPhrases | None = None
         self._phrase_states = self._phrase_cache = None
 
     def use_catalog(self, entries: tuple[str, ...]) -> None:
         """Add the catalog head (new models; a checkpoint that has one gets it in load_state_dict)."""
         self.catalog = CatalogMatch(tuple(entries), self.text_dim, self.hidden)
+
+    def use_location(self) -> None:
+        self.location = LocationHead(self.hidden)
 
     def set_catalog(self, phrases: CatalogPhrases, encoder=None) -> None:
         """The catalog texts to read; `encoder` is the frozen text encoder (None: the net's own trainable one)."""
@@ -122,6 +154,8 @@ class GroundingNet(nn.Module):
         # The Grounder builds the net before it reads the checkpoint; whether there is a catalog head is in the weights.
         if self.catalog is None and "catalog.entry_names" in state_dict:
             self.use_catalog(tuple(bytes(state_dict["catalog.entry_names"].tolist()).decode().split(",")))
+        if self.location is None and "location.attn" in state_dict:
+            self.use_location()
         return super().load_state_dict(state_dict, strict, assign)
 
     def train(self, mode: bool = True):
@@ -139,7 +173,7 @@ class GroundingNet(nn.Module):
         if self._phrase_cache is not None:
             return self._phrase_cache
         states, mask = self._phrase_states or self.text_encoder(list(self.phrases.texts))
-        _, attn = self.pool(states, mask)
+        _, attn, _ = self.pool(states, mask)
         z = self.catalog.embed(states, attn[:, 0])
         entry_of = torch.tensor(self.phrases.entry_of)
         member = torch.arange(len(self.phrases.entries))[:, None] == entry_of[None, :]
@@ -147,17 +181,18 @@ class GroundingNet(nn.Module):
             self._phrase_cache = (z, member)
         return z, member
 
-    def pool(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, len(QUERIES), H] attention-pooled query vectors, and the attention [B, len(QUERIES), T]."""
+    def pool(self, states: torch.Tensor, mask: torch.Tensor):
+        """[B, len(QUERIES), H] attention-pooled query vectors, the attention [B, len(QUERIES), T], the tokens u."""
         u, _ = self.gru(self.text_in(states))
         scores = torch.einsum("bth,kh->bkt", u, self.attn) / u.shape[-1] ** 0.5
         attn = scores.masked_fill(~mask[:, None, :], -1e9).softmax(-1)
-        return torch.einsum("bkt,bth->bkh", attn, u), attn
+        return torch.einsum("bkt,bth->bkh", attn, u), attn, u
 
     def forward(self, states, mask, objects, pairs, obj_mask, aux: dict | None = None):
         """Logits: target [B, N+1] (last = none of them), destination [B, 5], landmark [B, N].
-        With the catalog head and a dict `aux`, it gets "objects" [B, N, C] and "text" [B, C] entry logits."""
-        q, attn = self.pool(states, mask)
+        With the catalog head and a dict `aux`, it gets "objects" [B, N, C] and "text" [B, C] entry logits;
+        with the location head, "location" [B, 5]."""
+        q, attn, u = self.pool(states, mask)
         qt, ql, qr, qd = q.unbind(1)
         e = self.obj((objects - self.obj_mean) / self.obj_std)                     # [B, N, H]
         s = self.match(torch.cat([qt[:, None] * e, e], -1)).squeeze(-1)         # [B, N]
@@ -171,6 +206,11 @@ class GroundingNet(nn.Module):
             lm = lm + self.catalog.gain[1] * self.catalog.kappa(obj_entry, text_l)
             if aux is not None:
                 aux.update(objects=obj_entry, text=text_t)
+        if self.location is not None:
+            loc = self.location(u, mask)
+            s = s + self.location.gain * self.location.log_fit(loc, objects)
+            if aux is not None:
+                aux["location"] = loc
         lm = lm.masked_fill(~obj_mask, -1e9)
         rel_hidden = torch.relu(self.rel_text(qr)[:, None, None] + self.rel_pair(pairs))
         rel = self.rel_out(rel_hidden).squeeze(-1)                               # [B, N(i), N(j)]

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from koba_ros.grounding.calibration import fit_gate_temperature
 from koba_ros.grounding.catalog_phrases import catalog_phrases
-from koba_ros.grounding.grounder import DEST_LABELS, batch_inputs
+from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
 from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
@@ -43,6 +44,7 @@ class TrainConfig:
     token_drop: float = 0.0           # word dropout on the encoder's token states during training (drop_tokens)
     catalog: bool = True              # catalog head: match object words against the catalog's texts
     catalog_weight: float = 0.5       # weight of its auxiliary losses (object -> entry, words -> entry)
+    location: bool = True             # location head: which box the words say the object is in
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
@@ -104,6 +106,12 @@ def run_batch(net, encoder, appearance_dim, samples, token_drop: float = 0.0, au
     target_logits, dest_logits, lm_logits = net(*inputs, aux=aux)
     target, dest, landmark = labels(samples, inputs[2].shape[1])
     return target_logits, dest_logits, lm_logits, target, dest, landmark
+
+
+def location_loss(aux: dict, samples: list[Sample]) -> torch.Tensor:
+    """Cross-entropy of the box the words say the object is in (class 4: they say none)."""
+    boxes = torch.tensor([DEST_LABELS.index(s.location) for s in samples])
+    return F.cross_entropy(aux["location"], boxes)
 
 
 def catalog_loss(aux: dict, samples: list[Sample], entries: tuple[str, ...]) -> torch.Tensor:
@@ -212,6 +220,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     if cfg.catalog:
         net.use_catalog(train_catalog.entries)
         net.set_catalog(train_catalog, encoder)
+    if cfg.location:
+        net.use_location()
     feats = np.concatenate([batch_inputs(["x"], [s.objects], encoder, net, appearance_dim)[2][0].numpy()
                             for s in scenes[:50] if s.objects])
     net.obj_mean.copy_(torch.from_numpy(feats.mean(0)))
@@ -230,8 +240,10 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
             aux = {}
             tl, dl, ll, target, dest, landmark = run_batch(net, encoder, appearance_dim, batch, cfg.token_drop, aux)
             loss = soft_cross_entropy(tl, target) + F.cross_entropy(dl, dest)
-            if aux:
+            if "objects" in aux:
                 loss = loss + cfg.catalog_weight * catalog_loss(aux, batch, net.catalog.entries)
+            if "location" in aux:
+                loss = loss + location_loss(aux, batch)
             if (landmark >= 0).any():
                 loss = loss + 0.5 * F.cross_entropy(ll, landmark, ignore_index=-100)
             opt.zero_grad()
@@ -254,19 +266,24 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     bar.close()
     net.load_state_dict(best_state)
     _, t_logits, t_labels, d_logits, d_labels = evaluate_val_phrasings()
-    t_target = fit_target_temperature(t_logits, t_labels)
+    t_nll = fit_target_temperature(t_logits, t_labels)
     t_dest = fit_temperature(d_logits, F.one_hot(d_labels, len(DEST_LABELS)).float())
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"encoder": cfg.encoder, "appearance_dim": appearance_dim, "hidden": cfg.hidden,
-              "t_target": t_target, "t_dest": t_dest, "train": asdict(cfg)}
+              "t_target": t_nll, "t_target_nll": t_nll, "t_dest": t_dest, "train": asdict(cfg)}
     if text_module is not None:
         config["byte"] = text_module.sizes
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
+    # Then aim the asking gate with the saved model in the real dialogue, on the validation phrasings.
+    config["t_target"], gate_rates = fit_gate_temperature(Grounder(out_dir / weights_name), val_phrasings, t_nll)
+    config["gate_rates_val"] = gate_rates
+    torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
+    t_target = config["t_target"]
     _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
     summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),
                "val_phrasing_samples": len(val_phrasings), "best_val_clear_acc": best,
                "val_clear_acc_training_phrasings": max(c["val_clear_acc"] for c in curve),
-               "t_target": t_target, "t_dest": t_dest,
+               "t_target": t_target, "t_target_nll": t_nll, "gate_rates_val": gate_rates, "t_dest": t_dest,
                "seconds": round(time.perf_counter() - t0, 1), "weights": str(out_dir / weights_name),
                "parameters": sum(p.numel() for p in net.parameters())}
     return summary

@@ -1,0 +1,54 @@
+"""Aiming the asking gate on validation phrasings (calibration.py), with a stand-in grounder of known logits."""
+import numpy as np
+
+from koba_ros.grounding.calibration import RetemperedGrounder, fit_gate_temperature
+from koba_ros.grounding.grounder import Grounding
+from koba_ros.grounding.instructions import Sample
+from koba_ros.grounding.synthetic import perceive_synthetic
+
+SCENE = [{"name": "red_cube", "box": "top_left", "xy": [0.0, 0.0]},
+         {"name": "blue_ball", "box": "top_right", "xy": [0.0, 0.0]},
+         {"name": "green_cylinder", "box": "bottom_left", "xy": [0.0, 0.0]},
+         {"name": "duck", "box": "bottom_right", "xy": [0.0, 0.0]}]
+LOGITS = {"clear": [3.0, 1.0, 1.0, 1.0, -2.0], "ambiguous": [3.0, 3.0, 0.0, 0.0, -2.0],
+          "absent": [0.0, 0.0, 0.0, 0.0, 2.0]}
+
+
+class KnownLogits:
+    """Target probabilities softmax(z / T) for the z its instruction names; destination: the top right box."""
+
+    def __init__(self, temperature):
+        self.temperature = temperature
+
+    def ground_batch(self, texts, object_lists):
+        out = []
+        for text in texts:
+            z = np.array(next((v for k, v in LOGITS.items() if k in text), [0.0] * 5)) / self.temperature
+            p = np.exp(z - z.max())
+            out.append(Grounding(p / p.sum(), np.array([0.0, 1.0, 0.0, 0.0, 0.0])))
+        return out
+
+    def ground(self, text, objects):
+        return self.ground_batch([text], [objects])[0]
+
+
+def test_retempering_equals_dividing_the_logits():
+    objects = perceive_synthetic(SCENE, np.random.default_rng(0))
+    retempered = RetemperedGrounder(KnownLogits(2.0))
+    retempered.temperature = 0.5 / 2.0
+    got = retempered.ground("clear", objects).target_probs
+    assert np.allclose(got, KnownLogits(0.5).ground("clear", objects).target_probs, atol=1e-9)
+
+
+def test_a_too_soft_temperature_is_sharpened_until_clear_words_are_acted_on():
+    objects = perceive_synthetic(SCENE, np.random.default_rng(0))
+    samples = [Sample("put the clear thing in the top right box", objects, [o["name"] for o in SCENE], [0],
+                      "top_right", "clear", 0),
+               Sample("put the ambiguous thing in the top right box", objects, [o["name"] for o in SCENE], [0, 1],
+                      "top_right", "ambiguous", 0),
+               Sample("put the absent thing in the top right box", objects, [o["name"] for o in SCENE], [],
+                      "top_right", "absent", None)]
+    # At T = 2 the clear words give p = 0.46 < 0.7: the robot would ask. The gate fit sharpens it.
+    assert KnownLogits(2.0).ground(samples[0].text, objects).target_probs.max() < 0.7
+    t, rates = fit_gate_temperature(KnownLogits(2.0), samples, 2.0)
+    assert t <= 1.0 and rates == {"clear": 1.0, "ambiguous": 1.0, "absent": 1.0}, (t, rates)
