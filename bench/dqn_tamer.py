@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from koba_ros.rl.agents import ENV_AGENT_CONFIG
+from koba_ros.rl.agents import ENV_AGENT_CONFIG, with_overrides
 from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench, summarize
 from koba_ros.rl.human import HumanConfig
 
@@ -126,6 +126,8 @@ def main():
     p.add_argument("--sweep-params", default="p_wrong,p_feedback", help="Which human parameters the sweep varies.")
     p.add_argument("--alpha-h", type=float, default=None, help="DQN-TAMER's initial alpha_h instead of the "
                    "environment's (agents.ENV_AGENT_CONFIG); keep such a run out of --merge with the default one.")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="Agent settings instead of the "
+                   "environment's (agents.with_overrides: alpha_h=10 eps_decay_steps_with_human=5000 q.lr=...).")
     p.add_argument("--human", default="", help="Simulated human of the tables, k=v,... (human.HumanConfig.parse), "
                    "e.g. half_life=0 for one who never tires; default: the issue's default human.")
     p.add_argument("--out", default="")
@@ -152,6 +154,7 @@ def main():
     for env in filter(None, args.envs.split(",")):
         print(f"{env}: {args.agents} x {args.seeds} seeds", file=sys.stderr, flush=True)
         agent = ENV_AGENT_CONFIG[env] if args.alpha_h is None else replace(ENV_AGENT_CONFIG[env], alpha_h=args.alpha_h)
+        agent = with_overrides(agent, args.set)
         result = run_bench(BenchConfig(env=env, agents=tuple(args.agents.split(",")), seeds=args.seeds,
                                        episodes=EPISODES[env], agent=agent, human=HumanConfig.parse(args.human)),
                            progress=log)

@@ -9,27 +9,13 @@ JSON object per checkpoint, then one with the run's summary.
 """
 import argparse
 import json
-from dataclasses import fields, replace
 
 import numpy as np
 
-from koba_ros.rl.agents import ENV_AGENT_CONFIG, AgentConfig
+from koba_ros.rl.agents import ENV_AGENT_CONFIG, with_overrides
 from koba_ros.rl.bench import BenchConfig, build_run, simulate
 from koba_ros.rl.envs import tabular_model
 from koba_ros.rl.human import HumanConfig
-
-
-def agent_config(env: str, settings: list[str]) -> AgentConfig:
-    """The environment's AgentConfig with `field=value` overrides (q.lr=..., h.train_every=... for the learners)."""
-    config = ENV_AGENT_CONFIG[env]
-    for item in settings:
-        key, value = item.split("=")
-        part, _, name = key.rpartition(".")
-        target = getattr(config, part) if part else config
-        kind = {f.name: type(getattr(target, f.name)) for f in fields(target)}[name]
-        updated = replace(target, **{name: kind(float(value))})
-        config = replace(config, **{part: updated}) if part else updated
-    return config
 
 
 def greedy_path_agreement(agent, model, start: int, limit: int = 300) -> tuple[int, int]:
@@ -55,7 +41,8 @@ def main():
     p.add_argument("--human", default="", help="k=v,... (human.HumanConfig.parse); default: the default human")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="AgentConfig overrides")
     args = p.parse_args()
-    config = BenchConfig(env=args.env, human=HumanConfig.parse(args.human), agent=agent_config(args.env, args.set))
+    config = BenchConfig(env=args.env, human=HumanConfig.parse(args.human),
+                         agent=with_overrides(ENV_AGENT_CONFIG[args.env], args.set))
     env, agent, session, human = build_run(config, args.agent, args.seed)
     model = tabular_model(env)
     distance = model.steps_to_goal()

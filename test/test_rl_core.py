@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from koba_ros.errors import KobaError
-from koba_ros.rl.agents import AgentConfig, DQNTamerAgent, make_agent
+from koba_ros.rl.agents import AgentConfig, DQNTamerAgent, make_agent, with_overrides
 from koba_ros.rl.credit import CreditAssigner
 from koba_ros.rl.delay import Delay
 from koba_ros.rl.envs import MAZE_ID, make_env, state_codes, tabular_model
@@ -322,6 +322,17 @@ def test_unknown_agent_and_bad_state_raise():
         make_agent("ppo", 3, 2)
     with pytest.raises(KobaError):
         make_agent("dqn", 3, 2).act(7)
+
+
+def test_agent_settings_overrides_and_bad_ones():
+    base = AgentConfig()
+    config = with_overrides(base, ["alpha_h=10", "eps_decay_steps_with_human=5000", "q.lr=0.003", "h.train_every=10"])
+    assert (config.alpha_h, config.eps_decay_steps_with_human, config.q.lr, config.h.train_every) == (10.0, 5000,
+                                                                                                       0.003, 10)
+    assert config.q.gamma == base.q.gamma and base.alpha_h == 1.0  # the rest, and the original, unchanged
+    for bad in ("nope=1", "q.nope=1", "x.lr=1", "alpha_h=", "alpha_h=ten"):
+        with pytest.raises(KobaError):
+            with_overrides(base, [bad])
 
 
 # --- training session: feedback checks ----------------------------------------------------------

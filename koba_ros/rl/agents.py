@@ -16,7 +16,7 @@ Every agent has the same interface: act(state), observe(...), feedback(value, cr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -241,6 +241,24 @@ def make_agent(name: str, n_states: int, n_actions: int, config: AgentConfig = A
     if name not in classes:
         raise KobaError(f"unknown agent {name!r}; agents: {', '.join(AGENTS)}")
     return classes[name](n_states, n_actions, config, seed, q_codes, h_codes)
+
+
+def with_overrides(config: AgentConfig, items: list[str]) -> AgentConfig:
+    """`field=value` overrides of an AgentConfig (`q.lr=...`, `h.train_every=...` for the learners' configs)."""
+    for item in items:
+        key, _, value = item.partition("=")
+        part, _, name = key.rpartition(".")
+        target = getattr(config, part, None) if part in ("q", "h") else config if not part else None
+        kinds = {f.name: type(getattr(target, f.name)) for f in fields(target)} if target is not None else {}
+        if name not in kinds or not value:
+            raise KobaError(f"expected field=value with a field of AgentConfig (q.<field>, h.<field> for the "
+                            f"learners), got {item!r}")
+        try:
+            updated = replace(target, **{name: kinds[name](float(value))})
+        except ValueError:
+            raise KobaError(f"{key} must be a number, got {value!r}") from None
+        config = replace(config, **{part: updated}) if part else updated
+    return config
 
 
 def _plain(d: dict) -> dict:
