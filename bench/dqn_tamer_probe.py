@@ -2,7 +2,7 @@
 states from which the goal can be reached, the share where the agent's greedy action is a shortest-path action
 (`right`), the share where it leaves the state unchanged (`noop`: a wall bump or an illegal pick-up, a trap for a
 greedy agent), and how far argmax Q agrees with the agent along its own greedy path from the maze start. Prints one
-JSON object per checkpoint, then one with the run's summary.
+JSON object per checkpoint, then one with the run's summary (and how often a random walk finds the goal).
 
     .venv/bin/python bench/dqn_tamer_probe.py --env taxi --agent tamer --human p_feedback=1,p_wrong=0,half_life=0
     .venv/bin/python bench/dqn_tamer_probe.py --env taxi --agent dqn_tamer --set eps_decay_steps_with_human=5000
@@ -29,6 +29,23 @@ def greedy_path_agreement(agent, model, start: int, limit: int = 300) -> tuple[i
             break
         s = model.next_state[s, a]
     return agree, steps
+
+
+def random_walk_success(env, model, walks: int = 2000, seed: int = 0) -> float:
+    """Share of uniformly random episodes (from the environment's own start states) that reach the goal within its
+    step limit: how often exploration alone finds the reward."""
+    rng = np.random.default_rng(seed)
+    limit = env.spec.max_episode_steps or env.unwrapped.max_steps
+    hits = 0
+    for i in range(walks):
+        s, _ = env.reset(seed=seed + i)
+        for _ in range(limit):
+            a = rng.integers(model.next_state.shape[1])
+            if model.success[s, a]:
+                hits += 1
+                break
+            s = model.next_state[s, a]
+    return hits / walks
 
 
 def main():
@@ -64,7 +81,8 @@ def main():
                 agent, model, env.unwrapped.state_of(env.unwrapped.start)))
         print(json.dumps(row), flush=True)
     print(json.dumps({"env": args.env, "agent": args.agent, "seed": args.seed, "human": args.human or "default",
-                      "set": args.set, "episodes": args.episodes}))
+                      "set": args.set, "episodes": args.episodes,
+                      "random_walk_success": random_walk_success(config.make_env(), model)}))
 
 
 if __name__ == "__main__":
