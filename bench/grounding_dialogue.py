@@ -11,7 +11,7 @@ person said first (box, colour, side, noun, correction "no, ...", yes/no, destin
 `--person legacy` replays the old scripted person (the sample's answer, whatever the question) to show how
 much of the old number was the test's answers rather than the dialogue.
 
-    .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev HEAD] [--split test]
+    .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev c6bd66f] [--split test]
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from koba_ros.cli import print_json
 from koba_ros.grounding import lexicon
@@ -82,9 +84,12 @@ def ambiguity(sample) -> str:
     return "duplicate" if len({sample.names[i] for i in sample.referents}) == 1 else "shared_attribute"
 
 
-def run_sample(grounder, sample, dialogue_class, person):
+def run_sample(grounder, sample, dialogue_class, person, cpu_ms: list | None = None):
     d = dialogue_class(grounder, sample.objects)
+    start = time.process_time()   # CPU time: on the shared machine wall time is mostly waiting for a core
     first = reply = d.start(sample.text)
+    if cpu_ms is not None:
+        cpu_ms.append((time.process_time() - start) * 1000)
     first_q, answers = question_type(first, d.pending), []
     while reply.status == "question":
         text = person(sample, d.pending, reply)
@@ -97,11 +102,13 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
     out, rows = {}, []
     clear = samples["clear"]
     done_right = asked = 0
+    cpu_ms = []
     for s in clear:
-        _, first, _, _, _ = run_sample(grounder, s, dialogue_class, person)
+        _, first, _, _, _ = run_sample(grounder, s, dialogue_class, person, cpu_ms)
         asked += first.status == "question"
         done_right += first.status == "done" and first.target == s.target and first.destination == s.destination
-    out["clear"] = {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear)}
+    out["clear"] = {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear),
+                    "first_turn_cpu_ms_median": float(np.median(cpu_ms))}
     for s in samples["ambiguous"] + samples["no_box"]:
         d, first, final, q, answers = run_sample(grounder, s, dialogue_class, person)
         want = s.destination or s.answer_destination
@@ -134,7 +141,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
     ap.add_argument("--split", choices=["test", "train"], default="test", help="Phrasings (default: held out).")
-    ap.add_argument("--baseline-rev", default="HEAD", help="Git revision of the 'before' dialogue (default HEAD).")
+    ap.add_argument("--baseline-rev", default="c6bd66f", help="Git revision of the 'before' dialogue (default: the "
+                    "last commit before the answer-reading rewrite).")
     ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="both",
                     help="Scripted person(s) to run 'before' with (the new one always runs 'after').")
     ap.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")

@@ -3,7 +3,14 @@ question that names what tells the candidates apart; understand the answer; give
 
 Hatori et al. (ICRA 2018) ask when the top candidates score too close; here the test is on the
 temperature-calibrated probability: act when the best object has p >= ask_below, refuse when "none of
-them" is most likely, otherwise ask about the few objects holding most of the mass.
+them" is most likely, otherwise ask about the few objects holding most of the mass. It also asks when the
+model is sure but the words fit look-alikes of its pick as well (never guess silently on an ambiguous
+instruction), and checks the box when the one box named may be where the object is rather than where it goes.
+
+An answer is read against the objects the question named (its box, side, colour, then the rest of its words
+ranked by the grounder among them); "no, the ..." or an answer that fits none of them looks at the other
+objects the instruction might mean, then at all of them; an answer that fits every object named answers
+nothing and the question is asked again.
 """
 from __future__ import annotations
 
@@ -81,22 +88,20 @@ class Dialogue:
             return self._end("cancelled", "Okay, I won't move anything.")
         if not self.objects:
             return self._end("rejected", "I don't see any objects, so I won't move anything.")
-        # With one box named, that box may say where the object is rather than where it goes: ground the words
-        # without it as well (same batch), to see which objects the object words alone fit.
-        one_box = len(lexicon.box_mentions(text)) == 1
-        texts = [text, " ".join(lexicon.without_boxes(text)) or "."] if one_box else [text]
-        grounded = self.grounder.ground_batch(texts, [self.objects] * len(texts))
-        g = grounded[0]
+        g = self.grounder.ground(text, self.objects)
         ranked = g.ranked()
         best, p_best = ranked[0]
         dest, p_dest = g.destination
         if dest is not None and p_dest >= self.s.dest_ask_below:
             self.destination = dest
-            self.box_unsure = one_box
+            # With one box named, it may say where the object is rather than where it goes.
+            self.box_unsure = len(lexicon.box_mentions(text)) == 1
         if g.none_prob >= self.s.reject_above and g.none_prob > p_best:
             return self._end("rejected", "I can't find that object here, so I won't move anything.")
-        # Only when the object the model picked sits in that very box (it may have read the box as its place).
-        words_only = grounded[1] if self.box_unsure and self.objects[best].box == self.destination else None
+        words_only = None
+        if p_best >= self.s.ask_below and self.box_unsure and self.objects[best].box == self.destination:
+            # The pick sits in the one box named: which objects do the object words alone fit?
+            words_only = self.grounder.ground(" ".join(lexicon.without_boxes(text)) or ".", self.objects)
         twins = self._twins(text, best, ranked, words_only) if p_best >= self.s.ask_below else []
         if p_best >= self.s.ask_below and not twins:
             self.target, self.confidence = best, p_best
@@ -189,15 +194,18 @@ class Dialogue:
     def _twins(self, text: str, best: int, ranked, words_only: Grounding | None) -> list[int]:
         """Look-alikes of `best` (same colour word and noun) that the words fit too, however sure the model is of
         `best`: the model gives them at least twin_ratio of the top probability, and the words cannot be telling
-        them apart (not when they say a side and share its box, nor when they name two boxes -- one is where it
-        is -- and the twin is in another box). When the only box named was read as the destination and `best` is
-        in it, the probabilities are those of the words without that box (`words_only`): "the ball you kick in
-        the lower left corner" -- is the ball there, or does it go there?"""
+        them apart (not when they say a side and share its box, nor when they name the box `best` is in -- other
+        than as the destination -- and the twin is in another box). When the only box named was read as the
+        destination and `best` is in it, the probabilities are those of the words without that box (`words_only`):
+        "the ball you kick in the lower left corner" -- is the ball there, or does it go there?"""
         fit = words_only.ranked() if words_only is not None else ranked
         p = dict(fit)
         top = fit[0][1] if words_only is not None else p[best]
-        side, located = lexicon.side(text) is not None, len(lexicon.box_mentions(text)) >= 2
         box = self.objects[best].box
+        mentions = [b for _, b in lexicon.box_mentions(text)]
+        # The words say where it is: they name its box, and not only as the destination.
+        located = box in mentions and (self.destination != box or len(mentions) >= 2)
+        side = lexicon.side(text) is not None
         near = [i for i, _ in fit if i != best and p[i] >= self.s.twin_ratio * top
                 and not (side and self.objects[i].box == box) and not (located and self.objects[i].box != box)]
         if not near:
