@@ -50,5 +50,5 @@ def test_a_too_soft_temperature_is_sharpened_until_clear_words_are_acted_on():
                       "top_right", "absent", None)]
     # At T = 2 the clear words give p = 0.46 < 0.7: the robot would ask. The gate fit sharpens it.
     assert KnownLogits(2.0).ground(samples[0].text, objects).target_probs.max() < 0.7
-    t, rates = fit_gate_temperature(KnownLogits(2.0), samples, 2.0)
+    t, t_dest, rates = fit_gate_temperature(KnownLogits(2.0), samples, (2.0, 1.0))
     assert t <= 1.0 and rates == {"clear": 1.0, "ambiguous": 1.0, "absent": 1.0}, (t, rates)

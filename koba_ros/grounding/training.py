@@ -275,10 +275,10 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         config["byte"] = text_module.sizes
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
     # Then aim the asking gate with the saved model in the real dialogue, on the validation phrasings.
-    config["t_target"], gate_rates = fit_gate_temperature(Grounder(out_dir / weights_name), val_phrasings, t_nll)
-    config["gate_rates_val"] = gate_rates
+    t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(out_dir / weights_name), val_phrasings,
+                                                         (t_nll, t_dest))
+    config.update(t_target=t_target, t_dest=t_dest, t_dest_nll=config["t_dest"], gate_rates_val=gate_rates)
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
-    t_target = config["t_target"]
     _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
     summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),
                "val_phrasing_samples": len(val_phrasings), "best_val_clear_acc": best,
