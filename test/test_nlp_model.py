@@ -81,6 +81,17 @@ def test_shape_shifts_randomly_in_training_and_fixed_at_inference():
     assert not torch.allclose(a, b)
     pos.eval()
     assert torch.allclose(pos(1, 4, "cpu"), SinusoidalPositions(16)(1, 4, "cpu", shift=50))
+    at_zero = SinusoidalPositions(16, max_shift=50, inference_shift=0).eval()
+    assert torch.allclose(at_zero(1, 4, "cpu"), SinusoidalPositions(16)(1, 4, "cpu"))
+
+
+def test_shape_inference_shift_reaches_the_model_and_is_checked():
+    config = TransformerConfig(positions="shape", shape_max_shift=50, shape_inference_shift=0, **SMALL)
+    assert TransformerLM(config).positions.inference_shift == 0
+    default = TransformerLM(TransformerConfig(positions="shape", shape_max_shift=50, **SMALL))
+    assert default.positions.inference_shift == 50  # the authors' K unless set
+    with pytest.raises(KobaError, match="shape_inference_shift"):
+        TransformerConfig(positions="shape", shape_inference_shift=-1, **SMALL)
 
 
 def test_rope_scores_depend_only_on_relative_position():

@@ -23,6 +23,8 @@ class TransformerConfig:
     norm: str = "pre"                # pre | post | b2t (Takase et al. 2022)
     positions: str = "learned"       # learned | sinusoidal | shape (Kiyono et al. 2021) | rope | none
     shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
+    shape_inference_shift: int | None = None  # SHAPE: the fixed inference offset (None -> K); 0 keeps inputs longer
+    #                                           than the training ones inside the trained positions (docs/nlp.md)
     embedding: str = "table"         # table | alone (Takase & Kobayashi 2020) | factorized (rank-r table + projection)
     embed_rank: int = 16             # factorized: the table's width
     alone_dim: int = 0               # ALONE: length of the shared vector o and filters (0 -> d_model)
@@ -76,6 +78,10 @@ class TransformerConfig:
             raise KobaError(f"config: pad_id {self.pad_id} outside the vocabulary of {self.vocab_size}")
         if self.shape_max_shift < 0:
             raise KobaError("config: shape_max_shift must be >= 0")
+        if self.shape_inference_shift is not None and (not isinstance(self.shape_inference_shift, int)
+                                                       or self.shape_inference_shift < 0):
+            raise KobaError(f"config: shape_inference_shift must be a non-negative integer or null, "
+                            f"got {self.shape_inference_shift!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,13 +41,16 @@ class SinusoidalPositions(nn.Module):
     """Fixed sinusoidal absolute positions; with max_shift > 0 this is SHAPE.
 
     SHAPE (Kiyono et al., EMNLP 2021, §3): every sequence's positions are shifted by a random offset
-    k ~ U{0, ..., K-1} during training, PE(p + k); at inference a fixed offset (K, as in the authors' code) is used.
-    The model cannot rely on absolute positions, so it learns shift-invariant (relative) behaviour at no extra cost.
+    k ~ U{0, ..., K-1} during training, PE(p + k); at inference a fixed offset (K, as in the authors' code, unless
+    inference_shift says otherwise) is used. The model cannot rely on absolute positions, so it learns
+    shift-invariant (relative) behaviour at no extra cost. For inputs longer than any training input, offset K puts
+    their tail on positions training never showed; offset 0 keeps them inside (measured in docs/nlp.md).
     """
 
-    def __init__(self, dim: int, max_shift: int = 0):
+    def __init__(self, dim: int, max_shift: int = 0, inference_shift: int | None = None):
         super().__init__()
         self.dim, self.max_shift = dim, max_shift
+        self.inference_shift = max_shift if inference_shift is None else inference_shift
 
     def forward(self, batch: int, length: int, device, shift=None) -> torch.Tensor:
         positions = torch.arange(length, device=device).unsqueeze(0)  # [1, T]
@@ -58,7 +61,7 @@ class SinusoidalPositions(nn.Module):
             if self.training:
                 positions = positions + torch.randint(0, self.max_shift, (batch, 1), device=device)
             else:
-                positions = positions + self.max_shift
+                positions = positions + self.inference_shift
         return sinusoid(positions, self.dim)
 
 
@@ -91,7 +94,8 @@ def build_positions(config) -> nn.Module | None:
     if config.positions == "sinusoidal":
         return SinusoidalPositions(config.d_model)
     if config.positions == "shape":
-        return SinusoidalPositions(config.d_model, max_shift=config.shape_max_shift)
+        return SinusoidalPositions(config.d_model, max_shift=config.shape_max_shift,
+                                   inference_shift=config.shape_inference_shift)
     if config.positions == "rope":
         return RotaryPositions(config.head_dim)
     return None
