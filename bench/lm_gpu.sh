@@ -2,7 +2,8 @@
 # The NLP library's GPU checks in one device call (at most TOTAL_LIMIT seconds, default 480 = 8 minutes):
 #   1. the full-size reproductions that did not reproduce last time, with the corrected settings (docs/nlp.md,
 #      "Why three effects did not reproduce"): shape (also evaluated at inference offset 0), spike (lr 1e-2 and
-#      3e-2, 8 layers, 1000 steps), b2t (1200 steps on all the docstrings); estimated 6-7 minutes on an H100/H200;
+#      3e-2, 8 layers, 1000 steps), b2t (1000 steps at batch 16 on all the docstrings); estimated about 6 minutes
+#      on an H100/H200 from last session's timings (not run yet);
 #   2. with KOBA_LM_BENCH=1, first koba lm bench: GPT-2 small (124M, seq 1024, batch 16, bf16), ours vs Hugging
 #      Face, eager and compiled (about 4 minutes; measured last session, so off by default).
 # Every step gets min(REPRO_LIMIT, time left) seconds, so the script always ends inside TOTAL_LIMIT.
