@@ -160,7 +160,7 @@ def test_validation_phrasings_are_in_neither_training_nor_test():
     assert "furthest" not in train and ("most to the left" in train or "most to the right" in train)
     # every sample says which catalog entries its object words fit
     for s in val:
-        assert s.entries and (s.kind == "absent" or all(s.names[i] in s.entries for i in s.referents))
+        assert s.kind == "absent" or (s.entries and all(s.names[i] in s.entries for i in s.referents))
 
 
 def test_object_features_match_the_per_object_definition():
@@ -178,3 +178,16 @@ def test_object_features_match_the_per_object_definition():
         left = sum(m.bbox[0] + m.bbox[2] / 2 < o.bbox[0] + o.bbox[2] / 2 for m in mates)
         assert x[i, 13] == pytest.approx(left / max(len(mates) - 1, 1))
     assert x.shape == (len(objects), BASE_DIM + 2)
+
+
+def test_training_says_known_nouns_in_colours_nothing_has():
+    """"the green duck" (no entry is a green duck) is an absent-object instruction in training; the test split is
+    generated exactly as before (it never draws from that stream)."""
+    train = [s for s in _texts("train", 1500) if s.kind == "absent" and not s.entries]
+    assert train and all(s.referents == [] and s.target is None for s in train)
+    catalog = load_catalog()
+    for s in train:
+        words = s.text.lower()
+        assert any(f"{c} {syn}" in words for e in catalog.values() for syn in e.synonyms
+                   for c in ("red", "green", "blue", "yellow", "white", "brown", "tan", "black") if c != e.color)
+    assert not [s for s in _texts("test", 600) if s.kind == "absent" and not s.entries]

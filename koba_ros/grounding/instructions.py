@@ -127,6 +127,8 @@ class InstructionGenerator:
         if split not in SPLITS:
             raise ValueError(f"split is one of {SPLITS}")
         self.split, self.rng, self.catalog = split, np.random.default_rng(seed), load_catalog()
+        # Its own stream, so the rest of the instructions (and the test split) are the same draws as without it.
+        self.aux_rng = np.random.default_rng(seed + 7919)
 
     # A noun phrase for a catalog entry, and which entries it fits.
     def _head(self, name: str) -> tuple[str, callable, str]:
@@ -145,6 +147,18 @@ class InstructionGenerator:
             colour = entry.color
             return f"the {colour} {syn}", (lambda e: syn in e.synonyms and e.color == colour), f"{colour} {syn}"
         return f"the {syn}", (lambda e: syn in e.synonyms), syn
+
+    def _unmatched_colour(self):
+        """"the green duck": a known noun in a colour no catalog entry has it in -- nothing here fits. (The catalog
+        head matched "duck" and moved the yellow duck; the generator had never said such a thing.)"""
+        rng = self.aux_rng
+        entry = self.catalog[str(rng.choice(list(self.catalog)))]
+        syn = str(rng.choice(_names_with(self.split, entry)))
+        colour = str(rng.choice([c for c in COLOURS if c != entry.color]))
+        fits = lambda e: syn in e.synonyms and e.color == colour  # noqa: E731
+        if any(c in syn.split() for c in COLOURS) or any(fits(e) for e in self.catalog.values()):
+            return None
+        return f"the {colour} {syn}", fits
 
     def _fits(self, fits, names) -> list[int]:
         return [i for i, n in enumerate(names) if fits(self.catalog[n])]
@@ -165,6 +179,8 @@ class InstructionGenerator:
             np_text, fits, _ = self._head(str(rng.choice(missing)))
             if self._fits(fits, names):
                 return None
+            if self.split != "test" and self.aux_rng.random() < 0.3:   # fits nothing either, by construction
+                np_text, fits = self._unmatched_colour() or (np_text, fits)
             return self._finish(Sample(np_text, objects, names, [], dest, kind, None, entries=self._entries(fits)))
         target = int(rng.integers(len(objects)))
         np_text, fits, noun = self._head(names[target])
