@@ -11,6 +11,7 @@ box. Here, per instruction with token states h_1..h_T (from either text encoder)
     l_j   = softmax_j MLP_match'([q_landmark * e_j, e_j])  which object a relation refers to ("the duck")
     s_i  += sum_j l_j MLP_rel([q_relation, pair_ij])       "left of", "next to" (pair_ij: image offsets)
     s_none = MLP_none(q_target)                            the words fit nothing here
+           (+ MLP_scene(...) with the scene-aware none, `SceneNone`: the words against the best candidates)
     p(target) = softmax([s_1..s_N, s_none] / T_t)          T_t: temperature fitted after training
     p(box)    = softmax(MLP_dest(q_destination) / T_d)     four boxes + "not said"
 
@@ -114,6 +115,34 @@ class LocationHead(nn.Module):
         return torch.log((box * p[:, None, :4]).sum(-1) + p[:, None, 4] + 1e-6)
 
 
+class SceneNone(nn.Module):
+    """"None of them" read against the scene, not from the words alone (learned, no rules):
+
+        f_i    = [m_i, kappa_i, lambda_i, s_i]     m_i: match MLP of the words with object i's visual features
+                                                  (colour, size, ...); kappa_i: catalog fit; lambda_i: location
+                                                  fit; s_i: the object's total score
+        s_none = MLP_none(q_target) + MLP_scene([f_best, max_i f_i])   best = argmax_i s_i
+
+    Why: with the catalog head, "the green duck" next to a yellow duck has a high kappa (the words say duck) and
+    a words-only none logit cannot see that no object is green; here the none score can rise when the best
+    candidate fits the noun but not the colour (low m) or no object fits the words at all.
+    """
+
+    FEATURES = 4
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.mlp = mlp(2 * self.FEATURES, hidden, 1)
+
+    def forward(self, features: torch.Tensor, scores: torch.Tensor, obj_mask: torch.Tensor) -> torch.Tensor:
+        """[B] from per-object features [B, N, 4], total scores [B, N] and the mask of real objects [B, N]."""
+        features = features.clamp(-30.0, 30.0)      # padded objects and empty scenes must not blow up the MLP
+        best = scores.masked_fill(~obj_mask, -1e9).argmax(-1)
+        f_best = features[torch.arange(len(best)), best]
+        f_max = features.masked_fill(~obj_mask[..., None], -30.0).amax(1)
+        return self.mlp(torch.cat([f_best, f_max], -1)).squeeze(-1)
+
+
 class GroundingNet(nn.Module):
     def __init__(self, text_dim: int, appearance_dim: int, hidden: int = 96, text_encoder: nn.Module | None = None):
         super().__init__()
@@ -135,6 +164,7 @@ class GroundingNet(nn.Module):
         self.text_dim, self.hidden = text_dim, hidden
         self.catalog: CatalogMatch | None = None
         self.location: LocationHead | None = None
+        self.scene_none: SceneNone | None = None
         self.phrases: CatalogPhrases | None = None
         self._phrase_states = self._phrase_cache = None
 
@@ -144,6 +174,9 @@ class GroundingNet(nn.Module):
 
     def use_location(self) -> None:
         self.location = LocationHead(self.hidden)
+
+    def use_scene_none(self) -> None:
+        self.scene_none = SceneNone()
 
     def set_catalog(self, phrases: CatalogPhrases, encoder=None) -> None:
         """The catalog texts to read; `encoder` is the frozen text encoder (None: the net's own trainable one)."""
@@ -156,6 +189,8 @@ class GroundingNet(nn.Module):
             self.use_catalog(tuple(bytes(state_dict["catalog.entry_names"].tolist()).decode().split(",")))
         if self.location is None and "location.attn" in state_dict:
             self.use_location()
+        if self.scene_none is None and "scene_none.mlp.0.weight" in state_dict:
+            self.use_scene_none()
         return super().load_state_dict(state_dict, strict, assign)
 
     def train(self, mode: bool = True):
@@ -197,26 +232,32 @@ class GroundingNet(nn.Module):
         e = self.obj((objects - self.obj_mean) / self.obj_std)                     # [B, N, H]
         s = self.match(torch.cat([qt[:, None] * e, e], -1)).squeeze(-1)         # [B, N]
         lm = self.landmark(torch.cat([ql[:, None] * e, e], -1)).squeeze(-1)
+        m, kappa, fit = s, torch.zeros_like(s), torch.zeros_like(s)   # match, catalog and location fits (SceneNone)
         if self.catalog is not None:
             phrases, member = self._catalog_embeddings()
             obj_entry = self.catalog.classify(e)
             text_t = self.catalog.entry_logits(self.catalog.embed(states, attn[:, 0]), phrases, member)
             text_l = self.catalog.entry_logits(self.catalog.embed(states, attn[:, 1]), phrases, member)
-            s = s + self.catalog.gain[0] * self.catalog.kappa(obj_entry, text_t)
+            kappa = self.catalog.kappa(obj_entry, text_t)
+            s = s + self.catalog.gain[0] * kappa
             lm = lm + self.catalog.gain[1] * self.catalog.kappa(obj_entry, text_l)
             if aux is not None:
                 aux.update(objects=obj_entry, text=text_t)
         if self.location is not None:
             loc = self.location(u, mask)
-            s = s + self.location.gain * self.location.log_fit(loc, objects)
+            fit = self.location.log_fit(loc, objects)
+            s = s + self.location.gain * fit
             if aux is not None:
                 aux["location"] = loc
         lm = lm.masked_fill(~obj_mask, -1e9)
         rel_hidden = torch.relu(self.rel_text(qr)[:, None, None] + self.rel_pair(pairs))
         rel = self.rel_out(rel_hidden).squeeze(-1)                               # [B, N(i), N(j)]
         s = s + torch.einsum("bij,bj->bi", rel, lm.softmax(-1))
+        none = self.none(qt).squeeze(-1)
+        if self.scene_none is not None:
+            none = none + self.scene_none(torch.stack([m, kappa, fit, s], -1), s, obj_mask)
         s = s.masked_fill(~obj_mask, -1e9)
-        target = torch.cat([s, self.none(qt)], -1)
+        target = torch.cat([s, none[:, None]], -1)
         return target, self.dest(qd), lm
 
 

@@ -45,6 +45,7 @@ class TrainConfig:
     catalog: bool = True              # catalog head: match object words against the catalog's texts
     catalog_weight: float = 0.5       # weight of its auxiliary losses (object -> entry, words -> entry)
     location: bool = True             # location head: which box the words say the object is in
+    scene_none: bool = True           # "none of them" also reads the best candidates' fits (model.SceneNone)
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
@@ -222,6 +223,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         net.set_catalog(train_catalog, encoder)
     if cfg.location:
         net.use_location()
+    if cfg.scene_none:
+        net.use_scene_none()
     feats = np.concatenate([batch_inputs(["x"], [s.objects], encoder, net, appearance_dim)[2][0].numpy()
                             for s in scenes[:50] if s.objects])
     net.obj_mean.copy_(torch.from_numpy(feats.mean(0)))
