@@ -1,9 +1,12 @@
-"""The scene-aware "none of them" (model.SceneNone): it reads the scene, it can learn what a words-only none cannot,
-checkpoints without it still load, and empty or padded scenes stay finite. No trained weights needed."""
+"""The scene-aware "none of them" (model.SceneNone) and the colour head (model.ColourHead): the none logit reads the
+scene, it can learn what a words-only none cannot, checkpoints with or without them load, empty or padded scenes
+stay finite, and the colour labels training uses are the colour the words give the object. No trained weights."""
 import torch
 
 from koba_ros.grounding.features import BASE_DIM, BOX_COLUMNS, PAIR_DIM
+from koba_ros.grounding.instructions import COLOURS, Sample
 from koba_ros.grounding.model import GroundingNet, SceneNone, soft_cross_entropy
+from koba_ros.grounding.training import said_colour
 
 TEXT_DIM, APP_DIM, N = 16, 21, 5
 
@@ -24,6 +27,7 @@ def net(scene_none: bool) -> GroundingNet:
     n.use_location()
     if scene_none:
         n.use_scene_none()
+        n.use_colour()
     return n.eval()
 
 
@@ -43,7 +47,7 @@ def test_checkpoints_with_and_without_it_load_into_a_fresh_net():
         state = net(scene_none).state_dict()
         fresh = GroundingNet(TEXT_DIM, APP_DIM, hidden=16)
         fresh.load_state_dict(state)
-        assert (fresh.scene_none is not None) == scene_none
+        assert (fresh.scene_none is not None) == scene_none and (fresh.colour is not None) == scene_none
         with torch.no_grad():
             x = inputs(2)
             assert torch.allclose(fresh.eval()(*x)[0], net(scene_none)(*x)[0])
@@ -85,3 +89,17 @@ def test_empty_and_padded_scenes_stay_finite():
         target = net(True)(states, mask, objects, pairs, obj_mask)[0]
     assert torch.isfinite(target[:, -1]).all()
     assert torch.isfinite(target.log_softmax(-1)).all()
+
+
+def test_said_colour_is_the_colour_the_words_give_the_object():
+    colour_of = {"duck": "yellow", "red_ball": "red", "blue_cube": "blue"}
+    names = ["duck", "red_ball", "blue_cube"]
+
+    def said(text, referents):
+        s = Sample(text, [], names, referents, None, "clear" if referents else "absent", None)
+        return (*COLOURS, "not said")[said_colour(s, colour_of)]
+
+    assert said("put the yellow duck in the top left box", [0]) == "yellow"
+    assert said("put the duck left of the red ball in the top left box", [0]) == "not said"   # landmark's colour
+    assert said("put the green duck in the top left box", []) == "green"                     # absent: what is asked
+    assert said("put the duck in the box", [0]) == "not said"

@@ -34,6 +34,7 @@ from torch import nn
 
 from koba_ros.grounding.catalog_phrases import CatalogPhrases, catalog_phrases
 from koba_ros.grounding.features import BASE_DIM, BOX_COLUMNS, PAIR_DIM
+from koba_ros.grounding.instructions import COLOURS  # the catalog's colour words
 
 QUERIES = ("target", "landmark", "relation", "destination")
 DEST_CLASSES = 5  # four boxes + not said
@@ -115,12 +116,45 @@ class LocationHead(nn.Module):
         return torch.log((box * p[:, None, :4]).sum(-1) + p[:, None, 4] + 1e-6)
 
 
+
+
+class ColourHead(nn.Module):
+    """Which colour the words give the object ("the green duck"), and how well each object has it:
+
+        q_col    = sum_t softmax_t(u_t . a_col) u_t
+        p(col)   = softmax(MLP_col(q_col))                 the catalog colours + not said
+        rho_ic   = softmax_c(R e_i)                        object i's colour, from its visual features
+        gamma_i  = log(sum_c p(col = c) rho_ic + p(col = not said))
+
+    Trained with the colour word the generator put in the object phrase and the scene's catalog colours. Why: the
+    catalog match reads the noun ("duck") so strongly that a wrong colour hardly lowers the object's score; gamma
+    is a separate, explicit colour agreement that the object score and the scene-aware none both read.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.attn = nn.Parameter(torch.randn(hidden) * 0.1)
+        self.mlp = mlp(hidden, hidden, len(COLOURS) + 1)
+        self.classify = nn.Linear(hidden, len(COLOURS))
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = (u @ self.attn / u.shape[-1] ** 0.5).masked_fill(~mask, -1e9)
+        return self.mlp(torch.einsum("bt,bth->bh", scores.softmax(-1), u))
+
+    @staticmethod
+    def log_fit(words: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
+        """[B, N] gamma from word colour logits [B, 8] and object colour logits [B, N, 7]."""
+        p = words.softmax(-1)
+        return torch.log((objects.softmax(-1) * p[:, None, :-1]).sum(-1) + p[:, None, -1] + 1e-6)
+
+
 class SceneNone(nn.Module):
     """"None of them" read against the scene, not from the words alone (learned, no rules):
 
-        f_i    = [m_i, kappa_i, lambda_i, s_i]     m_i: match MLP of the words with object i's visual features
-                                                  (colour, size, ...); kappa_i: catalog fit; lambda_i: location
-                                                  fit; s_i: the object's total score
+        f_i    = [m_i, kappa_i, lambda_i, gamma_i, s_i]   m_i: match MLP of the words with object i's visual
+                                                  features; kappa_i: catalog fit; lambda_i: location fit;
+                                                  gamma_i: colour fit (ColourHead); s_i: the object's total score
         s_none = MLP_none(q_target) + MLP_scene([f_best, max_i f_i])   best = argmax_i s_i
 
     Why: with the catalog head, "the green duck" next to a yellow duck has a high kappa (the words say duck) and
@@ -128,14 +162,14 @@ class SceneNone(nn.Module):
     candidate fits the noun but not the colour (low m) or no object fits the words at all.
     """
 
-    FEATURES = 4
+    FEATURES = 5
 
     def __init__(self, hidden: int = 32):
         super().__init__()
         self.mlp = mlp(2 * self.FEATURES, hidden, 1)
 
     def forward(self, features: torch.Tensor, scores: torch.Tensor, obj_mask: torch.Tensor) -> torch.Tensor:
-        """[B] from per-object features [B, N, 4], total scores [B, N] and the mask of real objects [B, N]."""
+        """[B] from per-object features [B, N, 5], total scores [B, N] and the mask of real objects [B, N]."""
         features = features.clamp(-30.0, 30.0)      # padded objects and empty scenes must not blow up the MLP
         best = scores.masked_fill(~obj_mask, -1e9).argmax(-1)
         f_best = features[torch.arange(len(best)), best]
@@ -165,6 +199,7 @@ class GroundingNet(nn.Module):
         self.catalog: CatalogMatch | None = None
         self.location: LocationHead | None = None
         self.scene_none: SceneNone | None = None
+        self.colour: ColourHead | None = None
         self.phrases: CatalogPhrases | None = None
         self._phrase_states = self._phrase_cache = None
 
@@ -177,6 +212,9 @@ class GroundingNet(nn.Module):
 
     def use_scene_none(self) -> None:
         self.scene_none = SceneNone()
+
+    def use_colour(self) -> None:
+        self.colour = ColourHead(self.hidden)
 
     def set_catalog(self, phrases: CatalogPhrases, encoder=None) -> None:
         """The catalog texts to read; `encoder` is the frozen text encoder (None: the net's own trainable one)."""
@@ -191,6 +229,8 @@ class GroundingNet(nn.Module):
             self.use_location()
         if self.scene_none is None and "scene_none.mlp.0.weight" in state_dict:
             self.use_scene_none()
+        if self.colour is None and "colour.attn" in state_dict:
+            self.use_colour()
         return super().load_state_dict(state_dict, strict, assign)
 
     def train(self, mode: bool = True):
@@ -226,13 +266,14 @@ class GroundingNet(nn.Module):
     def forward(self, states, mask, objects, pairs, obj_mask, aux: dict | None = None):
         """Logits: target [B, N+1] (last = none of them), destination [B, 5], landmark [B, N].
         With the catalog head and a dict `aux`, it gets "objects" [B, N, C] and "text" [B, C] entry logits;
-        with the location head, "location" [B, 5]."""
+        with the location head, "location" [B, 5]; with the colour head, "colour_words" [B, 8], "colour_objects"
+        [B, N, 7]."""
         q, attn, u = self.pool(states, mask)
         qt, ql, qr, qd = q.unbind(1)
         e = self.obj((objects - self.obj_mean) / self.obj_std)                     # [B, N, H]
         s = self.match(torch.cat([qt[:, None] * e, e], -1)).squeeze(-1)         # [B, N]
         lm = self.landmark(torch.cat([ql[:, None] * e, e], -1)).squeeze(-1)
-        m, kappa, fit = s, torch.zeros_like(s), torch.zeros_like(s)   # match, catalog and location fits (SceneNone)
+        m, kappa, fit, gamma = s, torch.zeros_like(s), torch.zeros_like(s), torch.zeros_like(s)  # read by SceneNone
         if self.catalog is not None:
             phrases, member = self._catalog_embeddings()
             obj_entry = self.catalog.classify(e)
@@ -249,13 +290,19 @@ class GroundingNet(nn.Module):
             s = s + self.location.gain * fit
             if aux is not None:
                 aux["location"] = loc
+        if self.colour is not None:
+            words_colour, obj_colour = self.colour(u, mask), self.colour.classify(e)
+            gamma = self.colour.log_fit(words_colour, obj_colour)
+            s = s + self.colour.gain * gamma
+            if aux is not None:
+                aux.update(colour_words=words_colour, colour_objects=obj_colour)
         lm = lm.masked_fill(~obj_mask, -1e9)
         rel_hidden = torch.relu(self.rel_text(qr)[:, None, None] + self.rel_pair(pairs))
         rel = self.rel_out(rel_hidden).squeeze(-1)                               # [B, N(i), N(j)]
         s = s + torch.einsum("bij,bj->bi", rel, lm.softmax(-1))
         none = self.none(qt).squeeze(-1)
         if self.scene_none is not None:
-            none = none + self.scene_none(torch.stack([m, kappa, fit, s], -1), s, obj_mask)
+            none = none + self.scene_none(torch.stack([m, kappa, fit, gamma, s], -1), s, obj_mask)
         s = s.masked_fill(~obj_mask, -1e9)
         target = torch.cat([s, none[:, None]], -1)
         return target, self.dest(qd), lm

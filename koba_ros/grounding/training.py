@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from koba_ros.grounding.calibration import fit_gate_temperature
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
-from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
+from koba_ros.grounding.instructions import COLOURS, HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 
@@ -46,6 +46,7 @@ class TrainConfig:
     catalog_weight: float = 0.5       # weight of its auxiliary losses (object -> entry, words -> entry)
     location: bool = True             # location head: which box the words say the object is in
     scene_none: bool = True           # "none of them" also reads the best candidates' fits (model.SceneNone)
+    colour: bool = True               # colour head: the colour the words give the object vs each object's colour
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
@@ -113,6 +114,28 @@ def location_loss(aux: dict, samples: list[Sample]) -> torch.Tensor:
     """Cross-entropy of the box the words say the object is in (class 4: they say none)."""
     boxes = torch.tensor([DEST_LABELS.index(s.location) for s in samples])
     return F.cross_entropy(aux["location"], boxes)
+
+
+def said_colour(sample: Sample, colour_of: dict[str, str]) -> int:
+    """The colour the words give the object (index into COLOURS; len(COLOURS) = not said): the referents' catalog
+    colour when the text says it; for an absent object ("the green duck") the one colour word of the text."""
+    words = set(sample.text.lower().replace(",", " ").split())
+    if sample.referents:
+        said = {colour_of[sample.names[i]] for i in sample.referents} & words
+    else:
+        said = words & set(COLOURS)
+    return COLOURS.index(said.pop()) if len(said) == 1 else len(COLOURS)
+
+
+def colour_loss(aux: dict, samples: list[Sample], colour_of: dict[str, str]) -> torch.Tensor:
+    """Cross-entropy of the colour the words say (or not said) + each object's catalog colour (the scene labels)."""
+    said = torch.tensor([said_colour(s, colour_of) for s in samples])
+    obj = aux["colour_objects"]
+    labels = torch.full(obj.shape[:2], -100)
+    for b, s in enumerate(samples):
+        labels[b, :len(s.names)] = torch.tensor([COLOURS.index(colour_of[n]) for n in s.names])
+    return F.cross_entropy(aux["colour_words"], said) + F.cross_entropy(obj.flatten(0, 1), labels.flatten(),
+                                                                         ignore_index=-100)
 
 
 def catalog_loss(aux: dict, samples: list[Sample], entries: tuple[str, ...]) -> torch.Tensor:
@@ -225,6 +248,9 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         net.use_location()
     if cfg.scene_none:
         net.use_scene_none()
+    if cfg.colour:
+        net.use_colour()
+    colour_of = {name: entry.color for name, entry in catalog.items()}
     feats = np.concatenate([batch_inputs(["x"], [s.objects], encoder, net, appearance_dim)[2][0].numpy()
                             for s in scenes[:50] if s.objects])
     net.obj_mean.copy_(torch.from_numpy(feats.mean(0)))
@@ -247,6 +273,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
                 loss = loss + cfg.catalog_weight * catalog_loss(aux, batch, net.catalog.entries)
             if "location" in aux:
                 loss = loss + location_loss(aux, batch)
+            if "colour_words" in aux:
+                loss = loss + colour_loss(aux, batch, colour_of)
             if (landmark >= 0).any():
                 loss = loss + 0.5 * F.cross_entropy(ll, landmark, ignore_index=-100)
             opt.zero_grad()
