@@ -41,12 +41,13 @@ def test_keys_typed_into_a_tty_reach_dds(ros_context):
     got = []
     probe.create_subscription(HumanFeedback, "/human_feedback", got.append, 50)
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "koba_ros.cli", "feedback", "--keyboard", "--json"],
+    proc = subprocess.Popen([sys.executable, "-m", "koba_ros.cli", "feedback", "--keyboard", "--wait", "60", "--json"],
                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)  # the child holds it; the test keeps the master end (the "keyboard")
     try:
-        # Type only once the command listens: its publisher is matched and the terminal is in cbreak mode (typing
-        # earlier would be flushed by tty.setcbreak).
+        # Type only once the command listens: it reads keys only after its publisher has matched a subscriber
+        # (--wait; the probe seeing the publisher does not mean the publisher has matched the probe yet, and a
+        # message sent before that is lost), and the terminal is in cbreak mode (tty.setcbreak flushes earlier keys).
         assert spin_until(probe, lambda: probe.count_publishers("/human_feedback") >= 1, 60.0), "no publisher"
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and termios.tcgetattr(master)[3] & termios.ICANON:

@@ -4,11 +4,15 @@ HELP = "Give human feedback to a running learner from the keyboard (+ good, - ba
 
 def add_arguments(p):
     p.add_argument("--keyboard", action="store_true", help="Read keys from this terminal (the only source so far).")
+    p.add_argument("--wait", type=float, default=10.0,
+                   help="Wait up to this many seconds for a learner to subscribe before reading keys (a key sent "
+                        "before DDS has matched the learner is lost).")
     p.add_argument("--json", action="store_true", help="Print one JSON object when done.")
 
 
 def run(args):
     import sys
+    import time
 
     from koba_ros.errors import KobaError
 
@@ -26,6 +30,13 @@ def run(args):
     rclpy.init(args=sys.argv[:1])
     node = KeyboardFeedbackNode(parameter_overrides=[Parameter("device", value="")])
     sent = 0
+    print("waiting for a learner on /human_feedback ...", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + args.wait
+    while node.pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    listening = node.pub.get_subscription_count()
+    print(f"{listening} listening" if listening else "no learner is listening yet; keys are published anyway",
+          file=sys.stderr)
     print("keys: + g y 1 = good, - b n 0 = bad, q = quit", file=sys.stderr)
     try:
         for key, pressed_at in read_keys(sys.stdin.fileno(), node.now):
