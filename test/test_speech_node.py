@@ -25,7 +25,7 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
     autostart(speech)
     probe = Node("probe", context=ros_context)
     heard = []
-    probe.create_subscription(Utterance, "/speech/utterance", heard.append, 10)
+    utterances = probe.create_subscription(Utterance, "/speech/utterance", heard.append, 10)
     audio = probe.create_publisher(AudioChunk, "/audio", 50)
     executor = MultiThreadedExecutor(context=ros_context)
     executor.add_node(speech)
@@ -52,8 +52,8 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
                 executor.spin_once(timeout_sec=0.01)
 
     try:
-        end = time.monotonic() + 10
-        while time.monotonic() < end and probe.count_subscribers("/audio") == 0:
+        end = time.monotonic() + 60   # until DDS has matched our publisher with the node's subscription
+        while time.monotonic() < end and not (audio.get_subscription_count() and utterances.get_publisher_count()):
             executor.spin_once(timeout_sec=0.05)
         send(stereo, 22050, 2)
         end = time.monotonic() + 20

@@ -23,9 +23,10 @@ def test_teleop_node_topics(ros_context):
     teleop = TeleopNode(context=ros_context)
     probe = Node("probe", context=ros_context)
     got = {"traj": [], "say": [], "grip": []}
-    probe.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", got["traj"].append, 10)
-    probe.create_subscription(String, "/speech/say", lambda m: got["say"].append(m.data), 10)
-    probe.create_subscription(Float64, "/gripper/command", lambda m: got["grip"].append(m.data), 10)
+    listeners = [
+        probe.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", got["traj"].append, 10),
+        probe.create_subscription(String, "/speech/say", lambda m: got["say"].append(m.data), 10),
+        probe.create_subscription(Float64, "/gripper/command", lambda m: got["grip"].append(m.data), 10)]
     joints = probe.create_publisher(JointState, "/joint_states", 10)
     words = probe.create_publisher(Utterance, "/speech/utterance", 10)
     executor = MultiThreadedExecutor(context=ros_context)
@@ -40,7 +41,9 @@ def test_teleop_node_topics(ros_context):
         return check()
 
     try:
-        assert spin_until(lambda: teleop.joints is not None and probe.count_subscribers("/speech/utterance") > 0)
+        # Matched in both directions (a graph count alone does not mean DDS has matched the endpoints yet).
+        assert spin_until(lambda: teleop.joints is not None and words.get_subscription_count() > 0
+                          and all(sub.get_publisher_count() > 0 for sub in listeners), timeout=60.0)
         words.publish(Utterance(text="move left five centimeters", confidence=0.9, backend="pocketsphinx"))
         assert spin_until(lambda: len(got["traj"]) == 1)
         assert len(got["traj"][0].points) > 1 and list(got["traj"][0].joint_names) == list(ARM_JOINTS)
