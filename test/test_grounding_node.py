@@ -71,8 +71,9 @@ def test_question_answer_goal_cancel_and_refusal(ros_context):
         spin_until(node, lambda: False, 0.5, executor)
 
         text_pub.publish(String(data="put the red cube in the top right box"))
-        assert spin_until(node, lambda: results, 30, executor), "no grounding result"
-        assert results[-1].status == GroundingResult.CLARIFY and said, said
+        # The question on /speech/say and the result on /grounding/result are two topics: wait for both.
+        assert spin_until(node, lambda: results and said, 30, executor), f"result {results}, said {said}"
+        assert results[-1].status == GroundingResult.CLARIFY, said
         assert "top left" in said[-1] and "bottom left" in said[-1], said[-1]
 
         speech_pub.publish(Utterance(text="the one in the bottom left box", confidence=0.9))
