@@ -74,14 +74,20 @@ def test_catalog_phrases_name_every_entry_and_leave_out_words():
         catalog_phrases(catalog, ("duck", "unicorn"))
 
 
-def test_catalog_head_outputs_and_checkpoint_round_trip():
+def _net_with_catalog_head(scene_seed: int, features: np.ndarray):
+    """A small GroundingNet with the catalog head, the word encoder, and SCENE's objects carrying `features`."""
     torch.manual_seed(0)
     enc = WordEncoder()
-    objects = perceive_synthetic(SCENE, np.random.default_rng(0))
+    objects = perceive_synthetic(SCENE, np.random.default_rng(scene_seed))
     for o in objects:
-        o.features = np.arange(4, dtype=np.float32)
+        o.features = features
     net = GroundingNet(enc.dim, 4, hidden=32)
     net.use_catalog(tuple(load_catalog()))
+    return enc, objects, net
+
+
+def test_catalog_head_outputs_and_checkpoint_round_trip():
+    enc, objects, net = _net_with_catalog_head(0, np.arange(4, dtype=np.float32))
     net.set_catalog(catalog_phrases(load_catalog()), enc)
     net.eval()
     aux = {}
@@ -106,14 +112,8 @@ def test_catalog_head_outputs_and_checkpoint_round_trip():
 def test_a_synonym_added_to_the_catalog_changes_what_the_words_match():
     """The text side reads the catalog it is given: adding "gizmo" to the duck's synonyms moves the words'
     entry distribution to the duck (same weights, no training)."""
-    torch.manual_seed(0)
-    enc = WordEncoder()
-    objects = perceive_synthetic(SCENE, np.random.default_rng(1))
-    for o in objects:
-        o.features = np.zeros(4, dtype=np.float32)
-    net = GroundingNet(enc.dim, 4, hidden=32)
+    enc, objects, net = _net_with_catalog_head(1, np.zeros(4, dtype=np.float32))
     catalog = load_catalog()
-    net.use_catalog(tuple(catalog))
     with torch.no_grad():
         net.catalog.proj.weight.copy_(torch.eye(*net.catalog.proj.weight.shape))   # identity: the plumbing
         net.catalog.proj.bias.zero_()
