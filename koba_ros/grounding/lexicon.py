@@ -35,20 +35,47 @@ def has_phrase(text: str, phrases) -> bool:
     return any(f" {p} " in padded for p in phrases)
 
 
+# Words that may sit between the two halves of a box name: "the top box on the right", "the right-hand box in
+# the top row", "the left box at the top". Nothing else may, so "the cube left of the duck in the top box" is not one.
+BOX_FILLER = {"box", "bin", "the", "on", "at", "in", "hand", "one", "container", "tray", "corner", "side"}
+BOX_GAP = 4   # at most this many filler words between the halves
+
+
+def box_spans(text: str) -> list[tuple[int, int, str]]:
+    """Every box named in the text as (first word, last word, box name), in order of the first word.
+
+    Adjacent halves pair first ("top left", "upper far left"); a half left over pairs with the nearest free half
+    of the other kind across filler words only, in either order ("the top box on the right", "the left box at the
+    top", "the right-hand box in the top row" -- the trailing "row" belongs to the name)."""
+    tokens = words(text)
+    used, spans = set(), []
+    for i, tok in enumerate(tokens):           # "top left", "top - left", "upper far left"
+        if tok in VERTICAL:
+            for j in (i + 1, i + 2):
+                if j < len(tokens) and tokens[j] in HORIZONTAL and j not in used:
+                    used.update((i, j))
+                    spans.append((i, j, f"{tok}_{tokens[j]}"))
+                    break
+    for i, tok in enumerate(tokens):           # halves apart, with only filler words between
+        if i in used or tok not in VERTICAL and tok not in HORIZONTAL:
+            continue
+        other = HORIZONTAL if tok in VERTICAL else VERTICAL
+        for gap in range(1, BOX_GAP + 2):
+            found = [j for j in (i + gap, i - gap) if 0 <= j < len(tokens) and j not in used and tokens[j] in other
+                     and all(tokens[k] in BOX_FILLER for k in range(min(i, j) + 1, max(i, j)))]
+            if found:
+                j = found[0]
+                v, h = (tok, tokens[j]) if tok in VERTICAL else (tokens[j], tok)
+                end = max(i, j) + (max(i, j) + 1 < len(tokens) and tokens[max(i, j) + 1] == "row")
+                used.update((i, j))
+                spans.append((min(i, j), end, f"{v}_{h}"))
+                break
+    return sorted((a, b, f"{VERTICAL[name.split('_')[0]]}_{HORIZONTAL[name.split('_')[1]]}") for a, b, name in spans)
+
+
 def box_mentions(text: str) -> list[tuple[int, str]]:
     """Every box named in the text as (word position, box name), in order; "top left", "lower-right corner"..."""
-    tokens = words(text)
-    found = []
-    for i, tok in enumerate(tokens):
-        if tok in VERTICAL:
-            for j in (i + 1, i + 2):  # "top left", "top - left" already split; "upper far left" is rare
-                if j < len(tokens) and tokens[j] in HORIZONTAL:
-                    found.append((i, f"{VERTICAL[tok]}_{HORIZONTAL[tokens[j]]}"))
-                    break
-        elif tok in HORIZONTAL and i + 2 < len(tokens) and tokens[i + 1] in ("box", "bin") and \
-                tokens[i + 2] in ("at", "on") and i + 4 < len(tokens) and tokens[i + 4] in VERTICAL:
-            found.append((i, f"{VERTICAL[tokens[i + 4]]}_{HORIZONTAL[tok]}"))  # "the left box at the top"
-    return found
+    return [(a, box) for a, _, box in box_spans(text)]
 
 
 def parse_box(text: str) -> str | None:
@@ -60,11 +87,7 @@ def parse_box(text: str) -> str | None:
 def without_boxes(text: str) -> list[str]:
     """The words of the text with every box name ("top left", "the left box at the top") taken out."""
     tokens = words(text)
-    drop = set()
-    for i, _ in box_mentions(text):
-        drop.update(range(i, i + 2) if tokens[i] in VERTICAL else range(i, i + 5))
-        if tokens[i] in VERTICAL and i + 2 < len(tokens) and tokens[i + 1] not in HORIZONTAL:
-            drop.add(i + 2)
+    drop = {k for a, b, _ in box_spans(text) for k in range(a, b + 1)}
     return [t for k, t in enumerate(tokens) if k not in drop]
 
 
