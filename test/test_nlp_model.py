@@ -65,13 +65,31 @@ def test_byte_tokenizer_round_trip_and_errors():
         tok.batch([])
 
 
-def test_b2t_block_follows_its_equation():
+@pytest.mark.parametrize("norm", ["pre", "post", "b2t"])
+def test_blocks_follow_their_equations(norm):
     torch.manual_seed(0)
-    block = Block(TransformerConfig(norm="b2t", **SMALL))
+    block = Block(TransformerConfig(norm=norm, **SMALL))
     x = torch.randn(2, 5, 32)
-    h = block.ln1(x + block.attn(x, True))
-    expected = block.ln2(h + block.ffn(h) + x)
+    if norm == "pre":    # h = x + Attn(LN(x)); y = h + FFN(LN(h))
+        h = x + block.attn(block.ln1(x), True)
+        expected = h + block.ffn(block.ln2(h))
+    else:                # post: h = LN(x + Attn(x)); y = LN(h + FFN(h)), b2t adds the layer input x inside
+        h = block.ln1(x + block.attn(x, True))
+        expected = block.ln2(h + block.ffn(h) + (x if norm == "b2t" else 0))
     assert torch.allclose(block(x, True), expected, atol=1e-6)
+
+
+def test_sdpa_attention_equals_explicit_softmax_attention():
+    torch.manual_seed(0)
+    attn = Block(TransformerConfig(**SMALL)).attn
+    x = torch.randn(2, 6, 32)
+    key_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    q, k, v = attn.qkv(x).view(2, 6, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    for causal in (False, True):
+        allowed = key_mask[:, None, None, :] & (torch.ones(6, 6).tril().bool() if causal else True)
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(~allowed, float("-inf"))
+        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 6, 32)
+        assert torch.allclose(attn(x, causal, key_mask), attn.out(y), atol=1e-5)
 
 
 def test_shape_shifts_randomly_in_training_and_fixed_at_inference():
@@ -125,3 +143,38 @@ def test_small_init_matches_spike_no_more_sigmas():
     assert abs(lm.blocks[0].attn.qkv.weight.std().item() - sigma) < 0.05 * sigma
     assert abs(lm.blocks[0].ffn.proj.weight.std().item() - sigma / math.sqrt(16)) < 0.05 * sigma / 4
     assert abs(lm.embed.weight.std().item() - sigma) < 0.05 * sigma
+
+
+def block_input(model, ids) -> torch.Tensor:
+    seen = []
+    model.blocks[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    model(ids)
+    return seen[0]
+
+
+def test_spike_no_more_fixes_make_the_shortcut_large():
+    ids = torch.randint(0, 256, (2, 16))
+    base = dict(d_model=64, n_layers=2, n_heads=4, positions="none", init="small")
+    torch.manual_seed(0)
+    plain = TransformerLM(TransformerConfig(**base))
+    torch.manual_seed(0)
+    scaled = TransformerLM(TransformerConfig(embed_scale=True, **base))
+    normed = TransformerLM(TransformerConfig(embed_norm=True, **base))
+    assert torch.allclose(block_input(scaled, ids), block_input(plain, ids) * 8.0, atol=1e-6)  # x sqrt(64)
+    x = block_input(normed, ids)
+    assert torch.allclose(x.mean(-1), torch.zeros(2, 16), atol=1e-5)
+    assert torch.allclose(x.std(-1, unbiased=False), torch.ones(2, 16), atol=1e-2)  # LayerNorm eps: 0.999
+    assert block_input(plain, ids).std() < 0.1  # the small init's tiny embeddings: sqrt(2/(5*64)) = 0.079
+
+
+@pytest.mark.parametrize("init", ["gpt2", "small", "xavier"])
+def test_alone_is_the_bias_free_equation_with_xavier_ffn_under_any_init(init):
+    torch.manual_seed(0)
+    lm = TransformerLM(TransformerConfig(embedding="alone", alone_hidden=96, init=init, **SMALL))
+    emb, ids = lm.embed, torch.tensor([3, 7, 7])
+    assert emb.w1.bias is None and emb.w2.bias is None
+    expected = emb.w2.weight @ torch.relu(emb.w1.weight @ (emb.filters(ids) * emb.shared).T)
+    assert torch.allclose(emb(ids), expected.T, atol=1e-6)
+    assert torch.equal(emb(ids)[1], emb(ids)[2]) and not torch.allclose(emb(ids)[0], emb(ids)[1])
+    for w in (emb.w1.weight, emb.w2.weight):  # Xavier-uniform: std sqrt(2 / (fan_in + fan_out))
+        assert abs(w.std().item() - math.sqrt(2 / sum(w.shape))) < 0.1 * math.sqrt(2 / sum(w.shape))

@@ -125,3 +125,90 @@ def test_schedules_warm_up_then_follow_their_shape(schedule):
         assert lrs[-1] < 0.2 and all(a >= b - 1e-12 for a, b in zip(lrs[10:], lrs[11:], strict=False))
     if schedule == "wsd":
         assert lrs[79] == 1.0 and lrs[85] < 1.0
+
+
+def test_tensorboard_scalars_match_metrics_csv_and_a_resume_logs_each_step_once(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(tmp_path, steps=4, schedule="wso"))
+    metrics = tmp_path / "run" / "metrics.csv"
+    with metrics.open("a") as f:  # a run that logged steps 5-6 after its step-4 checkpoint, then died
+        f.write("5,0,1e-3,9.0,1.0,,0\n6,0,1e-3,9.0,1.0,,0\n")
+    train(tiny(tmp_path, steps=8, schedule="wso"))
+    rows = [line.split(",") for line in metrics.read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == list(range(1, 9))
+    assert all(float(r[3]) < 9.0 for r in rows)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    points = events.Scalars("train/loss")
+    assert [p.step for p in points] == list(range(1, 9))
+    assert [p.value for p in points] == pytest.approx([float(r[3]) for r in rows], abs=1e-4)
+    assert [p.step for p in events.Scalars("val/loss")] == [4, 8]
+
+
+def test_gradients_are_clipped_before_the_update_and_logged_before_clipping(tmp_path, monkeypatch):
+    from koba_ros.nlp import trainer
+
+    seen = []
+    make = trainer.make_optimizer
+
+    def recording_optimizer(model, config, device):
+        optimizer = make(model, config, device)
+        step = optimizer.step
+
+        def step_and_record(*args, **kwargs):
+            seen.append(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None)).item())
+            return step(*args, **kwargs)
+        optimizer.step = step_and_record
+        return optimizer
+
+    monkeypatch.setattr(trainer, "make_optimizer", recording_optimizer)
+    train(tiny(tmp_path, steps=3, clip=0.01, grad_accum=2))
+    logged = [float(line.split(",")[4]) for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert len(seen) == 3 and max(seen) <= 0.01 * (1 + 1e-4)
+    assert min(logged) > 0.1  # the logged norm is the one before clipping
+
+
+def test_progress_bar_counts_optimiser_steps(tmp_path, capsys):
+    train(tiny(tmp_path, steps=3, progress=True))
+    err = capsys.readouterr().err
+    assert "train" in err and "3/3" in err
+
+
+def test_compiled_training_matches_eager(tmp_path, monkeypatch):
+    """torch.compile's graph capture on the training path; the default inductor backend takes ~40 s per graph on
+    this CPU, so this run uses the eager backend (same capture, no code generation); inductor is the slow test."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compile_(model, backend="eager"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    eager = train(tiny(tmp_path / "a", steps=3))
+    compiled = train(tiny(tmp_path / "b", steps=3, compile=True))
+    assert compiled["loss"] == pytest.approx(eager["loss"], abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_inductor_compiled_training_matches_eager(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    eager = train(tiny(tmp_path / "a", steps=2))
+    compiled = train(tiny(tmp_path / "b", steps=2, compile=True))
+    assert compiled["loss"] == pytest.approx(eager["loss"], abs=1e-3)
+
+
+class NotAWeight:  # a pickled object: weights_only=True must refuse to build it (no code runs on load)
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_objects_are_refused_and_a_corrupt_resume_checkpoint_stops_training(tmp_path, capsys):
+    torch.save({"w": torch.zeros(2), "evil": NotAWeight()}, tmp_path / "evil.pt")
+    with pytest.raises(KobaError, match="corrupt or not a weights file"):
+        load_model_state(tmp_path / "evil.pt")
+    assert "this must never run" not in capsys.readouterr().out
+    train(tiny(tmp_path, steps=2))
+    model_file = tmp_path / "run" / "checkpoint" / "model.safetensors"
+    model_file.write_bytes(b"\x00" * 64)
+    with pytest.raises(KobaError, match="corrupt"):
+        train(tiny(tmp_path, steps=4))
+    assert model_file.read_bytes() == b"\x00" * 64  # left as it was for the user to inspect

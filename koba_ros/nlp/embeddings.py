@@ -38,8 +38,11 @@ def alone_filters(vocab_size: int, dim: int, codebooks: int, codes: int, p: floa
 class AloneEmbedding(nn.Module):
     """ALONE (Takase & Kobayashi 2020, eq. 1-2): e_w = W2 · ReLU(W1 · (m_w ⊙ o)).
 
-    o is one trainable vector shared by all words, m_w the fixed filter of word w (alone_filters), W1/W2 a small
-    feed-forward network. Trainable parameters: D_o + D_o·D_h + D_h·d (plus biases), independent of the vocabulary.
+    o is one trainable vector shared by all words, m_w the fixed filter of word w (alone_filters), W1/W2 a
+    feed-forward network without biases (as in the equation). Trainable parameters: D_o + D_o·D_h + D_h·d,
+    independent of the vocabulary. W1/W2 start Xavier-uniform whatever the model's init (the authors' released
+    code does the same): with GPT-2's N(0, 0.02) both layers, the product of two tiny matrices made the embeddings
+    ~0.01 and their gradients tiny, and ALONE trained far slower than a table (docs/nlp.md, "ALONE").
     """
 
     def __init__(self, vocab_size: int, dim: int, alone_dim: int, hidden: int, codebooks: int, codes: int, p: float):
@@ -47,9 +50,15 @@ class AloneEmbedding(nn.Module):
         books, word_codes = alone_filters(vocab_size, alone_dim, codebooks, codes, p)
         self.register_buffer("books", books)            # fixed, saved with the model so filters stay the same
         self.register_buffer("word_codes", word_codes)
-        self.shared = nn.Parameter(torch.randn(alone_dim))  # o
-        self.w1 = nn.Linear(alone_dim, hidden)
-        self.w2 = nn.Linear(hidden, dim)
+        self.shared = nn.Parameter(torch.empty(alone_dim))  # o
+        self.w1 = nn.Linear(alone_dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.shared, 0.0, 1.0)  # o: unit scale; W1, W2 then keep the scale through the FFN
+        nn.init.xavier_uniform_(self.w1.weight)
+        nn.init.xavier_uniform_(self.w2.weight)
 
     def filters(self, ids: torch.Tensor) -> torch.Tensor:
         codes = self.word_codes[ids]                                       # [..., M]

@@ -119,8 +119,6 @@ def _expand_tensor(name: str, t: torch.Tensor, k: int, noise: float, g: torch.Ge
     if name in ("embed.proj.weight", "embed.w2.weight"):       # output joins the residual stream
         scale = 1 / math.sqrt(k) if old.embed_scale else 1.0
         return t.repeat(k, 1) * scale
-    if name == "embed.w2.bias":
-        return t.repeat(k) / (math.sqrt(k) if old.embed_scale else 1.0)
     if name.startswith("embed."):                              # ALONE's w1: internal, unchanged
         return t.clone()
     parts = 3 if ".attn.qkv." in name else 1

@@ -21,7 +21,15 @@ def init_std(config) -> float:
 
 def init_weights(model: nn.Module, config) -> None:
     if config.init == "xavier":
-        return _init_xavier(model, config)
+        _init_xavier(model, config)
+    else:
+        _init_normal(model, config)
+    for module in model.modules():  # ALONE's FFN keeps its own init (embeddings.py), whatever the scheme
+        if isinstance(module, AloneEmbedding):
+            module.reset_parameters()
+
+
+def _init_normal(model: nn.Module, config) -> None:
     std = init_std(config)
     out_std = std / math.sqrt(2.0 * config.n_layers)
     for module in model.modules():
@@ -35,8 +43,6 @@ def init_weights(model: nn.Module, config) -> None:
             nn.init.ones_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, AloneEmbedding):
-            nn.init.normal_(module.shared, 0.0, 1.0)  # o: unit scale; the FFN after it sets the embedding scale
 
 
 def _init_xavier(model: nn.Module, config) -> None:
@@ -49,5 +55,3 @@ def _init_xavier(model: nn.Module, config) -> None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, config.d_model ** -0.5)
-        elif isinstance(module, AloneEmbedding):
-            nn.init.normal_(module.shared, 0.0, 1.0)

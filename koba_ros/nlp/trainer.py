@@ -1,12 +1,11 @@
 """Training: `koba lm train --config FILE`, single process or under torchrun.
 
 bf16 autocast on GPU, SDPA attention, optional torch.compile, gradient accumulation and clipping, AdamW with the
-schedules of schedules.py, safetensors checkpoints with resume, a tqdm bar, metrics.csv + curves.png, and a NaN/inf
-loss stop that keeps the last good checkpoint.
+schedules of schedules.py, safetensors checkpoints with resume, a tqdm bar, metrics.csv + curves.png + TensorBoard
+scalars (curves.py), and a NaN/inf loss stop that keeps the last good checkpoint.
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +17,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nlp import distributed
 from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, load_text
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
@@ -56,6 +56,7 @@ class TrainConfig:
     out: str = "runs/lm"
     resume: bool = True
     progress: bool = True
+    tensorboard: bool = True         # also write the curves as TensorBoard scalars (out/tensorboard)
 
     def validate(self) -> None:
         for name in ("seq_len", "batch_size", "grad_accum", "steps", "eval_every", "eval_batches", "ckpt_every"):
@@ -119,44 +120,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device) -> torch
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused)
 
 
-class MetricsLog:
-    """metrics.csv, one row per logged step, appended so a resumed run continues the same file."""
-
-    columns = ("step", "tokens", "lr", "loss", "grad_norm", "val_loss", "tokens_per_s")
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
-        if enabled and not path.exists():
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
-
-    def write(self, **row) -> None:
-        if self.enabled:
-            with self.path.open("a", newline="") as f:
-                csv.writer(f).writerow([row.get(c, "") for c in self.columns])
-
-
-def plot_curves(csv_path: Path, png_path: Path) -> None:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:  # plots are optional on bare GPU machines
-        return
-    rows = list(csv.DictReader(csv_path.open()))
-    if not rows:
-        return
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=90)
-    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label="train")
-    val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
-    if val:
-        ax.plot(*zip(*val, strict=True), "o-", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
-
-
 @torch.no_grad()
 def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast) -> float:
     model.eval()
@@ -214,7 +177,7 @@ def _train(config: TrainConfig, info, device) -> dict:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    log = MetricsLog(out / "metrics.csv", info.main)
+    log = MetricsLog(out / "metrics.csv", info.main, resume_step=step)
     tokens_per_step = config.batch_size * config.seq_len * config.grad_accum * info.world
     bar = None
     if config.progress and info.main:
@@ -258,10 +221,14 @@ def _train(config: TrainConfig, info, device) -> dict:
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
                                 {"step": step, "loss": last_loss, "config": config.to_dict()})
+                if config.tensorboard:
+                    write_tensorboard(out / "metrics.csv", out / "tensorboard")
     if bar is not None:
         bar.close()
     if info.main:
         plot_curves(out / "metrics.csv", out / "curves.png")
+        if config.tensorboard:
+            write_tensorboard(out / "metrics.csv", out / "tensorboard")
     elapsed = time.perf_counter() - t0
     return {"steps": step, "loss": round(last_loss, 4), "val_loss": None if val_loss is None else round(val_loss, 4),
             "tokens": step * tokens_per_step, "world_size": info.world,
