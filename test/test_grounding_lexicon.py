@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from koba_ros.grounding import lexicon
-from koba_ros.grounding.instructions import BOX_PHRASES, EXTREME, LOCATION, VERT, InstructionGenerator, box_phrase
+from koba_ros.grounding.instructions import BOX_PHRASES, EXTREME, LOCATION, VERT, InstructionGenerator
 from koba_ros.grounding.synthetic import perceive_synthetic, random_scene
 from koba_ros.sim.catalog import BOXES
 

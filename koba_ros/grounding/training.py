@@ -25,6 +25,7 @@ from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
 from koba_ros.grounding.instructions import COLOURS, HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
+from koba_ros.grounding.novel_words import NovelWords, phrasing_vocabulary, with_phrases
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 
 TRAIN_KIND_WEIGHTS = {"clear": 0.45, "ambiguous": 0.2, "absent": 0.15, "no_box": 0.2}
@@ -47,6 +48,8 @@ class TrainConfig:
     location: bool = True             # location head: which box the words say the object is in
     scene_none: bool = True           # "none of them" also reads the best candidates' fits (model.SceneNone)
     colour: bool = True               # colour head: the colour the words give the object vs each object's colour
+    novel_words: float = 0.3          # share of training instructions that name their object with a made-up word
+                                      # listed in the batch's catalog (novel_words.py); 0: off
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
@@ -220,15 +223,17 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     val_samples = make_samples(scenes[-n_val:], "train", cfg.per_scene, cfg.seed + 1)
     val_phrasings = make_samples(scenes[-n_val:], "val", cfg.per_scene, cfg.seed + 2)
     appearance_dim = next(len(o.features) for s in scenes for o in s.objects if o.features is not None)
+    catalog = load_catalog()
+    novel = NovelWords(train_samples, catalog, cfg.novel_words, cfg.seed, phrasing_vocabulary(catalog)) \
+        if cfg.catalog and cfg.novel_words > 0 else None
     if cfg.encoder == "minilm":
         encoder, text_module, text_dim = MiniLMEncoder(), None, MiniLMEncoder.dim
-        encoder.prefetch([s.text for s in train_samples + val_samples + val_phrasings], progress,
-                         cache_dir() / f"minilm_states_{cfg.scenes}_{cfg.per_scene}_{cfg.seed}.pt")
+        texts = [s.text for s in train_samples + val_samples + val_phrasings] + (novel.texts() if novel else [])
+        encoder.prefetch(texts, progress, cache_dir() / f"minilm_states_{cfg.scenes}_{cfg.per_scene}_{cfg.seed}.pt")
     else:
         encoder, text_module = None, ByteTransformerEncoder()
         text_dim = text_module.dim
     net = GroundingNet(text_dim, appearance_dim, cfg.hidden, text_module)
-    catalog = load_catalog()
     train_catalog = catalog_phrases(catalog, leave_out=HELD_OUT_WORDS | VAL_WORDS)
     full_catalog = catalog_phrases(catalog)
 
@@ -266,6 +271,9 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         losses = []
         for start in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
             batch = [train_samples[i] for i in order[start:start + cfg.batch_size]]
+            if novel is not None:   # some say a made-up word; this batch's catalog lists it
+                batch, extra = novel.batch(order[start:start + cfg.batch_size], train_samples)
+                net.set_catalog(with_phrases(train_catalog, extra), encoder)
             aux = {}
             tl, dl, ll, target, dest, landmark = run_batch(net, encoder, appearance_dim, batch, cfg.token_drop, aux)
             loss = soft_cross_entropy(tl, target) + F.cross_entropy(dl, dest)
@@ -286,6 +294,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if novel is not None:
+            net.set_catalog(train_catalog, encoder)
         val_acc = evaluate(net, encoder, appearance_dim, val_samples)[0]
         val_phr_acc = evaluate_val_phrasings()[0]
         curve.append({"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)), "val_clear_acc": val_acc,
@@ -316,7 +326,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
                "val_clear_acc_training_phrasings": max(c["val_clear_acc"] for c in curve),
                "t_target": t_target, "t_target_nll": t_nll, "gate_rates_val": gate_rates, "t_dest": t_dest,
                "seconds": round(time.perf_counter() - t0, 1), "weights": str(out_dir / weights_name),
-               "parameters": sum(p.numel() for p in net.parameters())}
+               "parameters": sum(p.numel() for p in net.parameters()),
+               "novel_word_samples": len(novel.renamed) if novel else 0}
     return summary
 
 

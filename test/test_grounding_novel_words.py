@@ -1,0 +1,73 @@
+"""Made-up object words in training (novel_words.py): what gets renamed, what the batch's catalog then lists."""
+import numpy as np
+
+from koba_ros.grounding.catalog_phrases import catalog_phrases
+from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
+from koba_ros.grounding.novel_words import NovelWords, phrasing_vocabulary, pseudo_words, rename, with_phrases
+from koba_ros.grounding.synthetic import perceive_synthetic, random_scene
+from koba_ros.sim.catalog import load_catalog
+
+
+def _samples(n=400, seed=5):
+    rng, gen, out = np.random.default_rng(seed), InstructionGenerator("train", seed), []
+    while len(out) < n:
+        scene = random_scene(rng)
+        s = gen.generate(perceive_synthetic(scene, np.random.default_rng(int(rng.integers(1 << 30)))),
+                         [o["name"] for o in scene])
+        if s is not None:
+            out.append(s)
+    return out
+
+
+def test_made_up_words_are_no_word_of_any_split_or_the_catalog():
+    catalog = load_catalog()
+    vocabulary = phrasing_vocabulary(catalog)
+    assert {"can", "football", "corner", "furthest", "ducky", "gizmo", "duck", "put"} <= vocabulary
+    words = pseudo_words(400, 0, vocabulary)
+    assert len(set(words)) == 400 and not set(words) & vocabulary
+    held = {w for p in HELD_OUT_WORDS | VAL_WORDS for w in p.split()}
+    assert not set(words) & held
+
+
+def test_rename_defines_the_word_for_exactly_the_entries_the_noun_fits():
+    catalog = load_catalog()
+    s = Sample("Put the red ball in the top left box", [], ["red_ball"], [0], "top_left", "clear", 0,
+               entries=["red_ball"])
+    new, phrases = rename(s, "blicket", catalog)
+    assert new.text == "Put the red blicket in the top left box" and phrases == {"the red blicket": "red_ball"}
+    assert new.referents == s.referents and s.text.startswith("Put the red ball")       # the original is unchanged
+    plain = Sample("grab the ball", [], [], [], None, "no_box", None,
+                   entries=sorted(n for n, e in catalog.items() if "ball" in e.synonyms))
+    _, phrases = rename(plain, "dax", catalog)
+    assert sorted(phrases.values()) == plain.entries and "the white dax" in phrases        # soccer ball is white
+    # a description, a generic word or a noun that is also a container word is left alone
+    assert rename(Sample("move the red one to bottom left", [], [], [], "bottom_left", "clear", None,
+                         entries=[n for n, e in catalog.items() if e.color == "red"]), "dax", catalog) is None
+    assert rename(Sample("put the box in the top right box", [], [], [], "top_right", "clear", None,
+                         entries=[n for n, e in catalog.items() if "box" in e.synonyms]), "dax", catalog) is None
+
+
+def test_renamed_samples_keep_their_labels_and_a_batch_never_gives_a_word_two_meanings():
+    catalog = load_catalog()
+    samples = _samples()
+    novel = NovelWords(samples, catalog, fraction=1.0, seed=0, avoid=phrasing_vocabulary(catalog), pool=5)
+    assert len(novel.renamed) > len(samples) // 3                    # most plain-synonym phrases can be renamed
+    for i, (new, phrases, word) in novel.renamed.items():
+        old = samples[i]
+        assert word in new.text.lower() and word not in old.text.lower()
+        assert (new.referents, new.target, new.destination, new.kind) == (old.referents, old.target,
+                                                                          old.destination, old.kind)
+        assert sorted(phrases.values()) == sorted(old.entries) and all(word in t for t in phrases)
+    batch, extra = novel.batch(list(range(len(samples))), samples)  # 5 words for hundreds of samples: many clash
+    meaning: dict[str, set] = {}
+    for t, entry in extra.items():
+        meaning.setdefault(t.split()[-1], set()).add(entry)
+    said = [s for s in batch if any(w in s.text.lower().split() for w in meaning)]
+    assert said and len(said) < len(novel.renamed)                   # clashing ones were given back their noun
+    for s in said:
+        word = next(w for w in meaning if w in s.text.lower().split())
+        assert set(s.entries) == meaning[word]
+    base = catalog_phrases(catalog)
+    grown = with_phrases(base, extra)
+    assert grown.texts[:len(base.texts)] == base.texts and len(grown.texts) == len(base.texts) + len(extra)
+    assert all(grown.entries[grown.entry_of[grown.texts.index(t)]] == e for t, e in extra.items())
