@@ -5,7 +5,9 @@
 #      3e-2, 8 layers, 1000 steps), b2t (1000 steps at batch 16 on all the docstrings); estimated about 6 minutes
 #      on an H100/H200 from last session's timings (not run yet);
 #   2. with KOBA_LM_BENCH=1, first koba lm bench: GPT-2 small (124M, seq 1024, batch 16, bf16), ours vs Hugging
-#      Face, eager and compiled (about 4 minutes; measured last session, so off by default).
+#      Face compiled, and the candidate speed-ups (max-autotune, cuDNN attention; koba_ros/nlp/bench.py) in the
+#      same process; KOBA_LM_BENCH_VARIANTS picks them (default below; add ours,hf for the eager rows measured in
+#      session 1). Off by default. For the bench alone: KOBA_LM_BENCH=1 KOBA_LM_REPROS=" " BENCH_LIMIT=470.
 # Every step gets min(REPRO_LIMIT, time left) seconds, so the script always ends inside TOTAL_LIMIT.
 # Results (JSON + PNG) go under $OUT (default ./out_lm_gpu). Run from the repository root:
 #   bash bench/lm_gpu.sh
@@ -25,7 +27,8 @@ if [[ -n "${KOBA_LM_TINY:-}" ]]; then
   DEVICE=cpu; BENCH=(--size tiny --steps 2 --device cpu --variants ours,hf); REPRO=(--size test); LIMIT=600
   REPROS="${KOBA_LM_REPROS:-expand}"; RUN_BENCH="${KOBA_LM_BENCH:-1}"
 else
-  DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda); REPRO=(); LIMIT="${REPRO_LIMIT:-220}"
+  VARIANTS="${KOBA_LM_BENCH_VARIANTS:-hf_compiled,ours_compiled,ours_cudnn,ours_max_autotune}"
+  DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda --variants "$VARIANTS"); REPRO=(); LIMIT="${REPRO_LIMIT:-220}"
   REPROS="${KOBA_LM_REPROS:-shape spike b2t}"; RUN_BENCH="${KOBA_LM_BENCH:-0}"
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "lm_gpu.sh: $PY has no CUDA torch; set KOBA_PY" >&2; exit 2; }

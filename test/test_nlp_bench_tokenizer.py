@@ -18,12 +18,14 @@ def test_bench_tiny_compares_ours_and_hugging_face(capsys, tmp_path):
     ours, hf = result["variants"]["ours"], result["variants"]["hf"]
     assert abs(ours["parameters"] - hf["parameters"]) / hf["parameters"] < 0.05  # the same GPT-2 shape
     assert ours["tokens_per_s"] > 0 and 0 <= ours["mfu"] < 1 and ours["loss"] > 5  # ~ln(512) at init
-    assert json.loads(out.read_text())["size"] == "tiny"
+    assert json.loads(out.read_text())["size"] == "tiny" and json.loads(out.read_text())["complete"]
 
 
-def test_bench_rejects_unknown_variants(capsys):
+def test_bench_rejects_unknown_variants_and_cudnn_attention_without_cuda(capsys):
     assert main(["lm", "bench", "--size", "tiny", "--variants", "ours,megatron"]) == 2
     assert "variants" in capsys.readouterr().err
+    assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--variants", "ours,ours_cudnn"]) == 2
+    assert "need a CUDA device" in capsys.readouterr().err
 
 
 def test_bpe_loads_gpt2_style_files_and_round_trips(tmp_path):

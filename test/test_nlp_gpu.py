@@ -20,3 +20,13 @@ def test_bf16_training_on_the_gpu_lowers_the_loss(tmp_path):
 def test_bench_runs_on_the_gpu():
     result = run_bench(size="tiny", device="cuda", steps=2, variants=["ours", "hf"])
     assert result["dtype"] == "bf16 autocast" and result["variants"]["ours"]["tokens_per_s"] > 0
+
+
+def test_bench_candidate_speedups_train_the_same_model():
+    """max-autotune and cuDNN attention change kernels, not the model: same initial loss, same parameters."""
+    result = run_bench(size="tiny", device="cuda", steps=2,
+                       variants=["ours", "ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn"])
+    base = result["variants"]["ours"]
+    for name in ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn"):
+        assert result["variants"][name]["parameters"] == base["parameters"]
+        assert abs(result["variants"][name]["loss"] - base["loss"]) < 0.05  # bf16 kernels differ in rounding only

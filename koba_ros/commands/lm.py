@@ -37,7 +37,6 @@ def add_arguments(p):
 
 def run(args):
     import json
-    from pathlib import Path
 
     from koba_ros.cli import print_json
 
@@ -69,10 +68,8 @@ def run(args):
         from koba_ros.nlp.bench import run_bench
 
         result = run_bench(size=args.size, device=args.device, steps=args.steps,
-                           variants=[v for v in args.variants.split(",") if v], peak_tflops=args.peak_tflops)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(result, indent=1))
+                           variants=[v for v in args.variants.split(",") if v], peak_tflops=args.peak_tflops,
+                           out=args.out)
     if args.json:
         print_json(result)
     else:

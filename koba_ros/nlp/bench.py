@@ -21,6 +21,25 @@ SHAPES = {
     "tiny": dict(vocab_size=512, d_model=64, n_layers=2, n_heads=2, seq=64, batch=4),
 }
 VARIANTS = ("ours", "ours_compiled", "hf", "hf_compiled")
+# Candidate speed-ups, measured against the four above in the same run (not in the default list: each compiles for
+# minutes on a GPU). max_autotune: inductor benchmarks Triton/cuBLAS GEMM configurations and tunes the fused
+# kernels' launch parameters (mode max-autotune-no-cudagraphs); cudnn: the causal attention through cuDNN's fused
+# attention instead of FlashAttention-2 (H100 has a Hopper-specific cuDNN kernel).
+EXTRA_VARIANTS = ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn")
+AUTOTUNE = "max-autotune-no-cudagraphs"
+COMPILE_MODES = {"ours_compiled": "default", "hf_compiled": "default", "ours_max_autotune": AUTOTUNE,
+                 "ours_cudnn": "default", "ours_max_autotune_cudnn": AUTOTUNE}
+
+
+def attention_context(variant: str):
+    """The SDPA backends a variant may use (cudnn variants: cuDNN attention only)."""
+    import contextlib
+
+    if "cudnn" not in variant:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.CUDNN_ATTENTION])
 
 
 def flops_per_token(n_params: int, shape: dict) -> float:
@@ -57,13 +76,14 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> 
     torch.manual_seed(0)
     model, loss_fn = build(variant, shape, device)
     n_params = sum(p.numel() for p in model.parameters())
-    forward = torch.compile(model) if variant.endswith("compiled") else model
+    mode = COMPILE_MODES.get(variant)
+    forward = torch.compile(model, mode=mode) if mode else model
     cuda = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
     ids = torch.randint(0, shape["vocab_size"], (shape["batch"], shape["seq"] + 1), device=device)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda), attention_context(variant):
             loss = loss_fn(forward, ids)
         loss.backward()
         opt.step()
@@ -90,33 +110,59 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> 
 
 
 def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variants=VARIANTS,
-              peak_tflops: float = 989.0, warmup: int = 3) -> dict:
-    unknown = [v for v in variants if v not in VARIANTS]
+              peak_tflops: float = 989.0, warmup: int = 3, out: str = "") -> dict:
+    """Time each variant in turn in this process. With `out`, the JSON is rewritten after every variant
+    ("complete": false until the last), so a run cut short by a time limit still leaves what it measured."""
+    unknown = [v for v in variants if v not in VARIANTS + EXTRA_VARIANTS]
     if unknown or size not in SHAPES or steps <= 0:
-        raise KobaError(f"bench: variants must be among {', '.join(VARIANTS)}, size gpt2|tiny, steps > 0")
+        raise KobaError(f"bench: variants must be among {', '.join(VARIANTS + EXTRA_VARIANTS)}, size gpt2|tiny, "
+                        "steps > 0")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise KobaError("bench: --device cuda requested but no CUDA device is available")
+    if dev.type != "cuda" and any("cudnn" in v for v in variants):
+        raise KobaError("bench: the cudnn variants need a CUDA device (cuDNN attention)")
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     shape = SHAPES[size]
+    header = {"size": size, "shape": shape, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+              else "cpu", "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32", "steps": steps,
+              "peak_tflops": peak_tflops, "torch": torch.__version__}
     results = {}
     for variant in variants:
         if variant.startswith("hf") and importlib.util.find_spec("transformers") is None:
             results[variant] = {"skipped": "transformers is not installed"}
             continue
-        results[variant] = time_variant(variant, shape, dev, steps, warmup)
+        try:
+            results[variant] = time_variant(variant, shape, dev, steps, warmup)
+        except RuntimeError as exc:  # a candidate's kernels may not exist for this GPU / torch build: say so, go on
+            if variant not in EXTRA_VARIANTS:
+                raise
+            results[variant] = {"error": str(exc).splitlines()[0][:200]}
         gc.collect()  # the variant's model and optimizer are gone; give their memory back before the next one
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        results[variant]["mfu"] = round(results[variant]["tokens_per_s"] * results[variant]["flops_per_token"]
-                                        / (peak_tflops * 1e12), 4)
-    summary = {"size": size, "shape": shape, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
-               else "cpu", "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32", "steps": steps,
-               "peak_tflops": peak_tflops, "torch": torch.__version__, "variants": results}
+        if "tokens_per_s" in results[variant]:
+            results[variant]["mfu"] = round(results[variant]["tokens_per_s"] * results[variant]["flops_per_token"]
+                                            / (peak_tflops * 1e12), 4)
+        if out:
+            _write(out, summarize(header, results, complete=len(results) == len(variants)))
+    return summarize(header, results, complete=True)
+
+
+def summarize(header: dict, results: dict, complete: bool) -> dict:
+    summary = {**header, "variants": results, "complete": complete}
     best_hf = max((results[v].get("tokens_per_s", 0) for v in results if v.startswith("hf")), default=0)
     best_ours = max((results[v].get("tokens_per_s", 0) for v in results if v.startswith("ours")), default=0)
     if best_hf and best_ours:
         summary["ours_over_best_hf"] = round(best_ours / best_hf, 3)  # aim on an H100: >= 1.3 (and MFU >= 0.45)
     summary["best_mfu"] = max((r.get("mfu", 0.0) for r in results.values()), default=0.0)
     return summary
+
+
+def _write(path: str, summary: dict) -> None:
+    import json
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(summary, indent=1))
