@@ -11,7 +11,10 @@ person said first (box, colour, side, noun, correction "no, ...", yes/no, destin
 `--person legacy` replays the old scripted person (the sample's answer, whatever the question) to show how
 much of the old number was the test's answers rather than the dialogue.
 
-    .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev c6bd66f] [--split test]
+Clear instructions are broken down too: acted right, acted on the wrong object or box, asked although the model's
+top-1 object and box were right, asked with one of them wrong (a question that saved a wrong move), refused.
+
+    .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev 3de1220] [--split test]
 """
 from __future__ import annotations
 
@@ -118,11 +121,19 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
     clear = samples["clear"]
     done_right = asked = 0
     texts_grounded = []
+    outcomes = defaultdict(int)
     for s in clear:
         _, first, _, _, _ = run_sample(grounder, s, dialogue_class, person, texts_grounded)
         asked += first.status == "question"
-        done_right += first.status == "done" and first.target == s.target and first.destination == s.destination
+        right = first.status == "done" and first.target == s.target and first.destination == s.destination
+        done_right += right
+        g = grounder.ground(s.text, s.objects)
+        top_right = g.ranked()[0][0] == s.target and g.destination[0] == s.destination
+        outcomes["acted right" if right else "acted wrong" if first.status == "done" else
+                 ("asked, top-1 and box right" if top_right else "asked, top-1 or box wrong")
+                 if first.status == "question" else first.status] += 1
     out["clear"] = {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear),
+                    "first_turn": dict(sorted(outcomes.items())),
                     "texts_grounded_first_turn_mean": float(np.mean(texts_grounded))}
     for s in samples["ambiguous"] + samples["no_box"]:
         d, first, final, q, answers = run_sample(grounder, s, dialogue_class, person)
@@ -156,9 +167,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
     ap.add_argument("--split", choices=["test", "train"], default="test", help="Phrasings (default: held out).")
-    ap.add_argument("--baseline-rev", default="c6bd66f", help="Git revision of the 'before' dialogue (default: the "
-                    "last commit before the answer-reading rewrite).")
-    ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="both",
+    ap.add_argument("--baseline-rev", default="3de1220", help="Git revision of the 'before' dialogue (default: the "
+                    "last commit before the session-3 gate: kinds named by the words, generic words).")
+    ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="scripted",
                     help="Scripted person(s) to run 'before' with (the new one always runs 'after').")
     ap.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")
     args = ap.parse_args(argv)

@@ -1,7 +1,7 @@
 """Aiming the asking gate on validation phrasings (calibration.py), with a stand-in grounder of known logits."""
 import numpy as np
 
-from koba_ros.grounding.calibration import RetemperedGrounder, fit_gate_temperature
+from koba_ros.grounding.calibration import RetemperedGrounder, fit_gate_temperature, gate_risk
 from koba_ros.grounding.grounder import Grounding
 from koba_ros.grounding.instructions import Sample
 from koba_ros.grounding.synthetic import perceive_synthetic
@@ -52,3 +52,21 @@ def test_a_too_soft_temperature_is_sharpened_until_clear_words_are_acted_on():
     assert KnownLogits(2.0).ground(samples[0].text, objects).target_probs.max() < 0.7
     t, t_dest, rates = fit_gate_temperature(KnownLogits(2.0), samples, (2.0, 1.0))
     assert t <= 1.0 and rates == {"clear": 1.0, "ambiguous": 1.0, "absent": 1.0}, (t, rates)
+
+
+def test_moving_an_absent_object_costs_more_than_an_unneeded_question():
+    # The absent-object words look exactly like clear words to this model: any temperature that acts on the clear
+    # instruction moves something for the absent one. The issue allows 2 % of the one and 5 % of the other, so the
+    # gate asks on both (the plain mean of the rates could not tell the two temperatures apart).
+    LOGITS["look-alike"] = LOGITS["clear"]
+    objects = perceive_synthetic(SCENE, np.random.default_rng(0))
+    names = [o["name"] for o in SCENE]
+    samples = [Sample("put the clear thing in the top right box", objects, names, [0], "top_right", "clear", 0),
+               Sample("put the look-alike thing in the top right box", objects, names, [], "top_right",
+                      "absent", None)]
+    try:
+        assert gate_risk({"clear": 0.0, "absent": 1.0}) < gate_risk({"clear": 1.0, "absent": 0.0})
+        _, _, rates = fit_gate_temperature(KnownLogits(1.0), samples, (1.0, 1.0))
+        assert rates == {"clear": 0.0, "absent": 1.0}, rates
+    finally:
+        del LOGITS["look-alike"]

@@ -3,7 +3,7 @@ named (then the others), look-alikes are asked about however sure the model is, 
 place is checked, and the scripted person of the benchmark answers the question that was asked."""
 import numpy as np
 
-from koba_ros.grounding.dialogue import Dialogue, Reply
+from koba_ros.grounding.dialogue import Dialogue, Reply, said_kinds
 from koba_ros.grounding.evaluation import scripted_answer
 from koba_ros.grounding.instructions import Sample
 from koba_ros.grounding.synthetic import perceive_synthetic
@@ -120,3 +120,43 @@ def test_scripted_person_answers_the_question_that_was_asked():
     assert ask([0, 2]).startswith("no, ")                              # the target was not named
     assert scripted_answer(sample, "confirm", Reply("question", "?", candidates=[1])) == "yes"
     assert scripted_answer(sample, "destination", Reply("question", "?")) == "top right"
+
+
+def test_words_name_kinds_of_objects_from_the_catalog():
+    assert said_kinds("put the can in the top left box") == {"red_cylinder", "green_cylinder", "blue_cylinder",
+                                                             "yellow_cylinder"}
+    assert said_kinds("the round block") == said_kinds("the can")             # longest phrase: not a cube "block"
+    assert said_kinds("the yellow building block") == {"lego_brick"}
+    assert said_kinds("grab the ball you kick") == {"soccer_ball"}
+    # No kind: a colour and a generic word, "can" as a verb, a box, a landmark of a relation.
+    for text in ("the blue item", "can you put the red one in the top left box", "move it to the bottom right box",
+                 "the green thing to the left of the duck", "the green one on the duck's left"):
+        assert said_kinds(text) == set(), text
+
+
+def test_a_sure_pick_of_another_kind_than_the_words_name_is_asked_about():
+    # The model is sure of a red cube, but the words say "duck" (the duck is the likely answer) or "can" (no
+    # cylinder here): the robot asks instead of moving the cube.
+    table = {"put the duck in the top right box": ([0.9, 0.0, 0.0, 0.06, 0.0, 0.04], TR),
+             "put the can in the top right box": ([0.9, 0.0, 0.0, 0.06, 0.0, 0.04], TR)}
+    g = TableGrounder(table, 5, NOUNS)
+    d = Dialogue(g, scene())
+    r = d.start("put the duck in the top right box")
+    assert r.status == "question" and d.pending == "confirm" and r.candidates == [3] and "duck" in r.text
+    assert (d.answer("yes").status, d.target) == ("done", 3)
+    d = Dialogue(g, scene())
+    r = d.start("put the can in the top right box")
+    assert r.status == "question" and r.candidates == [0]
+    assert d.answer("no").status == "rejected"                  # nothing moved
+
+
+def test_words_that_name_no_kind_fit_every_object_of_their_colour():
+    # "the red item": the other red cubes fit the words however unlikely the model finds them; "the red cube" with
+    # the same probabilities is acted on (a named kind keeps the look-alike threshold).
+    probs = ([0.9, 0.0, 0.0, 0.05, 0.05, 0.0], TR)
+    g = TableGrounder({"put the red item in the top right box": probs, "put the red cube in the top right box": probs},
+                      5, NOUNS)
+    r = Dialogue(g, scene()).start("put the red item in the top right box")
+    assert r.status == "question" and set(r.candidates) == {0, 1, 2}, r
+    r = Dialogue(g, scene()).start("put the red cube in the top right box")
+    assert (r.status, r.target) == ("done", 0)

@@ -6,6 +6,10 @@ temperature-calibrated probability: act when the best object has p >= ask_below,
 them" is most likely, otherwise ask about the few objects holding most of the mass. It also asks when the
 model is sure but the words fit look-alikes of its pick as well (never guess silently on an ambiguous
 instruction), and checks the box when the one box named may be where the object is rather than where it goes.
+A sure pick must also agree with the words it can check: when the words name a kind of object from the catalog
+("the can") and the pick is not one (the model's own name for it is a cube), the robot asks about the objects of
+that kind (or whether it meant the pick) instead of moving it; when the words name no kind at all ("the blue item"),
+any likely object of the pick's colour is a look-alike.
 
 An answer is read against the objects the question named (its box, side, colour, then the rest of its words
 ranked by the grounder among them); "no, the ..." or an answer that fits none of them looks at the other
@@ -35,6 +39,9 @@ FILLER = {"i", "mean", "the", "a", "an", "one", "ones", "it", "that", "this", "i
           "which", "and", "with"}
 NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block", "domino", "cube", "ball",
          "cylinder")
+# "box" names the containers far more often than a cube; "can" before "you"/"i"/"we" is the verb ("can you put...").
+NOT_KIND_WORDS = {"box"}
+VERB_CAN_BEFORE = {"you", "i", "we"}
 
 
 @dataclass
@@ -76,6 +83,7 @@ class Dialogue:
         self.confidence = 0.0
         self.finished: Reply | None = None
         self.box_unsure = False             # the destination is the only box the instruction named
+        self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
 
     # --- turns ---------------------------------------------------------------------------------
     def start(self, instruction: str) -> Reply:
@@ -102,8 +110,14 @@ class Dialogue:
         if p_best >= self.s.ask_below and self.box_unsure and self.objects[best].box == self.destination:
             # The pick sits in the one box named: which objects do the object words alone fit?
             words_only = self.grounder.ground(" ".join(lexicon.without_boxes(text)) or ".", self.objects)
-        twins = self._twins(text, best, ranked, words_only) if p_best >= self.s.ask_below else []
-        if p_best >= self.s.ask_below and not twins:
+        kinds = said_kinds(text)
+        twins = self._twins(text, best, ranked, words_only, kinds) if p_best >= self.s.ask_below else []
+        if p_best >= self.s.ask_below and kinds and not self._is_kind(best, kinds):
+            # The words name a kind of object the pick is not ("the can" -> a cube): ask about that kind instead.
+            of_kind = [i for i, _ in ranked if self._is_kind(i, kinds)]
+            self.candidates = self.pool = (of_kind or [best])[:self.s.max_pool]
+            self.confidence = p_best
+        elif p_best >= self.s.ask_below and not twins:
             self.target, self.confidence = best, p_best
         elif twins:
             # Never guess silently: the words fit look-alikes too, however sure the model is of one.
@@ -191,7 +205,7 @@ class Dialogue:
                 break
         return out
 
-    def _twins(self, text: str, best: int, ranked, words_only: Grounding | None) -> list[int]:
+    def _twins(self, text: str, best: int, ranked, words_only: Grounding | None, kinds: set[str]) -> list[int]:
         """Look-alikes of `best` (same colour word and noun) that the words fit too, however sure the model is of
         `best`: the model gives them at least twin_ratio of the top probability, and the words cannot be telling
         them apart (not when they say a side and share its box, nor when they name the box `best` is in -- other
@@ -206,12 +220,19 @@ class Dialogue:
         # The words say where it is: they name its box, and not only as the destination.
         located = box in mentions and (self.destination != box or len(mentions) >= 2)
         side = lexicon.side(text) is not None
-        near = [i for i, _ in fit if i != best and p[i] >= self.s.twin_ratio * top
+        # Words that name no kind of object ("the blue item") fit every object of the colour they say, however
+        # unlikely the model finds it.
+        ratio = self.s.twin_ratio if kinds else 0.0
+        near = [i for i, _ in fit if i != best and p[i] >= ratio * top
                 and not (side and self.objects[i].box == box) and not (located and self.objects[i].box != box)]
         if not near:
             return []
         names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
-        return [i for i in near if names[i] == names[best] and colour[i] == colour[best]]
+        return [i for i in near if (names[i] == names[best] or not kinds) and colour[i] == colour[best]]
+
+    def _is_kind(self, i: int, kinds: set[str]) -> bool:
+        """Is object i (by the model's own noun for it) one of the catalog entries the words name?"""
+        return bool(NOUN_ENTRIES[self._names([i])[i]] & kinds)
 
     def _deny(self) -> Reply:
         """A plain "no": drop the objects just named; ask about the rest of what the words fit, or give up."""
@@ -292,9 +313,12 @@ class Dialogue:
     # --- words -----------------------------------------------------------------------------------
     def _names(self, idx: list[int]) -> dict[int, str]:
         """A noun for each object: the catalog noun whose words pick it out best (the model names it)."""
-        texts = [f"the {n}" for n in NOUNS]
-        grounded = self.grounder.ground_batch(texts, [self.objects] * len(texts))
-        return {i: NOUNS[max(range(len(NOUNS)), key=lambda k: grounded[k].target_probs[i])] for i in idx}
+        if not self._noun_of:
+            texts = [f"the {n}" for n in NOUNS]
+            grounded = self.grounder.ground_batch(texts, [self.objects] * len(texts))
+            self._noun_of = {i: NOUNS[max(range(len(NOUNS)), key=lambda k: grounded[k].target_probs[i])]
+                             for i in range(len(self.objects))}
+        return {i: self._noun_of[i] for i in idx}
 
     def _phrases(self, idx: list[int]) -> list[str]:
         """Descriptions that tell these objects apart: colour, noun, box, and side within a box."""
@@ -364,7 +388,42 @@ def _colour_distance(rgb, ref) -> float:
     return float(chroma + 0.3 * abs(rgb.mean() - ref.mean()))
 
 
-assert all(n in {s for e in load_catalog().values() for s in e.synonyms} for n in NOUNS)
+def _kind_phrases() -> dict[tuple[str, ...], set[str]]:
+    """Every catalog synonym and description (as words) -> the entries it names."""
+    out: dict[tuple[str, ...], set[str]] = {}
+    for name, entry in load_catalog().items():
+        for phrase in (*entry.synonyms, *entry.descriptions):
+            if phrase not in NOT_KIND_WORDS:
+                out.setdefault(tuple(lexicon.words(phrase.removeprefix("the "))), set()).add(name)
+    return out
+
+
+KIND_PHRASES = _kind_phrases()
+LONGEST_KIND = max(len(p) for p in KIND_PHRASES)
+NOUN_ENTRIES = {n: {name for name, e in load_catalog().items() if n in e.synonyms} for n in NOUNS}
+assert all(NOUN_ENTRIES.values())
+
+
+def said_kinds(text: str) -> set[str]:
+    """The catalog entries the text names by a synonym or description, longest phrases first ("the round block"
+    is a cylinder, not a cube), box names and landmarks aside; empty when it names no kind ("the blue item")."""
+    tokens = lexicon.without_boxes(text)
+    found, i = set(), 0
+    while i < len(tokens):
+        for n in range(min(LONGEST_KIND, len(tokens) - i), 0, -1):
+            phrase = tuple(tokens[i:i + n])
+            if phrase in KIND_PHRASES:
+                after, before = tokens[i + n:i + n + 1], [t for t in tokens[max(0, i - 2):i] if t != "the"]
+                verb = phrase == ("can",) and after and after[0] in VERB_CAN_BEFORE
+                # A landmark ("to the left of the duck", "on the duck's left") names another object.
+                landmark = before[-1:] == ["of"] or after == ["s"]
+                if not (verb or landmark):
+                    found |= KIND_PHRASES[phrase]
+                i += n
+                break
+        else:
+            i += 1
+    return found
 
 
 def converse(grounder, objects: list[PerceivedObject], instruction: str, answers: list[str],
