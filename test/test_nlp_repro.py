@@ -54,10 +54,11 @@ def test_shape_extrapolates_to_longer_sequences(shape_result):
 
 @pytest.mark.slow
 @LONG
-def test_alone_beats_a_table_of_its_size_with_far_fewer_parameters(tmp_path):
+def test_alone_reaches_about_the_table_loss_with_far_fewer_parameters(tmp_path):
     r = repro("alone", tmp_path)["results"]
     small = next(k for k in r if k.startswith("table_rank"))
     assert r["alone"]["embedding_parameters"] < r["table"]["embedding_parameters"] / 4
+    assert r["alone"]["eval_loss"] < r["table"]["eval_loss"] + 0.15  # about the full table's loss (measured +0.05)
     assert r["alone"]["eval_loss"] < r[small]["eval_loss"] - 0.5
 
 

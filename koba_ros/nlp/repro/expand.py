@@ -13,9 +13,9 @@ from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, 
 
 SIZES = {
     "test": dict(d_small=32, layers_small=2, d_large=64, layers_large=4, heads_small=2, seq=64, batch=16,
-                 steps_small=150, steps_large=150, lr=3e-3),
+                 steps_small=150, steps_large=150, lr=3e-3, grown_lr_power=0.5),
     "full": dict(d_small=256, layers_small=4, d_large=512, layers_large=8, heads_small=4, seq=256, batch=32,
-                 steps_small=600, steps_large=600, lr=1.5e-3),
+                 steps_small=600, steps_large=600, lr=1.5e-3, grown_lr_power=0.5),
 }
 SIZES["quick"] = SIZES["test"]  # --quick is the test size: what the CPU affords here (15-35 s of one core)
 
@@ -40,14 +40,17 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
     before = eval_loss(small, sample_val, 4, device)
     grown = expand(small, s["d_large"] // s["d_small"], s["layers_large"], seed=seed)
     after = eval_loss(grown, sample_val, 4, device)
-    grown_lr = lr_for_size(s["lr"], s["d_small"], s["d_large"])
+    # Yano et al.: a smaller peak LR for the larger member; grown_lr_power 0 keeps the small model's LR (the sweep
+    # that compares them: bench/lm_repro_sweep.py expand --set grown_lr_power=0). The scratch run always uses 0.5.
+    grown_lr = lr_for_size(s["lr"], s["d_small"], s["d_large"], power=s["grown_lr_power"])
     grown_run = fit(grown, lambda t: sample(s["steps_small"] + t), s["steps_large"], grown_lr, device,
                     warmup=s["steps_large"] // 20)
 
     torch.manual_seed(seed)
     large = TransformerLM(grown.config)
     scratch_steps = s["steps_small"] + s["steps_large"]
-    scratch_run = fit(large, sample, scratch_steps, grown_lr, device, warmup=scratch_steps // 10)
+    scratch_run = fit(large, sample, scratch_steps, lr_for_size(s["lr"], s["d_small"], s["d_large"]), device,
+                      warmup=scratch_steps // 10)
 
     f_small, f_large = 6 * small.num_parameters() * tokens_per_step, 6 * large.num_parameters() * tokens_per_step
     grown_flops = [f_small * s["steps_small"] + f_large * (i + 1) for i in range(len(grown_run["losses"]))]
