@@ -43,5 +43,40 @@ def test_bpe_loads_gpt2_style_files_and_round_trips(tmp_path):
 def test_missing_bpe_files_and_unknown_tokenizer_kind(tmp_path):
     with pytest.raises(KobaError, match="not found"):
         BPETokenizer(tmp_path / "vocab.json", tmp_path / "merges.txt")
-    with pytest.raises(KobaError, match="byte or bpe"):
+    with pytest.raises(KobaError, match="byte, gpt2 or bpe"):
         build_tokenizer("sentencepiece")
+
+
+def test_gpt2_bpe_gives_gpt2_ids_from_the_ranks_whisper_ships(tmp_path):
+    pytest.importorskip("tiktoken", reason="the gpt2 tokenizer reads its ranks through tiktoken")
+    from koba_ros.nlp.tokenizer import GPT2Tokenizer, whisper_gpt2_ranks
+
+    if whisper_gpt2_ranks() is None:
+        pytest.skip("openai-whisper (which ships GPT-2's BPE ranks) is not installed")
+    tok = build_tokenizer("gpt2")
+    assert tok.encode("Hello world") == [15496, 995]  # GPT-2's ids
+    assert tok.encode("The quick brown fox", eos=True) == [464, 2068, 7586, 21831, 50256]
+    text = "put the brown fluffy toy in the top right box <|endoftext|> ok"
+    assert tok.decode(tok.encode(text)) == text and tok.vocab_size == 50257
+    (tmp_path / "bad.tiktoken").write_text("not base64 at all\n")
+    with pytest.raises(KobaError, match="not a .tiktoken ranks file"):
+        GPT2Tokenizer(tmp_path / "bad.tiktoken")
+    with pytest.raises(KobaError, match="not found"):
+        GPT2Tokenizer(tmp_path / "missing.tiktoken")
+
+
+def test_training_with_gpt2_bpe_checks_the_vocabulary(tmp_path):
+    pytest.importorskip("tiktoken", reason="the gpt2 tokenizer reads its ranks through tiktoken")
+    from koba_ros.nlp.tokenizer import whisper_gpt2_ranks
+    from koba_ros.nlp.trainer import TrainConfig, train
+
+    if whisper_gpt2_ranks() is None:
+        pytest.skip("openai-whisper (which ships GPT-2's BPE ranks) is not installed")
+    (tmp_path / "t.txt").write_text("put the red cube in the top left box. " * 100)
+    config = dict(model=dict(d_model=16, n_layers=1, n_heads=2, max_len=16), train_data=str(tmp_path / "t.txt"),
+                  tokenizer="gpt2", seq_len=16, batch_size=4, steps=2, eval_every=2, eval_batches=1,
+                  out=str(tmp_path / "run"), progress=False, device="cpu")
+    with pytest.raises(KobaError, match="vocab_size 259 < tokenizer's 50257"):
+        train(TrainConfig.from_dict(config))
+    config["model"].update(vocab_size=50304, pad_id=50256)
+    assert train(TrainConfig.from_dict(config))["steps"] == 2

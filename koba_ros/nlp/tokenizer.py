@@ -1,6 +1,8 @@
-"""Tokenisers: byte-level (always available) and byte-level BPE loaded from GPT-2 style vocab.json + merges.txt.
+"""Tokenisers: byte-level (always available), GPT-2's own BPE, and any byte-level BPE from vocab.json + merges.txt.
 
-No GPT-2 vocabulary ships in any installed package here and nothing can be downloaded, so BPE needs the user's files.
+GPT-2's BPE (`gpt2`): its 50,256 merge ranks ship with the openai-whisper package (whisper/assets/gpt2.tiktoken,
+whisper's English tokenizer) and are read through tiktoken with GPT-2's pre-tokenisation pattern; "Hello world" ->
+[15496, 995] as in GPT-2 (tested). Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -62,9 +64,73 @@ class BPETokenizer:
         return self._tok.decode([int(i) for i in ids])
 
 
+# GPT-2's pre-tokenisation (Radford et al. 2019, the released encoder.py): contractions, letter runs, digit runs,
+# other symbols, each optionally with one leading space; whitespace runs.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def whisper_gpt2_ranks() -> Path | None:
+    """whisper/assets/gpt2.tiktoken if openai-whisper is installed (found without importing whisper)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("whisper")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "assets" / "gpt2.tiktoken"
+    return path if path.is_file() else None
+
+
+class GPT2Tokenizer:
+    """GPT-2's byte-level BPE: 50,257 ids, <|endoftext|> = 50256 (also used as pad and bos).
+
+    `ranks`: a .tiktoken file (one "base64-token rank" per line); default: the copy inside openai-whisper."""
+
+    vocab_size = 50257
+    eos_id = pad_id = bos_id = 50256
+
+    def __init__(self, ranks: str | Path = ""):
+        path = Path(ranks) if ranks else whisper_gpt2_ranks()
+        if path is None or not path.is_file():
+            raise KobaError(f"tokenizer: GPT-2 BPE ranks {ranks or 'whisper/assets/gpt2.tiktoken'} not found "
+                            "(install openai-whisper or set vocab: to a .tiktoken file)")
+        try:
+            import tiktoken
+        except ImportError as exc:
+            raise KobaError("tokenizer: gpt2 needs the tiktoken package") from exc
+        mergeable = _read_ranks(path)
+        if len(mergeable) != self.eos_id:
+            raise KobaError(f"tokenizer: {path} has {len(mergeable)} tokens, GPT-2 has {self.eos_id}")
+        self._enc = tiktoken.Encoding("koba_gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=mergeable,
+                                      special_tokens={"<|endoftext|>": self.eos_id})
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        ids = self._enc.encode_ordinary(text)  # "<|endoftext|>" typed in the text stays text
+        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
+
+    def decode(self, ids) -> str:
+        return self._enc.decode([int(i) for i in ids])
+
+
+def _read_ranks(path: Path) -> dict[bytes, int]:
+    import base64
+    import binascii
+
+    ranks = {}
+    try:
+        for line in path.read_text(encoding="ascii").splitlines():
+            if line.strip():
+                token, rank = line.split()
+                ranks[base64.b64decode(token, validate=True)] = int(rank)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise KobaError(f"tokenizer: {path} is not a .tiktoken ranks file ({str(exc)[:80]})") from exc
+    return ranks
+
+
 def build_tokenizer(kind: str = "byte", vocab: str = "", merges: str = ""):
     if kind == "byte":
         return ByteTokenizer()
+    if kind == "gpt2":
+        return GPT2Tokenizer(vocab)
     if kind == "bpe":
         return BPETokenizer(vocab, merges)
-    raise KobaError(f"tokenizer: kind must be byte or bpe, got {kind!r}")
+    raise KobaError(f"tokenizer: kind must be byte, gpt2 or bpe, got {kind!r}")

@@ -30,8 +30,8 @@ class TrainConfig:
     train_data: str = BUILTIN
     val_data: str = ""               # empty: hold out val_fraction of train_data
     val_fraction: float = 0.05
-    tokenizer: str = "byte"          # byte | bpe
-    vocab: str = ""                  # bpe: vocab.json
+    tokenizer: str = "byte"          # byte | gpt2 (GPT-2's BPE, ranks from openai-whisper) | bpe (vocab.json + merges)
+    vocab: str = ""                  # bpe: vocab.json; gpt2: a .tiktoken ranks file (empty: whisper's copy)
     merges: str = ""                 # bpe: merges.txt
     seq_len: int = 128
     batch_size: int = 16             # per rank, per micro-batch
