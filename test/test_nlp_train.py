@@ -67,6 +67,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     (dict(seq_len=64), "exceeds model max_len"),
     (dict(steps=0), "steps must be positive"),
     (dict(schedule="step"), "schedule"),
+    (dict(precision="fp8"), "precision"),
     (dict(model=dict(d_model=30, n_heads=4)), "not divisible"),
     (dict(train_data="/nonexistent.txt"), "not found"),
 ])
@@ -212,3 +213,25 @@ def test_pickled_objects_are_refused_and_a_corrupt_resume_checkpoint_stops_train
     with pytest.raises(KobaError, match="corrupt"):
         train(tiny(tmp_path, steps=4))
     assert model_file.read_bytes() == b"\x00" * 64  # left as it was for the user to inspect
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("auto", torch.float32)])
+def test_bf16_autocast_path_runs_on_the_cpu_too(tmp_path, monkeypatch, precision, dtype):
+    """The GPU's bf16 autocast code path, exercised on the CPU (precision: bf16); auto is fp32 on a CPU."""
+    from koba_ros.nlp import trainer
+
+    seen = set()
+
+    class RecordingLM(TransformerLM):
+        def forward(self, ids, targets=None, shift=None):
+            logits, loss = super().forward(ids, targets, shift)
+            seen.add(logits.dtype)
+            return logits, loss
+
+    monkeypatch.setattr(trainer, "TransformerLM", RecordingLM)
+    result = train(tiny(tmp_path, steps=6, precision=precision, device="cpu"))
+    assert seen == {dtype} and result["precision"] == ("bf16 autocast" if precision == "bf16" else "fp32")
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    assert float(rows[-1].split(",")[3]) < float(rows[0].split(",")[3])  # it still trains
+    state, _, _ = load_checkpoint(tmp_path / "run" / "checkpoint")
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())  # weights stay fp32

@@ -47,6 +47,7 @@ class TrainConfig:
     beta2: float = 0.95
     clip: float = 1.0
     device: str = "auto"             # auto | cpu | cuda
+    precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on any device) | fp32
     compile: bool = False
     parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
     eval_every: int = 50
@@ -68,6 +69,8 @@ class TrainConfig:
             raise KobaError("train config: lr must be > 0 and min_lr >= 0")
         if self.model.positions == "learned" and self.seq_len > self.model.max_len:
             raise KobaError(f"train config: seq_len {self.seq_len} exceeds model max_len {self.model.max_len}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise KobaError(f"train config: precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -170,8 +173,8 @@ def _train(config: TrainConfig, info, device) -> dict:
     if optim_state is not None:
         distributed.load_optimizer_state(model, optimizer, optim_state)
     forward = torch.compile(wrapped) if config.compile else wrapped
-    use_bf16 = device.type == "cuda"
-    if use_bf16:
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
     def autocast():
@@ -234,4 +237,5 @@ def _train(config: TrainConfig, info, device) -> dict:
             "tokens": step * tokens_per_step, "world_size": info.world,
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
+            "precision": "bf16 autocast" if use_bf16 else "fp32",
             "checkpoint": str(checkpoint_dir)}
