@@ -180,3 +180,19 @@ def test_the_robot_asks_instead_of_refusing_when_a_kind_the_words_name_is_here()
     assert (d.answer("yes").status, d.target) == ("done", 3)
     for text in ("put the green duck in the top right box", "put the teddy bear in the top right box"):
         assert Dialogue(g, scene()).start(text).status == "rejected", text
+
+
+def test_an_answer_the_cameras_colours_cannot_settle_is_ranked_by_the_model():
+    # A red cube and a red mug: "the red one" fits both by colour, so the grounder ranks the answer among them; an
+    # answer the model finds unlikely for every object ("none" wins) is still ranked among the ones it answers.
+    spec = [{"name": "red_cube", "box": "top_left", "xy": [-0.05, 0.0]},
+            {"name": "mug", "box": "top_left", "xy": [0.05, 0.0]},
+            {"name": "blue_ball", "box": "top_right", "xy": [0.0, 0.0]}]
+    g = TableGrounder({"put the red thing in the top right box": ([0.5, 0.45, 0.0, 0.05], TR),
+                       "the red one": ([0.1, 0.9, 0.0], TR), "the mug please": ([0.05, 0.15, 0.8], TR)}, 3,
+                      ["cube", "mug", "ball"])
+    for answer in ("the red one", "the mug please"):
+        d = Dialogue(g, scene(spec))
+        assert d.start("put the red thing in the top right box").status == "question" and set(d.candidates) == {0, 1}
+        r = d.answer(answer)
+        assert (r.status, r.target) == ("done", 1), (answer, r)

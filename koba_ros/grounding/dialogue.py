@@ -297,12 +297,14 @@ class Dialogue:
         if colour and len(cands) > 1:
             said = True
             cands = self._nearest_colour(colour, cands)
-        if len(cands) > 1 and self._describes(text, box_side_colour=False):
+        if len(cands) > 1 and (colour or self._describes(text, box_side_colour=False)):
             said = True
-            # Anything else ("the cube", "the ball you kick"): let the grounder rank what is left.
+            # Anything else ("the cube", "the ball you kick"), or a colour the camera's colours cannot separate (a
+            # red cube in shade looks as brown as the ball beside it): let the grounder rank what is left. The
+            # answer already fits these, so "none of them" does not veto the ranking among them.
             g = self.grounder.ground(text, [self.objects[c] for c in cands])
             ranked = g.ranked()
-            if ranked[0][1] > g.none_prob:
+            if ranked[0][1] > 0.0:
                 cands = [cands[j] for j, p in ranked if p >= self.s.keep_ratio * ranked[0][1]]
         return cands if said and cands else None
 
