@@ -303,6 +303,51 @@ def test_dqn_tamer_follows_h_early_and_q_once_alpha_h_is_gone():
     assert agent.act(0) == 1
 
 
+def _q_says_1_h_says_0(**config) -> DQNTamerAgent:
+    """A DQN-TAMER agent whose Q prefers action 1 and whose H prefers action 0 in every state (frozen learners)."""
+    agent = DQNTamerAgent(3, 3, AgentConfig(alpha_h=1.0, q=QConfig(learn_start=10**6), **config))
+    agent.q.net.p["w2"][:] = agent.h.net.p["w2"][:] = 0.0
+    agent.q.net.p["b2"][:] = [0.0, 0.5, 0.0]
+    agent.h.net.p["b2"][:] = [2.0, -1.0, -1.0]
+    return agent
+
+
+def test_h_guided_exploration_draws_what_the_person_liked():
+    counts = {}
+    for temperature in (0.0, 0.2):
+        agent = _q_says_1_h_says_0(eps_start=1.0, eps_end=1.0, explore_temperature=temperature)
+        counts[temperature] = np.bincount([agent.act(0) for _ in range(600)], minlength=3)
+    assert counts[0.0].min() > 150                        # uniform: every action about a third of the time
+    assert counts[0.2][0] > 580 and counts[0.2][1] < 10   # softmax(H / 0.2): P(action 0) = 1 - 2e-7
+
+
+def test_trust_in_h_falls_on_a_revisit_and_returns_next_episode():
+    agent = _q_says_1_h_says_0(eps_start=0.0, eps_end=0.0, revisit_trust=0.1)
+    assert agent.act(0) == 0                               # first visit: H's 2.0 outweighs Q's 0.5
+    agent.observe(0, 0, -1.0, 0, False, False)             # ... and it bumped into a wall: still in state 0
+    assert agent.act(0) == 1                               # revisit: alpha_h x 0.1, Q decides
+    assert agent.act(2) == 0                               # other states keep the full alpha_h
+    restored = _q_says_1_h_says_0(eps_start=0.0, eps_end=0.0, revisit_trust=0.1)
+    restored.load_state_dict(agent.state_dict())           # the episode's visits are part of a checkpoint
+    assert restored.act(0) == 1
+    agent.end_episode(reached_goal=False)
+    assert agent.act(0) == 0
+    off = _q_says_1_h_says_0(eps_start=0.0, eps_end=0.0)   # revisit_trust 1 (default): no change
+    off.observe(0, 0, -1.0, 0, False, False)
+    assert off.act(0) == 0
+
+
+def test_avoid_repeats_tries_another_action_in_a_revisited_state():
+    agent = _q_says_1_h_says_0(eps_start=0.0, eps_end=0.0, avoid_repeats=True)
+    chosen = []
+    for _ in range(4):                                     # a wall: every action leaves the agent in state 0
+        chosen.append(agent.act(0))
+        agent.observe(0, chosen[-1], -1.0, 0, False, False)
+    assert chosen == [0, 1, 2, 0]                          # best first, then the untried ones, then all allowed again
+    agent.end_episode(reached_goal=False)
+    assert agent.act(0) == 0
+
+
 def test_tamer_learns_the_sign_of_feedback():
     agent = make_agent("tamer", 3, 2, seed=0)
     for _ in range(200):
