@@ -1,7 +1,7 @@
 """koba lm train|repro|bench: the NLP/LLM library's training, paper reproductions and GPU benchmark."""
-HELP = "Train transformer LMs, run the paper reproductions (b2t, shape, alone, spike, wso, expand), benchmark."
+HELP = "Train transformer LMs, run the paper reproductions (b2t, shape, alone, spike, wso, expand, family), benchmark."
 
-REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand")
+REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
 
 
 def add_arguments(p):
