@@ -12,7 +12,10 @@ person said first (box, colour, side, noun, correction "no, ...", yes/no, destin
 much of the old number was the test's answers rather than the dialogue.
 
 Clear instructions are broken down too: acted right, acted on the wrong object or box, asked although the model's
-top-1 object and box were right, asked with one of them wrong (a question that saved a wrong move), refused.
+top-1 object and box were right, asked with one of them wrong (a question that saved a wrong move), refused; and
+which rule of the dialogue made it ask (Dialogue.why: below ask_below, look-alikes, pick not of the kind named, box
+not said or unsure, ...). Ambiguous instructions acted on without a question are split by ambiguity kind and by
+whether the object moved is one the words fit; absent objects moved by whether the robot asked first.
 
     .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev 3de1220] [--split test]
 """
@@ -121,9 +124,9 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
     clear = samples["clear"]
     done_right = asked = 0
     texts_grounded = []
-    outcomes = defaultdict(int)
+    outcomes, asked_why = defaultdict(int), defaultdict(lambda: [0, 0])
     for s in clear:
-        _, first, _, _, _ = run_sample(grounder, s, dialogue_class, person, texts_grounded)
+        d, first, _, _, _ = run_sample(grounder, s, dialogue_class, person, texts_grounded)
         asked += first.status == "question"
         right = first.status == "done" and first.target == s.target and first.destination == s.destination
         done_right += right
@@ -132,8 +135,12 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
         outcomes["acted right" if right else "acted wrong" if first.status == "done" else
                  ("asked, top-1 and box right" if top_right else "asked, top-1 or box wrong")
                  if first.status == "question" else first.status] += 1
+        if first.status == "question":
+            asked_why[getattr(d, "why", "") or "?"][0] += top_right
+            asked_why[getattr(d, "why", "") or "?"][1] += 1
     out["clear"] = {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear),
                     "first_turn": dict(sorted(outcomes.items())),
+                    "asked_why_top1_and_box_right": {k: f"{a}/{m}" for k, (a, m) in sorted(asked_why.items())},
                     "texts_grounded_first_turn_mean": float(np.mean(texts_grounded))}
     for s in samples["ambiguous"] + samples["no_box"]:
         d, first, final, q, answers = run_sample(grounder, s, dialogue_class, person)
@@ -145,8 +152,9 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
             why = "wrong target" if final.target != s.target else "wrong box"
         else:
             why = "gave up" if "still can't tell" in final.text else final.status
+        acted = "-" if first.status != "done" else "fits the words" if first.target in s.referents else "does not fit"
         rows.append({"kind": ambiguity(s), "question": q, "answer": answers[0] if answers else "-", "ok": ok,
-                     "why": why, "asked": first.status == "question", "turns": d.questions})
+                     "why": why, "asked": first.status == "question", "turns": d.questions, "acted": acted})
     n = len(rows)
     out["ambiguous"] = {"n": n, "question_rate": sum(r["asked"] for r in rows) / n,
                         "correct_after_answer": sum(r["ok"] for r in rows) / n,
@@ -157,9 +165,18 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
             table[r[key]][0] += r["ok"]
             table[r[key]][1] += 1
         out["ambiguous"][f"by_{key}"] = {k: f"{a}/{m}" for k, (a, m) in sorted(table.items())}
+    unasked = defaultdict(int)
+    for r in rows:
+        if r["acted"] != "-":
+            unasked[f"{r['kind']}, moved an object that {r['acted']}"] += 1
+    out["ambiguous"]["acted_without_question"] = dict(sorted(unasked.items()))
     absent = samples["absent"]
-    moved = sum(run_sample(grounder, s, dialogue_class, person)[2].status == "done" for s in absent)
-    out["absent"] = {"n": len(absent), "no_motion": 1 - moved / len(absent)}
+    moved = defaultdict(int)
+    for s in absent:
+        _, first, final, _, _ = run_sample(grounder, s, dialogue_class, person)
+        if final.status == "done":
+            moved["after a question" if first.status == "question" else "at once"] += 1
+    out["absent"] = {"n": len(absent), "no_motion": 1 - sum(moved.values()) / len(absent), "moved": dict(moved)}
     return out
 
 

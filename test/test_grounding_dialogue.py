@@ -148,6 +148,7 @@ def test_a_sure_pick_of_another_kind_than_the_words_name_is_asked_about():
     d = Dialogue(g, scene())
     r = d.start("put the duck in the top right box")
     assert r.status == "question" and d.pending == "confirm" and r.candidates == [3] and "duck" in r.text
+    assert d.why == "pick not of the kind named"     # the rule that made it ask, for the bench's breakdown
     assert (d.answer("yes").status, d.target) == ("done", 3)
     d = Dialogue(g, scene())
     r = d.start("put the can in the top right box")
@@ -161,8 +162,9 @@ def test_words_that_name_no_kind_fit_every_object_of_their_colour():
     probs = ([0.9, 0.0, 0.0, 0.05, 0.05, 0.0], TR)
     g = TableGrounder({"put the red item in the top right box": probs, "put the red cube in the top right box": probs},
                       5, NOUNS)
-    r = Dialogue(g, scene()).start("put the red item in the top right box")
-    assert r.status == "question" and set(r.candidates) == {0, 1, 2}, r
+    d = Dialogue(g, scene())
+    r = d.start("put the red item in the top right box")
+    assert r.status == "question" and set(r.candidates) == {0, 1, 2} and d.why == "look-alikes", r
     r = Dialogue(g, scene()).start("put the red cube in the top right box")
     assert (r.status, r.target) == ("done", 0)
 

@@ -84,6 +84,7 @@ class Dialogue:
         self.finished: Reply | None = None
         self.box_unsure = False             # the destination is the only box the instruction named
         self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
+        self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
 
     # --- turns ---------------------------------------------------------------------------------
     def start(self, instruction: str) -> Reply:
@@ -112,6 +113,7 @@ class Dialogue:
             if not seen:
                 return self._end("rejected", "I can't find that object here, so I won't move anything.")
             self.candidates = self.pool = seen[:self.s.max_pool]
+            self.why = "none won, but a kind named is here"
             self.confidence = p_best
             return self._next()
         words_only = None
@@ -121,6 +123,7 @@ class Dialogue:
         twins = self._twins(text, best, ranked, words_only, kinds) if p_best >= self.s.ask_below else []
         if p_best >= self.s.ask_below and kinds and not self._is_kind(best, kinds):
             # The words name a kind of object the pick is not ("the can" -> a cube): ask about that kind instead.
+            self.why = "pick not of the kind named"
             of_kind = [i for i, _ in ranked if self._is_kind(i, kinds)]
             self.candidates = self.pool = (of_kind or [best])[:self.s.max_pool]
             self.confidence = p_best
@@ -128,9 +131,11 @@ class Dialogue:
             self.target, self.confidence = best, p_best
         elif twins:
             # Never guess silently: the words fit look-alikes too, however sure the model is of one.
+            self.why = "look-alikes"
             self.candidates = self.pool = [best, *twins][:self.s.max_pool]
             self.confidence = p_best
         else:
+            self.why = "below ask_below"
             self.pool = [i for i, p in ranked if p >= self.s.pool_ratio * p_best][:self.s.max_pool]
             shortlist = self._candidates(ranked)
             # Too many to name one by one: ask about all of them (by box) instead of a shortlist that may miss it.
@@ -195,6 +200,7 @@ class Dialogue:
             if self.questions >= self.s.max_turns:
                 return self._give_up()
             self.questions += 1
+            self.why = self.why or "box not said or unsure"
             self.pending = "destination"
             sorry = "" if understood else "Sorry, I didn't get that. "
             return self._ask(sorry + already + "Which box should I put it in: top left, top right, bottom left or "
