@@ -11,7 +11,8 @@
 # Every step gets min(REPRO_LIMIT, time left) seconds, so the script always ends inside TOTAL_LIMIT.
 # Results (JSON + PNG) go under $OUT (default ./out_lm_gpu). Run from the repository root:
 #   bash bench/lm_gpu.sh
-# KOBA_LM_REPROS="b2t wso" picks reproductions (default: shape spike b2t). KOBA_PY picks the Python (default
+# KOBA_LM_REPROS="b2t wso" picks reproductions (default: shape spike b2t; also alone wso expand family; family at
+# full size needs REPRO_LIMIT=400, an estimate). KOBA_PY picks the Python (default
 # .venv/bin/python; it needs a CUDA build of torch on the GPU machine).
 # KOBA_LM_TINY=1 runs the same steps on the CPU: tiny bench (eager variants; compiling on a CPU takes minutes) and
 # test-size reproductions (default expand).
