@@ -43,6 +43,16 @@ def test_solved_criterion():
     assert moving_average([1, 3, 5])[-1] == 3.0
 
 
+def test_seeds_start_at_first_seed():
+    from koba_ros.errors import KobaError
+    from koba_ros.rl.bench import run_bench
+
+    config = BenchConfig(env="maze", layout="corridor", agents=("dqn",), seeds=2, first_seed=100, episodes=2)
+    assert [r["seed"] for r in run_bench(config)["runs"]] == [100, 101]
+    with pytest.raises(KobaError, match="first_seed"):
+        BenchConfig(first_seed=-1)
+
+
 def test_train_writes_curves_and_checkpoint_then_resumes(tmp_path, capsys):
     args = ["tamer", "train", "--env", "maze", "--layout", "open5", "--agent", "dqn_tamer", "--episodes", "3",
             "--out", str(tmp_path), "--json"]

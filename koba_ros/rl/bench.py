@@ -29,6 +29,7 @@ class BenchConfig:
     layout: str = "default"            # maze layout (koba_ros/rl/maze.py LAYOUTS)
     agents: tuple[str, ...] = AGENTS
     seeds: int = 5
+    first_seed: int = 0                # seeds first_seed .. first_seed + seeds - 1 (tune on others than you report)
     episodes: int = 150
     human: HumanConfig = field(default_factory=HumanConfig)
     agent: AgentConfig | None = None   # None = the environment's (agents.ENV_AGENT_CONFIG)
@@ -45,6 +46,8 @@ class BenchConfig:
             raise KobaError(f"unknown agent {', '.join(bad) or '(none)'}; agents: {', '.join(AGENTS)}")
         if self.seeds < 1 or self.episodes < 1:
             raise KobaError(f"seeds and episodes must be >= 1, got {self.seeds}, {self.episodes}")
+        if self.first_seed < 0:
+            raise KobaError(f"first_seed must be >= 0, got {self.first_seed}")
         if self.step_seconds <= 0:
             raise KobaError(f"step_seconds must be > 0, got {self.step_seconds}")
         Delay.parse(self.credit_delay)
@@ -156,7 +159,7 @@ def summarize(config: BenchConfig, runs: list[dict]) -> dict:
 def run_bench(config: BenchConfig, progress=None) -> dict:
     runs = []
     for name in config.agents:
-        for seed in range(config.seeds):
+        for seed in range(config.first_seed, config.first_seed + config.seeds):
             runs.append(run_one(config, name, seed))
             if progress:
                 progress(runs[-1])
