@@ -243,11 +243,13 @@ class DQNTamerAgent(Agent):
         return s
 
     def explore(self, state):
-        """H-guided exploration (our addition, after the "action biasing" of Knox & Stone 2012, *Reinforcement
-        learning from simultaneous human and MDP reward*, AAMAS: H steers which actions RL tries). With
+        """H-guided exploration (our addition, close to the "control sharing" of Knox & Stone 2012, *Reinforcement
+        learning from simultaneous human and MDP reward*, AAMAS, where with some probability the action comes from
+        H instead of from RL: here that probability is epsilon and H's choice is a softmax, not its argmax). With
         explore_temperature T > 0 the exploratory action is drawn with P(a) = exp(H(s, a) / T) / sum_b exp(H(s, b) / T):
-        actions the person called bad (H near -1) are rarely tried, unjudged ones (H near 0) still are, so Q keeps
-        learning alternatives while exploring costs little return. T = 0: uniform, the paper's epsilon-greedy."""
+        an action H rates well below the best is seldom tried (at T = 0.1 a gap of 0.3 makes it 20 times rarer),
+        actions H rates alike (all near 0 in a state nobody judged) are tried alike, so Q still sees alternatives
+        where H is unsure while exploring costs little return. T = 0: uniform, the paper's epsilon-greedy."""
         if self.config.explore_temperature <= 0:
             return super().explore(state)
         z = self.h.h(state) / self.config.explore_temperature
