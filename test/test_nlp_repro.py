@@ -1,6 +1,6 @@
 """Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick). Each takes 0.5-3 min
-of one CPU core, so all but `expand` (about 30 s) are marked slow and kept out of the default run. Measured outcomes
-are recorded in docs/nlp.md."""
+of one CPU core (more under load), so all are marked slow and kept out of the default run; the CLI path of `koba lm
+repro` stays in the default run through a refusal test. Measured outcomes are recorded in docs/nlp.md."""
 import json
 
 import pytest
@@ -84,7 +84,8 @@ def test_wso_decaying_schedules_win_pretraining_and_wso_wins_fine_tuning(tmp_pat
     assert r["best_finetune"] == "wso"
 
 
-@LONG  # about 30 s alone, 285 s measured under a load average of 12
+@pytest.mark.slow  # 53 s at a load average of 7, 285 s at 12: over the area's default budget (function preservation
+@LONG              # and training on after growth stay in the default run: test_nlp_expand.py)
 def test_expand_reaches_the_target_loss_with_fewer_flops(tmp_path, capsys):
     assert main(["lm", "repro", "expand", "--size", "test", "--json", "--out", str(tmp_path)]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -100,3 +101,13 @@ def test_family_by_expansion_costs_less_than_independent_members_at_about_their_
     assert r["flops_ratio_progressive_over_independent"] < 0.75
     gaps = r["loss_gap_progressive_minus_independent"]
     assert gaps["S"] == 0.0 and max(gaps["M"], gaps["L"]) < 0.05  # measured -0.067 and -0.185 (seed 0)
+
+
+def test_repro_cli_refuses_cuda_without_a_gpu_and_unknown_names(capsys):
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["lm", "repro", "expand", "--device", "cuda", "--json"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not one of the reproductions
+        main(["lm", "repro", "moe"])
