@@ -20,7 +20,10 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
     from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
 
     learner = TamerLearnerNode(context=ros_context, parameter_overrides=[
-        Parameter("rate_hz", value=20.0), Parameter("agent", value="dqn_tamer")])
+        Parameter("rate_hz", value=20.0), Parameter("agent", value="dqn_tamer"),
+        Parameter("agent_settings", value="explore_temperature=0.1, avoid_repeats=1")])
+    config = learner.session.agent.config
+    assert config.explore_temperature == 0.1 and config.avoid_repeats and config.revisit_trust == 1.0
     human = SimulatedHumanNode(context=ros_context, parameter_overrides=[
         Parameter("p_feedback", value=1.0), Parameter("half_life", value=0.0),
         Parameter("delay", value="uniform:0.05:0.1")])

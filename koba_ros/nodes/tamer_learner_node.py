@@ -22,7 +22,7 @@ from koba_ros.nodes.runtime import run_node
 class TamerLearnerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("tamer_learner_node", **kwargs)
-        from koba_ros.rl.agents import ENV_AGENT_CONFIG, make_agent
+        from koba_ros.rl.agents import ENV_AGENT_CONFIG, make_agent, with_overrides
         from koba_ros.rl.credit import CreditAssigner
         from koba_ros.rl.delay import Delay
         from koba_ros.rl.envs import DEFAULT_ENCODING, make_env, state_codes
@@ -32,6 +32,8 @@ class TamerLearnerNode(Node):
         layout = declare(self, "layout", "default", "Maze layout name (koba_ros/rl/maze.py LAYOUTS).")
         agent_name = declare(self, "agent", "dqn_tamer", "Agent: dqn, tamer or dqn_tamer.")
         seed = declare(self, "seed", 0, "Random seed of agent and environment.")
+        settings = declare(self, "agent_settings", "", "Agent settings on top of the environment's defaults, "
+                           "field=value,... (agents.AgentConfig, e.g. explore_temperature=0.1,avoid_repeats=1).")
         rate_hz = declare(self, "rate_hz", 1.0, "Environment steps per second (a person must be able to follow).")
         credit_delay = declare(self, "credit_delay", "gamma:0.2:4.0:0.5",
                                "Reaction-delay model for credit assignment, kind:lo:hi[:mode] (seconds).")
@@ -51,7 +53,8 @@ class TamerLearnerNode(Node):
         try:
             options = {"layout": layout} if env_name == "maze" else {}
             env = make_env(env_name, render_mode="rgb_array", **options)
-            agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, ENV_AGENT_CONFIG[env_name],
+            config = with_overrides(ENV_AGENT_CONFIG[env_name], [i.strip() for i in settings.split(",") if i.strip()])
+            agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, config,
                                seed, *(state_codes(env, e) for e in DEFAULT_ENCODING[env_name]))
             credit = CreditAssigner(Delay.parse(credit_delay), credit_model)
         except KobaError as exc:
