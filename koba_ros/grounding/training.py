@@ -48,8 +48,9 @@ class TrainConfig:
     location: bool = True             # location head: which box the words say the object is in
     scene_none: bool = True           # "none of them" also reads the best candidates' fits (model.SceneNone)
     colour: bool = True               # colour head: the colour the words give the object vs each object's colour
-    novel_words: float = 0.3          # share of training instructions that name their object with a made-up word
-                                      # listed in the batch's catalog (novel_words.py); 0: off
+    novel_words: float = 0.6          # share of training instructions tried for naming their object with a made-up
+                                      # word listed in the batch's catalog (novel_words.py); 0: off. 0.6 beat 0.3 on
+                                      # the validation phrasings (0.879 vs 0.860 clear accuracy, same code)
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
