@@ -66,6 +66,7 @@ class Settings:
     max_turns: int = 3              # questions before giving up
     twin_ratio: float = 0.1         # a look-alike this likely (vs the best) still makes the words ambiguous
     keep_ratio: float = 0.5         # an attribute answer keeps the candidates scoring this close to the best
+    kind_twins: bool = True         # every object of the kind (and colour) the words name is a look-alike
 
 
 class Dialogue:
@@ -233,13 +234,25 @@ class Dialogue:
         # The words say where it is: they name its box, and not only as the destination.
         located = box in mentions and (self.destination != box or len(mentions) >= 2)
         side = lexicon.side(text) is not None
-        # Words that name no kind of object ("the blue item") fit every object of the colour they say, however
-        # unlikely the model finds it.
-        ratio = self.s.twin_ratio if kinds else 0.0
-        near = [i for i, _ in fit if i != best and p[i] >= ratio * top
+        near = [i for i, _ in fit if i != best
                 and not (side and self.objects[i].box == box) and not (located and self.objects[i].box != box)]
         if not near:
             return []
+        if kinds and self.s.kind_twins:
+            # The words name a kind ("the can", "the blue square block"): every other object of that kind (by the
+            # model's own noun for it) in the colour said (the camera colours nearest it; any colour when none is
+            # said) fits them as well as the pick does, however sure the model is of one -- a sharp model gives its
+            # look-alikes p ~ 0.
+            named, nouns = said_kinds(text), self._names([best, *near])
+            of_kind = [i for i in [best, *near] if NOUN_KINDS[nouns[i]] & named]
+            colour_said = _colour_word(" ".join(lexicon.without_boxes(text)))
+            fits = set(self._nearest_colour(colour_said, of_kind) if colour_said and of_kind else of_kind)
+            if best in fits:
+                return [i for i in near if i in fits]
+        # Otherwise the model's probability decides which look-alikes the words fit; words that name no kind of
+        # object ("the blue item") fit every object of the colour they say, however unlikely the model finds it.
+        ratio = self.s.twin_ratio if kinds else 0.0
+        near = [i for i in near if p[i] >= ratio * top]
         names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
         return [i for i in near if (names[i] == names[best] or not kinds) and colour[i] == colour[best]]
 
@@ -418,6 +431,9 @@ KIND_PHRASES = _kind_phrases()
 LONGEST_KIND = max(len(p) for p in KIND_PHRASES)
 NOUN_ENTRIES = {n: {name for name, e in load_catalog().items() if n in e.synonyms} for n in NOUNS}
 assert all(NOUN_ENTRIES.values())
+# What an object the model names by a noun is: "ball" covers the soccer ball too, but the model names that one
+# "soccer ball", so an object it calls a "ball" is one of the coloured balls (the entries no narrower noun names).
+NOUN_KINDS = {n: e - set().union(*(f for m, f in NOUN_ENTRIES.items() if f < e)) for n, e in NOUN_ENTRIES.items()}
 
 
 def said_kinds(text: str, colour: bool = False) -> set[str]:
