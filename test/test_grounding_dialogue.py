@@ -231,3 +231,19 @@ def test_an_answer_the_cameras_colours_cannot_settle_is_ranked_by_the_model():
         assert d.start("put the red thing in the top right box").status == "question" and set(d.candidates) == {0, 1}
         r = d.answer(answer)
         assert (r.status, r.target) == ("done", 1), (answer, r)
+
+
+def test_a_ball_is_a_look_alike_of_the_words_ball_but_not_of_soccer_ball():
+    # "ball" is a synonym of the soccer ball as well, but an object the model calls "ball" (not "soccer ball") is one
+    # of the coloured balls: it fits "the ball", not "the soccer ball" (measured: on training phrasings the look-alike
+    # rule asked about every ball for "the black and white ball" until this distinction).
+    spec = [{"name": "soccer_ball", "box": "top_left", "xy": [0.0, 0.0]},
+            {"name": "red_ball", "box": "bottom_left", "xy": [0.0, 0.0]}]
+    sure = ([1.0, 0.0, 0.0], TR)
+    g = TableGrounder({"put the soccer ball in the top right box": sure, "put the ball in the top right box": sure},
+                      2, ["soccer ball", "ball"])
+    objects = scene(spec)
+    r = Dialogue(g, objects).start("put the soccer ball in the top right box")
+    assert (r.status, r.target) == ("done", 0)
+    r = Dialogue(g, objects).start("put the ball in the top right box")
+    assert r.status == "question" and set(r.candidates) == {0, 1}, r
