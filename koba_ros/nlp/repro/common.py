@@ -5,13 +5,27 @@ import math
 
 import torch
 
-from koba_ros.nlp.data import TokenStream, builtin_corpus
+from koba_ros.nlp.data import TokenStream, batch_generator, builtin_corpus
 from koba_ros.nlp.schedules import lr_at
 from koba_ros.nlp.tokenizer import ByteTokenizer
 
 
 def corpus_stream(seq_len: int, max_bytes: int = 400_000) -> TokenStream:
     return TokenStream.from_text(builtin_corpus(max_bytes), ByteTokenizer(), seq_len, "built-in corpus")
+
+
+def train_and_val_samplers(stream: TokenStream, batch: int, seed: int):
+    """sample(step) from the first 90 % of the stream, sample_val(i) from the held-out last 10 %; both deterministic
+    in (seed, index), so every arm of a comparison sees the same batches."""
+    train, held = stream.split(0.1)
+
+    def sample(step):
+        return train.batch(batch, batch_generator(seed, step, 0))
+
+    def sample_val(i):
+        return held.batch(batch, batch_generator(seed + 1, i, 0))
+
+    return sample, sample_val
 
 
 def fit(model, sample, steps: int, lr: float, device: str, schedule: str = "cosine", warmup: int = 0,

@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.data import batch_generator
 from koba_ros.nlp.expansion import expand, lr_for_size
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth
+from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth, train_and_val_samplers
 
 SIZES = {
     "test": dict(d_small=32, layers_small=2, d_large=64, layers_large=4, heads_small=2, seq=64, batch=16,
@@ -22,14 +21,8 @@ SIZES["quick"] = SIZES["test"]  # --quick is the test size: what the CPU affords
 
 def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
     s = SIZES[size or ("quick" if quick else "full")]
-    train, held = corpus_stream(s["seq"]).split(0.1)
+    sample, sample_val = train_and_val_samplers(corpus_stream(s["seq"]), s["batch"], seed)
     tokens_per_step = s["batch"] * s["seq"]
-
-    def sample(step):
-        return train.batch(s["batch"], batch_generator(seed, step, 0))
-
-    def sample_val(i):
-        return held.batch(s["batch"], batch_generator(seed + 1, i, 0))
 
     small_cfg = TransformerConfig(d_model=s["d_small"], n_layers=s["layers_small"], n_heads=s["heads_small"],
                                   max_len=s["seq"], positions="rope")

@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.data import batch_generator
 from koba_ros.nlp.expansion import expand, lr_for_size
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot
+from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, train_and_val_samplers
 
 SIZES = {  # members (d_model, n_layers): S -> M doubles the width, M -> L doubles the depth
     "test": dict(members=[[32, 2], [64, 2], [64, 4]], heads_small=2, seq=64, batch=16, steps=300, lr=3e-3),
@@ -27,14 +26,8 @@ NAMES = ("S", "M", "L")
 
 def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
     s = SIZES[size or ("quick" if quick else "full")]
-    train, held = corpus_stream(s["seq"]).split(0.1)
+    sample, sample_val = train_and_val_samplers(corpus_stream(s["seq"]), s["batch"], seed)
     tokens_per_step = s["batch"] * s["seq"]
-
-    def sample(step):
-        return train.batch(s["batch"], batch_generator(seed, step, 0))
-
-    def sample_val(i):
-        return held.batch(s["batch"], batch_generator(seed + 1, i, 0))
 
     d_small = s["members"][0][0]
     configs = [TransformerConfig(d_model=d, n_layers=layers, n_heads=s["heads_small"] * d // d_small,
