@@ -1,8 +1,11 @@
 """Clarification dialogue, driven exactly by a table grounder: answers are read against the objects the question
 named (then the others), look-alikes are asked about however sure the model is, a box that may be the object's
 place is checked, and the scripted person of the benchmark answers the question that was asked."""
+import dataclasses
+
 import numpy as np
 
+from koba_ros.grounding import lexicon
 from koba_ros.grounding.dialogue import Dialogue, Reply, Settings, said_kinds
 from koba_ros.grounding.evaluation import scripted_answer
 from koba_ros.grounding.instructions import Sample
@@ -247,3 +250,60 @@ def test_a_ball_is_a_look_alike_of_the_words_ball_but_not_of_soccer_ball():
     assert (r.status, r.target) == ("done", 0)
     r = Dialogue(g, objects).start("put the ball in the top right box")
     assert r.status == "question" and set(r.candidates) == {0, 1}, r
+
+
+def test_words_that_single_out_the_models_pick_are_acted_on_below_the_gate():
+    # On unseen wording the model can be right but unsure (p 0.5 < 0.7). When the kind, the colour and the box the
+    # words locate it in fit exactly one object, and that is the pick, the robot acts; otherwise it still asks.
+    unsure = [0.5, 0.3, 0.1, 0.07, 0.0, 0.03]
+    table = {t: (unsure, TR) for t in ("put the duck in the top right box",
+                                       "put the red cube in the bottom right box in the top right box",
+                                       "put the red cube on the extreme left in the top left box in the top right box",
+                                       "put the red cube in the top left box in the top right box")}
+    table["put the duck in the top right box"] = ([0.0, 0.0, 0.0, 0.5, 0.47, 0.03], TR)
+    table["put the duck into the top right box"] = ([0.0, 0.0, 0.0, 0.5, 0.3, 0.2], TR)
+    table["put the red cube in the bottom right box in the top right box"] = ([0.2, 0.27, 0.5, 0.0, 0.0, 0.03], TR)
+    table["put the duck to the top right box"] = ([0.0, 0.0, 0.0, 0.5, 0.47, 0.03], [0.3, 0.3, 0.2, 0.2, 0.0])
+    table["put the thing in the top right box"] = ([0.0, 0.0, 0.0, 0.5, 0.47, 0.03], TR)
+    table["put the ball in the top right box"] = ([0.0, 0.0, 0.0, 0.5, 0.47, 0.03], TR)
+    g = TableGrounder(table, 5, NOUNS)
+    for text, target in (("put the duck in the top right box", 3),        # the only duck
+                         ("put the red cube in the bottom right box in the top right box", 2),   # the only cube there
+                         ("put the red cube on the extreme left in the top left box in the top right box", 0)):
+        r = Dialogue(g, scene()).start(text)
+        assert (r.status, r.target, r.destination) == ("done", target, "top_right"), (text, r)
+        # The same words with the rule off: p 0.5 is below the gate, so it asks.
+        assert Dialogue(g, scene(), Settings(singled_out=False)).start(text).status == "question", text
+    # Two red cubes in the box named and no side: not singled out. The pick is not the one object the words fit
+    # (the ball, not the duck), "none of them" is plausible too (p 0.2 vs 0.5), the words name no kind, or the box
+    # is unsure: ask.
+    for text in ("put the red cube in the top left box in the top right box", "put the ball in the top right box",
+                 "put the duck into the top right box",
+                 "put the thing in the top right box", "put the duck to the top right box"):
+        d = Dialogue(g, scene())
+        assert d.start(text).status == "question" and d.pending == "target" and d.target is None, text
+
+
+def test_singling_out_needs_firm_evidence_both_to_rule_out_and_to_keep():
+    # Words that name no kind fit every object of the colour said: the blue ball is the only blue object.
+    unsure = ([0.0, 0.0, 0.0, 0.42, 0.55, 0.03], TR)
+    g = TableGrounder({"put the blue thingy in the top right box": unsure}, 5, NOUNS)
+    assert Dialogue(g, scene()).start("put the blue thingy in the top right box").target == 4
+    # A red cube in shade looks brown, a colour no cube comes in: it may still be the red one, so it is not ruled
+    # out and the robot asks. A cube the camera sees blue is ruled out (cubes come in blue).
+    shaded = dataclasses.replace(scene()[2], mean_rgb=lexicon.PALETTE["brown"])
+    table = {"put the red cube in the top left box in the top right box": ([0.55, 0.42, 0.0, 0.0, 0.0, 0.03], TR),
+             "put the green cube in the bottom right box in the top right box": ([0, 0, 0.55, 0.42, 0, 0.03], TR)}
+    g = TableGrounder(table, 5, NOUNS)
+    objects = scene()
+    objects[1] = dataclasses.replace(objects[1], mean_rgb=lexicon.PALETTE["brown"])
+    r = Dialogue(g, objects).start("put the red cube in the top left box in the top right box")
+    assert r.status == "question" and r.target is None, r
+    objects[1] = dataclasses.replace(objects[1], mean_rgb=lexicon.PALETTE["blue"])
+    r = Dialogue(g, objects).start("put the red cube in the top left box in the top right box")
+    assert (r.status, r.target) == ("done", 0), r
+    # The pick must fit firmly too: the only cube left in the box named for "the green cube" is one seen brown
+    # (fits only for want of evidence against it), so the robot asks rather than moves it.
+    objects = [*scene()[:2], shaded, *scene()[3:]]
+    r = Dialogue(g, objects).start("put the green cube in the bottom right box in the top right box")
+    assert r.status == "question" and r.target is None, r

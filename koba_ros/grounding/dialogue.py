@@ -67,6 +67,7 @@ class Settings:
     twin_ratio: float = 0.1         # a look-alike this likely (vs the best) still makes the words ambiguous
     keep_ratio: float = 0.5         # an attribute answer keeps the candidates scoring this close to the best
     kind_twins: bool = True         # every object of the kind (and colour) the words name is a look-alike
+    singled_out: bool = True        # act below ask_below when the kind, colour and box named fit one object only
 
 
 class Dialogue:
@@ -85,6 +86,7 @@ class Dialogue:
         self.finished: Reply | None = None
         self.box_unsure = False             # the destination is the only box the instruction named
         self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
+        self._noun_probs = np.zeros((0, 0))  # p(object or none | "the <noun>") for each of NOUNS, same grounding
         self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
 
     # --- turns ---------------------------------------------------------------------------------
@@ -135,6 +137,12 @@ class Dialogue:
             self.why = "look-alikes"
             self.candidates = self.pool = [best, *twins][:self.s.max_pool]
             self.confidence = p_best
+        elif self.s.singled_out and self.destination is not None and g.none_prob < self.s.twin_ratio * p_best \
+                and self._singled_out(text) == [best]:
+            # Unsure, but the words pick out exactly one object and it is the model's pick: act (the converse of the
+            # look-alike rule; on unseen wording the model spreads its probability although it reads them right).
+            # "None of them" is one more look-alike: the model must not find it plausible (twin_ratio of the pick).
+            self.target, self.confidence = best, p_best
         else:
             self.why = "below ask_below"
             self.pool = [i for i, p in ranked if p >= self.s.pool_ratio * p_best][:self.s.max_pool]
@@ -256,6 +264,53 @@ class Dialogue:
         names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
         return [i for i in near if (names[i] == names[best] or not kinds) and colour[i] == colour[best]]
 
+    def _singled_out(self, text: str) -> list[int]:
+        """The objects the words fit by what they say that can be checked: the kind named (by the model's nouns),
+        the colour said, the box they locate it in (named other than as the destination), and the extreme of those
+        on the side said. Words that name no kind ("the red thingy") fit every object of the colour said. Since this
+        decides to act without asking, ruling an object out needs firm evidence (see below), and so does keeping
+        one: empty when an object left fits only for want of evidence against it, or the words say neither a kind
+        nor a colour."""
+        named, colour_said = said_kinds(text), _colour_word(" ".join(lexicon.without_boxes(text)))
+        if not (named or colour_said):
+            return []
+        nouns = self._names(list(range(len(self.objects))))
+        fits = list(nouns)
+        # The pick must fit by firm evidence too: the model's own noun for it is of the kind, the camera's colour word
+        # for it the colour said.
+        firm = {i for i in fits if not named or NOUN_KINDS[nouns[i]] & named}
+        if named:
+            # The model names shaded or occluded copies by other nouns, so any object the words' nouns find
+            # plausible (twin_ratio of the likeliest) counts as of the kind.
+            plausible = {True: np.zeros(len(self.objects), bool), False: np.zeros(len(self.objects), bool)}
+            for k, noun in enumerate(NOUNS):
+                p = self._noun_probs[k]     # the last entry is "none of them": a noun of nothing here finds nothing
+                plausible[bool(NOUN_KINDS[noun] & named)] |= p[:-1] >= self.s.twin_ratio * p.max()
+            fits = [i for i in fits if NOUN_KINDS[nouns[i]] & named or plausible[True][i]]
+            # Likewise the pick is firmly of the kind only when no noun of another kind finds it plausible (a red
+            # ball in shade the model calls a cylinder is plausibly a ball too).
+            firm -= {i for i in fits if plausible[False][i]}
+        if colour_said and fits:
+            # A colour rules out only an object the camera sees in another colour its kind comes in: a red cube in
+            # shade looks brown, which no cube is, so it may still be the red one.
+            nearest = self._nearest_colour(colour_said, fits)
+            seen = {i: _colour(self.objects[i]) for i in fits}
+            comes_in = {i: {CATALOG[e].color for e in NOUN_ENTRIES[nouns[i]] | named} for i in fits}
+            fits = [i for i in fits if i in nearest or seen[i] == colour_said or seen[i] not in comes_in[i]]
+            firm &= {i for i in fits if seen[i] == colour_said}   # "nearest" is relative: none may be that colour
+        mentions = {b for _, b in lexicon.box_mentions(text)}
+        # One box named is the destination; of two, the other says where the object is (the same box twice: both).
+        where = (mentions - {self.destination} or mentions) if len(lexicon.box_mentions(text)) >= 2 else set()
+        if len(where) == 1:
+            fits = [i for i in fits if self.objects[i].box in where]
+        side, tokens = lexicon.side(text), lexicon.without_boxes(text)
+        # A side said in the box named picks the extreme object there ("the cube on the extreme left in the top left
+        # box"), but not beside a landmark ("left of the duck", "the duck's left").
+        if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
+            x = {i: self.objects[i].bbox[0] + self.objects[i].bbox[2] / 2 for i in fits}
+            fits = [min(fits, key=x.get) if side == "left" else max(fits, key=x.get)]
+        return fits if set(fits) <= firm else []
+
     def _is_kind(self, i: int, kinds: set[str]) -> bool:
         """Is object i, by the model's own noun for it, one of the catalog entries the words name? (The catalog
         head's visual entry classifier was measured as the alternative: it moved one more absent object on the
@@ -346,6 +401,7 @@ class Dialogue:
         if not self._noun_of:
             texts = [f"the {n}" for n in NOUNS]
             grounded = self.grounder.ground_batch(texts, [self.objects] * len(texts))
+            self._noun_probs = np.array([gr.target_probs for gr in grounded])
             self._noun_of = {i: NOUNS[max(range(len(NOUNS)), key=lambda k: grounded[k].target_probs[i])]
                              for i in range(len(self.objects))}
         return {i: self._noun_of[i] for i in idx}
@@ -427,6 +483,7 @@ def _kind_phrases() -> dict[tuple[str, ...], set[str]]:
     return out
 
 
+CATALOG = load_catalog()
 KIND_PHRASES = _kind_phrases()
 LONGEST_KIND = max(len(p) for p in KIND_PHRASES)
 NOUN_ENTRIES = {n: {name for name, e in load_catalog().items() if n in e.synonyms} for n in NOUNS}
