@@ -9,7 +9,9 @@ instruction), and checks the box when the one box named may be where the object 
 A sure pick must also agree with the words it can check: when the words name a kind of object from the catalog
 ("the can") and the pick is not one (the model's own name for it is a cube), the robot asks about the objects of
 that kind (or whether it meant the pick) instead of moving it; when the words name no kind at all ("the blue item"),
-any likely object of the pick's colour is a look-alike.
+any likely object of the pick's colour is a look-alike. Conversely, below the gate it acts when what the words say
+that can be checked (the kind, the colour, the box they locate it in, a side within it) fits exactly one object, that
+object is the model's pick, and "none of them" is not plausible.
 
 An answer is read against the objects the question named (its box, side, colour, then the rest of its words
 ranked by the grounder among them); "no, the ..." or an answer that fits none of them looks at the other
