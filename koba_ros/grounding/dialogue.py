@@ -114,25 +114,26 @@ class Dialogue:
         if g.none_prob >= self.s.reject_above and g.none_prob > p_best:
             # Before saying it is not here: do the words name a kind of object (in the colour said) that is here?
             # The model can miss a wording it never saw ("the light brown piece of wood"); ask rather than refuse.
-            seen = [i for i, _ in ranked if self._is_kind(i, said_kinds(text, colour=True))]
+            seen = [i for i, _ in ranked if self._is_kind(i, kinds)]
             if not seen:
                 return self._end("rejected", "I can't find that object here, so I won't move anything.")
             self.candidates = self.pool = seen[:self.s.max_pool]
             self.why = "none won, but a kind named is here"
             self.confidence = p_best
             return self._next()
+        sure = p_best >= self.s.ask_below
         words_only = None
-        if p_best >= self.s.ask_below and self.box_unsure and self.objects[best].box == self.destination:
+        if sure and self.box_unsure and self.objects[best].box == self.destination:
             # The pick sits in the one box named: which objects do the object words alone fit?
             words_only = self.grounder.ground(" ".join(lexicon.without_boxes(text)) or ".", self.objects)
-        twins = self._twins(text, best, ranked, words_only, kinds) if p_best >= self.s.ask_below else []
-        if p_best >= self.s.ask_below and kinds and not self._is_kind(best, kinds):
+        twins = self._twins(text, best, ranked, words_only, kinds) if sure else []
+        if sure and kinds and not self._is_kind(best, kinds):
             # The words name a kind of object the pick is not ("the can" -> a cube): ask about that kind instead.
             self.why = "pick not of the kind named"
             of_kind = [i for i, _ in ranked if self._is_kind(i, kinds)]
             self.candidates = self.pool = (of_kind or [best])[:self.s.max_pool]
             self.confidence = p_best
-        elif p_best >= self.s.ask_below and not twins:
+        elif sure and not twins:
             self.target, self.confidence = best, p_best
         elif twins:
             # Never guess silently: the words fit look-alikes too, however sure the model is of one.
