@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from koba_ros.nodes.runtime import shutdown_executor
 from koba_ros.sim.layout import box_regions
 from test.rostools import stop_process
 
@@ -100,5 +101,5 @@ def test_one_pick_over_dds(ros_context, picking_graph):
         assert spin_until(executor, lambda: "truth" in latest, 10)
         assert latest["truth"]["boxes"][0] == "top_right", (messages, latest["truth"])  # simulator ground truth
     finally:
-        executor.shutdown()
+        shutdown_executor(executor)  # not executor.shutdown(): rclpy 9.1 bug, see runtime.shutdown_executor
         node.destroy_node()

@@ -16,7 +16,7 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
 
-    from koba_ros.nodes.runtime import autostart
+    from koba_ros.nodes.runtime import autostart, shutdown_executor
     from koba_ros.nodes.speech_node import SpeechNode
     from koba_ros.speech.audio import load_audio
     from koba_ros.speech.tts import Speaker
@@ -67,7 +67,7 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
             executor.spin_once(timeout_sec=0.05)
         assert [m.text for m in heard] == ["go forward ten meters", "stop"]
     finally:
-        executor.shutdown()
+        shutdown_executor(executor)  # not executor.shutdown(): rclpy 9.1 bug, see runtime.shutdown_executor
         speech.trigger_deactivate()
         speech.destroy_node()
         probe.destroy_node()
