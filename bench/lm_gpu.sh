@@ -14,6 +14,7 @@
 # KOBA_LM_REPROS="b2t wso" picks reproductions (default: shape spike b2t; also alone wso expand family; family at
 # full size needs REPRO_LIMIT=400, an estimate). KOBA_PY picks the Python (default
 # .venv/bin/python; it needs a CUDA build of torch on the GPU machine).
+# KOBA_LM_PARALLEL=1 runs the reproductions concurrently (REPRO_LIMIT each, from the start), then the bench alone.
 # KOBA_LM_TINY=1 runs the same steps on the CPU: tiny bench (eager variants; compiling on a CPU takes minutes) and
 # test-size reproductions (default expand).
 set -uo pipefail
@@ -44,18 +45,39 @@ left() {  # seconds this step may take: min(limit, what is left of TOTAL), at le
 }
 
 status=0
-if [[ "$RUN_BENCH" == 1 ]]; then
-  echo "== bench" >&2
+run_bench() {
+  echo "== bench (t=${SECONDS}s)" >&2
   timeout "$(left "${BENCH_LIMIT:-270}")" "$PY" -m koba_ros.nlp bench "${BENCH[@]}" --json --out "$OUT/bench.json" \
     > "$OUT/bench.stdout" 2> "$OUT/bench.stderr" || { echo "bench failed (rc $?), see bench.stderr" >&2; status=1; }
   cat "$OUT/bench.json" 2>/dev/null; echo
+}
+run_repro() {  # name, seconds
+  timeout "$2" "$PY" -m koba_ros.nlp repro "$1" --device "$DEVICE" "${REPRO[@]}" --json \
+    --out "$OUT/repro" > "$OUT/repro_$1.stdout" 2> "$OUT/repro_$1.stderr"
+}
+if [[ -n "${KOBA_LM_PARALLEL:-}" ]]; then
+  # The reproductions at once, then the bench alone on the device: small models leave most of a GPU idle between
+  # kernel launches, so several share it well; their numbers are losses and FLOPs, not times. They go first
+  # because a repro stopped by its limit keeps nothing, while the bench rewrites its JSON after every variant.
+  pids=()
+  limit=$(left "$LIMIT")
+  for name in $REPROS; do
+    echo "== repro $name (parallel, limit ${limit}s)" >&2
+    OMP_NUM_THREADS=2 run_repro "$name" "$limit" & pids+=("$!:$name")
+  done
+  for entry in "${pids[@]}"; do
+    wait "${entry%%:*}" || { echo "repro ${entry#*:} failed or timed out" >&2; status=1; }
+    tail -c 1500 "$OUT/repro_${entry#*:}.stdout"; echo
+  done
+  echo "== repros done (t=${SECONDS}s)" >&2
+  [[ "$RUN_BENCH" == 1 ]] && run_bench
+else
+  [[ "$RUN_BENCH" == 1 ]] && run_bench
+  for name in $REPROS; do
+    echo "== repro $name (t=${SECONDS}s)" >&2
+    run_repro "$name" "$(left "$LIMIT")" || { echo "repro $name failed or timed out (rc $?)" >&2; status=1; }
+    tail -c 1500 "$OUT/repro_$name.stdout"; echo
+  done
 fi
-for name in $REPROS; do
-  echo "== repro $name (t=${SECONDS}s)" >&2
-  timeout "$(left "$LIMIT")" "$PY" -m koba_ros.nlp repro "$name" --device "$DEVICE" "${REPRO[@]}" --json \
-    --out "$OUT/repro" > "$OUT/repro_$name.stdout" 2> "$OUT/repro_$name.stderr" \
-    || { echo "repro $name failed or timed out (rc $?)" >&2; status=1; }
-  tail -c 1500 "$OUT/repro_$name.stdout"; echo
-done
 echo "== done in ${SECONDS}s" >&2
 exit $status
