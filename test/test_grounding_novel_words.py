@@ -1,9 +1,19 @@
 """Made-up object words in training (novel_words.py): what gets renamed, what the batch's catalog then lists."""
+import re
+
 import numpy as np
 
+from koba_ros.grounding import instructions as ins
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
-from koba_ros.grounding.novel_words import NovelWords, phrasing_vocabulary, pseudo_words, rename, with_phrases
+from koba_ros.grounding.novel_words import (
+    NovelWords,
+    homograph_words,
+    phrasing_vocabulary,
+    pseudo_words,
+    rename,
+    with_phrases,
+)
 from koba_ros.grounding.synthetic import perceive_synthetic, random_scene
 from koba_ros.sim.catalog import load_catalog
 
@@ -71,3 +81,49 @@ def test_renamed_samples_keep_their_labels_and_a_batch_never_gives_a_word_two_me
     grown = with_phrases(base, extra)
     assert grown.texts[:len(base.texts)] == base.texts and len(grown.texts) == len(base.texts) + len(extra)
     assert all(grown.entries[grown.entry_of[grown.texts.index(t)]] == e for t, e in extra.items())
+
+
+def test_homographs_come_from_training_phrasings_only_and_name_nothing_else():
+    catalog = load_catalog()
+    words = homograph_words(catalog)
+    assert {"put", "okay", "place"} <= set(words)
+    # "can" (held out), "please"/"robot"/"want" (held-out phrasings say them), "bring" (validation), "box" and
+    # "left" (box names), "ball" (a catalog word), "one" (an object reference) are never homographs
+    assert not {"can", "please", "robot", "want", "bring", "box", "left", "ball", "one", "the"} & set(words)
+    held = {w for p in HELD_OUT_WORDS | VAL_WORDS for w in p.split()}
+    assert not set(words) & held
+    held_phrasings = []
+    for table in (ins.TEMPLATES, ins.NO_DEST_TEMPLATES, ins.POLITE, ins.TAIL, ins.BOX_PHRASES, ins.LOCATION,
+                  ins.GENERIC):
+        held_phrasings += table["test"] + table["val"]
+    for table in (ins.EXTREME, ins.RELATION):
+        held_phrasings += [t for split in ("test", "val") for ts in table[split].values() for t in ts]
+    assert not set(words) & {w for t in held_phrasings for w in re.findall(r"[a-z]+", t.lower())}
+    training = " ".join(t for table in (ins.TEMPLATES, ins.POLITE, ins.LOCATION, ins.TAIL, ins.NO_DEST_TEMPLATES)
+                        for t in table["train"]).lower()
+    assert all(re.search(rf"\b{w}\b", training) for w in words)
+
+
+def test_homograph_renamings_keep_one_meaning_per_batch():
+    catalog = load_catalog()
+    samples = _samples()
+    common = set(homograph_words(catalog))
+    novel = NovelWords(samples, catalog, fraction=1.0, seed=0, avoid=phrasing_vocabulary(catalog), pool=5,
+                       homographs=0.5)
+    renamed_with = {i: word for i, (_, _, word) in novel.renamed.items()}
+    homographic = [i for i, w in renamed_with.items() if w in common]
+    assert len(homographic) > len(novel.renamed) // 4
+    # some take a word their own text already says in its usual role ("put the red put in ...")
+    assert any(len(re.findall(rf"\b{renamed_with[i]}\b", novel.renamed[i][0].text, flags=re.IGNORECASE)) > 1
+               for i in homographic)
+    for i in homographic:
+        new, phrases, word = novel.renamed[i]
+        assert sorted(phrases.values()) == sorted(samples[i].entries) and all(t.endswith(f" {word}") for t in phrases)
+    batch, extra = novel.batch(list(range(len(samples))), samples)
+    meaning: dict[str, set] = {}
+    for t, entry in extra.items():
+        meaning.setdefault(t.split()[-1], set()).add(entry)
+    for k, s in enumerate(batch):   # every sample that kept its renaming agrees with the one meaning of its word
+        if s is not samples[k]:
+            assert set(s.entries) == meaning[renamed_with[k]]
+    assert common & set(meaning) and not {t for t in extra if t in catalog_phrases(catalog).texts}
