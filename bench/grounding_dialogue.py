@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -180,6 +182,25 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
     return out
 
 
+def load(spec: str, fit_dir: str, result: dict):
+    """The grounder a --models entry names; a '+' ensemble with --fit-gate gets its gate fitted and saved first."""
+    from koba_ros.grounding.calibration import fit_ensemble
+    from koba_ros.grounding.grounder import Grounder
+
+    if "+" not in spec:
+        return Grounder(spec)
+    members = spec.split("+")
+    if not fit_dir:
+        return Grounder(members)
+    out = Path(fit_dir) / ("ensemble_" + "+".join(Path(m).stem for m in members) + ".json")
+    fitted = fit_ensemble(members)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fitted["members"] = [os.path.relpath(Path(m).resolve(), out.parent.resolve()) for m in members]
+    out.write_text(json.dumps(fitted, indent=1) + "\n")
+    result.setdefault("ensemble_files", {})[spec] = {"file": str(out), **fitted}
+    return Grounder(str(out))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
@@ -190,6 +211,13 @@ def main(argv=None) -> int:
     ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="scripted",
                     help="Scripted person(s) to run 'before' with (the new one always runs 'after').")
     ap.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")
+    ap.add_argument("--models", nargs="+", default=None,
+                    help="Instead of before vs after: the working-tree dialogue with each of these grounders, same "
+                         "samples, same run. Each is a weight file, an ensemble file (.json) or members joined by "
+                         "'+' (a deep ensemble; its gate temperatures 1 unless --fit-gate).")
+    ap.add_argument("--fit-gate", default="", metavar="DIR",
+                    help="Fit the gate temperatures of each '+' ensemble on its validation phrasings (training scenes, "
+                         "calibration.fit_ensemble) and write its ensemble file into DIR.")
     args = ap.parse_args(argv)
     import torch
 
@@ -197,17 +225,21 @@ def main(argv=None) -> int:
     from koba_ros.grounding.scenes import perceived_scenes
 
     torch.set_num_threads(1)
-    grounder = Grounder(args.model or None)
     scenes = perceived_scenes(range(100000, 100000 + args.scenes), progress=False)
     samples = bench_samples(scenes, KINDS, split=args.split)
-    before = dialogue_at(args.baseline_rev)
-    people = {"scripted": scripted_answer, "legacy": legacy_answer}
-    runs = [(f"before_{p}_person", before, people[p]) for p in (["scripted", "legacy"] if args.person == "both"
-                                                                 else [args.person])]
-    runs.append(("after_scripted_person", Dialogue, scripted_answer))
-    result = {"scenes": len(scenes), "phrasings": args.split, "baseline_rev": args.baseline_rev,
-              "samples": {k: len(v) for k, v in samples.items()}, "results": {}}
-    for name, dialogue_class, person in runs:
+    result = {"scenes": len(scenes), "phrasings": args.split, "samples": {k: len(v) for k, v in samples.items()},
+              "results": {}}
+    if args.models:
+        runs = [(spec, Dialogue, scripted_answer, load(spec, args.fit_gate, result)) for spec in args.models]
+    else:
+        grounder = Grounder(args.model or None)
+        before = dialogue_at(args.baseline_rev)
+        people = {"scripted": scripted_answer, "legacy": legacy_answer}
+        runs = [(f"before_{p}_person", before, people[p], grounder)
+                for p in (["scripted", "legacy"] if args.person == "both" else [args.person])]
+        runs.append(("after_scripted_person", Dialogue, scripted_answer, grounder))
+        result["baseline_rev"] = args.baseline_rev
+    for name, dialogue_class, person, grounder in runs:
         start = time.perf_counter()
         result["results"][name] = evaluate(grounder, samples, dialogue_class, person)
         result["results"][name]["eval_seconds"] = round(time.perf_counter() - start, 1)

@@ -21,17 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from koba_ros.grounding.dialogue import Dialogue
-from koba_ros.grounding.grounder import Grounding
+from koba_ros.grounding.grounder import Grounding, retemper
 from koba_ros.grounding.instructions import Sample
 
 TEMPERATURES = tuple(float(t) for t in np.geomspace(0.25, 4.0, 25))
 ALLOWED_MISS = {"clear": 0.05, "ambiguous": 0.05, "absent": 0.02}   # the issue's targets: >= 95 %, >= 95 %, >= 98 %
-
-
-def _retemper(p: np.ndarray, t: float) -> np.ndarray:
-    logp = np.log(np.maximum(p, 1e-30)) / t
-    q = np.exp(logp - logp.max())
-    return q / q.sum()
 
 
 class RetemperedGrounder:
@@ -48,8 +42,8 @@ class RetemperedGrounder:
             for i, g in zip(new, self.grounder.ground_batch([texts[i] for i in new], [object_lists[i] for i in new]),
                             strict=True):
                 self.memo[keys[i]] = g
-        return [Grounding(_retemper(self.memo[k].target_probs, self.temperature),
-                          _retemper(self.memo[k].dest_probs, self.dest_temperature)) for k in keys]
+        return [Grounding(retemper(self.memo[k].target_probs, self.temperature),
+                          retemper(self.memo[k].dest_probs, self.dest_temperature)) for k in keys]
 
     def ground(self, text, objects):
         return self.ground_batch([text], [objects])[0]
@@ -93,3 +87,25 @@ def fit_gate_temperature(grounder, samples: list[Sample], base: tuple[float, flo
                 best, pick, rates_at = score, t, r
         chosen[which], rates = pick, rates_at
     return chosen[0], chosen[1], rates
+
+
+def validation_phrasings(config: dict) -> list[Sample]:
+    """The samples `koba train grounding` aimed a model's gate on: the validation phrasings of the last 15 % of its
+    training scenes (training.train), rebuilt from the model's saved training config."""
+    from koba_ros.grounding.scenes import perceived_scenes
+    from koba_ros.grounding.training import TrainConfig, make_samples
+
+    cfg = TrainConfig(**{k: v for k, v in config.get("train", {}).items() if k in TrainConfig.__dataclass_fields__})
+    scenes = perceived_scenes(range(0, cfg.scenes), progress=False)
+    n_val = max(1, int(len(scenes) * 0.15))
+    return make_samples(scenes[-n_val:], "val", cfg.per_scene, cfg.seed + 2)
+
+
+def fit_ensemble(paths: list[str]) -> dict:
+    """An ensemble file's content for these members: the gate temperatures of their averaged distributions, fitted
+    on the first member's validation phrasings like a single model's gate (its members' own temperatures stay)."""
+    from koba_ros.grounding.grounder import Grounder
+
+    ensemble = Grounder(list(paths))
+    t_target, t_dest, rates = fit_gate_temperature(ensemble, validation_phrasings(ensemble.config), (1.0, 1.0))
+    return {"members": [str(p) for p in paths], "t_target": t_target, "t_dest": t_dest, "gate_rates_val": rates}

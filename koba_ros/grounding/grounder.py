@@ -5,7 +5,9 @@ perceived objects plus "none of them", and over the four boxes plus "not said".
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -75,24 +77,59 @@ def batch_inputs(texts, object_lists, encoder, net: GroundingNet, appearance_dim
     return states, mask, objects, pairs, obj_mask
 
 
-class Grounder:
-    """Load once, then ground(text, objects) per turn."""
+def average_groundings(groundings: list[Grounding]) -> Grounding:
+    """Deep-ensemble prediction (Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive Uncertainty
+    Estimation using Deep Ensembles", NeurIPS 2017, Sec. 2.4): p(y | x) = 1/M sum_m p_m(y | x), the members'
+    predictive distributions averaged, for the target (objects + "none of them") and for the destination (boxes +
+    "not said") alike. Averaging probabilities (not logits) keeps each a proper distribution and spreads the mass
+    where the members disagree, which is the uncertainty the paper's ensembles add. none_prob, ranked() and
+    destination are read off these averages, so they stay consistent with them."""
+    if not groundings:
+        raise KobaError("an ensemble needs at least one member's grounding")
+    shapes = {(g.target_probs.shape, g.dest_probs.shape) for g in groundings}
+    if len(shapes) != 1:
+        raise KobaError(f"ensemble members disagree on the scene: distributions of shapes {sorted(shapes)}")
+    return Grounding(np.mean([g.target_probs for g in groundings], axis=0),
+                     np.mean([g.dest_probs for g in groundings], axis=0))
 
-    def __init__(self, path: str | Path | None = None):
-        path = Path(path) if path else default_model_path()
+
+def retemper(p: np.ndarray, t: float) -> np.ndarray:
+    """softmax(log p / t): the same distribution at temperature t (exact: softmax(z / t) for p = softmax(z))."""
+    logp = np.log(np.maximum(p, 1e-30)) / t
+    q = np.exp(logp - logp.max())
+    return q / q.sum()
+
+
+def read_manifest(path: Path) -> tuple[list[Path], tuple[float, float]]:
+    """An ensemble file: {"members": [weight files, relative to this file], "t_target": .., "t_dest": ..}."""
+    try:
+        spec = json.loads(path.read_text())
+        members = [path.parent / m for m in spec["members"]]
+        temperature = (float(spec.get("t_target", 1.0)), float(spec.get("t_dest", 1.0)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KobaError(f"cannot read grounding ensemble {path}: {exc!r}") from None
+    return members, temperature
+
+
+class Member:
+    """One trained GroundingNet + its text encoder (a Grounder has one, an ensemble several)."""
+
+    def __init__(self, path: Path, minilm=MiniLMEncoder):
         if not path.is_file():
             raise KobaError(f"grounding model {path} not found; train it with `koba train grounding`")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             cfg = ckpt["config"]
+            cfg["encoder"], cfg["appearance_dim"], cfg["hidden"]   # noqa: B018  (a foreign file lacks them)
         except Exception as exc:  # torch raises many types for a corrupt or foreign file
             raise KobaError(f"cannot read grounding model {path}: {exc}") from None
+        self.path = path
         self.config = cfg
         self.encoder_kind = cfg["encoder"]
         self.appearance_dim = int(cfg["appearance_dim"])
         self.temperature = (float(cfg.get("t_target", 1.0)), float(cfg.get("t_dest", 1.0)))
         if self.encoder_kind == "minilm":
-            self.encoder, text_module, text_dim = MiniLMEncoder(), None, MiniLMEncoder.dim
+            self.encoder, text_module, text_dim = minilm(), None, MiniLMEncoder.dim
         else:
             text_module = ByteTransformerEncoder(**cfg.get("byte", {}))
             self.encoder, text_dim = None, text_module.dim
@@ -101,15 +138,70 @@ class Grounder:
         self.net.eval()
 
     @torch.no_grad()
-    def ground_batch(self, texts: list[str], object_lists: list[list[PerceivedObject]]) -> list[Grounding]:
-        texts = [t if t.strip() else "." for t in texts]   # an empty text still needs one token
-        inputs = batch_inputs(texts, object_lists, self.encoder, self.net, self.appearance_dim)
+    def ground_batch(self, texts: list[str], object_lists: list[list[PerceivedObject]], inputs=None) -> list[Grounding]:
+        """`inputs`: batch_inputs already built for this batch (members sharing the frozen encoder share them)."""
+        if inputs is None:
+            inputs = batch_inputs(texts, object_lists, self.encoder, self.net, self.appearance_dim)
         target, dest, _ = self.net(*inputs)
         tt, td = self.temperature
         out = []
         for b, objs in enumerate(object_lists):
             logits = torch.cat([target[b, :len(objs)], target[b, -1:]]) / tt
             out.append(Grounding(logits.softmax(-1).numpy(), (dest[b] / td).softmax(-1).numpy()))
+        return out
+
+
+class Grounder:
+    """Load once, then ground(text, objects) per turn.
+
+    `path`: one weight file (default models/grounding/grounding.pt); a list of weight files, a deep ensemble
+    (average_groundings) whose averages are re-tempered by `temperature` (target, destination); or an ensemble file
+    (.json, read_manifest) naming its members and the temperatures fitted for it. A one-member list is that model,
+    exactly. Attributes config, encoder_kind, net, encoder, temperature are the first member's (the only one's for
+    a single model)."""
+
+    def __init__(self, path: str | Path | list | tuple | None = None, temperature: tuple[float, float] = (1.0, 1.0)):
+        if isinstance(path, (list, tuple)):
+            paths = [Path(p) for p in path]
+        elif path and Path(path).suffix == ".json":
+            paths, temperature = read_manifest(Path(path))
+        else:
+            paths = [Path(path) if path else default_model_path()]
+        if not paths:
+            raise KobaError("a grounding ensemble needs at least one model file")
+        if len({p.resolve() for p in paths}) != len(paths):
+            raise KobaError(f"the same grounding model is named twice in {[str(p) for p in paths]}")
+        if not all(t > 0 for t in temperature):
+            raise KobaError(f"ensemble temperatures must be positive, got {temperature}")
+        # Members reading MiniLM share one encoder and its per-text cache: the text is encoded once per turn.
+        minilm = cache(MiniLMEncoder)
+        self.members = [Member(p, minilm) for p in paths]
+        first = self.members[0]
+        self.config, self.encoder_kind, self.appearance_dim = first.config, first.encoder_kind, first.appearance_dim
+        self.net, self.encoder, self.temperature = first.net, first.encoder, first.temperature
+        self.ensemble_temperature = (float(temperature[0]), float(temperature[1]))
+        if len(self.members) > 1:
+            self.encoder_kind = "+".join(m.encoder_kind for m in self.members)
+
+    def ground_batch(self, texts: list[str], object_lists: list[list[PerceivedObject]]) -> list[Grounding]:
+        texts = [t if t.strip() else "." for t in texts]   # an empty text still needs one token
+        if len(self.members) == 1:
+            return self.members[0].ground_batch(texts, object_lists)
+        # The frozen MiniLM states and the object features are the same for every member that reads them:
+        # build them once, so an ensemble only runs its small heads once per member.
+        shared, per_member = {}, []
+        for m in self.members:
+            key = (id(m.encoder), m.appearance_dim) if m.encoder is not None else None
+            if key is not None and key not in shared:
+                shared[key] = batch_inputs(texts, object_lists, m.encoder, m.net, m.appearance_dim)
+            per_member.append(m.ground_batch(texts, object_lists, shared.get(key)))
+        tt, td = self.ensemble_temperature
+        out = []
+        for groundings in zip(*per_member, strict=True):
+            g = average_groundings(list(groundings))
+            if (tt, td) != (1.0, 1.0):
+                g = Grounding(retemper(g.target_probs, tt), retemper(g.dest_probs, td))
+            out.append(g)
         return out
 
     def ground(self, text: str, objects: list[PerceivedObject]) -> Grounding:
