@@ -111,3 +111,36 @@ def test_repro_cli_refuses_cuda_without_a_gpu_and_unknown_names(capsys):
         assert "no CUDA device" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: not one of the reproductions
         main(["lm", "repro", "moe"])
+
+
+def test_full_sizes_see_their_training_text_about_once():
+    """The full sizes' validation losses must measure modelling, not memorising (session 4's family drew 9.8M tokens
+    from 0.36M: 27 passes, and its larger members ended worse). The corpora are read from this machine's Python."""
+    from koba_ros.nlp.repro import expand, family, wso
+    from koba_ros.nlp.repro.common import corpus_stream, passes
+
+    def train_split(s, corpus="docstrings", key="corpus_bytes", val_fraction=0.1):
+        return corpus_stream(s["seq"], s[key], s.get("corpus", corpus)).split(val_fraction)[0]
+
+    s = family.SIZES["full"]
+    assert passes(s["steps"] * s["batch"] * s["seq"], train_split(s)) <= 1.5  # measured 0.91 (CPython 3.11)
+    s = expand.SIZES["full"]
+    assert passes((s["steps_small"] + s["steps_large"]) * s["batch"] * s["seq"], train_split(s)) <= 1.5
+    s = wso.SIZES["full"]
+    assert passes(s["steps"] * s["batch"] * s["seq"], train_split(s)) <= 1.5  # measured 1.49
+    assert passes(s["ft_steps"] * s["batch"] * s["seq"], train_split(s, "source", "ft_corpus_bytes", 0.2)) <= 1.5
+
+
+def test_stdlib_source_is_python_code_without_test_suites_and_small_sizes_read_its_prefix():
+    import sysconfig
+    from pathlib import Path
+
+    from koba_ros.nlp.data import _is_test_or_vendored, stdlib_source
+
+    small = stdlib_source(300_000)  # wso's fine-tuning text at the test size
+    assert 300_000 < len(small) < 600_000 and "def " in small and "import " in small
+    assert stdlib_source(1_000_000).startswith(small)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    assert _is_test_or_vendored(stdlib / "test" / "test_os.py", stdlib)
+    assert _is_test_or_vendored(stdlib / "unittest" / "test" / "test_case.py", stdlib)
+    assert not _is_test_or_vendored(stdlib / "json" / "decoder.py", stdlib)

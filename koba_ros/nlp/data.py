@@ -47,6 +47,30 @@ def _collect_docstrings(max_bytes: int) -> str:
     return "".join(pieces)
 
 
+def stdlib_source(max_bytes: int = 12_000_000) -> str:
+    """Python source text that exists wherever Python does: the standard library's own .py files (test suites left
+    out), the top-level modules first, then the packages, each in sorted order, whole files until max_bytes is passed.
+
+    About 12 MB on CPython 3.11, eight times the docstrings: enough for the full-size reproductions to see their
+    training text about once (docs/nlp.md, session 4: the docstrings alone were seen 27 times and measured memorising).
+    The first 300 kB (top-level modules only) are the wso reproduction's fine-tuning text."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    packages = sorted(p for p in stdlib.rglob("*.py") if p.parent != stdlib and not _is_test_or_vendored(p, stdlib))
+    pieces, size = [], 0
+    for path in sorted(stdlib.glob("*.py")) + packages:
+        pieces.append(path.read_text(encoding="utf-8", errors="replace"))
+        size += len(pieces[-1])
+        if size > max_bytes:
+            break
+    return "".join(pieces)
+
+
+def _is_test_or_vendored(path: Path, stdlib: Path) -> bool:
+    parts = path.relative_to(stdlib).parts
+    return any(p in ("test", "tests", "idle_test", "site-packages", "dist-packages") or p.startswith("test_")
+               for p in parts)
+
+
 def load_text(source: str) -> str:
     if source == BUILTIN:
         return builtin_corpus()

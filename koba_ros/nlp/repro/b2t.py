@@ -14,10 +14,11 @@ from koba_ros.nlp.data import batch_generator
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth, tail_mean
 
-SIZES = {  # corpus_bytes: docstrings used (all of them are about 1.5 MB)
-    "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=450, lr=1e-3, corpus_bytes=400_000),
-    "full": dict(n_layers=18, d_model=256, n_heads=4, seq=128, batch=16, steps=1000, lr=2e-3,
-                 corpus_bytes=2_000_000),
+SIZES = {  # corpus_bytes: docstrings used (all of them are about 1.5 MB); warmup: fraction of the steps
+    "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=450, lr=1e-3, warmup=0.1,
+                 corpus_bytes=400_000, norms=["post", "pre", "b2t"]),
+    "full": dict(n_layers=18, d_model=256, n_heads=4, seq=128, batch=16, steps=1000, lr=2e-3, warmup=0.1,
+                 corpus_bytes=2_000_000, norms=["post", "pre", "b2t"]),
 }  # passes over the training split: test 0.3, full 1.5 (2.0M tokens drawn from 1.4M); last session's full size
 #    made 6.8 passes over 0.36M tokens, so its validation loss measured overfitting (train 1.23, val 1.93)
 SIZES["quick"] = SIZES["test"]  # --quick is the test size: what the CPU affords here (1-2 min of one core)
@@ -44,7 +45,7 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         return held.batch(s["batch"], batch_generator(seed + 1, i, 0))
 
     results, curves, grads = {}, {}, {}
-    for norm in ("post", "pre", "b2t"):
+    for norm in s["norms"]:  # a sweep may leave Post-LN out (bench/lm_repro_sweep.py b2t --set 'norms=["pre","b2t"]')
         torch.manual_seed(seed)
         config = TransformerConfig(d_model=s["d_model"], n_layers=s["n_layers"], n_heads=s["n_heads"],
                                    max_len=s["seq"], norm=norm, positions="learned", init="xavier",
@@ -52,7 +53,7 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         model = TransformerLM(config).to(device)
         x, y = sample(0)
         grads[norm] = layer_grad_norms(model, x.to(device), y.to(device))
-        run_ = fit(model, sample, s["steps"], s["lr"], device, warmup=s["steps"] // 10)
+        run_ = fit(model, sample, s["steps"], s["lr"], device, warmup=int(s["steps"] * s["warmup"]))
         val = float("nan") if run_["diverged"] else eval_loss(model, sample_val, 4, device)
         results[norm] = {"final_train_loss": round(tail_mean(run_["losses"]), 4), "val_loss": round(val, 4),
                          "diverged": run_["diverged"],

@@ -5,13 +5,20 @@ import math
 
 import torch
 
-from koba_ros.nlp.data import TokenStream, batch_generator, builtin_corpus
+from koba_ros.nlp.data import TokenStream, batch_generator, builtin_corpus, stdlib_source
 from koba_ros.nlp.schedules import lr_at
 from koba_ros.nlp.tokenizer import ByteTokenizer
 
+CORPORA = {"docstrings": builtin_corpus, "source": stdlib_source}  # English (1.5 MB) / Python code (about 12 MB)
 
-def corpus_stream(seq_len: int, max_bytes: int = 400_000) -> TokenStream:
-    return TokenStream.from_text(builtin_corpus(max_bytes), ByteTokenizer(), seq_len, "built-in corpus")
+
+def corpus_stream(seq_len: int, max_bytes: int = 400_000, corpus: str = "docstrings") -> TokenStream:
+    return TokenStream.from_text(CORPORA[corpus](max_bytes), ByteTokenizer(), seq_len, f"built-in {corpus} corpus")
+
+
+def passes(tokens_drawn: int, train: TokenStream) -> float:
+    """How many times a run sees its training split on average; well above 1, a validation loss measures memorising."""
+    return round(tokens_drawn / train.tokens.numel(), 3)
 
 
 def train_and_val_samplers(stream: TokenStream, batch: int, seed: int):
