@@ -45,7 +45,9 @@ def cpu_ms(grounder, objects, texts: list[str]) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=60, help="Held-out rendered scenes (default 60).")
-    ap.add_argument("--models", nargs="*", default=None, help="Learned model files (default: the committed ones).")
+    ap.add_argument("--models", nargs="*", default=None,
+                    help="Learned model files (default: the committed ones); an ensemble file (.json) or members "
+                         "joined by '+' is a deep ensemble.")
     ap.add_argument("--train-scenes", type=int, default=300, help="Scenes the symbolic prototypes are read from.")
     ap.add_argument("--split", choices=["test", "train", "val"], default="test",
                     help="Phrasings: test = held out (default), train = the training phrasings on unseen scenes, "
@@ -66,11 +68,13 @@ def main(argv=None) -> int:
     if not args.no_symbolic:
         grounders["symbolic"] = SymbolicGrounder(perceived_scenes(range(0, args.train_scenes), progress=False))
     for path in models:
-        g = Grounder(path)
+        g = Grounder(path.split("+") if "+" in path else path)
         name = f"learned_{g.encoder_kind}"
+        if len(g.members) > 1:
+            name = "ensemble_" + "+".join(m.path.stem for m in g.members)
         name = name if name not in grounders else f"{name}_{Path(path).parent.name}_{Path(path).stem}"  # one encoder
         grounders[name] = g
-        if args.without_catalog_words and g.net.catalog is not None:
+        if args.without_catalog_words and len(g.members) == 1 and g.net.catalog is not None:
             blind = Grounder(path)
             blind.net.set_catalog(catalog_phrases(load_catalog(), blind.net.catalog.entries,
                                                   leave_out=HELD_OUT_WORDS | VAL_WORDS), blind.encoder)
@@ -88,6 +92,10 @@ def main(argv=None) -> int:
         sym = result["results"]["symbolic"]["latency"]["median_ms"]
         for m in result["results"].values():
             m["latency"]["vs_symbolic"] = round(m["latency"]["median_ms"] / max(sym, 1e-6), 1)
+    learned = [m for k, m in result["results"].items() if k != "symbolic"]
+    for m in learned:   # CPU time per turn relative to the first learned model (a single model by default)
+        m["latency"]["cpu_vs_first_learned"] = round(m["latency"]["cpu_median_ms"]
+                                                     / max(learned[0]["latency"]["cpu_median_ms"], 1e-6), 2)
     result["latency_objects"] = len(big.objects)
     print_json(result)
     return 0

@@ -72,6 +72,7 @@ def test_members_are_read_relative_to_the_ensemble_file(tmp_path):
     (lambda d: [DEFAULT, DEFAULT], "named twice"),
     (lambda d: [], "at least one model"),
     (lambda d: [DEFAULT, d / "foreign.pt"], "cannot read grounding model"),
+    (lambda d: d / "missing.json", "not found"),
     (lambda d: d / "broken.json", "cannot read grounding ensemble"),
     (lambda d: d / "no_members.json", "cannot read grounding ensemble"),
 ])

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from koba_ros.errors import KobaError
+from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.features import BASE_DIM, PAIR_DIM, object_features, pair_features
 from koba_ros.grounding.model import GroundingNet
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 from koba_ros.paths import models_dir
 from koba_ros.perception.objects import PerceivedObject
-from koba_ros.sim.catalog import BOXES
+from koba_ros.sim.catalog import BOXES, load_catalog
 
 DEST_LABELS = (*BOXES, None)
 
@@ -102,6 +103,8 @@ def retemper(p: np.ndarray, t: float) -> np.ndarray:
 
 def read_manifest(path: Path) -> tuple[list[Path], tuple[float, float]]:
     """An ensemble file: {"members": [weight files, relative to this file], "t_target": .., "t_dest": ..}."""
+    if not path.is_file():
+        raise KobaError(f"grounding ensemble {path} not found")
     try:
         spec = json.loads(path.read_text())
         members = [path.parent / m for m in spec["members"]]
@@ -182,6 +185,9 @@ class Grounder:
         self.ensemble_temperature = (float(temperature[0]), float(temperature[1]))
         if len(self.members) > 1:
             self.encoder_kind = "+".join(m.encoder_kind for m in self.members)
+            for m in self.members:   # the catalog texts too: read once by the shared encoder, not once per member
+                if m.net.catalog is not None and m.net.text_encoder is None:
+                    m.net.set_catalog(catalog_phrases(load_catalog(), m.net.catalog.entries), m.encoder)
 
     def ground_batch(self, texts: list[str], object_lists: list[list[PerceivedObject]]) -> list[Grounding]:
         texts = [t if t.strip() else "." for t in texts]   # an empty text still needs one token
