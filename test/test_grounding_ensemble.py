@@ -93,3 +93,9 @@ def test_non_positive_temperatures_and_mismatched_groundings_are_refused():
         average_groundings([three, four])
     with pytest.raises(KobaError, match="at least one"):
         average_groundings([])
+
+
+def test_the_committed_ensemble_file_loads_its_members():
+    g = Grounder(str(DEFAULT.parent / "grounding_ensemble.json"))
+    assert len(g.members) >= 2 and all(m.path.is_file() for m in g.members)
+    assert all(t > 0 for t in g.ensemble_temperature)
