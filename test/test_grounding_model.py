@@ -54,13 +54,16 @@ def test_clear_ambiguous_and_absent_on_unseen_scenes(grounder, scenes):
     The generator's training split gained wordings in session 2 ("the cube most to the left", words moved to the
     validation split) that the committed session-1 model never saw: clear accuracy here went 23/24 -> 20/24 and
     questions 1/24 -> 3/24 (measured), so the bars allow one more miss than that.
-    The default model since session 2 (scene-aware none, colour head) asks on 13 of these 15 ambiguous ones (the
+    The default model of session 2 (scene-aware none, colour head) asked on 13 of these 15 ambiguous ones (the
     session-1 model 15/15), while on held-out phrasings it asks more often (91.5 % vs 87.1 %) and is better on every
-    held-out metric (docs/grounding.md), hence 0.85 for questions on ambiguous ones."""
+    held-out metric (docs/grounding.md), hence 0.85 for questions on ambiguous ones then.
+    Session 4 (default: the homograph model; this test's samples, both models): clear 22/24 right, 2/24 asked,
+    ambiguous 15/15 asked and right after the answer, absent 9/9 not moved (the session-3 default: 21/24, 3/24,
+    15/15, 9/9), so the ambiguous bar is back to allowing one miss of 15."""
     samples = bench_samples(scenes, {"clear": 8, "ambiguous": 3, "no_box": 2, "absent": 3}, seed=11, split="train")
     m = evaluate_grounder(grounder, samples)
     assert m["clear"]["accuracy"] >= 0.79 and m["clear"]["question_rate"] <= 0.17, m
-    assert m["ambiguous"]["question_rate"] >= 0.85, m
+    assert m["ambiguous"]["question_rate"] >= 0.9, m
     assert m["ambiguous"]["correct_after_answer"] >= 0.7, m
     assert m["absent"]["no_motion"] >= 0.85, m
 
