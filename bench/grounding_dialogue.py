@@ -18,6 +18,10 @@ not said or unsure, ...). Ambiguous instructions acted on without a question are
 whether the object moved is one the words fit; absent objects moved by whether the robot asked first.
 
     .venv/bin/python bench/grounding_dialogue.py [--scenes 20] [--baseline-rev 3de1220] [--split test]
+    .venv/bin/python bench/grounding_dialogue.py --split val --models A.pt B.pt A.pt+B.pt [--fit-gate DIR]
+
+With --models it compares grounders instead of dialogues: the working-tree dialogue with each (a weight file, an
+ensemble file, or a '+' deep ensemble), same samples, same run.
 """
 from __future__ import annotations
 
