@@ -1,6 +1,7 @@
 """Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick). Each takes 0.5-3 min
 of one CPU core (more under load), so all are marked slow and kept out of the default run; the CLI path of `koba lm
-repro` stays in the default run through a refusal test. Measured outcomes are recorded in docs/nlp.md."""
+repro` stays in the default run through a refusal test, and so does the check that the full sizes see their training
+text about once. Measured outcomes are recorded in docs/nlp.md."""
 import json
 
 import pytest
