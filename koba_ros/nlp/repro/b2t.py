@@ -4,7 +4,8 @@ A run that stays at the unigram loss (the loss of ignoring context) has failed t
 
 B2T keeps Post-LN's normalised layer outputs and starts slower than Pre-LN; it ends at or below Pre-LN only with
 enough training (test size, same seed: 150 steps B2T 3.289 vs Pre-LN 3.261, 450 steps 2.594 vs 2.615), so the
-sizes train long enough for the crossing, on data seen about once (see SIZES)."""
+sizes train long enough for the crossing, on data seen about once (see SIZES). B2T's normalised outputs also make it
+more sensitive than Pre-LN to the learning rate per batch size: it stalls or fails first as lr / batch rises."""
 from __future__ import annotations
 
 import torch
@@ -17,9 +18,11 @@ from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, 
 SIZES = {  # corpus_bytes: docstrings used (all of them are about 1.5 MB); warmup: fraction of the steps
     "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=450, lr=1e-3, warmup=0.1,
                  corpus_bytes=400_000, norms=["post", "pre", "b2t"]),
-    "full": dict(n_layers=18, d_model=256, n_heads=4, seq=128, batch=16, steps=1000, lr=2e-3, warmup=0.1,
+    "full": dict(n_layers=18, d_model=256, n_heads=4, seq=128, batch=16, steps=1000, lr=1e-3, warmup=0.1,
                  corpus_bytes=2_000_000, norms=["post", "pre", "b2t"]),
-}  # passes over the training split: test 0.3, full 1.5 (2.0M tokens drawn from 1.4M); last session's full size
+}  # full lr 1e-3 since session 4: at 2e-3 and batch 16 B2T stalled on a plateau until step ~500 on the H100 (val 2.027
+#    vs Pre-LN 1.689); at d 128 (CPU) B2T falls behind Pre-LN as lr / batch rises and fails at 4e-3 / 8 (docs/nlp.md).
+#    Passes over the training split: test 0.3, full 1.5 (2.0M tokens drawn from 1.4M); session 1's full size
 #    made 6.8 passes over 0.36M tokens, so its validation loss measured overfitting (train 1.23, val 1.93)
 SIZES["quick"] = SIZES["test"]  # --quick is the test size: what the CPU affords here (1-2 min of one core)
 
