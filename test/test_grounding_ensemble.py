@@ -95,7 +95,8 @@ def test_non_positive_temperatures_and_mismatched_groundings_are_refused():
         average_groundings([])
 
 
-def test_the_committed_ensemble_file_loads_its_members():
-    g = Grounder(str(DEFAULT.parent / "grounding_ensemble.json"))
+@pytest.mark.parametrize("name", ["grounding_ensemble.json", "grounding_ensemble_session3.json"])
+def test_the_committed_ensemble_files_load_their_members(name):
+    g = Grounder(str(DEFAULT.parent / name))
     assert len(g.members) >= 2 and all(m.path.is_file() for m in g.members)
     assert all(t > 0 for t in g.ensemble_temperature)
