@@ -61,10 +61,14 @@ def test_an_ensemble_file_names_members_and_its_temperatures(pair, objects, tmp_
     assert hot.ranked()[0][0] == plain.ranked()[0][0] and hot.ranked()[0][1] >= plain.ranked()[0][1]
 
 
-def test_members_are_read_relative_to_the_ensemble_file(tmp_path):
+def test_members_are_read_relative_to_the_ensemble_file(tmp_path, objects):
     (tmp_path / "a.pt").write_bytes(DEFAULT.read_bytes())
-    (tmp_path / "e.json").write_text(json.dumps({"members": ["a.pt"]}))
-    assert Grounder(str(tmp_path / "e.json")).members[0].path == tmp_path / "a.pt"
+    (tmp_path / "e.json").write_text(json.dumps({"members": ["a.pt"], "t_target": 2.0}))
+    one = Grounder(str(tmp_path / "e.json"))
+    assert one.members[0].path == tmp_path / "a.pt"
+    # A one-member ensemble file's temperature is applied too, not dropped.
+    plain = Grounder(DEFAULT).ground(TEXTS[0], objects).target_probs
+    assert np.allclose(one.ground(TEXTS[0], objects).target_probs, retemper(plain, 2.0), atol=1e-6)
 
 
 @pytest.mark.parametrize("make, message", [

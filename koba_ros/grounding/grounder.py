@@ -191,8 +191,8 @@ class Grounder:
 
     def ground_batch(self, texts: list[str], object_lists: list[list[PerceivedObject]]) -> list[Grounding]:
         texts = [t if t.strip() else "." for t in texts]   # an empty text still needs one token
-        if len(self.members) == 1:
-            return self.members[0].ground_batch(texts, object_lists)
+        if len(self.members) == 1 and self.ensemble_temperature == (1.0, 1.0):
+            return self.members[0].ground_batch(texts, object_lists)   # the single model, exactly
         # The frozen MiniLM states and the object features are the same for every member that reads them:
         # build them once, so an ensemble only runs its small heads once per member.
         shared, per_member = {}, []
