@@ -74,6 +74,7 @@ def test_spike_fixes_remove_most_spikes(tmp_path):
     assert small["spikes"] > max(f["spikes"] for f in fixes)
     assert small["max_grad_norm"] > max(f["max_grad_norm"] for f in fixes)  # the 1/std(shortcut) bound at init
     assert small["max_grad_norm_late"] > max(f["max_grad_norm_late"] for f in fixes)  # growth during training
+    assert small["max_grad_norm_blocks_late"] > max(f["max_grad_norm_blocks_late"] for f in fixes)  # the sub-layers'
     assert small["shortcut_std_start"] * 3 < min(f["shortcut_std_start"] for f in fixes)
 
 
@@ -145,3 +146,20 @@ def test_stdlib_source_is_python_code_without_test_suites_and_small_sizes_read_i
     assert _is_test_or_vendored(stdlib / "test" / "test_os.py", stdlib)
     assert _is_test_or_vendored(stdlib / "unittest" / "test" / "test_case.py", stdlib)
     assert not _is_test_or_vendored(stdlib / "json" / "decoder.py", stdlib)
+
+
+def test_fit_tracks_the_gradient_norm_of_a_parameter_subset():
+    import torch
+
+    from koba_ros.nlp.config import TransformerConfig
+    from koba_ros.nlp.model import TransformerLM
+    from koba_ros.nlp.repro.common import fit
+
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=2, max_len=8, pad_id=0))
+    x = torch.randint(0, 32, (4, 8))
+    run = fit(model, lambda step: (x, x), 3, 1e-3, "cpu", tracked=list(model.blocks.parameters()))
+    assert len(run["tracked_grad_norms"]) == len(run["grad_norms"]) == 3
+    # a subset's norm is positive and below the total's (the embeddings have gradients too)
+    assert all(0 < t < g for t, g in zip(run["tracked_grad_norms"], run["grad_norms"], strict=True))
+    assert fit(model, lambda step: (x, x), 1, 1e-3, "cpu")["tracked_grad_norms"] == []

@@ -37,12 +37,13 @@ def train_and_val_samplers(stream: TokenStream, batch: int, seed: int):
 
 def fit(model, sample, steps: int, lr: float, device: str, schedule: str = "cosine", warmup: int = 0,
         min_lr: float = 0.0, clip: float = 1.0, weight_decay: float = 0.0, betas=(0.9, 0.98),
-        optimizer=None) -> dict:
-    """Train `model` on batches sample(step) -> (x, y); returns per-step losses and (pre-clip) gradient norms.
+        optimizer=None, tracked=None) -> dict:
+    """Train `model` on batches sample(step) -> (x, y); returns per-step losses and (pre-clip) gradient norms, and
+    with `tracked` (a list of parameters) also the gradient norm of those alone ("tracked_grad_norms").
     A non-finite loss ends the run (recorded as diverged) instead of raising: failing is a result here."""
     model.to(device).train()
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
-    losses, grad_norms, diverged = [], [], False
+    losses, grad_norms, tracked_norms, diverged = [], [], [], False
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, schedule, min_lr)
@@ -54,10 +55,13 @@ def fit(model, sample, steps: int, lr: float, device: str, schedule: str = "cosi
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if tracked is not None:
+            tracked_norms.append(float(torch.sqrt(sum(p.grad.pow(2).sum() for p in tracked if p.grad is not None))))
         grad_norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip or float("inf")).item())
         opt.step()
         losses.append(loss.item())
-    return {"losses": losses, "grad_norms": grad_norms, "diverged": diverged, "optimizer": opt}
+    return {"losses": losses, "grad_norms": grad_norms, "tracked_grad_norms": tracked_norms, "diverged": diverged,
+            "optimizer": opt}
 
 
 @torch.no_grad()
