@@ -99,8 +99,21 @@ def test_non_positive_temperatures_and_mismatched_groundings_are_refused():
         average_groundings([])
 
 
-@pytest.mark.parametrize("name", ["grounding_ensemble.json", "grounding_ensemble_session3.json"])
+@pytest.mark.parametrize("name", [
+    "grounding_ensemble.json", "grounding_ensemble_session3.json", "grounding_seeds.json"])
 def test_the_committed_ensemble_files_load_their_members(name):
     g = Grounder(str(DEFAULT.parent / name))
     assert len(g.members) >= 2 and all(m.path.is_file() for m in g.members)
     assert all(t > 0 for t in g.ensemble_temperature)
+
+
+def test_the_seed_ensemble_is_one_recipe_at_different_seeds():
+    """grounding_seeds.json is a deep ensemble in the paper's sense: the same training recipe, members differing only
+    by their random seed. Its gate temperatures were fitted for these members, so replacing one (e.g. a new
+    grounding.pt of another recipe) must fail here rather than silently change the ensemble."""
+    g = Grounder(str(DEFAULT.parent / "grounding_seeds.json"))
+    recipes = [dict(m.config["train"]) for m in g.members]
+    seeds = [r.pop("seed") for r in recipes]
+    assert len(set(seeds)) == len(seeds) == 3, seeds
+    assert all(r == recipes[0] for r in recipes), recipes
+    assert recipes[0]["homographs"] > 0 and recipes[0]["novel_words"] > 0
