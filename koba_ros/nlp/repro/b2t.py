@@ -11,9 +11,16 @@ from __future__ import annotations
 import torch
 
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.data import batch_generator
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, save_plot, smooth, tail_mean
+from koba_ros.nlp.repro.common import (
+    corpus_stream,
+    eval_loss,
+    fit,
+    save_plot,
+    smooth,
+    tail_mean,
+    train_and_val_samplers,
+)
 
 SIZES = {  # corpus_bytes: docstrings used (all of them are about 1.5 MB); warmup: fraction of the steps
     "test": dict(n_layers=18, d_model=32, n_heads=2, seq=32, batch=8, steps=450, lr=1e-3, warmup=0.1,
@@ -39,13 +46,7 @@ def layer_grad_norms(model, x, y) -> list[float]:
 def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
     s = SIZES[size or ("quick" if quick else "full")]
     stream = corpus_stream(s["seq"], s["corpus_bytes"])
-    train, held = stream.split(0.1)
-
-    def sample(step):
-        return train.batch(s["batch"], batch_generator(seed, step, 0))
-
-    def sample_val(i):
-        return held.batch(s["batch"], batch_generator(seed + 1, i, 0))
+    sample, sample_val = train_and_val_samplers(stream, s["batch"], seed)
 
     results, curves, grads = {}, {}, {}
     for norm in s["norms"]:  # a sweep may leave Post-LN out (bench/lm_repro_sweep.py b2t --set 'norms=["pre","b2t"]')
@@ -70,7 +71,7 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
     ], "B2T vs Pre-LN vs Post-LN")
     return {"size": size or ("quick" if quick else "full"), "settings": s, "results": results,
             "layer_grad_norms": {k: [round(g, 5) for g in v] for k, v in grads.items()}, "plot": plot,
-            "unigram_loss_reference": round(_unigram_entropy(train.tokens), 4)}
+            "unigram_loss_reference": round(_unigram_entropy(stream.split(0.1)[0].tokens), 4)}
 
 
 def _unigram_entropy(tokens: torch.Tensor) -> float:
