@@ -7,6 +7,8 @@ from koba_ros.grounding import instructions as ins
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.novel_words import (
+    REWORDABLE,
+    NoncePhrasing,
     NovelWords,
     homograph_words,
     phrasing_vocabulary,
@@ -18,8 +20,8 @@ from koba_ros.grounding.synthetic import perceive_synthetic, random_scene
 from koba_ros.sim.catalog import load_catalog
 
 
-def _samples(n=400, seed=5):
-    rng, gen, out = np.random.default_rng(seed), InstructionGenerator("train", seed), []
+def _samples(n=400, seed=5, reword=None):
+    rng, gen, out = np.random.default_rng(seed), InstructionGenerator("train", seed, reword), []
     while len(out) < n:
         scene = random_scene(rng)
         s = gen.generate(perceive_synthetic(scene, np.random.default_rng(int(rng.integers(1 << 30)))),
@@ -127,3 +129,26 @@ def test_homograph_renamings_keep_one_meaning_per_batch():
         if s is not samples[k]:
             assert set(s.entries) == meaning[renamed_with[k]]
     assert common & set(meaning) and not {t for t in extra if t in catalog_phrases(catalog).texts}
+
+
+def test_nonce_phrasing_replaces_one_training_verb_or_noun_with_a_made_up_word_and_keeps_the_labels():
+    catalog = load_catalog()
+    vocabulary = phrasing_vocabulary(catalog)
+    assert REWORDABLE <= {w for t in (*ins.TEMPLATES["train"], *ins.BOX_PHRASES["train"], *ins.LOCATION["train"])
+                          for w in re.findall(r"[a-z]+", t)}                   # only training words are replaced
+    always = NoncePhrasing(1.0, 0, vocabulary)
+    assert not set(always.words) & set(pseudo_words(400, 0, vocabulary))       # never an object word's made-up word
+    for phrasing in ("{obj} goes in {dest}", "the {v} {h} box", "{np} located in {box}"):
+        new = always(phrasing)
+        changed = [w for w in re.findall(r"[a-z]+", new) if w not in re.findall(r"[a-z]+", phrasing)]
+        assert len(changed) == 1 and changed[0] in always.words and changed[0] not in vocabulary, new
+    # "put the cube in the top left box": without "put" the box could be where the cube is; that verb stays
+    assert always("put {obj} in {dest}") == "put {obj} in {dest}" and always("{np} in {box}") == "{np} in {box}"
+    assert NoncePhrasing(0.0, 0, vocabulary)("move {obj} to {dest}") == "move {obj} to {dest}"
+    half = NoncePhrasing(0.5, 3, vocabulary)
+    plain, reworded = _samples(150, seed=3), _samples(150, seed=3, reword=half)
+    assert sum(bool(set(s.text.lower().split()) & set(half.words)) for s in reworded) > 50
+    for a, b in zip(plain, reworded, strict=True):    # the same draws otherwise: only the words differ
+        assert (a.referents, a.destination, a.kind, a.target, a.location, a.landmark) == \
+               (b.referents, b.destination, b.kind, b.target, b.location, b.landmark)
+        assert len(a.text.split()) == len(b.text.split())

@@ -123,9 +123,10 @@ def _descriptions(split: str, entry) -> list[str]:
     return [d for d in entry.descriptions if word_split(d) == split]
 
 
-def box_phrase(box: str, split: str, rng) -> str:
+def box_phrase(box: str, split: str, rng, reword=None) -> str:
     v, h = box.split("_")
-    return str(rng.choice(BOX_PHRASES[split])).format(v=rng.choice(VERT[v]), h=h, vb=v)
+    phrasing = str(rng.choice(BOX_PHRASES[split]))
+    return (reword(phrasing) if reword else phrasing).format(v=rng.choice(VERT[v]), h=h, vb=v)
 
 
 def _centre_x(obj: PerceivedObject) -> float:
@@ -133,10 +134,13 @@ def _centre_x(obj: PerceivedObject) -> float:
 
 
 class InstructionGenerator:
-    def __init__(self, split: str, seed: int = 0):
+    def __init__(self, split: str, seed: int = 0, reword=None):
+        """reword: an optional phrasing -> phrasing function applied to each command template, box phrasing and
+        location phrasing before it is filled in (training's made-up function words, novel_words.NoncePhrasing)."""
         if split not in SPLITS:
             raise ValueError(f"split is one of {SPLITS}")
         self.split, self.rng, self.catalog = split, np.random.default_rng(seed), load_catalog()
+        self.reword = reword
         # Its own stream, so the rest of the instructions (and the test split) are the same draws as without it.
         self.aux_rng = np.random.default_rng(seed + 7919)
 
@@ -208,7 +212,8 @@ class InstructionGenerator:
         box = objects[target].box
         if len(referents) > 1:
             in_box = [i for i in referents if objects[i].box == box]
-            np_text = str(rng.choice(LOCATION[split])).format(np=np_text, box=box_phrase(box, split, rng))
+            np_text = self._reworded(str(rng.choice(LOCATION[split]))).format(
+                np=np_text, box=box_phrase(box, split, rng, self.reword))
             referents, location = in_box, box
         if len(referents) > 1:
             xs = {i: _centre_x(objects[i]) for i in referents}
@@ -237,7 +242,10 @@ class InstructionGenerator:
 
     def _extreme(self, which: str, noun: str, np_text: str, box: str) -> str:
         phrase = str(self.rng.choice(EXTREME[self.split][which])).format(n=noun)
-        return f"{phrase} in {box_phrase(box, self.split, self.rng)}"
+        return f"{phrase} in {box_phrase(box, self.split, self.rng, self.reword)}"
+
+    def _reworded(self, phrasing: str) -> str:
+        return self.reword(phrasing) if self.reword else phrasing
 
     def _relation(self, objects, names, referents, target, noun, box):
         """"the cube to the left of the duck": a landmark in the same box that only the target is beside."""
@@ -286,8 +294,9 @@ class InstructionGenerator:
             template = str(rng.choice(NO_DEST_TEMPLATES[split]))
             text = template.format(obj=s.text, polite=polite, tail=tail)
         else:
-            template = str(rng.choice(TEMPLATES[split]))
-            text = template.format(obj=s.text, dest=box_phrase(s.destination, split, rng), polite=polite, tail=tail)
+            template = self._reworded(str(rng.choice(TEMPLATES[split])))
+            text = template.format(obj=s.text, dest=box_phrase(s.destination, split, rng, self.reword),
+                                   polite=polite, tail=tail)
         s.text = " ".join(text.split())
         s.text = s.text[0].upper() + s.text[1:] if rng.random() < 0.5 else s.text
         return s

@@ -25,7 +25,7 @@ from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
 from koba_ros.grounding.instructions import COLOURS, HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
-from koba_ros.grounding.novel_words import NovelWords, phrasing_vocabulary, with_phrases
+from koba_ros.grounding.novel_words import NoncePhrasing, NovelWords, phrasing_vocabulary, with_phrases
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 
 TRAIN_KIND_WEIGHTS = {"clear": 0.45, "ambiguous": 0.2, "absent": 0.15, "no_box": 0.2}
@@ -53,10 +53,13 @@ class TrainConfig:
                                       # the validation phrasings (0.879 vs 0.860 clear accuracy, same code)
     homographs: float = 0.3           # share of those renamed with a word the training phrasings use in another role
                                       # ("put the red put ..."; novel_words.homograph_words), since "can" was ignored
+    nonce_phrasing: float = 0.0       # share of training phrasings (command, box, location) with one verb/noun made up
+                                      # (novel_words.NoncePhrasing): sentence shape over the few training verbs
 
 
-def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None) -> list[Sample]:
-    gen = InstructionGenerator(split, seed)
+def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None,
+                 reword=None) -> list[Sample]:
+    gen = InstructionGenerator(split, seed, reword)
     weights = weights or TRAIN_KIND_WEIGHTS
     kinds, p = list(weights), np.array(list(weights.values()), dtype=float)
     out = []
@@ -222,11 +225,12 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     t0 = time.perf_counter()
     scenes = scenes if scenes is not None else perceived_scenes(range(0, cfg.scenes), progress)
     n_val = max(1, int(len(scenes) * 0.15))
-    train_samples = make_samples(scenes[:-n_val], "train", cfg.per_scene, cfg.seed)
+    catalog = load_catalog()
+    reword = NoncePhrasing(cfg.nonce_phrasing, cfg.seed, phrasing_vocabulary(catalog)) if cfg.nonce_phrasing else None
+    train_samples = make_samples(scenes[:-n_val], "train", cfg.per_scene, cfg.seed, reword=reword)
     val_samples = make_samples(scenes[-n_val:], "train", cfg.per_scene, cfg.seed + 1)
     val_phrasings = make_samples(scenes[-n_val:], "val", cfg.per_scene, cfg.seed + 2)
     appearance_dim = next(len(o.features) for s in scenes for o in s.objects if o.features is not None)
-    catalog = load_catalog()
     novel = NovelWords(train_samples, catalog, cfg.novel_words, cfg.seed, phrasing_vocabulary(catalog),
                        homographs=cfg.homographs) if cfg.catalog and cfg.novel_words > 0 else None
     if cfg.encoder == "minilm":
