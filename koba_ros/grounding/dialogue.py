@@ -44,6 +44,8 @@ NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block"
 # "box" and "can" name a cube and a cylinder only after a colour or an article ("the red box", "the can"); otherwise
 # they are the containers ("the box at the top right") and the verb ("can you put...", "the one you can see").
 NOUN_ONLY_AFTER = {"box": set(lexicon.PALETTE), "can": {"the", "a", "that", "this", *lexicon.PALETTE}}
+# "right" before these is the adverb ("right away", "right now": at once), not the side.
+RIGHT_AS_ADVERB_BEFORE = {"away", "now", "then", "here", "there", "back", "off"}
 
 
 @dataclass
@@ -140,8 +142,8 @@ class Dialogue:
             self.why = "look-alikes"
             self.candidates = self.pool = [best, *twins][:self.s.max_pool]
             self.confidence = p_best
-        elif self.s.singled_out and self.destination is not None and g.none_prob < self.s.twin_ratio * p_best \
-                and self._singled_out(text) == [best]:
+        elif self.s.singled_out and (self.destination is not None or self._destination_said(text, best) == dest)\
+                and g.none_prob < self.s.twin_ratio * p_best and self._singled_out(text) == [best]:
             # Unsure, but the words pick out exactly one object and it is the model's pick: act (the converse of the
             # look-alike rule; on unseen wording the model spreads its probability although it reads them right).
             # "None of them" is one more look-alike: the model must not find it plausible (twin_ratio of the pick).
@@ -153,6 +155,11 @@ class Dialogue:
             # Too many to name one by one: ask about all of them (by box) instead of a shortlist that may miss it.
             self.candidates = self.pool if len(self.pool) > self.s.max_candidates else shortlist
             self.confidence = p_best
+        if self.target is not None and self.destination is None and dest is not None \
+                and self._destination_said(text, self.target) == dest:
+            # The box head is unsure (p < dest_ask_below), but its pick is the one box the words leave for where
+            # the object goes: act on the agreement rather than ask which box.
+            self.destination = dest
         return self._next()
 
     def answer(self, text: str) -> Reply:
@@ -230,11 +237,22 @@ class Dialogue:
                 break
         return out
 
+    def _destination_said(self, text: str, target: int) -> str | None:
+        """The box the words must mean as the destination of `target`: of the boxes they name, one mention of the
+        box the object is in may say where it is; the one box left is where it goes ("the cube placed in the top
+        left slot belongs in the top right spot" -> top right; "the cube belongs in the top right spot", the cube
+        elsewhere -> top right; the same box twice -> that box). None when no box or two are left: "the cube in the
+        top left box" with the cube there may say where it is, not where it goes (a missing box: ask)."""
+        mentions = [b for _, b in lexicon.box_mentions(text)]
+        if self.objects[target].box in mentions:
+            mentions.remove(self.objects[target].box)
+        return mentions[0] if len(mentions) == 1 else None
+
     def _twins(self, text: str, best: int, ranked, words_only: Grounding | None, kinds: set[str]) -> list[int]:
         """Look-alikes of `best` (same colour word and noun) that the words fit too, however sure the model is of
         `best`: the model gives them at least twin_ratio of the top probability, and the words cannot be telling
-        them apart (not when they say a side and share its box, nor when they name the box `best` is in -- other
-        than as the destination -- and the twin is in another box). When the only box named was read as the
+        them apart (not one in its box on the other side of it from the side they say, nor, when they name the box
+        `best` is in -- other than as the destination -- one in another box). When the only box named was read as the
         destination and `best` is in it, the probabilities are those of the words without that box (`words_only`):
         "the ball you kick in the lower left corner" -- is the ball there, or does it go there?"""
         fit = words_only.ranked() if words_only is not None else ranked
@@ -244,9 +262,12 @@ class Dialogue:
         mentions = [b for _, b in lexicon.box_mentions(text)]
         # The words say where it is: they name its box, and not only as the destination.
         located = box in mentions and (self.destination != box or len(mentions) >= 2)
-        side = lexicon.side(text) is not None
+        side, x = said_side(text), self._centre_x
+        # A side said rules out the objects in the pick's box on the other side of it ("on the left": those to its
+        # right), not one further to that side, which the words fit better than the pick.
+        beyond = {"left": lambda i: x(i) > x(best), "right": lambda i: x(i) < x(best)}.get(side, lambda i: False)
         near = [i for i, _ in fit if i != best
-                and not (side and self.objects[i].box == box) and not (located and self.objects[i].box != box)]
+                and not (self.objects[i].box == box and beyond(i)) and not (located and self.objects[i].box != box)]
         if not near:
             return []
         if kinds and self.s.kind_twins:
@@ -264,6 +285,15 @@ class Dialogue:
         # object ("the blue item") fit every object of the colour they say, however unlikely the model finds it.
         ratio = self.s.twin_ratio if kinds else 0.0
         near = [i for i in near if p[i] >= ratio * top]
+        colour_said = _colour_word(" ".join(lexicon.without_boxes(text)))
+        if not kinds and not said_kinds(text) and colour_said and near:
+            # Words that name no kind fit the objects nearest the colour they say ("the tan thingy": the tan block,
+            # not the brown bear the camera also calls brown), as the kind rule compares them. (Not a kind in a colour
+            # the catalog lacks, "the brown sphere": that names no object here, and every brown object stays a
+            # look-alike.)
+            nearest = self._nearest_colour(colour_said, [best, *near])
+            if best in nearest:
+                return [i for i in near if i in nearest]
         names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
         return [i for i in near if (names[i] == names[best] or not kinds) and colour[i] == colour[best]]
 
@@ -306,7 +336,7 @@ class Dialogue:
         where = (mentions - {self.destination} or mentions) if len(lexicon.box_mentions(text)) >= 2 else set()
         if len(where) == 1:
             fits = [i for i in fits if self.objects[i].box in where]
-        side, tokens = lexicon.side(text), lexicon.without_boxes(text)
+        side, tokens = said_side(text), lexicon.without_boxes(text)
         # A side said in the box named picks the extreme object there ("the cube on the extreme left in the top left
         # box"), but not beside a landmark ("left of the duck", "the duck's left").
         if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
@@ -319,6 +349,9 @@ class Dialogue:
         head's visual entry classifier was measured as the alternative: it moved one more absent object on the
         validation phrasings.)"""
         return bool(NOUN_ENTRIES[self._names([i])[i]] & kinds)
+
+    def _centre_x(self, i: int) -> float:
+        return self.objects[i].bbox[0] + self.objects[i].bbox[2] / 2
 
     def _deny(self) -> Reply:
         """A plain "no": drop the objects just named; ask about the rest of what the words fit, or give up."""
@@ -362,7 +395,7 @@ class Dialogue:
         box = lexicon.parse_box(text)
         if box is not None:
             cands, said = [c for c in cands if self.objects[c].box == box], True
-        side = lexicon.side(text)
+        side = said_side(text)
         if side and len(cands) > 1:
             said = True
             x = {c: self.objects[c].bbox[0] + self.objects[c].bbox[2] / 2 for c in cands}
@@ -394,7 +427,7 @@ class Dialogue:
 
     def _describes(self, text: str, box_side_colour: bool = True) -> bool:
         """Does the text say anything about an object (a box, side, colour, or any other content word)?"""
-        if box_side_colour and (lexicon.parse_box(text) or lexicon.side(text) or _colour_word(text)):
+        if box_side_colour and (lexicon.parse_box(text) or said_side(text) or _colour_word(text)):
             return True
         return any(w not in FILLER and w not in lexicon.PALETTE for w in lexicon.without_boxes(text))
 
@@ -494,6 +527,15 @@ assert all(NOUN_ENTRIES.values())
 # What an object the model names by a noun is: "ball" covers the soccer ball too, but the model names that one
 # "soccer ball", so an object it calls a "ball" is one of the coloured balls (the entries no narrower noun names).
 NOUN_KINDS = {n: e - set().union(*(f for m, f in NOUN_ENTRIES.items() if f < e)) for n, e in NOUN_ENTRIES.items()}
+
+
+def said_side(text: str) -> str | None:
+    """lexicon.side without the adverb "right" ("the tube on the extreme left ... right away" says left; read as
+    both sides it said none, and look-alikes on the other side of the box were asked about)."""
+    tokens = lexicon.words(text)
+    kept = [t for k, t in enumerate(tokens) if not (t == "right" and tokens[k + 1:k + 2]
+                                                    and tokens[k + 1] in RIGHT_AS_ADVERB_BEFORE)]
+    return lexicon.side(" ".join(kept))
 
 
 def said_kinds(text: str, colour: bool = False) -> set[str]:
