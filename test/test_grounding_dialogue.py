@@ -362,3 +362,31 @@ def test_words_that_name_no_kind_fit_the_objects_nearest_their_colour():
     # A colour the pick is not the nearest object to: the camera's colour word decides, as before (both brown).
     d = Dialogue(g, objects)
     assert d.start("put the black thingy in the top right box").status == "question" and d.why == "look-alikes"
+
+
+def test_the_box_is_a_cube_unless_it_is_the_place_something_goes():
+    # "the box" is a catalog name of the cubes; after a preposition of place it is a container. Read as no kind,
+    # "the box" made every object of the pick's colour a look-alike (session 5: 3 needless questions on the
+    # validation phrasings) and never checked that the pick is a cube.
+    cubes = said_kinds("the cube")
+    for text in ("the box belongs in the bottom right slot", "grab the box", "put the box in the top left box",
+                 "I would love the box lying in the upper right slot in the top left spot"):
+        assert said_kinds(text) == cubes, text
+    for text in ("put the duck in the box at the top right", "put the duck into the box on the left at the top",
+                 "take the duck out of the box"):
+        assert said_kinds(text) == said_kinds("the duck"), text
+    # The only cube here, sure: acted on, though a red mug has the same colour word.
+    spec = [{"name": "red_cube", "box": "top_left", "xy": [0.0, 0.0]},
+            {"name": "mug", "box": "bottom_left", "xy": [0.0, 0.0]},
+            {"name": "blue_ball", "box": "top_right", "xy": [0.0, 0.0]}]
+    objects = scene(spec)
+    assert lexicon.colour_name(objects[0].mean_rgb) == lexicon.colour_name(objects[1].mean_rgb) == "red"
+    g = TableGrounder({"the box belongs in the top right box": ([0.97, 0.0, 0.0, 0.03], TR),
+                       "the box belongs in the bottom right box": ([0.0, 0.97, 0.0, 0.03], TR)}, 3,
+                      ["cube", "mug", "ball"])
+    r = Dialogue(g, objects).start("the box belongs in the top right box")
+    assert (r.status, r.target) == ("done", 0), r
+    # A sure pick that is not a cube is asked about, as for any kind named.
+    d = Dialogue(g, objects)
+    assert d.start("the box belongs in the bottom right box").status == "question"
+    assert d.why == "pick not of the kind named"
