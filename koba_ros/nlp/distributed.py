@@ -1,12 +1,20 @@
 """torchrun support: DDP (every rank holds the model) or FSDP (parameters sharded, for models that do not fit).
 
-Launch: `torchrun --nproc_per_node 8 -m koba_ros.cli lm train --config FILE` (multi-node: add --nnodes and
---rdzv-endpoint as usual). Without torchrun's environment everything here is a no-op single process.
+Launch: `torchrun --nproc_per_node 8 -m koba_ros.cli lm train --config FILE`; multi-node: the same line on every
+node with --nnodes N --node_rank I --master_addr HOST --master_port PORT (docs/nlp.md has the exact lines; tested
+with two "nodes" on one host). Without torchrun's environment everything here is a no-op single process.
+
+Multi-node rules kept here: the device comes from LOCAL_RANK (the GPU on this node), never RANK; only rank 0 reads
+and writes checkpoints and sends them to the others (nodes need not share a filesystem); a rank that waits longer
+than `timeout_s` in a collective (a dead or unreachable node) stops with a KobaError instead of hanging.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +34,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    node_rank: int = 0               # torchrun's GROUP_RANK: which node this process runs on
     enabled: bool = False
 
     @property
@@ -33,18 +42,63 @@ class DistInfo:
         return self.rank == 0
 
 
-def init(device: str) -> tuple[DistInfo, torch.device]:
-    """Join the process group torchrun describes; pick this rank's device."""
+def init(device: str, timeout_s: float = 600.0) -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun describes; pick this rank's device (by its rank on this node)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(), torch.device(device)
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), True)
+    env = os.environ
+    info = DistInfo(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")), int(env.get("GROUP_RANK", "0")), True)
     if device.startswith("cuda"):
         torch.cuda.set_device(info.local_rank)
         device = f"cuda:{info.local_rank}"
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     return info, torch.device(device)
+
+
+def from_main(obj, info: DistInfo):
+    """Rank 0's `obj` on every rank (e.g. the checkpoint only rank 0 has read). Call on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+# How a dead peer surfaces: gloo raises a plain RuntimeError from inside DDP's backward hook ("Connection closed by
+# peer"), a hung one a timeout; NCCL raises DistBackendError. Any other RuntimeError is a real bug and is re-raised.
+LOST_PEER = ("connection closed by peer", "connection reset by peer", "timed out", "timeout", "broken pipe",
+             "socket closed", "nccl communicator was aborted")
+
+
+@contextlib.contextmanager
+def lost_ranks_as_errors(info: DistInfo):
+    """A collective that fails (a peer's connection closed) or times out (a hung node) becomes one clear line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        lost = isinstance(exc, dist.DistError) or any(m in str(exc).lower() for m in LOST_PEER)
+        if not (info.enabled and lost):
+            raise
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip()).split(". ")[0][:160]  # drop gloo's [file:line]
+        raise KobaError(f"rank {info.rank} (node {info.node_rank}) lost contact with the other ranks: another "
+                        f"process or node died or stopped answering ({reason or type(exc).__name__})") from exc
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """sha256 of this rank's parameter values (its shards under FSDP): equal on all DDP ranks when in sync."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        local = p.to_local() if hasattr(p, "to_local") else p
+        h.update(local.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def wrap(model: torch.nn.Module, info: DistInfo, mode: str) -> torch.nn.Module:

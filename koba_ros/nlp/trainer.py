@@ -50,6 +50,7 @@ class TrainConfig:
     precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on any device) | fp32
     compile: bool = False
     parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
+    dist_timeout: float = 600.0      # seconds a rank waits for the others in a collective before stopping (dead node)
     eval_every: int = 50
     eval_batches: int = 8
     ckpt_every: int = 100
@@ -73,6 +74,8 @@ class TrainConfig:
             raise KobaError(f"train config: precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
+        if not self.dist_timeout > 0:
+            raise KobaError(f"train config: dist_timeout must be > 0 seconds, got {self.dist_timeout}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise KobaError("train config: device cuda requested but no CUDA device is available")
 
@@ -135,12 +138,25 @@ def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast) 
     return sum(losses) / len(losses)
 
 
+def read_checkpoint(model, checkpoint_dir: Path):
+    """(model_state, optim_state, meta) if a checkpoint fits `model`, None if there is none, the KobaError if bad."""
+    if not (checkpoint_dir / "model.safetensors").is_file():
+        return None
+    try:
+        checkpoint = load_checkpoint(checkpoint_dir)
+        check_compatible(model, checkpoint[0], checkpoint_dir)
+    except KobaError as exc:
+        return exc
+    return checkpoint
+
+
 def train(config: TrainConfig) -> dict:
     """Train (or resume) and return a summary dict. Raises KobaError on bad input or a non-finite loss."""
     config.validate()
-    info, device = distributed.init(pick_device(config.device))
+    info, device = distributed.init(pick_device(config.device), config.dist_timeout)
     try:
-        return _train(config, info, device)
+        with distributed.lost_ranks_as_errors(info):
+            return _train(config, info, device)
     finally:
         distributed.cleanup(info)
 
@@ -163,9 +179,13 @@ def _train(config: TrainConfig, info, device) -> dict:
     model = TransformerLM(config.model).to(device)
     checkpoint_dir = out / "checkpoint"
     step, optim_state = 0, None
-    if config.resume and (checkpoint_dir / "model.safetensors").is_file():
-        model_state, optim_state, meta = load_checkpoint(checkpoint_dir)
-        check_compatible(model, model_state, checkpoint_dir)
+    # Only rank 0 reads it: the other nodes may not share its filesystem, and all must resume at the same step.
+    checkpoint = distributed.from_main(read_checkpoint(model, checkpoint_dir) if info.main and config.resume else None,
+                                       info)
+    if isinstance(checkpoint, KobaError):  # raised on every rank, so none is left waiting for the others
+        raise checkpoint
+    if checkpoint is not None:
+        model_state, optim_state, meta = checkpoint
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
     wrapped = distributed.wrap(model, info, config.parallel)
@@ -232,9 +252,12 @@ def _train(config: TrainConfig, info, device) -> dict:
         plot_curves(out / "metrics.csv", out / "curves.png")
         if config.tensorboard:
             write_tensorboard(out / "metrics.csv", out / "tensorboard")
+    distributed.barrier(info)  # no rank reports done before rank 0's last checkpoint is on disk
     elapsed = time.perf_counter() - t0
     return {"steps": step, "loss": round(last_loss, 4), "val_loss": None if val_loss is None else round(val_loss, 4),
-            "tokens": step * tokens_per_step, "world_size": info.world,
+            "tokens": step * tokens_per_step, "world_size": info.world, "rank": info.rank,
+            "local_rank": info.local_rank, "node_rank": info.node_rank,
+            "parameter_digest": distributed.parameter_digest(model),
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
             "precision": "bf16 autocast" if use_bf16 else "fp32",
