@@ -45,7 +45,8 @@ NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block"
 # they are the containers ("the box at the top right") and the verb ("can you put...", "the one you can see").
 NOUN_ONLY_AFTER = {"box": {"the", "a", "that", "this", *lexicon.PALETTE}, "can": {"the", "a", "that", "this",
                                                                                  *lexicon.PALETTE}}
-# "the box" after a preposition of place is the container ("put it in the box", "from the box"), not a cube.
+# "the box" next to a preposition of place is the container ("put it in the box", "the box at the top right is
+# where it goes"), not a cube ("the box belongs in ...", "grab the box").
 PLACE_PREPOSITIONS = {"in", "into", "inside", "to", "onto", "on", "at", "from", "out", "toward", "towards"}
 # "right" before these is the adverb ("right away", "right now": at once), not the side.
 RIGHT_AS_ADVERB_BEFORE = {"away", "now", "then", "here", "there", "back", "off"}
@@ -554,8 +555,8 @@ def said_kinds(text: str, colour: bool = False) -> set[str]:
                 after, before = tokens[i + n:i + n + 1], [t for t in tokens[max(0, i - 2):i] if t != "the"]
                 other_sense = len(phrase) == 1 and phrase[0] in NOUN_ONLY_AFTER and \
                     tokens[i - 1:i] not in [[w] for w in NOUN_ONLY_AFTER[phrase[0]]]
-                container = phrase == ("box",) and tokens[i - 1:i] == ["the"] and before[-1:] in [[w] for w in
-                                                                                                PLACE_PREPOSITIONS]
+                container = phrase == ("box",) and tokens[i - 1:i] == ["the"] and \
+                    bool({*before[-1:], *after} & PLACE_PREPOSITIONS)
                 # A landmark ("to the left of the duck", "on the duck's left") names another object.
                 landmark = before[-1:] == ["of"] or after == ["s"]
                 if not (other_sense or container or landmark):
