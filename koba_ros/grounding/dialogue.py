@@ -5,7 +5,9 @@ Hatori et al. (ICRA 2018) ask when the top candidates score too close; here the 
 temperature-calibrated probability: act when the best object has p >= ask_below, refuse when "none of
 them" is most likely, otherwise ask about the few objects holding most of the mass. It also asks when the
 model is sure but the words fit look-alikes of its pick as well (never guess silently on an ambiguous
-instruction), and checks the box when the one box named may be where the object is rather than where it goes.
+instruction), and checks the box when the one box named may be where the object is rather than where it goes;
+when the box head is unsure, the one box the words leave for the destination (the pick's own box set aside) settles
+it if the head agrees.
 A sure pick must also agree with the words it can check: when the words name a kind of object from the catalog
 ("the can") and the pick is not one (the model's own name for it is a cube), the robot asks about the objects of
 that kind (or whether it meant the pick) instead of moving it; when the words name no kind at all ("the blue item"),
@@ -344,8 +346,7 @@ class Dialogue:
         # A side said in the box named picks the extreme object there ("the cube on the extreme left in the top left
         # box"), but not beside a landmark ("left of the duck", "the duck's left").
         if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
-            x = {i: self.objects[i].bbox[0] + self.objects[i].bbox[2] / 2 for i in fits}
-            fits = [min(fits, key=x.get) if side == "left" else max(fits, key=x.get)]
+            fits = [min(fits, key=self._centre_x) if side == "left" else max(fits, key=self._centre_x)]
         return fits if set(fits) <= firm else []
 
     def _is_kind(self, i: int, kinds: set[str]) -> bool:
@@ -402,9 +403,8 @@ class Dialogue:
         side = said_side(text)
         if side and len(cands) > 1:
             said = True
-            x = {c: self.objects[c].bbox[0] + self.objects[c].bbox[2] / 2 for c in cands}
             if len(cands) == 2 or len({self.objects[c].box for c in cands}) == 1:
-                cands = [min(cands, key=x.get) if side == "left" else max(cands, key=x.get)]
+                cands = [min(cands, key=self._centre_x) if side == "left" else max(cands, key=self._centre_x)]
             else:   # across boxes "the one on the left" can only mean the left-hand boxes
                 cands = [c for c in cands if self.objects[c].box.endswith(side)]
         colour = _colour_word(text)
@@ -462,7 +462,7 @@ class Dialogue:
                 parts.append(f"in the {lexicon.box_words(boxes[i])} box")
             twins = [j for j in same if boxes[j] == boxes[i]]
             if twins:
-                x = lambda k: self.objects[k].bbox[0] + self.objects[k].bbox[2] / 2  # noqa: E731
+                x = self._centre_x
                 parts.append("on the left" if all(x(i) < x(j) for j in twins) else
                              "on the right" if all(x(i) > x(j) for j in twins) else "in the middle")
             out.append(" ".join(parts))
