@@ -68,6 +68,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     (dict(steps=0), "steps must be positive"),
     (dict(schedule="step"), "schedule"),
     (dict(precision="fp8"), "precision"),
+    (dict(dist_timeout=0), "dist_timeout must be > 0"),
     (dict(model=dict(d_model=30, n_heads=4)), "not divisible"),
     (dict(train_data="/nonexistent.txt"), "not found"),
 ])

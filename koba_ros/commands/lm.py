@@ -41,6 +41,7 @@ def run(args):
     from koba_ros.cli import print_json
 
     if args.lm_command == "train":
+        from koba_ros.nlp import distributed
         from koba_ros.nlp.trainer import TrainConfig, train
 
         config = TrainConfig.from_file(args.config)
@@ -52,7 +53,14 @@ def run(args):
             config.device = args.device
         if args.no_progress or args.json:
             config.progress = False
-        result = train(config)
+        try:
+            result = train(config)
+        except distributed.LostContact as exc:  # end now: the broken process group can hang the normal exit
+            import os
+            import sys
+
+            print(f"koba lm: error: {exc}", file=sys.stderr, flush=True)
+            os._exit(2)
     elif args.lm_command == "repro":
         from koba_ros.errors import KobaError
         from koba_ros.nlp.repro import run_repro

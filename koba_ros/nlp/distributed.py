@@ -78,6 +78,12 @@ LOST_PEER = ("connection closed by peer", "connection reset by peer", "timed out
              "socket closed", "nccl communicator was aborted")
 
 
+class LostContact(KobaError):
+    """Another rank died or stopped answering. The process should end right after reporting it: the broken process
+    group's DDP reducer can block forever in its destructor (seen with gloo: a worker hung at exit, after printing
+    the error, while its last gradient all-reduce was pending)."""
+
+
 @contextlib.contextmanager
 def lost_ranks_as_errors(info: DistInfo):
     """A collective that fails (a peer's connection closed) or times out (a hung node) becomes one clear line."""
@@ -88,7 +94,7 @@ def lost_ranks_as_errors(info: DistInfo):
         if not (info.enabled and lost):
             raise
         reason = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip()).split(". ")[0][:160]  # drop gloo's [file:line]
-        raise KobaError(f"rank {info.rank} (node {info.node_rank}) lost contact with the other ranks: another "
+        raise LostContact(f"rank {info.rank} (node {info.node_rank}) lost contact with the other ranks: another "
                         f"process or node died or stopped answering ({reason or type(exc).__name__})") from exc
 
 
