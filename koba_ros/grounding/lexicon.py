@@ -39,6 +39,11 @@ def has_phrase(text: str, phrases) -> bool:
 # the top row", "the left box at the top". Nothing else may, so "the cube left of the duck in the top box" is not one.
 BOX_FILLER = {"box", "bin", "the", "on", "at", "in", "hand", "one", "container", "tray", "corner", "side"}
 BOX_GAP = 4   # at most this many filler words between the halves
+# A horizontal half said before its vertical half belongs to a box noun: "the left box at the top", "the right-hand
+# bin in the top row", "the box on the left at the top". Otherwise it is the object's side: "the cube on the left in
+# the top box on the right" names the top right box, not the top left one.
+BOX_NOUNS = {"box", "bin", "container", "tray", "hand", "one", "corner", "compartment", "section", "area", "slot",
+             "spot"}
 
 
 def box_spans(text: str) -> list[tuple[int, int, str]]:
@@ -52,7 +57,9 @@ def box_spans(text: str) -> list[tuple[int, int, str]]:
     for i, tok in enumerate(tokens):           # "top left", "top - left", "upper far left"
         if tok in VERTICAL:
             for j in (i + 1, i + 2):
-                if j < len(tokens) and tokens[j] in HORIZONTAL and j not in used:
+                # one word between only if it qualifies the side ("upper far left"), not "the bottom row right now"
+                if j < len(tokens) and tokens[j] in HORIZONTAL and j not in used and \
+                        (j == i + 1 or tokens[i + 1] in {"far", "very"}):
                     used.update((i, j))
                     spans.append((i, j, f"{tok}_{tokens[j]}"))
                     break
@@ -62,7 +69,8 @@ def box_spans(text: str) -> list[tuple[int, int, str]]:
         other = HORIZONTAL if tok in VERTICAL else VERTICAL
         for gap in range(1, BOX_GAP + 2):
             found = [j for j in (i + gap, i - gap) if 0 <= j < len(tokens) and j not in used and tokens[j] in other
-                     and all(tokens[k] in BOX_FILLER for k in range(min(i, j) + 1, max(i, j)))]
+                     and all(tokens[k] in BOX_FILLER for k in range(min(i, j) + 1, max(i, j)))
+                     and (tokens[min(i, j)] in VERTICAL or _half_of_a_box(tokens, min(i, j)))]
             if found:
                 j = found[0]
                 v, h = (tok, tokens[j]) if tok in VERTICAL else (tokens[j], tok)
@@ -71,6 +79,12 @@ def box_spans(text: str) -> list[tuple[int, int, str]]:
                 spans.append((min(i, j), end, f"{v}_{h}"))
                 break
     return sorted((a, b, f"{VERTICAL[name.split('_')[0]]}_{HORIZONTAL[name.split('_')[1]]}") for a, b, name in spans)
+
+
+def _half_of_a_box(tokens: list[str], h: int) -> bool:
+    """Whether the horizontal word at h names a box: before a box noun ("left box") or after one ("box on the left")."""
+    return tokens[h + 1:h + 2] in [[w] for w in BOX_NOUNS] or \
+        (h >= 3 and tokens[h - 3] in BOX_NOUNS and tokens[h - 1] == "the" and tokens[h - 2] in BOX_FILLER | {"to"})
 
 
 def box_mentions(text: str) -> list[tuple[int, str]]:
