@@ -1,10 +1,11 @@
 """Aiming the asking gate on validation phrasings (calibration.py), with a stand-in grounder of known logits."""
 import numpy as np
 
-from koba_ros.grounding.calibration import RetemperedGrounder, fit_gate_temperature, gate_risk
+from koba_ros.grounding.calibration import RetemperedGrounder, fit_gate_temperature, gate_risk, phrasing_draws
 from koba_ros.grounding.grounder import Grounding
 from koba_ros.grounding.instructions import Sample
-from koba_ros.grounding.synthetic import perceive_synthetic
+from koba_ros.grounding.scenes import PerceivedScene
+from koba_ros.grounding.synthetic import perceive_synthetic, random_scene
 
 SCENE = [{"name": "red_cube", "box": "top_left", "xy": [0.0, 0.0]},
          {"name": "blue_ball", "box": "top_right", "xy": [0.0, 0.0]},
@@ -70,3 +71,24 @@ def test_moving_an_absent_object_costs_more_than_an_unneeded_question():
         assert rates == {"clear": 0.0, "absent": 1.0}, rates
     finally:
         del LOGITS["look-alike"]
+
+
+def test_gate_samples_are_several_draws_of_new_wording_for_the_same_scenes():
+    rng = np.random.default_rng(0)
+    scenes = []
+    for seed in range(6):
+        scene = random_scene(rng)
+        scenes.append(PerceivedScene(seed, perceive_synthetic(scene, rng), [o["name"] for o in scene],
+                                     list(range(len(scene)))))
+    one = phrasing_draws(scenes, 5, seed=0, draws=1)
+    three = phrasing_draws(scenes, 5, seed=0, draws=3)
+    assert len(one) == 30 and len(three) == 90
+    # Draw 0 is the set training selects its epoch on; the next draws reword the same scenes.
+    assert [s.text for s in three[:30]] == [s.text for s in one]
+    draws = [three[i:i + 30] for i in (0, 30, 60)]
+    assert all([id(s.objects) for s in d] == [id(s.objects) for s in draws[0]] for d in draws)
+    texts = [{s.text for s in d} for d in draws]
+    assert len(texts[0] & texts[1]) < 5 and len(texts[1] & texts[2]) < 5, texts
+    # Deterministic: the same seed gives the same samples.
+    assert [s.text for s in phrasing_draws(scenes, 5, seed=0, draws=3)] == [s.text for s in three]
+    assert all(s.text.strip() for s in three)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from koba_ros.grounding.calibration import fit_gate_temperature
+from koba_ros.grounding.calibration import fit_gate_temperature, phrasing_draws
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
 from koba_ros.grounding.instructions import COLOURS, HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
@@ -322,14 +322,17 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     if text_module is not None:
         config["byte"] = text_module.sizes
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
-    # Then aim the asking gate with the saved model in the real dialogue, on the validation phrasings.
-    t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(out_dir / weights_name), val_phrasings,
+    # Then aim the asking gate with the saved model in the real dialogue, on several draws of validation phrasings
+    # of the same scenes (one draw gave a noisy temperature).
+    gate_samples = phrasing_draws(scenes[-n_val:], cfg.per_scene, cfg.seed)
+    t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(out_dir / weights_name), gate_samples,
                                                          (t_nll, t_dest))
     config.update(t_target=t_target, t_dest=t_dest, t_dest_nll=config["t_dest"], gate_rates_val=gate_rates)
     torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
     _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
     summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),
-               "val_phrasing_samples": len(val_phrasings), "best_val_clear_acc": best,
+               "val_phrasing_samples": len(val_phrasings), "gate_samples": len(gate_samples),
+               "best_val_clear_acc": best,
                "val_clear_acc_training_phrasings": max(c["val_clear_acc"] for c in curve),
                "t_target": t_target, "t_target_nll": t_nll, "gate_rates_val": gate_rates, "t_dest": t_dest,
                "seconds": round(time.perf_counter() - t0, 1), "weights": str(out_dir / weights_name),
