@@ -66,26 +66,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_two_nodes(tmp_path, config_path, procs_per_node: int, *args) -> list[subprocess.Popen]:
-    """One torchrun agent per "node", each in tmp_path/nodeN; the same command line as on a real cluster."""
+def launch_two_nodes(tmp_path, config_path, procs_per_node: int, *args, c10d: bool = False) -> list[subprocess.Popen]:
+    """One torchrun agent per "node", each in tmp_path/nodeN; the same command lines as on a real cluster (static
+    rendezvous with fixed node ranks, or c10d, where node ranks follow the order of joining)."""
     port, nodes = free_port(), []
     for node in (0, 1):
         (tmp_path / f"node{node}").mkdir(exist_ok=True)
+        rendezvous = (["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "koba"] if c10d
+                      else ["--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port)])
         nodes.append(subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
-             "--nproc_per_node", str(procs_per_node), "--master_addr", "127.0.0.1", "--master_port", str(port),
-             "-m", "koba_ros.cli", "lm", "train", "--config", str(config_path), "--json", *args],
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", str(procs_per_node),
+             *rendezvous, "-m", "koba_ros.cli", "lm", "train", "--config", str(config_path), "--json", *args],
             cwd=tmp_path / f"node{node}", env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return nodes
 
 
 def finish(nodes, timeout=300) -> list[dict]:
-    """Both nodes' per-rank JSON summaries; fails with the first failing node's stderr."""
+    """Both nodes' per-rank JSON summaries, each with "folder" (which launch printed it); fails with the first
+    failing node's stderr."""
     summaries = []
-    for node in nodes:
+    for folder, node in enumerate(nodes):
         out, err = node.communicate(timeout=timeout)
         assert node.returncode == 0, err[-2000:]
-        summaries += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        summaries += [{**json.loads(line), "folder": folder} for line in out.splitlines() if line.startswith("{")]
     return summaries
 
 
@@ -141,6 +144,21 @@ def test_two_nodes_train_resume_and_only_rank0_writes(tmp_path, per_node):
         assert torch.allclose(a[key], b[key], atol=2e-5), key
     rows = (node0 / "metrics.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_nodes_with_c10d_rendezvous(tmp_path):
+    """The elastic launch line (no --node_rank): whichever node joins first is node 0, and only its folder is
+    written."""
+    path = tmp_path / "c10d.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, "unused", out="run")))
+    summaries = finish(launch_two_nodes(tmp_path, path, 1, c10d=True))
+    assert sorted((s["rank"], s["node_rank"]) for s in summaries) == [(0, 0), (1, 1)]
+    assert all(s["world_size"] == 2 for s in summaries) and len({s["parameter_digest"] for s in summaries}) == 1
+    writer = next(s["folder"] for s in summaries if s["rank"] == 0)
+    assert (tmp_path / f"node{writer}" / "run" / "checkpoint" / "model.safetensors").is_file()
+    assert not (tmp_path / f"node{1 - writer}" / "run").exists()
 
 
 def kill_one_node(tmp_path, victim: int, sig, dist_timeout: float) -> tuple[subprocess.Popen, str]:
