@@ -206,6 +206,35 @@ def train_cnn(train: dict, entries: list[str], epochs: int, seed: int, log) -> o
     return net.eval()
 
 
+def turn_cost(net, scenes: list[list], crops: np.ndarray, repeats: int = 20) -> dict:
+    """Per-turn cost on the largest validation scene: the CNN over all its crops vs one grounding turn (the default
+    Grounder, one instruction), same process, same thread count. Median of `repeats`."""
+    import torch
+
+    from koba_ros.grounding.grounder import Grounder
+
+    k = int(np.argmax([len(s) for s in scenes]))
+    start = sum(len(s) for s in scenes[:k])
+    x = torch.from_numpy(crops[start:start + len(scenes[k])]).float() / 255
+    size = torch.zeros(len(x), 3)
+    g = Grounder()
+    g.ground("the red cube in the top left box", scenes[k])   # warm: MiniLM and catalog texts load once
+
+    def median_ms(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times) * 1000)
+
+    with torch.no_grad():
+        cnn_ms = median_ms(lambda: net(x, size))
+    turn_ms = median_ms(lambda: g.ground("the red cube in the top left box", scenes[k]))
+    return {"objects": len(x), "cnn_ms": round(cnn_ms, 2), "grounding_turn_ms": round(turn_ms, 2),
+            "cnn_over_turn": round(cnn_ms / turn_ms, 3)}
+
+
 def predict(net, data: dict, entries: list[str]) -> list[str]:
     import torch
 
@@ -241,6 +270,14 @@ def noun_score(truth: list[str], nouns: list[str], shaded: np.ndarray) -> dict:
             "kind_acc_shaded": round(float(right[shaded].mean()), 4) if shaded.any() else None,
             "kind_acc_unshaded": round(float(right[~shaded].mean()), 4) if (~shaded).any() else None,
             "errors": int((~right).sum()), "top_confusions": dict(wrong.most_common(10))}
+
+
+def agreement(truth: list[str], baseline: list[str], cnn: list[str]) -> dict:
+    """Where the two namers' errors fall: the same objects (likely perception or labelling) or different ones."""
+    b = np.array([t != n for t, n in zip(truth, baseline, strict=True)])
+    c = np.array([t != n for t, n in zip(truth, cnn, strict=True)])
+    return {"both_wrong": int((b & c).sum()), "only_baseline_wrong": int((b & ~c).sum()),
+            "only_cnn_wrong": int((~b & c).sum())}
 
 
 def shaded_mask(scenes: list[list], truth: list[str]) -> np.ndarray:
@@ -297,6 +334,8 @@ def main() -> None:
         "baseline_catalog_head": score(truth, heads, shaded),
         "baseline_dialogue_noun": noun_score(truth, nouns, shaded),
         "cnn": score(truth, cnn, shaded),
+        "errors_catalog_head_vs_cnn": agreement(truth, heads, cnn),
+        "turn_cost_largest_val_scene": turn_cost(net, val_scenes, val["crops"]),
         "cnn_train_s": round(t_cnn - t_base, 1), "total_s": round(time.perf_counter() - t0, 1)}, indent=1))
 
 
