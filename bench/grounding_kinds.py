@@ -303,6 +303,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="20 training scenes, 10 validation scenes, 3 epochs")
+    ap.add_argument("--cached-baseline", action="store_true",
+                    help="also score the model on the grounding cache's own objects of the validation scenes "
+                         "(scenes.perceived_scenes: the perception it was trained on, if older than today's)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     if args.quick:
@@ -327,6 +330,18 @@ def main() -> None:
     net = train_cnn(train, entries, args.epochs, args.seed, log)
     t_cnn = time.perf_counter()
     cnn = predict(net, val, entries)
+    extra = {}
+    if args.cached_baseline:
+        from koba_ros.grounding.scenes import perceived_scenes
+
+        cached = perceived_scenes(range(0, SCENES_STOP), progress=False)
+        old = [cached[s].objects for s in args.val]
+        old_truth = [n for s in args.val for n in cached[s].names]
+        old_heads, old_nouns = baseline_names(old)
+        old_shaded = shaded_mask(old, old_truth)
+        extra = {"cached_val_objects": len(old_truth), "cached_shaded": int(old_shaded.sum()),
+                 "cached_baseline_catalog_head": score(old_truth, old_heads, old_shaded),
+                 "cached_baseline_dialogue_noun": noun_score(old_truth, old_nouns, old_shaded)}
     print(json.dumps({
         "train_scenes": [args.train.start, args.train.stop], "val_scenes": [args.val.start, args.val.stop],
         "train_objects": len(train["names"]), "val_objects": len(truth), "shaded_val_objects": int(shaded.sum()),
@@ -336,7 +351,7 @@ def main() -> None:
         "cnn": score(truth, cnn, shaded),
         "errors_catalog_head_vs_cnn": agreement(truth, heads, cnn),
         "turn_cost_largest_val_scene": turn_cost(net, val_scenes, val["crops"]),
-        "cnn_train_s": round(t_cnn - t_base, 1), "total_s": round(time.perf_counter() - t0, 1)}, indent=1))
+        **extra, "cnn_train_s": round(t_cnn - t_base, 1), "total_s": round(time.perf_counter() - t0, 1)}, indent=1))
 
 
 if __name__ == "__main__":
