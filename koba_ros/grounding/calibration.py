@@ -83,9 +83,6 @@ def fit_gate_temperature(grounder, samples: list[Sample], base: tuple[float, flo
     `base` (target, destination); the results replace them."""
     # A RetemperedGrounder passed in keeps its groundings (fits on subsets of the same samples ground them once).
     retempered = grounder if isinstance(grounder, RetemperedGrounder) else RetemperedGrounder(grounder)
-    for i in range(0, len(samples), 64):   # ground in batches once; the dialogue's calls then hit the memo
-        batch = samples[i:i + 64]
-        retempered.ground_batch([" ".join(s.text.split()) for s in batch], [s.objects for s in batch])
     chosen = list(base)
     rates: dict = {}
     for which in (1, 0):            # destination first, then target
