@@ -2,10 +2,14 @@
 segmenter, and label each perceived object with the catalog name of the scene object it is.
 
 Rendering + segmentation takes about two seconds a scene, so the perceived objects of each seed range
-are cached under ~/.cache/koba_ros/grounding (not in git) and reused by training, the benchmark and tests.
+are cached under ~/.cache/koba_ros/grounding (not in git) and reused by training, the benchmark and tests. The
+cache name carries a hash of the code and catalog that make the objects, so a changed segmenter or scene
+generator renders again instead of silently reusing old objects (session 5: caches written before two segmenter
+changes fed training and every grounding benchmark about a fifth fewer objects than perception finds today).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -24,6 +28,22 @@ class PerceivedScene:
     objects: list[PerceivedObject]
     names: list[str]            # catalog name of each perceived object
     scene_index: list[int]      # index into the scene file's objects
+
+
+# The files whose content decides which objects a seed's scene is perceived as (with sim/objects/catalog.yaml).
+PERCEPTION_SOURCES = ("perception/segmenter.py", "perception/objects.py", "perception/features.py", "sim/scene.py",
+                      "sim/cell.py", "sim/bullet.py", "sim/layout.py", "sim/catalog.py", "grounding/scenes.py")
+
+
+def perception_version() -> str:
+    """A short hash of PERCEPTION_SOURCES and the catalog: part of every scene cache's name."""
+    from koba_ros.paths import sim_dir
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in [package / rel for rel in PERCEPTION_SOURCES] + [sim_dir() / "objects" / "catalog.yaml"]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def cache_dir() -> Path:
@@ -59,7 +79,7 @@ def render_and_perceive(seed: int, n_objects: int | None = None) -> PerceivedSce
 
 def perceived_scenes(seeds: range, progress: bool = True) -> list[PerceivedScene]:
     """Perceived scenes for these seeds, rendered once and then read from the cache."""
-    path = cache_dir() / f"scenes_{seeds.start}_{seeds.stop}.pkl"
+    path = cache_dir() / f"scenes_{seeds.start}_{seeds.stop}_{perception_version()}.pkl"
     if path.is_file():
         with path.open("rb") as f:
             return pickle.load(f)  # our own cache file, written below
