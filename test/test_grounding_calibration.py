@@ -92,3 +92,15 @@ def test_gate_samples_are_several_draws_of_new_wording_for_the_same_scenes():
     # Deterministic: the same seed gives the same samples.
     assert [s.text for s in phrasing_draws(scenes, 5, seed=0, draws=3)] == [s.text for s in three]
     assert all(s.text.strip() for s in three)
+
+
+def test_refit_of_an_unreadable_model_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "not_a_model.pt"
+    bad.write_text("nonsense")
+    run = subprocess.run([sys.executable, "-m", "koba_ros.grounding.calibration", "refit", str(bad),
+                          str(tmp_path / "out.pt")], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and not (tmp_path / "out.pt").exists()
+    assert run.stderr.strip().count("\n") == 0 and "cannot read grounding model" in run.stderr, run.stderr

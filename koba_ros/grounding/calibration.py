@@ -145,8 +145,9 @@ def refit(model: str, out: str, draws: int | None = None, halves: bool = False) 
     try:
         checkpoint = torch.load(model, weights_only=True)
         config = checkpoint["config"]
-    except (OSError, RuntimeError, KeyError) as e:
-        raise KobaError(f"cannot read grounding model {model}: {e}") from e
+    except Exception as e:  # torch raises many types for a corrupt or foreign file (as Grounder does)
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise KobaError(f"cannot read grounding model {model}: {why}") from None
     samples = validation_phrasings(config, draws)
     per_draw = len(validation_phrasings(config, 1)) if halves else 0
     base = (config["t_target"], config["t_dest"])
@@ -181,8 +182,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import torch
 
+    from koba_ros.errors import KobaError
+
     torch.set_num_threads(args.threads)
-    result = refit(args.model, args.out, args.draws, args.halves)
+    try:
+        result = refit(args.model, args.out, args.draws, args.halves)
+    except KobaError as e:   # one line, like the koba command
+        raise SystemExit(f"calibration: error: {e}") from None
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()), flush=True)
 
 
