@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from koba_ros.grounding import lexicon
-from koba_ros.grounding.dialogue import Dialogue, Reply, Settings, said_kinds, said_side
+from koba_ros.grounding.dialogue import Dialogue, Reply, Settings, said_kinds
 from koba_ros.grounding.evaluation import scripted_answer
 from koba_ros.grounding.instructions import Sample
 from koba_ros.grounding.synthetic import perceive_synthetic
@@ -313,9 +313,10 @@ def test_right_as_an_adverb_is_not_a_side():
     # "... right away" said both sides to lexicon.side, so the side in "on the extreme left" was lost and the other
     # red cube in that box counted as a look-alike (session 5: 9 of the 21 needless look-alike questions on the
     # validation phrasings).
-    assert said_side("get the cube on the extreme left in the top right box into the top left box right away") == "left"
-    assert said_side("the cube on the right, right now") == "right"
-    assert said_side("the one on the left or the right") is None
+    text = "get the cube on the extreme left in the top right box into the top left box right away"
+    assert lexicon.side(text) == "left"
+    assert lexicon.side("the cube on the right, right now") == "right"
+    assert lexicon.side("the one on the left or the right") is None
     sure = ([0.97, 0.0, 0.0, 0.0, 0.0, 0.03], TR)
     text = "get the red cube on the extreme left in the top left box into the top right box right away"
     r = Dialogue(TableGrounder({text: sure}, 5, NOUNS), scene()).start(text)

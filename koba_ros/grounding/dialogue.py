@@ -50,8 +50,6 @@ NOUN_ONLY_AFTER = {"box": {"the", "a", "that", "this", *lexicon.PALETTE}, "can":
 # "the box" next to a preposition of place is the container ("put it in the box", "the box at the top right is
 # where it goes"), not a cube ("the box belongs in ...", "grab the box").
 PLACE_PREPOSITIONS = {"in", "into", "inside", "to", "onto", "on", "at", "from", "out", "toward", "towards"}
-# "right" before these is the adverb ("right away", "right now": at once), not the side.
-RIGHT_AS_ADVERB_BEFORE = {"away", "now", "then", "here", "there", "back", "off"}
 
 
 @dataclass
@@ -268,7 +266,7 @@ class Dialogue:
         mentions = [b for _, b in lexicon.box_mentions(text)]
         # The words say where it is: they name its box, and not only as the destination.
         located = box in mentions and (self.destination != box or len(mentions) >= 2)
-        side, x = said_side(text), self._centre_x
+        side, x = lexicon.side(text), self._centre_x
         # A side said rules out the objects in the pick's box on the other side of it ("on the left": those to its
         # right), not one further to that side, which the words fit better than the pick.
         beyond = {"left": lambda i: x(i) > x(best), "right": lambda i: x(i) < x(best)}.get(side, lambda i: False)
@@ -342,7 +340,7 @@ class Dialogue:
         where = (mentions - {self.destination} or mentions) if len(lexicon.box_mentions(text)) >= 2 else set()
         if len(where) == 1:
             fits = [i for i in fits if self.objects[i].box in where]
-        side, tokens = said_side(text), lexicon.without_boxes(text)
+        side, tokens = lexicon.side(text), lexicon.without_boxes(text)
         # A side said in the box named picks the extreme object there ("the cube on the extreme left in the top left
         # box"), but not beside a landmark ("left of the duck", "the duck's left").
         if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
@@ -400,7 +398,7 @@ class Dialogue:
         box = lexicon.parse_box(text)
         if box is not None:
             cands, said = [c for c in cands if self.objects[c].box == box], True
-        side = said_side(text)
+        side = lexicon.side(text)
         if side and len(cands) > 1:
             said = True
             if len(cands) == 2 or len({self.objects[c].box for c in cands}) == 1:
@@ -431,7 +429,7 @@ class Dialogue:
 
     def _describes(self, text: str, box_side_colour: bool = True) -> bool:
         """Does the text say anything about an object (a box, side, colour, or any other content word)?"""
-        if box_side_colour and (lexicon.parse_box(text) or said_side(text) or _colour_word(text)):
+        if box_side_colour and (lexicon.parse_box(text) or lexicon.side(text) or _colour_word(text)):
             return True
         return any(w not in FILLER and w not in lexicon.PALETTE for w in lexicon.without_boxes(text))
 
@@ -531,15 +529,6 @@ assert all(NOUN_ENTRIES.values())
 # What an object the model names by a noun is: "ball" covers the soccer ball too, but the model names that one
 # "soccer ball", so an object it calls a "ball" is one of the coloured balls (the entries no narrower noun names).
 NOUN_KINDS = {n: e - set().union(*(f for m, f in NOUN_ENTRIES.items() if f < e)) for n, e in NOUN_ENTRIES.items()}
-
-
-def said_side(text: str) -> str | None:
-    """lexicon.side without the adverb "right" ("the tube on the extreme left ... right away" says left; read as
-    both sides it said none, and look-alikes on the other side of the box were asked about)."""
-    tokens = lexicon.words(text)
-    kept = [t for k, t in enumerate(tokens) if not (t == "right" and tokens[k + 1:k + 2]
-                                                    and tokens[k + 1] in RIGHT_AS_ADVERB_BEFORE)]
-    return lexicon.side(" ".join(kept))
 
 
 def said_kinds(text: str, colour: bool = False) -> set[str]:

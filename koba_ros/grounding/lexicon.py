@@ -105,9 +105,15 @@ def without_boxes(text: str) -> list[str]:
     return [t for k, t in enumerate(tokens) if k not in drop]
 
 
+# "right" before these is the adverb ("right away", "right now": at once), not the side.
+RIGHT_AS_ADVERB_BEFORE = {"away", "now", "then", "here", "there", "back", "off"}
+
+
 def side(text: str) -> str | None:
-    """"left"/"right" when the text says which side (box names aside), else None."""
-    tokens = set(without_boxes(text))
+    """"left"/"right" when the text says which side (box names and the adverb "right away" aside), else None."""
+    kept = without_boxes(text)
+    tokens = {t for k, t in enumerate(kept) if not (t == "right" and kept[k + 1:k + 2]
+                                                    and kept[k + 1] in RIGHT_AS_ADVERB_BEFORE)}
     if tokens & {"left", "leftmost"} and not tokens & {"right", "rightmost"}:
         return "left"
     if tokens & {"right", "rightmost"} and not tokens & {"left", "leftmost"}:
