@@ -108,3 +108,15 @@ def test_any_input_ends_as_done_question_or_refusal(grounder, scenes, instructio
     if reply.status == "done":
         assert 0 <= reply.target < len(scenes[0].objects) and reply.destination
     assert np.isfinite(reply.confidence)
+
+
+def test_a_text_grounds_the_same_alone_and_in_a_padded_batch(grounder, scenes):
+    # The BiGRU reads packed sequences: a short text must not read its batchmates' padding (it did before).
+    texts = ["the duck", "could you please pick up the red cube lying in the top left box and put it in the "
+             "bottom right box right away", "put the ball on the left in the lower right corner", "mug"]
+    objects = [scenes[i % len(scenes)].objects for i in range(len(texts))]
+    batched = grounder.ground_batch(texts, objects)
+    for text, objs, g in zip(texts, objects, batched, strict=True):
+        alone = grounder.ground(text, objs)
+        np.testing.assert_allclose(g.target_probs, alone.target_probs, atol=1e-5)
+        np.testing.assert_allclose(g.dest_probs, alone.dest_probs, atol=1e-5)

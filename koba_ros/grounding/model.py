@@ -258,7 +258,17 @@ class GroundingNet(nn.Module):
 
     def pool(self, states: torch.Tensor, mask: torch.Tensor):
         """[B, len(QUERIES), H] attention-pooled query vectors, the attention [B, len(QUERIES), T], the tokens u."""
-        u, _ = self.gru(self.text_in(states))
+        x = self.text_in(states)
+        lengths = mask.sum(1)
+        if bool((lengths == mask.shape[1]).all()):
+            u, _ = self.gru(x)
+        else:
+            # Packed, so the backward direction starts at each text's own last token: without it a short text
+            # read its batch's padding first, and its grounding depended on the other texts in the batch.
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            u, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True,
+                                                    total_length=mask.shape[1])
         scores = torch.einsum("bth,kh->bkt", u, self.attn) / u.shape[-1] ** 0.5
         attn = scores.masked_fill(~mask[:, None, :], -1e9).softmax(-1)
         return torch.einsum("bkt,bth->bkh", attn, u), attn, u
