@@ -108,14 +108,17 @@ def evaluate_grounder(grounder, samples: dict[str, list[Sample]], settings: Sett
     out = {}
     clear = samples.get("clear", [])
     if clear:
-        first_ok = asked = top1 = 0
+        first_ok = final_ok = asked = top1 = 0
         by_name = {True: [0, 0], False: [0, 0]}   # held-out object word in the text? -> [correct, n]
         by_word: dict[str, list[int]] = {}         # each held-out object word -> [top-1 target right, n]
         for s in clear:
-            _, first, _ = play(grounder, s, settings, dialogue_class)
+            _, first, final = play(grounder, s, settings, dialogue_class)
             asked += first.status == "question"
             ok = first.status == "done" and first.target == s.target and first.destination == s.destination
             first_ok += ok
+            # The "target+destination accuracy" read as what the robot ends up doing (questions answered);
+            # `accuracy` (right at once, no question) is the stricter bar the README holds it to.
+            final_ok += final.status == "done" and final.target == s.target and final.destination == s.destination
             right = grounder.ground(s.text, s.objects).ranked()[0][0] == s.target
             top1 += right
             said = [w for w in HELD_OUT_WORDS if f" {w} " in f" {' '.join(lexicon.words(s.text))} "]
@@ -126,7 +129,7 @@ def evaluate_grounder(grounder, samples: dict[str, list[Sample]], settings: Sett
             by_name[held][0] += ok
             by_name[held][1] += 1
         out["clear"] = {"n": len(clear), "accuracy": first_ok / len(clear), "question_rate": asked / len(clear),
-                        "target_top1": top1 / len(clear),
+                        "accuracy_after_dialogue": final_ok / len(clear), "target_top1": top1 / len(clear),
                         "accuracy_held_out_object_words": by_name[True][0] / max(by_name[True][1], 1),
                         "accuracy_seen_object_words": by_name[False][0] / max(by_name[False][1], 1),
                         "n_held_out_object_words": by_name[True][1],
