@@ -64,6 +64,20 @@ def test_objects_round_trip():
     assert np.allclose(back.position, obj.position) and np.allclose(back.size, obj.size)
     assert back.yaw == pytest.approx(0.25) and np.allclose(back.mean_rgb, obj.mean_rgb, atol=1e-3)
     assert np.allclose(back.features, obj.features)
+    assert back.crop is None                                       # no crop sent, none received
+
+
+def test_crop_round_trip_and_a_wrong_sized_crop_stays_visible():
+    crop = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    obj = PerceivedObject(id=1, bbox=(1, 2, 3, 4), position=(0.5, 0.1, 0.03), size=(0.04, 0.05, 0.06), box="top_left",
+                          mean_rgb=(0.8, 0.1, 0.1), crop=crop)
+    msg = objects_to_msg([obj], STAMP)
+    assert len(msg.objects[0].crop) == 5 * 48 * 48
+    (back,) = msg_to_objects(msg)
+    assert back.crop.dtype == np.uint8 and np.array_equal(back.crop, crop)
+    msg.objects[0].crop = bytes(100)                                # a foreign publisher's crop of another size
+    (bad,) = msg_to_objects(msg)
+    assert bad.crop.shape == (100,)                                # kept, so the crop model names the object
 
 
 def test_realsense_frames_to_arrays():

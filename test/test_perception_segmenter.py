@@ -41,7 +41,8 @@ def test_object_fields(seen):
         assert obj.id == i
         x, y, w, h = obj.bbox
         assert obj.mask.shape == frame.depth.shape and obj.mask[y:y + h, x:x + w].sum() == obj.mask.sum()
-        assert obj.crop.shape[0] >= h and obj.crop.shape[1] >= w and obj.crop.dtype == np.uint8
+        assert obj.crop.shape == (5, 48, 48) and obj.crop.dtype == np.uint8   # perception/crops.py
+        assert obj.crop[3, 24, 24] == 255 and obj.crop[4].max() > 0          # its own mask, its height
         assert obj.features.ndim == 1 and np.all(np.isfinite(obj.features))
         assert all(0.005 < s < 0.12 for s in obj.size)
     red = [o for o in objects if "color:red" in o.attributes]

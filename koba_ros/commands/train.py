@@ -14,6 +14,9 @@ def add_arguments(p):
                    "threads made training far slower).")
     p.add_argument("--token-drop", type=float, default=0.0,
                    help="Word dropout on the text encoder's token states while training (default 0: off).")
+    p.add_argument("--crops", action="store_true",
+                   help="Add CNN features of each object's crop (pretrained on the objects' kinds, then frozen).")
+    p.add_argument("--crop-epochs", type=int, default=20, help="Epochs of the crop encoder's pretraining (default 20).")
     p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
     p.add_argument("--json", action="store_true", help="Print a JSON summary.")
 
@@ -26,7 +29,7 @@ def run(args):
     from koba_ros.grounding.training import TrainConfig, train
     from koba_ros.paths import models_dir
 
-    for name in ("scenes", "per_scene", "epochs", "threads"):
+    for name in ("scenes", "per_scene", "epochs", "threads", "crop_epochs"):
         if getattr(args, name) < 1:
             raise KobaError(f"--{name.replace('_', '-')} must be at least 1")
     if args.scenes < 4:
@@ -37,7 +40,7 @@ def run(args):
     name = "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"
     cfg = TrainConfig(encoder=args.encoder, scenes=args.scenes, per_scene=args.per_scene, epochs=args.epochs,
                       seed=args.seed, threads=args.threads,
-                      token_drop=args.token_drop)
+                      token_drop=args.token_drop, crops=args.crops, crop_epochs=args.crop_epochs)
     summary = train(cfg, out, weights_name=name, progress=not args.json, log=(lambda *_: None) if args.json else print)
     if args.json:
         print_json(summary)

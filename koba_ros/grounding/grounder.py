@@ -15,7 +15,8 @@ import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.grounding.catalog_phrases import catalog_phrases
-from koba_ros.grounding.features import BASE_DIM, PAIR_DIM, object_features, pair_features
+from koba_ros.grounding.crop_encoder import CropEncoder
+from koba_ros.grounding.features import PAIR_DIM, object_features, pair_features
 from koba_ros.grounding.model import GroundingNet
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
 from koba_ros.paths import models_dir
@@ -49,12 +50,17 @@ def default_model_path() -> Path:
     return models_dir() / "grounding" / "grounding.pt"
 
 
-def scene_tensors(objects: list[PerceivedObject], appearance_dim: int, cache: dict | None = None):
-    """Object and pair features of one scene (text-independent), memoised in `cache` by the list's identity."""
-    key = id(objects)
+def scene_tensors(objects: list[PerceivedObject], appearance_dim: int, cache: dict | None = None,
+                  crop_encoder: CropEncoder | None = None):
+    """Object and pair features of one scene (text-independent), memoised in `cache` by the list's identity (and
+    the crop encoder's). With a crop encoder the object features end with its CROP_DIM features of each crop."""
+    key = (id(objects), id(crop_encoder))
     if cache is not None and key in cache and cache[key][0] is objects:
         return cache[key][1]
-    feats = (torch.from_numpy(object_features(objects, appearance_dim)), torch.from_numpy(pair_features(objects)))
+    x = torch.from_numpy(object_features(objects, appearance_dim))
+    if crop_encoder is not None:
+        x = torch.cat([x, crop_encoder.embed(objects)], 1)
+    feats = (x, torch.from_numpy(pair_features(objects)))
     if cache is not None:
         cache[key] = (objects, feats)
     return feats
@@ -67,13 +73,13 @@ def batch_inputs(texts, object_lists, encoder, net: GroundingNet, appearance_dim
     else:
         states, mask = encoder(texts)
     n = max(1, max(len(objs) for objs in object_lists))
-    objects = torch.zeros(len(texts), n, BASE_DIM + appearance_dim)
+    objects = torch.zeros(len(texts), n, net.object_dim)
     pairs = torch.zeros(len(texts), n, n, PAIR_DIM)
     obj_mask = torch.zeros(len(texts), n, dtype=torch.bool)
     for b, objs in enumerate(object_lists):
         k = len(objs)
         if k:
-            objects[b, :k], pairs[b, :k, :k] = scene_tensors(objs, appearance_dim, cache)
+            objects[b, :k], pairs[b, :k, :k] = scene_tensors(objs, appearance_dim, cache, net.crop_encoder)
             obj_mask[b, :k] = True
     return states, mask, objects, pairs, obj_mask
 
@@ -197,7 +203,8 @@ class Grounder:
         # build them once, so an ensemble only runs its small heads once per member.
         shared, per_member = {}, []
         for m in self.members:
-            key = (id(m.encoder), m.appearance_dim) if m.encoder is not None else None
+            # (a crop model's object features are its own encoder's: shared only with itself)
+            key = (id(m.encoder), m.appearance_dim, id(m.net.crop_encoder)) if m.encoder is not None else None
             if key is not None and key not in shared:
                 shared[key] = batch_inputs(texts, object_lists, m.encoder, m.net, m.appearance_dim)
             per_member.append(m.ground_batch(texts, object_lists, shared.get(key)))

@@ -7,6 +7,8 @@ box. Here, per instruction with token states h_1..h_T (from either text encoder)
     u_t   = BiGRU(W h_t)                                   contextualised tokens
     q_k   = sum_t softmax_t(u_t . a_k) u_t                 k in {target, landmark, relation, destination}
     e_i   = MLP_obj(x_i)                                   x_i: colour, size, box, place in box, appearance
+                                                           (+ c_i, CNN features of the object's crop, with the crop
+                                                           encoder: crop_encoder.py)
     s_i   = MLP_match([q_target * e_i, e_i])               how well object i fits the description
     l_j   = softmax_j MLP_match'([q_landmark * e_j, e_j])  which object a relation refers to ("the duck")
     s_i  += sum_j l_j MLP_rel([q_relation, pair_ij])       "left of", "next to" (pair_ij: image offsets)
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from koba_ros.grounding.catalog_phrases import CatalogPhrases, catalog_phrases
+from koba_ros.grounding.crop_encoder import CROP_DIM, CropEncoder
 from koba_ros.grounding.features import BASE_DIM, BOX_COLUMNS, PAIR_DIM
 from koba_ros.grounding.instructions import COLOURS  # the catalog's colour words
 
@@ -200,6 +203,7 @@ class GroundingNet(nn.Module):
         self.location: LocationHead | None = None
         self.scene_none: SceneNone | None = None
         self.colour: ColourHead | None = None
+        self.crop_encoder: CropEncoder | None = None
         self.phrases: CatalogPhrases | None = None
         self._phrase_states = self._phrase_cache = None
 
@@ -216,6 +220,20 @@ class GroundingNet(nn.Module):
     def use_colour(self) -> None:
         self.colour = ColourHead(self.hidden)
 
+    def use_crops(self, encoder: CropEncoder | None = None) -> None:
+        """x_i grows by the crop encoder's CROP_DIM floats (a new, wider MLP_obj); the encoder is frozen (pretrained
+        by crop_encoder.pretrain; a checkpoint that has one gets it in load_state_dict)."""
+        self.crop_encoder = (encoder or CropEncoder()).eval().requires_grad_(False)
+        self.crop_encoder.memo.clear()
+        width = self.obj[0].in_features + CROP_DIM
+        self.obj = mlp(width, self.hidden, self.hidden)
+        self.obj_mean, self.obj_std = torch.zeros(width), torch.ones(width)   # buffers, re-registered by assignment
+
+    @property
+    def object_dim(self) -> int:
+        """Width of x_i: the hand-made features (+ CROP_DIM with the crop encoder)."""
+        return self.obj[0].in_features
+
     def set_catalog(self, phrases: CatalogPhrases, encoder=None) -> None:
         """The catalog texts to read; `encoder` is the frozen text encoder (None: the net's own trainable one)."""
         self.phrases, self._phrase_cache = phrases, None
@@ -231,11 +249,18 @@ class GroundingNet(nn.Module):
             self.use_scene_none()
         if self.colour is None and "colour.attn" in state_dict:
             self.use_colour()
+        if self.crop_encoder is None and "crop_encoder.conv.0.0.weight" in state_dict:
+            self.use_crops()
+        if self.crop_encoder is not None:
+            self.crop_encoder.memo.clear()   # memoised features of the old weights
         return super().load_state_dict(state_dict, strict, assign)
 
     def train(self, mode: bool = True):
         self._phrase_cache = None   # phrase embeddings depend on the weights; cached only while evaluating
-        return super().train(mode)
+        super().train(mode)
+        if self.crop_encoder is not None:
+            self.crop_encoder.eval()   # frozen: its BatchNorm keeps the pretraining statistics
+        return self
 
     def _catalog_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Catalog phrase embeddings [P, D] and membership [C, P]; reads the catalog file the first time."""

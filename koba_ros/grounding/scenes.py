@@ -1,5 +1,6 @@
 """Training scenes from the picking cell: render seeded random scenes, perceive them with the real
-segmenter, and label each perceived object with the catalog name of the scene object it is.
+segmenter, and label each perceived object with the catalog name of the scene object it is. Each object keeps
+its 5x48x48 crop (perception/crops.py, 11.5 KB) for the crop encoder; its full-image mask is dropped.
 
 Rendering + segmentation takes about two seconds a scene, so the perceived objects of each seed range
 are cached under ~/.cache/koba_ros/grounding (not in git) and reused by training, the benchmark and tests. The
@@ -31,7 +32,8 @@ class PerceivedScene:
 
 
 # The files whose content decides which objects a seed's scene is perceived as (with sim/objects/catalog.yaml).
-PERCEPTION_SOURCES = ("perception/segmenter.py", "perception/objects.py", "perception/features.py", "sim/scene.py",
+PERCEPTION_SOURCES = ("perception/segmenter.py", "perception/objects.py", "perception/features.py",
+                      "perception/crops.py", "sim/scene.py",
                       "sim/cell.py", "sim/bullet.py", "sim/layout.py", "sim/catalog.py", "grounding/scenes.py")
 
 
@@ -73,7 +75,7 @@ def render_and_perceive(seed: int, n_objects: int | None = None) -> PerceivedSce
     labels = label_objects(objects, truth)
     kept = [(o, i) for o, i in zip(objects, labels, strict=False) if i is not None]
     for new_id, (o, _) in enumerate(kept):
-        o.id, o.crop, o.mask = new_id, None, None   # crops and masks are not used by the model; keep the cache small
+        o.id, o.mask = new_id, None   # the full-image mask is not read by the model (the crop carries its window)
     return PerceivedScene(seed, [o for o, _ in kept], [scene.objects[i].name for _, i in kept], [i for _, i in kept])
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from koba_ros.grounding.calibration import fit_gate_temperature, phrasing_draws
 from koba_ros.grounding.catalog_phrases import catalog_phrases
+from koba_ros.grounding.crop_encoder import predict_kinds, pretrain
 from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
 from koba_ros.grounding.instructions import COLOURS, HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
@@ -55,6 +56,9 @@ class TrainConfig:
                                       # ("put the red put ..."; novel_words.homograph_words), since "can" was ignored
     nonce_phrasing: float = 0.0       # share of training phrasings (command, box, location) with one verb/noun made up
                                       # (novel_words.NoncePhrasing): sentence shape over the few training verbs
+    crops: bool = False               # CNN features of each object's crop join x_i (crop_encoder.py), pretrained on
+                                      # the training objects' kinds, then frozen
+    crop_epochs: int = 20             # epochs of that pretraining
 
 
 def make_samples(scenes, split: str, per_scene: int, seed: int, weights: dict | None = None,
@@ -262,6 +266,7 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         net.use_scene_none()
     if cfg.colour:
         net.use_colour()
+    crop_summary = pretrain_crops(net, scenes[:-n_val], scenes[-n_val:], sorted(catalog), cfg, log) if cfg.crops else {}
     colour_of = {name: entry.color for name, entry in catalog.items()}
     feats = np.concatenate([batch_inputs(["x"], [s.objects], encoder, net, appearance_dim)[2][0].numpy()
                             for s in scenes[:50] if s.objects])
@@ -337,8 +342,24 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
                "t_target": t_target, "t_target_nll": t_nll, "gate_rates_val": gate_rates, "t_dest": t_dest,
                "seconds": round(time.perf_counter() - t0, 1), "weights": str(out_dir / weights_name),
                "parameters": sum(p.numel() for p in net.parameters()),
-               "novel_word_samples": len(novel.renamed) if novel else 0}
+               "novel_word_samples": len(novel.renamed) if novel else 0, **crop_summary}
     return summary
+
+
+def pretrain_crops(net: GroundingNet, train_scenes, val_scenes, entries: list[str], cfg: TrainConfig, log) -> dict:
+    """Pretrain the crop encoder on the training scenes' object kinds, give it (frozen) to the net; its kind
+    accuracy on the validation scenes' objects goes into the summary."""
+    t0 = time.perf_counter()
+    objects = [o for s in train_scenes for o in s.objects]
+    kinds = pretrain(objects, [n for s in train_scenes for n in s.names], entries, cfg.crop_epochs, cfg.seed,
+                     log=log)
+    net.use_crops(kinds.encoder)
+    val_objects = [o for s in val_scenes for o in s.objects]
+    named = predict_kinds(kinds, val_objects, entries) if val_objects else []
+    truth = [n for s in val_scenes for n in s.names]
+    right = sum(a == b for a, b in zip(named, truth, strict=True))
+    return {"crop_pretrain_objects": len(objects), "crop_pretrain_s": round(time.perf_counter() - t0, 1),
+            "crop_val_objects": len(truth), "crop_val_kind_acc": round(right / max(len(truth), 1), 4)}
 
 
 def _write_curves(curve: list[dict], out_dir: Path, stem: str) -> None:

@@ -11,6 +11,7 @@ from koba_interfaces.msg import DetectedObject, DetectedObjectArray
 from sensor_msgs.msg import CameraInfo, Image
 
 from koba_ros.errors import KobaError
+from koba_ros.perception.crops import CHANNELS, SIDE
 from koba_ros.perception.objects import PerceivedObject
 
 
@@ -92,12 +93,27 @@ def objects_to_msg(objects: list[PerceivedObject], stamp, frame_id: str = "base_
             size=Vector3(x=o.size[0], y=o.size[1], z=o.size[2]), box=o.box,
             attributes=[*o.attributes, f"yaw:{o.yaw:.4f}", f"width:{o.width:.4f}",
                         "mean_rgb:" + ",".join(f"{c:.3f}" for c in o.mean_rgb)],
-            embedding=[float(v) for v in (o.features if o.features is not None else [])]))
+            embedding=[float(v) for v in (o.features if o.features is not None else [])],
+            crop=crop_to_bytes(o.crop)))
     return out
 
 
+def crop_to_bytes(crop: np.ndarray | None) -> bytes:
+    """DetectedObject.crop: the CHANNELS x SIDE x SIDE uint8 crop in C order, or empty (no crop)."""
+    return b"" if crop is None else np.ascontiguousarray(crop, dtype=np.uint8).tobytes()
+
+
+def bytes_to_crop(data) -> np.ndarray | None:
+    """The crop back (None when empty). Bytes of another length stay a flat array, so a crop model says which
+    object's crop has the wrong shape instead of this callback failing on the whole message."""
+    flat = np.frombuffer(bytes(data), dtype=np.uint8).copy()
+    if flat.size == 0:
+        return None
+    return flat.reshape(CHANNELS, SIDE, SIDE) if flat.size == CHANNELS * SIDE * SIDE else flat
+
+
 def msg_to_objects(msg: DetectedObjectArray) -> list[PerceivedObject]:
-    """The ROS-free twin of each DetectedObject (crop and mask do not travel in the message)."""
+    """The ROS-free twin of each DetectedObject (the crop travels, the full-image mask does not)."""
     objects = []
     for d in msg.objects:
         carried = ("yaw:", "width:", "mean_rgb:")   # fields DetectedObject has no slot for ride as attributes
@@ -108,5 +124,5 @@ def msg_to_objects(msg: DetectedObjectArray) -> list[PerceivedObject]:
             id=d.id, bbox=(d.x, d.y, d.width, d.height), position=(d.position.x, d.position.y, d.position.z),
             size=(d.size.x, d.size.y, d.size.z), box=d.box, mean_rgb=mean_rgb, attributes=attributes,
             features=np.array(d.embedding, dtype=np.float32), score=d.score, yaw=float(extra.get("yaw", 0.0)),
-            width=float(extra.get("width", 0.0))))
+            width=float(extra.get("width", 0.0)), crop=bytes_to_crop(d.crop)))
     return objects

@@ -16,7 +16,8 @@ class PerceivedObject:
     mean_rgb: tuple[float, float, float]       # mean colour of the mask, 0..1
     attributes: list[str] = field(default_factory=list)   # e.g. "color:red", "shape:round"
     features: np.ndarray | None = None         # appearance vector (colour histogram, shape descriptors)
-    crop: np.ndarray | None = None             # HxWx3 uint8 image crop around the object
+    crop: np.ndarray | None = None             # 5x48x48 uint8: RGB, own mask, height above the floor
+                                               # (perception/crops.py; what grounding's crop encoder reads)
     mask: np.ndarray | None = None             # HxW bool in the full image
     score: float = 1.0
     yaw: float = 0.0                           # direction of the long axis in base_link x-y, radians

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from koba_ros.perception.crops import object_crop
 from koba_ros.perception.features import appearance, pixel_hsv
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.layout import BoxRegion, box_regions
@@ -31,7 +32,6 @@ MIN_PIXELS = 40           # smaller regions are noise
 MIN_SEED = 150            # px; an object core is larger than any printed pattern on it
 HEIGHT_EDGE = 0.004      # m of height change per pixel: a step between touching objects
 COLOUR_EDGE = 0.12      # colour change per pixel (0..1 per channel, summed)
-CROP_PAD = 8              # px around a crop
 WINDOW_PAD = 2            # px around the boxes' window (filters see background at its border)
 SQUARE = np.ones((3, 3), np.uint8)
 CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -188,6 +188,7 @@ def perceive(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, camera_pose: np.
     objects.sort(key=lambda o: (o.bbox[1] + o.bbox[3] / 2, o.bbox[0] + o.bbox[2] / 2))
     for i, obj in enumerate(objects):
         obj.id = i
+        obj.crop = object_crop(rgb, depth, obj.bbox, obj.mask)   # what grounding's crop encoder reads
     return objects
 
 
@@ -211,11 +212,9 @@ def _describe(rgb, hsv, points, height, window, local_window, local, boxes) -> P
     features, attributes = appearance(colours, hsv[local_window][local], local, (hi - lo), top)
     full = np.zeros(rgb.shape[:2], dtype=bool)
     full[y0:y1, x0:x1] = local
-    h, w = full.shape
-    crop = rgb[max(0, y0 - CROP_PAD):min(h, y1 + CROP_PAD), max(0, x0 - CROP_PAD):min(w, x1 + CROP_PAD)].copy()
     return PerceivedObject(
         id=0, bbox=(int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
         position=(float(cx), float(cy), float(floor + top / 2)),
         size=(float(hi[0] - lo[0]), float(hi[1] - lo[1]), top), box=box,
         mean_rgb=tuple(float(c) for c in colours.mean(axis=0)), attributes=attributes, features=features,
-        crop=crop, mask=full, score=1.0, yaw=yaw, width=width)
+        mask=full, score=1.0, yaw=yaw, width=width)
