@@ -25,7 +25,23 @@ TEMPLATES = {
               "put {obj} over in {dest}", "I need {obj} placed in {dest}", "transport {obj} to {dest}",
               "drop {obj} in {dest}", "shift {obj} over to {dest} {tail}", "kindly put {obj} in {dest}",
               "let's put {obj} in {dest}", "carry {obj} to {dest}", "{dest} needs {obj}",
-              "{polite} relocate {obj} to {dest}", "the robot should move {obj} to {dest}"],
+              "{polite} relocate {obj} to {dest}", "the robot should move {obj} to {dest}",
+              # session 6: a wider training grammar (unseen validation verbs "belongs in", "set ... down in" were
+              # read as "no box said"); new words only, none of any validation or held-out phrasing
+              # (test_grounding_grammar.py)
+              "stow {obj} in {dest}", "deposit {obj} in {dest}", "pop {obj} into {dest}", "stick {obj} in {dest}",
+              "toss {obj} into {dest}", "slide {obj} to {dest}", "push {obj} into {dest}", "lay {obj} in {dest}",
+              "tuck {obj} into {dest}", "pack {obj} into {dest}", "deliver {obj} to {dest}",
+              "send {obj} to {dest}", "leave {obj} in {dest}", "return {obj} to {dest}", "insert {obj} into {dest}",
+              "haul {obj} to {dest}", "{polite} stow {obj} in {dest} {tail}", "{polite} park {obj} in {dest}",
+              "{polite} reposition {obj} to {dest}", "{polite} deposit {obj} inside {dest} {tail}",
+              "{obj} has to end up in {dest}", "{obj} ought to be in {dest}", "make sure {obj} ends up in {dest}",
+              "{obj} must end up in {dest}", "{dest} receives {obj}", "to {dest} with {obj}", "{obj} to {dest}",
+              "next, {obj} into {dest} {tail}", "pick {obj} up and stow it in {dest}",
+              "collect {obj} and deposit it in {dest}", "first pick up {obj}, then put it in {dest}",
+              "I require {obj} in {dest}", "we need {obj} in {dest}", "let's have {obj} in {dest}",
+              "it's time to put {obj} in {dest}", "the task is to place {obj} in {dest}",
+              "{polite} carry {obj} across to {dest}", "{polite} lay {obj} inside {dest} {tail}"],
     "test": ["could you move {obj} over to {dest}?", "I'd like {obj} in {dest}", "grab {obj} and drop it into {dest}",
              "{dest} is where {obj} should go", "please transfer {obj} to {dest}",
              "would you mind putting {obj} in {dest}", "hey robot, {obj} needs to go to {dest}"],
@@ -33,13 +49,20 @@ TEMPLATES = {
             "get {obj} into {dest} {tail}", "I would love {obj} in {dest}"],
 }
 NO_DEST_TEMPLATES = {
-    "train": ["pick up {obj}", "grab {obj}", "move {obj}", "{polite} pick up {obj}", "take {obj}"],
+    "train": ["pick up {obj}", "grab {obj}", "move {obj}", "{polite} pick up {obj}", "take {obj}",
+              "pick {obj} up", "collect {obj}", "grasp {obj} {tail}", "{polite} snatch {obj}", "retrieve {obj}",
+              "{polite} pick {obj} up {tail}", "seize {obj}", "{polite} clutch {obj}", "I need {obj} picked up",
+              "raise {obj}", "{polite} remove {obj} {tail}"],
     "test": ["could you take {obj}?", "I want {obj} moved", "fetch {obj} for me"],
     "val": ["lift {obj}", "{polite} get hold of {obj}"],
 }
-POLITE = {"train": ["please", "can you", "robot,", "", "okay,"], "test": ["could you", "would you kindly", "hey,"],
+POLITE = {"train": ["please", "can you", "robot,", "", "okay,", "ok,", "alright,", "so,", "um,", "well,", "next,",
+                    "now then,", "also,", "assistant,", "buddy,", "friend,"],
+          "test": ["could you", "would you kindly", "hey,"],
           "val": ["pretty please", "hi robot,"]}
-TAIL = {"train": ["please", "thanks", "", "now"], "test": ["if you don't mind", "thank you"],
+TAIL = {"train": ["please", "thanks", "", "now", "thanks a lot", "many thanks", "much appreciated", "carefully",
+                  "gently", "quickly", "immediately", "at once", "asap", "okay?", "thx"],
+        "test": ["if you don't mind", "thank you"],
         "val": ["cheers", "right away"]}
 BOX_PHRASES = {
     "train": ["the {v} {h} box", "the {v}-{h} bin", "the box in the {v} {h}", "{v} {h}", "the {v} {h} container",
@@ -47,7 +70,15 @@ BOX_PHRASES = {
               "the one at the {v} {h}", "the {h}-hand box in the {vb} row", "the {v} {h} area",
               # horizontal before vertical, split by other words (the held-out "the left box at the top" was read
               # with a destination p just under the asking threshold: training only said "{h}" first in one form)
-              "the {h} container in the {vb} row", "the {vb} bin on the {h} side"],
+              "the {h} container in the {vb} row", "the {vb} bin on the {h} side",
+              # session 6: more box nouns (the validation "slot" / "spot" were read as no box or the wrong one);
+              # halves said apart only across the lexicon's filler words (lexicon.BOX_FILLER)
+              "the {v} {h} crate", "the {v} {h} basket", "the {v} {h} bucket", "the {v} {h} tub",
+              "the {v} {h} quadrant", "the {v} {h} zone", "the {v} {h} region", "the {v} {h} drawer",
+              "the {v} {h} bay", "the {v} {h} part", "the {v} {h} space", "the {v} {h} position",
+              "the {v} {h} cell", "the {v}-{h} quadrant", "the {v} {h}", "the {v} {h} of the table",
+              "the {v} {h} quadrant of the table", "the {vb} tray on the {h}", "the {h} tray in the {vb} row",
+              "the {vb} container on the {h} side", "the {h}-hand bin in the {vb} row"],
     "test": ["the {v} {h} corner", "the box at the {v} {h}", "the {h} box at the {vb}", "the {v} {h} one"],
     "val": ["the {v} {h} slot", "the {vb} {h} spot"],
 }
@@ -56,7 +87,14 @@ LOCATION = {"train": ["{np} in {box}", "{np} from {box}", "{np} located in {box}
                       "{np} inside {box}", "{np} over in {box}",
                       # session 3: held-out location phrasings were read loosely (18 of the top-1 errors picked an
                       # object outside the box the words name), so more ways of saying where it is
-                      "{np} resting in {box}", "{np} you can see in {box}", "{np} currently in {box}"],
+                      "{np} resting in {box}", "{np} you can see in {box}", "{np} currently in {box}",
+                      # session 6: the validation participles "lying in", "placed in" still picked objects outside
+                      # the box named; many more ways of saying where the object is
+                      "{np} kept in {box}", "{np} stored in {box}", "{np} positioned in {box}", "{np} found in {box}",
+                      "{np} waiting in {box}", "{np} standing in {box}", "{np} stashed in {box}",
+                      "{np} contained in {box}", "{np} located inside {box}", "{np} now in {box}",
+                      "{np} already in {box}", "{np} within {box}", "{np} inside of {box}", "{np} out of {box}",
+                      "{np} you will find in {box}", "{np} stuck in {box}", "{np} hiding in {box}"],
             "test": ["{np} sitting in {box}", "{np} that is in {box}"],
             "val": ["{np} lying in {box}", "{np} placed in {box}"]}
 ANSWER_BOX = ["the one in the {v} {h} box", "{v} {h}", "the {v} {h} one", "in the {v} {h}"]
@@ -67,18 +105,34 @@ ANSWER_BOX = ["the one in the {v} {h} box", "{v} {h}", "the {v} {h} one", "in th
 EXTREME = {"train": {"left": ["the leftmost {n}", "the {n} on the left", "the left-most {n}",
                               "the {n} at the far left", "the {n} most to the left",
                               "the {n} closest to the left edge", "the {n} all the way to the left",
-                              "the {n} to the left of the others", "the {n} at the very left"],
+                              "the {n} to the left of the others", "the {n} at the very left",
+                              # session 6: more extremes (the validation "on the extreme left" picked the wrong one)
+                              "the {n} nearest the left edge", "the {n} way out on the left",
+                              "the {n} on the far left side",
+                              "the {n} at the left end", "the {n} most on the left", "the {n} by the left edge",
+                              "the {n} on the very left", "the {n} nearest to the left", "the {n} on the outer left"],
                      "right": ["the rightmost {n}", "the {n} on the right", "the right-most {n}",
                                "the {n} at the far right", "the {n} most to the right",
                                "the {n} closest to the right edge", "the {n} all the way to the right",
-                               "the {n} to the right of the others", "the {n} at the very right"]},
+                               "the {n} to the right of the others", "the {n} at the very right",
+                               "the {n} nearest the right edge", "the {n} way out on the right",
+                               "the {n} on the far right side", "the {n} at the right end", "the {n} most on the right",
+                               "the {n} by the right edge", "the {n} on the very right", "the {n} nearest to the right",
+                               "the {n} on the outer right"]},
            "test": {"left": ["the {n} furthest to the left"], "right": ["the {n} furthest to the right"]},
            "val": {"left": ["the {n} on the extreme left"], "right": ["the {n} on the extreme right"]}}
-RELATION = {"train": {"left": ["the {n} to the left of {lm}", "the {n} on the left side of {lm}"],
-                      "right": ["the {n} to the right of {lm}", "the {n} on the right side of {lm}"]},
+RELATION = {"train": {"left": ["the {n} to the left of {lm}", "the {n} on the left side of {lm}",
+                               "the {n} on the left of {lm}", "the {n} just to the left of {lm}",
+                               "the {n} immediately to the left of {lm}", "the {n} more to the left than {lm}",
+                               "the {n} to the left side of {lm}", "the {n} beside {lm} on its left side"],
+                      "right": ["the {n} to the right of {lm}", "the {n} on the right side of {lm}",
+                                "the {n} on the right of {lm}", "the {n} just to the right of {lm}",
+                                "the {n} immediately to the right of {lm}", "the {n} more to the right than {lm}",
+                                "the {n} to the right side of {lm}", "the {n} beside {lm} on its right side"]},
             "test": {"left": ["the {n} left of {lm}"], "right": ["the {n} right of {lm}"]},
             "val": {"left": ["the {n} on {lm}'s left"], "right": ["the {n} on {lm}'s right"]}}
-GENERIC = {"train": ["one", "thing", "object"], "test": ["item"], "val": ["thingy"]}
+GENERIC = {"train": ["one", "thing", "object", "bit", "doodad", "whatsit", "whatchamacallit"], "test": ["item"],
+           "val": ["thingy"]}
 HELD_OUT_WORDS = {"rubber duckie", "bath toy", "stuffed bear", "plushie", "coffee cup", "tea cup", "football",
                   "building block", "block of wood", "domino piece", "square block", "round thing", "can",
                   "the little yellow bird", "the cuddly bear", "the thing you drink coffee from", "the ball you kick",

@@ -167,7 +167,12 @@ def phrasing_vocabulary(catalog: dict) -> set[str]:
 # phrasing, the participle of a location phrasing. All are training words; made-up words replace them.
 REWORDABLE = {"put", "move", "place", "pick", "goes", "take", "want", "need", "needs", "placed", "transport", "drop",
               "shift", "carry", "relocate", "get", "box", "bin", "container", "tray", "compartment", "section", "area",
-              "located", "resting", "currently"}
+              "located", "resting", "currently",
+              # session 6's wider training grammar (instructions.py)
+              "stow", "deposit", "pop", "stick", "toss", "slide", "push", "lay", "tuck", "pack", "deliver", "send",
+              "leave", "return", "insert", "haul", "park", "reposition", "collect", "require", "crate", "basket",
+              "bucket", "tub", "quadrant", "zone", "region", "drawer", "bay", "kept", "stored", "positioned", "found",
+              "waiting", "standing", "stashed", "contained", "stuck", "hiding"}
 
 
 class NoncePhrasing:
