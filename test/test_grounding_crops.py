@@ -111,9 +111,9 @@ def test_every_committed_model_loads_without_a_crop_encoder(path):
 
 def test_old_checkpoint_loads_and_reads_the_same_inputs_as_before():
     """The committed default has no crop encoder: it loads strictly, its object features keep their width
-    (BASE_DIM + appearance) and objects without crops ground as before. (Checked once in session 6: the default,
-    grounding_byte.pt and grounding_session1.pt give bit-identical probabilities before and after the crop encoder
-    change on 225 validation texts, single and batched; docs/grounding.md.)"""
+    (BASE_DIM + appearance) and objects without crops ground as before. (Checked once in session 6: the then default,
+    now grounding_session4.pt, grounding_byte.pt and grounding_session1.pt give bit-identical probabilities before and
+    after the crop encoder change on 225 validation texts, single and batched; docs/grounding.md.)"""
     ckpt = torch.load(default_model_path(), map_location="cpu", weights_only=True)
     assert not any(k.startswith("crop_encoder.") for k in ckpt["state_dict"])
     member = Member(default_model_path(), minilm=lambda: None)
