@@ -6,7 +6,7 @@ def add_arguments(p):
     p.add_argument("what", choices=["grounding"], help="Which model to train.")
     p.add_argument("--encoder", choices=["minilm", "byte"], default="minilm",
                    help="Text encoder: pretrained MiniLM (frozen) or our byte-level transformer (default minilm).")
-    p.add_argument("--scenes", type=int, default=300, help="Rendered training scenes (default 300; cached).")
+    p.add_argument("--scenes", type=int, default=600, help="Rendered training scenes (default 600; cached).")
     p.add_argument("--per-scene", type=int, default=30, help="Instructions generated per scene (default 30).")
     p.add_argument("--epochs", type=int, default=12, help="Epochs (default 12).")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")

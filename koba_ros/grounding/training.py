@@ -35,7 +35,7 @@ TRAIN_KIND_WEIGHTS = {"clear": 0.45, "ambiguous": 0.2, "absent": 0.15, "no_box":
 @dataclass
 class TrainConfig:
     encoder: str = "minilm"          # minilm | byte
-    scenes: int = 300                # rendered training scenes (the last 15% validate)
+    scenes: int = 600                # rendered training scenes (the last 15% validate); 300 before session 6
     per_scene: int = 30              # instructions generated per scene
     epochs: int = 12
     batch_size: int = 64
