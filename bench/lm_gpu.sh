@@ -15,6 +15,10 @@
 # full size needs REPRO_LIMIT=400, an estimate). KOBA_PY picks the Python (default
 # .venv/bin/python; it needs a CUDA build of torch on the GPU machine).
 # KOBA_LM_PARALLEL=1 runs the reproductions concurrently (REPRO_LIMIT each, from the start), then the bench alone.
+# KOBA_LM_SWEEPS="spike --size full --set n_layers=24; spike --size full --set batch=8" (parallel mode only) also runs
+# bench/lm_repro_sweep.py with each ';'-separated argument list, alongside the repros (same limit; no spaces inside a
+# value); each writes $OUT/sweep_N/ and sweep_N.stdout. KOBA_LM_PROFILE_STEPS=3 adds the bench's kernel-time
+# breakdown per variant (koba_ros/nlp/kernel_profile.py).
 # KOBA_LM_TINY=1 runs the same steps on the CPU: tiny bench (eager variants; compiling on a CPU takes minutes) and
 # test-size reproductions (default expand).
 set -uo pipefail
@@ -47,7 +51,8 @@ left() {  # seconds this step may take: min(limit, what is left of TOTAL), at le
 status=0
 run_bench() {
   echo "== bench (t=${SECONDS}s)" >&2
-  timeout "$(left "${BENCH_LIMIT:-270}")" "$PY" -m koba_ros.nlp bench "${BENCH[@]}" --json --out "$OUT/bench.json" \
+  timeout "$(left "${BENCH_LIMIT:-270}")" "$PY" -m koba_ros.nlp bench "${BENCH[@]}" \
+    --profile-steps "${KOBA_LM_PROFILE_STEPS:-0}" --json --out "$OUT/bench.json" \
     > "$OUT/bench.stdout" 2> "$OUT/bench.stderr" || { echo "bench failed (rc $?), see bench.stderr" >&2; status=1; }
   cat "$OUT/bench.json" 2>/dev/null; echo
 }
@@ -65,6 +70,16 @@ if [[ -n "${KOBA_LM_PARALLEL:-}" ]]; then
     echo "== repro $name (parallel, limit ${limit}s)" >&2
     OMP_NUM_THREADS=2 run_repro "$name" "$limit" & pids+=("$!:$name")
   done
+  IFS=';' read -ra sweeps <<< "${KOBA_LM_SWEEPS:-}"
+  set -f  # a sweep's JSON values ("lrs=[0.01]") are not file patterns
+  for i in "${!sweeps[@]}"; do
+    [[ -z "${sweeps[$i]// }" ]] && continue
+    echo "== sweep_$i: ${sweeps[$i]} (parallel, limit ${limit}s)" >&2
+    # shellcheck disable=SC2086  # the entry is an argument list
+    OMP_NUM_THREADS=2 timeout "$limit" "$PY" bench/lm_repro_sweep.py ${sweeps[$i]} --device "$DEVICE" \
+      --out "$OUT/sweep_$i" > "$OUT/repro_sweep_$i.stdout" 2> "$OUT/repro_sweep_$i.stderr" & pids+=("$!:sweep_$i")
+  done
+  set +f
   for entry in "${pids[@]}"; do
     wait "${entry%%:*}" || { echo "repro ${entry#*:} failed or timed out" >&2; status=1; }
     tail -c 1500 "$OUT/repro_${entry#*:}.stdout"; echo

@@ -26,6 +26,34 @@ def test_bench_rejects_unknown_variants_and_cudnn_attention_without_cuda(capsys)
     assert "variants" in capsys.readouterr().err
     assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--variants", "ours,ours_cudnn"]) == 2
     assert "need a CUDA device" in capsys.readouterr().err
+    assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--variants", "ours_cudagraphs"]) == 2
+    assert "need a CUDA device" in capsys.readouterr().err
+    assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--profile-steps", "-1"]) == 2
+
+
+def test_bench_profile_breaks_a_step_into_kernel_categories(capsys):
+    assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--steps", "1", "--variants", "ours",
+                 "--profile-steps", "2", "--json"]) == 0
+    profile = json.loads(capsys.readouterr().out)["variants"]["ours"]["profile"]
+    assert "error" not in profile, profile
+    assert profile["steps"] == 2 and profile["busy_ms"] > 0 and profile["step_ms"] > 0
+    assert profile["ms_per_step"]["gemm"] > 0 and profile["top_kernels_ms"]  # the matmuls are found and named
+    assert abs(sum(profile["ms_per_step"].values()) - profile["busy_ms"]) < 0.01 + 0.01 * profile["busy_ms"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_kernel_cublas", "gemm"),
+    ("nvjet_tst_192x192_64x4_2x1_v_bz_coopB_TNT", "gemm"),
+    ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 128, 4>>", "attention"),
+    ("triton_per_fused_add_native_layer_norm_0", "fused_triton"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor>", "optimizer"),
+    ("void at::native::(anonymous namespace)::embedding_backward_feature_kernel<float>", "embedding"),
+    ("aten::addmm", "gemm"), ("aten::mul", "other"), ("aten::mmx", "other"),
+])
+def test_kernel_names_fall_in_their_category(name, expected):
+    from koba_ros.nlp.kernel_profile import category
+
+    assert category(name) == expected
 
 
 def test_bpe_loads_gpt2_style_files_and_round_trips(tmp_path):

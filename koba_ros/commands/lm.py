@@ -31,6 +31,8 @@ def add_arguments(p):
     bench.add_argument("--steps", type=int, default=20, help="Timed steps per variant (after warm-up).")
     bench.add_argument("--variants", default="ours,ours_compiled,hf,hf_compiled", help="Comma-separated.")
     bench.add_argument("--peak-tflops", type=float, default=989.0, help="Dense bf16 peak for MFU (H100 SXM).")
+    bench.add_argument("--profile-steps", type=int, default=0,
+                       help="Also profile this many steps per variant: kernel time per category (GEMM, attention, ...).")
     bench.add_argument("--out", default="", help="Also write the JSON here.")
     bench.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
@@ -77,7 +79,7 @@ def run(args):
 
         result = run_bench(size=args.size, device=args.device, steps=args.steps,
                            variants=[v for v in args.variants.split(",") if v], peak_tflops=args.peak_tflops,
-                           out=args.out)
+                           out=args.out, profile_steps=args.profile_steps)
     if args.json:
         print_json(result)
     else:

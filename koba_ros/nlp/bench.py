@@ -24,11 +24,15 @@ VARIANTS = ("ours", "ours_compiled", "hf", "hf_compiled")
 # Candidate speed-ups, measured against the four above in the same run (not in the default list: each compiles for
 # minutes on a GPU). max_autotune: inductor benchmarks Triton/cuBLAS GEMM configurations and tunes the fused
 # kernels' launch parameters (mode max-autotune-no-cudagraphs); cudnn: the causal attention through cuDNN's fused
-# attention instead of FlashAttention-2 (H100 has a Hopper-specific cuDNN kernel).
-EXTRA_VARIANTS = ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn")
+# attention instead of FlashAttention-2 (H100 has a Hopper-specific cuDNN kernel); cudagraphs: the compiled forward
+# and backward replayed as CUDA graphs (mode reduce-overhead: no per-kernel launch cost, the optimizer step stays
+# outside); coordinate_descent: inductor also tunes each fused Triton kernel's block sizes by coordinate descent.
+EXTRA_VARIANTS = ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn", "ours_cudagraphs",
+                  "ours_coordinate_descent")
 AUTOTUNE = "max-autotune-no-cudagraphs"
 COMPILE_MODES = {"ours_compiled": "default", "hf_compiled": "default", "ours_max_autotune": AUTOTUNE,
-                 "ours_cudnn": "default", "ours_max_autotune_cudnn": AUTOTUNE}
+                 "ours_cudnn": "default", "ours_max_autotune_cudnn": AUTOTUNE, "ours_cudagraphs": "reduce-overhead",
+                 "ours_coordinate_descent": "default"}
 
 
 def attention_context(variant: str):
@@ -72,7 +76,18 @@ def build(variant: str, shape: dict, device):
     return model, loss_fn
 
 
-def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> dict:
+def compile_context(variant: str):
+    """Inductor settings a variant compiles under (they apply while its graphs compile, i.e. in the warm-up)."""
+    import contextlib
+
+    if variant != "ours_coordinate_descent":
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(coordinate_descent_tuning=True)
+
+
+def time_variant(variant: str, shape: dict, device, steps: int, warmup: int, profile_steps: int = 0) -> dict:
     torch.manual_seed(0)
     model, loss_fn = build(variant, shape, device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -83,6 +98,8 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> 
     ids = torch.randint(0, shape["vocab_size"], (shape["batch"], shape["seq"] + 1), device=device)
 
     def step():
+        if mode == "reduce-overhead":  # a new iteration: the graphs' previous outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda), attention_context(variant):
             loss = loss_fn(forward, ids)
         loss.backward()
@@ -90,8 +107,9 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> 
         opt.zero_grad(set_to_none=True)
         return loss
 
-    for _ in range(warmup):  # includes torch.compile's compilation
-        step()
+    with compile_context(variant):
+        for _ in range(warmup):  # includes torch.compile's compilation
+            step()
     if cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -104,24 +122,33 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int) -> 
     tokens_per_s = shape["batch"] * shape["seq"] / seconds
     result = {"parameters": n_params, "step_ms": round(seconds * 1000, 2), "tokens_per_s": round(tokens_per_s),
               "flops_per_token": flops_per_token(n_params, shape), "loss": round(loss_value, 4)}
+    if profile_steps:  # after the timing, so the profiler's own cost never enters tokens_per_s
+        from koba_ros.nlp.kernel_profile import profile_steps as profile
+
+        try:
+            result["profile"] = profile(step, profile_steps, cuda)
+        except Exception as exc:  # noqa: BLE001 - a profiler failure must not cost the measured throughput
+            result["profile"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     if variant.startswith("hf"):
         result["hf_attention"] = getattr(model.config, "_attn_implementation", "?")
     return result
 
 
 def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variants=VARIANTS,
-              peak_tflops: float = 989.0, warmup: int = 3, out: str = "") -> dict:
+              peak_tflops: float = 989.0, warmup: int = 3, out: str = "", profile_steps: int = 0) -> dict:
     """Time each variant in turn in this process. With `out`, the JSON is rewritten after every variant
-    ("complete": false until the last), so a run cut short by a time limit still leaves what it measured."""
+    ("complete": false until the last), so a run cut short by a time limit still leaves what it measured.
+    `profile_steps` > 0 adds each variant's kernel-time breakdown (kernel_profile.py), measured after its timing."""
     unknown = [v for v in variants if v not in VARIANTS + EXTRA_VARIANTS]
-    if unknown or size not in SHAPES or steps <= 0:
+    if unknown or size not in SHAPES or steps <= 0 or profile_steps < 0:
         raise KobaError(f"bench: variants must be among {', '.join(VARIANTS + EXTRA_VARIANTS)}, size gpt2|tiny, "
-                        "steps > 0")
+                        "steps > 0, profile steps >= 0")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise KobaError("bench: --device cuda requested but no CUDA device is available")
-    if dev.type != "cuda" and any("cudnn" in v for v in variants):
-        raise KobaError("bench: the cudnn variants need a CUDA device (cuDNN attention)")
+    needs_cuda = [v for v in variants if "cudnn" in v or "cudagraphs" in v]
+    if dev.type != "cuda" and needs_cuda:
+        raise KobaError(f"bench: {', '.join(needs_cuda)} need a CUDA device (cuDNN attention, CUDA graphs)")
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     shape = SHAPES[size]
@@ -134,7 +161,7 @@ def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variant
             results[variant] = {"skipped": "transformers is not installed"}
             continue
         try:
-            results[variant] = time_variant(variant, shape, dev, steps, warmup)
+            results[variant] = time_variant(variant, shape, dev, steps, warmup, profile_steps)
         except RuntimeError as exc:  # a candidate's kernels may not exist for this GPU / torch build: say so, go on
             if variant not in EXTRA_VARIANTS:
                 raise
