@@ -6,8 +6,8 @@ temperature-calibrated probability: act when the best object has p >= ask_below,
 them" is most likely, otherwise ask about the few objects holding most of the mass. It also asks when the
 model is sure but the words fit look-alikes of its pick as well (never guess silently on an ambiguous
 instruction), and checks the box when the one box named may be where the object is rather than where it goes;
-when the box head is unsure, the one box the words leave for the destination (the pick's own box set aside) settles
-it if the head agrees.
+the one box the words leave for the destination (the box the chosen object is in set aside) settles it, whatever the
+box head read.
 A sure pick must also agree with the words it can check: when the words name a kind of object from the catalog
 ("the can") and the pick is not one (the model's own name for it is a cube), the robot asks about the objects of
 that kind (or whether it meant the pick) instead of moving it; when the words name no kind at all ("the blue item"),
@@ -93,13 +93,15 @@ class Dialogue:
         self.confidence = 0.0
         self.finished: Reply | None = None
         self.box_unsure = False             # the destination is the only box the instruction named
+        self.box_read = False               # _read_box has settled the instruction's box words for the target
+        self.instruction = ""
         self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
         self._noun_probs = np.zeros((0, 0))  # p(object or none | "the <noun>") for each of NOUNS, same grounding
         self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
 
     # --- turns ---------------------------------------------------------------------------------
     def start(self, instruction: str) -> Reply:
-        text = _clean(instruction)
+        text = self.instruction = _clean(instruction)
         self.history.append({"role": "user", "text": text})
         if not any(c.isalpha() for c in text):
             return self._end("rejected", "I didn't catch an instruction. "
@@ -159,11 +161,6 @@ class Dialogue:
             # Too many to name one by one: ask about all of them (by box) instead of a shortlist that may miss it.
             self.candidates = self.pool if len(self.pool) > self.s.max_candidates else shortlist
             self.confidence = p_best
-        if self.target is not None and self.destination is None and dest is not None \
-                and self._destination_said(text, self.target) == dest:
-            # The box head is unsure (p < dest_ask_below), but its pick is the one box the words leave for where
-            # the object goes: act on the agreement rather than ask which box.
-            self.destination = dest
         return self._next()
 
     def answer(self, text: str) -> Reply:
@@ -213,12 +210,7 @@ class Dialogue:
                 return self._ask(sorry + f"{len(self.candidates)} objects could fit, in the {where} "
                                  f"box{'es' if len(boxes) > 1 else ''}. Which one do you mean?")
             return self._ask(sorry + "Do you mean " + _either(self._phrases(self.candidates)) + "?")
-        already = ""
-        if self.box_unsure and self.questions and self.destination == self.objects[self.target].box:
-            # We had to ask which object; it turned out to sit in the one box the instruction named, so that box
-            # was probably where it is, not where it goes ("the red can in the box at the bottom right").
-            self.box_unsure, self.destination = False, None
-            already = f"It is already in the {lexicon.box_words(self.objects[self.target].box)} box. "
+        already = "" if self.box_read else self._read_box()
         if self.destination is None:
             if self.questions >= self.s.max_turns:
                 return self._give_up()
@@ -230,6 +222,26 @@ class Dialogue:
                                                "bottom right?")
         moving = self._phrases([self.target])[0].replace(" in the ", " from the ", 1)
         return self._end("done", f"Okay, I'll move {moving} to the {lexicon.box_words(self.destination)} box.")
+
+    def _read_box(self) -> str:
+        """Once the object is known, settle what the instruction's box words say about it; returns what to say
+        before asking for the box ("It is already in the top left box. "), or "".
+
+        A box phrase says either where the object is or where it goes. When the object is not in the box the words
+        leave (_destination_said: the one named, or the other of two), that box cannot say where it is, so it is
+        where the object goes, whatever the box head read: on unseen wording ("I would love the duck in the top
+        right slot") the head reads the duck's own box, a box never named or "not said", however sure. When the
+        robot had to ask which object and it sits in the one box named, that box probably says where it is ("the
+        red can in the box at the bottom right"), whatever box the head read: ask where it goes."""
+        self.box_read = True
+        box = self.objects[self.target].box
+        said = self._destination_said(self.instruction, self.target)
+        if said is not None:
+            self.destination, self.box_unsure = said, False
+        elif self.box_unsure and self.questions and [b for _, b in lexicon.box_mentions(self.instruction)] == [box]:
+            self.box_unsure, self.destination = False, None
+            return f"It is already in the {lexicon.box_words(box)} box. "
+        return ""
 
     def _candidates(self, ranked) -> list[int]:
         mass = sum(p for _, p in ranked)
