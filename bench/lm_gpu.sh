@@ -19,6 +19,8 @@
 # bench/lm_repro_sweep.py with each ';'-separated argument list, alongside the repros (same limit; no spaces inside a
 # value); each writes $OUT/sweep_N/ and sweep_N.stdout. KOBA_LM_PROFILE_STEPS=3 adds the bench's kernel-time
 # breakdown per variant (koba_ros/nlp/kernel_profile.py).
+# KOBA_LM_TAR=FILE packs everything under $OUT into one .tgz at the end (the device tool returns only a few files
+# per call: session 7 lost the repro results of its first call).
 # KOBA_LM_TINY=1 runs the same steps on the CPU: tiny bench (eager variants; compiling on a CPU takes minutes) and
 # test-size reproductions (default expand).
 set -uo pipefail
@@ -95,4 +97,7 @@ else
   done
 fi
 echo "== done in ${SECONDS}s" >&2
+if [[ -n "${KOBA_LM_TAR:-}" ]]; then
+  tar czf "$KOBA_LM_TAR" -C "$OUT" . || status=1
+fi
 exit $status
