@@ -26,13 +26,16 @@ VARIANTS = ("ours", "ours_compiled", "hf", "hf_compiled")
 # kernels' launch parameters (mode max-autotune-no-cudagraphs); cudnn: the causal attention through cuDNN's fused
 # attention instead of FlashAttention-2 (H100 has a Hopper-specific cuDNN kernel); cudagraphs: the compiled forward
 # and backward replayed as CUDA graphs (mode reduce-overhead: no per-kernel launch cost, the optimizer step stays
-# outside); coordinate_descent: inductor also tunes each fused Triton kernel's block sizes by coordinate descent.
+# outside); coordinate_descent: inductor also tunes each fused Triton kernel's block sizes by coordinate descent;
+# compiled_optimizer: AdamW's step compiled by inductor instead of the fused CUDA kernel; bf16_master: bf16 weights
+# and activations, AdamW on fp32 master weights in one pass (master_weights.py) instead of autocast's fp32 weights.
 EXTRA_VARIANTS = ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn", "ours_cudagraphs",
-                  "ours_coordinate_descent")
+                  "ours_coordinate_descent", "ours_compiled_optimizer", "ours_bf16_master")
 AUTOTUNE = "max-autotune-no-cudagraphs"
 COMPILE_MODES = {"ours_compiled": "default", "hf_compiled": "default", "ours_max_autotune": AUTOTUNE,
                  "ours_cudnn": "default", "ours_max_autotune_cudnn": AUTOTUNE, "ours_cudagraphs": "reduce-overhead",
-                 "ours_coordinate_descent": "default"}
+                 "ours_coordinate_descent": "default", "ours_compiled_optimizer": "default",
+                 "ours_bf16_master": "default"}
 
 
 def attention_context(variant: str):
@@ -87,6 +90,21 @@ def compile_context(variant: str):
     return inductor_config.patch(coordinate_descent_tuning=True)
 
 
+def make_optimizer(variant: str, model, cuda: bool):
+    """(optimizer, step function) for a variant: fused AdamW unless the variant is about the optimizer."""
+    if variant == "ours_bf16_master":
+        from koba_ros.nlp.master_weights import MasterWeightAdamW
+
+        model.to(torch.bfloat16)
+        opt = MasterWeightAdamW(model.parameters(), lr=1e-4, compile=cuda)
+        return opt, opt.step
+    if variant == "ours_compiled_optimizer":
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+        return opt, torch.compile(opt.step)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
+    return opt, opt.step
+
+
 def time_variant(variant: str, shape: dict, device, steps: int, warmup: int, profile_steps: int = 0) -> dict:
     torch.manual_seed(0)
     model, loss_fn = build(variant, shape, device)
@@ -94,7 +112,7 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int, pro
     mode = COMPILE_MODES.get(variant)
     forward = torch.compile(model, mode=mode) if mode else model
     cuda = device.type == "cuda"
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
+    opt, optimizer_step = make_optimizer(variant, model, cuda)
     ids = torch.randint(0, shape["vocab_size"], (shape["batch"], shape["seq"] + 1), device=device)
 
     def step():
@@ -103,7 +121,7 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int, pro
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda), attention_context(variant):
             loss = loss_fn(forward, ids)
         loss.backward()
-        opt.step()
+        optimizer_step()
         opt.zero_grad(set_to_none=True)
         return loss
 
