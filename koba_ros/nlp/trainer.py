@@ -19,9 +19,12 @@ from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_chec
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, load_text
+from koba_ros.nlp.master_weights import MasterWeightAdamW
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
 from koba_ros.nlp.tokenizer import build_tokenizer
+
+PRECISIONS = ("auto", "bf16", "fp32", "bf16_master")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class TrainConfig:
     clip: float = 1.0
     device: str = "auto"             # auto | cpu | cuda
     precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on any device) | fp32
+    #                                  | bf16_master (bf16 weights, AdamW on fp32 master weights: master_weights.py)
     compile: bool = False
     parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
     dist_timeout: float = 600.0      # seconds a rank waits for the others in a collective before stopping (dead node)
@@ -70,8 +74,11 @@ class TrainConfig:
             raise KobaError("train config: lr must be > 0 and min_lr >= 0")
         if self.model.positions == "learned" and self.seq_len > self.model.max_len:
             raise KobaError(f"train config: seq_len {self.seq_len} exceeds model max_len {self.model.max_len}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise KobaError(f"train config: precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise KobaError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "bf16_master" and self.parallel == "fsdp":
+            raise KobaError("train config: precision bf16_master keeps its own flat fp32 copy of the weights, which "
+                            "FSDP would have to shard; use it alone or with parallel: ddp, or precision bf16 with fsdp")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
         if not self.dist_timeout > 0:
@@ -117,13 +124,25 @@ def pick_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases, LayerNorm gains or ALONE's shared vector)."""
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device):
+    """AdamW; weight decay on matrices only (not on biases, LayerNorm gains or ALONE's shared vector). With
+    precision bf16_master: the same AdamW on fp32 master weights, the model's weights become bf16."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    betas = (config.beta1, config.beta2)
+    if config.precision == "bf16_master":
+        return MasterWeightAdamW(groups, lr=config.lr, betas=betas, dtype=torch.bfloat16, compile=config.compile)
     fused = torch.device(device).type == "cuda"
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=betas, fused=fused)
+
+
+def set_lr(optimizer, lr: float) -> None:
+    if isinstance(optimizer, MasterWeightAdamW):
+        optimizer.set_lr(lr)
+    else:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
 
 @torch.no_grad()
@@ -188,12 +207,23 @@ def _train(config: TrainConfig, info, device) -> dict:
         model_state, optim_state, meta = checkpoint
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
+    master = config.precision == "bf16_master"
+    if master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
+        optimizer = make_optimizer(model, config, device)
     wrapped = distributed.wrap(model, info, config.parallel)
-    optimizer = make_optimizer(model, config, device)  # after wrapping: FSDP replaces the parameters with shards
+    if not master:
+        optimizer = make_optimizer(model, config, device)  # after wrapping: FSDP replaces the parameters with shards
     if optim_state is not None:
-        distributed.load_optimizer_state(model, optimizer, optim_state)
+        if master:
+            optimizer.load_state_dict(optim_state)
+        elif MasterWeightAdamW.owns(optim_state):
+            raise KobaError("checkpoint: its optimizer state is the master-weight AdamW of precision bf16_master; "
+                            "resume with precision: bf16_master (or start a new out folder)")
+        else:
+            distributed.load_optimizer_state(model, optimizer, optim_state)
     forward = torch.compile(wrapped) if config.compile else wrapped
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    # bf16_master keeps autocast too: buffers and the loss stay fp32, matmuls meet bf16 weights either way.
+    use_bf16 = config.precision in ("bf16", "bf16_master") or (config.precision == "auto" and device.type == "cuda")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
@@ -211,8 +241,7 @@ def _train(config: TrainConfig, info, device) -> dict:
     first_step = step
     while step < config.steps:
         lr = lr_at(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr, config.decay_frac)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         loss_sum = 0.0
         for a in range(config.grad_accum):
             x, y = train_stream.batch(config.batch_size, batch_generator(config.seed, step, a * info.world + info.rank))
@@ -240,7 +269,10 @@ def _train(config: TrainConfig, info, device) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if step % config.ckpt_every == 0 or step == config.steps:
-            model_state, optim_state = distributed.full_state(model, optimizer, info)
+            if master:  # the fp32 master weights, not their bf16 rounding
+                model_state, optim_state = optimizer.full_precision_state(model), optimizer.state_dict()
+            else:
+                model_state, optim_state = distributed.full_state(model, optimizer, info)
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
                                 {"step": step, "loss": last_loss, "config": config.to_dict()})
@@ -260,5 +292,5 @@ def _train(config: TrainConfig, info, device) -> dict:
             "parameter_digest": distributed.parameter_digest(model),
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
-            "precision": "bf16 autocast" if use_bf16 else "fp32",
+            "precision": "bf16 weights, fp32 master AdamW" if master else "bf16 autocast" if use_bf16 else "fp32",
             "checkpoint": str(checkpoint_dir)}
