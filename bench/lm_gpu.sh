@@ -35,7 +35,7 @@ if [[ -n "${KOBA_LM_TINY:-}" ]]; then
   DEVICE=cpu; BENCH=(--size tiny --steps 2 --device cpu --variants ours,hf); REPRO=(--size test); LIMIT=600
   REPROS="${KOBA_LM_REPROS:-expand}"; RUN_BENCH="${KOBA_LM_BENCH:-1}"
 else
-  VARIANTS="${KOBA_LM_BENCH_VARIANTS:-hf_compiled,ours_compiled,ours_cudnn,ours_max_autotune}"
+  VARIANTS="${KOBA_LM_BENCH_VARIANTS:-hf_compiled,ours_compiled,hf_bf16_master,ours_bf16_master}"
   DEVICE=cuda; BENCH=(--size gpt2 --steps 20 --device cuda --variants "$VARIANTS"); REPRO=(); LIMIT="${REPRO_LIMIT:-220}"
   REPROS="${KOBA_LM_REPROS:-shape spike b2t}"; RUN_BENCH="${KOBA_LM_BENCH:-0}"
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \

@@ -26,9 +26,9 @@ def test_bench_candidate_speedups_train_the_same_model():
     """The candidates change kernels, the optimizer or the precision, not the model: same parameters, same loss
     within bf16 rounding; on the GPU the profiler finds cuBLAS kernels."""
     result = run_bench(size="tiny", device="cuda", steps=2,
-                       variants=["ours", *EXTRA_VARIANTS], profile_steps=1)
-    base = result["variants"]["ours"]
-    assert base["profile"]["ms_per_step"]["gemm"] > 0  # the GPU path of the profiler finds cuBLAS kernels
+                       variants=["ours", "hf", *EXTRA_VARIANTS], profile_steps=1)
+    assert result["variants"]["ours"]["profile"]["ms_per_step"]["gemm"] > 0  # the profiler finds cuBLAS kernels
     for name in EXTRA_VARIANTS:
+        base = result["variants"][name.split("_")[0]]  # ours_* against ours, hf_* against hf
         assert result["variants"][name]["parameters"] == base["parameters"]
         assert abs(result["variants"][name]["loss"] - base["loss"]) < 0.05  # bf16 kernels differ in rounding only

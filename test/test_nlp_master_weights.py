@@ -3,6 +3,7 @@ rounded master, tied weights updated once, and the bench variant that uses it tr
 import pytest
 import torch
 
+from koba_ros.errors import KobaError
 from koba_ros.nlp.bench import SHAPES, build, make_optimizer
 from koba_ros.nlp.master_weights import MasterWeightAdamW
 
@@ -14,14 +15,19 @@ def _model():
 
 def test_fp32_master_adamw_matches_torch_adamw():
     ours, ref = _model(), _model()
-    opt = MasterWeightAdamW(ours.parameters(), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
-    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1,
-                                foreach=False)
+    # Two groups, as the trainer makes them: weight decay on the matrices only.
+    def groups(model):
+        return [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+                {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+
+    opt = MasterWeightAdamW(groups(ours), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, dtype=torch.float32)
+    ref_opt = torch.optim.AdamW(groups(ref), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, foreach=False)
     x = torch.randn(16, 6)
     for step in range(6):
         if step == 3:  # a new learning rate takes effect without rebuilding anything
             opt.set_lr(3e-3)
-            ref_opt.param_groups[0]["lr"] = 3e-3
+            for group in ref_opt.param_groups:
+                group["lr"] = 3e-3
         for model, o in ((ours, opt), (ref, ref_opt)):
             o.zero_grad()
             model(x).pow(2).mean().backward()
@@ -32,13 +38,13 @@ def test_fp32_master_adamw_matches_torch_adamw():
 
 
 def test_bf16_weights_are_the_rounded_master_and_tied_weights_update_once():
-    model = _model().to(torch.bfloat16)
-    model[2].weight = torch.nn.Parameter(torch.zeros(3, 8, dtype=torch.bfloat16))
-    tied = torch.nn.Linear(8, 3, bias=False).to(torch.bfloat16)
+    model = _model()
+    exact = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    tied = torch.nn.Linear(8, 3, bias=False)
     tied.weight = model[2].weight
-    params = [*model.parameters(), tied.weight]
-    opt = MasterWeightAdamW(params, lr=1e-3)
+    opt = MasterWeightAdamW([*model.parameters(), tied.weight], lr=1e-3)
     assert opt.master.numel() == sum(p.numel() for p in model.parameters())  # the tied weight counted once
+    assert torch.equal(opt.master, exact)  # the fp32 values before rounding, not their bf16 copies
     before = opt.master.clone()
     model(torch.randn(4, 6, dtype=torch.bfloat16)).float().pow(2).mean().backward()
     opt.step()
@@ -48,16 +54,31 @@ def test_bf16_weights_are_the_rounded_master_and_tied_weights_update_once():
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in model.parameters()]), opt.flat)
 
 
-def test_master_weights_refuse_mixed_dtypes_and_no_parameters():
-    with pytest.raises(ValueError, match="one dtype"):
-        MasterWeightAdamW([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2).bfloat16())])
-    with pytest.raises(ValueError, match="one dtype"):
+def test_state_round_trips_and_a_foreign_state_is_refused():
+    model, twin = _model(), _model()
+    opt, twin_opt = MasterWeightAdamW(model.parameters()), MasterWeightAdamW(twin.parameters())
+    model(torch.randn(4, 6, dtype=torch.bfloat16)).float().sum().backward()
+    opt.step()
+    full = opt.full_precision_state(model)
+    assert full["0.weight"].dtype == torch.float32 and torch.equal(full["0.weight"].reshape(-1), opt.master[:48])
+    twin_opt.load_state_dict(opt.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters(), strict=True))
+    assert float(twin_opt.step_count) == 1
+    with pytest.raises(KobaError, match="not this model"):
+        MasterWeightAdamW(torch.nn.Linear(2, 2).parameters()).load_state_dict(opt.state_dict())
+    with pytest.raises(KobaError, match="not this model"):
+        opt.load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
+    with pytest.raises(KobaError, match="no parameters"):
         MasterWeightAdamW([])
 
 
-def test_bench_bf16_master_variant_trains_the_tiny_gpt():
-    model, loss_fn = build("ours_bf16_master", SHAPES["tiny"], torch.device("cpu"))
-    opt, step = make_optimizer("ours_bf16_master", model, cuda=False)
+@pytest.mark.parametrize("variant", ["ours_bf16_master", "hf_bf16_master"])
+def test_bench_bf16_master_variants_train_the_tiny_gpt(variant):
+    """Ours and the Hugging Face baseline get the same precision recipe, so the bench compares models, not recipes."""
+    if variant.startswith("hf"):
+        pytest.importorskip("transformers", reason="the Hugging Face baseline needs transformers")
+    model, loss_fn = build(variant, SHAPES["tiny"], torch.device("cpu"))
+    opt, step = make_optimizer(variant, model, cuda=False)
     assert next(model.parameters()).dtype == torch.bfloat16
     torch.manual_seed(0)
     ids = torch.randint(0, SHAPES["tiny"]["vocab_size"], (4, SHAPES["tiny"]["seq"] + 1))
