@@ -60,6 +60,23 @@ def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel):
     assert abs(summaries[0]["loss"] - single["loss"]) < 1e-3
 
 
+@pytest.mark.slow
+def test_two_gloo_ranks_keep_bf16_master_weights_in_sync(tmp_path):
+    """precision bf16_master under DDP: the ranks all-reduce bf16 gradients and step identical fp32 masters."""
+    path = tmp_path / "master.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, "master", precision="bf16_master")))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
+                          capture_output=True, text=True, timeout=240, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [s["rank"] for s in sorted(summaries, key=lambda s: s["rank"])] == [0, 1]
+    assert len({s["parameter_digest"] for s in summaries}) == 1 and summaries[0]["precision"].startswith("bf16 w")
+    state, optim, meta = load_checkpoint(tmp_path / "master" / "checkpoint")
+    assert meta["step"] == 3 and optim["param_groups"][0]["kind"] == "master_weight_adamw"
+    assert all(v.dtype == torch.float32 for v in state.values())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
