@@ -90,3 +90,17 @@ def test_bench_bf16_master_variants_train_the_tiny_gpt(variant):
         opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_gradients_accumulate_into_the_flat_buffer_and_a_replaced_gradient_still_counts():
+    model = _model()
+    opt = MasterWeightAdamW(model.parameters(), lr=1e-2, dtype=torch.float32)
+    x = torch.randn(4, 6)
+    model(x).sum().backward()
+    assert torch.equal(torch.cat([p.grad.reshape(-1) for p in model.parameters()]), opt.flat_grad)  # in place
+    expected = opt.flat_grad.clone()
+    model[0].bias.grad = model[0].bias.grad.clone()  # as a user or a wrapper might: no longer our view
+    opt.step()
+    assert torch.equal(opt.flat_grad, expected)
+    opt.zero_grad()
+    assert not opt.flat_grad.any() and model[0].bias.grad.data_ptr() == opt.flat_grad[48:].data_ptr()
