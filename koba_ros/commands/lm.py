@@ -32,7 +32,7 @@ def add_arguments(p):
     bench.add_argument("--variants", default="ours,ours_compiled,hf,hf_compiled", help="Comma-separated.")
     bench.add_argument("--peak-tflops", type=float, default=989.0, help="Dense bf16 peak for MFU (H100 SXM).")
     bench.add_argument("--profile-steps", type=int, default=0,
-                       help="Also profile this many steps per variant: kernel time per category (GEMM, attention, ...).")
+                       help="Also profile this many steps per variant: kernel time per category (GEMM, ...).")
     bench.add_argument("--out", default="", help="Also write the JSON here.")
     bench.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
