@@ -104,3 +104,23 @@ def test_gradients_accumulate_into_the_flat_buffer_and_a_replaced_gradient_still
     assert torch.equal(opt.flat_grad, expected)
     opt.zero_grad()
     assert not opt.flat_grad.any() and model[0].bias.grad.data_ptr() == opt.flat_grad[48:].data_ptr()
+
+
+def test_compiled_update_equals_the_eager_one_and_never_recompiles():
+    """The GPU path compiles the update (inductor); on the CPU it must give the eager result, in one graph, through a
+    learning-rate change (lr and step are tensors)."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # other tests in this process may have compiled graphs
+    models = [_model(), _model()]
+    opts = [MasterWeightAdamW(models[0].parameters(), lr=1e-2, compile=True),
+            MasterWeightAdamW(models[1].parameters(), lr=1e-2)]
+    x = torch.randn(16, 6, dtype=torch.bfloat16)
+    for step in range(4):
+        for model, opt in zip(models, opts, strict=True):
+            if step == 2:
+                opt.set_lr(1e-3)
+            opt.zero_grad()
+            model(x).float().pow(2).mean().backward()
+            opt.step()
+    torch.testing.assert_close(opts[0].master, opts[1].master, rtol=0, atol=1e-6)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
