@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.bench import SHAPES, build, make_optimizer
+from koba_ros.nlp.bench import SHAPES, build, variant_optimizer
 from koba_ros.nlp.master_weights import MasterWeightAdamW
 
 
@@ -78,7 +78,7 @@ def test_bench_bf16_master_variants_train_the_tiny_gpt(variant):
     if variant.startswith("hf"):
         pytest.importorskip("transformers", reason="the Hugging Face baseline needs transformers")
     model, loss_fn = build(variant, SHAPES["tiny"], torch.device("cpu"))
-    opt, step = make_optimizer(variant, model, cuda=False)
+    opt, step = variant_optimizer(variant, model, cuda=False)
     assert next(model.parameters()).dtype == torch.bfloat16
     torch.manual_seed(0)
     ids = torch.randint(0, SHAPES["tiny"]["vocab_size"], (4, SHAPES["tiny"]["seq"] + 1))

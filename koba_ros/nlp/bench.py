@@ -91,7 +91,7 @@ def compile_context(variant: str):
     return inductor_config.patch(coordinate_descent_tuning=True)
 
 
-def make_optimizer(variant: str, model, cuda: bool):
+def variant_optimizer(variant: str, model, cuda: bool):
     """(optimizer, step function) for a variant: fused AdamW unless the variant is about the optimizer."""
     if variant.endswith("bf16_master"):
         from koba_ros.nlp.master_weights import MasterWeightAdamW
@@ -112,7 +112,7 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int, pro
     mode = COMPILE_MODES.get(variant)
     forward = torch.compile(model, mode=mode) if mode else model
     cuda = device.type == "cuda"
-    opt, optimizer_step = make_optimizer(variant, model, cuda)
+    opt, optimizer_step = variant_optimizer(variant, model, cuda)
     ids = torch.randint(0, shape["vocab_size"], (shape["batch"], shape["seq"] + 1), device=device)
 
     def step():
