@@ -94,14 +94,18 @@ class Dialogue:
         self.finished: Reply | None = None
         self.box_unsure = False             # the destination is the only box the instruction named
         self.box_read = False               # _read_box has settled the instruction's box words for the target
-        self.instruction = ""
         self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
         self._noun_probs = np.zeros((0, 0))  # p(object or none | "the <noun>") for each of NOUNS, same grounding
         self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
 
+    @property
+    def instruction(self) -> str:
+        """The instruction as cleaned at the first turn (the first entry of the history)."""
+        return self.history[0]["text"] if self.history else ""
+
     # --- turns ---------------------------------------------------------------------------------
     def start(self, instruction: str) -> Reply:
-        text = self.instruction = _clean(instruction)
+        text = _clean(instruction)
         self.history.append({"role": "user", "text": text})
         if not any(c.isalpha() for c in text):
             return self._end("rejected", "I didn't catch an instruction. "
