@@ -23,7 +23,7 @@ from koba_ros.cli import print_json
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.evaluation import bench_samples, evaluate_grounder, latency_ms
 from koba_ros.grounding.grounder import Grounder, default_model_path
-from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS
+from koba_ros.grounding.instructions import UNSEEN_WORDS
 from koba_ros.grounding.scenes import perceived_scenes, render_and_perceive
 from koba_ros.grounding.symbolic import SymbolicGrounder
 from koba_ros.grounding.training import make_samples
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
                     help="Learned model files (default: the committed ones); an ensemble file (.json) or members "
                          "joined by '+' is a deep ensemble.")
     ap.add_argument("--train-scenes", type=int, default=300, help="Scenes the symbolic prototypes are read from.")
-    ap.add_argument("--split", choices=["test", "train", "val"], default="test",
+    ap.add_argument("--split", choices=["test", "train", "val", "val2"], default="test",
                     help="Phrasings: test = held out (default), train = the training phrasings on unseen scenes, "
                          "val = the validation phrasings.")
     ap.add_argument("--without-catalog-words", action="store_true",
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         if args.without_catalog_words and len(g.members) == 1 and g.net.catalog is not None:
             blind = Grounder(path)
             blind.net.set_catalog(catalog_phrases(load_catalog(), blind.net.catalog.entries,
-                                                  leave_out=HELD_OUT_WORDS | VAL_WORDS), blind.encoder)
+                                                  leave_out=UNSEEN_WORDS), blind.encoder)
             grounders[f"{name}_catalog_without_held_out_words"] = blind
     result = {"scenes": len(test_scenes), "phrasings": args.split,
               "samples": {k: len(v) for k, v in samples.items()}, "results": {}}

@@ -15,6 +15,8 @@ from koba_ros.grounding.instructions import (
     HELD_OUT_WORDS,
     RELATION,
     TEMPLATES,
+    UNSEEN_WORDS,
+    VAL2_WORDS,
     VAL_WORDS,
     InstructionGenerator,
     word_split,
@@ -67,8 +69,9 @@ def test_catalog_phrases_name_every_entry_and_leave_out_words():
     red_cylinder = full.entries.index("red_cylinder")
     assert full.entry_of[full.texts.index("the red can")] == red_cylinder
     assert "the black and white ball" in full.texts and "the white black and white ball" not in full.texts
-    trained = catalog_phrases(catalog, leave_out=HELD_OUT_WORDS | VAL_WORDS)
+    trained = catalog_phrases(catalog, leave_out=UNSEEN_WORDS)
     assert "the red can" not in trained.texts and "the red cylinder" in trained.texts
+    assert "the red canister" in full.texts and "the red canister" not in trained.texts
     assert not any(w in t.split(" ", 1)[-1] for t in trained.texts for w in ("round thing", "football", "plushie"))
     with pytest.raises(KobaError, match="catalog lacks"):
         catalog_phrases(catalog, ("duck", "unicorn"))
@@ -147,14 +150,16 @@ def _texts(split, n=400, seed=0):
 
 def test_validation_phrasings_are_in_neither_training_nor_test():
     assert not VAL_WORDS & HELD_OUT_WORDS and all(word_split(w) == "val" for w in VAL_WORDS)
+    assert not VAL2_WORDS & (VAL_WORDS | HELD_OUT_WORDS) and all(word_split(w) == "val2" for w in VAL2_WORDS)
     for table in (TEMPLATES, BOX_PHRASES):
         assert not set(table["val"]) & (set(table["train"]) | set(table["test"]))
+        assert not set(table["val2"]) & (set(table["train"]) | set(table["test"]) | set(table["val"]))
     for table in (EXTREME, RELATION):
         for side in ("left", "right"):
             assert not set(table["val"][side]) & (set(table["train"][side]) | set(table["test"][side]))
     train = " || ".join(f" {s.text.lower()} " for s in _texts("train"))
     val = _texts("val")
-    for w in VAL_WORDS:
+    for w in VAL_WORDS | VAL2_WORDS:
         assert f" {w} " not in train and f"{w} " not in train, w
     assert any(w in s.text.lower() for s in val for w in VAL_WORDS)
     assert "furthest" not in train and ("most to the left" in train or "most to the right" in train)

@@ -5,7 +5,7 @@ import numpy as np
 
 from koba_ros.grounding import instructions as ins
 from koba_ros.grounding.catalog_phrases import catalog_phrases
-from koba_ros.grounding.instructions import HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
+from koba_ros.grounding.instructions import UNSEEN_SPLITS, UNSEEN_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.novel_words import (
     REWORDABLE,
     NoncePhrasing,
@@ -37,7 +37,7 @@ def test_made_up_words_are_no_word_of_any_split_or_the_catalog():
     assert {"can", "football", "corner", "furthest", "ducky", "gizmo", "duck", "put"} <= vocabulary
     words = pseudo_words(400, 0, vocabulary)
     assert len(set(words)) == 400 and not set(words) & vocabulary
-    held = {w for p in HELD_OUT_WORDS | VAL_WORDS for w in p.split()}
+    held = {w for p in UNSEEN_WORDS for w in p.split()}
     assert not set(words) & held
 
 
@@ -92,14 +92,14 @@ def test_homographs_come_from_training_phrasings_only_and_name_nothing_else():
     # "can" (held out), "please"/"robot"/"want" (held-out phrasings say them), "bring" (validation), "box" and
     # "left" (box names), "ball" (a catalog word), "one" (an object reference) are never homographs
     assert not {"can", "please", "robot", "want", "bring", "box", "left", "ball", "one", "the"} & set(words)
-    held = {w for p in HELD_OUT_WORDS | VAL_WORDS for w in p.split()}
+    held = {w for p in UNSEEN_WORDS for w in p.split()}
     assert not set(words) & held
     held_phrasings = []
     for table in (ins.TEMPLATES, ins.NO_DEST_TEMPLATES, ins.POLITE, ins.TAIL, ins.BOX_PHRASES, ins.LOCATION,
                   ins.GENERIC):
-        held_phrasings += table["test"] + table["val"]
+        held_phrasings += [t for split in UNSEEN_SPLITS for t in table[split]]
     for table in (ins.EXTREME, ins.RELATION):
-        held_phrasings += [t for split in ("test", "val") for ts in table[split].values() for t in ts]
+        held_phrasings += [t for split in UNSEEN_SPLITS for ts in table[split].values() for t in ts]
     assert not set(words) & {w for t in held_phrasings for w in re.findall(r"[a-z]+", t.lower())}
     training = " ".join(t for table in (ins.TEMPLATES, ins.POLITE, ins.LOCATION, ins.TAIL, ins.NO_DEST_TEMPLATES)
                         for t in table["train"]).lower()

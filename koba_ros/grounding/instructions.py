@@ -4,7 +4,8 @@ Every sample says which objects the words fit (one for a clear instruction, seve
 one, none for an absent object), the destination box (or "not said"), and the answer a person would
 give to the robot's question. Whole phrasings are held out: command templates, box phrasings,
 object-location phrasings, relation words and some catalog synonyms/descriptions appear only in the
-"test" split, so the benchmark measures wording the model never saw.
+"test" split, so the benchmark measures wording the model never saw. Two validation splits, "val" and "val2"
+(session 8), hold out other phrasings and words again, to judge changes before the one held-out run.
 """
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ TEMPLATES = {
              "would you mind putting {obj} in {dest}", "hey robot, {obj} needs to go to {dest}"],
     "val": ["bring {obj} over to {dest}", "{polite} set {obj} down in {dest}", "{obj} belongs in {dest}",
             "get {obj} into {dest} {tail}", "I would love {obj} in {dest}"],
+    # Session 8: a second validation split as far from training as the held-out one (the first chose a model that
+    # did not gain on held-out wording): destination first, questions, a long wrapper, the object after the box.
+    "val2": ["{dest} is the proper home for {obj}", "how about dumping {obj} into {dest}?",
+             "do us a favour and chuck {obj} into {dest} {tail}", "{dest} is missing {obj}",
+             "{obj} is supposed to live in {dest}", "are you able to shove {obj} into {dest}?",
+             "{polite} plonk {obj} in {dest}"],
 }
 NO_DEST_TEMPLATES = {
     "train": ["pick up {obj}", "grab {obj}", "move {obj}", "{polite} pick up {obj}", "take {obj}",
@@ -55,15 +62,18 @@ NO_DEST_TEMPLATES = {
               "raise {obj}", "{polite} remove {obj} {tail}"],
     "test": ["could you take {obj}?", "I want {obj} moved", "fetch {obj} for me"],
     "val": ["lift {obj}", "{polite} get hold of {obj}"],
+    "val2": ["pluck {obj} {tail}", "{polite} nab {obj}", "is it possible to hoist {obj}?"],
 }
 POLITE = {"train": ["please", "can you", "robot,", "", "okay,", "ok,", "alright,", "so,", "um,", "well,", "next,",
                     "now then,", "also,", "assistant,", "buddy,", "friend,"],
           "test": ["could you", "would you kindly", "hey,"],
-          "val": ["pretty please", "hi robot,"]}
+          "val": ["pretty please", "hi robot,"],
+          "val2": ["hello there,", "listen,", "whenever convenient,"]}
 TAIL = {"train": ["please", "thanks", "", "now", "thanks a lot", "many thanks", "much appreciated", "carefully",
                   "gently", "quickly", "immediately", "at once", "asap", "okay?", "thx"],
         "test": ["if you don't mind", "thank you"],
-        "val": ["cheers", "right away"]}
+        "val": ["cheers", "right away"],
+        "val2": ["pronto", "in a jiffy"]}
 BOX_PHRASES = {
     "train": ["the {v} {h} box", "the {v}-{h} bin", "the box in the {v} {h}", "{v} {h}", "the {v} {h} container",
               "the {v} {h} tray", "the {vb} box on the {h}", "the {v} {h} compartment", "the {v} {h} section",
@@ -81,8 +91,11 @@ BOX_PHRASES = {
               "the {vb} container on the {h} side", "the {h}-hand bin in the {vb} row"],
     "test": ["the {v} {h} corner", "the box at the {v} {h}", "the {h} box at the {vb}", "the {v} {h} one"],
     "val": ["the {v} {h} slot", "the {vb} {h} spot"],
+    # {vf}: "back"/"front" for top/bottom (the far and near side of the table), which no other split says
+    "val2": ["the {v} {h} pocket", "the {vf} {h} cubby", "the {v} {h} nook", "the {vf} {h}"],
 }
 VERT = {"top": ["top", "upper"], "bottom": ["bottom", "lower"]}
+FAR_NEAR = {"top": "back", "bottom": "front"}
 LOCATION = {"train": ["{np} in {box}", "{np} from {box}", "{np} located in {box}", "{np} which is in {box}",
                       "{np} inside {box}", "{np} over in {box}",
                       # session 3: held-out location phrasings were read loosely (18 of the top-1 errors picked an
@@ -96,7 +109,8 @@ LOCATION = {"train": ["{np} in {box}", "{np} from {box}", "{np} located in {box}
                       "{np} already in {box}", "{np} within {box}", "{np} inside of {box}", "{np} out of {box}",
                       "{np} you will find in {box}", "{np} stuck in {box}", "{np} hiding in {box}"],
             "test": ["{np} sitting in {box}", "{np} that is in {box}"],
-            "val": ["{np} lying in {box}", "{np} placed in {box}"]}
+            "val": ["{np} lying in {box}", "{np} placed in {box}"],
+            "val2": ["{np} perched in {box}", "{np} nestled in {box}"]}
 ANSWER_BOX = ["the one in the {v} {h} box", "{v} {h}", "the {v} {h} one", "in the {v} {h}"]
 # Training also has extremes that say "to the left" without "of X" (the held-out "furthest to the left" was
 # read as a relation when "to the left" was always followed by a landmark in training).
@@ -120,7 +134,8 @@ EXTREME = {"train": {"left": ["the leftmost {n}", "the {n} on the left", "the le
                                "the {n} by the right edge", "the {n} on the very right", "the {n} nearest to the right",
                                "the {n} on the outer right"]},
            "test": {"left": ["the {n} furthest to the left"], "right": ["the {n} furthest to the right"]},
-           "val": {"left": ["the {n} on the extreme left"], "right": ["the {n} on the extreme right"]}}
+           "val": {"left": ["the {n} on the extreme left"], "right": ["the {n} on the extreme right"]},
+           "val2": {"left": ["the {n} hugging the left wall"], "right": ["the {n} hugging the right wall"]}}
 RELATION = {"train": {"left": ["the {n} to the left of {lm}", "the {n} on the left side of {lm}",
                                "the {n} on the left of {lm}", "the {n} just to the left of {lm}",
                                "the {n} immediately to the left of {lm}", "the {n} more to the left than {lm}",
@@ -130,9 +145,10 @@ RELATION = {"train": {"left": ["the {n} to the left of {lm}", "the {n} on the le
                                 "the {n} immediately to the right of {lm}", "the {n} more to the right than {lm}",
                                 "the {n} to the right side of {lm}", "the {n} beside {lm} on its right side"]},
             "test": {"left": ["the {n} left of {lm}"], "right": ["the {n} right of {lm}"]},
-            "val": {"left": ["the {n} on {lm}'s left"], "right": ["the {n} on {lm}'s right"]}}
+            "val": {"left": ["the {n} on {lm}'s left"], "right": ["the {n} on {lm}'s right"]},
+            "val2": {"left": ["the {n} flanking {lm} on the left"], "right": ["the {n} flanking {lm} on the right"]}}
 GENERIC = {"train": ["one", "thing", "object", "bit", "doodad", "whatsit", "whatchamacallit"], "test": ["item"],
-           "val": ["thingy"]}
+           "val": ["thingy"], "val2": ["guy"]}
 HELD_OUT_WORDS = {"rubber duckie", "bath toy", "stuffed bear", "plushie", "coffee cup", "tea cup", "football",
                   "building block", "block of wood", "domino piece", "square block", "round thing", "can",
                   "the little yellow bird", "the cuddly bear", "the thing you drink coffee from", "the ball you kick",
@@ -141,7 +157,16 @@ HELD_OUT_WORDS = {"rubber duckie", "bath toy", "stuffed bear", "plushie", "coffe
 # asking threshold is calibrated on wording the model has not seen (without looking at the test split).
 VAL_WORDS = {"ducky", "stuffed animal", "coffee mug", "lego block", "wooden piece", "domino tile", "tube", "sphere",
              "the squeaky bath toy", "the soft brown toy"}
-SPLITS = ("train", "val", "test")
+# The second validation split's catalog words (session 8): new words for every kind of object, none of any other
+# split or of novel_words' made-up and open-vocabulary words (test_grounding_val2.py).
+VAL2_WORDS = {"duckling", "the toy that quacks", "stuffy", "the furry brown critter", "drinking vessel",
+              "the cup you sip from", "sports ball", "the ball covered in black patches", "toy brick",
+              "interlocking brick", "wooden plank", "the tan wooden bar", "game tile", "the dotted white tile",
+              "plastic cube", "bouncy ball", "rubber ball", "canister", "column"}
+# Every catalog word training must never read (the catalog head's training texts leave them out).
+UNSEEN_WORDS = frozenset(HELD_OUT_WORDS | VAL_WORDS | VAL2_WORDS)
+SPLITS = ("train", "val", "test", "val2")
+UNSEEN_SPLITS = ("val", "test", "val2")
 COLOURS = ("red", "green", "blue", "yellow", "white", "brown", "tan")
 KINDS = ("clear", "ambiguous", "absent", "no_box")
 
@@ -165,7 +190,9 @@ class Sample:
 
 def word_split(word: str) -> str:
     """Which split a catalog synonym or description belongs to."""
-    return "test" if word in HELD_OUT_WORDS else "val" if word in VAL_WORDS else "train"
+    if word in HELD_OUT_WORDS:
+        return "test"
+    return "val" if word in VAL_WORDS else "val2" if word in VAL2_WORDS else "train"
 
 
 def _names_with(split: str, entry) -> list[str]:
@@ -180,7 +207,7 @@ def _descriptions(split: str, entry) -> list[str]:
 def box_phrase(box: str, split: str, rng, reword=None) -> str:
     v, h = box.split("_")
     phrasing = str(rng.choice(BOX_PHRASES[split]))
-    return (reword(phrasing) if reword else phrasing).format(v=rng.choice(VERT[v]), h=h, vb=v)
+    return (reword(phrasing) if reword else phrasing).format(v=rng.choice(VERT[v]), h=h, vb=v, vf=FAR_NEAR[v])
 
 
 def _centre_x(obj: PerceivedObject) -> float:

@@ -95,10 +95,10 @@ def homograph_words(catalog: dict) -> list[str]:
     flat = (ins.TEMPLATES, ins.NO_DEST_TEMPLATES, ins.POLITE, ins.TAIL, ins.BOX_PHRASES, ins.LOCATION, ins.GENERIC)
     by_side = (ins.EXTREME, ins.RELATION)        # {split: {side: [phrasings]}}
     said = _words(t for table in flat[:4] + flat[5:6] for t in table["train"])
-    held = _words(chain((t for table in flat for split in ("test", "val") for t in table[split]),
-                        (t for table in by_side for split in ("test", "val") for ts in table[split].values()
+    held = _words(chain((t for table in flat for split in ins.UNSEEN_SPLITS for t in table[split]),
+                        (t for table in by_side for split in ins.UNSEEN_SPLITS for ts in table[split].values()
                          for t in ts),
-                        ins.HELD_OUT_WORDS, ins.VAL_WORDS, ins.ANSWER_BOX))
+                        ins.UNSEEN_WORDS, ins.ANSWER_BOX, ins.FAR_NEAR.values()))
     references = _words(chain((t for table in (ins.BOX_PHRASES, ins.GENERIC) for ts in table.values() for t in ts),
                               (t for table in by_side for split in table.values() for ts in split.values()
                                for t in ts)))
@@ -157,7 +157,7 @@ def phrasing_vocabulary(catalog: dict) -> set[str]:
     tables = [ins.TEMPLATES, ins.NO_DEST_TEMPLATES, ins.POLITE, ins.TAIL, ins.BOX_PHRASES, ins.LOCATION, ins.GENERIC,
               *ins.EXTREME.values(), *ins.RELATION.values()]
     texts = [t for table in tables for split in table.values() for t in split]
-    texts += [*ins.HELD_OUT_WORDS, *ins.VAL_WORDS, *ins.ANSWER_BOX, "gizmo puck widget thingamajig orb"]
+    texts += [*ins.UNSEEN_WORDS, *ins.ANSWER_BOX, *ins.FAR_NEAR.values(), "gizmo puck widget thingamajig orb"]
     for e in catalog.values():
         texts += [*e.synonyms, *e.descriptions, e.color, e.shape]
     return {w for t in texts for w in re.findall(r"[a-z]+", t.lower())}

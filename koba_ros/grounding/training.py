@@ -6,7 +6,7 @@ scenes) with the validation phrasings (templates and words in neither training n
 model choice and temperature fitting, so the asking threshold is calibrated on unseen wording; the
 benchmark uses other scenes (seeds from 100000) with the held-out (test) phrasings.
 
-Catalog head: training reads the catalog texts without the test and validation words; validation reads
+Catalog head: training reads the catalog texts without the test and validation (val, val2) words; validation reads
 the whole catalog, as inference does.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from koba_ros.grounding.calibration import fit_gate_temperature, phrasing_draws
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.crop_encoder import predict_kinds, pretrain
 from koba_ros.grounding.grounder import DEST_LABELS, Grounder, batch_inputs
-from koba_ros.grounding.instructions import COLOURS, HELD_OUT_WORDS, VAL_WORDS, InstructionGenerator, Sample
+from koba_ros.grounding.instructions import COLOURS, UNSEEN_WORDS, InstructionGenerator, Sample
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
 from koba_ros.grounding.novel_words import NoncePhrasing, NovelWords, phrasing_vocabulary, with_phrases
 from koba_ros.grounding.text_encoders import ByteTransformerEncoder, MiniLMEncoder
@@ -245,7 +245,7 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
         encoder, text_module = None, ByteTransformerEncoder()
         text_dim = text_module.dim
     net = GroundingNet(text_dim, appearance_dim, cfg.hidden, text_module)
-    train_catalog = catalog_phrases(catalog, leave_out=HELD_OUT_WORDS | VAL_WORDS)
+    train_catalog = catalog_phrases(catalog, leave_out=UNSEEN_WORDS)
     full_catalog = catalog_phrases(catalog)
 
     def evaluate_val_phrasings():
