@@ -29,14 +29,18 @@ VARIANTS = ("ours", "ours_compiled", "hf", "hf_compiled")
 # outside); coordinate_descent: inductor also tunes each fused Triton kernel's block sizes by coordinate descent;
 # compiled_optimizer: AdamW's step compiled by inductor instead of the fused CUDA kernel; bf16_master: bf16 weights
 # and activations, AdamW on fp32 master weights in one pass (master_weights.py) instead of autocast's fp32 weights
-# (hf_bf16_master: the same recipe for the baseline, so a gain from the precision recipe is not taken for ours).
+# (hf_bf16_master: the same recipe for the baseline, so a gain from the precision recipe is not taken for ours);
+# ours_bf16_master_chunked_ce: bf16_master, with the head and the loss computed a quarter of the tokens at a time
+# (chunked_cross_entropy.py: the [B*T, V] logits and their gradient never exist whole).
 EXTRA_VARIANTS = ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn", "ours_cudagraphs",
-                  "ours_coordinate_descent", "ours_compiled_optimizer", "ours_bf16_master", "hf_bf16_master")
+                  "ours_coordinate_descent", "ours_compiled_optimizer", "ours_bf16_master", "hf_bf16_master",
+                  "ours_bf16_master_chunked_ce")
 AUTOTUNE = "max-autotune-no-cudagraphs"
 COMPILE_MODES = {"ours_compiled": "default", "hf_compiled": "default", "ours_max_autotune": AUTOTUNE,
                  "ours_cudnn": "default", "ours_max_autotune_cudnn": AUTOTUNE, "ours_cudagraphs": "reduce-overhead",
                  "ours_coordinate_descent": "default", "ours_compiled_optimizer": "default",
-                 "ours_bf16_master": "default", "hf_bf16_master": "default"}
+                 "ours_bf16_master": "default", "hf_bf16_master": "default", "ours_bf16_master_chunked_ce": "default"}
+LOSS_CHUNKS_PER_STEP = 4  # chunked_ce variants: GPT-2 bench 16384 tokens -> 4096-row chunks, GEMMs still large
 
 
 def attention_context(variant: str):
@@ -59,7 +63,9 @@ def build(variant: str, shape: dict, device):
     if variant.startswith("ours"):
         config = TransformerConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"],
                                    n_layers=shape["n_layers"], n_heads=shape["n_heads"], max_len=shape["seq"],
-                                   norm="pre", positions="learned", tie_embeddings=True, bias=False, pad_id=0)
+                                   norm="pre", positions="learned", tie_embeddings=True, bias=False, pad_id=0,
+                                   loss_chunk=(shape["batch"] * shape["seq"] // LOSS_CHUNKS_PER_STEP
+                                               if variant.endswith("chunked_ce") else 0))
         model = TransformerLM(config).to(device)
 
         def loss_fn(m, ids):
@@ -93,7 +99,7 @@ def compile_context(variant: str):
 
 def variant_optimizer(variant: str, model, cuda: bool):
     """(optimizer, step function) for a variant: fused AdamW unless the variant is about the optimizer."""
-    if variant.endswith("bf16_master"):
+    if "bf16_master" in variant:
         from koba_ros.nlp.master_weights import MasterWeightAdamW
 
         opt = MasterWeightAdamW(model.parameters(), lr=1e-4, dtype=torch.bfloat16, compile=cuda)

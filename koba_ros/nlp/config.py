@@ -41,6 +41,8 @@ class TransformerConfig:
     bias: bool = True
     pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
     pad_id: int = 256
+    loss_chunk: int = 0              # LM loss: 0 = head + F.cross_entropy; N > 0 = head and loss N token rows at
+    #                                  a time, never materialising all logits (chunked_cross_entropy.py)
 
     def __post_init__(self):
         self.validate()
@@ -76,6 +78,8 @@ class TransformerConfig:
             raise KobaError("config: tie_embeddings needs embedding: table")
         if not 0 <= self.pad_id < self.vocab_size:
             raise KobaError(f"config: pad_id {self.pad_id} outside the vocabulary of {self.vocab_size}")
+        if not isinstance(self.loss_chunk, int) or isinstance(self.loss_chunk, bool) or self.loss_chunk < 0:
+            raise KobaError(f"config: loss_chunk must be 0 (off) or a positive number of rows, got {self.loss_chunk!r}")
         if self.shape_max_shift < 0:
             raise KobaError("config: shape_max_shift must be >= 0")
         if self.shape_inference_shift is not None and (not isinstance(self.shape_inference_shift, int)

@@ -15,6 +15,7 @@ from torch import nn
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.blocks import Block
+from koba_ros.nlp.chunked_cross_entropy import chunked_cross_entropy
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.embeddings import build_embedding
 from koba_ros.nlp.init import init_weights
@@ -77,8 +78,14 @@ class TransformerLM(Transformer):
             self.head.weight = self.embed.weight
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, shift=None):
-        """Returns (logits [B, T, V], mean cross-entropy over targets != -100, or None)."""
-        logits = self.head(self.hidden(ids, shift=shift))
+        """Returns (logits [B, T, V], mean cross-entropy over targets != -100, or None). With config.loss_chunk > 0
+        and targets given, returns (None, loss): the head and the loss run chunk by chunk and the logits never
+        exist whole (chunked_cross_entropy.py); call without targets for logits."""
+        hidden = self.hidden(ids, shift=shift)
+        if targets is not None and self.config.loss_chunk:
+            return None, chunked_cross_entropy(hidden.reshape(-1, hidden.size(-1)), self.head.weight,
+                                               targets.reshape(-1), self.config.loss_chunk)
+        logits = self.head(hidden)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
