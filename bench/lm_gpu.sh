@@ -8,6 +8,9 @@
 #      Face compiled, and the candidate speed-ups (max-autotune, cuDNN attention; koba_ros/nlp/bench.py) in the
 #      same process; KOBA_LM_BENCH_VARIANTS picks them (default below; add ours,hf for the eager rows measured in
 #      session 1). Off by default. For the bench alone: KOBA_LM_BENCH=1 KOBA_LM_REPROS=" " BENCH_LIMIT=470.
+#      Session 8's candidate, the chunked linear + cross-entropy (koba_ros/nlp/chunked_cross_entropy.py) on top of
+#      bf16_master, against its baselines in the same run (docs/nlp.md, "Session 8"):
+#        KOBA_LM_BENCH_VARIANTS=hf_compiled,hf_bf16_master,ours_bf16_master,ours_bf16_master_chunked_ce
 # Every step gets min(REPRO_LIMIT, time left) seconds, so the script always ends inside TOTAL_LIMIT.
 # Results (JSON + PNG) go under $OUT (default ./out_lm_gpu). Run from the repository root:
 #   bash bench/lm_gpu.sh

@@ -63,8 +63,10 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad = grad.mul_((valid.float() * inv_n)[:, None]).to(hidden.dtype)
             if need_hidden:
                 grad_hidden[start:start + chunk] = grad @ weight
-            if need_weight:
-                grad_weight.add_(grad.t() @ h)
+            if need_weight and grad.dtype == grad_weight.dtype:
+                grad_weight.addmm_(grad.t(), h)  # summed inside the GEMM: no [V, d] temporary
+            elif need_weight:
+                grad_weight.add_(grad.t() @ h)  # bf16 product, summed in fp32 (torch has no mixed-dtype addmm_)
         ctx.save_for_backward(grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype))
         return loss * inv_n
 
