@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-scenes", type=int, default=300, help="Scenes the symbolic prototypes are read from.")
     ap.add_argument("--split", choices=["test", "train", "val", "val2"], default="test",
                     help="Phrasings: test = held out (default), train = the training phrasings on unseen scenes, "
-                         "val = the validation phrasings.")
+                         "val, val2 = the two validation splits.")
     ap.add_argument("--without-catalog-words", action="store_true",
                     help="Also run each catalog model with the held-out/validation words taken out of its catalog.")
     ap.add_argument("--no-symbolic", action="store_true", help="Skip the symbolic baseline (its latency is the unit).")

@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
     ap.add_argument("--split", choices=["test", "val", "val2", "train"], default="test",
-                    help="Phrasings (default: held out; val: the validation phrasings, to choose rules on).")
+                    help="Phrasings (default: held out; val, val2: the two validation splits, to choose rules on).")
     ap.add_argument("--baseline-rev", default="3de1220", help="Git revision of the 'before' dialogue (default: the "
                     "last commit before the session-3 gate: kinds named by the words, generic words).")
     ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="scripted",
