@@ -66,7 +66,7 @@ def measure(loss_chunk: int, precision: str) -> dict:
     _, optimizer_mb = peak_above_now_mb(opt.step)  # the same for every loss_chunk: a check on the measurement
     return {"loss_chunk": loss_chunk, "precision": precision, "forward_backward_peak_mb": forward_backward_mb,
             "optimizer_step_peak_mb": optimizer_mb, "process_peak_mb": round(_status_kb("VmHWM") / 1024, 1),
-            "loss": round(loss, 4)}
+            "loss": round(loss, 4), "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def main() -> None:
