@@ -53,14 +53,17 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+        vocab = torch.arange(weight.shape[0], device=weight.device)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
             logits, lse, safe_targets, valid, loss_sum = _chunk_loss(h, weight, targets=t, ignore_index=ignore_index)
             loss = loss + loss_sum
-            # (softmax − onehot) / n_valid on valid rows, 0 on ignored ones; in place: the logits are not needed again
-            grad = logits.sub_(lse[:, None]).exp_()
-            grad.scatter_add_(1, safe_targets[:, None], -valid[:, None].float())
-            grad = grad.mul_((valid.float() * inv_n)[:, None]).to(hidden.dtype)
+            # (softmax − onehot) / n_valid on valid rows, 0 on ignored ones; in place: the logits are not needed again.
+            # The onehot is a comparison, not a scatter: inductor then fuses it all into one kernel that writes only
+            # the low-precision gradient (a scatter made it write and re-read an fp32 [chunk, V] buffer first).
+            onehot = (vocab[None, :] == safe_targets[:, None]).to(logits.dtype)
+            grad = logits.sub_(lse[:, None]).exp_().sub_(onehot).mul_((valid.float() * inv_n)[:, None])
+            grad = grad.to(hidden.dtype)
             if need_hidden:
                 grad_hidden[start:start + chunk] = grad @ weight
             if need_weight and grad.dtype == grad_weight.dtype:
