@@ -10,8 +10,9 @@ and the mean over the n_valid tokens whose target is not ignore_index divides ea
 tokens can compute its logits, their log-sum-exp, its loss and both gradients, and then drop its [c, V] logits: the
 gradient w.r.t. the hidden states is final for those rows, and W's gradient is a sum over chunks. Both are computed
 already in the forward pass and saved ([N, d] and [V, d], small next to [N, V]); backward only scales them by the
-incoming gradient. A plain head + F.cross_entropy instead keeps the whole [N, V] logits (and their fp32 copy) for
-backward, and writes an [N, V] gradient: for the GPT-2 bench (N = 16 x 1024, V = 50304) 1.6 GB in bf16 each.
+incoming gradient. A plain head + F.cross_entropy instead keeps an [N, V] tensor from forward to backward (eager:
+the fp32 log-softmax; compiled: the bf16 logits) and writes an [N, V] gradient: for the GPT-2 bench (N = 16 x 1024,
+V = 50304) 1.6 GB each in bf16.
 This is the idea of fused linear cross-entropy kernels (e.g. Liger Kernel, Hsu et al. 2024), written here with torch
 GEMMs per chunk rather than a custom kernel.
 
@@ -59,10 +60,11 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             logits, lse, safe_targets, valid, loss_sum = _chunk_loss(h, weight, targets=t, ignore_index=ignore_index)
             loss = loss + loss_sum
             # (softmax − onehot) / n_valid on valid rows, 0 on ignored ones; in place: the logits are not needed again.
-            # The onehot is a comparison, not a scatter: inductor then fuses it all into one kernel that writes only
-            # the low-precision gradient (a scatter made it write and re-read an fp32 [chunk, V] buffer first).
-            onehot = (vocab[None, :] == safe_targets[:, None]).to(logits.dtype)
-            grad = logits.sub_(lse[:, None]).exp_().sub_(onehot).mul_((valid.float() * inv_n)[:, None])
+            # The onehot is a bool comparison, not a scatter: inductor then fuses it all into one kernel that writes
+            # only the low-precision gradient (a scatter made it write and re-read an fp32 [chunk, V] buffer first),
+            # and eager mode holds 1 byte per logit for it.
+            onehot = vocab[None, :] == safe_targets[:, None]
+            grad = logits.sub_(lse[:, None]).exp_().add_(onehot, alpha=-1).mul_((valid.float() * inv_n)[:, None])
             grad = grad.to(hidden.dtype)
             if need_hidden:
                 grad_hidden[start:start + chunk] = grad @ weight
