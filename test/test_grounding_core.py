@@ -127,21 +127,22 @@ class TableGrounder:
 
 def test_dialogue_acts_asks_and_refuses_by_probability():
     objs = synthetic()
+    # The words name the box the box head reads (a box they never name is not said; test_grounding_dialogue.py).
     # Object 0 answers to "duck" here (TableGrounder's default nouns); words that name no kind would make the
     # other red cube a look-alike.
-    table = {"the duck": ([0.9, 0.05, 0.03, 0.02, 0.0], [0.95, 0, 0, 0, 0.05]),
-             "two": ([0.48, 0.47, 0.03, 0.02, 0.0], [0, 0, 0, 0.97, 0.03]),
+    table = {"the duck to the top left box": ([0.9, 0.05, 0.03, 0.02, 0.0], [0.95, 0, 0, 0, 0.05]),
+             "two to the top right box": ([0.48, 0.47, 0.03, 0.02, 0.0], [0, 0.97, 0, 0, 0.03]),
              "absent": ([0.05, 0.05, 0.0, 0.0, 0.9], [0, 1, 0, 0, 0]),
              "pick up the duck": ([0.95, 0.02, 0.02, 0.01, 0.0], [0.1, 0.1, 0.1, 0.1, 0.6])}
     g = TableGrounder(table, 4)
-    r = Dialogue(g, objs).start("the duck")
+    r = Dialogue(g, objs).start("the duck to the top left box")
     assert (r.status, r.target, r.destination) == ("done", 0, "top_left")
     d = Dialogue(g, objs)
-    r = d.start("two")
+    r = d.start("two to the top right box")
     assert r.status == "question" and set(r.candidates) == {0, 1}
     assert "top left" in r.text and "bottom right" in r.text   # names what tells them apart: the box
     r = d.answer("the one in the bottom right")
-    assert (r.status, r.target, r.destination) == ("done", 1, "bottom_right")
+    assert (r.status, r.target, r.destination) == ("done", 1, "top_right")
     assert Dialogue(g, objs).start("absent").status == "rejected"
     d = Dialogue(g, objs)
     assert d.start("pick up the duck").status == "question" and d.pending == "destination"
@@ -151,22 +152,22 @@ def test_dialogue_acts_asks_and_refuses_by_probability():
 
 def test_dialogue_answers_first_one_cancel_yes_no_and_gives_up():
     objs = synthetic()
-    g = TableGrounder({"two": ([0.5, 0.45, 0.03, 0.02, 0.0], [0, 0, 0, 1, 0]),
-                       "maybe": ([0.55, 0.0, 0.0, 0.0, 0.45], [0, 0, 0, 1, 0])}, 4)
+    g = TableGrounder({"two to the bottom right box": ([0.5, 0.45, 0.03, 0.02, 0.0], [0, 0, 0, 1, 0]),
+                       "maybe to the bottom right box": ([0.55, 0.0, 0.0, 0.0, 0.45], [0, 0, 0, 1, 0])}, 4)
     d = Dialogue(g, objs)
-    d.start("two")
+    d.start("two to the bottom right box")
     assert d.answer("the first one").target == 0
     d = Dialogue(g, objs)
-    d.start("two")
+    d.start("two to the bottom right box")
     assert d.answer("cancel").status == "cancelled"
     d = Dialogue(g, objs)
-    assert d.start("maybe").text.startswith("Do you mean") and d.pending == "confirm"
+    assert d.start("maybe to the bottom right box").text.startswith("Do you mean") and d.pending == "confirm"
     assert d.answer("yes").status == "done"
     d = Dialogue(g, objs)
-    d.start("maybe")
+    d.start("maybe to the bottom right box")
     assert d.answer("no").status == "rejected"
     d = Dialogue(g, objs, Settings(max_turns=2))
-    d.start("two")
+    d.start("two to the bottom right box")
     r1 = d.answer("bananas")
     assert r1.status == "question" and r1.text.startswith("Sorry")
     r2 = d.answer("purple monkeys")

@@ -76,6 +76,7 @@ class Settings:
     keep_ratio: float = 0.5         # an attribute answer keeps the candidates scoring this close to the best
     kind_twins: bool = True         # every object of the kind (and colour) the words name is a look-alike
     singled_out: bool = True        # act below ask_below when the kind, colour and box named fit one object only
+    box_needs_words: bool = True    # the box head's destination counts only when the words name a box
 
 
 class Dialogue:
@@ -118,7 +119,10 @@ class Dialogue:
         ranked = g.ranked()
         best, p_best = ranked[0]
         dest, p_dest = g.destination
-        if dest is not None and p_dest >= self.s.dest_ask_below:
+        # A box the words never name is not said, however sure the box head ("is it possible to hoist the brick?"
+        # read as the top right box): ask for it rather than guess.
+        if dest is not None and p_dest >= self.s.dest_ask_below and \
+                (lexicon.box_mentions(text) or not self.s.box_needs_words):
             self.destination = dest
             # With one box named, it may say where the object is rather than where it goes.
             self.box_unsure = len(lexicon.box_mentions(text)) == 1
