@@ -208,6 +208,8 @@ def load(spec: str, fit_dir: str, result: dict):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
+    ap.add_argument("--first-scene", type=int, default=100000,
+                    help="Seed of the first scene (default 100000; another range is a fresh set of unseen scenes).")
     ap.add_argument("--split", choices=["test", "val", "val2", "train"], default="test",
                     help="Phrasings (default: held out; val, val2: the two validation splits, to choose rules on).")
     ap.add_argument("--baseline-rev", default="3de1220", help="Git revision of the 'before' dialogue (default: the "
@@ -229,7 +231,7 @@ def main(argv=None) -> int:
     from koba_ros.grounding.scenes import perceived_scenes
 
     torch.set_num_threads(1)
-    scenes = perceived_scenes(range(100000, 100000 + args.scenes), progress=False)
+    scenes = perceived_scenes(range(args.first_scene, args.first_scene + args.scenes), progress=False)
     samples = bench_samples(scenes, KINDS, split=args.split)
     result = {"scenes": len(scenes), "phrasings": args.split, "samples": {k: len(v) for k, v in samples.items()},
               "results": {}}
