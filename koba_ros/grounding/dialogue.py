@@ -12,8 +12,11 @@ A sure pick must also agree with the words it can check: when the words name a k
 ("the can") and the pick is not one (the model's own name for it is a cube), the robot asks about the objects of
 that kind (or whether it meant the pick) instead of moving it; when the words name no kind at all ("the blue item"),
 any likely object of the pick's colour is a look-alike. Conversely, below the gate it acts when what the words say
-that can be checked (the kind, the colour, the box they locate it in, a side within it) fits exactly one object, that
-object is the model's pick, and "none of them" is not plausible.
+that can be checked (the kind, the colour, the box they locate it in, a side within it) fits exactly one object, the
+model gives it a share of the probability (it would have asked about it), and "none of them" is not plausible.
+A colour word fits the objects the camera sees nearest it or nearest what the camera sees of the objects people call
+that colour (the tan jenga block looks dark orange-brown).
+A box counts as said only when the words name one: the box head alone reads a box into words that name none.
 
 An answer is read against the objects the question named (its box, side, colour, then the rest of its words
 ranked by the grounder among them); "no, the ..." or an answer that fits none of them looks at the other
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from koba_ros.grounding import lexicon
+from koba_ros.grounding import lexicon, seen_colours
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.catalog import load_catalog
 
@@ -77,6 +80,8 @@ class Settings:
     kind_twins: bool = True         # every object of the kind (and colour) the words name is a look-alike
     singled_out: bool = True        # act below ask_below when the kind, colour and box named fit one object only
     box_needs_words: bool = True    # the box head's destination counts only when the words name a box
+    seen_colours: bool = True       # a colour word also fits the camera's colour of the entries of that colour
+    singled_out_any: bool = True    # the one object singled out may be another than the model's pick
 
 
 class Dialogue:
@@ -156,12 +161,10 @@ class Dialogue:
             self.why = "look-alikes"
             self.candidates = self.pool = [best, *twins][:self.s.max_pool]
             self.confidence = p_best
-        elif self.s.singled_out and (self.destination is not None or self._destination_said(text, best) == dest)\
-                and g.none_prob < self.s.twin_ratio * p_best and self._singled_out(text) == [best]:
-            # Unsure, but the words pick out exactly one object and it is the model's pick: act (the converse of the
-            # look-alike rule; on unseen wording the model spreads its probability although it reads them right).
-            # "None of them" is one more look-alike: the model must not find it plausible (twin_ratio of the pick).
-            self.target, self.confidence = best, p_best
+        elif self.s.singled_out and (one := self._single_fit(text, g, best, p_best)) is not None:
+            # Unsure, but the words pick out exactly one object: act (the converse of the look-alike rule; on unseen
+            # wording the model spreads its probability although it reads them right).
+            self.target, self.confidence = one, float(g.target_probs[one])
         else:
             self.why = "below ask_below"
             self.pool = [i for i, p in ranked if p >= self.s.pool_ratio * p_best][:self.s.max_pool]
@@ -321,6 +324,20 @@ class Dialogue:
         names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
         return [i for i in near if (names[i] == names[best] or not kinds) and colour[i] == colour[best]]
 
+    def _single_fit(self, text: str, g, best: int, p_best: float) -> int | None:
+        """The one object the words single out when the robot may act on it below ask_below: the model's pick,
+        or (singled_out_any) another object the robot would have asked about (p >= pool_ratio of the pick). The box
+        it goes to must be known, and "none of them" is one more look-alike: the model must not find it plausible
+        (twin_ratio of the object)."""
+        one = self._singled_out(text)
+        if len(one) != 1 or (one[0] != best and not self.s.singled_out_any):
+            return None
+        i, p = one[0], float(g.target_probs[one[0]])
+        dest = g.destination[0]
+        if p < self.s.pool_ratio * p_best or g.none_prob >= self.s.twin_ratio * p:
+            return None
+        return i if self.destination is not None or self._destination_said(text, i) == dest else None
+
     def _singled_out(self, text: str) -> list[int]:
         """The objects the words fit by what they say that can be checked: the kind named (by the model's nouns),
         the colour said, the box they locate it in (named other than as the destination), and the extreme of those
@@ -339,14 +356,11 @@ class Dialogue:
         if named:
             # The model names shaded or occluded copies by other nouns, so any object the words' nouns find
             # plausible (twin_ratio of the likeliest) counts as of the kind.
-            plausible = {True: np.zeros(len(self.objects), bool), False: np.zeros(len(self.objects), bool)}
-            for k, noun in enumerate(NOUNS):
-                p = self._noun_probs[k]     # the last entry is "none of them": a noun of nothing here finds nothing
-                plausible[bool(NOUN_KINDS[noun] & named)] |= p[:-1] >= self.s.twin_ratio * p.max()
-            fits = [i for i in fits if NOUN_KINDS[nouns[i]] & named or plausible[True][i]]
+            of_kind, other = self._plausible(named), self._plausible(named, other_kinds=True)
+            fits = [i for i in fits if NOUN_KINDS[nouns[i]] & named or of_kind[i]]
             # Likewise the pick is firmly of the kind only when no noun of another kind finds it plausible (a red
             # ball in shade the model calls a cylinder is plausibly a ball too).
-            firm -= {i for i in fits if plausible[False][i]}
+            firm -= {i for i in fits if other[i]}
         if colour_said and fits:
             # A colour rules out only an object the camera sees in another colour its kind comes in: a red cube in
             # shade looks brown, which no cube is, so it may still be the red one.
@@ -366,6 +380,18 @@ class Dialogue:
         if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
             fits = [min(fits, key=self._centre_x) if side == "left" else max(fits, key=self._centre_x)]
         return fits if set(fits) <= firm else []
+
+    def _plausible(self, kinds: set[str], other_kinds: bool = False) -> np.ndarray:
+        """Which objects a noun of these kinds (or, with other_kinds, a noun of no such kind) finds plausible: p at
+        least twin_ratio of the likeliest. The model names shaded or occluded copies by other nouns (a red
+        cylinder it calls a mug), so one plausible noun counts."""
+        self._names([])     # grounds the nouns once
+        out = np.zeros(len(self.objects), bool)
+        for k, noun in enumerate(NOUNS):
+            if bool(NOUN_KINDS[noun] & kinds) != other_kinds:
+                p = self._noun_probs[k]     # the last entry is "none of them": a noun of nothing here finds nothing
+                out |= p[:-1] >= self.s.twin_ratio * p.max()
+        return out
 
     def _is_kind(self, i: int, kinds: set[str]) -> bool:
         """Is object i, by the model's own noun for it, one of the catalog entries the words name? (The catalog
@@ -443,7 +469,7 @@ class Dialogue:
     def _nearest_colour(self, colour: str, cands: list[int]) -> list[int]:
         """Candidates whose colour is nearest the named one (people say "the tan one" of what the camera sees as
         brown, "white" of the black-and-white ball), so the named colour is compared, not matched exactly."""
-        d = {c: _colour_distance(self.objects[c].mean_rgb, lexicon.PALETTE[colour]) for c in cands}
+        d = {c: _colour_word_distance(self.objects[c].mean_rgb, colour, self.s.seen_colours) for c in cands}
         best = min(d.values())
         return [c for c in cands if d[c] <= best + COLOUR_MARGIN]
 
@@ -530,6 +556,15 @@ def _colour_distance(rgb, ref) -> float:
     rgb, ref = np.asarray(rgb, float), np.asarray(ref, float)
     chroma = np.linalg.norm(rgb / (np.linalg.norm(rgb) + 1e-6) - ref / (np.linalg.norm(ref) + 1e-6))
     return float(chroma + 0.3 * abs(rgb.mean() - ref.mean()))
+
+
+def _colour_word_distance(rgb, colour: str, seen: bool = True) -> float:
+    """How far a camera colour is from a colour word: from the word's reference colour (lexicon.PALETTE) or from
+    the camera's colour of a catalog entry people call that colour (seen_colours: the jenga block people call tan
+    looks dark orange-brown, nearer the teddy bear than tan), whichever is nearer."""
+    table = seen_colours.load() if seen else {}
+    refs = [lexicon.PALETTE[colour], *(table[e] for e, x in CATALOG.items() if x.color == colour and e in table)]
+    return min(_colour_distance(rgb, ref) for ref in refs)
 
 
 def _kind_phrases() -> dict[tuple[str, ...], set[str]]:
