@@ -8,7 +8,10 @@ A model with the catalog head reads the catalog's texts, which list the held-out
 "round thing") although training never said them. `--without-catalog-words` adds the same model reading
 the catalog without the held-out and validation words: what it does for words the catalog does not list.
 
-    .venv/bin/python bench/grounding.py [--scenes 60] [--models models/grounding/grounding.pt ...]
+    .venv/bin/python bench/grounding.py [--scenes 60] [--first-scene 100000] [--models FILE ...]
+
+Default models: the default grounder (models/grounding/grounding_default.json, a deep ensemble) and its first member
+alone (models/grounding/grounding.pt), so the ensemble's cost per turn is read against the single model's.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 from koba_ros.cli import print_json
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.evaluation import bench_samples, evaluate_grounder, latency_ms
-from koba_ros.grounding.grounder import Grounder, default_model_path
+from koba_ros.grounding.grounder import Grounder, default_model_path, single_model_path
 from koba_ros.grounding.instructions import UNSEEN_WORDS
 from koba_ros.grounding.scenes import perceived_scenes, render_and_perceive
 from koba_ros.grounding.symbolic import SymbolicGrounder
@@ -45,8 +48,11 @@ def cpu_ms(grounder, objects, texts: list[str]) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=60, help="Held-out rendered scenes (default 60).")
+    ap.add_argument("--first-scene", type=int, default=100000,
+                    help="Seed of the first scene (default 100000; 100200 and 100400 are the other held-out sets).")
     ap.add_argument("--models", nargs="*", default=None,
-                    help="Learned model files (default: the committed ones); an ensemble file (.json) or members "
+                    help="Learned model files (default: the default grounder and its first member); an ensemble "
+                         "file (.json) or members "
                          "joined by '+' is a deep ensemble.")
     ap.add_argument("--train-scenes", type=int, default=300, help="Scenes the symbolic prototypes are read from.")
     ap.add_argument("--split", choices=["test", "train", "val", "val2"], default="test",
@@ -59,8 +65,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)  # more threads were much slower on the shared 2-core machine
-    models = args.models or [str(p) for p in sorted(default_model_path().parent.glob("grounding*.pt"))]
-    test_scenes = perceived_scenes(range(100000, 100000 + args.scenes), progress=False)
+    models = args.models or [str(default_model_path()), str(single_model_path())]
+    test_scenes = perceived_scenes(range(args.first_scene, args.first_scene + args.scenes), progress=False)
     samples = bench_samples(test_scenes, split=args.split)
     big = render_and_perceive(424242, 40)   # the latency scene: 40 objects, as many as the paper's scenes hold
     latency_texts = [s.text + f" ({k})" for k, s in enumerate(make_samples([big], "test", 40, 99))]
@@ -79,7 +85,7 @@ def main(argv=None) -> int:
             blind.net.set_catalog(catalog_phrases(load_catalog(), blind.net.catalog.entries,
                                                   leave_out=UNSEEN_WORDS), blind.encoder)
             grounders[f"{name}_catalog_without_held_out_words"] = blind
-    result = {"scenes": len(test_scenes), "phrasings": args.split,
+    result = {"scenes": len(test_scenes), "first_scene": args.first_scene, "phrasings": args.split,
               "samples": {k: len(v) for k, v in samples.items()}, "results": {}}
     for name, g in grounders.items():
         start = time.perf_counter()

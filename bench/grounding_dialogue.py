@@ -216,7 +216,8 @@ def main(argv=None) -> int:
                     "last commit before the session-3 gate: kinds named by the words, generic words).")
     ap.add_argument("--person", choices=["scripted", "legacy", "both"], default="scripted",
                     help="Scripted person(s) to run 'before' with (the new one always runs 'after').")
-    ap.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")
+    ap.add_argument("--model", default="", help="Grounding weights or ensemble file (default "
+                    "models/grounding/grounding_default.json).")
     ap.add_argument("--models", nargs="+", default=None,
                     help="Instead of before vs after: the working-tree dialogue with each of these grounders, same "
                          "samples, same run. Each is a weight file, an ensemble file (.json) or members joined by "

@@ -7,7 +7,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.grounding.crop_encoder import CROP_DIM, CropEncoder, crop_tensor, predict_kinds, pretrain
 from koba_ros.grounding.features import BASE_DIM, PAIR_DIM
-from koba_ros.grounding.grounder import Member, batch_inputs, default_model_path
+from koba_ros.grounding.grounder import Member, batch_inputs, default_model_path, single_model_path
 from koba_ros.grounding.model import GroundingNet, soft_cross_entropy
 from koba_ros.perception.crops import CHANNELS, SIDE, object_crop, object_crops
 from koba_ros.perception.objects import PerceivedObject
@@ -114,9 +114,9 @@ def test_old_checkpoint_loads_and_reads_the_same_inputs_as_before():
     (BASE_DIM + appearance) and objects without crops ground as before. (Checked once in session 6: the then default,
     now grounding_session4.pt, grounding_byte.pt and grounding_session1.pt give bit-identical probabilities before and
     after the crop encoder change on 225 validation texts, single and batched; docs/grounding.md.)"""
-    ckpt = torch.load(default_model_path(), map_location="cpu", weights_only=True)
+    ckpt = torch.load(single_model_path(), map_location="cpu", weights_only=True)
     assert not any(k.startswith("crop_encoder.") for k in ckpt["state_dict"])
-    member = Member(default_model_path(), minilm=lambda: None)
+    member = Member(single_model_path(), minilm=lambda: None)
     assert member.net.crop_encoder is None
     assert member.net.object_dim == BASE_DIM + member.appearance_dim == member.net.obj_mean.shape[0]
     rng = np.random.default_rng(2)

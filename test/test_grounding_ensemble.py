@@ -1,4 +1,5 @@
 """Deep ensemble of grounding models (grounder.average_groundings, Grounder with several weight files)."""
+import hashlib
 import json
 
 import numpy as np
@@ -6,10 +7,17 @@ import pytest
 import torch
 
 from koba_ros.errors import KobaError
-from koba_ros.grounding.grounder import Grounder, Grounding, average_groundings, default_model_path, retemper
+from koba_ros.grounding.grounder import (
+    Grounder,
+    Grounding,
+    average_groundings,
+    default_model_path,
+    retemper,
+    single_model_path,
+)
 from koba_ros.grounding.scenes import render_and_perceive
 
-DEFAULT = default_model_path()
+DEFAULT = single_model_path()
 CANDIDATE = DEFAULT.parent / "grounding_novel_words_06.pt"
 TEXTS = ["put the red cube in the top right box", "the duck to the lower left", "move the green teddy bear", ""]
 
@@ -79,11 +87,18 @@ def test_members_are_read_relative_to_the_ensemble_file(tmp_path, objects):
     (lambda d: d / "missing.json", "not found"),
     (lambda d: d / "broken.json", "cannot read grounding ensemble"),
     (lambda d: d / "no_members.json", "cannot read grounding ensemble"),
+    (lambda d: d / "short_hashes.json", "cannot read grounding ensemble"),
+    (lambda d: d / "replaced.json", "not the file its gate was fitted for"),
 ])
 def test_bad_ensembles_are_one_clear_error(tmp_path, make, message):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")   # a checkpoint, but not a grounding model
     (tmp_path / "broken.json").write_text("{members: ")
     (tmp_path / "no_members.json").write_text(json.dumps({"t_target": 1.0}))
+    (tmp_path / "a.pt").write_bytes(DEFAULT.read_bytes())
+    (tmp_path / "b.pt").write_bytes(CANDIDATE.read_bytes())
+    (tmp_path / "short_hashes.json").write_text(json.dumps({"members": ["a.pt", "b.pt"], "sha256": ["0" * 64]}))
+    right = hashlib.sha256(DEFAULT.read_bytes()).hexdigest()   # b.pt's hash is a.pt's: b was "replaced"
+    (tmp_path / "replaced.json").write_text(json.dumps({"members": ["a.pt", "b.pt"], "sha256": [right, right]}))
     with pytest.raises(KobaError, match=message) as err:
         Grounder(make(tmp_path))
     assert "\n" not in str(err.value)
@@ -100,7 +115,7 @@ def test_non_positive_temperatures_and_mismatched_groundings_are_refused():
 
 
 @pytest.mark.parametrize("name", [
-    "grounding_ensemble.json", "grounding_ensemble_session3.json", "grounding_seeds.json"])
+    "grounding_default.json", "grounding_ensemble.json", "grounding_ensemble_session3.json", "grounding_seeds.json"])
 def test_the_committed_ensemble_files_load_their_members(name):
     g = Grounder(str(DEFAULT.parent / name))
     assert len(g.members) >= 2 and all(m.path.is_file() for m in g.members)
@@ -117,3 +132,26 @@ def test_the_seed_ensemble_is_one_recipe_at_different_seeds():
     assert len(set(seeds)) == len(seeds) == 3, seeds
     assert all(r == recipes[0] for r in recipes), recipes
     assert recipes[0]["homographs"] > 0 and recipes[0]["novel_words"] > 0
+
+
+def test_the_default_grounder_is_the_committed_four_model_ensemble_with_its_gate(objects):
+    """Grounder() loads grounding_default.json (decision 3 of session 9, docs/grounding.md): C's recipe at seeds 0 and
+    1 and the wider-grammar recipe at seeds 0 and 2, all 600 scenes, with the gate temperatures fitted for their
+    average. Its seed-0 member is grounding.pt byte for byte, the single model the rest of the tests read; the file
+    hashes pin the members, so retraining grounding.pt leaves the default intact."""
+    g = Grounder()
+    assert default_model_path().name == "grounding_default.json"
+    assert [m.path.name for m in g.members] == ["grounding_600_seed0.pt", "grounding_600_seed1.pt",
+                                                 "grounding_600_wide.pt", "grounding_600_wide_seed2.pt"]
+    assert g.members[0].path.read_bytes() == DEFAULT.read_bytes()
+    spec = json.loads(default_model_path().read_text())
+    assert g.ensemble_temperature == (spec["t_target"], spec["t_dest"]) != (1.0, 1.0)
+    recipes = [dict(m.config["train"]) for m in g.members]
+    assert [r.pop("seed") for r in recipes] == [0, 1, 0, 2]
+    for r in recipes:   # the crop options were added to the config after three of them trained; off means the same
+        if not r.pop("crops", False):
+            r.pop("crop_epochs", None)
+    assert all(r == recipes[0] and r["scenes"] == 600 for r in recipes), recipes
+    # The default is the ensemble, not its first member: on the same words the distributions differ.
+    text = "put the red cube in the top right box"
+    assert not np.allclose(g.ground(text, objects).target_probs, Grounder(DEFAULT).ground(text, objects).target_probs)

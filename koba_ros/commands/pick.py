@@ -16,7 +16,8 @@ def add_arguments(p):
     p.add_argument("instruction", nargs="?", default=None, help="What to do, in words (e.g. \"put the duck in "
                    "the top left box\"); or name the object with --target and --destination.")
     p.add_argument("--answer", action="append", default=[], help="Answer to the robot's next question (repeat).")
-    p.add_argument("--model", default="", help="Grounding weights (default models/grounding/grounding.pt).")
+    p.add_argument("--model", default="", help="Grounding weights (.pt) or ensemble file (.json); "
+                   "default models/grounding/grounding_default.json.")
     p.add_argument("--target", type=int, default=None, help="Index of the object in the scene's objects.")
     p.add_argument("--destination", default=None, choices=BOXES, help="Box to put it in.")
     p.add_argument("--no-motion", action="store_true", help="Perceive and plan only; do not move the arm.")

@@ -5,6 +5,7 @@ perceived objects plus "none of them", and over the four boxes plus "not said".
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -47,6 +48,13 @@ class Grounding:
 
 
 def default_model_path() -> Path:
+    """What Grounder() loads: since session 9 a deep ensemble file (four 600-scene models, two recipes at two seeds
+    each, with the gate temperatures fitted for their average; docs/grounding.md "Session 9")."""
+    return models_dir() / "grounding" / "grounding_default.json"
+
+
+def single_model_path() -> Path:
+    """The single seed-0 model (the ensemble's first member, byte for byte); `koba train grounding` writes here."""
     return models_dir() / "grounding" / "grounding.pt"
 
 
@@ -108,15 +116,24 @@ def retemper(p: np.ndarray, t: float) -> np.ndarray:
 
 
 def read_manifest(path: Path) -> tuple[list[Path], tuple[float, float]]:
-    """An ensemble file: {"members": [weight files, relative to this file], "t_target": .., "t_dest": ..}."""
+    """An ensemble file: {"members": [weight files, relative to this file], "t_target": .., "t_dest": .., and
+    optionally "sha256": [one per member]}. The temperatures were fitted for those exact members' average, so with
+    hashes a member that was replaced (retrained, say) is one clear error instead of a silently mis-aimed gate."""
     if not path.is_file():
         raise KobaError(f"grounding ensemble {path} not found")
     try:
         spec = json.loads(path.read_text())
         members = [path.parent / m for m in spec["members"]]
         temperature = (float(spec.get("t_target", 1.0)), float(spec.get("t_dest", 1.0)))
+        hashes = spec.get("sha256")
+        if hashes is not None and len(hashes) != len(members):
+            raise ValueError(f"{len(hashes)} sha256 for {len(members)} members")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KobaError(f"cannot read grounding ensemble {path}: {exc!r}") from None
+    for member, expected in zip(members, hashes or [], strict=False):
+        if member.is_file() and hashlib.sha256(member.read_bytes()).hexdigest() != expected:
+            raise KobaError(f"grounding ensemble {path}: {member.name} is not the file its gate was fitted for; "
+                            "fit it again (bench/grounding_dialogue.py --fit-gate DIR --models A+B+...)")
     return members, temperature
 
 
@@ -163,19 +180,22 @@ class Member:
 class Grounder:
     """Load once, then ground(text, objects) per turn.
 
-    `path`: one weight file (default models/grounding/grounding.pt); a list of weight files, a deep ensemble
+    `path`: one weight file; a list of weight files, a deep ensemble
     (average_groundings) whose averages are re-tempered by `temperature` (target, destination); or an ensemble file
-    (.json, read_manifest) naming its members and the temperatures fitted for it. A one-member list is that model,
+    (.json, read_manifest) naming its members and the temperatures fitted for it (default: default_model_path(), the
+    committed ensemble file). A one-member list is that model,
     exactly. Attributes config, encoder_kind, net, encoder, temperature are the first member's (the only one's for
     a single model)."""
 
     def __init__(self, path: str | Path | list | tuple | None = None, temperature: tuple[float, float] = (1.0, 1.0)):
+        if path is None or path == "":
+            path = default_model_path()
         if isinstance(path, (list, tuple)):
             paths = [Path(p) for p in path]
-        elif path and Path(path).suffix == ".json":
+        elif Path(path).suffix == ".json":
             paths, temperature = read_manifest(Path(path))
         else:
-            paths = [Path(path) if path else default_model_path()]
+            paths = [Path(path)]
         if not paths:
             raise KobaError("a grounding ensemble needs at least one model file")
         if len({p.resolve() for p in paths}) != len(paths):

@@ -36,7 +36,8 @@ class GroundingNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("grounding_node", **kwargs)
         self.model_path = declare(self, "model_path", "",
-                                  "Grounding weights (.pt); empty: models/grounding/grounding.pt.")
+                                  "Grounding weights (.pt) or ensemble file (.json); empty: "
+                                  "models/grounding/grounding_default.json.")
         self.action_name = declare(self, "action_name", "/pick_place", "koba_interfaces/action/PickPlace server.")
         self.objects_reliability = declare(self, "objects_reliability", "reliable",
                                            "QoS reliability of /perception/objects.")
