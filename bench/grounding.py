@@ -12,6 +12,9 @@ the catalog without the held-out and validation words: what it does for words th
 
 Default models: the default grounder (models/grounding/grounding_default.json, a deep ensemble) and its first member
 alone (models/grounding/grounding.pt), so the ensemble's cost per turn is read against the single model's.
+`crop_kinds` is the CPU time of the crop CNN's second opinion on an object's kind (grounding/crop_kinds.py): the
+dialogue reads it for its pick (and the few objects the model names by the kind said), each object once per
+instruction.
 """
 from __future__ import annotations
 
@@ -43,6 +46,24 @@ def cpu_ms(grounder, objects, texts: list[str]) -> float:
         grounder.ground(t, objects)
         times.append((time.process_time() - start) * 1000)
     return float(np.median(times))
+
+
+def crop_kinds_cpu_ms(objects, repeats: int = 21) -> dict:
+    """Median CPU time (ms) of the crop CNN's kind probabilities for one object (what the dialogue reads for its pick)
+    and for all of these objects in one pass (the most it could read)."""
+    from koba_ros.grounding.crop_kinds import CropKinds, default_path
+
+    net = CropKinds.load(default_path())
+    out = {"objects": len(objects)}
+    for name, objs in (("one_object_cpu_median_ms", objects[:1]), ("all_objects_cpu_median_ms", objects)):
+        net.probs(objs)
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            net.probs(objs)
+            times.append((time.process_time() - start) * 1000)
+        out[name] = float(np.median(times))
+    return out
 
 
 def main(argv=None) -> int:
@@ -103,6 +124,7 @@ def main(argv=None) -> int:
         m["latency"]["cpu_vs_first_learned"] = round(m["latency"]["cpu_median_ms"]
                                                      / max(learned[0]["latency"]["cpu_median_ms"], 1e-6), 2)
     result["latency_objects"] = len(big.objects)
+    result["crop_kinds"] = crop_kinds_cpu_ms(big.objects)
     print_json(result)
     return 0
 

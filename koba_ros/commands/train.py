@@ -1,9 +1,11 @@
-"""koba train grounding: train the instruction-grounding model on rendered, perceived scenes."""
-HELP = "Train a model (grounding: instruction + perceived objects -> target and box)."
+"""koba train grounding | crop-kinds: train the instruction-grounding model, or the crop CNN that names an object's
+kind from its crop alone (the dialogue's second opinion), on rendered, perceived scenes."""
+HELP = ("Train a model (grounding: instruction + perceived objects -> target and box; crop-kinds: object crop -> "
+        "catalog entry).")
 
 
 def add_arguments(p):
-    p.add_argument("what", choices=["grounding"], help="Which model to train.")
+    p.add_argument("what", choices=["grounding", "crop-kinds"], help="Which model to train.")
     p.add_argument("--encoder", choices=["minilm", "byte"], default="minilm",
                    help="Text encoder: pretrained MiniLM (frozen) or our byte-level transformer (default minilm).")
     p.add_argument("--scenes", type=int, default=600, help="Rendered training scenes (default 600; cached).")
@@ -16,7 +18,8 @@ def add_arguments(p):
                    help="Word dropout on the text encoder's token states while training (default 0: off).")
     p.add_argument("--crops", action="store_true",
                    help="Add CNN features of each object's crop (pretrained on the objects' kinds, then frozen).")
-    p.add_argument("--crop-epochs", type=int, default=20, help="Epochs of the crop encoder's pretraining (default 20).")
+    p.add_argument("--crop-epochs", type=int, default=20,
+                   help="Epochs of the crop encoder's pretraining, and of crop-kinds (default 20).")
     p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
     p.add_argument("--json", action="store_true", help="Print a JSON summary.")
 
@@ -37,6 +40,8 @@ def run(args):
     if not 0 <= args.token_drop < 1:
         raise KobaError("--token-drop must be in [0, 1)")
     out = Path(args.out) if args.out else models_dir() / "grounding"
+    if args.what == "crop-kinds":
+        return _train_crop_kinds(args, out)
     name = "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"
     cfg = TrainConfig(encoder=args.encoder, scenes=args.scenes, per_scene=args.per_scene, epochs=args.epochs,
                       seed=args.seed, threads=args.threads,
@@ -47,3 +52,19 @@ def run(args):
     else:
         print(f"saved {summary['weights']} (val clear accuracy {summary['best_val_clear_acc']:.3f}, "
               f"{summary['seconds']:.0f} s); curves in {out}")
+
+
+def _train_crop_kinds(args, out):
+    import torch
+
+    from koba_ros.cli import print_json
+    from koba_ros.grounding.crop_kinds import train_crop_kinds
+
+    torch.set_num_threads(args.threads)
+    summary = train_crop_kinds(args.scenes, args.crop_epochs, args.seed, out / "crop_kinds.pt",
+                               log=(lambda *_: None) if args.json else print)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"saved {summary['weights']} (kind accuracy on {summary['val_objects']} validation objects "
+              f"{summary['val_kind_acc']:.3f}, {summary['seconds']:.0f} s)")

@@ -14,6 +14,9 @@ that kind (or whether it meant the pick) instead of moving it; when the words na
 any likely object of the pick's colour is a look-alike. Conversely, below the gate it acts when what the words say
 that can be checked (the kind, the colour, the box they locate it in, a side within it) fits exactly one object, the
 model gives it a share of the probability (it would have asked about it), and "none of them" is not plausible.
+The model's noun for the pick is not the last word: the crop CNN (crop_kinds.py), which never saw the words, must not
+be sure it is another kind (below crop_veto of its probability on the kinds named). The words' model can share one
+confusion with certainty on unseen wording ("the green block" -> the green cylinder when no block is green).
 A colour word fits the objects the camera sees nearest it or nearest what the camera sees of the objects people call
 that colour (the tan jenga block looks dark orange-brown).
 A box counts as said only when the words name one: the box head alone reads a box into words that name none.
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from koba_ros.grounding import lexicon, seen_colours
+from koba_ros.grounding import crop_kinds, lexicon, seen_colours
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.catalog import load_catalog
 
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from koba_ros.grounding.grounder import Grounding
 
 MAX_CHARS = 400
+CROP_VETO = 0.2       # set by the session-10 decision on validation (docs/grounding.md "Session 10")
 COLOUR_MARGIN = 0.1   # candidates within this colour distance of the nearest one all fit a colour word
 # Words of an answer that say nothing about which object ("I mean the one, please"); the rest goes to the grounder.
 FILLER = {"i", "mean", "the", "a", "an", "one", "ones", "it", "that", "this", "in", "on", "at", "of", "to", "from",
@@ -82,6 +86,8 @@ class Settings:
     box_needs_words: bool = True    # the box head's destination counts only when the words name a box
     seen_colours: bool = True       # a colour word also fits the camera's colour of the entries of that colour
     singled_out_any: bool = True    # the one object singled out may be another than the model's pick
+    crop_veto: float = CROP_VETO    # an object is of the kind named only if the crop CNN gives that kind this much
+    crop_kinds: str = ""            # the crop CNN's weights ("": the committed models/grounding/crop_kinds.pt)
 
 
 class Dialogue:
@@ -103,6 +109,8 @@ class Dialogue:
         self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
         self._noun_probs = np.zeros((0, 0))  # p(object or none | "the <noun>") for each of NOUNS, same grounding
         self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
+        self._named_any: set[str] = set()   # the entries the instruction names, any colour (for the crop CNN)
+        self._crop_probs: dict[int, np.ndarray] = {}  # p(entry | crop) of each object the veto has read
 
     @property
     def instruction(self) -> str:
@@ -131,7 +139,7 @@ class Dialogue:
             self.destination = dest
             # With one box named, it may say where the object is rather than where it goes.
             self.box_unsure = len(lexicon.box_mentions(text)) == 1
-        kinds = said_kinds(text, colour=True)
+        kinds, self._named_any = said_kinds(text, colour=True), said_kinds(text)
         if g.none_prob >= self.s.reject_above and g.none_prob > p_best:
             # Before saying it is not here: do the words name a kind of object (in the colour said) that is here?
             # The model can miss a wording it never saw ("the light brown piece of wood"); ask rather than refuse.
@@ -150,7 +158,9 @@ class Dialogue:
         twins = self._twins(text, best, ranked, words_only, kinds) if sure else []
         if sure and kinds and not self._is_kind(best, kinds):
             # The words name a kind of object the pick is not ("the can" -> a cube): ask about that kind instead.
-            self.why = "pick not of the kind named"
+            # (Said apart when the model's noun agreed with the words and only the crop CNN said otherwise.)
+            noun_agrees = bool(NOUN_ENTRIES[self._names([best])[best]] & kinds)
+            self.why = "crop says the pick is not of the kind named" if noun_agrees else "pick not of the kind named"
             of_kind = [i for i, _ in ranked if self._is_kind(i, kinds)]
             self.candidates = self.pool = (of_kind or [best])[:self.s.max_pool]
             self.confidence = p_best
@@ -361,6 +371,8 @@ class Dialogue:
             # Likewise the pick is firmly of the kind only when no noun of another kind finds it plausible (a red
             # ball in shade the model calls a cylinder is plausibly a ball too).
             firm -= {i for i in fits if other[i]}
+            # And not when the crop CNN, which never saw the words, is sure it is another kind.
+            firm -= self._crop_denied(fits)
         if colour_said and fits:
             # A colour rules out only an object the camera sees in another colour its kind comes in: a red cube in
             # shade looks brown, which no cube is, so it may still be the red one.
@@ -394,10 +406,27 @@ class Dialogue:
         return out
 
     def _is_kind(self, i: int, kinds: set[str]) -> bool:
-        """Is object i, by the model's own noun for it, one of the catalog entries the words name? (The catalog
-        head's visual entry classifier was measured as the alternative: it moved one more absent object on the
-        validation phrasings.)"""
-        return bool(NOUN_ENTRIES[self._names([i])[i]] & kinds)
+        """Is object i one of the catalog entries the words name? By the model's own noun for it, unless the crop
+        CNN, which never saw the words, is sure it is another kind. (The catalog head's visual entry classifier was
+        measured as the alternative to the noun: it moved one more absent object on the validation phrasings.)"""
+        return bool(NOUN_ENTRIES[self._names([i])[i]] & kinds) and not self._crop_denies(i)
+
+    def _crop_denies(self, i: int) -> bool:
+        return i in self._crop_denied([i])
+
+    def _crop_denied(self, idx: list[int]) -> set[int]:
+        """The objects of idx to which the crop CNN (crop_kinds.py) gives the kinds the instruction names, in any
+        colour, less than crop_veto. The words' model can share one confusion with certainty ("the green block" ->
+        the green cylinder when no green block is here); the crop alone cannot. No crop, no opinion. Each object's
+        crop is read once, and only when asked about (a whole scene costs as much CPU as a grounding turn)."""
+        if self.s.crop_veto <= 0 or not self._named_any:
+            return set()
+        net = crop_kinds.load_cached(self.s.crop_kinds or str(crop_kinds.default_path()))
+        todo = [i for i in dict.fromkeys(idx) if i not in self._crop_probs]
+        if todo:
+            self._crop_probs.update(zip(todo, net.probs([self.objects[i] for i in todo]), strict=True))
+        named = [k for k, e in enumerate(net.entries) if e in self._named_any]
+        return {i for i in idx if self._crop_probs[i][named].sum() < self.s.crop_veto}  # NaN (no crop): False
 
     def _centre_x(self, i: int) -> float:
         return self.objects[i].bbox[0] + self.objects[i].bbox[2] / 2

@@ -22,7 +22,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from std_msgs.msg import String
 
 from koba_ros.errors import KobaError
-from koba_ros.grounding import lexicon
+from koba_ros.grounding import crop_kinds, lexicon
 from koba_ros.grounding.dialogue import Dialogue, Reply, Settings
 from koba_ros.grounding.messages import fill_result
 from koba_ros.nodes.params import declare, sensor_qos
@@ -49,7 +49,11 @@ class GroundingNode(LifecycleNode):
             reject_above=declare(self, "reject_above", Settings.reject_above, "Refuse when p(none of them) "
                                  "reaches this."),
             dest_ask_below=declare(self, "dest_ask_below", Settings.dest_ask_below, "Ask for the box below this."),
-            max_turns=declare(self, "max_turns", Settings.max_turns, "Questions before giving up politely."))
+            max_turns=declare(self, "max_turns", Settings.max_turns, "Questions before giving up politely."),
+            crop_veto=declare(self, "crop_veto", Settings.crop_veto, "A sure pick is of the kind the words name "
+                              "only if the crop CNN gives that kind this much probability (0: no second opinion)."),
+            crop_kinds=declare(self, "crop_kinds_path", Settings.crop_kinds, "Crop CNN weights; empty: "
+                               "models/grounding/crop_kinds.pt."))
         self.grounder = None
         self.objects = []
         self.dialogue: Dialogue | None = None
@@ -73,6 +77,8 @@ class GroundingNode(LifecycleNode):
         try:
             sensor_qos(self.objects_reliability)
             self.grounder = Grounder(self.model_path or None)
+            if self.settings.crop_veto > 0:   # a missing or foreign file fails here, not at the first instruction
+                crop_kinds.load_cached(self.settings.crop_kinds or str(crop_kinds.default_path()))
         except (KobaError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
