@@ -90,7 +90,8 @@ def test_one_pick_over_dds(ros_context, picking_graph):
             assert spin_until(executor, lambda: "truth" in latest, 10)
             # The picker's own verdict (perception after going home) must agree with the simulator's ground truth.
             assert result.result().result.success == (latest["truth"]["boxes"][0] == "top_right"), \
-                (result.result().result.message, latest["truth"])
+                (result.result().result.message, latest["truth"],
+                 [line for line in picking_graph.log_path.read_text().splitlines() if "picker_node" in line][-6:])
             if result.result().result.success or latest["truth"]["boxes"][0] != "top_left":
                 break
             latest.pop("objects", None)

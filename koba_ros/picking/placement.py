@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from koba_ros.sim.layout import BoxRegion
+from koba_ros.sim.layout import BoxRegion, box_regions
 
 WALL_CLEARANCE = 0.012   # m between the object (plus a finger) and a wall
 GRID_STEP = 0.01
@@ -28,3 +28,12 @@ def free_spot(region: BoxRegion, occupied: list[tuple[float, float, float]], rad
     centre_distance = np.linalg.norm(candidates - region.centre, axis=1)
     best = np.lexsort((centre_distance, -np.round(room, 3)))[0]
     return float(candidates[best, 0]), float(candidates[best, 1])
+
+
+def place_among(destination: str, objects, size, skip_id: int | None = None) -> tuple[float, float]:
+    """The roomiest spot in `destination` for an object of this size (x, y, z), given the perceived objects already
+    there (PerceivedObjects; the one being moved, skip_id, aside). Both the in-process session and picker_node put
+    objects down here, so an object never lands on, or against, what is already in the box."""
+    occupied = [(o.position[0], o.position[1], max(o.size[:2]) / 2) for o in objects
+                if o.box == destination and o.id != skip_id]
+    return free_spot(box_regions()[destination], occupied, max(size[:2]) / 2)

@@ -19,9 +19,8 @@ from koba_ros.perception.objects import PerceivedObject
 from koba_ros.perception.segmenter import perceive
 from koba_ros.picking.cell_arm import CellArm
 from koba_ros.picking.picker import Picker, PickResult, Target
-from koba_ros.picking.placement import free_spot
+from koba_ros.picking.placement import place_among
 from koba_ros.sim.cell import Frame, SimCell
-from koba_ros.sim.layout import box_regions
 from koba_ros.sim.scene import Scene
 
 MATCH_DISTANCE = 0.03   # m between a perceived centroid and an object's true centre to call them the same
@@ -33,9 +32,7 @@ def target_of(obj: PerceivedObject) -> Target:
 
 def place_for(obj: PerceivedObject, destination: str, objects: list[PerceivedObject]) -> tuple[float, float]:
     """The roomiest spot in `destination` given the perceived objects already there."""
-    occupied = [(o.position[0], o.position[1], max(o.size[:2]) / 2) for o in objects
-                if o.box == destination and o.id != obj.id]
-    return free_spot(box_regions()[destination], occupied, max(obj.size[:2]) / 2)
+    return place_among(destination, objects, obj.size, obj.id)
 
 
 @dataclass
