@@ -425,8 +425,7 @@ class Dialogue:
         todo = [i for i in dict.fromkeys(idx) if i not in self._crop_probs]
         if todo:
             self._crop_probs.update(zip(todo, net.probs([self.objects[i] for i in todo]), strict=True))
-        named = [k for k, e in enumerate(net.entries) if e in self._named_any]
-        return {i for i in idx if self._crop_probs[i][named].sum() < self.s.crop_veto}  # NaN (no crop): False
+        return {i for i in idx if net.mass(self._crop_probs[i], self._named_any) < self.s.crop_veto}  # NaN: False
 
     def _centre_x(self, i: int) -> float:
         return self.objects[i].bbox[0] + self.objects[i].bbox[2] / 2
