@@ -47,3 +47,4 @@ def test_place_among_keeps_clear_of_what_is_in_the_destination_box_only():
     # The object being moved, and objects in other boxes, take no room.
     assert place_among("top_right", there, (0.04, 0.04, 0.04), skip_id=0) == region.centre
     assert place_among("top_right", [obj(1, "top_left", 0.0, 0.0)], (0.04, 0.04, 0.04)) == region.centre
+    assert place_among("the moon", there, (0.04, 0.04, 0.04)) is None     # no box: the picker rejects the goal

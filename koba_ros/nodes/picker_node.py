@@ -24,7 +24,6 @@ from koba_ros.perception.messages import msg_to_objects
 from koba_ros.picking.kinematics import ARM_JOINTS
 from koba_ros.picking.picker import Picker, Target
 from koba_ros.picking.placement import place_among
-from koba_ros.sim.layout import box_regions
 from koba_ros.sim.trajectory import JointTrajectory
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
 
@@ -204,11 +203,7 @@ class PickerNode(Node):
 
         # Put it down in the roomiest spot of the box, not on (or against) what is already there: an object
         # dropped against another one is seen as one with it, and the check above would call the place a miss.
-        # (A box that is not one is the picker's to reject, with its own message.)
-        known = {o.id for o in self.objects}
-        place_xy = place_among(goal.destination, self.objects, target.size,
-                               goal.object_id if goal.object_id in known else None) \
-            if goal.destination in box_regions() else None
+        place_xy = place_among(goal.destination, self.objects, target.size, goal.object_id)
         return self.picker.pick_place(target, goal.destination, progress=progress, cancel=cancel, locate=locate,
                                       verify=verify, place_xy=place_xy)
 

@@ -30,10 +30,13 @@ def free_spot(region: BoxRegion, occupied: list[tuple[float, float, float]], rad
     return float(candidates[best, 0]), float(candidates[best, 1])
 
 
-def place_among(destination: str, objects, size, skip_id: int | None = None) -> tuple[float, float]:
+def place_among(destination: str, objects, size, skip_id: int | None = None) -> tuple[float, float] | None:
     """The roomiest spot in `destination` for an object of this size (x, y, z), given the perceived objects already
     there (PerceivedObjects; the one being moved, skip_id, aside). Both the in-process session and picker_node put
-    objects down here, so an object never lands on, or against, what is already in the box."""
+    objects down here, so an object never lands on, or against, what is already in the box. None for a destination
+    that is no box (the picker rejects that goal with its own message)."""
+    if destination not in box_regions():
+        return None
     occupied = [(o.position[0], o.position[1], max(o.size[:2]) / 2) for o in objects
                 if o.box == destination and o.id != skip_id]
     return free_spot(box_regions()[destination], occupied, max(size[:2]) / 2)

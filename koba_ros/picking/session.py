@@ -30,7 +30,7 @@ def target_of(obj: PerceivedObject) -> Target:
     return Target.of(obj)
 
 
-def place_for(obj: PerceivedObject, destination: str, objects: list[PerceivedObject]) -> tuple[float, float]:
+def place_for(obj: PerceivedObject, destination: str, objects: list[PerceivedObject]) -> tuple[float, float] | None:
     """The roomiest spot in `destination` given the perceived objects already there."""
     return place_among(destination, objects, obj.size, obj.id)
 
