@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_json(obj) -> None:
-    """The single JSON object a --json command prints on stdout."""
-    print(json.dumps(obj, indent=None, sort_keys=False, default=str))
+    """The single JSON object a --json command prints on stdout, as one line in one write: under torchrun every rank
+    prints its own to the same pipe, and `print` (text, then newline) let two of them run into one line."""
+    sys.stdout.write(json.dumps(obj, indent=None, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,49 @@ def test_two_gloo_ranks_keep_bf16_master_weights_in_sync(tmp_path):
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
+def torchrun_train(path: Path, config_data: dict) -> list[dict]:
+    """Two gloo ranks on this host train `config_data`; their JSON summaries by rank."""
+    path.write_text(yaml.safe_dump(config_data))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
+                          capture_output=True, text=True, timeout=240, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                  key=lambda s: s["rank"])
+
+
+def losses(out: Path) -> list[float]:
+    return [float(row.split(",")[3]) for row in (out / "metrics.csv").read_text().splitlines()[1:]]
+
+
+@pytest.mark.slow
+def test_fsdp_bf16_master_trains_like_the_flat_master_and_resumes_either_way(tmp_path):
+    """precision bf16_master under FSDP is FSDP's mixed precision: the fp32 shards are the master weights, blocks are
+    all-gathered in bf16 to compute, gradients reduce-scattered in fp32. Against one process with the flat master
+    accumulating the same two micro-batches it is close, not equal (there the micro-batches' gradients add up in
+    bf16). Its checkpoint holds fp32 weights and torch's per-parameter AdamW state, which one process resumes
+    (converted to the flat layout), and FSDP resumes a one-process checkpoint (converted back)."""
+    master = dict(precision="bf16_master", steps=6, ckpt_every=3, eval_every=3, schedule="wso")  # lr: not by steps
+    single = train(TrainConfig.from_dict(config(tmp_path, "single", grad_accum=2, **master)))
+    reference = losses(tmp_path / "single")
+    assert reference[-1] < reference[0] - 0.5  # it trains: a fall far above the tolerances below
+
+    ranks = torchrun_train(tmp_path / "fsdp.yaml", config(tmp_path, "fsdp", parallel="fsdp", **{**master, "steps": 3}))
+    assert [s["precision"] for s in ranks] == ["bf16 weights, fp32 master AdamW (FSDP mixed precision)"] * 2
+    fsdp = losses(tmp_path / "fsdp")
+    assert max(abs(a - b) for a, b in zip(fsdp, reference[:3], strict=True)) < 5e-3
+    state, optim, meta = load_checkpoint(tmp_path / "fsdp" / "checkpoint")
+    assert meta["step"] == 3 and "blocks.0.ffn.fc.weight" in optim["state"]  # torch's layout, by parameter name
+    weights = state["blocks.0.ffn.fc.weight"]
+    assert weights.dtype == torch.float32 and not torch.equal(weights, weights.bfloat16().float())  # the master
+
+    resumed = train(TrainConfig.from_dict(config(tmp_path, "fsdp", grad_accum=2, **master)))  # one process
+    assert resumed["precision"] == "bf16 weights, fp32 master AdamW" and abs(resumed["loss"] - single["loss"]) < 5e-3
+    train(TrainConfig.from_dict(config(tmp_path, "flat", grad_accum=2, **{**master, "steps": 3})))
+    ranks = torchrun_train(tmp_path / "flat.yaml", config(tmp_path, "flat", parallel="fsdp", **master))
+    assert abs(ranks[0]["loss"] - single["loss"]) < 5e-3 and len(losses(tmp_path / "flat")) == 6
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

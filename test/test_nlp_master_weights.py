@@ -1,11 +1,13 @@
 """AdamW over fp32 master weights (master_weights.py): the same update as torch's AdamW, bf16 weights that are the
-rounded master, tied weights updated once, and the bench variant that uses it trains."""
+rounded master, tied weights updated once, its state converted to torch's per-parameter layout (FSDP's) and back
+without changing the run, and the bench variant that uses it trains."""
 import pytest
 import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.bench import SHAPES, build, variant_optimizer
-from koba_ros.nlp.master_weights import MasterWeightAdamW
+from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
+from koba_ros.nlp.trainer import TrainConfig, named_groups, restore_optimizer
 
 
 def _model():
@@ -70,6 +72,92 @@ def test_state_round_trips_and_a_foreign_state_is_refused():
         opt.load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
     with pytest.raises(KobaError, match="no parameters"):
         MasterWeightAdamW([])
+
+
+def _named_groups(model, lr=1e-2):
+    """The trainer's two groups (named_groups), as optimizer parameter groups."""
+    matrices, rest = ([p for _, p in group] for group in named_groups(model))
+    return [{"params": matrices, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
+
+
+MASTER = TrainConfig(precision="bf16_master")
+MASTER_META = {"config": {"precision": "bf16_master"}}
+
+
+def test_state_converts_to_torch_adamw_layout_and_back_and_the_run_goes_on_unchanged():
+    """precision bf16_master under FSDP keeps torch.optim.AdamW's per-parameter state (the fp32 shards are the
+    master), without FSDP the flat state: restore_optimizer converts either into the other. With fp32 weights the
+    two optimizers compute the same AdamW, so a run continued after a conversion must match one never converted."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    x = torch.randn(16, 6)
+
+    def steps(model, opt, n):
+        for _ in range(n):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+
+    def adamw(model):
+        return torch.optim.AdamW(_named_groups(model), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, foreach=False)
+
+    def master(model):
+        return MasterWeightAdamW(_named_groups(model), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, dtype=torch.float32)
+
+    # flat -> per-parameter: 3 steps with the flat optimizer, 3 more with torch's AdamW, against 6 flat ones.
+    straight, first = _model(), _model()
+    steps(straight, master(straight), 6)
+    opt = master(first)
+    steps(first, opt, 3)
+    layout = [(name, p.shape) for group in named_groups(first) for name, p in group]
+    per_param = flat_to_param_state(opt.state_dict(), layout)
+    assert set(per_param) == {"0.weight", "0.bias", "2.weight", "2.bias"} and float(per_param["2.bias"]["step"]) == 3
+    second = _model()
+    second.load_state_dict(first.state_dict())
+    second_opt = adamw(second)
+    restore_optimizer(second_opt, second, opt.state_dict(), MASTER_META, MASTER)
+    steps(second, second_opt, 3)
+    for a, b in zip(second.parameters(), straight.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    fresh = _model()  # the check can fail: without the moments the same 3 steps end elsewhere
+    fresh.load_state_dict(first.state_dict())
+    steps(fresh, adamw(fresh), 3)
+    assert (fresh[0].weight - straight[0].weight).abs().max() > 1e-3
+
+    # per-parameter -> flat: 3 torch AdamW steps, then 3 flat ones, against 6 of torch's.
+    straight, first = _model(), _model()
+    steps(straight, adamw(straight), 6)
+    first_opt = adamw(first)
+    steps(first, first_opt, 3)
+    saved = get_optimizer_state_dict(first, first_opt, options=StateDictOptions(full_state_dict=True))
+    second = _model()
+    second.load_state_dict(first.state_dict())
+    second_opt = master(second)
+    restore_optimizer(second_opt, second, saved, MASTER_META, MASTER)
+    assert float(second_opt.step_count) == 3
+    steps(second, second_opt, 3)
+    for a, b in zip(second.parameters(), straight.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_conversion_refuses_states_that_do_not_fit_in_one_line():
+    model = _model()
+    opt = MasterWeightAdamW(_named_groups(model), dtype=torch.float32)
+    layout = [(name, p.shape) for group in named_groups(model) for name, p in group]
+    with pytest.raises(KobaError, match="does not fit"):
+        flat_to_param_state(opt.state_dict(), layout[:-1])
+    per_param = flat_to_param_state(opt.state_dict(), layout)
+    with pytest.raises(KobaError, match="no AdamW moments for 2.bias"):
+        param_state_to_flat({k: v for k, v in per_param.items() if k != "2.bias"}, layout, opt.master)
+    per_param["0.bias"]["step"] = torch.tensor(4.0)
+    with pytest.raises(KobaError, match="stepped"):
+        param_state_to_flat(per_param, layout, opt.master)
+    # a run of another precision: refused whichever layout its state has
+    with pytest.raises(KobaError, match="precision"):
+        restore_optimizer(opt, model, torch.optim.AdamW(model.parameters()).state_dict(),
+                          {"config": {"precision": "bf16"}}, MASTER)
+    with pytest.raises(KobaError, match="precision"):
+        restore_optimizer(torch.optim.AdamW(model.parameters()), model, opt.state_dict(), {}, TrainConfig())
 
 
 @pytest.mark.parametrize("variant", ["ours_bf16_master", "hf_bf16_master"])

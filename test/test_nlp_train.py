@@ -260,6 +260,9 @@ def test_bf16_master_trains_resumes_exactly_and_saves_the_fp32_master(tmp_path):
         train(tiny(tmp_path / "b", steps=10, schedule="wso", precision="bf16", device="cpu"))
 
 
-def test_bf16_master_refuses_fsdp(tmp_path):
-    with pytest.raises(KobaError, match="bf16_master .* fsdp"):
-        train(tiny(tmp_path, precision="bf16_master", parallel="fsdp"))
+def test_bf16_master_with_fsdp_outside_torchrun_is_the_single_process_recipe(tmp_path):
+    """parallel only applies under torchrun (two gloo ranks: test_nlp_distributed.py); alone it is the flat master."""
+    result = train(tiny(tmp_path, steps=4, precision="bf16_master", parallel="fsdp", device="cpu"))
+    assert result["precision"] == "bf16 weights, fp32 master AdamW"
+    _, optim, _ = load_checkpoint(tmp_path / "run" / "checkpoint")
+    assert optim["param_groups"][0]["kind"] == "master_weight_adamw"

@@ -107,7 +107,10 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def wrap(model: torch.nn.Module, info: DistInfo, mode: str) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, info: DistInfo, mode: str, compute_dtype: torch.dtype | None = None):
+    """DDP or FSDP. FSDP with `compute_dtype` (precision bf16_master): the shards stay fp32 and are the master
+    weights the optimizer steps; each block's weights are all-gathered in `compute_dtype` to compute, and gradients
+    are reduce-scattered in fp32 (FSDP2's MixedPrecisionPolicy): Micikevicius et al.'s recipe, sharded."""
     if not info.enabled:
         return model
     if mode == "ddp":
@@ -116,11 +119,12 @@ def wrap(model: torch.nn.Module, info: DistInfo, mode: str) -> torch.nn.Module:
         device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
         return DistributedDataParallel(model, device_ids=device_ids)
     if mode == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32 if compute_dtype else None)
         for block in model.blocks:  # shard per block so only one block's full weights exist at a time
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
         return model
     raise KobaError(f"parallel must be ddp or fsdp, got {mode!r}")
 

@@ -126,3 +126,44 @@ class MasterWeightAdamW:
         for key in self.STATE_KEYS:
             getattr(self, key).copy_(flat[key])
         self.flat.copy_(self.master)
+
+
+# --- the same optimizer state in torch.optim.AdamW's per-parameter layout --------------------------------------------
+# Under FSDP the recipe is FSDP's own mixed precision (fp32 shards are the master, bf16 all-gathered weights compute,
+# torch.optim.AdamW steps the shards), whose checkpoint holds torch's per-parameter layout. These two functions convert
+# between that and the flat layout above, so a bf16_master run resumes under either. `layout`: (name, shape) of each
+# parameter in the flat tensors' order (MasterWeightAdamW.params).
+
+def flat_to_param_state(state: dict, layout: list[tuple[str, torch.Size]]) -> dict[str, dict]:
+    """{name: {"step", "exp_avg", "exp_avg_sq"}} from a MasterWeightAdamW state dict."""
+    flat = state["state"]["flat"]
+    if sum(shape.numel() for _, shape in layout) != flat["exp_avg"].numel():
+        raise KobaError("checkpoint: the master-weight optimizer state does not fit this model's parameters")
+    per_param, offset = {}, 0
+    for name, shape in layout:
+        stop = offset + shape.numel()
+        per_param[name] = {"step": flat["step_count"].detach().float().clone(),
+                           "exp_avg": flat["exp_avg"][offset:stop].view(shape).clone(),
+                           "exp_avg_sq": flat["exp_avg_sq"][offset:stop].view(shape).clone()}
+        offset = stop
+    return per_param
+
+
+def param_state_to_flat(per_param: dict[str, dict], layout: list[tuple[str, torch.Size]],
+                        master: torch.Tensor) -> dict:
+    """A MasterWeightAdamW state dict from torch.optim.AdamW's per-parameter state; `master` is the fp32 weights
+    (the checkpoint's model state, which holds them at full precision)."""
+    missing = [name for name, _ in layout if set(per_param.get(name, {})) < {"step", "exp_avg", "exp_avg_sq"}]
+    if missing:
+        raise KobaError(f"checkpoint: the optimizer state has no AdamW moments for {missing[0]} "
+                        f"({len(missing)} parameters missing)")
+    steps = {float(per_param[name]["step"]) for name, _ in layout}
+    if len(steps) != 1:  # one step counter for the flat tensors: parameters stepped unequally cannot be merged
+        raise KobaError(f"checkpoint: its parameters were stepped {sorted(steps)} times, not equally")
+
+    def cat(key):
+        return torch.cat([per_param[name][key].detach().reshape(-1).float() for name, _ in layout]).to(master.device)
+
+    flat = {"master": master, "exp_avg": cat("exp_avg"), "exp_avg_sq": cat("exp_avg_sq"),
+            "step_count": torch.tensor(steps.pop(), device=master.device)}
+    return {"state": {"flat": flat}, "param_groups": [{"kind": "master_weight_adamw", "numel": master.numel()}]}

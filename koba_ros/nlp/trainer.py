@@ -19,7 +19,7 @@ from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_chec
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, load_text
-from koba_ros.nlp.master_weights import MasterWeightAdamW
+from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
 from koba_ros.nlp.tokenizer import build_tokenizer
@@ -76,9 +76,6 @@ class TrainConfig:
             raise KobaError(f"train config: seq_len {self.seq_len} exceeds model max_len {self.model.max_len}")
         if self.precision not in PRECISIONS:
             raise KobaError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.precision == "bf16_master" and self.parallel == "fsdp":
-            raise KobaError("train config: precision bf16_master keeps its own flat fp32 copy of the weights, which "
-                            "FSDP would have to shard; use it alone or with parallel: ddp, or precision bf16 with fsdp")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
         if not self.dist_timeout > 0:
@@ -124,17 +121,45 @@ def pick_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device):
-    """AdamW; weight decay on matrices only (not on biases, LayerNorm gains or ALONE's shared vector). With
-    precision bf16_master: the same AdamW on fp32 master weights, the model's weights become bf16."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+def named_groups(model: torch.nn.Module) -> list[list[tuple[str, torch.nn.Parameter]]]:
+    """The optimizer's two parameter groups, by name: matrices (weight decay), then the rest (biases, LayerNorm gains,
+    ALONE's shared vector: no decay)."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    return [[(n, p) for n, p in named if p.dim() >= 2], [(n, p) for n, p in named if p.dim() < 2]]
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device, flat_master: bool = False):
+    """AdamW; weight decay on matrices only. `flat_master` (precision bf16_master without FSDP): the same AdamW on
+    fp32 master weights, the model's weights become bf16 (under FSDP the fp32 shards are the master instead)."""
+    decay, no_decay = ([p for _, p in group] for group in named_groups(model))
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     betas = (config.beta1, config.beta2)
-    if config.precision == "bf16_master":
+    if flat_master:
         return MasterWeightAdamW(groups, lr=config.lr, betas=betas, dtype=torch.bfloat16, compile=config.compile)
     fused = torch.device(device).type == "cuda"
     return torch.optim.AdamW(groups, lr=config.lr, betas=betas, fused=fused)
+
+
+def restore_optimizer(optimizer, model, optim_state: dict, meta: dict, config: TrainConfig) -> None:
+    """Load a checkpoint's optimizer state. bf16_master states convert between the flat layout (one process or DDP)
+    and torch's per-parameter one (FSDP), so either resumes the other; a switch to or from bf16_master is refused."""
+    saved_master = MasterWeightAdamW.owns(optim_state) or (meta.get("config") or {}).get("precision") == "bf16_master"
+    if saved_master != (config.precision == "bf16_master"):
+        raise KobaError("checkpoint: its optimizer state was saved with precision "
+                        f"{'bf16_master' if saved_master else 'other than bf16_master'}; resume with the same "
+                        "precision (or start a new out folder)")
+    layout = [(name, p.shape) for group in named_groups(model) for name, p in group]
+    if isinstance(optimizer, MasterWeightAdamW):
+        if not MasterWeightAdamW.owns(optim_state):  # written under FSDP
+            optim_state = param_state_to_flat(optim_state.get("state", {}), layout, optimizer.master)
+        optimizer.load_state_dict(optim_state)
+        return
+    if MasterWeightAdamW.owns(optim_state):  # written without FSDP, resumed under it
+        names = [[name for name, _ in group] for group in named_groups(model)]
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": n}
+                  for g, n in zip(optimizer.param_groups, names, strict=True)]
+        optim_state = {"state": flat_to_param_state(optim_state, layout), "param_groups": groups}
+    distributed.load_optimizer_state(model, optimizer, optim_state)
 
 
 def set_lr(optimizer, lr: float) -> None:
@@ -197,7 +222,7 @@ def _train(config: TrainConfig, info, device) -> dict:
 
     model = TransformerLM(config.model).to(device)
     checkpoint_dir = out / "checkpoint"
-    step, optim_state = 0, None
+    step, optim_state, meta = 0, None, {}
     # Only rank 0 reads it: the other nodes may not share its filesystem, and all must resume at the same step.
     checkpoint = distributed.from_main(read_checkpoint(model, checkpoint_dir) if info.main and config.resume else None,
                                        info)
@@ -208,19 +233,14 @@ def _train(config: TrainConfig, info, device) -> dict:
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
     master = config.precision == "bf16_master"
-    if master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
-        optimizer = make_optimizer(model, config, device)
-    wrapped = distributed.wrap(model, info, config.parallel)
-    if not master:
+    flat_master = master and not (info.enabled and config.parallel == "fsdp")
+    if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
+        optimizer = make_optimizer(model, config, device, flat_master=True)
+    wrapped = distributed.wrap(model, info, config.parallel, compute_dtype=torch.bfloat16 if master else None)
+    if not flat_master:
         optimizer = make_optimizer(model, config, device)  # after wrapping: FSDP replaces the parameters with shards
     if optim_state is not None:
-        if master:
-            optimizer.load_state_dict(optim_state)
-        elif MasterWeightAdamW.owns(optim_state):
-            raise KobaError("checkpoint: its optimizer state is the master-weight AdamW of precision bf16_master; "
-                            "resume with precision: bf16_master (or start a new out folder)")
-        else:
-            distributed.load_optimizer_state(model, optimizer, optim_state)
+        restore_optimizer(optimizer, model, optim_state, meta, config)
     forward = torch.compile(wrapped) if config.compile else wrapped
     # bf16_master keeps autocast too: buffers and the loss stay fp32, matmuls meet bf16 weights either way.
     use_bf16 = config.precision in ("bf16", "bf16_master") or (config.precision == "auto" and device.type == "cuda")
@@ -269,7 +289,7 @@ def _train(config: TrainConfig, info, device) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if step % config.ckpt_every == 0 or step == config.steps:
-            if master:  # the fp32 master weights, not their bf16 rounding
+            if flat_master:  # the fp32 master weights, not their bf16 rounding (FSDP's fp32 shards are the master)
                 model_state, optim_state = optimizer.full_precision_state(model), optimizer.state_dict()
             else:
                 model_state, optim_state = distributed.full_state(model, optimizer, info)
@@ -292,5 +312,6 @@ def _train(config: TrainConfig, info, device) -> dict:
             "parameter_digest": distributed.parameter_digest(model),
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
-            "precision": "bf16 weights, fp32 master AdamW" if master else "bf16 autocast" if use_bf16 else "fp32",
+            "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
+                          if master else "bf16 autocast" if use_bf16 else "fp32"),
             "checkpoint": str(checkpoint_dir)}
