@@ -11,6 +11,7 @@
 #      Session 8's candidate, the chunked linear + cross-entropy (koba_ros/nlp/chunked_cross_entropy.py) on top of
 #      bf16_master, against its baselines in the same run (docs/nlp.md, "Session 8"):
 #        KOBA_LM_BENCH_VARIANTS=hf_compiled,hf_bf16_master,ours_bf16_master,ours_bf16_master_chunked_ce
+#      and session 11's, CUDA graphs on top of bf16_master: add ours_bf16_master_cudagraphs ("Session 11").
 # Every step gets min(REPRO_LIMIT, time left) seconds, so the script always ends inside TOTAL_LIMIT.
 # Results (JSON + PNG) go under $OUT (default ./out_lm_gpu). Run from the repository root:
 #   bash bench/lm_gpu.sh
