@@ -21,7 +21,9 @@ import threading
 from koba_ros.bringup import CELL_ARGS, _cell
 from koba_ros.launcher import run_composed
 stop = threading.Event()
-threading.Timer(240, stop.set).start()
+timer = threading.Timer(240, stop.set)
+timer.daemon = True  # else the process outlives the graph by the timer's 240 s after a Ctrl-C
+timer.start()
 run_composed(_cell({**{a.name: a.default for a in CELL_ARGS}, "headless": "true"}), stop=stop)
 """
 
@@ -34,7 +36,8 @@ def picking_graph(tmp_path):
     proc.log_path = tmp_path / "graph.log"
     yield proc
     log.close()
-    stop_process(proc, timeout=15)
+    assert stop_process(proc, timeout=15) == 0, "the cell did not stop cleanly on SIGINT:\n" + \
+        proc.log_path.read_text()[-2000:]
 
 
 def spin_until(executor, condition, timeout):
