@@ -125,6 +125,39 @@ def test_fsdp_bf16_master_trains_like_the_flat_master_and_resumes_either_way(tmp
     assert abs(ranks[0]["loss"] - single["loss"]) < 5e-3 and len(losses(tmp_path / "flat")) == 6
 
 
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step_with_a_checkpoint(tmp_path):
+    """A scheduler preempting the job signals torchrun, which forwards SIGTERM to its workers; they may see it in
+    different steps, but agree on it in the step's loss all-reduce, so both leave after the same step and take part
+    in one checkpoint; the resumed run then ends with the weights of a run never stopped."""
+    import signal
+    import time
+
+    data = config(tmp_path, "stopped", steps=400, schedule="wso", ckpt_every=1000, eval_every=1000)
+    path = tmp_path / "stopped.yaml"
+    path.write_text(yaml.safe_dump(data))
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    metrics, deadline = tmp_path / "stopped" / "metrics.csv", time.monotonic() + 180
+    while time.monotonic() < deadline and agent.poll() is None and \
+            (not metrics.is_file() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.02)
+    agent.send_signal(signal.SIGTERM)  # the agent only, as a scheduler would
+    out, err = agent.communicate(timeout=120)
+    ranks = sorted((json.loads(line) for line in out.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1], err[-2000:]
+    assert {r["stopped_by"] for r in ranks} == {"SIGTERM"} and ranks[0]["steps"] == ranks[1]["steps"] < 400
+    assert ranks[0]["parameter_digest"] == ranks[1]["parameter_digest"]
+    _, _, meta = load_checkpoint(tmp_path / "stopped" / "checkpoint")
+    assert meta["step"] == ranks[0]["steps"]
+
+    resumed = torchrun_train(path, data)
+    straight = torchrun_train(tmp_path / "straight.yaml", {**data, "out": str(tmp_path / "straight")})
+    assert resumed[0]["steps"] == straight[0]["steps"] == 400
+    assert resumed[0]["parameter_digest"] == straight[0]["parameter_digest"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

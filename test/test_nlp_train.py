@@ -266,3 +266,59 @@ def test_bf16_master_with_fsdp_outside_torchrun_is_the_single_process_recipe(tmp
     assert result["precision"] == "bf16 weights, fp32 master AdamW"
     _, optim, _ = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert optim["param_groups"][0]["kind"] == "master_weight_adamw"
+
+
+def test_graceful_stop_records_the_first_signal_and_a_second_one_stops_at_once():
+    import os
+    import signal
+
+    from koba_ros.nlp.graceful_stop import GracefulStop
+
+    before = signal.getsignal(signal.SIGTERM)
+    with GracefulStop(announce=False) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested == "SIGTERM" and stop.exit_code == 143  # recorded; the process goes on
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored on leaving
+
+
+def test_sigterm_mid_run_saves_the_step_it_ends_on_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """A cluster's preemption (SIGTERM) or a Ctrl-C must not lose the steps since the last periodic checkpoint: the
+    run finishes its step, checkpoints it, prints its summary and exits 143; resuming gives the same weights as never
+    stopping (schedule wso: the lr does not depend on the step count left)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "train.txt").write_text(TEXT)
+    config = dict(model=dict(d_model=32, n_layers=1, n_heads=2, max_len=32), train_data=str(tmp_path / "train.txt"),
+                  seq_len=32, batch_size=4, steps=400, lr=3e-3, warmup=2, schedule="wso", eval_every=1000,
+                  eval_batches=1, ckpt_every=1000, out=str(tmp_path / "stopped"), progress=False, device="cpu")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics, deadline = tmp_path / "stopped" / "metrics.csv", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and \
+            (not metrics.is_file() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM: stopping after this step" in err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["stopped_by"] == "SIGTERM" and 3 <= summary["steps"] < 400
+    _, _, meta = load_checkpoint(tmp_path / "stopped" / "checkpoint")
+    assert meta["step"] == summary["steps"]  # the step it ended on, not the last periodic one (there was none)
+    assert int(metrics.read_text().splitlines()[-1].split(",")[0]) == summary["steps"]
+
+    resumed = train(TrainConfig.from_dict(config))
+    straight = train(TrainConfig.from_dict({**config, "out": str(tmp_path / "straight")}))
+    assert resumed["steps"] == straight["steps"] == 400 and resumed["stopped_by"] is None
+    a, _, _ = load_checkpoint(tmp_path / "stopped" / "checkpoint")
+    b, _, _ = load_checkpoint(tmp_path / "straight" / "checkpoint")
+    assert all(torch.equal(a[k], b[k]) for k in b)

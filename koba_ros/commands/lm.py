@@ -84,3 +84,4 @@ def run(args):
         print_json(result)
     else:
         print(json.dumps(result, indent=1))
+    return result.get("exit_code", 0) if args.lm_command == "train" else 0  # 130 / 143: stopped by a signal

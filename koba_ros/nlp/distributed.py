@@ -160,6 +160,16 @@ def mean(value: float, info: DistInfo, device) -> float:
     return t.item() / info.world
 
 
+def mean_and_any(value: float, flag: bool, info: DistInfo, device) -> tuple[float, bool]:
+    """The average of a number over ranks, and whether any rank raised `flag`, in one all-reduce (the training loop's
+    per-step loss average also carries a stop request, so every rank stops after the same step)."""
+    if not info.enabled:
+        return value, flag
+    t = torch.tensor([value, float(flag)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t[0].item() / info.world, bool(t[1].item() > 0)
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -19,6 +19,7 @@ from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_chec
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, load_text
+from koba_ros.nlp.graceful_stop import GracefulStop
 from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
@@ -199,13 +200,13 @@ def train(config: TrainConfig) -> dict:
     config.validate()
     info, device = distributed.init(pick_device(config.device), config.dist_timeout)
     try:
-        with distributed.lost_ranks_as_errors(info):
-            return _train(config, info, device)
+        with distributed.lost_ranks_as_errors(info), GracefulStop(announce=info.main) as stop:
+            return _train(config, info, device, stop)
     finally:
         distributed.cleanup(info)
 
 
-def _train(config: TrainConfig, info, device) -> dict:
+def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     out = Path(config.out)
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -258,7 +259,7 @@ def _train(config: TrainConfig, info, device) -> dict:
 
         bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     last_loss, val_loss, t0 = float("nan"), None, time.perf_counter()
-    first_step = step
+    first_step, stopped_by = step, None
     while step < config.steps:
         lr = lr_at(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr, config.decay_frac)
         set_lr(optimizer, lr)
@@ -269,7 +270,8 @@ def _train(config: TrainConfig, info, device) -> dict:
                 loss = forward(x.to(device, non_blocking=True), y.to(device, non_blocking=True))[1]
             (loss / config.grad_accum).backward()
             loss_sum += loss.item()
-        last_loss = distributed.mean(loss_sum / config.grad_accum, info, device)
+        last_loss, stopping = distributed.mean_and_any(loss_sum / config.grad_accum, stop.requested is not None,
+                                                       info, device)
         if not math.isfinite(last_loss):
             optimizer.zero_grad(set_to_none=True)
             kept = f"last good checkpoint kept at {checkpoint_dir}" if checkpoint_dir.exists() else "no checkpoint yet"
@@ -288,7 +290,7 @@ def _train(config: TrainConfig, info, device) -> dict:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
-        if step % config.ckpt_every == 0 or step == config.steps:
+        if step % config.ckpt_every == 0 or step == config.steps or stopping:
             if flat_master:  # the fp32 master weights, not their bf16 rounding (FSDP's fp32 shards are the master)
                 model_state, optim_state = optimizer.full_precision_state(model), optimizer.state_dict()
             else:
@@ -298,6 +300,9 @@ def _train(config: TrainConfig, info, device) -> dict:
                                 {"step": step, "loss": last_loss, "config": config.to_dict()})
                 if config.tensorboard:
                     write_tensorboard(out / "metrics.csv", out / "tensorboard")
+        if stopping and step < config.steps:  # a signal here or on another rank: all ranks leave after this step
+            stopped_by = stop.requested or "a signal to another rank"
+            break
     if bar is not None:
         bar.close()
     if info.main:
@@ -314,4 +319,5 @@ def _train(config: TrainConfig, info, device) -> dict:
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
             "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
                           if master else "bf16 autocast" if use_bf16 else "fp32"),
-            "checkpoint": str(checkpoint_dir)}
+            "checkpoint": str(checkpoint_dir),
+            "stopped_by": stopped_by, "exit_code": (stop.exit_code or 128 + 15) if stopped_by else 0}
