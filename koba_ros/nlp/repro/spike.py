@@ -22,9 +22,11 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.repro.common import corpus_stream, fit, save_plot, tail_mean
 
 SIZES = {
-    "test": dict(d_model=128, n_layers=4, n_heads=4, seq=64, batch=8, steps=300, lrs=[3e-2]),
-    "full": dict(d_model=512, n_layers=8, n_heads=8, seq=256, batch=16, steps=1000, lrs=[1e-2, 3e-2]),
+    "test": dict(d_model=128, n_layers=4, n_heads=4, seq=64, batch=8, steps=300, lrs=[3e-2], beta2=0.95),
+    "full": dict(d_model=512, n_layers=8, n_heads=8, seq=256, batch=16, steps=1000, lrs=[1e-2, 3e-2], beta2=0.95),
 }
+# beta2: Adam's second-moment decay. 0.95 (the LLM custom) forgets a gradient's scale in about 20 steps; a sweep's
+# beta2=0.999 remembers about 1000, so a sudden gradient growth meets a stale denominator (docs/nlp.md, session 11).
 SIZES["quick"] = SIZES["test"]  # --quick is the test size: what the CPU affords here (about a minute of one core)
 VARIANTS = {"small_init": {}, "scaled_embed": {"embed_scale": True}, "embed_layernorm": {"embed_norm": True}}
 
@@ -80,8 +82,8 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
             torch.manual_seed(seed)
             model = build(s, name)
             shortcut = ShortcutStd(model)
-            run_ = fit(model, sample, s["steps"], lr, device, warmup=s["steps"] // 20, clip=0.0, betas=(0.9, 0.95),
-                       tracked=list(model.blocks.parameters()))
+            run_ = fit(model, sample, s["steps"], lr, device, warmup=s["steps"] // 20, clip=0.0,
+                       betas=(0.9, s["beta2"]), tracked=list(model.blocks.parameters()))
             grads = run_["grad_norms"] or [float("nan")]
             blocks = run_["tracked_grad_norms"] or [float("nan")]
             losses[name], norms[f"{name} {key}"] = run_["losses"], grads
