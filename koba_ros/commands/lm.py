@@ -1,5 +1,6 @@
-"""koba lm train|repro|bench: the NLP/LLM library's training, paper reproductions and GPU benchmark."""
-HELP = "Train transformer LMs, run the paper reproductions (b2t, shape, alone, spike, wso, expand, family), benchmark."
+"""koba lm train|sample|repro|bench: the NLP/LLM library's training, sampling, paper reproductions, GPU benchmark."""
+HELP = ("Train transformer LMs, sample from them, run the paper reproductions (b2t, shape, alone, spike, wso, expand, "
+        "family), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
 
@@ -14,6 +15,16 @@ def add_arguments(p):
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="", help="Override the device.")
     train.add_argument("--no-progress", action="store_true", help="No progress bar.")
     train.add_argument("--json", action="store_true", help="Print a JSON summary.")
+
+    sample = sub.add_parser("sample", help="Continue a prompt with a trained LM (a koba lm train checkpoint).")
+    sample.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
+    sample.add_argument("--prompt", required=True, help="Text to continue.")
+    sample.add_argument("--tokens", type=int, default=200, help="At most this many new tokens.")
+    sample.add_argument("--temperature", type=float, default=0.8, help="0: always the most likely token.")
+    sample.add_argument("--top-k", type=int, default=50, help="Draw among the k most likely tokens (0: all).")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sample.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
     repro.add_argument("name", choices=REPROS)
@@ -35,6 +46,17 @@ def add_arguments(p):
                        help="Also profile this many steps per variant: kernel time per category (GEMM, ...).")
     bench.add_argument("--out", default="", help="Also write the JSON here.")
     bench.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+
+def require_device(device: str) -> None:
+    """One line, not a CUDA traceback, for --device cuda on a machine without it."""
+    if device == "cuda":
+        import torch
+
+        from koba_ros.errors import KobaError
+
+        if not torch.cuda.is_available():
+            raise KobaError("--device cuda requested but no CUDA device is available")
 
 
 def run(args):
@@ -63,15 +85,19 @@ def run(args):
 
             print(f"koba lm: error: {exc}", file=sys.stderr, flush=True)
             os._exit(2)
+    elif args.lm_command == "sample":
+        from koba_ros.nlp.sampling import sample
+
+        require_device(args.device)
+        result = sample(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k, args.seed,
+                        args.device)
+        if not args.json:
+            print(result["prompt"] + result["text"])
+            return 0
     elif args.lm_command == "repro":
-        from koba_ros.errors import KobaError
         from koba_ros.nlp.repro import run_repro
 
-        if args.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise KobaError("--device cuda requested but no CUDA device is available")
+        require_device(args.device)
         result = run_repro(args.name, quick=args.quick, device=args.device, out=args.out, seed=args.seed,
                            size=args.size or None)
     else:

@@ -1,0 +1,88 @@
+"""`koba lm sample`: autoregressive sampling from a trained LM (sampling.py), greedy and seeded, the tokenizer's
+undecodable ids never drawn, end of text ending the sample, and a real run: a model trained on one sentence
+continues it."""
+import json
+
+import pytest
+import torch
+
+from koba_ros.cli import main
+from koba_ros.errors import KobaError
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.sampling import generate
+from koba_ros.nlp.trainer import TrainConfig, train
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+
+SENTENCE = "pick up the red cube and put it in the bottom right box. "
+
+
+def random_lm(**overrides) -> TransformerLM:
+    torch.manual_seed(0)
+    return TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=2, max_len=16, **overrides))
+
+
+def test_greedy_is_the_argmax_of_each_step_and_equals_top_1():
+    model, prompt = random_lm(), [104, 105, 32]
+    greedy = generate(model, prompt, 20, temperature=0)  # 20 > max_len - 3: the context window slides
+    context = list(prompt)
+    with torch.no_grad():
+        for _ in range(20):
+            context.append(int(model(torch.tensor([context[-16:]]))[0][0, -1].argmax()))
+    assert greedy == context[3:]
+    assert generate(model, prompt, 20, temperature=1.0, top_k=1) == greedy
+
+
+def test_seeded_sampling_repeats_and_respects_allowed_banned_and_stop():
+    model, prompt = random_lm(), [104, 105]
+    draw = [generate(model, prompt, 30, temperature=1.5, generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    assert draw[0] == draw[1] and draw[0] != draw[2]
+    limited = generate(model, prompt, 60, temperature=2.0, allowed=10, banned=(3,),
+                       generator=torch.Generator().manual_seed(0))
+    assert len(limited) == 60 and max(limited) < 10 and 3 not in limited
+    greedy = generate(model, prompt, 10, temperature=0)
+    stop = greedy[4]
+    assert generate(model, prompt, 10, temperature=0, stop_id=stop) == greedy[:greedy.index(stop)]
+
+
+def test_bad_requests_are_one_line_errors():
+    model = random_lm()
+    for kwargs in ({"ids": []}, {"ids": [1], "temperature": -1.0}, {"ids": [1], "temperature": float("nan")},
+                   {"ids": [1], "top_k": -2}):
+        with pytest.raises(KobaError, match="sample"):
+            generate(model, max_new_tokens=3, **kwargs)
+
+
+def test_a_model_trained_on_a_sentence_continues_it(tmp_path, capsys):
+    (tmp_path / "train.txt").write_text(SENTENCE * 80)
+    train(TrainConfig.from_dict(dict(
+        model=dict(d_model=64, n_layers=2, n_heads=2, max_len=64), train_data=str(tmp_path / "train.txt"),
+        seq_len=64, batch_size=8, steps=200, lr=1e-2, warmup=10, eval_every=200, eval_batches=1, ckpt_every=200,
+        out=str(tmp_path / "run"), progress=False, device="cpu")))
+    assert main(["lm", "sample", "--checkpoint", str(tmp_path / "run"), "--prompt", "pick up the", "--tokens", "40",
+                 "--temperature", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["text"] == (SENTENCE * 2)[len("pick up the"):][:40]  # 40 bytes: " red cube ... bottom right"
+    assert result["new_tokens"] == 40 and not result["stopped_at_end_of_text"]
+    # the plain form prints prompt + continuation; a seeded, tempered sample repeats
+    assert main(["lm", "sample", "--checkpoint", str(tmp_path / "run" / "checkpoint"), "--prompt", "put it",
+                 "--tokens", "12"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("put it") and main(["lm", "sample", "--checkpoint", str(tmp_path / "run"), "--prompt",
+                                                "put it", "--tokens", "12"]) == 0
+    assert capsys.readouterr().out == first
+
+
+def test_sample_cli_refuses_what_it_cannot_use(tmp_path, capsys):
+    assert main(["lm", "sample", "--checkpoint", str(tmp_path / "nothing"), "--prompt", "hi"]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "bare").mkdir()
+    model = random_lm()
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(tmp_path / "bare" / "model.safetensors"))
+    assert main(["lm", "sample", "--checkpoint", str(tmp_path / "bare"), "--prompt", "hi"]) == 2
+    assert "no training config" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["lm", "sample", "--checkpoint", str(tmp_path), "--prompt", "hi", "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
