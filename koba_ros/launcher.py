@@ -1,6 +1,6 @@
 """Starting a graph from bringup.py on a plain machine (what `koba up` does).
 
-Composed: every node in this process on one MultiThreadedExecutor. Processes: one child
+Composed: every node in this process on one multi-threaded executor (nodes/executor.py). Processes: one child
 per node (`python -m koba_ros.nodes.X --ros-args ...`), in its own process group, stopped
 with SIGINT then SIGTERM then SIGKILL so nothing is left behind. Either way the nodes
 talk over DDS, exactly as under `ros2 launch`.

@@ -6,9 +6,9 @@ import time
 import pytest
 from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
+from koba_ros.nodes.executor import QueueOnceExecutor
 from test.rostools import spin_until, start_process, stop_process
 
 pytestmark = pytest.mark.ros
@@ -63,7 +63,7 @@ def test_question_answer_goal_cancel_and_refusal(ros_context):
     objects_pub = node.create_publisher(DetectedObjectArray, "/perception/objects", 10)
     text_pub = node.create_publisher(String, "/instruction", 10)
     speech_pub = node.create_publisher(Utterance, "/speech/utterance", 10)
-    executor = MultiThreadedExecutor(num_threads=3, context=ros_context)
+    executor = QueueOnceExecutor(num_threads=3, context=ros_context)
     try:
         assert spin_until(node, lambda: text_pub.get_subscription_count() > 0 and
                           objects_pub.get_subscription_count() > 0, 90, executor), "grounding_node never subscribed"

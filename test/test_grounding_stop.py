@@ -7,9 +7,9 @@ import time
 import pytest
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
+from koba_ros.nodes.executor import QueueOnceExecutor
 from test.test_grounding_node import perceived_scene
 
 pytestmark = pytest.mark.ros
@@ -78,7 +78,7 @@ def test_stop_mid_turn_and_between_goal_and_acceptance(ros_context):
     client.create_subscription(GroundingResult, "/grounding/result", results.append, 10, callback_group=group)
     objects_pub = client.create_publisher(DetectedObjectArray, "/perception/objects", 10)
     text_pub = client.create_publisher(String, "/instruction", 10)
-    executor = MultiThreadedExecutor(num_threads=6, context=ros_context)
+    executor = QueueOnceExecutor(num_threads=6, context=ros_context)
     executor.add_node(node)
     executor.add_node(client)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -13,9 +13,9 @@ GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
 def test_audio_topic_to_utterance(ros_context, tmp_path):
     import rclpy
     from koba_interfaces.msg import AudioChunk, Utterance
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
 
+    from koba_ros.nodes.executor import QueueOnceExecutor
     from koba_ros.nodes.runtime import autostart, shutdown_executor
     from koba_ros.nodes.speech_node import SpeechNode
     from koba_ros.speech.audio import load_audio
@@ -27,7 +27,7 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
     heard = []
     utterances = probe.create_subscription(Utterance, "/speech/utterance", heard.append, 10)
     audio = probe.create_publisher(AudioChunk, "/audio", 50)
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = QueueOnceExecutor(context=ros_context)
     executor.add_node(speech)
     executor.add_node(probe)
     # Sent as 22.05 kHz stereo (the voice on the left channel, a silent right one, interleaved): the rate and

@@ -10,11 +10,11 @@ pytestmark = pytest.mark.ros
 
 def test_learner_and_simulated_human_talk_over_dds(ros_context):
     from koba_interfaces.msg import HumanFeedback, TamerTransition
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
+    from koba_ros.nodes.executor import QueueOnceExecutor
     from koba_ros.nodes.runtime import shutdown_executor
     from koba_ros.nodes.simulated_human_node import SimulatedHumanNode
     from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
@@ -33,7 +33,7 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
     probe.create_subscription(HumanFeedback, "/human_feedback", lambda m: seen["feedback"].append(m), 50)
     probe.create_subscription(Image, "/tamer/image", lambda m: seen["image"].append(m), 5)
     bad = probe.create_publisher(HumanFeedback, "/human_feedback", 10)
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = QueueOnceExecutor(context=ros_context)
     for n in (learner, human, probe):
         executor.add_node(n)
     try:

@@ -9,12 +9,12 @@ pytestmark = pytest.mark.ros
 def test_teleop_node_topics(ros_context):
     import rclpy
     from koba_interfaces.msg import Utterance
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64, String
     from trajectory_msgs.msg import JointTrajectory
 
+    from koba_ros.nodes.executor import QueueOnceExecutor
     from koba_ros.nodes.runtime import shutdown_executor
     from koba_ros.nodes.teleop_node import TeleopNode
     from koba_ros.picking.kinematics import ARM_JOINTS
@@ -29,7 +29,7 @@ def test_teleop_node_topics(ros_context):
         probe.create_subscription(Float64, "/gripper/command", lambda m: got["grip"].append(m.data), 10)]
     joints = probe.create_publisher(JointState, "/joint_states", 10)
     words = probe.create_publisher(Utterance, "/speech/utterance", 10)
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = QueueOnceExecutor(context=ros_context)
     executor.add_node(teleop)
     executor.add_node(probe)
 

@@ -18,12 +18,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from koba_ros.errors import KobaError
+from koba_ros.nodes.executor import QueueOnceExecutor
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -85,9 +86,9 @@ def shutdown_executor(executor: Executor, timeout: float = 5.0) -> None:
 
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
          on_ready: Callable[[], None] | None = None) -> None:
-    """Spin nodes on one MultiThreadedExecutor until Ctrl-C, SIGTERM, `stop` or an external shutdown."""
+    """Spin nodes on one multi-threaded executor until Ctrl-C, SIGTERM, `stop` or an external shutdown."""
     stop = stop or threading.Event()
-    executor = MultiThreadedExecutor()
+    executor = QueueOnceExecutor()
     nodes = list(nodes)
     for node in nodes:
         executor.add_node(node)
