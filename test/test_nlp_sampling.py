@@ -63,7 +63,12 @@ def test_a_model_trained_on_a_sentence_continues_it(tmp_path, capsys):
                  "--temperature", "0", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["text"] == (SENTENCE * 2)[len("pick up the"):][:40]  # 40 bytes: " red cube ... bottom right"
-    assert result["new_tokens"] == 40 and not result["stopped_at_end_of_text"]
+    assert result["new_tokens"] == 40 and not result["stopped_at_end_of_text"] and result["kv_cache"]
+    # without the KV cache (the whole context through the model each token): the same text
+    assert main(["lm", "sample", "--checkpoint", str(tmp_path / "run"), "--prompt", "pick up the", "--tokens", "40",
+                 "--temperature", "0", "--json", "--no-cache"]) == 0
+    uncached = json.loads(capsys.readouterr().out)
+    assert uncached["text"] == result["text"] and not uncached["kv_cache"]
     # the plain form prints prompt + continuation; a seeded, tempered sample repeats
     assert main(["lm", "sample", "--checkpoint", str(tmp_path / "run" / "checkpoint"), "--prompt", "put it",
                  "--tokens", "12"]) == 0

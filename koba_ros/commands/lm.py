@@ -24,6 +24,8 @@ def add_arguments(p):
     sample.add_argument("--top-k", type=int, default=50, help="Draw among the k most likely tokens (0: all).")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sample.add_argument("--no-cache", action="store_true",
+                        help="Run the whole context through the model for every token (no KV cache; same tokens).")
     sample.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
@@ -90,7 +92,7 @@ def run(args):
 
         require_device(args.device)
         result = sample(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k, args.seed,
-                        args.device)
+                        args.device, use_cache=not args.no_cache)
         if not args.json:
             print(result["prompt"] + result["text"])
             return 0

@@ -18,17 +18,26 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model, bias=bias)
         self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
 
-    def forward(self, x, causal: bool, key_mask=None, rope=None):
+    def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None):
+        """cache (kv_cache.LayerKV, causal decoding only): x holds the tokens after the `past` ones stored there;
+        their keys and values are stored too, and they attend over all past tokens and, causally, each other."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        mask = None
+        mask, past = None, 0
+        if cache is not None:
+            past = cache.owner.length
+            k, v = cache.extend(k, v)
+            if past and T > 1:  # query i sits at position past + i: it may see keys 0 .. past + i
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
         if key_mask is not None:  # [B, T] True = real token; bool attn_mask: True = may attend
             mask = key_mask[:, None, None, :]
             if causal:
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+        # With a past, one query sees every stored key: no mask at all. is_causal only without a past (SDPA aligns
+        # its causal mask to the top left, which is right only when queries and keys start together).
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None and not past,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
@@ -64,11 +73,11 @@ class Block(nn.Module):
         self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, causal: bool, key_mask=None, rope=None):
+    def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None):
         if self.norm == "pre":
-            h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope))
+            h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
             return h + self.ffn(self.ln2(h))
-        h = self.ln1(x + self.drop(self.attn(x, causal, key_mask, rope)))
+        h = self.ln1(x + self.drop(self.attn(x, causal, key_mask, rope, cache)))
         if self.norm == "post":
             return self.ln2(h + self.ffn(h))
         return self.ln2(h + self.ffn(h) + x)

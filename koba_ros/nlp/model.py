@@ -19,6 +19,7 @@ from koba_ros.nlp.chunked_cross_entropy import chunked_cross_entropy
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.embeddings import build_embedding
 from koba_ros.nlp.init import init_weights
+from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.positions import RotaryPositions, build_positions
 
 
@@ -39,23 +40,31 @@ class Transformer(nn.Module):
         # Post-LN and B2T layers already end in a LayerNorm; Pre-LN needs one before the head.
         self.final_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.norm == "pre" else None
 
-    def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None) -> torch.Tensor:
+    def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None,
+               cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states [B, T, d]. With a KV cache (causal only) `ids` are the tokens after the ones it
+        holds: they take the next positions and attend over the cached keys and values, which they extend."""
         if ids.dim() != 2:
             raise KobaError(f"token ids must be [batch, time], got shape {tuple(ids.shape)}")
+        if cache is not None and (not self.causal or key_mask is not None):
+            raise KobaError("a KV cache is for causal decoding without a key mask")
         B, T = ids.shape
+        start = cache.length if cache is not None else 0
         x = self.embed(ids)
         if self.config.embed_scale:  # Spike No More §4.1: make the shortcut large
             x = x * math.sqrt(self.config.d_model)
         rope = None
         if isinstance(self.positions, RotaryPositions):
-            rope = self.positions.cos_sin(T, ids.device, shift)
+            rope = self.positions.cos_sin(T, ids.device, shift, start)
         elif self.positions is not None:
-            x = x + self.positions(B, T, ids.device, shift).to(x.dtype)
+            x = x + self.positions(B, T, ids.device, shift, start).to(x.dtype)
         if self.embed_norm is not None:  # Spike No More §4.2
             x = self.embed_norm(x)
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, self.causal, key_mask, rope)
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.causal, key_mask, rope, cache.layers[i] if cache is not None else None)
+        if cache is not None:
+            cache.advance(T)
         return self.final_norm(x) if self.final_norm is not None else x
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -77,11 +86,12 @@ class TransformerLM(Transformer):
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, shift=None):
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, shift=None,
+                cache: KVCache | None = None):
         """Returns (logits [B, T, V], mean cross-entropy over targets != -100, or None). With config.loss_chunk > 0
         and targets given, returns (None, loss): the head and the loss run chunk by chunk and the logits never
-        exist whole (chunked_cross_entropy.py); call without targets for logits."""
-        hidden = self.hidden(ids, shift=shift)
+        exist whole (chunked_cross_entropy.py); call without targets for logits. `cache`: see `hidden`."""
+        hidden = self.hidden(ids, shift=shift, cache=cache)
         if targets is not None and self.config.loss_chunk:
             return None, chunked_cross_entropy(hidden.reshape(-1, hidden.size(-1)), self.head.weight,
                                                targets.reshape(-1), self.config.loss_chunk)

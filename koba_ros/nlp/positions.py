@@ -30,11 +30,11 @@ class LearnedPositions(nn.Module):
         super().__init__()
         self.table = nn.Embedding(max_len, dim)
 
-    def forward(self, batch: int, length: int, device, shift=None) -> torch.Tensor:
-        if length > self.table.num_embeddings:
-            raise KobaError(f"sequence of {length} tokens is longer than the learned positions "
+    def forward(self, batch: int, length: int, device, shift=None, start: int = 0) -> torch.Tensor:
+        if start + length > self.table.num_embeddings:
+            raise KobaError(f"sequence of {start + length} tokens is longer than the learned positions "
                             f"({self.table.num_embeddings})")
-        return self.table(torch.arange(length, device=device)).unsqueeze(0)
+        return self.table(torch.arange(start, start + length, device=device)).unsqueeze(0)
 
 
 class SinusoidalPositions(nn.Module):
@@ -52,8 +52,9 @@ class SinusoidalPositions(nn.Module):
         self.dim, self.max_shift = dim, max_shift
         self.inference_shift = max_shift if inference_shift is None else inference_shift
 
-    def forward(self, batch: int, length: int, device, shift=None) -> torch.Tensor:
-        positions = torch.arange(length, device=device).unsqueeze(0)  # [1, T]
+    def forward(self, batch: int, length: int, device, shift=None, start: int = 0) -> torch.Tensor:
+        """Positions start .. start + length - 1 (start > 0: the tokens after `start` cached ones), then shifted."""
+        positions = torch.arange(start, start + length, device=device).unsqueeze(0)  # [1, T]
         if shift is not None:  # an explicit offset (tests of shift invariance): int or [B] tensor
             offset = torch.as_tensor(shift, device=device).reshape(-1, 1)
             positions = positions + offset
@@ -73,8 +74,8 @@ class RotaryPositions(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", base ** (-torch.arange(0, head_dim, 2).float() / head_dim), persistent=False)
 
-    def cos_sin(self, length: int, device, shift=None) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(length, device=device).float()
+    def cos_sin(self, length: int, device, shift=None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(start, start + length, device=device).float()
         if shift is not None:
             positions = positions + float(shift)
         angle = torch.outer(positions, self.inv_freq.to(device))  # [T, d_head/2]

@@ -1,11 +1,16 @@
 """Text from a trained LM: `koba lm sample --checkpoint DIR --prompt TEXT`.
 
-Autoregressive sampling, one token at a time, as in nanoGPT: the last `max_len` tokens go through the model, the last
+Autoregressive sampling, one token at a time, as in nanoGPT: the model reads the last `max_len` tokens, the last
 position's logits are divided by the temperature, all but the `top_k` largest are dropped, and the next token is drawn
-from the softmax (temperature 0: the argmax). Without a KV cache each new token costs a full forward pass over the
-context, which is fine for the short samples this is for (checking what a run learned), not for serving.
-Ids the tokenizer cannot decode (the model's vocabulary is padded, e.g. to 50304) and its padding id are never drawn;
-the end-of-text id ends the sample.
+from the softmax (temperature 0: the argmax). Ids the tokenizer cannot decode (the model's vocabulary is padded, e.g.
+to 50304) and its padding id are never drawn; the end-of-text id ends the sample.
+
+With the KV cache (kv_cache.py, the default) the prompt goes through the model once and every new token alone after
+it, attending over the stored keys and values. That is the same computation as running the whole context again, as
+long as the context fits in `max_len`. Beyond it the window slides: every position changes, nothing stored is valid,
+and each further token costs a full pass over the last `max_len` tokens, as without the cache. So cached and uncached
+sampling give the same tokens (tested), and the cache only changes the cost: per token, one token's work instead of
+the whole context's (bench/lm_sample.py).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint
 from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 
@@ -25,9 +31,9 @@ from koba_ros.nlp.tokenizer import build_tokenizer
 @torch.no_grad()
 def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, allowed: int | None = None, banned: tuple[int, ...] = (), stop_id: int | None = None,
-             generator: torch.Generator | None = None) -> list[int]:
+             generator: torch.Generator | None = None, use_cache: bool = True) -> list[int]:
     """The new token ids after the prompt `ids`. `allowed`: only ids below it may be drawn; `banned`: never drawn;
-    `stop_id`: drawing it ends the sample (it is not returned)."""
+    `stop_id`: drawing it ends the sample (it is not returned); `use_cache`: a KV cache (module doc)."""
     if not ids:
         raise KobaError("sample: the prompt is empty")
     if not temperature >= 0 or not math.isfinite(temperature):
@@ -36,10 +42,15 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
         raise KobaError("sample: the number of tokens and top-k must be >= 0")
     model.eval()
     device = next(model.parameters()).device
+    max_len = model.config.max_len
     context = torch.tensor([ids], dtype=torch.long, device=device)
+    cache = KVCache(model.config.n_layers, max_len) if use_cache and context.shape[1] < max_len else None
     new: list[int] = []
     for _ in range(max_new_tokens):
-        logits = model(context[:, -model.config.max_len:])[0][0, -1].float()
+        if cache is not None and cache.length:  # the context is the cached tokens and the one drawn last
+            logits = model(context[:, -1:], cache=cache)[0][0, -1].float()
+        else:  # first pass (a cache's prefill), or the window has slid past max_len
+            logits = model(context[:, -max_len:], cache=cache)[0][0, -1].float()
         if allowed is not None:
             logits[allowed:] = -math.inf
         for i in banned:
@@ -56,6 +67,8 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
             break
         new.append(token)
         context = torch.cat([context, torch.tensor([[token]], device=device)], dim=1)
+        if cache is not None and context.shape[1] > max_len:
+            cache = None  # the window slides from here: every position moves, nothing stored holds
     return new
 
 
@@ -77,7 +90,7 @@ def load_for_sampling(checkpoint: str | Path, device: str = "cpu"):
 
 
 def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 50,
-           seed: int = 0, device: str = "cpu") -> dict:
+           seed: int = 0, device: str = "cpu", use_cache: bool = True) -> dict:
     model, tokenizer = load_for_sampling(checkpoint, device)
     ids = tokenizer.encode(prompt)
     pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
@@ -85,8 +98,8 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
     t0 = time.perf_counter()
     new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=tokenizer.vocab_size,
                    banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None)) if i is not None and i != eos),
-                   stop_id=eos, generator=generator)
+                   stop_id=eos, generator=generator, use_cache=use_cache)
     seconds = time.perf_counter() - t0
     return {"prompt": prompt, "text": tokenizer.decode(new), "new_tokens": len(new),
             "stopped_at_end_of_text": len(new) < max_new_tokens, "tokens_per_s": round(len(new) / max(seconds, 1e-9)),
-            "temperature": temperature, "top_k": top_k, "seed": seed}
+            "temperature": temperature, "top_k": top_k, "seed": seed, "kv_cache": use_cache}
