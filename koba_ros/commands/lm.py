@@ -1,6 +1,7 @@
-"""koba lm train|sample|repro|bench: the NLP/LLM library's training, sampling, paper reproductions, GPU benchmark."""
-HELP = ("Train transformer LMs, sample from them, run the paper reproductions (b2t, shape, alone, spike, wso, expand, "
-        "family), benchmark.")
+"""koba lm train|sample|eval|repro|bench: the NLP/LLM library's training, sampling, evaluation, paper reproductions,
+GPU benchmark."""
+HELP = ("Train transformer LMs, sample from them, score them on a text, run the paper reproductions (b2t, shape, "
+        "alone, spike, wso, expand, family), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
 
@@ -27,6 +28,17 @@ def add_arguments(p):
     sample.add_argument("--no-cache", action="store_true",
                         help="Run the whole context through the model for every token (no KV cache; same tokens).")
     sample.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    evaluate = sub.add_parser("eval", help="Loss, perplexity and bits per byte of a trained LM on a whole text.")
+    evaluate.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
+    evaluate.add_argument("--data", required=True, help="A UTF-8 text file (or 'builtin').")
+    evaluate.add_argument("--seq-len", type=int, default=0, help="Window length (0: the run's training seq_len).")
+    evaluate.add_argument("--stride", type=int, default=0,
+                          help="Tokens between window starts; each window scores its last STRIDE targets "
+                               "(0: seq_len, windows that do not overlap).")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+    evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    evaluate.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
     repro.add_argument("name", choices=REPROS)
@@ -95,6 +107,17 @@ def run(args):
                         args.device, use_cache=not args.no_cache)
         if not args.json:
             print(result["prompt"] + result["text"])
+            return 0
+    elif args.lm_command == "eval":
+        from koba_ros.nlp.evaluation import evaluate_checkpoint
+
+        require_device(args.device)
+        result = evaluate_checkpoint(args.checkpoint, args.data, args.seq_len, args.stride, args.batch_size,
+                                     args.device)
+        if not args.json:
+            print(f"{result['data']}: loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.3f}, "
+                  f"{result['bits_per_byte']:.4f} bits/byte over {result['scored_tokens']} tokens "
+                  f"(windows of {result['seq_len']}, stride {result['stride']})")
             return 0
     elif args.lm_command == "repro":
         from koba_ros.nlp.repro import run_repro

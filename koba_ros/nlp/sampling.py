@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint
-from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.tokenizer import build_tokenizer
+from koba_ros.nlp.trained import load_trained
 
 
 @torch.no_grad()
@@ -72,26 +70,10 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
     return new
 
 
-def load_for_sampling(checkpoint: str | Path, device: str = "cpu"):
-    """(model, tokenizer) from a `koba lm train` checkpoint folder (or its run folder): the model config and the
-    tokenizer come from the checkpoint's recorded training config."""
-    path = Path(checkpoint)
-    if (path / "checkpoint").is_dir():
-        path = path / "checkpoint"
-    model_state, _, meta = load_checkpoint(path)
-    config = meta.get("config") or {}
-    if not isinstance(config.get("model"), dict):
-        raise KobaError(f"checkpoint {path} has no training config (state.json); was it written by koba lm train?")
-    model = TransformerLM(TransformerConfig.from_dict(config["model"]))
-    check_compatible(model, model_state, path)
-    model.load_state_dict(model_state)
-    tokenizer = build_tokenizer(config.get("tokenizer", "byte"), config.get("vocab", ""), config.get("merges", ""))
-    return model.to(device), tokenizer
-
-
 def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 50,
            seed: int = 0, device: str = "cpu", use_cache: bool = True) -> dict:
-    model, tokenizer = load_for_sampling(checkpoint, device)
+    trained = load_trained(checkpoint, device)
+    model, tokenizer = trained.model, trained.tokenizer
     ids = tokenizer.encode(prompt)
     pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,95 @@
+"""Loss, perplexity and bits per byte of a trained LM on a text: `koba lm eval --checkpoint DIR --data FILE`.
+
+Training reports the loss of a few random windows. This scores a whole text, every token after the first exactly
+once (nothing predicts the first one). The token stream is read in windows of `seq_len` tokens that start `stride`
+tokens apart. Each window scores only the targets no earlier window scored, i.e. its last `stride` targets (the
+first window scores all of its own). So each scored token has at least `seq_len - stride` tokens of context, except
+in the first window. With stride = seq_len the windows do not overlap and the evaluation is cheapest. Smaller strides
+give every token more context, and a lower, more faithful loss, for seq_len / stride times the compute.
+
+    loss = (1/n) Σ_t −log p(x_t | context_t)   (nats per token)
+    perplexity = exp(loss)
+    bits per byte = Σ_t −log₂ p(x_t | context_t) / (bytes of the text)
+
+Bits per byte do not depend on the tokenizer, so a byte-level run and a GPT-2 BPE run compare on it. The divisor is
+the whole text's UTF-8 bytes; the unscored first token makes the figure low by at most one token's share.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.data import load_text
+from koba_ros.nlp.trained import load_trained
+
+
+def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, first_scored) per window: inputs tokens[begin:end] predict targets tokens[begin+1:end+1], and
+    positions first_scored.. of the window are scored. Together they score targets 1 .. n_tokens-1 once each."""
+    if n_tokens < 2:
+        raise KobaError(f"eval: the text has {n_tokens} token(s); at least 2 are needed to score one")
+    if seq_len < 1 or not 1 <= stride <= seq_len:
+        raise KobaError(f"eval: need seq_len >= 1 and 1 <= stride <= seq_len, got seq_len {seq_len}, stride {stride}")
+    out, begin, scored_to = [], 0, 0  # scored_to: the last target index scored so far
+    while scored_to < n_tokens - 1:
+        end = min(begin + seq_len, n_tokens - 1)
+        out.append((begin, end, scored_to - begin))
+        scored_to = end
+        begin += stride
+    return out
+
+
+@torch.no_grad()
+def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8) -> tuple[float, int]:
+    """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`."""
+    model.eval()
+    device = next(model.parameters()).device
+    plan = windows(tokens.numel(), seq_len, stride)
+    total, count = 0.0, 0
+    for i in range(0, len(plan), batch_size):
+        chunk = plan[i:i + batch_size]
+        width = max(end - begin for begin, end, _ in chunk)
+        x = torch.zeros(len(chunk), width, dtype=torch.long)
+        y = torch.full((len(chunk), width), -100, dtype=torch.long)  # -100: padding or already scored
+        for row, (begin, end, first) in enumerate(chunk):
+            x[row, :end - begin] = tokens[begin:end]
+            y[row, first:end - begin] = tokens[begin + 1 + first:end + 1]
+        logits = model(x.to(device))[0].float()  # causal: padding after a row's end changes nothing before it
+        y = y.to(device)
+        total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100,
+                                       reduction="sum"))
+        count += int((y != -100).sum())
+    if not math.isfinite(total):
+        raise KobaError("eval: the loss is not finite (NaN or inf): the checkpoint's weights are broken")
+    return total, count
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,
+                        device: str = "cpu") -> dict:
+    """Score `data` (a text file, or `builtin`) under a `koba lm train` checkpoint. seq_len 0: the run's training
+    sequence length; stride 0: seq_len (windows that do not overlap)."""
+    trained = load_trained(checkpoint, device)
+    seq_len = seq_len or int(trained.config.get("seq_len") or trained.model.config.max_len)
+    stride = stride or seq_len
+    if batch_size < 1:
+        raise KobaError(f"eval: batch size must be >= 1, got {batch_size}")
+    if trained.model.config.positions == "learned" and seq_len > trained.model.config.max_len:
+        raise KobaError(f"eval: seq_len {seq_len} exceeds the model's learned positions "
+                        f"({trained.model.config.max_len})")
+    text = load_text(data)
+    tokens = torch.tensor(trained.tokenizer.encode(text), dtype=torch.long)
+    t0 = time.perf_counter()
+    total, count = score(trained.model, tokens, seq_len, stride, batch_size)
+    seconds = time.perf_counter() - t0
+    n_bytes = len(text.encode("utf-8"))
+    loss = total / count
+    return {"checkpoint": str(trained.path), "data": data, "tokens": tokens.numel(), "scored_tokens": count,
+            "bytes": n_bytes, "seq_len": seq_len, "stride": stride, "loss": round(loss, 6),
+            "perplexity": round(math.exp(min(loss, 700.0)), 4),
+            "bits_per_byte": round(total / math.log(2) / n_bytes, 6),
+            "tokens_per_s": round(count / max(seconds, 1e-9))}

@@ -1,0 +1,37 @@
+"""A trained LM as `koba lm sample` and `koba lm eval` read it: model, tokenizer and training config, from the
+checkpoint folder `koba lm train` wrote (or its run folder)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.tokenizer import build_tokenizer
+
+
+@dataclass
+class TrainedLM:
+    model: TransformerLM
+    tokenizer: object
+    config: dict  # the training config recorded in the checkpoint (TrainConfig.to_dict())
+    path: Path
+
+
+def load_trained(checkpoint: str | Path, device: str = "cpu") -> TrainedLM:
+    """The model config and the tokenizer come from the checkpoint's recorded training config; the weights are
+    checked against that model before loading (one-line errors for a missing, foreign or bare checkpoint)."""
+    path = Path(checkpoint)
+    if (path / "checkpoint").is_dir():
+        path = path / "checkpoint"
+    model_state, _, meta = load_checkpoint(path)
+    config = meta.get("config") or {}
+    if not isinstance(config.get("model"), dict):
+        raise KobaError(f"checkpoint {path} has no training config (state.json); was it written by koba lm train?")
+    model = TransformerLM(TransformerConfig.from_dict(config["model"]))
+    check_compatible(model, model_state, path)
+    model.load_state_dict(model_state)
+    tokenizer = build_tokenizer(config.get("tokenizer", "byte"), config.get("vocab", ""), config.get("merges", ""))
+    return TrainedLM(model.to(device).eval(), tokenizer, config, path)
