@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from koba_ros.errors import KobaError
@@ -24,9 +25,17 @@ from koba_ros.nlp.positions import RotaryPositions, build_positions
 
 
 class Transformer(nn.Module):
-    """Embeddings (+ Spike-No-More fixes) -> positions -> N blocks -> final LN (Pre-LN only); no output head."""
+    """Embeddings (+ Spike-No-More fixes) -> positions -> N blocks -> final LN (Pre-LN only); no output head.
+
+    `checkpoint_blocks = True` (training's `activation_checkpointing`): in training with gradients, each block keeps
+    only its input for the backward pass and recomputes its activations there (Chen et al. 2016, "Training Deep Nets
+    with Sublinear Memory Cost", §3: store the inputs of segments, recompute inside them). Activation memory then
+    grows with one block's intermediates plus N block inputs instead of N blocks' intermediates, for one more forward
+    pass of the blocks; the result and the gradients are unchanged (dropout masks are replayed from the saved RNG).
+    """
 
     causal = True
+    checkpoint_blocks = False
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -61,8 +70,12 @@ class Transformer(nn.Module):
         if self.embed_norm is not None:  # Spike No More §4.2
             x = self.embed_norm(x)
         x = self.drop(x)
+        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x = block(x, self.causal, key_mask, rope, cache.layers[i] if cache is not None else None)
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(block, x, self.causal, key_mask, rope, use_reentrant=False)
+            else:
+                x = block(x, self.causal, key_mask, rope, cache.layers[i] if cache is not None else None)
         if cache is not None:
             cache.advance(T)
         return self.final_norm(x) if self.final_norm is not None else x

@@ -54,6 +54,7 @@ class TrainConfig:
     precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on any device) | fp32
     #                                  | bf16_master (bf16 weights, AdamW on fp32 master weights: master_weights.py)
     compile: bool = False
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, +1 forward
     parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
     dist_timeout: float = 600.0      # seconds a rank waits for the others in a collective before stopping (dead node)
     eval_every: int = 50
@@ -222,6 +223,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         train_stream, val_stream = stream.split(config.val_fraction)
 
     model = TransformerLM(config.model).to(device)
+    model.checkpoint_blocks = config.activation_checkpointing
     checkpoint_dir = out / "checkpoint"
     step, optim_state, meta = 0, None, {}
     # Only rank 0 reads it: the other nodes may not share its filesystem, and all must resume at the same step.
