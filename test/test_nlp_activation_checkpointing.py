@@ -68,3 +68,15 @@ def test_a_training_run_with_it_ends_with_the_same_weights(tmp_path, monkeypatch
                             model=dict(d_model=32, n_layers=2, n_heads=2, max_len=32)))
     assert len(checkpointed) == 6 * 2  # every training step, both blocks (evaluation runs without gradients)
     assert recomputed["parameter_digest"] == plain["parameter_digest"] and recomputed["loss"] == plain["loss"]
+
+
+def test_compiled_with_recompute_equals_eager_without(tmp_path, monkeypatch):
+    # torch.compile traces the checkpointed blocks; aot_eager: inductor's capture and autograd split without
+    # its C++ code generation, which takes minutes on this CPU.
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compile_(model, backend="aot_eager"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain = train(tiny(tmp_path / "a", steps=3))
+    compiled = train(tiny(tmp_path / "b", steps=3, compile=True, activation_checkpointing=True))
+    assert compiled["loss"] == pytest.approx(plain["loss"], abs=1e-5)
