@@ -29,9 +29,10 @@ class Transformer(nn.Module):
 
     `checkpoint_blocks = True` (training's `activation_checkpointing`): in training with gradients, each block keeps
     only its input for the backward pass and recomputes its activations there (Chen et al. 2016, "Training Deep Nets
-    with Sublinear Memory Cost", §3: store the inputs of segments, recompute inside them). Activation memory then
-    grows with one block's intermediates plus N block inputs instead of N blocks' intermediates, for one more forward
-    pass of the blocks; the result and the gradients are unchanged (dropout masks are replayed from the saved RNG).
+    with Sublinear Memory Cost", arXiv:1604.06174: store the inputs of segments, recompute inside them). Activation
+    memory then grows with one block's intermediates plus N block inputs instead of N blocks' intermediates, for one
+    more forward pass of the blocks; the result and the gradients are unchanged (dropout masks are replayed from the
+    saved RNG).
     """
 
     causal = True
