@@ -2,8 +2,8 @@
 
 In a causal model the key and value of token t depend only on tokens <= t, so they never change once computed.
 Autoregressive decoding can therefore run the model on the new token alone and let it attend over the stored
-keys and values of the earlier ones (the "KV cache" of every transformer inference stack; Pope et al. 2023,
-"Efficiently Scaling Transformer Inference", §2, analyse its cost). Each layer's buffers are allocated once, for
+keys and values of the earlier ones (the "KV cache" of every transformer inference stack; Pope et al., MLSys 2023,
+"Efficiently Scaling Transformer Inference", analyse its cost). Each layer's buffers are allocated once, for
 `capacity` tokens, in the dtype of the first keys written (bf16 under autocast), and filled in place.
 
     cache = KVCache(model.config.n_layers, capacity=model.config.max_len)
