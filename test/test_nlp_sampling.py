@@ -10,7 +10,7 @@ from koba_ros.cli import main
 from koba_ros.errors import KobaError
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.sampling import generate
+from koba_ros.nlp.sampling import generate, next_token
 from koba_ros.nlp.trainer import TrainConfig, train
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
@@ -91,3 +91,27 @@ def test_sample_cli_refuses_what_it_cannot_use(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["lm", "sample", "--checkpoint", str(tmp_path), "--prompt", "hi", "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_nucleus_keeps_the_fewest_most_likely_tokens_that_reach_p():
+    probs = torch.tensor([0.05, 0.5, 0.3, 0.15])  # ranked: 1 (0.5), 2 (0.3), 3 (0.15), 0 (0.05)
+    logits = probs.log()
+
+    def drawn(top_p, top_k=0, n=400):
+        generator = torch.Generator().manual_seed(0)
+        return {next_token(logits, 1.0, top_k, top_p, generator) for _ in range(n)}
+
+    assert drawn(0.49) == {1}           # 0.5 alone reaches it
+    assert drawn(0.51) == {1, 2}        # 0.5 + 0.3
+    assert drawn(0.79) == {1, 2}
+    assert drawn(0.81) == {1, 2, 3}
+    assert drawn(1.0) == {0, 1, 2, 3}
+    assert drawn(0.01) == {1}           # the most likely token is always kept
+    assert drawn(0.9, top_k=2) == {1, 2}  # top-k first, then the nucleus of what is left (renormalised)
+    assert drawn(0.6, top_k=2) == {1} and drawn(0.65, top_k=2) == {1, 2}  # after top-k: 0.625 and 0.375
+    # within the nucleus the draw follows the renormalised probabilities: 1 is drawn 0.5 / 0.8 of the time
+    generator = torch.Generator().manual_seed(1)
+    draws = [next_token(logits, 1.0, 0, 0.8, generator) for _ in range(4000)]
+    assert abs(draws.count(1) / 4000 - 0.625) < 0.03
+    with pytest.raises(KobaError, match="top-p"):
+        generate(random_lm(), [1], 3, top_p=0.0)

@@ -23,6 +23,8 @@ def add_arguments(p):
     sample.add_argument("--tokens", type=int, default=200, help="At most this many new tokens.")
     sample.add_argument("--temperature", type=float, default=0.8, help="0: always the most likely token.")
     sample.add_argument("--top-k", type=int, default=50, help="Draw among the k most likely tokens (0: all).")
+    sample.add_argument("--top-p", type=float, default=1.0,
+                        help="Draw among the fewest most likely tokens whose probability reaches p (1: all).")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     sample.add_argument("--no-cache", action="store_true",
@@ -104,7 +106,7 @@ def run(args):
 
         require_device(args.device)
         result = sample(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k, args.seed,
-                        args.device, use_cache=not args.no_cache)
+                        args.device, use_cache=not args.no_cache, top_p=args.top_p)
         if not args.json:
             print(result["prompt"] + result["text"])
             return 0

@@ -1,9 +1,10 @@
 """Text from a trained LM: `koba lm sample --checkpoint DIR --prompt TEXT`.
 
 Autoregressive sampling, one token at a time, as in nanoGPT: the model reads the last `max_len` tokens, the last
-position's logits are divided by the temperature, all but the `top_k` largest are dropped, and the next token is drawn
-from the softmax (temperature 0: the argmax). Ids the tokenizer cannot decode (the model's vocabulary is padded, e.g.
-to 50304) and its padding id are never drawn; the end-of-text id ends the sample.
+position's logits are divided by the temperature, all but the `top_k` largest are dropped, then all outside the
+nucleus of probability `top_p`, and the next token is drawn from the softmax (temperature 0: the argmax). Ids the
+tokenizer cannot decode (the model's vocabulary is padded, e.g. to 50304) and its padding id are never drawn; the
+end-of-text id ends the sample.
 
 With the KV cache (kv_cache.py, the default) the prompt goes through the model once and every new token alone after
 it, attending over the stored keys and values. That is the same computation as running the whole context again, as
@@ -26,18 +27,41 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.trained import load_trained
 
 
+def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0,
+               generator: torch.Generator | None = None) -> int:
+    """One token from a vector of logits: the argmax at temperature 0; else a draw from softmax(logits / T) over the
+    top_k most likely tokens (0: all) and, within them, the nucleus: the fewest most likely tokens whose probability
+    adds up to at least top_p (Holtzman et al., ICLR 2020, "The Curious Case of Neural Text Degeneration": nucleus
+    sampling; 1.0: all). The most likely token is always kept."""
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1.0:
+        probs, order = torch.softmax(logits, dim=-1).sort(descending=True)
+        before = probs.cumsum(0) - probs  # probability of the tokens ranked above each one
+        logits = logits.masked_fill(torch.zeros_like(logits, dtype=torch.bool).scatter(0, order, before >= top_p),
+                                    -math.inf)
+    return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+
+
 @torch.no_grad()
 def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, allowed: int | None = None, banned: tuple[int, ...] = (), stop_id: int | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> list[int]:
+             generator: torch.Generator | None = None, use_cache: bool = True, top_p: float = 1.0) -> list[int]:
     """The new token ids after the prompt `ids`. `allowed`: only ids below it may be drawn; `banned`: never drawn;
-    `stop_id`: drawing it ends the sample (it is not returned); `use_cache`: a KV cache (module doc)."""
+    `stop_id`: drawing it ends the sample (it is not returned); `use_cache`: a KV cache (module doc); temperature,
+    top_k, top_p: see `next_token`."""
     if not ids:
         raise KobaError("sample: the prompt is empty")
     if not temperature >= 0 or not math.isfinite(temperature):
         raise KobaError(f"sample: temperature must be a number >= 0, got {temperature}")
     if max_new_tokens < 0 or top_k < 0:
         raise KobaError("sample: the number of tokens and top-k must be >= 0")
+    if not 0.0 < top_p <= 1.0:
+        raise KobaError(f"sample: top-p must be in (0, 1], got {top_p}")
     model.eval()
     device = next(model.parameters()).device
     max_len = model.config.max_len
@@ -53,14 +77,7 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
             logits[allowed:] = -math.inf
         for i in banned:
             logits[i] = -math.inf
-        if temperature == 0:
-            token = int(logits.argmax())
-        else:
-            logits = logits / temperature
-            if top_k:
-                kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-                logits[logits < kth] = -math.inf
-            token = int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+        token = next_token(logits, temperature, top_k, top_p, generator)
         if token == stop_id:
             break
         new.append(token)
@@ -71,7 +88,7 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
 
 
 def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 50,
-           seed: int = 0, device: str = "cpu", use_cache: bool = True) -> dict:
+           seed: int = 0, device: str = "cpu", use_cache: bool = True, top_p: float = 1.0) -> dict:
     trained = load_trained(checkpoint, device)
     model, tokenizer = trained.model, trained.tokenizer
     ids = tokenizer.encode(prompt)
@@ -80,8 +97,8 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
     t0 = time.perf_counter()
     new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=tokenizer.vocab_size,
                    banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None)) if i is not None and i != eos),
-                   stop_id=eos, generator=generator, use_cache=use_cache)
+                   stop_id=eos, generator=generator, use_cache=use_cache, top_p=top_p)
     seconds = time.perf_counter() - t0
     return {"prompt": prompt, "text": tokenizer.decode(new), "new_tokens": len(new),
             "stopped_at_end_of_text": len(new) < max_new_tokens, "tokens_per_s": round(len(new) / max(seconds, 1e-9)),
-            "temperature": temperature, "top_k": top_k, "seed": seed, "kv_cache": use_cache}
+            "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "kv_cache": use_cache}
