@@ -1,5 +1,5 @@
-"""koba lm train|sample|eval|repro|bench: the NLP/LLM library's training, sampling, evaluation, paper reproductions,
-GPU benchmark."""
+"""koba lm prepare|train|sample|eval|repro|bench: the NLP/LLM library's token files, training, sampling, evaluation,
+paper reproductions, GPU benchmark."""
 HELP = ("Train transformer LMs, sample from them, score them on a text, run the paper reproductions (b2t, shape, "
         "alone, spike, wso, expand, family), benchmark.")
 
@@ -9,6 +9,14 @@ REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
 def add_arguments(p):
     sub = p.add_subparsers(dest="lm_command", metavar="ACTION")
     sub.required = True
+    prepare = sub.add_parser("prepare", help="Tokenise a text once into a token file (.bin) that training maps.")
+    prepare.add_argument("--data", required=True, help="A UTF-8 text file (or 'builtin:docstrings').")
+    prepare.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe"), default="byte")
+    prepare.add_argument("--vocab", default="", help="bpe: vocab.json; gpt2: a .tiktoken ranks file (optional).")
+    prepare.add_argument("--merges", default="", help="bpe: merges.txt.")
+    prepare.add_argument("--out", required=True, help="The token file to write (.bin; its description: .bin.json).")
+    prepare.add_argument("--json", action="store_true", help="Print the description as one JSON object.")
+
     train = sub.add_parser("train", help="Train a decoder-only LM from a YAML config (works under torchrun).")
     train.add_argument("--config", required=True, help="YAML file (see config/lm/*.yaml).")
     train.add_argument("--out", default="", help="Override the config's output folder.")
@@ -80,7 +88,18 @@ def run(args):
 
     from koba_ros.cli import print_json
 
-    if args.lm_command == "train":
+    if args.lm_command == "prepare":
+        from koba_ros.nlp.prepared import prepare
+        from koba_ros.nlp.tokenizer import build_tokenizer
+
+        tokenizer = build_tokenizer(args.tokenizer, args.vocab, args.merges)
+        result = prepare(args.data, tokenizer, {"tokenizer": args.tokenizer, "vocab": args.vocab,
+                                                "merges": args.merges}, args.out)
+        if not args.json:
+            print(f"{result['out']}: {result['tokens']} {args.tokenizer} tokens ({result['dtype']}) from "
+                  f"{result['text_bytes']} bytes of {result['source']}")
+            return 0
+    elif args.lm_command == "train":
         from koba_ros.nlp import distributed
         from koba_ros.nlp.trainer import TrainConfig, train
 

@@ -5,6 +5,7 @@ import ast
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from koba_ros.errors import KobaError
@@ -84,25 +85,35 @@ def load_text(source: str) -> str:
 
 
 class TokenStream:
-    """All tokens of a corpus in one tensor; batches are random windows (x, next-token targets y)."""
+    """All tokens of a corpus, as a tensor or as a memory-mapped token file (prepared.py); batches are random windows
+    (x, next-token targets y), the same windows either way."""
 
-    def __init__(self, tokens: torch.Tensor, seq_len: int, name: str = "dataset"):
-        if tokens.numel() < seq_len + 2:
-            raise KobaError(f"{name} has {tokens.numel()} tokens, fewer than one sequence of {seq_len} + 1")
-        self.tokens, self.seq_len = tokens.long(), seq_len
+    def __init__(self, tokens: torch.Tensor | np.ndarray, seq_len: int, name: str = "dataset"):
+        if len(tokens) < seq_len + 2:
+            raise KobaError(f"{name} has {len(tokens)} tokens, fewer than one sequence of {seq_len} + 1")
+        self.tokens = tokens.long() if isinstance(tokens, torch.Tensor) else tokens  # a memory map stays one
+        self.seq_len = seq_len
 
     @classmethod
     def from_text(cls, text: str, tokenizer, seq_len: int, name: str = "dataset") -> TokenStream:
         return cls(torch.tensor(tokenizer.encode(text), dtype=torch.long), seq_len, name)
 
+    def __len__(self) -> int:
+        return len(self.tokens)
+
     def split(self, val_fraction: float) -> tuple[TokenStream, TokenStream]:
-        cut = int(self.tokens.numel() * (1 - val_fraction))
+        cut = int(len(self) * (1 - val_fraction))
         return TokenStream(self.tokens[:cut], self.seq_len, "train split"), \
             TokenStream(self.tokens[cut:], self.seq_len, "validation split")
 
+    def window(self, start: int) -> torch.Tensor:
+        """seq_len + 1 token ids from `start`, as int64 (read from the file for a memory map)."""
+        piece = self.tokens[start: start + self.seq_len + 1]
+        return piece if isinstance(piece, torch.Tensor) else torch.from_numpy(piece.astype(np.int64))
+
     def batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = torch.randint(0, self.tokens.numel() - self.seq_len - 1, (batch_size,), generator=generator)
-        window = torch.stack([self.tokens[s: s + self.seq_len + 1] for s in starts.tolist()])
+        starts = torch.randint(0, len(self) - self.seq_len - 1, (batch_size,), generator=generator)
+        window = torch.stack([self.window(s) for s in starts.tolist()])
         return window[:, :-1], window[:, 1:]
 
 

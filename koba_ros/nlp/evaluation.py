@@ -20,11 +20,13 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.data import load_text
+from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
 
 
@@ -71,8 +73,8 @@ def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: in
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,
                         device: str = "cpu") -> dict:
-    """Score `data` (a text file, or `builtin`) under a `koba lm train` checkpoint. seq_len 0: the run's training
-    sequence length; stride 0: seq_len (windows that do not overlap)."""
+    """Score `data` (a text file, the built-in corpus or a koba lm prepare .bin) under a `koba lm train`
+    checkpoint. seq_len 0: the run's training sequence length; stride 0: seq_len (windows that do not overlap)."""
     trained = load_trained(checkpoint, device)
     seq_len = seq_len or int(trained.config.get("seq_len") or trained.model.config.max_len)
     stride = stride or seq_len
@@ -81,12 +83,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
     if trained.model.config.positions == "learned" and seq_len > trained.model.config.max_len:
         raise KobaError(f"eval: seq_len {seq_len} exceeds the model's learned positions "
                         f"({trained.model.config.max_len})")
-    text = load_text(data)
-    tokens = torch.tensor(trained.tokenizer.encode(text), dtype=torch.long)
+    if is_token_file(data):  # prepared by koba lm prepare with the run's tokenizer
+        ids, meta = open_tokens(data, trained.config.get("tokenizer", "byte"), trained.tokenizer)
+        tokens, n_bytes = torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
+    else:
+        text = load_text(data)
+        tokens, n_bytes = torch.tensor(trained.tokenizer.encode(text), dtype=torch.long), len(text.encode("utf-8"))
     t0 = time.perf_counter()
     total, count = score(trained.model, tokens, seq_len, stride, batch_size)
     seconds = time.perf_counter() - t0
-    n_bytes = len(text.encode("utf-8"))
     loss = total / count
     return {"checkpoint": str(trained.path), "data": data, "tokens": tokens.numel(), "scored_tokens": count,
             "bytes": n_bytes, "seq_len": seq_len, "stride": stride, "loss": round(loss, 6),

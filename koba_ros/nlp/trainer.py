@@ -18,10 +18,11 @@ from koba_ros.nlp import distributed
 from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
-from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, load_text
+from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator
 from koba_ros.nlp.graceful_stop import GracefulStop
 from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
 from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
 from koba_ros.nlp.tokenizer import build_tokenizer
 
@@ -31,7 +32,7 @@ PRECISIONS = ("auto", "bf16", "fp32", "bf16_master")
 @dataclass
 class TrainConfig:
     model: TransformerConfig = field(default_factory=TransformerConfig)
-    train_data: str = BUILTIN
+    train_data: str = BUILTIN        # a text file, the built-in corpus, or a token file from koba lm prepare (.bin)
     val_data: str = ""               # empty: hold out val_fraction of train_data
     val_fraction: float = 0.05
     tokenizer: str = "byte"          # byte | gpt2 (GPT-2's BPE, ranks from openai-whisper) | bpe (vocab.json + merges)
@@ -215,10 +216,10 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise KobaError(f"model vocab_size {config.model.vocab_size} < tokenizer's {tokenizer.vocab_size}")
-    stream = TokenStream.from_text(load_text(config.train_data), tokenizer, config.seq_len, config.train_data)
+    stream = token_stream(config.train_data, tokenizer, config.tokenizer, config.seq_len)
     if config.val_data:
         train_stream = stream
-        val_stream = TokenStream.from_text(load_text(config.val_data), tokenizer, config.seq_len, config.val_data)
+        val_stream = token_stream(config.val_data, tokenizer, config.tokenizer, config.seq_len)
     else:
         train_stream, val_stream = stream.split(config.val_fraction)
 

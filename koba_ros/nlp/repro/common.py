@@ -18,7 +18,7 @@ def corpus_stream(seq_len: int, max_bytes: int = 400_000, corpus: str = "docstri
 
 def passes(tokens_drawn: int, train: TokenStream) -> float:
     """How many times a run sees its training split on average; well above 1, a validation loss measures memorising."""
-    return round(tokens_drawn / train.tokens.numel(), 3)
+    return round(tokens_drawn / len(train), 3)
 
 
 def train_and_val_samplers(stream: TokenStream, batch: int, seed: int):

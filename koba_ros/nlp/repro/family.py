@@ -78,7 +78,7 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
             "independent": (range(3), [m["eval_loss"] for m in independent]),
             "progressive": (range(3), [m["eval_loss"] for m in progressive])}}], "model family by expansion")
     return {"size": size or ("quick" if quick else "full"), "settings": s, "plot": plot,
-            "train_tokens": train_split.tokens.numel(),
+            "train_tokens": len(train_split),
             "passes_per_independent_member": passes(s["steps"] * tokens_per_step, train_split),
             "members": {name: {"independent": a, "progressive": b}
                         for name, a, b in zip(NAMES, independent, progressive, strict=True)},

@@ -1,0 +1,129 @@
+"""Token files: a corpus tokenised once (`koba lm prepare`), then read by training through a memory map.
+
+Training from a text file tokenises it at every start, on every rank, and holds it as int64 ids: 8 bytes per token
+and rank, on top of the text. A corpus of billions of tokens does not fit that way. `koba lm prepare` streams the
+text through the tokenizer once and writes the ids as a flat array (uint16 when the vocabulary fits, as GPT-2's
+50,257 ids do, else uint32) in FILE.bin, with FILE.bin.json beside it: dtype, token count, the largest id, and the
+tokenizer that made them. A training config whose `train_data` / `val_data` is such a .bin file reads windows
+straight from the mapped file: the operating system pages in what the batches touch, shared by every rank on a host.
+
+The text is encoded in pieces of about `chunk_bytes` characters, cut only after a newline that stands alone between
+two non-whitespace characters. GPT-2's pre-tokenisation pattern makes such a newline a piece of its own whether
+the text goes on or ends there, and nothing joins it to the characters on either side; a newline in a longer
+whitespace run would not do ("  \n" at the end of a text is one piece, "  " + "\n" inside one). So the ids equal
+those of encoding the whole text at once (tested, GPT-2 BPE included); the byte tokenizer has no context at all.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.data import BUILTIN, TokenStream, load_text
+
+# A cut point: right after a lone newline, between two non-whitespace characters.
+CUT = re.compile(r"(?<=\S)\n(?=\S)")
+
+
+def text_pieces(text: str, chunk_bytes: int):
+    """The text in consecutive pieces of about chunk_bytes characters, each ending at a safe cut (see module doc)."""
+    start = 0
+    while start < len(text):
+        match = CUT.search(text, start + chunk_bytes) if start + chunk_bytes < len(text) else None
+        end = match.end() if match else len(text)
+        yield text[start:end]
+        start = end
+
+
+def read_pieces(source: str, chunk_bytes: int):
+    """Pieces of a text file read a block at a time (the whole file is never in memory), or of the built-in corpus."""
+    if source == BUILTIN:
+        yield from text_pieces(load_text(source), chunk_bytes)
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise KobaError(f"dataset {source} not found")
+    carry = ""
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        while block := f.read(chunk_bytes):
+            text = carry + block
+            cuts = [m.end() for m in CUT.finditer(text)]
+            # keep the tail after the last cut: the next block may continue its line (or its whitespace run)
+            end = cuts[-1] if cuts else 0
+            if end:
+                yield text[:end]
+            carry = text[end:]
+    if carry:
+        yield carry
+
+
+def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk_bytes: int = 1 << 20) -> dict:
+    """Tokenise `source` (a text file or the built-in corpus) into `out` (.bin) and its .json; returns the metadata."""
+    out = Path(out)
+    if out.suffix != ".bin":
+        raise KobaError(f"prepare: the output must be a .bin file, got {out}")
+    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    count, max_id, text_bytes = 0, -1, 0
+    with partial.open("wb") as f:
+        for piece in read_pieces(source, chunk_bytes):
+            ids = np.asarray(tokenizer.encode(piece), dtype=np.int64)
+            if ids.size:
+                max_id = max(max_id, int(ids.max()))
+                f.write(ids.astype(dtype).tobytes())
+                count += ids.size
+            text_bytes += len(piece.encode("utf-8"))
+    if count == 0:
+        partial.unlink()
+        raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
+    meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
+            "text_bytes": text_bytes, "source": source, "tokenizer": tokenizer_spec,
+            "vocab_size": tokenizer.vocab_size}
+    os.replace(partial, out)  # the .bin appears whole or not at all; then its description
+    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
+    return {**meta, "out": str(out)}
+
+
+def is_token_file(source: str) -> bool:
+    return source.endswith(".bin")
+
+
+def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.memmap, dict]:
+    """(read-only memory map of the ids, metadata) of a prepared .bin; one-line errors for a missing, truncated or
+    foreign file, or one that another tokenizer than `tokenizer_name` / `tokenizer` made."""
+    path = Path(path)
+    meta_path = path.with_name(path.name + ".json")
+    if not path.is_file():
+        raise KobaError(f"token file {path} not found (make it with koba lm prepare)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise KobaError(f"token file {path} has no {meta_path.name}: was it written by koba lm prepare?") from None
+    except json.JSONDecodeError as exc:
+        raise KobaError(f"token file {meta_path} is not valid JSON ({exc.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "koba_tokens/1" or meta.get("dtype") not in ("uint16",
+                                                                                                      "uint32"):
+        raise KobaError(f"token file {meta_path} is not a koba lm prepare description")
+    dtype = np.dtype(meta["dtype"])
+    expected = int(meta.get("tokens", -1)) * dtype.itemsize
+    if path.stat().st_size != expected:
+        raise KobaError(f"token file {path} has {path.stat().st_size} bytes, its description says {expected}: "
+                        "truncated or replaced; prepare it again")
+    made_by = meta.get("tokenizer", {}).get("tokenizer")
+    if made_by != tokenizer_name or meta.get("vocab_size") != tokenizer.vocab_size:
+        raise KobaError(f"token file {path} was prepared with tokenizer {made_by} ({meta.get('vocab_size')} ids); "
+                        f"this model uses {tokenizer_name} ({tokenizer.vocab_size} ids)")
+    return np.memmap(path, dtype=dtype, mode="r"), meta
+
+
+def token_stream(source: str, tokenizer, tokenizer_name: str, seq_len: int) -> TokenStream:
+    """The training stream of `source`: a prepared .bin through its memory map (refused if another tokenizer made
+    it), else a text file or the built-in corpus tokenised now."""
+    if not is_token_file(source):
+        return TokenStream.from_text(load_text(source), tokenizer, seq_len, source)
+    return TokenStream(open_tokens(source, tokenizer_name, tokenizer)[0], seq_len, source)
