@@ -76,6 +76,10 @@ def test_a_model_trained_on_a_sentence_continues_it(tmp_path, capsys):
     assert first.startswith("put it") and main(["lm", "sample", "--checkpoint", str(tmp_path / "run"), "--prompt",
                                                 "put it", "--tokens", "12"]) == 0
     assert capsys.readouterr().out == first
+    # streamed plain output = prompt + the --json text of the same draw
+    assert main(["lm", "sample", "--checkpoint", str(tmp_path / "run"), "--prompt", "put it", "--tokens", "12",
+                 "--json"]) == 0
+    assert first == "put it" + json.loads(capsys.readouterr().out)["text"] + "\n"
 
 
 def test_sample_cli_refuses_what_it_cannot_use(tmp_path, capsys):
@@ -115,3 +119,22 @@ def test_nucleus_keeps_the_fewest_most_likely_tokens_that_reach_p():
     assert abs(draws.count(1) / 4000 - 0.625) < 0.03
     with pytest.raises(KobaError, match="top-p"):
         generate(random_lm(), [1], 3, top_p=0.0)
+
+
+def test_streamed_pieces_hold_back_half_characters_and_join_to_the_text(tmp_path, capsys):
+    from koba_ros.nlp.sampling import TextStreamer
+    from koba_ros.nlp.tokenizer import ByteTokenizer
+
+    tok, pieces = ByteTokenizer(), []
+    streamer = TextStreamer(tok.decode, pieces.append)
+    ids = list("aé b€".encode())  # é is 2 bytes, € is 3
+    for n in range(1, len(ids) + 1):
+        streamer(ids[:n])
+    streamer.flush(tok.decode(ids))
+    assert pieces == ["a", "é", " ", "b", "€"]
+    streamer = TextStreamer(tok.decode, pieces.append)
+    pieces.clear()
+    streamer(ids[:2])  # ends inside é: nothing shown until the flush at the end
+    assert pieces == []
+    streamer.flush(tok.decode(ids[:2]))
+    assert pieces == ["a\ufffd"]

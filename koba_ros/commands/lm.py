@@ -124,10 +124,14 @@ def run(args):
         from koba_ros.nlp.sampling import sample
 
         require_device(args.device)
-        result = sample(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k, args.seed,
-                        args.device, use_cache=not args.no_cache, top_p=args.top_p)
-        if not args.json:
-            print(result["prompt"] + result["text"])
+        if args.json:
+            result = sample(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k, args.seed,
+                            args.device, use_cache=not args.no_cache, top_p=args.top_p)
+        else:  # the prompt, then the continuation as it is drawn
+
+            sample(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k, args.seed, args.device,
+                   use_cache=not args.no_cache, top_p=args.top_p, write=lambda piece: print(piece, end="", flush=True))
+            print()
             return 0
     elif args.lm_command == "eval":
         from koba_ros.nlp.evaluation import evaluate_checkpoint

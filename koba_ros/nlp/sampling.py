@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,10 +51,11 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
 @torch.no_grad()
 def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, allowed: int | None = None, banned: tuple[int, ...] = (), stop_id: int | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True, top_p: float = 1.0) -> list[int]:
+             generator: torch.Generator | None = None, use_cache: bool = True, top_p: float = 1.0,
+             on_token: Callable[[list[int]], None] | None = None) -> list[int]:
     """The new token ids after the prompt `ids`. `allowed`: only ids below it may be drawn; `banned`: never drawn;
     `stop_id`: drawing it ends the sample (it is not returned); `use_cache`: a KV cache (module doc); temperature,
-    top_k, top_p: see `next_token`."""
+    top_k, top_p: see `next_token`; `on_token(new_ids)` after every token drawn (streaming)."""
     if not ids:
         raise KobaError("sample: the prompt is empty")
     if not temperature >= 0 or not math.isfinite(temperature):
@@ -81,24 +83,54 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
         if token == stop_id:
             break
         new.append(token)
+        if on_token is not None:
+            on_token(new)
         context = torch.cat([context, torch.tensor([[token]], device=device)], dim=1)
         if cache is not None and context.shape[1] > max_len:
             cache = None  # the window slides from here: every position moves, nothing stored holds
     return new
 
 
+class TextStreamer:
+    """Turns the growing list of new ids into text pieces as they become printable: a piece is held back while the
+    decoded text ends in U+FFFD, i.e. in the middle of a multi-byte character (a byte tokenizer's 'é' is two ids)."""
+
+    def __init__(self, decode: Callable[[list[int]], str], write: Callable[[str], None]):
+        self.decode, self.write, self.shown = decode, write, 0
+
+    def __call__(self, new_ids: list[int]) -> None:
+        text = self.decode(new_ids)
+        if not text.endswith("\ufffd"):
+            self.flush(text)
+
+    def flush(self, text: str) -> None:
+        if len(text) > self.shown:
+            self.write(text[self.shown:])
+            self.shown = len(text)
+
+
 def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 50,
-           seed: int = 0, device: str = "cpu", use_cache: bool = True, top_p: float = 1.0) -> dict:
+           seed: int = 0, device: str = "cpu", use_cache: bool = True, top_p: float = 1.0,
+           write: Callable[[str], None] | None = None) -> dict:
+    """`write`: once the model is loaded, called with the prompt, then with each printable piece of the continuation
+    as it is drawn (see TextStreamer)."""
     trained = load_trained(checkpoint, device)
     model, tokenizer = trained.model, trained.tokenizer
     ids = tokenizer.encode(prompt)
     pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
     generator = torch.Generator(device=device).manual_seed(seed)
+    streamer = None
+    if write is not None:
+        write(prompt)
+        streamer = TextStreamer(tokenizer.decode, write)
     t0 = time.perf_counter()
     new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=tokenizer.vocab_size,
                    banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None)) if i is not None and i != eos),
-                   stop_id=eos, generator=generator, use_cache=use_cache, top_p=top_p)
+                   stop_id=eos, generator=generator, use_cache=use_cache, top_p=top_p, on_token=streamer)
     seconds = time.perf_counter() - t0
-    return {"prompt": prompt, "text": tokenizer.decode(new), "new_tokens": len(new),
+    text = tokenizer.decode(new)
+    if streamer is not None:
+        streamer.flush(text)  # whatever was held back at the end
+    return {"prompt": prompt, "text": text, "new_tokens": len(new),
             "stopped_at_end_of_text": len(new) < max_new_tokens, "tokens_per_s": round(len(new) / max(seconds, 1e-9)),
             "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "kv_cache": use_cache}
