@@ -13,6 +13,7 @@ nodes, and only then shuts the context down.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -84,12 +85,22 @@ def shutdown_executor(executor: Executor, timeout: float = 5.0) -> None:
     executor.shutdown()
 
 
+def pool_size(n_nodes: int) -> int:
+    """Worker threads for spinning n_nodes nodes: one per CPU (rclpy's default) plus two per node.
+
+    Some callbacks hold their worker while they wait for other callbacks: picker_node's goal waits for
+    /joint_states and /perception/objects, and grounding_node's slow turn runs while its stop words must still be
+    heard. With one worker per CPU, a graph composed on a 2-core machine runs out of free workers and "stop" waits
+    behind a pick. Idle Python threads cost little, and the GIL limits CPU parallelism either way."""
+    return (os.cpu_count() or 2) + 2 * n_nodes
+
+
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
          on_ready: Callable[[], None] | None = None) -> None:
     """Spin nodes on one multi-threaded executor until Ctrl-C, SIGTERM, `stop` or an external shutdown."""
     stop = stop or threading.Event()
-    executor = QueueOnceExecutor()
     nodes = list(nodes)
+    executor = QueueOnceExecutor(num_threads=pool_size(len(nodes)))
     for node in nodes:
         executor.add_node(node)
     try:
