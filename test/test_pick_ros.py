@@ -87,14 +87,16 @@ def test_one_pick_over_dds(ros_context, picking_graph):
             assert spin_until(executor, future.done, 10) and future.result().accepted
             result = future.result().get_result_async()
             assert spin_until(executor, result.done, 150), f"no result; stages so far {stages}"
-            assert stages[0] == "approach" and "release" in stages, stages
+            spin_until(executor, lambda: False, 0.5)  # feedback still queued when the result was taken first
+            picker_log = [line for line in picking_graph.log_path.read_text().splitlines() if "picker_node" in line]
+            if result.result().result.success:
+                assert stages[:1] == ["approach"] and "release" in stages, (stages, picker_log[-6:])
             messages.append(result.result().result.message)
             latest.pop("truth", None)
             assert spin_until(executor, lambda: "truth" in latest, 10)
             # The picker's own verdict (perception after going home) must agree with the simulator's ground truth.
             assert result.result().result.success == (latest["truth"]["boxes"][0] == "top_right"), \
-                (result.result().result.message, latest["truth"],
-                 [line for line in picking_graph.log_path.read_text().splitlines() if "picker_node" in line][-6:])
+                (result.result().result.message, latest["truth"], picker_log[-6:])
             if result.result().result.success or latest["truth"]["boxes"][0] != "top_left":
                 break
             latest.pop("objects", None)

@@ -144,9 +144,13 @@ class PickerNode(Node):
         return CancelResponse.ACCEPT
 
     def target_for(self, goal) -> Target | None:
-        """The goal's object: its pick_position when given, else the perceived object with that id."""
+        """The goal's object: its pick_position when given, else the perceived object with that id. An id not seen
+        yet gets one fresh /perception/objects to appear in: a client that read it from perception a moment ago may
+        be ahead of this node's subscription (just started, or a loaded machine)."""
         p, s = goal.pick_position, goal.object_size
         known = {o.id: o for o in self.objects}
+        if not any((p.x, p.y, p.z)) and goal.object_id not in known:
+            known = {o.id: o for o in self.fresh_objects() or []}
         yaw = known[goal.object_id].yaw if goal.object_id in known else None
         if any((p.x, p.y, p.z)):
             return Target((p.x, p.y, p.z), (s.x, s.y, s.z), yaw)
