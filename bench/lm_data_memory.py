@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+from resident_memory import peak_above_now_mb
 
 
 def measure(source: str, tokenizer_name: str) -> dict:
@@ -34,19 +31,20 @@ def measure(source: str, tokenizer_name: str) -> dict:
 
     torch.set_num_threads(1)
     tokenizer = build_tokenizer(tokenizer_name)
-    before = _status_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := the resident size now
-    start = time.perf_counter()
-    stream = token_stream(source, tokenizer, tokenizer_name, 1024)
-    x, y = stream.batch(16, batch_generator(0, 0, 0))
-    first_batch_s = time.perf_counter() - start
-    digest = hashlib.sha256(x.numpy().tobytes())
-    for step in range(1, 200):
-        x, y = stream.batch(16, batch_generator(0, step, 0))
-        digest.update(x.numpy().tobytes())
-    return {"tokens": len(stream), "peak_above_start_mb": round((_status_kb("VmHWM") - before) / 1024, 1),
-            "first_batch_s": round(first_batch_s, 3), "batches_digest": digest.hexdigest()[:16]}
+    def build_and_draw():
+        start = time.perf_counter()
+        stream = token_stream(source, tokenizer, tokenizer_name, 1024)
+        x, y = stream.batch(16, batch_generator(0, 0, 0))
+        first_batch_s = time.perf_counter() - start
+        digest = hashlib.sha256(x.numpy().tobytes())
+        for step in range(1, 200):
+            x, y = stream.batch(16, batch_generator(0, step, 0))
+            digest.update(x.numpy().tobytes())
+        return len(stream), first_batch_s, digest.hexdigest()[:16]
+
+    (tokens, first_batch_s, digest), peak_mb = peak_above_now_mb(build_and_draw)
+    return {"tokens": tokens, "peak_above_start_mb": peak_mb, "first_batch_s": round(first_batch_s, 3),
+            "batches_digest": digest}
 
 
 def main() -> None:

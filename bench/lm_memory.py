@@ -21,12 +21,9 @@ import os
 import subprocess
 import sys
 
+from resident_memory import peak_above_now_mb, status_kb
+
 SHAPE = dict(vocab_size=50257, d_model=768, n_heads=12, seq=256, batch=4)
-
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
 
 
 def measure(loss_chunk: int, precision: str, recompute: bool, layers: int) -> dict:
@@ -56,14 +53,6 @@ def measure(loss_chunk: int, precision: str, recompute: bool, layers: int) -> di
         loss.backward()
         return loss.item()
 
-    def peak_above_now_mb(phase) -> tuple:
-        """(result of phase(), its resident high-water mark above the resident size before it, in MB)"""
-        before = _status_kb("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # VmHWM := current resident size
-        out = phase()
-        return out, round((_status_kb("VmHWM") - before) / 1024, 1)
-
     loss_and_gradients()  # a warm-up step allocates AdamW's moments: the measured step is a steady-state one
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -71,7 +60,7 @@ def measure(loss_chunk: int, precision: str, recompute: bool, layers: int) -> di
     _, optimizer_mb = peak_above_now_mb(opt.step)  # the same for every loss_chunk: a check on the measurement
     return {"loss_chunk": loss_chunk, "recompute": recompute, "layers": layers, "precision": precision,
             "forward_backward_peak_mb": forward_backward_mb,
-            "optimizer_step_peak_mb": optimizer_mb, "process_peak_mb": round(_status_kb("VmHWM") / 1024, 1),
+            "optimizer_step_peak_mb": optimizer_mb, "process_peak_mb": round(status_kb("VmHWM") / 1024, 1),
             "loss": round(loss, 4), "parameters": sum(p.numel() for p in model.parameters())}
 
 
