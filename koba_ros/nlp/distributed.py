@@ -107,17 +107,41 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def allreduce_in_fp32(state, bucket):
+    """DDP communication hook: average a bucket of low-precision (bf16) gradients in fp32 and round once.
+
+    An all-reduce in bf16 rounds every partial sum to 8 bits of mantissa: with 4 gloo ranks 29 % of the averaged
+    gradients differed from the correctly rounded mean (test_nlp_distributed.py), and a ring over more GPUs rounds
+    more often. Here each rank's share (g / world, exact for a power of two) is summed in fp32, which holds the sum
+    of a few bf16 values exactly unless their exponents lie far apart, and the mean is rounded to bf16 once, as FSDP's
+    fp32 reduce dtype does. It sends twice the bytes of a bf16 all-reduce."""
+    group = state if state is not None else dist.group.WORLD
+    buffer = bucket.buffer()
+    wide = buffer.to(torch.float32).div_(dist.get_world_size(group))
+    future = dist.all_reduce(wide, group=group, async_op=True).get_future()
+
+    def narrow(done):
+        buffer.copy_(done.value()[0])
+        return buffer
+
+    return future.then(narrow)
+
+
 def wrap(model: torch.nn.Module, info: DistInfo, mode: str, compute_dtype: torch.dtype | None = None):
-    """DDP or FSDP. FSDP with `compute_dtype` (precision bf16_master): the shards stay fp32 and are the master
-    weights the optimizer steps; each block's weights are all-gathered in `compute_dtype` to compute, and gradients
-    are reduce-scattered in fp32 (FSDP2's MixedPrecisionPolicy): Micikevicius et al.'s recipe, sharded."""
+    """DDP or FSDP. With `compute_dtype` (precision bf16_master) gradients are averaged in fp32, as in
+    Micikevicius et al.'s recipe: DDP through `allreduce_in_fp32`; FSDP keeps its shards in fp32 as the master
+    weights the optimizer steps, all-gathers each block's weights in `compute_dtype` to compute, and reduce-scatters
+    gradients in fp32 (FSDP2's MixedPrecisionPolicy)."""
     if not info.enabled:
         return model
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        ddp = DistributedDataParallel(model, device_ids=device_ids)
+        if compute_dtype is not None:
+            ddp.register_comm_hook(None, allreduce_in_fp32)
+        return ddp
     if mode == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
