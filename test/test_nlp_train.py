@@ -71,10 +71,27 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     (dict(dist_timeout=0), "dist_timeout must be > 0"),
     (dict(model=dict(d_model=30, n_heads=4)), "not divisible"),
     (dict(train_data="/nonexistent.txt"), "not found"),
+    (dict(steps="many"), "steps must be an integer, got 'many'"),
+    (dict(lr="fast"), "lr must be a number, got 'fast'"),
+    (dict(compile="yes"), "compile must be true or false"),
+    (dict(out=["runs"]), "out must be a string"),
+    (dict(model=dict(d_model=32.0, n_heads=2)), "d_model must be an integer"),
+    (dict(model=[32]), "model must be a mapping"),
+    (dict(init_from=3), "init_from must be a string"),
 ])
 def test_bad_configs_raise_one_line_errors(tmp_path, overrides, message):
     with pytest.raises(KobaError, match=message):
         train(tiny(tmp_path, **overrides))
+
+
+def test_a_float_written_3e_4_in_yaml_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads `lr: 3e-4` as the string '3e-4'; the config takes it as the number it means."""
+    import yaml
+
+    data = yaml.safe_load("lr: 3e-4\nmin_lr: 1e-5\nmodel: {alone_p: 5e-1}\n")
+    assert data["lr"] == "3e-4"
+    config = TrainConfig.from_dict(data)
+    assert (config.lr, config.min_lr, config.model.alone_p) == (3e-4, 1e-5, 0.5)
 
 
 def test_empty_and_too_short_datasets(tmp_path):

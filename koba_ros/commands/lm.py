@@ -1,7 +1,7 @@
-"""koba lm prepare|train|sample|eval|repro|bench: the NLP/LLM library's token files, training, sampling, evaluation,
-paper reproductions, GPU benchmark."""
-HELP = ("Train transformer LMs, sample from them, score them on a text, run the paper reproductions (b2t, shape, "
-        "alone, spike, wso, expand, family), benchmark.")
+"""koba lm prepare|train|expand|sample|eval|repro|bench: the NLP/LLM library's token files, training, model growth,
+sampling, evaluation, paper reproductions, GPU benchmark."""
+HELP = ("Train transformer LMs, grow them, sample from them, score them on a text, run the paper reproductions (b2t, "
+        "shape, alone, spike, wso, expand, family), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
 
@@ -22,8 +22,24 @@ def add_arguments(p):
     train.add_argument("--out", default="", help="Override the config's output folder.")
     train.add_argument("--steps", type=int, default=0, help="Override the number of optimiser steps.")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="", help="Override the device.")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="Override a config key, the value read as YAML: lr=3e-4, model.dropout=0.1, "
+                            "init_from=runs/lm/tiny (repeatable).")
     train.add_argument("--no-progress", action="store_true", help="No progress bar.")
     train.add_argument("--json", action="store_true", help="Print a JSON summary.")
+
+    grow = sub.add_parser("expand", help="Grow a trained LM wider and deeper into a checkpoint that computes the "
+                                         "same function (train on with init_from).")
+    grow.add_argument("--checkpoint", required=True, help="The source run's folder or its checkpoint/ folder.")
+    grow.add_argument("--out", required=True, help="A new folder for the grown checkpoint.")
+    grow.add_argument("--width-factor", type=int, default=1, help="d_model, heads and FFN width times this.")
+    grow.add_argument("--layers", type=int, default=0, help="The new depth (Pre-LN only; 0: the source's).")
+    grow.add_argument("--data", default="", help="Check on this text that the loss is unchanged (within 1e-4).")
+    grow.add_argument("--eval-tokens", type=int, default=65536, help="Tokens of --data the check scores.")
+    grow.add_argument("--noise", type=float, default=0.01,
+                      help="Symmetry-breaking noise, relative to each weight's std (it cancels in the output).")
+    grow.add_argument("--seed", type=int, default=0)
+    grow.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     sample = sub.add_parser("sample", help="Continue a prompt with a trained LM (a koba lm train checkpoint).")
     sample.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
@@ -103,7 +119,7 @@ def run(args):
         from koba_ros.nlp import distributed
         from koba_ros.nlp.trainer import TrainConfig, train
 
-        config = TrainConfig.from_file(args.config)
+        config = TrainConfig.from_file(args.config, args.overrides)
         if args.out:
             config.out = args.out
         if args.steps:
@@ -120,6 +136,19 @@ def run(args):
 
             print(f"koba lm: error: {exc}", file=sys.stderr, flush=True)
             os._exit(2)
+    elif args.lm_command == "expand":
+        from koba_ros.nlp.expand_checkpoint import expand_checkpoint
+
+        result = expand_checkpoint(args.checkpoint, args.out, args.width_factor, args.layers, args.data,
+                                   args.eval_tokens, args.noise, args.seed)
+        if not args.json:
+            check = (f"; loss on {result['data']} {result['loss_before']:.6f} -> {result['loss_after']:.6f}"
+                     if "loss_before" in result else "; not checked on a text (give --data)")
+            lr = f"; suggested lr {result['suggested_lr']:.3g}" if result["suggested_lr"] else ""
+            print(f"{result['out']}: {result['parameters_before']:,} -> {result['parameters_after']:,} parameters "
+                  f"(d {result['d_model'][0]} -> {result['d_model'][1]}, {result['n_layers'][0]} -> "
+                  f"{result['n_layers'][1]} layers){check}{lr}; train on with --set init_from={result['out']}")
+            return 0
     elif args.lm_command == "sample":
         from koba_ros.nlp.sampling import sample
 

@@ -89,6 +89,29 @@ def check_compatible(model: torch.nn.Module, state: dict, path) -> None:
         raise KobaError(f"checkpoint {path} does not fit this model (foreign checkpoint?): {detail}")
 
 
+def checkpoint_folder(path: str | Path) -> Path:
+    """The checkpoint folder of a `koba lm train` run folder, or `path` itself (already a checkpoint folder)."""
+    path = Path(path)
+    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
+
+
+def recorded_config(path: str | Path) -> dict:
+    """The training config a checkpoint records in its state.json: the model its weights belong to and the tokenizer
+    that makes their tokens. `path`: a run folder or a checkpoint folder."""
+    folder = checkpoint_folder(path)
+    if not (folder / "model.safetensors").is_file():
+        raise KobaError(f"checkpoint {folder} not found (a run folder or a checkpoint folder with model.safetensors)")
+    try:
+        meta = json.loads((folder / "state.json").read_text()) if (folder / "state.json").is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KobaError(f"checkpoint {folder}: state.json is corrupt") from exc
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise KobaError(f"checkpoint {folder} has no training config (state.json); was it written by koba lm train "
+                        "or koba lm expand?")
+    return config
+
+
 def load_checkpoint(directory: str | Path) -> tuple[dict, dict | None, dict]:
     """(model state, optimizer state or None, meta) of a checkpoint folder."""
     directory = Path(directory)

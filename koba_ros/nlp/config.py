@@ -5,6 +5,34 @@ from dataclasses import asdict, dataclass, fields
 
 from koba_ros.errors import KobaError
 
+
+def check_types(cls, data: dict, what: str) -> dict:
+    """`data` for dataclass `cls`, each value checked against its field's type, so a config file's mistake is one
+    line, not a TypeError later. A float written `3e-4` is a string to YAML 1.1 (PyYAML wants `3.0e-4`); it and any
+    other number in a string become a float."""
+    types = {f.name: f.type for f in fields(cls)}
+    out = dict(data)
+    for key, value in data.items():
+        kind = types.get(key)
+        if kind == "float":
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise KobaError(f"{what}: {key} must be a number, got {value!r}")
+            out[key] = float(value)
+        elif kind in ("int", "int | None"):
+            if not (value is None and kind == "int | None") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise KobaError(f"{what}: {key} must be an integer, got {value!r}")
+        elif kind == "bool" and not isinstance(value, bool):
+            raise KobaError(f"{what}: {key} must be true or false, got {value!r}")
+        elif kind == "str" and not isinstance(value, str):
+            raise KobaError(f"{what}: {key} must be a string, got {value!r}")
+    return out
+
+
 NORMS = ("pre", "post", "b2t")
 POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
 EMBEDDINGS = ("table", "alone", "factorized")
@@ -97,6 +125,6 @@ class TransformerConfig:
         if unknown:
             raise KobaError(f"config: unknown model keys {unknown}")
         try:
-            return cls(**data)
+            return cls(**check_types(cls, data, "config"))
         except TypeError as exc:
             raise KobaError(f"config: {exc}") from exc

@@ -71,6 +71,16 @@ def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: in
     return total, count
 
 
+def text_tokens(data: str, trained) -> tuple[torch.Tensor, int]:
+    """(1-D token ids, UTF-8 bytes of the text) of a text file, the built-in corpus or a koba lm prepare .bin made
+    with the trained model's tokenizer."""
+    if is_token_file(data):
+        ids, meta = open_tokens(data, trained.config.get("tokenizer", "byte"), trained.tokenizer)
+        return torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
+    text = load_text(data)
+    return torch.tensor(trained.tokenizer.encode(text), dtype=torch.long), len(text.encode("utf-8"))
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,
                         device: str = "cpu") -> dict:
     """Score `data` (a text file, the built-in corpus or a koba lm prepare .bin) under a `koba lm train`
@@ -83,12 +93,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
     if trained.model.config.positions == "learned" and seq_len > trained.model.config.max_len:
         raise KobaError(f"eval: seq_len {seq_len} exceeds the model's learned positions "
                         f"({trained.model.config.max_len})")
-    if is_token_file(data):  # prepared by koba lm prepare with the run's tokenizer
-        ids, meta = open_tokens(data, trained.config.get("tokenizer", "byte"), trained.tokenizer)
-        tokens, n_bytes = torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
-    else:
-        text = load_text(data)
-        tokens, n_bytes = torch.tensor(trained.tokenizer.encode(text), dtype=torch.long), len(text.encode("utf-8"))
+    tokens, n_bytes = text_tokens(data, trained)
     t0 = time.perf_counter()
     total, count = score(trained.model, tokens, seq_len, stride, batch_size)
     seconds = time.perf_counter() - t0

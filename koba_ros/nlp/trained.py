@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint
+from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_checkpoint, recorded_config
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
@@ -23,13 +22,9 @@ class TrainedLM:
 def load_trained(checkpoint: str | Path, device: str = "cpu") -> TrainedLM:
     """The model config and the tokenizer come from the checkpoint's recorded training config; the weights are
     checked against that model before loading (one-line errors for a missing, foreign or bare checkpoint)."""
-    path = Path(checkpoint)
-    if (path / "checkpoint").is_dir():
-        path = path / "checkpoint"
-    model_state, _, meta = load_checkpoint(path)
-    config = meta.get("config") or {}
-    if not isinstance(config.get("model"), dict):
-        raise KobaError(f"checkpoint {path} has no training config (state.json); was it written by koba lm train?")
+    path = checkpoint_folder(checkpoint)
+    config = recorded_config(path)
+    model_state, _, _ = load_checkpoint(path)
     model = TransformerLM(TransformerConfig.from_dict(config["model"]))
     check_compatible(model, model_state, path)
     model.load_state_dict(model_state)

@@ -16,7 +16,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.nlp import distributed
 from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.config import TransformerConfig, check_types
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator
 from koba_ros.nlp.graceful_stop import GracefulStop
@@ -25,6 +25,7 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
 from koba_ros.nlp.tokenizer import build_tokenizer
+from koba_ros.nlp.warm_start import merge_source, read_weights
 
 PRECISIONS = ("auto", "bf16", "fp32", "bf16_master")
 
@@ -35,6 +36,7 @@ class TrainConfig:
     train_data: str = BUILTIN        # a text file, the built-in corpus, or a token file from koba lm prepare (.bin)
     val_data: str = ""               # empty: hold out val_fraction of train_data
     val_fraction: float = 0.05
+    init_from: str = ""              # a run or checkpoint folder: start from its weights at step 0 (warm_start.py)
     tokenizer: str = "byte"          # byte | gpt2 (GPT-2's BPE, ranks from openai-whisper) | bpe (vocab.json + merges)
     vocab: str = ""                  # bpe: vocab.json; gpt2: a .tiktoken ranks file (empty: whisper's copy)
     merges: str = ""                 # bpe: merges.txt
@@ -93,6 +95,9 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise KobaError(f"train config: unknown keys {unknown}")
+        if not isinstance(data.get("model") or {}, dict):
+            raise KobaError(f"train config: model must be a mapping of model keys, got {data['model']!r}")
+        data = merge_source(check_types(cls, data, "train config"))  # init_from: the source's model and tokenizer
         model = TransformerConfig.from_dict(data.pop("model", {}) or {})
         try:
             config = cls(model=model, **data)
@@ -102,7 +107,8 @@ class TrainConfig:
         return config
 
     @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
+    def from_file(cls, path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+        """A YAML config; `overrides` are KEY=VALUE strings (model.KEY for the model), each value read as YAML."""
         import yaml
 
         path = Path(path)
@@ -114,10 +120,30 @@ class TrainConfig:
             raise KobaError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
         if not isinstance(data, dict):
             raise KobaError(f"config {path} must be a mapping")
-        return cls.from_dict(data)
+        return cls.from_dict(apply_overrides(data, overrides))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """`--set KEY=VALUE` on the command line: `lr=3e-4`, `model.dropout=0.1`, `init_from=runs/lm/tiny`."""
+    import yaml
+
+    data = {**data, "model": dict(data.get("model") or {})}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts) or len(parts) > 2 or (len(parts) == 2 and parts[0] != "model"):
+            raise KobaError(f"--set needs KEY=VALUE or model.KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""  # `val_data=`: the empty string, not null
+        except yaml.YAMLError as exc:
+            raise KobaError(f"--set {key}: {text!r} is not a YAML value") from exc
+        (data["model"] if len(parts) == 2 else data)[parts[-1]] = value
+    if not data["model"]:
+        del data["model"]  # absent, not empty: with init_from an absent model means "the source's"
+    return data
 
 
 def pick_device(name: str) -> str:
@@ -186,15 +212,20 @@ def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast) 
 
 
 def read_checkpoint(model, checkpoint_dir: Path):
-    """(model_state, optim_state, meta) if a checkpoint fits `model`, None if there is none, the KobaError if bad."""
+    """(model_state, optim_state, meta) if a checkpoint fits `model`, None if there is none; raises if it is bad."""
     if not (checkpoint_dir / "model.safetensors").is_file():
         return None
+    checkpoint = load_checkpoint(checkpoint_dir)
+    check_compatible(model, checkpoint[0], checkpoint_dir)
+    return checkpoint
+
+
+def _or_error(function, *args):
+    """function(*args), or the KobaError it raised: rank 0 reads files alone and hands the error to every rank."""
     try:
-        checkpoint = load_checkpoint(checkpoint_dir)
-        check_compatible(model, checkpoint[0], checkpoint_dir)
+        return function(*args)
     except KobaError as exc:
         return exc
-    return checkpoint
 
 
 def train(config: TrainConfig) -> dict:
@@ -228,14 +259,20 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     checkpoint_dir = out / "checkpoint"
     step, optim_state, meta = 0, None, {}
     # Only rank 0 reads it: the other nodes may not share its filesystem, and all must resume at the same step.
-    checkpoint = distributed.from_main(read_checkpoint(model, checkpoint_dir) if info.main and config.resume else None,
-                                       info)
+    checkpoint = distributed.from_main(_or_error(read_checkpoint, model, checkpoint_dir)
+                                       if info.main and config.resume else None, info)
     if isinstance(checkpoint, KobaError):  # raised on every rank, so none is left waiting for the others
         raise checkpoint
     if checkpoint is not None:
         model_state, optim_state, meta = checkpoint
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
+    elif config.init_from:  # a new run from another run's weights; a resume above never reads them again
+        weights = distributed.from_main(_or_error(read_weights, config.model, model, config.init_from)
+                                        if info.main else None, info)
+        if isinstance(weights, KobaError):
+            raise weights
+        model.load_state_dict(weights)
     master = config.precision == "bf16_master"
     flat_master = master and not (info.enabled and config.parallel == "fsdp")
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
@@ -322,5 +359,5 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
             "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
                           if master else "bf16 autocast" if use_bf16 else "fp32"),
-            "checkpoint": str(checkpoint_dir),
+            "checkpoint": str(checkpoint_dir), "init_from": config.init_from or None,
             "stopped_by": stopped_by, "exit_code": (stop.exit_code or 128 + 15) if stopped_by else 0}
