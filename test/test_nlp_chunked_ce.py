@@ -119,7 +119,7 @@ def test_only_the_gradients_asked_for_are_computed_and_the_upstream_gradient_sca
 def test_bad_chunk_and_shapes_are_refused_in_one_line():
     with pytest.raises(KobaError, match="loss_chunk must be 0"):
         TransformerConfig(loss_chunk=-1)
-    with pytest.raises(KobaError, match="loss_chunk must be 0"):
+    with pytest.raises(KobaError, match="loss_chunk must be an integer, got 2.5"):
         TransformerConfig.from_dict({"loss_chunk": 2.5})
     with pytest.raises(KobaError, match="needs hidden"):
         chunked_cross_entropy(torch.randn(4, 8), torch.randn(V, 6), torch.zeros(4, dtype=torch.long), chunk=2)
