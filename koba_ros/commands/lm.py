@@ -10,7 +10,9 @@ def add_arguments(p):
     sub = p.add_subparsers(dest="lm_command", metavar="ACTION")
     sub.required = True
     prepare = sub.add_parser("prepare", help="Tokenise a text once into a token file (.bin) that training maps.")
-    prepare.add_argument("--data", required=True, help="A UTF-8 text file (or 'builtin:docstrings').")
+    prepare.add_argument("--data", required=True,
+                         help="A UTF-8 text file, a folder (its *.txt files), a quoted glob ('corpus/**/*.md'), or "
+                              "'builtin:docstrings'.")
     prepare.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe"), default="byte")
     prepare.add_argument("--vocab", default="", help="bpe: vocab.json; gpt2: a .tiktoken ranks file (optional).")
     prepare.add_argument("--merges", default="", help="bpe: merges.txt.")
@@ -57,7 +59,9 @@ def add_arguments(p):
 
     evaluate = sub.add_parser("eval", help="Loss, perplexity and bits per byte of a trained LM on a whole text.")
     evaluate.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
-    evaluate.add_argument("--data", required=True, help="A UTF-8 text file (or 'builtin').")
+    evaluate.add_argument("--data", required=True,
+                          help="A UTF-8 text file, a folder or quoted glob of them, a koba lm prepare .bin, or "
+                               "'builtin:docstrings'.")
     evaluate.add_argument("--seq-len", type=int, default=0, help="Window length (0: the run's training seq_len).")
     evaluate.add_argument("--stride", type=int, default=0,
                           help="Tokens between window starts; each window scores its last STRIDE targets "

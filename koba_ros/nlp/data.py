@@ -1,7 +1,9 @@
-"""Text datasets: a text file (or the built-in corpus) as one token stream, sampled as random windows."""
+"""Text datasets: a text file, a folder or glob of them, or the built-in corpus as one token stream, sampled as random
+windows."""
 from __future__ import annotations
 
 import ast
+import glob
 import sysconfig
 from pathlib import Path
 
@@ -72,16 +74,67 @@ def _is_test_or_vendored(path: Path, stdlib: Path) -> bool:
                for p in parts)
 
 
-def load_text(source: str) -> str:
-    if source == BUILTIN:
-        return builtin_corpus()
+def is_collection(source: str) -> bool:
+    """A folder or a glob pattern: a dataset of several documents (see encode_documents)."""
+    return source != BUILTIN and not Path(source).is_file() and (Path(source).is_dir() or any(c in source
+                                                                                            for c in "*?["))
+
+
+def dataset_files(source: str) -> list[Path]:
+    """The text files a dataset names: one file; a folder: every *.txt below it; a glob pattern such as
+    'transcripts/**/*.md': every file it matches. Sorted, so every rank and every run reads them in one order."""
     path = Path(source)
-    if not path.is_file():
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files, what = sorted(p for p in path.rglob("*.txt") if p.is_file()), "folder has no *.txt files"
+    elif is_collection(source):
+        files, what = sorted(p for p in map(Path, glob.glob(source, recursive=True)) if p.is_file()), \
+            "pattern matches no files"
+    else:
         raise KobaError(f"dataset {source} not found")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
+    if not files:
+        raise KobaError(f"dataset {source}: the {what}")
+    return files
+
+
+def read_file(path: Path) -> str:
+    """A file's text with its line endings as they are (CRLF stays CRLF, as prepared.read_pieces reads it)."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        return f.read()
+
+
+def load_documents(source: str) -> list[str]:
+    """The texts of a dataset: one for a file or the built-in corpus, one per non-empty file of a collection."""
+    if source == BUILTIN:
+        texts = [builtin_corpus()]
+    else:
+        texts = [read_file(p) for p in dataset_files(source)]
+    if not any(text.strip() for text in texts):
         raise KobaError(f"dataset {source} is empty")
-    return text
+    return [text for text in texts if text]
+
+
+def load_text(source: str) -> str:
+    """A dataset that is one text (a file or the built-in corpus)."""
+    if is_collection(source):
+        raise KobaError(f"dataset {source} is a collection of files; this reads one text")
+    return load_documents(source)[0]
+
+
+def document_separator(tokenizer) -> list[int]:
+    """The ids that end each document of a collection: the tokenizer's end-of-text id (GPT-2's <|endoftext|>, the
+    byte tokenizer's eos), or a blank line for a BPE vocabulary without one."""
+    eos = getattr(tokenizer, "eos_id", None)
+    return [eos] if eos is not None else tokenizer.encode("\n\n")
+
+
+def encode_documents(texts: list[str], tokenizer, separate: bool) -> list[int]:
+    """One token stream of the texts in order. With `separate` (a collection) each text is followed by the
+    separator, so a window that crosses from one file into the next sees where one ended, as GPT-2's training text
+    marks its documents; a single file's ids are its text's alone."""
+    separator = document_separator(tokenizer) if separate else []
+    return [i for text in texts for i in tokenizer.encode(text) + separator]
 
 
 class TokenStream:
@@ -97,6 +150,12 @@ class TokenStream:
     @classmethod
     def from_text(cls, text: str, tokenizer, seq_len: int, name: str = "dataset") -> TokenStream:
         return cls(torch.tensor(tokenizer.encode(text), dtype=torch.long), seq_len, name)
+
+    @classmethod
+    def from_dataset(cls, source: str, tokenizer, seq_len: int) -> TokenStream:
+        """A text file, a collection of them (encode_documents) or the built-in corpus, tokenised now."""
+        ids = encode_documents(load_documents(source), tokenizer, is_collection(source))
+        return cls(torch.tensor(ids, dtype=torch.long), seq_len, source)
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import load_text
+from koba_ros.nlp.data import encode_documents, is_collection, load_documents
 from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
 
@@ -77,8 +77,9 @@ def text_tokens(data: str, trained) -> tuple[torch.Tensor, int]:
     if is_token_file(data):
         ids, meta = open_tokens(data, trained.config.get("tokenizer", "byte"), trained.tokenizer)
         return torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
-    text = load_text(data)
-    return torch.tensor(trained.tokenizer.encode(text), dtype=torch.long), len(text.encode("utf-8"))
+    texts = load_documents(data)
+    return (torch.tensor(encode_documents(texts, trained.tokenizer, is_collection(data)), dtype=torch.long),
+            sum(len(text.encode("utf-8")) for text in texts))
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,

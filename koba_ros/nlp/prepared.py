@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import BUILTIN, TokenStream, load_text
+from koba_ros.nlp.data import BUILTIN, TokenStream, dataset_files, document_separator, is_collection, load_text
 
 # A cut point: right after a lone newline, between two non-whitespace characters.
 CUT = re.compile(r"(?<=\S)\n(?=\S)")
@@ -39,7 +39,7 @@ def text_pieces(text: str, chunk_bytes: int):
         start = end
 
 
-def read_pieces(source: str, chunk_bytes: int):
+def read_pieces(source: str | Path, chunk_bytes: int):
     """Pieces of a text file read a block at a time (the whole file is never in memory), or of the built-in corpus."""
     if source == BUILTIN:
         yield from text_pieces(load_text(source), chunk_bytes)
@@ -61,28 +61,47 @@ def read_pieces(source: str, chunk_bytes: int):
         yield carry
 
 
+def documents(source: str, chunk_bytes: int):
+    """Per document of the dataset (data.dataset_files: a file, a folder's *.txt, a glob; or the built-in corpus),
+    its pieces: the same documents, in the same order, as data.load_documents reads whole."""
+    for path in [BUILTIN] if source == BUILTIN else dataset_files(source):
+        yield read_pieces(path, chunk_bytes)
+
+
 def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk_bytes: int = 1 << 20) -> dict:
-    """Tokenise `source` (a text file or the built-in corpus) into `out` (.bin) and its .json; returns the metadata."""
+    """Tokenise `source` (a text file, a folder or glob of them, or the built-in corpus) into `out` (.bin) and its
+    .json; returns the metadata. The ids equal data.encode_documents' of the whole dataset (separators included)."""
     out = Path(out)
     if out.suffix != ".bin":
         raise KobaError(f"prepare: the output must be a .bin file, got {out}")
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    count, max_id, text_bytes = 0, -1, 0
+    count, max_id, text_bytes, files, has_text = 0, -1, 0, 0, False
+    separator = document_separator(tokenizer) if is_collection(source) else []
     with partial.open("wb") as f:
-        for piece in read_pieces(source, chunk_bytes):
-            ids = np.asarray(tokenizer.encode(piece), dtype=np.int64)
+        def write(ids):
+            nonlocal count, max_id
+            ids = np.asarray(ids, dtype=np.int64)
             if ids.size:
                 max_id = max(max_id, int(ids.max()))
                 f.write(ids.astype(dtype).tobytes())
                 count += ids.size
-            text_bytes += len(piece.encode("utf-8"))
-    if count == 0:
+
+        for pieces in documents(source, chunk_bytes):
+            size = 0
+            for piece in pieces:
+                write(tokenizer.encode(piece))
+                size += len(piece.encode("utf-8"))
+                has_text = has_text or bool(piece.strip())
+            if size:  # as encode_documents: each non-empty document of a collection ends with the separator
+                write(separator)
+                text_bytes, files = text_bytes + size, files + 1
+    if not has_text:
         partial.unlink()
         raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
     meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
-            "text_bytes": text_bytes, "source": source, "tokenizer": tokenizer_spec,
+            "text_bytes": text_bytes, "source": source, "documents": files, "tokenizer": tokenizer_spec,
             "vocab_size": tokenizer.vocab_size}
     os.replace(partial, out)  # the .bin appears whole or not at all; then its description
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
@@ -125,5 +144,5 @@ def token_stream(source: str, tokenizer, tokenizer_name: str, seq_len: int) -> T
     """The training stream of `source`: a prepared .bin through its memory map (refused if another tokenizer made
     it), else a text file or the built-in corpus tokenised now."""
     if not is_token_file(source):
-        return TokenStream.from_text(load_text(source), tokenizer, seq_len, source)
+        return TokenStream.from_dataset(source, tokenizer, seq_len)
     return TokenStream(open_tokens(source, tokenizer_name, tokenizer)[0], seq_len, source)

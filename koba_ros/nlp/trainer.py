@@ -33,7 +33,8 @@ PRECISIONS = ("auto", "bf16", "fp32", "bf16_master")
 @dataclass
 class TrainConfig:
     model: TransformerConfig = field(default_factory=TransformerConfig)
-    train_data: str = BUILTIN        # a text file, the built-in corpus, or a token file from koba lm prepare (.bin)
+    train_data: str = BUILTIN        # a text file, a folder (its *.txt) or glob of them, the built-in corpus, or a
+    #                                  token file from koba lm prepare (.bin); a collection's files end in eos
     val_data: str = ""               # empty: hold out val_fraction of train_data
     val_fraction: float = 0.05
     init_from: str = ""              # a run or checkpoint folder: start from its weights at step 0 (warm_start.py)
