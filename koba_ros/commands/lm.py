@@ -1,7 +1,7 @@
-"""koba lm prepare|train|expand|sample|eval|repro|bench: the NLP/LLM library's token files, training, model growth,
-sampling, evaluation, paper reproductions, GPU benchmark."""
-HELP = ("Train transformer LMs, grow them, sample from them, score them on a text, run the paper reproductions (b2t, "
-        "shape, alone, spike, wso, expand, family), benchmark.")
+"""koba lm prepare|train|expand|export|import|sample|eval|repro|bench: the NLP/LLM library's token files, training,
+model growth, Hugging Face GPT-2 interchange, sampling, evaluation, paper reproductions, GPU benchmark."""
+HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
+        "a text, run the paper reproductions (b2t, shape, alone, spike, wso, expand, family), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
 
@@ -42,6 +42,19 @@ def add_arguments(p):
                       help="Symmetry-breaking noise, relative to each weight's std (it cancels in the output).")
     grow.add_argument("--seed", type=int, default=0)
     grow.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    export = sub.add_parser("export", help="Write a trained GPT-2-shaped LM as a Hugging Face GPT2LMHeadModel folder.")
+    export.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
+    export.add_argument("--out", required=True, help="A new folder (config.json + model.safetensors).")
+    export.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    load = sub.add_parser("import", help="Turn a Hugging Face GPT-2 (a save_pretrained folder) into a checkpoint "
+                                         "that init_from, sample and eval read.")
+    load.add_argument("--hf", required=True, help="A GPT2LMHeadModel folder (or a hub name, if the hub is reachable).")
+    load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
+    load.add_argument("--tokenizer", choices=("byte", "gpt2"), default="",
+                      help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary).")
+    load.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     sample = sub.add_parser("sample", help="Continue a prompt with a trained LM (a koba lm train checkpoint).")
     sample.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
@@ -152,6 +165,15 @@ def run(args):
             print(f"{result['out']}: {result['parameters_before']:,} -> {result['parameters_after']:,} parameters "
                   f"(d {result['d_model'][0]} -> {result['d_model'][1]}, {result['n_layers'][0]} -> "
                   f"{result['n_layers'][1]} layers){check}{lr}; train on with --set init_from={result['out']}")
+            return 0
+    elif args.lm_command in ("export", "import"):
+        from koba_ros.nlp import hf_gpt2
+
+        result = (hf_gpt2.export_checkpoint(args.checkpoint, args.out) if args.lm_command == "export"
+                  else hf_gpt2.import_pretrained(args.hf, args.out, args.tokenizer))
+        if not args.json:
+            print(f"{result['out']}: {result['parameters']:,} parameters from {result['source']} "
+                  f"({result['tokenizer']} tokenizer; logits equal within {result['max_logit_difference']:.1e})")
             return 0
     elif args.lm_command == "sample":
         from koba_ros.nlp.sampling import sample

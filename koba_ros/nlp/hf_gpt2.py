@@ -1,0 +1,183 @@
+"""Hugging Face GPT-2 in and out: `koba lm export` writes a trained LM as a transformers GPT2LMHeadModel folder,
+`koba lm import` turns such a folder into a checkpoint that `init_from`, `koba lm sample` and `koba lm eval` read.
+
+A TransformerLM is GPT-2 exactly when it is Pre-LN with learned absolute positions, a plain embedding table, biases,
+GELU (tanh) in an FFN of any width, and neither Spike-No-More fix: then every tensor has a GPT-2 counterpart and the
+two compute the same logits. The mapping:
+
+    embed.weight                  transformer.wte.weight
+    positions.table.weight        transformer.wpe.weight
+    blocks.i.ln1 / ln2            transformer.h.i.ln_1 / ln_2
+    blocks.i.attn.qkv             transformer.h.i.attn.c_attn   (GPT-2's Conv1D stores W transposed: [in, out];
+    blocks.i.attn.out             transformer.h.i.attn.c_proj    q, k, v are its three column blocks, as ours are
+    blocks.i.ffn.fc / proj        transformer.h.i.mlp.c_fc / c_proj   our three row blocks)
+    final_norm                    transformer.ln_f
+    head.weight                   lm_head.weight (tied to wte when the model ties them)
+
+Both commands check, before writing anything, that the two models give the same logits on a probe batch (1e-4):
+a mapping that were off would otherwise hand over a model that only looks right. Only the weights travel. The
+tokenizer stays what the run used; a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's ids.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.checkpoint import save_checkpoint
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.tokenizer import build_tokenizer
+from koba_ros.nlp.trained import load_trained
+
+GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias": True, "embed_scale": False,
+              "embed_norm": False}
+TOLERANCE = 1e-4
+GPT2_VOCAB = 50257
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as exc:
+        raise KobaError("Hugging Face interchange needs the transformers package (pip install transformers)") from exc
+    transformers.utils.logging.disable_progress_bar()  # one line of output per command, as every koba command
+    return transformers
+
+
+def check_gpt2_shaped(config: TransformerConfig) -> None:
+    for key, value in GPT2_SHAPE.items():
+        if getattr(config, key) != value:
+            raise KobaError(f"export: GPT-2 has {key} {value!r}; this model has {getattr(config, key)!r}, which "
+                            "GPT2LMHeadModel cannot compute")
+
+
+def gpt2_config(config: TransformerConfig):
+    check_gpt2_shaped(config)
+    return _transformers().GPT2Config(
+        vocab_size=config.vocab_size, n_positions=config.max_len, n_embd=config.d_model, n_layer=config.n_layers,
+        n_head=config.n_heads, n_inner=config.d_ff or None, activation_function="gelu_new", resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout, attn_pdrop=config.dropout, layer_norm_epsilon=1e-5,
+        tie_word_embeddings=config.tie_embeddings, bos_token_id=None, eos_token_id=None)
+
+
+def our_config(hf_config) -> TransformerConfig:
+    """The TransformerConfig of a GPT2Config, refused in one line where GPT-2's options leave what ours compute."""
+    checks = {"activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "scale_attn_weights": True,
+              "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}
+    for key, value in checks.items():
+        if getattr(hf_config, key, value) != value:
+            raise KobaError(f"import: this GPT-2 has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
+    vocab = hf_config.vocab_size
+    return TransformerConfig(vocab_size=vocab, d_model=hf_config.n_embd, n_layers=hf_config.n_layer,
+                             n_heads=hf_config.n_head, d_ff=0 if hf_config.n_inner in (None, 4 * hf_config.n_embd)
+                             else hf_config.n_inner,
+                             max_len=hf_config.n_positions, norm="pre", positions="learned", embedding="table",
+                             bias=True, tie_embeddings=bool(hf_config.tie_word_embeddings),
+                             pad_id=GPT2_VOCAB - 1 if vocab >= GPT2_VOCAB else min(256, vocab - 1))
+
+
+def _pairs(n_layers: int):
+    """(our name, GPT-2's name, transposed) for every tensor."""
+    yield "embed.weight", "transformer.wte.weight", False
+    yield "positions.table.weight", "transformer.wpe.weight", False
+    for i in range(n_layers):
+        ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
+        for a, b in (("ln1", "ln_1"), ("ln2", "ln_2")):
+            yield ours + a + ".weight", theirs + b + ".weight", False
+            yield ours + a + ".bias", theirs + b + ".bias", False
+        for a, b in (("attn.qkv", "attn.c_attn"), ("attn.out", "attn.c_proj"), ("ffn.fc", "mlp.c_fc"),
+                     ("ffn.proj", "mlp.c_proj")):
+            yield ours + a + ".weight", theirs + b + ".weight", True
+            yield ours + a + ".bias", theirs + b + ".bias", False
+    yield "final_norm.weight", "transformer.ln_f.weight", False
+    yield "final_norm.bias", "transformer.ln_f.bias", False
+    yield "head.weight", "lm_head.weight", False
+
+
+@torch.no_grad()
+def to_hf(model: TransformerLM):
+    """A GPT2LMHeadModel computing the same logits as `model`."""
+    hf = _transformers().GPT2LMHeadModel(gpt2_config(model.config))
+    ours = model.state_dict()
+    theirs = hf.state_dict()
+    for mine, name, transposed in _pairs(model.config.n_layers):
+        theirs[name].copy_(ours[mine].t() if transposed else ours[mine])
+    return hf.eval()
+
+
+@torch.no_grad()
+def from_hf(hf) -> TransformerLM:
+    """A TransformerLM computing the same logits as the GPT2LMHeadModel `hf`."""
+    model = TransformerLM(our_config(hf.config))
+    theirs = hf.state_dict()
+    state = {}
+    for mine, name, transposed in _pairs(model.config.n_layers):
+        state[mine] = theirs[name].t().float() if transposed else theirs[name].float()
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def largest_logit_difference(model: TransformerLM, hf, seed: int = 0) -> float:
+    """Max |logit difference| of the two models on a random probe batch that fills the position table."""
+    g = torch.Generator().manual_seed(seed)
+    length = min(model.config.max_len, 64)
+    ids = torch.randint(0, model.config.vocab_size, (2, length), generator=g)
+    model.eval()
+    hf.eval()
+    return float((model(ids)[0] - hf(input_ids=ids).logits).abs().max())
+
+
+def _checked(model, hf, what: str) -> float:
+    difference = largest_logit_difference(model, hf)
+    if not difference <= TOLERANCE:  # `not <=`: NaN fails too
+        raise KobaError(f"{what}: the two models' logits differ by {difference:.2e} (> {TOLERANCE}); nothing written")
+    return difference
+
+
+def _fresh_folder(out: Path, what: str) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise KobaError(f"{what}: {out} is not empty; give a new folder")
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
+    """`koba lm export`: a koba lm train checkpoint as a Hugging Face GPT-2 folder (config.json, model.safetensors)."""
+    out = Path(out)
+    _fresh_folder(out, "export")
+    trained = load_trained(checkpoint)
+    hf = to_hf(trained.model)
+    difference = _checked(trained.model, hf, "export")
+    hf.save_pretrained(out)
+    return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
+            "tokenizer": trained.config.get("tokenizer", "byte"), "max_logit_difference": difference}
+
+
+def import_pretrained(source: str, out: str | Path, tokenizer: str = "") -> dict:
+    """`koba lm import`: a Hugging Face GPT-2 folder (or a hub name, where the hub can be reached) as a checkpoint
+    whose recorded config names the tokenizer: `gpt2` for GPT-2's 50,257 ids unless `tokenizer` says otherwise."""
+    out = Path(out)
+    _fresh_folder(out, "import")
+    transformers = _transformers()
+    path = Path(source).expanduser()
+    if not path.exists() and (path.is_absolute() or source.startswith((".", "~"))):  # a path, not a hub name
+        raise KobaError(f"import: no folder {source}")
+    try:
+        hf = transformers.GPT2LMHeadModel.from_pretrained(path if path.exists() else source)
+    except (OSError, ValueError) as exc:
+        raise KobaError(f"import: cannot load a GPT-2 from {source}: {str(exc).splitlines()[0][:160]}") from exc
+    model = from_hf(hf)
+    difference = _checked(model, hf.float(), "import")
+    vocab = model.config.vocab_size
+    tokenizer = tokenizer or ("gpt2" if vocab in (GPT2_VOCAB, 50304) else "")
+    if not tokenizer:
+        raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's; say which tokenizer made its ids "
+                        "(--tokenizer byte|gpt2)")
+    if build_tokenizer(tokenizer).vocab_size > vocab:
+        raise KobaError(f"import: the {tokenizer} tokenizer has more ids than this model's {vocab}")
+    config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": "", "merges": "",
+              "seq_len": model.config.max_len}
+    save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source})
+    return {"out": str(out), "source": source, "parameters": model.num_parameters(), "tokenizer": tokenizer,
+            "max_logit_difference": difference}
