@@ -20,7 +20,8 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None):
         """cache (kv_cache.LayerKV, causal decoding only): x holds the tokens after the `past` ones stored there;
-        their keys and values are stored too, and they attend over all past tokens and, causally, each other."""
+        their keys and values are stored too, and they attend over all past tokens and, causally, each other.
+        key_mask: [B, T] True = a real token, or [B, T, T] True = query i may attend key j (causality included)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         if rope is not None:
@@ -31,7 +32,9 @@ class SelfAttention(nn.Module):
             k, v = cache.extend(k, v)
             if past and T > 1:  # query i sits at position past + i: it may see keys 0 .. past + i
                 mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-        if key_mask is not None:  # [B, T] True = real token; bool attn_mask: True = may attend
+        if key_mask is not None and key_mask.dim() == 3:  # a full [B, T, T] mask (document masking)
+            mask = key_mask[:, None]
+        elif key_mask is not None:  # [B, T] True = real token; bool attn_mask: True = may attend
             mask = key_mask[:, None, None, :]
             if causal:
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.data import encode_documents, is_collection, load_documents
+from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
 
@@ -47,8 +48,10 @@ def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int, in
 
 
 @torch.no_grad()
-def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8) -> tuple[float, int]:
-    """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`."""
+def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8,
+          eos_id: int | None = None) -> tuple[float, int]:
+    """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`.
+    `eos_id`: attend only within documents (a run trained with document_mask is scored as it was trained)."""
     model.eval()
     device = next(model.parameters()).device
     plan = windows(tokens.numel(), seq_len, stride)
@@ -61,7 +64,8 @@ def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: in
         for row, (begin, end, first) in enumerate(chunk):
             x[row, :end - begin] = tokens[begin:end]
             y[row, first:end - begin] = tokens[begin + 1 + first:end + 1]
-        logits = model(x.to(device))[0].float()  # causal: padding after a row's end changes nothing before it
+        x = x.to(device)  # causal: padding after a row's end changes nothing before it
+        logits = model(x, documents=documents_of(x, eos_id) if eos_id is not None else None)[0].float()
         y = y.to(device)
         total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100,
                                        reduction="sum"))
@@ -96,11 +100,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
                         f"({trained.model.config.max_len})")
     tokens, n_bytes = text_tokens(data, trained)
     t0 = time.perf_counter()
-    total, count = score(trained.model, tokens, seq_len, stride, batch_size)
+    document_mask = bool(trained.config.get("document_mask"))
+    total, count = score(trained.model, tokens, seq_len, stride, batch_size,
+                         trained.tokenizer.eos_id if document_mask else None)
     seconds = time.perf_counter() - t0
     loss = total / count
     return {"checkpoint": str(trained.path), "data": data, "tokens": tokens.numel(), "scored_tokens": count,
-            "bytes": n_bytes, "seq_len": seq_len, "stride": stride, "loss": round(loss, 6),
+            "bytes": n_bytes, "seq_len": seq_len, "stride": stride, "document_mask": document_mask,
+            "loss": round(loss, 6),
             "perplexity": round(math.exp(min(loss, 700.0)), 4),
             "bits_per_byte": round(total / math.log(2) / n_bytes, 6),
             "tokens_per_s": round(count / max(seconds, 1e-9))}

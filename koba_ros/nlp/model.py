@@ -18,6 +18,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nlp.blocks import Block
 from koba_ros.nlp.chunked_cross_entropy import chunked_cross_entropy
 from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.document_mask import same_document_causal
 from koba_ros.nlp.embeddings import build_embedding
 from koba_ros.nlp.init import init_weights
 from koba_ros.nlp.kv_cache import KVCache
@@ -51,13 +52,19 @@ class Transformer(nn.Module):
         self.final_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.norm == "pre" else None
 
     def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None,
-               cache: KVCache | None = None) -> torch.Tensor:
+               cache: KVCache | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states [B, T, d]. With a KV cache (causal only) `ids` are the tokens after the ones it
-        holds: they take the next positions and attend over the cached keys and values, which they extend."""
+        holds: they take the next positions and attend over the cached keys and values, which they extend.
+        `documents` [B, T] (causal only): each token's document number; a token attends only to earlier tokens of
+        its own document (document_mask.py)."""
         if ids.dim() != 2:
             raise KobaError(f"token ids must be [batch, time], got shape {tuple(ids.shape)}")
-        if cache is not None and (not self.causal or key_mask is not None):
-            raise KobaError("a KV cache is for causal decoding without a key mask")
+        if cache is not None and (not self.causal or key_mask is not None or documents is not None):
+            raise KobaError("a KV cache is for causal decoding without a key mask or documents")
+        if documents is not None:
+            if not self.causal or key_mask is not None:
+                raise KobaError("documents mask causal attention; the encoder's key mask does not combine with it")
+            key_mask = same_document_causal(documents)
         B, T = ids.shape
         start = cache.length if cache is not None else 0
         x = self.embed(ids)
@@ -101,11 +108,12 @@ class TransformerLM(Transformer):
             self.head.weight = self.embed.weight
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, shift=None,
-                cache: KVCache | None = None):
+                cache: KVCache | None = None, documents: torch.Tensor | None = None):
         """Returns (logits [B, T, V], mean cross-entropy over targets != -100, or None). With config.loss_chunk > 0
         and targets given, returns (None, loss): the head and the loss run chunk by chunk and the logits never
-        exist whole (chunked_cross_entropy.py); call without targets for logits. `cache`: see `hidden`."""
-        hidden = self.hidden(ids, shift=shift, cache=cache)
+        exist whole (chunked_cross_entropy.py); call without targets for logits. `cache`, `documents`: see
+        `hidden`."""
+        hidden = self.hidden(ids, shift=shift, cache=cache, documents=documents)
         if targets is not None and self.config.loss_chunk:
             return None, chunked_cross_entropy(hidden.reshape(-1, hidden.size(-1)), self.head.weight,
                                                targets.reshape(-1), self.config.loss_chunk)

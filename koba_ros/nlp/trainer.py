@@ -19,6 +19,7 @@ from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_chec
 from koba_ros.nlp.config import TransformerConfig, check_types
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator
+from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.graceful_stop import GracefulStop
 from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
 from koba_ros.nlp.model import TransformerLM
@@ -59,6 +60,7 @@ class TrainConfig:
     #                                  | bf16_master (bf16 weights, AdamW on fp32 master weights: master_weights.py)
     compile: bool = False
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, +1 forward
+    document_mask: bool = False      # tokens attend only within their own document (eos-separated; document_mask.py)
     parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
     dist_timeout: float = 600.0      # seconds a rank waits for the others in a collective before stopping (dead node)
     eval_every: int = 50
@@ -200,14 +202,20 @@ def set_lr(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def document_kwargs(x: torch.Tensor, eos_id: int | None) -> dict:
+    """The forward's `documents` under document_mask; nothing otherwise (a model's forward need not know it)."""
+    return {"documents": documents_of(x, eos_id)} if eos_id is not None else {}
+
+
 @torch.no_grad()
-def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast) -> float:
+def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast, eos_id=None) -> float:
     model.eval()
     losses = []
     for i in range(config.eval_batches):
         x, y = stream.batch(config.batch_size, batch_generator(config.seed + 1, 0, i))
+        x = x.to(device)
         with autocast():
-            losses.append(model(x.to(device), y.to(device))[1].item())
+            losses.append(model(x, y.to(device), **document_kwargs(x, eos_id))[1].item())
     model.train()
     return sum(losses) / len(losses)
 
@@ -248,6 +256,10 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise KobaError(f"model vocab_size {config.model.vocab_size} < tokenizer's {tokenizer.vocab_size}")
+    eos_id = getattr(tokenizer, "eos_id", None) if config.document_mask else None
+    if config.document_mask and eos_id is None:
+        raise KobaError(f"document_mask needs a tokenizer with an end-of-text id; this {config.tokenizer} "
+                        "vocabulary has none")
     stream = token_stream(config.train_data, tokenizer, config.tokenizer, config.seq_len)
     if config.val_data:
         train_stream = stream
@@ -307,8 +319,9 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         loss_sum = 0.0
         for a in range(config.grad_accum):
             x, y = train_stream.batch(config.batch_size, batch_generator(config.seed, step, a * info.world + info.rank))
+            x = x.to(device, non_blocking=True)
             with distributed.no_sync(wrapped, a == config.grad_accum - 1), autocast():
-                loss = forward(x.to(device, non_blocking=True), y.to(device, non_blocking=True))[1]
+                loss = forward(x, y.to(device, non_blocking=True), **document_kwargs(x, eos_id))[1]
             (loss / config.grad_accum).backward()
             loss_sum += loss.item()
         last_loss, stopping = distributed.mean_and_any(loss_sum / config.grad_accum, stop.requested is not None,
@@ -322,7 +335,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if step % config.eval_every == 0 or step == config.steps:
-            val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast), info, device)
+            val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
         elapsed = time.perf_counter() - t0
         log.write(step=step, tokens=step * tokens_per_step, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
                   grad_norm=f"{grad_norm:.4f}",
