@@ -9,6 +9,7 @@
 #      with a 2-step kernel profile each (340 s at most; session 7 measured 182 s for four variants);
 #   3. session 12's gpu tests: KV-cache decoding under bf16, activation checkpointing's peak memory (150 s);
 #   4. bench/lm_sample.py --device cuda: sampling with and without the KV cache (90 s);
+#   4b. bench/lm_document_mask.py --device cuda: training steps with and without document_mask (60 s);
 #   5. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
 # Everything lands under $OUT, also packed as $OUT/results.tgz (the device tool may not return every file).
 # NEXT_GPU_DRY=1 prints the steps with their time limits and runs nothing (the check this machine can do).
@@ -50,6 +51,8 @@ step "GPT-2 bench" 340 bench.txt env OUT="$OUT/bench" KOBA_LM_REPROS=" " KOBA_LM
 step "session 12 gpu tests" 150 pytest_session12_gpu.txt \
   "$PY" -m pytest -q -s -p no:cacheprovider -m gpu test/test_nlp_gpu.py -k "kv_cache or activation_checkpointing"
 step "sampling with and without the KV cache" 90 lm_sample_cuda.json "$PY" bench/lm_sample.py --device cuda
+step "document_mask's cost (flash vs an explicit mask)" 60 lm_document_mask_cuda.json \
+  "$PY" bench/lm_document_mask.py --device cuda --steps 20
 if (( TOTAL - SECONDS >= 250 )); then
   step "spike, full size, beta2 0.999" 250 spike.txt env OUT="$OUT/spike" KOBA_LM_PARALLEL=1 KOBA_LM_REPROS=" " \
     KOBA_LM_SWEEPS="spike --size full --set beta2=0.999" REPRO_LIMIT=240 TOTAL_LIMIT="$(left 250)" bash bench/lm_gpu.sh
