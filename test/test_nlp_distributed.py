@@ -85,6 +85,31 @@ def test_two_gloo_ranks_keep_bf16_master_weights_in_sync(tmp_path):
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
+@pytest.mark.slow
+def test_two_gloo_ranks_start_from_a_source_and_mask_documents_like_one_process(tmp_path):
+    """init_from under torchrun: rank 0 reads the source's weights and sends them; document_mask's per-batch masks
+    pass through DDP's forward. Two ranks must end where one process accumulating the same micro-batches does, and
+    not where a run from a fresh init does."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, line in enumerate(("open the gripper.", "move left five centimeters.", "put the cube in the box.")):
+        (corpus / f"{i}.txt").write_text((line + " ") * (20 + 5 * i))
+    train(TrainConfig.from_dict(config(tmp_path, "source", steps=6, ckpt_every=6, eval_every=6)))
+    tuned = dict(train_data=str(corpus), init_from=str(tmp_path / "source"), document_mask=True)
+    single = train(TrainConfig.from_dict({**config(tmp_path, "single", grad_accum=2, **tuned)}))
+    fresh = train(TrainConfig.from_dict({**config(tmp_path, "fresh", grad_accum=2, train_data=str(corpus),
+                                                  document_mask=True)}))
+    ranks = torchrun_train(tmp_path / "ddp.yaml", config(tmp_path, "ddp", **tuned))
+    assert [r["init_from"] for r in ranks] == [str(tmp_path / "source")] * 2
+    assert len({r["parameter_digest"] for r in ranks}) == 1
+    a, _, _ = load_checkpoint(tmp_path / "single" / "checkpoint")
+    b, _, _ = load_checkpoint(tmp_path / "ddp" / "checkpoint")
+    c, _, _ = load_checkpoint(tmp_path / "fresh" / "checkpoint")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 2e-5
+    assert max((a[k] - c[k]).abs().max().item() for k in a) > 1e-2
+    assert abs(ranks[0]["loss"] - single["loss"]) < 1e-3 and abs(fresh["loss"] - single["loss"]) > 1e-2
+
+
 FP32_REDUCE_SCRIPT = r"""
 import json, os, torch, torch.distributed as dist
 from torch import nn

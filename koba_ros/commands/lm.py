@@ -1,5 +1,6 @@
-"""koba lm prepare|train|expand|export|import|sample|eval|repro|bench: the NLP/LLM library's token files, training,
-model growth, Hugging Face GPT-2 interchange, sampling, evaluation, paper reproductions, GPU benchmark."""
+"""koba lm tokenizer|prepare|train|expand|export|import|sample|eval|repro|bench: the NLP/LLM library's BPE learning,
+token files, training, model growth, Hugging Face GPT-2 interchange, sampling, evaluation, paper reproductions, GPU
+benchmark."""
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
         "a text, run the paper reproductions (b2t, shape, alone, spike, wso, expand, family), benchmark.")
 
@@ -18,6 +19,13 @@ def add_arguments(p):
     prepare.add_argument("--merges", default="", help="bpe: merges.txt.")
     prepare.add_argument("--out", required=True, help="The token file to write (.bin; its description: .bin.json).")
     prepare.add_argument("--json", action="store_true", help="Print the description as one JSON object.")
+
+    learn = sub.add_parser("tokenizer", help="Learn a byte-level BPE vocabulary from a dataset (tokenizer: bpe).")
+    learn.add_argument("--data", required=True, help="A text file, a folder (its *.txt) or a quoted glob.")
+    learn.add_argument("--vocab-size", type=int, required=True, help="Entries: 256 bytes + <|endoftext|> + merges.")
+    learn.add_argument("--min-frequency", type=int, default=2, help="A pair seen fewer times is never merged.")
+    learn.add_argument("--out", required=True, help="A new folder for vocab.json and merges.txt.")
+    learn.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     train = sub.add_parser("train", help="Train a decoder-only LM from a YAML config (works under torchrun).")
     train.add_argument("--config", required=True, help="YAML file (see config/lm/*.yaml).")
@@ -131,6 +139,17 @@ def run(args):
         if not args.json:
             print(f"{result['out']}: {result['tokens']} {args.tokenizer} tokens ({result['dtype']}) from "
                   f"{result['text_bytes']} bytes of {result['source']}")
+            return 0
+    elif args.lm_command == "tokenizer":
+        from koba_ros.nlp.bpe_training import train_bpe
+
+        result = train_bpe(args.data, args.vocab_size, args.out, args.min_frequency)
+        if not args.json:
+            gpt2 = (f" (GPT-2's BPE: {result['gpt2_bytes_per_token']})" if "gpt2_bytes_per_token" in result else "")
+            print(f"{result['out']}: {result['vocab_size']} entries, {result['bytes_per_token']} bytes per token on "
+                  f"{result['data']}{gpt2}; in a config: tokenizer: bpe, vocab: {result['vocab']}, "
+                  f"merges: {result['merges']}, model.vocab_size >= {result['vocab_size']}, "
+                  f"model.pad_id: {result['eos_id']}")
             return 0
     elif args.lm_command == "train":
         from koba_ros.nlp import distributed
