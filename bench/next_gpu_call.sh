@@ -2,12 +2,13 @@
 # Issue #8's prepared device call, in priority order, inside TOTAL_LIMIT seconds (default 560: a device command may
 # run 600). From the repository root on the GPU machine:
 #   OUT=/some/folder bash bench/next_gpu_call.sh          (the device tool sets OUT; default ./out_next_gpu)
-# Steps (docs/nlp.md "Session 11" and "Session 12"); each gets min(its limit, time left), so the call ends in time:
+# Steps (docs/nlp.md "Session 11" to "Session 13"); each gets min(its limit, time left), so the call ends in time:
 #   1. the chunked cross-entropy's gpu test (150 s at most);
 #   2. koba lm bench, GPT-2 small: hf_compiled, hf_bf16_master (the fair baseline for ours_bf16_master, never run
 #      on a GPU), ours_bf16_master, and the candidates ours_bf16_master_chunked_ce and ours_bf16_master_cudagraphs,
 #      with a 2-step kernel profile each (340 s at most; session 7 measured 182 s for four variants);
-#   3. session 12's gpu tests: KV-cache decoding under bf16, activation checkpointing's peak memory (150 s);
+#   3. session 12-13 gpu tests: KV-cache decoding under bf16, activation checkpointing's peak memory, document_mask
+#      under bf16 (150 s);
 #   4. bench/lm_sample.py --device cuda: sampling with and without the KV cache (90 s);
 #   4b. bench/lm_document_mask.py --device cuda: training steps with and without document_mask (60 s);
 #   5. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
@@ -48,8 +49,8 @@ step "GPT-2 bench" 340 bench.txt env OUT="$OUT/bench" KOBA_LM_REPROS=" " KOBA_LM
   TOTAL_LIMIT="$(left 340)" KOBA_LM_PROFILE_STEPS=2 \
   KOBA_LM_BENCH_VARIANTS=hf_compiled,hf_bf16_master,ours_bf16_master,ours_bf16_master_chunked_ce,ours_bf16_master_cudagraphs \
   bash bench/lm_gpu.sh
-step "session 12 gpu tests" 150 pytest_session12_gpu.txt \
-  "$PY" -m pytest -q -s -p no:cacheprovider -m gpu test/test_nlp_gpu.py -k "kv_cache or activation_checkpointing"
+step "session 12-13 gpu tests" 150 pytest_session12_gpu.txt \
+  "$PY" -m pytest -q -s -p no:cacheprovider -m gpu test/test_nlp_gpu.py -k "kv_cache or activation_checkpointing or document_mask"
 step "sampling with and without the KV cache" 90 lm_sample_cuda.json "$PY" bench/lm_sample.py --device cuda
 step "document_mask's cost (flash vs an explicit mask)" 60 lm_document_mask_cuda.json \
   "$PY" bench/lm_document_mask.py --device cuda --steps 20

@@ -77,3 +77,24 @@ def test_activation_checkpointing_lowers_peak_gpu_memory():
     print(f"activation checkpointing: peak {peaks[1] / 2**20:.0f} MiB vs {peaks[0] / 2**20:.0f} MiB "
           f"({peaks[1] / peaks[0]:.3f}x)")
     assert peaks[1] < 0.5 * peaks[0]  # tensors saved for backward, CPU, batch 2, weights included: 29.5 vs 534 MiB
+
+
+def test_document_mask_on_the_gpu_gives_a_packed_document_its_logits_alone():
+    """The explicit [B, T, T] mask takes SDPA's memory-efficient kernel on CUDA (not flash); under bf16 autocast a
+    RoPE document packed behind another still computes what it computes alone, within bf16 rounding."""
+    from koba_ros.nlp.config import TransformerConfig
+    from koba_ros.nlp.document_mask import documents_of
+    from koba_ros.nlp.model import TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(d_model=128, n_layers=4, n_heads=4, max_len=128, positions="rope"))
+    model = model.cuda().eval()
+    first = torch.randint(0, 256, (30,), device="cuda").tolist() + [258]
+    second = torch.randint(0, 256, (50,), device="cuda").tolist()
+    packed = torch.tensor([first + second], device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        masked = model(packed, documents=documents_of(packed, 258))[0].float()
+        alone = model(torch.tensor([second], device="cuda"))[0].float()
+        plain = model(packed)[0].float()
+    assert (masked[0, 31:] - alone[0]).abs().max() < 5e-2
+    assert (plain[0, 31:] - alone[0]).abs().max() > (masked[0, 31:] - alone[0]).abs().max()
