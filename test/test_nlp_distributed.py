@@ -86,24 +86,28 @@ def test_two_gloo_ranks_keep_bf16_master_weights_in_sync(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_start_from_a_source_and_mask_documents_like_one_process(tmp_path):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_gloo_ranks_start_from_a_source_and_mask_documents_like_one_process(tmp_path, parallel):
     """init_from under torchrun: rank 0 reads the source's weights and sends them; document_mask's per-batch masks
-    pass through DDP's forward. Two ranks must end where one process accumulating the same micro-batches does, and
-    not where a run from a fresh init does."""
+    pass through DDP's and FSDP's forward; keep_best gathers the weights on every rank (FSDP's shards) and rank 0
+    writes them. Two ranks must end where one process accumulating the same micro-batches does, and not where a run
+    from a fresh init does."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i, line in enumerate(("open the gripper.", "move left five centimeters.", "put the cube in the box.")):
         (corpus / f"{i}.txt").write_text((line + " ") * (20 + 5 * i))
     train(TrainConfig.from_dict(config(tmp_path, "source", steps=6, ckpt_every=6, eval_every=6)))
-    tuned = dict(train_data=str(corpus), init_from=str(tmp_path / "source"), document_mask=True)
+    tuned = dict(train_data=str(corpus), init_from=str(tmp_path / "source"), document_mask=True, keep_best=True)
     single = train(TrainConfig.from_dict({**config(tmp_path, "single", grad_accum=2, **tuned)}))
     fresh = train(TrainConfig.from_dict({**config(tmp_path, "fresh", grad_accum=2, train_data=str(corpus),
                                                   document_mask=True)}))
-    ranks = torchrun_train(tmp_path / "ddp.yaml", config(tmp_path, "ddp", **tuned))
+    ranks = torchrun_train(tmp_path / "ddp.yaml", config(tmp_path, "ddp", parallel=parallel, **tuned))
     assert [r["init_from"] for r in ranks] == [str(tmp_path / "source")] * 2
-    assert len({r["parameter_digest"] for r in ranks}) == 1
+    assert parallel == "fsdp" or len({r["parameter_digest"] for r in ranks}) == 1  # FSDP ranks hold shards
     a, _, _ = load_checkpoint(tmp_path / "single" / "checkpoint")
     b, _, _ = load_checkpoint(tmp_path / "ddp" / "checkpoint")
+    best, _, meta = load_checkpoint(tmp_path / "ddp" / "best")  # evaluated once, at the last step: those weights
+    assert meta["step"] == 3 and all(torch.equal(best[k], b[k]) for k in b)
     c, _, _ = load_checkpoint(tmp_path / "fresh" / "checkpoint")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 2e-5
     assert max((a[k] - c[k]).abs().max().item() for k in a) > 1e-2

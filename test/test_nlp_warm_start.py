@@ -196,3 +196,30 @@ def test_koba_lm_expand_refusals_are_one_line(tmp_path, source, capsys):
     assert main(["lm", "expand", "--checkpoint", str(tmp_path / "b2t"), "--out", str(tmp_path / "g2"),
                  "--layers", "4"]) == 2
     assert "only for Pre-LN" in capsys.readouterr().err
+
+
+def test_keep_best_keeps_the_lowest_validation_loss_across_a_resume(tmp_path, source):
+    """Fine-tuning on a tiny text overfits: out/best holds the weights of the lowest validation loss seen, also when
+    the run is stopped and resumed, and sample/eval read it like any checkpoint."""
+    val = tmp_path / "val.txt"
+    val.write_text("close the gripper slowly. go home now.\n" * 40)
+    tuned = dict(steps=24, eval_every=2, ckpt_every=2, lr=1e-2, init_from=str(source), val_data=str(val),
+                 keep_best=True)
+    straight = train(TrainConfig.from_dict(run_config(tmp_path, "straight", FINETUNE, **tuned)))
+    rows = [r.split(",") for r in (tmp_path / "straight" / "metrics.csv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    vals = [(int(r[0]), float(r[header.index("val_loss")])) for r in rows if r[header.index("val_loss")]]
+    best_step, best_val = min(vals, key=lambda sv: sv[1])
+    state, _, meta = load_checkpoint(tmp_path / "straight" / "best")
+    assert meta["step"] == best_step and abs(meta["val_loss"] - best_val) < 1e-4
+    assert straight["best"]["val_loss"] == pytest.approx(best_val, abs=1e-4)
+    assert best_step < 24 and vals[-1][1] > best_val + 0.3  # it overfits (measured: best 2.963 at step 12, 3.775 at 24)
+
+    train(TrainConfig.from_dict(run_config(tmp_path, "resumed", FINETUNE, **{**tuned, "steps": 16})))
+    train(TrainConfig.from_dict(run_config(tmp_path, "resumed", FINETUNE, **tuned)))
+    resumed_state, _, resumed_meta = load_checkpoint(tmp_path / "resumed" / "best")
+    assert resumed_meta["step"] == best_step
+    assert max_difference(resumed_state, state) < 1e-6
+    from koba_ros.nlp.evaluation import evaluate_checkpoint
+
+    assert evaluate_checkpoint(tmp_path / "straight" / "best", str(val))["loss"] > 0

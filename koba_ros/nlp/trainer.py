@@ -6,6 +6,7 @@ scalars (curves.py), and a NaN/inf loss stop that keeps the last good checkpoint
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -64,6 +65,7 @@ class TrainConfig:
     parallel: str = "ddp"            # ddp | fsdp (only under torchrun)
     dist_timeout: float = 600.0      # seconds a rank waits for the others in a collective before stopping (dead node)
     eval_every: int = 50
+    keep_best: bool = False          # also keep the weights of the lowest validation loss in out/best (fine-tuning)
     eval_batches: int = 8
     ckpt_every: int = 100
     seed: int = 0
@@ -229,6 +231,22 @@ def read_checkpoint(model, checkpoint_dir: Path):
     return checkpoint
 
 
+def gather_state(model, optimizer, info, flat_master: bool, with_optimizer: bool = True) -> tuple[dict, dict | None]:
+    """The full model state (and optimizer state) to save, on rank 0. Call on every rank (FSDP gathers shards)."""
+    if flat_master:  # the fp32 master weights, not their bf16 rounding (FSDP's fp32 shards are the master)
+        return optimizer.full_precision_state(model), optimizer.state_dict() if with_optimizer else None
+    model_state, optim_state = distributed.full_state(model, optimizer, info)
+    return model_state, optim_state if with_optimizer else None
+
+
+def best_validation_loss(folder: Path) -> float:
+    """The validation loss recorded with out/best, or inf when there is none yet."""
+    try:
+        return float(json.loads((folder / "state.json").read_text())["val_loss"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return math.inf
+
+
 def _or_error(function, *args):
     """function(*args), or the KobaError it raised: rank 0 reads files alone and hands the error to every rank."""
     try:
@@ -312,6 +330,9 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
 
         bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     last_loss, val_loss, t0 = float("nan"), None, time.perf_counter()
+    best_val = math.inf  # a resumed run keeps the best so far (rank 0's: other nodes have no out/best)
+    if config.keep_best and step > 0:
+        best_val = distributed.from_main(best_validation_loss(out / "best") if info.main else None, info)
     first_step, stopped_by = step, None
     while step < config.steps:
         lr = lr_at(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr, config.decay_frac)
@@ -334,21 +355,25 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if step % config.eval_every == 0 or step == config.steps:
+        evaluated = step % config.eval_every == 0 or step == config.steps
+        if evaluated:
             val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
+            if config.keep_best and val_loss < best_val:  # the same mean on every rank: all gather, or none
+                best_val = val_loss
+                model_state, _ = gather_state(model, optimizer, info, flat_master, with_optimizer=False)
+                if info.main:
+                    save_checkpoint(out / "best", model_state, None,
+                                    {"step": step, "val_loss": val_loss, "config": config.to_dict()})
         elapsed = time.perf_counter() - t0
         log.write(step=step, tokens=step * tokens_per_step, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
                   grad_norm=f"{grad_norm:.4f}",
-                  val_loss=f"{val_loss:.4f}" if (step % config.eval_every == 0 or step == config.steps) else "",
+                  val_loss=f"{val_loss:.4f}" if evaluated else "",
                   tokens_per_s=f"{(step - first_step) * tokens_per_step / elapsed:.0f}")
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if step % config.ckpt_every == 0 or step == config.steps or stopping:
-            if flat_master:  # the fp32 master weights, not their bf16 rounding (FSDP's fp32 shards are the master)
-                model_state, optim_state = optimizer.full_precision_state(model), optimizer.state_dict()
-            else:
-                model_state, optim_state = distributed.full_state(model, optimizer, info)
+            model_state, optim_state = gather_state(model, optimizer, info, flat_master)
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
                                 {"step": step, "loss": last_loss, "config": config.to_dict()})
@@ -374,4 +399,5 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
                           if master else "bf16 autocast" if use_bf16 else "fp32"),
             "checkpoint": str(checkpoint_dir), "init_from": config.init_from or None,
+            "best": {"dir": str(out / "best"), "val_loss": round(best_val, 4)} if math.isfinite(best_val) else None,
             "stopped_by": stopped_by, "exit_code": (stop.exit_code or 128 + 15) if stopped_by else 0}

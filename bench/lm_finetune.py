@@ -1,0 +1,70 @@
+"""Fine-tuning from a pre-trained checkpoint (`init_from`) against training from scratch, in one process.
+
+    .venv/bin/python bench/lm_finetune.py [--seeds 3] [--steps 100] [--pretrain-steps 200]
+
+The robot's spoken-command sentences (speech/domain_lm.domain_sentences: pick-and-place instructions, answers to
+the clarifying question, teleop commands; about 11k) are shuffled and split 90/10 into a training and a validation
+file. config/lm/tiny.yaml (d 64, 2 layers, B2T, RoPE, byte-level) is pre-trained once on the standard library's
+docstrings; then, for each seed, the same fine-tuning run (same steps, LR and batches) starts from those weights
+(`init_from`) and from a fresh initialisation. Both are scored with `koba lm eval` on the validation sentences.
+Prints one JSON object: bits per byte per seed and variant, their means, and the ratio.
+"""
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from koba_ros.nlp.evaluation import evaluate_checkpoint
+from koba_ros.nlp.trainer import TrainConfig, train
+from koba_ros.speech.domain_lm import domain_sentences
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps (and the scratch run's)")
+    parser.add_argument("--pretrain-steps", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    sentences = sorted(set(domain_sentences()))
+    random.Random(0).shuffle(sentences)
+    cut = int(0.9 * len(sentences))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "train.txt").write_text("\n".join(sentences[:cut]) + "\n")
+        (tmp / "val.txt").write_text("\n".join(sentences[cut:]) + "\n")
+        pre = TrainConfig.from_file(REPO / "config/lm/tiny.yaml",
+                                    [f"steps={args.pretrain_steps}", f"out={tmp / 'pre'}", "progress=false",
+                                     "tensorboard=false"])
+        pre_summary = train(pre)
+        runs = {"init_from": [], "scratch": []}
+        for seed in range(args.seeds):
+            for name in runs:
+                overrides = [f"train_data={tmp / 'train.txt'}", f"val_data={tmp / 'val.txt'}", f"steps={args.steps}",
+                             f"lr={args.lr}", "warmup=10", "schedule=cosine", f"seed={seed}", "progress=false",
+                             "tensorboard=false", f"out={tmp / f'{name}{seed}'}", "eval_every=1000"]
+                if name == "init_from":
+                    overrides.append(f"init_from={tmp / 'pre'}")
+                train(TrainConfig.from_file(REPO / "config/lm/tiny.yaml", overrides))
+                runs[name].append(evaluate_checkpoint(tmp / f"{name}{seed}", str(tmp / "val.txt"))["bits_per_byte"])
+    means = {k: statistics.mean(v) for k, v in runs.items()}
+    print(json.dumps({"bench": "lm_finetune", "model": "config/lm/tiny.yaml", "train_sentences": cut,
+                      "val_sentences": len(sentences) - cut, "pretrain_steps": args.pretrain_steps,
+                      "pretrain_val_loss": pre_summary["val_loss"], "finetune_steps": args.steps, "lr": args.lr,
+                      "val_bits_per_byte": {k: [round(x, 4) for x in v] for k, v in runs.items()},
+                      "mean_bits_per_byte": {k: round(v, 4) for k, v in means.items()},
+                      "ratio_init_from_to_scratch": round(means["init_from"] / means["scratch"], 3),
+                      "seconds": round(time.perf_counter() - t0, 1)}))
+
+
+if __name__ == "__main__":
+    main()
