@@ -60,8 +60,10 @@ def add_arguments(p):
                                          "that init_from, sample and eval read.")
     load.add_argument("--hf", required=True, help="A GPT2LMHeadModel folder (or a hub name, if the hub is reachable).")
     load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
-    load.add_argument("--tokenizer", choices=("byte", "gpt2"), default="",
+    load.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe"), default="",
                       help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary).")
+    load.add_argument("--vocab", default="", help="bpe: vocab.json (koba lm tokenizer writes one).")
+    load.add_argument("--merges", default="", help="bpe: merges.txt.")
     load.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     sample = sub.add_parser("sample", help="Continue a prompt with a trained LM (a koba lm train checkpoint).")
@@ -189,7 +191,7 @@ def run(args):
         from koba_ros.nlp import hf_gpt2
 
         result = (hf_gpt2.export_checkpoint(args.checkpoint, args.out) if args.lm_command == "export"
-                  else hf_gpt2.import_pretrained(args.hf, args.out, args.tokenizer))
+                  else hf_gpt2.import_pretrained(args.hf, args.out, args.tokenizer, args.vocab, args.merges))
         if not args.json:
             print(f"{result['out']}: {result['parameters']:,} parameters from {result['source']} "
                   f"({result['tokenizer']} tokenizer; logits equal within {result['max_logit_difference']:.1e})")

@@ -154,9 +154,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
             "tokenizer": trained.config.get("tokenizer", "byte"), "max_logit_difference": difference}
 
 
-def import_pretrained(source: str, out: str | Path, tokenizer: str = "") -> dict:
+def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_file: str = "",
+                      merges: str = "") -> dict:
     """`koba lm import`: a Hugging Face GPT-2 folder (or a hub name, where the hub can be reached) as a checkpoint
-    whose recorded config names the tokenizer: `gpt2` for GPT-2's 50,257 ids unless `tokenizer` says otherwise."""
+    whose recorded config names the tokenizer: `gpt2` for GPT-2's 50,257 ids unless `tokenizer` (with `vocab_file`
+    and `merges` for bpe) says otherwise."""
     out = Path(out)
     _fresh_folder(out, "import")
     transformers = _transformers()
@@ -173,10 +175,10 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "") -> dict
     tokenizer = tokenizer or ("gpt2" if vocab in (GPT2_VOCAB, 50304) else "")
     if not tokenizer:
         raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's; say which tokenizer made its ids "
-                        "(--tokenizer byte|gpt2)")
-    if build_tokenizer(tokenizer).vocab_size > vocab:
+                        "(--tokenizer byte|gpt2|bpe)")
+    if build_tokenizer(tokenizer, vocab_file, merges).vocab_size > vocab:
         raise KobaError(f"import: the {tokenizer} tokenizer has more ids than this model's {vocab}")
-    config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": "", "merges": "",
+    config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": vocab_file, "merges": merges,
               "seq_len": model.config.max_len}
     save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source})
     return {"out": str(out), "source": source, "parameters": model.num_parameters(), "tokenizer": tokenizer,
