@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import load_documents
+from koba_ros.nlp.data import iter_documents
 from koba_ros.nlp.tokenizer import build_tokenizer, whisper_gpt2_ranks
 
 EOS = "<|endoftext|>"
@@ -32,22 +32,24 @@ def train_bpe(data: str, vocab_size: int, out: str | Path, min_frequency: int = 
         raise KobaError(f"tokenizer: min_frequency must be >= 1, got {min_frequency}")
     if out.exists() and any(out.iterdir()):
         raise KobaError(f"tokenizer: {out} is not empty; give a new folder")
-    texts = load_documents(data)
     from tokenizers import ByteLevelBPETokenizer
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOS],
-                            show_progress=False)
+    bpe = ByteLevelBPETokenizer()  # the files stream through it one at a time (iter_documents): any corpus size
+    bpe.train_from_iterator(iter_documents(data), vocab_size=vocab_size, min_frequency=min_frequency,
+                            special_tokens=[EOS], show_progress=False)
     out.mkdir(parents=True, exist_ok=True)
     bpe.save_model(str(out))
     vocab, merges = out / "vocab.json", out / "merges.txt"
     tokenizer = build_tokenizer("bpe", str(vocab), str(merges))
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    n_tokens = sum(len(tokenizer.encode(t)) for t in texts)
+    n_bytes = n_tokens = gpt2_tokens = 0
+    gpt2 = build_tokenizer("gpt2") if whisper_gpt2_ranks() is not None else None
+    for text in iter_documents(data):
+        n_bytes += len(text.encode("utf-8"))
+        n_tokens += len(tokenizer.encode(text))
+        gpt2_tokens += len(gpt2.encode(text)) if gpt2 is not None else 0
     result = {"out": str(out), "vocab": str(vocab), "merges": str(merges), "vocab_size": tokenizer.vocab_size,
               "eos_id": tokenizer.eos_id, "data": data, "bytes": n_bytes, "tokens": n_tokens,
               "bytes_per_token": round(n_bytes / n_tokens, 3)}
-    if whisper_gpt2_ranks() is not None:
-        gpt2 = build_tokenizer("gpt2")
-        result["gpt2_bytes_per_token"] = round(n_bytes / sum(len(gpt2.encode(t)) for t in texts), 3)
+    if gpt2 is not None:
+        result["gpt2_bytes_per_token"] = round(n_bytes / gpt2_tokens, 3)
     return result

@@ -104,15 +104,21 @@ def read_file(path: Path) -> str:
         return f.read()
 
 
-def load_documents(source: str) -> list[str]:
-    """The texts of a dataset: one for a file or the built-in corpus, one per non-empty file of a collection."""
-    if source == BUILTIN:
-        texts = [builtin_corpus()]
-    else:
-        texts = [read_file(p) for p in dataset_files(source)]
-    if not any(text.strip() for text in texts):
+def iter_documents(source: str):
+    """The texts of a dataset one at a time (a file or the built-in corpus: one; a collection: one per non-empty
+    file), so a pass over a large collection holds one file in memory; raises at the end if none had text."""
+    has_text = False
+    for text in [builtin_corpus()] if source == BUILTIN else map(read_file, dataset_files(source)):
+        has_text = has_text or bool(text.strip())
+        if text:
+            yield text
+    if not has_text:
         raise KobaError(f"dataset {source} is empty")
-    return [text for text in texts if text]
+
+
+def load_documents(source: str) -> list[str]:
+    """All texts of a dataset (iter_documents) in a list."""
+    return list(iter_documents(source))
 
 
 def load_text(source: str) -> str:
