@@ -6,13 +6,12 @@ the way the model meets them in use (each alone, from its first token), in one p
 The robot's spoken-command sentences (speech/domain_lm.domain_sentences) are shuffled and grouped into documents
 of 1 to 6 sentences (a folder of files); 90 % of the documents train, 10 % are held out. config/lm/tiny.yaml
 (RoPE, byte-level), windows of 64 tokens, so most windows span several documents. For each seed both runs see the
-same batches; each held-out document is then scored alone (evaluation.score: windows of 64 tokens, 32 apart, inside
-the document) and the nats are summed over all of them: bits per byte. Prints one JSON object: per seed and
-variant, means and their ratio.
+same batches; each held-out document is then scored alone (`koba lm eval --per-document`: windows of 64 tokens,
+32 apart, inside the document) and the nats are summed over all of them: bits per byte. Prints one JSON object:
+per seed and variant, means and their ratio.
 """
 import argparse
 import json
-import math
 import random
 import statistics
 import tempfile
@@ -21,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from koba_ros.nlp.evaluation import score
-from koba_ros.nlp.trained import load_trained
+from koba_ros.nlp.evaluation import evaluate_checkpoint
 from koba_ros.nlp.trainer import TrainConfig, train
 from koba_ros.speech.domain_lm import domain_sentences
 
@@ -41,17 +39,6 @@ def documents(seed: int = 0) -> list[str]:
     return docs
 
 
-def held_out_bits_per_byte(run: Path, docs: list[str]) -> float:
-    trained = load_trained(run)
-    nats = n_bytes = 0.0
-    for doc in docs:  # each alone: context starts at the document's first token, as in use
-        ids = torch.tensor(trained.tokenizer.encode(doc), dtype=torch.long)
-        total, _ = score(trained.model, ids, 64, 32)  # the training window; longer documents slide by 32
-        nats += total
-        n_bytes += len(doc.encode("utf-8"))
-    return nats / math.log(2) / n_bytes
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -64,9 +51,10 @@ def main() -> None:
     results = {"document_mask": [], "plain_causal": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "train").mkdir()
-        for i, doc in enumerate(docs[:cut]):
-            (tmp / "train" / f"{i:05d}.txt").write_text(doc)
+        for folder, part in (("train", docs[:cut]), ("held_out", docs[cut:])):
+            (tmp / folder).mkdir()
+            for i, doc in enumerate(part):
+                (tmp / folder / f"{i:05d}.txt").write_text(doc)
         for seed in range(args.seeds):
             for name in results:
                 out = tmp / f"{name}{seed}"
@@ -74,7 +62,8 @@ def main() -> None:
                     f"train_data={tmp / 'train'}", f"steps={args.steps}", "seq_len=64", f"seed={seed}",
                     f"document_mask={'true' if name == 'document_mask' else 'false'}", "progress=false",
                     "tensorboard=false", f"out={out}", "eval_every=100000"]))
-                results[name].append(held_out_bits_per_byte(out, docs[cut:]))
+                results[name].append(evaluate_checkpoint(out, str(tmp / "held_out"), 64, 32,
+                                                         per_document=True)["bits_per_byte"])
     means = {k: statistics.mean(v) for k, v in results.items()}
     print(json.dumps({"bench": "lm_document_mask_quality", "model": "config/lm/tiny.yaml", "seq_len": 64,
                       "train_documents": cut, "held_out_documents": len(docs) - cut, "steps": args.steps,

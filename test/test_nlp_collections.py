@@ -84,3 +84,29 @@ def test_train_on_a_folder_and_eval_on_it_equals_eval_on_its_token_file(tmp_path
     assert scores[0]["bytes"] == scores[1]["bytes"] and scores[0]["tokens"] == scores[1]["tokens"]
     assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), "--data", f"{corpus}/*.none"]) == 2
     assert "pattern matches no files" in capsys.readouterr().err
+
+
+def test_eval_per_document_scores_each_file_alone(tmp_path, corpus, capsys):
+    """--per-document: the total nats equal those of evaluating each file on its own; the stream reading of the
+    same folder differs (each file's windows see the previous file, and the separators are scored)."""
+    config = dict(model=dict(d_model=32, n_layers=1, n_heads=2, max_len=32), train_data=str(corpus), seq_len=32,
+                  batch_size=4, steps=4, eval_every=4, out=str(tmp_path / "run"), progress=False)
+    train(TrainConfig.from_dict(config))
+
+    def evaluate(*args) -> dict:
+        assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    whole = evaluate("--data", str(corpus), "--per-document")
+    assert whole["documents"] == 3 and whole["per_document"] is True
+    alone = [evaluate("--data", str(corpus / name)) for name in ("a.txt", "b/1.txt", "b/2.txt")]
+    assert whole["scored_tokens"] == sum(a["scored_tokens"] for a in alone)
+    assert whole["loss"] * whole["scored_tokens"] == pytest.approx(
+        sum(a["loss"] * a["scored_tokens"] for a in alone), rel=1e-5)
+    assert whole["bytes"] == sum(a["bytes"] for a in alone)
+    stream = evaluate("--data", str(corpus))
+    # the stream also scores the 3 separators and the files' first tokens, all but its own first: 3 + 3 - 1
+    assert stream["scored_tokens"] == whole["scored_tokens"] + 5
+    assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), "--data", str(tmp_path / "x.bin"),
+                 "--per-document"]) == 2
+    assert "a token file has no file boundaries" in capsys.readouterr().err

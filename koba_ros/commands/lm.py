@@ -90,6 +90,8 @@ def add_arguments(p):
                           help="Tokens between window starts; each window scores its last STRIDE targets "
                                "(0: seq_len, windows that do not overlap).")
     evaluate.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+    evaluate.add_argument("--per-document", action="store_true",
+                          help="Score each file of a folder or glob alone, from its first token, as in use.")
     evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     evaluate.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
@@ -214,7 +216,7 @@ def run(args):
 
         require_device(args.device)
         result = evaluate_checkpoint(args.checkpoint, args.data, args.seq_len, args.stride, args.batch_size,
-                                     args.device)
+                                     args.device, args.per_document)
         if not args.json:
             print(f"{result['data']}: loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.3f}, "
                   f"{result['bits_per_byte']:.4f} bits/byte over {result['scored_tokens']} tokens "

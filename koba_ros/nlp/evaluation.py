@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import encode_documents, is_collection, load_documents
+from koba_ros.nlp.data import encode_documents, is_collection, iter_documents, load_documents
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
@@ -87,9 +87,11 @@ def text_tokens(data: str, trained) -> tuple[torch.Tensor, int]:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,
-                        device: str = "cpu") -> dict:
-    """Score `data` (a text file, the built-in corpus or a koba lm prepare .bin) under a `koba lm train`
-    checkpoint. seq_len 0: the run's training sequence length; stride 0: seq_len (windows that do not overlap)."""
+                        device: str = "cpu", per_document: bool = False) -> dict:
+    """Score `data` (a text file, a collection, the built-in corpus or a koba lm prepare .bin) under a `koba lm
+    train` checkpoint. seq_len 0: the run's training sequence length; stride 0: seq_len (windows that do not
+    overlap). `per_document`: each file of a collection is scored alone, from its own first token (as a model
+    meets a text in use), instead of as one stream where each file's windows see the previous file."""
     trained = load_trained(checkpoint, device)
     seq_len = seq_len or int(trained.config.get("seq_len") or trained.model.config.max_len)
     stride = stride or seq_len
@@ -98,15 +100,30 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
     if trained.model.config.positions == "learned" and seq_len > trained.model.config.max_len:
         raise KobaError(f"eval: seq_len {seq_len} exceeds the model's learned positions "
                         f"({trained.model.config.max_len})")
-    tokens, n_bytes = text_tokens(data, trained)
-    t0 = time.perf_counter()
     document_mask = bool(trained.config.get("document_mask"))
-    total, count = score(trained.model, tokens, seq_len, stride, batch_size,
-                         trained.tokenizer.eos_id if document_mask else None)
+    eos = trained.tokenizer.eos_id if document_mask else None
+    t0 = time.perf_counter()
+    if per_document:
+        if is_token_file(data):
+            raise KobaError("eval: --per-document reads the text files (a token file has no file boundaries)")
+        total = count = n_tokens = n_bytes = documents = 0
+        for text in iter_documents(data):
+            ids = torch.tensor(trained.tokenizer.encode(text), dtype=torch.long)
+            n_tokens, n_bytes, documents = n_tokens + ids.numel(), n_bytes + len(text.encode("utf-8")), documents + 1
+            if ids.numel() >= 2:  # a one-token document has nothing to predict
+                nats, scored = score(trained.model, ids, seq_len, stride, batch_size, eos)
+                total, count = total + nats, count + scored
+        if not count:
+            raise KobaError(f"eval: no document of {data} has two tokens to score")
+    else:
+        tokens, n_bytes = text_tokens(data, trained)
+        n_tokens, documents = tokens.numel(), None
+        total, count = score(trained.model, tokens, seq_len, stride, batch_size, eos)
     seconds = time.perf_counter() - t0
     loss = total / count
-    return {"checkpoint": str(trained.path), "data": data, "tokens": tokens.numel(), "scored_tokens": count,
+    return {"checkpoint": str(trained.path), "data": data, "tokens": n_tokens, "scored_tokens": count,
             "bytes": n_bytes, "seq_len": seq_len, "stride": stride, "document_mask": document_mask,
+            "per_document": per_document, "documents": documents,
             "loss": round(loss, 6),
             "perplexity": round(math.exp(min(loss, 700.0)), 4),
             "bits_per_byte": round(total / math.log(2) / n_bytes, 6),
