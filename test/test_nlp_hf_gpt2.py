@@ -154,3 +154,38 @@ def _copy_reshaping(self, other, *args, **kwargs):
     if self.shape != other.shape and self.numel() == other.numel():
         other = other.reshape(self.shape)
     return _real_copy(self, other, *args, **kwargs)
+
+
+def test_export_writes_a_tokenizer_transformers_loads_with_our_ids(tmp_path, capsys):
+    """gpt2: the merge list recovered from tiktoken's ranks; bpe: the vocabulary copied. Either way transformers'
+    AutoTokenizer gives our ids (special text stays text), and a pipeline-style round trip decodes our tokens."""
+    from transformers import AutoTokenizer
+
+    from koba_ros.nlp.bpe_training import train_bpe
+    from koba_ros.nlp.hf_tokenizer import write_hf_tokenizer
+    from koba_ros.nlp.tokenizer import build_tokenizer, whisper_gpt2_ranks
+
+    texts = ["Hello world", "  def f(x):\n\treturn x  \r\n", "Grüße 日本語 🤖 put the cube in the box",
+             "<|endoftext|> typed as text"]
+    (tmp_path / "corpus.txt").write_text("put the brown fluffy toy in the top right box\nopen the gripper\n" * 50)
+    bpe = train_bpe(str(tmp_path / "corpus.txt"), 300, tmp_path / "bpe")
+    configs = {"bpe": {"tokenizer": "bpe", "vocab": bpe["vocab"], "merges": bpe["merges"], "model": {"max_len": 32}}}
+    if whisper_gpt2_ranks() is not None:
+        configs["gpt2"] = {"tokenizer": "gpt2", "vocab": "", "merges": "", "model": {"max_len": 1024}}
+    for kind, config in configs.items():
+        out = tmp_path / f"hf_{kind}"
+        out.mkdir()
+        assert write_hf_tokenizer(config, out) == kind
+        theirs = AutoTokenizer.from_pretrained(out)
+        ours = build_tokenizer(kind, config["vocab"], config["merges"])
+        for text in texts:
+            assert theirs.encode(text) == ours.encode(text), (kind, text)
+            assert theirs.decode(ours.encode(text)) == text
+        assert theirs.eos_token_id == ours.eos_id
+    assert write_hf_tokenizer({"tokenizer": "byte"}, tmp_path) is None
+
+
+def test_export_of_a_byte_level_run_says_no_tokenizer_was_written(tmp_path, trained_run, capsys):
+    assert main(["lm", "export", "--checkpoint", str(trained_run), "--out", str(tmp_path / "hf"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hf_tokenizer_written"] is False
+    assert not (tmp_path / "hf" / "vocab.json").exists()

@@ -1,6 +1,7 @@
 """The library's command-line path end to end, each step reading the previous one's files: learn a BPE vocabulary
 from a folder of texts, prepare a token file, train with document_mask and keep_best, grow the best checkpoint,
-train on from it, export to Hugging Face, import back, and check that eval and greedy sampling agree throughout."""
+train on from it, export to Hugging Face, import back, and check that eval and greedy sampling agree throughout,
+transformers' own generate on the exported folder included."""
 import json
 
 import pytest
@@ -58,3 +59,12 @@ def test_tokenizer_prepare_train_expand_train_on_export_import(tmp_path, capsys)
     samples = [koba(capsys, "sample", "--checkpoint", str(tmp_path / name), "--prompt", "put the",
                     "--temperature", "0", "--tokens", "12")["text"] for name in ("on", "back")]
     assert samples[0] == samples[1]
+    # transformers alone, from the exported folder (its tokenizer files included): the same greedy text
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    hf = GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    prompt = tokenizer("put the", return_tensors="pt").input_ids
+    new = hf.generate(prompt, max_new_tokens=12, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.eos_token_id)[0, prompt.shape[1]:]
+    assert tokenizer.decode(new, skip_special_tokens=True) == samples[0]

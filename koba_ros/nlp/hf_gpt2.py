@@ -15,8 +15,9 @@ two compute the same logits. The mapping:
     head.weight                   lm_head.weight (tied to wte when the model ties them)
 
 Both commands check, before writing anything, that the two models give the same logits on a probe batch (1e-4):
-a mapping that were off would otherwise hand over a model that only looks right. Only the weights travel. The
-tokenizer stays what the run used; a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's ids.
+a mapping that were off would otherwise hand over a model that only looks right. Export also writes the run's
+tokenizer as Hugging Face files where it has a GPT-2 form (hf_tokenizer.py: `gpt2` and `bpe`, not `byte`). Import
+takes the weights; a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's ids.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.nlp.checkpoint import save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.hf_tokenizer import write_hf_tokenizer
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
@@ -150,8 +152,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     hf = to_hf(trained.model)
     difference = _checked(trained.model, hf, "export")
     hf.save_pretrained(out)
+    tokenizer_files = write_hf_tokenizer(trained.config, out)  # None: the byte tokenizer has no GPT-2 counterpart
     return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
-            "tokenizer": trained.config.get("tokenizer", "byte"), "max_logit_difference": difference}
+            "tokenizer": trained.config.get("tokenizer", "byte"), "hf_tokenizer_written": tokenizer_files is not None,
+            "max_logit_difference": difference}
 
 
 def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_file: str = "",

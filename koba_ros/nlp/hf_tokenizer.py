@@ -1,0 +1,104 @@
+"""The run's tokenizer as Hugging Face GPT-2 tokenizer files, written by `koba lm export` beside the model, so
+`AutoTokenizer.from_pretrained(DIR)` and `pipeline("text-generation", model=DIR)` work on the exported folder.
+
+* `tokenizer: bpe` (a `koba lm tokenizer` vocabulary, or any vocab.json + merges.txt) is already GPT-2's format: the
+  two files are copied.
+* `tokenizer: gpt2` is GPT-2's BPE read from tiktoken ranks (a byte string per rank, no merge list). The merge list
+  is recovered the way byte-level BPE made the ranks: the token of rank r was made by merging two tokens of lower
+  rank, and running BPE on its bytes with the ranks below r stops at exactly those two. vocab.json spells each
+  token's bytes with GPT-2's byte-to-unicode table (Radford et al. 2019, the released encoder.py: printable bytes
+  as themselves, the others shifted past 255).
+* `tokenizer: byte` has no GPT-2 counterpart (ids 0-255 are raw bytes here, not BPE symbols); nothing is written.
+
+Tested: the written tokenizer gives our tokenizer's ids on text with spaces, newlines, accents, CJK and an emoji.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from koba_ros.errors import KobaError
+
+EOS = "<|endoftext|>"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    table, shift = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + shift)
+            shift += 1
+    return table
+
+
+def _merge_parts(token: bytes, ranks: dict[bytes, int], limit: int) -> list[bytes]:
+    """BPE on `token`'s bytes using only ranks below `limit`: the lowest-ranked adjacent pair merged first."""
+    parts = [bytes([b]) for b in token]
+    while len(parts) > 1:
+        best, at = None, -1
+        for i in range(len(parts) - 1):
+            rank = ranks.get(parts[i] + parts[i + 1])
+            if rank is not None and rank < limit and (best is None or rank < best):
+                best, at = rank, i
+        if best is None:
+            break
+        parts[at:at + 2] = [parts[at] + parts[at + 1]]
+    return parts
+
+
+def tiktoken_to_gpt2_files(ranks: dict[bytes, int], out: Path) -> None:
+    """vocab.json + merges.txt of the byte-level BPE whose merge ranks are `ranks` (tiktoken's format)."""
+    table = bytes_to_unicode()
+
+    def spell(token: bytes) -> str:
+        return "".join(table[b] for b in token)
+
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) == 1:
+            continue
+        parts = _merge_parts(token, ranks, rank)
+        if len(parts) != 2:
+            raise KobaError(f"export: token {token!r} (rank {rank}) is not a merge of two lower-ranked tokens")
+        merges.append(f"{spell(parts[0])} {spell(parts[1])}")
+    vocab = {spell(token): rank for token, rank in ranks.items()}
+    vocab[EOS] = len(ranks)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def write_hf_tokenizer(config: dict, out: str | Path) -> str | None:
+    """Write the tokenizer of a run's recorded `config` into `out` for transformers' GPT2TokenizerFast; returns
+    what was written, or None for the byte tokenizer (no GPT-2 counterpart)."""
+    out = Path(out)
+    kind = config.get("tokenizer", "byte")
+    if kind == "byte":
+        return None
+    if kind == "bpe":
+        for name, key in (("vocab.json", "vocab"), ("merges.txt", "merges")):
+            if not Path(config.get(key, "")).is_file():
+                raise KobaError(f"export: the run's {key} file {config.get(key)!r} is not there to copy")
+            shutil.copyfile(config[key], out / name)
+    elif kind == "gpt2":
+        from koba_ros.nlp.tokenizer import _read_ranks, whisper_gpt2_ranks
+
+        path = Path(config["vocab"]) if config.get("vocab") else whisper_gpt2_ranks()
+        if path is None or not path.is_file():
+            raise KobaError("export: GPT-2's ranks (whisper/assets/gpt2.tiktoken) are not installed")
+        tiktoken_to_gpt2_files(_read_ranks(path), out)
+    else:
+        raise KobaError(f"export: unknown tokenizer {kind!r}")
+    vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
+    if EOS not in vocab:
+        raise KobaError(f"export: the vocabulary has no {EOS}")
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GPT2Tokenizer", "bos_token": EOS, "eos_token": EOS, "unk_token": EOS,
+        "add_prefix_space": False, "model_max_length": int(config.get("model", {}).get("max_len", 1024)),
+        "split_special_tokens": True}))  # "<|endoftext|>" typed in a text stays text, as in ours
+    return kind
