@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from koba_ros.nlp.checkpoint import load_checkpoint
+from koba_ros.nlp.checkpoint import load_checkpoint, load_model_state
 from koba_ros.nlp.trainer import TrainConfig, train
 
 TEXT = "pick up the red cube and put it in the bottom right box. " * 80
@@ -112,6 +112,21 @@ def test_two_gloo_ranks_start_from_a_source_and_mask_documents_like_one_process(
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 2e-5
     assert max((a[k] - c[k]).abs().max().item() for k in a) > 1e-2
     assert abs(ranks[0]["loss"] - single["loss"]) < 1e-3 and abs(fresh["loss"] - single["loss"]) > 1e-2
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_lora_adapters_like_one_process(tmp_path):
+    """LoRA under DDP: only the adapters take gradients (DDP reduces those, the frozen base needs none); two ranks
+    end where one process accumulating the same micro-batches does, merged weights and adapters alike."""
+    train(TrainConfig.from_dict(config(tmp_path, "source", steps=6, ckpt_every=6, eval_every=6)))
+    lora = dict(init_from=str(tmp_path / "source"), lora_rank=4, lr=1e-2)
+    train(TrainConfig.from_dict(config(tmp_path, "single", grad_accum=2, **lora)))
+    ranks = torchrun_train(tmp_path / "lora.yaml", config(tmp_path, "ddp", **lora))
+    assert len({r["parameter_digest"] for r in ranks}) == 1 and ranks[0]["trainable_parameters"] < 20000
+    for name in ("model.safetensors", "lora.safetensors"):
+        a = load_model_state(tmp_path / "single" / "checkpoint" / name)
+        b = load_model_state(tmp_path / "ddp" / "checkpoint" / name)
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 2e-5, name
 
 
 FP32_REDUCE_SCRIPT = r"""

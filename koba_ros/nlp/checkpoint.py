@@ -38,8 +38,10 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta.get("param_groups", [])}
 
 
-def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict | None, meta: dict) -> Path:
-    """Writes to <dir>.tmp then swaps it in, so a crash never leaves a half-written checkpoint."""
+def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict | None, meta: dict,
+                    adapters: dict | None = None) -> Path:
+    """Writes to <dir>.tmp then swaps it in, so a crash never leaves a half-written checkpoint. `adapters`: a LoRA
+    run's A and B (lora.safetensors; model_state holds the merged weights)."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -49,6 +51,8 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
     if optim_state is not None:
         tensors, opt_meta = _flatten_optimizer(optim_state)
         save_file(tensors, tmp / "optimizer.safetensors")
+    if adapters:
+        save_file({k: v.detach().contiguous().clone().cpu() for k, v in adapters.items()}, tmp / "lora.safetensors")
     (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
     old = directory.with_name(directory.name + ".old")
     if directory.exists():

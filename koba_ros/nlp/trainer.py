@@ -16,12 +16,13 @@ import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp import distributed
-from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, load_model_state, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig, check_types
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.graceful_stop import GracefulStop
+from koba_ros.nlp.lora import add_lora, split_state
 from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
@@ -66,6 +67,8 @@ class TrainConfig:
     dist_timeout: float = 600.0      # seconds a rank waits for the others in a collective before stopping (dead node)
     eval_every: int = 50
     keep_best: bool = False          # also keep the weights of the lowest validation loss in out/best (fine-tuning)
+    lora_rank: int = 0               # > 0: LoRA (lora.py) on init_from's frozen weights, adapters of this rank
+    lora_alpha: float = 16.0         # LoRA's update scale is lora_alpha / lora_rank
     eval_batches: int = 8
     ckpt_every: int = 100
     seed: int = 0
@@ -90,6 +93,14 @@ class TrainConfig:
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
         if not self.dist_timeout > 0:
             raise KobaError(f"train config: dist_timeout must be > 0 seconds, got {self.dist_timeout}")
+        if self.lora_rank < 0 or not self.lora_alpha > 0:
+            raise KobaError(f"train config: lora_rank must be >= 0 and lora_alpha > 0, got {self.lora_rank}, "
+                            f"{self.lora_alpha}")
+        if self.lora_rank and not self.init_from:
+            raise KobaError("train config: lora_rank needs init_from (LoRA adapts a pre-trained model's weights)")
+        if self.lora_rank and (self.parallel == "fsdp" or self.precision == "bf16_master"):
+            raise KobaError("train config: lora_rank works with DDP and bf16 autocast, not with parallel fsdp or "
+                            "precision bf16_master")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise KobaError("train config: device cuda requested but no CUDA device is available")
 
@@ -223,20 +234,28 @@ def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast, 
 
 
 def read_checkpoint(model, checkpoint_dir: Path):
-    """(model_state, optim_state, meta) if a checkpoint fits `model`, None if there is none; raises if it is bad."""
+    """(model_state, optim_state, meta, LoRA adapters or None) if a checkpoint fits `model`, None if there is none;
+    raises if it is bad."""
     if not (checkpoint_dir / "model.safetensors").is_file():
         return None
-    checkpoint = load_checkpoint(checkpoint_dir)
-    check_compatible(model, checkpoint[0], checkpoint_dir)
-    return checkpoint
+    model_state, optim_state, meta = load_checkpoint(checkpoint_dir)
+    check_compatible(model, model_state, checkpoint_dir)
+    lora_file = checkpoint_dir / "lora.safetensors"
+    adapters = load_model_state(lora_file) if lora_file.is_file() else None
+    return model_state, optim_state, meta, adapters
 
 
-def gather_state(model, optimizer, info, flat_master: bool, with_optimizer: bool = True) -> tuple[dict, dict | None]:
-    """The full model state (and optimizer state) to save, on rank 0. Call on every rank (FSDP gathers shards)."""
+def gather_state(model, optimizer, info, flat_master: bool, lora_scale: float = 0.0,
+                 with_optimizer: bool = True) -> tuple[dict, dict | None, dict | None]:
+    """(model state, optimizer state, LoRA adapters) to save, on rank 0. Call on every rank (FSDP gathers shards).
+    Under LoRA the model state is the merged weights under the plain names (lora.split_state)."""
     if flat_master:  # the fp32 master weights, not their bf16 rounding (FSDP's fp32 shards are the master)
-        return optimizer.full_precision_state(model), optimizer.state_dict() if with_optimizer else None
+        return optimizer.full_precision_state(model), optimizer.state_dict() if with_optimizer else None, None
     model_state, optim_state = distributed.full_state(model, optimizer, info)
-    return model_state, optim_state if with_optimizer else None
+    adapters = None
+    if lora_scale:
+        model_state, adapters = split_state(model_state, lora_scale)
+    return model_state, optim_state if with_optimizer else None, adapters
 
 
 def best_validation_loss(folder: Path) -> float:
@@ -294,16 +313,28 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                                        if info.main and config.resume else None, info)
     if isinstance(checkpoint, KobaError):  # raised on every rank, so none is left waiting for the others
         raise checkpoint
+    adapters, lora_scale, trainable = None, 0.0, None
     if checkpoint is not None:
-        model_state, optim_state, meta = checkpoint
+        model_state, optim_state, meta, adapters = checkpoint
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
-    elif config.init_from:  # a new run from another run's weights; a resume above never reads them again
+    # A new run from another run's weights; a resume never reads them again, except under LoRA, whose frozen base
+    # is the source's weights (the checkpoint holds them merged with the adapters).
+    if config.init_from and (checkpoint is None or config.lora_rank):
         weights = distributed.from_main(_or_error(read_weights, config.model, model, config.init_from)
                                         if info.main else None, info)
         if isinstance(weights, KobaError):
             raise weights
         model.load_state_dict(weights)
+    if config.lora_rank:
+        base_digest = distributed.parameter_digest(model)
+        if checkpoint is not None and (meta.get("lora_base_digest") != base_digest or adapters is None):
+            raise KobaError(f"checkpoint {checkpoint_dir}: its LoRA adapters were trained on other base weights "
+                            f"than {config.init_from} holds now (or are missing); start a new out folder")
+        trainable = add_lora(model, config.lora_rank, config.lora_alpha)
+        lora_scale = config.lora_alpha / config.lora_rank
+        if adapters is not None:
+            model.load_state_dict({**model.state_dict(), **adapters})
     master = config.precision == "bf16_master"
     flat_master = master and not (info.enabled and config.parallel == "fsdp")
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
@@ -360,7 +391,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
             if config.keep_best and val_loss < best_val:  # the same mean on every rank: all gather, or none
                 best_val = val_loss
-                model_state, _ = gather_state(model, optimizer, info, flat_master, with_optimizer=False)
+                model_state, _, _ = gather_state(model, optimizer, info, flat_master, lora_scale, with_optimizer=False)
                 if info.main:
                     save_checkpoint(out / "best", model_state, None,
                                     {"step": step, "val_loss": val_loss, "config": config.to_dict()})
@@ -373,10 +404,11 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if step % config.ckpt_every == 0 or step == config.steps or stopping:
-            model_state, optim_state = gather_state(model, optimizer, info, flat_master)
+            model_state, optim_state, adapters = gather_state(model, optimizer, info, flat_master, lora_scale)
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
-                                {"step": step, "loss": last_loss, "config": config.to_dict()})
+                                {"step": step, "loss": last_loss, "config": config.to_dict(),
+                                 **({"lora_base_digest": base_digest} if config.lora_rank else {})}, adapters)
                 if config.tensorboard:
                     write_tensorboard(out / "metrics.csv", out / "tensorboard")
         if stopping and step < config.steps:  # a signal here or on another rank: all ranks leave after this step
@@ -396,6 +428,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             "parameter_digest": distributed.parameter_digest(model),
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
+            "trainable_parameters": trainable if trainable is not None else model.num_parameters(),
             "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
                           if master else "bf16 autocast" if use_bf16 else "fp32"),
             "checkpoint": str(checkpoint_dir), "init_from": config.init_from or None,
