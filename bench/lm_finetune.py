@@ -12,17 +12,16 @@ seed and variant, their means, the ratios to scratch, and each variant's trainab
 """
 import argparse
 import json
-import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from command_corpus import write_command_split
 
 from koba_ros.nlp.evaluation import evaluate_checkpoint
 from koba_ros.nlp.trainer import TrainConfig, train
-from koba_ros.speech.domain_lm import domain_sentences
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,14 +36,10 @@ def main() -> None:
     parser.add_argument("--lora-lr", type=float, default=1e-2, help="LoRA's LR (adapters take a larger one)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sentences = sorted(set(domain_sentences()))
-    random.Random(0).shuffle(sentences)
-    cut = int(0.9 * len(sentences))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "train.txt").write_text("\n".join(sentences[:cut]) + "\n")
-        (tmp / "val.txt").write_text("\n".join(sentences[cut:]) + "\n")
+        n_train, n_val = write_command_split(tmp)
         pre = TrainConfig.from_file(REPO / "config/lm/tiny.yaml",
                                     [f"steps={args.pretrain_steps}", f"out={tmp / 'pre'}", "progress=false",
                                      "tensorboard=false"])
@@ -64,8 +59,8 @@ def main() -> None:
                 trainable[name] = summary["trainable_parameters"]
                 runs[name].append(evaluate_checkpoint(tmp / f"{name}{seed}", str(tmp / "val.txt"))["bits_per_byte"])
     means = {k: statistics.mean(v) for k, v in runs.items()}
-    print(json.dumps({"bench": "lm_finetune", "model": "config/lm/tiny.yaml", "train_sentences": cut,
-                      "val_sentences": len(sentences) - cut, "pretrain_steps": args.pretrain_steps,
+    print(json.dumps({"bench": "lm_finetune", "model": "config/lm/tiny.yaml", "train_sentences": n_train,
+                      "val_sentences": n_val, "pretrain_steps": args.pretrain_steps,
                       "pretrain_val_loss": pre_summary["val_loss"], "finetune_steps": args.steps, "lr": args.lr,
                       "val_bits_per_byte": {k: [round(x, 4) for x in v] for k, v in runs.items()},
                       "mean_bits_per_byte": {k: round(v, 4) for k, v in means.items()},

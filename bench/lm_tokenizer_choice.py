@@ -12,18 +12,17 @@ object: per seed and tokenizer, means and their ratio.
 """
 import argparse
 import json
-import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from command_corpus import write_command_split
 
 from koba_ros.nlp.bpe_training import train_bpe
 from koba_ros.nlp.evaluation import evaluate_checkpoint
 from koba_ros.nlp.trainer import TrainConfig, train
-from koba_ros.speech.domain_lm import domain_sentences
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,15 +34,11 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=512)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sentences = sorted(set(domain_sentences()))
-    random.Random(0).shuffle(sentences)
-    cut = int(0.9 * len(sentences))
     t0 = time.perf_counter()
     results = {"byte": [], "bpe": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "train.txt").write_text("\n".join(sentences[:cut]) + "\n")
-        (tmp / "val.txt").write_text("\n".join(sentences[cut:]) + "\n")
+        n_train, n_val = write_command_split(tmp)
         bpe = train_bpe(str(tmp / "train.txt"), args.vocab_size, tmp / "bpe")
         settings = {"byte": [],
                     "bpe": ["tokenizer=bpe", f"vocab={bpe['vocab']}", f"merges={bpe['merges']}",
