@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -274,6 +275,50 @@ def _or_error(function, *args):
         return exc
 
 
+class Start(NamedTuple):
+    """Where a run starts: its step, the optimizer state and meta to restore (a resume), and LoRA's bookkeeping."""
+    step: int
+    optim_state: dict | None
+    meta: dict
+    lora_scale: float            # alpha / r under LoRA, else 0
+    trainable: int | None        # LoRA's adapter parameters, else None (all)
+    lora_base_digest: str | None
+
+
+def _from_main_or_raise(function, info, *args):
+    """function(*args) on rank 0, its result (or its KobaError, raised) on every rank, so none waits for the others:
+    the other nodes may not share rank 0's filesystem, and all must start from the same weights."""
+    result = distributed.from_main(_or_error(function, *args) if info.main else None, info)
+    if isinstance(result, KobaError):
+        raise result
+    return result
+
+
+def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path) -> Start:
+    """Load into `model` what the run starts from: its own checkpoint (a resume), else init_from's weights, else the
+    fresh init; under LoRA, init_from's weights as the frozen base (on a resume too: the checkpoint holds them merged
+    with the adapters, and the digest recorded at the start checks that the source is unchanged), then the
+    adapters."""
+    checkpoint = _from_main_or_raise(read_checkpoint, info, model, checkpoint_dir) if config.resume else None
+    step, optim_state, meta, adapters = 0, None, {}, None
+    if checkpoint is not None:
+        model_state, optim_state, meta, adapters = checkpoint
+        model.load_state_dict(model_state)
+        step = int(meta.get("step", 0))
+    if config.init_from and (checkpoint is None or config.lora_rank):
+        model.load_state_dict(_from_main_or_raise(read_weights, info, config.model, model, config.init_from))
+    if not config.lora_rank:
+        return Start(step, optim_state, meta, 0.0, None, None)
+    base_digest = distributed.parameter_digest(model)
+    if checkpoint is not None and (meta.get("lora_base_digest") != base_digest or adapters is None):
+        raise KobaError(f"checkpoint {checkpoint_dir}: its LoRA adapters were trained on other base weights than "
+                        f"{config.init_from} holds now (or are missing); start a new out folder")
+    trainable = add_lora(model, config.lora_rank, config.lora_alpha)
+    if adapters is not None:
+        model.load_state_dict({**model.state_dict(), **adapters})
+    return Start(step, optim_state, meta, config.lora_alpha / config.lora_rank, trainable, base_digest)
+
+
 def train(config: TrainConfig) -> dict:
     """Train (or resume) and return a summary dict. Raises KobaError on bad input or a non-finite loss."""
     config.validate()
@@ -307,34 +352,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     model = TransformerLM(config.model).to(device)
     model.checkpoint_blocks = config.activation_checkpointing
     checkpoint_dir = out / "checkpoint"
-    step, optim_state, meta = 0, None, {}
-    # Only rank 0 reads it: the other nodes may not share its filesystem, and all must resume at the same step.
-    checkpoint = distributed.from_main(_or_error(read_checkpoint, model, checkpoint_dir)
-                                       if info.main and config.resume else None, info)
-    if isinstance(checkpoint, KobaError):  # raised on every rank, so none is left waiting for the others
-        raise checkpoint
-    adapters, lora_scale, trainable = None, 0.0, None
-    if checkpoint is not None:
-        model_state, optim_state, meta, adapters = checkpoint
-        model.load_state_dict(model_state)
-        step = int(meta.get("step", 0))
-    # A new run from another run's weights; a resume never reads them again, except under LoRA, whose frozen base
-    # is the source's weights (the checkpoint holds them merged with the adapters).
-    if config.init_from and (checkpoint is None or config.lora_rank):
-        weights = distributed.from_main(_or_error(read_weights, config.model, model, config.init_from)
-                                        if info.main else None, info)
-        if isinstance(weights, KobaError):
-            raise weights
-        model.load_state_dict(weights)
-    if config.lora_rank:
-        base_digest = distributed.parameter_digest(model)
-        if checkpoint is not None and (meta.get("lora_base_digest") != base_digest or adapters is None):
-            raise KobaError(f"checkpoint {checkpoint_dir}: its LoRA adapters were trained on other base weights "
-                            f"than {config.init_from} holds now (or are missing); start a new out folder")
-        trainable = add_lora(model, config.lora_rank, config.lora_alpha)
-        lora_scale = config.lora_alpha / config.lora_rank
-        if adapters is not None:
-            model.load_state_dict({**model.state_dict(), **adapters})
+    start = starting_weights(model, config, info, checkpoint_dir)
+    step, optim_state, meta = start.step, start.optim_state, start.meta
     master = config.precision == "bf16_master"
     flat_master = master and not (info.enabled and config.parallel == "fsdp")
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
@@ -391,7 +410,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
             if config.keep_best and val_loss < best_val:  # the same mean on every rank: all gather, or none
                 best_val = val_loss
-                model_state, _, _ = gather_state(model, optimizer, info, flat_master, lora_scale, with_optimizer=False)
+                model_state, _, _ = gather_state(model, optimizer, info, flat_master, start.lora_scale,
+                                                 with_optimizer=False)
                 if info.main:
                     save_checkpoint(out / "best", model_state, None,
                                     {"step": step, "val_loss": val_loss, "config": config.to_dict()})
@@ -404,11 +424,13 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if step % config.ckpt_every == 0 or step == config.steps or stopping:
-            model_state, optim_state, adapters = gather_state(model, optimizer, info, flat_master, lora_scale)
+            model_state, optim_state, adapters = gather_state(model, optimizer, info, flat_master,
+                                                              start.lora_scale)
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
                                 {"step": step, "loss": last_loss, "config": config.to_dict(),
-                                 **({"lora_base_digest": base_digest} if config.lora_rank else {})}, adapters)
+                                 **({"lora_base_digest": start.lora_base_digest} if config.lora_rank else {})},
+                                adapters)
                 if config.tensorboard:
                     write_tensorboard(out / "metrics.csv", out / "tensorboard")
         if stopping and step < config.steps:  # a signal here or on another rank: all ranks leave after this step
@@ -428,7 +450,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             "parameter_digest": distributed.parameter_digest(model),
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
-            "trainable_parameters": trainable if trainable is not None else model.num_parameters(),
+            "trainable_parameters": start.trainable if start.trainable is not None else model.num_parameters(),
             "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
                           if master else "bf16 autocast" if use_bf16 else "fp32"),
             "checkpoint": str(checkpoint_dir), "init_from": config.init_from or None,
