@@ -33,17 +33,20 @@ ANSWERS = ("yes", "no", "yes please", "that one", "the other one", "the left one
            "the {o} in the {b} box", "the one in the {b} box")
 
 
-def object_names(catalog=None) -> list[str]:
-    """Every way the catalog lets a person name an object: synonyms, colour + synonym, descriptions."""
+def names_of(entry) -> set[str]:
+    """Every way the catalog lets a person name one object: synonyms, colour + synonym, descriptions."""
     names = set()
-    for e in (catalog or load_catalog()).values():
-        for syn in e.synonyms:
-            names.add(syn)
-            names.add(f"{e.color} {syn}")
-        names.update(re.sub(r"^the ", "", d) for d in e.descriptions)
-        names.add(f"{e.color} {e.shape}")
-        names.add(f"{e.material} {e.shape}")
-    return sorted(names)
+    for syn in entry.synonyms:
+        names.add(syn)
+        names.add(f"{entry.color} {syn}")
+    names.update(re.sub(r"^the ", "", d) for d in entry.descriptions)
+    names.add(f"{entry.color} {entry.shape}")
+    names.add(f"{entry.material} {entry.shape}")
+    return names
+
+
+def object_names(catalog=None) -> list[str]:
+    return sorted(set().union(*map(names_of, (catalog or load_catalog()).values())))
 
 
 def picking_phrases(catalog=None) -> list[str]:
