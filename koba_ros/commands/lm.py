@@ -1,10 +1,11 @@
-"""koba lm tokenizer|prepare|train|expand|export|import|sample|eval|repro|bench: the NLP/LLM library's BPE learning,
-token files, training, model growth, Hugging Face GPT-2 interchange, sampling, evaluation, paper reproductions, GPU
-benchmark."""
+"""koba lm tokenizer|prepare|train|expand|export|import|sample|eval|influence|repro|bench: the NLP/LLM library's BPE
+learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling, evaluation, training-data
+influence, paper reproductions, GPU benchmark."""
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
-        "a text, run the paper reproductions (b2t, shape, alone, spike, wso, expand, family), benchmark.")
+        "a text, find mislabeled or harmful training lines, run the paper reproductions (b2t, shape, alone, spike, "
+        "wso, expand, family, turnover), benchmark.")
 
-REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family")
+REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover")
 
 
 def add_arguments(p):
@@ -94,6 +95,17 @@ def add_arguments(p):
                           help="Score each file of a folder or glob alone, from its first token, as in use.")
     evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     evaluate.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    influence = sub.add_parser("influence", help="Rank the lines of a labelled text set (label<TAB>text) by how likely "
+                               "they are mislabeled and how much they hurt a validation set (turn-over dropout).")
+    influence.add_argument("--train", required=True, help="label<TAB>text lines, UTF-8.")
+    influence.add_argument("--val", default="", help="Clean label<TAB>text lines: also rank by influence on them.")
+    influence.add_argument("--out", default="runs/influence", help="Folder for influence.csv.")
+    influence.add_argument("--epochs", type=int, help="Passes over the training lines (default 30).")
+    influence.add_argument("--embed", type=int, help="Embedding width, turn-over masked (default 512).")
+    influence.add_argument("--hidden", type=int, help="Hidden width, turn-over masked (default 1024).")
+    influence.add_argument("--seed", type=int, default=0)
+    influence.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
     repro.add_argument("name", choices=REPROS)
@@ -221,6 +233,21 @@ def run(args):
             print(f"{result['data']}: loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.3f}, "
                   f"{result['bits_per_byte']:.4f} bits/byte over {result['scored_tokens']} tokens "
                   f"(windows of {result['seq_len']}, stride {result['stride']})")
+            return 0
+    elif args.lm_command == "influence":
+        from koba_ros.nlp.influence_report import influence_report
+        from koba_ros.nlp.text_classifier import ClassifierConfig
+
+        given = {"epochs": args.epochs, "embed": args.embed, "hidden": args.hidden}
+        config = ClassifierConfig(**{k: v for k, v in given.items() if v is not None})
+        result = influence_report(args.train, args.out, args.val, config, args.seed)
+        if not args.json:
+            val = (f"; {result['harmful_to_val']} lines raise the loss on {result['val']}"
+                   if "val" in result else "")
+            print(f"{result['csv']}: {result['lines']} lines, {result['classes']} labels{val}. Most likely "
+                  "mislabeled (self-influence):")
+            for row in result["most_suspicious"]:
+                print(f"  line {row['line']:>6}  {row['self_influence']:8.3f}  {row['label']}\t{row['text']}")
             return 0
     elif args.lm_command == "repro":
         from koba_ros.nlp.repro import run_repro

@@ -1,0 +1,89 @@
+"""`koba lm influence`: which lines of a labelled text set look mislabeled, and which hurt a clean validation set.
+
+Input: UTF-8 text files of `label<TAB>text` lines (blank lines and lines starting with # are skipped). One classifier
+is trained through turn-over dropout (koba_ros.nlp.text_classifier), then every training line gets its self-influence
+(high: the model had to memorise it, the signature of a wrong label) and, with --val, its influence on the validation
+set (negative: learning it raised the validation loss). The CSV lists every training line with both, most suspicious
+first; nothing in the input is changed.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.influence import influence_on, self_influence
+from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifier
+
+
+def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
+    """(line number, label, text) for each `label<TAB>text` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise KobaError(f"{path}: no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise KobaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        label, tab, text = line.partition("\t")
+        if not tab or not label.strip() or not text.strip():
+            raise KobaError(f"{path}:{number}: expected 'label<TAB>text', got {line[:60]!r}")
+        rows.append((number, label.strip(), text.strip()))
+    if not rows:
+        raise KobaError(f"{path}: no labelled lines")
+    return rows
+
+
+def influence_report(train: str, out: str, val: str = "", config: ClassifierConfig | None = None,
+                     seed: int = 0) -> dict:
+    config = config or ClassifierConfig()
+    rows = read_labelled(train)
+    classes = sorted({label for _, label, _ in rows})
+    if len(classes) < 2:
+        raise KobaError(f"{train}: one label ({classes[0]!r}); influence needs at least two classes")
+    index = {c: k for k, c in enumerate(classes)}
+    ngrams = encode_texts([t for _, _, t in rows], config.buckets)
+    labels = torch.tensor([index[label] for _, label, _ in rows])
+    val_rows = read_labelled(val) if val else []
+    unknown = sorted({label for _, label, _ in val_rows} - set(classes))
+    if unknown:
+        raise KobaError(f"{val}: label {unknown[0]!r} never occurs in {train}")
+    model = fit_classifier(ngrams, labels, len(classes), config, seed)
+    ids = torch.arange(len(rows))
+    own = self_influence(model, ngrams, labels, ids)
+    result = {"train": str(train), "lines": len(rows), "classes": len(classes), "config": asdict(config),
+              "train_accuracy": round(accuracy(model, ngrams, labels), 4)}
+    on_val = None
+    if val_rows:
+        val_ngrams = encode_texts([t for _, _, t in val_rows], config.buckets)
+        val_labels = torch.tensor([index[label] for _, label, _ in val_rows])
+        on_val = influence_on(model, ids, val_ngrams, val_labels)
+        result.update(val=str(val), val_lines=len(val_rows), val_accuracy=round(accuracy(model, val_ngrams,
+                                                                                         val_labels), 4),
+                      harmful_to_val=int((on_val < 0).sum()))
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "influence.csv"
+    order = torch.argsort(own, descending=True).tolist()
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["line", "label", "text", "self_influence", *(["val_influence"] if on_val is not None else [])])
+        for k in order:
+            number, label, text = rows[k]
+            writer.writerow([number, label, text, f"{own[k].item():.6g}",
+                             *([f"{on_val[k].item():.6g}"] if on_val is not None else [])])
+    result["csv"] = str(csv_path)
+    result["most_suspicious"] = [{"line": rows[k][0], "label": rows[k][1], "text": rows[k][2],
+                                  "self_influence": round(own[k].item(), 4)} for k in order[:10]]
+    if on_val is not None:
+        result["most_harmful"] = [{"line": rows[k][0], "label": rows[k][1], "text": rows[k][2],
+                                   "val_influence": round(on_val[k].item(), 4)}
+                                  for k in torch.argsort(on_val).tolist()[:10]]
+    return result
