@@ -77,7 +77,8 @@ def tail_mean(values: list[float], n: int = 10) -> float:
 
 
 def save_plot(path, panels: list[dict], title: str) -> str:
-    """panels: [{"title", "xlabel", "ylabel", "series": {label: (xs, ys)}, "logy": bool}] -> small PNG."""
+    """panels: [{"title", "xlabel", "ylabel", "series": {label: (xs, ys)}, "logy": bool}] -> small PNG; a panel with
+    "bars": {label: value} instead of "series" is a bar chart."""
     try:
         import matplotlib
 
@@ -87,14 +88,19 @@ def save_plot(path, panels: list[dict], title: str) -> str:
         return ""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), dpi=80, squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
-        for label, (xs, ys) in panel["series"].items():
+        for label, (xs, ys) in panel.get("series", {}).items():
             ax.plot(xs, ys, label=label, lw=1.2)
+        if "bars" in panel:
+            ax.bar(range(len(panel["bars"])), list(panel["bars"].values()), tick_label=list(panel["bars"]))
+            ax.tick_params(axis="x", labelsize=6, labelrotation=20)
+            ax.set_ylim(min(panel["bars"].values()) - 0.05, max(panel["bars"].values()) + 0.02)
         ax.set_title(panel.get("title", ""), fontsize=9)
         ax.set_xlabel(panel.get("xlabel", "step"), fontsize=8)
         ax.set_ylabel(panel.get("ylabel", "loss"), fontsize=8)
         if panel.get("logy"):
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        if panel.get("series"):
+            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)

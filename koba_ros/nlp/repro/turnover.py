@@ -1,0 +1,143 @@
+"""Turn-over dropout (Kobayashi et al. 2020): one trained network tells which training instances are mislabeled and
+which hurt held-out data, and removing the harmful ones helps.
+
+Task: the robot's pick-and-place instructions ("put the toy that quacks in the top right box") labelled with the
+catalog object they name (19 classes; names that fit two objects are left out). A share of the training labels is
+replaced by a random other object, as a careless annotator would. One classifier is trained through turn-over dropout
+on the noisy labels, then:
+
+1. detection: rank training instances by self-influence and by influence on a clean validation set; report the share
+   of planted wrong labels among the top k (k = how many were planted), against chance and against ranking by the
+   trained model's own training loss (a strong, common heuristic; the paper's estimator does not need it to lose);
+2. cleansing: retrain without the k instances most harmful to the validation set, without the k most self-influential,
+   without the k of highest training loss, and without k random ones, each for as many steps as the whole set gets;
+   compare test accuracy with the whole noisy set, with removing exactly the planted ones, and with clean labels.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import replace
+
+import torch
+from torch.nn import functional as F
+
+from koba_ros.nlp.influence import influence_on, most_harmful, precision_at, self_influence
+from koba_ros.nlp.repro.common import save_plot
+from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifier
+
+SIZES = {
+    "test": dict(per_name=20, noise=0.3, embed=256, hidden=512, epochs=30, seeds=1),
+    "full": dict(per_name=20, noise=0.3, embed=512, hidden=1024, epochs=30, seeds=3),
+}
+SIZES["quick"] = SIZES["test"]
+
+
+def object_reference_data(seed: int, per_name: int):
+    """(sentence, object index) pairs, per_name sentences (template x box) for each unambiguous object name,
+    shuffled and split 60 / 20 / 20 into train, validation and test."""
+    from koba_ros.sim.catalog import load_catalog
+    from koba_ros.speech.domain_lm import PICK_TEMPLATES, SPOKEN_BOXES, names_of
+
+    owners: dict[str, set[int]] = {}
+    catalog = load_catalog()
+    for k, entry in enumerate(catalog.values()):
+        for name in names_of(entry):
+            owners.setdefault(name, set()).add(k)
+    rng = random.Random(seed)
+    pairs = []
+    for name in sorted(n for n, objects in owners.items() if len(objects) == 1):
+        combos = list(itertools.product(PICK_TEMPLATES, SPOKEN_BOXES))
+        rng.shuffle(combos)
+        pairs += [(template.format(o=name, b=box), next(iter(owners[name]))) for template, box in combos[:per_name]]
+    rng.shuffle(pairs)
+    a, b = int(0.6 * len(pairs)), int(0.8 * len(pairs))
+    return pairs[:a], pairs[a:b], pairs[b:], len(catalog)
+
+
+def plant_wrong_labels(labels: torch.Tensor, classes: int, share: float, seed: int):
+    """A random `share` of the labels replaced by a uniformly drawn other class; returns (noisy, is_wrong)."""
+    g = torch.Generator().manual_seed(seed)
+    wrong = torch.rand(len(labels), generator=g) < share
+    shift = torch.randint(1, classes, (len(labels),), generator=g)
+    return torch.where(wrong, (labels + shift) % classes, labels), wrong
+
+
+def found_curve(scores: torch.Tensor, wrong: torch.Tensor, points: int = 20):
+    """Share of the planted wrong labels found when inspecting the top x of the ranking, x from 0 to all."""
+    order = torch.argsort(scores, descending=True)
+    found = torch.cumsum(wrong[order].float(), 0) / max(1, int(wrong.sum()))
+    xs = [round(i / points, 3) for i in range(points + 1)]
+    return xs, [0.0] + [found[max(0, int(x * len(order)) - 1)].item() for x in xs[1:]]
+
+
+def one_seed(s: dict, seed: int) -> dict:
+    train, val, test, classes = object_reference_data(seed, s["per_name"])
+    config = ClassifierConfig(embed=s["embed"], hidden=s["hidden"], epochs=s["epochs"])
+    x_train, x_val, x_test = (encode_texts([t for t, _ in part], config.buckets) for part in (train, val, test))
+    clean, y_val, y_test = (torch.tensor([y for _, y in part]) for part in (train, val, test))
+    noisy, wrong = plant_wrong_labels(clean, classes, s["noise"], seed)
+    ids = torch.arange(len(train))
+    model = fit_classifier(x_train, noisy, classes, config, seed)
+    own = self_influence(model, x_train, noisy)
+    on_val = influence_on(model, ids, x_val, y_val)
+    with torch.no_grad():
+        train_loss = F.cross_entropy(model(x_train), noisy, reduction="none")
+    k = int(wrong.sum())
+    rankings = {"self_influence": own, "val_influence": -on_val, "train_loss": train_loss}
+
+    def retrained_without(removed: torch.Tensor) -> float:
+        """Trained for about as many steps as on the whole set: removing data must not also mean less training."""
+        keep = torch.ones(len(train), dtype=torch.bool)
+        keep[removed] = False
+        same_steps = replace(config, epochs=round(config.epochs * len(train) / int(keep.sum())))
+        return accuracy(fit_classifier(x_train[keep], noisy[keep], classes, same_steps, seed, ids[keep]), x_test,
+                        y_test)
+
+    harmful = most_harmful(on_val, k)
+    random_k = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:k]
+    return {
+        "train": len(train), "val": len(val), "test": len(test), "classes": classes, "planted_wrong": k,
+        "chance_precision": round(k / len(train), 4),
+        "precision_at_k": {name: round(precision_at(score, wrong, k), 4) for name, score in rankings.items()},
+        "found_curves": {name: found_curve(score, wrong) for name, score in rankings.items()},
+        "negative_val_influence": int((on_val < 0).sum()),
+        "test_accuracy": {
+            "clean_labels": round(accuracy(fit_classifier(x_train, clean, classes, config, seed), x_test, y_test), 4),
+            "noisy_all": round(accuracy(model, x_test, y_test), 4),
+            "without_planted": round(retrained_without(wrong.nonzero().flatten()), 4),
+            "without_most_harmful_to_val": round(retrained_without(harmful), 4),
+            "without_top_self_influence": round(retrained_without(torch.argsort(own, descending=True)[:k]), 4),
+            "without_top_train_loss": round(retrained_without(torch.argsort(train_loss, descending=True)[:k]), 4),
+            "without_random": round(retrained_without(random_k), 4),
+        },
+        "removed": {"most_harmful_to_val": len(harmful), "wrong_among_them": int(wrong[harmful].sum())},
+    }
+
+
+def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -> dict:
+    s = SIZES[size or ("quick" if quick else "full")]
+    torch.manual_seed(seed)
+    per_seed = {seed + i: one_seed(s, seed + i) for i in range(s["seeds"])}
+
+    def mean(get):
+        return round(sum(get(r) for r in per_seed.values()) / len(per_seed), 4)
+
+    first = next(iter(per_seed.values()))
+    summary = {
+        "precision_at_k": {name: mean(lambda r, n=name: r["precision_at_k"][n]) for name in first["precision_at_k"]},
+        "chance_precision": mean(lambda r: r["chance_precision"]),
+        "test_accuracy": {name: mean(lambda r, n=name: r["test_accuracy"][n]) for name in first["test_accuracy"]},
+    }
+    curves = {name: tuple(curve) for name, curve in first["found_curves"].items()}
+    curves["chance"] = (curves["self_influence"][0], curves["self_influence"][0])
+    plot = save_plot(out / "turnover.png", [
+        {"title": f"planted wrong labels found (seed {seed})", "xlabel": "share of training set inspected",
+         "ylabel": "share of wrong labels found", "series": curves},
+        {"title": f"test accuracy, k = {first['planted_wrong']} removed", "xlabel": "", "ylabel": "accuracy",
+         "bars": {name.replace("without_", "-").replace("_to_val", "").replace("most_", "").replace("top_", ""): v
+                  for name, v in first["test_accuracy"].items()}},
+    ], "turn-over dropout: influence of training instances")
+    return {"size": size or ("quick" if quick else "full"), "settings": s, "summary": summary,
+            "seeds": {str(k): {key: v for key, v in r.items() if key != "found_curves"} for k, r in per_seed.items()},
+            "plot": plot}
