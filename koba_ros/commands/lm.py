@@ -96,11 +96,17 @@ def add_arguments(p):
     evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     evaluate.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
-    influence = sub.add_parser("influence", help="Rank the lines of a labelled text set (label<TAB>text) by how likely "
-                               "they are mislabeled and how much they hurt a validation set (turn-over dropout).")
-    influence.add_argument("--train", required=True, help="label<TAB>text lines, UTF-8.")
-    influence.add_argument("--val", default="", help="Clean label<TAB>text lines: also rank by influence on them.")
-    influence.add_argument("--out", default="runs/influence", help="Folder for influence.csv.")
+    influence = sub.add_parser("influence", help="Turn-over dropout influence: rank a labelled text set's lines "
+                               "(label<TAB>text) by how likely they are mislabeled and how much they hurt a validation "
+                               "set, or a trained LM's documents by how much they help a target text.")
+    source = influence.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", help="label<TAB>text lines, UTF-8: train a classifier on them and rank them.")
+    source.add_argument("--checkpoint", help="A koba lm train run with model.turnover_p > 0: rank its training "
+                                             "documents by influence on --data.")
+    influence.add_argument("--data", default="", help="With --checkpoint: the target text (file, folder or glob).")
+    influence.add_argument("--val", default="", help="With --train: clean label<TAB>text lines; also rank by "
+                                                     "influence on them.")
+    influence.add_argument("--out", default="runs/influence", help="Folder for the CSV.")
     influence.add_argument("--epochs", type=int, help="Passes over the training lines (default 30).")
     influence.add_argument("--embed", type=int, help="Embedding width, turn-over masked (default 512).")
     influence.add_argument("--hidden", type=int, help="Hidden width, turn-over masked (default 1024).")
@@ -233,6 +239,22 @@ def run(args):
             print(f"{result['data']}: loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.3f}, "
                   f"{result['bits_per_byte']:.4f} bits/byte over {result['scored_tokens']} tokens "
                   f"(windows of {result['seq_len']}, stride {result['stride']})")
+            return 0
+    elif args.lm_command == "influence" and args.checkpoint:
+        from koba_ros.errors import KobaError
+        from koba_ros.nlp.lm_influence import document_influence
+
+        if not args.data:
+            raise KobaError("influence --checkpoint needs --data, the target text")
+        result = document_influence(args.checkpoint, args.data, args.out)
+        if not args.json:
+            print(f"{result['csv']}: {result['documents']} training documents, {result['harmful']} raise the loss on "
+                  f"{result['target']} ({result['target_loss']:.4f} nats/token). Most helpful:")
+            for row in result["most_helpful"][:5]:
+                print(f"  {row['influence_on_target']:+.5f}  {row['name']}")
+            print("Most harmful:")
+            for row in result["most_harmful"][:5]:
+                print(f"  {row['influence_on_target']:+.5f}  {row['name']}")
             return 0
     elif args.lm_command == "influence":
         from koba_ros.nlp.influence_report import influence_report

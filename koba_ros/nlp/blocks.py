@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from koba_ros.nlp.positions import apply_rope
+from koba_ros.nlp.turnover_dropout import TurnOverDropout
 
 
 class SelfAttention(nn.Module):
@@ -46,15 +47,23 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool):
+    """proj(GELU(fc(x))). With turnover_p > 0 the hidden units go through turn-over dropout (Kobayashi et al. 2020)
+    when the caller names each token's training instance (`turnover` = (instances [B, T], flip)): an FFN unit's fc row
+    and proj column then learn only from the documents whose mask keeps it. Without instances it is the plain FFN."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool, turnover_p: float = 0.0, salt: int = 0):
         super().__init__()
         self.fc = nn.Linear(d_model, d_ff, bias=bias)
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.proj.is_residual_output = True
         self.drop = nn.Dropout(dropout)
+        self.turnover = TurnOverDropout(d_ff, salt=salt, p=turnover_p) if turnover_p else None
 
-    def forward(self, x):
-        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+    def forward(self, x, turnover=None):
+        h = F.gelu(self.fc(x), approximate="tanh")
+        if turnover is not None and self.turnover is not None:
+            h = self.turnover(h, *turnover)
+        return self.drop(self.proj(h))
 
 
 class Block(nn.Module):
@@ -67,20 +76,20 @@ class Block(nn.Module):
     of the attention sub-layer, so gradients reach lower layers without shrinking through every LN.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, index: int = 0):
         super().__init__()
         self.norm = config.norm
         self.ln1 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.ln2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias)
-        self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias)
+        self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None):
+    def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None, turnover=None):
         if self.norm == "pre":
             h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
-            return h + self.ffn(self.ln2(h))
+            return h + self.ffn(self.ln2(h), turnover)
         h = self.ln1(x + self.drop(self.attn(x, causal, key_mask, rope, cache)))
         if self.norm == "post":
-            return self.ln2(h + self.ffn(h))
-        return self.ln2(h + self.ffn(h) + x)
+            return self.ln2(h + self.ffn(h, turnover))
+        return self.ln2(h + self.ffn(h, turnover) + x)

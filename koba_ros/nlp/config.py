@@ -71,6 +71,8 @@ class TransformerConfig:
     pad_id: int = 256
     loss_chunk: int = 0              # LM loss: 0 = head + F.cross_entropy; N > 0 = head and loss N token rows at
     #                                  a time, never materialising all logits (chunked_cross_entropy.py)
+    turnover_p: float = 0.0          # > 0: turn-over dropout on every FFN's hidden units, one mask per training
+    #                                  document (turnover_dropout.py; what `koba lm influence --checkpoint` reads)
 
     def __post_init__(self):
         self.validate()
@@ -100,6 +102,8 @@ class TransformerConfig:
             raise KobaError(f"config: RoPE needs an even head dimension, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise KobaError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.turnover_p < 1.0:
+            raise KobaError(f"config: turnover_p must be 0 (off) or in (0, 1), got {self.turnover_p}")
         if not 0.0 < self.alone_p < 1.0:
             raise KobaError(f"config: alone_p must be in (0, 1), got {self.alone_p}")
         if self.tie_embeddings and self.embedding != "table":

@@ -176,10 +176,29 @@ class TokenStream:
         piece = self.tokens[start: start + self.seq_len + 1]
         return piece if isinstance(piece, torch.Tensor) else torch.from_numpy(piece.astype(np.int64))
 
-    def batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, batch_size: int, generator: torch.Generator, with_starts: bool = False):
+        """(x, y) [batch_size, seq_len]; with_starts also each window's first position in the stream."""
         starts = torch.randint(0, len(self) - self.seq_len - 1, (batch_size,), generator=generator)
         window = torch.stack([self.window(s) for s in starts.tolist()])
-        return window[:, :-1], window[:, 1:]
+        return (window[:, :-1], window[:, 1:], starts) if with_starts else (window[:, :-1], window[:, 1:])
+
+    def document_ids(self, starts: torch.Tensor, x: torch.Tensor, eos_id: int) -> torch.Tensor:
+        """[B, T] each token's document number in the whole stream (document d ends with the d-th eos): the eos
+        tokens before its window's start plus those before it inside the window."""
+        before = torch.from_numpy(np.searchsorted(self.eos_positions(eos_id), starts.numpy()).astype(np.int64))
+        is_eos = (x == eos_id).long()
+        return before[:, None] + is_eos.cumsum(dim=1) - is_eos
+
+    def eos_positions(self, eos_id: int) -> np.ndarray:
+        """Where the stream's eos tokens are (found once per stream and id)."""
+        if getattr(self, "_eos", (None,))[0] != eos_id:
+            self._eos = (eos_id, np.flatnonzero(np.asarray(self.tokens) == eos_id))
+        return self._eos[1]
+
+    def documents(self, eos_id: int) -> int:
+        """How many documents the stream holds (a last one without its eos counts)."""
+        ends = self.eos_positions(eos_id)
+        return len(ends) + (1 if len(ends) == 0 or ends[-1] != len(self) - 1 else 0)
 
 
 def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:

@@ -49,9 +49,11 @@ def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int, in
 
 @torch.no_grad()
 def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8,
-          eos_id: int | None = None) -> tuple[float, int]:
+          eos_id: int | None = None, instance: int | None = None, flip: bool = False) -> tuple[float, int]:
     """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`.
-    `eos_id`: attend only within documents (a run trained with document_mask is scored as it was trained)."""
+    `eos_id`: attend only within documents (a run trained with document_mask is scored as it was trained).
+    `instance` (a turnover_p model): score under that training document's turn-over sub-network (flipped: the one
+    that never learned it) instead of the whole network."""
     model.eval()
     device = next(model.parameters()).device
     plan = windows(tokens.numel(), seq_len, stride)
@@ -65,7 +67,8 @@ def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: in
             x[row, :end - begin] = tokens[begin:end]
             y[row, first:end - begin] = tokens[begin + 1 + first:end + 1]
         x = x.to(device)  # causal: padding after a row's end changes nothing before it
-        logits = model(x, documents=documents_of(x, eos_id) if eos_id is not None else None)[0].float()
+        logits = model(x, documents=documents_of(x, eos_id) if eos_id is not None else None,
+                       instances=None if instance is None else torch.full_like(x, instance), flip=flip)[0].float()
         y = y.to(device)
         total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100,
                                        reduction="sum"))

@@ -47,16 +47,18 @@ class Transformer(nn.Module):
         self.positions = build_positions(config)
         self.embed_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.embed_norm else None
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         # Post-LN and B2T layers already end in a LayerNorm; Pre-LN needs one before the head.
         self.final_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.norm == "pre" else None
 
     def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None,
-               cache: KVCache | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
+               cache: KVCache | None = None, documents: torch.Tensor | None = None,
+               instances: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
         """Final hidden states [B, T, d]. With a KV cache (causal only) `ids` are the tokens after the ones it
         holds: they take the next positions and attend over the cached keys and values, which they extend.
         `documents` [B, T] (causal only): each token's document number; a token attends only to earlier tokens of
-        its own document (document_mask.py)."""
+        its own document (document_mask.py). `instances` [B, T] (models with turnover_p > 0): each token's
+        training-instance id, whose turn-over mask (flipped with `flip`) the FFNs apply; None: the whole network."""
         if ids.dim() != 2:
             raise KobaError(f"token ids must be [batch, time], got shape {tuple(ids.shape)}")
         if cache is not None and (not self.causal or key_mask is not None or documents is not None):
@@ -78,12 +80,16 @@ class Transformer(nn.Module):
         if self.embed_norm is not None:  # Spike No More §4.2
             x = self.embed_norm(x)
         x = self.drop(x)
+        if instances is not None and not self.config.turnover_p:
+            raise KobaError("training-instance ids need a model with turnover_p > 0 (turn-over dropout)")
+        turnover = (instances, flip) if instances is not None else None
         recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
             if recompute:
-                x = torch.utils.checkpoint.checkpoint(block, x, self.causal, key_mask, rope, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, self.causal, key_mask, rope, None, turnover,
+                                                      use_reentrant=False)
             else:
-                x = block(x, self.causal, key_mask, rope, cache.layers[i] if cache is not None else None)
+                x = block(x, self.causal, key_mask, rope, cache.layers[i] if cache is not None else None, turnover)
         if cache is not None:
             cache.advance(T)
         return self.final_norm(x) if self.final_norm is not None else x
@@ -108,12 +114,13 @@ class TransformerLM(Transformer):
             self.head.weight = self.embed.weight
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, shift=None,
-                cache: KVCache | None = None, documents: torch.Tensor | None = None):
+                cache: KVCache | None = None, documents: torch.Tensor | None = None,
+                instances: torch.Tensor | None = None, flip: bool = False):
         """Returns (logits [B, T, V], mean cross-entropy over targets != -100, or None). With config.loss_chunk > 0
         and targets given, returns (None, loss): the head and the loss run chunk by chunk and the logits never
-        exist whole (chunked_cross_entropy.py); call without targets for logits. `cache`, `documents`: see
-        `hidden`."""
-        hidden = self.hidden(ids, shift=shift, cache=cache, documents=documents)
+        exist whole (chunked_cross_entropy.py); call without targets for logits. `cache`, `documents`,
+        `instances`, `flip`: see `hidden`."""
+        hidden = self.hidden(ids, shift=shift, cache=cache, documents=documents, instances=instances, flip=flip)
         if targets is not None and self.config.loss_chunk:
             return None, chunked_cross_entropy(hidden.reshape(-1, hidden.size(-1)), self.head.weight,
                                                targets.reshape(-1), self.config.loss_chunk)

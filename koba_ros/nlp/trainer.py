@@ -338,10 +338,14 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise KobaError(f"model vocab_size {config.model.vocab_size} < tokenizer's {tokenizer.vocab_size}")
-    eos_id = getattr(tokenizer, "eos_id", None) if config.document_mask else None
-    if config.document_mask and eos_id is None:
-        raise KobaError(f"document_mask needs a tokenizer with an end-of-text id; this {config.tokenizer} "
-                        "vocabulary has none")
+    turnover = config.model.turnover_p > 0
+    if (config.document_mask or turnover) and getattr(tokenizer, "eos_id", None) is None:
+        raise KobaError(f"{'document_mask' if config.document_mask else 'turnover_p'} needs a tokenizer with an "
+                        f"end-of-text id; this {config.tokenizer} vocabulary has none")
+    if turnover and config.compile:
+        raise KobaError("turnover_p does not combine with compile (its masks are hashed on the host each step)")
+    eos_id = tokenizer.eos_id if config.document_mask else None
+    turnover_eos = tokenizer.eos_id if turnover else None
     stream = token_stream(config.train_data, tokenizer, config.tokenizer, config.seq_len)
     if config.val_data:
         train_stream = stream
@@ -389,10 +393,15 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         set_lr(optimizer, lr)
         loss_sum = 0.0
         for a in range(config.grad_accum):
-            x, y = train_stream.batch(config.batch_size, batch_generator(config.seed, step, a * info.world + info.rank))
+            x, y, starts = train_stream.batch(config.batch_size, batch_generator(config.seed, step,
+                                                                                a * info.world + info.rank), True)
+            instances = train_stream.document_ids(starts, x, turnover_eos) if turnover_eos is not None else None
             x = x.to(device, non_blocking=True)
+            extra = document_kwargs(x, eos_id)
+            if instances is not None:  # each token trains through its own document's turn-over mask
+                extra["instances"] = instances.to(device)
             with distributed.no_sync(wrapped, a == config.grad_accum - 1), autocast():
-                loss = forward(x, y.to(device, non_blocking=True), **document_kwargs(x, eos_id))[1]
+                loss = forward(x, y.to(device, non_blocking=True), **extra)[1]
             (loss / config.grad_accum).backward()
             loss_sum += loss.item()
         last_loss, stopping = distributed.mean_and_any(loss_sum / config.grad_accum, stop.requested is not None,

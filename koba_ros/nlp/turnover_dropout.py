@@ -59,7 +59,9 @@ class TurnOverDropout(nn.Module):
     """x * m_i / (1 - p) for instance i (or x * (1 - m_i) / p flipped); the identity without instance ids.
 
     x is [B, ..., width] with instances [B]: row b gets instance b's mask, broadcast over the middle dimensions, so
-    [C, V, width] with C instances scores V targets under each instance's (flipped) mask at once."""
+    [C, V, width] with C instances scores V targets under each instance's (flipped) mask at once. Instances shaped
+    like x without its last dimension ([B, T] for a language model's tokens) give every position its own instance's
+    mask: a training window that spans two documents trains each token through its own document's mask."""
 
     def __init__(self, width: int, salt: int, p: float = 0.5, seed: int = 0):
         super().__init__()
@@ -70,12 +72,18 @@ class TurnOverDropout(nn.Module):
     def forward(self, x: torch.Tensor, instances: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
         if instances is None:
             return x
-        keep = instance_masks(instances, self.width, self.p, self.seed, self.salt).to(x.device)
+        per_position = instances.dim() == x.dim() - 1 and instances.dim() > 1
+        # a batch holds few distinct instances: hash each once, then gather
+        distinct, which = torch.unique(instances.reshape(-1), return_inverse=True)
+        keep = instance_masks(distinct, self.width, self.p, self.seed, self.salt).to(x.device)[which.to(x.device)]
         if flip:
             keep, scale = ~keep, 1.0 / self.p
         else:
             scale = 1.0 / (1.0 - self.p)
-        keep = keep.view(keep.shape[0], *([1] * (x.dim() - 2)), self.width)
+        if per_position:
+            keep = keep.view(*instances.shape, self.width)
+        else:
+            keep = keep.view(instances.shape[0], *([1] * (x.dim() - 2)), self.width)
         return x * (keep.to(x.dtype) * scale)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,94 @@
+"""Which training documents of a language model help or hurt it on a target text: turn-over dropout's influence
+(Kobayashi et al. 2020; koba_ros.nlp.turnover_dropout) read from a `koba lm train` run with `model.turnover_p > 0`.
+
+Such a run trains every token through its document's mask on each FFN's hidden units (documents are the eos-ended
+pieces of the training stream: the files of a collection). For document d and a target text z,
+
+    I(z, d) = L(z; f^(1 - m_d)) - L(z; f^(m_d))      (nats per target token)
+
+compares the sub-network that never learned d with the one that did: positive, d taught the model something the
+target needs; negative, d pulled it away from the target. Self-influence I(d, d) is how much d had to be memorised
+(duplicates score low, one-of-a-kind or garbled documents high).
+
+Unlike the classifier (text_classifier.py), a transformer shares its attention, embeddings and LayerNorms between
+the two sub-networks, so they are not disjoint: the estimate covers what a document taught the FFNs. Cost: two
+scoring passes over the target per training document.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.data import dataset_files, is_collection
+from koba_ros.nlp.evaluation import score, text_tokens
+from koba_ros.nlp.prepared import token_stream
+from koba_ros.nlp.trained import load_trained
+
+
+def training_documents(trained) -> tuple[list[torch.Tensor], list[str]]:
+    """The training split's documents, in the order (and so with the ids) training gave them, and their names (the
+    collection's files; `document d` where the stream has no file names)."""
+    config = trained.config
+    eos = getattr(trained.tokenizer, "eos_id", None)
+    stream = token_stream(config["train_data"], trained.tokenizer, config.get("tokenizer", "byte"),
+                          int(config["seq_len"]))
+    if not config.get("val_data"):
+        stream, _ = stream.split(float(config.get("val_fraction", 0.1)))
+    tokens = torch.as_tensor(stream.tokens[:]).long()
+    ends = stream.eos_positions(eos).tolist()
+    bounds = [-1, *ends] if ends and ends[-1] == len(tokens) - 1 else [-1, *ends, len(tokens) - 1]
+    documents = [tokens[a + 1:b + 1] for a, b in zip(bounds, bounds[1:], strict=False)]
+    names = [f"document {d}" for d in range(len(documents))]
+    if is_collection(config["train_data"]):
+        files = dataset_files(config["train_data"])
+        names = [str(files[d]) if d < len(files) else names[d] for d in range(len(documents))]
+    return documents, names
+
+
+def document_influence(checkpoint: str, target: str, out: str, batch_size: int = 8, device: str = "cpu") -> dict:
+    trained = load_trained(checkpoint, device)
+    if not trained.model.config.turnover_p:
+        raise KobaError(f"{trained.path}: trained without turn-over dropout; train with model.turnover_p: 0.5 "
+                        "(and a collection of documents) to read influence from it")
+    documents, names = training_documents(trained)
+    if len(documents) < 2:
+        raise KobaError(f"{trained.config['train_data']}: one training document; influence needs a collection "
+                        "(a folder or glob of files, each a document)")
+    seq_len = int(trained.config["seq_len"])
+    eos = trained.tokenizer.eos_id if trained.config.get("document_mask") else None
+    target_tokens, _ = text_tokens(target, trained)
+    if target_tokens.numel() < 2:
+        raise KobaError(f"{target}: fewer than two tokens to score")
+
+    def per_token(tokens, d, flip):
+        nats, count = score(trained.model, tokens, seq_len, seq_len, batch_size, eos, instance=d, flip=flip)
+        return nats / count
+
+    whole = score(trained.model, target_tokens, seq_len, seq_len, batch_size, eos)
+    rows = []
+    for d, (doc, name) in enumerate(zip(documents, names, strict=True)):
+        on_target = per_token(target_tokens, d, True) - per_token(target_tokens, d, False)
+        own = per_token(doc, d, True) - per_token(doc, d, False) if doc.numel() >= 2 else math.nan
+        rows.append({"document": d, "name": name, "tokens": doc.numel(), "influence_on_target": on_target,
+                     "self_influence": own})
+    rows.sort(key=lambda r: -r["influence_on_target"])
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "document_influence.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "influence_on_target": f"{r['influence_on_target']:.6g}",
+                          "self_influence": f"{r['self_influence']:.6g}"} for r in rows)
+
+    def brief(r):
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
+
+    return {"checkpoint": str(trained.path), "target": target, "target_loss": round(whole[0] / whole[1], 6),
+            "documents": len(rows), "harmful": sum(r["influence_on_target"] < 0 for r in rows),
+            "csv": str(csv_path), "most_helpful": [brief(r) for r in rows[:10]],
+            "most_harmful": [brief(r) for r in rows[::-1][:10]]}
