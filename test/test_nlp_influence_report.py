@@ -74,3 +74,5 @@ def test_a_validation_label_the_training_set_lacks_is_refused(tmp_path, capsys):
     assert "label 'spoon' never occurs in" in capsys.readouterr().err
     assert main(["lm", "influence", "--train", str(tmp_path / "missing.tsv")]) != 0
     assert "no such file" in capsys.readouterr().err
+    assert main(["lm", "influence", "--train", train, "--data", val]) != 0
+    assert "--data goes with --checkpoint" in capsys.readouterr().err

@@ -104,6 +104,8 @@ def test_influence_refusals_are_one_line(tmp_path, capsys):
     assert "trained without turn-over dropout" in capsys.readouterr().err
     assert main(["lm", "influence", "--checkpoint", plain]) != 0
     assert "needs --data" in capsys.readouterr().err
+    assert main(["lm", "influence", "--checkpoint", plain, "--data", target, "--val", target]) != 0
+    assert "--val goes with --train" in capsys.readouterr().err
     single = str(tmp_path / "single")
     assert main(train_args(single, 2, f"train_data={target}", f"val_data={target}", "model.turnover_p=0.5",
                            "seq_len=16", "eval_every=2", "ckpt_every=2")) == 0

@@ -3,9 +3,9 @@ learning, token files, training, model growth, Hugging Face GPT-2 interchange, s
 influence, paper reproductions, GPU benchmark."""
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
         "a text, find mislabeled or harmful training lines, run the paper reproductions (b2t, shape, alone, spike, "
-        "wso, expand, family, turnover), benchmark.")
+        "wso, expand, family, turnover, instance), benchmark.")
 
-REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover")
+REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover", "instance")
 
 
 def add_arguments(p):
@@ -246,6 +246,8 @@ def run(args):
 
         if not args.data:
             raise KobaError("influence --checkpoint needs --data, the target text")
+        if args.val:
+            raise KobaError("influence: --val goes with --train (a labelled set); with --checkpoint give --data")
         result = document_influence(args.checkpoint, args.data, args.out)
         if not args.json:
             print(f"{result['csv']}: {result['documents']} training documents, {result['harmful']} raise the loss on "
@@ -257,8 +259,12 @@ def run(args):
                 print(f"  {row['influence_on_target']:+.5f}  {row['name']}")
             return 0
     elif args.lm_command == "influence":
+        from koba_ros.errors import KobaError
         from koba_ros.nlp.influence_report import influence_report
         from koba_ros.nlp.text_classifier import ClassifierConfig
+
+        if args.data:
+            raise KobaError("influence: --data goes with --checkpoint (an LM run); with --train give --val")
 
         given = {"epochs": args.epochs, "embed": args.embed, "hidden": args.hidden}
         config = ClassifierConfig(**{k: v for k, v in given.items() if v is not None})

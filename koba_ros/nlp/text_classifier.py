@@ -8,7 +8,6 @@ flipped one except the output bias (koba_ros.nlp.turnover_dropout explains why t
 """
 from __future__ import annotations
 
-import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -76,31 +75,36 @@ class TurnOverClassifier(nn.Module):
         return self.head(self.bag(ngrams), instances, flip)
 
 
-def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: ClassifierConfig,
-                   seed: int = 0, instance_ids: torch.Tensor | None = None) -> TurnOverClassifier:
-    """Adam on shuffled mini-batches, each instance through its own turn-over mask. instance_ids (default 0..N-1)
-    name the instances: keep an instance's id when the data set around it changes, and its mask stays the same."""
-    if len(ngrams) == 0:
-        raise ValueError("no training instances")
-    ids = torch.arange(len(ngrams)) if instance_ids is None else instance_ids
+def train_epochs(model: nn.Module, n: int, config: ClassifierConfig, seed: int, batch_loss) -> None:
+    """Adam on `config.epochs` passes of shuffled mini-batches of n instances; batch_loss(rows) gives a batch's loss.
+    The model's `embed` (an EmbeddingBag with sparse gradients) gets SparseAdam: a step touches only its rows."""
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = TurnOverClassifier(classes, config)
     dense = [p for name, p in model.named_parameters() if not name.startswith("embed.")]
     optimizers = (torch.optim.SparseAdam(model.embed.parameters(), lr=config.lr),
                   torch.optim.Adam(dense, lr=config.lr))
-    steps_per_epoch = math.ceil(len(ngrams) / config.batch)
     model.train()
     for _ in range(config.epochs):
-        order = torch.randperm(len(ngrams), generator=g)
-        for s in range(steps_per_epoch):
-            rows = order[s * config.batch:(s + 1) * config.batch]
-            loss = F.cross_entropy(model(ngrams[rows], ids[rows]), labels[rows])
+        order = torch.randperm(n, generator=g)
+        for start in range(0, n, config.batch):
+            loss = batch_loss(order[start:start + config.batch])
             model.zero_grad(set_to_none=True)
             loss.backward()
             for opt in optimizers:
                 opt.step()
     model.eval()
+
+
+def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: ClassifierConfig,
+                   seed: int = 0, instance_ids: torch.Tensor | None = None) -> TurnOverClassifier:
+    """Each instance trains through its own turn-over mask. instance_ids (default 0..N-1) name the instances: keep an
+    instance's id when the data set around it changes, and its mask stays the same."""
+    if len(ngrams) == 0:
+        raise ValueError("no training instances")
+    ids = torch.arange(len(ngrams)) if instance_ids is None else instance_ids
+    torch.manual_seed(seed)
+    model = TurnOverClassifier(classes, config)
+    train_epochs(model, len(ngrams), config, seed,
+                 lambda rows: F.cross_entropy(model(ngrams[rows], ids[rows]), labels[rows]))
     return model
 
 
