@@ -1,8 +1,8 @@
 """Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick): the issue's CPU
-evidence that each effect appears. All eight (turnover since session 14, about 50 s more) run in the default suite:
-the first seven took 212 s together on one thread of this 2-core machine when it was otherwise idle (session 11,
-torch 2.13; earlier sessions measured 1-5 min each under a load average of 5-12 from parallel jobs, and kept them out
-of the default run). Measured outcomes are in docs/nlp.md."""
+evidence that each effect appears. All nine run in the default suite (turnover and instance since session 14, about
+50 s and 30 s more): the first seven took 212 s together on one thread of this 2-core machine when it was otherwise
+idle (session 11, torch 2.13; earlier sessions measured 1-5 min each under a load average of 5-12 from parallel
+jobs, and kept them out of the default run). Measured outcomes are in docs/nlp.md."""
 import json
 
 import pytest
@@ -113,6 +113,18 @@ def test_turnover_finds_planted_wrong_labels_and_guides_removal(tmp_path):
     assert precision["val_influence"] > chance + 0.1
     assert acc["without_planted"] > acc["noisy_all"] > acc["without_random"]   # the task: wrong labels do harm
     assert acc["without_top_self_influence"] > acc["without_random"] + 0.02
+
+
+@LONG
+def test_instance_based_answers_are_explained_by_their_nearest_training_sentence(tmp_path):
+    """Measured at this size (seed 0): accuracy on unseen object names 0.802 instance-based vs 0.885 softmax; the
+    nearest training sentence carries the predicted label 0.985 vs 0.675 (post hoc, in the softmax model's hidden
+    layer). The paper's "about the same accuracy" is not reproduced here (full size, 3 seeds: 0.817 vs 0.910)."""
+    r = repro("instance", tmp_path)["summary"]
+    accuracy, explained = r["accuracy"], r["nearest_neighbour_has_predicted_label"]
+    assert accuracy["instance_based"] > 0.6 and accuracy["softmax"] > 0.6  # 19 classes: chance about 0.05
+    assert accuracy["instance_based"] > accuracy["softmax"] - 0.15
+    assert explained["instance_based"] > 0.95 and explained["instance_based"] > explained["softmax"] + 0.2
 
 
 def test_repro_cli_refuses_cuda_without_a_gpu_and_unknown_names(capsys):

@@ -15,7 +15,6 @@ on the noisy labels, then:
 """
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import replace
 
@@ -24,6 +23,7 @@ from torch.nn import functional as F
 
 from koba_ros.nlp.influence import influence_on, most_harmful, precision_at, self_influence
 from koba_ros.nlp.repro.common import save_plot
+from koba_ros.nlp.repro.object_references import object_reference_sentences
 from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifier
 
 SIZES = {
@@ -34,25 +34,13 @@ SIZES["quick"] = SIZES["test"]
 
 
 def object_reference_data(seed: int, per_name: int):
-    """(sentence, object index) pairs, per_name sentences (template x box) for each unambiguous object name,
-    shuffled and split 60 / 20 / 20 into train, validation and test."""
-    from koba_ros.sim.catalog import load_catalog
-    from koba_ros.speech.domain_lm import PICK_TEMPLATES, SPOKEN_BOXES, names_of
-
-    owners: dict[str, set[int]] = {}
-    catalog = load_catalog()
-    for k, entry in enumerate(catalog.values()):
-        for name in names_of(entry):
-            owners.setdefault(name, set()).add(k)
+    """The task's sentences shuffled and split 60 / 20 / 20 into train, validation and test, and the class count."""
     rng = random.Random(seed)
-    pairs = []
-    for name in sorted(n for n, objects in owners.items() if len(objects) == 1):
-        combos = list(itertools.product(PICK_TEMPLATES, SPOKEN_BOXES))
-        rng.shuffle(combos)
-        pairs += [(template.format(o=name, b=box), next(iter(owners[name]))) for template, box in combos[:per_name]]
+    by_name, classes = object_reference_sentences(rng, per_name)
+    pairs = [pair for name in sorted(by_name) for pair in by_name[name]]
     rng.shuffle(pairs)
     a, b = int(0.6 * len(pairs)), int(0.8 * len(pairs))
-    return pairs[:a], pairs[a:b], pairs[b:], len(catalog)
+    return pairs[:a], pairs[a:b], pairs[b:], classes
 
 
 def plant_wrong_labels(labels: torch.Tensor, classes: int, share: float, seed: int):
