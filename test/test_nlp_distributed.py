@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from koba_ros.nlp.checkpoint import load_checkpoint, load_model_state
+from koba_ros.nlp.checkpoint import load_checkpoint, load_model_state, recorded_config
 from koba_ros.nlp.trainer import TrainConfig, train
 
 TEXT = "pick up the red cube and put it in the bottom right box. " * 80
@@ -89,20 +89,22 @@ def test_two_gloo_ranks_keep_bf16_master_weights_in_sync(tmp_path):
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_gloo_ranks_start_from_a_source_and_mask_documents_like_one_process(tmp_path, parallel):
     """init_from under torchrun: rank 0 reads the source's weights and sends them; document_mask's per-batch masks
-    pass through DDP's and FSDP's forward; keep_best gathers the weights on every rank (FSDP's shards) and rank 0
-    writes them. Two ranks must end where one process accumulating the same micro-batches does, and not where a run
-    from a fresh init does."""
+    and turn-over dropout's per-token document ids (model.turnover_p, session 14) pass through DDP's and FSDP's
+    forward; keep_best gathers the weights on every rank (FSDP's shards) and rank 0 writes them. Two ranks must end
+    where one process accumulating the same micro-batches does, and not where a run from a fresh init does."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i, line in enumerate(("open the gripper.", "move left five centimeters.", "put the cube in the box.")):
         (corpus / f"{i}.txt").write_text((line + " ") * (20 + 5 * i))
     train(TrainConfig.from_dict(config(tmp_path, "source", steps=6, ckpt_every=6, eval_every=6)))
-    tuned = dict(train_data=str(corpus), init_from=str(tmp_path / "source"), document_mask=True, keep_best=True)
+    tuned = dict(train_data=str(corpus), init_from=str(tmp_path / "source"), document_mask=True, keep_best=True,
+                 model=dict(d_model=32, n_layers=2, n_heads=2, max_len=32, turnover_p=0.5))
     single = train(TrainConfig.from_dict({**config(tmp_path, "single", grad_accum=2, **tuned)}))
     fresh = train(TrainConfig.from_dict({**config(tmp_path, "fresh", grad_accum=2, train_data=str(corpus),
                                                   document_mask=True)}))
     ranks = torchrun_train(tmp_path / "ddp.yaml", config(tmp_path, "ddp", parallel=parallel, **tuned))
     assert [r["init_from"] for r in ranks] == [str(tmp_path / "source")] * 2
+    assert recorded_config(tmp_path / "ddp" / "checkpoint")["model"]["turnover_p"] == 0.5
     assert parallel == "fsdp" or len({r["parameter_digest"] for r in ranks}) == 1  # FSDP ranks hold shards
     a, _, _ = load_checkpoint(tmp_path / "single" / "checkpoint")
     b, _, _ = load_checkpoint(tmp_path / "ddp" / "checkpoint")
