@@ -48,6 +48,13 @@ def test_planted_wrong_labels_rank_first(tmp_path, capsys):
     assert len(rows) == 108 and {r["text"] for r in rows[:2]} == set(PLANTED)
     scores = [float(r["self_influence"]) for r in rows]
     assert scores == sorted(scores, reverse=True) and all(r["val_influence"] for r in rows)
+    # two mask seeds: the mean of two networks' estimates, the planted lines still first
+    assert main(["lm", "influence", "--train", train, "--out", str(tmp_path / "two"), "--embed", "256",
+                 "--hidden", "512", "--mask-seeds", "2", "--json"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    assert two["mask_seeds"] == 2 and sorted(row["line"] for row in two["most_suspicious"][:2]) == planted
+    assert main(["lm", "influence", "--train", train, "--mask-seeds", "0"]) != 0
+    assert "--mask-seeds must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("content", "message"), [

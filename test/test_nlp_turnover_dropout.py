@@ -5,7 +5,13 @@ import torch
 from torch.nn import functional as F
 
 from koba_ros.nlp.influence import influence_on, most_harmful, precision_at, self_influence
-from koba_ros.nlp.text_classifier import ClassifierConfig, TurnOverClassifier, encode_texts, fit_classifier
+from koba_ros.nlp.text_classifier import (
+    ClassifierConfig,
+    TurnOverClassifier,
+    encode_texts,
+    fit_classifier,
+    fit_classifiers,
+)
 from koba_ros.nlp.turnover_dropout import TurnOverDropout, instance_masks
 
 SMALL = ClassifierConfig(buckets=512, embed=16, hidden=24, epochs=2, batch=4)
@@ -86,3 +92,15 @@ def test_ranking_helpers():
     assert most_harmful(influence, 2).tolist() == [1, 4]
     assert most_harmful(influence, 10).tolist() == [1, 4, 2]  # never an instance that helps
     assert precision_at(torch.tensor([0.1, 0.9, 0.8, 0.2]), torch.tensor([False, True, False, True]), 2) == 0.5
+
+
+def test_estimates_of_several_mask_seeds_are_averaged():
+    texts = ["put the duck in the top left box", "the red block", "move the cup", "yes please", "the left one"]
+    ngrams, labels = encode_texts(texts, SMALL.buckets), torch.tensor([0, 1, 2, 3, 3])
+    models = fit_classifiers(ngrams, labels, 4, SMALL, seed=0, mask_seeds=2)
+    assert models[0].drop_embed.seed == 0 and models[1].drop_embed.seed == 1  # independent masks
+    each = [self_influence(m, ngrams, labels) for m in models]
+    assert torch.allclose(self_influence(models, ngrams, labels), (each[0] + each[1]) / 2)
+    ids = torch.arange(5)
+    each = [influence_on(m, ids, ngrams[:2], labels[:2]) for m in models]
+    assert torch.allclose(influence_on(models, ids, ngrams[:2], labels[:2]), (each[0] + each[1]) / 2)

@@ -110,6 +110,8 @@ def add_arguments(p):
     influence.add_argument("--epochs", type=int, help="Passes over the training lines (default 30).")
     influence.add_argument("--embed", type=int, help="Embedding width, turn-over masked (default 512).")
     influence.add_argument("--hidden", type=int, help="Hidden width, turn-over masked (default 1024).")
+    influence.add_argument("--mask-seeds", type=int, default=1, help="With --train: average the estimates of this "
+                           "many classifiers with independent masks (more precise, that many times the training).")
     influence.add_argument("--seed", type=int, default=0)
     influence.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
@@ -268,7 +270,7 @@ def run(args):
 
         given = {"epochs": args.epochs, "embed": args.embed, "hidden": args.hidden}
         config = ClassifierConfig(**{k: v for k, v in given.items() if v is not None})
-        result = influence_report(args.train, args.out, args.val, config, args.seed)
+        result = influence_report(args.train, args.out, args.val, config, args.seed, args.mask_seeds)
         if not args.json:
             val = (f"; {result['harmful_to_val']} lines raise the loss on {result['val']}"
                    if "val" in result else "")

@@ -16,7 +16,7 @@ import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.influence import influence_on, self_influence
-from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifier
+from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifiers
 
 
 def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
@@ -42,7 +42,8 @@ def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
 
 
 def influence_report(train: str, out: str, val: str = "", config: ClassifierConfig | None = None,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, mask_seeds: int = 1) -> dict:
+    """mask_seeds > 1: that many classifiers with independent masks, their estimates averaged (influence.averaged)."""
     config = config or ClassifierConfig()
     rows = read_labelled(train)
     classes = sorted({label for _, label, _ in rows})
@@ -55,16 +56,19 @@ def influence_report(train: str, out: str, val: str = "", config: ClassifierConf
     unknown = sorted({label for _, label, _ in val_rows} - set(classes))
     if unknown:
         raise KobaError(f"{val}: label {unknown[0]!r} never occurs in {train}")
-    model = fit_classifier(ngrams, labels, len(classes), config, seed)
+    if mask_seeds < 1:
+        raise KobaError(f"influence: --mask-seeds must be at least 1, got {mask_seeds}")
+    models = fit_classifiers(ngrams, labels, len(classes), config, seed, mask_seeds)
+    model = models[0]
     ids = torch.arange(len(rows))
-    own = self_influence(model, ngrams, labels, ids)
+    own = self_influence(models, ngrams, labels, ids)
     result = {"train": str(train), "lines": len(rows), "classes": len(classes), "config": asdict(config),
-              "train_accuracy": round(accuracy(model, ngrams, labels), 4)}
+              "mask_seeds": mask_seeds, "train_accuracy": round(accuracy(model, ngrams, labels), 4)}
     on_val = None
     if val_rows:
         val_ngrams = encode_texts([t for _, _, t in val_rows], config.buckets)
         val_labels = torch.tensor([index[label] for _, label, _ in val_rows])
-        on_val = influence_on(model, ids, val_ngrams, val_labels)
+        on_val = influence_on(models, ids, val_ngrams, val_labels)
         result.update(val=str(val), val_lines=len(val_rows), val_accuracy=round(accuracy(model, val_ngrams,
                                                                                          val_labels), 4),
                       harmful_to_val=int((on_val < 0).sum()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -106,6 +106,13 @@ def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, con
     train_epochs(model, len(ngrams), config, seed,
                  lambda rows: F.cross_entropy(model(ngrams[rows], ids[rows]), labels[rows]))
     return model
+
+
+def fit_classifiers(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: ClassifierConfig,
+                    seed: int = 0, mask_seeds: int = 1) -> list[TurnOverClassifier]:
+    """mask_seeds classifiers, each with its own masks and initialisation, for averaged influence estimates."""
+    return [fit_classifier(ngrams, labels, classes, replace(config, mask_seed=config.mask_seed + k), seed + k)
+            for k in range(mask_seeds)]
 
 
 @torch.no_grad()

@@ -12,6 +12,9 @@ on the noisy labels, then:
 2. cleansing: retrain without the k instances most harmful to the validation set, without the k most self-influential,
    without the k of highest training loss, and without k random ones, each for as many steps as the whole set gets;
    compare test accuracy with the whole noisy set, with removing exactly the planted ones, and with clean labels.
+
+With mask_seeds > 1 (full size: 4) both estimates are also averaged over that many networks trained with independent
+masks (influence.averaged), as extra rankings and removal arms ("..._avg").
 """
 from __future__ import annotations
 
@@ -24,11 +27,11 @@ from torch.nn import functional as F
 from koba_ros.nlp.influence import influence_on, most_harmful, precision_at, self_influence
 from koba_ros.nlp.repro.common import save_plot
 from koba_ros.nlp.repro.object_references import object_reference_sentences
-from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifier
+from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifier, fit_classifiers
 
 SIZES = {
-    "test": dict(per_name=20, noise=0.3, embed=256, hidden=512, epochs=30, seeds=1),
-    "full": dict(per_name=20, noise=0.3, embed=512, hidden=1024, epochs=30, seeds=3),
+    "test": dict(per_name=20, noise=0.3, embed=256, hidden=512, epochs=30, seeds=1, mask_seeds=1),
+    "full": dict(per_name=20, noise=0.3, embed=512, hidden=1024, epochs=30, seeds=3, mask_seeds=4),
 }
 SIZES["quick"] = SIZES["test"]
 
@@ -66,13 +69,17 @@ def one_seed(s: dict, seed: int) -> dict:
     clean, y_val, y_test = (torch.tensor([y for _, y in part]) for part in (train, val, test))
     noisy, wrong = plant_wrong_labels(clean, classes, s["noise"], seed)
     ids = torch.arange(len(train))
-    model = fit_classifier(x_train, noisy, classes, config, seed)
+    models = fit_classifiers(x_train, noisy, classes, config, seed, s["mask_seeds"])
+    model = models[0]
     own = self_influence(model, x_train, noisy)
     on_val = influence_on(model, ids, x_val, y_val)
     with torch.no_grad():
         train_loss = F.cross_entropy(model(x_train), noisy, reduction="none")
     k = int(wrong.sum())
     rankings = {"self_influence": own, "val_influence": -on_val, "train_loss": train_loss}
+    if len(models) > 1:  # the same estimates averaged over networks with independent masks
+        own_avg, on_val_avg = self_influence(models, x_train, noisy), influence_on(models, ids, x_val, y_val)
+        rankings.update(self_influence_avg=own_avg, val_influence_avg=-on_val_avg)
 
     def retrained_without(removed: torch.Tensor) -> float:
         """Trained for about as many steps as on the whole set: removing data must not also mean less training."""
@@ -84,6 +91,12 @@ def one_seed(s: dict, seed: int) -> dict:
 
     harmful = most_harmful(on_val, k)
     random_k = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:k]
+    averaged_arms = {}
+    if len(models) > 1:
+        averaged_arms = {
+            "without_most_harmful_to_val_avg": round(retrained_without(most_harmful(on_val_avg, k)), 4),
+            "without_top_self_influence_avg": round(retrained_without(torch.argsort(own_avg, descending=True)[:k]),
+                                                    4)}
     return {
         "train": len(train), "val": len(val), "test": len(test), "classes": classes, "planted_wrong": k,
         "chance_precision": round(k / len(train), 4),
@@ -98,6 +111,7 @@ def one_seed(s: dict, seed: int) -> dict:
             "without_top_self_influence": round(retrained_without(torch.argsort(own, descending=True)[:k]), 4),
             "without_top_train_loss": round(retrained_without(torch.argsort(train_loss, descending=True)[:k]), 4),
             "without_random": round(retrained_without(random_k), 4),
+            **averaged_arms,
         },
         "removed": {"most_harmful_to_val": len(harmful), "wrong_among_them": int(wrong[harmful].sum())},
     }
