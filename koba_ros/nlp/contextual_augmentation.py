@@ -1,0 +1,122 @@
+"""Contextual augmentation (Kobayashi 2018, "Contextual Augmentation: Data Augmentation by Words with Paradigmatic
+Relations", NAACL): new training sentences made by replacing words with words that a bidirectional language model
+predicts at their position, sampled with a temperature; the model is conditioned on the sentence's label, so a
+replacement keeps the label ("put the duck in ..." labelled duck may become "put the duckie in ...", not "put the
+cup in ...").
+
+For position i of sentence S with label y the replacement is drawn from p(w | S without w_i, y)^(1/T), renormalised.
+Kobayashi's bidirectional LM is a pair of LSTMs whose states at i are joined; here it is this library's bidirectional
+transformer encoder (TextEncoder) trained to predict masked words, with the label as a first token (the same
+conditional distribution, learned the masked-LM way). Each word is replaced with probability `p` (the paper:
+about 0.25), each from the original context.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TextEncoder
+
+_WORD = re.compile(r"[a-z0-9']+")
+PAD, MASK, NO_LABEL = 0, 1, 2  # token ids; label y is 3 + y, words follow the labels
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class AugmenterConfig:
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    steps: int = 600
+    batch: int = 32
+    lr: float = 3e-3
+    mask_rate: float = 0.15
+    conditional: bool = True    # False: every sentence gets the same "no label" token (the paper's ablation)
+
+
+class Augmenter(nn.Module):
+    """A label-conditional masked word LM: [label, w_1 .. w_n] -> a distribution over words at every position."""
+
+    def __init__(self, vocabulary: list[str], classes: int, config: AugmenterConfig, max_words: int):
+        super().__init__()
+        self.words, self.classes, self.config = vocabulary, classes, config
+        self.index = {w: 3 + classes + k for k, w in enumerate(vocabulary)}
+        size = 3 + classes + len(vocabulary)
+        self.encoder = TextEncoder(TransformerConfig(vocab_size=size, d_model=config.d_model, n_layers=config.n_layers,
+                                                     n_heads=config.n_heads, max_len=max_words + 1, pad_id=PAD))
+        self.head = nn.Linear(config.d_model, size)
+
+    def encode(self, sentences: list[list[str]], labels: list[int]) -> torch.Tensor:
+        width = 1 + max(map(len, sentences))
+        ids = torch.full((len(sentences), width), PAD, dtype=torch.long)
+        for row, (words, label) in enumerate(zip(sentences, labels, strict=True)):
+            ids[row, 0] = 3 + label if self.config.conditional else NO_LABEL
+            ids[row, 1:1 + len(words)] = torch.tensor([self.index[w] for w in words])
+        return ids
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Word logits [B, T, words] (the special tokens and labels are never predicted)."""
+        logits = self.head(self.encoder(ids, ids != PAD))
+        logits[..., :3 + self.classes] = float("-inf")
+        return logits
+
+
+def fit_augmenter(texts: list[str], labels: list[int], classes: int, config: AugmenterConfig | None = None,
+                  seed: int = 0) -> Augmenter:
+    """Train on the labelled sentences themselves: each step masks `mask_rate` of the words (at least one per
+    sentence) and learns to predict them from both sides and the label."""
+    config = config or AugmenterConfig()
+    sentences = [words_of(t) for t in texts]
+    if not sentences or not all(sentences):
+        raise ValueError("every training sentence needs at least one word")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = Augmenter(sorted({w for s in sentences for w in s}), classes, config, max(map(len, sentences)))
+    data = model.encode(sentences, labels)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    model.train()
+    for step in range(config.steps):
+        for group in opt.param_groups:  # linear decay to zero
+            group["lr"] = config.lr * (1 - step / config.steps)
+        ids = data[torch.randint(0, len(data), (config.batch,), generator=g)]
+        is_word = ids >= 3 + classes
+        chosen = (torch.rand(ids.shape, generator=g) < config.mask_rate) & is_word
+        first = torch.multinomial(is_word.float(), 1, generator=g)  # one sure position per row
+        chosen[torch.arange(len(ids)), first[:, 0]] = True
+        logits = model(ids.masked_fill(chosen, MASK))
+        loss = F.cross_entropy(logits[chosen], ids[chosen])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def augment(model: Augmenter, text: str, label: int, rng: random.Random, p: float = 0.25,
+            temperature: float = 1.0) -> str:
+    """One augmented copy of `text`: each word, with probability p, replaced by a draw from the LM's distribution at
+    its position given the rest of the original sentence and the label (sharpened or flattened by temperature)."""
+    words = words_of(text)
+    positions = [i for i in range(len(words)) if rng.random() < p]
+    if not positions:
+        return " ".join(words)
+    ids = model.encode([words] * len(positions), [label] * len(positions))
+    rows = torch.arange(len(positions))
+    ids[rows, torch.tensor(positions) + 1] = MASK  # each copy masks one chosen word; the others keep the original
+    logits = model(ids)[rows, torch.tensor(positions) + 1] / temperature
+    g = torch.Generator().manual_seed(rng.randrange(2 ** 31))
+    drawn = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=g)[:, 0]
+    new = list(words)
+    for i, token in zip(positions, drawn.tolist(), strict=True):
+        new[i] = model.words[token - 3 - model.classes]
+    return " ".join(new)
