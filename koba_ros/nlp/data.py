@@ -195,11 +195,6 @@ class TokenStream:
             self._eos = (eos_id, np.flatnonzero(np.asarray(self.tokens) == eos_id))
         return self._eos[1]
 
-    def documents(self, eos_id: int) -> int:
-        """How many documents the stream holds (a last one without its eos counts)."""
-        ends = self.eos_positions(eos_id)
-        return len(ends) + (1 if len(ends) == 0 or ends[-1] != len(self) - 1 else 0)
-
 
 def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
     """The generator for micro-batch `micro` of optimiser step `step`: the same batches for any number of ranks
