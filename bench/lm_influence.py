@@ -17,6 +17,7 @@ one trained network. Measured, per seed:
 Prints one JSON object.
 """
 import argparse
+import csv
 import json
 import random
 import statistics
@@ -73,7 +74,8 @@ def one_seed(seed: int, steps: int) -> dict:
         t0 = time.perf_counter()
         result = document_influence(run, str(target), str(folder / "influence"))
         influence_s = time.perf_counter() - t0
-        rows = list(__import__("csv").DictReader(open(result["csv"])))
+        with open(result["csv"]) as f:
+            rows = list(csv.DictReader(f))
         kind = {r["name"]: Path(r["name"]).name.split("_")[0] for r in rows}
         ranked = [r["name"] for r in rows]  # most helpful first
         value = {r["name"]: float(r["influence_on_target"]) for r in rows}
