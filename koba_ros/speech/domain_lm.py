@@ -33,13 +33,18 @@ ANSWERS = ("yes", "no", "yes please", "that one", "the other one", "the left one
            "the {o} in the {b} box", "the one in the {b} box")
 
 
+def descriptions_of(entry) -> set[str]:
+    """The catalog's descriptive names of one object, without their article ("toy that quacks")."""
+    return {re.sub(r"^the ", "", d) for d in entry.descriptions}
+
+
 def names_of(entry) -> set[str]:
     """Every way the catalog lets a person name one object: synonyms, colour + synonym, descriptions."""
     names = set()
     for syn in entry.synonyms:
         names.add(syn)
         names.add(f"{entry.color} {syn}")
-    names.update(re.sub(r"^the ", "", d) for d in entry.descriptions)
+    names.update(descriptions_of(entry))
     names.add(f"{entry.color} {entry.shape}")
     names.add(f"{entry.material} {entry.shape}")
     return names

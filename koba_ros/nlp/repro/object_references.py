@@ -24,3 +24,26 @@ def object_reference_sentences(rng: random.Random, per_name: int) -> tuple[dict[
         by_name[name] = [(template.format(o=name, b=box), next(iter(owners[name])))
                          for template, box in combos[:per_name]]
     return by_name, len(catalog)
+
+
+THESAURUS_TEMPLATES = ("the {a} is also called the {b}", "a {a} is a {b}", "people call the {b} the {a}")
+
+
+def thesaurus_sentences(rng: random.Random) -> list[str]:
+    """Unlabelled text that says which names go together: for every ordered pair of one object's names, a sentence
+    from a template drawn with rng ("the toy that quacks is also called the rubber duck"). What a pretrained model
+    would know about the words, and no object labels."""
+    from koba_ros.sim.catalog import load_catalog
+    from koba_ros.speech.domain_lm import names_of
+
+    return [rng.choice(THESAURUS_TEMPLATES).format(a=a, b=b) for entry in load_catalog().values()
+            for a, b in itertools.permutations(sorted(names_of(entry)), 2)]
+
+
+def description_names() -> set[str]:
+    """The catalog's descriptive names ("toy that quacks", "cup you sip from"), which share few words with the
+    object's other names."""
+    from koba_ros.sim.catalog import load_catalog
+    from koba_ros.speech.domain_lm import descriptions_of
+
+    return set().union(*(descriptions_of(entry) for entry in load_catalog().values()))
