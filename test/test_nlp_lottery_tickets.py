@@ -47,6 +47,10 @@ def test_a_random_sub_network_has_the_sparsity_exactly_and_its_seed_decides_whic
     assert sparsity_of(one) == pytest.approx(0.3) and all(torch.equal(one[n], again[n]) for n in masks)
     assert not all(torch.equal(one[n], other[n]) for n in masks)
     assert 0.15 < 1 - one["blocks.0.b"].float().mean() < 0.45      # spread over every matrix, not the first one
+    # independent of the L1 selection drawn with the same seed (else the pruned set would lie inside it)
+    selected = random_selections(masks, 0.5, 1)
+    pruned_selected = sum(int((~one[n] & selected[n]).sum()) for n in masks) / sum(int((~one[n]).sum()) for n in masks)
+    assert 0.35 < pruned_selected < 0.65
 
 
 def test_prunable_weights_are_the_block_matrices_named_alike_in_a_wrapper(pretrained):

@@ -78,8 +78,9 @@ def apply_masks(weights: dict[str, torch.Tensor], masks: Masks) -> None:
 
 def random_masks(masks: Masks, sparsity: float, seed: int) -> Masks:
     """A random sub-network with `sparsity` of the prunable weights pruned (the control for a ticket's search):
-    global magnitude pruning of uniform random scores."""
-    g = torch.Generator().manual_seed(seed)
+    global magnitude pruning of uniform random scores. Salted, so that it draws other numbers than
+    random_selections(seed): a control arm and a ticket search given the same member seed stay independent."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 1)
     return magnitude_masks({name: torch.rand(m.shape, generator=g) for name, m in masks.items()}, masks, sparsity)
 
 

@@ -95,16 +95,17 @@ def train_epochs(model: nn.Module, n: int, config: ClassifierConfig, seed: int, 
 
 
 def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: ClassifierConfig,
-                   seed: int = 0, instance_ids: torch.Tensor | None = None) -> TurnOverClassifier:
+                   seed: int = 0, instance_ids: torch.Tensor | None = None, masked: bool = True) -> TurnOverClassifier:
     """Each instance trains through its own turn-over mask. instance_ids (default 0..N-1) name the instances: keep an
-    instance's id when the data set around it changes, and its mask stays the same."""
+    instance's id when the data set around it changes, and its mask stays the same. masked=False: a plain classifier
+    of the same shape (every instance trains the whole network), which can memorise wrong labels."""
     if len(ngrams) == 0:
         raise ValueError("no training instances")
     ids = torch.arange(len(ngrams)) if instance_ids is None else instance_ids
     torch.manual_seed(seed)
     model = TurnOverClassifier(classes, config)
     train_epochs(model, len(ngrams), config, seed,
-                 lambda rows: F.cross_entropy(model(ngrams[rows], ids[rows]), labels[rows]))
+                 lambda rows: F.cross_entropy(model(ngrams[rows], ids[rows] if masked else None), labels[rows]))
     return model
 
 

@@ -12,6 +12,9 @@ on the noisy labels, then:
 2. cleansing: retrain without the k instances most harmful to the validation set, without the k most self-influential,
    without the k of highest training loss, and without k random ones, each for as many steps as the whole set gets;
    compare test accuracy with the whole noisy set, with removing exactly the planted ones, and with clean labels.
+   The turn-over network itself hardly fits wrong labels (each instance trains half of it), so the same removals
+   are also retrained as a plain classifier of the same shape ("plain_..."), which memorises them, as the models
+   whose training data one cleans usually do.
 
 With mask_seeds > 1 (full size: 4) both estimates are also averaged over that many networks trained with independent
 masks (influence.averaged), as extra rankings and removal arms ("..._avg").
@@ -81,22 +84,24 @@ def one_seed(s: dict, seed: int) -> dict:
         own_avg, on_val_avg = self_influence(models, x_train, noisy), influence_on(models, ids, x_val, y_val)
         rankings.update(self_influence_avg=own_avg, val_influence_avg=-on_val_avg)
 
-    def retrained_without(removed: torch.Tensor) -> float:
-        """Trained for about as many steps as on the whole set: removing data must not also mean less training."""
+    def retrained_without(removed: torch.Tensor, masked: bool = True) -> float:
+        """Trained for about as many steps as on the whole set: removing data must not also mean less training.
+        masked=False: a plain classifier of the same shape (one that memorises what it is given)."""
         keep = torch.ones(len(train), dtype=torch.bool)
         keep[removed] = False
         same_steps = replace(config, epochs=round(config.epochs * len(train) / int(keep.sum())))
-        return accuracy(fit_classifier(x_train[keep], noisy[keep], classes, same_steps, seed, ids[keep]), x_test,
-                        y_test)
+        return round(accuracy(fit_classifier(x_train[keep], noisy[keep], classes, same_steps, seed, ids[keep],
+                                             masked), x_test, y_test), 4)
 
     harmful = most_harmful(on_val, k)
     random_k = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:k]
+    top_self, top_loss = torch.argsort(own, descending=True)[:k], torch.argsort(train_loss, descending=True)[:k]
     averaged_arms = {}
     if len(models) > 1:
         averaged_arms = {
-            "without_most_harmful_to_val_avg": round(retrained_without(most_harmful(on_val_avg, k)), 4),
-            "without_top_self_influence_avg": round(retrained_without(torch.argsort(own_avg, descending=True)[:k]),
-                                                    4)}
+            "without_most_harmful_to_val_avg": retrained_without(most_harmful(on_val_avg, k)),
+            "without_top_self_influence_avg": retrained_without(torch.argsort(own_avg, descending=True)[:k])}
+    plain = fit_classifier(x_train, noisy, classes, config, seed, masked=False)
     return {
         "train": len(train), "val": len(val), "test": len(test), "classes": classes, "planted_wrong": k,
         "chance_precision": round(k / len(train), 4),
@@ -106,13 +111,21 @@ def one_seed(s: dict, seed: int) -> dict:
         "test_accuracy": {
             "clean_labels": round(accuracy(fit_classifier(x_train, clean, classes, config, seed), x_test, y_test), 4),
             "noisy_all": round(accuracy(model, x_test, y_test), 4),
-            "without_planted": round(retrained_without(wrong.nonzero().flatten()), 4),
-            "without_most_harmful_to_val": round(retrained_without(harmful), 4),
-            "without_top_self_influence": round(retrained_without(torch.argsort(own, descending=True)[:k]), 4),
-            "without_top_train_loss": round(retrained_without(torch.argsort(train_loss, descending=True)[:k]), 4),
-            "without_random": round(retrained_without(random_k), 4),
+            "without_planted": retrained_without(wrong.nonzero().flatten()),
+            "without_most_harmful_to_val": retrained_without(harmful),
+            "without_top_self_influence": retrained_without(top_self),
+            "without_top_train_loss": retrained_without(top_loss),
+            "without_random": retrained_without(random_k),
             **averaged_arms,
+            # the same removals (ranked by the turn-over network) for a plain classifier, which memorises its noise
+            "plain_noisy_all": round(accuracy(plain, x_test, y_test), 4),
+            "plain_without_planted": retrained_without(wrong.nonzero().flatten(), masked=False),
+            "plain_without_top_self_influence": retrained_without(top_self, masked=False),
+            "plain_without_top_train_loss": retrained_without(top_loss, masked=False),
+            "plain_without_random": retrained_without(random_k, masked=False),
         },
+        "train_accuracy_on_noisy_labels": {"turnover": round(accuracy(model, x_train, noisy), 4),
+                                           "plain": round(accuracy(plain, x_train, noisy), 4)},
         "removed": {"most_harmful_to_val": len(harmful), "wrong_among_them": int(wrong[harmful].sum())},
     }
 
@@ -130,15 +143,22 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         "precision_at_k": {name: mean(lambda r, n=name: r["precision_at_k"][n]) for name in first["precision_at_k"]},
         "chance_precision": mean(lambda r: r["chance_precision"]),
         "test_accuracy": {name: mean(lambda r, n=name: r["test_accuracy"][n]) for name in first["test_accuracy"]},
+        "train_accuracy_on_noisy_labels": {name: mean(lambda r, n=name: r["train_accuracy_on_noisy_labels"][n])
+                                           for name in ("turnover", "plain")},
     }
+    def short(name):
+        return (name.replace("plain_", "").replace("without_", "-").replace("_to_val", "").replace("most_", "")
+                .replace("top_", ""))
+
     curves = {name: tuple(curve) for name, curve in first["found_curves"].items()}
     curves["chance"] = (curves["self_influence"][0], curves["self_influence"][0])
     plot = save_plot(out / "turnover.png", [
         {"title": f"planted wrong labels found (seed {seed})", "xlabel": "share of training set inspected",
          "ylabel": "share of wrong labels found", "series": curves},
-        {"title": f"test accuracy, k = {first['planted_wrong']} removed", "xlabel": "", "ylabel": "accuracy",
-         "bars": {name.replace("without_", "-").replace("_to_val", "").replace("most_", "").replace("top_", ""): v
-                  for name, v in first["test_accuracy"].items()}},
+        *({"title": f"{kind} retrained, k = {first['planted_wrong']} removed", "xlabel": "", "ylabel": "accuracy",
+           "bars": {short(name): v for name, v in first["test_accuracy"].items()
+                    if name.startswith("plain_") == (kind == "plain classifier")}}
+          for kind in ("turn-over classifier", "plain classifier")),
     ], "turn-over dropout: influence of training instances")
     return {"size": size or ("quick" if quick else "full"), "settings": s, "summary": summary,
             "seeds": {str(k): {key: v for key, v in r.items() if key != "found_curves"} for k, r in per_seed.items()},
