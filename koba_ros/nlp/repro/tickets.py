@@ -109,11 +109,11 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
     wins = sum(r["arms"]["multi_ticket"]["ensemble_accuracy"] > r["arms"]["dense"]["ensemble_accuracy"]
                for r in per_seed.values())
     plot = save_plot(out / "tickets.png", [
-        {"title": f"ensemble of {s['members']}, unseen descriptions", "ylabel": "accuracy",
+        {"title": f"ensemble of {s['members']}, unseen descriptions", "xlabel": "", "ylabel": "accuracy",
          "bars": {arm: v["ensemble_accuracy"] for arm, v in summary.items()}},
-        {"title": "mean member", "ylabel": "accuracy",
+        {"title": "mean member", "xlabel": "", "ylabel": "accuracy",
          "bars": {arm: v["member_accuracy"] for arm, v in summary.items()}},
-        {"title": "two members disagree", "ylabel": "share of test sentences",
+        {"title": "two members disagree", "xlabel": "", "ylabel": "share of test sentences",
          "bars": {arm: v["disagreement"] for arm, v in summary.items()}},
     ], f"multi-ticket ensembles (mean of {s['seeds']} seeds)")
     return {"size": size or ("quick" if quick else "full"), "settings": {**s, "arms": ARMS, "sparsity": SPARSITY,
