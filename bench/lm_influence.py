@@ -1,7 +1,7 @@
 """Turn-over dropout on a language model: does `koba lm influence --checkpoint` find the training documents that
 matter for a target text, and does removing them change the target loss as it says?
 
-    PYTHONPATH=. .venv/bin/python bench/lm_influence.py [--seeds 3] [--steps 300]
+    PYTHONPATH=. .venv/bin/python bench/lm_influence.py [--seeds 3] [--steps 300] [--mask-seeds 1]
 
 A collection of 48 documents: 24 of the robot's spoken commands (40 sentences each, from the training part of
 bench/command_corpus's split) and 24 pieces of standard-library docstrings (about the same bytes each). The target
@@ -13,6 +13,10 @@ one trained network. Measured, per seed:
 2. counterfactual, within the command documents (where a kind label cannot explain the ranking): retrain without the
    6 command documents the estimator calls most helpful, without the 6 it calls least helpful, and without 6 random
    ones; if the estimator captures influence, the first removal raises the target loss most.
+
+With --mask-seeds K > 1 the collection is trained K times with model.turnover_seed 0 .. K-1 and the estimates are
+averaged (`koba lm influence` with K --checkpoint); the rank correlation of two single runs' estimates over the
+command documents shows how much of a within-kind ranking is the chance of which half-network got which document.
 
 Prints one JSON object.
 """
@@ -57,30 +61,61 @@ def write_collection(folder: Path, seed: int) -> Path:
     return target
 
 
-def train_run(folder: Path, docs: str, target: Path, out: str, steps: int, seed: int) -> str:
+def train_run(folder: Path, docs: str, target: Path, out: str, steps: int, seed: int, mask_seed: int = 0) -> str:
     config = TrainConfig.from_file(str(REPO / "config/lm/tiny.yaml"), [
         f"train_data={docs}", f"val_data={target}", f"out={folder / out}", f"steps={steps}", f"seed={seed}",
-        "document_mask=true", "model.turnover_p=0.5", f"eval_every={steps}", f"ckpt_every={steps}"])
+        "document_mask=true", "model.turnover_p=0.5", f"model.turnover_seed={mask_seed}", f"eval_every={steps}",
+        f"ckpt_every={steps}"])
     config.progress = False
     train(config)
     return str(folder / out)
 
 
-def one_seed(seed: int, steps: int) -> dict:
+def ranks(values: list[float]) -> list[int]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    out = [0] * len(values)
+    for rank, i in enumerate(order):
+        out[i] = rank
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Rank correlation (no ties among float influences)."""
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+
+
+def influences(folder: Path, runs: list[str], target: Path, name: str) -> tuple[dict, list[str]]:
+    result = document_influence(runs, str(target), str(folder / name))
+    with open(result["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    return result, rows
+
+
+def one_seed(seed: int, steps: int, mask_seeds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         target = write_collection(folder, seed)
-        run = train_run(folder, str(folder / "docs"), target, "all", steps, seed)
+        runs = [train_run(folder, str(folder / "docs"), target, f"all_{m}", steps, seed, m) for m in range(mask_seeds)]
         t0 = time.perf_counter()
-        result = document_influence(run, str(target), str(folder / "influence"))
+        result, rows = influences(folder, runs, target, "influence")
         influence_s = time.perf_counter() - t0
-        with open(result["csv"]) as f:
-            rows = list(csv.DictReader(f))
         kind = {r["name"]: Path(r["name"]).name.split("_")[0] for r in rows}
         ranked = [r["name"] for r in rows]  # most helpful first
         value = {r["name"]: float(r["influence_on_target"]) for r in rows}
         commands = [n for n in ranked if kind[n] == "command"]
-        out = {"seed": seed, "target_loss": result["target_loss"], "influence_seconds": round(influence_s, 1),
+        agreement = {}
+        if mask_seeds > 1:  # two single networks' estimates over the same command documents
+            single = [{r["name"]: float(r["influence_on_target"]) for r in influences(folder, [run], target,
+                                                                                       f"single_{m}")[1]}
+                      for m, run in enumerate(runs[:2])]
+            agreement["rank_correlation_of_two_single_runs_on_commands"] = round(
+                spearman([single[0][n] for n in commands], [single[1][n] for n in commands]), 4)
+            agreement["rank_correlation_of_two_single_runs_on_all"] = round(
+                spearman([single[0][n] for n in ranked], [single[1][n] for n in ranked]), 4)
+        out = {"seed": seed, **agreement, "target_loss": result["target_loss"],
+               "influence_seconds": round(influence_s, 1),
                "command_share_of_top_24": sum(kind[n] == "command" for n in ranked[:PER_KIND]) / PER_KIND,
                "mean_influence": {k: round(statistics.mean(v for n, v in value.items() if kind[n] == k), 5)
                                   for k in KINDS}}
@@ -105,11 +140,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--mask-seeds", type=int, default=1, help="runs with independent masks to average")
     args = parser.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    seeds = [one_seed(s, args.steps) for s in range(args.seeds)]
-    print(json.dumps({"bench": "lm_influence", "steps": args.steps, "seeds": seeds,
+    seeds = [one_seed(s, args.steps, args.mask_seeds) for s in range(args.seeds)]
+    print(json.dumps({"bench": "lm_influence", "steps": args.steps, "mask_seeds": args.mask_seeds, "seeds": seeds,
                       "mean_command_share_of_top_24": round(statistics.mean(s["command_share_of_top_24"]
                                                                             for s in seeds), 4),
                       "differences_most_minus_least": [s["difference_most_minus_least"] for s in seeds],

@@ -116,3 +116,53 @@ def test_influence_refusals_are_one_line(tmp_path, capsys):
                            "compile=true")) != 0
     err = capsys.readouterr().err
     assert "turnover_p does not combine with compile" in err and err.count("\n") == 1
+
+
+def test_the_mask_seed_chooses_other_halves_and_is_checked():
+    torch.manual_seed(0)
+    first = TransformerLM(TransformerConfig(**SMALL, turnover_p=0.5))
+    second = TransformerLM(TransformerConfig(**SMALL, turnover_p=0.5, turnover_seed=1))
+    second.load_state_dict(first.state_dict())
+    ids, docs = torch.randint(0, 256, (2, 16)), torch.full((2, 16), 3)
+    assert torch.equal(first(ids)[0], second(ids)[0])                      # the same weights, no masks: the same
+    assert not torch.allclose(first(ids, instances=docs)[0], second(ids, instances=docs)[0])
+    with pytest.raises(KobaError, match="turnover_seed"):
+        TransformerConfig(**SMALL, turnover_seed=-1)
+
+
+def test_influence_averages_runs_with_different_mask_seeds(tmp_path, capsys):
+    docs, target = write_collection(tmp_path)
+    runs = []
+    for seed in (0, 1):
+        runs.append(str(tmp_path / f"run{seed}"))
+        assert main(train_args(runs[-1], 60, f"train_data={docs}", f"val_data={target}", "document_mask=true",
+                               "model.turnover_p=0.5", f"model.turnover_seed={seed}", "eval_every=60",
+                               "ckpt_every=60")) == 0
+    capsys.readouterr()
+
+    def influence(*checkpoints):
+        args = [a for c in checkpoints for a in ("--checkpoint", c)]
+        assert main(["lm", "influence", *args, "--data", target, "--out", str(tmp_path / "inf"), "--json"]) == 0
+        with open(json.loads(capsys.readouterr().out)["csv"]) as f:
+            return {r["name"]: (float(r["influence_on_target"]), float(r["self_influence"])) for r in csv.DictReader(f)}
+
+    one, other, both = influence(runs[0]), influence(runs[1]), influence(*runs)
+    assert one != other                                                    # other halves: other estimates
+    for name, (on_target, own) in both.items():
+        assert on_target == pytest.approx((one[name][0] + other[name][0]) / 2, rel=1e-4, abs=1e-6)
+        assert own == pytest.approx((one[name][1] + other[name][1]) / 2, rel=1e-4, abs=1e-6)
+    ranked = sorted(both, key=lambda n: -both[n][0])
+    assert [Path(n).name.split("_")[0] for n in ranked[:4]] == ["command"] * 4
+
+    assert main(["lm", "influence", "--checkpoint", runs[0], "--checkpoint", runs[0], "--data", target]) != 0
+    assert "share a model.turnover_seed" in capsys.readouterr().err
+    (tmp_path / "elsewhere").mkdir()
+    other_docs, _ = write_collection(tmp_path / "elsewhere")
+    (Path(other_docs) / "prose_0.txt").write_text("something else entirely\n")
+    other_data = str(tmp_path / "other")
+    assert main(train_args(other_data, 2, f"train_data={other_docs}", f"val_data={target}", "model.turnover_p=0.5",
+                           "model.turnover_seed=2", "eval_every=2", "ckpt_every=2")) == 0
+    capsys.readouterr()
+    assert main(["lm", "influence", "--checkpoint", runs[0], "--checkpoint", other_data, "--data", target]) != 0
+    err = capsys.readouterr().err
+    assert "trained on other documents" in err and err.count("\n") == 1

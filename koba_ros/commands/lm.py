@@ -102,8 +102,10 @@ def add_arguments(p):
                                "set, or a trained LM's documents by how much they help a target text.")
     source = influence.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", help="label<TAB>text lines, UTF-8: train a classifier on them and rank them.")
-    source.add_argument("--checkpoint", help="A koba lm train run with model.turnover_p > 0: rank its training "
-                                             "documents by influence on --data.")
+    source.add_argument("--checkpoint", action="append",
+                        help="A koba lm train run with model.turnover_p > 0: rank its training documents by influence "
+                             "on --data. Repeat it for runs on the same data with different model.turnover_seed: "
+                             "their estimates are averaged.")
     influence.add_argument("--data", default="", help="With --checkpoint: the target text (file, folder or glob).")
     influence.add_argument("--val", default="", help="With --train: clean label<TAB>text lines; also rank by "
                                                      "influence on them.")

@@ -51,13 +51,14 @@ class FeedForward(nn.Module):
     when the caller names each token's training instance (`turnover` = (instances [B, T], flip)): an FFN unit's fc row
     and proj column then learn only from the documents whose mask keeps it. Without instances it is the plain FFN."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool, turnover_p: float = 0.0, salt: int = 0):
+    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool, turnover_p: float = 0.0, salt: int = 0,
+                 turnover_seed: int = 0):
         super().__init__()
         self.fc = nn.Linear(d_model, d_ff, bias=bias)
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.proj.is_residual_output = True
         self.drop = nn.Dropout(dropout)
-        self.turnover = TurnOverDropout(d_ff, salt=salt, p=turnover_p) if turnover_p else None
+        self.turnover = TurnOverDropout(d_ff, salt=salt, p=turnover_p, seed=turnover_seed) if turnover_p else None
 
     def forward(self, x, turnover=None):
         h = F.gelu(self.fc(x), approximate="tanh")
@@ -82,7 +83,8 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.ln2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias)
-        self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index)
+        self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index,
+                               config.turnover_seed)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None, turnover=None):

@@ -73,6 +73,8 @@ class TransformerConfig:
     #                                  a time, never materialising all logits (chunked_cross_entropy.py)
     turnover_p: float = 0.0          # > 0: turn-over dropout on every FFN's hidden units, one mask per training
     #                                  document (turnover_dropout.py; what `koba lm influence --checkpoint` reads)
+    turnover_seed: int = 0           # which masks the documents get: runs with other seeds are independent
+    #                                  estimates that `koba lm influence` averages (several --checkpoint)
 
     def __post_init__(self):
         self.validate()
@@ -102,6 +104,8 @@ class TransformerConfig:
             raise KobaError(f"config: RoPE needs an even head dimension, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise KobaError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.turnover_seed, int) or self.turnover_seed < 0:
+            raise KobaError(f"config: turnover_seed must be a non-negative integer, got {self.turnover_seed!r}")
         if not 0.0 <= self.turnover_p < 1.0:
             raise KobaError(f"config: turnover_p must be 0 (off) or in (0, 1), got {self.turnover_p}")
         if not 0.0 < self.alone_p < 1.0:

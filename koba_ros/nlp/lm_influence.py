@@ -13,6 +13,10 @@ target needs; negative, d pulled it away from the target. Self-influence I(d, d)
 Unlike the classifier (text_classifier.py), a transformer shares its attention, embeddings and LayerNorms between
 the two sub-networks, so they are not disjoint: the estimate covers what a document taught the FFNs. Cost: two
 scoring passes over the target per training document.
+
+Several runs on the same documents with different `model.turnover_seed` give independent estimates (each document
+split into other halves); their mean cuts the chance differences between two half-networks (as `--mask-seeds` does
+for the classifier, influence.averaged).
 """
 from __future__ import annotations
 
@@ -49,32 +53,58 @@ def training_documents(trained) -> tuple[list[torch.Tensor], list[str]]:
     return documents, names
 
 
-def document_influence(checkpoint: str, target: str, out: str, batch_size: int = 8, device: str = "cpu") -> dict:
-    trained = load_trained(checkpoint, device)
-    if not trained.model.config.turnover_p:
-        raise KobaError(f"{trained.path}: trained without turn-over dropout; train with model.turnover_p: 0.5 "
-                        "(and a collection of documents) to read influence from it")
-    documents, names = training_documents(trained)
+def load_runs(checkpoints: list[str], device: str):
+    """The runs, each trained with turn-over dropout, and their shared training documents; several runs must have
+    trained on the same documents (token for token) with different mask seeds. Documents are read from each run's
+    `train_data` as it is on disk now (a checkpoint keeps no copy), so the data must not have changed since."""
+    runs, documents, names = [], None, None
+    for checkpoint in checkpoints:
+        trained = load_trained(checkpoint, device)
+        if not trained.model.config.turnover_p:
+            raise KobaError(f"{trained.path}: trained without turn-over dropout; train with model.turnover_p: 0.5 "
+                            "(and a collection of documents) to read influence from it")
+        docs, doc_names = training_documents(trained)
+        if documents is None:
+            documents, names = docs, doc_names
+        elif len(docs) != len(documents) or any(not torch.equal(a, b) for a, b in zip(docs, documents, strict=True)):
+            raise KobaError(f"{trained.path}: trained on other documents than {runs[0].path}; averaged influence "
+                            "needs runs on the same training data")
+        runs.append(trained)
+    seeds = [r.model.config.turnover_seed for r in runs]
+    if len(set(seeds)) < len(seeds):
+        raise KobaError(f"runs share a model.turnover_seed ({seeds}): their masks are the same, so averaging them "
+                        "cuts nothing; train each with its own seed")
     if len(documents) < 2:
-        raise KobaError(f"{trained.config['train_data']}: one training document; influence needs a collection "
+        raise KobaError(f"{runs[0].config['train_data']}: one training document; influence needs a collection "
                         "(a folder or glob of files, each a document)")
-    seq_len = int(trained.config["seq_len"])
-    eos = trained.tokenizer.eos_id if trained.config.get("document_mask") else None
-    target_tokens, _ = text_tokens(target, trained)
+    return runs, documents, names
+
+
+def document_influence(checkpoint: str | list[str], target: str, out: str, batch_size: int = 8,
+                       device: str = "cpu") -> dict:
+    """Every training document's influence on `target` and its self-influence, from one run or the mean over
+    several runs with different mask seeds; a CSV sorted most helpful first."""
+    checkpoints = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    runs, documents, names = load_runs(checkpoints, device)
+    target_tokens, _ = text_tokens(target, runs[0])
     if target_tokens.numel() < 2:
         raise KobaError(f"{target}: fewer than two tokens to score")
 
-    def per_token(tokens, d, flip):
+    def per_token(trained, tokens, d=None, flip=False):
+        eos = trained.tokenizer.eos_id if trained.config.get("document_mask") else None
+        seq_len = int(trained.config["seq_len"])
         nats, count = score(trained.model, tokens, seq_len, seq_len, batch_size, eos, instance=d, flip=flip)
         return nats / count
 
-    whole = score(trained.model, target_tokens, seq_len, seq_len, batch_size, eos)
+    def influence(tokens, d):
+        """I(tokens, d), averaged over the runs."""
+        return sum(per_token(r, tokens, d, True) - per_token(r, tokens, d, False) for r in runs) / len(runs)
+
     rows = []
     for d, (doc, name) in enumerate(zip(documents, names, strict=True)):
-        on_target = per_token(target_tokens, d, True) - per_token(target_tokens, d, False)
-        own = per_token(doc, d, True) - per_token(doc, d, False) if doc.numel() >= 2 else math.nan
-        rows.append({"document": d, "name": name, "tokens": doc.numel(), "influence_on_target": on_target,
-                     "self_influence": own})
+        rows.append({"document": d, "name": name, "tokens": doc.numel(),
+                     "influence_on_target": influence(target_tokens, d),
+                     "self_influence": influence(doc, d) if doc.numel() >= 2 else math.nan})
     rows.sort(key=lambda r: -r["influence_on_target"])
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +118,8 @@ def document_influence(checkpoint: str, target: str, out: str, batch_size: int =
     def brief(r):
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
 
-    return {"checkpoint": str(trained.path), "target": target, "target_loss": round(whole[0] / whole[1], 6),
+    return {"checkpoint": str(runs[0].path) if len(runs) == 1 else [str(r.path) for r in runs], "target": target,
+            "target_loss": round(sum(per_token(r, target_tokens) for r in runs) / len(runs), 6),
             "documents": len(rows), "harmful": sum(r["influence_on_target"] < 0 for r in rows),
             "csv": str(csv_path), "most_helpful": [brief(r) for r in rows[:10]],
             "most_harmful": [brief(r) for r in rows[::-1][:10]]}

@@ -18,7 +18,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_checkpoint, recorded_config
 from koba_ros.nlp.config import TransformerConfig
 
-FREE_MODEL_FIELDS = ("dropout", "loss_chunk", "shape_inference_shift", "turnover_p")
+FREE_MODEL_FIELDS = ("dropout", "loss_chunk", "shape_inference_shift", "turnover_p", "turnover_seed")
 TOKENIZER_FIELDS = {"tokenizer": "byte", "vocab": "", "merges": ""}
 
 
