@@ -71,6 +71,17 @@ def train_run(folder: Path, docs: str, target: Path, out: str, steps: int, seed:
     return str(folder / out)
 
 
+def retrained_loss(folder: Path, names: list[str], removed: list[str], target: Path, arm: str, steps: int,
+                   seed: int) -> float:
+    """The target loss of a run trained (mask seed 0) on the documents `names` without `removed`."""
+    kept = folder / f"kept_{arm}"
+    kept.mkdir()
+    for n in names:
+        if n not in removed:
+            (kept / Path(n).name).write_text(Path(n).read_text())
+    return evaluate_checkpoint(train_run(folder, str(kept), target, arm, steps, seed), str(target))["loss"]
+
+
 def ranks(values: list[float]) -> list[int]:
     order = sorted(range(len(values)), key=values.__getitem__)
     out = [0] * len(values)
@@ -119,17 +130,9 @@ def one_seed(seed: int, steps: int, mask_seeds: int) -> dict:
                "command_share_of_top_24": sum(kind[n] == "command" for n in ranked[:PER_KIND]) / PER_KIND,
                "mean_influence": {k: round(statistics.mean(v for n, v in value.items() if kind[n] == k), 5)
                                   for k in KINDS}}
-        losses = {}
-        for arm, removed in (("without_most_helpful", commands[:REMOVED]),
-                             ("without_least_helpful", commands[-REMOVED:]),
-                             ("without_random", random.Random(seed + 1).sample(commands, REMOVED))):
-            kept = folder / f"kept_{arm}"
-            kept.mkdir()
-            for n in ranked:
-                if n not in removed:
-                    (kept / Path(n).name).write_text(Path(n).read_text())
-            losses[arm] = evaluate_checkpoint(train_run(folder, str(kept), target, arm, steps, seed),
-                                              str(target))["loss"]
+        losses = {arm: retrained_loss(folder, ranked, removed, target, arm, steps, seed) for arm, removed in (
+            ("without_most_helpful", commands[:REMOVED]), ("without_least_helpful", commands[-REMOVED:]),
+            ("without_random", random.Random(seed + 1).sample(commands, REMOVED)))}
         out["target_loss_after_retraining"] = losses
         out["difference_most_minus_least"] = round(losses["without_most_helpful"]
                                                    - losses["without_least_helpful"], 5)

@@ -27,9 +27,7 @@ from pathlib import Path
 
 import torch
 from command_corpus import command_sentences
-from lm_influence import influences, spearman, train_run
-
-from koba_ros.nlp.evaluation import evaluate_checkpoint
+from lm_influence import influences, retrained_loss, spearman, train_run
 
 DOCUMENTS, SENTENCES, REMOVED = 24, 40, 6
 _PICK = re.compile(r"\b(put|place|move the|pick|box)\b")
@@ -56,16 +54,6 @@ def write_graded_collection(folder: Path, seed: int) -> tuple[Path, dict[str, fl
     target = folder / "target.txt"
     target.write_text("\n".join(target_sentences) + "\n")
     return target, share
-
-
-def retrained_loss(folder: Path, names: list[str], removed: list[str], target: Path, arm: str, steps: int,
-                   seed: int) -> float:
-    kept = folder / f"kept_{arm}"
-    kept.mkdir()
-    for n in names:
-        if n not in removed:
-            (kept / Path(n).name).write_text(Path(n).read_text())
-    return evaluate_checkpoint(train_run(folder, str(kept), target, arm, steps, seed), str(target))["loss"]
 
 
 def one_seed(seed: int, steps: int, mask_seeds: int) -> dict:
