@@ -3,10 +3,10 @@ learning, token files, training, model growth, Hugging Face GPT-2 interchange, s
 influence, paper reproductions, GPU benchmark."""
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
         "a text, find mislabeled or harmful training lines, run the paper reproductions (b2t, shape, alone, spike, "
-        "wso, expand, family, turnover, instance, phsic, augment, tickets), benchmark.")
+        "wso, expand, family, turnover, instance, phsic, augment, tickets, metadata), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover", "instance", "phsic", "augment",
-          "tickets")
+          "tickets", "metadata")
 
 
 def add_arguments(p):
