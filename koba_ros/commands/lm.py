@@ -1,9 +1,10 @@
-"""koba lm tokenizer|prepare|train|expand|export|import|sample|eval|influence|repro|bench: the NLP/LLM library's BPE
-learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling, evaluation, training-data
-influence, paper reproductions, GPU benchmark."""
+"""koba lm tokenizer|prepare|train|expand|export|import|sample|eval|influence|tickets|classify|repro|bench: the
+NLP/LLM library's BPE learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling,
+evaluation, training-data influence, multi-ticket ensemble classifiers, paper reproductions, GPU benchmark."""
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
-        "a text, find mislabeled or harmful training lines, run the paper reproductions (b2t, shape, alone, spike, "
-        "wso, expand, family, turnover, instance, phsic, augment, tickets, metadata), benchmark.")
+        "a text, find mislabeled or harmful training lines, build and use multi-ticket ensemble classifiers, run the "
+        "paper reproductions (b2t, shape, alone, spike, wso, expand, family, turnover, instance, phsic, augment, "
+        "tickets, metadata), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover", "instance", "phsic", "augment",
           "tickets", "metadata")
@@ -117,6 +118,27 @@ def add_arguments(p):
                            "many classifiers with independent masks (more precise, that many times the training).")
     influence.add_argument("--seed", type=int, default=0)
     influence.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    tickets = sub.add_parser("tickets", help="Build a multi-ticket ensemble text classifier (Kobayashi et al. 2022) "
+                             "from label<TAB>text lines: members fine-tuned as different sparse sub-networks of one "
+                             "pretrained word encoder, their probabilities averaged.")
+    tickets.add_argument("--train", required=True, help="label<TAB>text lines, UTF-8.")
+    tickets.add_argument("--val", default="", help="label<TAB>text lines to report the ensemble's accuracy on.")
+    tickets.add_argument("--unlabelled", default="", help="More text, one sentence a line, for the pretraining "
+                         "(the training and --val texts are always used, without their labels).")
+    tickets.add_argument("--out", default="runs/tickets", help="Folder for tickets.safetensors and tickets.json.")
+    tickets.add_argument("--members", type=int, default=4)
+    tickets.add_argument("--sparsity", type=float, default=0.3, help="Pruned share per member (rounds of 0.1).")
+    tickets.add_argument("--l1", type=float, default=1e-3, help="Random-mask L1 lambda (0: plain tickets).")
+    tickets.add_argument("--epochs", type=int, default=20, help="Fine-tuning passes per pruning round.")
+    tickets.add_argument("--pretrain-steps", type=int, default=2000, help="Masked word LM steps.")
+    tickets.add_argument("--seed", type=int, default=0)
+    tickets.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    classify = sub.add_parser("classify", help="Label texts with an ensemble made by koba lm tickets.")
+    classify.add_argument("--model", required=True, help="The folder koba lm tickets wrote.")
+    classify.add_argument("texts", nargs="+", help="Texts to label (every word must be in the ensemble's vocabulary).")
+    classify.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
     repro.add_argument("name", choices=REPROS)
@@ -282,6 +304,27 @@ def run(args):
             for row in result["most_suspicious"]:
                 print(f"  line {row['line']:>6}  {row['self_influence']:8.3f}  {row['label']}\t{row['text']}")
             return 0
+    elif args.lm_command == "tickets":
+        from koba_ros.nlp.ticket_ensemble import TicketConfig, build_ensemble
+
+        config = TicketConfig(members=args.members, sparsity=args.sparsity, l1=args.l1, epochs=args.epochs,
+                              pretrain_steps=args.pretrain_steps)
+        result = build_ensemble(args.train, args.out, args.val, args.unlabelled, config, args.seed)
+        if not args.json:
+            val = (f"; on {result['val']}: ensemble {result['val_accuracy']:.3f}, mean member "
+                   f"{result['val_mean_member_accuracy']:.3f}" if "val" in result else "")
+            print(f"{result['out']}: {result['members']} members at sparsity {result['member_sparsity']}, "
+                  f"{result['labels']} labels, {result['vocabulary']} words{val}")
+            return 0
+    elif args.lm_command == "classify":
+        from koba_ros.nlp.ticket_ensemble import classify
+
+        rows = classify(args.model, args.texts)
+        if not args.json:
+            for row in rows:
+                print(f"{row['label']}\t{row['probability']:.3f}\t{row['text']}")
+            return 0
+        result = {"predictions": rows}
     elif args.lm_command == "repro":
         from koba_ros.nlp.repro import run_repro
 
