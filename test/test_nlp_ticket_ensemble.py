@@ -95,6 +95,9 @@ def test_bad_labelled_files_are_refused_before_any_training(tmp_path, capsys):
     val = write_set(tmp_path / "val.tsv", [("the spoon", 7)])
     assert main(["lm", "tickets", "--train", train, "--val", val, "--out", str(tmp_path / "out")]) == 2
     assert "label 'object7' never occurs in" in capsys.readouterr().err
+    wordless = write_set(tmp_path / "wordless.tsv", [("the duck", 0), ("!!!", 1)])
+    assert main(["lm", "tickets", "--train", wordless, "--out", str(tmp_path / "out")]) == 2
+    assert "wordless.tsv:2: no words" in capsys.readouterr().err
     assert main(["lm", "tickets", "--train", train, "--unlabelled", str(tmp_path / "none.txt")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

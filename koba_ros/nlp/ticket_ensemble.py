@@ -89,6 +89,10 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
         raise KobaError(f"{train}: one label ({labels[0]!r}); a classifier needs at least two")
     index = {label: k for k, label in enumerate(labels)}
     val_rows = read_labelled(val) if val else []
+    for path, table in ((train, rows), (val, val_rows)):
+        for line, _, text in table:
+            if not words_of(text):  # the encoder's words are [a-z0-9']+ runs
+                raise KobaError(f"{path}:{line}: no words (letters a-z, digits) in {text[:60]!r}")
     unseen = sorted({label for _, label, _ in val_rows} - set(labels))
     if unseen:
         raise KobaError(f"{val}: label {unseen[0]!r} never occurs in {train}")

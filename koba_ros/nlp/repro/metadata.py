@@ -20,6 +20,7 @@ at long ones, while the average loss without metadata hardly moves.
 """
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -34,13 +35,14 @@ from koba_ros.nlp.repro.common import fit, save_plot
 SIZES = {
     "test": dict(depth=4, symbols=3, terminals=8, d_model=64, n_layers=2, n_heads=2, batch=32, steps=600, lr=3e-3,
                  train_sentences=4000, test_sentences=600, probe_sentences=600, seeds=1,
-                 arms={"none": 0, "all_levels": None}),
+                 arms={"none": (0, 0.0), "all_levels": (None, 0.0)}),
     "full": dict(depth=4, symbols=3, terminals=8, d_model=64, n_layers=2, n_heads=2, batch=32, steps=6000, lr=3e-3,
                  train_sentences=20000, test_sentences=1000, probe_sentences=2000, seeds=3),
 }
 SIZES["quick"] = SIZES["test"]
-# arm: how many levels' choices the metadata tokens carry (D_M in the paper); None: all D levels
-ARMS = {"none": 0, "top_level": 1, "all_levels": None}
+# arm: (how many levels' choices the metadata tokens carry, D_M in the paper, None: all D levels;
+#       the share of the last training steps that see no metadata at all, MeCo's "cooldown" (Gao et al. 2025))
+ARMS = {"none": (0, 0.0), "top_level": (1, 0.0), "all_levels": (None, 0.0), "all_levels_cooldown": (None, 0.1)}
 PROMPT_LENGTHS = (1, 2, 4, 8, 16, 32)
 META_SHARE = 0.5
 INFERABLE, NOT_INFERABLE = 0.9, 0.5  # p(true j | prompt) at or above / below: the latent can / cannot be inferred
@@ -146,6 +148,14 @@ def probe_accuracy(train_h, train_j, test_h, test_j, l2: float = 1e-3) -> list[f
         return [round(float(v), 4) for v in (((b @ w + bias) > 0) == test_j.bool()).float().mean(0)]
 
 
+def grammar_losses(grammar: LayeredGrammar, test) -> dict:
+    """The ideal model's loss on the held-out sentences (nats per terminal and end token): without metadata
+    (-log p(sentence), the latent marginalised) and given every level's choice (-log p(sentence | j))."""
+    tokens = sum(len(t) + 1 for _, t in test)
+    return {"without_metadata": round(-sum(grammar.log_probability(t) for _, t in test) / tokens, 4),
+            "given_latent": round(-sum(math.log(grammar.probability(t, j)) for j, t in test) / tokens, 4)}
+
+
 def one_seed(s: dict, seed: int, device: str) -> dict:
     grammar = LayeredGrammar.random(s["depth"], s["symbols"], s["terminals"], seed=seed)
     vocab = Vocabulary(grammar)
@@ -162,15 +172,17 @@ def one_seed(s: dict, seed: int, device: str) -> dict:
     posterior = {L: [grammar.posterior(p)[j] for j, p in prompts[L]] for L in PROMPT_LENGTHS}
     probe_fit = {L: [(j, t[:L]) for j, t in train[:s["probe_sentences"]] if len(t) > L] for L in PROMPT_LENGTHS}
     results = {}
-    for arm, levels in s.get("arms", ARMS).items():
+    masked = [vocab.prefix(j, 0) for j, _ in train]
+    for arm, (levels, cooldown) in s.get("arms", ARMS).items():
         levels = s["depth"] if levels is None else levels
         prefixes = [vocab.prefix(j, levels if m else 0) for (j, _), m in zip(train, with_meta, strict=True)]
+        plain_from = round(s["steps"] * (1 - cooldown))
         torch.manual_seed(seed)
         config = TransformerConfig(vocab_size=vocab.size, d_model=s["d_model"], n_layers=s["n_layers"],
                                    n_heads=s["n_heads"], max_len=max_len, positions="rope", pad_id=vocab.eos)
         model = TransformerLM(config)
-        run = fit(model, lambda step, p=prefixes: training_batch(train_sentences, p, order[step].tolist(), vocab,
-                                                                 max_len),
+        run = fit(model, lambda step, p=prefixes, k=plain_from: training_batch(
+                      train_sentences, p if step < k else masked, order[step].tolist(), vocab, max_len),
                   s["steps"], s["lr"], device, warmup=s["steps"] // 10)
         r = {"final_train_loss": round(sum(run["losses"][-20:]) / 20, 4)}
         for name, given in (("without", 0), ("with", levels)):
@@ -199,6 +211,7 @@ def one_seed(s: dict, seed: int, device: str) -> dict:
     lengths = [len(t) for _, t in test]
     return {"sentence_length": [min(lengths), round(sum(lengths) / len(lengths), 1), max(lengths)],
             "posterior_of_true_latent": {L: round(sum(v) / len(v), 4) for L, v in posterior.items()},
+            "grammar_loss": grammar_losses(grammar, test),
             "arms": results}
 
 
