@@ -19,15 +19,21 @@ from koba_ros.nlp.influence import influence_on, self_influence
 from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifiers
 
 
-def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
-    """(line number, label, text) for each `label<TAB>text` line."""
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file; one-line errors for a missing file or other bytes."""
     path = Path(path)
     if not path.is_file():
         raise KobaError(f"{path}: no such file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise KobaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
+    """(line number, label, text) for each `label<TAB>text` line."""
+    path = Path(path)
+    lines = read_lines(path)
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):

@@ -27,7 +27,7 @@ from koba_ros.nlp.encoder_classifier import (
     fine_tune,
     pretrain_masked_lm,
 )
-from koba_ros.nlp.influence_report import read_labelled
+from koba_ros.nlp.influence_report import read_labelled, read_lines
 from koba_ros.nlp.lottery_tickets import (
     ensemble_probabilities,
     find_ticket,
@@ -60,16 +60,6 @@ class TicketConfig:
             raise KobaError("tickets: --l1 must be >= 0 and the L1 share in (0, 1]")
 
 
-def _texts(path: str) -> list[str]:
-    file = Path(path)
-    if not file.is_file():
-        raise KobaError(f"{path}: no such file")
-    try:
-        return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if words_of(line)]
-    except UnicodeDecodeError as exc:
-        raise KobaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _encode(pretrained: Augmenter, texts: list[str]) -> torch.Tensor:
     try:
         return encode_words(pretrained, texts)
@@ -96,7 +86,8 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
     unseen = sorted({label for _, label, _ in val_rows} - set(labels))
     if unseen:
         raise KobaError(f"{val}: label {unseen[0]!r} never occurs in {train}")
-    texts = [t for _, _, t in rows] + [t for _, _, t in val_rows] + (_texts(unlabelled) if unlabelled else [])
+    extra = [line.strip() for line in (read_lines(unlabelled) if unlabelled else []) if words_of(line)]
+    texts = [t for _, _, t in rows] + [t for _, _, t in val_rows] + extra
     pretrained = pretrain_masked_lm(texts, AugmenterConfig(steps=config.pretrain_steps), seed)
     x_train = _encode(pretrained, [t for _, _, t in rows])
     y_train = torch.tensor([index[label] for _, label, _ in rows])
