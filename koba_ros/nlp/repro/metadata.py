@@ -35,14 +35,17 @@ from koba_ros.nlp.repro.common import fit, save_plot
 SIZES = {
     "test": dict(depth=4, symbols=3, terminals=8, d_model=64, n_layers=2, n_heads=2, batch=32, steps=600, lr=3e-3,
                  train_sentences=4000, test_sentences=600, probe_sentences=600, seeds=1,
-                 arms={"none": (0, 0.0), "all_levels": (None, 0.0)}),
+                 arms={"none": (0, 0.0, False), "all_levels": (None, 0.0, False)}),
     "full": dict(depth=4, symbols=3, terminals=8, d_model=64, n_layers=2, n_heads=2, batch=32, steps=6000, lr=3e-3,
                  train_sentences=20000, test_sentences=1000, probe_sentences=2000, seeds=3),
 }
 SIZES["quick"] = SIZES["test"]
 # arm: (how many levels' choices the metadata tokens carry, D_M in the paper, None: all D levels;
-#       the share of the last training steps that see no metadata at all, MeCo's "cooldown" (Gao et al. 2025))
-ARMS = {"none": (0, 0.0), "top_level": (1, 0.0), "all_levels": (None, 0.0), "all_levels_cooldown": (None, 0.1)}
+#       the share of the last training steps that see no metadata at all, MeCo's "cooldown" (Gao et al. 2025);
+#       True: the sentences the metadata arms prefix are left out of the loss, a control that trains only what
+#       those arms train without metadata)
+ARMS = {"none": (0, 0.0, False), "top_level": (1, 0.0, False), "all_levels": (None, 0.0, False),
+        "all_levels_cooldown": (None, 0.1, False), "none_masked_half_only": (0, 0.0, True)}
 PROMPT_LENGTHS = (1, 2, 4, 8, 16, 32)
 META_SHARE = 0.5
 INFERABLE, NOT_INFERABLE = 0.9, 0.5  # p(true j | prompt) at or above / below: the latent can / cannot be inferred
@@ -173,17 +176,23 @@ def one_seed(s: dict, seed: int, device: str) -> dict:
     probe_fit = {L: [(j, t[:L]) for j, t in train[:s["probe_sentences"]] if len(t) > L] for L in PROMPT_LENGTHS}
     results = {}
     masked = [vocab.prefix(j, 0) for j, _ in train]
-    for arm, (levels, cooldown) in s.get("arms", ARMS).items():
+    for arm, (levels, cooldown, masked_half_only) in s.get("arms", ARMS).items():
         levels = s["depth"] if levels is None else levels
         prefixes = [vocab.prefix(j, levels if m else 0) for (j, _), m in zip(train, with_meta, strict=True)]
         plain_from = round(s["steps"] * (1 - cooldown))
+
+        def batch(step, prefixes=prefixes, plain_from=plain_from, masked_half_only=masked_half_only):
+            rows = order[step].tolist()
+            x, y = training_batch(train_sentences, prefixes if step < plain_from else masked, rows, vocab, max_len)
+            if masked_half_only:
+                y[torch.tensor([with_meta[i] for i in rows])] = -100
+            return x, y
+
         torch.manual_seed(seed)
         config = TransformerConfig(vocab_size=vocab.size, d_model=s["d_model"], n_layers=s["n_layers"],
                                    n_heads=s["n_heads"], max_len=max_len, positions="rope", pad_id=vocab.eos)
         model = TransformerLM(config)
-        run = fit(model, lambda step, p=prefixes, k=plain_from: training_batch(
-                      train_sentences, p if step < k else masked, order[step].tolist(), vocab, max_len),
-                  s["steps"], s["lr"], device, warmup=s["steps"] // 10)
+        run = fit(model, batch, s["steps"], s["lr"], device, warmup=s["steps"] // 10)
         r = {"final_train_loss": round(sum(run["losses"][-20:]) / 20, 4)}
         for name, given in (("without", 0), ("with", levels)):
             if name == "without" or levels:
