@@ -266,10 +266,10 @@ def summarise(s: dict, per_seed: dict, out) -> dict:
         {"title": "linear probe for the latent rule choice", "xlabel": "prompt length (terminals)",
          "ylabel": "accuracy", "series": {arm: (list(PROMPT_LENGTHS), list(summary[arm]["probe_accuracy"].values()))
                                           for arm in arms}},
-        {"title": "grammatical, by p(true latent | prompt)", "xlabel": "", "ylabel": "accuracy",
-         "bars": {f"{arm}\n{'>=' if k == 'inferable' else '<'}"
-                  f"{INFERABLE if k == 'inferable' else NOT_INFERABLE}": v
-                  for arm in arms for k, v in summary[arm]["grammatical_accuracy_by_latent"].items()}},
+        {"title": "grammatical, by p(true latent | prompt)", "xlabel": f"0: below {NOT_INFERABLE}, 1: at least "
+         f"{INFERABLE}", "ylabel": "accuracy",
+         "series": {arm: ([0, 1], [summary[arm]["grammatical_accuracy_by_latent"][k]
+                                   for k in ("not_inferable", "inferable")]) for arm in arms}},
     ], f"metadata conditioning (mean of {s['seeds']} seeds; no metadata at inference)")
     return {"settings": {**s, "arms": dict(s.get("arms", ARMS)),
                          "meta_share": META_SHARE, "prompt_lengths": PROMPT_LENGTHS,
