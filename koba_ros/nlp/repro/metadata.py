@@ -2,21 +2,26 @@
 model whose prompt is long enough to infer the latent semantics, and hurts one whose prompt is too short for it.
 
 Data (nlp/pcfg.py): sentences of a layered PCFG whose every level has two rule sets; a sentence's latent
-semantics is its choice j in {0, 1}^D. Every training sequence starts with D prefix slots:
-  none:     D MASK tokens, always;
-  metadata: for a share `meta_share` of the sentences, the first `meta_levels` slots carry j_0 .. j_{D_M - 1} as
-            tokens (one token per level and value) and the rest MASK; the other sentences get D MASK tokens, as in
-            the paper's mix of metadata-prefixed and fully masked sentences.
-The loss counts terminals and the end token only (§3 of the paper). Both arms see the same sentences in the same
+semantics is its choice j in {0, 1}^D. Every training sequence starts with D prefix slots, and the arms (ARMS)
+differ only in what those slots hold:
+  none:        D MASK tokens, always;
+  top_level, all_levels: for a share META_SHARE of the sentences, the first D_M slots (1 or D) carry j_0 ..
+               j_{D_M - 1} as tokens (one token per level and value) and the rest MASK; the other sentences get D
+               MASK tokens, as in the paper's mix of metadata-prefixed and fully masked sentences;
+  all_levels_cooldown: all_levels, then the last 10 % of the steps without metadata (MeCo, Gao et al. 2025);
+  none_masked_half_only: none, with the sentences the metadata arms prefix left out of the loss (a control).
+The loss counts terminals and the end token only (§3 of the paper). Every arm sees the same sentences in the same
 order; every evaluation prompt starts with D MASK tokens (no metadata at inference).
 
 Measured, per prompt length L (the first L terminals of a held-out sentence):
   grammatical_accuracy: a continuation sampled at temperature 1 makes the whole a sentence of the grammar (under
-                        some j);
+                        some j); also split by the exact posterior p(true j | prompt) (latent inferable or not);
   probe_accuracy:       linear probes (one per level) predict j_d from the last prompt token's final hidden state;
-  and the mean next-token loss of held-out sentences without metadata (and, for the metadata arm, with it).
+  and the mean next-token loss of held-out sentences without metadata (and, for the metadata arms, with it),
+  beside the grammar's own loss (grammar_losses).
 The paper's claim: metadata lowers grammatical and probe accuracy at short prompts and raises grammatical accuracy
-at long ones, while the average loss without metadata hardly moves.
+at long ones, while the average loss without metadata hardly moves. Measured at full size (docs/nlp.md "Session
+16", 3 seeds): lower at short prompts, reproduced; higher at long ones, not reproduced; probes unchanged.
 """
 from __future__ import annotations
 
@@ -66,6 +71,10 @@ class Vocabulary:
     def prefix(self, j, levels: int) -> list[int]:
         return [self.metadata(d, j[d]) if d < levels else self.mask for d in range(self.depth)]
 
+    def prompt_ids(self, prompts: list[list[int]], device) -> torch.Tensor:
+        """Equal-length evaluation prompts [B, D + L]: D MASK tokens (no metadata), then the terminals."""
+        return torch.tensor([[self.mask] * self.depth + p for p in prompts], device=device)
+
 
 def training_batch(sentences, prefixes, indices, vocab: Vocabulary, max_len: int):
     """(x, y) for the sentences at `indices`: prefix + terminals + EOS, padded; targets -100 on the prefix's own
@@ -95,7 +104,8 @@ def sentence_loss(model, sentences, prefixes, vocab, max_len, device) -> float:
 
 
 @torch.no_grad()
-def sample_continuations(model, prompts: torch.Tensor, max_new: int, eos: int, generator) -> list[list[int]]:
+def sample_continuations(model, prompts: torch.Tensor, max_new: int, eos: int,
+                         generator) -> list[list[int] | None]:
     """Temperature-1 continuations of equal-length prompts [B, P], up to and without EOS (None: no EOS drawn)."""
     model.eval()
     cache = KVCache(model.config.n_layers, prompts.shape[1] + max_new)
@@ -117,8 +127,8 @@ def sample_continuations(model, prompts: torch.Tensor, max_new: int, eos: int, g
 
 def grammatical(model, grammar, prompts: list[list[int]], vocab, L: int, device, generator) -> list[bool]:
     """For each prompt (L terminals): does a sampled continuation make the whole a sentence of the grammar?"""
-    ids = torch.tensor([[vocab.mask] * vocab.depth + p for p in prompts], device=device)
-    continuations = sample_continuations(model, ids, grammar.max_length - L + 1, vocab.eos, generator)
+    continuations = sample_continuations(model, vocab.prompt_ids(prompts, device), grammar.max_length - L + 1,
+                                         vocab.eos, generator)
     return [c is not None and bool(grammar.choices_deriving(p + c)) for p, c in zip(prompts, continuations,
                                                                                    strict=True)]
 
@@ -126,8 +136,8 @@ def grammatical(model, grammar, prompts: list[list[int]], vocab, L: int, device,
 @torch.no_grad()
 def last_prompt_states(model, prompts, vocab, device) -> torch.Tensor:
     model.eval()
-    prompts = torch.tensor([[vocab.mask] * vocab.depth + p for p in prompts], device=device)
-    states = torch.cat([model.hidden(prompts[i:i + 512])[:, -1].float().cpu() for i in range(0, len(prompts), 512)])
+    ids = vocab.prompt_ids(prompts, device)
+    states = torch.cat([model.hidden(ids[i:i + 512])[:, -1].float().cpu() for i in range(0, len(ids), 512)])
     model.train()
     return states
 
