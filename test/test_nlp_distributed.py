@@ -229,6 +229,63 @@ def test_fsdp_bf16_master_trains_like_the_flat_master_and_resumes_either_way(tmp
     assert abs(ranks[0]["loss"] - single["loss"]) < 5e-3 and len(losses(tmp_path / "flat")) == 6
 
 
+FP16_OVERFLOW_SCRIPT = r"""
+import json, os, sys, torch, yaml
+import torch.distributed as dist
+from koba_ros.nlp import trainer
+from koba_ros.nlp.mixed_precision import LossScaler
+from koba_ros.nlp.trainer import TrainConfig, train
+from test.test_nlp_mixed_precision import overflowing_lm
+rank = int(os.environ["RANK"])
+config = TrainConfig.from_dict(yaml.safe_load(open(sys.argv[1])))
+if config.parallel == "ddp":  # rank 1's step-1 gradients overflow before the all-reduce carries them to rank 0
+    trainer.TransformerLM = overflowing_lm(lambda n: rank == 1 and n == 2)
+else:  # after the reduce-scatter: only rank 1's shard of one weight overflows; rank 0's gradients are finite
+    unscale, calls = LossScaler.unscale, [0]
+    def unscale_with_one_bad_shard(self, optimizer):
+        calls[0] += 1
+        if rank == 1 and calls[0] == 2:
+            grad = optimizer.param_groups[0]["params"][0].grad
+            getattr(grad, "_local_tensor", grad).view(-1)[0] = float("inf")
+        unscale(self, optimizer)
+    LossScaler.unscale = unscale_with_one_bad_shard
+os.write(1, (json.dumps(train(config)) + "\n").encode())
+"""
+
+
+# FSDP stays in the default run: that a shard's overflow reaches every rank is torch's GradScaler's doing with DTensor
+# gradients, which a torch upgrade could change.
+@pytest.mark.parametrize("parallel", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp"])
+def test_two_gloo_ranks_in_fp16_skip_an_overflowing_step_together_like_one_process(tmp_path, parallel):
+    """precision fp16 with two ranks: an overflow on one rank (DDP: in its gradients before they are averaged;
+    FSDP: in its shard alone, after the reduce-scatter) makes both ranks skip that step and halve the loss scale, and
+    they end where one process does that accumulates the same micro-batches and skips the same step."""
+    from koba_ros.nlp import trainer
+    from test.test_nlp_mixed_precision import overflowing_lm
+
+    trainer_lm = trainer.TransformerLM
+    trainer.TransformerLM = overflowing_lm(lambda n: n == 3)  # step 1's first micro-batch
+    try:
+        single = train(TrainConfig.from_dict(config(tmp_path, "single", grad_accum=2, precision="fp16")))
+    finally:
+        trainer.TransformerLM = trainer_lm
+    assert single["skipped_steps"] == 1
+    path, script = tmp_path / f"{parallel}.yaml", tmp_path / "fp16_overflow.py"
+    path.write_text(yaml.safe_dump(config(tmp_path, parallel, parallel=parallel, precision="fp16")))
+    script.write_text(FP16_OVERFLOW_SCRIPT)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(path)], capture_output=True, text=True, timeout=240, env=ENV)
+    assert proc.returncode == 0, rank_errors(proc.stderr)
+    ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [(r["skipped_steps"], r["loss_scale"]) for r in ranks] == [(1, 2.0 ** 15)] * 2
+    assert ranks[0]["precision"] == "fp16 autocast, dynamic loss scaling"
+    a, _, _ = load_checkpoint(tmp_path / "single" / "checkpoint")
+    b, _, meta = load_checkpoint(tmp_path / parallel / "checkpoint")
+    assert meta["loss_scale"]["scale"] == 2.0 ** 15
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
 @pytest.mark.slow
 def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step_with_a_checkpoint(tmp_path):
     """A scheduler preempting the job signals torchrun, which forwards SIGTERM to its workers; they may see it in

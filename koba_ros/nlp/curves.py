@@ -1,6 +1,7 @@
 """Training curves: metrics.csv (one row per step), curves.png, and the same scalars as TensorBoard event files.
 
-`tensorboard --logdir <out>/tensorboard` shows train/loss, train/lr, train/grad_norm, val/loss and tokens/s.
+`tensorboard --logdir <out>/tensorboard` shows train/loss, train/lr, train/grad_norm, val/loss and tokens/s (and fp16's
+train/loss_scale).
 A resumed run first drops the rows logged after its checkpoint (steps it is about to redo), and the TensorBoard
 folder is rewritten from metrics.csv each time, so neither ever holds a step twice.
 """
@@ -10,9 +11,9 @@ import csv
 import shutil
 from pathlib import Path
 
-COLUMNS = ("step", "tokens", "lr", "loss", "grad_norm", "val_loss", "tokens_per_s")
+COLUMNS = ("step", "tokens", "lr", "loss", "grad_norm", "val_loss", "tokens_per_s", "loss_scale")
 SCALARS = {"loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm", "val_loss": "val/loss",
-           "tokens_per_s": "speed/tokens_per_s"}
+           "tokens_per_s": "speed/tokens_per_s", "loss_scale": "train/loss_scale"}
 
 
 class MetricsLog:

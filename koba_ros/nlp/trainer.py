@@ -1,8 +1,9 @@
 """Training: `koba lm train --config FILE`, single process or under torchrun.
 
-bf16 autocast on GPU, SDPA attention, optional torch.compile, gradient accumulation and clipping, AdamW with the
-schedules of schedules.py, safetensors checkpoints with resume, a tqdm bar, metrics.csv + curves.png + TensorBoard
-scalars (curves.py), and a NaN/inf loss stop that keeps the last good checkpoint.
+bf16 autocast on GPU (fp16 with dynamic loss scaling where bf16 is not native: mixed_precision.py), SDPA
+attention, optional torch.compile, gradient accumulation and clipping, AdamW with the schedules of schedules.py,
+safetensors checkpoints with resume, a tqdm bar, metrics.csv + curves.png + TensorBoard scalars (curves.py), and a
+NaN/inf loss stop that keeps the last good checkpoint.
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.graceful_stop import GracefulStop
 from koba_ros.nlp.lora import add_lora, split_state
 from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
+from koba_ros.nlp.mixed_precision import LossScaler, autocast_dtype
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
 from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.warm_start import merge_source, read_weights
 
-PRECISIONS = ("auto", "bf16", "fp32", "bf16_master")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32", "bf16_master")
 
 
 @dataclass
@@ -59,8 +61,10 @@ class TrainConfig:
     beta2: float = 0.95
     clip: float = 1.0
     device: str = "auto"             # auto | cpu | cuda
-    precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on any device) | fp32
+    precision: str = "auto"          # auto (bf16 autocast on CUDA, fp16 on pre-Ampere GPUs, fp32 on CPU) | fp32
+    #                                  | bf16 (autocast on any device) | fp16 (autocast + dynamic loss scaling)
     #                                  | bf16_master (bf16 weights, AdamW on fp32 master weights: master_weights.py)
+    loss_scale: float = 0.0          # fp16: 0 = dynamic loss scaling; > 0 = this constant scale (1: none)
     compile: bool = False
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, +1 forward
     document_mask: bool = False      # tokens attend only within their own document (eos-separated; document_mask.py)
@@ -92,6 +96,8 @@ class TrainConfig:
             raise KobaError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
+        if not self.loss_scale >= 0 or not math.isfinite(self.loss_scale):
+            raise KobaError(f"train config: loss_scale must be 0 (dynamic) or a positive number, got {self.loss_scale}")
         if not self.dist_timeout > 0:
             raise KobaError(f"train config: dist_timeout must be > 0 seconds, got {self.dist_timeout}")
         if self.lora_rank < 0 or not self.lora_alpha > 0:
@@ -319,6 +325,13 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path) -> 
     return Start(step, optim_state, meta, config.lora_alpha / config.lora_rank, trainable, base_digest)
 
 
+def precision_name(compute_dtype, master: bool, flat_master: bool) -> str:
+    if master:
+        return "bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
+    names = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast, dynamic loss scaling"}
+    return names.get(compute_dtype, "fp32")
+
+
 def train(config: TrainConfig) -> dict:
     """Train (or resume) and return a summary dict. Raises KobaError on bad input or a non-finite loss."""
     config.validate()
@@ -369,12 +382,17 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         restore_optimizer(optimizer, model, optim_state, meta, config)
     forward = torch.compile(wrapped) if config.compile else wrapped
     # bf16_master keeps autocast too: buffers and the loss stay fp32, matmuls meet bf16 weights either way.
-    use_bf16 = config.precision in ("bf16", "bf16_master") or (config.precision == "auto" and device.type == "cuda")
+    compute_dtype = autocast_dtype(config.precision, device)
+    scaler = LossScaler(compute_dtype == torch.float16, device, config.loss_scale)
+    scaler.load_state_dict(meta.get("loss_scale") or {})  # a resumed fp16 run goes on with its scale
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
     def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        return torch.autocast(device.type, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None)
+
+    def kept() -> str:
+        return f"last good checkpoint kept at {checkpoint_dir}" if checkpoint_dir.exists() else "no checkpoint yet"
 
     log = MetricsLog(out / "metrics.csv", info.main, resume_step=step)
     tokens_per_step = config.batch_size * config.seq_len * config.grad_accum * info.world
@@ -402,17 +420,18 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                 extra["instances"] = instances.to(device)
             with distributed.no_sync(wrapped, a == config.grad_accum - 1), autocast():
                 loss = forward(x, y.to(device, non_blocking=True), **extra)[1]
-            (loss / config.grad_accum).backward()
+            scaler.scale(loss / config.grad_accum).backward()
             loss_sum += loss.item()
         last_loss, stopping = distributed.mean_and_any(loss_sum / config.grad_accum, stop.requested is not None,
                                                        info, device)
         if not math.isfinite(last_loss):
             optimizer.zero_grad(set_to_none=True)
-            kept = f"last good checkpoint kept at {checkpoint_dir}" if checkpoint_dir.exists() else "no checkpoint yet"
-            raise KobaError(f"loss is {last_loss} at step {step}; stopped ({kept})")
+            raise KobaError(f"loss is {last_loss} at step {step}; stopped ({kept()})")
+        scaler.unscale(optimizer)  # fp16: the clip threshold and the logged norm are of the true gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip or float("inf")).item()
-        optimizer.step()
+        scaler.step(optimizer)  # fp16: skipped, and the loss scale halved, if a gradient overflowed
         optimizer.zero_grad(set_to_none=True)
+        scaler.check(step, kept())
         step += 1
         evaluated = step % config.eval_every == 0 or step == config.steps
         if evaluated:
@@ -428,6 +447,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         log.write(step=step, tokens=step * tokens_per_step, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
                   grad_norm=f"{grad_norm:.4f}",
                   val_loss=f"{val_loss:.4f}" if evaluated else "",
+                  loss_scale=f"{scaler.value:.6g}" if scaler.enabled else "",
                   tokens_per_s=f"{(step - first_step) * tokens_per_step / elapsed:.0f}")
         if bar is not None:
             bar.update(1)
@@ -438,7 +458,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
                                 {"step": step, "loss": last_loss, "config": config.to_dict(),
-                                 **({"lora_base_digest": start.lora_base_digest} if config.lora_rank else {})},
+                                 **({"lora_base_digest": start.lora_base_digest} if config.lora_rank else {}),
+                                 **({"loss_scale": scaler.state_dict()} if scaler.enabled else {})},
                                 adapters)
                 if config.tensorboard:
                     write_tensorboard(out / "metrics.csv", out / "tensorboard")
@@ -460,8 +481,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
             "trainable_parameters": start.trainable if start.trainable is not None else model.num_parameters(),
-            "precision": ("bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
-                          if master else "bf16 autocast" if use_bf16 else "fp32"),
+            "precision": precision_name(compute_dtype, master, flat_master),
+            "skipped_steps": scaler.skipped, "loss_scale": scaler.value,
             "checkpoint": str(checkpoint_dir), "init_from": config.init_from or None,
             "best": {"dir": str(out / "best"), "val_loss": round(best_val, 4)} if math.isfinite(best_val) else None,
             "stopped_by": stopped_by, "exit_code": (stop.exit_code or 128 + 15) if stopped_by else 0}
