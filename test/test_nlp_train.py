@@ -339,3 +339,16 @@ def test_sigterm_mid_run_saves_the_step_it_ends_on_and_the_resumed_run_equals_an
     a, _, _ = load_checkpoint(tmp_path / "stopped" / "checkpoint")
     b, _, _ = load_checkpoint(tmp_path / "straight" / "checkpoint")
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_resume_reads_metrics_written_by_a_version_with_more_columns(tmp_path):
+    """metrics.csv from a newer koba_ros (an extra column) must not stop an older one's resume."""
+    from koba_ros.nlp.curves import COLUMNS, MetricsLog, read_rows
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(",".join(COLUMNS + ("newer",)) + "\n" + "\n".join(
+        ",".join([str(step), "0", "1e-3", "2.0", "1.0", "", "10"] + [""] * (len(COLUMNS) - 7) + ["x"])
+        for step in (1, 2, 3)) + "\n")
+    MetricsLog(path, True, resume_step=2)
+    rows = read_rows(path)
+    assert [r["step"] for r in rows] == ["1", "2"] and "newer" not in rows[0]

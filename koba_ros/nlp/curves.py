@@ -33,7 +33,7 @@ class MetricsLog:
         """Keep the rows up to the checkpoint's step: the run redoes the later ones (it stopped after saving)."""
         rows = read_rows(self.path)
         with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
+            writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")  # a newer version's extra columns
             writer.writeheader()
             writer.writerows(r for r in rows if int(r["step"]) <= step)
 
