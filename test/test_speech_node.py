@@ -66,6 +66,15 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
         while time.monotonic() < end and len(heard) < 2:
             executor.spin_once(timeout_sec=0.05)
         assert [m.text for m in heard] == ["go forward ten meters", "stop"]
+        # A clear "stop moving" is published as "stop" while the person still talks, then as said at the end.
+        Speaker("en-us", 150, play=False).synthesize("stop moving", tmp_path / "stop_moving.wav")
+        send(np.concatenate([np.zeros(8000, np.int16), load_audio(tmp_path / "stop_moving.wav"),
+                             np.zeros(16000, np.int16)]), 16000, 1)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len(heard) < 4:
+            executor.spin_once(timeout_sec=0.05)
+        assert [m.text for m in heard[2:]] == ["stop", "stop moving"]
+        assert heard[2].audio_duration < heard[3].audio_duration  # the early one came before the end of speech
     finally:
         shutdown_executor(executor)  # not executor.shutdown(): rclpy 9.1 bug, see runtime.shutdown_executor
         speech.trigger_deactivate()

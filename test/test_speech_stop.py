@@ -56,3 +56,30 @@ def test_teleop_grammar_accepts_exactly_the_teleop_phrases():
     fsg = pocketsphinx.Decoder(loglevel="ERROR").parse_jsgf(teleop_jsgf())
     assert all(fsg.accept(p) for p in teleop_phrases())
     assert not fsg.accept("up ten meters please") and not fsg.accept("put the red cup in the top left box")
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-gb"])
+def test_a_clear_stop_goes_out_before_the_end_of_speech_and_the_transcript_is_unchanged(tmp_path, voice):
+    """Early stops: the spotter and the main search's partial result both hear "stop" mid-utterance, so a stop
+    utterance is published then; the utterance's own result follows at its end. A transcript omits the early one."""
+    x = spoken("stop moving", tmp_path, voice)
+    heard = transcribe(PocketsphinxRecognizer(), x, early_stops=True)
+    assert [(u.text, u.early) for u in heard] == [("stop", True), ("stop moving", False)]
+    assert heard[0].speech_end < heard[1].speech_end  # out while "moving" was still being said
+    assert heard[0].audio_duration < heard[1].audio_duration
+    assert [u.text for u in transcribe(PocketsphinxRecognizer(), x)] == ["stop moving"]
+    late = transcribe(PocketsphinxRecognizer(early_stops=False), x, early_stops=True)
+    assert [(u.text, u.early) for u in late] == [("stop moving", False)]
+
+
+def test_no_early_stop_inside_top_right_box_or_without_a_spotter(tmp_path):
+    """The spotter alone fires inside "top": the main search's partial result must say "stop" too."""
+    from koba_ros.speech.recognizers import Recognizer
+
+    for voice in ("en-us", "en-gb"):
+        x = spoken("put the red cube in the top right box", tmp_path, voice)
+        assert not any(u.early for u in transcribe(PocketsphinxRecognizer(), x, early_stops=True))
+    no_spotter = PocketsphinxRecognizer(stop_threshold=None)
+    assert not no_spotter.early_stops
+    assert not any(u.early for u in transcribe(no_spotter, spoken("stop moving", tmp_path, "en-us"), early_stops=True))
+    assert Recognizer.early_stop(no_spotter) is False  # the base class: backends without a streaming check

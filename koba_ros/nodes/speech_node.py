@@ -44,6 +44,9 @@ class SpeechNode(LifecycleNode):
         self.stop_threshold = declare(self, "stop_threshold", 1e-15, "pocketsphinx: keyword-spotting threshold of the "
                                       "\"stop\" spotter run alongside (0: no spotter; a heard stop is always "
                                       "published, whatever its confidence).")
+        self.early_stops = declare(self, "early_stops", True, "pocketsphinx: publish a \"stop\" the moment the "
+                                   "spotter and the main search both hear it, before the end of the utterance "
+                                   "(whose own result follows).")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
                                       "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
@@ -74,7 +77,8 @@ class SpeechNode(LifecycleNode):
             self.file_audio = load_audio(self.wav_file) if self.source == "file" else None
             options = ({"checkpoint": self.checkpoint} if self.backend == "whisper" else
                        {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
-                        "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar})
+                        "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar,
+                        "early_stops": self.early_stops})
             recognizer = make_recognizer(self.backend, **options)
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
             if self.source == "microphone":

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from koba_ros.errors import KobaError
-from koba_ros.speech.stop_spotter import STOP_THRESHOLD
+from koba_ros.speech.stop_spotter import KEYPHRASE, STOP_THRESHOLD
 from koba_ros.teleop.commands import Jog, is_stop, parse_command
 
 # Words cmudict lacks that the catalog uses (ARPAbet, as in cmudict-en-us.dict).
@@ -78,6 +78,12 @@ class Recognizer(ABC):
         """End the utterance without a result (the robot's own voice, steady noise)."""
         self.finish()
 
+    def early_stop(self) -> bool:
+        """True once per utterance, at the moment a spoken stop is certain while the person is still talking, so the
+        stream can publish it before the end of speech (the final result still follows). Backends without such a
+        check never fire."""
+        return False
+
     def recognize(self, samples: np.ndarray) -> Hypothesis:
         self.start()
         self.feed(samples)
@@ -91,7 +97,7 @@ class PocketsphinxRecognizer(Recognizer):
                  rescore_n: int = 10, min_confidence: float = 0.2, seed: int = 0, fallback: str = "out_of_domain",
                  lm_weight: float = LM_WEIGHT, discount_mass: float | None = None, flat_search: bool = True,
                  stop_threshold: float | None = STOP_THRESHOLD, teleop_grammar: bool = False,
-                 keep_stops: bool = True):
+                 keep_stops: bool = True, early_stops: bool = True):
         import pocketsphinx
 
         from koba_ros.speech.stop_spotter import StopSpotter
@@ -129,6 +135,9 @@ class PocketsphinxRecognizer(Recognizer):
         self.grammar = self._grammar_decoder() if teleop_grammar else None
         self.keep_stops = keep_stops  # False only to reproduce the old behaviour in the benchmark
         self.keyword_stops = 0      # stops that came from the spotter, not from the main search
+        self.early_stops = early_stops and self.stop_spotter is not None
+        self.early_stop_count = 0   # utterances whose stop was published before their end
+        self._early_fired = False
         self.grammar_wins = 0       # jog commands where the grammar's numbers/directions replaced the LM's
         self.fallback = fallback if use_domain_lm else "never"
         self.fallback_confidence = fallback_confidence
@@ -141,7 +150,7 @@ class PocketsphinxRecognizer(Recognizer):
         self.started = False
 
     def start(self) -> None:
-        self.audio = []
+        self.audio, self._early_fired = [], False
         self.decoder.activate_search(self.first_search)
         self.decoder.start_utt()
         if self.stop_spotter:
@@ -169,6 +178,19 @@ class PocketsphinxRecognizer(Recognizer):
             self.decoder.end_utt()
             self._finish_side_searches()
             self.started = False
+
+    def early_stop(self) -> bool:
+        """The spotter has heard "stop" and the main search's best path so far ends in it, or holds it. Both must
+        agree: the spotter alone also fires inside "top right box" (the final result guards that with the main
+        search's posterior, which does not exist before the end)."""
+        if not (self.early_stops and self.started) or self._early_fired or not self.stop_spotter.heard():
+            return False
+        partial = self.decoder.hyp()
+        if partial is None or KEYPHRASE not in partial.hypstr.split():
+            return False
+        self._early_fired = True
+        self.early_stop_count += 1
+        return True
 
     def _finish_side_searches(self) -> tuple[bool, str]:
         """(the spotter heard "stop", the grammar's best sentence)."""

@@ -9,6 +9,10 @@ Latency is measured as it would be on a live microphone: the wall-clock moment t
 speech was captured is the arrival time of the chunk holding it, minus the audio after it in
 that chunk; latency = publication time - that moment.
 
+"stop" must not wait for the end of speech: when the recogniser is sure of a stop while the person
+still talks (Recognizer.early_stop), a stop utterance (`early`) goes out at once, its latency counted
+from the arrival of the chunk that completed it; the utterance's own result follows at its end.
+
 Steady noise (a fan, hiss) can pass the VAD and pocketsphinx will then force a word onto it with
 full confidence (a single path has posterior 1). Speech is modulated by syllables; steady noise is
 not: a segment whose 30 ms frame energies vary by less than `min_energy_spread_db` (standard
@@ -36,7 +40,8 @@ class Utterance:
     audio_duration: float = 0.0    # seconds of audio in the utterance
     latency: float = 0.0           # seconds from end of speech to the result
     backend: str = ""
-    speech_end: float = 0.0        # stream time (s) of the end of speech
+    speech_end: float = 0.0        # stream time (s) of the end of speech (an early stop: of the audio so far)
+    early: bool = False            # a stop published while the person was still talking
 
 
 class SpeechStream:
@@ -70,8 +75,7 @@ class SpeechStream:
         chunk_end = self.stream_samples / RATE
         out = []
         for event in self.endpointer.push(samples):
-            utterance = self._event(event)
-            if utterance is not None:
+            for utterance in self._event(event, chunk_end):
                 utterance.latency = self.clock() - (arrived - (chunk_end - utterance.speech_end))
                 out.append(utterance)
         return out
@@ -81,40 +85,46 @@ class SpeechStream:
         arrived = self.clock()
         out = []
         for event in self.endpointer.flush():
-            utterance = self._event(event)
-            if utterance is not None:
+            for utterance in self._event(event, self.stream_samples / RATE):
                 utterance.latency = self.clock() - arrived
                 out.append(utterance)
         return out
 
-    def _event(self, event) -> Utterance | None:
+    def _event(self, event, chunk_end: float) -> list[Utterance]:
         if event.kind == "start":
             self.recognizer.start()
             self.in_utterance, self.utterance_samples, self.frame_db = True, 0, []
         if not self.in_utterance:
-            return None
+            return []
         if len(event.samples):
             self.recognizer.feed(event.samples)
             self.utterance_samples += len(event.samples)
             frames = event.samples[: len(event.samples) // 480 * 480].astype(np.float64).reshape(-1, 480)
             self.frame_db += list(10 * np.log10(np.mean(frames ** 2, axis=1) + 1.0))
         if event.kind != "end":
-            return None
+            if not self.recognizer.early_stop():
+                return []
+            # Not a posterior (there is none before the end): the spotter and the main search both hear "stop".
+            return [Utterance("stop", 1.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
+                              chunk_end, early=True)]
         self.in_utterance = False
         if len(self.frame_db) > 1 and np.std(self.frame_db) < self.min_energy_spread_db:
             self.recognizer.abort()   # steady noise, not speech: no final search, no second pass
-            return Utterance("", 0.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
-                             event.speech_end)
+            return [Utterance("", 0.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
+                              event.speech_end)]
         hyp = self.recognizer.finish()
-        return Utterance(hyp.text, hyp.confidence, hyp.alternatives, self.utterance_samples / RATE, 0.0,
-                         hyp.backend, event.speech_end)
+        return [Utterance(hyp.text, hyp.confidence, hyp.alternatives, self.utterance_samples / RATE, 0.0,
+                          hyp.backend, event.speech_end)]
 
 
-def transcribe(recognizer: Recognizer, samples: np.ndarray, chunk_seconds: float = 0.03) -> list[Utterance]:
-    """All utterances in a recording, streamed in microphone-sized chunks (what `koba asr` and the bench use)."""
+def transcribe(recognizer: Recognizer, samples: np.ndarray, chunk_seconds: float = 0.03,
+               early_stops: bool = False) -> list[Utterance]:
+    """All utterances in a recording, streamed in microphone-sized chunks (what `koba asr` and the bench use).
+    A transcript leaves out the early stops (their utterance's final result has the words); `early_stops` keeps
+    them, in the order they were published."""
     stream = SpeechStream(recognizer)
     step = max(1, int(chunk_seconds * RATE))
     out = []
     for i in range(0, len(samples), step):
         out += stream.feed(samples[i:i + step])
-    return out + stream.flush()
+    return [u for u in out + stream.flush() if early_stops or not u.early]
