@@ -17,6 +17,21 @@ def test_bf16_training_on_the_gpu_lowers_the_loss(tmp_path):
     assert result["device"].startswith("cuda") and result["loss"] < 2.5
 
 
+def test_fp16_training_on_the_gpu_matches_bf16_and_scales_its_loss(tmp_path):
+    """precision fp16 on CUDA (the path `auto` takes on a GPU without native bf16): loss scaling on, weights fp32."""
+    (tmp_path / "t.txt").write_text("put the red cube in the top left box. " * 200)
+    results = {}
+    for precision in ("bf16", "fp16"):
+        config = TrainConfig.from_dict(dict(model=dict(d_model=64, n_layers=2, n_heads=4, max_len=64),
+                                            train_data=str(tmp_path / "t.txt"), seq_len=64, batch_size=16, steps=40,
+                                            lr=3e-3, warmup=4, device="cuda", precision=precision,
+                                            out=str(tmp_path / precision), progress=False))
+        results[precision] = train(config)
+    fp16 = results["fp16"]
+    assert fp16["precision"] == "fp16 autocast, dynamic loss scaling" and fp16["loss_scale"] >= 1.0
+    assert fp16["skipped_steps"] <= 2 and abs(fp16["loss"] - results["bf16"]["loss"]) < 0.1
+
+
 def test_bench_runs_on_the_gpu():
     result = run_bench(size="tiny", device="cuda", steps=2, variants=["ours", "hf"])
     assert result["dtype"] == "bf16 autocast" and result["variants"]["ours"]["tokens_per_s"] > 0
