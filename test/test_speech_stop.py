@@ -38,9 +38,12 @@ def test_spotter_alone_hears_stop_and_not_silence(tmp_path):
     assert not spotter.finish()            # finishing twice is harmless
 
 
-def test_bad_stop_threshold_is_one_line_error():
+def test_bad_stop_threshold_or_word_limit_is_one_line_error():
     with pytest.raises(KobaError, match="stop threshold"):
         StopSpotter(threshold=2.0)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(KobaError, match="keyword_max_words must be a positive whole number"):
+            PocketsphinxRecognizer(keyword_max_words=bad)
 
 
 def test_is_stop():
@@ -83,3 +86,26 @@ def test_no_early_stop_inside_top_right_box_or_without_a_spotter(tmp_path):
     assert not no_spotter.early_stops
     assert not any(u.early for u in transcribe(no_spotter, spoken("stop moving", tmp_path, "en-us"), early_stops=True))
     assert Recognizer.early_stop(no_spotter) is False  # the base class: backends without a streaming check
+
+
+@pytest.mark.slow  # 8 recognisers (about 25 s) for an option that is off by default
+def test_the_two_word_rule_keeps_an_instruction_with_top_in_it_from_becoming_a_stop(tmp_path):
+    """The spotter hears "stop" in "top": by default (keyword_max_words=None) these instructions come out as
+    "stop"; keyword_max_words=2 lets it override only a main result of at most two words."""
+    cases = [("en-gb-x-rp", "put it in the top box"), ("en-gb-x-rp", "the top right one please"),
+             ("en-us+m3", "put it in the top box"), ("en-us+m3", "put the toy in the top right box")]
+    for voice, text in cases:  # a fresh recogniser each: the live cepstral mean carries over between utterances
+        x = spoken(text, tmp_path, voice)
+        assert PocketsphinxRecognizer().recognize(x).text == "stop", (voice, text)
+        assert not is_stop(PocketsphinxRecognizer(keyword_max_words=2).recognize(x).text), (voice, text)
+
+
+def test_under_the_two_word_rule_the_spotter_still_overrides_a_main_search_that_heard_a_word_or_two():
+    """The stops the spotter rescued on the tuning voices came out of the main search as "go", "go go", "move the"."""
+    from koba_ros.speech.recognizers import Hypothesis
+
+    recognizer = PocketsphinxRecognizer(keyword_max_words=2)
+    assert recognizer._short(Hypothesis("go", 0.9)) and recognizer._short(Hypothesis("move the", 0.9))
+    assert recognizer._short(Hypothesis("", 0.0))
+    assert not recognizer._short(Hypothesis("put it in the top box", 0.5))
+    assert PocketsphinxRecognizer()._short(Hypothesis("put it in the top box", 0.5))  # the default: no limit

@@ -18,7 +18,8 @@ extra decode was the latency tail. It is kept as an option for the benchmark's b
 "stop" always gets through: a result that says stop is returned whatever its posterior (the
 `min_confidence` cut-off never drops it), and a keyword spotter (koba_ros.speech.stop_spotter) listens
 alongside the main search: when it hears "stop" and the main search is not sure of another in-domain
-sentence, the result is "stop".
+sentence, the result is "stop". The spotter also hears "stop" in "top right box": `keyword_max_words=2` lets it
+override only a main result of at most two words (off by default: it also lost a real stop, docs/speech.md).
 
 Optionally (`teleop_grammar=True`) a JSGF grammar of the teleop commands (koba_ros.speech.teleop_grammar)
 is searched alongside too; when both the domain LM's and the grammar's results are jog commands, the
@@ -97,11 +98,13 @@ class PocketsphinxRecognizer(Recognizer):
                  rescore_n: int = 10, min_confidence: float = 0.2, seed: int = 0, fallback: str = "out_of_domain",
                  lm_weight: float = LM_WEIGHT, discount_mass: float | None = None, flat_search: bool = True,
                  stop_threshold: float | None = STOP_THRESHOLD, teleop_grammar: bool = False,
-                 keep_stops: bool = True, early_stops: bool = True):
+                 keep_stops: bool = True, early_stops: bool = True, keyword_max_words: int | None = None):
         import pocketsphinx
 
         from koba_ros.speech.stop_spotter import StopSpotter
 
+        if keyword_max_words is not None and not (isinstance(keyword_max_words, int) and keyword_max_words >= 1):
+            raise KobaError(f"keyword_max_words must be a positive whole number (or none), got {keyword_max_words!r}")
         if fallback not in FALLBACKS:
             raise KobaError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         pocketsphinx.set_loglevel("ERROR")
@@ -135,6 +138,9 @@ class PocketsphinxRecognizer(Recognizer):
         self.grammar = self._grammar_decoder() if teleop_grammar else None
         self.keep_stops = keep_stops  # False only to reproduce the old behaviour in the benchmark
         self.keyword_stops = 0      # stops that came from the spotter, not from the main search
+        # The spotter overrides the main search only when that heard at most this many words (None: any number,
+        # the default: 2 keeps instructions with "top" in them from becoming stops but lost a stop, docs/speech.md).
+        self.keyword_max_words = keyword_max_words
         self.early_stops = early_stops and self.stop_spotter is not None
         self.early_stop_count = 0   # utterances whose stop was published before their end
         self._early_fired = False
@@ -231,7 +237,7 @@ class PocketsphinxRecognizer(Recognizer):
         best.alternatives = best.alternatives[: self.n_best - 1]
         if self.keep_stops and is_stop(best.text):
             return best     # stop wins: never dropped for a low posterior
-        if heard_stop and not self._confidently_other(best):   # the main search missed or mis-heard a stop
+        if heard_stop and self._short(best) and not self._confidently_other(best):  # a missed or mis-heard stop
             self.keyword_stops += 1
             return Hypothesis("stop", best.confidence, [best.text] if best.text else [], self.backend, "keyword")
         if self._needs_general_pass(best):
@@ -245,6 +251,14 @@ class PocketsphinxRecognizer(Recognizer):
         if best.confidence < self.min_confidence:   # noise, breathing, a door: say nothing
             return Hypothesis("", best.confidence, [], self.backend, best.model)
         return best
+
+    def _short(self, best: Hypothesis) -> bool:
+        """With keyword_max_words: a stop the main search missed comes out as a word or two ("go", "go go", "move
+        the"); an instruction with "top" in it ("put the toy in the top right box") is longer, and the spotter hears
+        "stop" in "top". On the tuning voices every keyword-saved stop had at most 2 words and every keyword
+        override of an unconstrained instruction at least 3; on the reported voices the limit also lost a loud
+        "stop moving" (docs/speech.md "Session 17")."""
+        return self.keyword_max_words is None or len(best.text.split()) <= self.keyword_max_words
 
     def _confidently_other(self, best: Hypothesis) -> bool:
         """The main search is sure of another in-domain sentence ("top right box": the spotter hears "stop" in it).
