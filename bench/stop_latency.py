@@ -2,10 +2,10 @@
 of the stop handling, in one process, on the same clips:
   - session16: the stop comes at the end of the utterance; the spotter overrides the main search whatever it heard;
   - early_stops: + early stops, published while the person still talks (the default since session 17);
-  - two_word_rule: + the spotter overrides the main search only when that heard at most two words (an option).
+  - word_limit_N (--word-limits): + the spotter overrides the main search only when that heard at most N words.
 
     cd bench && PYTHONPATH=..:. ../.venv/bin/python stop_latency.py [--voices en-us,en-us+m3,en-gb]
-        [--instructions reported|tuning]
+        [--instructions reported|tuning|validation] [--word-limits 2,3]
 
 Clips are made as in bench/asr.py (espeak-ng voices, half a second of silence either side, clean and with white
 noise at 20 dB SNR): every stop phrase of the teleop language ("stop", "stop stop", "stop moving", "please stop") at
@@ -39,7 +39,7 @@ from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
-ARMS = {"session16": dict(early_stops=False), "early_stops": {}, "two_word_rule": dict(keyword_max_words=2)}
+ARMS = {"session16": dict(early_stops=False), "early_stops": {}}  # + one arm per --word-limits entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
           "the top right one please", "grab the small toy and put it at the top", "put the bear on top of the box",
@@ -55,6 +55,14 @@ REPORTED = ["please put the stuffed animal in the top right box", "move the mug 
             "put the little car in the top right corner", "drop the ball in the top left",
             "the yellow thing goes in the top right box", "top box please", "put the fluffy thing at the top left",
             "place the can in the top right one", "I need the blue block in the top right"]
+VALIDATION = ["would you put the doll in the top right box", "the cup goes top left", "put the sponge at the very top",
+              "put the green block over there in the top one", "top left for the teddy please",
+              "I'd like the marker in the top right bin", "move the small bear up to the top box",
+              "can the duck go in the top left box", "put the orange thing on the top right",
+              "the top one for the ball", "please drop the toy car in the top left corner",
+              "stick the yellow cube in the top right box", "the blue one goes in the top box",
+              "take the plush rabbit to the top left", "place it at the top right please",
+              "put the red block in the box at the top", "top right box for the cup", "leave the tape in the top box"]
 
 
 def stream_clip(recognizer, x: np.ndarray) -> dict:
@@ -84,14 +92,16 @@ def percentile(values, q):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voices", default="en-us,en-us+m3,en-gb")
-    ap.add_argument("--instructions", choices=("reported", "tuning"), default="reported")
+    ap.add_argument("--instructions", choices=("reported", "tuning", "validation"), default="reported")
+    ap.add_argument("--word-limits", default="2,3", help="comma list of keyword_max_words arms")
     ap.add_argument("--sentences", type=int, default=16)
     ap.add_argument("--snr", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     stops = [p for p in teleop_phrases() if is_stop(p)]
     others = [s for s in benchmark_sentences("issue", args.sentences, random.Random(args.seed)) if not is_stop(s)]
-    unconstrained = REPORTED if args.instructions == "reported" else TUNING
+    unconstrained = {"reported": REPORTED, "tuning": TUNING, "validation": VALIDATION}[args.instructions]
+    arms = {**ARMS, **{f"word_limit_{n}": dict(keyword_max_words=int(n)) for n in args.word_limits.split(",") if n}}
     rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
     clips = []   # (kind, voice, text, condition, audio)
@@ -110,7 +120,7 @@ def main() -> None:
                     if kind in ("stop", "command"):
                         clips.append((kind, voice, text, f"{volume}_noisy", add_noise(y, args.snr, rng)))
     runs = {}
-    for name, options in ARMS.items():  # one recogniser per arm over all clips, as on a live stream
+    for name, options in arms.items():  # one recogniser per arm over all clips, as on a live stream
         recognizer = PocketsphinxRecognizer(**options)
         runs[name] = [stream_clip(recognizer, clip[-1]) for clip in clips]
     report = {"voices": args.voices.split(","), "stop_phrases": stops, "commands": others,
@@ -156,10 +166,14 @@ def main() -> None:
 
     report["stops_missed"] = clip_list("early_stops", lambda c, r: c[0] == "stop" and r["first_stop"] is None)
     report["false_stops"] = clip_list("early_stops", lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
-    report["stops_lost_by_two_word_rule"] = [
-        {"voice": c[1], "text": c[2], "condition": c[3]}
-        for c, a, b in zip(clips, now, runs["two_word_rule"], strict=True)
-        if c[0] == "stop" and a["first_stop"] is not None and b["first_stop"] is None]
+    for name in (a for a in arms if a.startswith("word_limit_")):
+        report[f"stops_lost_by_{name}"] = [
+            {"voice": c[1], "text": c[2], "condition": c[3]}
+            for c, a, b in zip(clips, now, runs[name], strict=True)
+            if c[0] == "stop" and a["first_stop"] is not None and b["first_stop"] is None]
+        report[f"stops_gained_by_{name}"] = sum(
+            c[0] == "stop" and a["first_stop"] is None and b["first_stop"] is not None
+            for c, a, b in zip(clips, now, runs[name], strict=True))
     print(json.dumps(report, indent=1))
 
 
