@@ -2,10 +2,13 @@
 of the stop handling, in one process, on the same clips:
   - session16: the stop comes at the end of the utterance; the spotter overrides the main search whatever it heard;
   - early_stops: + early stops, published while the person still talks (the default since session 17);
+  - top_veto: + the spotter may not override a main result where "top" comes before a box word ("top right"): the
+    default since session 17;
   - word_limit_N (--word-limits): + the spotter overrides the main search only when that heard at most N words.
 
     cd bench && PYTHONPATH=..:. ../.venv/bin/python stop_latency.py [--voices en-us,en-us+m3,en-gb]
-        [--instructions reported|tuning|validation] [--word-limits 2,3]
+        [--instructions reported|tuning|validation|fresh] [--word-limits 2,3]
+    (limit arms keep top_veto off, to measure the limit alone)
 
 Clips are made as in bench/asr.py (espeak-ng voices, half a second of silence either side, clean and with white
 noise at 20 dB SNR): every stop phrase of the teleop language ("stop", "stop stop", "stop moving", "please stop") at
@@ -39,7 +42,9 @@ from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
-ARMS = {"session16": dict(early_stops=False), "early_stops": {}}  # + one arm per --word-limits entry
+ARMS = {"session16": dict(early_stops=False, top_veto=False), "early_stops": dict(top_veto=False),
+        "top_veto": dict(top_veto=True)}  # the default since session 17
+# + one arm per --word-limits entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
           "the top right one please", "grab the small toy and put it at the top", "put the bear on top of the box",
@@ -63,6 +68,13 @@ VALIDATION = ["would you put the doll in the top right box", "the cup goes top l
               "stick the yellow cube in the top right box", "the blue one goes in the top box",
               "take the plush rabbit to the top left", "place it at the top right please",
               "put the red block in the box at the top", "top right box for the cup", "leave the tape in the top box"]
+FRESH = ["get the bunny into the top left box", "put the spoon in the top right", "the duck belongs in the top box",
+         "move the green cup to the top right one", "hey put that bear on the top left", "top right for the block",
+         "I think the toy should go in the top one", "could the ball go on top of the box",
+         "drop the red thing into the top right bin", "put the small cube at the top left corner",
+         "set the toy on the top shelf", "the brush goes in the top left", "put the plush in the top box please",
+         "into the top right box with the cup", "top one please", "move it to the top left box now",
+         "put the can up in the top right", "the blue toy to the top left one"]
 
 
 def stream_clip(recognizer, x: np.ndarray) -> dict:
@@ -92,7 +104,7 @@ def percentile(values, q):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voices", default="en-us,en-us+m3,en-gb")
-    ap.add_argument("--instructions", choices=("reported", "tuning", "validation"), default="reported")
+    ap.add_argument("--instructions", choices=("reported", "tuning", "validation", "fresh"), default="reported")
     ap.add_argument("--word-limits", default="2,3", help="comma list of keyword_max_words arms")
     ap.add_argument("--sentences", type=int, default=16)
     ap.add_argument("--snr", type=float, default=20.0)
@@ -100,8 +112,10 @@ def main() -> None:
     args = ap.parse_args()
     stops = [p for p in teleop_phrases() if is_stop(p)]
     others = [s for s in benchmark_sentences("issue", args.sentences, random.Random(args.seed)) if not is_stop(s)]
-    unconstrained = {"reported": REPORTED, "tuning": TUNING, "validation": VALIDATION}[args.instructions]
-    arms = {**ARMS, **{f"word_limit_{n}": dict(keyword_max_words=int(n)) for n in args.word_limits.split(",") if n}}
+    unconstrained = {"reported": REPORTED, "tuning": TUNING, "validation": VALIDATION,
+                     "fresh": FRESH}[args.instructions]
+    arms = {**ARMS, **{f"word_limit_{n}": dict(keyword_max_words=int(n), top_veto=False)
+                       for n in args.word_limits.split(",") if n}}
     rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
     clips = []   # (kind, voice, text, condition, audio)
@@ -166,7 +180,7 @@ def main() -> None:
 
     report["stops_missed"] = clip_list("early_stops", lambda c, r: c[0] == "stop" and r["first_stop"] is None)
     report["false_stops"] = clip_list("early_stops", lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
-    for name in (a for a in arms if a.startswith("word_limit_")):
+    for name in (a for a in arms if a.startswith("word_limit_") or a == "top_veto"):
         report[f"stops_lost_by_{name}"] = [
             {"voice": c[1], "text": c[2], "condition": c[3]}
             for c, a, b in zip(clips, now, runs[name], strict=True)

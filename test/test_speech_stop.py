@@ -90,14 +90,14 @@ def test_no_early_stop_inside_top_right_box_or_without_a_spotter(tmp_path):
 
 @pytest.mark.slow  # 8 recognisers (about 25 s) for an option that is off by default
 def test_the_two_word_rule_keeps_an_instruction_with_top_in_it_from_becoming_a_stop(tmp_path):
-    """The spotter hears "stop" in "top": by default (keyword_max_words=None) these instructions come out as
-    "stop"; keyword_max_words=2 lets it override only a main result of at most two words."""
+    """The spotter hears "stop" in "top": without a limit or the top veto these instructions come out as "stop";
+    keyword_max_words=2 lets it override only a main result of at most two words."""
     cases = [("en-gb-x-rp", "put it in the top box"), ("en-gb-x-rp", "the top right one please"),
              ("en-us+m3", "put it in the top box"), ("en-us+m3", "put the toy in the top right box")]
     for voice, text in cases:  # a fresh recogniser each: the live cepstral mean carries over between utterances
         x = spoken(text, tmp_path, voice)
-        assert PocketsphinxRecognizer().recognize(x).text == "stop", (voice, text)
-        assert not is_stop(PocketsphinxRecognizer(keyword_max_words=2).recognize(x).text), (voice, text)
+        assert PocketsphinxRecognizer(top_veto=False).recognize(x).text == "stop", (voice, text)
+        assert not is_stop(PocketsphinxRecognizer(keyword_max_words=2, top_veto=False).recognize(x).text), (voice, text)
 
 
 def test_under_the_two_word_rule_the_spotter_still_overrides_a_main_search_that_heard_a_word_or_two():
@@ -109,3 +109,23 @@ def test_under_the_two_word_rule_the_spotter_still_overrides_a_main_search_that_
     assert recognizer._short(Hypothesis("", 0.0))
     assert not recognizer._short(Hypothesis("put it in the top box", 0.5))
     assert PocketsphinxRecognizer()._short(Hypothesis("put it in the top box", 0.5))  # the default: no limit
+
+
+def test_top_before_a_box_word_is_not_taken_for_a_stop(tmp_path):
+    """The spotter hears "stop" in "top"; with top_veto (the default) it may not override a main result where "top"
+    comes before a box word. Without it (the session-16 rule) these instructions came out as "stop"."""
+    for text in ("put it in the top box", "the top right one please"):
+        x = spoken(text, tmp_path, "en-gb-x-rp")  # a fresh recogniser each: the cepstral mean carries over
+        assert PocketsphinxRecognizer(top_veto=False).recognize(x).text == "stop", text
+        assert not is_stop(PocketsphinxRecognizer().recognize(x).text), text
+
+
+def test_the_top_veto_reads_top_before_a_box_word_only():
+    from koba_ros.speech.recognizers import Hypothesis
+
+    recognizer = PocketsphinxRecognizer()
+    for text in ("put it in the top box", "the top right white please", "put the bear on top of the box"):
+        assert recognizer._top_as_a_place(Hypothesis(text, 0.5)), text
+    for text in ("go", "go go", "move the", "top", "put the cup at the top", ""):  # misheard stops; "top" at the end
+        assert not recognizer._top_as_a_place(Hypothesis(text, 0.5)), text
+    assert not PocketsphinxRecognizer(top_veto=False)._top_as_a_place(Hypothesis("put it in the top box", 0.5))

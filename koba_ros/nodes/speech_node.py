@@ -50,6 +50,8 @@ class SpeechNode(LifecycleNode):
         self.keyword_max_words = declare(self, "keyword_max_words", 0, "pocketsphinx: the \"stop\" spotter overrides "
                                          "the main search only when that heard at most this many words (0: any "
                                          "number; 2 keeps instructions like \"top right box\" from becoming stops).")
+        self.top_veto = declare(self, "top_veto", True, "pocketsphinx: the \"stop\" spotter may not turn a result "
+                                "where \"top\" comes before a box word (\"the top right box\") into a stop.")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
                                       "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
@@ -81,7 +83,8 @@ class SpeechNode(LifecycleNode):
             options = ({"checkpoint": self.checkpoint} if self.backend == "whisper" else
                        {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
                         "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar,
-                        "early_stops": self.early_stops, "keyword_max_words": self.keyword_max_words or None})
+                        "early_stops": self.early_stops, "keyword_max_words": self.keyword_max_words or None,
+                        "top_veto": self.top_veto})
             recognizer = make_recognizer(self.backend, **options)
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
             if self.source == "microphone":
