@@ -125,3 +125,16 @@ def test_broken_foreign_and_mismatched_token_files_are_one_line_errors(tmp_path,
     assert "not found" in capsys.readouterr().err
     with pytest.raises(KobaError, match="fewer than one sequence"):
         TokenStream(np.zeros(10, dtype=np.uint16), 32, "tiny.bin")
+
+
+def test_a_failed_prepare_leaves_no_partial_file(tmp_path):
+    tokenizer = build_tokenizer("byte")
+    with pytest.raises(KobaError, match="not found"):
+        prepare(str(tmp_path / "missing.txt"), tokenizer, {"kind": "byte"}, tmp_path / "out.bin")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KobaError):
+        prepare(str(tmp_path / "empty"), tokenizer, {"kind": "byte"}, tmp_path / "out.bin")
+    assert list(tmp_path.glob("out.bin*")) == []
+    (tmp_path / "t.txt").write_text("open the gripper\n")
+    with pytest.raises(KobaError, match="prepare: reading .* or writing /proc/koba/x.bin failed"):
+        prepare(str(tmp_path / "t.txt"), tokenizer, {"kind": "byte"}, "/proc/koba/x.bin")

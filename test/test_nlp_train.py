@@ -352,3 +352,46 @@ def test_a_resume_reads_metrics_written_by_a_version_with_more_columns(tmp_path)
     MetricsLog(path, True, resume_step=2)
     rows = read_rows(path)
     assert [r["step"] for r in rows] == ["1", "2"] and "newer" not in rows[0]
+
+
+def test_an_incomplete_checkpoint_is_refused_not_trained_over(tmp_path):
+    """A resume that finds a checkpoint folder without its weights or its state must not start again from step 0
+    and overwrite what is there."""
+    train(tiny(tmp_path, steps=4))
+    checkpoint = tmp_path / "run" / "checkpoint"
+    for missing in ("state.json", "model.safetensors"):
+        saved = (checkpoint / missing).read_bytes()
+        (checkpoint / missing).unlink()
+        before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+        with pytest.raises(KobaError, match=f"incomplete .no {missing}"):
+            train(tiny(tmp_path, steps=8))
+        assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before
+        (checkpoint / missing).write_bytes(saved)
+    (checkpoint / "state.json").write_text("[1, 2]")
+    with pytest.raises(KobaError, match="not a JSON object"):
+        train(tiny(tmp_path, steps=8))
+
+
+def test_a_checkpoint_is_never_written_over_a_file_or_a_folder_of_other_things(tmp_path):
+    """save_checkpoint swaps a finished folder in place of a checkpoint; it refuses anything else there, and its
+    temporary names never touch a user's <out>.old or <out>.tmp."""
+    from koba_ros.nlp.checkpoint import save_checkpoint
+
+    state = {"w": torch.zeros(2)}
+    (tmp_path / "afile").write_text("mine")
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    for target in (tmp_path / "afile", runs):
+        with pytest.raises(KobaError, match="is not a checkpoint folder"):
+            save_checkpoint(target, state, None, {})
+    assert (tmp_path / "afile").read_text() == "mine" and (runs / "a").is_dir()
+    for sibling in ("ck.old", "ck.tmp"):
+        (tmp_path / sibling).mkdir()
+        (tmp_path / sibling / "keep.txt").write_text("keep")
+    save_checkpoint(tmp_path / "ck", state, None, {"step": 1})
+    save_checkpoint(tmp_path / "ck", state, None, {"step": 2})  # replaces its own checkpoint
+    assert load_checkpoint(tmp_path / "ck")[2]["step"] == 2
+    assert all((tmp_path / s / "keep.txt").read_text() == "keep" for s in ("ck.old", "ck.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "ck", "ck.old", "ck.tmp", "runs"]
+    with pytest.raises(KobaError, match="cannot write a checkpoint to /proc/koba"):
+        save_checkpoint("/proc/koba/ck", state, None, {})

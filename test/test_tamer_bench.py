@@ -1,6 +1,7 @@
 """`koba tamer bench|train`: a tiny benchmark run (structure of the JSON and files), training with checkpoint
 save and resume, and bad input."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +102,9 @@ def test_checkpoint_restores_the_agent_exactly(tmp_path):
     (["tamer", "bench", "--credit-delay", "uniform:5:1", "--episodes", "1"], "lo < hi"),
     (["tamer", "train", "--out", "/nonexistent_dir_for_test/x", "--resume"], "no checkpoint"),
     (["tamer", "train", "--agent", "dqn", "--env", "taxi", "--out", "{tmp}", "--resume"], "for env 'maze'"),
+    (["tamer", "train", "--agent", "dqn", "--layout", "open5", "--episodes", "1", "--out", "{tmp}"],
+     "already holds a run (checkpoint.pt); add --resume"),
+    (["tamer", "train", "--episodes", "1", "--out", "/proc/koba_x"], "cannot create /proc/koba_x"),
 ])
 def test_bad_input_is_one_line_error(argv, message, tmp_path, capsys):
     if "{tmp}" in argv:
@@ -108,9 +112,12 @@ def test_bad_input_is_one_line_error(argv, message, tmp_path, capsys):
                      str(tmp_path)]) == 0
         argv = [str(tmp_path) if a == "{tmp}" else a for a in argv]
     capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, nothing removed
+    assert not Path("/nonexistent_dir_for_test").exists()
 
 
 def test_feedback_command_needs_a_terminal(capsys):

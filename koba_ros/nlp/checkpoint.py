@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -38,14 +39,34 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta.get("param_groups", [])}
 
 
+CHECKPOINT_FILES = frozenset({"model.safetensors", "optimizer.safetensors", "lora.safetensors", "state.json"})
+
+
+def is_replaceable(directory: Path) -> bool:
+    """May a checkpoint be written over `directory`? Only if it is absent, an empty folder or a checkpoint folder:
+    never a file or a folder holding anything else (a user's runs, notes)."""
+    if not directory.exists():
+        return True
+    if not directory.is_dir():
+        return False
+    names = {p.name for p in directory.iterdir()}
+    return not names or names <= CHECKPOINT_FILES
+
+
 def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict | None, meta: dict,
                     adapters: dict | None = None) -> Path:
-    """Writes to <dir>.tmp then swaps it in, so a crash never leaves a half-written checkpoint. `adapters`: a LoRA
-    run's A and B (lora.safetensors; model_state holds the merged weights)."""
+    """Writes a new folder beside <dir> then swaps it in, so a crash never leaves a half-written checkpoint. The
+    temporary names are unique (no folder of the user's is ever deleted), and a file or a folder that is not a
+    checkpoint is refused. `adapters`: a LoRA run's A and B (lora.safetensors; model_state holds the merged
+    weights)."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    if not is_replaceable(directory):
+        raise KobaError(f"{directory} exists and is not a checkpoint folder; give another output path")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.writing-", dir=directory.parent))
+    except OSError as exc:
+        raise KobaError(f"cannot write a checkpoint to {directory}: {exc.strerror or exc}") from None
     save_file({k: v.detach().contiguous().clone().cpu() for k, v in model_state.items()}, tmp / "model.safetensors")
     opt_meta = {}
     if optim_state is not None:
@@ -54,11 +75,13 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
     if adapters:
         save_file({k: v.detach().contiguous().clone().cpu() for k, v in adapters.items()}, tmp / "lora.safetensors")
     (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
+    old = None
+    if directory.exists():  # moved aside under a unique name of our own, deleted once the new one is in place
+        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.replaced-", dir=directory.parent))
         os.replace(directory, old)
     os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
@@ -123,8 +146,10 @@ def load_checkpoint(directory: str | Path) -> tuple[dict, dict | None, dict]:
     meta_path = directory / "state.json"
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KobaError(f"checkpoint {directory}: state.json is corrupt") from exc
+    if not isinstance(meta, dict):
+        raise KobaError(f"checkpoint {directory}: state.json is not a JSON object")
     optim = None
     if (directory / "optimizer.safetensors").is_file():
         try:

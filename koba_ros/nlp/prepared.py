@@ -75,8 +75,29 @@ def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk
     if out.suffix != ".bin":
         raise KobaError(f"prepare: the output must be a .bin file, got {out}")
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        count, max_id, text_bytes, files, has_text = _write_tokens(source, tokenizer, partial, dtype, chunk_bytes)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise KobaError(f"prepare: reading {source} or writing {out} failed: {exc.strerror or exc}") from None
+    except BaseException:  # a bad source, Ctrl-C: no half-written file is left behind
+        partial.unlink(missing_ok=True)
+        raise
+    if not has_text:
+        partial.unlink()
+        raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
+    meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
+            "text_bytes": text_bytes, "source": source, "documents": files, "tokenizer": tokenizer_spec,
+            "vocab_size": tokenizer.vocab_size}
+    os.replace(partial, out)  # the .bin appears whole or not at all; then its description
+    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
+    return {**meta, "out": str(out)}
+
+
+def _write_tokens(source: str, tokenizer, partial: Path, dtype, chunk_bytes: int):
+    """Tokenise `source` into `partial`; (tokens, max id, text bytes, documents, any text at all)."""
     count, max_id, text_bytes, files, has_text = 0, -1, 0, 0, False
     separator = document_separator(tokenizer) if is_collection(source) else []
     with partial.open("wb") as f:
@@ -97,15 +118,7 @@ def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk
             if size:  # as encode_documents: each non-empty document of a collection ends with the separator
                 write(separator)
                 text_bytes, files = text_bytes + size, files + 1
-    if not has_text:
-        partial.unlink()
-        raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
-    meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
-            "text_bytes": text_bytes, "source": source, "documents": files, "tokenizer": tokenizer_spec,
-            "vocab_size": tokenizer.vocab_size}
-    os.replace(partial, out)  # the .bin appears whole or not at all; then its description
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
-    return {**meta, "out": str(out)}
+    return count, max_id, text_bytes, files, has_text
 
 
 def is_token_file(source: str) -> bool:

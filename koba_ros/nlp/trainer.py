@@ -243,8 +243,12 @@ def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast, 
 def read_checkpoint(model, checkpoint_dir: Path):
     """(model_state, optim_state, meta, LoRA adapters or None) if a checkpoint fits `model`, None if there is none;
     raises if it is bad."""
-    if not (checkpoint_dir / "model.safetensors").is_file():
+    if not checkpoint_dir.is_dir() or not any(checkpoint_dir.iterdir()):
         return None
+    missing = [name for name in ("model.safetensors", "state.json") if not (checkpoint_dir / name).is_file()]
+    if missing:  # never train over it from step 0: it may be all that is left of a long run
+        raise KobaError(f"checkpoint {checkpoint_dir} is incomplete (no {' or '.join(missing)}); move it away to "
+                        "start afresh")
     model_state, optim_state, meta = load_checkpoint(checkpoint_dir)
     check_compatible(model, model_state, checkpoint_dir)
     lora_file = checkpoint_dir / "lora.safetensors"

@@ -68,8 +68,18 @@ def write_curves(folder: Path, episodes: list[EpisodeRecord], title: str) -> lis
 
 def train(config: BenchConfig, agent_name: str, seed: int, out: str, resume: bool = False) -> dict:
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / "checkpoint.pt"
+    if resume and not checkpoint.is_file():
+        raise KobaError(f"--resume: no checkpoint at {checkpoint}")
+    if not resume and checkpoint.exists():  # a finished run is never trained over by accident
+        raise KobaError(f"{folder} already holds a run (checkpoint.pt); add --resume to continue it, or give "
+                        "another --out")
+    if folder.exists() and not folder.is_dir():
+        raise KobaError(f"--out {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KobaError(f"cannot create {folder}: {exc.strerror or exc}") from None
     _, agent, session, human = build_run(config, agent_name, seed)
     now = load_checkpoint(checkpoint, agent, session, config.env) if resume else 0.0
     start = len(session.episodes)
