@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     except KobaError as exc:
         print(f"koba {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system said no (an unwritable --out, a file where a folder should be): one line
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"koba {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"koba {args.command}: error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return int(code or 0)

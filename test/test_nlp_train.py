@@ -78,6 +78,14 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     (dict(model=dict(d_model=32.0, n_heads=2)), "d_model must be an integer"),
     (dict(model=[32]), "model must be a mapping"),
     (dict(init_from=3), "init_from must be a string"),
+    (dict(beta1=1.5), "beta1 and beta2 must be in"),
+    (dict(min_lr=float("nan")), "min_lr one >= 0"),
+    (dict(lr=float("inf")), "lr must be a finite number"),
+    (dict(warmup=-1), "warmup must be >= 0"),
+    (dict(decay_frac=2.0), "decay_frac in"),
+    (dict(clip=-1.0), "clip must be finite"),
+    (dict(parallel="zero3"), "parallel must be ddp or fsdp"),
+    (dict(out=" "), "out must name a folder"),
 ])
 def test_bad_configs_raise_one_line_errors(tmp_path, overrides, message):
     with pytest.raises(KobaError, match=message):
@@ -132,6 +140,15 @@ def test_cli_train_prints_json_and_rejects_a_missing_config(tmp_path, capsys):
     assert out["steps"] == 3 and out["parameters"] > 0
     assert main(["lm", "train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+    # The command line's overrides are checked too: --steps 0 and an empty --out are errors, not "use the file's".
+    for extra, message in ((["--steps", "0"], "steps must be positive"), (["--out", ""], "out must name a folder"),
+                           (["--out", "/proc/koba/run"], "cannot use /proc/koba")):
+        assert main(["lm", "train", "--config", str(tmp_path / "c.yaml"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe\x80 steps: 3\n")
+    assert main(["lm", "train", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "is not UTF-8 YAML text" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "wsd", "wso"])

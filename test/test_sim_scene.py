@@ -47,9 +47,12 @@ def test_bad_scenes_are_one_line_errors(tmp_path, data, message):
     assert "\n" not in str(err.value)
 
 
-def test_missing_file(tmp_path):
+def test_missing_file_and_binary_file(tmp_path):
     with pytest.raises(KobaError, match="cannot read scene"):
         load_scene(tmp_path / "nope.json")
+    (tmp_path / "garbage.json").write_bytes(bytes(range(256)))
+    with pytest.raises(KobaError, match="is not UTF-8 JSON text"):
+        load_scene(tmp_path / "garbage.json")
 
 
 def test_random_scenes_are_seeded_valid_and_round_trip(tmp_path):

@@ -32,8 +32,8 @@ def add_arguments(p):
 
     train = sub.add_parser("train", help="Train a decoder-only LM from a YAML config (works under torchrun).")
     train.add_argument("--config", required=True, help="YAML file (see config/lm/*.yaml).")
-    train.add_argument("--out", default="", help="Override the config's output folder.")
-    train.add_argument("--steps", type=int, default=0, help="Override the number of optimiser steps.")
+    train.add_argument("--out", default=None, help="Override the config's output folder.")
+    train.add_argument("--steps", type=int, default=None, help="Override the number of optimiser steps.")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="", help="Override the device.")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="Override a config key, the value read as YAML: lr=3e-4, model.dropout=0.1, "
@@ -205,12 +205,13 @@ def run(args):
         from koba_ros.nlp.trainer import TrainConfig, train
 
         config = TrainConfig.from_file(args.config, args.overrides)
-        if args.out:
+        if args.out is not None:
             config.out = args.out
-        if args.steps:
+        if args.steps is not None:
             config.steps = args.steps
         if args.device:
             config.device = args.device
+        config.validate()  # the command line's values are checked like the file's (--steps 0, --out "")
         if args.no_progress or args.json:
             config.progress = False
         try:

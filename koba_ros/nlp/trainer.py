@@ -88,8 +88,21 @@ class TrainConfig:
                 raise KobaError(f"train config: {name} must be positive, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise KobaError(f"train config: schedule must be one of {', '.join(SCHEDULES)}")
-        if not self.lr > 0 or self.min_lr < 0:
-            raise KobaError("train config: lr must be > 0 and min_lr >= 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)) or not (0 <= self.min_lr < math.inf):
+            raise KobaError(f"train config: lr must be a finite number > 0 and min_lr one >= 0, got {self.lr}, "
+                            f"{self.min_lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise KobaError(f"train config: beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.warmup < 0 or not 0 <= self.decay_frac <= 1 or not 0 <= self.val_fraction < 1:
+            raise KobaError(f"train config: warmup must be >= 0, decay_frac in [0, 1] and val_fraction in [0, 1), got "
+                            f"{self.warmup}, {self.decay_frac}, {self.val_fraction}")
+        if not (0 <= self.weight_decay < math.inf and 0 <= self.clip < math.inf):
+            raise KobaError(f"train config: weight_decay and clip must be finite and >= 0 (clip 0: off), got "
+                            f"{self.weight_decay}, {self.clip}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise KobaError(f"train config: parallel must be ddp or fsdp, got {self.parallel!r}")
+        if not str(self.out).strip():
+            raise KobaError("train config: out must name a folder (it is empty)")
         if self.model.positions == "learned" and self.seq_len > self.model.max_len:
             raise KobaError(f"train config: seq_len {self.seq_len} exceeds model max_len {self.model.max_len}")
         if self.precision not in PRECISIONS:
@@ -138,9 +151,11 @@ class TrainConfig:
         if not path.is_file():
             raise KobaError(f"config {path} not found")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise KobaError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        except UnicodeDecodeError:
+            raise KobaError(f"config {path} is not UTF-8 YAML text") from None
         if not isinstance(data, dict):
             raise KobaError(f"config {path} must be a mapping")
         return cls.from_dict(apply_overrides(data, overrides))
