@@ -39,3 +39,21 @@ def test_koba_error_is_one_line_exit_2(capsys):
     assert main(["say", "   "]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["koba say: error: nothing to say: the text is empty"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["lm", "expand", "--checkpoint", "c", "--out", "o", "--width-factor", "2", "--noise", "nan"],
+     "finite number >= 0"),
+    (["lm", "bench", "--peak-tflops", "0"], "finite number > 0"),
+    (["lm", "tickets", "--train", "t.tsv", "--sparsity", "nan"], "a finite number"),
+    (["lm", "tickets", "--train", "t.tsv", "--l1", "inf"], "finite number >= 0"),
+    (["lm", "influence", "--train", "t.tsv", "--epochs", "0"], "whole number > 0"),
+    (["up", "teleop", "--duration", "-5"], "finite number >= 0"),
+    (["tamer", "train", "--out", "o", "--seed", "-1"], "whole number >= 0"),
+    (["face", "img.png", "--calibrate", "nan"], "finite number >= 0"),
+])
+def test_bad_numbers_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

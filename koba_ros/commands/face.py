@@ -1,11 +1,13 @@
 """koba face IMAGE_OR_VIDEO [--json]: read facial expressions and the feedback they would give (face_feedback_node's
 core)."""
+from koba_ros.commands.arg_types import non_negative_float
+
 HELP = "Read the facial expression in an image or video and the human feedback it gives (face_feedback_node's core)."
 
 
 def add_arguments(p):
     p.add_argument("path", help="An image (png, jpg, ...) or a video file.")
-    p.add_argument("--calibrate", type=float, default=0.0,
+    p.add_argument("--calibrate", type=non_negative_float, default=0.0,
                    help="Videos: seconds of the person's rest face at the start to calibrate on (default 0: "
                         "population prior).")
     p.add_argument("--annotated", default="", help="Write the annotated image (images only) to this file.")

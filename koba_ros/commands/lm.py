@@ -1,6 +1,8 @@
 """koba lm tokenizer|prepare|train|expand|export|import|sample|eval|influence|tickets|classify|repro|bench: the
 NLP/LLM library's BPE learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling,
 evaluation, training-data influence, multi-ticket ensemble classifiers, paper reproductions, GPU benchmark."""
+from koba_ros.commands.arg_types import finite_float, non_negative_float, positive_float, positive_int
+
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
         "a text, find mislabeled or harmful training lines, build and use multi-ticket ensemble classifiers, run the "
         "paper reproductions (b2t, shape, alone, spike, wso, expand, family, turnover, instance, phsic, augment, "
@@ -49,7 +51,7 @@ def add_arguments(p):
     grow.add_argument("--layers", type=int, default=0, help="The new depth (Pre-LN only; 0: the source's).")
     grow.add_argument("--data", default="", help="Check on this text that the loss is unchanged (within 1e-4).")
     grow.add_argument("--eval-tokens", type=int, default=65536, help="Tokens of --data the check scores.")
-    grow.add_argument("--noise", type=float, default=0.01,
+    grow.add_argument("--noise", type=non_negative_float, default=0.01,
                       help="Symmetry-breaking noise, relative to each weight's std (it cancels in the output).")
     grow.add_argument("--seed", type=int, default=0)
     grow.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
@@ -111,9 +113,9 @@ def add_arguments(p):
     influence.add_argument("--val", default="", help="With --train: clean label<TAB>text lines; also rank by "
                                                      "influence on them.")
     influence.add_argument("--out", default="runs/influence", help="Folder for the CSV.")
-    influence.add_argument("--epochs", type=int, help="Passes over the training lines (default 30).")
-    influence.add_argument("--embed", type=int, help="Embedding width, turn-over masked (default 512).")
-    influence.add_argument("--hidden", type=int, help="Hidden width, turn-over masked (default 1024).")
+    influence.add_argument("--epochs", type=positive_int, help="Passes over the training lines (default 30).")
+    influence.add_argument("--embed", type=positive_int, help="Embedding width, turn-over masked (default 512).")
+    influence.add_argument("--hidden", type=positive_int, help="Hidden width, turn-over masked (default 1024).")
     influence.add_argument("--mask-seeds", type=int, default=1, help="With --train: average the estimates of this "
                            "many classifiers with independent masks (more precise, that many times the training).")
     influence.add_argument("--seed", type=int, default=0)
@@ -128,8 +130,9 @@ def add_arguments(p):
                          "(the training and --val texts are always used, without their labels).")
     tickets.add_argument("--out", default="runs/tickets", help="Folder for tickets.safetensors and tickets.json.")
     tickets.add_argument("--members", type=int, default=4)
-    tickets.add_argument("--sparsity", type=float, default=0.3, help="Pruned share per member (rounds of 0.1).")
-    tickets.add_argument("--l1", type=float, default=1e-3, help="Random-mask L1 lambda (0: plain tickets).")
+    tickets.add_argument("--sparsity", type=finite_float, default=0.3, help="Pruned share per member (rounds of 0.1).")
+    tickets.add_argument("--l1", type=non_negative_float, default=1e-3,
+                         help="Random-mask L1 lambda (0: plain tickets).")
     tickets.add_argument("--epochs", type=int, default=20, help="Fine-tuning passes per pruning round.")
     tickets.add_argument("--pretrain-steps", type=int, default=2000, help="Masked word LM steps.")
     tickets.add_argument("--seed", type=int, default=0)
@@ -155,7 +158,7 @@ def add_arguments(p):
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--steps", type=int, default=20, help="Timed steps per variant (after warm-up).")
     bench.add_argument("--variants", default="ours,ours_compiled,hf,hf_compiled", help="Comma-separated.")
-    bench.add_argument("--peak-tflops", type=float, default=989.0, help="Dense bf16 peak for MFU (H100 SXM).")
+    bench.add_argument("--peak-tflops", type=positive_float, default=989.0, help="Dense bf16 peak for MFU (H100 SXM).")
     bench.add_argument("--profile-steps", type=int, default=0,
                        help="Also profile this many steps per variant: kernel time per category (GEMM, ...).")
     bench.add_argument("--out", default="", help="Also write the JSON here.")

@@ -1,4 +1,6 @@
 """koba tamer bench|train: the DQN-TAMER benchmark with a simulated human, or one training run with checkpoints."""
+from koba_ros.commands.arg_types import non_negative_int
+
 HELP = "DQN-TAMER: benchmark DQN / TAMER / DQN-TAMER with a simulated human, or train one agent."
 
 
@@ -12,7 +14,7 @@ def add_arguments(p):
     t = sub.add_parser("train", help="Train one agent; writes curve CSV/PNG and a checkpoint; --resume continues.")
     _common(t)
     t.add_argument("--agent", default="dqn_tamer", help="dqn, tamer or dqn_tamer (default dqn_tamer).")
-    t.add_argument("--seed", type=int, default=0, help="Seed (default 0).")
+    t.add_argument("--seed", type=non_negative_int, default=0, help="Seed (default 0).")
     t.add_argument("--out", required=True, help="Folder for checkpoint.pt, curve.csv, curve.png, tensorboard/.")
     t.add_argument("--resume", action="store_true", help="Continue from OUT/checkpoint.pt.")
 

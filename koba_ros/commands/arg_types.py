@@ -1,0 +1,36 @@
+"""argparse types for numbers that must be finite, positive or non-negative: a bad value is argparse's own one-line
+usage error at parse time ("argument --noise: must be a finite number >= 0, got 'nan'"), before any work starts."""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _number(text: str, kind, test, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not (math.isfinite(value) and test(value)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return _number(text, float, lambda v: True, "a finite number")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0, "a finite number >= 0")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, lambda v: v > 0, "a finite number > 0")
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v > 0, "a whole number > 0")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
