@@ -57,3 +57,23 @@ def test_bad_numbers_are_refused_before_any_work(argv, message, capsys):
         build_parser().parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_third_party_errors_become_short_one_line_reasons(tmp_path):
+    import torch
+
+    from koba_ros.errors import KobaError, reason
+    from koba_ros.grounding.grounder import Member
+
+    (tmp_path / "garbage.pt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "text.pt").write_text("hello world\n")
+    for name in ("garbage.pt", "text.pt"):
+        with pytest.raises(Exception) as err:
+            torch.load(tmp_path / name, weights_only=True)
+        text = reason(err.value)
+        assert text.startswith("not a torch weights file") and "\n" not in text and len(text) <= 160
+        with pytest.raises(KobaError, match="cannot read grounding model .*: not a torch weights file") as err:
+            Member(tmp_path / name)
+        assert "\n" not in str(err.value) and "file an issue" not in str(err.value)
+    assert reason(KeyError("config")) == "KeyError: 'config'"
+    assert len(reason(ValueError("x" * 500))) == 160

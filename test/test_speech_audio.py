@@ -85,7 +85,9 @@ def test_audio_chunk_interleaved_stereo_48k_to_16k_mono():
 @pytest.mark.parametrize("data, rate, channels, message", [
     ([1, 2, 3], 16000, 2, "whole number of 2-channel frames"),
     ([1, 2], 16000, 0, "at least one channel"),
-    ([1, 2], 0, 1, "sample rate must be positive"),
+    ([1, 2], 0, 1, "sample rate 0 Hz is not audio"),
+    ([1, 2], 1, 1, "sample rate 1 Hz is not audio this can use .4000 to 384000 Hz."),
+    ([1, 2], 10 ** 7, 1, "sample rate 10000000 Hz is not audio"),
 ])
 def test_bad_audio_chunk_is_one_line_error(data, rate, channels, message):
     with pytest.raises(KobaError, match=message):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.grounding.crop_encoder import CropEncoder, KindClassifier, crop_tensor, pretrain
 from koba_ros.perception.crops import CHANNELS, SIDE
 from koba_ros.perception.objects import PerceivedObject
@@ -51,7 +51,7 @@ class CropKinds:
             net = KindClassifier(CropEncoder(), len(entries))
             net.load_state_dict(ckpt["state_dict"])
         except Exception as exc:  # a foreign or corrupt file: one line, nothing half-loaded
-            raise KobaError(f"cannot read crop kind classifier {path}: {exc}") from None
+            raise KobaError(f"cannot read crop kind classifier {path}: {reason(exc)}") from None
         return cls(net, entries)
 
     def save(self, path: str | Path, summary: dict) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.crop_encoder import CropEncoder
 from koba_ros.grounding.features import PAIR_DIM, object_features, pair_features
@@ -129,7 +129,7 @@ def read_manifest(path: Path) -> tuple[list[Path], tuple[float, float]]:
         if hashes is not None and len(hashes) != len(members):
             raise ValueError(f"{len(hashes)} sha256 for {len(members)} members")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise KobaError(f"cannot read grounding ensemble {path}: {exc!r}") from None
+        raise KobaError(f"cannot read grounding ensemble {path}: {reason(exc)}") from None
     for member, expected in zip(members, hashes or [], strict=False):
         if member.is_file() and hashlib.sha256(member.read_bytes()).hexdigest() != expected:
             raise KobaError(f"grounding ensemble {path}: {member.name} is not the file its gate was fitted for; "
@@ -148,7 +148,7 @@ class Member:
             cfg = ckpt["config"]
             cfg["encoder"], cfg["appearance_dim"], cfg["hidden"]   # noqa: B018  (a foreign file lacks them)
         except Exception as exc:  # torch raises many types for a corrupt or foreign file
-            raise KobaError(f"cannot read grounding model {path}: {exc}") from None
+            raise KobaError(f"cannot read grounding model {path}: {reason(exc)}") from None
         self.path = path
         self.config = cfg
         self.encoder_kind = cfg["encoder"]

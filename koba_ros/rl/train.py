@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.rl.bench import BenchConfig, build_run, moving_average, simulate
 from koba_ros.rl.session import EpisodeRecord
 from koba_ros.rl.tensorboard_log import write_tensorboard
@@ -29,7 +29,7 @@ def load_checkpoint(path: Path, agent, session, env_name: str) -> float:
     try:
         state = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's bad input
-        raise KobaError(f"cannot read checkpoint {path}: {exc}") from None
+        raise KobaError(f"cannot read checkpoint {path}: {reason(exc)}") from None
     if state.get("env") != env_name:
         raise KobaError(f"checkpoint {path} is for env {state.get('env')!r}, not {env_name!r}")
     agent.load_state_dict(state["agent"])

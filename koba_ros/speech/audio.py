@@ -17,13 +17,16 @@ from koba_ros.errors import KobaError
 RATE = 16000  # what pocketsphinx's en-us model and webrtcvad want
 
 
+MIN_RATE, MAX_RATE = 4000, 384000
+
+
 def to_mono_int16(samples: np.ndarray, rate: int) -> np.ndarray:
     """Any (frames,) or (frames, channels) int/float array at `rate` → 16 kHz mono int16."""
     samples = np.asarray(samples)
     if samples.ndim not in (1, 2):
         raise KobaError(f"audio must be (frames,) or (frames, channels), got shape {samples.shape}")
-    if rate <= 0:
-        raise KobaError(f"sample rate must be positive, got {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:  # 1 Hz "audio" would be resampled to hours of samples
+        raise KobaError(f"sample rate {rate} Hz is not audio this can use ({MIN_RATE} to {MAX_RATE} Hz)")
     if samples.dtype.kind == "f":
         if not np.all(np.isfinite(samples)):
             raise KobaError("audio contains NaN or infinite samples")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.speech.recognizers import Hypothesis, Recognizer
 
 
@@ -36,7 +36,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
         model = whisper.model.Whisper(whisper.model.ModelDimensions(**data["dims"]))
         model.load_state_dict(data["model_state_dict"])
     except Exception as exc:   # pickle, key, shape errors: all mean "not a whisper checkpoint"
-        raise KobaError(f"{path} is not a whisper checkpoint: {str(exc).splitlines()[0][:160]}") from None
+        raise KobaError(f"{path} is not a whisper checkpoint: {reason(exc)}") from None
     return model.to(device).eval()
 
 
