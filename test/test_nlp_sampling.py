@@ -138,3 +138,17 @@ def test_streamed_pieces_hold_back_half_characters_and_join_to_the_text(tmp_path
     assert pieces == []
     streamer.flush(tok.decode(ids[:2]))
     assert pieces == ["a\ufffd"]
+
+
+def test_broken_weights_are_a_one_line_error_not_a_crash_in_multinomial():
+    import pytest
+    import torch
+
+    from koba_ros.errors import KobaError
+    from koba_ros.nlp.sampling import next_token
+
+    for temperature in (0.0, 0.8):
+        for broken in (float("nan"), float("inf")):
+            with pytest.raises(KobaError, match="NaN or infinite"):
+                next_token(torch.tensor([0.0, broken, 1.0]), temperature)
+        assert next_token(torch.tensor([float("-inf"), 2.0, float("-inf")]), temperature) == 1  # banned ids

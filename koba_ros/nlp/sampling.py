@@ -34,6 +34,8 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
     top_k most likely tokens (0: all) and, within them, the nucleus: the fewest most likely tokens whose probability
     adds up to at least top_p (Holtzman et al., ICLR 2020, "The Curious Case of Neural Text Degeneration": nucleus
     sampling; 1.0: all). The most likely token is always kept."""
+    if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):  # -inf marks a banned id: fine
+        raise KobaError("the model's next-token scores are NaN or infinite: its weights are broken")
     if temperature == 0:
         return int(logits.argmax())
     logits = logits / temperature
