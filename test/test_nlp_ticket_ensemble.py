@@ -78,7 +78,6 @@ def test_classify_refuses_unknown_words_and_foreign_or_corrupt_folders(ensemble,
 @pytest.mark.parametrize(("args", "message"), [
     (["--sparsity", "0.25"], "a whole number of rounds of 0.1"),
     (["--members", "0"], "must be at least 1"),
-    (["--l1", "-1"], "--l1 must be >= 0"),
 ])
 def test_impossible_ticket_settings_are_one_line_errors(tmp_path, capsys, args, message):
     train = write_set(tmp_path / "train.tsv", [("the duck", 0), ("the cup", 1)])
@@ -100,4 +99,9 @@ def test_bad_labelled_files_are_refused_before_any_training(tmp_path, capsys):
     assert "wordless.tsv:2: no words" in capsys.readouterr().err
     assert main(["lm", "tickets", "--train", train, "--unlabelled", str(tmp_path / "none.txt")]) == 2
     assert "no such file" in capsys.readouterr().err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    assert main(["lm", "tickets", "--train", train, "--out", str(tmp_path / "taken")]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
     assert not (tmp_path / "out").exists()

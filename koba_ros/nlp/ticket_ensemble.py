@@ -73,6 +73,10 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
     with `val`, also the accuracy of the ensemble and of its mean member there."""
     config = config or TicketConfig()
     config.validate()
+    folder = Path(out)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):  # checked before minutes of training
+        raise KobaError(f"{folder} exists and is not an empty folder; give a new --out (an ensemble is never "
+                        "written over other files)")
     rows = read_labelled(train)
     labels = sorted({label for _, label, _ in rows})
     if len(labels) < 2:
@@ -114,8 +118,10 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
                                                  .float().mean()), 4)
             report["val_mean_member_accuracy"] = round(sum(float((m(x_val).argmax(-1) == y_val).float().mean())
                                                            for m in members) / len(members), 4)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KobaError(f"cannot create {folder}: {exc.strerror or exc}") from None
     save_file({f"member{k}.{name}": p.detach().contiguous() for k, m in enumerate(members)
                for name, p in m.state_dict().items()}, folder / WEIGHTS)
     meta = {"labels": labels, "words": pretrained.words, "max_words": pretrained.encoder.config.max_len - 1,
