@@ -109,6 +109,12 @@ def test_broken_foreign_and_mismatched_token_files_are_one_line_errors(tmp_path,
     (tmp_path / "t.bin.json").write_text(json.dumps({**meta, "tokens": meta["tokens"] + 1}))
     with pytest.raises(KobaError, match="truncated or replaced"):
         open_tokens(tmp_path / "t.bin", "byte", byte)
+    (tmp_path / "t.bin.json").write_text(json.dumps(meta))
+    ids = np.fromfile(tmp_path / "t.bin", dtype=meta["dtype"])
+    ids[5] = 1000  # same size, same description, an id no byte tokenizer has: a step would crash on it
+    ids.tofile(tmp_path / "t.bin")
+    with pytest.raises(KobaError, match="holds id 1000, above its recorded maximum"):
+        open_tokens(tmp_path / "t.bin", "byte", byte)
     (tmp_path / "t.bin.json").write_text("{not json")
     with pytest.raises(KobaError, match="not valid JSON"):
         open_tokens(tmp_path / "t.bin", "byte", byte)

@@ -150,7 +150,14 @@ def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.me
     if made_by != tokenizer_name or meta.get("vocab_size") != tokenizer.vocab_size:
         raise KobaError(f"token file {path} was prepared with tokenizer {made_by} ({meta.get('vocab_size')} ids); "
                         f"this model uses {tokenizer_name} ({tokenizer.vocab_size} ids)")
-    return np.memmap(path, dtype=dtype, mode="r"), meta
+    ids = np.memmap(path, dtype=dtype, mode="r")
+    limit = min(int(meta.get("max_id", tokenizer.vocab_size - 1)), tokenizer.vocab_size - 1)
+    for start in range(0, len(ids), 1 << 24):  # one pass, 16M ids at a time: a bad id would crash a step later
+        top = int(ids[start:start + (1 << 24)].max())
+        if top > limit:
+            raise KobaError(f"token file {path} holds id {top}, above its recorded maximum {limit}: corrupt or "
+                            "replaced; prepare it again")
+    return ids, meta
 
 
 def token_stream(source: str, tokenizer, tokenizer_name: str, seq_len: int) -> TokenStream:
