@@ -137,6 +137,16 @@ def test_export_and_import_refusals_leave_nothing_behind(tmp_path, trained_run, 
     refused(["import", "--hf", str(tmp_path / "hf_bytes"), "--out", str(tmp_path / "i")], "not GPT-2's")
     refused(["import", "--hf", str(tmp_path / "hf_bytes"), "--out", str(tmp_path / "i"), "--tokenizer", "gpt2"],
             "more ids than this model's 259")
+    import shutil
+
+    shutil.copytree(tmp_path / "hf_bytes", tmp_path / "hf_cut")
+    weights = tmp_path / "hf_cut" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:2000])  # a truncated download
+    refused(["import", "--hf", str(tmp_path / "hf_cut"), "--out", str(tmp_path / "i"), "--tokenizer", "byte"],
+            "cannot load a GPT-2 from")
+    (tmp_path / "hf_cut" / "config.json").write_text('{"model_type": "bert"}')
+    refused(["import", "--hf", str(tmp_path / "hf_cut"), "--out", str(tmp_path / "i"), "--tokenizer", "byte"],
+            "holds a 'bert' model, not a GPT-2")
     # a mapping with a bug (c_attn not transposed) is caught by the logit check and writes nothing
     real = hf_gpt2._pairs
     monkeypatch.setattr(hf_gpt2, "_pairs", lambda n: ((a, b, t and "c_attn" not in b) for a, b, t in real(n)))

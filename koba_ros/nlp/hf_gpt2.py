@@ -21,11 +21,12 @@ takes the weights; a 50,257-id model is taken to use GPT-2's BPE, which gives GP
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.nlp.checkpoint import save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.hf_tokenizer import write_hf_tokenizer
@@ -169,10 +170,18 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     path = Path(source).expanduser()
     if not path.exists() and (path.is_absolute() or source.startswith((".", "~"))):  # a path, not a hub name
         raise KobaError(f"import: no folder {source}")
+    config_file = path / "config.json"
+    if config_file.is_file():  # a BERT or a Llama folder: say so, not transformers' size-mismatch report
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type")
+        except (ValueError, AttributeError):
+            raise KobaError(f"import: {config_file} is not a JSON object") from None
+        if model_type != "gpt2":
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2")
     try:
         hf = transformers.GPT2LMHeadModel.from_pretrained(path if path.exists() else source)
-    except (OSError, ValueError) as exc:
-        raise KobaError(f"import: cannot load a GPT-2 from {source}: {str(exc).splitlines()[0][:160]}") from exc
+    except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
+        raise KobaError(f"import: cannot load a GPT-2 from {source}: {reason(exc)}") from None
     model = from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
