@@ -51,8 +51,10 @@ def test_missing_file_and_binary_file(tmp_path):
     with pytest.raises(KobaError, match="cannot read scene"):
         load_scene(tmp_path / "nope.json")
     (tmp_path / "garbage.json").write_bytes(bytes(range(256)))
-    with pytest.raises(KobaError, match="is not UTF-8 JSON text"):
-        load_scene(tmp_path / "garbage.json")
+    from koba_ros.sim.scene_file import read_scene_file
+
+    with pytest.raises(KobaError, match="is not UTF-8 JSON text"):  # what `koba pick` and sim_node read through
+        read_scene_file(tmp_path / "garbage.json")
 
 
 def test_random_scenes_are_seeded_valid_and_round_trip(tmp_path):

@@ -81,13 +81,13 @@ def run(args):
     from koba_ros.cli import print_json
     from koba_ros.errors import KobaError
     from koba_ros.picking.session import CellSession, check_index
-    from koba_ros.sim.scene import load_scene
+    from koba_ros.sim.scene_file import read_scene_file
 
     if (args.instruction is None) == (args.target is None and args.destination is None):
         raise KobaError("give either an INSTRUCTION or --target and --destination")
     if args.instruction is None and (args.target is None or args.destination is None):
         raise KobaError("--target and --destination go together")
-    scene = load_scene(args.scene)
+    scene = read_scene_file(args.scene)
     if args.instruction is None:
         check_index(scene, args.target)
     with CellSession(scene, gui=args.gui) as session:

@@ -23,7 +23,7 @@ from koba_ros.perception.messages import camera_info_msg, depth_to_msg, rgb_to_m
 from koba_ros.sim.cell import SimCell
 from koba_ros.sim.realtime import RealTimeLoop
 from koba_ros.sim.render_process import RenderProcess
-from koba_ros.sim.scene import load_scene
+from koba_ros.sim.scene_file import read_scene_file
 from koba_ros.sim.trajectory_messages import trajectory_from_msg
 
 
@@ -44,7 +44,7 @@ class SimNode(Node):
         if not headless and not os.environ.get("DISPLAY"):
             self.get_logger().warning("no DISPLAY: running headless")
             headless = True
-        loaded = load_scene(scene or sim_dir() / "scenes" / "demo.json")
+        loaded = read_scene_file(scene or sim_dir() / "scenes" / "demo.json")
         self.cell = SimCell(loaded, gui=not headless)
         self.renderer = RenderProcess(loaded) if headless and render_process else None
         qos = sensor_qos(reliability)

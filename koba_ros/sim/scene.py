@@ -93,11 +93,9 @@ def parse_scene(data, source: str = "scene") -> Scene:
 def load_scene(path: str | Path) -> Scene:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text()
     except OSError as exc:
         raise KobaError(f"cannot read scene {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise KobaError(f"scene {path} is not UTF-8 JSON text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -193,7 +193,7 @@ class PocketsphinxRecognizer(Recognizer):
             self.started = False
 
     def early_stop(self) -> bool:
-        """The spotter has heard "stop" and the main search's best path so far ends in it, or holds it. Both must
+        """The spotter has heard "stop" and the main search's best path so far holds it. Both must
         agree: the spotter alone also fires inside "top right box" (the final result guards that with the main
         search's posterior, which does not exist before the end)."""
         if not (self.early_stops and self.started) or self._early_fired or not self.stop_spotter.heard():
@@ -263,7 +263,7 @@ class PocketsphinxRecognizer(Recognizer):
         """With keyword_max_words: a stop the main search missed comes out as a word or two ("go", "go go", "move
         the"); an instruction with "top" in it ("put the toy in the top right box") is longer, and the spotter hears
         "stop" in "top". On the tuning voices every keyword-saved stop had at most 2 words and every keyword
-        override of an unconstrained instruction at least 3; on the reported voices the limit also lost a loud
+        override of an unconstrained instruction at least 4; on two voice sets a limit of 2 or 3 also lost a loud
         "stop moving" (docs/speech.md "Session 17")."""
         return self.keyword_max_words is None or len(best.text.split()) <= self.keyword_max_words
 
