@@ -70,3 +70,14 @@ def test_dark_frame_gives_no_feedback(tmp_path):
     code, out, _ = koba_face(write_png(tmp_path / "dark.png", dark), "--json")
     result = json.loads(out)
     assert code == 0 and result["feedback"] == 0 and result["skipped"] == ["too dark"]
+
+
+def test_annotated_output_is_checked_before_any_work(tmp_path, capsys):
+    from koba_ros.cli import main
+
+    image = write_png(tmp_path / "coffee.png", samples.no_face())
+    assert main(["face", str(image), "--annotated", str(tmp_path / "out.xyz")]) == 2
+    assert "no image format for that name" in capsys.readouterr().err
+    assert main(["face", str(tmp_path / "clip.avi"), "--annotated", str(tmp_path / "out.png")]) == 2
+    assert "needs an image, not a video" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coffee.png"]

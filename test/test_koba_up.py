@@ -56,7 +56,8 @@ def test_up_starts_graph_and_sigterm_stops_it_cleanly(ros_context, mode):
 
 
 def test_up_duration_stops_by_itself():
-    proc, started = start_up("teleop", "--duration", "2")
+    proc, started = start_up("teleop", "--duration", "2", "--headless")
+    assert started["arguments"]["headless"] == "true"  # the values this run uses, not the graph's defaults
     assert proc.wait(30) == 0
 
 

@@ -100,6 +100,8 @@ def test_checkpoint_restores_the_agent_exactly(tmp_path):
     (["tamer", "bench", "--agents", "ppo", "--episodes", "1"], "unknown agent"),
     (["tamer", "bench", "--human", "p_wrong=1.5", "--episodes", "1"], "p_wrong"),
     (["tamer", "bench", "--credit-delay", "uniform:5:1", "--episodes", "1"], "lo < hi"),
+    (["tamer", "bench", "--human", "binary=maybe", "--episodes", "1"], "binary must be true or false"),
+    (["tamer", "bench", "--human", "half_life=nan", "--episodes", "1"], "half_life must be a finite number"),
     (["tamer", "train", "--out", "/nonexistent_dir_for_test/x", "--resume"], "no checkpoint"),
     (["tamer", "train", "--agent", "dqn", "--env", "taxi", "--out", "{tmp}", "--resume"], "for env 'maze'"),
     (["tamer", "train", "--agent", "dqn", "--layout", "open5", "--episodes", "1", "--out", "{tmp}"],

@@ -43,6 +43,13 @@ def run(args):
 
     if args.calibrate < 0:
         raise KobaError(f"--calibrate must be >= 0, got {args.calibrate}")
+    if args.annotated:  # checked before any work, and never silently ignored
+        import cv2
+
+        if not is_image_path(args.path):
+            raise KobaError("--annotated writes an annotated image, so it needs an image, not a video")
+        if not cv2.haveImageWriter(args.annotated):
+            raise KobaError(f"--annotated {args.annotated}: no image format for that name (use .png or .jpg)")
     if is_image_path(args.path):
         result, events = read_still(read_image(args.path))
         summary = summarize([result], events, 1)

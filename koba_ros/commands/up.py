@@ -47,10 +47,11 @@ def run(args):
     from koba_ros.launcher import run_composed, run_processes
 
     g = graph(args.graph)
-    specs = g.resolve(**parse_graph_args(args))
+    given = parse_graph_args(args)
+    specs = g.resolve(**given)
     summary = {"graph": g.name, "mode": "processes" if args.processes else "composed",
                "nodes": [s.name for s in specs],
-               "arguments": {a.name: a.default for a in g.arguments}}
+               "arguments": {a.name: given.get(a.name, a.default) for a in g.arguments}}  # what this run uses
     if args.list:
         summary["arguments"] = {a.name: {"default": a.default, "description": a.description} for a in g.arguments}
         print_json(summary) if args.json else print("\n".join(f"{s.name} ({s.executable})" for s in specs))

@@ -50,12 +50,16 @@ class HumanConfig:
             if key not in types or not value:
                 raise KobaError(f"--human expects k=v with k in {', '.join(types)}, got {item!r}")
             if types[key] == "bool":
+                if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                    raise KobaError(f"{key} must be true or false, got {value!r}")
                 values[key] = value.lower() in ("1", "true", "yes")
             elif types[key] == "float":
                 try:
                     values[key] = float(value)
                 except ValueError:
                     raise KobaError(f"{key} must be a number, got {value!r}") from None
+                if not math.isfinite(values[key]):
+                    raise KobaError(f"{key} must be a finite number, got {value!r}")
             else:
                 values[key] = value
         return cls(**values)
