@@ -41,11 +41,9 @@ class LossScaler:
 
     def __init__(self, enabled: bool, device: torch.device, constant: float = 0.0, patience: int = OVERFLOW_PATIENCE):
         self.enabled, self.patience, self.constant = enabled, patience, constant
-        if constant:  # never grows; an overflow's halving is undone in step()
-            self.scaler = torch.amp.GradScaler(device.type, init_scale=constant, growth_interval=2 ** 31 - 1,
-                                               enabled=enabled)
-        else:
-            self.scaler = torch.amp.GradScaler(device.type, enabled=enabled)
+        # A constant scale never grows; an overflow's halving is undone in step().
+        fixed = {"init_scale": constant, "growth_interval": 2 ** 31 - 1} if constant else {}
+        self.scaler = torch.amp.GradScaler(device.type, enabled=enabled, **fixed)
         self.skipped = 0            # steps skipped for overflowing gradients, this run
         self.skipped_in_a_row = 0
 
@@ -71,11 +69,12 @@ class LossScaler:
         self.skipped_in_a_row = 0 if stepped else self.skipped_in_a_row + 1
         return stepped
 
-    def check(self, step: int, kept: str) -> None:
-        """Raise if the gradients overflowed on `patience` steps in a row (fp16 cannot represent them)."""
+    def check(self, step: int, kept) -> None:
+        """Raise if the gradients overflowed on `patience` steps in a row (fp16 cannot represent them). `kept()` says
+        what checkpoint is left; called only then (it looks at the disk)."""
         if self.enabled and self.skipped_in_a_row >= self.patience:
             raise KobaError(f"fp16: the gradients overflowed on {self.skipped_in_a_row} steps in a row up to step "
-                            f"{step} (loss scale now {self.value:.3g}); stopped ({kept}); try precision bf16 or fp32")
+                            f"{step} (loss scale now {self.value:.3g}); stopped ({kept()}); try precision bf16 or fp32")
 
     @property
     def value(self) -> float | None:

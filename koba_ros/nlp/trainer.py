@@ -450,7 +450,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip or float("inf")).item()
         scaler.step(optimizer)  # fp16: skipped, and the loss scale halved, if a gradient overflowed
         optimizer.zero_grad(set_to_none=True)
-        scaler.check(step, kept())
+        scaler.check(step, kept)
         step += 1
         evaluated = step % config.eval_every == 0 or step == config.steps
         if evaluated:
