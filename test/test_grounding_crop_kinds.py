@@ -96,3 +96,14 @@ def test_koba_train_crop_kinds_writes_a_classifier_that_loads(tmp_path):
     assert main(["train", "crop-kinds", "--scenes", "5", "--crop-epochs", "1", "--out", str(tmp_path), "--json"]) == 0
     net = CropKinds.load(tmp_path / "crop_kinds.pt")
     assert len(net.entries) == 19
+
+
+@pytest.mark.parametrize("what", ["grounding", "crop-kinds"])
+def test_koba_train_refuses_an_unusable_out_before_any_work(what, capsys, monkeypatch):
+    from koba_ros import cli
+    from koba_ros.grounding import crop_kinds, training
+
+    for module, name in ((training, "train"), (crop_kinds, "train_crop_kinds")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("trained before checking --out"))
+    assert cli.main(["train", what, "--scenes", "5", "--out", "/proc/koba_train/x"]) == 2
+    assert "cannot" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import pytest
 
 from koba_ros.cli import main
 from koba_ros.errors import KobaError
+from koba_ros.nlp import bench
 from koba_ros.nlp.tokenizer import BPETokenizer, build_tokenizer
 
 
@@ -46,9 +47,16 @@ def test_mfu_counts_the_matrix_products_a_training_step_really_does(variant):
     assert 0 <= formula - (counted + attention) < 0.015 * formula
 
 
-def test_bench_rejects_unknown_variants_and_cudnn_attention_without_cuda(capsys):
+def test_bench_rejects_unknown_variants_and_cudnn_attention_without_cuda(capsys, monkeypatch):
     assert main(["lm", "bench", "--size", "tiny", "--variants", "ours,megatron"]) == 2
     assert "variants" in capsys.readouterr().err
+    assert main(["lm", "bench", "--size", "tiny", "--variants", ","]) == 2  # ran nothing and called itself complete
+    assert "one or more" in capsys.readouterr().err
+    with monkeypatch.context() as patch:
+        patch.setattr(bench, "time_variant", lambda *a: pytest.fail("timed before checking --out"))
+        assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--variants", "ours",
+                     "--out", "/proc/koba_bench/b.json"]) == 2
+    assert "cannot use /proc/koba_bench" in capsys.readouterr().err
     assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--variants", "ours,ours_cudnn"]) == 2
     assert "need a CUDA device" in capsys.readouterr().err
     assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--variants", "ours_cudagraphs"]) == 2

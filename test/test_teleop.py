@@ -1,4 +1,6 @@
 """Spoken teleop: the parser, workspace refusal, Cartesian jogs in the PyBullet cell, and stop preempting motion."""
+import json
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,13 @@ def test_gripper_opens_and_closes(sim):
     sim.say("open the gripper")
     sim.wait()
     assert sim.cell.gripper_width() > 0.07
+
+
+@pytest.mark.parametrize("text, code", [("open the gripper", 0), ("", 1), ("fly to the moon", 1)])
+def test_teleop_command_exits_non_zero_when_the_command_is_refused(text, code, capsys):
+    """Like `koba pick`: a script calling `koba teleop --say` learns from the exit status that nothing was done."""
+    from koba_ros.cli import main
+
+    assert main(["teleop", "--say", text, "--json"]) == code
+    result = json.loads(capsys.readouterr().out)
+    assert result["accepted"] is (code == 0) and (code == 0 or result["moved_m"] == 0.0)

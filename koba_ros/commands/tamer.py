@@ -21,7 +21,7 @@ def add_arguments(p):
 
 def _common(p):
     p.add_argument("--env", default="maze", choices=("maze", "taxi"), help="Environment (default maze).")
-    p.add_argument("--layout", default="default", help="Maze layout: default (10x10), open5, corridor.")
+    p.add_argument("--layout", help="Maze layout: default (10x10), open5, corridor (the maze only).")
     p.add_argument("--episodes", type=int, default=0, help="Episodes per run (default: maze 300, taxi 300).")
     p.add_argument("--human", default="", metavar="K=V,...",
                    help="Simulated human: p_feedback, p_wrong, half_life, delay, binary, judge (e.g. p_wrong=0.2).")
@@ -34,11 +34,14 @@ DEFAULT_EPISODES = {"maze": 300, "taxi": 300}
 
 
 def _config(args, agents, seeds):
+    from koba_ros.errors import KobaError
     from koba_ros.rl.bench import BenchConfig
     from koba_ros.rl.human import HumanConfig
 
+    if args.layout and args.env != "maze":
+        raise KobaError(f"--layout is for the maze; {args.env} has one layout")
     extra = {"credit_delay": args.credit_delay} if args.credit_delay else {}
-    return BenchConfig(env=args.env, layout=args.layout, agents=tuple(agents), seeds=seeds,
+    return BenchConfig(env=args.env, layout=args.layout or "default", agents=tuple(agents), seeds=seeds,
                        episodes=args.episodes or DEFAULT_EPISODES[args.env], human=HumanConfig.parse(args.human),
                        credit_model=args.credit_model, **extra)
 

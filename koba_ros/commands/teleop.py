@@ -16,3 +16,6 @@ def run(args):
         print_json(result)
     else:
         print(result["reply"])
+    # Like `koba pick`: a refused command (unknown words, "" or a target outside the workspace) or a motion that did
+    # not finish is a failure for a calling script.
+    return 0 if result["accepted"] and result["finished"] else 1

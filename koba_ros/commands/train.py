@@ -40,6 +40,7 @@ def run(args):
     if not 0 <= args.token_drop < 1:
         raise KobaError("--token-drop must be in [0, 1)")
     out = Path(args.out) if args.out else models_dir() / "grounding"
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, not after rendering and training
     if args.what == "crop-kinds":
         return _train_crop_kinds(args, out)
     name = "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"

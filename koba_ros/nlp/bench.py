@@ -174,9 +174,9 @@ def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variant
     ("complete": false until the last), so a run cut short by a time limit still leaves what it measured.
     `profile_steps` > 0 adds each variant's kernel-time breakdown (kernel_profile.py), measured after its timing."""
     unknown = [v for v in variants if v not in VARIANTS + EXTRA_VARIANTS]
-    if unknown or size not in SHAPES or steps <= 0 or profile_steps < 0:
-        raise KobaError(f"bench: variants must be among {', '.join(VARIANTS + EXTRA_VARIANTS)}, size gpt2|tiny, "
-                        "steps > 0, profile steps >= 0")
+    if unknown or not variants or size not in SHAPES or steps <= 0 or profile_steps < 0:
+        raise KobaError(f"bench: variants (one or more) must be among {', '.join(VARIANTS + EXTRA_VARIANTS)}, "
+                        "size gpt2|tiny, steps > 0, profile steps >= 0")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise KobaError("bench: --device cuda requested but no CUDA device is available")
@@ -189,6 +189,8 @@ def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variant
     header = {"size": size, "shape": shape, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
               else "cpu", "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32", "steps": steps,
               "peak_tflops": peak_tflops, "torch": torch.__version__}
+    if out:  # an unwritable --out fails now, not after minutes of timing
+        _write(out, summarize(header, {}, complete=False))
     results = {}
     for variant in variants:
         if variant.startswith("hf") and importlib.util.find_spec("transformers") is None:
