@@ -132,6 +132,10 @@ def test_export_and_import_refusals_leave_nothing_behind(tmp_path, trained_run, 
     (tmp_path / "full" / "x").write_text("x")
     refused(["export", "--checkpoint", str(trained_run), "--out", str(tmp_path / "full")], "is not empty")
     refused(["import", "--hf", str(tmp_path / "nowhere"), "--out", str(tmp_path / "i")], "no folder")
+    monkeypatch.setattr(hf_gpt2, "_unreachable_hub", lambda: "hub.invalid")  # as on a machine offline
+    refused(["import", "--hf", "koba-test/no-such-model", "--out", str(tmp_path / "i")],
+            "no folder koba-test/no-such-model, and hub.invalid cannot be reached")
+    monkeypatch.undo()
     GPT2LMHeadModel(GPT2Config(vocab_size=259, n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=None,
                                eos_token_id=None)).save_pretrained(tmp_path / "hf_bytes")
     refused(["import", "--hf", str(tmp_path / "hf_bytes"), "--out", str(tmp_path / "i")], "not GPT-2's")

@@ -22,7 +22,9 @@ takes the weights; a 50,257-id model is taken to use GPT-2's BPE, which gives GP
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 
@@ -159,6 +161,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
             "max_logit_difference": difference}
 
 
+def _unreachable_hub(timeout_s: float = 3.0) -> str:
+    """The Hugging Face hub's host if a TCP connection to it fails, else "". Asked first because transformers' own
+    retries take about 40 s to give up on an unreachable hub (measured offline, session 18)."""
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    if constants.HF_HUB_OFFLINE:
+        return f"{url.hostname} (HF_HUB_OFFLINE is set)"
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s).close()
+        return ""
+    except OSError:
+        return url.hostname or constants.ENDPOINT
+
+
 def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_file: str = "",
                       merges: str = "") -> dict:
     """`koba lm import`: a Hugging Face GPT-2 folder (or a hub name, where the hub can be reached) as a checkpoint
@@ -178,9 +195,14 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
             raise KobaError(f"import: {config_file} is not a JSON object") from None
         if model_type != "gpt2":
             raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2")
-    try:
-        hf = transformers.GPT2LMHeadModel.from_pretrained(path if path.exists() else source)
+    hub = "" if path.exists() else _unreachable_hub()
+    try:  # with the hub out of reach, a name is looked up in the local hub cache only
+        hf = transformers.GPT2LMHeadModel.from_pretrained(path if path.exists() else source,
+                                                          local_files_only=bool(hub))
     except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
+        if hub:
+            raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
+                            "(nor is it in the local hub cache)") from None
         raise KobaError(f"import: cannot load a GPT-2 from {source}: {reason(exc)}") from None
     model = from_hf(hf)
     difference = _checked(model, hf.float(), "import")
