@@ -57,6 +57,12 @@ def print_json(obj) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(argv, 1):  # bytes that are not UTF-8 arrive as lone surrogates and fail far downstream
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            parser.exit(2, f"koba: error: argument {i} ({ascii(arg)[:60]}) is not UTF-8 text\n")
     args = parser.parse_args(argv)
     try:
         code = args._run(args)

@@ -27,7 +27,8 @@ def test_every_command_has_help(name, capsys):
     assert "usage: koba" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["no-such-command"], ["up", "no_such_graph"], ["say"], ["up", "picking", "--bogus"]])
+@pytest.mark.parametrize("argv", [["no-such-command"], ["up", "no_such_graph"], ["say"], ["up", "picking", "--bogus"],
+                                  ["say", "caf\udce9"]])  # Latin-1 bytes on the command line
 def test_bad_arguments_give_one_line_and_nonzero_exit(argv):
     out = run_koba(*argv)
     assert out.returncode != 0
