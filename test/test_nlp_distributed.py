@@ -37,16 +37,20 @@ def config(tmp_path, name, **overrides) -> dict:
 
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+# faulthandler: a rank that aborts in C++ also prints where its Python code was (or "<no Python frame>": at exit)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
 _ELASTIC_LOG = re.compile(r"^[WIE]\d{4} .*torch/distributed/elastic")
 
 
-def rank_errors(stderr: str) -> str:
-    """What a failed torchrun's ranks said, for the assertion message: torchrun's own summary comes last and only
-    names the signal, so a rank's error (a Python traceback, or a C++ abort's "terminate called ...") is kept from the
-    start, and torchrun's log lines are dropped."""
-    text = "\n".join(line for line in stderr.splitlines() if not _ELASTIC_LOG.match(line))
-    return text if len(text) <= 5000 else f"{text[:4000]}\n...\n{text[-1000:]}"
+def rank_errors(proc: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun's ranks said, for the assertion message: how many printed their result (a crash after
+    that is one at exit), then their stderr. torchrun's own summary comes last and only names the signal, so a
+    rank's error (a Python traceback, or a C++ abort's "terminate called ...") is kept from the start, and torchrun's
+    log lines are dropped."""
+    printed = sum(line.startswith("{") for line in proc.stdout.splitlines())
+    text = "\n".join(line for line in proc.stderr.splitlines() if not _ELASTIC_LOG.match(line))
+    text = text if len(text) <= 5000 else f"{text[:4000]}\n...\n{text[-1000:]}"
+    return f"ranks that printed a result: {printed}\n{text}"
 
 
 @pytest.mark.slow
@@ -66,7 +70,7 @@ def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel, lo
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
                           capture_output=True, text=True, timeout=240, env=env)
-    assert proc.returncode == 0, rank_errors(proc.stderr)
+    assert proc.returncode == 0, rank_errors(proc)
     summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 2 and all(s["world_size"] == 2 for s in summaries)
     a, _, _ = load_checkpoint(tmp_path / "single" / "checkpoint")
@@ -86,7 +90,7 @@ def test_two_gloo_ranks_keep_bf16_master_weights_in_sync(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
                           capture_output=True, text=True, timeout=240, env=ENV)
-    assert proc.returncode == 0, rank_errors(proc.stderr)
+    assert proc.returncode == 0, rank_errors(proc)
     summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert [s["rank"] for s in sorted(summaries, key=lambda s: s["rank"])] == [0, 1]
     assert len({s["parameter_digest"] for s in summaries}) == 1 and summaries[0]["precision"].startswith("bf16 w")
@@ -178,7 +182,7 @@ def test_fp32_reduce_hook_gives_the_correctly_rounded_mean_of_bf16_gradients(tmp
     script.write_text(FP32_REDUCE_SCRIPT)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
                            str(script)], capture_output=True, text=True, timeout=240, env=ENV)
-    assert proc.returncode == 0, rank_errors(proc.stderr)
+    assert proc.returncode == 0, rank_errors(proc)
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(results) == 4
     for r in results:
@@ -192,7 +196,7 @@ def torchrun_train(path: Path, config_data: dict) -> list[dict]:
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "koba_ros.cli", "lm", "train", "--config", str(path), "--json"],
                           capture_output=True, text=True, timeout=240, env=ENV)
-    assert proc.returncode == 0, rank_errors(proc.stderr)
+    assert proc.returncode == 0, rank_errors(proc)
     return sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
                   key=lambda s: s["rank"])
 
@@ -230,11 +234,11 @@ def test_fsdp_bf16_master_trains_like_the_flat_master_and_resumes_either_way(tmp
 
 
 FP16_OVERFLOW_SCRIPT = r"""
-import json, os, sys, torch, yaml
-import torch.distributed as dist
+import os, sys, yaml
 from koba_ros.nlp import trainer
 from koba_ros.nlp.mixed_precision import LossScaler
-from koba_ros.nlp.trainer import TrainConfig, train
+from koba_ros.nlp.trainer import TrainConfig
+from koba_ros.cli import main
 from test.test_nlp_mixed_precision import overflowing_lm
 rank = int(os.environ["RANK"])
 config = TrainConfig.from_dict(yaml.safe_load(open(sys.argv[1])))
@@ -249,7 +253,7 @@ else:  # after the reduce-scatter: only rank 1's shard of one weight overflows; 
             getattr(grad, "_local_tensor", grad).view(-1)[0] = float("inf")
         unscale(self, optimizer)
     LossScaler.unscale = unscale_with_one_bad_shard
-os.write(1, (json.dumps(train(config)) + "\n").encode())
+sys.exit(main(["lm", "train", "--config", sys.argv[1], "--json"]))  # the command's own way out, as a user's run
 """
 
 
@@ -275,7 +279,7 @@ def test_two_gloo_ranks_in_fp16_skip_an_overflowing_step_together_like_one_proce
     script.write_text(FP16_OVERFLOW_SCRIPT)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script), str(path)], capture_output=True, text=True, timeout=240, env=ENV)
-    assert proc.returncode == 0, rank_errors(proc.stderr)
+    assert proc.returncode == 0, rank_errors(proc)
     ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
                    key=lambda r: r["rank"])
     assert [(r["skipped_steps"], r["loss_scale"]) for r in ranks] == [(1, 2.0 ** 15)] * 2
