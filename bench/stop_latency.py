@@ -4,6 +4,7 @@ of the stop handling, in one process, on the same clips:
   - early_stops: + early stops, published while the person still talks (the default since session 17);
   - top_veto: + the spotter may not override a main result where "top" comes before a box word ("top right"): the
     default since session 17;
+  - top_time_veto: + nor where the spotter's "stop" lies on a word the main search heard as "top" (session 18);
   - word_limit_N (--word-limits): + the spotter overrides the main search only when that heard at most N words.
 
     cd bench && PYTHONPATH=..:. ../.venv/bin/python stop_latency.py [--voices en-us,en-us+m3,en-gb]
@@ -43,7 +44,8 @@ from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
 ARMS = {"session16": dict(early_stops=False, top_veto=False), "early_stops": dict(top_veto=False),
-        "top_veto": dict(top_veto=True)}  # the default since session 17
+        "top_veto": dict(top_veto=True),  # the default since session 17
+        "top_time_veto": dict(top_veto=True, top_time_veto=True)}
 # + one arm per --word-limits entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
@@ -180,14 +182,17 @@ def main() -> None:
 
     report["stops_missed"] = clip_list("early_stops", lambda c, r: c[0] == "stop" and r["first_stop"] is None)
     report["false_stops"] = clip_list("early_stops", lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
-    for name in (a for a in arms if a.startswith("word_limit_") or a == "top_veto"):
+    for name in (a for a in arms if a.startswith("word_limit_") or a in ("top_veto", "top_time_veto")):
+        base = runs["top_veto"] if name == "top_time_veto" else now  # each veto against the step before it
         report[f"stops_lost_by_{name}"] = [
             {"voice": c[1], "text": c[2], "condition": c[3]}
-            for c, a, b in zip(clips, now, runs[name], strict=True)
+            for c, a, b in zip(clips, base, runs[name], strict=True)
             if c[0] == "stop" and a["first_stop"] is not None and b["first_stop"] is None]
         report[f"stops_gained_by_{name}"] = sum(
             c[0] == "stop" and a["first_stop"] is None and b["first_stop"] is not None
-            for c, a, b in zip(clips, now, runs[name], strict=True))
+            for c, a, b in zip(clips, base, runs[name], strict=True))
+    for name in ("top_veto", "top_time_veto"):
+        report[f"false_stops_{name}"] = clip_list(name, lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
     print(json.dumps(report, indent=1))
 
 

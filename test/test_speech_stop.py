@@ -129,3 +129,28 @@ def test_the_top_veto_reads_top_before_a_box_word_only():
     for text in ("go", "go go", "move the", "top", "put the cup at the top", ""):  # misheard stops; "top" at the end
         assert not recognizer._top_as_a_place(Hypothesis(text, 0.5)), text
     assert not PocketsphinxRecognizer(top_veto=False)._top_as_a_place(Hypothesis("put it in the top box", 0.5))
+
+
+def test_the_time_veto_needs_every_spotted_stop_to_lie_on_a_main_top():
+    """top_time_veto compares frames: the spotter's "stop" must have at least half its frames inside a word the main
+    search heard as "top" ("put the cup at the top", where no box word follows for top_veto to see)."""
+    words = [("<s>", 0, 25), ("put", 26, 110), ("the", 114, 123), ("top", 124, 163), ("</s>", 192, 224)]
+    recognizer = PocketsphinxRecognizer(top_time_veto=True)
+    for spans, vetoed in [([(130, 160)], True), ([(118, 141)], True), ([(110, 133)], False),  # 18 / 10 of 24
+                          ([(30, 60)], False), ([(130, 160), (30, 60)], False), ([], False)]:
+        recognizer.stop_spotter.spans = spans
+        assert recognizer._stop_is_a_top(words) is vetoed, spans
+    recognizer.stop_spotter.spans = [(130, 160)]
+    assert not recognizer._stop_is_a_top([(w, a, b) for w, a, b in words if w != "top"])
+    default = PocketsphinxRecognizer()
+    default.stop_spotter.spans = [(130, 160)]
+    assert not default._stop_is_a_top(words)
+
+
+def test_top_at_the_end_is_not_taken_for_a_stop_under_the_time_veto(tmp_path):
+    """"the one at the top" (tuning voice en-us+m1): no box word follows "top", so top_veto lets the spotter's
+    "stop" override the main search; the spotter's frames lie on the main search's "top", so the time veto does not."""
+    x = spoken("the one at the top", tmp_path, "en-us+m1")
+    assert PocketsphinxRecognizer(top_time_veto=False).recognize(x).text == "stop"
+    vetoed = PocketsphinxRecognizer(top_time_veto=True)
+    assert not is_stop(vetoed.recognize(x).text) and vetoed.top_time_vetoes == 1

@@ -104,7 +104,7 @@ class PocketsphinxRecognizer(Recognizer):
                  lm_weight: float = LM_WEIGHT, discount_mass: float | None = None, flat_search: bool = True,
                  stop_threshold: float | None = STOP_THRESHOLD, teleop_grammar: bool = False,
                  keep_stops: bool = True, early_stops: bool = True, keyword_max_words: int | None = None,
-                 top_veto: bool = True):
+                 top_veto: bool = True, top_time_veto: bool = False):
         import pocketsphinx
 
         from koba_ros.speech.stop_spotter import StopSpotter
@@ -148,6 +148,8 @@ class PocketsphinxRecognizer(Recognizer):
         # the default: a limit keeps instructions with "top" in them from becoming stops but lost stops).
         self.keyword_max_words = keyword_max_words
         self.top_veto = top_veto    # the spotter may not override "top" before a box word (_top_as_a_place)
+        self.top_time_veto = top_time_veto  # ... nor where its "stop" is the main search's "top" (_stop_is_a_top)
+        self.top_time_vetoes = 0    # keyword overrides that top_time_veto prevented
         self.early_stops = early_stops and self.stop_spotter is not None
         self.early_stop_count = 0   # utterances whose stop was published before their end
         self._early_fired = False
@@ -229,6 +231,7 @@ class PocketsphinxRecognizer(Recognizer):
         if not self.started:
             raise KobaError("finish() before start()")
         self.decoder.end_utt()
+        main_words = [(s.word.split("(")[0], s.start_frame, s.end_frame) for s in (self.decoder.seg() or [])]
         heard_stop, grammar_text = self._finish_side_searches()
         self.started = False
         best = self._hypothesis("domain" if self.domain else "general", max(self.n_best, self.rescore_n))
@@ -244,7 +247,8 @@ class PocketsphinxRecognizer(Recognizer):
         best.alternatives = best.alternatives[: self.n_best - 1]
         if self.keep_stops and is_stop(best.text):
             return best     # stop wins: never dropped for a low posterior
-        if heard_stop and self._short(best) and not self._top_as_a_place(best) and not self._confidently_other(best):
+        if (heard_stop and self._short(best) and not self._top_as_a_place(best) and not self._confidently_other(best)
+                and not self._stop_is_a_top(main_words)):
             self.keyword_stops += 1
             return Hypothesis("stop", best.confidence, [best.text] if best.text else [], self.backend, "keyword")
         if self._needs_general_pass(best):
@@ -272,6 +276,21 @@ class PocketsphinxRecognizer(Recognizer):
         spotter hears "stop". A misheard stop came out as "go", "go go", "move the" on the tuning voices."""
         words = best.text.split()
         return self.top_veto and any(a == "top" and b in BOX_WORDS for a, b in zip(words, words[1:], strict=False))
+
+    def _stop_is_a_top(self, main_words: list[tuple[str, int, int]]) -> bool:
+        """With top_time_veto: every "stop" the spotter heard lies on a word the main search heard as "top" (at
+        least half of the spotter's frames inside it), as in "put the cup at the top", where no box word follows
+        for top_veto to see. Word times from both searches' segmentations of the same frames."""
+        if not self.top_time_veto or not self.stop_spotter.spans:
+            return False
+        tops = [(a, b) for word, a, b in main_words if word == "top"]
+
+        def on_a_top(s: int, e: int) -> bool:
+            return any(min(e, b) - max(s, a) + 1 >= (e - s + 1) / 2 for a, b in tops)
+
+        vetoed = all(on_a_top(s, e) for s, e in self.stop_spotter.spans)
+        self.top_time_vetoes += vetoed
+        return vetoed
 
     def _confidently_other(self, best: Hypothesis) -> bool:
         """The main search is sure of another in-domain sentence ("top right box": the spotter hears "stop" in it).

@@ -32,6 +32,7 @@ class StopSpotter:
             raise KobaError(f"pocketsphinx could not start the stop spotter: {exc}") from None
         self.keyphrase = keyphrase
         self.started = False
+        self.spans: list[tuple[int, int]] = []
 
     def start(self) -> None:
         self.decoder.start_utt()
@@ -47,10 +48,13 @@ class StopSpotter:
         return bool(self.started and hyp is not None and self.keyphrase in hyp.hypstr.split())
 
     def finish(self) -> bool:
-        """End the utterance; True when the keyphrase was spotted anywhere in it."""
+        """End the utterance; True when the keyphrase was spotted anywhere in it. `spans` then holds where: each
+        detection's first and last frame (10 ms frames from the utterance's start, as the main search counts)."""
+        self.spans = []
         if not self.started:
             return False
         self.decoder.end_utt()
         self.started = False
+        self.spans = [(s.start_frame, s.end_frame) for s in (self.decoder.seg() or []) if s.word == self.keyphrase]
         hyp = self.decoder.hyp()
         return hyp is not None and self.keyphrase in hyp.hypstr.split()
