@@ -4,12 +4,13 @@ of the stop handling, in one process, on the same clips:
   - early_stops: + early stops, published while the person still talks (the default since session 17);
   - top_veto: + the spotter may not override a main result where "top" comes before a box word ("top right"): the
     default since session 17;
-  - top_time_veto: + nor where the spotter's "stop" lies on a word the main search heard as "top" (session 18);
+  - top_time_veto: + nor where the spotter's "stop" lies on a word the main search heard as "top": the default
+    since session 18;
   - word_limit_N (--word-limits): + the spotter overrides the main search only when that heard at most N words.
 
     cd bench && PYTHONPATH=..:. ../.venv/bin/python stop_latency.py [--voices en-us,en-us+m3,en-gb]
         [--instructions reported|tuning|validation|fresh] [--word-limits 2,3]
-    (limit arms keep top_veto off, to measure the limit alone)
+    (limit arms keep both vetoes off, to measure the limit alone)
 
 Clips are made as in bench/asr.py (espeak-ng voices, half a second of silence either side, clean and with white
 noise at 20 dB SNR): every stop phrase of the teleop language ("stop", "stop stop", "stop moving", "please stop") at
@@ -43,9 +44,10 @@ from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
-ARMS = {"session16": dict(early_stops=False, top_veto=False), "early_stops": dict(top_veto=False),
-        "top_veto": dict(top_veto=True),  # the default since session 17
-        "top_time_veto": dict(top_veto=True, top_time_veto=True)}
+NO_VETO = dict(top_veto=False, top_time_veto=False)
+ARMS = {"session16": dict(early_stops=False, **NO_VETO), "early_stops": NO_VETO,
+        "top_veto": dict(top_veto=True, top_time_veto=False),  # the default in session 17
+        "top_time_veto": dict(top_veto=True, top_time_veto=True)}  # the default since session 18
 # + one arm per --word-limits entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
@@ -116,7 +118,7 @@ def main() -> None:
     others = [s for s in benchmark_sentences("issue", args.sentences, random.Random(args.seed)) if not is_stop(s)]
     unconstrained = {"reported": REPORTED, "tuning": TUNING, "validation": VALIDATION,
                      "fresh": FRESH}[args.instructions]
-    arms = {**ARMS, **{f"word_limit_{n}": dict(keyword_max_words=int(n), top_veto=False)
+    arms = {**ARMS, **{f"word_limit_{n}": dict(keyword_max_words=int(n), **NO_VETO)
                        for n in args.word_limits.split(",") if n}}
     rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)

@@ -96,8 +96,9 @@ def test_the_two_word_rule_keeps_an_instruction_with_top_in_it_from_becoming_a_s
              ("en-us+m3", "put it in the top box"), ("en-us+m3", "put the toy in the top right box")]
     for voice, text in cases:  # a fresh recogniser each: the live cepstral mean carries over between utterances
         x = spoken(text, tmp_path, voice)
-        assert PocketsphinxRecognizer(top_veto=False).recognize(x).text == "stop", (voice, text)
-        assert not is_stop(PocketsphinxRecognizer(keyword_max_words=2, top_veto=False).recognize(x).text), (voice, text)
+        assert PocketsphinxRecognizer(top_veto=False, top_time_veto=False).recognize(x).text == "stop", (voice, text)
+        assert not is_stop(PocketsphinxRecognizer(keyword_max_words=2, top_veto=False, top_time_veto=False)
+                           .recognize(x).text), (voice, text)
 
 
 def test_under_the_two_word_rule_the_spotter_still_overrides_a_main_search_that_heard_a_word_or_two():
@@ -116,8 +117,8 @@ def test_top_before_a_box_word_is_not_taken_for_a_stop(tmp_path):
     comes before a box word. Without it (the session-16 rule) these instructions came out as "stop"."""
     for text in ("put it in the top box", "the top right one please"):
         x = spoken(text, tmp_path, "en-gb-x-rp")  # a fresh recogniser each: the cepstral mean carries over
-        assert PocketsphinxRecognizer(top_veto=False).recognize(x).text == "stop", text
-        assert not is_stop(PocketsphinxRecognizer().recognize(x).text), text
+        assert PocketsphinxRecognizer(top_veto=False, top_time_veto=False).recognize(x).text == "stop", text
+        assert not is_stop(PocketsphinxRecognizer(top_time_veto=False).recognize(x).text), text  # top_veto alone
 
 
 def test_the_top_veto_reads_top_before_a_box_word_only():
@@ -142,9 +143,9 @@ def test_the_time_veto_needs_every_spotted_stop_to_lie_on_a_main_top():
         assert recognizer._stop_is_a_top(words) is vetoed, spans
     recognizer.stop_spotter.spans = [(130, 160)]
     assert not recognizer._stop_is_a_top([(w, a, b) for w, a, b in words if w != "top"])
-    default = PocketsphinxRecognizer()
-    default.stop_spotter.spans = [(130, 160)]
-    assert not default._stop_is_a_top(words)
+    off = PocketsphinxRecognizer(top_time_veto=False)
+    off.stop_spotter.spans = [(130, 160)]
+    assert not off._stop_is_a_top(words)
 
 
 def test_top_at_the_end_is_not_taken_for_a_stop_under_the_time_veto(tmp_path):
