@@ -348,9 +348,9 @@ def run(args):
     code = result.get("exit_code", 0) if args.lm_command == "train" else 0  # 130 / 143: stopped by a signal
     if args.lm_command == "train" and result["world_size"] > 1:
         # Every rank is past the last barrier and the process group is destroyed: leave without the interpreter's
-        # finalization, which tears torch's distributed state down in no fixed order. Session 18: 2 of 141 FSDP
+        # finalization, which tears torch's distributed state down in no fixed order. Session 18: 2 of 300 FSDP
         # fp16 runs on the loaded 2-core machine aborted there ("terminate called without an active exception"),
-        # after printing their results, and torchrun reported the job failed.
+        # after printing their results, and torchrun reported the job failed (docs/nlp.md "Session 18").
         import os
         import sys
 
