@@ -13,6 +13,7 @@ from functools import cache
 import torch
 from torch import nn
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError
 
 MAX_CHARS = 400          # instructions are short; a 10,000-character input is cut, not an error
@@ -81,8 +82,7 @@ class MiniLMEncoder:
         for start in tqdm(range(0, len(new), 512), desc="MiniLM", disable=not progress):
             self._encode_new(new[start:start + 512])
         if cache_file is not None and new:
-            Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.cache, cache_file)
+            write_atomically(cache_file, lambda tmp: torch.save(self.cache, tmp))
 
 
 class ByteTransformerEncoder(nn.Module):

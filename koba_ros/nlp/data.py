@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError
 
 BUILTIN = "builtin:docstrings"
@@ -24,8 +25,7 @@ def builtin_corpus(max_bytes: int = 2_000_000) -> str:
     if cache.is_file():
         return cache.read_text(encoding="utf-8")
     text = _collect_docstrings(max_bytes)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(text, encoding="utf-8")
+    write_atomically(cache, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return text
 
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError
 from koba_ros.sim.catalog import load_catalog
 from koba_ros.teleop.commands import teleop_phrases
@@ -96,10 +97,11 @@ def build_domain_lm(known_word, sentences: list[str] | None = None, folder: Path
     if not path.is_file():
         lm = ArpaBoLM(text=text, add_start=True, case="lower", discount_mass=discount_mass)
         lm.compute()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        if not lm.write_file(str(tmp)):   # ArpaBoLM swallows its errors; a half-written model must not be cached
-            tmp.unlink(missing_ok=True)
-            raise KobaError(f"could not write the domain language model to {tmp}")
-        tmp.replace(path)   # atomic: a concurrent reader never sees half a file
+
+        def write(tmp: Path) -> None:
+            if not lm.write_file(str(tmp)):   # ArpaBoLM swallows its errors; a half-written model must not be cached
+                raise KobaError(f"could not write the domain language model to {tmp}")
+
+        write_atomically(path, write)
     vocab = tuple(w for w in words if w not in dropped)
     return DomainModel(path, frozenset(kept), vocab, dropped)
