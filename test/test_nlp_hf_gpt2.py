@@ -171,8 +171,9 @@ def _copy_reshaping(self, other, *args, **kwargs):
 
 
 def test_export_writes_a_tokenizer_transformers_loads_with_our_ids(tmp_path, capsys):
-    """gpt2: the merge list recovered from tiktoken's ranks; bpe: the vocabulary copied. Either way transformers'
-    AutoTokenizer gives our ids (special text stays text), and a pipeline-style round trip decodes our tokens."""
+    """gpt2: the merge list recovered from tiktoken's ranks; bpe: the vocabulary copied; byte: merge-free byte-level
+    BPE. Each way transformers' AutoTokenizer gives our ids (special text stays text), and a pipeline-style round
+    trip decodes our tokens."""
     from transformers import AutoTokenizer
 
     from koba_ros.nlp.bpe_training import train_bpe
@@ -183,7 +184,8 @@ def test_export_writes_a_tokenizer_transformers_loads_with_our_ids(tmp_path, cap
              "<|endoftext|> typed as text"]
     (tmp_path / "corpus.txt").write_text("put the brown fluffy toy in the top right box\nopen the gripper\n" * 50)
     bpe = train_bpe(str(tmp_path / "corpus.txt"), 300, tmp_path / "bpe")
-    configs = {"bpe": {"tokenizer": "bpe", "vocab": bpe["vocab"], "merges": bpe["merges"], "model": {"max_len": 32}}}
+    configs = {"bpe": {"tokenizer": "bpe", "vocab": bpe["vocab"], "merges": bpe["merges"], "model": {"max_len": 32}},
+               "byte": {"tokenizer": "byte", "vocab": "", "merges": "", "model": {"max_len": 32}}}
     if whisper_gpt2_ranks() is not None:
         configs["gpt2"] = {"tokenizer": "gpt2", "vocab": "", "merges": "", "model": {"max_len": 1024}}
     for kind, config in configs.items():
@@ -196,10 +198,25 @@ def test_export_writes_a_tokenizer_transformers_loads_with_our_ids(tmp_path, cap
             assert theirs.encode(text) == ours.encode(text), (kind, text)
             assert theirs.decode(ours.encode(text)) == text
         assert theirs.eos_token_id == ours.eos_id
-    assert write_hf_tokenizer({"tokenizer": "byte"}, tmp_path) is None
+        if kind == "byte":  # every byte is its own symbol, so bytes that are not UTF-8 keep their ids as well
+            assert (theirs.pad_token_id, theirs.bos_token_id) == (ours.pad_id, ours.bos_id)
+            assert theirs.convert_tokens_to_ids(theirs.convert_ids_to_tokens(list(range(256)))) == list(range(256))
 
 
-def test_export_of_a_byte_level_run_says_no_tokenizer_was_written(tmp_path, trained_run, capsys):
+def test_a_byte_level_run_exported_generates_in_a_pipeline_as_sample_does_and_imports_as_bytes(
+        tmp_path, trained_run, capsys):
+    from transformers import pipeline
+
+    from koba_ros.nlp.sampling import sample
+
     assert main(["lm", "export", "--checkpoint", str(trained_run), "--out", str(tmp_path / "hf"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["hf_tokenizer_written"] is False
-    assert not (tmp_path / "hf" / "vocab.json").exists()
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["tokenizer"] == "byte" and exported["eos_token_id"] == 258
+    prompt = "put the brown"
+    ours = sample(trained_run, prompt, max_new_tokens=18, temperature=0.0, top_k=0)  # in the 32-byte window
+    generator = pipeline("text-generation", model=str(tmp_path / "hf"), device="cpu")
+    theirs = generator(prompt, max_new_tokens=18, do_sample=False, return_full_text=False)[0]["generated_text"]
+    assert ours["new_tokens"] > 10 and theirs == ours["text"]
+
+    assert main(["lm", "import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "back"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "byte"  # recognised without --tokenizer

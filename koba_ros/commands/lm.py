@@ -58,7 +58,7 @@ def add_arguments(p):
 
     export = sub.add_parser("export", help="Write a trained GPT-2-shaped LM as a Hugging Face GPT2LMHeadModel folder.")
     export.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
-    export.add_argument("--out", required=True, help="A new folder (config.json + model.safetensors).")
+    export.add_argument("--out", required=True, help="A new folder (config, weights, tokenizer files).")
     export.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     load = sub.add_parser("import", help="Turn a Hugging Face GPT-2 (a save_pretrained folder) into a checkpoint "

@@ -16,8 +16,9 @@ two compute the same logits. The mapping:
 
 Both commands check, before writing anything, that the two models give the same logits on a probe batch (1e-4):
 a mapping that were off would otherwise hand over a model that only looks right. Export also writes the run's
-tokenizer as Hugging Face files where it has a GPT-2 form (hf_tokenizer.py: `gpt2` and `bpe`, not `byte`). Import
-takes the weights; a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's ids.
+tokenizer as Hugging Face files (hf_tokenizer.py: `gpt2`, `bpe` and `byte`) and the tokenizer's end-of-text id as the
+model's eos_token_id. Import takes the weights; a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's
+ids, and a folder holding the byte tokenizer as export writes it is taken to use bytes.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch
 from koba_ros.errors import KobaError, reason
 from koba_ros.nlp.checkpoint import save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.hf_tokenizer import write_hf_tokenizer
+from koba_ros.nlp.hf_tokenizer import is_byte_level_folder, write_hf_tokenizer
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
@@ -154,10 +155,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     trained = load_trained(checkpoint)
     hf = to_hf(trained.model)
     difference = _checked(trained.model, hf, "export")
+    eos = getattr(trained.tokenizer, "eos_id", None)  # generate() then stops where `koba lm sample` stops
+    hf.config.eos_token_id = hf.generation_config.eos_token_id = eos
     hf.save_pretrained(out)
-    tokenizer_files = write_hf_tokenizer(trained.config, out)  # None: the byte tokenizer has no GPT-2 counterpart
     return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
-            "tokenizer": trained.config.get("tokenizer", "byte"), "hf_tokenizer_written": tokenizer_files is not None,
+            "tokenizer": write_hf_tokenizer(trained.config, out), "eos_token_id": eos,
             "max_logit_difference": difference}
 
 
@@ -207,7 +209,10 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     model = from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
-    tokenizer = tokenizer or ("gpt2" if vocab in (GPT2_VOCAB, 50304) else "")
+    if not tokenizer and vocab in (GPT2_VOCAB, 50304):
+        tokenizer = "gpt2"
+    elif not tokenizer and path.is_dir() and is_byte_level_folder(path):  # what `koba lm export` wrote for bytes
+        tokenizer = "byte"
     if not tokenizer:
         raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's; say which tokenizer made its ids "
                         "(--tokenizer byte|gpt2|bpe)")

@@ -8,7 +8,9 @@
   rank, and running BPE on its bytes with the ranks below r stops at exactly those two. vocab.json spells each
   token's bytes with GPT-2's byte-to-unicode table (Radford et al. 2019, the released encoder.py: printable bytes
   as themselves, the others shifted past 255).
-* `tokenizer: byte` has no GPT-2 counterpart (ids 0-255 are raw bytes here, not BPE symbols); nothing is written.
+* `tokenizer: byte` is byte-level BPE with no merges: every byte stays its own symbol, so a vocab.json that gives
+  byte b's GPT-2 character the id b, and an empty merge list, make GPT-2's tokenizer produce our ids 0-255. Our
+  pad, bos and eos (256-258) follow as special tokens. `koba lm import` recognises such a folder as `byte`.
 
 Tested: the written tokenizer gives our tokenizer's ids on text with spaces, newlines, accents, CJK and an emoji.
 """
@@ -73,14 +75,35 @@ def tiktoken_to_gpt2_files(ranks: dict[bytes, int], out: Path) -> None:
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
 
 
-def write_hf_tokenizer(config: dict, out: str | Path) -> str | None:
+BYTE_SPECIALS = {"<|pad|>": 256, "<|startoftext|>": 257, EOS: 258}  # ByteTokenizer's pad_id, bos_id, eos_id
+
+
+def byte_level_vocab() -> dict[str, int]:
+    """vocab.json of the byte tokenizer as merge-free byte-level BPE: byte b's GPT-2 character has id b."""
+    return {char: b for b, char in bytes_to_unicode().items()} | BYTE_SPECIALS
+
+
+def is_byte_level_folder(folder: Path) -> bool:
+    """Whether `folder` holds the byte tokenizer as written by `write_hf_tokenizer` (for import to recognise)."""
+    try:
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        merges = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+    except (OSError, ValueError):
+        return False
+    return vocab == byte_level_vocab() and not [m for m in merges[1:] if m.strip()]
+
+
+def write_hf_tokenizer(config: dict, out: str | Path) -> str:
     """Write the tokenizer of a run's recorded `config` into `out` for transformers' GPT2TokenizerFast; returns
-    what was written, or None for the byte tokenizer (no GPT-2 counterpart)."""
+    its kind."""
     out = Path(out)
     kind = config.get("tokenizer", "byte")
+    specials = {"bos_token": EOS, "eos_token": EOS, "unk_token": EOS}
     if kind == "byte":
-        return None
-    if kind == "bpe":
+        (out / "vocab.json").write_text(json.dumps(byte_level_vocab(), ensure_ascii=False), encoding="utf-8")
+        (out / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+        specials = {"bos_token": "<|startoftext|>", "eos_token": EOS, "unk_token": EOS, "pad_token": "<|pad|>"}
+    elif kind == "bpe":
         for name, key in (("vocab.json", "vocab"), ("merges.txt", "merges")):
             if not Path(config.get(key, "")).is_file():
                 raise KobaError(f"export: the run's {key} file {config.get(key)!r} is not there to copy")
@@ -98,7 +121,7 @@ def write_hf_tokenizer(config: dict, out: str | Path) -> str | None:
     if EOS not in vocab:
         raise KobaError(f"export: the vocabulary has no {EOS}")
     (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "GPT2Tokenizer", "bos_token": EOS, "eos_token": EOS, "unk_token": EOS,
-        "add_prefix_space": False, "model_max_length": int(config.get("model", {}).get("max_len", 1024)),
+        "tokenizer_class": "GPT2Tokenizer", **specials, "add_prefix_space": False,
+        "model_max_length": int(config.get("model", {}).get("max_len", 1024)),
         "split_special_tokens": True}))  # "<|endoftext|>" typed in a text stays text, as in ours
     return kind
