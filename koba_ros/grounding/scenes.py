@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.perception.objects import PerceivedObject
 
 MATCH_RADIUS = 0.04  # m: a perceived centroid this close to a scene object's is that object
@@ -90,9 +91,5 @@ def perceived_scenes(seeds: range, progress: bool = True) -> list[PerceivedScene
     rng = np.random.default_rng(seeds.start)
     scenes = [render_and_perceive(s, int(rng.integers(3, 41))) for s in tqdm(seeds, desc="render+perceive",
                                                                             disable=not progress)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump(scenes, f)
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_bytes(pickle.dumps(scenes)))  # two processes may render at once
     return scenes

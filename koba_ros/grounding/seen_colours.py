@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.paths import models_dir
 
 
@@ -55,8 +56,8 @@ def main(argv=None) -> None:
 
     table = measure(perceived_scenes(range(args.scenes)))
     rows = ",\n".join(f"  {json.dumps(name)}: {json.dumps(rgb)}" for name, rgb in table.items())
-    Path(args.out).write_text(f'{{"scenes": {args.scenes}, "perception": "{perception_version()}",\n'
-                              f' "seen_rgb": {{\n{rows}\n }}\n}}\n')
+    text = f'{{"scenes": {args.scenes}, "perception": "{perception_version()}",\n "seen_rgb": {{\n{rows}\n }}\n}}\n'
+    write_atomically(args.out, lambda tmp: tmp.write_text(text))
     print(f"wrote {args.out}: {len(table)} entries")
 
 
