@@ -163,7 +163,7 @@ def test_bf16_master_training_with_chunked_loss_trains_like_without(tmp_path):
 
 @pytest.mark.parametrize("backend", [
     "aot_eager",  # dynamo + AOTAutograd trace the Function into forward and backward graphs; no code generation
-    pytest.param("inductor", marks=pytest.mark.slow),  # what the GPU bench runs; C++ code generation takes ~50 s here
+    "inductor",  # what the GPU bench runs; C++ code generation: 16 s with a cold compile cache here (session 19)
 ])
 def test_torch_compile_traces_the_chunked_loss_in_one_graph_and_matches_eager(backend):
     """fullgraph=True: any graph break in the chunk loop or the autograd.Function fails the test."""

@@ -210,21 +210,11 @@ def test_progress_bar_counts_optimiser_steps(tmp_path, capsys):
     assert "train" in err and "3/3" in err
 
 
-def test_compiled_training_matches_eager(tmp_path, monkeypatch):
-    """torch.compile's graph capture on the training path; the default inductor backend takes ~40 s per graph on
-    this CPU, so this run uses the eager backend (same capture, no code generation); inductor is the slow test."""
-    compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: compile_(model, backend="eager"))
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    eager = train(tiny(tmp_path / "a", steps=3))
-    compiled = train(tiny(tmp_path / "b", steps=3, compile=True))
-    assert compiled["loss"] == pytest.approx(eager["loss"], abs=1e-4)
-
-
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_inductor_compiled_training_matches_eager(tmp_path):
+    """torch.compile with its default backend, inductor: graph capture and C++ code generation on the training path.
+    In the default run since session 19 (22 s with a cold compile cache on this CPU, 5 s warm); until then the
+    default run used the eager backend (capture only) and inductor was a slow test."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     eager = train(tiny(tmp_path / "a", steps=2))
