@@ -1,4 +1,5 @@
-"""Transformer layers with the three layer-norm placements: Post-LN, Pre-LN and B2T."""
+"""Transformer layers with the three layer-norm placements: Post-LN, Pre-LN and B2T; LayerNorm or RMSNorm,
+a GELU or SwiGLU feed-forward network, multi-head or grouped-query attention."""
 from __future__ import annotations
 
 import torch
@@ -9,13 +10,28 @@ from koba_ros.nlp.positions import apply_rope
 from koba_ros.nlp.turnover_dropout import TurnOverDropout
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention through scaled_dot_product_attention (flash / memory-efficient kernels on GPU)."""
+def norm_layer(config) -> nn.Module:
+    """LayerNorm, or RMSNorm (Zhang & Sennrich 2019, eq. 4: x / RMS(x) * g, RMS(x) = sqrt(mean(x^2) + eps); no
+    centring and no bias), as `config.norm_type` says. Every norm of the model is of that type."""
+    if config.norm_type == "rmsnorm":
+        return nn.RMSNorm(config.d_model, eps=1e-5)
+    return nn.LayerNorm(config.d_model, bias=config.bias)
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool):
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through scaled_dot_product_attention (flash / memory-efficient kernels on GPU).
+
+    With n_kv_heads < n_heads it is grouped-query attention (Ainslie et al. 2023, "GQA", §2.2): keys and values have
+    n_kv_heads heads, each shared by a group of n_heads / n_kv_heads query heads (1 key/value head: multi-query
+    attention, Shazeer 2019). qkv then projects to (n_heads + 2 n_kv_heads) head widths, and a KV cache stores
+    n_kv_heads / n_heads of the keys and values multi-head attention would."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, n_kv_heads: int = 0):
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.n_kv_heads = n_kv_heads or n_heads
+        self.head_dim = d_model // n_heads
+        self.qkv = nn.Linear(d_model, (n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
         self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
 
@@ -24,7 +40,8 @@ class SelfAttention(nn.Module):
         their keys and values are stored too, and they attend over all past tokens and, causally, each other.
         key_mask: [B, T] True = a real token, or [B, T, T] True = query i may attend key j (causality included)."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim).transpose(1, 2).split(
+            [self.n_heads, self.n_kv_heads, self.n_kv_heads], dim=1)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         mask, past = None, 0
@@ -42,26 +59,35 @@ class SelfAttention(nn.Module):
         # With a past, one query sees every stored key: no mask at all. is_causal only without a past (SDPA aligns
         # its causal mask to the top left, which is right only when queries and keys start together).
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None and not past,
-                                           dropout_p=self.dropout if self.training else 0.0)
+                                           dropout_p=self.dropout if self.training else 0.0,
+                                           enable_gqa=self.n_kv_heads != self.n_heads)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
 class FeedForward(nn.Module):
-    """proj(GELU(fc(x))). With turnover_p > 0 the hidden units go through turn-over dropout (Kobayashi et al. 2020)
-    when the caller names each token's training instance (`turnover` = (instances [B, T], flip)): an FFN unit's fc row
-    and proj column then learn only from the documents whose mask keeps it. Without instances it is the plain FFN."""
+    """proj(GELU(fc(x))), or with `swiglu` proj(SiLU(x W) * (x V)) (Shazeer 2020, "GLU Variants Improve Transformer",
+    eq. 6 FFN_SwiGLU), where fc computes [x W, x V] in one matrix of 2 d_ff rows.
+
+    With turnover_p > 0 the hidden units go through turn-over dropout (Kobayashi et al. 2020) when the caller names
+    each token's training instance (`turnover` = (instances [B, T], flip)): an FFN unit's fc row(s) and proj column
+    then learn only from the documents whose mask keeps it. Without instances it is the plain FFN."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool, turnover_p: float = 0.0, salt: int = 0,
-                 turnover_seed: int = 0):
+                 turnover_seed: int = 0, swiglu: bool = False):
         super().__init__()
-        self.fc = nn.Linear(d_model, d_ff, bias=bias)
+        self.swiglu = swiglu
+        self.fc = nn.Linear(d_model, 2 * d_ff if swiglu else d_ff, bias=bias)
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.proj.is_residual_output = True
         self.drop = nn.Dropout(dropout)
         self.turnover = TurnOverDropout(d_ff, salt=salt, p=turnover_p, seed=turnover_seed) if turnover_p else None
 
     def forward(self, x, turnover=None):
-        h = F.gelu(self.fc(x), approximate="tanh")
+        if self.swiglu:
+            gate, up = self.fc(x).chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(self.fc(x), approximate="tanh")
         if turnover is not None and self.turnover is not None:
             h = self.turnover(h, *turnover)
         return self.drop(self.proj(h))
@@ -80,11 +106,10 @@ class Block(nn.Module):
     def __init__(self, config, index: int = 0):
         super().__init__()
         self.norm = config.norm
-        self.ln1 = nn.LayerNorm(config.d_model, bias=config.bias)
-        self.ln2 = nn.LayerNorm(config.d_model, bias=config.bias)
-        self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias)
+        self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
+        self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias, config.kv_heads)
         self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index,
-                               config.turnover_seed)
+                               config.turnover_seed, swiglu=config.ffn == "swiglu")
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None, turnover=None):

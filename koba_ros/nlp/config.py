@@ -38,6 +38,8 @@ POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
 EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
+NORM_TYPES = ("layernorm", "rmsnorm")
+FFNS = ("gelu", "swiglu")
 
 
 @dataclass
@@ -49,6 +51,10 @@ class TransformerConfig:
     d_ff: int = 0                    # 0 -> 4 * d_model
     max_len: int = 256
     norm: str = "pre"                # pre | post | b2t (Takase et al. 2022)
+    norm_type: str = "layernorm"     # layernorm | rmsnorm (Zhang & Sennrich 2019): every norm of the model
+    ffn: str = "gelu"                # gelu: proj(GELU(fc x)) | swiglu (Shazeer 2020): proj(SiLU(x W) * (x V))
+    n_kv_heads: int = 0              # grouped-query attention (Ainslie et al. 2023): heads of keys and values, each
+    #                                  shared by n_heads / n_kv_heads query heads; 0 -> n_heads (plain multi-head)
     positions: str = "learned"       # learned | sinusoidal | shape (Kiyono et al. 2021) | rope | none
     shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
     shape_inference_shift: int | None = None  # SHAPE: the fixed inference offset (None -> K); 0 keeps inputs longer
@@ -87,6 +93,10 @@ class TransformerConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
     def validate(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len"):
             value = getattr(self, name)
@@ -97,9 +107,12 @@ class TransformerConfig:
         if self.d_model % self.n_heads:
             raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         for name, allowed in (("norm", NORMS), ("positions", POSITIONS), ("embedding", EMBEDDINGS),
-                              ("init", INITS), ("pool", POOLS)):
+                              ("init", INITS), ("pool", POOLS), ("norm_type", NORM_TYPES), ("ffn", FFNS)):
             if getattr(self, name) not in allowed:
                 raise KobaError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.n_kv_heads, int) or self.n_kv_heads < 0 or self.n_heads % self.kv_heads:
+            raise KobaError(f"config: n_kv_heads must be 0 (= n_heads) or divide n_heads {self.n_heads}, "
+                            f"got {self.n_kv_heads!r}")
         if self.positions == "rope" and self.head_dim % 2:
             raise KobaError(f"config: RoPE needs an even head dimension, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:

@@ -5,11 +5,13 @@ and continuing (about 25% less compute than training each size from scratch), wi
 the larger members. The growth operator here is the standard function-preserving one:
 
 * width d -> k·d (k integer; heads k·H with the same head size, FFN k·d_ff): every hidden vector becomes
-  D(x) = [x, ..., x] (k copies). LayerNorm of D(x) equals D(LN(x)) (same mean and variance), so gains and biases are
-  tiled. A linear map whose input is duplicated gets k column blocks W/k + e_j with sum_j e_j = 0 (exactly the same
-  output, and the noise e breaks the symmetry between copies so they can learn different features, as in Net2Net);
-  a linear map whose output is duplicated gets its rows tiled. Heads of D(q), D(k), D(v) are copies of the old
-  heads, so attention is unchanged (RoPE acts inside a head and is unaffected).
+  D(x) = [x, ..., x] (k copies). LayerNorm of D(x) equals D(LN(x)) (same mean and variance), and RMSNorm of D(x)
+  equals D(RMSNorm(x)) (same mean square), so gains and biases are tiled. A linear map whose input is duplicated
+  gets k column blocks W/k + e_j with sum_j e_j = 0 (exactly the same output, and the noise e breaks the symmetry
+  between copies so they can learn different features, as in Net2Net); a linear map whose output is duplicated gets
+  its rows tiled. Heads of D(q), D(k), D(v) are copies of the old heads, so attention is unchanged (RoPE acts inside
+  a head and is unaffected; under grouped-query attention each query head keeps its group's key and value head).
+  A SwiGLU unit's two rows are tiled together, so SiLU(w x) * (v x) is duplicated like a GELU unit.
 * depth N -> N' (Pre-LN): new blocks are copies of the block below them with their two residual output
   projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it.
 """
@@ -37,18 +39,28 @@ def _split_noise(shape, k: int, scale: float, g: torch.Generator) -> list[torch.
 
 
 def _widen(weight: torch.Tensor, k_in: int, k_out: int, noise: float, g: torch.Generator,
-           parts: int = 1) -> torch.Tensor:
+           parts: list[int] | None = None) -> torch.Tensor:
     """[out, in] -> [k_out·out, k_in·in] acting on duplicated inputs and producing duplicated outputs.
 
-    `parts` > 1 treats the rows as stacked blocks (q, k, v) that are each duplicated separately."""
-    out_features, in_features = weight.shape
-    rows = weight.view(parts, out_features // parts, in_features).repeat(1, k_out, 1).reshape(-1, in_features)
+    `parts` (row counts) treats the rows as stacked blocks (q, k, v; SwiGLU's W, V) each duplicated separately."""
+    rows = torch.cat([block.repeat(k_out, 1) for block in weight.split(parts or [weight.shape[0]])])
     scale = noise * rows.std().item()
     return torch.cat([rows / k_in + e for e in _split_noise(rows.shape, k_in, scale, g)], dim=1)
 
 
-def _tile_vector(v: torch.Tensor, k: int, parts: int = 1) -> torch.Tensor:
-    return v.view(parts, -1).repeat(1, k).reshape(-1)
+def _tile_vector(v: torch.Tensor, k: int, parts: list[int] | None = None) -> torch.Tensor:
+    return torch.cat([block.repeat(k) for block in v.split(parts or [v.shape[0]])])
+
+
+def _row_parts(name: str, config: TransformerConfig) -> list[int] | None:
+    """The stacked blocks of a weight's rows: q, k, v of attn.qkv (k and v narrower under grouped-query attention),
+    W and V of a SwiGLU fc; None for one block. Tiling each block separately keeps every query head with the key
+    and value head of its group (new query head i and its group's head are copies of old head i mod H and its)."""
+    if ".attn.qkv." in name:
+        return [config.n_heads * config.head_dim] + [config.kv_heads * config.head_dim] * 2
+    if ".ffn.fc." in name and config.ffn == "swiglu":
+        return [config.ff_dim] * 2
+    return None
 
 
 def expand_config(config: TransformerConfig, width_factor: int, n_layers: int) -> TransformerConfig:
@@ -62,6 +74,7 @@ def expand_config(config: TransformerConfig, width_factor: int, n_layers: int) -
         raise KobaError("expansion: widening needs untied embeddings")
     data = config.to_dict()
     data.update(d_model=config.d_model * width_factor, n_heads=config.n_heads * width_factor,
+                n_kv_heads=config.n_kv_heads * width_factor,
                 d_ff=config.ff_dim * width_factor, n_layers=n_layers,
                 alone_hidden=config.alone_hidden or 2 * config.d_model,
                 alone_dim=config.alone_dim or config.d_model)
@@ -121,7 +134,7 @@ def _expand_tensor(name: str, t: torch.Tensor, k: int, noise: float, g: torch.Ge
         return t.repeat(k, 1) * scale
     if name.startswith("embed."):                              # ALONE's w1: internal, unchanged
         return t.clone()
-    parts = 3 if ".attn.qkv." in name else 1
+    parts = _row_parts(name, old)
     if t.dim() == 2:
         return _widen(t, k, k, noise, g, parts)
-    return _tile_vector(t, k, parts)                           # biases and LayerNorm gains / biases
+    return _tile_vector(t, k, parts)                           # biases and LayerNorm / RMSNorm gains / biases

@@ -38,7 +38,7 @@ from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
 
 GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias": True, "embed_scale": False,
-              "embed_norm": False}
+              "embed_norm": False, "norm_type": "layernorm", "ffn": "gelu"}
 TOLERANCE = 1e-4
 GPT2_VOCAB = 50257
 
@@ -57,6 +57,9 @@ def check_gpt2_shaped(config: TransformerConfig) -> None:
         if getattr(config, key) != value:
             raise KobaError(f"export: GPT-2 has {key} {value!r}; this model has {getattr(config, key)!r}, which "
                             "GPT2LMHeadModel cannot compute")
+    if config.kv_heads != config.n_heads:
+        raise KobaError(f"export: GPT-2 has as many key/value heads as query heads; this model has {config.kv_heads} "
+                        f"for {config.n_heads} (grouped-query attention), which GPT2LMHeadModel cannot compute")
 
 
 def gpt2_config(config: TransformerConfig):

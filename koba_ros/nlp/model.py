@@ -15,7 +15,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.blocks import Block
+from koba_ros.nlp.blocks import Block, norm_layer
 from koba_ros.nlp.chunked_cross_entropy import chunked_cross_entropy
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.document_mask import same_document_causal
@@ -45,11 +45,11 @@ class Transformer(nn.Module):
         self.config = config
         self.embed = build_embedding(config)
         self.positions = build_positions(config)
-        self.embed_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.embed_norm else None
+        self.embed_norm = norm_layer(config) if config.embed_norm else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         # Post-LN and B2T layers already end in a LayerNorm; Pre-LN needs one before the head.
-        self.final_norm = nn.LayerNorm(config.d_model, bias=config.bias) if config.norm == "pre" else None
+        self.final_norm = norm_layer(config) if config.norm == "pre" else None
 
     def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None,
                cache: KVCache | None = None, documents: torch.Tensor | None = None,
