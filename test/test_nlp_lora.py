@@ -34,21 +34,25 @@ def test_an_adapted_model_starts_as_the_pre_trained_one_and_trains_only_a_and_b(
     assert with_grad == {name for name, p in model.named_parameters() if name.endswith(("lora_a", "lora_b"))}
 
 
-def test_the_merged_weights_compute_what_the_adapted_model_computes():
+LLAMA_STYLE = TransformerConfig(**{**MODEL, "norm_type": "rmsnorm", "ffn": "swiglu", "n_kv_heads": 1, "bias": False})
+
+
+@pytest.mark.parametrize("config", [CONFIG, LLAMA_STYLE], ids=["gpt2_style", "llama_style"])
+def test_the_merged_weights_compute_what_the_adapted_model_computes(config):
     torch.manual_seed(0)
-    model = TransformerLM(CONFIG).eval()
+    model = TransformerLM(config).eval()
     add_lora(model, rank=4, alpha=8.0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("lora_b"):
                 p.normal_(0, 0.1)  # a trained B
     merged, adapters = split_state(model.state_dict(), 8.0 / 4)
-    plain = TransformerLM(CONFIG).eval()
+    plain = TransformerLM(config).eval()
     plain.load_state_dict(merged)
     ids = torch.randint(0, 256, (2, 20))
     with torch.no_grad():
         assert (plain(ids)[0] - model(ids)[0]).abs().max() < 1e-5
-    assert len(adapters) == 2 * 4 * CONFIG.n_layers
+    assert len(adapters) == 2 * 4 * config.n_layers
 
 
 @pytest.fixture

@@ -95,3 +95,15 @@ def test_bad_values_and_gpt2_export_are_refused_in_one_line():
         with pytest.raises(KobaError, match=message):
             check_gpt2_shaped(TransformerConfig(n_heads=4, **kw))
     check_gpt2_shaped(TransformerConfig(n_heads=4, n_kv_heads=4))  # plain multi-head, however it is written
+
+
+def test_the_text_encoder_takes_them_too_and_padding_does_not_change_a_sentence_vector():
+    from koba_ros.nlp.model import TextEncoder
+    from koba_ros.nlp.tokenizer import ByteTokenizer
+
+    torch.manual_seed(0)
+    encoder = TextEncoder(TransformerConfig(d_model=32, n_layers=2, n_heads=4, **LLAMA)).eval()
+    alone, _ = ByteTokenizer().batch(["red cube"])
+    ids, mask = ByteTokenizer().batch(["red cube", "the brown fluffy teddy bear"])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode(alone)[0], encoder.encode(ids, mask)[0], atol=1e-5, rtol=1e-5)
