@@ -56,14 +56,16 @@ def add_arguments(p):
     grow.add_argument("--seed", type=int, default=0)
     grow.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
-    export = sub.add_parser("export", help="Write a trained GPT-2-shaped LM as a Hugging Face GPT2LMHeadModel folder.")
+    export = sub.add_parser("export", help="Write a trained GPT-2- or Llama-shaped LM as a Hugging Face folder "
+                            "(GPT2LMHeadModel or LlamaForCausalLM).")
     export.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
     export.add_argument("--out", required=True, help="A new folder (config, weights, tokenizer files).")
     export.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
-    load = sub.add_parser("import", help="Turn a Hugging Face GPT-2 (a save_pretrained folder) into a checkpoint "
-                                         "that init_from, sample and eval read.")
-    load.add_argument("--hf", required=True, help="A GPT2LMHeadModel folder (or a hub name, if the hub is reachable).")
+    load = sub.add_parser("import", help="Turn a Hugging Face GPT-2 or Llama (a save_pretrained folder) into a "
+                                         "checkpoint that init_from, sample and eval read.")
+    load.add_argument("--hf", required=True, help="A GPT2LMHeadModel or LlamaForCausalLM folder (or a hub name, if "
+                                                  "the hub is reachable).")
     load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
     load.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe"), default="",
                       help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary).")

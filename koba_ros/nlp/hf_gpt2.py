@@ -1,5 +1,7 @@
 """Hugging Face GPT-2 in and out: `koba lm export` writes a trained LM as a transformers GPT2LMHeadModel folder,
 `koba lm import` turns such a folder into a checkpoint that `init_from`, `koba lm sample` and `koba lm eval` read.
+A Llama-shaped model (RMSNorm, SwiGLU, RoPE, no biases; hf_llama.py) goes out and comes in as LlamaForCausalLM
+through the same two commands and the same checks.
 
 A TransformerLM is GPT-2 exactly when it is Pre-LN with learned absolute positions, a plain embedding table, biases,
 GELU (tanh) in an FFN of any width, and neither Spike-No-More fix: then every tensor has a GPT-2 counterpart and the
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 import torch
 
 from koba_ros.errors import KobaError, reason
+from koba_ros.nlp import hf_llama
 from koba_ros.nlp.checkpoint import save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.hf_tokenizer import is_byte_level_folder, write_hf_tokenizer
@@ -156,12 +159,18 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     out = Path(out)
     _fresh_folder(out, "export")
     trained = load_trained(checkpoint)
-    hf = to_hf(trained.model)
+    llama = hf_llama.is_llama_shaped(trained.model.config)
+    if not llama and any(getattr(trained.model.config, k) != v for k, v in GPT2_SHAPE.items()):
+        mismatch = {k: getattr(trained.model.config, k) for k in set(GPT2_SHAPE) | set(hf_llama.LLAMA_SHAPE)}
+        raise KobaError(f"export: this model ({mismatch}) is neither GPT-2-shaped {GPT2_SHAPE} nor Llama-shaped "
+                        f"{hf_llama.LLAMA_SHAPE}")
+    hf = hf_llama.to_hf(trained.model) if llama else to_hf(trained.model)
     difference = _checked(trained.model, hf, "export")
     eos = getattr(trained.tokenizer, "eos_id", None)  # generate() then stops where `koba lm sample` stops
     hf.config.eos_token_id = hf.generation_config.eos_token_id = eos
     hf.save_pretrained(out)
     return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
+            "architecture": "llama" if llama else "gpt2",
             "tokenizer": write_hf_tokenizer(trained.config, out), "eos_token_id": eos,
             "max_logit_difference": difference}
 
@@ -192,24 +201,25 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     path = Path(source).expanduser()
     if not path.exists() and (path.is_absolute() or source.startswith((".", "~"))):  # a path, not a hub name
         raise KobaError(f"import: no folder {source}")
-    config_file = path / "config.json"
-    if config_file.is_file():  # a BERT or a Llama folder: say so, not transformers' size-mismatch report
+    config_file, model_type = path / "config.json", "gpt2"
+    if config_file.is_file():  # a BERT folder: say so, not transformers' size-mismatch report
         try:
             model_type = json.loads(config_file.read_text()).get("model_type")
         except (ValueError, AttributeError):
             raise KobaError(f"import: {config_file} is not a JSON object") from None
-        if model_type != "gpt2":
-            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2")
+        if model_type not in ("gpt2", "llama"):
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2 or a Llama")
     hub = "" if path.exists() else _unreachable_hub()
+    model_class = transformers.LlamaForCausalLM if model_type == "llama" else transformers.GPT2LMHeadModel
     try:  # with the hub out of reach, a name is looked up in the local hub cache only
-        hf = transformers.GPT2LMHeadModel.from_pretrained(path if path.exists() else source,
-                                                          local_files_only=bool(hub))
+        hf = model_class.from_pretrained(path if path.exists() else source, local_files_only=bool(hub))
     except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
         if hub:
             raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
                             "(nor is it in the local hub cache)") from None
-        raise KobaError(f"import: cannot load a GPT-2 from {source}: {reason(exc)}") from None
-    model = from_hf(hf)
+        kind = "Llama" if model_type == "llama" else "GPT-2"
+        raise KobaError(f"import: cannot load a {kind} from {source}: {reason(exc)}") from None
+    model = hf_llama.from_hf(hf) if model_type == "llama" else from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
     if not tokenizer and vocab in (GPT2_VOCAB, 50304):

@@ -1,0 +1,132 @@
+"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM`, tensor for tensor (used by `koba lm export` and
+`koba lm import` in hf_gpt2.py, which check the logits before writing anything).
+
+A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table, no biases and
+no Spike-No-More embedding fixes (any number of key/value heads). Names:
+
+    embed.weight                  model.embed_tokens.weight
+    blocks.i.ln1 / ln2            model.layers.i.input_layernorm / post_attention_layernorm
+    blocks.i.attn.qkv             model.layers.i.self_attn.q_proj, k_proj, v_proj   (our rows stack q, k, v)
+    blocks.i.attn.out             model.layers.i.self_attn.o_proj
+    blocks.i.ffn.fc               model.layers.i.mlp.gate_proj, up_proj             (our rows stack W, V)
+    blocks.i.ffn.proj             model.layers.i.mlp.down_proj
+    final_norm                    model.norm
+    head.weight                   lm_head.weight
+
+RoPE pairs differ: ours rotates interleaved pairs (2j, 2j+1) of a head (positions.py, Su et al. eq. 34), Hugging
+Face's "rotate_half" rotates (j, j + d/2), both at angle p·theta_j. Reordering each q and k head's rows to
+[evens, odds] turns one into the other; a dot product of q and k is unchanged by reordering both alike, and v and
+o_proj are untouched.
+"""
+from __future__ import annotations
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TransformerLM
+
+LLAMA_SHAPE = {"norm": "pre", "norm_type": "rmsnorm", "ffn": "swiglu", "positions": "rope", "embedding": "table",
+               "bias": False, "embed_scale": False, "embed_norm": False}
+
+
+def is_llama_shaped(config: TransformerConfig) -> bool:
+    return all(getattr(config, key) == value for key, value in LLAMA_SHAPE.items())
+
+
+def _head_order(head_dim: int) -> torch.Tensor:
+    """Hugging Face's row i of a q or k head is our row order[i]: the even components, then the odd ones."""
+    return torch.cat([torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)])
+
+
+def _reorder_heads(rows: torch.Tensor, head_dim: int, order: torch.Tensor) -> torch.Tensor:
+    heads = rows.view(-1, head_dim, rows.shape[-1])
+    return heads[:, order].reshape(rows.shape)
+
+
+def llama_config(config: TransformerConfig):
+    from transformers import LlamaConfig
+
+    if not is_llama_shaped(config):
+        wrong = {k: getattr(config, k) for k, v in LLAMA_SHAPE.items() if getattr(config, k) != v}
+        raise KobaError(f"export: a Llama needs {LLAMA_SHAPE}; this model has {wrong}")
+    return LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ff_dim,
+                       num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+                       num_key_value_heads=config.kv_heads, head_dim=config.head_dim, hidden_act="silu",
+                       max_position_embeddings=config.max_len, rms_norm_eps=1e-5,
+                       rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
+                       tie_word_embeddings=config.tie_embeddings, attention_bias=False, mlp_bias=False,
+                       attention_dropout=config.dropout, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+def our_config(hf_config) -> TransformerConfig:
+    """The TransformerConfig of a LlamaConfig, refused in one line where its options leave what ours compute."""
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    checks = {"hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "rms_norm_eps": 1e-5,
+              "pretraining_tp": 1}
+    for key, value in checks.items():
+        if getattr(hf_config, key, value) != value:
+            raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
+    if rope.get("rope_type", "default") != "default" or float(rope.get("rope_theta", 10000.0)) != 10000.0:
+        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default with theta 10000 is supported")
+    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
+    if head_dim * hf_config.num_attention_heads != hf_config.hidden_size:
+        raise KobaError(f"import: this Llama's heads ({hf_config.num_attention_heads} x {head_dim}) do not fill its "
+                        f"width {hf_config.hidden_size}")
+    vocab = hf_config.vocab_size
+    return TransformerConfig(vocab_size=vocab, d_model=hf_config.hidden_size, n_layers=hf_config.num_hidden_layers,
+                             n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
+                             d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
+                             tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
+                             **LLAMA_SHAPE)
+
+
+@torch.no_grad()
+def to_hf(model: TransformerLM):
+    """A LlamaForCausalLM computing the same logits as `model`."""
+    from transformers import LlamaForCausalLM
+
+    config = model.config
+    hf = LlamaForCausalLM(llama_config(config))
+    ours, theirs = model.state_dict(), hf.state_dict()
+    order, d_head = _head_order(config.head_dim), config.head_dim
+    theirs["model.embed_tokens.weight"].copy_(ours["embed.weight"])
+    for i in range(config.n_layers):
+        mine, hf_layer = f"blocks.{i}.", f"model.layers.{i}."
+        q, k, v = ours[mine + "attn.qkv.weight"].split([config.n_heads * d_head] + [config.kv_heads * d_head] * 2)
+        gate, up = ours[mine + "ffn.fc.weight"].chunk(2)
+        for name, tensor in (("input_layernorm", ours[mine + "ln1.weight"]),
+                             ("post_attention_layernorm", ours[mine + "ln2.weight"]),
+                             ("self_attn.q_proj", _reorder_heads(q, d_head, order)),
+                             ("self_attn.k_proj", _reorder_heads(k, d_head, order)),
+                             ("self_attn.v_proj", v), ("self_attn.o_proj", ours[mine + "attn.out.weight"]),
+                             ("mlp.gate_proj", gate), ("mlp.up_proj", up),
+                             ("mlp.down_proj", ours[mine + "ffn.proj.weight"])):
+            theirs[hf_layer + name + ".weight"].copy_(tensor)
+    theirs["model.norm.weight"].copy_(ours["final_norm.weight"])
+    theirs["lm_head.weight"].copy_(ours["head.weight"])  # the same tensor as embed.weight when tied
+    return hf.eval()
+
+
+@torch.no_grad()
+def from_hf(hf) -> TransformerLM:
+    """A TransformerLM computing the same logits as the LlamaForCausalLM `hf`."""
+    model = TransformerLM(our_config(hf.config))
+    config, theirs = model.config, {k: v.float() for k, v in hf.state_dict().items()}
+    back = torch.argsort(_head_order(config.head_dim))
+    state = {"embed.weight": theirs["model.embed_tokens.weight"], "final_norm.weight": theirs["model.norm.weight"],
+             "head.weight": theirs.get("lm_head.weight", theirs["model.embed_tokens.weight"])}  # tied: one tensor
+    for i in range(config.n_layers):
+        mine, t = f"blocks.{i}.", f"model.layers.{i}."
+        state[mine + "ln1.weight"] = theirs[t + "input_layernorm.weight"]
+        state[mine + "ln2.weight"] = theirs[t + "post_attention_layernorm.weight"]
+        state[mine + "attn.qkv.weight"] = torch.cat([
+            _reorder_heads(theirs[t + "self_attn.q_proj.weight"], config.head_dim, back),
+            _reorder_heads(theirs[t + "self_attn.k_proj.weight"], config.head_dim, back),
+            theirs[t + "self_attn.v_proj.weight"]])
+        state[mine + "attn.out.weight"] = theirs[t + "self_attn.o_proj.weight"]
+        state[mine + "ffn.fc.weight"] = torch.cat([theirs[t + "mlp.gate_proj.weight"],
+                                                   theirs[t + "mlp.up_proj.weight"]])
+        state[mine + "ffn.proj.weight"] = theirs[t + "mlp.down_proj.weight"]
+    model.load_state_dict(state)
+    return model.eval()

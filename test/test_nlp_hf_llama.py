@@ -1,0 +1,93 @@
+"""Llama-shaped models to and from Hugging Face LlamaForCausalLM (hf_llama.py): the same logits both ways, through
+`koba lm export` / `koba lm import` and their files, and transformers' own generate continuing as ours does."""
+import json
+
+import pytest
+import torch
+
+from koba_ros.cli import main
+from koba_ros.errors import KobaError
+from koba_ros.nlp import hf_llama
+from koba_ros.nlp.checkpoint import load_checkpoint
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.sampling import sample
+from koba_ros.nlp.trainer import TrainConfig, train
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+
+LLAMA = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", bias=False)
+
+
+@pytest.mark.parametrize("kv_heads, tie", [(1, False), (2, True), (4, False)])
+def test_ours_to_llama_and_back_gives_the_same_logits_and_weights(kv_heads, tie):
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=kv_heads, max_len=64,
+                                            tie_embeddings=tie, **LLAMA)).eval()
+    with torch.no_grad():  # away from the init: unit norm gains would hide a swapped norm
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    hf = hf_llama.to_hf(model)
+    assert (hf.config.num_key_value_heads, hf.config.tie_word_embeddings) == (kv_heads, tie)
+    ids = torch.randint(0, 259, (2, 48))  # long enough that a wrong RoPE pairing would show
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(input_ids=ids).logits).abs().max() < 1e-5
+    back = hf_llama.from_hf(hf)
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_llama_from_transformers_runs_the_same_here():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    hf = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                                      num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=32,
+                                      rms_norm_eps=1e-5, tie_word_embeddings=False)).eval()
+    model = hf_llama.from_hf(hf)
+    assert (model.config.n_kv_heads, model.config.d_ff) == (3, 80)
+    prompt = torch.randint(0, 300, (8,))
+    with torch.no_grad():
+        assert (model(prompt[None])[0] - hf(input_ids=prompt[None]).logits).abs().max() < 1e-5
+        theirs = hf.generate(prompt[None], max_new_tokens=16, do_sample=False, pad_token_id=0)[0, 8:].tolist()
+    from koba_ros.nlp.sampling import generate
+    assert generate(model, prompt.tolist(), 16, temperature=0.0) == theirs
+
+
+def test_a_llama_style_run_exports_imports_and_generates_like_sample(tmp_path, capsys):
+    from transformers import pipeline
+
+    (tmp_path / "train.txt").write_text("put the brown fluffy toy in the top right box.\n" * 60)
+    train(TrainConfig.from_dict(dict(
+        model=dict(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_len=64, **LLAMA),
+        train_data=str(tmp_path / "train.txt"), seq_len=32, batch_size=4, steps=40, eval_every=40, ckpt_every=40,
+        out=str(tmp_path / "run"), progress=False, lr=3e-3)))
+    assert main(["lm", "export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hf"), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["architecture"] == "llama" and exported["max_logit_difference"] < 1e-5
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "llama"
+    ours = sample(tmp_path / "run", "put the", max_new_tokens=30, temperature=0.0, top_k=0)
+    theirs = pipeline("text-generation", model=str(tmp_path / "hf"), device="cpu")(
+        "put the", max_new_tokens=30, do_sample=False, return_full_text=False)[0]["generated_text"]
+    assert ours["new_tokens"] > 10 and theirs == ours["text"]
+
+    assert main(["lm", "import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "back"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "byte"
+    state, _, _ = load_checkpoint(tmp_path / "run" / "checkpoint")
+    imported, _, meta = load_checkpoint(tmp_path / "back")
+    assert all(torch.equal(imported[k], state[k]) for k in state) and meta["config"]["model"]["n_kv_heads"] == 2
+
+
+def test_models_neither_gpt2_nor_llama_shaped_and_unsupported_llamas_are_refused_in_one_line(tmp_path, capsys):
+    from transformers import LlamaConfig
+
+    (tmp_path / "train.txt").write_text("open the gripper\n" * 40)
+    train(TrainConfig.from_dict(dict(model=dict(d_model=16, n_layers=1, n_heads=2, max_len=16, norm_type="rmsnorm"),
+                                     train_data=str(tmp_path / "train.txt"), seq_len=16, batch_size=2, steps=2,
+                                     out=str(tmp_path / "run"), progress=False)))
+    assert main(["lm", "export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
+    assert "neither GPT-2-shaped" in capsys.readouterr().err and not (tmp_path / "hf").exists()
+    for bad, message in ((dict(hidden_act="gelu"), "hidden_act"), (dict(attention_bias=True), "attention_bias"),
+                         (dict(rope_parameters={"rope_theta": 500000.0, "rope_type": "default"}), "RoPE")):
+        config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, rms_norm_eps=1e-5, **bad)
+        with pytest.raises(KobaError, match=message):
+            hf_llama.our_config(config)
