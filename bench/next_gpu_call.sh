@@ -9,7 +9,7 @@
 #      and both together (last: the bench writes its JSON after every variant, so a cut keeps the others), with a
 #      2-step kernel profile each (340 s at most; session 7 measured 182 s for four variants);
 #   3. session 12-13 gpu tests: KV-cache decoding under bf16, activation checkpointing's peak memory, document_mask
-#      under bf16 (150 s);
+#      under bf16, and (session 19) Llama-style blocks with the grouped KV cache (150 s);
 #   4. bench/lm_sample.py --device cuda: sampling with and without the KV cache (90 s);
 #   4b. bench/lm_document_mask.py --device cuda: training steps with and without document_mask (60 s);
 #   5. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
