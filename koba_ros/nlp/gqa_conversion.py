@@ -1,0 +1,38 @@
+"""Turn a multi-head attention model into a grouped-query one (Ainslie et al. 2023, "GQA: Training Generalized
+Multi-Query Transformer Models from Multi-Head Checkpoints", §2.1 "Uptraining").
+
+The paper converts a trained multi-head checkpoint in two steps: the key and value projection matrices of each
+group of n_heads / n_kv_heads heads are mean-pooled into one head ("mean pooling ... works best", §2.1 and §3.3), and
+the converted model is then trained on for a small fraction alpha of the original pre-training steps (5 % in the
+paper), which recovers most of the multi-head quality at the decoding cost of fewer key/value heads.
+
+`pool_kv_heads(model, n_kv_heads)` is step one; step two is `koba lm train` with `init_from` on the result.
+"""
+from __future__ import annotations
+
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.model import Transformer
+
+
+@torch.no_grad()
+def pool_kv_heads(model: Transformer, n_kv_heads: int) -> Transformer:
+    """A copy of `model` with n_kv_heads key/value heads, each the mean of its group's heads; queries, the output
+    projection and every other tensor unchanged."""
+    old = model.config
+    if n_kv_heads < 1 or old.kv_heads % n_kv_heads:
+        raise KobaError(f"gqa: {n_kv_heads} key/value heads must be >= 1 and divide the model's {old.kv_heads}")
+    config = TransformerConfig.from_dict({**old.to_dict(), "n_kv_heads": n_kv_heads})
+    group, d_head = old.kv_heads // n_kv_heads, old.head_dim
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith("attn.qkv.weight") or name.endswith("attn.qkv.bias"):
+            q, k, v = tensor.split([old.n_heads * d_head] + [old.kv_heads * d_head] * 2)
+            pool = lambda t: t.reshape(n_kv_heads, group, d_head, *t.shape[1:]).mean(1).reshape(-1, *t.shape[1:])  # noqa: E731
+            tensor = torch.cat([q, pool(k), pool(v)])
+        state[name] = tensor.clone()
+    converted = type(model)(config)
+    converted.load_state_dict(state)
+    return converted.to(next(model.parameters()).device)

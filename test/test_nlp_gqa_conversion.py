@@ -1,0 +1,52 @@
+"""gqa_conversion.pool_kv_heads (Ainslie et al. 2023 §2.1): key/value heads mean-pooled in groups, nothing else
+changed; a model whose heads already agree within each group keeps its function exactly."""
+import pytest
+import torch
+
+from koba_ros.errors import KobaError
+from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.gqa_conversion import pool_kv_heads
+from koba_ros.nlp.model import TransformerLM
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+
+
+def mha(**kw) -> TransformerLM:
+    torch.manual_seed(0)
+    return TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, max_len=32, positions="rope",
+                                           **kw)).eval()
+
+
+def test_pooling_averages_each_groups_key_and_value_heads_and_keeps_the_rest():
+    model = mha()
+    pooled = pool_kv_heads(model, 2)
+    assert pooled.config.n_kv_heads == 2
+    old, new = model.state_dict(), pooled.state_dict()
+    for name in old:
+        if "attn.qkv" not in name:
+            assert torch.equal(old[name], new[name]), name
+    k_old = old["blocks.0.attn.qkv.weight"][32:64].view(4, 8, 32)
+    k_new = new["blocks.0.attn.qkv.weight"][32:48].view(2, 8, 32)
+    torch.testing.assert_close(k_new[1], (k_old[2] + k_old[3]) / 2)  # query heads 2, 3 share the new head 1
+    v_bias_old = old["blocks.1.attn.qkv.bias"][64:].view(4, 8)
+    torch.testing.assert_close(pooled.state_dict()["blocks.1.attn.qkv.bias"][48:].view(2, 8)[0],
+                               (v_bias_old[0] + v_bias_old[1]) / 2)
+    torch.testing.assert_close(old["blocks.0.attn.qkv.weight"][:32], new["blocks.0.attn.qkv.weight"][:32])
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_heads_that_agree_within_their_group_pool_to_the_same_function(kv_heads):
+    model = mha()
+    with torch.no_grad():
+        for block in model.blocks:  # make every group's key and value heads equal to its first
+            w, b = block.attn.qkv.weight, block.attn.qkv.bias
+            for t in (w, b):
+                groups = t[32:].view(2, kv_heads, 4 // kv_heads, 8, *t.shape[1:])  # (k|v, group, head in group)
+                groups.copy_(groups[:, :, :1].clone().expand_as(groups))
+    ids = torch.randint(0, 256, (2, 24))
+    torch.testing.assert_close(pool_kv_heads(model, kv_heads)(ids)[0], model(ids)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_count_that_does_not_divide_the_heads_is_refused():
+    for bad in (0, 3, 8):
+        with pytest.raises(KobaError, match="divide"):
+            pool_kv_heads(mha(), bad)
