@@ -1,13 +1,17 @@
-"""GPT-2-style blocks against today's Llama-style ones (RMSNorm, SwiGLU, grouped-query attention, no biases), in one
-process, at the same size, data, steps and learning rate.
+"""GPT-2-style blocks against today's Llama-style ones (RMSNorm, SwiGLU, grouped-query attention, no biases), and
+each of the three changes alone, in one process, at the same size, data, steps and learning rate.
 
     .venv/bin/python bench/lm_block_styles.py [--seeds 3] [--steps 200]
 
 Both arms are config/lm/llama_tiny.yaml (d 64, 2 layers, 4 heads, RoPE, Pre-LN, WSO schedule, the standard
 library's docstrings); the GPT-2-style arm sets LayerNorm, a 4 d GELU FFN, 4 key/value heads and biases. The SwiGLU
 FFN's 176 hidden units hold about the parameters of the 256-unit GELU one (Shazeer 2020 keeps 2/3 of the width for
-that reason). Prints one JSON object: parameters, the final validation loss per seed and their mean, the
-llama/gpt2 ratio of training tokens per second, and the KV cache's bytes per token (n_kv_heads / n_heads of it).
+that reason). Each arm alone is the comparison its paper makes: RMSNorm for LayerNorm (Zhang & Sennrich 2019: about
+the same quality, faster), SwiGLU for GELU at the same parameters (Shazeer 2020: lower perplexity), 2 key/value
+heads for 4 trained from scratch (Ainslie et al. 2023 train by uptraining instead: bench/lm_gqa_uptraining.py).
+Prints one JSON object: per arm the parameters, the final validation loss per seed and their mean, training tokens
+per second, the KV cache's bytes per token; and each arm against the GPT-2 style. Tokens per second come from
+whole runs on a shared machine: read their ratios only when the machine was otherwise idle.
 """
 import argparse
 import json
@@ -31,7 +35,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = yaml.safe_load((REPO / "config/lm/llama_tiny.yaml").read_text())
-    arms = {"gpt2_style": {**base["model"], **GPT2_STYLE}, "llama_style": base["model"]}
+    gpt2 = {**base["model"], **GPT2_STYLE}
+    arms = {"gpt2_style": gpt2,  # then one change at a time, then all three (each paper's own comparison)
+            "rmsnorm_only": {**gpt2, "norm_type": "rmsnorm"},
+            "swiglu_only": {**gpt2, "ffn": "swiglu", "d_ff": base["model"]["d_ff"]},
+            "gqa_only": {**gpt2, "n_kv_heads": base["model"]["n_kv_heads"]},
+            "llama_style": base["model"]}
     losses = {name: [] for name in arms}
     speeds = {name: [] for name in arms}
     parameters = {}
@@ -51,12 +60,15 @@ def main() -> None:
                                 "mean_val_loss": round(statistics.mean(losses[name]), 4),
                                 "tokens_per_s": round(statistics.median(speeds[name])),
                                 "kv_cache_bytes_per_token_fp32": 2 * model["n_layers"] * kv_heads * head_dim * 4}
-    gpt2, llama = report["arms"]["gpt2_style"], report["arms"]["llama_style"]
-    report["llama_over_gpt2"] = {
-        "val_loss_difference": round(llama["mean_val_loss"] - gpt2["mean_val_loss"], 4),
-        "seeds_llama_lower": sum(a < b for a, b in zip(llama["val_loss"], gpt2["val_loss"], strict=True)),
-        "tokens_per_s_ratio": round(llama["tokens_per_s"] / gpt2["tokens_per_s"], 3),
-        "kv_cache_ratio": llama["kv_cache_bytes_per_token_fp32"] / gpt2["kv_cache_bytes_per_token_fp32"]}
+    gpt2 = report["arms"]["gpt2_style"]
+    for name in list(arms)[1:]:
+        arm = report["arms"][name]
+        report[f"{name}_over_gpt2_style"] = {
+            "val_loss_difference": round(arm["mean_val_loss"] - gpt2["mean_val_loss"], 4),
+            "seeds_lower": sum(a < b for a, b in zip(arm["val_loss"], gpt2["val_loss"], strict=True)),
+            "parameters_ratio": round(arm["parameters"] / gpt2["parameters"], 3),
+            "tokens_per_s_ratio": round(arm["tokens_per_s"] / gpt2["tokens_per_s"], 3),
+            "kv_cache_ratio": arm["kv_cache_bytes_per_token_fp32"] / gpt2["kv_cache_bytes_per_token_fp32"]}
     print(json.dumps(report, indent=1))
 
 
