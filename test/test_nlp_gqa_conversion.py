@@ -50,3 +50,27 @@ def test_a_count_that_does_not_divide_the_heads_is_refused():
     for bad in (0, 3, 8):
         with pytest.raises(KobaError, match="divide"):
             pool_kv_heads(mha(), bad)
+
+
+def test_koba_lm_gqa_converts_a_run_that_init_from_uptrains_and_refuses_in_one_line(tmp_path, capsys):
+    import json
+
+    from koba_ros.cli import main
+    from koba_ros.nlp.trainer import TrainConfig, train
+
+    (tmp_path / "t.txt").write_text("put the brown fluffy toy in the top right box.\n" * 60)
+    run = dict(model=dict(d_model=32, n_layers=2, n_heads=4, max_len=32, positions="rope"), seq_len=32,
+               train_data=str(tmp_path / "t.txt"), batch_size=4, steps=40, eval_every=40, ckpt_every=40, lr=3e-3,
+               out=str(tmp_path / "mha"), progress=False)
+    train(TrainConfig.from_dict(run))
+    assert main(["lm", "gqa", "--checkpoint", str(tmp_path / "mha"), "--out", str(tmp_path / "gqa"),
+                 "--kv-heads", "1", "--data", str(tmp_path / "t.txt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kv_heads"] == [4, 1] and result["parameters_after"] < result["parameters_before"]
+    assert result["loss_after"] > result["loss_before"]  # what uptraining has to win back
+    uptrained = train(TrainConfig.from_dict({**run, "model": None, "init_from": str(tmp_path / "gqa"), "steps": 10,
+                                             "out": str(tmp_path / "up")}))
+    assert uptrained["steps"] == 10 and uptrained["loss"] < result["loss_after"]
+    assert main(["lm", "gqa", "--checkpoint", str(tmp_path / "mha"), "--out", str(tmp_path / "x"),
+                 "--kv-heads", "3"]) == 2
+    assert "divide" in capsys.readouterr().err and not (tmp_path / "x").exists()

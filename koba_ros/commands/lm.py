@@ -1,4 +1,4 @@
-"""koba lm tokenizer|prepare|train|expand|export|import|sample|eval|influence|tickets|classify|repro|bench: the
+"""koba lm tokenizer|prepare|train|expand|gqa|export|import|sample|eval|influence|tickets|classify|repro|bench: the
 NLP/LLM library's BPE learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling,
 evaluation, training-data influence, multi-ticket ensemble classifiers, paper reproductions, GPU benchmark."""
 from koba_ros.commands.arg_types import finite_float, non_negative_float, positive_float, positive_int
@@ -55,6 +55,16 @@ def add_arguments(p):
                       help="Symmetry-breaking noise, relative to each weight's std (it cancels in the output).")
     grow.add_argument("--seed", type=int, default=0)
     grow.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    gqa = sub.add_parser("gqa", help="Pool a trained LM's key/value heads into fewer (grouped-query attention, "
+                                     "Ainslie et al. 2023); uptrain the result with init_from.")
+    gqa.add_argument("--checkpoint", required=True, help="The source run's folder or its checkpoint/ folder.")
+    gqa.add_argument("--out", required=True, help="A new folder for the converted checkpoint.")
+    gqa.add_argument("--kv-heads", type=int, required=True,
+                     help="Key/value heads after pooling (a divisor of the source's).")
+    gqa.add_argument("--data", default="", help="Score this text with the source and the converted model.")
+    gqa.add_argument("--eval-tokens", type=int, default=65536, help="Tokens of --data scored.")
+    gqa.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     export = sub.add_parser("export", help="Write a trained GPT-2- or Llama-shaped LM as a Hugging Face folder "
                             "(GPT2LMHeadModel or LlamaForCausalLM).")
@@ -239,6 +249,17 @@ def run(args):
             print(f"{result['out']}: {result['parameters_before']:,} -> {result['parameters_after']:,} parameters "
                   f"(d {result['d_model'][0]} -> {result['d_model'][1]}, {result['n_layers'][0]} -> "
                   f"{result['n_layers'][1]} layers){check}{lr}; train on with --set init_from={result['out']}")
+            return 0
+    elif args.lm_command == "gqa":
+        from koba_ros.nlp.gqa_conversion import convert_checkpoint
+
+        result = convert_checkpoint(args.checkpoint, args.out, args.kv_heads, args.data, args.eval_tokens)
+        if not args.json:
+            loss = (f"; loss on {result['data']} {result['loss_before']:.4f} -> {result['loss_after']:.4f}"
+                    if "loss_before" in result else "")
+            print(f"{result['out']}: {result['kv_heads'][0]} -> {result['kv_heads'][1]} key/value heads, "
+                  f"{result['parameters_before']:,} -> {result['parameters_after']:,} parameters{loss}; uptrain "
+                  f"(about 5 % of the source's steps) with --set init_from={result['out']}")
             return 0
     elif args.lm_command in ("export", "import"):
         from koba_ros.nlp import hf_gpt2

@@ -6,9 +6,12 @@ group of n_heads / n_kv_heads heads are mean-pooled into one head ("mean pooling
 the converted model is then trained on for a small fraction alpha of the original pre-training steps (5 % in the
 paper), which recovers most of the multi-head quality at the decoding cost of fewer key/value heads.
 
-`pool_kv_heads(model, n_kv_heads)` is step one; step two is `koba lm train` with `init_from` on the result.
+`pool_kv_heads(model, n_kv_heads)` is step one (`koba lm gqa` on a checkpoint); step two is `koba lm train` with
+`init_from` on the result.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -36,3 +39,33 @@ def pool_kv_heads(model: Transformer, n_kv_heads: int) -> Transformer:
     converted = type(model)(config)
     converted.load_state_dict(state)
     return converted.to(next(model.parameters()).device)
+
+
+def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int, data: str = "",
+                       eval_tokens: int = 65536) -> dict:
+    """`koba lm gqa`: a trained run's checkpoint pooled to n_kv_heads key/value heads, written as a checkpoint that
+    `init_from` reads for the uptraining (its recorded config is the source's with the new model). With `data`, the
+    source and the converted model score the same text, so the loss that uptraining has to win back is known."""
+    from koba_ros.nlp.checkpoint import save_checkpoint
+    from koba_ros.nlp.evaluation import score, text_tokens
+    from koba_ros.nlp.trained import load_trained
+
+    out = Path(out)
+    if (out / "model.safetensors").exists() or (out / "checkpoint").exists():
+        raise KobaError(f"gqa: {out} already holds a checkpoint; give a new folder")
+    source = load_trained(checkpoint)
+    converted = pool_kv_heads(source.model, n_kv_heads).eval()
+    result = {"out": str(out), "source": str(source.path), "kv_heads": [source.model.config.kv_heads, n_kv_heads],
+              "parameters_before": source.model.num_parameters(), "parameters_after": converted.num_parameters()}
+    if data:
+        tokens = text_tokens(data, source)[0][:eval_tokens]
+        seq_len = int(source.config.get("seq_len") or source.model.config.max_len)
+        before, count = score(source.model, tokens, seq_len, seq_len)
+        after, _ = score(converted, tokens, seq_len, seq_len)
+        result.update(data=data, scored_tokens=count, loss_before=round(before / count, 6),
+                      loss_after=round(after / count, 6))
+    config = {**source.config, "model": converted.config.to_dict(), "init_from": ""}
+    save_checkpoint(out, converted.state_dict(), None, {"step": 0, "config": config,
+                                                        "gqa_conversion": {k: v for k, v in result.items()
+                                                                           if k != "out"}})
+    return result
