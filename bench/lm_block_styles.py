@@ -1,7 +1,7 @@
 """GPT-2-style blocks against today's Llama-style ones (RMSNorm, SwiGLU, grouped-query attention, no biases), and
 each of the three changes alone, in one process, at the same size, data, steps and learning rate.
 
-    .venv/bin/python bench/lm_block_styles.py [--seeds 3] [--steps 200]
+    .venv/bin/python bench/lm_block_styles.py [--seeds 3] [--steps 200] [--arms gpt2_style,llama_style,...]
 
 Both arms are config/lm/llama_tiny.yaml (d 64, 2 layers, 4 heads, RoPE, Pre-LN, WSO schedule, the standard
 library's docstrings); the GPT-2-style arm sets LayerNorm, a 4 d GELU FFN, 4 key/value heads and biases. The SwiGLU
@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--arms", default="", help="comma-separated arm names (default: all; gpt2_style is the base)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = yaml.safe_load((REPO / "config/lm/llama_tiny.yaml").read_text())
@@ -40,7 +41,13 @@ def main() -> None:
             "rmsnorm_only": {**gpt2, "norm_type": "rmsnorm"},
             "swiglu_only": {**gpt2, "ffn": "swiglu", "d_ff": base["model"]["d_ff"]},
             "gqa_only": {**gpt2, "n_kv_heads": base["model"]["n_kv_heads"]},
-            "llama_style": base["model"]}
+            "llama_style": base["model"],
+            "llama_style_biases": {**base["model"], "bias": True}}  # all three, biases kept: is it the biases?
+    if args.arms:
+        unknown = set(args.arms.split(",")) - set(arms)
+        if unknown or "gpt2_style" not in args.arms.split(","):
+            parser.error(f"--arms: names from {', '.join(arms)}, gpt2_style included (unknown: {sorted(unknown)})")
+        arms = {name: arms[name] for name in arms if name in args.arms.split(",")}
     losses = {name: [] for name in arms}
     speeds = {name: [] for name in arms}
     parameters = {}
