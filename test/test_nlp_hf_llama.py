@@ -18,16 +18,18 @@ from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 LLAMA = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", bias=False)
 
 
-@pytest.mark.parametrize("kv_heads, tie", [(1, False), (2, True), (4, False)])
-def test_ours_to_llama_and_back_gives_the_same_logits_and_weights(kv_heads, tie):
+@pytest.mark.parametrize("kv_heads, tie, bias", [(1, False, False), (2, True, False), (4, False, False),
+                                                 (2, False, True)])
+def test_ours_to_llama_and_back_gives_the_same_logits_and_weights(kv_heads, tie, bias):
     torch.manual_seed(0)
     model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=kv_heads, max_len=64,
-                                            tie_embeddings=tie, **LLAMA)).eval()
-    with torch.no_grad():  # away from the init: unit norm gains would hide a swapped norm
+                                            tie_embeddings=tie, **{**LLAMA, "bias": bias})).eval()
+    with torch.no_grad():  # away from the init: unit norm gains and zero biases would hide a swapped tensor
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     hf = hf_llama.to_hf(model)
     assert (hf.config.num_key_value_heads, hf.config.tie_word_embeddings) == (kv_heads, tie)
+    assert (hf.config.attention_bias, hf.config.mlp_bias) == (bias, bias)
     ids = torch.randint(0, 259, (2, 48))  # long enough that a wrong RoPE pairing would show
     with torch.no_grad():
         assert (model(ids)[0] - hf(input_ids=ids).logits).abs().max() < 1e-5
@@ -35,15 +37,22 @@ def test_ours_to_llama_and_back_gives_the_same_logits_and_weights(kv_heads, tie)
     assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
-def test_a_llama_from_transformers_runs_the_same_here():
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_llama_from_transformers_runs_the_same_here(bias):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1)
     hf = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
                                       num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=32,
-                                      rms_norm_eps=1e-5, tie_word_embeddings=False)).eval()
+                                      rms_norm_eps=1e-5, tie_word_embeddings=False, attention_bias=bias,
+                                      mlp_bias=bias)).eval()
+    if bias:  # transformers starts biases at zero, which would hide a bias left behind or misplaced
+        with torch.no_grad():
+            for name, p in hf.named_parameters():
+                if name.endswith(".bias"):
+                    p.normal_(0, 0.1)
     model = hf_llama.from_hf(hf)
-    assert (model.config.n_kv_heads, model.config.d_ff) == (3, 80)
+    assert (model.config.n_kv_heads, model.config.d_ff, model.config.bias) == (3, 80, bias)
     prompt = torch.randint(0, 300, (8,))
     with torch.no_grad():
         assert (model(prompt[None])[0] - hf(input_ids=prompt[None]).logits).abs().max() < 1e-5
@@ -85,7 +94,7 @@ def test_models_neither_gpt2_nor_llama_shaped_and_unsupported_llamas_are_refused
                                      out=str(tmp_path / "run"), progress=False)))
     assert main(["lm", "export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
     assert "neither GPT-2-shaped" in capsys.readouterr().err and not (tmp_path / "hf").exists()
-    for bad, message in ((dict(hidden_act="gelu"), "hidden_act"), (dict(attention_bias=True), "attention_bias"),
+    for bad, message in ((dict(hidden_act="gelu"), "hidden_act"), (dict(attention_bias=True), "mlp_bias"),
                          (dict(rope_parameters={"rope_theta": 500000.0, "rope_type": "default"}), "RoPE")):
         config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                              num_attention_heads=2, rms_norm_eps=1e-5, **bad)

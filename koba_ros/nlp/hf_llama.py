@@ -1,8 +1,10 @@
 """Llama-shaped models to and from Hugging Face `LlamaForCausalLM`, tensor for tensor (used by `koba lm export` and
 `koba lm import` in hf_gpt2.py, which check the logits before writing anything).
 
-A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table, no biases and
-no Spike-No-More embedding fixes (any number of key/value heads). Names:
+A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table and no
+Spike-No-More embedding fixes (any number of key/value heads). `bias: true` becomes transformers' `attention_bias` and
+`mlp_bias` (biases on q, k, v, o and on gate, up, down; RMSNorm has none either way). Names (each bias goes with its
+weight):
 
     embed.weight                  model.embed_tokens.weight
     blocks.i.ln1 / ln2            model.layers.i.input_layernorm / post_attention_layernorm
@@ -27,7 +29,7 @@ from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TransformerLM
 
 LLAMA_SHAPE = {"norm": "pre", "norm_type": "rmsnorm", "ffn": "swiglu", "positions": "rope", "embedding": "table",
-               "bias": False, "embed_scale": False, "embed_norm": False}
+               "embed_scale": False, "embed_norm": False}
 
 
 def is_llama_shaped(config: TransformerConfig) -> bool:
@@ -40,7 +42,8 @@ def _head_order(head_dim: int) -> torch.Tensor:
 
 
 def _reorder_heads(rows: torch.Tensor, head_dim: int, order: torch.Tensor) -> torch.Tensor:
-    heads = rows.view(-1, head_dim, rows.shape[-1])
+    """Reorders the rows of each head of a weight (rows x inputs) or a bias (rows)."""
+    heads = rows.reshape(-1, head_dim, *rows.shape[1:])
     return heads[:, order].reshape(rows.shape)
 
 
@@ -55,18 +58,21 @@ def llama_config(config: TransformerConfig):
                        num_key_value_heads=config.kv_heads, head_dim=config.head_dim, hidden_act="silu",
                        max_position_embeddings=config.max_len, rms_norm_eps=1e-5,
                        rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
-                       tie_word_embeddings=config.tie_embeddings, attention_bias=False, mlp_bias=False,
+                       tie_word_embeddings=config.tie_embeddings, attention_bias=config.bias, mlp_bias=config.bias,
                        attention_dropout=config.dropout, bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
 
 def our_config(hf_config) -> TransformerConfig:
     """The TransformerConfig of a LlamaConfig, refused in one line where its options leave what ours compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
-    checks = {"hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "rms_norm_eps": 1e-5,
-              "pretraining_tp": 1}
+    checks = {"hidden_act": "silu", "rms_norm_eps": 1e-5, "pretraining_tp": 1}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
+    bias = bool(getattr(hf_config, "attention_bias", False))
+    if bool(getattr(hf_config, "mlp_bias", False)) != bias:  # ours has one switch for every linear layer's bias
+        raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
+                        f"{hf_config.mlp_bias!r}; only both or neither are supported")
     if rope.get("rope_type", "default") != "default" or float(rope.get("rope_theta", 10000.0)) != 10000.0:
         raise KobaError(f"import: this Llama's RoPE is {rope}; only the default with theta 10000 is supported")
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
@@ -78,7 +84,7 @@ def our_config(hf_config) -> TransformerConfig:
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
-                             **LLAMA_SHAPE)
+                             bias=bias, **LLAMA_SHAPE)
 
 
 @torch.no_grad()
@@ -91,18 +97,20 @@ def to_hf(model: TransformerLM):
     ours, theirs = model.state_dict(), hf.state_dict()
     order, d_head = _head_order(config.head_dim), config.head_dim
     theirs["model.embed_tokens.weight"].copy_(ours["embed.weight"])
+    split = [config.n_heads * d_head] + [config.kv_heads * d_head] * 2
     for i in range(config.n_layers):
         mine, hf_layer = f"blocks.{i}.", f"model.layers.{i}."
-        q, k, v = ours[mine + "attn.qkv.weight"].split([config.n_heads * d_head] + [config.kv_heads * d_head] * 2)
-        gate, up = ours[mine + "ffn.fc.weight"].chunk(2)
-        for name, tensor in (("input_layernorm", ours[mine + "ln1.weight"]),
-                             ("post_attention_layernorm", ours[mine + "ln2.weight"]),
-                             ("self_attn.q_proj", _reorder_heads(q, d_head, order)),
-                             ("self_attn.k_proj", _reorder_heads(k, d_head, order)),
-                             ("self_attn.v_proj", v), ("self_attn.o_proj", ours[mine + "attn.out.weight"]),
-                             ("mlp.gate_proj", gate), ("mlp.up_proj", up),
-                             ("mlp.down_proj", ours[mine + "ffn.proj.weight"])):
-            theirs[hf_layer + name + ".weight"].copy_(tensor)
+        theirs[hf_layer + "input_layernorm.weight"].copy_(ours[mine + "ln1.weight"])
+        theirs[hf_layer + "post_attention_layernorm.weight"].copy_(ours[mine + "ln2.weight"])
+        for kind in ("weight", "bias") if config.bias else ("weight",):
+            q, k, v = ours[f"{mine}attn.qkv.{kind}"].split(split)
+            gate, up = ours[f"{mine}ffn.fc.{kind}"].chunk(2)
+            for name, tensor in (("self_attn.q_proj", _reorder_heads(q, d_head, order)),
+                                 ("self_attn.k_proj", _reorder_heads(k, d_head, order)),
+                                 ("self_attn.v_proj", v), ("self_attn.o_proj", ours[f"{mine}attn.out.{kind}"]),
+                                 ("mlp.gate_proj", gate), ("mlp.up_proj", up),
+                                 ("mlp.down_proj", ours[f"{mine}ffn.proj.{kind}"])):
+                theirs[f"{hf_layer}{name}.{kind}"].copy_(tensor)
     theirs["model.norm.weight"].copy_(ours["final_norm.weight"])
     theirs["lm_head.weight"].copy_(ours["head.weight"])  # the same tensor as embed.weight when tied
     return hf.eval()
@@ -120,13 +128,14 @@ def from_hf(hf) -> TransformerLM:
         mine, t = f"blocks.{i}.", f"model.layers.{i}."
         state[mine + "ln1.weight"] = theirs[t + "input_layernorm.weight"]
         state[mine + "ln2.weight"] = theirs[t + "post_attention_layernorm.weight"]
-        state[mine + "attn.qkv.weight"] = torch.cat([
-            _reorder_heads(theirs[t + "self_attn.q_proj.weight"], config.head_dim, back),
-            _reorder_heads(theirs[t + "self_attn.k_proj.weight"], config.head_dim, back),
-            theirs[t + "self_attn.v_proj.weight"]])
-        state[mine + "attn.out.weight"] = theirs[t + "self_attn.o_proj.weight"]
-        state[mine + "ffn.fc.weight"] = torch.cat([theirs[t + "mlp.gate_proj.weight"],
-                                                   theirs[t + "mlp.up_proj.weight"]])
-        state[mine + "ffn.proj.weight"] = theirs[t + "mlp.down_proj.weight"]
+        for kind in ("weight", "bias") if config.bias else ("weight",):
+            state[f"{mine}attn.qkv.{kind}"] = torch.cat([
+                _reorder_heads(theirs[f"{t}self_attn.q_proj.{kind}"], config.head_dim, back),
+                _reorder_heads(theirs[f"{t}self_attn.k_proj.{kind}"], config.head_dim, back),
+                theirs[f"{t}self_attn.v_proj.{kind}"]])
+            state[f"{mine}attn.out.{kind}"] = theirs[f"{t}self_attn.o_proj.{kind}"]
+            state[f"{mine}ffn.fc.{kind}"] = torch.cat([theirs[f"{t}mlp.gate_proj.{kind}"],
+                                                       theirs[f"{t}mlp.up_proj.{kind}"]])
+            state[f"{mine}ffn.proj.{kind}"] = theirs[f"{t}mlp.down_proj.{kind}"]
     model.load_state_dict(state)
     return model.eval()
