@@ -1,7 +1,7 @@
 """Hugging Face GPT-2 in and out: `koba lm export` writes a trained LM as a transformers GPT2LMHeadModel folder,
 `koba lm import` turns such a folder into a checkpoint that `init_from`, `koba lm sample` and `koba lm eval` read.
-A Llama-shaped model (RMSNorm, SwiGLU, RoPE, no biases; hf_llama.py) goes out and comes in as LlamaForCausalLM
-through the same two commands and the same checks.
+A Llama-shaped model (RMSNorm, SwiGLU, RoPE, with or without biases; hf_llama.py) goes out and comes in as
+LlamaForCausalLM through the same two commands and the same checks.
 
 A TransformerLM is GPT-2 exactly when it is Pre-LN with learned absolute positions, a plain embedding table, biases,
 GELU (tanh) in an FFN of any width, and neither Spike-No-More fix: then every tensor has a GPT-2 counterpart and the
