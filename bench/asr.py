@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koba_ros.speech.audio import RATE, load_audio
+from koba_ros.speech.audio import RATE, add_noise, load_audio
 from koba_ros.speech.domain_lm import picking_phrases
 from koba_ros.speech.recognizers import PocketsphinxRecognizer
 from koba_ros.speech.streaming import transcribe
@@ -44,6 +44,7 @@ OUT_OF_DOMAIN = ["what time is it", "the weather is nice today", "thank you very
 VOLUMES = {"quiet": 0.1, "normal": 1.0, "loud": 4.0}   # gain on espeak's output (-20 dB, 0, +12 dB with clipping)
 SYSTEMS = {   # name → PocketsphinxRecognizer options
     "domain_lm": {},
+    "domain_lm_session19": {"keep_live_cmn": False},   # a second pass moved the live cepstral mean (before session 20)
     "domain_lm_grammar": {"teleop_grammar": True},
     "domain_lm_no_stop_guard": {"stop_threshold": None, "keep_stops": False},   # how stops were handled before
     "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence", "flat_search": False,
@@ -61,13 +62,6 @@ def word_errors(ref: str, hyp: str) -> int:
         for j, hw in enumerate(h, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
     return row[len(h)]
-
-
-def add_noise(x: np.ndarray, snr_db: float, rng) -> np.ndarray:
-    signal = x.astype(np.float64)
-    power = np.mean(signal[np.abs(signal) > 100] ** 2)   # speech power, ignoring the silent padding
-    noise = rng.standard_normal(len(x)) * np.sqrt(power / 10 ** (snr_db / 10))
-    return np.clip(signal + noise, -32768, 32767).astype(np.int16)
 
 
 def run_system(recognizer, clips) -> dict:

@@ -6,10 +6,15 @@ of the stop handling, in one process, on the same clips:
     default since session 17;
   - top_time_veto: + nor where the spotter's "stop" lies on a word the main search heard as "top": the default
     since session 18;
-  - word_limit_N (--word-limits): + the spotter overrides the main search only when that heard at most N words.
+  - word_limit_N (--word-limits): + the spotter overrides the main search only when that heard at most N words;
+  - live_cmn: top_time_veto + a second pass (general model) leaves the main decoder's live cepstral mean as it
+    found it (session 20; the arms above reproduce the sessions they name, without it);
+  - quiet_T (--quiet-thresholds): live_cmn + a second "stop" keyphrase at threshold T, trusted only where the main
+    search heard at most two words and no command (session 20).
 
     cd bench && PYTHONPATH=..:. ../.venv/bin/python stop_latency.py [--voices en-us,en-us+m3,en-gb]
-        [--instructions reported|tuning|validation|fresh] [--word-limits 2,3]
+        [--instructions reported|tuning|validation|fresh] [--word-limits 2,3] [--quiet-thresholds 1e-25,1e-30]
+        [--arms session16,early_stops,top_veto,top_time_veto,live_cmn]
     (limit arms keep both vetoes off, to measure the limit alone)
 
 Clips are made as in bench/asr.py (espeak-ng voices, half a second of silence either side, clean and with white
@@ -23,7 +28,7 @@ For each clip and arm: when the first stop utterance came out, as a live microph
 at the end of the chunk that produced it plus the CPU time that chunk's processing took. Reported: stop detection
 (a stop came out at all), false stops (one came out for a clip that says no stop), for the one-word "stop" clips the
 time from the end of speech (the VAD's) to the first stop, and for every stop clip heard by both arms the time the
-early stop saved. Prints one JSON object.
+early stop saved; per arm the CPU time all chunks took (`cpu_s`). Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -35,20 +40,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from asr import OUT_OF_DOMAIN, VOLUMES, add_noise, benchmark_sentences
+from asr import OUT_OF_DOMAIN, VOLUMES, benchmark_sentences
 
-from koba_ros.speech.audio import RATE, load_audio
+from koba_ros.speech.audio import RATE, add_noise, load_audio
 from koba_ros.speech.recognizers import PocketsphinxRecognizer
 from koba_ros.speech.streaming import SpeechStream
 from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
-NO_VETO = dict(top_veto=False, top_time_veto=False)
+OLD = dict(keep_live_cmn=False)  # what the sessions before 20 did after a second pass
+NO_VETO = dict(top_veto=False, top_time_veto=False, **OLD)
 ARMS = {"session16": dict(early_stops=False, **NO_VETO), "early_stops": NO_VETO,
-        "top_veto": dict(top_veto=True, top_time_veto=False),  # the default in session 17
-        "top_time_veto": dict(top_veto=True, top_time_veto=True)}  # the default since session 18
-# + one arm per --word-limits entry
+        "top_veto": dict(top_veto=True, top_time_veto=False, **OLD),  # the default in session 17
+        "top_time_veto": dict(top_veto=True, top_time_veto=True, **OLD),  # the default in sessions 18 and 19
+        "live_cmn": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True)}  # session 20
+# + one arm per --word-limits and --quiet-thresholds entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
           "the top right one please", "grab the small toy and put it at the top", "put the bear on top of the box",
@@ -82,23 +89,28 @@ FRESH = ["get the bunny into the top left box", "put the spoon in the top right"
 
 
 def stream_clip(recognizer, x: np.ndarray) -> dict:
-    """First stop's time (s, audio + processing) and the end of speech of the utterance it belongs to."""
+    """First stop's time (s, audio + processing), the end of speech of the utterance it belongs to, and the CPU time
+    all of the clip's chunks took."""
     stream = SpeechStream(recognizer)
-    first_stop, early, speech_ends = None, False, []
+    first_stop, early, speech_ends, cpu = None, False, [], 0.0
     for i in range(0, len(x), CHUNK):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = stream.feed(x[i:i + CHUNK])
         spent = time.perf_counter() - t0
+        cpu += time.process_time() - c0
         for u in out:
             if not u.early:
                 speech_ends.append(u.speech_end)
             if first_stop is None and is_stop(u.text):
                 first_stop, early = min(i + CHUNK, len(x)) / RATE + spent, u.early
+    c0 = time.process_time()
     for u in stream.flush():
         speech_ends.append(u.speech_end)
         if first_stop is None and is_stop(u.text):
             first_stop = len(x) / RATE
-    return {"first_stop": first_stop, "early": early, "speech_end": speech_ends[0] if speech_ends else None}
+    cpu += time.process_time() - c0
+    return {"first_stop": first_stop, "early": early, "speech_end": speech_ends[0] if speech_ends else None,
+            "cpu_s": cpu}
 
 
 def percentile(values, q):
@@ -110,6 +122,8 @@ def main() -> None:
     ap.add_argument("--voices", default="en-us,en-us+m3,en-gb")
     ap.add_argument("--instructions", choices=("reported", "tuning", "validation", "fresh"), default="reported")
     ap.add_argument("--word-limits", default="2,3", help="comma list of keyword_max_words arms")
+    ap.add_argument("--quiet-thresholds", default="", help="comma list of quiet_stop_threshold arms")
+    ap.add_argument("--arms", default=",".join(ARMS), help=f"comma list of the base arms to run, of {', '.join(ARMS)}")
     ap.add_argument("--sentences", type=int, default=16)
     ap.add_argument("--snr", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -118,8 +132,13 @@ def main() -> None:
     others = [s for s in benchmark_sentences("issue", args.sentences, random.Random(args.seed)) if not is_stop(s)]
     unconstrained = {"reported": REPORTED, "tuning": TUNING, "validation": VALIDATION,
                      "fresh": FRESH}[args.instructions]
-    arms = {**ARMS, **{f"word_limit_{n}": dict(keyword_max_words=int(n), **NO_VETO)
-                       for n in args.word_limits.split(",") if n}}
+    unknown = [a for a in args.arms.split(",") if a not in ARMS]
+    if unknown:
+        ap.error(f"unknown arms {unknown}; arms: {', '.join(ARMS)}")
+    arms = {**{a: ARMS[a] for a in args.arms.split(",")},
+            **{f"word_limit_{n}": dict(keyword_max_words=int(n), **NO_VETO) for n in args.word_limits.split(",") if n},
+            **{f"quiet_{t}": dict(ARMS["live_cmn"], quiet_stop_threshold=float(t))
+               for t in args.quiet_thresholds.split(",") if t}}
     rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
     clips = []   # (kind, voice, text, condition, audio)
@@ -152,6 +171,8 @@ def main() -> None:
         one_word = [r["first_stop"] - r["speech_end"] for c, r in zip(clips, results, strict=True)
                     if c[2] == "stop" and r["first_stop"] is not None and r["speech_end"] is not None]
         report["arms"][name] = {
+            "cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+            "stops_heard": sum(r["first_stop"] is not None for r in said),
             "stop_detection_rate": round(sum(r["first_stop"] is not None for r in said) / len(said), 4),
             "stops_published_early": sum(r["early"] for r in said),
             "false_stops_commands": sum(r["first_stop"] is not None for c, r in zip(clips, results, strict=True)
@@ -169,23 +190,29 @@ def main() -> None:
                                          f"/{sum(c[2] == p for c, _ in pairs)}" for p in stops},
             "early_by_condition": {cond: sum(r["early"] for c, r in pairs if c[3] == cond)
                                    for cond in sorted({c[3] for c, _ in pairs})}}
-    before, now = runs["session16"], runs["early_stops"]
-    saved = [a["first_stop"] - b["first_stop"] for c, a, b in zip(clips, before, now, strict=True)
-             if c[0] == "stop" and a["first_stop"] is not None and b["first_stop"] is not None]
-    by_phrase = {p: [a["first_stop"] - b["first_stop"] for c, a, b in zip(clips, before, now, strict=True)
-                     if c[2] == p and a["first_stop"] is not None and b["first_stop"] is not None] for p in stops}
-    report["early_stops_saved_s"] = {"median": percentile(saved, 50), "p10": percentile(saved, 10),
-                                     "max": percentile(saved, 100), "min": percentile(saved, 0), "n": len(saved),
-                                     "median_by_phrase": {p: percentile(v, 50) for p, v in by_phrase.items()}}
+    if "session16" in runs and "early_stops" in runs:
+        before, now = runs["session16"], runs["early_stops"]
+        saved = [a["first_stop"] - b["first_stop"] for c, a, b in zip(clips, before, now, strict=True)
+                 if c[0] == "stop" and a["first_stop"] is not None and b["first_stop"] is not None]
+        by_phrase = {p: [a["first_stop"] - b["first_stop"] for c, a, b in zip(clips, before, now, strict=True)
+                         if c[2] == p and a["first_stop"] is not None and b["first_stop"] is not None] for p in stops}
+        report["early_stops_saved_s"] = {"median": percentile(saved, 50), "p10": percentile(saved, 10),
+                                         "max": percentile(saved, 100), "min": percentile(saved, 0), "n": len(saved),
+                                         "median_by_phrase": {p: percentile(v, 50) for p, v in by_phrase.items()}}
 
     def clip_list(arm, keep):
         return [{"voice": c[1], "text": c[2], "condition": c[3]}
                 for c, r in zip(clips, runs[arm], strict=True) if keep(c, r)]
 
-    report["stops_missed"] = clip_list("early_stops", lambda c, r: c[0] == "stop" and r["first_stop"] is None)
-    report["false_stops"] = clip_list("early_stops", lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
-    for name in (a for a in arms if a.startswith("word_limit_") or a in ("top_veto", "top_time_veto")):
-        base = runs["top_veto"] if name == "top_time_veto" else now  # each veto against the step before it
+    if "early_stops" in runs:
+        report["stops_missed"] = clip_list("early_stops", lambda c, r: c[0] == "stop" and r["first_stop"] is None)
+        report["false_stops"] = clip_list("early_stops", lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
+    # each change against the step before it
+    steps = {"top_veto": "early_stops", "top_time_veto": "top_veto", "live_cmn": "top_time_veto",
+             **{a: "early_stops" for a in arms if a.startswith("word_limit_")},
+             **{a: "live_cmn" for a in arms if a.startswith("quiet_")}}
+    for name in (a for a, b in steps.items() if a in runs and b in runs):
+        base = runs[steps[name]]
         report[f"stops_lost_by_{name}"] = [
             {"voice": c[1], "text": c[2], "condition": c[3]}
             for c, a, b in zip(clips, base, runs[name], strict=True)
@@ -193,8 +220,9 @@ def main() -> None:
         report[f"stops_gained_by_{name}"] = sum(
             c[0] == "stop" and a["first_stop"] is None and b["first_stop"] is not None
             for c, a, b in zip(clips, base, runs[name], strict=True))
-    for name in ("top_veto", "top_time_veto"):
+    for name in (a for a in runs if a in ("top_veto", "top_time_veto", "live_cmn") or a.startswith("quiet_")):
         report[f"false_stops_{name}"] = clip_list(name, lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
+        report[f"stops_missed_{name}"] = clip_list(name, lambda c, r: c[0] == "stop" and r["first_stop"] is None)
     print(json.dumps(report, indent=1))
 
 

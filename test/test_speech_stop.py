@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from koba_ros.errors import KobaError
-from koba_ros.speech.audio import RATE, load_audio
+from koba_ros.speech.audio import RATE, add_noise, load_audio
 from koba_ros.speech.recognizers import PocketsphinxRecognizer
 from koba_ros.speech.stop_spotter import StopSpotter
 from koba_ros.speech.streaming import transcribe
@@ -139,12 +139,10 @@ def test_the_time_veto_needs_every_spotted_stop_to_lie_on_a_main_top():
     recognizer = PocketsphinxRecognizer(top_time_veto=True)
     for spans, vetoed in [([(130, 160)], True), ([(118, 141)], True), ([(110, 133)], False),  # 18 / 10 of 24
                           ([(30, 60)], False), ([(130, 160), (30, 60)], False), ([], False)]:
-        recognizer.stop_spotter.spans = spans
-        assert recognizer._stop_is_a_top(words) is vetoed, spans
-    recognizer.stop_spotter.spans = [(130, 160)]
-    assert not recognizer._stop_is_a_top([(w, a, b) for w, a, b in words if w != "top"])
+        assert recognizer._stop_is_a_top(words, spans) is vetoed, spans
+    assert not recognizer._stop_is_a_top([(w, a, b) for w, a, b in words if w != "top"], [(130, 160)])
     recognizer.top_time_veto = False  # as PocketsphinxRecognizer(top_time_veto=False)
-    assert not recognizer._stop_is_a_top(words)
+    assert not recognizer._stop_is_a_top(words, [(130, 160)])
 
 
 def test_top_at_the_end_is_not_taken_for_a_stop_under_the_time_veto(tmp_path):
@@ -154,3 +152,80 @@ def test_top_at_the_end_is_not_taken_for_a_stop_under_the_time_veto(tmp_path):
     assert PocketsphinxRecognizer(top_time_veto=False).recognize(x).text == "stop"
     vetoed = PocketsphinxRecognizer(top_time_veto=True)
     assert not is_stop(vetoed.recognize(x).text) and vetoed.top_time_vetoes == 1
+
+
+def test_the_quiet_keyphrase_leaves_the_strict_detections_as_they_were(tmp_path):
+    """The spotter's second keyphrase ("stop" at a laxer threshold) rides in the same kws search, which tracks each
+    keyphrase apart: the strict spans must be exactly a plain spotter's, and the lax one hears at least as much."""
+    plain, both = StopSpotter(), StopSpotter(quiet_threshold=1e-30)
+    for text, voice, gain in (("stop moving", "en-gb", 1.0), ("please stop", "en-us", 0.1),
+                              ("put the toy in the top right box", "en-us+m1", 1.0),
+                              ("open the gripper", "en-gb", 1.0)):
+        x = spoken(text, tmp_path, voice, gain)
+        for spotter in (plain, both):
+            spotter.start()
+            spotter.feed(x)
+        assert plain.finish() == both.finish() and plain.spans == both.spans, text
+        assert plain.quiet_spans == [] and len(both.quiet_spans) >= len(both.spans), text
+    assert both.heard() is False  # between utterances
+
+
+def test_a_quiet_detection_is_trusted_only_where_the_main_search_heard_no_command():
+    """_quiet_stop on given hypotheses and spans: at most two words, not in-domain however unsure, no top veto."""
+    from koba_ros.speech.recognizers import Hypothesis
+
+    recognizer = PocketsphinxRecognizer(quiet_stop_threshold=1e-30)
+    recognizer.stop_spotter.quiet_spans = [(50, 80)]
+    for text, confidence in (("go", 0.9), ("go go", 0.7), ("move the", 0.3), ("", 0.0)):
+        assert recognizer._quiet_stop(Hypothesis(text, confidence), [("go", 48, 82)]), text
+    for text, confidence in (("go home", 0.1), ("home", 0.3), ("open gripper", 0.05),  # commands, however unsure
+                             ("go go go", 0.9), ("top right", 0.9)):  # three words; top as a place
+        assert not recognizer._quiet_stop(Hypothesis(text, confidence), [("go", 48, 82)]), text
+    assert not recognizer._quiet_stop(Hypothesis("the top", 0.5), [("the", 20, 45), ("top", 46, 85)])  # time veto
+    recognizer.stop_spotter.quiet_spans = []
+    assert not recognizer._quiet_stop(Hypothesis("go", 0.9), [("go", 48, 82)])
+    assert recognizer.top_time_vetoes == 0  # the quiet check does not count as a strict override vetoed
+    assert not PocketsphinxRecognizer(quiet_stop_threshold=None)._quiet_stop(Hypothesis("go", 0.9), [])  # off
+
+
+def test_bad_quiet_stop_options_are_one_line_errors():
+    with pytest.raises(KobaError, match="quiet stop threshold must be in"):
+        StopSpotter(quiet_threshold=0.0)
+    assert PocketsphinxRecognizer(stop_threshold=None).stop_spotter is None  # no spotter: no quiet stops either
+    for bad in (0, True, 2.5):
+        with pytest.raises(KobaError, match="quiet_stop_max_words must be a positive whole number"):
+            PocketsphinxRecognizer(quiet_stop_max_words=bad)
+
+
+def test_a_second_pass_leaves_the_live_cepstral_mean_as_it_found_it(tmp_path):
+    """The general model's second pass decodes the utterance again through the same Decoder; its live cepstral mean
+    must count the utterance once, or later utterances depend on whether a second pass ran (session 20)."""
+    x = spoken("how are you doing", tmp_path, "en-us")  # out of domain: decoded again with the general model
+    for keep in (True, False):
+        recognizer = PocketsphinxRecognizer(keep_live_cmn=keep)
+        second_pass, seen = recognizer._decode_again, []
+
+        def record_then_decode(*args, second_pass=second_pass, seen=seen, recognizer=recognizer):
+            seen.append(recognizer.decoder.get_cmn())  # the mean the live stream left
+            return second_pass(*args)
+
+        recognizer._decode_again = record_then_decode
+        recognizer.recognize(x)
+        assert recognizer.second_passes == 1
+        assert (recognizer.decoder.get_cmn() == seen[0]) is keep
+
+
+def test_a_quiet_stop_after_loud_speech_is_delivered(tmp_path):
+    """The case quiet stops are for: on a live stream, after a loud, clipped, noisy command, a quiet noisy "stop"
+    (en-gb-x-rp, -20 dB) scores under the strict spotter's threshold and the main search hears no stop; the quiet
+    keyphrase hears it, and the main search heard no command, so a stop goes out."""
+    loud = add_noise(spoken("open the gripper", tmp_path, "en-gb-x-rp", gain=4.0), 20.0, np.random.default_rng(0))
+    quiet = add_noise(spoken("stop", tmp_path, "en-gb-x-rp", gain=0.1), 20.0, np.random.default_rng(1))
+    x = np.concatenate([loud, quiet])
+    before = transcribe(PocketsphinxRecognizer(quiet_stop_threshold=None), x)
+    assert not any(is_stop(u.text) for u in before)
+    recognizer = PocketsphinxRecognizer()  # quiet stops are the default
+    now = transcribe(recognizer, x)
+    assert recognizer.quiet_stops == 1
+    changed = [(a.text, b.text) for a, b in zip(before, now, strict=True) if a.text != b.text]
+    assert len(changed) == 1 and is_stop(changed[0][1]), changed  # that one utterance, nothing else

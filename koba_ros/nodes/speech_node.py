@@ -54,6 +54,9 @@ class SpeechNode(LifecycleNode):
                                 "where \"top\" comes before a box word (\"the top right box\") into a stop.")
         self.top_time_veto = declare(self, "top_time_veto", True, "pocketsphinx: nor a result where the spotter's "
                                      "\"stop\" lies on a word the main search heard as \"top\" (\"at the top\").")
+        self.quiet_stop_threshold = declare(self, "quiet_stop_threshold", 1e-35, "pocketsphinx: the spotter's laxer "
+                                            "threshold for quiet stops, trusted only where the main search heard "
+                                            "at most two words and no command (0: off).")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
                                       "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
@@ -86,7 +89,8 @@ class SpeechNode(LifecycleNode):
                        {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
                         "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar,
                         "early_stops": self.early_stops, "keyword_max_words": self.keyword_max_words or None,
-                        "top_veto": self.top_veto, "top_time_veto": self.top_time_veto})
+                        "top_veto": self.top_veto, "top_time_veto": self.top_time_veto,
+                        "quiet_stop_threshold": self.quiet_stop_threshold or None})
             recognizer = make_recognizer(self.backend, **options)
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
             if self.source == "microphone":

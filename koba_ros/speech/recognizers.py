@@ -24,6 +24,12 @@ came out as "stop" without it, 5 with it, on voices no speech work had used, and
 spotter's "stop" lies on a word the main search heard as "top" (`top_time_veto`, session 18: "put the cup at the
 top", where no box word follows; 4 → 0 of 54 on the reported voices, 5 → 4 on the unused ones, no stop lost).
 `keyword_max_words` (off) limits the override to short main results instead; it lost real stops (docs/speech.md).
+A quiet "stop" often scores under the spotter's threshold while the main search hears junk ("go"), mostly on a live
+stream after louder speech. The spotter therefore also listens for "stop" at a laxer `quiet_stop_threshold` (the
+default since session 20; None turns it off), and such a detection becomes the result only where the main search
+heard at most `quiet_stop_max_words` words and no command at all (not in-domain), and neither top veto applies. On
+voices no speech work had used it raised the stops heard from 44 to 53 of 72 with no added false stop
+(docs/speech.md "Session 20").
 
 Optionally (`teleop_grammar=True`) a JSGF grammar of the teleop commands (koba_ros.speech.teleop_grammar)
 is searched alongside too; when both the domain LM's and the grammar's results are jog commands, the
@@ -39,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from koba_ros.errors import KobaError
-from koba_ros.speech.stop_spotter import KEYPHRASE, STOP_THRESHOLD
+from koba_ros.speech.stop_spotter import KEYPHRASE, QUIET_STOP_THRESHOLD, STOP_THRESHOLD
 from koba_ros.teleop.commands import Jog, is_stop, parse_command
 
 # Words cmudict lacks that the catalog uses (ARPAbet, as in cmudict-en-us.dict).
@@ -106,13 +112,16 @@ class PocketsphinxRecognizer(Recognizer):
                  lm_weight: float = LM_WEIGHT, discount_mass: float | None = None, flat_search: bool = True,
                  stop_threshold: float | None = STOP_THRESHOLD, teleop_grammar: bool = False,
                  keep_stops: bool = True, early_stops: bool = True, keyword_max_words: int | None = None,
-                 top_veto: bool = True, top_time_veto: bool = True):
+                 top_veto: bool = True, top_time_veto: bool = True,
+                 quiet_stop_threshold: float | None = QUIET_STOP_THRESHOLD, quiet_stop_max_words: int = 2,
+                 keep_live_cmn: bool = True):
         import pocketsphinx
 
         from koba_ros.speech.stop_spotter import StopSpotter
 
-        if keyword_max_words is not None and not (isinstance(keyword_max_words, int) and keyword_max_words >= 1):
-            raise KobaError(f"keyword_max_words must be a positive whole number (or none), got {keyword_max_words!r}")
+        for name, value in (("keyword_max_words", keyword_max_words), ("quiet_stop_max_words", quiet_stop_max_words)):
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise KobaError(f"{name} must be a positive whole number, got {value!r}")
         if fallback not in FALLBACKS:
             raise KobaError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         pocketsphinx.set_loglevel("ERROR")
@@ -142,7 +151,9 @@ class PocketsphinxRecognizer(Recognizer):
             config["fwdtree"], config["lw"] = True, GENERAL_LM_WEIGHT
         self.first_search = "domain" if self.domain else self.general_search
         # Extra searches fed the same audio as the main one, each in its own decoder (one search per decoder).
-        self.stop_spotter = StopSpotter(stop_threshold) if stop_threshold is not None else None
+        # stop_threshold None: no spotter, and so no quiet stops either
+        self.stop_spotter = (StopSpotter(stop_threshold, quiet_threshold=quiet_stop_threshold)
+                             if stop_threshold is not None else None)
         self.grammar = self._grammar_decoder() if teleop_grammar else None
         self.keep_stops = keep_stops  # False only to reproduce the old behaviour in the benchmark
         self.keyword_stops = 0      # stops that came from the spotter, not from the main search
@@ -152,6 +163,8 @@ class PocketsphinxRecognizer(Recognizer):
         self.top_veto = top_veto    # the spotter may not override "top" before a box word (_top_as_a_place)
         self.top_time_veto = top_time_veto  # ... nor where its "stop" is the main search's "top" (_stop_is_a_top)
         self.top_time_vetoes = 0    # keyword overrides that top_time_veto prevented
+        self.quiet_stop_max_words = quiet_stop_max_words
+        self.quiet_stops = 0        # stops that came from the quiet keyphrase alone
         self.early_stops = early_stops and self.stop_spotter is not None
         self.early_stop_count = 0   # utterances whose stop was published before their end
         self._early_fired = False
@@ -159,6 +172,7 @@ class PocketsphinxRecognizer(Recognizer):
         self.fallback = fallback if use_domain_lm else "never"
         self.fallback_confidence = fallback_confidence
         self.second_passes = 0      # how many utterances were decoded again with the general model
+        self.keep_live_cmn = keep_live_cmn  # a second pass leaves the live cepstral mean as it found it
         self.min_confidence = min_confidence
         self.n_best = n_best
         self.rescore_n = rescore_n if use_domain_lm else 0
@@ -250,9 +264,12 @@ class PocketsphinxRecognizer(Recognizer):
         if self.keep_stops and is_stop(best.text):
             return best     # stop wins: never dropped for a low posterior
         if (heard_stop and self._short(best) and not self._top_as_a_place(best) and not self._confidently_other(best)
-                and not self._stop_is_a_top(main_words)):
+                and not self._stop_is_a_top(main_words, self.stop_spotter.spans)):
             self.keyword_stops += 1
             return Hypothesis("stop", best.confidence, [best.text] if best.text else [], self.backend, "keyword")
+        if self._quiet_stop(best, main_words):
+            self.quiet_stops += 1
+            return Hypothesis("stop", best.confidence, [best.text] if best.text else [], self.backend, "keyword_quiet")
         if self._needs_general_pass(best):
             self.second_passes += 1
             general = self._decode_again(self.general_search, "general", self.n_best)
@@ -279,19 +296,31 @@ class PocketsphinxRecognizer(Recognizer):
         words = best.text.split()
         return self.top_veto and any(a == "top" and b in BOX_WORDS for a, b in zip(words, words[1:], strict=False))
 
-    def _stop_is_a_top(self, main_words: list[tuple[str, int, int]]) -> bool:
-        """With top_time_veto: every "stop" the spotter heard lies on a word the main search heard as "top" (at
-        least half of the spotter's frames inside it), as in "put the cup at the top", where no box word follows
+    def _quiet_stop(self, best: Hypothesis, main_words: list[tuple[str, int, int]]) -> bool:
+        """The quiet keyphrase was spotted and the main search heard no command in a few words: a quiet stop that
+        the main search took for "go" or nothing. Weaker evidence than the strict spotter's, so any in-domain main
+        result wins here, however unsure."""
+        spans = self.stop_spotter.quiet_spans if self.stop_spotter else []
+        if not spans or len(best.text.split()) > self.quiet_stop_max_words or self._top_as_a_place(best):
+            return False
+        if best.text and (self.in_domain(best.text) if self.domain else best.confidence >= self.fallback_confidence):
+            return False
+        return not self._stop_is_a_top(main_words, spans, count=False)
+
+    def _stop_is_a_top(self, main_words: list[tuple[str, int, int]], spans: list[tuple[int, int]],
+                       count: bool = True) -> bool:
+        """With top_time_veto: every "stop" the spotter heard (`spans`) lies on a word the main search heard as "top"
+        (at least half of the spotter's frames inside it), as in "put the cup at the top", where no box word follows
         for top_veto to see. Word times from both searches' segmentations of the same frames."""
-        if not self.top_time_veto or not self.stop_spotter.spans:
+        if not self.top_time_veto or not spans:
             return False
         tops = [(a, b) for word, a, b in main_words if word == "top"]
 
         def on_a_top(s: int, e: int) -> bool:
             return any(min(e, b) - max(s, a) + 1 >= (e - s + 1) / 2 for a, b in tops)
 
-        vetoed = all(on_a_top(s, e) for s, e in self.stop_spotter.spans)
-        self.top_time_vetoes += vetoed
+        vetoed = all(on_a_top(s, e) for s, e in spans)
+        self.top_time_vetoes += vetoed and count
         return vetoed
 
     def _confidently_other(self, best: Hypothesis) -> bool:
@@ -320,11 +349,18 @@ class PocketsphinxRecognizer(Recognizer):
         return True
 
     def _decode_again(self, search: str, model: str, n_best: int) -> Hypothesis:
+        """Decode the utterance's audio again with another search. The Decoder's live cepstral mean would count the
+        utterance a second time, and every later utterance would start from a mean that depends on whether a second
+        pass ran (session 20: that alone turned a later "place stop" into "place top"), so it is put back."""
+        live_cmn = self.decoder.get_cmn() if self.keep_live_cmn else None
         self.decoder.activate_search(search)
         self.decoder.start_utt()
         self.decoder.process_raw(np.concatenate(self.audio).tobytes() if self.audio else b"", False, True)
         self.decoder.end_utt()
-        return self._hypothesis(model, n_best)
+        hypothesis = self._hypothesis(model, n_best)
+        if live_cmn is not None:
+            self.decoder.set_cmn(live_cmn)
+        return hypothesis
 
     def _hypothesis(self, model: str, n_best: int) -> Hypothesis:
         words = [s for s in (self.decoder.seg() or []) if not (s.word.startswith("<") or s.word.startswith("["))]
