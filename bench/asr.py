@@ -44,7 +44,8 @@ OUT_OF_DOMAIN = ["what time is it", "the weather is nice today", "thank you very
 VOLUMES = {"quiet": 0.1, "normal": 1.0, "loud": 4.0}   # gain on espeak's output (-20 dB, 0, +12 dB with clipping)
 SYSTEMS = {   # name → PocketsphinxRecognizer options
     "domain_lm": {},
-    "domain_lm_session19": {"keep_live_cmn": False},   # a second pass moved the live cepstral mean (before session 20)
+    # before session 20: no quiet stops, and a second pass moved the live cepstral mean
+    "domain_lm_session19": {"keep_live_cmn": False, "quiet_stop_threshold": None},
     "domain_lm_grammar": {"teleop_grammar": True},
     "domain_lm_no_stop_guard": {"stop_threshold": None, "keep_stops": False},   # how stops were handled before
     "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence", "flat_search": False,
