@@ -49,12 +49,12 @@ from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
-OLD = dict(keep_live_cmn=False)  # what the sessions before 20 did after a second pass
+OLD = dict(keep_live_cmn=False, quiet_stop_threshold=None)  # neither session-20 change
 NO_VETO = dict(top_veto=False, top_time_veto=False, **OLD)
 ARMS = {"session16": dict(early_stops=False, **NO_VETO), "early_stops": NO_VETO,
         "top_veto": dict(top_veto=True, top_time_veto=False, **OLD),  # the default in session 17
         "top_time_veto": dict(top_veto=True, top_time_veto=True, **OLD),  # the default in sessions 18 and 19
-        "live_cmn": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True)}  # session 20
+        "live_cmn": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True, quiet_stop_threshold=None)}
 # + one arm per --word-limits and --quiet-thresholds entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
