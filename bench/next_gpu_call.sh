@@ -12,7 +12,9 @@
 #      under bf16, and (session 19) Llama-style blocks with the grouped KV cache (150 s);
 #   4. bench/lm_sample.py --device cuda: sampling with and without the KV cache (90 s);
 #   4b. bench/lm_document_mask.py --device cuda: training steps with and without document_mask (60 s);
-#   5. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
+#   5. if 150 s or more are left (session 20): Llama-style blocks at GPT-2 small's size, ours against transformers'
+#      LlamaForCausalLM, compiled and bf16_master (140 s at most; the JSON is rewritten after every variant);
+#   6. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
 # Everything lands under $OUT, also packed as $OUT/results.tgz (the device tool may not return every file).
 # NEXT_GPU_DRY=1 prints the steps with their time limits and runs nothing (the check this machine can do).
 set -uo pipefail
@@ -55,6 +57,13 @@ step "session 12-13 gpu tests" 150 pytest_session12_gpu.txt \
 step "sampling with and without the KV cache" 90 lm_sample_cuda.json "$PY" bench/lm_sample.py --device cuda
 step "document_mask's cost (flash vs an explicit mask)" 60 lm_document_mask_cuda.json \
   "$PY" bench/lm_document_mask.py --device cuda --steps 20
+if (( TOTAL - SECONDS >= 150 )); then
+  step "Llama-style blocks, GPT-2 small size" 140 llama_bench.txt "$PY" -m koba_ros.nlp bench --size gpt2 \
+    --device cuda --variants hf_llama_compiled,ours_llama_compiled,ours_llama_bf16_master,hf_llama_bf16_master \
+    --json --out "$OUT/llama_bench.json"
+else
+  echo "== Llama-style bench skipped: $((TOTAL - SECONDS)) s left" >&2
+fi
 if (( TOTAL - SECONDS >= 250 )); then
   step "spike, full size, beta2 0.999" 250 spike.txt env OUT="$OUT/spike" KOBA_LM_PARALLEL=1 KOBA_LM_REPROS=" " \
     KOBA_LM_SWEEPS="spike --size full --set beta2=0.999" REPRO_LIMIT=240 TOTAL_LIMIT="$(left 250)" bash bench/lm_gpu.sh

@@ -22,18 +22,32 @@ def test_bench_tiny_compares_ours_and_hugging_face(capsys, tmp_path):
     assert json.loads(out.read_text())["size"] == "tiny" and json.loads(out.read_text())["complete"]
 
 
-@pytest.mark.parametrize("variant", ["ours", "hf"])
+def test_bench_tiny_llama_style_variants_are_the_same_model_and_reported_apart(capsys):
+    """Ours and transformers' LlamaForCausalLM in the Llama-style variants have the same parameters to the one (the
+    same blocks, tied embeddings), and their ratio is kept out of the GPT-2 aim's `ours_over_best_hf` / `best_mfu`."""
+    pytest.importorskip("transformers", reason="the Hugging Face baseline needs transformers")
+    assert main(["lm", "bench", "--size", "tiny", "--device", "cpu", "--steps", "1", "--variants",
+                 "ours,ours_llama,hf_llama", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ours, hf = result["variants"]["ours_llama"], result["variants"]["hf_llama"]
+    assert ours["parameters"] == hf["parameters"] and ours["loss"] > 5 and hf["loss"] > 5
+    assert "llama_ours_over_best_hf" in result and "ours_over_best_hf" not in result  # no GPT-2 baseline ran
+    assert result["best_mfu"] == result["variants"]["ours"]["mfu"]
+
+
+@pytest.mark.parametrize("variant", ["ours", "hf", "ours_llama", "hf_llama"])
 def test_mfu_counts_the_matrix_products_a_training_step_really_does(variant):
     """flops_per_token (PaLM's 6·N + 12·L·d·T) against torch's FLOP counter over one forward + backward: the counter's
     matrix products per token plus the attention term (SDPA on the CPU is not counted) must give the same number to
     within the vector parameters (LayerNorm gains, biases: 0.2 % / 1.2 % at this tiny width, far less at GPT-2's).
-    Counting the position table as a product, as before session 11, is 2.8 % over here."""
+    Counting the position table as a product, as before session 11, is 2.8 % over here. The Llama-style variants
+    (SwiGLU, grouped-query attention, RoPE) have no position table to leave out."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from koba_ros.nlp.bench import SHAPES, build, flops_per_token
 
-    if variant == "hf":
+    if variant.startswith("hf"):
         pytest.importorskip("transformers", reason="the Hugging Face baseline needs transformers")
     shape = SHAPES["tiny"]
     torch.manual_seed(0)
@@ -43,7 +57,7 @@ def test_mfu_counts_the_matrix_products_a_training_step_really_does(variant):
         loss_fn(model, ids).backward()
     counted = counter.get_total_flops() / (shape["batch"] * shape["seq"])
     attention = 12 * shape["n_layers"] * shape["d_model"] * shape["seq"]
-    formula = flops_per_token(sum(p.numel() for p in model.parameters()), shape)
+    formula = flops_per_token(sum(p.numel() for p in model.parameters()), shape, position_table="llama" not in variant)
     assert 0 <= formula - (counted + attention) < 0.015 * formula
 
 

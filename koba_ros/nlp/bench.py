@@ -36,17 +36,25 @@ VARIANTS = ("ours", "ours_compiled", "hf", "hf_compiled")
 # bf16_master with the forward and backward replayed as CUDA graphs (session 7's bf16_master profile had the GPU
 # idle 7 % of the step, twice autocast's, where graphs gave nothing); ours_bf16_master_chunked_ce_cudagraphs: both
 # (if each closes part of the 2.2 % MFU gap, together they may close it).
+# Llama-style blocks at the same size (session 20), against transformers' LlamaForCausalLM of the same shape: RMSNorm,
+# a SwiGLU FFN of 8/3 d (the same parameters as GPT-2's 4 d GELU FFN), grouped-query attention with a third of the
+# heads for keys and values, RoPE (no position table), no biases, tied embeddings. Their ratio is reported apart
+# (`llama_ours_over_best_hf`): the issue's aim is about GPT-2.
+LLAMA_VARIANTS = ("ours_llama", "ours_llama_compiled", "ours_llama_bf16_master", "hf_llama", "hf_llama_compiled",
+                  "hf_llama_bf16_master")
 EXTRA_VARIANTS = ("ours_max_autotune", "ours_cudnn", "ours_max_autotune_cudnn", "ours_cudagraphs",
                   "ours_coordinate_descent", "ours_compiled_optimizer", "ours_bf16_master", "hf_bf16_master",
                   "ours_bf16_master_chunked_ce", "ours_bf16_master_cudagraphs",
-                  "ours_bf16_master_chunked_ce_cudagraphs")
+                  "ours_bf16_master_chunked_ce_cudagraphs", *LLAMA_VARIANTS)
 AUTOTUNE = "max-autotune-no-cudagraphs"
 COMPILE_MODES = {"ours_compiled": "default", "hf_compiled": "default", "ours_max_autotune": AUTOTUNE,
                  "ours_cudnn": "default", "ours_max_autotune_cudnn": AUTOTUNE, "ours_cudagraphs": "reduce-overhead",
                  "ours_coordinate_descent": "default", "ours_compiled_optimizer": "default",
                  "ours_bf16_master": "default", "hf_bf16_master": "default", "ours_bf16_master_chunked_ce": "default",
                  "ours_bf16_master_cudagraphs": "reduce-overhead",
-                 "ours_bf16_master_chunked_ce_cudagraphs": "reduce-overhead"}
+                 "ours_bf16_master_chunked_ce_cudagraphs": "reduce-overhead",
+                 "ours_llama_compiled": "default", "ours_llama_bf16_master": "default", "hf_llama_compiled": "default",
+                 "hf_llama_bf16_master": "default"}
 LOSS_CHUNKS_PER_STEP = 4  # chunked_ce variants: GPT-2 bench 16384 tokens -> 4096-row chunks, GEMMs still large
 
 
@@ -61,25 +69,49 @@ def attention_context(variant: str):
     return sdpa_kernel([SDPBackend.CUDNN_ATTENTION])
 
 
-def flops_per_token(n_params: int, shape: dict) -> float:
+def flops_per_token(n_params: int, shape: dict, position_table: bool = True) -> float:
     """PaLM's 6·N + 12·L·d·T with N the parameters that enter a matrix product: both models' learned position table
-    ([T, d], a lookup) is left out, as in nanoGPT's MFU estimate (counting it, before session 11, added 0.55 %)."""
-    matmul_params = n_params - shape["seq"] * shape["d_model"]
+    ([T, d], a lookup) is left out, as in nanoGPT's MFU estimate (counting it, before session 11, added 0.55 %).
+    RoPE models have no table (`position_table=False`). Grouped-query attention changes N only: the scores and the
+    weighted sum still run over every query head, so the attention term stays 12·L·d·T."""
+    matmul_params = n_params - (shape["seq"] * shape["d_model"] if position_table else 0)
     return 6.0 * matmul_params + 12.0 * shape["n_layers"] * shape["d_model"] * shape["seq"]
+
+
+def llama_shape(shape: dict) -> dict:
+    """The Llama-style variants' extra dimensions: SwiGLU hidden size 8/3 d (a multiple of 64, so 2048 at d 768) and
+    a third of the heads (at least one) for keys and values."""
+    return {"d_ff": 64 * max(1, round(8 * shape["d_model"] / 3 / 64)), "n_kv_heads": max(1, shape["n_heads"] // 3)}
 
 
 def build(variant: str, shape: dict, device):
     """(model, loss function (ids) -> loss) for a variant."""
+    llama = llama_shape(shape) if "llama" in variant else None
     if variant.startswith("ours"):
+        blocks = (dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", **llama) if llama
+                  else dict(positions="learned"))
         config = TransformerConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"],
                                    n_layers=shape["n_layers"], n_heads=shape["n_heads"], max_len=shape["seq"],
-                                   norm="pre", positions="learned", tie_embeddings=True, bias=False, pad_id=0,
+                                   norm="pre", tie_embeddings=True, bias=False, pad_id=0, **blocks,
                                    loss_chunk=(shape["batch"] * shape["seq"] // LOSS_CHUNKS_PER_STEP
                                                if "chunked_ce" in variant else 0))
         model = TransformerLM(config).to(device)
 
         def loss_fn(m, ids):
             return m(ids[:, :-1], ids[:, 1:])[1]
+    elif llama:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(vocab_size=shape["vocab_size"], hidden_size=shape["d_model"],
+                             intermediate_size=llama["d_ff"], num_hidden_layers=shape["n_layers"],
+                             num_attention_heads=shape["n_heads"], num_key_value_heads=llama["n_kv_heads"],
+                             max_position_embeddings=shape["seq"], rms_norm_eps=1e-5, tie_word_embeddings=True,
+                             attention_bias=False, mlp_bias=False, bos_token_id=None, eos_token_id=None,
+                             pad_token_id=None)
+        model = LlamaForCausalLM(config).to(device)
+
+        def loss_fn(m, ids):
+            return m(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
     else:
         try:
             from transformers import GPT2Config, GPT2LMHeadModel
@@ -155,7 +187,8 @@ def time_variant(variant: str, shape: dict, device, steps: int, warmup: int, pro
     seconds = (time.perf_counter() - t0) / steps
     tokens_per_s = shape["batch"] * shape["seq"] / seconds
     result = {"parameters": n_params, "step_ms": round(seconds * 1000, 2), "tokens_per_s": round(tokens_per_s),
-              "flops_per_token": flops_per_token(n_params, shape), "loss": round(loss_value, 4)}
+              "flops_per_token": flops_per_token(n_params, shape, position_table="llama" not in variant),
+              "loss": round(loss_value, 4)}
     if profile_steps:  # after the timing, so the profiler's own cost never enters tokens_per_s
         from koba_ros.nlp.kernel_profile import profile_steps as profile
 
@@ -215,11 +248,13 @@ def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variant
 
 def summarize(header: dict, results: dict, complete: bool) -> dict:
     summary = {**header, "variants": results, "complete": complete}
-    best_hf = max((results[v].get("tokens_per_s", 0) for v in results if v.startswith("hf")), default=0)
-    best_ours = max((results[v].get("tokens_per_s", 0) for v in results if v.startswith("ours")), default=0)
-    if best_hf and best_ours:
-        summary["ours_over_best_hf"] = round(best_ours / best_hf, 3)  # aim on an H100: >= 1.3 (and MFU >= 0.45)
-    summary["best_mfu"] = max((r.get("mfu", 0.0) for r in results.values()), default=0.0)
+    for key, family in (("ours_over_best_hf", [v for v in results if v not in LLAMA_VARIANTS]),
+                        ("llama_ours_over_best_hf", [v for v in results if v in LLAMA_VARIANTS])):
+        best_hf = max((results[v].get("tokens_per_s", 0) for v in family if v.startswith("hf")), default=0)
+        best_ours = max((results[v].get("tokens_per_s", 0) for v in family if v.startswith("ours")), default=0)
+        if best_hf and best_ours:
+            summary[key] = round(best_ours / best_hf, 3)  # GPT-2's aim on an H100: >= 1.3 (and MFU >= 0.45)
+    summary["best_mfu"] = max((r.get("mfu", 0.0) for v, r in results.items() if v not in LLAMA_VARIANTS), default=0.0)
     return summary
 
 
