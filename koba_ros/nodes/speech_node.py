@@ -54,7 +54,7 @@ class SpeechNode(LifecycleNode):
                                 "where \"top\" comes before a box word (\"the top right box\") into a stop.")
         self.top_time_veto = declare(self, "top_time_veto", True, "pocketsphinx: nor a result where the spotter's "
                                      "\"stop\" lies on a word the main search heard as \"top\" (\"at the top\").")
-        self.quiet_stop_threshold = declare(self, "quiet_stop_threshold", 1e-35, "pocketsphinx: the spotter's laxer "
+        self.quiet_stop_threshold = declare(self, "quiet_stop_threshold", 1e-50, "pocketsphinx: the spotter's laxer "
                                             "threshold for quiet stops, trusted only where the main search heard "
                                             "at most two words and no command (0: off).")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "

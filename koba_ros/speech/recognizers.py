@@ -28,8 +28,8 @@ A quiet "stop" often scores under the spotter's threshold while the main search 
 stream after louder speech. The spotter therefore also listens for "stop" at a laxer `quiet_stop_threshold` (the
 default since session 20; None turns it off), and such a detection becomes the result only where the main search
 heard at most `quiet_stop_max_words` words and no command at all (not in-domain), and neither top veto applies. On
-voices no speech work had used it raised the stops heard from 44 to 53 of 72 with no added false stop
-(docs/speech.md "Session 20").
+two sets of voices no speech work had used it raised the stops heard from 44 to 53 of 72 (at 1e-35) with no added
+false stop, and a laxer 1e-50 from 63 to 66 of 72 with one more (docs/speech.md "Session 20").
 
 Optionally (`teleop_grammar=True`) a JSGF grammar of the teleop commands (koba_ros.speech.teleop_grammar)
 is searched alongside too; when both the domain LM's and the grammar's results are jog commands, the
