@@ -118,7 +118,7 @@ def test_bpe_loads_gpt2_style_files_and_round_trips(tmp_path):
 def test_missing_bpe_files_and_unknown_tokenizer_kind(tmp_path):
     with pytest.raises(KobaError, match="not found"):
         BPETokenizer(tmp_path / "vocab.json", tmp_path / "merges.txt")
-    with pytest.raises(KobaError, match="byte, gpt2 or bpe"):
+    with pytest.raises(KobaError, match="byte, gpt2, bpe, hf"):
         build_tokenizer("sentencepiece")
 
 

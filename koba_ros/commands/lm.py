@@ -19,8 +19,9 @@ def add_arguments(p):
     prepare.add_argument("--data", required=True,
                          help="A UTF-8 text file, a folder (its *.txt files), a quoted glob ('corpus/**/*.md'), or "
                               "'builtin:docstrings'.")
-    prepare.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe"), default="byte")
-    prepare.add_argument("--vocab", default="", help="bpe: vocab.json; gpt2: a .tiktoken ranks file (optional).")
+    prepare.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe", "hf"), default="byte")
+    prepare.add_argument("--vocab", default="", help="bpe: vocab.json; gpt2: a .tiktoken ranks file (optional); "
+                                                     "hf: a Hugging Face tokenizer.json.")
     prepare.add_argument("--merges", default="", help="bpe: merges.txt.")
     prepare.add_argument("--out", required=True, help="The token file to write (.bin; its description: .bin.json).")
     prepare.add_argument("--json", action="store_true", help="Print the description as one JSON object.")
@@ -77,9 +78,12 @@ def add_arguments(p):
     load.add_argument("--hf", required=True, help="A GPT2LMHeadModel or LlamaForCausalLM folder (or a hub name, if "
                                                   "the hub is reachable).")
     load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
-    load.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe"), default="",
-                      help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary).")
-    load.add_argument("--vocab", default="", help="bpe: vocab.json (koba lm tokenizer writes one).")
+    load.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe", "hf"), default="",
+                      help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary, byte for a folder "
+                           "`koba lm export` wrote from a byte-level run, else hf when the folder has a "
+                           "tokenizer.json, which is copied into the checkpoint).")
+    load.add_argument("--vocab", default="", help="bpe: vocab.json (koba lm tokenizer writes one); hf: a "
+                                                  "tokenizer.json.")
     load.add_argument("--merges", default="", help="bpe: merges.txt.")
     load.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 

@@ -39,7 +39,10 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta.get("param_groups", [])}
 
 
-CHECKPOINT_FILES = frozenset({"model.safetensors", "optimizer.safetensors", "lora.safetensors", "state.json"})
+# An imported model's own tokenizer travels with its weights (`koba lm import`, tokenizer: hf).
+TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json"})
+CHECKPOINT_FILES = frozenset({"model.safetensors", "optimizer.safetensors", "lora.safetensors", "state.json"}
+                             | TOKENIZER_FILES)
 
 
 def is_replaceable(directory: Path) -> bool:
@@ -54,11 +57,11 @@ def is_replaceable(directory: Path) -> bool:
 
 
 def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict | None, meta: dict,
-                    adapters: dict | None = None) -> Path:
+                    adapters: dict | None = None, tokenizer_files: dict[str, Path] | None = None) -> Path:
     """Writes a new folder beside <dir> then swaps it in, so a crash never leaves a half-written checkpoint. The
     temporary names are unique (no folder of the user's is ever deleted), and a file or a folder that is not a
     checkpoint is refused. `adapters`: a LoRA run's A and B (lora.safetensors; model_state holds the merged
-    weights)."""
+    weights). `tokenizer_files`: name (of TOKENIZER_FILES) -> file to copy in."""
     directory = Path(directory)
     if not is_replaceable(directory):
         raise KobaError(f"{directory} exists and is not a checkpoint folder; give another output path")
@@ -74,6 +77,10 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
         save_file(tensors, tmp / "optimizer.safetensors")
     if adapters:
         save_file({k: v.detach().contiguous().clone().cpu() for k, v in adapters.items()}, tmp / "lora.safetensors")
+    for name, source in (tokenizer_files or {}).items():
+        if name not in TOKENIZER_FILES:
+            raise ValueError(f"not a tokenizer file name: {name}")
+        shutil.copyfile(source, tmp / name)
     (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
     old = None
     if directory.exists():  # moved aside under a unique name of our own, deleted once the new one is in place

@@ -35,7 +35,7 @@ from koba_ros.errors import KobaError, reason
 from koba_ros.nlp import hf_llama
 from koba_ros.nlp.checkpoint import save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.hf_tokenizer import is_byte_level_folder, write_hf_tokenizer
+from koba_ros.nlp.hf_tokenizer import hf_tokenizer_files, is_byte_level_folder, write_hf_tokenizer
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
@@ -226,13 +226,19 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
         tokenizer = "gpt2"
     elif not tokenizer and path.is_dir() and is_byte_level_folder(path):  # what `koba lm export` wrote for bytes
         tokenizer = "byte"
+    elif not tokenizer and (path / "tokenizer.json").is_file():  # a pretrained model's own tokenizer
+        tokenizer, vocab_file = "hf", str(path / "tokenizer.json")
     if not tokenizer:
-        raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's; say which tokenizer made its ids "
-                        "(--tokenizer byte|gpt2|bpe)")
+        raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's and the folder has no tokenizer.json; "
+                        "say which tokenizer made its ids (--tokenizer byte|gpt2|bpe|hf)")
     if build_tokenizer(tokenizer, vocab_file, merges).vocab_size > vocab:
         raise KobaError(f"import: the {tokenizer} tokenizer has more ids than this model's {vocab}")
+    files = {}
+    if tokenizer == "hf":  # the checkpoint keeps its own copy: the source folder may be a cache that goes away
+        files, vocab_file = hf_tokenizer_files(Path(vocab_file)), str((out / "tokenizer.json").resolve())
     config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": vocab_file, "merges": merges,
               "seq_len": model.config.max_len}
-    save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source})
+    save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source},
+                    tokenizer_files=files)
     return {"out": str(out), "source": source, "parameters": model.num_parameters(), "tokenizer": tokenizer,
             "max_logit_difference": difference}

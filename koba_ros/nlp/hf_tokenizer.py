@@ -93,11 +93,26 @@ def is_byte_level_folder(folder: Path) -> bool:
     return vocab == byte_level_vocab() and not [m for m in merges[1:] if m.strip()]
 
 
+def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path]:
+    """A tokenizer.json and the tokenizer_config.json beside it (its special tokens), where there is one."""
+    files = {"tokenizer.json": tokenizer_json, "tokenizer_config.json": tokenizer_json.parent / "tokenizer_config.json"}
+    return {name: path for name, path in files.items() if path.is_file()}
+
+
 def write_hf_tokenizer(config: dict, out: str | Path) -> str:
-    """Write the tokenizer of a run's recorded `config` into `out` for transformers' GPT2TokenizerFast; returns
-    its kind."""
+    """Write the tokenizer of a run's recorded `config` into `out` for transformers (GPT2TokenizerFast; for `hf`,
+    the run's own tokenizer.json); returns its kind."""
     out = Path(out)
     kind = config.get("tokenizer", "byte")
+    if kind == "hf":
+        source = Path(config.get("vocab", ""))
+        if not source.is_file():
+            raise KobaError(f"export: the run's tokenizer.json {config.get('vocab')!r} is not there to copy")
+        for name, path in hf_tokenizer_files(source).items():
+            shutil.copyfile(path, out / name)
+        if not (out / "tokenizer_config.json").is_file():  # transformers' AutoTokenizer needs a class to build
+            (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+        return kind
     specials = {"bos_token": EOS, "eos_token": EOS, "unk_token": EOS}
     if kind == "byte":
         (out / "vocab.json").write_text(json.dumps(byte_level_vocab(), ensure_ascii=False), encoding="utf-8")

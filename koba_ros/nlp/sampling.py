@@ -118,7 +118,8 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
     as it is drawn (see TextStreamer)."""
     trained = load_trained(checkpoint, device)
     model, tokenizer = trained.model, trained.tokenizer
-    ids = tokenizer.encode(prompt)
+    # An imported model whose tokenizer starts every text with bos (a Llama's) was trained that way: do as it does.
+    ids = tokenizer.encode(prompt, bos=getattr(tokenizer, "prompt_bos", False))
     pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
     generator = torch.Generator(device=device).manual_seed(seed)
     streamer = None

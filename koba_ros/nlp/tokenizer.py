@@ -1,4 +1,5 @@
-"""Tokenisers: byte-level (always available), GPT-2's own BPE, and any byte-level BPE from vocab.json + merges.txt.
+"""Tokenisers: byte-level (always available), GPT-2's own BPE, any byte-level BPE from vocab.json + merges.txt, and
+any Hugging Face tokenizer.json (`hf`: a SentencePiece-converted Llama's, Llama 3's, SmolLM's...).
 
 GPT-2's BPE (`gpt2`): its 50,256 merge ranks ship with the openai-whisper package (whisper/assets/gpt2.tiktoken,
 whisper's English tokenizer) and are read through tiktoken with GPT-2's pre-tokenisation pattern; "Hello world" ->
@@ -126,6 +127,64 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
     return ranks
 
 
+class HFTokenizer:
+    """Any Hugging Face `tokenizer.json`, through the `tokenizers` package: what a pretrained Llama-family model
+    comes with (`koba lm import` copies it into the checkpoint). Its bos / eos / pad ids come from the
+    `tokenizer_config.json` beside it (its bos_token, eos_token, pad_token); missing ones fall back as GPT-2's do
+    (pad and bos = eos). Texts are encoded without the tokenizer's own special tokens (the trainer and `sample` add
+    bos / eos themselves; `prompt_bos` says whether the tokenizer starts texts with bos), and decoded without them."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise KobaError(f"tokenizer: {path or 'vocab'} not found (tokenizer: hf needs vocab: a tokenizer.json)")
+        from tokenizers import Tokenizer
+
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the Rust side raises plain Exceptions for malformed files
+            raise KobaError(f"tokenizer: cannot read {path}: {str(exc).splitlines()[0][:120]}") from None
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        specials = special_tokens(path.parent / "tokenizer_config.json")
+        self.eos_id = self._tok.token_to_id(specials["eos_token"]) if "eos_token" in specials else None
+        bos = self._tok.token_to_id(specials["bos_token"]) if "bos_token" in specials else None
+        pad = self._tok.token_to_id(specials["pad_token"]) if "pad_token" in specials else None
+        fallback = self.eos_id if self.eos_id is not None else 0
+        self.bos_id = bos if bos is not None else fallback
+        self.pad_id = pad if pad is not None else fallback
+        # Does the tokenizer's own post-processing start every text with bos (Llama's do)? `sample` then does too.
+        plain, marked = (self._tok.encode("a", add_special_tokens=flag).ids for flag in (False, True))
+        self.prompt_bos = bos is not None and marked[:1] == [bos] and plain[:1] != [bos]
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        ids = self._tok.encode(text, add_special_tokens=False).ids
+        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos and self.eos_id is not None else [])
+
+    def decode(self, ids) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+
+def special_tokens(tokenizer_config: Path) -> dict[str, str]:
+    """bos_token / eos_token / pad_token of a transformers tokenizer_config.json (a string, or a dict with its
+    "content"); none of them when the file is missing or unreadable."""
+    import json
+
+    try:
+        config = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for key in ("bos_token", "eos_token", "pad_token"):
+        value = config.get(key) if isinstance(config, dict) else None
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str) and value:
+            found[key] = value
+    return found
+
+
+KINDS = ("byte", "gpt2", "bpe", "hf")
+
+
 def build_tokenizer(kind: str = "byte", vocab: str = "", merges: str = ""):
     if kind == "byte":
         return ByteTokenizer()
@@ -133,4 +192,6 @@ def build_tokenizer(kind: str = "byte", vocab: str = "", merges: str = ""):
         return GPT2Tokenizer(vocab)
     if kind == "bpe":
         return BPETokenizer(vocab, merges)
-    raise KobaError(f"tokenizer: kind must be byte, gpt2 or bpe, got {kind!r}")
+    if kind == "hf":
+        return HFTokenizer(vocab)
+    raise KobaError(f"tokenizer: kind must be {', '.join(KINDS)}, got {kind!r}")

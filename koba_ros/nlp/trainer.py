@@ -45,7 +45,8 @@ class TrainConfig:
     val_fraction: float = 0.05
     init_from: str = ""              # a run or checkpoint folder: start from its weights at step 0 (warm_start.py)
     tokenizer: str = "byte"          # byte | gpt2 (GPT-2's BPE, ranks from openai-whisper) | bpe (vocab.json + merges)
-    vocab: str = ""                  # bpe: vocab.json; gpt2: a .tiktoken ranks file (empty: whisper's copy)
+    #                                  | hf (a Hugging Face tokenizer.json, e.g. an imported Llama's)
+    vocab: str = ""                  # bpe: vocab.json; gpt2: .tiktoken ranks (empty: whisper's); hf: tokenizer.json
     merges: str = ""                 # bpe: merges.txt
     seq_len: int = 128
     batch_size: int = 16             # per rank, per micro-batch

@@ -1,0 +1,98 @@
+"""`tokenizer: hf` (tokenizer.py HFTokenizer): a pretrained model's own tokenizer.json, as a Llama comes with. Import
+copies it into the checkpoint, `sample` continues as transformers' pipeline does with it, training and export keep it.
+The tokenizer here is made the way SentencePiece-converted Llama tokenizers are built (Metaspace, <s> prepended by
+the post-processor), trained on the robot's commands; nothing is downloaded."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from koba_ros.cli import main
+from koba_ros.errors import KobaError
+from koba_ros.nlp.checkpoint import load_checkpoint
+from koba_ros.nlp.sampling import sample
+from koba_ros.nlp.tokenizer import HFTokenizer, build_tokenizer
+from koba_ros.nlp.trainer import TrainConfig, train
+from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+
+COMMANDS = ["put the brown fluffy toy in the top right box", "move left five centimeters", "open the gripper",
+            "pick up the red cube", "place the mug in the bottom left bin", "go home", "stop"] * 20
+
+
+def llama_style_tokenizer_folder(folder, vocab_size=300, prepend_bos=True):
+    """A Llama-1/2-style tokenizer (BPE over Metaspace pieces, <unk> <s> </s>) saved as transformers saves one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(COMMANDS, trainers.BpeTrainer(vocab_size=vocab_size,
+                                                         special_tokens=["<unk>", "<s>", "</s>"]))
+    if prepend_bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+    return tok.get_vocab_size()
+
+
+def test_the_tokenizer_reads_its_special_tokens_and_round_trips_text(tmp_path):
+    llama_style_tokenizer_folder(tmp_path)
+    tok = build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
+    assert isinstance(tok, HFTokenizer) and (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 2, 2) and tok.prompt_bos
+    ids = tok.encode("put the red cube in the top right box", bos=True, eos=True)
+    assert ids[0] == 1 and ids[-1] == 2 and 1 not in ids[1:-1]  # its own <s> is not added twice
+    assert tok.decode(ids) == "put the red cube in the top right box"
+    assert len(ids) < len("put the red cube in the top right box") / 2  # merged pieces, not characters
+
+
+def test_a_missing_or_broken_tokenizer_json_is_one_line(tmp_path):
+    with pytest.raises(KobaError, match="not found"):
+        build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(KobaError, match="cannot read"):
+        build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
+    with pytest.raises(KobaError, match="byte, gpt2, bpe, hf"):
+        build_tokenizer("sentencepiece")
+
+
+def test_a_llama_with_its_own_tokenizer_imports_samples_trains_and_exports(tmp_path, capsys):
+    from transformers import LlamaConfig, LlamaForCausalLM, pipeline
+
+    source = tmp_path / "pretrained"
+    vocab = llama_style_tokenizer_folder(source)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                 rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)).save_pretrained(source)
+    assert main(["lm", "import", "--hf", str(source), "--out", str(tmp_path / "imported"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "hf"  # found in the folder, no --tokenizer needed
+    theirs = pipeline("text-generation", model=str(source), device="cpu")(
+        "put the red", max_new_tokens=12, do_sample=False, return_full_text=False)[0]["generated_text"]
+    shutil.rmtree(source)  # the checkpoint carries its own copy of the tokenizer
+    ours = sample(tmp_path / "imported", "put the red", max_new_tokens=12, temperature=0.0, top_k=0)
+    assert ours["new_tokens"] > 0 and ours["text"].strip() == theirs.strip()
+
+    (tmp_path / "train.txt").write_text("\n".join(COMMANDS))
+    train(TrainConfig.from_dict(dict(init_from=str(tmp_path / "imported"), train_data=str(tmp_path / "train.txt"),
+                                     seq_len=32, batch_size=4, steps=30, lr=3e-3, eval_every=30, ckpt_every=30,
+                                     out=str(tmp_path / "tuned"), progress=False)))
+    _, _, meta = load_checkpoint(tmp_path / "tuned" / "checkpoint")
+    assert meta["config"]["tokenizer"] == "hf" and meta["config"]["vocab"].endswith("imported/tokenizer.json")
+    assert main(["lm", "export", "--checkpoint", str(tmp_path / "tuned"), "--out", str(tmp_path / "hf"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "hf"
+    tuned = sample(tmp_path / "tuned", "put the", max_new_tokens=20, temperature=0.0, top_k=0)
+    exported = pipeline("text-generation", model=str(tmp_path / "hf"), device="cpu")(
+        "put the", max_new_tokens=20, do_sample=False, return_full_text=False)[0]["generated_text"]
+    assert tuned["text"].strip() == exported.strip() and "the" in tuned["text"]  # it learned the commands' words
+
+
+def test_import_without_a_tokenizer_json_still_asks_which_tokenizer(tmp_path, capsys):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, rms_norm_eps=1e-5)).save_pretrained(tmp_path / "bare")
+    assert main(["lm", "import", "--hf", str(tmp_path / "bare"), "--out", str(tmp_path / "out")]) == 2
+    assert "no tokenizer.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
