@@ -57,15 +57,24 @@ def test_a_missing_or_broken_tokenizer_json_is_one_line(tmp_path):
         build_tokenizer("sentencepiece")
 
 
+def pretrained_llama_folder(folder):
+    """A small random LlamaForCausalLM saved with a Llama-style tokenizer, as a downloaded model folder looks."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = llama_style_tokenizer_folder(folder)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2))
+    model.save_pretrained(folder)
+    return model.eval()
+
+
 def test_a_llama_with_its_own_tokenizer_imports_samples_trains_and_exports(tmp_path, capsys):
-    from transformers import LlamaConfig, LlamaForCausalLM, pipeline
+    from transformers import pipeline
 
     source = tmp_path / "pretrained"
-    vocab = llama_style_tokenizer_folder(source)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                 rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)).save_pretrained(source)
+    pretrained_llama_folder(source)
     assert main(["lm", "import", "--hf", str(source), "--out", str(tmp_path / "imported"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tokenizer"] == "hf"  # found in the folder, no --tokenizer needed
     theirs = pipeline("text-generation", model=str(source), device="cpu")(
@@ -96,3 +105,37 @@ def test_import_without_a_tokenizer_json_still_asks_which_tokenizer(tmp_path, ca
                                  num_attention_heads=2, rms_norm_eps=1e-5)).save_pretrained(tmp_path / "bare")
     assert main(["lm", "import", "--hf", str(tmp_path / "bare"), "--out", str(tmp_path / "out")]) == 2
     assert "no tokenizer.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_eval_and_token_files_start_each_document_with_bos_as_the_tokenizer_does(tmp_path, capsys):
+    """A Llama's tokenizer starts every text with <s>: `koba lm eval` then scores a text as transformers' own loss
+    does (input and labels from the tokenizer, bos included), and `koba lm prepare` writes the stream that training
+    reads from text, bos before each document."""
+    from transformers import AutoTokenizer
+
+    from koba_ros.nlp.data import encode_documents, load_documents
+    from koba_ros.nlp.evaluation import evaluate_checkpoint
+    from koba_ros.nlp.prepared import open_tokens, prepare
+
+    hf = pretrained_llama_folder(tmp_path / "pretrained")
+    assert main(["lm", "import", "--hf", str(tmp_path / "pretrained"), "--out", str(tmp_path / "imported")]) == 0
+    text = "put the brown fluffy toy in the top right box and open the gripper"
+    (tmp_path / "one.txt").write_text(text)
+    ids = AutoTokenizer.from_pretrained(tmp_path / "pretrained")(text, return_tensors="pt").input_ids
+    assert ids[0, 0] == 1  # transformers starts it with <s>
+    with torch.no_grad():
+        theirs = float(hf(input_ids=ids, labels=ids).loss)
+    for per_document in (False, True):
+        ours = evaluate_checkpoint(tmp_path / "imported", str(tmp_path / "one.txt"), per_document=per_document)
+        assert ours["scored_tokens"] == ids.shape[1] - 1 and abs(ours["loss"] - theirs) < 1e-5, per_document
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, line in enumerate(COMMANDS[:5]):
+        (docs / f"{i}.txt").write_text(line)
+    tokenizer = build_tokenizer("hf", str(tmp_path / "imported" / "tokenizer.json"))
+    prepare(str(docs), tokenizer, {"tokenizer": "hf", "vocab": str(tmp_path / "imported" / "tokenizer.json")},
+            tmp_path / "docs.bin")
+    written, _ = open_tokens(tmp_path / "docs.bin", "hf", tokenizer)
+    expected = encode_documents(load_documents(str(docs)), tokenizer, separate=True)
+    assert written.tolist() == expected and expected.count(1) == 5 and expected[0] == 1

@@ -135,12 +135,20 @@ def document_separator(tokenizer) -> list[int]:
     return [eos] if eos is not None else tokenizer.encode("\n\n")
 
 
+def document_start(tokenizer) -> list[int]:
+    """The ids that start each document: bos for a tokenizer that starts every text with it (`prompt_bos`: an
+    imported Llama's, which was trained that way), else none."""
+    return [tokenizer.bos_id] if getattr(tokenizer, "prompt_bos", False) else []
+
+
 def encode_documents(texts: list[str], tokenizer, separate: bool) -> list[int]:
     """One token stream of the texts in order. With `separate` (a collection) each text is followed by the
     separator, so a window that crosses from one file into the next sees where one ended, as GPT-2's training text
-    marks its documents; a single file's ids are its text's alone."""
+    marks its documents; a single file's ids are its text's alone (after `document_start`'s bos, where there is
+    one)."""
     separator = document_separator(tokenizer) if separate else []
-    return [i for text in texts for i in tokenizer.encode(text) + separator]
+    start = document_start(tokenizer)
+    return [i for text in texts for i in (start if text else []) + tokenizer.encode(text) + separator]
 
 
 class TokenStream:

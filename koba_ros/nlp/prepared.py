@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import BUILTIN, TokenStream, dataset_files, document_separator, is_collection, load_text
+from koba_ros.nlp.data import (
+    BUILTIN,
+    TokenStream,
+    dataset_files,
+    document_separator,
+    document_start,
+    is_collection,
+    load_text,
+)
 
 # A cut point: right after a lone newline, between two non-whitespace characters.
 CUT = re.compile(r"(?<=\S)\n(?=\S)")
@@ -100,6 +108,7 @@ def _write_tokens(source: str, tokenizer, partial: Path, dtype, chunk_bytes: int
     """Tokenise `source` into `partial`; (tokens, max id, text bytes, documents, any text at all)."""
     count, max_id, text_bytes, files, has_text = 0, -1, 0, 0, False
     separator = document_separator(tokenizer) if is_collection(source) else []
+    start = document_start(tokenizer)
     with partial.open("wb") as f:
         def write(ids):
             nonlocal count, max_id
@@ -112,6 +121,8 @@ def _write_tokens(source: str, tokenizer, partial: Path, dtype, chunk_bytes: int
         for pieces in documents(source, chunk_bytes):
             size = 0
             for piece in pieces:
+                if not size and piece:  # as encode_documents: a non-empty document starts with document_start
+                    write(start)
                 write(tokenizer.encode(piece))
                 size += len(piece.encode("utf-8"))
                 has_text = has_text or bool(piece.strip())
