@@ -56,6 +56,8 @@ class TransformerConfig:
     n_kv_heads: int = 0              # grouped-query attention (Ainslie et al. 2023): heads of keys and values, each
     #                                  shared by n_heads / n_kv_heads query heads; 0 -> n_heads (plain multi-head)
     positions: str = "learned"       # learned | sinusoidal | shape (Kiyono et al. 2021) | rope | none
+    rope_theta: float = 10000.0      # RoPE's base: theta_i = rope_theta^(-2i/d_head) (Su et al. 10000; SmolLM2 1e5,
+    #                                  Llama 3 5e5: kept so an imported model's positions are its own)
     shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
     shape_inference_shift: int | None = None  # SHAPE: the fixed inference offset (None -> K); 0 keeps inputs longer
     #                                           than the training ones inside the trained positions (docs/nlp.md)
@@ -115,6 +117,8 @@ class TransformerConfig:
                             f"got {self.n_kv_heads!r}")
         if self.positions == "rope" and self.head_dim % 2:
             raise KobaError(f"config: RoPE needs an even head dimension, got {self.head_dim}")
+        if not isinstance(self.rope_theta, int | float) or not 1.0 < self.rope_theta < float("inf"):
+            raise KobaError(f"config: rope_theta must be a finite number > 1, got {self.rope_theta!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise KobaError(f"config: dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.turnover_seed, int) or self.turnover_seed < 0:

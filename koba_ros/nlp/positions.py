@@ -68,7 +68,8 @@ class SinusoidalPositions(nn.Module):
 
 class RotaryPositions(nn.Module):
     """RoPE (Su et al. 2021, eq. 34): rotate each (even, odd) pair of q and k by angle p * theta_i,
-    theta_i = 10000^(-2i/d_head), so q·k depends only on the relative position."""
+    theta_i = base^(-2i/d_head) (the paper's base 10000; `rope_theta` in the config), so q·k depends only on the
+    relative position."""
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
@@ -98,5 +99,5 @@ def build_positions(config) -> nn.Module | None:
         return SinusoidalPositions(config.d_model, max_shift=config.shape_max_shift,
                                    inference_shift=config.shape_inference_shift)
     if config.positions == "rope":
-        return RotaryPositions(config.head_dim)
+        return RotaryPositions(config.head_dim, config.rope_theta)
     return None
