@@ -37,31 +37,42 @@ def test_ours_to_llama_and_back_gives_the_same_logits_and_weights(kv_heads, tie,
     assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("theta", [1e5, 5e5])
-def test_rope_theta_goes_out_and_comes_in(theta):
-    """SmolLM2 uses RoPE base 1e5, Llama 3 5e5: `rope_theta` carries it both ways, and the logits over 48 positions
-    (where a wrong base shows) agree; a model of base 10000 would not."""
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 16}  # scaled bands even at 48 positions
+
+
+@pytest.mark.parametrize("theta, rope", [(1e5, None), (5e5, None), (5e5, LLAMA3_ROPE)])
+def test_rope_base_and_llama3_scaling_go_out_and_come_in(theta, rope):
+    """SmolLM2 uses RoPE base 1e5, Llama 3 5e5 and Llama 3.1-3.2 also its frequency scaling: the config carries
+    them both ways, and the logits over 48 positions (where a wrong base or scaling shows) agree; the same weights
+    with base 10000 and no scaling do not."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(2)
+    position = dict(rope_parameters=rope) if rope else dict(rope_theta=theta)
     hf = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                      rms_norm_eps=1e-5, rope_theta=theta)).eval()
+                                      rms_norm_eps=1e-5, **position)).eval()
     with torch.no_grad():  # sharp attention, so where each key sits matters (at init it is nearly uniform)
         for name, p in hf.named_parameters():
             if "q_proj" in name or "k_proj" in name:
                 p.normal_(0, 0.5)
     model = hf_llama.from_hf(hf)
-    assert model.config.rope_theta == theta
+    assert model.config.rope_theta == theta and model.config.rope_scaling == ("llama3" if rope else "none")
     ids = torch.randint(0, 300, (2, 48))
     with torch.no_grad():
         assert (model(ids)[0] - hf(input_ids=ids).logits).abs().max() < 1e-5
-        assert hf_llama.to_hf(model).config.rope_parameters["rope_theta"] == theta
-        wrong = TransformerLM(TransformerConfig(**{**model.config.to_dict(), "rope_theta": 10000.0})).eval()
+        out = hf_llama.to_hf(model)
+        assert out.config.rope_parameters == (rope or {"rope_type": "default", "rope_theta": theta})
+        assert (out(input_ids=ids).logits - hf(input_ids=ids).logits).abs().max() < 1e-5
+        plain = {"rope_theta": 10000.0} if not rope else {"rope_scaling": "none"}
+        wrong = TransformerLM(TransformerConfig(**{**model.config.to_dict(), **plain})).eval()
         wrong.load_state_dict(model.state_dict())
         assert (wrong(ids)[0] - hf(input_ids=ids).logits).abs().max() > 0.05
     with pytest.raises(KobaError, match="rope_theta must be"):
         TransformerConfig(positions="rope", rope_theta=1.0)
+    with pytest.raises(KobaError, match="llama3 RoPE scaling needs"):
+        TransformerConfig(positions="rope", rope_scaling="llama3", rope_low_freq_factor=4.0)
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -122,9 +133,8 @@ def test_models_neither_gpt2_nor_llama_shaped_and_unsupported_llamas_are_refused
     assert main(["lm", "export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
     assert "neither GPT-2-shaped" in capsys.readouterr().err and not (tmp_path / "hf").exists()
     for bad, message in ((dict(hidden_act="gelu"), "hidden_act"), (dict(attention_bias=True), "mlp_bias"),
-                         (dict(rope_parameters={"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0,
-                                                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                "original_max_position_embeddings": 8192}), "RoPE")):
+                         (dict(rope_parameters={"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0,
+                                                "original_max_position_embeddings": 32}), "RoPE")):
         config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                              num_attention_heads=2, rms_norm_eps=1e-5, **bad)
         with pytest.raises(KobaError, match=message):

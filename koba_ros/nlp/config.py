@@ -35,6 +35,7 @@ def check_types(cls, data: dict, what: str) -> dict:
 
 NORMS = ("pre", "post", "b2t")
 POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
+ROPE_SCALINGS = ("none", "llama3")
 EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
@@ -58,6 +59,11 @@ class TransformerConfig:
     positions: str = "learned"       # learned | sinusoidal | shape (Kiyono et al. 2021) | rope | none
     rope_theta: float = 10000.0      # RoPE's base: theta_i = rope_theta^(-2i/d_head) (Su et al. 10000; SmolLM2 1e5,
     #                                  Llama 3 5e5: kept so an imported model's positions are its own)
+    rope_scaling: str = "none"       # none | llama3: Llama 3.1's RoPE frequency scaling (positions.llama3_inv_freq)
+    rope_factor: float = 8.0         # llama3: long wavelengths' frequencies divided by this
+    rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original_max_len / this are scaled fully
+    rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_max_len / this are kept
+    rope_original_max_len: int = 8192   # llama3: the context length the model was first trained at
     shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
     shape_inference_shift: int | None = None  # SHAPE: the fixed inference offset (None -> K); 0 keeps inputs longer
     #                                           than the training ones inside the trained positions (docs/nlp.md)
@@ -119,6 +125,13 @@ class TransformerConfig:
             raise KobaError(f"config: RoPE needs an even head dimension, got {self.head_dim}")
         if not isinstance(self.rope_theta, int | float) or not 1.0 < self.rope_theta < float("inf"):
             raise KobaError(f"config: rope_theta must be a finite number > 1, got {self.rope_theta!r}")
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise KobaError(f"config: rope_scaling must be one of {', '.join(ROPE_SCALINGS)}, "
+                            f"got {self.rope_scaling!r}")
+        if self.rope_scaling == "llama3" and not (self.rope_factor >= 1.0 and 0 < self.rope_low_freq_factor
+                                                  < self.rope_high_freq_factor and self.rope_original_max_len > 0):
+            raise KobaError("config: llama3 RoPE scaling needs rope_factor >= 1, 0 < rope_low_freq_factor < "
+                            "rope_high_freq_factor and rope_original_max_len > 0")
         if not 0.0 <= self.dropout < 1.0:
             raise KobaError(f"config: dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.turnover_seed, int) or self.turnover_seed < 0:

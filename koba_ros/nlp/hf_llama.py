@@ -57,9 +57,21 @@ def llama_config(config: TransformerConfig):
                        num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
                        num_key_value_heads=config.kv_heads, head_dim=config.head_dim, hidden_act="silu",
                        max_position_embeddings=config.max_len, rms_norm_eps=1e-5,
-                       rope_parameters={"rope_theta": float(config.rope_theta), "rope_type": "default"},
+                       rope_parameters=rope_parameters(config),
                        tie_word_embeddings=config.tie_embeddings, attention_bias=config.bias, mlp_bias=config.bias,
                        attention_dropout=config.dropout, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+LLAMA3_KEYS = {"factor": "rope_factor", "low_freq_factor": "rope_low_freq_factor",
+               "high_freq_factor": "rope_high_freq_factor", "original_max_position_embeddings": "rope_original_max_len"}
+
+
+def rope_parameters(config: TransformerConfig) -> dict:
+    """transformers' rope_parameters of our RoPE: its base, and Llama 3's frequency scaling where it is used."""
+    if config.rope_scaling == "llama3":
+        return {"rope_type": "llama3", "rope_theta": float(config.rope_theta),
+                **{theirs: getattr(config, ours) for theirs, ours in LLAMA3_KEYS.items()}}
+    return {"rope_type": "default", "rope_theta": float(config.rope_theta)}
 
 
 def our_config(hf_config) -> TransformerConfig:
@@ -73,9 +85,12 @@ def our_config(hf_config) -> TransformerConfig:
     if bool(getattr(hf_config, "mlp_bias", False)) != bias:  # ours has one switch for every linear layer's bias
         raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
                         f"{hf_config.mlp_bias!r}; only both or neither are supported")
-    if rope.get("rope_type", "default") != "default":  # Llama 3's "llama3" frequency scaling, "linear", "yarn"...
-        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default rope_type (any theta) is supported")
+    kind = rope.get("rope_type", "default")
+    if kind not in ("default", "llama3"):  # "linear", "dynamic", "yarn", "longrope"...
+        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default and llama3 rope_types are supported")
     theta = float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))
+    scaling = {"rope_scaling": "llama3", **{ours: rope[theirs] for theirs, ours in LLAMA3_KEYS.items()}} \
+        if kind == "llama3" else {}
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     if head_dim * hf_config.num_attention_heads != hf_config.hidden_size:
         raise KobaError(f"import: this Llama's heads ({hf_config.num_attention_heads} x {head_dim}) do not fill its "
@@ -85,7 +100,7 @@ def our_config(hf_config) -> TransformerConfig:
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
-                             bias=bias, rope_theta=theta, **LLAMA_SHAPE)
+                             bias=bias, rope_theta=theta, **scaling, **LLAMA_SHAPE)
 
 
 @torch.no_grad()

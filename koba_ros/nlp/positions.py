@@ -71,9 +71,12 @@ class RotaryPositions(nn.Module):
     theta_i = base^(-2i/d_head) (the paper's base 10000; `rope_theta` in the config), so q·k depends only on the
     relative position."""
 
-    def __init__(self, head_dim: int, base: float = 10000.0):
+    def __init__(self, head_dim: int, base: float = 10000.0, llama3: dict | None = None):
         super().__init__()
-        self.register_buffer("inv_freq", base ** (-torch.arange(0, head_dim, 2).float() / head_dim), persistent=False)
+        inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
+        if llama3 is not None:
+            inv_freq = llama3_inv_freq(inv_freq, **llama3)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def cos_sin(self, length: int, device, shift=None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         positions = torch.arange(start, start + length, device=device).float()
@@ -81,6 +84,19 @@ class RotaryPositions(nn.Module):
             positions = positions + float(shift)
         angle = torch.outer(positions, self.inv_freq.to(device))  # [T, d_head/2]
         return angle.cos(), angle.sin()
+
+
+def llama3_inv_freq(inv_freq: torch.Tensor, factor: float, low_freq_factor: float, high_freq_factor: float,
+                    original_max_len: int) -> torch.Tensor:
+    """Llama 3.1's RoPE frequency scaling (Meta's Llama 3 release, for contexts beyond the one first trained at,
+    `original_max_len` L): a frequency whose wavelength 2π/θ_i is shorter than L / high_freq_factor is kept, one
+    longer than L / low_freq_factor is divided by `factor`, and in between the two are mixed with weight
+    s = (L / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor) on the kept one."""
+    wavelength = 2 * math.pi / inv_freq
+    smooth = (original_max_len / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    mixed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return torch.where(wavelength < original_max_len / high_freq_factor, inv_freq,
+                       torch.where(wavelength > original_max_len / low_freq_factor, inv_freq / factor, mixed))
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -99,5 +115,8 @@ def build_positions(config) -> nn.Module | None:
         return SinusoidalPositions(config.d_model, max_shift=config.shape_max_shift,
                                    inference_shift=config.shape_inference_shift)
     if config.positions == "rope":
-        return RotaryPositions(config.head_dim, config.rope_theta)
+        llama3 = None if config.rope_scaling == "none" else dict(
+            factor=config.rope_factor, low_freq_factor=config.rope_low_freq_factor,
+            high_freq_factor=config.rope_high_freq_factor, original_max_len=config.rope_original_max_len)
+        return RotaryPositions(config.head_dim, config.rope_theta, llama3)
     return None
