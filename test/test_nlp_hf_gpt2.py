@@ -76,7 +76,6 @@ def test_models_gpt2_cannot_compute_are_refused_in_one_line():
         with pytest.raises(KobaError, match=match):
             hf_gpt2.to_hf(ours(**overrides))
     for overrides, match in (({"activation_function": "relu"}, "activation_function 'relu'"),
-                             ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon"),
                              ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx")):
         hf = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2,
                                         bos_token_id=None, eos_token_id=None, **overrides))

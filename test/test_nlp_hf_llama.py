@@ -75,6 +75,35 @@ def test_rope_base_and_llama3_scaling_go_out_and_come_in(theta, rope):
         TransformerConfig(positions="rope", rope_scaling="llama3", rope_low_freq_factor=4.0)
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_the_norms_epsilon_goes_out_and_comes_in(kind):
+    """`norm_eps` is GPT-2's layer_norm_epsilon and a Llama's rms_norm_eps (1e-6 in Llama 1 and others). A large
+    one (0.1) makes the difference plain: carried both ways the logits agree; the same weights at 1e-5 do not."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from koba_ros.nlp import hf_gpt2
+
+    torch.manual_seed(3)
+    if kind == "gpt2":
+        hf = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2,
+                                        layer_norm_epsilon=0.1, bos_token_id=None, eos_token_id=None)).eval()
+        model, back = hf_gpt2.from_hf(hf), hf_gpt2.to_hf
+    else:
+        hf = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, max_position_embeddings=16, rms_norm_eps=0.1)).eval()
+        model, back = hf_llama.from_hf(hf), hf_llama.to_hf
+    assert model.config.norm_eps == 0.1
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(input_ids=ids).logits).abs().max() < 1e-5
+        assert (back(model)(input_ids=ids).logits - hf(input_ids=ids).logits).abs().max() < 1e-5
+        wrong = TransformerLM(TransformerConfig(**{**model.config.to_dict(), "norm_eps": 1e-5})).eval()
+        wrong.load_state_dict(model.state_dict())
+        assert (wrong(ids)[0] - hf(input_ids=ids).logits).abs().max() > 1e-3
+    with pytest.raises(KobaError, match="norm_eps must be"):
+        TransformerConfig(norm_eps=0.0)
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_a_llama_from_transformers_runs_the_same_here(bias):
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -14,8 +14,8 @@ def norm_layer(config) -> nn.Module:
     """LayerNorm, or RMSNorm (Zhang & Sennrich 2019, eq. 4: x / RMS(x) * g, RMS(x) = sqrt(mean(x^2) + eps); no
     centring and no bias), as `config.norm_type` says. Every norm of the model is of that type."""
     if config.norm_type == "rmsnorm":
-        return nn.RMSNorm(config.d_model, eps=1e-5)
-    return nn.LayerNorm(config.d_model, bias=config.bias)
+        return nn.RMSNorm(config.d_model, eps=config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
 
 
 class SelfAttention(nn.Module):

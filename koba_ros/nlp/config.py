@@ -53,6 +53,7 @@ class TransformerConfig:
     max_len: int = 256
     norm: str = "pre"                # pre | post | b2t (Takase et al. 2022)
     norm_type: str = "layernorm"     # layernorm | rmsnorm (Zhang & Sennrich 2019): every norm of the model
+    norm_eps: float = 1e-5           # every norm's epsilon (GPT-2 and most Llamas 1e-5, Llama 1 and others 1e-6)
     ffn: str = "gelu"                # gelu: proj(GELU(fc x)) | swiglu (Shazeer 2020): proj(SiLU(x W) * (x V))
     n_kv_heads: int = 0              # grouped-query attention (Ainslie et al. 2023): heads of keys and values, each
     #                                  shared by n_heads / n_kv_heads query heads; 0 -> n_heads (plain multi-head)
@@ -132,6 +133,8 @@ class TransformerConfig:
                                                   < self.rope_high_freq_factor and self.rope_original_max_len > 0):
             raise KobaError("config: llama3 RoPE scaling needs rope_factor >= 1, 0 < rope_low_freq_factor < "
                             "rope_high_freq_factor and rope_original_max_len > 0")
+        if not isinstance(self.norm_eps, int | float) or not 0.0 < self.norm_eps < 1.0:
+            raise KobaError(f"config: norm_eps must be in (0, 1), got {self.norm_eps!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise KobaError(f"config: dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.turnover_seed, int) or self.turnover_seed < 0:

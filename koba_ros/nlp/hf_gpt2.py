@@ -70,13 +70,13 @@ def gpt2_config(config: TransformerConfig):
     return _transformers().GPT2Config(
         vocab_size=config.vocab_size, n_positions=config.max_len, n_embd=config.d_model, n_layer=config.n_layers,
         n_head=config.n_heads, n_inner=config.d_ff or None, activation_function="gelu_new", resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout, attn_pdrop=config.dropout, layer_norm_epsilon=1e-5,
+        embd_pdrop=config.dropout, attn_pdrop=config.dropout, layer_norm_epsilon=config.norm_eps,
         tie_word_embeddings=config.tie_embeddings, bos_token_id=None, eos_token_id=None)
 
 
 def our_config(hf_config) -> TransformerConfig:
     """The TransformerConfig of a GPT2Config, refused in one line where GPT-2's options leave what ours compute."""
-    checks = {"activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "scale_attn_weights": True,
+    checks = {"activation_function": "gelu_new", "scale_attn_weights": True,
               "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
@@ -87,6 +87,7 @@ def our_config(hf_config) -> TransformerConfig:
                              else hf_config.n_inner,
                              max_len=hf_config.n_positions, norm="pre", positions="learned", embedding="table",
                              bias=True, tie_embeddings=bool(hf_config.tie_word_embeddings),
+                             norm_eps=float(hf_config.layer_norm_epsilon),
                              pad_id=GPT2_VOCAB - 1 if vocab >= GPT2_VOCAB else min(256, vocab - 1))
 
 

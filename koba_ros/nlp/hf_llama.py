@@ -56,7 +56,7 @@ def llama_config(config: TransformerConfig):
     return LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ff_dim,
                        num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
                        num_key_value_heads=config.kv_heads, head_dim=config.head_dim, hidden_act="silu",
-                       max_position_embeddings=config.max_len, rms_norm_eps=1e-5,
+                       max_position_embeddings=config.max_len, rms_norm_eps=config.norm_eps,
                        rope_parameters=rope_parameters(config),
                        tie_word_embeddings=config.tie_embeddings, attention_bias=config.bias, mlp_bias=config.bias,
                        attention_dropout=config.dropout, bos_token_id=None, eos_token_id=None, pad_token_id=None)
@@ -77,7 +77,7 @@ def rope_parameters(config: TransformerConfig) -> dict:
 def our_config(hf_config) -> TransformerConfig:
     """The TransformerConfig of a LlamaConfig, refused in one line where its options leave what ours compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
-    checks = {"hidden_act": "silu", "rms_norm_eps": 1e-5, "pretraining_tp": 1}
+    checks = {"hidden_act": "silu", "pretraining_tp": 1}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
@@ -100,7 +100,8 @@ def our_config(hf_config) -> TransformerConfig:
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
-                             bias=bias, rope_theta=theta, **scaling, **LLAMA_SHAPE)
+                             bias=bias, rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling,
+                             **LLAMA_SHAPE)
 
 
 @torch.no_grad()
