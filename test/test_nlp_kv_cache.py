@@ -86,6 +86,24 @@ def test_the_cache_feeds_each_token_through_the_model_once_until_the_window_slid
     assert fed == [3] + [1] * 13 + [16] * 2
 
 
+def test_the_cache_holds_what_the_call_can_feed_not_max_len(monkeypatch):
+    """An imported Llama 3.2 has max_len 131072: a cache of that many tokens would take gigabytes for one prompt. It
+    is sized to the prompt and the tokens asked for (all but the last drawn one are fed), and decodes the same."""
+    from koba_ros.nlp import sampling
+
+    model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, max_len=131072,
+                                            positions="rope")).eval()
+    sizes, real = [], sampling.KVCache
+
+    def recorded(n_layers, capacity):
+        sizes.append(capacity)
+        return real(n_layers, capacity)
+
+    monkeypatch.setattr(sampling, "KVCache", recorded)
+    cached = generate(model, [104, 105, 32], 10, temperature=0)
+    assert sizes == [13] and cached == generate(model, [104, 105, 32], 10, temperature=0, use_cache=False)
+
+
 def test_misuse_is_a_one_line_error():
     model = random_lm()
     cache = KVCache(model.config.n_layers, 8)
