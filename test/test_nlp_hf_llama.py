@@ -168,3 +168,21 @@ def test_models_neither_gpt2_nor_llama_shaped_and_unsupported_llamas_are_refused
                              num_attention_heads=2, rms_norm_eps=1e-5, **bad)
         with pytest.raises(KobaError, match=message):
             hf_llama.our_config(config)
+
+
+def test_an_imported_long_context_llama_keeps_its_context_and_evaluates_in_2048_token_windows(tmp_path, capsys):
+    """max_len stays the model's (8192 here; a Llama 3.2's is 131072), but `koba lm eval`'s default window, the
+    recorded seq_len, is at most 2048 tokens."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=8192,
+                                 rms_norm_eps=1e-5)).save_pretrained(tmp_path / "long")
+    assert main(["lm", "import", "--hf", str(tmp_path / "long"), "--out", str(tmp_path / "in"),
+                 "--tokenizer", "byte"]) == 0
+    _, _, meta = load_checkpoint(tmp_path / "in")
+    assert meta["config"]["model"]["max_len"] == 8192 and meta["config"]["seq_len"] == 2048
+    (tmp_path / "text.txt").write_text("open the gripper. " * 200)
+    assert main(["lm", "eval", "--checkpoint", str(tmp_path / "in"), "--data", str(tmp_path / "text.txt"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["seq_len"] == 2048

@@ -43,6 +43,7 @@ from koba_ros.nlp.trained import load_trained
 GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias": True, "embed_scale": False,
               "embed_norm": False, "norm_type": "layernorm", "ffn": "gelu"}
 TOLERANCE = 1e-4
+IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
 
 
@@ -237,8 +238,10 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     files = {}
     if tokenizer == "hf":  # the checkpoint keeps its own copy: the source folder may be a cache that goes away
         files, vocab_file = hf_tokenizer_files(Path(vocab_file)), str((out / "tokenizer.json").resolve())
+    # seq_len is `koba lm eval`'s default window: the model's whole context, up to 2048 tokens (a Llama 3.2's 131072
+    # would need terabytes of attention scores on a CPU; --seq-len asks for more).
     config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": vocab_file, "merges": merges,
-              "seq_len": model.config.max_len}
+              "seq_len": min(model.config.max_len, IMPORTED_SEQ_LEN)}
     save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source},
                     tokenizer_files=files)
     return {"out": str(out), "source": source, "parameters": model.num_parameters(), "tokenizer": tokenizer,
