@@ -139,3 +139,13 @@ def test_eval_and_token_files_start_each_document_with_bos_as_the_tokenizer_does
     written, _ = open_tokens(tmp_path / "docs.bin", "hf", tokenizer)
     expected = encode_documents(load_documents(str(docs)), tokenizer, separate=True)
     assert written.tolist() == expected and expected.count(1) == 5 and expected[0] == 1
+
+    # One file of many lines, read in pieces of 64 characters: a Metaspace tokenizer would start each piece with a
+    # word-start mark that the whole text does not have, so such a tokenizer's documents are encoded whole.
+    assert not tokenizer.piece_safe
+    (tmp_path / "long.txt").write_text("\n".join(COMMANDS[:40]))
+    prepare(str(tmp_path / "long.txt"), tokenizer, {"tokenizer": "hf", "vocab": str(tmp_path / "imported" /
+                                                                                     "tokenizer.json")},
+            tmp_path / "long.bin", chunk_bytes=64)
+    written, _ = open_tokens(tmp_path / "long.bin", "hf", tokenizer)
+    assert written.tolist() == encode_documents(load_documents(str(tmp_path / "long.txt")), tokenizer, False)

@@ -12,6 +12,8 @@ two non-whitespace characters. GPT-2's pre-tokenisation pattern makes such a new
 the text goes on or ends there, and nothing joins it to the characters on either side; a newline in a longer
 whitespace run would not do ("  \n" at the end of a text is one piece, "  " + "\n" inside one). So the ids equal
 those of encoding the whole text at once (tested, GPT-2 BPE included); the byte tokenizer has no context at all.
+A tokenizer for which that does not hold (`piece_safe` false: a SentencePiece-style `hf` tokenizer marks each
+piece's start as a word start) gets each document whole, at the cost of holding it in memory.
 """
 from __future__ import annotations
 
@@ -119,6 +121,8 @@ def _write_tokens(source: str, tokenizer, partial: Path, dtype, chunk_bytes: int
                 count += ids.size
 
         for pieces in documents(source, chunk_bytes):
+            if not getattr(tokenizer, "piece_safe", True):  # its ids depend on where a piece starts: one piece
+                pieces = ["".join(pieces)]
             size = 0
             for piece in pieces:
                 if not size and piece:  # as encode_documents: a non-empty document starts with document_start

@@ -155,6 +155,11 @@ class HFTokenizer:
         # Does the tokenizer's own post-processing start every text with bos (Llama's do)? `sample` then does too.
         plain, marked = (self._tok.encode("a", add_special_tokens=flag).ids for flag in (False, True))
         self.prompt_bos = bos is not None and marked[:1] == [bos] and plain[:1] != [bos]
+        # Do pieces cut after a lone newline encode to the whole text's ids (prepared.py cuts long texts there)? Not
+        # with SentencePiece-style Metaspace, which marks every piece's start as a word start; `koba lm prepare` then
+        # encodes each document whole.
+        self.piece_safe = all(self.encode(a + b) == self.encode(a) + self.encode(b)
+                              for a, b in (("put the cube\n", "in the box"), ("a\n", "b")))
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         ids = self._tok.encode(text, add_special_tokens=False).ids
