@@ -125,16 +125,23 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
     ids = tokenizer.encode(prompt, bos=getattr(tokenizer, "prompt_bos", False))
     pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
     generator = torch.Generator(device=device).manual_seed(seed)
+    # The continuation is read after the prompt, not alone: a SentencePiece-style decoder drops the word-start space
+    # of a text's first piece, so decoding the new ids alone glues the first new word to the prompt's last.
+    prompt_text = tokenizer.decode(ids)
+
+    def decode(new_ids: list[int]) -> str:
+        return tokenizer.decode(ids + list(new_ids))[len(prompt_text):]
+
     streamer = None
     if write is not None:
         write(prompt)
-        streamer = TextStreamer(tokenizer.decode, write)
+        streamer = TextStreamer(decode, write)
     t0 = time.perf_counter()
     new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=tokenizer.vocab_size,
                    banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None)) if i is not None and i != eos),
                    stop_id=eos, generator=generator, use_cache=use_cache, top_p=top_p, on_token=streamer)
     seconds = time.perf_counter() - t0
-    text = tokenizer.decode(new)
+    text = decode(new)
     if streamer is not None:
         streamer.flush(text)  # whatever was held back at the end
     return {"prompt": prompt, "text": text, "new_tokens": len(new),
