@@ -20,20 +20,24 @@ COMMANDS = ["put the brown fluffy toy in the top right box", "move left five cen
             "pick up the red cube", "place the mug in the bottom left bin", "go home", "stop"] * 20
 
 
-def llama_style_tokenizer_folder(folder, vocab_size=300, prepend_bos=True):
-    """A Llama-1/2-style tokenizer (BPE over Metaspace pieces, <unk> <s> </s>) saved as transformers saves one."""
+def llama_style_tokenizer_folder(folder, vocab_size=300, byte_level=False):
+    """A tokenizer as a Llama comes with, saved as transformers saves one: Llama 1-2's (BPE over SentencePiece-style
+    Metaspace pieces; <unk> <s> </s>) or, `byte_level`, Llama 3's (byte-level BPE; <|begin_of_text|>
+    <|end_of_text|>). Either post-processor starts every text with its bos."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(COMMANDS, trainers.BpeTrainer(vocab_size=vocab_size,
-                                                         special_tokens=["<unk>", "<s>", "</s>"]))
-    if prepend_bos:
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(folder)
+    specials = ["<|begin_of_text|>", "<|end_of_text|>"] if byte_level else ["<unk>", "<s>", "</s>"]
+    bos, eos = specials[-2:]
+    tok = Tokenizer(models.BPE() if byte_level else models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False) if byte_level else pre_tokenizers.Metaspace()
+    tok.decoder = decoders.ByteLevel() if byte_level else decoders.Metaspace()
+    alphabet = pre_tokenizers.ByteLevel.alphabet() if byte_level else []
+    tok.train_from_iterator(COMMANDS, trainers.BpeTrainer(vocab_size=vocab_size + len(alphabet),
+                                                         special_tokens=specials, initial_alphabet=alphabet))
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+    extra = {} if byte_level else {"unk_token": "<unk>"}
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, **extra).save_pretrained(folder)
     return tok.get_vocab_size()
 
 
@@ -47,6 +51,16 @@ def test_the_tokenizer_reads_its_special_tokens_and_round_trips_text(tmp_path):
     assert len(ids) < len("put the red cube in the top right box") / 2  # merged pieces, not characters
 
 
+def test_a_llama_3_style_byte_level_tokenizer_is_read_and_cut_into_pieces_safely(tmp_path):
+    """Llama 3's kind: byte-level BPE, so any text encodes, pieces cut after lone newlines add up to the whole text's
+    ids (`piece_safe`, so `koba lm prepare` streams it), and its own bos starts every text."""
+    llama_style_tokenizer_folder(tmp_path, byte_level=True)
+    tok = build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
+    assert (tok.bos_id, tok.eos_id) == (0, 1) and tok.prompt_bos and tok.piece_safe
+    text = "put the ünïcode cube\nin the top right box"  # bytes never seen in training still encode
+    assert tok.decode(tok.encode(text)) == text
+
+
 def test_a_missing_or_broken_tokenizer_json_is_one_line(tmp_path):
     with pytest.raises(KobaError, match="not found"):
         build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
@@ -57,15 +71,16 @@ def test_a_missing_or_broken_tokenizer_json_is_one_line(tmp_path):
         build_tokenizer("sentencepiece")
 
 
-def pretrained_llama_folder(folder):
+def pretrained_llama_folder(folder, byte_level=False):
     """A small random LlamaForCausalLM saved with a Llama-style tokenizer, as a downloaded model folder looks."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    vocab = llama_style_tokenizer_folder(folder)
+    vocab = llama_style_tokenizer_folder(folder, byte_level=byte_level)
+    bos, eos = (0, 1) if byte_level else (1, 2)
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                         rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2))
+                                         rms_norm_eps=1e-5, bos_token_id=bos, eos_token_id=eos))
     model.save_pretrained(folder)
     return model.eval()
 
@@ -83,9 +98,10 @@ def transformers_continuation(folder, prompt: str, tokens: int) -> str:
     return tokenizer.decode(ids[0], skip_special_tokens=True)
 
 
-def test_a_llama_with_its_own_tokenizer_imports_samples_trains_and_exports(tmp_path, capsys):
+@pytest.mark.parametrize("byte_level", [False, True], ids=["sentencepiece_style", "llama3_style"])
+def test_a_llama_with_its_own_tokenizer_imports_samples_trains_and_exports(tmp_path, capsys, byte_level):
     source = tmp_path / "pretrained"
-    pretrained_llama_folder(source)
+    pretrained_llama_folder(source, byte_level)
     assert main(["lm", "import", "--hf", str(source), "--out", str(tmp_path / "imported"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tokenizer"] == "hf"  # found in the folder, no --tokenizer needed
     theirs = transformers_continuation(source, "put the red", 12)
