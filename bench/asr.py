@@ -47,9 +47,10 @@ SYSTEMS = {   # name → PocketsphinxRecognizer options
     # before session 20: no quiet stops, and a second pass moved the live cepstral mean
     "domain_lm_session19": {"keep_live_cmn": False, "quiet_stop_threshold": None},
     "domain_lm_grammar": {"teleop_grammar": True},
-    "domain_lm_no_stop_guard": {"stop_threshold": None, "keep_stops": False},   # how stops were handled before
+    "domain_lm_no_stop_guard": {"stop_threshold": None, "keep_stops": False,   # how stops were handled before
+                                "keep_live_cmn": False},
     "domain_lm_before": {"discount_mass": 0.5, "lm_weight": 6.5, "fallback": "low_confidence", "flat_search": False,
-                         "stop_threshold": None, "keep_stops": False},
+                         "stop_threshold": None, "keep_stops": False, "keep_live_cmn": False},
     "general_lm_baseline": {"use_domain_lm": False, "stop_threshold": None, "keep_stops": False},
 }
 

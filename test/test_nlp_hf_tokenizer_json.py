@@ -61,9 +61,29 @@ def test_a_llama_3_style_byte_level_tokenizer_is_read_and_cut_into_pieces_safely
     assert tok.decode(tok.encode(text)) == text
 
 
+def test_without_a_tokenizer_config_the_bos_comes_from_the_post_processor_and_there_is_no_eos(tmp_path):
+    llama_style_tokenizer_folder(tmp_path / "saved")
+    (tmp_path / "bare").mkdir()
+    shutil.copy(tmp_path / "saved" / "tokenizer.json", tmp_path / "bare")
+    tok = build_tokenizer("hf", str(tmp_path / "bare" / "tokenizer.json"))
+    assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.prompt_bos) == (1, None, None, True)
+    assert tok.encode("stop", bos=True, eos=True)[0] == 1 and None not in tok.encode("stop", bos=True, eos=True)
+    (tmp_path / "bare" / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": False}))
+    assert not build_tokenizer("hf", str(tmp_path / "bare" / "tokenizer.json")).prompt_bos  # the config says no
+
+
+def test_the_command_line_offers_every_tokenizer_kind():
+    from koba_ros.commands.lm import TOKENIZER_KINDS
+    from koba_ros.nlp.tokenizer import KINDS
+
+    assert TOKENIZER_KINDS == KINDS
+
+
 def test_a_missing_or_broken_tokenizer_json_is_one_line(tmp_path):
     with pytest.raises(KobaError, match="not found"):
         build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
+    with pytest.raises(KobaError, match="needs vocab"):
+        build_tokenizer("hf", "")
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(KobaError, match="cannot read"):
         build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
@@ -114,13 +134,21 @@ def test_a_llama_with_its_own_tokenizer_imports_samples_trains_and_exports(tmp_p
                                      seq_len=32, batch_size=4, steps=30, lr=3e-3, eval_every=30, ckpt_every=30,
                                      out=str(tmp_path / "tuned"), progress=False)))
     _, _, meta = load_checkpoint(tmp_path / "tuned" / "checkpoint")
-    assert meta["config"]["tokenizer"] == "hf" and meta["config"]["vocab"].endswith("imported/tokenizer.json")
+    assert meta["config"]["tokenizer"] == "hf" and (tmp_path / "tuned" / "checkpoint" / "tokenizer.json").is_file()
+    shutil.move(tmp_path / "imported", tmp_path / "moved")  # every checkpoint of the run carries the tokenizer too
     assert main(["lm", "export", "--checkpoint", str(tmp_path / "tuned"), "--out", str(tmp_path / "hf"),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tokenizer"] == "hf"
     tuned = sample(tmp_path / "tuned", "put the", max_new_tokens=20, temperature=0.0, top_k=0)
     exported = transformers_continuation(tmp_path / "hf", "put the", 20)
     assert "put the" + tuned["text"] == exported and tuned["text"].startswith(" ")  # not "put themug"
+
+
+def test_import_with_tokenizer_hf_and_no_vocab_takes_the_folders_tokenizer(tmp_path, capsys):
+    pretrained_llama_folder(tmp_path / "pretrained")
+    assert main(["lm", "import", "--hf", str(tmp_path / "pretrained"), "--out", str(tmp_path / "in"),
+                 "--tokenizer", "hf", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "hf" and (tmp_path / "in" / "tokenizer.json").is_file()
 
 
 def test_import_without_a_tokenizer_json_still_asks_which_tokenizer(tmp_path, capsys):

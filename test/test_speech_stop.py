@@ -182,6 +182,21 @@ def test_a_quiet_detection_is_trusted_only_where_the_main_search_heard_no_comman
                              ("go go go", 0.9), ("top right", 0.9)):  # three words; top as a place
         assert not recognizer._quiet_stop(Hypothesis(text, confidence), [("go", 48, 82)]), text
     assert not recognizer._quiet_stop(Hypothesis("the top", 0.5), [("the", 20, 45), ("top", 46, 85)])  # time veto
+    recognizer.stop_spotter.spans = [(50, 80)]  # a strict stop the time veto put on a "top": the quiet one may not
+    assert not recognizer._quiet_stop(Hypothesis("the top", 0.5), [("the", 20, 45), ("top", 46, 85)])
+    recognizer.stop_spotter.spans, recognizer.stop_spotter.quiet_spans = [(50, 80)], [(50, 80), (100, 120)]
+    assert not recognizer._quiet_stop(Hypothesis("the top", 0.5), [("the", 20, 45), ("top", 46, 85)])
+    recognizer.stop_spotter.spans = []
+    recognizer.keyword_max_words = 1  # the strict override's word limit holds for the quiet one too
+    assert not recognizer._quiet_stop(Hypothesis("go go", 0.7), [("go", 48, 82)])
+    assert recognizer._quiet_stop(Hypothesis("go", 0.7), [("go", 48, 82)])
+    recognizer.keyword_max_words = None
+    general = PocketsphinxRecognizer(use_domain_lm=False, quiet_stop_threshold=1e-30)
+    general.stop_spotter.quiet_spans = [(50, 80)]
+    for text in ("go home", "open gripper", "close the gripper"):  # commands, however unsure, without the domain LM
+        assert not general._quiet_stop(Hypothesis(text, 0.05), [("go", 48, 82)]), text
+    assert general._quiet_stop(Hypothesis("go", 0.3), [("go", 48, 82)])
+    assert not general._quiet_stop(Hypothesis("go", 0.9), [("go", 48, 82)])  # a sure general-model result wins
     recognizer.stop_spotter.quiet_spans = []
     assert not recognizer._quiet_stop(Hypothesis("go", 0.9), [("go", 48, 82)])
     assert recognizer.top_time_vetoes == 0  # the quiet check does not count as a strict override vetoed

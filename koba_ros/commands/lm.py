@@ -3,6 +3,9 @@ NLP/LLM library's BPE learning, token files, training, model growth, Hugging Fac
 evaluation, training-data influence, multi-ticket ensemble classifiers, paper reproductions, GPU benchmark."""
 from koba_ros.commands.arg_types import finite_float, non_negative_float, positive_float, positive_int
 
+# tokenizer.KINDS, without importing torch to build the parser (a test keeps the two equal)
+TOKENIZER_KINDS = ("byte", "gpt2", "bpe", "hf")
+
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face GPT-2, sample from them, score them on "
         "a text, find mislabeled or harmful training lines, build and use multi-ticket ensemble classifiers, run the "
         "paper reproductions (b2t, shape, alone, spike, wso, expand, family, turnover, instance, phsic, augment, "
@@ -19,7 +22,7 @@ def add_arguments(p):
     prepare.add_argument("--data", required=True,
                          help="A UTF-8 text file, a folder (its *.txt files), a quoted glob ('corpus/**/*.md'), or "
                               "'builtin:docstrings'.")
-    prepare.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe", "hf"), default="byte")
+    prepare.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="byte")
     prepare.add_argument("--vocab", default="", help="bpe: vocab.json; gpt2: a .tiktoken ranks file (optional); "
                                                      "hf: a Hugging Face tokenizer.json.")
     prepare.add_argument("--merges", default="", help="bpe: merges.txt.")
@@ -78,7 +81,7 @@ def add_arguments(p):
     load.add_argument("--hf", required=True, help="A GPT2LMHeadModel or LlamaForCausalLM folder (or a hub name, if "
                                                   "the hub is reachable).")
     load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
-    load.add_argument("--tokenizer", choices=("byte", "gpt2", "bpe", "hf"), default="",
+    load.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="",
                       help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary, byte for a folder "
                            "`koba lm export` wrote from a byte-level run, else hf when the folder has a "
                            "tokenizer.json, which is copied into the checkpoint).")

@@ -87,28 +87,23 @@ def llama_shape(shape: dict) -> dict:
 def build(variant: str, shape: dict, device):
     """(model, loss function (ids) -> loss) for a variant."""
     llama = llama_shape(shape) if "llama" in variant else None
+    blocks = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", **llama) if llama else dict(positions="learned")
+    config = TransformerConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"], n_layers=shape["n_layers"],
+                               n_heads=shape["n_heads"], max_len=shape["seq"], norm="pre", tie_embeddings=True,
+                               bias=False, pad_id=0, **blocks,
+                               loss_chunk=(shape["batch"] * shape["seq"] // LOSS_CHUNKS_PER_STEP
+                                           if "chunked_ce" in variant else 0))
     if variant.startswith("ours"):
-        blocks = (dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", **llama) if llama
-                  else dict(positions="learned"))
-        config = TransformerConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"],
-                                   n_layers=shape["n_layers"], n_heads=shape["n_heads"], max_len=shape["seq"],
-                                   norm="pre", tie_embeddings=True, bias=False, pad_id=0, **blocks,
-                                   loss_chunk=(shape["batch"] * shape["seq"] // LOSS_CHUNKS_PER_STEP
-                                               if "chunked_ce" in variant else 0))
         model = TransformerLM(config).to(device)
 
         def loss_fn(m, ids):
             return m(ids[:, :-1], ids[:, 1:])[1]
-    elif llama:
-        from transformers import LlamaConfig, LlamaForCausalLM
+    elif llama:  # transformers' LlamaForCausalLM of exactly our Llama-style config (hf_llama.py's mapping)
+        from transformers import LlamaForCausalLM
 
-        config = LlamaConfig(vocab_size=shape["vocab_size"], hidden_size=shape["d_model"],
-                             intermediate_size=llama["d_ff"], num_hidden_layers=shape["n_layers"],
-                             num_attention_heads=shape["n_heads"], num_key_value_heads=llama["n_kv_heads"],
-                             max_position_embeddings=shape["seq"], rms_norm_eps=1e-5, tie_word_embeddings=True,
-                             attention_bias=False, mlp_bias=False, bos_token_id=None, eos_token_id=None,
-                             pad_token_id=None)
-        model = LlamaForCausalLM(config).to(device)
+        from koba_ros.nlp.hf_llama import llama_config
+
+        model = LlamaForCausalLM(llama_config(config)).to(device)
 
         def loss_fn(m, ids):
             return m(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss

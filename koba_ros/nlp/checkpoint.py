@@ -61,7 +61,11 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
     """Writes a new folder beside <dir> then swaps it in, so a crash never leaves a half-written checkpoint. The
     temporary names are unique (no folder of the user's is ever deleted), and a file or a folder that is not a
     checkpoint is refused. `adapters`: a LoRA run's A and B (lora.safetensors; model_state holds the merged
-    weights). `tokenizer_files`: name (of TOKENIZER_FILES) -> file to copy in."""
+    weights). `tokenizer_files`: name (of TOKENIZER_FILES) -> file to copy in; by default, for a run whose recorded
+    config uses an `hf` tokenizer, its tokenizer.json (and the tokenizer_config.json beside it), so that every
+    checkpoint of such a run carries the tokenizer its ids need (recorded_config then points at the copy)."""
+    if tokenizer_files is None:
+        tokenizer_files = _own_tokenizer_files(meta.get("config"))
     directory = Path(directory)
     if not is_replaceable(directory):
         raise KobaError(f"{directory} exists and is not a checkpoint folder; give another output path")
@@ -129,6 +133,19 @@ def checkpoint_folder(path: str | Path) -> Path:
     return path / "checkpoint" if (path / "checkpoint").is_dir() else path
 
 
+def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path]:
+    """A tokenizer.json and the tokenizer_config.json beside it (its special tokens), where they exist."""
+    files = {"tokenizer.json": tokenizer_json, "tokenizer_config.json": tokenizer_json.parent / "tokenizer_config.json"}
+    return {name: path for name, path in files.items() if path.is_file()}
+
+
+def _own_tokenizer_files(config) -> dict[str, Path]:
+    """An `hf` run's tokenizer files (none for other tokenizers)."""
+    if not isinstance(config, dict) or config.get("tokenizer") != "hf" or not config.get("vocab"):
+        return {}
+    return hf_tokenizer_files(Path(config["vocab"]))
+
+
 def recorded_config(path: str | Path) -> dict:
     """The training config a checkpoint records in its state.json: the model its weights belong to and the tokenizer
     that makes their tokens. `path`: a run folder or a checkpoint folder."""
@@ -143,6 +160,8 @@ def recorded_config(path: str | Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise KobaError(f"checkpoint {folder} has no training config (state.json); was it written by koba lm train "
                         "or koba lm expand?")
+    if config.get("tokenizer") == "hf" and (folder / "tokenizer.json").is_file():
+        config = {**config, "vocab": str((folder / "tokenizer.json").resolve())}  # its own copy: it moves with it
     return config
 
 

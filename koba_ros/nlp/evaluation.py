@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import document_start, encode_documents, is_collection, iter_documents, load_documents
+from koba_ros.nlp.data import encode_documents, is_collection, iter_documents, load_documents
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
@@ -111,7 +111,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
             raise KobaError("eval: --per-document reads the text files (a token file has no file boundaries)")
         total = count = n_tokens = n_bytes = documents = 0
         for text in iter_documents(data):
-            ids = torch.tensor(document_start(trained.tokenizer) + trained.tokenizer.encode(text), dtype=torch.long)
+            ids = torch.tensor(encode_documents([text], trained.tokenizer, False), dtype=torch.long)
             n_tokens, n_bytes, documents = n_tokens + ids.numel(), n_bytes + len(text.encode("utf-8")), documents + 1
             if ids.numel() >= 2:  # a one-token document has nothing to predict
                 nats, scored = score(trained.model, ids, seq_len, stride, batch_size, eos)

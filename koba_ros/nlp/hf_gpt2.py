@@ -33,9 +33,9 @@ import torch
 
 from koba_ros.errors import KobaError, reason
 from koba_ros.nlp import hf_llama
-from koba_ros.nlp.checkpoint import save_checkpoint
+from koba_ros.nlp.checkpoint import hf_tokenizer_files, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.hf_tokenizer import hf_tokenizer_files, is_byte_level_folder, write_hf_tokenizer
+from koba_ros.nlp.hf_tokenizer import is_byte_level_folder, write_hf_tokenizer
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
@@ -230,6 +230,8 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
         tokenizer = "byte"
     elif not tokenizer and (path / "tokenizer.json").is_file():  # a pretrained model's own tokenizer
         tokenizer, vocab_file = "hf", str(path / "tokenizer.json")
+    if tokenizer == "hf" and not vocab_file and (path / "tokenizer.json").is_file():
+        vocab_file = str(path / "tokenizer.json")
     if not tokenizer:
         raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's and the folder has no tokenizer.json; "
                         "say which tokenizer made its ids (--tokenizer byte|gpt2|bpe|hf)")

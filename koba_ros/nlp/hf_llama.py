@@ -89,8 +89,8 @@ def our_config(hf_config) -> TransformerConfig:
     if kind not in ("default", "llama3"):  # "linear", "dynamic", "yarn", "longrope"...
         raise KobaError(f"import: this Llama's RoPE is {rope}; only the default and llama3 rope_types are supported")
     theta = float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))
-    scaling = {"rope_scaling": "llama3", **{ours: rope[theirs] for theirs, ours in LLAMA3_KEYS.items()}} \
-        if kind == "llama3" else {}
+    scaling = {"rope_scaling": "llama3", **{ours: (int if ours == "rope_original_max_len" else float)(rope[theirs])
+                                            for theirs, ours in LLAMA3_KEYS.items()}} if kind == "llama3" else {}
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     if head_dim * hf_config.num_attention_heads != hf_config.hidden_size:
         raise KobaError(f"import: this Llama's heads ({hf_config.num_attention_heads} x {head_dim}) do not fill its "

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from koba_ros.errors import KobaError
+from koba_ros.nlp.checkpoint import hf_tokenizer_files
 
 EOS = "<|endoftext|>"
 
@@ -93,10 +94,6 @@ def is_byte_level_folder(folder: Path) -> bool:
     return vocab == byte_level_vocab() and not [m for m in merges[1:] if m.strip()]
 
 
-def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path]:
-    """A tokenizer.json and the tokenizer_config.json beside it (its special tokens), where there is one."""
-    files = {"tokenizer.json": tokenizer_json, "tokenizer_config.json": tokenizer_json.parent / "tokenizer_config.json"}
-    return {name: path for name, path in files.items() if path.is_file()}
 
 
 def write_hf_tokenizer(config: dict, out: str | Path) -> str:
@@ -111,7 +108,13 @@ def write_hf_tokenizer(config: dict, out: str | Path) -> str:
         for name, path in hf_tokenizer_files(source).items():
             shutil.copyfile(path, out / name)
         if not (out / "tokenizer_config.json").is_file():  # transformers' AutoTokenizer needs a class to build
-            (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+            from koba_ros.nlp.tokenizer import HFTokenizer
+
+            tokenizer = HFTokenizer(source)
+            specials = {key: tokenizer.token(i) for key, i in (("bos_token", tokenizer.bos_id),
+                                                               ("eos_token", tokenizer.eos_id)) if i is not None}
+            (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                                   **specials}))
         return kind
     specials = {"bos_token": EOS, "eos_token": EOS, "unk_token": EOS}
     if kind == "byte":

@@ -130,14 +130,18 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
 class HFTokenizer:
     """Any Hugging Face `tokenizer.json`, through the `tokenizers` package: what a pretrained Llama-family model
     comes with (`koba lm import` copies it into the checkpoint). Its bos / eos / pad ids come from the
-    `tokenizer_config.json` beside it (its bos_token, eos_token, pad_token); missing ones fall back as GPT-2's do
-    (pad and bos = eos). Texts are encoded without the tokenizer's own special tokens (the trainer and `sample` add
-    bos / eos themselves; `prompt_bos` says whether the tokenizer starts texts with bos), and decoded without them."""
+    `tokenizer_config.json` beside it (bos_token, eos_token, pad_token); a bos the tokenizer's post-processor puts
+    first is found without it. Missing ones fall back as GPT-2's do (pad and bos = eos), or are None when there is
+    no eos either. Texts are encoded without the tokenizer's own special tokens (the trainer and `sample` add bos /
+    eos themselves; `prompt_bos` says whether the tokenizer starts texts with bos, as its post-processor or the
+    config's add_bos_token says), and decoded without them."""
 
     def __init__(self, path: str | Path):
+        if not str(path):
+            raise KobaError("tokenizer: hf needs vocab: the path of a tokenizer.json")
         path = Path(path)
         if not path.is_file():
-            raise KobaError(f"tokenizer: {path or 'vocab'} not found (tokenizer: hf needs vocab: a tokenizer.json)")
+            raise KobaError(f"tokenizer: {path} not found (tokenizer: hf needs vocab: a tokenizer.json)")
         from tokenizers import Tokenizer
 
         try:
@@ -145,45 +149,56 @@ class HFTokenizer:
         except Exception as exc:  # the Rust side raises plain Exceptions for malformed files
             raise KobaError(f"tokenizer: cannot read {path}: {str(exc).splitlines()[0][:120]}") from None
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        specials = special_tokens(path.parent / "tokenizer_config.json")
-        self.eos_id = self._tok.token_to_id(specials["eos_token"]) if "eos_token" in specials else None
-        bos = self._tok.token_to_id(specials["bos_token"]) if "bos_token" in specials else None
-        pad = self._tok.token_to_id(specials["pad_token"]) if "pad_token" in specials else None
-        fallback = self.eos_id if self.eos_id is not None else 0
-        self.bos_id = bos if bos is not None else fallback
-        self.pad_id = pad if pad is not None else fallback
-        # Does the tokenizer's own post-processing start every text with bos (Llama's do)? `sample` then does too.
+        config = tokenizer_config(path.parent / "tokenizer_config.json")
+        ids = {key: self._tok.token_to_id(config[key]) for key in ("bos_token", "eos_token", "pad_token")
+               if isinstance(config.get(key), str)}
+        self.eos_id = ids.get("eos_token")
+        # Does the tokenizer's own post-processing start every text with a token (Llama's: bos)? `sample` then does.
         plain, marked = (self._tok.encode("a", add_special_tokens=flag).ids for flag in (False, True))
-        self.prompt_bos = bos is not None and marked[:1] == [bos] and plain[:1] != [bos]
+        bos = ids.get("bos_token")
+        if bos is None and marked[1:] == plain and len(marked) == len(plain) + 1:
+            bos = marked[0]
+        adds_bos = config.get("add_bos_token")
+        self.prompt_bos = bos is not None and (adds_bos if isinstance(adds_bos, bool) else marked == [bos] + plain)
+        self.bos_id = bos if bos is not None else self.eos_id
+        self.pad_id = ids.get("pad_token", self.eos_id)
         # Do pieces cut after a lone newline encode to the whole text's ids (prepared.py cuts long texts there)? Not
         # with SentencePiece-style Metaspace, which marks every piece's start as a word start; `koba lm prepare` then
         # encodes each document whole.
         self.piece_safe = all(self.encode(a + b) == self.encode(a) + self.encode(b)
                               for a, b in (("put the cube\n", "in the box"), ("a\n", "b")))
 
+    def token(self, i: int | None) -> str | None:
+        return None if i is None else self._tok.id_to_token(i)
+
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         ids = self._tok.encode(text, add_special_tokens=False).ids
-        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos and self.eos_id is not None else [])
+        start = [self.bos_id] if bos and self.bos_id is not None else []
+        return start + ids + ([self.eos_id] if eos and self.eos_id is not None else [])
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
 
-def special_tokens(tokenizer_config: Path) -> dict[str, str]:
-    """bos_token / eos_token / pad_token of a transformers tokenizer_config.json (a string, or a dict with its
-    "content"); none of them when the file is missing or unreadable."""
+def tokenizer_config(path: Path) -> dict:
+    """A transformers tokenizer_config.json's bos_token / eos_token / pad_token (a string, or a dict with its
+    "content") and add_bos_token; empty when the file is missing or unreadable."""
     import json
 
     try:
-        config = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
         return {}
     found = {}
     for key in ("bos_token", "eos_token", "pad_token"):
-        value = config.get(key) if isinstance(config, dict) else None
+        value = config.get(key)
         value = value.get("content") if isinstance(value, dict) else value
         if isinstance(value, str) and value:
             found[key] = value
+    if isinstance(config.get("add_bos_token"), bool):
+        found["add_bos_token"] = config["add_bos_token"]
     return found
 
 

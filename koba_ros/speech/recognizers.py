@@ -298,12 +298,19 @@ class PocketsphinxRecognizer(Recognizer):
 
     def _quiet_stop(self, best: Hypothesis, main_words: list[tuple[str, int, int]]) -> bool:
         """The quiet keyphrase was spotted and the main search heard no command in a few words: a quiet stop that
-        the main search took for "go" or nothing. Weaker evidence than the strict spotter's, so any in-domain main
-        result wins here, however unsure."""
+        the main search took for "go" or nothing. Weaker evidence than the strict spotter's, so any command (and,
+        with the domain LM, any domain sentence) wins here, however unsure; without the domain LM a sure result
+        wins too. Nor may it undo a strict detection the time veto put on a "top", and `keyword_max_words` limits
+        it as it limits the strict one."""
         spans = self.stop_spotter.quiet_spans if self.stop_spotter else []
-        if not spans or len(best.text.split()) > self.quiet_stop_max_words or self._top_as_a_place(best):
+        limit = min(self.quiet_stop_max_words, self.keyword_max_words or self.quiet_stop_max_words)
+        if not spans or len(best.text.split()) > limit or self._top_as_a_place(best):
             return False
-        if best.text and (self.in_domain(best.text) if self.domain else best.confidence >= self.fallback_confidence):
+        if best.text and (is_command(best.text) or (self.in_domain(best.text) if self.domain
+                                                    else best.confidence >= self.fallback_confidence)):
+            return False
+        strict = self.stop_spotter.spans
+        if strict and self._stop_is_a_top(main_words, strict, count=False):
             return False
         return not self._stop_is_a_top(main_words, spans, count=False)
 
@@ -342,11 +349,7 @@ class PocketsphinxRecognizer(Recognizer):
         """A domain sentence, or anything the teleop parser turns into a command."""
         if not text or text in self.domain.sentences:
             return bool(text)
-        try:
-            parse_command(text)
-        except KobaError:
-            return False
-        return True
+        return is_command(text)
 
     def _decode_again(self, search: str, model: str, n_best: int) -> Hypothesis:
         """Decode the utterance's audio again with another search. The Decoder's live cepstral mean would count the
@@ -382,6 +385,15 @@ class PocketsphinxRecognizer(Recognizer):
         except RuntimeError:   # no lattice (very short audio): no alternatives
             pass
         return Hypothesis(text, confidence, alternatives, self.backend, model)
+
+
+def is_command(text: str) -> bool:
+    """Does the teleop parser turn `text` into a command?"""
+    try:
+        parse_command(text)
+    except KobaError:
+        return False
+    return True
 
 
 def is_jog(text: str) -> bool:
