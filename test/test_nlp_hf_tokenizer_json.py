@@ -202,3 +202,16 @@ def test_eval_and_token_files_start_each_document_with_bos_as_the_tokenizer_does
             tmp_path / "long.bin", chunk_bytes=64)
     written, _ = open_tokens(tmp_path / "long.bin", "hf", tokenizer)
     assert written.tolist() == encode_documents(load_documents(str(tmp_path / "long.txt")), tokenizer, False)
+
+    # Another tokenizer.json of the same size (as Llama 2's and Mistral's 32000 ids) may not read the file.
+    other = tmp_path / "other"
+    llama_style_tokenizer_folder(other)
+    data = json.loads((other / "tokenizer.json").read_text())
+    first, second = list(data["model"]["vocab"])[10:12]
+    data["model"]["vocab"][first], data["model"]["vocab"][second] = (data["model"]["vocab"][second],
+                                                                     data["model"]["vocab"][first])
+    (other / "tokenizer.json").write_text(json.dumps(data))
+    swapped = build_tokenizer("hf", str(other / "tokenizer.json"))
+    assert swapped.vocab_size == tokenizer.vocab_size
+    with pytest.raises(KobaError, match="another tokenizer.json of the same size"):
+        open_tokens(tmp_path / "long.bin", "hf", swapped)

@@ -101,6 +101,8 @@ def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk
     meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
             "text_bytes": text_bytes, "source": source, "documents": files, "tokenizer": tokenizer_spec,
             "vocab_size": tokenizer.vocab_size}
+    if getattr(tokenizer, "digest", None) is not None:
+        meta["tokenizer_digest"] = tokenizer.digest
     os.replace(partial, out)  # the .bin appears whole or not at all; then its description
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
     return {**meta, "out": str(out)}
@@ -165,6 +167,10 @@ def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.me
     if made_by != tokenizer_name or meta.get("vocab_size") != tokenizer.vocab_size:
         raise KobaError(f"token file {path} was prepared with tokenizer {made_by} ({meta.get('vocab_size')} ids); "
                         f"this model uses {tokenizer_name} ({tokenizer.vocab_size} ids)")
+    digest = getattr(tokenizer, "digest", None)  # hf: two tokenizer.json files may share a vocabulary size
+    if digest is not None and meta.get("tokenizer_digest", digest) != digest:
+        raise KobaError(f"token file {path} was prepared with another tokenizer.json of the same size "
+                        f"({meta['tokenizer_digest']}, this one {digest}); prepare it again")
     ids = np.memmap(path, dtype=dtype, mode="r")
     limit = min(int(meta.get("max_id", tokenizer.vocab_size - 1)), tokenizer.vocab_size - 1)
     for start in range(0, len(ids), 1 << 24):  # one pass, 16M ids at a time: a bad id would crash a step later

@@ -149,6 +149,9 @@ class HFTokenizer:
         except Exception as exc:  # the Rust side raises plain Exceptions for malformed files
             raise KobaError(f"tokenizer: cannot read {path}: {str(exc).splitlines()[0][:120]}") from None
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        import hashlib
+
+        self.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # which tokenizer.json made a token file
         config = tokenizer_config(path.parent / "tokenizer_config.json")
         ids = {key: self._tok.token_to_id(config[key]) for key in ("bos_token", "eos_token", "pad_token")
                if isinstance(config.get(key), str)}
