@@ -186,3 +186,40 @@ def test_an_imported_long_context_llama_keeps_its_context_and_evaluates_in_2048_
     assert main(["lm", "eval", "--checkpoint", str(tmp_path / "in"), "--data", str(tmp_path / "text.txt"),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["seq_len"] == 2048
+
+
+def test_a_qwen2_with_biases_on_q_k_v_only_comes_in_and_goes_out(tmp_path, capsys):
+    """Qwen2's attention has biases on q, k and v but none on o, and its MLP none: `bias: false, qkv_bias: true`.
+    Random biases (transformers starts them at zero) so a misplaced one shows; 1e-6 norms and base 1e6 as in
+    Qwen2.5."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(4)
+    hf = Qwen2ForCausalLM(Qwen2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=True)).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0, 0.5)
+    model = hf_llama.from_hf(hf)
+    assert (model.config.bias, model.config.qkv_bias, model.config.norm_eps) == (False, True, 1e-6)
+    assert model.blocks[0].attn.out.bias is None and model.blocks[0].attn.qkv.bias is not None
+    ids = torch.randint(0, 300, (2, 40))
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(input_ids=ids).logits).abs().max() < 1e-5
+        back = hf_llama.to_hf(model)
+        assert type(back).__name__ == "Qwen2ForCausalLM"
+        assert (back(input_ids=ids).logits - hf(input_ids=ids).logits).abs().max() < 1e-5
+    hf.save_pretrained(tmp_path / "qwen")  # and through the command, folder to checkpoint and back
+    assert main(["lm", "import", "--hf", str(tmp_path / "qwen"), "--out", str(tmp_path / "in"), "--tokenizer", "byte",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_logit_difference"] < 1e-5
+    assert main(["lm", "export", "--checkpoint", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["architecture"] == "qwen2"
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "qwen2"
+    no_bias = TransformerLM(TransformerConfig(**{**model.config.to_dict(), "qkv_bias": None})).eval()
+    assert not any(name.endswith(".bias") for name, _ in no_bias.named_parameters())
+    with pytest.raises(KobaError, match="neither a Llama's nor a Qwen2's"):
+        hf_llama.to_hf(TransformerLM(TransformerConfig(**{**model.config.to_dict(), "bias": True,
+                                                          "qkv_bias": False})))

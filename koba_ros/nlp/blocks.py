@@ -26,12 +26,14 @@ class SelfAttention(nn.Module):
     attention, Shazeer 2019). qkv then projects to (n_heads + 2 n_kv_heads) head widths, and a KV cache stores
     n_kv_heads / n_heads of the keys and values multi-head attention would."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, n_kv_heads: int = 0):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, n_kv_heads: int = 0,
+                 qkv_bias: bool | None = None):
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
         self.n_kv_heads = n_kv_heads or n_heads
         self.head_dim = d_model // n_heads
-        self.qkv = nn.Linear(d_model, (n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=bias)
+        self.qkv = nn.Linear(d_model, (n_heads + 2 * self.n_kv_heads) * self.head_dim,
+                             bias=bias if qkv_bias is None else qkv_bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
         self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
 
@@ -107,7 +109,8 @@ class Block(nn.Module):
         super().__init__()
         self.norm = config.norm
         self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
-        self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias, config.kv_heads)
+        self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias, config.kv_heads,
+                                  config.qkv_bias)
         self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index,
                                config.turnover_seed, swiglu=config.ffn == "swiglu")
         self.drop = nn.Dropout(config.dropout)

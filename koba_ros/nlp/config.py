@@ -28,6 +28,8 @@ def check_types(cls, data: dict, what: str) -> dict:
                 raise KobaError(f"{what}: {key} must be an integer, got {value!r}")
         elif kind == "bool" and not isinstance(value, bool):
             raise KobaError(f"{what}: {key} must be true or false, got {value!r}")
+        elif kind == "bool | None" and value is not None and not isinstance(value, bool):
+            raise KobaError(f"{what}: {key} must be true, false or null, got {value!r}")
         elif kind == "str" and not isinstance(value, str):
             raise KobaError(f"{what}: {key} must be a string, got {value!r}")
     return out
@@ -82,6 +84,7 @@ class TransformerConfig:
     dropout: float = 0.0
     tie_embeddings: bool = False
     bias: bool = True
+    qkv_bias: bool | None = None     # the q/k/v projection's bias; None: as `bias` (Qwen2: true with bias false)
     pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
     pad_id: int = 256
     loss_chunk: int = 0              # LM loss: 0 = head + F.cross_entropy; N > 0 = head and loss N token rows at
@@ -101,6 +104,10 @@ class TransformerConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
 
     @property
     def kv_heads(self) -> int:
@@ -133,6 +140,8 @@ class TransformerConfig:
                                                   < self.rope_high_freq_factor and self.rope_original_max_len > 0):
             raise KobaError("config: llama3 RoPE scaling needs rope_factor >= 1, 0 < rope_low_freq_factor < "
                             "rope_high_freq_factor and rope_original_max_len > 0")
+        if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
+            raise KobaError(f"config: qkv_bias must be true, false or null (as bias), got {self.qkv_bias!r}")
         if not isinstance(self.norm_eps, int | float) or not 0.0 < self.norm_eps < 1.0:
             raise KobaError(f"config: norm_eps must be in (0, 1), got {self.norm_eps!r}")
         if not 0.0 <= self.dropout < 1.0:

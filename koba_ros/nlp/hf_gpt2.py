@@ -61,6 +61,9 @@ def check_gpt2_shaped(config: TransformerConfig) -> None:
         if getattr(config, key) != value:
             raise KobaError(f"export: GPT-2 has {key} {value!r}; this model has {getattr(config, key)!r}, which "
                             "GPT2LMHeadModel cannot compute")
+    if not config.has_qkv_bias:
+        raise KobaError("export: GPT-2 has biases on q, k and v; this model has qkv_bias false, which "
+                        "GPT2LMHeadModel cannot compute")
     if config.kv_heads != config.n_heads:
         raise KobaError(f"export: GPT-2 has as many key/value heads as query heads; this model has {config.kv_heads} "
                         f"for {config.n_heads} (grouped-query attention), which GPT2LMHeadModel cannot compute")
@@ -172,7 +175,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     hf.config.eos_token_id = hf.generation_config.eos_token_id = eos
     hf.save_pretrained(out)
     return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
-            "architecture": "llama" if llama else "gpt2",
+            "architecture": hf_llama.architecture(trained.model.config) if llama else "gpt2",
             "tokenizer": write_hf_tokenizer(trained.config, out), "eos_token_id": eos,
             "max_logit_difference": difference}
 
@@ -209,19 +212,20 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
             model_type = json.loads(config_file.read_text()).get("model_type")
         except (ValueError, AttributeError):
             raise KobaError(f"import: {config_file} is not a JSON object") from None
-        if model_type not in ("gpt2", "llama"):
-            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2 or a Llama")
+        if model_type not in ("gpt2", "llama", "qwen2"):
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama or a Qwen2")
     hub = "" if path.exists() else _unreachable_hub()
-    model_class = transformers.LlamaForCausalLM if model_type == "llama" else transformers.GPT2LMHeadModel
+    model_class = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM}.get(
+        model_type, transformers.GPT2LMHeadModel)
     try:  # with the hub out of reach, a name is looked up in the local hub cache only
         hf = model_class.from_pretrained(path if path.exists() else source, local_files_only=bool(hub))
     except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
         if hub:
             raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
                             "(nor is it in the local hub cache)") from None
-        kind = "Llama" if model_type == "llama" else "GPT-2"
+        kind = {"llama": "Llama", "qwen2": "Qwen2"}.get(model_type, "GPT-2")
         raise KobaError(f"import: cannot load a {kind} from {source}: {reason(exc)}") from None
-    model = hf_llama.from_hf(hf) if model_type == "llama" else from_hf(hf)
+    model = hf_llama.from_hf(hf) if model_type in ("llama", "qwen2") else from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
     if not tokenizer and vocab in (GPT2_VOCAB, 50304):

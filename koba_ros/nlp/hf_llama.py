@@ -1,10 +1,11 @@
-"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM`, tensor for tensor (used by `koba lm export` and
-`koba lm import` in hf_gpt2.py, which check the logits before writing anything).
+"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM` (and `Qwen2ForCausalLM`), tensor for tensor (used
+by `koba lm export` and `koba lm import` in hf_gpt2.py, which check the logits before writing anything).
 
 A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table and no
 Spike-No-More embedding fixes (any number of key/value heads). `bias: true` becomes transformers' `attention_bias` and
-`mlp_bias` (biases on q, k, v, o and on gate, up, down; RMSNorm has none either way). Names (each bias goes with its
-weight):
+`mlp_bias` (biases on q, k, v, o and on gate, up, down; RMSNorm has none either way). Biases on q, k and v only
+(`bias: false, qkv_bias: true`) are Qwen2's attention: such a model goes out and comes in as `Qwen2ForCausalLM`,
+whose tensors have the same names. Names (each bias goes with its weight):
 
     embed.weight                  model.embed_tokens.weight
     blocks.i.ln1 / ln2            model.layers.i.input_layernorm / post_attention_layernorm
@@ -47,19 +48,33 @@ def _reorder_heads(rows: torch.Tensor, head_dim: int, order: torch.Tensor) -> to
     return heads[:, order].reshape(rows.shape)
 
 
-def llama_config(config: TransformerConfig):
-    from transformers import LlamaConfig
-
+def architecture(config: TransformerConfig) -> str:
+    """"llama" (biases everywhere or nowhere) or "qwen2" (on q, k and v only); one line for anything else."""
     if not is_llama_shaped(config):
         wrong = {k: getattr(config, k) for k, v in LLAMA_SHAPE.items() if getattr(config, k) != v}
         raise KobaError(f"export: a Llama needs {LLAMA_SHAPE}; this model has {wrong}")
-    return LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ff_dim,
-                       num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
-                       num_key_value_heads=config.kv_heads, head_dim=config.head_dim, hidden_act="silu",
-                       max_position_embeddings=config.max_len, rms_norm_eps=config.norm_eps,
-                       rope_parameters=rope_parameters(config),
-                       tie_word_embeddings=config.tie_embeddings, attention_bias=config.bias, mlp_bias=config.bias,
-                       attention_dropout=config.dropout, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    if config.has_qkv_bias == config.bias:
+        return "llama"
+    if config.has_qkv_bias:
+        return "qwen2"
+    raise KobaError("export: biases everywhere but on q, k and v are neither a Llama's nor a Qwen2's")
+
+
+def llama_config(config: TransformerConfig):
+    """transformers' LlamaConfig (or Qwen2Config, see `architecture`) of a Llama-shaped model."""
+    common = dict(vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ff_dim,
+                  num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+                  num_key_value_heads=config.kv_heads, hidden_act="silu", max_position_embeddings=config.max_len,
+                  rms_norm_eps=config.norm_eps, rope_parameters=rope_parameters(config),
+                  tie_word_embeddings=config.tie_embeddings, attention_dropout=config.dropout, bos_token_id=None,
+                  eos_token_id=None, pad_token_id=None)
+    if architecture(config) == "qwen2":
+        from transformers import Qwen2Config
+
+        return Qwen2Config(**common, use_sliding_window=False)
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**common, head_dim=config.head_dim, attention_bias=config.bias, mlp_bias=config.bias)
 
 
 LLAMA3_KEYS = {"factor": "rope_factor", "low_freq_factor": "rope_low_freq_factor",
@@ -75,16 +90,22 @@ def rope_parameters(config: TransformerConfig) -> dict:
 
 
 def our_config(hf_config) -> TransformerConfig:
-    """The TransformerConfig of a LlamaConfig, refused in one line where its options leave what ours compute."""
+    """The TransformerConfig of a LlamaConfig or Qwen2Config, refused in one line where its options leave what ours
+    compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
     checks = {"hidden_act": "silu", "pretraining_tp": 1}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
-    bias = bool(getattr(hf_config, "attention_bias", False))
-    if bool(getattr(hf_config, "mlp_bias", False)) != bias:  # ours has one switch for every linear layer's bias
-        raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
-                        f"{hf_config.mlp_bias!r}; only both or neither are supported")
+    if hf_config.model_type == "qwen2":
+        if getattr(hf_config, "use_sliding_window", False):
+            raise KobaError("import: this Qwen2 uses sliding-window attention; only full attention is supported")
+        bias, qkv_bias = False, True  # Qwen2's attention: biases on q, k and v, none on o or the MLP
+    else:
+        bias = qkv_bias = bool(getattr(hf_config, "attention_bias", False))
+        if bool(getattr(hf_config, "mlp_bias", False)) != bias:  # Llama's attention_bias covers o_proj too
+            raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
+                            f"{hf_config.mlp_bias!r}; only both or neither are supported")
     kind = rope.get("rope_type", "default")
     if kind not in ("default", "llama3"):  # "linear", "dynamic", "yarn", "longrope"...
         raise KobaError(f"import: this Llama's RoPE is {rope}; only the default and llama3 rope_types are supported")
@@ -100,17 +121,22 @@ def our_config(hf_config) -> TransformerConfig:
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
-                             bias=bias, rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling,
-                             **LLAMA_SHAPE)
+                             bias=bias, qkv_bias=qkv_bias, rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps),
+                             **scaling, **LLAMA_SHAPE)
+
+
+def _kinds(bias: bool) -> tuple[str, ...]:
+    return ("weight", "bias") if bias else ("weight",)
 
 
 @torch.no_grad()
 def to_hf(model: TransformerLM):
-    """A LlamaForCausalLM computing the same logits as `model`."""
-    from transformers import LlamaForCausalLM
+    """A LlamaForCausalLM (or Qwen2ForCausalLM) computing the same logits as `model`."""
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
 
     config = model.config
-    hf = LlamaForCausalLM(llama_config(config))
+    model_class = Qwen2ForCausalLM if architecture(config) == "qwen2" else LlamaForCausalLM
+    hf = model_class(llama_config(config))
     ours, theirs = model.state_dict(), hf.state_dict()
     order, d_head = _head_order(config.head_dim), config.head_dim
     theirs["model.embed_tokens.weight"].copy_(ours["embed.weight"])
@@ -119,14 +145,15 @@ def to_hf(model: TransformerLM):
         mine, hf_layer = f"blocks.{i}.", f"model.layers.{i}."
         theirs[hf_layer + "input_layernorm.weight"].copy_(ours[mine + "ln1.weight"])
         theirs[hf_layer + "post_attention_layernorm.weight"].copy_(ours[mine + "ln2.weight"])
-        for kind in ("weight", "bias") if config.bias else ("weight",):
+        for kind in _kinds(config.has_qkv_bias):
             q, k, v = ours[f"{mine}attn.qkv.{kind}"].split(split)
-            gate, up = ours[f"{mine}ffn.fc.{kind}"].chunk(2)
             for name, tensor in (("self_attn.q_proj", _reorder_heads(q, d_head, order)),
-                                 ("self_attn.k_proj", _reorder_heads(k, d_head, order)),
-                                 ("self_attn.v_proj", v), ("self_attn.o_proj", ours[f"{mine}attn.out.{kind}"]),
-                                 ("mlp.gate_proj", gate), ("mlp.up_proj", up),
-                                 ("mlp.down_proj", ours[f"{mine}ffn.proj.{kind}"])):
+                                 ("self_attn.k_proj", _reorder_heads(k, d_head, order)), ("self_attn.v_proj", v)):
+                theirs[f"{hf_layer}{name}.{kind}"].copy_(tensor)
+        for kind in _kinds(config.bias):
+            gate, up = ours[f"{mine}ffn.fc.{kind}"].chunk(2)
+            for name, tensor in (("self_attn.o_proj", ours[f"{mine}attn.out.{kind}"]), ("mlp.gate_proj", gate),
+                                 ("mlp.up_proj", up), ("mlp.down_proj", ours[f"{mine}ffn.proj.{kind}"])):
                 theirs[f"{hf_layer}{name}.{kind}"].copy_(tensor)
     theirs["model.norm.weight"].copy_(ours["final_norm.weight"])
     theirs["lm_head.weight"].copy_(ours["head.weight"])  # the same tensor as embed.weight when tied
@@ -135,7 +162,7 @@ def to_hf(model: TransformerLM):
 
 @torch.no_grad()
 def from_hf(hf) -> TransformerLM:
-    """A TransformerLM computing the same logits as the LlamaForCausalLM `hf`."""
+    """A TransformerLM computing the same logits as the LlamaForCausalLM (or Qwen2ForCausalLM) `hf`."""
     model = TransformerLM(our_config(hf.config))
     config, theirs = model.config, {k: v.float() for k, v in hf.state_dict().items()}
     back = torch.argsort(_head_order(config.head_dim))
@@ -145,11 +172,12 @@ def from_hf(hf) -> TransformerLM:
         mine, t = f"blocks.{i}.", f"model.layers.{i}."
         state[mine + "ln1.weight"] = theirs[t + "input_layernorm.weight"]
         state[mine + "ln2.weight"] = theirs[t + "post_attention_layernorm.weight"]
-        for kind in ("weight", "bias") if config.bias else ("weight",):
+        for kind in _kinds(config.has_qkv_bias):
             state[f"{mine}attn.qkv.{kind}"] = torch.cat([
                 _reorder_heads(theirs[f"{t}self_attn.q_proj.{kind}"], config.head_dim, back),
                 _reorder_heads(theirs[f"{t}self_attn.k_proj.{kind}"], config.head_dim, back),
                 theirs[f"{t}self_attn.v_proj.{kind}"]])
+        for kind in _kinds(config.bias):
             state[f"{mine}attn.out.{kind}"] = theirs[f"{t}self_attn.o_proj.{kind}"]
             state[f"{mine}ffn.fc.{kind}"] = torch.cat([theirs[f"{t}mlp.gate_proj.{kind}"],
                                                        theirs[f"{t}mlp.up_proj.{kind}"]])
