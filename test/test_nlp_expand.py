@@ -21,7 +21,9 @@ def trained_small(**kw) -> TransformerLM:
 @pytest.mark.parametrize("kw", [dict(), dict(positions="rope"), dict(embedding="alone"),
                                 dict(init="small", embed_scale=True, embed_norm=True),
                                 dict(embedding="factorized", embed_rank=8),
-                                dict(norm_type="rmsnorm", ffn="swiglu", n_kv_heads=1, positions="rope", bias=False)])
+                                dict(norm_type="rmsnorm", ffn="swiglu", n_kv_heads=1, positions="rope", bias=False),
+                                dict(norm_type="rmsnorm", ffn="swiglu", n_kv_heads=2, positions="rope", bias=False,
+                                     qkv_bias=True, rope_theta=1e6, norm_eps=1e-6)])  # Qwen2.5's kind
 @pytest.mark.parametrize("width, depth", [(2, 4), (1, 5), (3, 2)])
 def test_expansion_preserves_the_loss(kw, width, depth):
     model = trained_small(**kw)

@@ -223,3 +223,20 @@ def test_a_qwen2_with_biases_on_q_k_v_only_comes_in_and_goes_out(tmp_path, capsy
     with pytest.raises(KobaError, match="neither a Llama's nor a Qwen2's"):
         hf_llama.to_hf(TransformerLM(TransformerConfig(**{**model.config.to_dict(), "bias": True,
                                                           "qkv_bias": False})))
+
+
+def test_a_mistral_without_a_sliding_window_comes_in_as_a_llama_and_one_with_a_window_is_refused(tmp_path, capsys):
+    """Mistral's tensors are a Llama's; only its sliding-window attention is not. A window that covers the whole
+    context changes nothing, so such a model imports (and exports as a Llama); a shorter one is one line."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(5)
+    shape = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5)
+    MistralForCausalLM(MistralConfig(**shape, sliding_window=None)).save_pretrained(tmp_path / "full")
+    assert main(["lm", "import", "--hf", str(tmp_path / "full"), "--out", str(tmp_path / "in"), "--tokenizer", "byte",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_logit_difference"] < 1e-5
+    hf = MistralForCausalLM(MistralConfig(**shape, sliding_window=16))
+    with pytest.raises(KobaError, match="sliding window of 16 tokens"):
+        hf_llama.from_hf(hf)

@@ -212,20 +212,21 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
             model_type = json.loads(config_file.read_text()).get("model_type")
         except (ValueError, AttributeError):
             raise KobaError(f"import: {config_file} is not a JSON object") from None
-        if model_type not in ("gpt2", "llama", "qwen2"):
-            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama or a Qwen2")
+        if model_type not in ("gpt2", "llama", "qwen2", "mistral"):
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2 or a "
+                            "Mistral")
     hub = "" if path.exists() else _unreachable_hub()
-    model_class = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM}.get(
-        model_type, transformers.GPT2LMHeadModel)
+    model_class = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
+                   "mistral": transformers.MistralForCausalLM}.get(model_type, transformers.GPT2LMHeadModel)
     try:  # with the hub out of reach, a name is looked up in the local hub cache only
         hf = model_class.from_pretrained(path if path.exists() else source, local_files_only=bool(hub))
     except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
         if hub:
             raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
                             "(nor is it in the local hub cache)") from None
-        kind = {"llama": "Llama", "qwen2": "Qwen2"}.get(model_type, "GPT-2")
+        kind = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}.get(model_type, "GPT-2")
         raise KobaError(f"import: cannot load a {kind} from {source}: {reason(exc)}") from None
-    model = hf_llama.from_hf(hf) if model_type in ("llama", "qwen2") else from_hf(hf)
+    model = hf_llama.from_hf(hf) if model_type in ("llama", "qwen2", "mistral") else from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
     if not tokenizer and vocab in (GPT2_VOCAB, 50304):

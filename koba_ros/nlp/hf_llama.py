@@ -90,13 +90,18 @@ def rope_parameters(config: TransformerConfig) -> dict:
 
 
 def our_config(hf_config) -> TransformerConfig:
-    """The TransformerConfig of a LlamaConfig or Qwen2Config, refused in one line where its options leave what ours
-    compute."""
+    """The TransformerConfig of a LlamaConfig, Qwen2Config or MistralConfig (a Llama whose attention may slide over a
+    window: refused unless the window covers the whole context), refused in one line where its options leave what
+    ours compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
     checks = {"hidden_act": "silu", "pretraining_tp": 1}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
+    window = getattr(hf_config, "sliding_window", None) if hf_config.model_type == "mistral" else None
+    if window is not None and window < hf_config.max_position_embeddings:  # Mistral's attends only this far back
+        raise KobaError(f"import: this Mistral attends over a sliding window of {window} tokens within "
+                        f"{hf_config.max_position_embeddings}; only full attention is supported")
     if hf_config.model_type == "qwen2":
         if getattr(hf_config, "use_sliding_window", False):
             raise KobaError("import: this Qwen2 uses sliding-window attention; only full attention is supported")
