@@ -10,12 +10,14 @@ from koba_ros.nlp.positions import apply_rope
 from koba_ros.nlp.turnover_dropout import TurnOverDropout
 
 
-def norm_layer(config) -> nn.Module:
+def norm_layer(config, width: int = 0) -> nn.Module:
     """LayerNorm, or RMSNorm (Zhang & Sennrich 2019, eq. 4: x / RMS(x) * g, RMS(x) = sqrt(mean(x^2) + eps); no
-    centring and no bias), as `config.norm_type` says. Every norm of the model is of that type."""
+    centring and no bias), as `config.norm_type` says, over `width` features (0: d_model). Every norm of the model
+    is of that type."""
+    width = width or config.d_model
     if config.norm_type == "rmsnorm":
-        return nn.RMSNorm(config.d_model, eps=config.norm_eps)
-    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
+        return nn.RMSNorm(width, eps=config.norm_eps)
+    return nn.LayerNorm(width, eps=config.norm_eps, bias=config.bias)
 
 
 class SelfAttention(nn.Module):
@@ -24,26 +26,34 @@ class SelfAttention(nn.Module):
     With n_kv_heads < n_heads it is grouped-query attention (Ainslie et al. 2023, "GQA", §2.2): keys and values have
     n_kv_heads heads, each shared by a group of n_heads / n_kv_heads query heads (1 key/value head: multi-query
     attention, Shazeer 2019). qkv then projects to (n_heads + 2 n_kv_heads) head widths, and a KV cache stores
-    n_kv_heads / n_heads of the keys and values multi-head attention would."""
+    n_kv_heads / n_heads of the keys and values multi-head attention would. A head's width is config.head_dim
+    (d_model / n_heads unless `d_head` says otherwise); out maps the n_heads heads back to d_model.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, n_kv_heads: int = 0,
-                 qkv_bias: bool | None = None):
+    With `qk_norm`, each head's query and key are normalised before RoPE and the dot product (QK normalisation,
+    Dehghani et al. 2023, "Scaling Vision Transformers to 22 Billion Parameters", §2: softmax(LN(X W_Q) LN(X W_K)^T
+    / sqrt(d_head)), which bounds the attention logits that otherwise grow until attention collapses to one key;
+    Qwen3 uses RMSNorm over each head, one gain vector shared by all heads)."""
+
+    def __init__(self, config):
         super().__init__()
-        self.n_heads, self.dropout = n_heads, dropout
-        self.n_kv_heads = n_kv_heads or n_heads
-        self.head_dim = d_model // n_heads
-        self.qkv = nn.Linear(d_model, (n_heads + 2 * self.n_kv_heads) * self.head_dim,
-                             bias=bias if qkv_bias is None else qkv_bias)
-        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.n_heads, self.dropout = config.n_heads, config.dropout
+        self.n_kv_heads, self.head_dim = config.kv_heads, config.head_dim
+        self.qkv = nn.Linear(config.d_model, (self.n_heads + 2 * self.n_kv_heads) * self.head_dim,
+                             bias=config.has_qkv_bias)
+        self.out = nn.Linear(config.attn_dim, config.d_model, bias=config.bias)
         self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
+        self.q_norm = norm_layer(config, self.head_dim) if config.qk_norm else None
+        self.k_norm = norm_layer(config, self.head_dim) if config.qk_norm else None
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None):
         """cache (kv_cache.LayerKV, causal decoding only): x holds the tokens after the `past` ones stored there;
         their keys and values are stored too, and they attend over all past tokens and, causally, each other.
         key_mask: [B, T] True = a real token, or [B, T, T] True = query i may attend key j (causality included)."""
-        B, T, C = x.shape
+        B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim).transpose(1, 2).split(
             [self.n_heads, self.n_kv_heads, self.n_kv_heads], dim=1)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         mask, past = None, 0
@@ -63,7 +73,7 @@ class SelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None and not past,
                                            dropout_p=self.dropout if self.training else 0.0,
                                            enable_gqa=self.n_kv_heads != self.n_heads)
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
+        return self.out(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
 class FeedForward(nn.Module):
@@ -109,8 +119,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm = config.norm
         self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
-        self.attn = SelfAttention(config.d_model, config.n_heads, config.dropout, config.bias, config.kv_heads,
-                                  config.qkv_bias)
+        self.attn = SelfAttention(config)
         self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index,
                                config.turnover_seed, swiglu=config.ffn == "swiglu")
         self.drop = nn.Dropout(config.dropout)

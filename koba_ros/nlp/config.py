@@ -51,6 +51,8 @@ class TransformerConfig:
     d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4
+    d_head: int = 0                  # each attention head's width; 0 -> d_model / n_heads. Wider (Qwen3, Gemma:
+    #                                  128 or 256 whatever the width) projects q, k, v to n_heads * d_head and back
     d_ff: int = 0                    # 0 -> 4 * d_model
     max_len: int = 256
     norm: str = "pre"                # pre | post | b2t (Takase et al. 2022)
@@ -85,6 +87,8 @@ class TransformerConfig:
     tie_embeddings: bool = False
     bias: bool = True
     qkv_bias: bool | None = None     # the q/k/v projection's bias; None: as `bias` (Qwen2: true with bias false)
+    qk_norm: bool = False            # normalise each head's queries and keys before attention (QK-norm, Dehghani et
+    #                                  al. 2023; Qwen3: RMSNorm over each head): norm_type, one gain per head dimension
     pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
     pad_id: int = 256
     loss_chunk: int = 0              # LM loss: 0 = head + F.cross_entropy; N > 0 = head and loss N token rows at
@@ -103,7 +107,12 @@ class TransformerConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def attn_dim(self) -> int:
+        """The width of all query heads together: what attn.out maps back to d_model."""
+        return self.n_heads * self.head_dim
 
     @property
     def has_qkv_bias(self) -> bool:
@@ -120,8 +129,11 @@ class TransformerConfig:
                 raise KobaError(f"config: {name} must be a positive integer, got {value!r}")
         if self.d_ff < 0:
             raise KobaError(f"config: d_ff must be >= 0, got {self.d_ff}")
-        if self.d_model % self.n_heads:
-            raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if not isinstance(self.d_head, int) or isinstance(self.d_head, bool) or self.d_head < 0:
+            raise KobaError(f"config: d_head must be 0 (d_model / n_heads) or a positive integer, got {self.d_head!r}")
+        if not self.d_head and self.d_model % self.n_heads:
+            raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads} "
+                            "(or set d_head)")
         for name, allowed in (("norm", NORMS), ("positions", POSITIONS), ("embedding", EMBEDDINGS),
                               ("init", INITS), ("pool", POOLS), ("norm_type", NORM_TYPES), ("ffn", FFNS)):
             if getattr(self, name) not in allowed:

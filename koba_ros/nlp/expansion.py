@@ -120,7 +120,8 @@ def _layer_sources(old_layers: int, new_layers: int) -> list[tuple[int, bool]]:
 
 
 def _expand_tensor(name: str, t: torch.Tensor, k: int, noise: float, g: torch.Generator, old) -> torch.Tensor:
-    if k == 1 or name.endswith(("books", "word_codes", "shared", "inv_freq")):
+    if k == 1 or name.endswith(("books", "word_codes", "shared", "inv_freq")) or ".attn.q_norm." in name \
+            or ".attn.k_norm." in name:  # QK-norm gains act within a head, and heads keep their width
         return t.clone()
     if name in ("embed.weight", "positions.table.weight"):       # rows are vectors of the residual stream
         scale = 1 / math.sqrt(k) if old.embed_scale and name == "embed.weight" else 1.0

@@ -45,6 +45,7 @@ GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias
 TOLERANCE = 1e-4
 IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
+LLAMA_KINDS = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral"}  # model_type: class prefix
 
 
 def _transformers():
@@ -64,6 +65,10 @@ def check_gpt2_shaped(config: TransformerConfig) -> None:
     if not config.has_qkv_bias:
         raise KobaError("export: GPT-2 has biases on q, k and v; this model has qkv_bias false, which "
                         "GPT2LMHeadModel cannot compute")
+    if config.qk_norm or config.head_dim * config.n_heads != config.d_model:
+        raise KobaError("export: GPT-2's heads fill its width and its queries and keys are not normalised; this "
+                        f"model has {config.n_heads} heads of {config.head_dim} in {config.d_model} and qk_norm "
+                        f"{config.qk_norm}, which GPT2LMHeadModel cannot compute")
     if config.kv_heads != config.n_heads:
         raise KobaError(f"export: GPT-2 has as many key/value heads as query heads; this model has {config.kv_heads} "
                         f"for {config.n_heads} (grouped-query attention), which GPT2LMHeadModel cannot compute")
@@ -212,21 +217,21 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
             model_type = json.loads(config_file.read_text()).get("model_type")
         except (ValueError, AttributeError):
             raise KobaError(f"import: {config_file} is not a JSON object") from None
-        if model_type not in ("gpt2", "llama", "qwen2", "mistral"):
-            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2 or a "
-                            "Mistral")
+        if model_type not in ("gpt2", *LLAMA_KINDS):
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2, a Qwen3 "
+                            "or a Mistral")
     hub = "" if path.exists() else _unreachable_hub()
-    model_class = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
-                   "mistral": transformers.MistralForCausalLM}.get(model_type, transformers.GPT2LMHeadModel)
+    model_class = getattr(transformers, f"{LLAMA_KINDS[model_type]}ForCausalLM" if model_type in LLAMA_KINDS
+                          else "GPT2LMHeadModel")
     try:  # with the hub out of reach, a name is looked up in the local hub cache only
         hf = model_class.from_pretrained(path if path.exists() else source, local_files_only=bool(hub))
     except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
         if hub:
             raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
                             "(nor is it in the local hub cache)") from None
-        kind = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}.get(model_type, "GPT-2")
+        kind = LLAMA_KINDS.get(model_type, "GPT-2")
         raise KobaError(f"import: cannot load a {kind} from {source}: {reason(exc)}") from None
-    model = hf_llama.from_hf(hf) if model_type in ("llama", "qwen2", "mistral") else from_hf(hf)
+    model = hf_llama.from_hf(hf) if model_type in LLAMA_KINDS else from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
     if not tokenizer and vocab in (GPT2_VOCAB, 50304):

@@ -1,16 +1,20 @@
-"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM` (and `Qwen2ForCausalLM`), tensor for tensor (used
-by `koba lm export` and `koba lm import` in hf_gpt2.py, which check the logits before writing anything).
+"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM` (and `Qwen2ForCausalLM`, `Qwen3ForCausalLM`), tensor
+for tensor (used by `koba lm export` and `koba lm import` in hf_gpt2.py, which check the logits before writing
+anything).
 
 A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table and no
 Spike-No-More embedding fixes (any number of key/value heads). `bias: true` becomes transformers' `attention_bias` and
 `mlp_bias` (biases on q, k, v, o and on gate, up, down; RMSNorm has none either way). Biases on q, k and v only
 (`bias: false, qkv_bias: true`) are Qwen2's attention: such a model goes out and comes in as `Qwen2ForCausalLM`,
-whose tensors have the same names. Names (each bias goes with its weight):
+whose tensors have the same names. Normalised queries and keys without biases (`qk_norm: true`, usually with
+`d_head` wider than d_model / n_heads) are Qwen3's attention, `Qwen3ForCausalLM`. Names (each bias goes with its
+weight):
 
     embed.weight                  model.embed_tokens.weight
     blocks.i.ln1 / ln2            model.layers.i.input_layernorm / post_attention_layernorm
     blocks.i.attn.qkv             model.layers.i.self_attn.q_proj, k_proj, v_proj   (our rows stack q, k, v)
     blocks.i.attn.out             model.layers.i.self_attn.o_proj
+    blocks.i.attn.q_norm / k_norm model.layers.i.self_attn.q_norm / k_norm             (Qwen3)
     blocks.i.ffn.fc               model.layers.i.mlp.gate_proj, up_proj             (our rows stack W, V)
     blocks.i.ffn.proj             model.layers.i.mlp.down_proj
     final_norm                    model.norm
@@ -19,7 +23,8 @@ whose tensors have the same names. Names (each bias goes with its weight):
 RoPE pairs differ: ours rotates interleaved pairs (2j, 2j+1) of a head (positions.py, Su et al. eq. 34), Hugging
 Face's "rotate_half" rotates (j, j + d/2), both at angle p·theta_j. Reordering each q and k head's rows to
 [evens, odds] turns one into the other; a dot product of q and k is unchanged by reordering both alike, and v and
-o_proj are untouched.
+o_proj are untouched. A head's RMSNorm is unchanged by reordering its components too, if its gains are reordered
+with them: q_norm and k_norm gains are reordered like one head's rows.
 """
 from __future__ import annotations
 
@@ -49,19 +54,28 @@ def _reorder_heads(rows: torch.Tensor, head_dim: int, order: torch.Tensor) -> to
 
 
 def architecture(config: TransformerConfig) -> str:
-    """"llama" (biases everywhere or nowhere) or "qwen2" (on q, k and v only); one line for anything else."""
+    """"llama" (biases everywhere or nowhere), "qwen2" (on q, k and v only) or "qwen3" (normalised queries and keys,
+    no biases); one line for anything else."""
     if not is_llama_shaped(config):
         wrong = {k: getattr(config, k) for k, v in LLAMA_SHAPE.items() if getattr(config, k) != v}
         raise KobaError(f"export: a Llama needs {LLAMA_SHAPE}; this model has {wrong}")
+    if config.qk_norm:
+        if config.bias or config.has_qkv_bias:
+            raise KobaError("export: normalised queries and keys are Qwen3's attention, which has no biases here; "
+                            "this model has biases")
+        return "qwen3"
     if config.has_qkv_bias == config.bias:
         return "llama"
-    if config.has_qkv_bias:
-        return "qwen2"
-    raise KobaError("export: biases everywhere but on q, k and v are neither a Llama's nor a Qwen2's")
+    if not config.has_qkv_bias:
+        raise KobaError("export: biases everywhere but on q, k and v are neither a Llama's nor a Qwen2's")
+    if config.d_head and config.d_head * config.n_heads != config.d_model:
+        raise KobaError(f"export: Qwen2's heads fill its width; this model's {config.n_heads} heads of {config.d_head} "
+                        f"do not fill {config.d_model}")
+    return "qwen2"
 
 
 def llama_config(config: TransformerConfig):
-    """transformers' LlamaConfig (or Qwen2Config, see `architecture`) of a Llama-shaped model."""
+    """transformers' LlamaConfig (or Qwen2Config, Qwen3Config, see `architecture`) of a Llama-shaped model."""
     common = dict(vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ff_dim,
                   num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
                   num_key_value_heads=config.kv_heads, hidden_act="silu", max_position_embeddings=config.max_len,
@@ -72,6 +86,10 @@ def llama_config(config: TransformerConfig):
         from transformers import Qwen2Config
 
         return Qwen2Config(**common, use_sliding_window=False)
+    if architecture(config) == "qwen3":
+        from transformers import Qwen3Config
+
+        return Qwen3Config(**common, head_dim=config.head_dim, attention_bias=False, use_sliding_window=False)
     from transformers import LlamaConfig
 
     return LlamaConfig(**common, head_dim=config.head_dim, attention_bias=config.bias, mlp_bias=config.bias)
@@ -90,9 +108,9 @@ def rope_parameters(config: TransformerConfig) -> dict:
 
 
 def our_config(hf_config) -> TransformerConfig:
-    """The TransformerConfig of a LlamaConfig, Qwen2Config or MistralConfig (a Llama whose attention may slide over a
-    window: refused unless the window covers the whole context), refused in one line where its options leave what
-    ours compute."""
+    """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig (a Llama whose attention may
+    slide over a window: refused unless the window covers the whole context), refused in one line where its options
+    leave what ours compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
     checks = {"hidden_act": "silu", "pretraining_tp": 1}
     for key, value in checks.items():
@@ -102,10 +120,16 @@ def our_config(hf_config) -> TransformerConfig:
     if window is not None and window < hf_config.max_position_embeddings:  # Mistral's attends only this far back
         raise KobaError(f"import: this Mistral attends over a sliding window of {window} tokens within "
                         f"{hf_config.max_position_embeddings}; only full attention is supported")
+    qk_norm = hf_config.model_type == "qwen3"
+    if hf_config.model_type in ("qwen2", "qwen3") and getattr(hf_config, "use_sliding_window", False):
+        raise KobaError(f"import: this {hf_config.model_type} uses sliding-window attention; only full attention is "
+                        "supported")
     if hf_config.model_type == "qwen2":
-        if getattr(hf_config, "use_sliding_window", False):
-            raise KobaError("import: this Qwen2 uses sliding-window attention; only full attention is supported")
         bias, qkv_bias = False, True  # Qwen2's attention: biases on q, k and v, none on o or the MLP
+    elif qk_norm:
+        if getattr(hf_config, "attention_bias", False):  # on q, k, v and o but not the MLP: not one of ours
+            raise KobaError("import: this Qwen3 has attention_bias true; only Qwen3s without biases are supported")
+        bias = qkv_bias = False
     else:
         bias = qkv_bias = bool(getattr(hf_config, "attention_bias", False))
         if bool(getattr(hf_config, "mlp_bias", False)) != bias:  # Llama's attention_bias covers o_proj too
@@ -118,16 +142,14 @@ def our_config(hf_config) -> TransformerConfig:
     scaling = {"rope_scaling": "llama3", **{ours: (int if ours == "rope_original_max_len" else float)(rope[theirs])
                                             for theirs, ours in LLAMA3_KEYS.items()}} if kind == "llama3" else {}
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
-    if head_dim * hf_config.num_attention_heads != hf_config.hidden_size:
-        raise KobaError(f"import: this Llama's heads ({hf_config.num_attention_heads} x {head_dim}) do not fill its "
-                        f"width {hf_config.hidden_size}")
+    fills = head_dim * hf_config.num_attention_heads == hf_config.hidden_size  # else Qwen3's, Mistral Nemo's heads
     vocab = hf_config.vocab_size
     return TransformerConfig(vocab_size=vocab, d_model=hf_config.hidden_size, n_layers=hf_config.num_hidden_layers,
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
-                             bias=bias, qkv_bias=qkv_bias, rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps),
-                             **scaling, **LLAMA_SHAPE)
+                             d_head=0 if fills else head_dim, bias=bias, qkv_bias=qkv_bias, qk_norm=qk_norm,
+                             rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling, **LLAMA_SHAPE)
 
 
 def _kinds(bias: bool) -> tuple[str, ...]:
@@ -136,11 +158,11 @@ def _kinds(bias: bool) -> tuple[str, ...]:
 
 @torch.no_grad()
 def to_hf(model: TransformerLM):
-    """A LlamaForCausalLM (or Qwen2ForCausalLM) computing the same logits as `model`."""
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+    """A LlamaForCausalLM (or Qwen2ForCausalLM, Qwen3ForCausalLM) computing the same logits as `model`."""
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
     config = model.config
-    model_class = Qwen2ForCausalLM if architecture(config) == "qwen2" else LlamaForCausalLM
+    model_class = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM}.get(architecture(config), LlamaForCausalLM)
     hf = model_class(llama_config(config))
     ours, theirs = model.state_dict(), hf.state_dict()
     order, d_head = _head_order(config.head_dim), config.head_dim
@@ -155,6 +177,9 @@ def to_hf(model: TransformerLM):
             for name, tensor in (("self_attn.q_proj", _reorder_heads(q, d_head, order)),
                                  ("self_attn.k_proj", _reorder_heads(k, d_head, order)), ("self_attn.v_proj", v)):
                 theirs[f"{hf_layer}{name}.{kind}"].copy_(tensor)
+        for norm in ("q_norm", "k_norm") if config.qk_norm else ():
+            theirs[f"{hf_layer}self_attn.{norm}.weight"].copy_(_reorder_heads(ours[f"{mine}attn.{norm}.weight"],
+                                                                               d_head, order))
         for kind in _kinds(config.bias):
             gate, up = ours[f"{mine}ffn.fc.{kind}"].chunk(2)
             for name, tensor in (("self_attn.o_proj", ours[f"{mine}attn.out.{kind}"]), ("mlp.gate_proj", gate),
@@ -167,7 +192,8 @@ def to_hf(model: TransformerLM):
 
 @torch.no_grad()
 def from_hf(hf) -> TransformerLM:
-    """A TransformerLM computing the same logits as the LlamaForCausalLM (or Qwen2ForCausalLM) `hf`."""
+    """A TransformerLM computing the same logits as the LlamaForCausalLM (or Qwen2ForCausalLM, Qwen3ForCausalLM)
+    `hf`."""
     model = TransformerLM(our_config(hf.config))
     config, theirs = model.config, {k: v.float() for k, v in hf.state_dict().items()}
     back = torch.argsort(_head_order(config.head_dim))
@@ -182,6 +208,9 @@ def from_hf(hf) -> TransformerLM:
                 _reorder_heads(theirs[f"{t}self_attn.q_proj.{kind}"], config.head_dim, back),
                 _reorder_heads(theirs[f"{t}self_attn.k_proj.{kind}"], config.head_dim, back),
                 theirs[f"{t}self_attn.v_proj.{kind}"]])
+        for norm in ("q_norm", "k_norm") if config.qk_norm else ():
+            state[f"{mine}attn.{norm}.weight"] = _reorder_heads(theirs[f"{t}self_attn.{norm}.weight"],
+                                                                config.head_dim, back)
         for kind in _kinds(config.bias):
             state[f"{mine}attn.out.{kind}"] = theirs[f"{t}self_attn.o_proj.{kind}"]
             state[f"{mine}ffn.fc.{kind}"] = torch.cat([theirs[f"{t}mlp.gate_proj.{kind}"],
