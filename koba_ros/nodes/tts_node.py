@@ -57,6 +57,8 @@ class TTSNode(Node):
                 self.get_logger().info(f"said {spoken.text!r} ({spoken.duration:.1f} s)")
             except KobaError as exc:
                 self.get_logger().error(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the worker: the next sentence is spoken
+                self.get_logger().error(f"could not say {text[:60]!r}: {type(exc).__name__}: {exc}")
             finally:
                 self.publish_state(False, "")
 

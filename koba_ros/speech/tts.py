@@ -9,11 +9,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 
 MAX_CHARS = 2000  # a robot's sentence; longer text is almost certainly a mistake upstream
 
@@ -50,26 +51,49 @@ class Speaker:
         self.voice = voice
         self.rate = int(rate)
         self.output_wav = output_wav
+        if output_wav:  # checked now, not at the first sentence: a node's worker must not meet it mid-stream
+            self._writable(output_wav)
         self.play = has_output_device() if play is None else play
 
+    @staticmethod
+    def _writable(path: str | Path) -> None:
+        """The folder of `path` exists or is made, and `path` is not a folder or a device: one line otherwise."""
+        path = Path(path)
+        if path.is_dir() or (path.exists() and not path.is_file()):
+            raise KobaError(f"cannot write a WAV file to {path}: it is not a regular file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KobaError(f"cannot write a WAV file to {path}: {reason(exc)}") from None
+
     def check_text(self, text: str) -> str:
-        text = " ".join(str(text).split())
+        # Control characters are not speech (espeak-ng reads them as silence): they count as spaces.
+        text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in str(text))
+        text = " ".join(text.split())
         if not text:
             raise KobaError("nothing to say: the text is empty")
         if len(text) > MAX_CHARS:
             raise KobaError(f"text too long to say ({len(text)} characters, limit {MAX_CHARS})")
+        if not any(c.isalnum() for c in text):
+            raise KobaError(f"nothing to say: {text[:40]!r} has no letters or digits")
         return text
 
     def synthesize(self, text: str, out_path: str | Path) -> float:
-        """Write `text` as a WAV file; returns its duration in seconds."""
+        """Write `text` as a WAV file; returns its duration in seconds. Every failure is a KobaError."""
         text = self.check_text(text)
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        self._writable(out_path)
         cmd = [self.espeak, "-v", self.voice, "-s", str(self.rate), "-w", str(out_path), "--", text]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KobaError(f"espeak-ng failed: {reason(exc)}") from None
         if proc.returncode != 0 or not Path(out_path).is_file():
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise KobaError(f"espeak-ng failed: {detail[0] if detail else 'exit ' + str(proc.returncode)}")
-        return wav_duration(out_path)
+        try:
+            return wav_duration(out_path)
+        except (OSError, EOFError, wave.Error) as exc:
+            raise KobaError(f"espeak-ng wrote no readable WAV to {out_path}: {reason(exc)}") from None
 
     def speak(self, text: str) -> Spoken:
         """Say `text`: play it when a device exists, and write it to output_wav when one is set."""
