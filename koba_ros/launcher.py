@@ -44,6 +44,7 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
     import rclpy
     from rclpy.parameter import Parameter
 
+    from koba_ros.nodes.params import freeze_parameters
     from koba_ros.nodes.runtime import autostart, init, spin
 
     init(sys.argv[:1])  # not the koba command line: it is no ROS argument list
@@ -54,6 +55,7 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
             overrides = [Parameter(k, value=v) for k, v in spec.parameters.items()]
             node = cls(cli_args=ros_args(spec), parameter_overrides=overrides, use_global_arguments=False)
             nodes.append(node)
+            freeze_parameters(node)
             autostart(node)
         spin(nodes, stop=stop, on_ready=on_ready)
     finally:

@@ -109,3 +109,27 @@ def test_bad_fallback_and_lm_options(tmp_path):
     a = build_domain_lm(lambda w: True, sentences, tmp_path, discount_mass=0.5)
     b = build_domain_lm(lambda w: True, sentences, tmp_path, discount_mass=0.01)
     assert a.arpa_path != b.arpa_path and a.arpa_path.read_text() != b.arpa_path.read_text()
+
+
+@pytest.mark.parametrize("samples", [0, 1, 479])
+def test_koba_asr_refuses_a_file_with_no_audio_in_one_line(tmp_path, capsys, samples):
+    import soundfile
+
+    from koba_ros.cli import main
+
+    path = tmp_path / "empty.wav"
+    soundfile.write(path, np.zeros(samples, dtype=np.int16), 16000)
+    assert main(["asr", str(path), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no audio to recognise" in captured.err and len(captured.err.splitlines()) == 1
+
+
+def test_nonsense_recogniser_and_endpointer_settings_are_refused():
+    from koba_ros.speech.vad import Endpointer
+
+    for value in (float("nan"), -0.1, 1.5):
+        with pytest.raises(KobaError, match="fallback_confidence"):
+            PocketsphinxRecognizer(fallback_confidence=value)
+    for value in (-500, 0, 29, float("nan")):
+        with pytest.raises(KobaError, match="hangover_ms"):
+            Endpointer(hangover_ms=value)

@@ -81,3 +81,10 @@ def test_annotated_output_is_checked_before_any_work(tmp_path, capsys):
     assert main(["face", str(tmp_path / "clip.avi"), "--annotated", str(tmp_path / "out.png")]) == 2
     assert "needs an image, not a video" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coffee.png"]
+
+
+@pytest.mark.parametrize("frames", ["0", "-1"])
+def test_a_frame_count_that_is_not_positive_is_refused_before_reading(tmp_path, frames):
+    code, out, err = koba_face(write_png(tmp_path / "a.png", samples.on_canvas(samples.astronaut())),
+                               "--max-frames", frames, "--json")
+    assert code == 2 and out == "" and "--max-frames" in err and "readable frames" not in err

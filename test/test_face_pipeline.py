@@ -92,6 +92,30 @@ def test_no_feedback_while_calibrating():
 def test_bad_config_is_rejected():
     with pytest.raises(KobaError):
         FaceConfig(on_threshold=0.1, off_threshold=0.3)
+    for bad in (dict(smoothing_s=float("nan")), dict(calibration_s=float("nan")), dict(calibration_s=float("inf")),
+                dict(on_threshold=float("nan")), dict(min_visible=float("nan")), dict(min_visible=1.5),
+                dict(dark_level=-1.0), dict(max_faces=0), dict(max_faces=-3)):
+        with pytest.raises(KobaError) as info:
+            FaceConfig(**bad)
+        assert "\n" not in str(info.value), bad
+
+
+def test_a_clock_that_jumps_back_starts_a_new_stream_and_keeps_no_history():
+    """A camera, bag or simulation restarted: the time windows would otherwise keep and rescan every frame."""
+    rest, smile = samples.on_canvas(samples.grace_hopper()), samples.on_canvas(samples.astronaut())
+    pipeline = FacePipeline(FaceConfig(calibration_s=0))
+    try:
+        for i in range(20):
+            pipeline.process(rest, 1000.0 + i / 10)
+        for i in range(40):  # the clock restarted at 0
+            pipeline.process(rest, i / 10)
+        assert len(pipeline.gestures.history) <= 16  # 1.5 s of frames at 10 per second, not all 40 + 20
+        events = [e for i in range(8) for e in pipeline.process(smile, 4.0 + i / 10).events]
+        assert [e.cue for e in events] == ["smile"] and 4.0 <= events[0].onset <= 4.3
+        with pytest.raises(KobaError, match="finite"):
+            pipeline.process(rest, float("nan"))
+    finally:
+        pipeline.close()
 
 
 # --- frame sources -----------------------------------------------------------------------

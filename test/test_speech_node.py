@@ -96,3 +96,64 @@ def test_missing_file_fails_configure_in_one_line(ros_context):
         assert node.failure == "no such audio file: /no/such.wav"
     finally:
         node.destroy_node()
+
+
+def test_deactivate_then_activate_keeps_decoding_and_speaking_states_never_block(ros_context):
+    """A deactivation while a chunk is being decoded used to leave its stop token queued, which ended the next
+    activation's worker at once: the node said "active" and was deaf. /speech/speaking used a blocking put."""
+    import threading
+
+    from koba_interfaces.msg import SpeakingState
+
+    from koba_ros.nodes.speech_node import SpeechNode
+
+    node = SpeechNode(context=ros_context)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        fed, release = [], threading.Event()
+        node.stream.feed = lambda chunk: (fed.append(len(chunk)), release.wait(5), [])[-1]  # a long decode
+        node.enqueue(np.zeros(480, np.int16))
+        node.enqueue(np.zeros(480, np.int16))
+        deadline = time.monotonic() + 5
+        while not fed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threading.Timer(0.3, release.set).start()
+        node.trigger_deactivate()  # while the first chunk decodes
+        for _ in range(600):  # more than the queue holds, with nobody decoding: must return at once
+            node.on_speaking(SpeakingState(speaking=True))
+        release.clear()
+        node.trigger_activate()
+        release.set()
+        node.enqueue(np.zeros(960, np.int16))
+        deadline = time.monotonic() + 5
+        while 960 not in fed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node.worker.is_alive() and 960 in fed, fed
+        assert fed.count(480) == 1  # the chunk queued before the deactivation was dropped, not decoded late
+        assert node.stream.speaking  # the latest speaking state reached the new activation
+        blocked = threading.Thread(target=lambda: [node.on_speaking(SpeakingState(speaking=False))
+                                                   for _ in range(600)])
+        blocked.start()
+        blocked.join(5)
+        assert not blocked.is_alive()
+    finally:
+        node.trigger_deactivate()
+        node.destroy_node()
+
+
+def test_parameters_are_fixed_once_a_node_runs_and_a_set_says_why(ros_context):
+    from rclpy.parameter import Parameter
+
+    from koba_ros.nodes.params import freeze_parameters
+    from koba_ros.nodes.speech_node import SpeechNode
+
+    node = SpeechNode(context=ros_context)
+    try:
+        freeze_parameters(node)
+        result = node.set_parameters([Parameter("stop_threshold", value=1e-20)])[0]
+        assert not result.successful and "stop_threshold: read when speech_node starts" in result.reason
+        assert node.get_parameter("stop_threshold").value == 1e-15
+        assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
+    finally:
+        node.destroy_node()

@@ -15,11 +15,15 @@ def run(args):
     import time
 
     from koba_ros.cli import print_json
+    from koba_ros.errors import KobaError
     from koba_ros.speech.audio import duration, load_audio
     from koba_ros.speech.recognizers import make_recognizer
     from koba_ros.speech.streaming import transcribe
 
     samples = load_audio(args.file)
+    if len(samples) < 480:  # under one 30 ms frame: nothing a recogniser (or webrtcvad) can read
+        raise KobaError(f"{args.file}: no audio to recognise ({len(samples)} samples at 16 kHz, "
+                        "need at least 30 ms)")
     options = {"checkpoint": args.checkpoint} if args.backend == "whisper" else {"use_domain_lm": not args.general}
     recognizer = make_recognizer(args.backend, **options)
     started = time.process_time()   # CPU time: the real-time factor on one core
@@ -28,7 +32,7 @@ def run(args):
     spoken = [u for u in utterances if u.text]
     text = " ".join(u.text for u in spoken)
     confidence = min((u.confidence for u in spoken), default=0.0)
-    rtf = cpu / duration(samples) if len(samples) else 0.0
+    rtf = cpu / duration(samples)
     if args.json:
         print_json({"text": text, "confidence": round(confidence, 3), "backend": recognizer.backend,
                     "rtf": round(rtf, 3), "utterances": [{"text": u.text, "confidence": round(u.confidence, 3),

@@ -1,6 +1,6 @@
 """koba face IMAGE_OR_VIDEO [--json]: read facial expressions and the feedback they would give (face_feedback_node's
 core)."""
-from koba_ros.commands.arg_types import non_negative_float
+from koba_ros.commands.arg_types import non_negative_float, positive_int
 
 HELP = "Read the facial expression in an image or video and the human feedback it gives (face_feedback_node's core)."
 
@@ -11,7 +11,7 @@ def add_arguments(p):
                    help="Videos: seconds of the person's rest face at the start to calibrate on (default 0: "
                         "population prior).")
     p.add_argument("--annotated", default="", help="Write the annotated image (images only) to this file.")
-    p.add_argument("--max-frames", type=int, default=3000, help="Videos: read at most this many frames.")
+    p.add_argument("--max-frames", type=positive_int, default=3000, help="Videos: read at most this many frames.")
     p.add_argument("--json", action="store_true", help="Print a JSON object.")
 
 

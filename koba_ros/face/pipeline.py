@@ -5,10 +5,12 @@ One FacePipeline per stream (camera, video file); `read_still` judges a single p
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from koba_ros.errors import KobaError
 from koba_ros.face.expression import Expression, NeutralCalibrator, classify
 from koba_ros.face.features import FaceFeatures, extract_features
 from koba_ros.face.feedback import ExpressionDebouncer, FeedbackEvent, HeadGestureDetector
@@ -32,14 +34,18 @@ class FaceConfig:
     dark_level: float = 25.0            # mean brightness (0..255) below which a frame is called too dark
 
     def __post_init__(self):
-        from koba_ros.errors import KobaError
-
         if not 0.0 < self.off_threshold < self.on_threshold <= 1.0:
             raise KobaError(f"need 0 < off_threshold < on_threshold <= 1, got {self.off_threshold}, "
                             f"{self.on_threshold}")
-        for name in ("calibration_s", "smoothing_s", "min_duration_s", "max_gap_s", "forget_s", "min_face_px"):
-            if getattr(self, name) < 0:
-                raise KobaError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("calibration_s", "smoothing_s", "min_duration_s", "max_gap_s", "forget_s", "min_face_px",
+                     "dark_level"):
+            if not 0 <= getattr(self, name) < math.inf:  # NaN fails too: it would silently disable the step
+                raise KobaError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.min_visible <= 1.0 or not 0.0 <= self.min_detection_confidence <= 1.0:
+            raise KobaError(f"min_visible and min_detection_confidence must be in [0, 1], got {self.min_visible}, "
+                            f"{self.min_detection_confidence}")
+        if isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) or self.max_faces < 1:
+            raise KobaError(f"max_faces must be a whole number >= 1, got {self.max_faces!r}")
 
 
 @dataclass
@@ -74,6 +80,7 @@ class FacePipeline:
                                              c.max_gap_s)
         self.gestures = HeadGestureDetector()
         self.last_face_t: float | None = None
+        self.last_t: float | None = None
 
     def read(self, frame, t: float) -> FrameResult:
         """Landmarks and expression of one frame, without events (what a still photo gets)."""
@@ -94,7 +101,15 @@ class FacePipeline:
         return result
 
     def process(self, frame, t: float) -> FrameResult:
-        """One frame of a stream at time t (seconds): the frame's reading plus any feedback events it completes."""
+        """One frame of a stream at time t (seconds): the frame's reading plus any feedback events it completes.
+
+        A clock that jumps back (a camera, bag or simulation restarted) starts a new stream: every time window
+        below assumes time moves forward and would otherwise keep, and rescan, all frames since."""
+        if not math.isfinite(t):
+            raise KobaError(f"frame time must be a finite number of seconds, got {t}")
+        if self.last_t is not None and t < self.last_t:
+            self.restart()
+        self.last_t = t
         result = self.read(frame, t)
         f = result.features
         if f is None:
@@ -116,6 +131,13 @@ class FacePipeline:
             if gesture:
                 result.events.append(gesture)
         return result
+
+    def restart(self) -> None:
+        """Forget the stream so far: the rest face, a half-seen expression or gesture."""
+        self.calibrator.reset()
+        self.gestures.reset()
+        self.debouncer.reset()
+        self.last_face_t = None
 
     @property
     def calibrating(self) -> bool:

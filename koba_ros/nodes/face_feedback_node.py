@@ -58,6 +58,9 @@ class FaceFeedbackNode(LifecycleNode):
             if self.source not in ("topic", "webcam"):
                 raise KobaError(f"source must be 'topic' or 'webcam', got {self.source!r}")
             sensor_qos(self.reliability)  # checks the value
+            for name in ("webcam_fps", "camera_timeout_s"):  # NaN fails too: a watchdog that fires every tick
+                if not 0.0 < float(getattr(self, name)) < float("inf"):
+                    raise KobaError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
             self.pipeline = FacePipeline(FaceConfig(**self.config_values), video=True)
             if self.source == "webcam":
                 self.webcam = self.open_webcam()

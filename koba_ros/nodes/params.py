@@ -1,7 +1,8 @@
-"""Small helpers every node uses: declared parameters with descriptions, and sensor QoS."""
+"""Small helpers every node uses: declared parameters with descriptions, parameters fixed once the node runs, and
+sensor QoS."""
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -12,6 +13,23 @@ def declare(node: Node, name: str, default: Any, description: str, *, read_only:
     """Declare a parameter with a description and return its current value."""
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
     return node.declare_parameter(name, default, descriptor).value
+
+
+def freeze_parameters(node: Node) -> None:
+    """Refuse `ros2 param set` on the node's parameters from now on, with the reason.
+
+    Every koba node reads its parameters when it is built (lifecycle nodes use them on configure): a later change
+    would be reported as a success and change nothing. use_sim_time stays settable (rclpy's own callback acts on
+    it). Called once the node is built, by runtime.run_node and the composed launcher (rclpy also runs these
+    callbacks for declarations, so it cannot come earlier)."""
+    def refuse(parameters) -> SetParametersResult:
+        names = [p.name for p in parameters if p.name != "use_sim_time"]
+        if not names:
+            return SetParametersResult(successful=True)
+        return SetParametersResult(successful=False, reason=f"{', '.join(names)}: read when {node.get_name()} "
+                                   "starts; restart it with --ros-args -p NAME:=VALUE (or koba up --arg)")
+
+    node.add_on_set_parameters_callback(refuse)
 
 
 def sensor_qos(reliability: str, depth: int = 5) -> QoSProfile:

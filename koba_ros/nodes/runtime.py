@@ -26,6 +26,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.executor import QueueOnceExecutor
+from koba_ros.nodes.params import freeze_parameters
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -123,6 +124,7 @@ def run_node(node_class: Callable[..., Node], args: list[str] | None = None) -> 
     node = None
     try:
         node = node_class()
+        freeze_parameters(node)
         autostart(node)
         spin([node])
     except KobaError as exc:

@@ -66,7 +66,10 @@ class SpeechNode(LifecycleNode):
         self.mic = None
         self.audio: queue.Queue = queue.Queue(maxsize=500)
         self.worker = None
+        self.worker_stop = None  # this activation's own end-of-stream token (a stale one must not end the next)
         self.running = threading.Event()
+        self.speaking = False    # the robot's latest /speech/speaking state, applied to every new activation
+        self.speaking_missed = False  # a state change found the queue full: the worker applies self.speaking
         self.utterance_pub = None
         self.subscription = None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -106,8 +109,11 @@ class SpeechNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        self.drain()  # audio and tokens left from an earlier activation: stale, never decoded now
+        self.audio.put_nowait(("speaking", self.speaking))
         self.running.set()
-        self.worker = threading.Thread(target=self.decode_loop, daemon=True)
+        self.worker_stop = object()
+        self.worker = threading.Thread(target=self.decode_loop, args=(self.worker_stop,), daemon=True)
         self.worker.start()
         if self.source == "topic":
             self.subscription = self.create_subscription(AudioChunk, self.audio_topic, self.on_audio,
@@ -118,7 +124,10 @@ class SpeechNode(LifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.running.clear()
-        self.audio.put(None)
+        try:
+            self.audio.put_nowait(self.worker_stop)
+        except queue.Full:  # the worker sees running cleared after its current item
+            pass
         if self.subscription is not None:
             self.destroy_subscription(self.subscription)
             self.subscription = None
@@ -132,6 +141,13 @@ class SpeechNode(LifecycleNode):
             self.mic = None
         self.stream = None
         return TransitionCallbackReturn.SUCCESS
+
+    def drain(self) -> None:
+        try:
+            while True:
+                self.audio.get_nowait()
+        except queue.Empty:
+            pass
 
     # --- audio in ------------------------------------------------------------------------
     def enqueue(self, samples: np.ndarray) -> None:
@@ -159,22 +175,36 @@ class SpeechNode(LifecycleNode):
         self.enqueue(np.zeros(16000, dtype=np.int16))   # a second of silence closes the last utterance
 
     def on_speaking(self, msg: SpeakingState) -> None:
-        self.audio.put(("speaking", bool(msg.speaking)))   # in order with the audio around it
+        """Queued in order with the audio around it, while a worker decodes; never blocks an executor thread. When
+        the queue is full the state still arrives: the worker applies the latest one after its current item."""
+        self.speaking = bool(msg.speaking)
+        if not self.running.is_set():
+            return  # on_activate applies self.speaking first
+        try:
+            self.audio.put_nowait(("speaking", self.speaking))
+        except queue.Full:
+            self.speaking_missed = True
 
     # --- decoding ------------------------------------------------------------------------
-    def decode_loop(self) -> None:
+    def decode_loop(self, stop: object) -> None:
         while self.running.is_set():
             item = self.audio.get()
-            if item is None:
+            if item is stop:
                 return
             try:
+                if self.speaking_missed:
+                    self.speaking_missed = False
+                    self.stream.set_speaking(self.speaking)
                 if isinstance(item, tuple):
                     self.stream.set_speaking(item[1])
-                    continue
-                for utterance in self.stream.feed(item):
-                    self.publish(utterance)
+                elif isinstance(item, np.ndarray):  # not another activation's stop token
+                    for utterance in self.stream.feed(item):
+                        self.publish(utterance)
             except KobaError as exc:
                 self.get_logger().error(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug in one chunk must not leave the node deaf
+                self.get_logger().error(f"could not decode an audio chunk: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=5.0)
 
     def publish(self, u) -> None:
         if not u.text and not self.publish_empty:

@@ -124,6 +124,8 @@ class PocketsphinxRecognizer(Recognizer):
                 raise KobaError(f"{name} must be a positive whole number, got {value!r}")
         if fallback not in FALLBACKS:
             raise KobaError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+        if not 0.0 <= fallback_confidence <= 1.0:  # NaN fails too: it would silently never (or always) fall back
+            raise KobaError(f"fallback_confidence must be in [0, 1], got {fallback_confidence}")
         pocketsphinx.set_loglevel("ERROR")
         try:
             self.decoder = pocketsphinx.Decoder(loglevel="ERROR")

@@ -32,6 +32,8 @@ class Endpointer:
 
         if aggressiveness not in (0, 1, 2, 3):
             raise KobaError(f"vad aggressiveness must be 0..3, got {aggressiveness}")
+        if not 30 <= hangover_ms <= 5000:  # NaN fails too; under one 30 ms frame would end words at every pause
+            raise KobaError(f"hangover_ms must be 30..5000 ms of silence, got {hangover_ms}")
         self.vad = webrtcvad.Vad(aggressiveness)
         self.start_frames = start_frames
         self.end_frames = max(1, hangover_ms // 30)
