@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from koba_ros.errors import KobaError
 from koba_ros.picking.cell_arm import CellArm
 from koba_ros.picking.kinematics import PandaKinematics
 from koba_ros.picking.picker import HOME, MAX_OPENING, Picker, Target, _finger_room, grasp_opening, grasp_yaw
@@ -139,3 +140,31 @@ def test_a_dropped_object_is_found_again_and_retried_once():
         result = session.pick(0, session.perceived(objects, 0), "top_right")
         assert result.attempts == 2 and result.success, result
         assert session.resting_box(0) == "top_right"
+
+
+def test_a_non_finite_yaw_or_ik_input_is_refused_not_hung(kinematics):
+    """PyBullet's IK never returns from a NaN quaternion and holds the GIL meanwhile: every thread, "stop"
+    included, would freeze. A NaN yaw comes from a broken /perception/objects."""
+    picker = Picker(RecordingArm(), kinematics)
+    for bad in (Target((0.5, 0, 0.02), (0.04,) * 3, yaw=float("nan")),
+                Target((0.5, 0, 0.02), (0.04,) * 3, yaw=float("inf")),
+                Target((0.5, 0, 0.02), (0.04,) * 3, width=float("nan"))):
+        assert "not a number" in picker.pick_place(bad, "top_left").message
+    for position, orientation, seed in (((0.5, 0, 0.2), (np.nan, 0, 0, 1), None),
+                                        ((np.nan, 0, 0.2), (1, 0, 0, 0), None),
+                                        ((0.5, 0, 0.2), (1, 0, 0, 0), [np.nan] * 7)):
+        with pytest.raises(KobaError, match="finite"):
+            kinematics.ik(position, orientation, seed)
+
+
+def test_a_pick_cancelled_before_it_starts_sends_nothing_to_the_arm(kinematics):
+    class CountingArm(RecordingArm):
+        def gripper(self, width, cancel):
+            self.trajectories.append(("gripper", width))
+            return super().gripper(width, cancel)
+
+    arm, cancel = CountingArm(), threading.Event()
+    cancel.set()
+    result = Picker(arm, kinematics).pick_place(Target((0.5, 0.1, 0.02), (0.04,) * 3), "top_right", cancel=cancel)
+    assert not result.success and "cancelled" in result.message
+    assert arm.trajectories == []

@@ -111,3 +111,24 @@ def test_teleop_command_exits_non_zero_when_the_command_is_refused(text, code, c
     assert main(["teleop", "--say", text, "--json"]) == code
     result = json.loads(capsys.readouterr().out)
     assert result["accepted"] is (code == 0) and (code == 0 or result["moved_m"] == 0.0)
+
+
+def test_the_planner_refuses_unknown_or_impossible_arm_states_and_a_signed_distance():
+    from koba_ros.errors import KobaError
+    from koba_ros.sim.cell import HOME
+    from koba_ros.teleop.commands import Home, parse_command
+    from koba_ros.teleop.jog import JogPlanner
+
+    planner = JogPlanner()
+    try:
+        for q in ([float("nan")] * 7, [1e6] * 7):
+            for command in (Home(), parse_command("move up five centimeters")):
+                with pytest.raises(KobaError) as info:
+                    planner.plan(command, q)
+                assert "\n" not in str(info.value)
+        assert planner.plan(Home(), HOME).trajectory is not None
+    finally:
+        planner.close()
+    with pytest.raises(KobaError, match="distance"):
+        parse_command("move up -5 cm")  # "up -5" is not "up 5"
+    assert parse_command("move up twenty-five centimeters").distance == pytest.approx(0.25)

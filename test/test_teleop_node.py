@@ -65,3 +65,35 @@ def test_teleop_node_topics(ros_context):
         teleop.destroy_node()
         probe.destroy_node()
         rclpy.shutdown(context=ros_context)
+
+
+def test_a_stop_during_a_jogs_publish_wins_and_nan_joint_states_move_nothing(ros_context, monkeypatch):
+    """A stop that lands between a jog's generation check and its publish used to be overtaken by the jog: the arm
+    moved after "Stopping.". Joint states with NaN used to become a NaN "go home" trajectory."""
+    from sensor_msgs.msg import JointState
+
+    from koba_ros.nodes import teleop_node
+    from koba_ros.picking.kinematics import ARM_JOINTS
+    from koba_ros.sim.cell import HOME
+
+    node = teleop_node.TeleopNode(context=ros_context)
+    sent, said = [], []
+    monkeypatch.setattr(node.traj_pub, "publish", lambda msg: sent.append(len(msg.points)))
+    monkeypatch.setattr(node, "reply", said.append)
+    real = teleop_node.trajectory_to_msg
+
+    def stop_meanwhile(traj):  # "stop" heard on another callback thread while the jog's message is built
+        node.run_command("stop")
+        return real(traj)
+
+    monkeypatch.setattr(teleop_node, "trajectory_to_msg", stop_meanwhile)
+    try:
+        node.on_joints(JointState(name=list(ARM_JOINTS), position=list(HOME)))
+        node.run_command("move up five centimeters")
+        assert sent == [0] and said == ["Stopping."]  # only the empty trajectory: the jog was dropped
+        monkeypatch.setattr(teleop_node, "trajectory_to_msg", real)
+        node.on_joints(JointState(name=list(ARM_JOINTS), position=[float("nan")] + list(HOME[1:])))
+        node.run_command("go home")
+        assert sent == [0] and said[-1] == "I do not know where my arm is yet."
+    finally:
+        node.destroy_node()

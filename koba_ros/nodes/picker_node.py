@@ -69,6 +69,8 @@ class TopicArm:
         return self._positions(ARM_JOINTS)
 
     def execute(self, traj: JointTrajectory, cancel: threading.Event) -> bool:
+        if cancel.is_set():  # never start a motion that is already cancelled
+            return False
         self.traj_pub.publish(trajectory_to_msg(traj))
         start, goal = time.monotonic(), traj.positions[-1]
         # The controller may run slower than the wall clock (a loaded simulator): wait while the arm still moves.
@@ -91,6 +93,8 @@ class TopicArm:
                 raise KobaError("the arm stopped short of its trajectory's end (did the controller reject it?)")
 
     def gripper(self, width: float, cancel: threading.Event) -> float:
+        if cancel.is_set():
+            return float(self._positions(FINGERS).sum())
         self.grip_pub.publish(Float64(data=float(width)))
         last, start = self._positions(FINGERS).sum(), time.monotonic()
         while not cancel.wait(0.1):
@@ -115,13 +119,17 @@ class PickerNode(Node):
         self.picker = Picker(self.arm)
         self.objects, self.objects_time = [], 0.0
         self.busy = threading.Lock()
-        self.cancels: dict[int, threading.Event] = {}
+        self.cancels: dict[bytes, threading.Event] = {}
         self.create_subscription(DetectedObjectArray, "/perception/objects", self.on_objects, 10, callback_group=group)
         self.server = ActionServer(self, PickPlace, "pick_place", self.execute, goal_callback=self.on_goal,
                                    cancel_callback=self.on_cancel, callback_group=group)
 
     def on_objects(self, msg: DetectedObjectArray) -> None:
-        self.objects, self.objects_time = msg_to_objects(msg), time.monotonic()
+        try:
+            self.objects, self.objects_time = msg_to_objects(msg), time.monotonic()
+        except KobaError as exc:  # a NaN yaw or a malformed attribute: the last good objects stand
+            self.get_logger().warning(f"/perception/objects dropped, keeping the previous objects: {exc}",
+                                      throttle_duration_sec=5.0)
 
     def fresh_objects(self):
         """The first /perception/objects that arrives from now on (the arm has moved: older ones are stale)."""
@@ -137,10 +145,14 @@ class PickerNode(Node):
     def on_goal(self, goal) -> GoalResponse:
         return GoalResponse.REJECT if self.busy.locked() else GoalResponse.ACCEPT
 
+    def cancel_event(self, goal_handle) -> threading.Event:
+        """The goal's cancel flag, made by whichever comes first: its execute or its cancel request. rclpy runs
+        execute as a task of its own, so a cancel sent right after acceptance (grounding_node does, for a "stop"
+        said while the goal was on its way) may well come first; it must not be lost. Keyed by the goal's UUID."""
+        return self.cancels.setdefault(bytes(goal_handle.goal_id.uuid), threading.Event())
+
     def on_cancel(self, goal_handle) -> CancelResponse:
-        event = self.cancels.get(id(goal_handle))
-        if event:
-            event.set()
+        self.cancel_event(goal_handle).set()
         return CancelResponse.ACCEPT
 
     def target_for(self, goal) -> Target | None:
@@ -161,19 +173,20 @@ class PickerNode(Node):
 
     def execute(self, goal_handle):
         goal = goal_handle.request
-        cancel = threading.Event()
-        self.cancels[id(goal_handle)] = cancel
-        with self.busy:
-            try:
+        cancel = self.cancel_event(goal_handle)
+        if goal_handle.is_cancel_requested:
+            cancel.set()
+        try:
+            with self.busy:
                 outcome = self.run_goal(goal, goal_handle, cancel)
-            finally:
-                self.cancels.pop(id(goal_handle), None)
-        if cancel.is_set():
-            goal_handle.canceled()
-        elif outcome.success:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
+            if cancel.is_set():
+                goal_handle.canceled()
+            elif outcome.success:
+                goal_handle.succeed()
+            else:
+                goal_handle.abort()
+        finally:
+            self.cancels.pop(bytes(goal_handle.goal_id.uuid), None)  # the goal has ended: no cancel can come now
         self.get_logger().info(f"pick {goal.object_id} -> {goal.destination}: {outcome.message}")
         return PickPlace.Result(success=outcome.success, message=outcome.message)
 

@@ -9,6 +9,7 @@ A spoken stop is obeyed whatever its confidence (min_confidence only gates the o
 """
 from __future__ import annotations
 
+import math
 import threading
 
 from koba_interfaces.msg import Utterance
@@ -49,7 +50,13 @@ class TeleopNode(Node):
     def on_joints(self, msg: JointState) -> None:
         position = dict(zip(msg.name, msg.position, strict=False))
         if all(n in position for n in ARM_JOINTS):
-            self.joints = [position[n] for n in ARM_JOINTS]
+            joints = [position[n] for n in ARM_JOINTS]
+            if all(math.isfinite(q) for q in joints):
+                self.joints = joints
+            else:  # a broken driver: planning from NaN would send NaN; the last good state stands, then goes stale
+                self.joints = None
+                self.get_logger().error("/joint_states has non-finite arm positions; not moving",
+                                        throttle_duration_sec=5.0)
 
     def on_utterance(self, msg: Utterance) -> None:
         # "stop" always wins: it is obeyed whatever its ASR confidence (a missed stop costs more than a false one).
@@ -65,7 +72,8 @@ class TeleopNode(Node):
         except KobaError as exc:
             return self.reply(str(exc))
         if isinstance(command, Stop):
-            self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
+            with self.generation_lock:  # after any jog whose generation check passed has been published
+                self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
             return self.reply("Stopping.")
         if self.joints is None:
             return self.reply("I do not know where my arm is yet.")
@@ -74,12 +82,16 @@ class TeleopNode(Node):
                 plan = self.planner.plan(command, self.joints)
             except KobaError as exc:
                 return self.reply(str(exc))
-            if generation != self.generation:
-                return None   # a newer command (a stop) arrived while planning
-            if plan.trajectory is not None:
-                self.traj_pub.publish(trajectory_to_msg(plan.trajectory))
-            if plan.gripper_width is not None:
-                self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
+            message = trajectory_to_msg(plan.trajectory) if plan.trajectory is not None else None
+            # The check and the publish under the lock a stop takes to publish: a stop either comes first (this
+            # plan is dropped) or is published after it (the arm holds).
+            with self.generation_lock:
+                if generation != self.generation:
+                    return None   # a newer command (a stop) arrived while planning
+                if message is not None:
+                    self.traj_pub.publish(message)
+                if plan.gripper_width is not None:
+                    self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
         self.reply(plan.reply)
 
     def reply(self, text: str) -> None:

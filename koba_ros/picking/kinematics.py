@@ -61,7 +61,13 @@ class PandaKinematics:
         """Arm joints putting the tool at position/orientation, inside the joint limits (KobaError if none).
 
         Tries the given seed, then the rest pose turned toward the target (IK is local: the seed matters).
+        A non-finite position, orientation or seed is refused first: PyBullet's IK never returns from a NaN
+        quaternion, and it holds the GIL while it spins, so every thread of the process (a "stop" included) would
+        stop with it.
         """
+        numbers = [*np.ravel(position), *np.ravel(orientation), *(np.ravel(seed) if seed is not None else ())]
+        if len(np.ravel(position)) != 3 or len(np.ravel(orientation)) != 4 or not np.all(np.isfinite(numbers)):
+            raise KobaError(f"IK needs a finite position, orientation and seed, got {position!r}, {orientation!r}")
         facing = np.array(REST)
         facing[0] = math.atan2(position[1], position[0])
         seeds = ([np.asarray(seed, dtype=np.float64)] if seed is not None else []) + [facing]
@@ -88,7 +94,7 @@ class PandaKinematics:
                 break
         reached, quat = self.fk(q)
         error = np.linalg.norm(reached - np.asarray(position))
-        if error > IK_TOLERANCE or abs(np.dot(quat, orientation)) < 0.995:
+        if not error <= IK_TOLERANCE or not abs(np.dot(quat, orientation)) >= 0.995:  # NaN fails, not passes
             raise KobaError(f"cannot reach ({position[0]:.2f}, {position[1]:.2f}, {position[2]:.2f}) pointing down "
                             f"(best {error * 100:.1f} cm off)")
         return q

@@ -123,8 +123,9 @@ class Picker:
         """KobaError with the reason when the goal is impossible; nothing moves."""
         if destination not in BOXES:
             raise KobaError(f"unknown destination {destination!r}; boxes: {', '.join(BOXES)}")
-        if not all(math.isfinite(v) for v in (*target.position, *target.size)):
-            raise KobaError("target position or size is not a number")
+        yaw = () if target.yaw is None else (target.yaw,)   # NaN would hang PyBullet's IK (kinematics.ik)
+        if not all(math.isfinite(v) for v in (*target.position, *target.size, *yaw, target.width)):
+            raise KobaError("target position, size, yaw or width is not a number")
         if not self.workspace.contains(target.position):
             raise KobaError(self.workspace.why_not(target.position))
         if min(target.size[0], target.size[1]) > MAX_OPENING - 0.01:
@@ -220,6 +221,8 @@ class Picker:
     def _run(self, traj: JointTrajectory, cancel: threading.Event) -> None:
         # The arm may not be exactly where the plan assumed (a finger stopped by the object or the floor):
         # join it to the plan with a short move rather than a jump the controller would rightly refuse.
+        if cancel.is_set():  # cancelled between stages: nothing more is sent to the arm, not even 20 ms of it
+            raise Cancelled()
         q = self.arm.joint_positions()
         if np.max(np.abs(q - traj.positions[0])) > 0.01:
             traj = concat(joint_move(q, traj.positions[0], self.kin.max_velocity), traj)
@@ -227,6 +230,8 @@ class Picker:
             raise Cancelled()
 
     def _grip(self, width: float, cancel: threading.Event) -> float:
+        if cancel.is_set():
+            raise Cancelled()
         width = self.arm.gripper(width, cancel)
         if cancel.is_set():
             raise Cancelled()

@@ -63,7 +63,9 @@ Command = Jog | Gripper | Home | Stop
 
 def tokens(text: str) -> list[str]:
     """Lower-case words and numbers; "5cm" → ["5", "cm"], "2.5" stays one token."""
-    text = text.lower().replace("-", " ")
+    # A sign before a number ("up -5 cm") is the word minus, which a distance refuses; other hyphens join words
+    # ("twenty-five").
+    text = re.sub(r"(?<![\w.])-(?=\d)", " minus ", text.lower()).replace("-", " ")
     return re.findall(r"\d+(?:\.\d+)?|[a-z]+", text)
 
 

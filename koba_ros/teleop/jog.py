@@ -16,7 +16,7 @@ from koba_ros.picking.kinematics import PandaKinematics
 from koba_ros.picking.motion import joint_move, line_move
 from koba_ros.picking.workspace import Workspace
 from koba_ros.sim.cell import GRIPPER_MAX_WIDTH, HOME
-from koba_ros.sim.trajectory import JointTrajectory
+from koba_ros.sim.trajectory import JointTrajectory, validate
 from koba_ros.teleop.commands import Command, Gripper, Home, Jog, Stop
 
 OUT_OF_REACH = "That is out of my reach."
@@ -43,12 +43,19 @@ class JogPlanner:
         q_now = np.asarray(q_now, dtype=np.float64)
         if isinstance(command, Stop):
             return TeleopPlan("stop", "Stopping.")
+        if q_now.shape != self.home.shape or not np.all(np.isfinite(q_now)):
+            raise KobaError("I do not know where my arm is: its joint positions are not numbers.")
         if isinstance(command, Gripper):
             width = GRIPPER_MAX_WIDTH if command.open else 0.0
             return TeleopPlan("gripper", "Opening the gripper." if command.open else "Closing the gripper.",
                               gripper_width=width)
         if isinstance(command, Home):
-            return TeleopPlan("home", "Going home.", joint_move(q_now, self.home, self.kin.max_velocity))
+            traj = joint_move(q_now, self.home, self.kin.max_velocity)
+            try:
+                validate(traj, self.kin.limits, q_now)  # from joints outside their limits there is no safe way
+            except KobaError as exc:
+                raise KobaError(f"I can't go home from here: {exc}.") from None
+            return TeleopPlan("home", "Going home.", traj)
         if isinstance(command, Jog):
             start, orientation = self.kin.fk(q_now)
             target = start + np.asarray(command.direction) * command.distance
@@ -56,6 +63,7 @@ class JogPlanner:
                 raise KobaError(OUT_OF_REACH)
             try:
                 traj, _ = line_move(self.kin, q_now, start, target, orientation)
+                validate(traj, self.kin.limits, q_now)  # every plan within the joints' limits and speeds
             except KobaError:
                 raise KobaError(OUT_OF_REACH) from None
             return TeleopPlan("jog", f"Moving {command.words}.", traj, target=tuple(float(v) for v in target))
