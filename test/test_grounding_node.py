@@ -95,3 +95,35 @@ def test_question_answer_goal_cancel_and_refusal(ros_context):
     finally:
         node.destroy_node()
         assert stop_process(proc) == 0, proc.stdout.read()
+
+
+def test_a_bad_objects_message_or_a_failing_turn_leaves_the_node_as_it_was(ros_context):
+    """In-process handlers: a malformed DetectedObject used to raise in the subscription callback (the executor
+    re-raised it and the process exited); an unexpected failure in a turn did the same."""
+    from koba_ros.nodes.grounding_node import GroundingNode
+    from koba_ros.perception.messages import objects_to_msg
+    from koba_ros.perception.objects import PerceivedObject
+
+    node = GroundingNode(context=ros_context)
+    try:
+        cube = PerceivedObject(id=1, bbox=(1, 2, 3, 4), position=(0.5, 0.1, 0.03), size=(0.04, 0.05, 0.06),
+                               box="top_left", mean_rgb=(0.8, 0.1, 0.1))
+        node.on_objects(objects_to_msg([cube], node.get_clock().now().to_msg()))
+        before = node.objects
+        assert [o.id for o in before] == [1]
+        bad = objects_to_msg([cube], node.get_clock().now().to_msg())
+        bad.objects[0].attributes = ["mean_rgb:abc"]
+        node.on_objects(bad)
+        assert node.objects is before
+
+        said = []
+        node.say = said.append
+
+        def broken(text, stops):
+            raise ValueError("setting an array element with a sequence")
+
+        node.respond = broken
+        node.on_text("put the red cube in the top right box")
+        assert said == ["Sorry, something went wrong; please try again."] and not node.turn_running
+    finally:
+        node.destroy_node()

@@ -101,3 +101,47 @@ def test_realsense_camera_missing_is_a_clear_error():
 
     with pytest.raises(KobaError, match="RealSense|pyrealsense2"):
         RealSenseCamera()
+
+
+def red_cube(**changes):
+    fields = dict(id=3, bbox=(1, 2, 3, 4), position=(0.5, 0.1, 0.03), size=(0.04, 0.05, 0.06), box="top_left",
+                  mean_rgb=(0.8, 0.1, 0.1), features=np.arange(4.0))
+    return PerceivedObject(**{**fields, **changes})
+
+
+def set_attribute(d, key, value):
+    d.attributes = [a for a in d.attributes if not a.startswith(key + ":")] + [f"{key}:{value}"]
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda d: set_attribute(d, "mean_rgb", "abc"), "mean_rgb must be 3 finite numbers, got 'abc'"),
+    (lambda d: set_attribute(d, "mean_rgb", "0.5,0.5"), "mean_rgb must be 3 finite numbers"),
+    (lambda d: set_attribute(d, "mean_rgb", "nan,0.1,0.1"), "mean_rgb must be 3 finite numbers"),
+    (lambda d: set_attribute(d, "yaw", "inf"), "yaw must be 1 finite number"),
+    (lambda d: set_attribute(d, "width", ""), "width must be 1 finite number"),
+    (lambda d: setattr(d.size, "z", float("nan")), "size must be 3 finite numbers"),
+    (lambda d: setattr(d.position, "x", float("-inf")), "position must be 3 finite numbers"),
+    (lambda d: setattr(d, "score", float("nan")), "score must be 1 finite number"),
+])
+def test_a_malformed_or_non_finite_detected_object_is_one_line_naming_it(spoil, message):
+    msg = objects_to_msg([red_cube(id=7), red_cube()], STAMP)
+    msg_to_objects(msg)                                            # the unspoilt message converts
+    spoil(msg.objects[1])
+    with pytest.raises(KobaError, match=f"DetectedObject 3: {message}") as err:
+        msg_to_objects(msg)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"size": (0.04, 0.05, float("nan"))}, "size"),
+    ({"mean_rgb": (float("nan"), 0.1, 0.1)}, "mean_rgb"),
+    ({"mean_rgb": (0.5, 0.5)}, "mean_rgb"),                           # np.array would fail on the ragged rows
+    ({"position": (0.5, float("inf"), 0.03)}, "position"),
+])
+def test_object_features_refuse_a_non_finite_object(changes, field):
+    """The last guard before the model: np.clip keeps a NaN, and one NaN made every target probability NaN."""
+    from koba_ros.grounding.features import object_features
+
+    assert np.isfinite(object_features([red_cube(id=7), red_cube()], 4)).all()
+    with pytest.raises(KobaError, match=f"object 3: {field} must be . finite numbers"):
+        object_features([red_cube(id=7), red_cube(**changes)], 4)

@@ -82,3 +82,21 @@ def test_box_names_match_the_image_convention():
         assert box_at(*region.centre) == name
         x, y = region.offset_to_xy(0.05, 0.0)   # toward image right
         assert y < region.centre[1] and region.xy_to_offset(x, y) == pytest.approx((0.05, 0.0))
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"seed": -1, "objects": [{"name": "duck", "box": "top_left"}]}, "seed must be a non-negative integer"),
+    ({"seed": 1, "objects": [{"name": ["duck"], "box": "top_left"}]}, "not a valid scene file"),
+    ('{"seed": 1, "objects": [{"name": "duck", "box": "top_left", "yaw": 1%s}]}' % ("0" * 400),
+     "not a valid scene file"),                                                  # too large for a float
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"seed": 1, "objects": [], "x": 1%s}' % ("0" * 5000), "not a valid scene file"),  # over Python's digit limit
+    ("{not json", "malformed JSON"),
+])
+def test_scene_files_that_scene_py_lets_through_are_one_line_errors_where_commands_read_them(tmp_path, data, message):
+    """What `koba pick --scene`, sim_node and `koba up` read (sim/scene_file.py; scene.py is a perception source)."""
+    from koba_ros.sim.scene_file import read_scene_file
+
+    with pytest.raises(KobaError, match=message) as err:
+        read_scene_file(write(tmp_path, data))
+    assert "\n" not in str(err.value)

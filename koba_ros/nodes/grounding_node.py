@@ -21,7 +21,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from std_msgs.msg import String
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.grounding import crop_kinds, lexicon
 from koba_ros.grounding.dialogue import Dialogue, Reply, Settings
 from koba_ros.grounding.messages import fill_result
@@ -112,7 +112,11 @@ class GroundingNode(LifecycleNode):
 
     # --- inputs ------------------------------------------------------------------------------
     def on_objects(self, msg: DetectedObjectArray) -> None:
-        self.objects = msg_to_objects(msg)
+        try:
+            self.objects = msg_to_objects(msg)
+        except KobaError as exc:      # e.g. a NaN size from a broken publisher: the last good scene stands
+            self.get_logger().warning(f"/perception/objects dropped, keeping the previous objects: {exc}",
+                                      throttle_duration_sec=5.0)
 
     def on_utterance(self, msg: Utterance) -> None:
         if msg.confidence >= self.min_confidence:
@@ -134,6 +138,9 @@ class GroundingNode(LifecycleNode):
         except KobaError as exc:      # e.g. objects whose features do not fit the model
             self.get_logger().error(str(exc))
             self.say(f"Sorry, I can't do that: {exc}")
+        except Exception as exc:      # a bug in the grounding core must not take the node down; state stays
+            self.get_logger().error(f"grounding turn failed on {text!r:.80}: {reason(exc)}")
+            self.say("Sorry, something went wrong; please try again.")
         finally:
             self.turn_running = False
 

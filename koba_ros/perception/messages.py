@@ -5,6 +5,8 @@ metres), CameraInfo with the plumb_bob model and K/P from the pinhole intrinsics
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from geometry_msgs.msg import Point, Vector3
 from koba_interfaces.msg import DetectedObject, DetectedObjectArray
@@ -112,17 +114,35 @@ def bytes_to_crop(data) -> np.ndarray | None:
     return flat.reshape(CHANNELS, SIDE, SIDE) if flat.size == CHANNELS * SIDE * SIDE else flat
 
 
+def _finite(value, n: int, where: str) -> tuple[float, ...]:
+    """n finite floats from a sequence or a comma-separated attribute, else a KobaError naming `where`: one NaN
+    would make every grounding probability NaN."""
+    try:
+        numbers = tuple(float(v) for v in (value.split(",") if isinstance(value, str) else value))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != n or not all(map(math.isfinite, numbers)):
+        raise KobaError(f"{where} must be {n} finite number{'s' * (n > 1)}, got {value!r:.80}")
+    return numbers
+
+
 def msg_to_objects(msg: DetectedObjectArray) -> list[PerceivedObject]:
-    """The ROS-free twin of each DetectedObject (the crop travels, the full-image mask does not)."""
+    """The ROS-free twin of each DetectedObject (the crop travels, the full-image mask does not). A non-finite or
+    malformed number anywhere is a KobaError naming the object and field, so a subscriber drops the whole message."""
     objects = []
     for d in msg.objects:
+        where = f"DetectedObject {d.id}:"
         carried = ("yaw:", "width:", "mean_rgb:")   # fields DetectedObject has no slot for ride as attributes
         attributes = [a for a in d.attributes if not a.startswith(carried)]
         extra = dict(a.split(":", 1) for a in d.attributes if a.startswith(carried))
-        mean_rgb = tuple(float(v) for v in extra["mean_rgb"].split(",")) if "mean_rgb" in extra else (0.0,) * 3
+        (yaw,) = _finite(extra.get("yaw", "0"), 1, f"{where} yaw")
+        (width,) = _finite(extra.get("width", "0"), 1, f"{where} width")
+        (score,) = _finite([d.score], 1, f"{where} score")
         objects.append(PerceivedObject(
-            id=d.id, bbox=(d.x, d.y, d.width, d.height), position=(d.position.x, d.position.y, d.position.z),
-            size=(d.size.x, d.size.y, d.size.z), box=d.box, mean_rgb=mean_rgb, attributes=attributes,
-            features=np.array(d.embedding, dtype=np.float32), score=d.score, yaw=float(extra.get("yaw", 0.0)),
-            width=float(extra.get("width", 0.0)), crop=bytes_to_crop(d.crop)))
+            id=d.id, bbox=(d.x, d.y, d.width, d.height),
+            position=_finite((d.position.x, d.position.y, d.position.z), 3, f"{where} position"),
+            size=_finite((d.size.x, d.size.y, d.size.z), 3, f"{where} size"), box=d.box,
+            mean_rgb=_finite(extra.get("mean_rgb", "0,0,0"), 3, f"{where} mean_rgb"), attributes=attributes,
+            features=np.array(d.embedding, dtype=np.float32), score=score, yaw=yaw, width=width,
+            crop=bytes_to_crop(d.crop)))
     return objects
