@@ -54,6 +54,18 @@ def test_maze_truncates_at_step_limit_and_bumps_into_walls():
     assert env.step(0)[3] is True
 
 
+def test_maze_takes_integer_actions_only():
+    env = MazeEnv("corridor")
+    env.reset()
+    for good in (1, np.int64(1), np.array(1), np.uint8(1)):
+        assert env.step(good)[0] == 1  # right, from the start at (0, 0)
+        env.reset()
+    for bad in (1.7, 1.0, "1", float("nan"), np.float64(1.0), np.array([1]), 4, -1, None):
+        with pytest.raises(KobaError, match="maze action must be an integer 0..3"):
+            env.step(bad)
+    assert env.position == env.start and env.steps == 0  # refused actions change nothing
+
+
 def test_unreachable_goal_and_bad_layouts_raise_koba_error():
     with pytest.raises(KobaError, match="unreachable"):
         MazeEnv(["S#.", "##.", "..G"])
@@ -178,6 +190,31 @@ def test_credit_outside_the_window_is_empty_and_delays_validate():
     assert min(samples) >= 0.2 and max(samples) <= 4.0 and 0.4 < np.median(samples) < 1.0
 
 
+def test_gamma_delay_with_no_mass_in_its_window_is_refused():
+    # gamma peaked at 0.1 s has ~0 mass in [3, 4]: sampling looped forever and the credit weights were 0/0
+    for text in ("gamma:3:4:0.1", "gamma:2:4:0.2"):
+        with pytest.raises(KobaError, match=f"delay {text}: .* almost no mass"):
+            Delay.parse(text)
+        with pytest.raises(KobaError, match="almost no mass"):
+            HumanConfig.parse(f"delay={text}")
+
+
+def test_gamma_delay_samples_its_truncated_cdf_however_thin_the_window():
+    d = Delay.parse("gamma:0.2:4.0:0.5")
+    samples = np.array([d.sample(np.random.default_rng(i)) for i in range(4000)])
+    for q in (0.3, 0.6, 1.2, 2.0):
+        assert np.mean(samples <= q) == pytest.approx(float(d.cdf(q)), abs=0.03)
+    thin = Delay.parse("gamma:2:4:0.3")  # about 3e-6 of the gamma lies in [2, 4]: rejection drew ~3e5 per sample
+    rng, reference = np.random.default_rng(0), np.random.default_rng(0)
+    with np.errstate(all="raise"):
+        samples = np.array([thin.sample(rng) for _ in range(300)])
+        density = thin.pdf(np.linspace(2.0, 4.0, 2001))
+    reference.random(300)  # one uniform number per sample, however thin the window (rejection drew ~3e5 each)
+    assert rng.random() == reference.random()
+    assert samples.min() >= 2.0 and samples.max() <= 4.0 and np.median(samples) < 2.3  # piled up at lo
+    assert np.isfinite(density).all() and density.mean() * 2.0 == pytest.approx(1.0, abs=0.02)
+
+
 # --- simulated human: the five factors ---------------------------------------------------------
 def _watch(config, n=2000, seed=0, layout="default"):
     """Let a human watch n random maze steps; returns (human, [(feedback, correct sign, shown_at)])."""
@@ -249,6 +286,17 @@ def test_due_returns_reactions_in_time_order():
     assert human.due(0.1) == []
     got = human.due(1.0)
     assert len(got) == 1 and 0.2 <= got[0].stamp <= 1.0 and got[0].value in (-1.0, 1.0)
+
+
+def test_human_refuses_states_outside_the_maze():
+    env = MazeEnv()
+    human = SimulatedHuman(HumanConfig(p_feedback=1.0, half_life=0), tabular_model(env).steps_to_goal())
+    for state, next_state in ((-1, 0), (0, -1), (100, 0), (0, 100)):  # numpy read -1 as cell 99
+        with pytest.raises(KobaError, match="state must lie in 0..99"):
+            human.watch(1, state, 0, next_state, False, 0.0)
+    assert human.observed == 0 and human.pending == []
+    human.watch(1, 0, 1, 1, False, 0.0)
+    assert len(human.pending) == 1
 
 
 # --- agents -----------------------------------------------------------------------------------

@@ -110,6 +110,14 @@ def test_checkpoint_restores_the_agent_exactly(tmp_path):
     (["tamer", "train", "--agent", "dqn", "--layout", "open5", "--episodes", "1", "--out", "{tmp}"],
      "already holds a run (checkpoint.pt); add --resume"),
     (["tamer", "train", "--episodes", "1", "--out", "/proc/koba_x"], "cannot create /proc/koba_x"),
+    (["tamer", "bench", "--layout", "open5", "--episodes", "5", "--seeds", "1", "--agents", "tamer", "--human",
+      "delay=gamma:3:4:0.1"], "delay gamma:3:4:0.1: a gamma peaked at 0.1 s has almost no mass"),  # hung
+    (["tamer", "bench", "--layout", "open5", "--episodes", "5", "--seeds", "1", "--agents", "tamer",
+      "--credit-delay", "gamma:3:4:0.1"], "almost no mass"),  # rejected all feedback, exit 0
+    (["tamer", "bench", "--layout", "corridor", "--agents", "dqn,tamer,dqn", "--seeds", "1", "--episodes", "1"],
+     "--agents names dqn more than once"),
+    (["tamer", "bench", "--layout", "corridor", "--agents", "dqn", "--seeds", "1", "--episodes", "1", "--out",
+      "/proc/koba_x"], "cannot create /proc/koba_x"),
 ])
 def test_bad_input_is_one_line_error(argv, message, tmp_path, capsys):
     if "{tmp}" in argv:
@@ -123,6 +131,68 @@ def test_bad_input_is_one_line_error(argv, message, tmp_path, capsys):
     assert message in err and "\n" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, nothing removed
     assert not Path("/nonexistent_dir_for_test").exists()
+
+
+def test_bench_refuses_a_file_as_out_before_running(tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("keep me")
+    assert main(["tamer", "bench", "--layout", "corridor", "--agents", "dqn", "--seeds", "1", "--episodes", "1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--out {out} is a file, not a folder" in err and "\n" not in err  # no progress line: nothing ran
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tamer", "bench", "--episodes", "0"], "--episodes: must be a whole number > 0, got '0'"),  # was: 300
+    (["tamer", "train", "--out", "x", "--episodes", "-3"], "--episodes: must be a whole number > 0, got '-3'"),
+    (["tamer", "bench", "--seeds", "0"], "--seeds: must be a whole number > 0, got '0'"),
+    (["feedback", "--keyboard", "--wait", "nan"], "--wait: must be a finite number >= 0, got 'nan'"),
+    (["feedback", "--keyboard", "--wait", "inf"], "--wait: must be a finite number >= 0, got 'inf'"),
+    (["feedback", "--keyboard", "--wait", "-1"], "--wait: must be a finite number >= 0, got '-1'"),
+])
+def test_bad_numbers_are_refused_at_parse_time(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"env": "maze"}, "is not a koba tamer checkpoint"),  # was KeyError 'agent'
+    (torch.zeros(3), "is not a koba tamer checkpoint"),  # was AttributeError
+    ({"env": "maze", "agent": torch.zeros(3), "now": 0.0, "total_steps": 0, "episodes": []}, "damaged: agent is a"),
+    ({"env": "maze", "agent": {"agent": "dqn_tamer"}, "now": 0.0, "total_steps": 0, "episodes": []}, "damaged"),
+    ({"env": "maze", "agent": {}, "now": 0.0, "total_steps": 0, "episodes": [[1, 2]]}, "damaged"),
+])
+def test_resume_from_a_foreign_checkpoint_is_one_line_error(content, message, tmp_path, capsys):
+    torch.save(content, tmp_path / "checkpoint.pt")
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert main(["tamer", "train", "--out", str(tmp_path), "--resume", "--layout", "open5", "--episodes", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before and sorted(tmp_path.iterdir()) == [
+        tmp_path / "checkpoint.pt"]
+
+
+def test_prepare_output_is_the_check_train_and_the_learner_node_share(tmp_path):
+    from koba_ros.errors import KobaError
+    from koba_ros.rl.train import prepare_output
+
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(KobaError, match=f"^output_dir {a_file} is a file, not a folder$"):
+        prepare_output(a_file, False, "output_dir", "resume")
+    run = tmp_path / "run"
+    with pytest.raises(KobaError, match="^resume: no checkpoint at"):
+        prepare_output(run, True, "output_dir", "resume")
+    assert not run.exists()
+    prepare_output(run / "deeper", False, "output_dir", "resume")
+    assert (run / "deeper").is_dir()
+    (run / "deeper" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(KobaError, match="already holds a run .*add resume to continue it, or give another output_dir"):
+        prepare_output(run / "deeper", False, "output_dir", "resume")
+    prepare_output(run / "deeper", True, "output_dir", "resume")  # resuming it is fine
 
 
 def test_feedback_command_needs_a_terminal(capsys):

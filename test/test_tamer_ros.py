@@ -69,3 +69,44 @@ def test_learner_and_simulated_human_talk_over_dds(ros_context):
     assert learner.session.agent.feedback_count >= 10  # credited to steps by their stamps
     assert learner.session.rejected.get("bad value") == 1 and learner.session.rejected.get("future stamp") == 1
     assert len(seen["transition"]) >= steps_when_bad + 20  # still stepping after the bad feedback
+
+
+def test_learner_node_checks_output_dir_at_construction(ros_context, tmp_path):
+    import torch
+    from rclpy.parameter import Parameter
+
+    from koba_ros.errors import KobaError
+    from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
+
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    torch.save({"env": "maze"}, finished / "checkpoint.pt")
+    for params, message in (
+            ({"output_dir": str(a_file)}, f"output_dir {a_file} is a file"),  # was: FileExistsError in a timer
+            ({"output_dir": str(finished)}, "already holds a run (checkpoint.pt); add resume"),  # was: overwritten
+            ({"output_dir": str(finished), "resume": True}, "is not a koba tamer checkpoint"),  # was: KeyError
+            ({"resume": True}, "resume needs output_dir")):
+        with pytest.raises(KobaError) as info:
+            TamerLearnerNode(context=ros_context, parameter_overrides=[Parameter(k, value=v)
+                                                                       for k, v in params.items()])
+        assert str(info.value).startswith("tamer_learner_node: ") and message in str(info.value)
+    assert a_file.read_text() == "" and sorted(p.name for p in finished.iterdir()) == ["checkpoint.pt"]
+
+
+def test_simulated_human_node_logs_and_skips_a_transition_outside_the_maze(ros_context):
+    from koba_interfaces.msg import TamerTransition
+    from rclpy.parameter import Parameter
+
+    from koba_ros.nodes.simulated_human_node import SimulatedHumanNode
+
+    human = SimulatedHumanNode(context=ros_context, parameter_overrides=[
+        Parameter("p_feedback", value=1.0), Parameter("half_life", value=0.0)])
+    try:
+        human.on_transition(TamerTransition(env="maze", total_steps=1, state=-1, action=0, next_state=98))
+        assert human.human.pending == [] and human.human.observed == 0  # numpy judged cell 99 for state -1
+        human.on_transition(TamerTransition(env="maze", total_steps=2, state=0, action=1, next_state=1))
+        assert len(human.human.pending) == 1  # still watching
+    finally:
+        human.destroy_node()

@@ -1,10 +1,12 @@
 """koba feedback --keyboard: give human feedback from this terminal (keyboard_feedback_node's core)."""
+from koba_ros.commands.arg_types import non_negative_float
+
 HELP = "Give human feedback to a running learner from the keyboard (+ good, - bad, q quit)."
 
 
 def add_arguments(p):
     p.add_argument("--keyboard", action="store_true", help="Read keys from this terminal (the only source so far).")
-    p.add_argument("--wait", type=float, default=10.0,
+    p.add_argument("--wait", type=non_negative_float, default=10.0,
                    help="Wait up to this many seconds for a learner to subscribe before reading keys (a key sent "
                         "before DDS has matched the learner is lost).")
     p.add_argument("--json", action="store_true", help="Print one JSON object when done.")

@@ -1,5 +1,5 @@
 """koba tamer bench|train: the DQN-TAMER benchmark with a simulated human, or one training run with checkpoints."""
-from koba_ros.commands.arg_types import non_negative_int
+from koba_ros.commands.arg_types import non_negative_int, positive_int
 
 HELP = "DQN-TAMER: benchmark DQN / TAMER / DQN-TAMER with a simulated human, or train one agent."
 
@@ -9,7 +9,7 @@ def add_arguments(p):
     b = sub.add_parser("bench", help="Compare agents over seeds (simulated time; minutes of CPU).")
     _common(b)
     b.add_argument("--agents", default="dqn,tamer,dqn_tamer", help="Comma-separated: dqn, tamer, dqn_tamer.")
-    b.add_argument("--seeds", type=int, default=5, help="Seeds per agent (default 5).")
+    b.add_argument("--seeds", type=positive_int, default=5, help="Seeds per agent (default 5).")
     b.add_argument("--out", default="", help="Folder for bench.json and curves.png (default: print only).")
     t = sub.add_parser("train", help="Train one agent; writes curve CSV/PNG and a checkpoint; --resume continues.")
     _common(t)
@@ -22,7 +22,8 @@ def add_arguments(p):
 def _common(p):
     p.add_argument("--env", default="maze", choices=("maze", "taxi"), help="Environment (default maze).")
     p.add_argument("--layout", help="Maze layout: default (10x10), open5, corridor (the maze only).")
-    p.add_argument("--episodes", type=int, default=0, help="Episodes per run (default: maze 300, taxi 300).")
+    p.add_argument("--episodes", type=positive_int, default=None,
+                   help="Episodes per run (default: maze 300, taxi 300).")
     p.add_argument("--human", default="", metavar="K=V,...",
                    help="Simulated human: p_feedback, p_wrong, half_life, delay, binary, judge (e.g. p_wrong=0.2).")
     p.add_argument("--credit-delay", default="", help="Learner's reaction-delay model, e.g. gamma:0.2:4.0:0.5.")
@@ -56,18 +57,25 @@ def _bench(args):
     from pathlib import Path
 
     from koba_ros.cli import print_json
+    from koba_ros.errors import KobaError
     from koba_ros.rl.bench import plot_curves, run_bench
+    from koba_ros.rl.train import make_folder
 
-    config = _config(args, [a.strip() for a in args.agents.split(",") if a.strip()], args.seeds)
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    twice = sorted({a for a in agents if agents.count(a) > 1})
+    if twice:
+        raise KobaError(f"--agents names {', '.join(twice)} more than once")
+    config = _config(args, agents, args.seeds)
+    out = Path(args.out) if args.out else None
+    if out:  # before the benchmark: a bad --out must not cost its minutes
+        make_folder(out)
 
     def progress(run):
         print(f"{run['agent']} seed {run['seed']}: solved at {run['episodes_to_solve']}, final return "
               f"{run['final_return']:.2f}, feedback {run['feedback_used']}", file=sys.stderr, flush=True)
 
     result = run_bench(config, progress=progress)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out:
         (out / "bench.json").write_text(json.dumps(result))
         plot_curves(result, str(out / "curves.png"))
         result["files"] = [str(out / "bench.json"), str(out / "curves.png")]

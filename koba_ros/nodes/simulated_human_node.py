@@ -48,7 +48,7 @@ class SimulatedHumanNode(Node):
                 raise KobaError(f"transition from env {msg.env!r}, but this person watches {self.env_name!r}")
             shown_at = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             self.human.watch(msg.total_steps, msg.state, msg.action, msg.next_state, msg.terminated, shown_at)
-        except (KobaError, IndexError) as exc:
+        except KobaError as exc:
             self.get_logger().warning(f"cannot read transition: {exc}", throttle_duration_sec=5.0)
 
     def on_tick(self) -> None:

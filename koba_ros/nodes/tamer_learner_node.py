@@ -57,14 +57,18 @@ class TamerLearnerNode(Node):
             agent = make_agent(agent_name, env.observation_space.n, env.action_space.n, config,
                                seed, *(state_codes(env, e) for e in DEFAULT_ENCODING[env_name]))
             credit = CreditAssigner(Delay.parse(credit_delay), credit_model)
+            self.session = TrainingSession(env, agent, credit, limits, seed=seed)
+            if resume and not self.output_dir:
+                raise KobaError("resume needs output_dir (the folder holding checkpoint.pt)")
+            if self.output_dir:  # checked now: a bad folder must not surface in the first save, inside a timer
+                from koba_ros.rl.train import load_checkpoint, prepare_output
+                prepare_output(Path(self.output_dir), resume, "output_dir", "resume")
+                if resume:
+                    load_checkpoint(Path(self.output_dir) / "checkpoint.pt", agent, self.session, env_name)
+                    self.get_logger().info(f"resumed at episode {len(self.session.episodes)}")
         except KobaError as exc:
             raise KobaError(f"tamer_learner_node: {exc}") from None
         self.env_name = env_name
-        self.session = TrainingSession(env, agent, credit, limits, seed=seed)
-        if resume and self.output_dir:
-            from koba_ros.rl.train import load_checkpoint
-            load_checkpoint(Path(self.output_dir) / "checkpoint.pt", agent, self.session, env_name)
-            self.get_logger().info(f"resumed at episode {len(self.session.episodes)}")
         self.transition_pub = self.create_publisher(TamerTransition, "/tamer/transition", 50)
         self.image_pub = self.create_publisher(Image, "/tamer/image", 2)
         self.create_subscription(HumanFeedback, "/human_feedback", self.on_feedback, 100)

@@ -110,6 +110,9 @@ class SimulatedHuman:
 
     def watch(self, step: int, state: int, action: int, next_state: int, reached_goal: bool, shown_at: float) -> None:
         """The person sees a step at time shown_at and may react to it later (see `due`)."""
+        for name, s in (("state", state), ("next_state", next_state)):
+            if not 0 <= s < len(self.distance):  # numpy would read a negative index as another cell
+                raise KobaError(f"{name} must lie in 0..{len(self.distance) - 1}, got {s}")
         p = self.p_feedback_now
         self.observed += 1
         if self.rng.random() >= p:

@@ -91,8 +91,8 @@ class MazeEnv(gym.Env):
         return self._obs(), {"distance": int(self.distance[self.position])}
 
     def step(self, action):
-        if not self.action_space.contains(int(action)):
-            raise KobaError(f"maze action must be 0..3, got {action!r}")
+        if not self.action_space.contains(action):  # no int(): 1.7 or "1" is the caller's mistake, not action 1
+            raise KobaError(f"maze action must be an integer 0..3, got {action!r}")
         self.position = self.next_position(self.position, int(action))
         self.steps += 1
         terminated = self.position == self.goal

@@ -22,6 +22,9 @@ def save_checkpoint(path: Path, agent, session, now: float, env_name: str) -> No
                              for e in session.episodes]}, path)
 
 
+CHECKPOINT_KEYS = ("env", "agent", "now", "total_steps", "episodes")
+
+
 def load_checkpoint(path: Path, agent, session, env_name: str) -> float:
     """Restores agent and session history; returns the clock. Raises KobaError for a missing or foreign file."""
     if not path.is_file():
@@ -30,14 +33,20 @@ def load_checkpoint(path: Path, agent, session, env_name: str) -> float:
         state = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's bad input
         raise KobaError(f"cannot read checkpoint {path}: {reason(exc)}") from None
-    if state.get("env") != env_name:
-        raise KobaError(f"checkpoint {path} is for env {state.get('env')!r}, not {env_name!r}")
-    agent.load_state_dict(state["agent"])
-    session.total_steps = int(state["total_steps"])
-    session.episodes = [EpisodeRecord(int(e[0]), int(e[1]), e[2], bool(e[3]), int(e[4]), e[5])
-                        for e in state["episodes"]]
-    session.episode = len(session.episodes)
-    return float(state["now"])
+    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
+        raise KobaError(f"{path} is not a koba tamer checkpoint (needs keys {', '.join(CHECKPOINT_KEYS)})")
+    if state["env"] != env_name:
+        raise KobaError(f"checkpoint {path} is for env {state['env']!r}, not {env_name!r}")
+    try:  # the session is parsed before the agent changes; a torn file leaves at most a half-restored agent
+        episodes = [EpisodeRecord(int(e[0]), int(e[1]), e[2], bool(e[3]), int(e[4]), e[5]) for e in state["episodes"]]
+        total_steps, now = int(state["total_steps"]), float(state["now"])
+        if not isinstance(state["agent"], dict):
+            raise TypeError(f"agent is a {type(state['agent']).__name__}, not a dict")
+        agent.load_state_dict(state["agent"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise KobaError(f"checkpoint {path} is damaged: {reason(exc)}") from None
+    session.total_steps, session.episodes, session.episode = total_steps, episodes, len(episodes)
+    return now
 
 
 def write_curves(folder: Path, episodes: list[EpisodeRecord], title: str) -> list[str]:
@@ -66,20 +75,32 @@ def write_curves(folder: Path, episodes: list[EpisodeRecord], title: str) -> lis
     return [str(csv_path), str(png_path), write_tensorboard(folder, episodes)]
 
 
-def train(config: BenchConfig, agent_name: str, seed: int, out: str, resume: bool = False) -> dict:
-    folder = Path(out)
+def prepare_output(folder: Path, resume: bool, out_name: str = "--out", resume_name: str = "--resume") -> None:
+    """Checks a run's output folder before any work (koba tamer train, tamer_learner_node) and creates it. The names
+    are the caller's option names, for the messages."""
     checkpoint = folder / "checkpoint.pt"
     if resume and not checkpoint.is_file():
-        raise KobaError(f"--resume: no checkpoint at {checkpoint}")
+        raise KobaError(f"{resume_name}: no checkpoint at {checkpoint}")
     if not resume and checkpoint.exists():  # a finished run is never trained over by accident
-        raise KobaError(f"{folder} already holds a run (checkpoint.pt); add --resume to continue it, or give "
-                        "another --out")
+        raise KobaError(f"{folder} already holds a run (checkpoint.pt); add {resume_name} to continue it, or give "
+                        f"another {out_name}")
+    make_folder(folder, out_name)
+
+
+def make_folder(folder: Path, out_name: str = "--out") -> None:
+    """Creates an output folder (and its parents), or raises KobaError naming it: a file there, or no permission."""
     if folder.exists() and not folder.is_dir():
-        raise KobaError(f"--out {folder} is a file, not a folder")
+        raise KobaError(f"{out_name} {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise KobaError(f"cannot create {folder}: {exc.strerror or exc}") from None
+
+
+def train(config: BenchConfig, agent_name: str, seed: int, out: str, resume: bool = False) -> dict:
+    folder = Path(out)
+    checkpoint = folder / "checkpoint.pt"
+    prepare_output(folder, resume)
     _, agent, session, human = build_run(config, agent_name, seed)
     now = load_checkpoint(checkpoint, agent, session, config.env) if resume else 0.0
     start = len(session.episodes)
