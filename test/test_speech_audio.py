@@ -92,3 +92,36 @@ def test_audio_chunk_interleaved_stereo_48k_to_16k_mono():
 def test_bad_audio_chunk_is_one_line_error(data, rate, channels, message):
     with pytest.raises(KobaError, match=message):
         interleaved_to_mono_int16(data, rate, channels)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 22050, 8000])
+def test_a_streams_chunks_are_resampled_as_one_signal(rate):
+    """Each chunk resampled alone gained a zero-padded edge (a click) and a rounded-up sample per chunk (44.1 kHz in
+    1024-sample chunks: 16021 samples a second, not 16000)."""
+    from scipy.signal import resample_poly
+
+    from koba_ros.speech.audio import StreamResampler
+
+    rng = np.random.default_rng(rate)
+    x = 0.5 * np.sin(2 * np.pi * 300 * np.arange(rate) / rate) + 0.05 * rng.standard_normal(rate)
+    resampler, out, i = StreamResampler(rate), [], 0
+    while i < len(x):  # chunks of any length, as a topic or a sound card delivers them
+        n = int(rng.integers(1, 2000))
+        out.append(resampler.feed(x[i:i + n]))
+        i += n
+    y, whole = np.concatenate(out), resample_poly(x, resampler.up, resampler.down)
+    assert len(y) == (len(x) - len(resampler.pending)) * resampler.up // resampler.down
+    late = resampler.delay * resampler.up // resampler.down  # a fixed delay: 27 ms at most for these rates
+    assert late <= 0.03 * RATE
+    np.testing.assert_allclose(y[late:], whole[:len(y) - late], atol=1e-9)
+
+
+def test_audio_chunks_of_one_stream_go_through_its_resampler_and_a_new_rate_starts_anew():
+    from koba_ros.speech.audio import AudioStream
+
+    stream = AudioStream()
+    chunk = (8000 * np.sin(np.arange(2048) / 7)).astype(np.int16)
+    out = [interleaved_to_mono_int16(chunk, 44100, 2, stream) for _ in range(40)]
+    assert sum(map(len, out)) == (40 * 1024 - len(stream.resampler.pending)) * 160 // 441  # whole periods only
+    first = stream.resampler
+    assert len(interleaved_to_mono_int16(chunk, 16000, 1, stream)) == 2048 and stream.resampler is not first

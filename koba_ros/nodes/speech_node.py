@@ -109,6 +109,9 @@ class SpeechNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        from koba_ros.speech.audio import AudioStream
+
+        self.audio_stream = AudioStream()  # the topic's chunks are resampled as one signal (no click per chunk)
         self.drain()  # audio and tokens left from an earlier activation: stale, never decoded now
         self.audio.put_nowait(("speaking", self.speaking))
         self.running.set()
@@ -160,7 +163,7 @@ class SpeechNode(LifecycleNode):
         from koba_ros.speech.audio import interleaved_to_mono_int16
 
         try:
-            self.enqueue(interleaved_to_mono_int16(msg.data, msg.sample_rate, msg.channels))
+            self.enqueue(interleaved_to_mono_int16(msg.data, msg.sample_rate, msg.channels, self.audio_stream))
         except KobaError as exc:
             self.get_logger().error(f"bad audio message: {exc}", throttle_duration_sec=5.0)
 

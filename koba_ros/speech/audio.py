@@ -20,8 +20,9 @@ RATE = 16000  # what pocketsphinx's en-us model and webrtcvad want
 MIN_RATE, MAX_RATE = 4000, 384000
 
 
-def to_mono_int16(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Any (frames,) or (frames, channels) int/float array at `rate` → 16 kHz mono int16."""
+def to_mono_int16(samples: np.ndarray, rate: int, resampler: StreamResampler | None = None) -> np.ndarray:
+    """Any (frames,) or (frames, channels) int/float array at `rate` → 16 kHz mono int16. A whole recording is
+    resampled at once; chunks of a stream go through their stream's `resampler` (its rate must be `rate`)."""
     samples = np.asarray(samples)
     if samples.ndim not in (1, 2):
         raise KobaError(f"audio must be (frames,) or (frames, channels), got shape {samples.shape}")
@@ -39,7 +40,9 @@ def to_mono_int16(samples: np.ndarray, rate: int) -> np.ndarray:
         raise KobaError(f"unsupported sample type {samples.dtype}")
     if x.ndim == 2:
         x = x.mean(axis=1)  # average channels: keeps speech recorded on either
-    if rate != RATE and x.size:
+    if resampler is not None:
+        x = resampler.feed(x)
+    elif rate != RATE and x.size:
         from scipy.signal import resample_poly
 
         g = gcd(int(rate), RATE)
@@ -47,13 +50,67 @@ def to_mono_int16(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def interleaved_to_mono_int16(data, rate: int, channels: int) -> np.ndarray:
-    """An audio message's interleaved int16 samples (koba_interfaces/AudioChunk) → 16 kHz mono int16."""
+class StreamResampler:
+    """One stream's chunks at `rate` → 16 kHz, sample for sample what resampling the whole stream at once gives
+    (scipy's resample_poly), `delay` input samples late.
+
+    Resampling each chunk alone pads both of its ends with zeros and rounds its length up: a 1024-sample chunk at
+    44.1 kHz then carries a click at each end and one extra sample, 43 times a second (the stream's clock drifts by
+    0.13 %). Here the input is taken in whole periods of `down` samples (each gives exactly `up` outputs, so the
+    lengths add up), and each block is resampled with `2 delay` samples of history before it; only the outputs
+    that the filter computes from real samples on both sides are kept (the filter reaches `reach` input samples
+    either way, `delay` >= `reach`)."""
+
+    def __init__(self, rate: int):
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise KobaError(f"sample rate {rate} Hz is not audio this can use ({MIN_RATE} to {MAX_RATE} Hz)")
+        g = gcd(int(rate), RATE)
+        self.rate, self.up, self.down = int(rate), RATE // g, int(rate) // g
+        reach = -(-10 * max(self.up, self.down) // self.up) + 1  # resample_poly's filter: 10 max(up, down) taps
+        self.delay = -(-reach // self.down) * self.down           # a whole number of periods
+        self.history = np.zeros(2 * self.delay)
+        self.pending = np.zeros(0)
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        if self.up == self.down:
+            return np.asarray(x, dtype=np.float64)
+        from scipy.signal import resample_poly
+
+        self.pending = np.concatenate([self.pending, x])
+        n = len(self.pending) // self.down * self.down
+        if n == 0:
+            return np.zeros(0)
+        block, self.pending = self.pending[:n], self.pending[n:]
+        window = np.concatenate([self.history, block])
+        first = self.delay * self.up // self.down  # the output at input position `delay` of the window
+        out = resample_poly(window, self.up, self.down)[first: first + n * self.up // self.down]
+        self.history = window[-2 * self.delay:]
+        return out
+
+
+class AudioStream:
+    """Chunks of one live stream (a topic or a microphone) → 16 kHz mono int16 through one StreamResampler, made
+    anew when the stream's rate changes."""
+
+    def __init__(self):
+        self.resampler: StreamResampler | None = None
+
+    def convert(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        if self.resampler is None or self.resampler.rate != int(rate):
+            self.resampler = StreamResampler(int(rate))
+        return to_mono_int16(samples, int(rate), self.resampler)
+
+
+def interleaved_to_mono_int16(data, rate: int, channels: int, stream: AudioStream | None = None) -> np.ndarray:
+    """An audio message's interleaved int16 samples (koba_interfaces/AudioChunk) → 16 kHz mono int16; chunks of a
+    live stream pass their `stream`, which resamples them as one signal."""
     if channels < 1:
         raise KobaError(f"audio chunk must have at least one channel, got {channels}")
     samples = np.asarray(data, dtype=np.int16)
     if len(samples) % channels:
         raise KobaError(f"audio chunk of {len(samples)} samples is not a whole number of {channels}-channel frames")
+    if stream is not None:
+        return stream.convert(samples.reshape(-1, channels), int(rate))
     return to_mono_int16(samples.reshape(-1, channels), int(rate))
 
 
@@ -108,11 +165,11 @@ class Microphone:
             import sounddevice
 
             info = sounddevice.query_devices(self.device, kind="input")
-            rate = int(info["default_samplerate"])
+            rate, stream = int(info["default_samplerate"]), AudioStream()
             self.stream = sounddevice.InputStream(
                 device=self.device, channels=1, samplerate=rate, dtype="int16",
                 blocksize=int(rate * self.block_seconds),
-                callback=lambda block, frames, t, status: self.on_block(to_mono_int16(block[:, 0], rate)))
+                callback=lambda block, frames, t, status: self.on_block(stream.convert(block[:, 0], rate)))
             self.stream.start()
         except Exception as exc:  # no PortAudio, no device, device busy: all mean "no microphone"
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
