@@ -436,3 +436,51 @@ def test_the_box_is_a_cube_unless_it_is_the_place_something_goes():
     d = Dialogue(g, objects)
     assert d.start("the box belongs in the bottom right box").status == "question"
     assert d.why == "pick not of the kind named"
+
+
+def test_an_answer_whose_box_leaves_one_object_must_fit_its_kind_and_colour_too():
+    """The box used to decide alone once it left one object: "the duck in the bottom right box" picked the red cube
+    there. Now such an answer fits none of the objects named; nothing else fits it either, so the robot asks again."""
+    g = TableGrounder({"the red cube to the top right box": ([0.34, 0.33, 0.33, 0, 0, 0], TR)}, 5, NOUNS)
+    for answer in ("the duck in the bottom right box", "the blue one in the bottom right box",
+                   "the blue ball in the bottom right box"):
+        d = Dialogue(g, scene())
+        d.start("the red cube to the top right box")
+        r = d.answer(answer)
+        assert r.status == "question" and r.target is None and r.text.startswith("Sorry"), (answer, r)
+    for answer in ("the red one in the bottom right box", "the cube in the bottom right box"):  # fitting words
+        d = Dialogue(g, scene())
+        d.start("the red cube to the top right box")
+        assert (d.answer(answer).target, d.finished.status) == (2, "done"), answer
+
+
+def test_the_first_one_means_something_only_after_a_question_that_named_them_in_order():
+    g = TableGrounder({"the red cube to the top right box": ([0.34, 0.33, 0.33, 0, 0, 0], TR)}, 5, NOUNS)
+    d = Dialogue(g, scene(), Settings(max_candidates=2))  # three candidates: asked about by box, in no order
+    assert "Which one do you mean?" in d.start("the red cube to the top right box").text
+    r = d.answer("the first one")
+    assert r.status == "question" and r.target is None
+    d = Dialogue(g, scene())  # named one by one: "the second one" is the second named
+    d.start("the red cube to the top right box")
+    assert d.answer("the second one").target == 1
+
+
+def test_a_new_instruction_given_as_the_answer_to_which_box_starts_over_with_it():
+    """Asked where the duck goes, "put the blue ball in the top right box" is not a box for the duck."""
+    g = TableGrounder({"pick up the duck": ([0, 0, 0, 0.95, 0.05, 0], [0.1, 0.1, 0.1, 0.1, 0.6]),
+                       "put the blue ball in the top right box": ([0, 0, 0, 0.02, 0.98, 0], TR)}, 5, NOUNS)
+    d = Dialogue(g, scene())
+    assert d.start("pick up the duck").status == "question" and d.pending == "destination"
+    r = d.answer("put the blue ball in the top right box")
+    assert (r.status, r.target, r.destination) == ("done", 4, "top_right")
+    assert [h["text"] for h in d.history][:2] == ["pick up the duck", d.history[1]["text"]]  # earlier turns kept
+    d = Dialogue(g, scene())
+    d.start("pick up the duck")
+    assert (d.answer("the duck goes in the top right box").target, d.finished.destination) == (3, "top_right")
+
+
+def test_an_instruction_too_long_to_read_whole_is_refused_not_cut():
+    g = TableGrounder({}, 5, NOUNS)
+    long = "move the duck to the top right box, " + "and so on " * 40 + "no, leave the duck, move the ball"
+    r = Dialogue(g, scene()).start(long)
+    assert r.status == "rejected" and "too long" in r.text and r.target is None

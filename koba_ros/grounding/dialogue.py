@@ -109,6 +109,7 @@ class Dialogue:
         self._noun_of: dict[int, str] = {}  # the model's noun for each object, grounded once per dialogue
         self._noun_probs = np.zeros((0, 0))  # p(object or none | "the <noun>") for each of NOUNS, same grounding
         self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
+        self.listed = False                 # the last question named its candidates in order ("the first one")
         self._named_any: set[str] = set()   # the entries the instruction names, any colour (for the crop CNN)
         self._crop_probs: dict[int, np.ndarray] = {}  # p(entry | crop) of each object the veto has read
 
@@ -121,6 +122,9 @@ class Dialogue:
     def start(self, instruction: str) -> Reply:
         text = _clean(instruction)
         self.history.append({"role": "user", "text": text})
+        if _too_long(instruction):  # never act on the first MAX_CHARS characters of something longer
+            return self._end("rejected", f"That is too long for me to follow (over {MAX_CHARS} characters). "
+                                         "Please say it in fewer words.")
         if not any(c.isalpha() for c in text):
             return self._end("rejected", "I didn't catch an instruction. "
                                          "Tell me which object to move and to which box.")
@@ -191,7 +195,12 @@ class Dialogue:
         self.history.append({"role": "user", "text": text})
         if lexicon.is_cancel(text):
             return self._end("cancelled", "Okay, I won't move anything.")
+        if _too_long(text):
+            return self._next(understood=False)
         if self.pending == "destination":
+            kinds = said_kinds(text)
+            if kinds and self.target is not None and not self._plausible(kinds)[self.target]:
+                return self._restart(text)  # "put the blue ball in the top right box", asked where the duck goes
             box = lexicon.parse_box(text)
             if box is None and any(c.isalpha() for c in text):
                 dest, p = self.grounder.ground(text, self.objects).destination
@@ -210,6 +219,15 @@ class Dialogue:
             return self._next(understood=self._resolve(text))
         return self._next(understood=False)
 
+    def _restart(self, text: str) -> Reply:
+        """The answer is a new instruction about an object this dialogue was not going to move: start over with
+        it (the history keeps the earlier turns)."""
+        history = self.history[:-1]
+        self.__init__(self.grounder, self.objects, self.s)
+        reply = self.start(text)
+        self.history = history + self.history
+        return reply
+
     # --- deciding what to say --------------------------------------------------------------------
     def _next(self, understood: bool = True) -> Reply:
         if self.target is None:
@@ -217,6 +235,7 @@ class Dialogue:
                 return self._give_up()
             self.questions += 1
             sorry = "" if understood else "Sorry, I didn't get that. "
+            self.listed = 1 <= len(self.candidates) <= self.s.max_candidates
             if not self.candidates:
                 self.pending = "target"
                 return self._ask(sorry + "Which object do you mean? Tell me its colour and its box.")
@@ -443,8 +462,9 @@ class Dialogue:
         """Narrow down to what the answer picks out: first among the objects the question named, then (a
         correction: "no, the blue one in the top left box") among the others the words might mean, then among
         all objects. True when the answer picked out fewer objects than it was read against."""
-        k = lexicon.ordinal(text)
-        if k is not None and -len(self.candidates) <= k < len(self.candidates) and len(lexicon.words(text)) <= 5:
+        k = lexicon.ordinal(text)  # "the first one" means an order only a question that named them gave
+        if k is not None and self.listed and -len(self.candidates) <= k < len(self.candidates) \
+                and len(lexicon.words(text)) <= 5:
             self.target = self.candidates[k]
             return True
         named = list(self.candidates)
@@ -480,11 +500,12 @@ class Dialogue:
             else:   # across boxes "the one on the left" can only mean the left-hand boxes
                 cands = [c for c in cands if self.objects[c].box.endswith(side)]
         colour = _colour_word(text)
+        unweighed = {"colour": colour is not None and len(cands) == 1, "kind": True}  # words no step below used
         if colour and len(cands) > 1:
             said = True
             cands = self._nearest_colour(colour, cands)
         if len(cands) > 1 and (colour or self._describes(text, box_side_colour=False)):
-            said = True
+            said, unweighed["kind"] = True, False
             # Anything else ("the cube", "the ball you kick"), or a colour the camera's colours cannot separate (a
             # red cube in shade looks as brown as the ball beside it): let the grounder rank what is left. The
             # answer already fits these, so "none of them" does not veto the ranking among them.
@@ -492,7 +513,23 @@ class Dialogue:
             ranked = g.ranked()
             if ranked[0][1] > 0.0:
                 cands = [cands[j] for j, p in ranked if p >= self.s.keep_ratio * ranked[0][1]]
+        if said and len(cands) == 1 and not self._fits_words(text, cands[0], unweighed["colour"] and colour,
+                                                             unweighed["kind"]):
+            return None  # box or side left one object, but not the one the answer's colour or kind words describe
         return cands if said and cands else None
+
+    def _fits_words(self, text: str, i: int, colour: str | None, kind: bool) -> bool:
+        """Could the colour (if given) and, with `kind`, the kind the text names be object i's? Leniently: one of
+        the colour words nearest its camera colour; a noun of the kind that finds it plausible ("the mug in the
+        bottom left box" is not the teddy bear there)."""
+        kinds = said_kinds(text) if kind else set()
+        if kinds and not self._plausible(kinds)[i]:
+            return False
+        if not colour:
+            return True
+        rgb = self.objects[i].mean_rgb
+        nearest = min(_colour_word_distance(rgb, c, self.s.seen_colours) for c in lexicon.PALETTE)
+        return _colour_word_distance(rgb, colour, self.s.seen_colours) <= nearest + COLOUR_MARGIN
 
     def _nearest_colour(self, colour: str, cands: list[int]) -> list[int]:
         """Candidates whose colour is nearest the named one (people say "the tan one" of what the camera sees as
@@ -559,6 +596,10 @@ class Dialogue:
 def _clean(text) -> str:
     text = str(text or "")[:MAX_CHARS]
     return " ".join(text.split())
+
+
+def _too_long(text) -> bool:
+    return len(" ".join(str(text or "").split())) > MAX_CHARS
 
 
 def _either(phrases: list[str]) -> str:
