@@ -127,3 +127,33 @@ def test_a_bad_objects_message_or_a_failing_turn_leaves_the_node_as_it_was(ros_c
         assert said == ["Sorry, something went wrong; please try again."] and not node.turn_running
     finally:
         node.destroy_node()
+
+
+def test_a_question_left_unanswered_expires_and_what_is_said_next_is_a_new_instruction(ros_context, monkeypatch):
+    """An open question used to wait forever, so an instruction given minutes later was read as its answer."""
+    import numpy as np
+
+    from koba_ros.grounding.dialogue import Dialogue
+    from koba_ros.grounding.synthetic import perceive_synthetic
+    from koba_ros.nodes import grounding_node
+    from test.test_grounding_core import TableGrounder
+
+    node = grounding_node.GroundingNode(context=ros_context)
+    try:
+        node.objects = perceive_synthetic([{"name": "duck", "box": "top_left", "xy": [0.0, 0.0]},
+                                           {"name": "blue_ball", "box": "bottom_right", "xy": [0.0, 0.0]}],
+                                          np.random.default_rng(0))
+        node.grounder = TableGrounder({"the duck": ([0.5, 0.5, 0.0], [0.2, 0.2, 0.2, 0.2, 0.2]),
+                                       "the ball to the top right box": ([0.0, 0.99, 0.01], [0, 1, 0, 0, 0])},
+                                      2, ["duck", "ball"])
+        said, goals = [], []
+        monkeypatch.setattr(node, "say", said.append)
+        monkeypatch.setattr(node, "publish_result", lambda *args: None)
+        monkeypatch.setattr(node, "send_goal", lambda obj, box: goals.append(box))
+        node.respond("the duck", node.stops)
+        assert isinstance(node.dialogue, Dialogue) and node.dialogue.pending
+        node.asked_at -= node.question_timeout + 1   # a minute and more later
+        node.respond("the ball to the top right box", node.stops)
+        assert goals == ["top_right"] and node.dialogue is None
+    finally:
+        node.destroy_node()

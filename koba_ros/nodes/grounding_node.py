@@ -12,6 +12,7 @@ an instruction. Lifecycle: the model loads on configure.
 from __future__ import annotations
 
 import threading
+import time
 
 from action_msgs.msg import GoalStatus
 from koba_interfaces.action import PickPlace
@@ -54,9 +55,12 @@ class GroundingNode(LifecycleNode):
                               "only if the crop CNN gives that kind this much probability (0: no second opinion)."),
             crop_kinds=declare(self, "crop_kinds_path", Settings.crop_kinds, "Crop CNN weights; empty: "
                                "models/grounding/crop_kinds.pt."))
+        self.question_timeout = declare(self, "question_timeout_s", 60.0, "A question unanswered this long has "
+                                        "expired: what is said next is a new instruction, not its answer.")
         self.grounder = None
         self.objects = []
         self.dialogue: Dialogue | None = None
+        self.asked_at = 0.0              # time.monotonic() of the open question
         # Turns run one at a time in the turn group; stop words and the goal's callbacks run in the goal group,
         # so a stop is handled while a slow grounding turn is still running. goal_lock guards what both touch.
         self.turn_group = MutuallyExclusiveCallbackGroup()
@@ -76,6 +80,8 @@ class GroundingNode(LifecycleNode):
 
         try:
             sensor_qos(self.objects_reliability)
+            if not 0.0 < float(self.question_timeout) < float("inf"):
+                raise KobaError(f"question_timeout_s must be a finite number > 0, got {self.question_timeout}")
             self.grounder = Grounder(self.model_path or None)
             if self.settings.crop_veto > 0:   # a missing or foreign file fails here, not at the first instruction
                 crop_kinds.load_cached(self.settings.crop_kinds or str(crop_kinds.default_path()))
@@ -146,6 +152,10 @@ class GroundingNode(LifecycleNode):
 
     def respond(self, text: str, stops: int) -> None:  # not "handle": rclpy Node owns that name
         dialogue = self.dialogue
+        if dialogue is not None and dialogue.pending and time.monotonic() - self.asked_at > self.question_timeout:
+            self.get_logger().info(f"the question asked {time.monotonic() - self.asked_at:.0f} s ago has expired; "
+                                   f"{text!r:.60} is a new instruction")
+            dialogue = None
         if dialogue is not None and dialogue.pending:
             reply = dialogue.answer(text)
         else:
@@ -160,6 +170,7 @@ class GroundingNode(LifecycleNode):
             if reply.status == "done":
                 self.send_goal(dialogue.objects[reply.target], reply.destination)
             self.dialogue = dialogue if reply.status == "question" else None
+            self.asked_at = time.monotonic()
 
     def on_stop(self, text: str) -> None:
         """Stop / cancel (goal group): cancel the running goal, or the one waiting to be accepted, or the open
