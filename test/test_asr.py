@@ -67,6 +67,8 @@ def test_unknown_backend_and_missing_whisper_checkpoint():
         make_recognizer("kaldi")
     with pytest.raises(KobaError, match="checkpoint"):
         make_recognizer("whisper", checkpoint="/no/such/model.pt")
+    with pytest.raises(KobaError, match="no whisper checkpoint given"):  # not "not found: ." (Path("") is ".")
+        make_recognizer("whisper", checkpoint="")
 
 
 def test_whisper_plumbing_with_a_tiny_random_model(tmp_path):

@@ -88,3 +88,12 @@ def test_a_frame_count_that_is_not_positive_is_refused_before_reading(tmp_path, 
     code, out, err = koba_face(write_png(tmp_path / "a.png", samples.on_canvas(samples.astronaut())),
                                "--max-frames", frames, "--json")
     assert code == 2 and out == "" and "--max-frames" in err and "readable frames" not in err
+
+
+def test_a_folder_is_named_as_one_and_an_image_without_a_suffix_is_read_as_an_image(tmp_path):
+    code, out, err = koba_face(tmp_path, "--json")
+    assert code == 2 and "is a folder" in err
+    bare = tmp_path / "smile"
+    bare.write_bytes(write_png(tmp_path / "smile.png", samples.on_canvas(samples.astronaut())).read_bytes())
+    code, out, err = koba_face(bare, "--json")
+    assert code == 0 and json.loads(out)["feedback"] == 1

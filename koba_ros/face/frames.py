@@ -15,13 +15,20 @@ from koba_ros.errors import KobaError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise KobaError(f"{path} is a folder; give an image or a video file")
+    if not path.is_file():
+        raise KobaError(f"no such file: {path}")
+    return path
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as RGB uint8."""
     import cv2
 
-    path = Path(path)
-    if not path.is_file():
-        raise KobaError(f"no such file: {path}")
+    path = _existing_file(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise KobaError(f"cannot read {path} as an image (corrupt or not an image)")
@@ -32,9 +39,7 @@ def read_video(path: str | Path, max_frames: int = 100_000) -> Iterator[tuple[fl
     """(time in s, RGB frame) for each frame of a video file."""
     import cv2
 
-    path = Path(path)
-    if not path.is_file():
-        raise KobaError(f"no such file: {path}")
+    path = _existing_file(path)
     capture = cv2.VideoCapture(str(path))
     try:
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -107,4 +112,10 @@ def rgb_to_image_fields(rgb: np.ndarray) -> dict:
 
 
 def is_image_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """By its suffix; a file without one is an image when OpenCV recognises an image signature in it."""
+    path = Path(path)
+    if path.suffix:
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    import cv2
+
+    return path.is_file() and cv2.haveImageReader(str(path))

@@ -28,9 +28,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     whisper = _whisper()
     import torch
 
+    if not str(path).strip():  # Path("") is ".", which would be named as the missing file
+        raise KobaError("no whisper checkpoint given: set the checkpoint parameter (koba asr --checkpoint FILE.pt)")
     path = Path(path)
-    if not str(path) or not path.is_file():
-        raise KobaError(f"whisper checkpoint not found: {path or '(none configured)'}; set the checkpoint parameter")
+    if not path.is_file():
+        raise KobaError(f"whisper checkpoint not found: {path}; set the checkpoint parameter")
     try:
         data = torch.load(path, map_location=device, weights_only=True)
         model = whisper.model.Whisper(whisper.model.ModelDimensions(**data["dims"]))
