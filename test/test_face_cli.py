@@ -97,3 +97,9 @@ def test_a_folder_is_named_as_one_and_an_image_without_a_suffix_is_read_as_an_im
     bare.write_bytes(write_png(tmp_path / "smile.png", samples.on_canvas(samples.astronaut())).read_bytes())
     code, out, err = koba_face(bare, "--json")
     assert code == 0 and json.loads(out)["feedback"] == 1
+
+
+def test_a_frame_too_small_is_one_line_before_facemesh_loads(tmp_path):
+    code, out, err = koba_face(write_png(tmp_path / "dot.png", np.zeros((1, 1, 3), np.uint8)), "--json")
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        "koba face: error: frame 1x1 is too small for face detection (at least 32 px a side)"]

@@ -36,9 +36,12 @@ def summarize(results, events, frames: int) -> dict:
 
 
 def run(args):
+    import itertools
+
     from koba_ros.cli import print_json
     from koba_ros.errors import KobaError
     from koba_ros.face.frames import is_image_path, read_image, read_video
+    from koba_ros.face.landmarks import check_frame
     from koba_ros.face.pipeline import FaceConfig, FacePipeline, read_still
 
     if args.calibrate < 0:
@@ -50,8 +53,10 @@ def run(args):
             raise KobaError("--annotated writes an annotated image, so it needs an image, not a video")
         if not cv2.haveImageWriter(args.annotated):
             raise KobaError(f"--annotated {args.annotated}: no image format for that name (use .png or .jpg)")
+    # The file and its first frame are checked before FaceMesh loads: its native logging would otherwise print
+    # lines of its own ahead of the one-line error.
     if is_image_path(args.path):
-        result, events = read_still(read_image(args.path))
+        result, events = read_still(check_frame(read_image(args.path)))
         summary = summarize([result], events, 1)
         if args.annotated:
             import cv2
@@ -63,10 +68,13 @@ def run(args):
             if not cv2.imwrite(args.annotated, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
                 raise KobaError(f"cannot write {args.annotated}")
     else:
+        frames = read_video(args.path, args.max_frames)
+        first = next(frames)  # read_video raises for a file with no readable frame
+        check_frame(first[1])
         pipeline = FacePipeline(FaceConfig(calibration_s=args.calibrate), video=True)
         results, events = [], []
         try:
-            for t, frame in read_video(args.path, args.max_frames):
+            for t, frame in itertools.chain([first], frames):
                 r = pipeline.process(frame, t)
                 results.append(r)
                 events += r.events
