@@ -125,3 +125,17 @@ def test_audio_chunks_of_one_stream_go_through_its_resampler_and_a_new_rate_star
     assert sum(map(len, out)) == (40 * 1024 - len(stream.resampler.pending)) * 160 // 441  # whole periods only
     first = stream.resampler
     assert len(interleaved_to_mono_int16(chunk, 16000, 1, stream)) == 2048 and stream.resampler is not first
+
+
+@pytest.mark.parametrize("rate", [44099, 48001, 7919])
+def test_an_odd_rate_is_resampled_at_the_nearest_short_period_ratio(rate):
+    """16000/44099 is already in lowest terms: a period of one second, so a second's delay and a 900k-tap filter.
+    The nearest ratio with a period under 50 ms is used instead."""
+    from koba_ros.speech.audio import MAX_PERIOD_S, StreamResampler
+
+    resampler = StreamResampler(rate)
+    assert resampler.down <= MAX_PERIOD_S * rate and resampler.delay <= 2 * MAX_PERIOD_S * rate
+    assert abs(resampler.up / resampler.down * rate / RATE - 1) < 1e-4
+    x = np.sin(np.arange(2 * rate) / 10.0)
+    out = np.concatenate([resampler.feed(x[i:i + 1024]) for i in range(0, len(x), 1024)])
+    assert abs(len(out) - 2 * RATE) < 0.06 * RATE  # all of it but the last partial period

@@ -7,6 +7,7 @@ and clipped, and other rates are resampled with a polyphase filter (scipy.signal
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 
@@ -18,6 +19,7 @@ RATE = 16000  # what pocketsphinx's en-us model and webrtcvad want
 
 
 MIN_RATE, MAX_RATE = 4000, 384000
+MAX_PERIOD_S = 0.05  # a stream's resampling period (input samples per whole number of outputs) at most this long
 
 
 def to_mono_int16(samples: np.ndarray, rate: int, resampler: StreamResampler | None = None) -> np.ndarray:
@@ -64,9 +66,20 @@ class StreamResampler:
     def __init__(self, rate: int):
         if not MIN_RATE <= rate <= MAX_RATE:
             raise KobaError(f"sample rate {rate} Hz is not audio this can use ({MIN_RATE} to {MAX_RATE} Hz)")
-        g = gcd(int(rate), RATE)
-        self.rate, self.up, self.down = int(rate), RATE // g, int(rate) // g
-        reach = -(-10 * max(self.up, self.down) // self.up) + 1  # resample_poly's filter: 10 max(up, down) taps
+        ratio = Fraction(RATE, int(rate))
+        if ratio.denominator > MAX_PERIOD_S * rate:
+            # An odd rate (a sound card's 44099 Hz) has a period of seconds: up/down 16000/44099 would delay the
+            # stream by a second and build a filter of 900k taps. The nearest ratio with a period under 50 ms
+            # stretches time by a few parts in 100,000 at most, far below anything speech recognition hears.
+            ratio = ratio.limit_denominator(int(MAX_PERIOD_S * rate))
+        self.rate, self.up, self.down = int(rate), ratio.numerator, ratio.denominator
+        from scipy.signal import firwin
+
+        # resample_poly's own filter, designed once here rather than on every chunk (a Kaiser-windowed sinc of
+        # 10 max(up, down) taps each side: for 44.1 kHz, 8821 taps)
+        most = max(self.up, self.down)
+        self.filter = firwin(20 * most + 1, 1.0 / most, window=("kaiser", 5.0)) if most > 1 else None
+        reach = -(-10 * max(self.up, self.down) // self.up) + 1
         self.delay = -(-reach // self.down) * self.down           # a whole number of periods
         self.history = np.zeros(2 * self.delay)
         self.pending = np.zeros(0)
@@ -83,7 +96,7 @@ class StreamResampler:
         block, self.pending = self.pending[:n], self.pending[n:]
         window = np.concatenate([self.history, block])
         first = self.delay * self.up // self.down  # the output at input position `delay` of the window
-        out = resample_poly(window, self.up, self.down)[first: first + n * self.up // self.down]
+        out = resample_poly(window, self.up, self.down, window=self.filter)[first: first + n * self.up // self.down]
         self.history = window[-2 * self.delay:]
         return out
 
