@@ -146,3 +146,19 @@ def test_image_messages_convert_to_rgb():
         image_msg_to_rgb("yuv422", 4, 5, 10, b"\0" * 40)
     with pytest.raises(KobaError, match="too short"):
         image_msg_to_rgb("rgb8", 4, 5, 15, b"\0" * 10)
+
+
+def test_a_reset_gesture_detector_hears_a_nod_on_a_new_clock_at_once():
+    """reset() (a restarted stream) kept the old clock's refractory time: no nod until the new clock passed it."""
+    import math
+
+    from koba_ros.face.feedback import HeadGestureDetector
+
+    def nods(detector, t0):  # a second of nodding at 2 Hz, 30 frames a second
+        events = [detector.update(t0 + i / 30, 0.0, 0.2 * math.sin(4 * math.pi * i / 30)) for i in range(30)]
+        return [e.cue for e in events if e]
+
+    detector = HeadGestureDetector()
+    assert nods(detector, 3600.0) == ["nod"]
+    detector.reset()
+    assert nods(detector, 0.0) == ["nod"]

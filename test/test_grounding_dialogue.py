@@ -484,3 +484,21 @@ def test_an_instruction_too_long_to_read_whole_is_refused_not_cut():
     long = "move the duck to the top right box, " + "and so on " * 40 + "no, leave the duck, move the ball"
     r = Dialogue(g, scene()).start(long)
     assert r.status == "rejected" and "too long" in r.text and r.target is None
+
+
+def test_a_restarted_dialogue_reads_its_own_instruction_and_keeps_counting_questions():
+    """After a restart the box words came from the old instruction ("from the top left box") and overwrote the box
+    the new one said; and the question count started again, so max_turns no longer bounded the conversation."""
+    BL = [0, 0, 1, 0, 0]
+    g = TableGrounder({"pick up the duck from the top left box": ([0, 0, 0, 0.95, 0.05, 0], [0.1, 0.1, 0.1, 0.1, 0.6]),
+                       "put a red cube in the bottom left box": ([0.34, 0.33, 0.33, 0, 0, 0], BL)}, 5, NOUNS)
+    d = Dialogue(g, scene())
+    d.start("pick up the duck from the top left box")
+    assert d.answer("put a red cube in the bottom left box").status == "question"
+    assert d.instruction == "put a red cube in the bottom left box"
+    r = d.answer("the one in the bottom right box")
+    assert (r.status, r.target, r.destination) == ("done", 2, "bottom_left")
+    d = Dialogue(g, scene(), Settings(max_turns=2))
+    d.start("pick up the duck from the top left box")
+    d.answer("put a red cube in the bottom left box")          # the second question
+    assert d.answer("xyzzy").status == "rejected"              # a third is one too many

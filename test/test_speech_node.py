@@ -157,3 +157,57 @@ def test_parameters_are_fixed_once_a_node_runs_and_a_set_says_why(ros_context):
         assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
     finally:
         node.destroy_node()
+
+
+def test_speaking_states_apply_in_order_and_an_outlived_worker_never_decodes_beside_a_new_one(ros_context):
+    """Found by a review: a speaking state that could not be queued was applied before an older queued one, which
+    then won (the node muted itself until the next message); a worker still decoding after deactivate's join ran
+    beside the next activation's, both feeding one stream."""
+    import threading
+
+    from koba_interfaces.msg import SpeakingState
+
+    from koba_ros.nodes.speech_node import SpeechNode
+
+    node = SpeechNode(context=ros_context)
+    node.join_timeout_s = 0.2
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        release, fed, applied = threading.Event(), [], []
+        node.stream.feed = lambda chunk: (fed.append(threading.current_thread().name), release.wait(10), [])[-1]
+        node.stream.set_speaking = applied.append
+        deadline = time.monotonic() + 5
+        while not applied and time.monotonic() < deadline:  # the activation's own initial state
+            time.sleep(0.01)
+        node.enqueue(np.zeros(480, np.int16))               # the worker blocks on this chunk
+        while not fed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        node.on_speaking(SpeakingState(speaking=True))      # queued
+        while not node.audio.full():
+            node.enqueue(np.zeros(480, np.int16))
+        node.on_speaking(SpeakingState(speaking=False))     # the queue is full: missed, applied later
+        release.set()
+        while not node.audio.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert applied[-1] is False, applied                # the latest state, not the stale True
+        release.clear()
+        fed.clear()
+        node.enqueue(np.zeros(480, np.int16))
+        while not fed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        old = node.worker
+        node.trigger_deactivate()                           # gives up on the join: the old worker still decodes
+        node.trigger_activate()
+        node.stream.feed = lambda chunk: (fed.append(threading.current_thread().name), [])[-1]
+        release.set()
+        old.join(5)
+        for _ in range(5):
+            node.enqueue(np.zeros(480, np.int16))
+        while len(fed) < 6 and time.monotonic() < deadline + 5:
+            time.sleep(0.01)
+        assert not old.is_alive() and set(fed[1:]) == {node.worker.name}, fed
+    finally:
+        node.trigger_deactivate()
+        node.destroy_node()

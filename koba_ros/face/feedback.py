@@ -105,6 +105,7 @@ class HeadGestureDetector:
 
     def reset(self) -> None:
         self.history.clear()
+        self.quiet_until = -math.inf  # a new stream's clock may start far below the old one's
 
     def update(self, t: float, yaw: float | None, pitch: float | None) -> FeedbackEvent | None:
         if yaw is None or pitch is None or t < self.quiet_until:

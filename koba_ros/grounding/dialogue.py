@@ -110,13 +110,15 @@ class Dialogue:
         self._noun_probs = np.zeros((0, 0))  # p(object or none | "the <noun>") for each of NOUNS, same grounding
         self.why = ""                       # which rule made the first turn ask (for benchmarks and logs)
         self.listed = False                 # the last question named its candidates in order ("the first one")
+        self.started_at = 0                 # the history entry of the instruction (a restart begins a later one)
+        self.earlier_questions = 0          # questions asked before a restart (they count toward max_turns)
         self._named_any: set[str] = set()   # the entries the instruction names, any colour (for the crop CNN)
         self._crop_probs: dict[int, np.ndarray] = {}  # p(entry | crop) of each object the veto has read
 
     @property
     def instruction(self) -> str:
-        """The instruction as cleaned at the first turn (the first entry of the history)."""
-        return self.history[0]["text"] if self.history else ""
+        """The instruction as cleaned at its turn (the first entry of the history, or the one a restart began)."""
+        return self.history[self.started_at]["text"] if len(self.history) > self.started_at else ""
 
     # --- turns ---------------------------------------------------------------------------------
     def start(self, instruction: str) -> Reply:
@@ -222,16 +224,16 @@ class Dialogue:
     def _restart(self, text: str) -> Reply:
         """The answer is a new instruction about an object this dialogue was not going to move: start over with
         it (the history keeps the earlier turns)."""
-        history = self.history[:-1]
+        history, questions = self.history[:-1], self.questions + self.earlier_questions
         self.__init__(self.grounder, self.objects, self.s)
-        reply = self.start(text)
-        self.history = history + self.history
-        return reply
+        self.history, self.started_at = history, len(history)
+        self.earlier_questions = questions  # max_turns bounds the whole conversation, restarts included
+        return self.start(text)
 
     # --- deciding what to say --------------------------------------------------------------------
     def _next(self, understood: bool = True) -> Reply:
         if self.target is None:
-            if self.questions >= self.s.max_turns:
+            if self.questions + self.earlier_questions >= self.s.max_turns:
                 return self._give_up()
             self.questions += 1
             sorry = "" if understood else "Sorry, I didn't get that. "
@@ -252,7 +254,7 @@ class Dialogue:
             return self._ask(sorry + "Do you mean " + _either(self._phrases(self.candidates)) + "?")
         already = "" if self.box_read else self._read_box()
         if self.destination is None:
-            if self.questions >= self.s.max_turns:
+            if self.questions + self.earlier_questions >= self.s.max_turns:
                 return self._give_up()
             self.questions += 1
             self.why = self.why or "box not said or unsure"

@@ -27,6 +27,7 @@ SOURCES = ("topic", "file", "microphone")
 
 
 class SpeechNode(LifecycleNode):
+    join_timeout_s = 5.0  # deactivate waits this long for the chunk being decoded
     def __init__(self, **kwargs):
         super().__init__("speech_node", **kwargs)
         self.source = declare(self, "source", "topic", "Audio source: topic, file or microphone.")
@@ -68,8 +69,12 @@ class SpeechNode(LifecycleNode):
         self.worker = None
         self.worker_stop = None  # this activation's own end-of-stream token (a stale one must not end the next)
         self.running = threading.Event()
-        self.speaking = False    # the robot's latest /speech/speaking state, applied to every new activation
-        self.speaking_missed = False  # a state change found the queue full: the worker applies self.speaking
+        # The robot's /speech/speaking states, numbered: the worker applies each in order with the audio, skips one
+        # older than what it applied, and applies the latest when one could not be queued (the queue was full).
+        self.speaking_lock = threading.Lock()
+        self.speaking, self.speaking_seq = False, 0
+        self.applied_seq = -1     # the worker's latest applied state number (worker thread only)
+        self.speaking_missed = False
         self.utterance_pub = None
         self.subscription = None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -113,9 +118,11 @@ class SpeechNode(LifecycleNode):
 
         self.audio_stream = AudioStream()  # the topic's chunks are resampled as one signal (no click per chunk)
         self.drain()  # audio and tokens left from an earlier activation: stale, never decoded now
-        self.audio.put_nowait(("speaking", self.speaking))
-        self.running.set()
-        self.worker_stop = object()
+        self.worker_stop = object()  # a worker of an earlier activation still decoding exits after that chunk
+        self.applied_seq = -1
+        self.running.set()  # first: a speaking state that arrives from now on is queued, not only remembered
+        with self.speaking_lock:
+            self.audio.put_nowait(("speaking", self.speaking, self.speaking_seq))
         self.worker = threading.Thread(target=self.decode_loop, args=(self.worker_stop,), daemon=True)
         self.worker.start()
         if self.source == "topic":
@@ -135,7 +142,7 @@ class SpeechNode(LifecycleNode):
             self.destroy_subscription(self.subscription)
             self.subscription = None
         if self.worker is not None:
-            self.worker.join(timeout=5)
+            self.worker.join(timeout=self.join_timeout_s)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -180,26 +187,34 @@ class SpeechNode(LifecycleNode):
     def on_speaking(self, msg: SpeakingState) -> None:
         """Queued in order with the audio around it, while a worker decodes; never blocks an executor thread. When
         the queue is full the state still arrives: the worker applies the latest one after its current item."""
-        self.speaking = bool(msg.speaking)
-        if not self.running.is_set():
-            return  # on_activate applies self.speaking first
-        try:
-            self.audio.put_nowait(("speaking", self.speaking))
-        except queue.Full:
-            self.speaking_missed = True
+        with self.speaking_lock:
+            self.speaking, self.speaking_seq = bool(msg.speaking), self.speaking_seq + 1
+            if not self.running.is_set():
+                return  # on_activate applies self.speaking first
+            try:
+                self.audio.put_nowait(("speaking", self.speaking, self.speaking_seq))
+            except queue.Full:
+                self.speaking_missed = True
 
     # --- decoding ------------------------------------------------------------------------
+    def apply_speaking(self, state: bool, seq: int) -> None:
+        if seq > self.applied_seq:  # an older state than one already applied is void
+            self.applied_seq = seq
+            self.stream.set_speaking(state)
+
     def decode_loop(self, stop: object) -> None:
-        while self.running.is_set():
+        while self.running.is_set() and stop is self.worker_stop:  # a newer activation has a worker of its own
             item = self.audio.get()
             if item is stop:
                 return
             try:
                 if self.speaking_missed:
-                    self.speaking_missed = False
-                    self.stream.set_speaking(self.speaking)
+                    with self.speaking_lock:
+                        self.speaking_missed = False
+                        state, seq = self.speaking, self.speaking_seq
+                    self.apply_speaking(state, seq)
                 if isinstance(item, tuple):
-                    self.stream.set_speaking(item[1])
+                    self.apply_speaking(item[1], item[2])
                 elif isinstance(item, np.ndarray):  # not another activation's stop token
                     for utterance in self.stream.feed(item):
                         self.publish(utterance)

@@ -53,7 +53,7 @@ class TeleopNode(Node):
             joints = [position[n] for n in ARM_JOINTS]
             if all(math.isfinite(q) for q in joints):
                 self.joints = joints
-            else:  # a broken driver: planning from NaN would send NaN; the last good state stands, then goes stale
+            else:  # a broken driver: planning from NaN would send NaN, and an older state may no longer be true
                 self.joints = None
                 self.get_logger().error("/joint_states has non-finite arm positions; not moving",
                                         throttle_duration_sec=5.0)
