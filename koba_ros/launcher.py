@@ -72,7 +72,9 @@ def start_processes(specs: list[NodeSpec], params_dir: str) -> dict[str, subproc
 
 
 def stop_processes(children: dict[str, subprocess.Popen], grace: float = 5.0) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+    # SIGTERM first: a node still importing has no handler yet and ends silently on it (SIGINT would raise
+    # KeyboardInterrupt in the middle of an import, a screen of traceback); a running node stops in order on it.
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = [p for p in children.values() if p.poll() is None]
         if not alive:
             return

@@ -49,7 +49,10 @@ def test_koba_error_is_one_line_exit_2(capsys):
     (["lm", "tickets", "--train", "t.tsv", "--sparsity", "nan"], "a finite number"),
     (["lm", "tickets", "--train", "t.tsv", "--l1", "inf"], "finite number >= 0"),
     (["lm", "influence", "--train", "t.tsv", "--epochs", "0"], "whole number > 0"),
-    (["up", "teleop", "--duration", "-5"], "finite number >= 0"),
+    (["up", "teleop", "--duration", "-5"], "a number of seconds from 0 to"),
+    (["up", "teleop", "--duration", "1e10"], "a number of seconds from 0 to"),  # the timer's clock overflowed
+    (["train", "grounding", "--seed", "-1"], "from 0 to 2^63 - 1"),
+    (["train", "crop-kinds", "--seed", str(2 ** 64)], "from 0 to 2^63 - 1"),
     (["tamer", "train", "--out", "o", "--seed", "-1"], "whole number >= 0"),
     (["face", "img.png", "--calibrate", "nan"], "finite number >= 0"),
 ])

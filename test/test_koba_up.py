@@ -86,3 +86,21 @@ def test_a_crashed_node_stops_the_graph_with_a_one_line_error(ros_context):
     finally:
         node.destroy_node()
         stop_process(proc)
+
+
+def test_stopping_while_node_processes_still_start_and_a_node_failing_to_build_are_quiet(tmp_path):
+    """SIGINT reached children still importing torch (a KeyboardInterrupt traceback each); a node whose constructor
+    failed printed a second traceback from destroying its half-built self."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "koba_ros.cli", "up", "maze_training", "--processes", "--duration",
+                          "1", "--feedback", "none"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "Traceback" not in run.stdout + run.stderr, run.stderr[-2000:]
+    scene = tmp_path / "bad.json"
+    scene.write_text('{"seed": 1, "objects": [{"name": "duck", "box": "middle"}]}')
+    run = subprocess.run([sys.executable, "-m", "koba_ros.nodes.sim_node", "--ros-args", "-p", f"scene:={scene}"],
+                         capture_output=True, text=True, timeout=60)
+    lines = [line for line in run.stderr.splitlines() if not line.startswith("pybullet build time")]
+    assert run.returncode == 1 and lines == [f"SimNode: {scene}: object 0: unknown box 'middle'; boxes: top_left, "
+                                             "top_right, bottom_left, bottom_right"], run.stderr[-2000:]

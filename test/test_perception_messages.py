@@ -145,3 +145,47 @@ def test_object_features_refuse_a_non_finite_object(changes, field):
     assert np.isfinite(object_features([red_cube(id=7), red_cube()], 4)).all()
     with pytest.raises(KobaError, match=f"object 3: {field} must be . finite numbers"):
         object_features([red_cube(id=7), red_cube(**changes)], 4)
+
+
+def test_images_whose_size_fields_disagree_and_non_finite_intrinsics_are_one_line():
+    """One such message used to end perception_node (a reshape error in its callback, or a NaN centre reaching int()
+    in the segmenter), and with it a composed `koba up` graph."""
+    stamp = Time(sec=1, nanosec=0)
+    rgb = rgb_to_msg(np.zeros((4, 6, 3), np.uint8), stamp, "camera")
+    rgb.data = bytes(rgb.data)[:10]
+    depth = depth_to_msg(np.full((4, 6), 0.8, np.float32), stamp, "camera", "32FC1")
+    depth.step = 3  # not a whole number of 4-byte samples
+    for convert, msg in ((msg_to_rgb, rgb), (msg_to_depth, depth)):
+        with pytest.raises(KobaError, match="size fields do not agree") as info:
+            convert(msg)
+        assert "\n" not in str(info.value)
+    for bad in (float("nan"), float("inf")):
+        K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+        K[0, 2] = bad
+        with pytest.raises(KobaError, match="non-finite"):
+            msg_to_K(camera_info_msg(K, 640, 480, stamp, "camera"))
+
+
+def test_a_big_endian_depth_image_is_read_in_its_own_byte_order():
+    stamp = Time(sec=1, nanosec=0)
+    for dtype, encoding, value in ((">f4", "32FC1", 0.8), (">u2", "16UC1", 800)):
+        msg = depth_to_msg(np.full((2, 3), 0.8, np.float32), stamp, "camera", encoding)
+        msg.data = np.full((2, 3), value, dtype=dtype).tobytes()
+        msg.is_bigendian = 1
+        np.testing.assert_allclose(msg_to_depth(msg), 0.8, rtol=1e-6)
+
+
+@pytest.mark.ros
+def test_perception_node_refuses_a_rate_it_would_divide_by_and_says_why(ros_context):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from koba_ros.nodes.perception_node import PerceptionNode
+
+    for name, value in (("max_rate", 0.0), ("max_rate", float("nan")), ("depth_scale", -1.0)):
+        node = PerceptionNode(context=ros_context, parameter_overrides=[Parameter(name, value=value)])
+        try:
+            assert node.on_configure(None) == TransitionCallbackReturn.FAILURE
+            assert node.failure.startswith(f"{name} must be a finite number > 0")
+        finally:
+            node.destroy_node()

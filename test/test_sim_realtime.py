@@ -38,3 +38,16 @@ def test_render_process_frames_match_the_cell_and_the_loop_does_not_wait_for_the
         loop.run(threading.Event(), duration=1.5)
         assert frames and all(f.rgb.shape == (480, 640, 3) for f in frames)
         assert [f.stamp for f in frames] == sorted(f.stamp for f in frames)
+
+
+def test_a_command_that_raises_is_reported_and_the_loop_goes_on():
+    """One trajectory naming an unknown joint raised inside the loop and ended the simulation thread: the arm, the
+    camera and /joint_states stopped while the node looked alive."""
+    from koba_ros.sim.realtime import RealTimeLoop
+
+    errors, done = [], []
+    loop = RealTimeLoop(cell=object(), on_error=errors.append)
+    loop.submit(lambda cell: ("panda_joint1",).index("panda_finger_joint1"))
+    loop.submit(lambda cell: done.append(cell))
+    loop._apply_commands()
+    assert len(done) == 1 and len(errors) == 1 and "ValueError" in errors[0]

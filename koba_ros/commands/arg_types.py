@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import threading
 
 
 def _number(text: str, kind, test, what: str):
@@ -34,3 +35,14 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
+
+
+def random_seed(text: str) -> int:
+    """A random seed numpy and torch both take: 0 to 2^63 - 1."""
+    return _number(text, int, lambda v: 0 <= v < 2 ** 63, "a whole number from 0 to 2^63 - 1")
+
+
+def timer_seconds(text: str) -> float:
+    """Seconds a timer can wait for: 0 to threading.TIMEOUT_MAX (1e10 s overflowed the timer's clock)."""
+    return _number(text, float, lambda v: 0 <= v <= threading.TIMEOUT_MAX,
+                   f"a number of seconds from 0 to {threading.TIMEOUT_MAX:.0f}")

@@ -1,5 +1,7 @@
 """koba train grounding | crop-kinds: train the instruction-grounding model, or the crop CNN that names an object's
 kind from its crop alone (the dialogue's second opinion), on rendered, perceived scenes."""
+from koba_ros.commands.arg_types import random_seed
+
 HELP = ("Train a model (grounding: instruction + perceived objects -> target and box; crop-kinds: object crop -> "
         "catalog entry).")
 
@@ -11,7 +13,7 @@ def add_arguments(p):
     p.add_argument("--scenes", type=int, default=600, help="Rendered training scenes (default 600; cached).")
     p.add_argument("--per-scene", type=int, default=30, help="Instructions generated per scene (default 30).")
     p.add_argument("--epochs", type=int, default=12, help="Epochs (default 12).")
-    p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
+    p.add_argument("--seed", type=random_seed, default=0, help="Random seed (default 0).")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: on a busy 2-core machine more "
                    "threads made training far slower).")
     p.add_argument("--token-drop", type=float, default=0.0,

@@ -1,5 +1,5 @@
 """koba up GRAPH: start a graph from bringup.py on a plain machine."""
-from koba_ros.commands.arg_types import non_negative_float
+from koba_ros.commands.arg_types import timer_seconds
 
 HELP = "Start a graph (picking, teleop, maze_training): composed in one process, or one process per node."
 
@@ -15,7 +15,7 @@ def add_arguments(p):
                    help="Who teaches the maze agent (graph argument 'feedback' of maze_training).")
     p.add_argument("--arg", action="append", default=[], metavar="NAME:=VALUE",
                    help="Any graph argument, as in ros2 launch (repeatable).")
-    p.add_argument("--duration", type=non_negative_float, default=0.0,
+    p.add_argument("--duration", type=timer_seconds, default=0.0,
                    help="Stop after this many seconds (0: run until Ctrl-C).")
     p.add_argument("--list", action="store_true", help="Print the graph's nodes and arguments and exit.")
     p.add_argument("--json", action="store_true", help="Print what was started as JSON.")

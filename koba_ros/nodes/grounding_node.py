@@ -86,6 +86,7 @@ class GroundingNode(LifecycleNode):
             if self.settings.crop_veto > 0:   # a missing or foreign file fails here, not at the first instruction
                 crop_kinds.load_cached(self.settings.crop_kinds or str(crop_kinds.default_path()))
         except (KobaError, ValueError) as exc:
+            self.failure = str(exc)   # autostart reports it in one line
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.result_pub = self.create_lifecycle_publisher(GroundingResult, "/grounding/result", 10)

@@ -43,7 +43,11 @@ class PerceptionNode(LifecycleNode):
             if not np.allclose(self.camera_pose[3], (0, 0, 0, 1)):
                 raise KobaError("camera_pose's last row must be 0 0 0 1")
             qos = sensor_qos(self.reliability)
+            for name, low in (("max_rate", 0.0), ("stamp_tolerance", 0.0), ("depth_scale", 0.0)):
+                if not low < float(getattr(self, name)) < float("inf"):  # NaN fails too; 1 / 0 in every frame
+                    raise KobaError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         except (ValueError, KobaError) as exc:
+            self.failure = str(exc)   # autostart reports it in one line
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.publisher = self.create_lifecycle_publisher(DetectedObjectArray, "/perception/objects", 10)
@@ -84,6 +88,10 @@ class PerceptionNode(LifecycleNode):
             objects = perceive(rgb, depth, K, self.camera_pose)
         except KobaError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            return
+        except Exception as exc:  # noqa: BLE001 - one frame the segmenter cannot take must not end the node
+            self.get_logger().error(f"perception failed on a frame: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=5.0)
             return
         self.publisher.publish(objects_to_msg(objects, msg.header.stamp))
 

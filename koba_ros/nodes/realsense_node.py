@@ -31,6 +31,7 @@ class RealSenseNode(LifecycleNode):
             qos = sensor_qos(self.reliability)
             self.camera = RealSenseCamera(self.width, self.height, self.fps, self.serial)
         except (KobaError, ValueError) as exc:
+            self.failure = str(exc)   # autostart reports it in one line
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.color_pub = self.create_lifecycle_publisher(Image, "/camera/color/image_raw", qos)

@@ -131,6 +131,12 @@ def run_node(node_class: Callable[..., Node], args: list[str] | None = None) -> 
         if node is not None:
             node.get_logger().fatal(str(exc))
         raise SystemExit(f"{getattr(node_class, '__name__', 'node')}: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl-C while the node was still being built: a stop, not an error
+        pass
     finally:
         if rclpy.ok():
-            rclpy.shutdown()
+            try:
+                rclpy.shutdown()
+            except Exception:  # noqa: BLE001 - a node whose constructor failed part way may not destroy cleanly
+                if node is not None:
+                    raise

@@ -20,7 +20,7 @@ from koba_ros.nodes.params import declare, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.paths import sim_dir
 from koba_ros.perception.messages import camera_info_msg, depth_to_msg, rgb_to_msg
-from koba_ros.sim.cell import SimCell
+from koba_ros.sim.cell import ARM_JOINTS, SimCell
 from koba_ros.sim.realtime import RealTimeLoop
 from koba_ros.sim.render_process import RenderProcess
 from koba_ros.sim.scene_file import read_scene_file
@@ -57,7 +57,8 @@ class SimNode(Node):
         self.create_subscription(JointTrajectoryMsg, "/arm_controller/joint_trajectory", self.on_trajectory, 10)
         self.create_subscription(Float64, "/gripper/command", self.on_gripper, 10)
         self.loop = RealTimeLoop(self.cell, camera_rate, joint_rate, self.while_up(self.publish_frame),
-                                 self.while_up(self.publish_joints), renderer=self.renderer)
+                                 self.while_up(self.publish_joints), renderer=self.renderer,
+                                 on_error=lambda text: self.get_logger().error(text))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop.run, args=(self.stop,), daemon=True)
         self.thread.start()
@@ -73,6 +74,11 @@ class SimNode(Node):
             traj = trajectory_from_msg(msg)
         except KobaError as exc:
             self.get_logger().error(f"trajectory rejected: {exc}")
+            return
+        unknown = sorted(set(traj.joint_names) - set(ARM_JOINTS))
+        if unknown:  # checked here: SimCell.follow looks the names up before its own validation
+            self.get_logger().error(f"trajectory rejected: unknown joint {unknown[0]!r} (arm joints: "
+                                    f"{', '.join(ARM_JOINTS)})")
             return
 
         def follow(cell):
@@ -117,11 +123,15 @@ class SimNode(Node):
         self.joint_pub.publish(msg)
 
     def destroy_node(self):
-        self.stop.set()
-        self.thread.join(timeout=2.0)
-        if self.renderer is not None:
+        # Also for a node whose constructor failed part way (a bad scene): only what was built is closed.
+        if getattr(self, "stop", None) is not None:
+            self.stop.set()
+        if getattr(self, "thread", None) is not None:
+            self.thread.join(timeout=2.0)
+        if getattr(self, "renderer", None) is not None:
             self.renderer.close()
-        self.cell.close()
+        if getattr(self, "cell", None) is not None:
+            self.cell.close()
         return super().destroy_node()
 
 

@@ -41,10 +41,22 @@ def depth_to_msg(depth_m: np.ndarray, stamp, frame_id: str, encoding: str = "32F
     return msg
 
 
+def _rows(msg: Image, dtype) -> np.ndarray:
+    """The image's rows as [height, step / itemsize] of `dtype` (in the message's byte order), after checking that
+    its size fields agree with its data: a publisher's mistake is one line, not a reshape error in a callback."""
+    itemsize, channels = np.dtype(dtype).itemsize, 3 if msg.encoding in ("rgb8", "bgr8") else 1
+    if msg.step < msg.width * channels * itemsize or msg.step % itemsize or len(msg.data) != msg.height * msg.step:
+        raise KobaError(f"{msg.encoding} image of {msg.width}x{msg.height}, step {msg.step}, has {len(msg.data)} "
+                        "bytes of data: its size fields do not agree")
+    order = ">" if msg.is_bigendian else "<"
+    return np.frombuffer(bytes(msg.data), dtype=np.dtype(dtype).newbyteorder(order)).reshape(
+        msg.height, msg.step // itemsize)
+
+
 def msg_to_rgb(msg: Image) -> np.ndarray:
     if msg.encoding not in ("rgb8", "bgr8"):
         raise KobaError(f"colour image encoding {msg.encoding!r} unsupported (rgb8, bgr8)")
-    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
+    rows = _rows(msg, np.uint8)
     image = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3)
     return image[:, :, ::-1].copy() if msg.encoding == "bgr8" else image.copy()
 
@@ -57,8 +69,7 @@ def msg_to_depth(msg: Image, depth_scale: float = 0.001) -> np.ndarray:
         dtype, scale = np.uint16, depth_scale
     else:
         raise KobaError(f"depth image encoding {msg.encoding!r} unsupported (32FC1, 16UC1)")
-    itemsize = np.dtype(dtype).itemsize
-    rows = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.step // itemsize)
+    rows = _rows(msg, dtype)  # a big-endian camera's depth is read in its own byte order
     depth = rows[:, :msg.width].astype(np.float32) * scale
     depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
     return depth
@@ -79,6 +90,8 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, stamp, frame_id: str
 
 def msg_to_K(msg: CameraInfo) -> np.ndarray:
     K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)):  # a NaN centre reached int() in the segmenter and ended the node
+        raise KobaError(f"CameraInfo K has non-finite values: {K.ravel().tolist()}")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise KobaError("CameraInfo has no intrinsics (K is zero)")
     return K

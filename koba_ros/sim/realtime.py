@@ -9,6 +9,7 @@ does not wait for the renderer.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +24,12 @@ class RealTimeLoop:
     def __init__(self, cell: SimCell, camera_hz: float = 5.0, joint_hz: float = 50.0,
                  on_frame: Callable[[Frame], None] | None = None,
                  on_joints: Callable[[list[str], object, object, float], None] | None = None,
-                 real_time_factor: float = 1.0, renderer: RenderProcess | None = None):
+                 real_time_factor: float = 1.0, renderer: RenderProcess | None = None,
+                 on_error: Callable[[str], None] | None = None):
         self.cell = cell
+        # A command that raises is reported here and skipped: it must never end the loop (the arm, the camera and
+        # /joint_states would all stop while the node looked alive).
+        self.on_error = on_error or (lambda text: print(text, file=sys.stderr, flush=True))
         self.renderer = renderer
         self.camera_period = 1.0 / camera_hz if camera_hz > 0 else float("inf")
         self.joint_period = 1.0 / joint_hz if joint_hz > 0 else float("inf")
@@ -45,7 +50,10 @@ class RealTimeLoop:
                 command = self.commands.get_nowait()
             except queue.Empty:
                 return
-            command(self.cell)
+            try:
+                command(self.cell)
+            except Exception as exc:  # noqa: BLE001 - see on_error
+                self.on_error(f"simulation command failed: {type(exc).__name__}: {exc}")
 
     def _deliver(self, frame: Frame) -> None:
         self.frames += 1
