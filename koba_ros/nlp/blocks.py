@@ -32,7 +32,12 @@ class SelfAttention(nn.Module):
     With `qk_norm`, each head's query and key are normalised before RoPE and the dot product (QK normalisation,
     Dehghani et al. 2023, "Scaling Vision Transformers to 22 Billion Parameters", §2: softmax(LN(X W_Q) LN(X W_K)^T
     / sqrt(d_head)), which bounds the attention logits that otherwise grow until attention collapses to one key;
-    Qwen3 uses RMSNorm over each head, one gain vector shared by all heads)."""
+    Qwen3 uses RMSNorm over each head, one gain vector shared by all heads).
+
+    With `attention_window` W > 0, attention is local (Beltagy et al. 2020, "Longformer", §3.1, sliding window;
+    Mistral 7B's causal form): a causal query sees the W latest tokens, itself included, whatever the cache holds;
+    an encoder's query the tokens fewer than W positions away. Memory and time stay those of full attention here (a
+    mask over SDPA); what changes is what each token can see."""
 
     def __init__(self, config):
         super().__init__()
@@ -42,6 +47,7 @@ class SelfAttention(nn.Module):
                              bias=config.has_qkv_bias)
         self.out = nn.Linear(config.attn_dim, config.d_model, bias=config.bias)
         self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
+        self.window = config.attention_window
         self.q_norm = norm_layer(config, self.head_dim) if config.qk_norm else None
         self.k_norm = norm_layer(config, self.head_dim) if config.qk_norm else None
 
@@ -68,6 +74,12 @@ class SelfAttention(nn.Module):
             mask = key_mask[:, None, None, :]
             if causal:
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        if self.window:  # sliding window: query at position p sees keys at p - window < position <= p
+            q_pos = torch.arange(past, past + T, device=x.device)[:, None]
+            k_pos = torch.arange(k.shape[2], device=x.device)[None, :]
+            near = (q_pos - k_pos < self.window) & (k_pos <= q_pos) if causal else \
+                (q_pos - k_pos).abs() < self.window
+            mask = near if mask is None else mask & near
         # With a past, one query sees every stored key: no mask at all. is_causal only without a past (SDPA aligns
         # its causal mask to the top left, which is right only when queries and keys start together).
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None and not past,

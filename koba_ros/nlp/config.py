@@ -87,6 +87,9 @@ class TransformerConfig:
     tie_embeddings: bool = False
     bias: bool = True
     qkv_bias: bool | None = None     # the q/k/v projection's bias; None: as `bias` (Qwen2: true with bias false)
+    attention_window: int = 0        # > 0: sliding-window attention (Beltagy et al. 2020 "Longformer" §3.1; Mistral
+    #                                  7B): a token attends to the last W tokens, itself included (the encoder: to
+    #                                  tokens fewer than W positions away on either side); 0: the whole context
     qk_norm: bool = False            # normalise each head's queries and keys before attention (QK-norm, Dehghani et
     #                                  al. 2023; Qwen3: RMSNorm over each head): norm_type, one gain per head dimension
     pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
@@ -131,6 +134,10 @@ class TransformerConfig:
             raise KobaError(f"config: d_ff must be >= 0, got {self.d_ff}")
         if not isinstance(self.d_head, int) or isinstance(self.d_head, bool) or self.d_head < 0:
             raise KobaError(f"config: d_head must be 0 (d_model / n_heads) or a positive integer, got {self.d_head!r}")
+        if not isinstance(self.attention_window, int) or isinstance(self.attention_window, bool) \
+                or self.attention_window < 0:
+            raise KobaError(f"config: attention_window must be 0 (the whole context) or a positive number of tokens, "
+                            f"got {self.attention_window!r}")
         if not self.d_head and self.d_model % self.n_heads:
             raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads} "
                             "(or set d_head)")

@@ -1,14 +1,14 @@
-"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM` (and `Qwen2ForCausalLM`, `Qwen3ForCausalLM`), tensor
-for tensor (used by `koba lm export` and `koba lm import` in hf_gpt2.py, which check the logits before writing
-anything).
+"""Llama-shaped models to and from Hugging Face `LlamaForCausalLM` (and `Qwen2ForCausalLM`, `Qwen3ForCausalLM`,
+`MistralForCausalLM`), tensor for tensor (used by `koba lm export` and `koba lm import` in hf_gpt2.py, which check
+the logits before writing anything).
 
 A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table and no
 Spike-No-More embedding fixes (any number of key/value heads). `bias: true` becomes transformers' `attention_bias` and
 `mlp_bias` (biases on q, k, v, o and on gate, up, down; RMSNorm has none either way). Biases on q, k and v only
 (`bias: false, qkv_bias: true`) are Qwen2's attention: such a model goes out and comes in as `Qwen2ForCausalLM`,
 whose tensors have the same names. Normalised queries and keys without biases (`qk_norm: true`, usually with
-`d_head` wider than d_model / n_heads) are Qwen3's attention, `Qwen3ForCausalLM`. Names (each bias goes with its
-weight):
+`d_head` wider than d_model / n_heads) are Qwen3's attention, `Qwen3ForCausalLM`; sliding-window attention
+without biases (`attention_window`) is Mistral's, `MistralForCausalLM`. Names (each bias goes with its weight):
 
     embed.weight                  model.embed_tokens.weight
     blocks.i.ln1 / ln2            model.layers.i.input_layernorm / post_attention_layernorm
@@ -54,11 +54,16 @@ def _reorder_heads(rows: torch.Tensor, head_dim: int, order: torch.Tensor) -> to
 
 
 def architecture(config: TransformerConfig) -> str:
-    """"llama" (biases everywhere or nowhere), "qwen2" (on q, k and v only) or "qwen3" (normalised queries and keys,
-    no biases); one line for anything else."""
+    """"llama" (biases everywhere or nowhere), "qwen2" (on q, k and v only), "qwen3" (normalised queries and keys,
+    no biases) or "mistral" (sliding-window attention, no biases); one line for anything else."""
     if not is_llama_shaped(config):
         wrong = {k: getattr(config, k) for k, v in LLAMA_SHAPE.items() if getattr(config, k) != v}
         raise KobaError(f"export: a Llama needs {LLAMA_SHAPE}; this model has {wrong}")
+    if config.attention_window:
+        if config.bias or config.has_qkv_bias or config.qk_norm:
+            raise KobaError("export: sliding-window attention is Mistral's, which has no biases and no QK-norm; "
+                            "this model has them")
+        return "mistral"
     if config.qk_norm:
         if config.bias or config.has_qkv_bias:
             raise KobaError("export: normalised queries and keys are Qwen3's attention, which has no biases here; "
@@ -86,6 +91,10 @@ def llama_config(config: TransformerConfig):
         from transformers import Qwen2Config
 
         return Qwen2Config(**common, use_sliding_window=False)
+    if architecture(config) == "mistral":
+        from transformers import MistralConfig
+
+        return MistralConfig(**common, head_dim=config.head_dim, sliding_window=config.attention_window)
     if architecture(config) == "qwen3":
         from transformers import Qwen3Config
 
@@ -108,18 +117,15 @@ def rope_parameters(config: TransformerConfig) -> dict:
 
 
 def our_config(hf_config) -> TransformerConfig:
-    """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig (a Llama whose attention may
-    slide over a window: refused unless the window covers the whole context), refused in one line where its options
-    leave what ours compute."""
+    """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig (a Llama whose attention
+    may slide over a window: `attention_window`), refused in one line where its options leave what ours compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
     checks = {"hidden_act": "silu", "pretraining_tp": 1}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
     window = getattr(hf_config, "sliding_window", None) if hf_config.model_type == "mistral" else None
-    if window is not None and window < hf_config.max_position_embeddings:  # Mistral's attends only this far back
-        raise KobaError(f"import: this Mistral attends over a sliding window of {window} tokens within "
-                        f"{hf_config.max_position_embeddings}; only full attention is supported")
+    window = window if window is not None and window < hf_config.max_position_embeddings else 0  # 0: covers all
     qk_norm = hf_config.model_type == "qwen3"
     if hf_config.model_type in ("qwen2", "qwen3") and getattr(hf_config, "use_sliding_window", False):
         raise KobaError(f"import: this {hf_config.model_type} uses sliding-window attention; only full attention is "
@@ -149,6 +155,7 @@ def our_config(hf_config) -> TransformerConfig:
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
                              d_head=0 if fills else head_dim, bias=bias, qkv_bias=qkv_bias, qk_norm=qk_norm,
+                             attention_window=int(window),
                              rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling, **LLAMA_SHAPE)
 
 
@@ -159,10 +166,11 @@ def _kinds(bias: bool) -> tuple[str, ...]:
 @torch.no_grad()
 def to_hf(model: TransformerLM):
     """A LlamaForCausalLM (or Qwen2ForCausalLM, Qwen3ForCausalLM) computing the same logits as `model`."""
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+    from transformers import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
     config = model.config
-    model_class = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM}.get(architecture(config), LlamaForCausalLM)
+    model_class = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM,
+                   "mistral": MistralForCausalLM}.get(architecture(config), LlamaForCausalLM)
     hf = model_class(llama_config(config))
     ours, theirs = model.state_dict(), hf.state_dict()
     order, d_head = _head_order(config.head_dim), config.head_dim
