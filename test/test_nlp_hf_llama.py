@@ -41,11 +41,14 @@ LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "lo
                "high_freq_factor": 4.0, "original_max_position_embeddings": 16}  # scaled bands even at 48 positions
 
 
-@pytest.mark.parametrize("theta, rope", [(1e5, None), (5e5, None), (5e5, LLAMA3_ROPE)])
+LINEAR_ROPE = {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}  # position interpolation (Llama 2 16k)
+
+
+@pytest.mark.parametrize("theta, rope", [(1e5, None), (5e5, None), (5e5, LLAMA3_ROPE), (1e4, LINEAR_ROPE)])
 def test_rope_base_and_llama3_scaling_go_out_and_come_in(theta, rope):
-    """SmolLM2 uses RoPE base 1e5, Llama 3 5e5 and Llama 3.1-3.2 also its frequency scaling: the config carries
-    them both ways, and the logits over 48 positions (where a wrong base or scaling shows) agree; the same weights
-    with base 10000 and no scaling do not."""
+    """SmolLM2 uses RoPE base 1e5, Llama 3 5e5 and Llama 3.1-3.2 also its frequency scaling; Llama 2's long-context
+    fine-tunes interpolate positions linearly: the config carries them both ways, and the logits over 48 positions
+    (where a wrong base or scaling shows) agree; the same weights with base 10000 and no scaling do not."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(2)
@@ -58,7 +61,7 @@ def test_rope_base_and_llama3_scaling_go_out_and_come_in(theta, rope):
             if "q_proj" in name or "k_proj" in name:
                 p.normal_(0, 0.5)
     model = hf_llama.from_hf(hf)
-    assert model.config.rope_theta == theta and model.config.rope_scaling == ("llama3" if rope else "none")
+    assert model.config.rope_theta == theta and model.config.rope_scaling == (rope["rope_type"] if rope else "none")
     ids = torch.randint(0, 300, (2, 48))
     with torch.no_grad():
         assert (model(ids)[0] - hf(input_ids=ids).logits).abs().max() < 1e-5
@@ -73,6 +76,8 @@ def test_rope_base_and_llama3_scaling_go_out_and_come_in(theta, rope):
         TransformerConfig(positions="rope", rope_theta=1.0)
     with pytest.raises(KobaError, match="llama3 RoPE scaling needs"):
         TransformerConfig(positions="rope", rope_scaling="llama3", rope_low_freq_factor=4.0)
+    with pytest.raises(KobaError, match="linear RoPE scaling needs"):
+        TransformerConfig(positions="rope", rope_scaling="linear", rope_factor=0.5)
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])

@@ -37,7 +37,7 @@ def check_types(cls, data: dict, what: str) -> dict:
 
 NORMS = ("pre", "post", "b2t")
 POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
-ROPE_SCALINGS = ("none", "llama3")
+ROPE_SCALINGS = ("none", "llama3", "linear")
 EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
@@ -65,7 +65,8 @@ class TransformerConfig:
     rope_theta: float = 10000.0      # RoPE's base: theta_i = rope_theta^(-2i/d_head) (Su et al. 10000; SmolLM2 1e5,
     #                                  Llama 3 5e5: kept so an imported model's positions are its own)
     rope_scaling: str = "none"       # none | llama3: Llama 3.1's RoPE frequency scaling (positions.llama3_inv_freq)
-    rope_factor: float = 8.0         # llama3: long wavelengths' frequencies divided by this
+    #                                  | linear: position interpolation (Chen et al. 2023): every frequency / factor
+    rope_factor: float = 8.0         # llama3: long wavelengths' frequencies divided by this; linear: all of them
     rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original_max_len / this are scaled fully
     rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_max_len / this are kept
     rope_original_max_len: int = 8192   # llama3: the context length the model was first trained at
@@ -155,6 +156,8 @@ class TransformerConfig:
         if self.rope_scaling not in ROPE_SCALINGS:
             raise KobaError(f"config: rope_scaling must be one of {', '.join(ROPE_SCALINGS)}, "
                             f"got {self.rope_scaling!r}")
+        if self.rope_scaling == "linear" and not 1.0 <= self.rope_factor < float("inf"):
+            raise KobaError(f"config: linear RoPE scaling needs a finite rope_factor >= 1, got {self.rope_factor!r}")
         if self.rope_scaling == "llama3" and not (self.rope_factor >= 1.0 and 0 < self.rope_low_freq_factor
                                                   < self.rope_high_freq_factor and self.rope_original_max_len > 0):
             raise KobaError("config: llama3 RoPE scaling needs rope_factor >= 1, 0 < rope_low_freq_factor < "

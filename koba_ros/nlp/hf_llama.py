@@ -113,6 +113,8 @@ def rope_parameters(config: TransformerConfig) -> dict:
     if config.rope_scaling == "llama3":
         return {"rope_type": "llama3", "rope_theta": float(config.rope_theta),
                 **{theirs: getattr(config, ours) for theirs, ours in LLAMA3_KEYS.items()}}
+    if config.rope_scaling == "linear":
+        return {"rope_type": "linear", "rope_theta": float(config.rope_theta), "factor": float(config.rope_factor)}
     return {"rope_type": "default", "rope_theta": float(config.rope_theta)}
 
 
@@ -142,11 +144,14 @@ def our_config(hf_config) -> TransformerConfig:
             raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
                             f"{hf_config.mlp_bias!r}; only both or neither are supported")
     kind = rope.get("rope_type", "default")
-    if kind not in ("default", "llama3"):  # "linear", "dynamic", "yarn", "longrope"...
-        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default and llama3 rope_types are supported")
+    if kind not in ("default", "llama3", "linear"):  # "dynamic", "yarn", "longrope"...
+        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default, llama3 and linear rope_types are "
+                        "supported")
     theta = float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))
     scaling = {"rope_scaling": "llama3", **{ours: (int if ours == "rope_original_max_len" else float)(rope[theirs])
                                             for theirs, ours in LLAMA3_KEYS.items()}} if kind == "llama3" else {}
+    if kind == "linear":
+        scaling = {"rope_scaling": "linear", "rope_factor": float(rope["factor"])}
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     fills = head_dim * hf_config.num_attention_heads == hf_config.hidden_size  # else Qwen3's, Mistral Nemo's heads
     vocab = hf_config.vocab_size

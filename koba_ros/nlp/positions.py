@@ -71,11 +71,15 @@ class RotaryPositions(nn.Module):
     theta_i = base^(-2i/d_head) (the paper's base 10000; `rope_theta` in the config), so q·k depends only on the
     relative position."""
 
-    def __init__(self, head_dim: int, base: float = 10000.0, llama3: dict | None = None):
+    def __init__(self, head_dim: int, base: float = 10000.0, llama3: dict | None = None, linear_factor: float = 1.0):
         super().__init__()
         inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
         if llama3 is not None:
             inv_freq = llama3_inv_freq(inv_freq, **llama3)
+        # Position interpolation (Chen et al. 2023, "Extending Context Window of Large Language Models via Positional
+        # Interpolation", eq. 4: f'(x, m) = f(x, m L / L')): positions squeezed by the factor, the same as every
+        # frequency divided by it, so a context factor times longer stays inside the angles the model was trained on.
+        inv_freq = inv_freq / linear_factor
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def cos_sin(self, length: int, device, shift=None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +119,9 @@ def build_positions(config) -> nn.Module | None:
         return SinusoidalPositions(config.d_model, max_shift=config.shape_max_shift,
                                    inference_shift=config.shape_inference_shift)
     if config.positions == "rope":
-        llama3 = None if config.rope_scaling == "none" else dict(
+        llama3 = None if config.rope_scaling != "llama3" else dict(
             factor=config.rope_factor, low_freq_factor=config.rope_low_freq_factor,
             high_freq_factor=config.rope_high_freq_factor, original_max_len=config.rope_original_max_len)
-        return RotaryPositions(config.head_dim, config.rope_theta, llama3)
+        linear = config.rope_factor if config.rope_scaling == "linear" else 1.0
+        return RotaryPositions(config.head_dim, config.rope_theta, llama3, linear)
     return None
