@@ -77,7 +77,7 @@ class RotaryPositions(nn.Module):
         if llama3 is not None:
             inv_freq = llama3_inv_freq(inv_freq, **llama3)
         # Position interpolation (Chen et al. 2023, "Extending Context Window of Large Language Models via Positional
-        # Interpolation", eq. 4: f'(x, m) = f(x, m L / L')): positions squeezed by the factor, the same as every
+        # Interpolation", §2.3: f'(x, m) = f(x, m L / L')): positions squeezed by the factor, the same as every
         # frequency divided by it, so a context factor times longer stays inside the angles the model was trained on.
         inv_freq = inv_freq / linear_factor
         self.register_buffer("inv_freq", inv_freq, persistent=False)
