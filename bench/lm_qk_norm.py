@@ -60,7 +60,8 @@ def max_attention_logit(model, ids: torch.Tensor) -> float:
 
 
 def sensitivity(losses: list[float], initial: float) -> float:
-    """Wortsman et al. 2023 §3.1: E_lr[min(L(lr), L_init) - min_lr L(lr)] (a diverged run counts as L_init)."""
+    """Wortsman et al. 2023's learning-rate sensitivity: E_lr[min(L(lr), L_init) - min_lr L(lr)] (a diverged run
+    counts as L_init)."""
     best = min(losses)
     return statistics.mean(min(loss, initial) - best for loss in losses)
 
