@@ -1,6 +1,8 @@
 """Transformer layers with the three layer-norm placements: Post-LN, Pre-LN and B2T; LayerNorm or RMSNorm,
-a GELU or SwiGLU feed-forward network, multi-head or grouped-query attention."""
+a GELU, SwiGLU or GEGLU feed-forward network, multi-head or grouped-query attention."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -89,29 +91,31 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """proj(GELU(fc(x))), or with `swiglu` proj(SiLU(x W) * (x V)) (Shazeer 2020, "GLU Variants Improve Transformer",
-    eq. 6 FFN_SwiGLU), where fc computes [x W, x V] in one matrix of 2 d_ff rows.
+    """proj(GELU(fc(x))); or a gated unit (Shazeer 2020, "GLU Variants Improve Transformer", §2): with `swiglu`
+    proj(SiLU(x W) * (x V)) (FFN_SwiGLU, Llama's), with `geglu` proj(GELU(x W) * (x V)) (FFN_GEGLU, Gemma's; GELU's
+    tanh form, as GPT-2's), where fc computes [x W, x V] in one matrix of 2 d_ff rows.
 
     With turnover_p > 0 the hidden units go through turn-over dropout (Kobayashi et al. 2020) when the caller names
     each token's training instance (`turnover` = (instances [B, T], flip)): an FFN unit's fc row(s) and proj column
     then learn only from the documents whose mask keeps it. Without instances it is the plain FFN."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool, turnover_p: float = 0.0, salt: int = 0,
-                 turnover_seed: int = 0, swiglu: bool = False):
+                 turnover_seed: int = 0, ffn: str = "gelu"):
         super().__init__()
-        self.swiglu = swiglu
-        self.fc = nn.Linear(d_model, 2 * d_ff if swiglu else d_ff, bias=bias)
+        self.gated = ffn in ("swiglu", "geglu")
+        self.activation = F.silu if ffn == "swiglu" else partial(F.gelu, approximate="tanh")
+        self.fc = nn.Linear(d_model, 2 * d_ff if self.gated else d_ff, bias=bias)
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.proj.is_residual_output = True
         self.drop = nn.Dropout(dropout)
         self.turnover = TurnOverDropout(d_ff, salt=salt, p=turnover_p, seed=turnover_seed) if turnover_p else None
 
     def forward(self, x, turnover=None):
-        if self.swiglu:
+        if self.gated:
             gate, up = self.fc(x).chunk(2, dim=-1)
-            h = F.silu(gate) * up
+            h = self.activation(gate) * up
         else:
-            h = F.gelu(self.fc(x), approximate="tanh")
+            h = self.activation(self.fc(x))
         if turnover is not None and self.turnover is not None:
             h = self.turnover(h, *turnover)
         return self.drop(self.proj(h))
@@ -133,7 +137,7 @@ class Block(nn.Module):
         self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
         self.attn = SelfAttention(config)
         self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index,
-                               config.turnover_seed, swiglu=config.ffn == "swiglu")
+                               config.turnover_seed, ffn=config.ffn)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None, turnover=None):

@@ -42,7 +42,7 @@ EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
 NORM_TYPES = ("layernorm", "rmsnorm")
-FFNS = ("gelu", "swiglu")
+FFNS = ("gelu", "swiglu", "geglu")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class TransformerConfig:
     norm_type: str = "layernorm"     # layernorm | rmsnorm (Zhang & Sennrich 2019): every norm of the model
     norm_eps: float = 1e-5           # every norm's epsilon (GPT-2 and most Llamas 1e-5, Llama 1 and others 1e-6)
     ffn: str = "gelu"                # gelu: proj(GELU(fc x)) | swiglu (Shazeer 2020): proj(SiLU(x W) * (x V))
+    #                                  | geglu (Shazeer 2020; Gemma): proj(GELU(x W) * (x V))
     n_kv_heads: int = 0              # grouped-query attention (Ainslie et al. 2023): heads of keys and values, each
     #                                  shared by n_heads / n_kv_heads query heads; 0 -> n_heads (plain multi-head)
     positions: str = "learned"       # learned | sinusoidal | shape (Kiyono et al. 2021) | rope | none

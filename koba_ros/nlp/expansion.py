@@ -58,7 +58,7 @@ def _row_parts(name: str, config: TransformerConfig) -> list[int] | None:
     and value head of its group (new query head i and its group's head are copies of old head i mod H and its)."""
     if ".attn.qkv." in name:
         return [config.n_heads * config.head_dim] + [config.kv_heads * config.head_dim] * 2
-    if ".ffn.fc." in name and config.ffn == "swiglu":
+    if ".ffn.fc." in name and config.ffn in ("swiglu", "geglu"):
         return [config.ff_dim] * 2
     return None
 

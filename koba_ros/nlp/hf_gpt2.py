@@ -45,7 +45,8 @@ GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias
 TOLERANCE = 1e-4
 IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
-LLAMA_KINDS = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral"}  # model_type: class prefix
+LLAMA_KINDS = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral",  # model_type: class prefix
+               "gemma": "Gemma"}
 
 
 def _transformers():
@@ -218,8 +219,8 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
         except (ValueError, AttributeError):
             raise KobaError(f"import: {config_file} is not a JSON object") from None
         if model_type not in ("gpt2", *LLAMA_KINDS):
-            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2, a Qwen3 "
-                            "or a Mistral")
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2, a Qwen3, "
+                            "a Mistral or a Gemma")
     hub = "" if path.exists() else _unreachable_hub()
     model_class = getattr(transformers, f"{LLAMA_KINDS[model_type]}ForCausalLM" if model_type in LLAMA_KINDS
                           else "GPT2LMHeadModel")

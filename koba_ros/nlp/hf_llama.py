@@ -38,8 +38,18 @@ LLAMA_SHAPE = {"norm": "pre", "norm_type": "rmsnorm", "ffn": "swiglu", "position
                "embed_scale": False, "embed_norm": False}
 
 
+# Gemma (1): a Llama's layers with a GEGLU FFN and embeddings scaled by sqrt(d) (Spike No More's first fix, §4.1);
+# its RMSNorm stores g - 1 (it computes x / RMS(x) * (1 + w)).
+GEMMA_SHAPE = {**LLAMA_SHAPE, "ffn": "geglu", "embed_scale": True}
+
+
+def is_gemma_shaped(config: TransformerConfig) -> bool:
+    return all(getattr(config, key) == value for key, value in GEMMA_SHAPE.items())
+
+
 def is_llama_shaped(config: TransformerConfig) -> bool:
-    return all(getattr(config, key) == value for key, value in LLAMA_SHAPE.items())
+    """Llama-shaped, or Gemma-shaped (a Llama with GEGLU and scaled embeddings): every tensor maps one to one."""
+    return all(getattr(config, key) == value for key, value in LLAMA_SHAPE.items()) or is_gemma_shaped(config)
 
 
 def _head_order(head_dim: int) -> torch.Tensor:
@@ -59,6 +69,10 @@ def architecture(config: TransformerConfig) -> str:
     if not is_llama_shaped(config):
         wrong = {k: getattr(config, k) for k, v in LLAMA_SHAPE.items() if getattr(config, k) != v}
         raise KobaError(f"export: a Llama needs {LLAMA_SHAPE}; this model has {wrong}")
+    if is_gemma_shaped(config):
+        if config.bias or config.has_qkv_bias or config.qk_norm or config.attention_window:
+            raise KobaError("export: a Gemma has no biases, no QK-norm and no sliding window; this model has one")
+        return "gemma"
     if config.attention_window:
         if config.bias or config.has_qkv_bias or config.qk_norm:
             raise KobaError("export: sliding-window attention is Mistral's, which has no biases and no QK-norm; "
@@ -91,6 +105,11 @@ def llama_config(config: TransformerConfig):
         from transformers import Qwen2Config
 
         return Qwen2Config(**common, use_sliding_window=False)
+    if architecture(config) == "gemma":
+        from transformers import GemmaConfig
+
+        return GemmaConfig(**{**common, "hidden_act": "gelu_pytorch_tanh"}, head_dim=config.head_dim,
+                           attention_bias=False)
     if architecture(config) == "mistral":
         from transformers import MistralConfig
 
@@ -122,7 +141,8 @@ def our_config(hf_config) -> TransformerConfig:
     """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig (a Llama whose attention
     may slide over a window: `attention_window`), refused in one line where its options leave what ours compute."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
-    checks = {"hidden_act": "silu", "pretraining_tp": 1}
+    gemma = hf_config.model_type == "gemma"
+    checks = {"hidden_act": "gelu_pytorch_tanh" if gemma else "silu", "pretraining_tp": 1}
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
@@ -161,7 +181,13 @@ def our_config(hf_config) -> TransformerConfig:
                              tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
                              d_head=0 if fills else head_dim, bias=bias, qkv_bias=qkv_bias, qk_norm=qk_norm,
                              attention_window=int(window),
-                             rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling, **LLAMA_SHAPE)
+                             rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling,
+                             **(GEMMA_SHAPE if gemma else LLAMA_SHAPE))
+
+
+def _norm_offset(config: TransformerConfig) -> float:
+    """What transformers' norm weights lack of ours: Gemma's RMSNorm multiplies by 1 + w, a Llama's by w."""
+    return 1.0 if is_gemma_shaped(config) else 0.0
 
 
 def _kinds(bias: bool) -> tuple[str, ...]:
@@ -170,21 +196,22 @@ def _kinds(bias: bool) -> tuple[str, ...]:
 
 @torch.no_grad()
 def to_hf(model: TransformerLM):
-    """A LlamaForCausalLM (or Qwen2ForCausalLM, Qwen3ForCausalLM) computing the same logits as `model`."""
-    from transformers import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+    """A LlamaForCausalLM (or Qwen2, Qwen3, Mistral or Gemma ForCausalLM) computing the same logits as `model`."""
+    from transformers import GemmaForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
     config = model.config
-    model_class = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM,
-                   "mistral": MistralForCausalLM}.get(architecture(config), LlamaForCausalLM)
+    model_class = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM, "mistral": MistralForCausalLM,
+                   "gemma": GemmaForCausalLM}.get(architecture(config), LlamaForCausalLM)
     hf = model_class(llama_config(config))
     ours, theirs = model.state_dict(), hf.state_dict()
     order, d_head = _head_order(config.head_dim), config.head_dim
+    gain = _norm_offset(config)
     theirs["model.embed_tokens.weight"].copy_(ours["embed.weight"])
     split = [config.n_heads * d_head] + [config.kv_heads * d_head] * 2
     for i in range(config.n_layers):
         mine, hf_layer = f"blocks.{i}.", f"model.layers.{i}."
-        theirs[hf_layer + "input_layernorm.weight"].copy_(ours[mine + "ln1.weight"])
-        theirs[hf_layer + "post_attention_layernorm.weight"].copy_(ours[mine + "ln2.weight"])
+        theirs[hf_layer + "input_layernorm.weight"].copy_(ours[mine + "ln1.weight"] - gain)
+        theirs[hf_layer + "post_attention_layernorm.weight"].copy_(ours[mine + "ln2.weight"] - gain)
         for kind in _kinds(config.has_qkv_bias):
             q, k, v = ours[f"{mine}attn.qkv.{kind}"].split(split)
             for name, tensor in (("self_attn.q_proj", _reorder_heads(q, d_head, order)),
@@ -198,7 +225,7 @@ def to_hf(model: TransformerLM):
             for name, tensor in (("self_attn.o_proj", ours[f"{mine}attn.out.{kind}"]), ("mlp.gate_proj", gate),
                                  ("mlp.up_proj", up), ("mlp.down_proj", ours[f"{mine}ffn.proj.{kind}"])):
                 theirs[f"{hf_layer}{name}.{kind}"].copy_(tensor)
-    theirs["model.norm.weight"].copy_(ours["final_norm.weight"])
+    theirs["model.norm.weight"].copy_(ours["final_norm.weight"] - gain)
     theirs["lm_head.weight"].copy_(ours["head.weight"])  # the same tensor as embed.weight when tied
     return hf.eval()
 
@@ -209,13 +236,14 @@ def from_hf(hf) -> TransformerLM:
     `hf`."""
     model = TransformerLM(our_config(hf.config))
     config, theirs = model.config, {k: v.float() for k, v in hf.state_dict().items()}
-    back = torch.argsort(_head_order(config.head_dim))
-    state = {"embed.weight": theirs["model.embed_tokens.weight"], "final_norm.weight": theirs["model.norm.weight"],
+    back, gain = torch.argsort(_head_order(config.head_dim)), _norm_offset(config)
+    state = {"embed.weight": theirs["model.embed_tokens.weight"],
+             "final_norm.weight": theirs["model.norm.weight"] + gain,
              "head.weight": theirs.get("lm_head.weight", theirs["model.embed_tokens.weight"])}  # tied: one tensor
     for i in range(config.n_layers):
         mine, t = f"blocks.{i}.", f"model.layers.{i}."
-        state[mine + "ln1.weight"] = theirs[t + "input_layernorm.weight"]
-        state[mine + "ln2.weight"] = theirs[t + "post_attention_layernorm.weight"]
+        state[mine + "ln1.weight"] = theirs[t + "input_layernorm.weight"] + gain
+        state[mine + "ln2.weight"] = theirs[t + "post_attention_layernorm.weight"] + gain
         for kind in _kinds(config.has_qkv_bias):
             state[f"{mine}attn.qkv.{kind}"] = torch.cat([
                 _reorder_heads(theirs[f"{t}self_attn.q_proj.{kind}"], config.head_dim, back),
