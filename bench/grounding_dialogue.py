@@ -188,6 +188,7 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
 
 def load(spec: str, fit_dir: str, result: dict):
     """The grounder a --models entry names; a '+' ensemble with --fit-gate gets its gate fitted and saved first."""
+    from koba_ros.atomic_write import write_atomically
     from koba_ros.grounding.calibration import fit_ensemble
     from koba_ros.grounding.grounder import Grounder
 
@@ -198,9 +199,10 @@ def load(spec: str, fit_dir: str, result: dict):
         return Grounder(members)
     out = Path(fit_dir) / ("ensemble_" + "+".join(Path(m).stem for m in members) + ".json")
     fitted = fit_ensemble(members)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # a fitted gate is a result: never replaced silently
+        raise SystemExit(f"{out} already exists; remove it or give another --fit-gate folder")
     fitted["members"] = [os.path.relpath(Path(m).resolve(), out.parent.resolve()) for m in members]
-    out.write_text(json.dumps(fitted, indent=1) + "\n")
+    write_atomically(out, lambda tmp: tmp.write_text(json.dumps(fitted, indent=1) + "\n"))
     result.setdefault("ensemble_files", {})[spec] = {"file": str(out), **fitted}
     return Grounder(str(out))
 

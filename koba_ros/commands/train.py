@@ -23,14 +23,18 @@ def add_arguments(p):
     p.add_argument("--crop-epochs", type=int, default=20,
                    help="Epochs of the crop encoder's pretraining, and of crop-kinds (default 20).")
     p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
+    p.add_argument("--force", action="store_true",
+                   help="Replace a model file already in --out (the default folder holds the committed models).")
     p.add_argument("--json", action="store_true", help="Print a JSON summary.")
 
 
 def run(args):
+    import pickle
     from pathlib import Path
 
     from koba_ros.cli import print_json
-    from koba_ros.errors import KobaError
+    from koba_ros.errors import KobaError, reason
+    from koba_ros.grounding.scenes import cache_dir
     from koba_ros.grounding.training import TrainConfig, train
     from koba_ros.paths import models_dir
 
@@ -43,13 +47,21 @@ def run(args):
         raise KobaError("--token-drop must be in [0, 1)")
     out = Path(args.out) if args.out else models_dir() / "grounding"
     out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, not after rendering and training
+    name = "crop_kinds.pt" if args.what == "crop-kinds" else \
+        "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"
+    if (out / name).exists() and not args.force:  # never an earlier run (or a committed model) trained over
+        raise KobaError(f"{out / name} already exists; give another --out, or --force to replace it")
     if args.what == "crop-kinds":
         return _train_crop_kinds(args, out)
-    name = "grounding.pt" if args.encoder == "minilm" else f"grounding_{args.encoder}.pt"
     cfg = TrainConfig(encoder=args.encoder, scenes=args.scenes, per_scene=args.per_scene, epochs=args.epochs,
                       seed=args.seed, threads=args.threads,
                       token_drop=args.token_drop, crops=args.crops, crop_epochs=args.crop_epochs)
-    summary = train(cfg, out, weights_name=name, progress=not args.json, log=(lambda *_: None) if args.json else print)
+    try:
+        summary = train(cfg, out, weights_name=name, progress=not args.json,
+                        log=(lambda *_: None) if args.json else print)
+    except (pickle.UnpicklingError, EOFError) as exc:  # the scene cache (written atomically) was damaged outside
+        raise KobaError(f"a scene cache file in {cache_dir()} is damaged ({reason(exc)}); delete scenes_*.pkl "
+                        "there and run again") from None
     if args.json:
         print_json(summary)
     else:

@@ -23,8 +23,10 @@ Refit a saved model: `python -m koba_ros.grounding.calibration refit MODEL.pt OU
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -130,7 +132,9 @@ def fit_ensemble(paths: list[str]) -> dict:
 
     ensemble = Grounder(list(paths))
     t_target, t_dest, rates = fit_gate_temperature(ensemble, validation_phrasings(ensemble.config), (1.0, 1.0))
-    return {"members": [str(p) for p in paths], "t_target": t_target, "t_dest": t_dest, "gate_rates_val": rates}
+    # With each member's hash, a member replaced later (retrained, say) is refused instead of silently mis-aimed.
+    return {"members": [str(p) for p in paths], "t_target": t_target, "t_dest": t_dest, "gate_rates_val": rates,
+            "sha256": [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]}
 
 
 def refit(model: str, out: str, draws: int | None = None, halves: bool = False) -> dict:
@@ -145,12 +149,12 @@ def refit(model: str, out: str, draws: int | None = None, halves: bool = False) 
     try:
         checkpoint = torch.load(model, weights_only=True)
         config = checkpoint["config"]
+        base = (float(config["t_target"]), float(config["t_dest"]))
     except Exception as e:  # torch raises many types for a corrupt or foreign file (as Grounder does)
         why = (str(e).splitlines() or [type(e).__name__])[0]
         raise KobaError(f"cannot read grounding model {model}: {why}") from None
     samples = validation_phrasings(config, draws)
     per_draw = len(validation_phrasings(config, 1)) if halves else 0
-    base = (config["t_target"], config["t_dest"])
     retempered = RetemperedGrounder(Grounder(model))
     t_target, t_dest, rates = fit_gate_temperature(retempered, samples, base)
     result = {"model": model, "out": out, "samples": len(samples), "before": [base[0], base[1]],

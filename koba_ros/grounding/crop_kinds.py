@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError, reason
 from koba_ros.grounding.crop_encoder import CropEncoder, KindClassifier, crop_tensor, pretrain
 from koba_ros.perception.crops import CHANNELS, SIDE
@@ -55,8 +56,9 @@ class CropKinds:
         return cls(net, entries)
 
     def save(self, path: str | Path, summary: dict) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": self.net.state_dict(), "entries": self.entries, "summary": summary}, path)
+        """Written whole or not at all: the dialogue reads this file, so a stopped run must not leave half of one."""
+        write_atomically(path, lambda tmp: torch.save(
+            {"state_dict": self.net.state_dict(), "entries": self.entries, "summary": summary}, tmp))
 
     @torch.no_grad()
     def probs(self, objects: list[PerceivedObject]) -> np.ndarray:

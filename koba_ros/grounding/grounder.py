@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -143,24 +144,29 @@ class Member:
     def __init__(self, path: Path, minilm=MiniLMEncoder):
         if not path.is_file():
             raise KobaError(f"grounding model {path} not found; train it with `koba train grounding`")
+        # Everything read from the file is checked in one place: a foreign or damaged file (another architecture's
+        # weights, a missing key, a wrong type) is one line, whichever step it fails.
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             cfg = ckpt["config"]
-            cfg["encoder"], cfg["appearance_dim"], cfg["hidden"]   # noqa: B018  (a foreign file lacks them)
-        except Exception as exc:  # torch raises many types for a corrupt or foreign file
+            self.config, self.encoder_kind = cfg, cfg["encoder"]
+            if self.encoder_kind not in ("minilm", "byte"):
+                raise ValueError(f"unknown text encoder {self.encoder_kind!r}")
+            self.appearance_dim = int(cfg["appearance_dim"])
+            self.temperature = (float(cfg.get("t_target", 1.0)), float(cfg.get("t_dest", 1.0)))
+            if not all(0 < t < math.inf for t in self.temperature):  # NaN fails too; a negative one reverses ranks
+                raise ValueError(f"temperatures must be finite and > 0, got {self.temperature}")
+            if self.encoder_kind == "minilm":
+                text_module, text_dim = None, MiniLMEncoder.dim
+            else:
+                text_module = ByteTransformerEncoder(**cfg.get("byte", {}))
+                text_dim = text_module.dim
+            self.net = GroundingNet(text_dim, self.appearance_dim, cfg["hidden"], text_module)
+            self.net.load_state_dict(ckpt["state_dict"])
+        except Exception as exc:  # noqa: BLE001 - torch and the net raise many types for a corrupt or foreign file
             raise KobaError(f"cannot read grounding model {path}: {reason(exc)}") from None
         self.path = path
-        self.config = cfg
-        self.encoder_kind = cfg["encoder"]
-        self.appearance_dim = int(cfg["appearance_dim"])
-        self.temperature = (float(cfg.get("t_target", 1.0)), float(cfg.get("t_dest", 1.0)))
-        if self.encoder_kind == "minilm":
-            self.encoder, text_module, text_dim = minilm(), None, MiniLMEncoder.dim
-        else:
-            text_module = ByteTransformerEncoder(**cfg.get("byte", {}))
-            self.encoder, text_dim = None, text_module.dim
-        self.net = GroundingNet(text_dim, self.appearance_dim, cfg["hidden"], text_module)
-        self.net.load_state_dict(ckpt["state_dict"])
+        self.encoder = minilm() if self.encoder_kind == "minilm" else None
         self.net.eval()
 
     @torch.no_grad()
@@ -200,8 +206,8 @@ class Grounder:
             raise KobaError("a grounding ensemble needs at least one model file")
         if len({p.resolve() for p in paths}) != len(paths):
             raise KobaError(f"the same grounding model is named twice in {[str(p) for p in paths]}")
-        if not all(t > 0 for t in temperature):
-            raise KobaError(f"ensemble temperatures must be positive, got {temperature}")
+        if not all(0 < t < math.inf for t in temperature):  # an infinite one makes every object equally likely
+            raise KobaError(f"ensemble temperatures must be finite and positive, got {temperature}")
         # Members reading MiniLM share one encoder and its per-text cache: the text is encoded once per turn.
         minilm = cache(MiniLMEncoder)
         self.members = [Member(p, minilm) for p in paths]

@@ -77,7 +77,10 @@ class MiniLMEncoder:
         from tqdm import tqdm
 
         if cache_file is not None and Path(cache_file).is_file():
-            self.cache.update(torch.load(cache_file, weights_only=True))
+            try:
+                self.cache.update(torch.load(cache_file, weights_only=True))
+            except Exception:  # noqa: BLE001 - a damaged cache is only lost time: encode again and write it anew
+                Path(cache_file).unlink(missing_ok=True)
         new = list(dict.fromkeys(t for t in texts if t not in self.cache))
         for start in tqdm(range(0, len(new), 512), desc="MiniLM", disable=not progress):
             self._encode_new(new[start:start + 512])

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from koba_ros.atomic_write import write_atomically
+from koba_ros.errors import KobaError
 from koba_ros.grounding.calibration import fit_gate_temperature, phrasing_draws
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.crop_encoder import predict_kinds, pretrain
@@ -274,7 +276,11 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     net.obj_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps = cfg.epochs * (len(train_samples) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    if steps < 4:  # a model saved from no step at all would look trained
+        raise KobaError(f"{len(train_samples)} training sentences give {steps} optimizer steps of {cfg.batch_size} "
+                        "over the epochs; train on more scenes, sentences per scene or epochs")
+    # At least two warm-up steps: OneCycleLR divides by (pct_start x steps - 1), which is 0 at exactly 10 steps.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
     curve, best, best_state = [], -1.0, None
     bar = tqdm(total=steps, desc=f"train grounding ({cfg.encoder})", disable=not progress)
     step = 0
@@ -297,6 +303,9 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
                 loss = loss + colour_loss(aux, batch, colour_of)
             if (landmark >= 0).any():
                 loss = loss + 0.5 * F.cross_entropy(ll, landmark, ignore_index=-100)
+            if not torch.isfinite(loss):  # nothing is written: an earlier model in the folder stays as it was
+                raise KobaError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                                f"(learning rate {cfg.lr:g} too high?); nothing was saved")
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -326,14 +335,19 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
               "t_target": t_nll, "t_target_nll": t_nll, "t_dest": t_dest, "train": asdict(cfg)}
     if text_module is not None:
         config["byte"] = text_module.sizes
-    torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
-    # Then aim the asking gate with the saved model in the real dialogue, on several draws of validation phrasings
-    # of the same scenes (one draw gave a noisy temperature).
-    gate_samples = phrasing_draws(scenes[-n_val:], cfg.per_scene, cfg.seed)
-    t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(out_dir / weights_name), gate_samples,
-                                                         (t_nll, t_dest))
+    # Then aim the asking gate with the model in the real dialogue, on several draws of validation phrasings of the
+    # same scenes (one draw gave a noisy temperature). The model file appears only once complete: a run stopped
+    # before leaves the folder as it found it.
+    pregate = out_dir / f".{weights_name}.pregate.tmp"
+    torch.save({"state_dict": net.state_dict(), "config": config}, pregate)
+    try:
+        gate_samples = phrasing_draws(scenes[-n_val:], cfg.per_scene, cfg.seed)
+        t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(pregate), gate_samples, (t_nll, t_dest))
+    finally:
+        pregate.unlink(missing_ok=True)
     config.update(t_target=t_target, t_dest=t_dest, t_dest_nll=config["t_dest"], gate_rates_val=gate_rates)
-    torch.save({"state_dict": net.state_dict(), "config": config}, out_dir / weights_name)
+    write_atomically(out_dir / weights_name,
+                     lambda tmp: torch.save({"state_dict": net.state_dict(), "config": config}, tmp))
     _write_curves(curve, out_dir, weights_name.removesuffix(".pt"))
     summary = {"encoder": cfg.encoder, "train_samples": len(train_samples), "val_samples": len(val_samples),
                "val_phrasing_samples": len(val_phrasings), "gate_samples": len(gate_samples),
