@@ -55,6 +55,7 @@ def _transformers():
     except ImportError as exc:
         raise KobaError("Hugging Face interchange needs the transformers package (pip install transformers)") from exc
     transformers.utils.logging.disable_progress_bar()  # one line of output per command, as every koba command
+    transformers.utils.logging.set_verbosity_error()  # its load report is ours to give, in one line
     return transformers
 
 
@@ -84,8 +85,9 @@ def gpt2_config(config: TransformerConfig):
         tie_word_embeddings=config.tie_embeddings, bos_token_id=None, eos_token_id=None)
 
 
-def our_config(hf_config) -> TransformerConfig:
-    """The TransformerConfig of a GPT2Config, refused in one line where GPT-2's options leave what ours compute."""
+def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
+    """The TransformerConfig of a GPT2Config, refused in one line where GPT-2's options leave what ours compute.
+    `tied`: whether the loaded model's head is its embedding table (default: the config's flag)."""
     checks = {"activation_function": "gelu_new", "scale_attn_weights": True,
               "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}
     for key, value in checks.items():
@@ -96,7 +98,8 @@ def our_config(hf_config) -> TransformerConfig:
                              n_heads=hf_config.n_head, d_ff=0 if hf_config.n_inner in (None, 4 * hf_config.n_embd)
                              else hf_config.n_inner,
                              max_len=hf_config.n_positions, norm="pre", positions="learned", embedding="table",
-                             bias=True, tie_embeddings=bool(hf_config.tie_word_embeddings),
+                             bias=True,
+                             tie_embeddings=bool(hf_config.tie_word_embeddings if tied is None else tied),
                              norm_eps=float(hf_config.layer_norm_epsilon),
                              pad_id=GPT2_VOCAB - 1 if vocab >= GPT2_VOCAB else min(256, vocab - 1))
 
@@ -133,7 +136,7 @@ def to_hf(model: TransformerLM):
 @torch.no_grad()
 def from_hf(hf) -> TransformerLM:
     """A TransformerLM computing the same logits as the GPT2LMHeadModel `hf`."""
-    model = TransformerLM(our_config(hf.config))
+    model = TransformerLM(our_config(hf.config, tied=hf_llama.shares_its_embeddings(hf)))
     theirs = hf.state_dict()
     state = {}
     for mine, name, transposed in _pairs(model.config.n_layers):
@@ -212,6 +215,17 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     path = Path(source).expanduser()
     if not path.exists() and (path.is_absolute() or source.startswith((".", "~"))):  # a path, not a hub name
         raise KobaError(f"import: no folder {source}")
+    hub = "" if path.exists() else _unreachable_hub()
+    if not path.exists():  # a hub name: its files, fetched (or, off line, from the local hub cache), as a folder
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(source, local_files_only=bool(hub)))
+        except Exception as exc:  # noqa: BLE001 - no such repository, no network, not in the cache: one line
+            if hub:
+                raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
+                                "(nor is it in the local hub cache)") from None
+            raise KobaError(f"import: cannot fetch {source} from the hub: {reason(exc)}") from None
     config_file, model_type = path / "config.json", "gpt2"
     if config_file.is_file():  # a BERT folder: say so, not transformers' size-mismatch report
         try:
@@ -221,26 +235,29 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
         if model_type not in ("gpt2", *LLAMA_KINDS):
             raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2, a Qwen3, "
                             "a Mistral or a Gemma")
-    hub = "" if path.exists() else _unreachable_hub()
     model_class = getattr(transformers, f"{LLAMA_KINDS[model_type]}ForCausalLM" if model_type in LLAMA_KINDS
                           else "GPT2LMHeadModel")
-    try:  # with the hub out of reach, a name is looked up in the local hub cache only
-        hf = model_class.from_pretrained(path if path.exists() else source, local_files_only=bool(hub))
-    except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config, a hub error: all bad input
-        if hub:
-            raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
-                            "(nor is it in the local hub cache)") from None
-        kind = LLAMA_KINDS.get(model_type, "GPT-2")
+    kind = LLAMA_KINDS.get(model_type, "GPT-2")
+    try:
+        hf, loading = model_class.from_pretrained(path, local_files_only=True, output_loading_info=True)
+    except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config: all bad input
         raise KobaError(f"import: cannot load a {kind} from {source}: {reason(exc)}") from None
+    # transformers fills a tensor the files lack with random numbers and only prints a report; the logit check
+    # below cannot see it (both models share the random tensor), so a missing or misshapen tensor is refused here.
+    lacking = [*loading.get("missing_keys", []), *[m[0] if isinstance(m, tuple) else m
+                                                   for m in loading.get("mismatched_keys", [])]]
+    if lacking:
+        raise KobaError(f"import: {source} lacks {len(lacking)} of a {kind}'s tensors (first: {sorted(lacking)[0]}); "
+                        "its weights would be random")
     model = hf_llama.from_hf(hf) if model_type in LLAMA_KINDS else from_hf(hf)
     difference = _checked(model, hf.float(), "import")
     vocab = model.config.vocab_size
-    if not tokenizer and vocab in (GPT2_VOCAB, 50304):
-        tokenizer = "gpt2"
-    elif not tokenizer and path.is_dir() and is_byte_level_folder(path):  # what `koba lm export` wrote for bytes
+    if not tokenizer and path.is_dir() and is_byte_level_folder(path):  # what `koba lm export` wrote for bytes
         tokenizer = "byte"
-    elif not tokenizer and (path / "tokenizer.json").is_file():  # a pretrained model's own tokenizer
-        tokenizer, vocab_file = "hf", str(path / "tokenizer.json")
+    elif not tokenizer and (path / "tokenizer.json").is_file():  # a pretrained model's own tokenizer, first:
+        tokenizer, vocab_file = "hf", str(path / "tokenizer.json")  # a Llama of 50,257 ids is not GPT-2's
+    elif not tokenizer and vocab in (GPT2_VOCAB, 50304):
+        tokenizer = "gpt2"
     if tokenizer == "hf" and not vocab_file and (path / "tokenizer.json").is_file():
         vocab_file = str(path / "tokenizer.json")
     if not tokenizer:

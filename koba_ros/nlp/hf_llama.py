@@ -137,21 +137,23 @@ def rope_parameters(config: TransformerConfig) -> dict:
     return {"rope_type": "default", "rope_theta": float(config.rope_theta)}
 
 
-def our_config(hf_config) -> TransformerConfig:
-    """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig (a Llama whose attention
-    may slide over a window: `attention_window`), refused in one line where its options leave what ours compute."""
+def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
+    """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config, MistralConfig (a Llama whose attention may
+    slide over a window: `attention_window`) or GemmaConfig, refused in one line where its options leave what ours
+    compute. `tied`: whether the loaded model's head is its embedding table (default: the config's flag)."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
     gemma = hf_config.model_type == "gemma"
-    checks = {"hidden_act": "gelu_pytorch_tanh" if gemma else "silu", "pretraining_tp": 1}
+    checks = {"hidden_act": "gelu_pytorch_tanh" if gemma else "silu"}  # (transformers ignores pretraining_tp)
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
     window = getattr(hf_config, "sliding_window", None) if hf_config.model_type == "mistral" else None
     window = window if window is not None and window < hf_config.max_position_embeddings else 0  # 0: covers all
     qk_norm = hf_config.model_type == "qwen3"
-    if hf_config.model_type in ("qwen2", "qwen3") and getattr(hf_config, "use_sliding_window", False):
-        raise KobaError(f"import: this {hf_config.model_type} uses sliding-window attention; only full attention is "
-                        "supported")
+    sliding = "sliding_attention" in (getattr(hf_config, "layer_types", None) or [])  # Qwen's: some layers only
+    if hf_config.model_type in ("qwen2", "qwen3") and sliding:
+        raise KobaError(f"import: this {hf_config.model_type} slides its attention on some layers; only one window "
+                        "for all layers (Mistral's) is supported")
     if hf_config.model_type == "qwen2":
         bias, qkv_bias = False, True  # Qwen2's attention: biases on q, k and v, none on o or the MLP
     elif qk_norm:
@@ -178,11 +180,19 @@ def our_config(hf_config) -> TransformerConfig:
     return TransformerConfig(vocab_size=vocab, d_model=hf_config.hidden_size, n_layers=hf_config.num_hidden_layers,
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
-                             tie_embeddings=bool(hf_config.tie_word_embeddings), pad_id=min(256, vocab - 1),
+                             tie_embeddings=bool(hf_config.tie_word_embeddings if tied is None else tied),
+                             pad_id=min(256, vocab - 1),
                              d_head=0 if fills else head_dim, bias=bias, qkv_bias=qkv_bias, qk_norm=qk_norm,
                              attention_window=int(window),
                              rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling,
                              **(GEMMA_SHAPE if gemma else LLAMA_SHAPE))
+
+
+def shares_its_embeddings(hf) -> bool:
+    """Is the loaded model's output head its input embedding table? transformers keeps the two apart when a file
+    says tie_word_embeddings but holds a head of its own, so the flag alone can be wrong."""
+    head, table = hf.get_output_embeddings(), hf.get_input_embeddings()
+    return head is not None and head.weight.data_ptr() == table.weight.data_ptr()
 
 
 def _norm_offset(config: TransformerConfig) -> float:
@@ -234,7 +244,7 @@ def to_hf(model: TransformerLM):
 def from_hf(hf) -> TransformerLM:
     """A TransformerLM computing the same logits as the LlamaForCausalLM (or Qwen2ForCausalLM, Qwen3ForCausalLM)
     `hf`."""
-    model = TransformerLM(our_config(hf.config))
+    model = TransformerLM(our_config(hf.config, tied=shares_its_embeddings(hf)))
     config, theirs = model.config, {k: v.float() for k, v in hf.state_dict().items()}
     back, gain = torch.argsort(_head_order(config.head_dim)), _norm_offset(config)
     state = {"embed.weight": theirs["model.embed_tokens.weight"],
