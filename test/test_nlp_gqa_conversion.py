@@ -74,3 +74,26 @@ def test_koba_lm_gqa_converts_a_run_that_init_from_uptrains_and_refuses_in_one_l
     assert main(["lm", "gqa", "--checkpoint", str(tmp_path / "mha"), "--out", str(tmp_path / "x"),
                  "--kv-heads", "3"]) == 2
     assert "divide" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_document_masked_run_is_scored_with_its_mask_as_koba_lm_eval_scores_it(tmp_path, capsys):
+    """`koba lm gqa --data` let tokens attend across documents where the run was trained (and `eval` scores) with
+    them kept apart, so its loss_before was not eval's loss."""
+    import json
+
+    from koba_ros.cli import main
+    from koba_ros.nlp.trainer import TrainConfig, train
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(12):
+        (docs / f"{i}.txt").write_text(f"document {i}: put the {'red blue green'.split()[i % 3]} cube away.\n" * 8)
+    train(TrainConfig.from_dict(dict(model=dict(d_model=32, n_layers=2, n_heads=4, max_len=32, positions="rope"),
+                                     seq_len=32, train_data=str(docs), batch_size=4, steps=20, eval_every=20,
+                                     ckpt_every=20, lr=3e-3, out=str(tmp_path / "run"), progress=False,
+                                     document_mask=True)))
+    assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), "--data", str(docs), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert main(["lm", "gqa", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "gqa"), "--kv-heads",
+                 "4", "--data", str(docs), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss_before"] == pytest.approx(evaluated["loss"], abs=1e-5)

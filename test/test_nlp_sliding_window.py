@@ -107,3 +107,17 @@ def test_koba_lm_imports_and_exports_a_windowed_mistral_and_refuses_a_window_wit
     assert json.loads((tmp_path / "out" / "config.json").read_text())["sliding_window"] == 16
     with pytest.raises(KobaError, match="sliding-window attention is Mistral's"):
         hf_llama.to_hf(lm(8, **{**LLAMA, "bias": True}))
+
+
+def test_gpt2_export_refuses_a_window_the_logit_check_could_have_missed():
+    """A 64-token window passed the export's 64-token logit check, and GPT-2 ignored it past there."""
+    from koba_ros.nlp.hf_gpt2 import check_gpt2_shaped, largest_logit_difference, to_hf
+
+    with pytest.raises(KobaError, match="sliding window"):
+        check_gpt2_shaped(TransformerConfig(n_heads=4, attention_window=64))
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, max_len=128, attention_window=40))
+    full = TransformerLM(TransformerConfig(**{**model.config.to_dict(), "attention_window": 0}))
+    full.load_state_dict(model.state_dict())
+    # the check probes past the window: the window-free GPT-2 of the same weights differs there
+    assert largest_logit_difference(model, to_hf(full)) > 1e-3

@@ -104,7 +104,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
         raise KobaError(f"eval: seq_len {seq_len} exceeds the model's learned positions "
                         f"({trained.model.config.max_len})")
     document_mask = bool(trained.config.get("document_mask"))
-    eos = trained.tokenizer.eos_id if document_mask else None
+    eos = trained.document_eos
     t0 = time.perf_counter()
     if per_document:
         if is_token_file(data):

@@ -43,7 +43,7 @@ def expand_checkpoint(checkpoint: str | Path, out: str | Path, width_factor: int
     if data:
         tokens = text_tokens(data, source)[0][:eval_tokens]
         seq_len = int(source.config.get("seq_len") or old.max_len)
-        eos = source.tokenizer.eos_id if source.config.get("document_mask") else None  # scored as trained
+        eos = source.document_eos  # scored as trained
         before, count = score(source.model, tokens, seq_len, seq_len, eos_id=eos)
         after, _ = score(grown, tokens, seq_len, seq_len, eos_id=eos)
         check = {"data": data, "scored_tokens": count, "loss_before": before / count, "loss_after": after / count}

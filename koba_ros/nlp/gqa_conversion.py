@@ -60,8 +60,9 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int,
     if data:
         tokens = text_tokens(data, source)[0][:eval_tokens]
         seq_len = int(source.config.get("seq_len") or source.model.config.max_len)
-        before, count = score(source.model, tokens, seq_len, seq_len)
-        after, _ = score(converted, tokens, seq_len, seq_len)
+        eos = source.document_eos  # scored as it was trained
+        before, count = score(source.model, tokens, seq_len, seq_len, eos_id=eos)
+        after, _ = score(converted, tokens, seq_len, seq_len, eos_id=eos)
         result.update(data=data, scored_tokens=count, loss_before=round(before / count, 6),
                       loss_after=round(after / count, 6))
     config = {**source.config, "model": converted.config.to_dict(), "init_from": ""}

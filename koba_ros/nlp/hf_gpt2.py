@@ -67,6 +67,10 @@ def check_gpt2_shaped(config: TransformerConfig) -> None:
     if not config.has_qkv_bias:
         raise KobaError("export: GPT-2 has biases on q, k and v; this model has qkv_bias false, which "
                         "GPT2LMHeadModel cannot compute")
+    if config.attention_window:
+        raise KobaError("export: GPT-2 attends over its whole context; this model has a sliding window "
+                        f"({config.attention_window} tokens), which GPT2LMHeadModel cannot compute (a Llama-shaped "
+                        "run with one exports as a Mistral)")
     if config.qk_norm or config.head_dim * config.n_heads != config.d_model:
         raise KobaError("export: GPT-2's heads fill its width and its queries and keys are not normalised; this "
                         f"model has {config.n_heads} heads of {config.head_dim} in {config.d_model} and qk_norm "
@@ -149,7 +153,8 @@ def from_hf(hf) -> TransformerLM:
 def largest_logit_difference(model: TransformerLM, hf, seed: int = 0) -> float:
     """Max |logit difference| of the two models on a random probe batch that fills the position table."""
     g = torch.Generator().manual_seed(seed)
-    length = min(model.config.max_len, 64)
+    # Past a sliding window too, where a model that ignored it would first differ.
+    length = min(model.config.max_len, max(64, 2 * model.config.attention_window))
     ids = torch.randint(0, model.config.vocab_size, (2, length), generator=g)
     model.eval()
     hf.eval()

@@ -91,7 +91,7 @@ def document_influence(checkpoint: str | list[str], target: str, out: str, batch
         raise KobaError(f"{target}: fewer than two tokens to score")
 
     def per_token(trained, tokens, d=None, flip=False):
-        eos = trained.tokenizer.eos_id if trained.config.get("document_mask") else None
+        eos = trained.document_eos
         seq_len = int(trained.config["seq_len"])
         nats, count = score(trained.model, tokens, seq_len, seq_len, batch_size, eos, instance=d, flip=flip)
         return nats / count

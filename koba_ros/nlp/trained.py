@@ -18,6 +18,12 @@ class TrainedLM:
     config: dict  # the training config recorded in the checkpoint (TrainConfig.to_dict())
     path: Path
 
+    @property
+    def document_eos(self) -> int | None:
+        """The id that ends a document when the run was trained with document_mask (scores must then mask the
+        same way), else None."""
+        return self.tokenizer.eos_id if self.config.get("document_mask") else None
+
 
 def load_trained(checkpoint: str | Path, device: str = "cpu") -> TrainedLM:
     """The model config and the tokenizer come from the checkpoint's recorded training config; the weights are
