@@ -45,6 +45,7 @@ GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias
 TOLERANCE = 1e-4
 IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what import reads of a hub repository (not ONNX, GGUF...)
 LLAMA_KINDS = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral",  # model_type: class prefix
                "gemma": "Gemma"}
 
@@ -224,8 +225,10 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     if not path.exists():  # a hub name: its files, fetched (or, off line, from the local hub cache), as a folder
         from huggingface_hub import snapshot_download
 
-        try:
-            path = Path(snapshot_download(source, local_files_only=bool(hub)))
+        try:  # configs, tokenizer files and safetensors weights; the older .bin weights only where those are all
+            path = Path(snapshot_download(source, local_files_only=bool(hub), allow_patterns=HUB_FILES))
+            if not any(path.glob("*.safetensors")):
+                path = Path(snapshot_download(source, local_files_only=bool(hub), allow_patterns=[*HUB_FILES, "*.bin"]))
         except Exception as exc:  # noqa: BLE001 - no such repository, no network, not in the cache: one line
             if hub:
                 raise KobaError(f"import: no folder {source}, and {hub} cannot be reached to fetch it as a hub name "
