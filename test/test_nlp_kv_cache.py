@@ -95,9 +95,9 @@ def test_the_cache_holds_what_the_call_can_feed_not_max_len(monkeypatch):
                                             positions="rope")).eval()
     sizes, real = [], sampling.KVCache
 
-    def recorded(n_layers, capacity):
+    def recorded(n_layers, capacity, window=0):
         sizes.append(capacity)
-        return real(n_layers, capacity)
+        return real(n_layers, capacity, window)
 
     monkeypatch.setattr(sampling, "KVCache", recorded)
     cached = generate(model, [104, 105, 32], 10, temperature=0)

@@ -67,9 +67,10 @@ class SelfAttention(nn.Module):
         mask, past = None, 0
         if cache is not None:
             past = cache.owner.length
-            k, v = cache.extend(k, v)
-            if past and T > 1:  # query i sits at position past + i: it may see keys 0 .. past + i
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            k, v = cache.extend(k, v)  # the stored keys end at position past + T - 1 (a window's cache: the last few)
+            if past and T > 1:  # query i sits at position past + i: it may see keys up to there
+                k_pos = torch.arange(past + T - k.shape[2], past + T, device=x.device)
+                mask = k_pos[None, :] <= torch.arange(past, past + T, device=x.device)[:, None]
         if key_mask is not None and key_mask.dim() == 3:  # a full [B, T, T] mask (document masking)
             mask = key_mask[:, None]
         elif key_mask is not None:  # [B, T] True = real token; bool attn_mask: True = may attend
@@ -78,7 +79,7 @@ class SelfAttention(nn.Module):
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         if self.window:  # sliding window: query at position p sees keys at p - window < position <= p
             q_pos = torch.arange(past, past + T, device=x.device)[:, None]
-            k_pos = torch.arange(k.shape[2], device=x.device)[None, :]
+            k_pos = torch.arange(past + T - k.shape[2], past + T, device=x.device)[None, :]
             near = (q_pos - k_pos < self.window) & (k_pos <= q_pos) if causal else \
                 (q_pos - k_pos).abs() < self.window
             mask = near if mask is None else mask & near

@@ -18,7 +18,8 @@ from koba_ros.errors import KobaError
 
 
 class LayerKV:
-    """One layer's keys and values [B, H, capacity, d_head]; `extend` appends the new tokens' and returns all."""
+    """One layer's keys and values [B, H, capacity, d_head]; `extend` appends the new tokens' and returns all (with
+    a window, the last window - 1 stored ones and the new ones: all that the new tokens may attend to)."""
 
     def __init__(self, owner: KVCache):
         self.owner = owner
@@ -31,6 +32,8 @@ class LayerKV:
         if end > self.owner.capacity:
             raise KobaError(f"KV cache holds {self.owner.capacity} tokens; "
                             f"{start} stored + {k.shape[2]} new do not fit")
+        if self.owner.window:
+            return self._slide(k, v)
         if self.keys is None:
             B, H, _, d = k.shape
             self.keys = k.new_empty(B, H, self.owner.capacity, d)
@@ -41,14 +44,26 @@ class LayerKV:
         self.values[:, :, start:end] = v
         return self.keys[:, :, :end], self.values[:, :, :end]
 
+    def _slide(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sliding-window attention (blocks.py): a token never sees a key `window` or more positions back, so only
+        the last window - 1 are kept; the cache's memory is bounded by the window, not by the context."""
+        if self.keys is not None and k.shape[0] != self.keys.shape[0]:
+            raise KobaError(f"KV cache was filled for batch {self.keys.shape[0]}, got batch {k.shape[0]}")
+        keys = k if self.keys is None else torch.cat([self.keys, k], dim=2)
+        values = v if self.values is None else torch.cat([self.values, v], dim=2)
+        keep = self.owner.window - 1
+        self.keys, self.values = keys[:, :, keys.shape[2] - keep:], values[:, :, values.shape[2] - keep:]
+        return keys, values
+
 
 class KVCache:
     """Per-layer keys and values of the first `length` tokens of a batch, room for `capacity` tokens."""
 
-    def __init__(self, n_layers: int, capacity: int):
+    def __init__(self, n_layers: int, capacity: int, window: int = 0):
         if n_layers < 1 or capacity < 1:
             raise KobaError(f"KV cache needs >= 1 layer and >= 1 token of room, got {n_layers} and {capacity}")
-        self.capacity = capacity
+        self.capacity = capacity  # positions it may reach; with a window (the model's attention_window) it stores
+        self.window = window      # only the last window - 1 keys and values of each layer
         self.length = 0  # tokens stored; the model advances it after all its layers have extended
         self.layers = [LayerKV(self) for _ in range(n_layers)]
 
