@@ -140,3 +140,29 @@ def test_llama_style_blocks_train_under_bf16_and_decode_with_the_grouped_kv_cach
         steps = [model(ids[:, :16], cache=cache)[0]] + [model(ids[:, t:t + 1], cache=cache)[0] for t in range(16, 40)]
     assert (torch.cat(steps, 1).float() - full).abs().max() < 0.1  # bf16 rounding, not a wrong mask or group
     assert cache.layers[0].keys.shape[1] == 2
+
+
+def test_session21_options_on_the_gpu_match_the_cpu_and_padding_stays_finite():
+    """QK-norm, wide heads and a sliding window under CUDA's SDPA kernels (masks pick the memory-efficient one): the
+    same logits as on the CPU; an encoder's padded query whose window holds no real key stays finite there too."""
+    from koba_ros.nlp.config import TransformerConfig
+    from koba_ros.nlp.model import TextEncoder, TransformerLM
+
+    torch.manual_seed(0)
+    config = TransformerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_head=32, qk_norm=True,
+                               attention_window=8, norm_type="rmsnorm", ffn="geglu", positions="rope", bias=False)
+    model = TransformerLM(config).eval()
+    ids = torch.randint(0, 256, (2, 40))
+    with torch.no_grad():
+        cpu = model(ids)[0]
+        gpu = model.cuda()(ids.cuda())[0].cpu()
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+    encoder = TextEncoder(TransformerConfig(d_model=64, n_layers=1, n_heads=4, attention_window=3)).cuda().eval()
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 6:] = False  # padded queries far past the last real key
+    with torch.no_grad():
+        states = encoder(ids[:, :20].cuda(), mask.cuda())
+        vectors = encoder.encode(ids[:, :20].cuda(), mask.cuda())
+        alone = encoder.encode(ids[1:, :6].cuda())
+    assert torch.isfinite(states[0]).all() and torch.isfinite(vectors).all()
+    torch.testing.assert_close(vectors[1], alone[0], atol=1e-5, rtol=1e-5)
