@@ -184,11 +184,11 @@ def test_speaking_states_apply_in_order_and_an_outlived_worker_never_decodes_bes
         while not fed and time.monotonic() < deadline:
             time.sleep(0.01)
         node.on_speaking(SpeakingState(speaking=True))      # queued
-        while not node.audio.full():
+        while not node.audio.items.full():
             node.enqueue(np.zeros(480, np.int16))
         node.on_speaking(SpeakingState(speaking=False))     # the queue is full: missed, applied later
         release.set()
-        while not node.audio.empty() and time.monotonic() < deadline:
+        while not node.audio.items.empty() and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.1)
         assert applied[-1] is False, applied                # the latest state, not the stale True

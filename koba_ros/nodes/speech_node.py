@@ -9,7 +9,6 @@ While /speech/speaking says the robot talks, audio is ignored. Decoding runs on 
 """
 from __future__ import annotations
 
-import queue
 import threading
 import time
 
@@ -22,6 +21,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare, sensor_qos
 from koba_ros.nodes.runtime import run_node
+from koba_ros.speech.decode_queue import DecodeQueue
 
 SOURCES = ("topic", "file", "microphone")
 
@@ -65,16 +65,9 @@ class SpeechNode(LifecycleNode):
         self.publish_empty = declare(self, "publish_empty", False, "Publish utterances with no words (noise).")
         self.stream = None
         self.mic = None
-        self.audio: queue.Queue = queue.Queue(maxsize=500)
+        self.audio = DecodeQueue(maxsize=500)  # audio and speaking states, in order, for the decoding worker
         self.worker = None
-        self.worker_stop = None  # this activation's own end-of-stream token (a stale one must not end the next)
         self.running = threading.Event()
-        # The robot's /speech/speaking states, numbered: the worker applies each in order with the audio, skips one
-        # older than what it applied, and applies the latest when one could not be queued (the queue was full).
-        self.speaking_lock = threading.Lock()
-        self.speaking, self.speaking_seq = False, 0
-        self.applied_seq = -1     # the worker's latest applied state number (worker thread only)
-        self.speaking_missed = False
         self.utterance_pub = None
         self.subscription = None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -117,13 +110,9 @@ class SpeechNode(LifecycleNode):
         from koba_ros.speech.audio import AudioStream
 
         self.audio_stream = AudioStream()  # the topic's chunks are resampled as one signal (no click per chunk)
-        self.drain()  # audio and tokens left from an earlier activation: stale, never decoded now
-        self.worker_stop = object()  # a worker of an earlier activation still decoding exits after that chunk
-        self.applied_seq = -1
-        self.running.set()  # first: a speaking state that arrives from now on is queued, not only remembered
-        with self.speaking_lock:
-            self.audio.put_nowait(("speaking", self.speaking, self.speaking_seq))
-        self.worker = threading.Thread(target=self.decode_loop, args=(self.worker_stop,), daemon=True)
+        self.running.set()
+        token = self.audio.start()  # earlier audio dropped; an earlier worker still decoding ends after its chunk
+        self.worker = threading.Thread(target=self.decode_loop, args=(token,), daemon=True)
         self.worker.start()
         if self.source == "topic":
             self.subscription = self.create_subscription(AudioChunk, self.audio_topic, self.on_audio,
@@ -134,10 +123,7 @@ class SpeechNode(LifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.running.clear()
-        try:
-            self.audio.put_nowait(self.worker_stop)
-        except queue.Full:  # the worker sees running cleared after its current item
-            pass
+        self.audio.stop()
         if self.subscription is not None:
             self.destroy_subscription(self.subscription)
             self.subscription = None
@@ -152,18 +138,9 @@ class SpeechNode(LifecycleNode):
         self.stream = None
         return TransitionCallbackReturn.SUCCESS
 
-    def drain(self) -> None:
-        try:
-            while True:
-                self.audio.get_nowait()
-        except queue.Empty:
-            pass
-
     # --- audio in ------------------------------------------------------------------------
     def enqueue(self, samples: np.ndarray) -> None:
-        try:
-            self.audio.put_nowait(samples)
-        except queue.Full:
+        if not self.audio.put_audio(samples):
             self.get_logger().warning("ASR falling behind; dropping audio", throttle_duration_sec=5.0)
 
     def on_audio(self, msg: AudioChunk) -> None:
@@ -185,38 +162,17 @@ class SpeechNode(LifecycleNode):
         self.enqueue(np.zeros(16000, dtype=np.int16))   # a second of silence closes the last utterance
 
     def on_speaking(self, msg: SpeakingState) -> None:
-        """Queued in order with the audio around it, while a worker decodes; never blocks an executor thread. When
-        the queue is full the state still arrives: the worker applies the latest one after its current item."""
-        with self.speaking_lock:
-            self.speaking, self.speaking_seq = bool(msg.speaking), self.speaking_seq + 1
-            if not self.running.is_set():
-                return  # on_activate applies self.speaking first
-            try:
-                self.audio.put_nowait(("speaking", self.speaking, self.speaking_seq))
-            except queue.Full:
-                self.speaking_missed = True
+        self.audio.put_speaking(msg.speaking)  # in order with the audio around it; never blocks (decode_queue.py)
 
     # --- decoding ------------------------------------------------------------------------
-    def apply_speaking(self, state: bool, seq: int) -> None:
-        if seq > self.applied_seq:  # an older state than one already applied is void
-            self.applied_seq = seq
-            self.stream.set_speaking(state)
-
-    def decode_loop(self, stop: object) -> None:
-        while self.running.is_set() and stop is self.worker_stop:  # a newer activation has a worker of its own
-            item = self.audio.get()
-            if item is stop:
-                return
+    def decode_loop(self, token: object) -> None:
+        while (item := self.audio.get(token)) is not None:
+            kind, value = item
             try:
-                if self.speaking_missed:
-                    with self.speaking_lock:
-                        self.speaking_missed = False
-                        state, seq = self.speaking, self.speaking_seq
-                    self.apply_speaking(state, seq)
-                if isinstance(item, tuple):
-                    self.apply_speaking(item[1], item[2])
-                elif isinstance(item, np.ndarray):  # not another activation's stop token
-                    for utterance in self.stream.feed(item):
+                if kind == "speaking":
+                    self.stream.set_speaking(value)
+                else:
+                    for utterance in self.stream.feed(value):
                         self.publish(utterance)
             except KobaError as exc:
                 self.get_logger().error(str(exc))
