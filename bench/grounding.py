@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from koba_ros.cli import print_json
+from koba_ros.commands.arg_types import positive_int
+from koba_ros.errors import KobaError
 from koba_ros.grounding.catalog_phrases import catalog_phrases
 from koba_ros.grounding.evaluation import bench_samples, evaluate_grounder, latency_ms
 from koba_ros.grounding.grounder import Grounder, default_model_path, single_model_path
@@ -68,14 +70,15 @@ def crop_kinds_cpu_ms(objects, repeats: int = 21) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenes", type=int, default=60, help="Held-out rendered scenes (default 60).")
+    ap.add_argument("--scenes", type=positive_int, default=60, help="Held-out rendered scenes (default 60).")
     ap.add_argument("--first-scene", type=int, default=100000,
                     help="Seed of the first scene (default 100000; 100200 and 100400 are the other held-out sets).")
     ap.add_argument("--models", nargs="*", default=None,
                     help="Learned model files (default: the default grounder and its first member); an ensemble "
                          "file (.json) or members "
                          "joined by '+' is a deep ensemble.")
-    ap.add_argument("--train-scenes", type=int, default=300, help="Scenes the symbolic prototypes are read from.")
+    ap.add_argument("--train-scenes", type=positive_int, default=300,
+                    help="Scenes the symbolic prototypes are read from.")
     ap.add_argument("--split", choices=["test", "train", "val", "val2"], default="test",
                     help="Phrasings: test = held out (default), train = the training phrasings on unseen scenes, "
                          "val, val2 = the two validation splits.")
@@ -87,6 +90,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)  # more threads were much slower on the shared 2-core machine
     models = args.models or [str(default_model_path()), str(single_model_path())]
+    loaded = [Grounder(path.split("+") if "+" in path else path) for path in models]  # a bad file before rendering
     test_scenes = perceived_scenes(range(args.first_scene, args.first_scene + args.scenes), progress=False)
     samples = bench_samples(test_scenes, split=args.split)
     big = render_and_perceive(424242, 40)   # the latency scene: 40 objects, as many as the paper's scenes hold
@@ -94,8 +98,7 @@ def main(argv=None) -> int:
     grounders = {}
     if not args.no_symbolic:
         grounders["symbolic"] = SymbolicGrounder(perceived_scenes(range(0, args.train_scenes), progress=False))
-    for path in models:
-        g = Grounder(path.split("+") if "+" in path else path)
+    for path, g in zip(models, loaded, strict=True):
         name = f"learned_{g.encoder_kind}"
         if len(g.members) > 1:
             name = "ensemble_" + "+".join(m.path.stem for m in g.members)
@@ -131,4 +134,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KobaError as exc:  # a bad model file or setting: one line, as the koba command gives it
+        sys.exit(f"bench/grounding.py: error: {exc}")

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from koba_ros.cli import print_json
+from koba_ros.commands.arg_types import positive_int
 from koba_ros.grounding import lexicon
 from koba_ros.grounding.dialogue import Dialogue
 from koba_ros.grounding.evaluation import bench_samples, scripted_answer
@@ -209,7 +210,8 @@ def load(spec: str, fit_dir: str, result: dict):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenes", type=int, default=20, help="Held-out rendered scenes, seeds 100000.. (default 20).")
+    ap.add_argument("--scenes", type=positive_int, default=20,
+                    help="Held-out rendered scenes, seeds 100000.. (default 20).")
     ap.add_argument("--first-scene", type=int, default=100000,
                     help="Seed of the first scene (default 100000; another range is a fresh set of unseen scenes).")
     ap.add_argument("--split", choices=["test", "val", "val2", "train"], default="test",
@@ -257,4 +259,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from koba_ros.errors import KobaError
+
+    try:
+        sys.exit(main())
+    except KobaError as exc:  # a bad model file or setting: one line, as the koba command gives it
+        sys.exit(f"bench/grounding_dialogue.py: error: {exc}")
