@@ -16,7 +16,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from koba_ros.errors import KobaError
-from koba_ros.nodes.params import declare, sensor_qos
+from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
 
 NO_CAMERA_HINT = "no camera for face feedback; start the graph with --arg feedback:=keyboard or feedback:=simulated"
@@ -58,9 +58,7 @@ class FaceFeedbackNode(LifecycleNode):
             if self.source not in ("topic", "webcam"):
                 raise KobaError(f"source must be 'topic' or 'webcam', got {self.source!r}")
             sensor_qos(self.reliability)  # checks the value
-            for name in ("webcam_fps", "camera_timeout_s"):  # NaN fails too: a watchdog that fires every tick
-                if not 0.0 < float(getattr(self, name)) < float("inf"):
-                    raise KobaError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+            require_positive(webcam_fps=self.webcam_fps, camera_timeout_s=self.camera_timeout_s)
             self.pipeline = FacePipeline(FaceConfig(**self.config_values), video=True)
             if self.source == "webcam":
                 self.webcam = self.open_webcam()

@@ -26,7 +26,7 @@ from koba_ros.errors import KobaError, reason
 from koba_ros.grounding import crop_kinds, lexicon
 from koba_ros.grounding.dialogue import Dialogue, Reply, Settings
 from koba_ros.grounding.messages import fill_result
-from koba_ros.nodes.params import declare, sensor_qos
+from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.perception.messages import msg_to_objects
 
@@ -80,8 +80,7 @@ class GroundingNode(LifecycleNode):
 
         try:
             sensor_qos(self.objects_reliability)
-            if not 0.0 < float(self.question_timeout) < float("inf"):
-                raise KobaError(f"question_timeout_s must be a finite number > 0, got {self.question_timeout}")
+            require_positive(question_timeout_s=self.question_timeout)
             self.grounder = Grounder(self.model_path or None)
             if self.settings.crop_veto > 0:   # a missing or foreign file fails here, not at the first instruction
                 crop_kinds.load_cached(self.settings.crop_kinds or str(crop_kinds.default_path()))

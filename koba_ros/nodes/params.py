@@ -1,10 +1,13 @@
 """Small helpers every node uses: declared parameters with descriptions, parameters fixed once the node runs, and
 sensor QoS."""
+import math
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from koba_ros.errors import KobaError
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 
@@ -30,6 +33,14 @@ def freeze_parameters(node: Node) -> None:
                                    "starts; restart it with --ros-args -p NAME:=VALUE (or koba up --arg)")
 
     node.add_on_set_parameters_callback(refuse)
+
+
+def require_positive(**values: float) -> None:
+    """KobaError naming the first parameter that is not a finite number > 0 (NaN fails too: a rate or timeout of
+    NaN, 0 or less would divide by zero or fire on every tick)."""
+    for name, value in values.items():
+        if not 0.0 < float(value) < math.inf:
+            raise KobaError(f"{name} must be a finite number > 0, got {value}")
 
 
 def sensor_qos(reliability: str, depth: int = 5) -> QoSProfile:

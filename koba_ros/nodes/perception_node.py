@@ -13,7 +13,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 
 from koba_ros.errors import KobaError
-from koba_ros.nodes.params import declare, sensor_qos
+from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.perception.messages import msg_to_depth, msg_to_K, msg_to_rgb, objects_to_msg
 from koba_ros.perception.segmenter import perceive
@@ -43,9 +43,8 @@ class PerceptionNode(LifecycleNode):
             if not np.allclose(self.camera_pose[3], (0, 0, 0, 1)):
                 raise KobaError("camera_pose's last row must be 0 0 0 1")
             qos = sensor_qos(self.reliability)
-            for name, low in (("max_rate", 0.0), ("stamp_tolerance", 0.0), ("depth_scale", 0.0)):
-                if not low < float(getattr(self, name)) < float("inf"):  # NaN fails too; 1 / 0 in every frame
-                    raise KobaError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+            require_positive(max_rate=self.max_rate, stamp_tolerance=self.stamp_tolerance,
+                             depth_scale=self.depth_scale)
         except (ValueError, KobaError) as exc:
             self.failure = str(exc)   # autostart reports it in one line
             self.get_logger().error(f"configure failed: {exc}")
