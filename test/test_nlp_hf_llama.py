@@ -167,8 +167,8 @@ def test_models_neither_gpt2_nor_llama_shaped_and_unsupported_llamas_are_refused
     assert main(["lm", "export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
     assert "neither GPT-2-shaped" in capsys.readouterr().err and not (tmp_path / "hf").exists()
     for bad, message in ((dict(hidden_act="gelu"), "hidden_act"), (dict(attention_bias=True), "mlp_bias"),
-                         (dict(rope_parameters={"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0,
-                                                "original_max_position_embeddings": 32}), "RoPE")):
+                         (dict(rope_parameters={"rope_theta": 10000.0, "rope_type": "dynamic", "factor": 4.0}),
+                          "RoPE")):
         config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                              num_attention_heads=2, rms_norm_eps=1e-5, **bad)
         with pytest.raises(KobaError, match=message):

@@ -48,14 +48,17 @@ def test_each_layer_sees_the_last_w_tokens_so_n_layers_see_n_w_minus_one_back():
 
 @pytest.mark.parametrize("kw", [{}, LLAMA, dict(LLAMA, d_head=12, qk_norm=True)])
 @pytest.mark.parametrize("window_cache", [False, True])
-def test_the_kv_cache_decodes_past_the_window_like_the_full_forward(kw, window_cache):
-    """A cache that keeps every key, and one that keeps only the last window - 1 (all a new token may see)."""
+@pytest.mark.parametrize("prompt", [9, 2])
+def test_the_kv_cache_decodes_past_the_window_like_the_full_forward(kw, window_cache, prompt):
+    """A cache that keeps every key, and one that keeps only the last window - 1 (all a new token may see); a
+    prompt longer than the window, and one shorter (a window's cache dropped stored keys until it filled up)."""
     model = lm(6, **kw)
     ids = torch.randint(0, 256, (2, 30), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(ids)[0]
         cache = KVCache(2, 30, window=6 if window_cache else 0)
-        parts = [model(ids[:, :9], cache=cache)[0]] + [model(ids[:, t:t + 1], cache=cache)[0] for t in range(9, 20)]
+        parts = [model(ids[:, :prompt], cache=cache)[0]] + [model(ids[:, t:t + 1], cache=cache)[0]
+                                                            for t in range(prompt, 20)]
         parts.append(model(ids[:, 20:], cache=cache)[0])  # a chunk over a past longer than the window
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
     assert cache.layers[0].keys.shape[2] == (5 if window_cache else 30)  # memory bounded by the window

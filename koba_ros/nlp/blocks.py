@@ -1,4 +1,4 @@
-"""Transformer layers with the three layer-norm placements: Post-LN, Pre-LN and B2T; LayerNorm or RMSNorm,
+"""Transformer layers with four layer-norm placements: Post-LN, Pre-LN, B2T and sandwich; LayerNorm or RMSNorm,
 a GELU, SwiGLU or GEGLU feed-forward network, multi-head or grouped-query attention."""
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class SelfAttention(nn.Module):
     an encoder's query the tokens fewer than W positions away. Memory and time stay those of full attention here (a
     mask over SDPA); what changes is what each token can see."""
 
-    def __init__(self, config):
+    def __init__(self, config, index: int = 0):
         super().__init__()
         self.n_heads, self.dropout = config.n_heads, config.dropout
         self.n_kv_heads, self.head_dim = config.kv_heads, config.head_dim
@@ -49,7 +49,9 @@ class SelfAttention(nn.Module):
                              bias=config.has_qkv_bias)
         self.out = nn.Linear(config.attn_dim, config.d_model, bias=config.bias)
         self.out.is_residual_output = True  # init.py scales these (1/sqrt(2N))
-        self.window = config.attention_window
+        self.window = config.layer_window(index)
+        self.scale = config.attn_scale_dim ** -0.5 if config.attn_scale_dim else None  # None: SDPA's 1/sqrt(d_head)
+        self.softcap = config.attn_softcap
         self.q_norm = norm_layer(config, self.head_dim) if config.qk_norm else None
         self.k_norm = norm_layer(config, self.head_dim) if config.qk_norm else None
 
@@ -85,10 +87,36 @@ class SelfAttention(nn.Module):
             mask = near if mask is None else mask & near
         # With a past, one query sees every stored key: no mask at all. is_causal only without a past (SDPA aligns
         # its causal mask to the top left, which is right only when queries and keys start together).
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None and not past,
-                                           dropout_p=self.dropout if self.training else 0.0,
-                                           enable_gqa=self.n_kv_heads != self.n_heads)
+        dropout = self.dropout if self.training else 0.0
+        if self.softcap:
+            y = softcapped_attention(q, k, v, mask, causal and mask is None and not past, self.scale or
+                                     self.head_dim ** -0.5, self.softcap, dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None and not past,
+                                               dropout_p=dropout, scale=self.scale,
+                                               enable_gqa=self.n_kv_heads != self.n_heads)
         return self.out(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(x / cap): about x while |x| << cap, never beyond ±cap (Gemma Team 2024, "Gemma 2", §2: logit
+    soft-capping, on attention logits and on the final logits; the tanh bound of Bello et al. 2016)."""
+    return cap * torch.tanh(x / cap)
+
+
+def softcapped_attention(q, k, v, mask, causal: bool, scale: float, cap: float, dropout: float) -> torch.Tensor:
+    """softmax(soft_cap(q k^T * scale) + mask) v, written out: SDPA's kernels cannot cap the logits before the
+    softmax. Grouped key/value heads are repeated to the query heads (as SDPA's enable_gqa shares them); the softmax
+    is taken in fp32."""
+    if k.shape[1] != q.shape[1]:
+        k, v = (t.repeat_interleave(q.shape[1] // k.shape[1], dim=1) for t in (k, v))
+    logits = soft_cap((q @ k.transpose(-2, -1)).float() * scale, cap)
+    if causal:
+        mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = F.dropout(logits.softmax(dim=-1), dropout).to(v.dtype)
+    return weights @ v
 
 
 class FeedForward(nn.Module):
@@ -128,15 +156,21 @@ class Block(nn.Module):
     pre  (Xiong et al. 2020):          h = x + Attn(LN(x));      y = h + FFN(LN(h))
     post (Vaswani et al. 2017):        h = LN(x + Attn(x));      y = LN(h + FFN(h))
     b2t  (Takase et al. 2022, eq. 5):  h = LN(x + Attn(x));      y = LN(h + FFN(h) + x)
+    sandwich (Ding et al. 2021):       h = x + LN(Attn(LN(x)));  y = h + LN(FFN(LN(h)))
     B2T keeps Post-LN's normalised outputs but adds a bottom-to-top shortcut from the layer input past both LNs
-    of the attention sub-layer, so gradients reach lower layers without shrinking through every LN.
+    of the attention sub-layer, so gradients reach lower layers without shrinking through every LN. Sandwich-LN
+    ("CogView", Ding et al. 2021, §2.4) keeps Pre-LN's shortcut and normalises what each sub-layer adds to it, which
+    bounds how fast the residual stream can grow (Gemma 2 and 3 use it with RMSNorm).
     """
 
     def __init__(self, config, index: int = 0):
         super().__init__()
         self.norm = config.norm
         self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
-        self.attn = SelfAttention(config)
+        self.attn = SelfAttention(config, index)
+        sandwich = config.norm == "sandwich"
+        self.attn_out_norm = norm_layer(config) if sandwich else None
+        self.ffn_out_norm = norm_layer(config) if sandwich else None
         self.ffn = FeedForward(config.d_model, config.ff_dim, config.dropout, config.bias, config.turnover_p, index,
                                config.turnover_seed, ffn=config.ffn)
         self.drop = nn.Dropout(config.dropout)
@@ -145,6 +179,9 @@ class Block(nn.Module):
         if self.norm == "pre":
             h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
             return h + self.ffn(self.ln2(h), turnover)
+        if self.norm == "sandwich":
+            h = x + self.drop(self.attn_out_norm(self.attn(self.ln1(x), causal, key_mask, rope, cache)))
+            return h + self.ffn_out_norm(self.ffn(self.ln2(h), turnover))
         h = self.ln1(x + self.drop(self.attn(x, causal, key_mask, rope, cache)))
         if self.norm == "post":
             return self.ln2(h + self.ffn(h, turnover))

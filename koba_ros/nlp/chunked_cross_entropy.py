@@ -31,10 +31,13 @@ import torch
 from koba_ros.errors import KobaError
 
 
-def _chunk_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int):
-    """fp32 logits of one chunk (GEMM in the inputs' dtype), their log-sum-exp, the safe target index per row
-    (0 where ignored), the valid-row mask, and the chunk's summed loss."""
+def _chunk_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int, softcap: float = 0.0):
+    """fp32 logits of one chunk (GEMM in the inputs' dtype; soft-capped to softcap * tanh(z / softcap) if softcap
+    > 0), their log-sum-exp, the safe target index per row (0 where ignored), the valid-row mask, and the chunk's
+    summed loss."""
     logits = (h @ weight.t()).float()
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
     lse = torch.logsumexp(logits, dim=-1)
     valid = targets != ignore_index
     safe_targets = torch.where(valid, targets, 0)
@@ -47,7 +50,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     """mean cross-entropy(hidden @ weightᵀ, targets); both gradients computed in forward, chunk by chunk."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk: int, ignore_index: int):
+    def forward(ctx, hidden, weight, targets, chunk: int, ignore_index: int, softcap: float):
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n_valid = (targets != ignore_index).sum()
         inv_n = 1.0 / n_valid.clamp(min=1).float()  # all ignored: loss and gradients 0, not 0 / 0
@@ -57,15 +60,18 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         vocab = torch.arange(weight.shape[0], device=weight.device)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
-            logits, lse, safe_targets, valid, loss_sum = _chunk_loss(h, weight, targets=t, ignore_index=ignore_index)
+            logits, lse, safe_targets, valid, loss_sum = _chunk_loss(h, weight, t, ignore_index, softcap)
             loss = loss + loss_sum
+            # Soft-capped logits c = s tanh(z / s): the gradient w.r.t. the GEMM's z is the one w.r.t. c times
+            # dc/dz = 1 - (c / s)^2, taken before the logits are overwritten below.
+            slope = 1.0 - (logits / softcap).square() if softcap else None
             # (softmax − onehot) / n_valid on valid rows, 0 on ignored ones; in place: the logits are not needed again.
             # The onehot is a bool comparison, not a scatter: inductor then fuses it all into one kernel that writes
             # only the low-precision gradient (a scatter made it write and re-read an fp32 [chunk, V] buffer first),
             # and eager mode holds 1 byte per logit for it.
             onehot = vocab[None, :] == safe_targets[:, None]
             grad = logits.sub_(lse[:, None]).exp_().add_(onehot, alpha=-1).mul_((valid.float() * inv_n)[:, None])
-            grad = grad.to(hidden.dtype)
+            grad = (grad if slope is None else grad.mul_(slope)).to(hidden.dtype)
             if need_hidden:
                 grad_hidden[start:start + chunk] = grad @ weight
             if need_weight and grad.dtype == grad_weight.dtype:
@@ -79,14 +85,15 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad_hidden, grad_weight = ctx.saved_tensors
         return (None if grad_hidden is None else grad_hidden * grad_output,
-                None if grad_weight is None else grad_weight * grad_output, None, None, None)
+                None if grad_weight is None else grad_weight * grad_output, None, None, None, None)
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-                          ignore_index: int = -100) -> torch.Tensor:
-    """Mean cross-entropy of hidden [N, d] @ weight [V, d]ᵀ against targets [N] (ignore_index skipped), `chunk`
-    rows at a time. Under autocast both inputs are cast to its dtype first, as F.linear would be. Targets must lie
-    in [0, V) or be ignore_index (not checked: a check would wait for the device every step)."""
+                          ignore_index: int = -100, softcap: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of hidden [N, d] @ weight [V, d]ᵀ (soft-capped if softcap > 0, as Gemma 2's final
+    logits) against targets [N] (ignore_index skipped), `chunk` rows at a time. Under autocast both inputs are
+    cast to its dtype first, as F.linear would be. Targets must lie in [0, V) or be ignore_index (not checked: a
+    check would wait for the device every step)."""
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1] \
             or targets.shape != hidden.shape[:1]:
         raise KobaError(f"chunked cross-entropy: needs hidden [N, d], weight [V, d], targets [N]; got "
@@ -99,9 +106,9 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
         hidden, weight = hidden.to(dtype), weight.to(dtype)
     with torch.autocast(device_type, enabled=False):
         if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-            return ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk, ignore_index)
+            return ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk, ignore_index, softcap)
         # No gradient wanted (evaluation): the loss alone, still one chunk of logits at a time.
         n_valid = (targets != ignore_index).sum().clamp(min=1)
-        total = sum(_chunk_loss(hidden[s:s + chunk], weight, targets[s:s + chunk], ignore_index)[-1]
+        total = sum(_chunk_loss(hidden[s:s + chunk], weight, targets[s:s + chunk], ignore_index, softcap)[-1]
                     for s in range(0, hidden.shape[0], chunk))
         return total / n_valid

@@ -35,9 +35,9 @@ def check_types(cls, data: dict, what: str) -> dict:
     return out
 
 
-NORMS = ("pre", "post", "b2t")
+NORMS = ("pre", "post", "b2t", "sandwich")
 POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
-ROPE_SCALINGS = ("none", "llama3", "linear")
+ROPE_SCALINGS = ("none", "llama3", "linear", "yarn")
 EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
@@ -55,7 +55,8 @@ class TransformerConfig:
     #                                  128 or 256 whatever the width) projects q, k, v to n_heads * d_head and back
     d_ff: int = 0                    # 0 -> 4 * d_model
     max_len: int = 256
-    norm: str = "pre"                # pre | post | b2t (Takase et al. 2022)
+    norm: str = "pre"                # pre | post | b2t (Takase et al. 2022) | sandwich (Pre-LN plus a norm on each
+    #                                  sub-layer's output before the residual add: Ding et al. 2021; Gemma 2 and 3)
     norm_type: str = "layernorm"     # layernorm | rmsnorm (Zhang & Sennrich 2019): every norm of the model
     norm_eps: float = 1e-5           # every norm's epsilon (GPT-2 and most Llamas 1e-5, Llama 1 and others 1e-6)
     ffn: str = "gelu"                # gelu: proj(GELU(fc x)) | swiglu (Shazeer 2020): proj(SiLU(x W) * (x V))
@@ -67,10 +68,18 @@ class TransformerConfig:
     #                                  Llama 3 5e5: kept so an imported model's positions are its own)
     rope_scaling: str = "none"       # none | llama3: Llama 3.1's RoPE frequency scaling (positions.llama3_inv_freq)
     #                                  | linear: position interpolation (Chen et al. 2023): every frequency / factor
-    rope_factor: float = 8.0         # llama3: long wavelengths' frequencies divided by this; linear: all of them
+    #                                  | yarn: YaRN (Peng et al. 2023; positions.yarn_inv_freq): long wavelengths /
+    #                                  factor, short ones kept, and attention sharpened by a temperature
+    rope_factor: float = 8.0         # llama3, yarn: long wavelengths' frequencies divided by this; linear: all
     rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original_max_len / this are scaled fully
     rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_max_len / this are kept
-    rope_original_max_len: int = 8192   # llama3: the context length the model was first trained at
+    rope_original_max_len: int = 8192   # llama3, yarn: the context length the model was first trained at
+    rope_beta_fast: float = 32.0     # yarn: pairs turning more than this many times in original_max_len are kept
+    rope_beta_slow: float = 1.0      # yarn: pairs turning fewer times than this are divided by rope_factor
+    rope_attention_factor: float = 0.0  # yarn: cos and sin times this, q·k times its square; 0 -> 0.1 ln(factor) + 1
+    rope_truncate: bool = True       # yarn: the ramp's ends rounded outwards to whole pairs (transformers' truncate)
+    rope_local_theta: float = 0.0    # > 0: the sliding-window layers rotate with this base and no scaling, the
+    #                                  others with rope_theta and rope_scaling (Gemma 3: 10000 and 1e6)
     shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
     shape_inference_shift: int | None = None  # SHAPE: the fixed inference offset (None -> K); 0 keeps inputs longer
     #                                           than the training ones inside the trained positions (docs/nlp.md)
@@ -92,6 +101,12 @@ class TransformerConfig:
     attention_window: int = 0        # > 0: sliding-window attention (Beltagy et al. 2020 "Longformer" §3.1; Mistral
     #                                  7B): a token attends to the last W tokens, itself included (the encoder: to
     #                                  tokens fewer than W positions away on either side); 0: the whole context
+    sliding_layers: list[int] | None = None  # the layers whose attention slides over attention_window tokens;
+    #                                  None: all of them (Gemma 2: every other layer; Gemma 3: five in six)
+    attn_scale_dim: int = 0          # attention logits are q·k / sqrt(this); 0 -> head_dim (Gemma 2's
+    #                                  query_pre_attn_scalar)
+    attn_softcap: float = 0.0        # > 0: attention logits soft-capped to cap * tanh(logit / cap) (Gemma 2)
+    logit_softcap: float = 0.0       # > 0: output logits soft-capped the same way (Gemma 2: 30)
     qk_norm: bool = False            # normalise each head's queries and keys before attention (QK-norm, Dehghani et
     #                                  al. 2023; Qwen3: RMSNorm over each head): norm_type, one gain per head dimension
     pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
@@ -140,6 +155,7 @@ class TransformerConfig:
                 or self.attention_window < 0:
             raise KobaError(f"config: attention_window must be 0 (the whole context) or a positive number of tokens, "
                             f"got {self.attention_window!r}")
+        self._validate_layer_attention()
         if not self.d_head and self.d_model % self.n_heads:
             raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads} "
                             "(or set d_head)")
@@ -163,6 +179,14 @@ class TransformerConfig:
                                                   < self.rope_high_freq_factor and self.rope_original_max_len > 0):
             raise KobaError("config: llama3 RoPE scaling needs rope_factor >= 1, 0 < rope_low_freq_factor < "
                             "rope_high_freq_factor and rope_original_max_len > 0")
+        if self.rope_scaling == "yarn" and not (1.0 <= self.rope_factor < float("inf")
+                                                and self.rope_original_max_len > 0
+                                                and 0 < self.rope_beta_slow < self.rope_beta_fast < float("inf")
+                                                and 0 <= self.rope_attention_factor < float("inf")):
+            raise KobaError(f"config: yarn RoPE scaling needs a finite rope_factor >= 1, rope_original_max_len > 0, "
+                            f"0 < rope_beta_slow < rope_beta_fast (finite) and a finite rope_attention_factor >= 0 "
+                            f"(0: 0.1 ln(rope_factor) + 1); got {self.rope_factor!r}, {self.rope_original_max_len!r}, "
+                            f"{self.rope_beta_slow!r}, {self.rope_beta_fast!r}, {self.rope_attention_factor!r}")
         if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
             raise KobaError(f"config: qkv_bias must be true, false or null (as bias), got {self.qkv_bias!r}")
         if not isinstance(self.norm_eps, int | float) or not 0.0 < self.norm_eps < 1.0:
@@ -187,6 +211,39 @@ class TransformerConfig:
                                                        or self.shape_inference_shift < 0):
             raise KobaError(f"config: shape_inference_shift must be a non-negative integer or null, "
                             f"got {self.shape_inference_shift!r}")
+
+    def _validate_layer_attention(self) -> None:
+        layers = self.sliding_layers
+        if layers is not None:
+            if not isinstance(layers, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers) \
+                    or len(set(layers)) != len(layers) or not all(0 <= i < self.n_layers for i in layers):
+                raise KobaError(f"config: sliding_layers must be null or a list of distinct layer numbers 0 .. "
+                                f"{self.n_layers - 1}, got {layers!r}")
+            if not self.attention_window:
+                raise KobaError("config: sliding_layers names layers whose attention slides, which needs "
+                                "attention_window > 0")
+        if not isinstance(self.attn_scale_dim, int) or isinstance(self.attn_scale_dim, bool) or self.attn_scale_dim < 0:
+            raise KobaError(f"config: attn_scale_dim must be 0 (head_dim) or a positive integer, "
+                            f"got {self.attn_scale_dim!r}")
+        if isinstance(self.rope_local_theta, bool) or not isinstance(self.rope_local_theta, int | float) or not (
+                self.rope_local_theta == 0 or 1.0 < self.rope_local_theta < float("inf")):
+            raise KobaError(f"config: rope_local_theta must be 0 (as rope_theta) or a finite number > 1, "
+                            f"got {self.rope_local_theta!r}")
+        if self.rope_local_theta and (self.positions != "rope" or not self.attention_window):
+            raise KobaError("config: rope_local_theta is the RoPE base of the sliding-window layers; it needs "
+                            "positions: rope and attention_window > 0")
+        for name in ("attn_softcap", "logit_softcap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < float("inf"):
+                raise KobaError(f"config: {name} must be 0 (off) or a finite positive cap, got {value!r}")
+
+    def layer_window(self, index: int) -> int:
+        """Layer `index`'s sliding window: attention_window if it slides (see sliding_layers), else 0 (all)."""
+        return self.attention_window if self.sliding_layers is None or index in self.sliding_layers else 0
+
+    @property
+    def layer_windows(self) -> list[int]:
+        return [self.layer_window(i) for i in range(self.n_layers)]
 
     def to_dict(self) -> dict:
         return asdict(self)

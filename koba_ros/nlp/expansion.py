@@ -13,7 +13,9 @@ the larger members. The growth operator here is the standard function-preserving
   a head and is unaffected; under grouped-query attention each query head keeps its group's key and value head).
   A SwiGLU unit's two rows are tiled together, so SiLU(w x) * (v x) is duplicated like a GELU unit.
 * depth N -> N' (Pre-LN): new blocks are copies of the block below them with their two residual output
-  projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it.
+  projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it. With sandwich
+  norms (Gemma 2 and 3) the gains of the two output norms are zero instead. A new block slides its attention if the
+  block it copies does.
 """
 from __future__ import annotations
 
@@ -66,8 +68,9 @@ def _row_parts(name: str, config: TransformerConfig) -> list[int] | None:
 def expand_config(config: TransformerConfig, width_factor: int, n_layers: int) -> TransformerConfig:
     if width_factor < 1 or n_layers < config.n_layers:
         raise KobaError("expansion: width factor must be >= 1 and the new depth >= the old depth")
-    if n_layers > config.n_layers and config.norm != "pre":
-        raise KobaError(f"expansion: adding layers preserves the function only for Pre-LN, not {config.norm}")
+    if n_layers > config.n_layers and config.norm not in ("pre", "sandwich"):
+        raise KobaError(f"expansion: adding layers preserves the function only for Pre-LN and sandwich norms, not "
+                        f"{config.norm}")
     if width_factor > 1 and config.positions in ("sinusoidal", "shape"):
         raise KobaError("expansion: fixed sinusoidal positions cannot be widened exactly; use learned or rope")
     if width_factor > 1 and config.tie_embeddings:
@@ -78,6 +81,9 @@ def expand_config(config: TransformerConfig, width_factor: int, n_layers: int) -
                 d_ff=config.ff_dim * width_factor, n_layers=n_layers,
                 alone_hidden=config.alone_hidden or 2 * config.d_model,
                 alone_dim=config.alone_dim or config.d_model)
+    if config.sliding_layers is not None:  # a new layer slides if the one it copies does
+        data["sliding_layers"] = [i for i, (source, _) in enumerate(_layer_sources(config.n_layers, n_layers))
+                                  if source in config.sliding_layers]
     return TransformerConfig.from_dict(data)
 
 
@@ -98,13 +104,19 @@ def expand(model: Transformer, width_factor: int = 2, n_layers: int | None = Non
             index, rest = name.split(".", 2)[1:]
             src_layer, is_new = layer_map[int(index)]
             src_name = f"blocks.{src_layer}.{rest}"
-            zero = is_new and rest.startswith(("attn.out.", "ffn.proj."))
+            zero = is_new and rest.startswith(NEW_BLOCK_ZEROS[old.norm])
         value = _expand_tensor(src_name, source[src_name], k, noise, g, old)
         target[name] = torch.zeros_like(value) if zero else value
         if target[name].shape != tensor.shape:
             raise KobaError(f"expansion: {name} became {tuple(target[name].shape)}, expected {tuple(tensor.shape)}")
     big.load_state_dict(target)
     return big.to(next(model.parameters()).device)
+
+
+# What makes a new block the identity: Pre-LN's sub-layer outputs are 0 with zero output projections. Sandwich
+# norms' output norms are then 0 with zero gains, and the projections keep their copies: zero projections under a
+# zero-gain norm would leave every weight of the block without a gradient, for good.
+NEW_BLOCK_ZEROS = {"pre": ("attn.out.", "ffn.proj."), "sandwich": ("attn_out_norm.", "ffn_out_norm.")}
 
 
 def _layer_sources(old_layers: int, new_layers: int) -> list[tuple[int, bool]]:

@@ -47,7 +47,7 @@ IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what import reads of a hub repository (not ONNX, GGUF...)
 LLAMA_KINDS = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral",  # model_type: class prefix
-               "gemma": "Gemma"}
+               "gemma": "Gemma", "gemma2": "Gemma2", "gemma3_text": "Gemma3"}
 
 
 def _transformers():
@@ -76,6 +76,9 @@ def check_gpt2_shaped(config: TransformerConfig) -> None:
         raise KobaError("export: GPT-2's heads fill its width and its queries and keys are not normalised; this "
                         f"model has {config.n_heads} heads of {config.head_dim} in {config.d_model} and qk_norm "
                         f"{config.qk_norm}, which GPT2LMHeadModel cannot compute")
+    if config.attn_softcap or config.logit_softcap or config.attn_scale_dim:
+        raise KobaError("export: GPT-2 neither soft-caps its logits nor scales attention other than by its head "
+                        "width; this model does (Gemma 2's options), which GPT2LMHeadModel cannot compute")
     if config.kv_heads != config.n_heads:
         raise KobaError(f"export: GPT-2 has as many key/value heads as query heads; this model has {config.kv_heads} "
                         f"for {config.n_heads} (grouped-query attention), which GPT2LMHeadModel cannot compute")
@@ -242,7 +245,7 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
             raise KobaError(f"import: {config_file} is not a JSON object") from None
         if model_type not in ("gpt2", *LLAMA_KINDS):
             raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2, a Qwen3, "
-                            "a Mistral or a Gemma")
+                            "a Mistral or a Gemma (1, 2 or 3's text model)")
     model_class = getattr(transformers, f"{LLAMA_KINDS[model_type]}ForCausalLM" if model_type in LLAMA_KINDS
                           else "GPT2LMHeadModel")
     kind = LLAMA_KINDS.get(model_type, "GPT-2")

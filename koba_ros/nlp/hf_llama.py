@@ -1,6 +1,6 @@
 """Llama-shaped models to and from Hugging Face `LlamaForCausalLM` (and `Qwen2ForCausalLM`, `Qwen3ForCausalLM`,
-`MistralForCausalLM`), tensor for tensor (used by `koba lm export` and `koba lm import` in hf_gpt2.py, which check
-the logits before writing anything).
+`MistralForCausalLM`, the Gemmas), tensor for tensor (used by `koba lm export` and `koba lm import` in hf_gpt2.py,
+which check the logits before writing anything).
 
 A model is Llama-shaped when it is Pre-LN with RMSNorm, a SwiGLU FFN, RoPE, a plain embedding table and no
 Spike-No-More embedding fixes (any number of key/value heads). `bias: true` becomes transformers' `attention_bias` and
@@ -8,10 +8,16 @@ Spike-No-More embedding fixes (any number of key/value heads). `bias: true` beco
 (`bias: false, qkv_bias: true`) are Qwen2's attention: such a model goes out and comes in as `Qwen2ForCausalLM`,
 whose tensors have the same names. Normalised queries and keys without biases (`qk_norm: true`, usually with
 `d_head` wider than d_model / n_heads) are Qwen3's attention, `Qwen3ForCausalLM`; sliding-window attention
-without biases (`attention_window`) is Mistral's, `MistralForCausalLM`. Names (each bias goes with its weight):
+without biases (`attention_window`) is Mistral's, `MistralForCausalLM` (Qwen2 and Qwen3 may slide on some layers:
+`sliding_layers`, their layer_types). Gemma's layers are a Llama's with GEGLU and scaled embeddings
+(`GemmaForCausalLM`); Gemma 2's add sandwich norms, soft-capped logits, an attention scale of their own and a window
+on every other layer (`Gemma2ForCausalLM`); Gemma 3's add QK-norm and a RoPE base of the sliding layers' own
+(`Gemma3ForCausalLM`, the text model). Names (each bias goes with its weight):
 
     embed.weight                  model.embed_tokens.weight
     blocks.i.ln1 / ln2            model.layers.i.input_layernorm / post_attention_layernorm
+    (sandwich) ln1, attn_out_norm model.layers.i.input_layernorm, post_attention_layernorm,
+      ln2, ffn_out_norm             pre_feedforward_layernorm, post_feedforward_layernorm     (Gemma 2 and 3)
     blocks.i.attn.qkv             model.layers.i.self_attn.q_proj, k_proj, v_proj   (our rows stack q, k, v)
     blocks.i.attn.out             model.layers.i.self_attn.o_proj
     blocks.i.attn.q_norm / k_norm model.layers.i.self_attn.q_norm / k_norm             (Qwen3)
@@ -28,11 +34,14 @@ with them: q_norm and k_norm gains are reordered like one head's rows.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.positions import yarn_attention_factor
 
 LLAMA_SHAPE = {"norm": "pre", "norm_type": "rmsnorm", "ffn": "swiglu", "positions": "rope", "embedding": "table",
                "embed_scale": False, "embed_norm": False}
@@ -43,8 +52,18 @@ LLAMA_SHAPE = {"norm": "pre", "norm_type": "rmsnorm", "ffn": "swiglu", "position
 GEMMA_SHAPE = {**LLAMA_SHAPE, "ffn": "geglu", "embed_scale": True}
 
 
+def gemma_version(config: TransformerConfig) -> int:
+    """1 for Gemma 1's shape; 2 for Gemma 2's (its layers also normalise each sub-layer's output: `norm:
+    sandwich`); 3 for Gemma 3's (Gemma 2's with QK-norm); 0 for anything else."""
+    if not all(getattr(config, key) == value for key, value in GEMMA_SHAPE.items() if key != "norm"):
+        return 0
+    if config.norm == "sandwich":
+        return 3 if config.qk_norm else 2
+    return 1 if config.norm == "pre" else 0
+
+
 def is_gemma_shaped(config: TransformerConfig) -> bool:
-    return all(getattr(config, key) == value for key, value in GEMMA_SHAPE.items())
+    return gemma_version(config) > 0
 
 
 def is_llama_shaped(config: TransformerConfig) -> bool:
@@ -69,28 +88,51 @@ def architecture(config: TransformerConfig) -> str:
     if not is_llama_shaped(config):
         wrong = {k: getattr(config, k) for k, v in LLAMA_SHAPE.items() if getattr(config, k) != v}
         raise KobaError(f"export: a Llama needs {LLAMA_SHAPE}; this model has {wrong}")
-    if is_gemma_shaped(config):
-        if config.bias or config.has_qkv_bias or config.qk_norm or config.attention_window:
-            raise KobaError("export: a Gemma has no biases, no QK-norm and no sliding window; this model has one")
-        return "gemma"
-    if config.attention_window:
-        if config.bias or config.has_qkv_bias or config.qk_norm:
-            raise KobaError("export: sliding-window attention is Mistral's, which has no biases and no QK-norm; "
-                            "this model has them")
-        return "mistral"
+    version = gemma_version(config)
+    if version:
+        if config.bias or config.has_qkv_bias:
+            raise KobaError("export: a Gemma has no biases; this model has them")
+        if version == 1 and (config.qk_norm or config.attention_window or _gemma2_options(config)):
+            raise KobaError("export: Gemma 1 has no QK-norm, no sliding window, no soft-capping and no attention "
+                            "scale of its own (Gemma 2 and 3, with norm: sandwich, do); this model has one")
+        if version == 2 and config.rope_local_theta:
+            raise KobaError("export: Gemma 2 rotates every layer alike; a RoPE base of the sliding layers' own "
+                            "(rope_local_theta) is Gemma 3's, which has QK-norm")
+        return "gemma" if version == 1 else f"gemma{version}"
+    if _gemma2_options(config) or config.rope_local_theta:
+        raise KobaError(f"export: soft-capping, an attention scale of its own and a local RoPE base are Gemma 2's and "
+                        f"3's ({GEMMA_SHAPE} with norm: sandwich); this model has them without that shape")
+    some_layers = config.sliding_layers is not None and len(config.sliding_layers) < config.n_layers
     if config.qk_norm:
         if config.bias or config.has_qkv_bias:
             raise KobaError("export: normalised queries and keys are Qwen3's attention, which has no biases here; "
                             "this model has biases")
         return "qwen3"
-    if config.has_qkv_bias == config.bias:
-        return "llama"
-    if not config.has_qkv_bias:
+    if config.has_qkv_bias and not config.bias:
+        if config.d_head and config.d_head * config.n_heads != config.d_model:
+            raise KobaError(f"export: Qwen2's heads fill its width; this model's {config.n_heads} heads of "
+                            f"{config.d_head} do not fill {config.d_model}")
+        return "qwen2"
+    if config.bias and not config.has_qkv_bias:
         raise KobaError("export: biases everywhere but on q, k and v are neither a Llama's nor a Qwen2's")
-    if config.d_head and config.d_head * config.n_heads != config.d_model:
-        raise KobaError(f"export: Qwen2's heads fill its width; this model's {config.n_heads} heads of {config.d_head} "
-                        f"do not fill {config.d_model}")
-    return "qwen2"
+    if config.attention_window:
+        if config.bias:
+            raise KobaError("export: sliding-window attention is Mistral's, which has no biases (or Qwen2's, with "
+                            "biases on q, k and v only); this model has biases everywhere")
+        if some_layers:
+            raise KobaError("export: a window on some layers only is Qwen2's, Qwen3's or Gemma 2's and 3's; a Llama "
+                            "without biases or QK-norm is a Mistral, whose window covers every layer")
+        return "mistral"
+    return "llama"
+
+
+def _gemma2_options(config: TransformerConfig) -> bool:
+    return bool(config.attn_softcap or config.logit_softcap or config.attn_scale_dim)
+
+
+def layer_types(config: TransformerConfig) -> list[str]:
+    """transformers' layer_types: each layer's "sliding_attention" or "full_attention"."""
+    return ["sliding_attention" if window else "full_attention" for window in config.layer_windows]
 
 
 def llama_config(config: TransformerConfig):
@@ -101,23 +143,41 @@ def llama_config(config: TransformerConfig):
                   rms_norm_eps=config.norm_eps, rope_parameters=rope_parameters(config),
                   tie_word_embeddings=config.tie_embeddings, attention_dropout=config.dropout, bos_token_id=None,
                   eos_token_id=None, pad_token_id=None)
-    if architecture(config) == "qwen2":
+    kind = architecture(config)
+    windows = dict(sliding_window=config.attention_window or None, layer_types=layer_types(config))
+    if kind == "qwen2":
         from transformers import Qwen2Config
 
-        return Qwen2Config(**common, use_sliding_window=False)
-    if architecture(config) == "gemma":
+        return Qwen2Config(**common, use_sliding_window=bool(config.attention_window), **windows)
+    if kind == "gemma":
         from transformers import GemmaConfig
 
         return GemmaConfig(**{**common, "hidden_act": "gelu_pytorch_tanh"}, head_dim=config.head_dim,
                            attention_bias=False)
-    if architecture(config) == "mistral":
+    if kind in ("gemma2", "gemma3"):
+        from transformers import Gemma2Config, Gemma3TextConfig
+
+        gemma = dict(common, hidden_activation="gelu_pytorch_tanh", head_dim=config.head_dim, attention_bias=False,
+                     query_pre_attn_scalar=config.attn_scale_dim or config.head_dim,
+                     attn_logit_softcapping=config.attn_softcap or None,
+                     final_logit_softcapping=config.logit_softcap or None, **windows)
+        del gemma["hidden_act"]
+        if kind == "gemma2":
+            return Gemma2Config(**gemma)
+        local = {"rope_type": "default", "rope_theta": float(config.rope_local_theta)} if config.rope_local_theta \
+            else rope_parameters(config)
+        return Gemma3TextConfig(**{**gemma, "rope_parameters": {"full_attention": rope_parameters(config),
+                                                                 "sliding_attention": local}},
+                                use_bidirectional_attention=False)
+    if kind == "mistral":
         from transformers import MistralConfig
 
         return MistralConfig(**common, head_dim=config.head_dim, sliding_window=config.attention_window)
-    if architecture(config) == "qwen3":
+    if kind == "qwen3":
         from transformers import Qwen3Config
 
-        return Qwen3Config(**common, head_dim=config.head_dim, attention_bias=False, use_sliding_window=False)
+        return Qwen3Config(**common, head_dim=config.head_dim, attention_bias=False,
+                           use_sliding_window=bool(config.attention_window), **windows)
     from transformers import LlamaConfig
 
     return LlamaConfig(**common, head_dim=config.head_dim, attention_bias=config.bias, mlp_bias=config.bias)
@@ -128,37 +188,70 @@ LLAMA3_KEYS = {"factor": "rope_factor", "low_freq_factor": "rope_low_freq_factor
 
 
 def rope_parameters(config: TransformerConfig) -> dict:
-    """transformers' rope_parameters of our RoPE: its base, and Llama 3's frequency scaling where it is used."""
+    """transformers' rope_parameters of our RoPE: its base, and its scaling (llama3, linear or yarn) where used."""
     if config.rope_scaling == "llama3":
         return {"rope_type": "llama3", "rope_theta": float(config.rope_theta),
                 **{theirs: getattr(config, ours) for theirs, ours in LLAMA3_KEYS.items()}}
     if config.rope_scaling == "linear":
         return {"rope_type": "linear", "rope_theta": float(config.rope_theta), "factor": float(config.rope_factor)}
+    if config.rope_scaling == "yarn":  # attention_factor always written out, so transformers derives nothing
+        return {"rope_type": "yarn", "rope_theta": float(config.rope_theta), "factor": float(config.rope_factor),
+                "original_max_position_embeddings": config.rope_original_max_len,
+                "beta_fast": float(config.rope_beta_fast), "beta_slow": float(config.rope_beta_slow),
+                "attention_factor": yarn_attention_factor(config.rope_factor, config.rope_attention_factor),
+                "truncate": config.rope_truncate}
     return {"rope_type": "default", "rope_theta": float(config.rope_theta)}
+
+
+def _yarn_scaling(hf_config, rope: dict) -> dict:
+    """Our yarn settings of transformers' yarn rope_parameters, read as its `_compute_yarn_parameters` reads them:
+    factor None -> max_position_embeddings / original_max_position_embeddings; beta_fast, beta_slow None or 0 -> 32,
+    1; truncate absent -> true; no attention_factor -> get_mscale(factor, mscale) / get_mscale(factor,
+    mscale_all_dim) when both are set (get_mscale(s, m) = 0.1 m ln(s) + 1, 1 for s <= 1), else 0.1 ln(factor) + 1.
+    One line for what ours cannot compute (a partial rotation, an attention_factor <= 0)."""
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise KobaError(f"import: this model's yarn RoPE rotates part of each head (partial_rotary_factor "
+                        f"{rope['partial_rotary_factor']}); only whole heads are supported")
+    original = int(rope.get("original_max_position_embeddings") or hf_config.max_position_embeddings)
+    factor = float(hf_config.max_position_embeddings / original if rope.get("factor") is None else rope["factor"])
+    attention = rope.get("attention_factor")
+    if attention is not None and not 0 < attention < float("inf"):
+        raise KobaError(f"import: this model's yarn attention_factor is {attention!r}; only a finite one > 0 is "
+                        "supported")
+    mscale, all_dims = rope.get("mscale"), rope.get("mscale_all_dim")
+    if attention is None and mscale and all_dims and factor > 1:  # DeepSeek's form, folded into one number
+        attention = (0.1 * mscale * math.log(factor) + 1.0) / (0.1 * all_dims * math.log(factor) + 1.0)
+    return {"rope_scaling": "yarn", "rope_factor": factor, "rope_original_max_len": original,
+            "rope_beta_fast": float(rope.get("beta_fast") or 32.0),
+            "rope_beta_slow": float(rope.get("beta_slow") or 1.0), "rope_attention_factor": float(attention or 0.0),
+            "rope_truncate": bool(rope.get("truncate", True))}
 
 
 def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
     """The TransformerConfig of a LlamaConfig, Qwen2Config, Qwen3Config, MistralConfig (a Llama whose attention may
     slide over a window: `attention_window`) or GemmaConfig, refused in one line where its options leave what ours
     compute. `tied`: whether the loaded model's head is its embedding table (default: the config's flag)."""
+    model_type = hf_config.model_type
     rope = getattr(hf_config, "rope_parameters", None) or {}
-    gemma = hf_config.model_type == "gemma"
-    checks = {"hidden_act": "gelu_pytorch_tanh" if gemma else "silu"}  # (transformers ignores pretraining_tp)
+    local_rope = None
+    if model_type == "gemma3_text":  # one RoPE for the full-attention layers, one for the sliding ones
+        rope, local_rope = rope.get("full_attention") or {}, rope.get("sliding_attention") or {}
+    gemma = model_type in ("gemma", *LATER_GEMMAS)
+    activation = "hidden_activation" if model_type in LATER_GEMMAS else "hidden_act"
+    checks = {activation: "gelu_pytorch_tanh" if gemma else "silu"}  # (transformers ignores pretraining_tp)
     for key, value in checks.items():
         if getattr(hf_config, key, value) != value:
             raise KobaError(f"import: this Llama has {key} {getattr(hf_config, key)!r}; only {value!r} is supported")
-    window = getattr(hf_config, "sliding_window", None) if hf_config.model_type == "mistral" else None
-    window = window if window is not None and window < hf_config.max_position_embeddings else 0  # 0: covers all
-    qk_norm = hf_config.model_type == "qwen3"
-    sliding = "sliding_attention" in (getattr(hf_config, "layer_types", None) or [])  # Qwen's: some layers only
-    if hf_config.model_type in ("qwen2", "qwen3") and sliding:
-        raise KobaError(f"import: this {hf_config.model_type} slides its attention on some layers; only one window "
-                        "for all layers (Mistral's) is supported")
-    if hf_config.model_type == "qwen2":
+    if getattr(hf_config, "use_bidirectional_attention", False):
+        raise KobaError(f"import: this {model_type} attends in both directions; only causal LMs are supported")
+    window, sliding_layers = _windows(hf_config)
+    qk_norm = model_type in ("qwen3", "gemma3_text")
+    if model_type == "qwen2":
         bias, qkv_bias = False, True  # Qwen2's attention: biases on q, k and v, none on o or the MLP
     elif qk_norm:
         if getattr(hf_config, "attention_bias", False):  # on q, k, v and o but not the MLP: not one of ours
-            raise KobaError("import: this Qwen3 has attention_bias true; only Qwen3s without biases are supported")
+            raise KobaError(f"import: this {model_type} has attention_bias true; only ones without biases are "
+                            "supported")
         bias = qkv_bias = False
     else:
         bias = qkv_bias = bool(getattr(hf_config, "attention_bias", False))
@@ -166,16 +259,19 @@ def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
             raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
                             f"{hf_config.mlp_bias!r}; only both or neither are supported")
     kind = rope.get("rope_type", "default")
-    if kind not in ("default", "llama3", "linear"):  # "dynamic", "yarn", "longrope"...
-        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default, llama3 and linear rope_types are "
-                        "supported")
+    if kind not in ("default", "llama3", "linear", "yarn"):  # "dynamic", "longrope"...
+        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default, llama3, linear and yarn rope_types "
+                        "are supported")
     theta = float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))
     scaling = {"rope_scaling": "llama3", **{ours: (int if ours == "rope_original_max_len" else float)(rope[theirs])
                                             for theirs, ours in LLAMA3_KEYS.items()}} if kind == "llama3" else {}
     if kind == "linear":
         scaling = {"rope_scaling": "linear", "rope_factor": float(rope["factor"])}
+    if kind == "yarn":
+        scaling = _yarn_scaling(hf_config, rope)
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     fills = head_dim * hf_config.num_attention_heads == hf_config.hidden_size  # else Qwen3's, Mistral Nemo's heads
+    later_gemma = _later_gemma_options(hf_config, head_dim, local_rope, window) if model_type in LATER_GEMMAS else {}
     vocab = hf_config.vocab_size
     return TransformerConfig(vocab_size=vocab, d_model=hf_config.hidden_size, n_layers=hf_config.num_hidden_layers,
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
@@ -183,9 +279,47 @@ def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
                              tie_embeddings=bool(hf_config.tie_word_embeddings if tied is None else tied),
                              pad_id=min(256, vocab - 1),
                              d_head=0 if fills else head_dim, bias=bias, qkv_bias=qkv_bias, qk_norm=qk_norm,
-                             attention_window=int(window),
+                             attention_window=int(window), sliding_layers=sliding_layers,
                              rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling,
-                             **(GEMMA_SHAPE if gemma else LLAMA_SHAPE))
+                             **{**(GEMMA_SHAPE if gemma else LLAMA_SHAPE), **later_gemma})
+
+
+LATER_GEMMAS = ("gemma2", "gemma3_text")  # transformers' model_types of Gemma 2 and of Gemma 3's text model
+
+
+def _windows(hf_config) -> tuple[int, list[int] | None]:
+    """Our attention_window and sliding_layers of a config's sliding_window: Mistral's covers every layer (0 when it
+    covers the whole context); Qwen2's, Qwen3's and Gemma 2's and 3's layer_types say which layers slide."""
+    window = getattr(hf_config, "sliding_window", None)
+    if hf_config.model_type == "mistral":
+        return (window if window is not None and window < hf_config.max_position_embeddings else 0), None
+    types = list(getattr(hf_config, "layer_types", None) or [])
+    if not window or hf_config.model_type not in ("qwen2", "qwen3", *LATER_GEMMAS):
+        return 0, None
+    unknown = sorted(set(types) - {"sliding_attention", "full_attention"})
+    if unknown or len(types) != hf_config.num_hidden_layers:
+        raise KobaError(f"import: this {hf_config.model_type}'s layer_types {types} are not one of full_attention "
+                        "or sliding_attention per layer")
+    sliding = [i for i, kind in enumerate(types) if kind == "sliding_attention"]
+    return (int(window), None if len(sliding) == len(types) else sliding) if sliding else (0, None)
+
+
+def _later_gemma_options(hf_config, head_dim: int, local_rope: dict | None, window: int) -> dict:
+    """What Gemma 2 and 3 add to Gemma 1: sandwich norms, an attention scale of their own (query_pre_attn_scalar),
+    soft-capped logits, and for Gemma 3 the sliding layers' own RoPE base."""
+    scale = getattr(hf_config, "query_pre_attn_scalar", None) or head_dim
+    if not (float(scale).is_integer() and scale > 0):
+        raise KobaError(f"import: this {hf_config.model_type}'s query_pre_attn_scalar is {scale!r}; only a positive "
+                        "whole number is supported")
+    options = {"norm": "sandwich", "attn_scale_dim": 0 if int(scale) == head_dim else int(scale),
+               "attn_softcap": float(getattr(hf_config, "attn_logit_softcapping", None) or 0.0),
+               "logit_softcap": float(getattr(hf_config, "final_logit_softcapping", None) or 0.0)}
+    if local_rope is not None and window:
+        if local_rope.get("rope_type", "default") != "default":
+            raise KobaError(f"import: this Gemma 3's sliding layers scale their RoPE ({local_rope}); only an unscaled "
+                            "one is supported there")
+        options["rope_local_theta"] = float(local_rope.get("rope_theta", 10000.0))
+    return options
 
 
 def shares_its_embeddings(hf) -> bool:
@@ -200,6 +334,21 @@ def _norm_offset(config: TransformerConfig) -> float:
     return 1.0 if is_gemma_shaped(config) else 0.0
 
 
+MODEL_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "mistral": "MistralForCausalLM", "gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
+                 "gemma3": "Gemma3ForCausalLM"}
+
+
+def norm_names(config: TransformerConfig) -> dict[str, str]:
+    """Each layer's norms, ours to transformers'. A Llama's post_attention_layernorm is the FFN's input norm;
+    Gemma 2's and 3's (sandwich) normalises the attention's output and pre_feedforward_layernorm is the FFN's input
+    norm."""
+    if config.norm == "sandwich":
+        return {"ln1": "input_layernorm", "attn_out_norm": "post_attention_layernorm",
+                "ln2": "pre_feedforward_layernorm", "ffn_out_norm": "post_feedforward_layernorm"}
+    return {"ln1": "input_layernorm", "ln2": "post_attention_layernorm"}
+
+
 def _kinds(bias: bool) -> tuple[str, ...]:
     return ("weight", "bias") if bias else ("weight",)
 
@@ -207,11 +356,10 @@ def _kinds(bias: bool) -> tuple[str, ...]:
 @torch.no_grad()
 def to_hf(model: TransformerLM):
     """A LlamaForCausalLM (or Qwen2, Qwen3, Mistral or Gemma ForCausalLM) computing the same logits as `model`."""
-    from transformers import GemmaForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+    import transformers
 
     config = model.config
-    model_class = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM, "mistral": MistralForCausalLM,
-                   "gemma": GemmaForCausalLM}.get(architecture(config), LlamaForCausalLM)
+    model_class = getattr(transformers, MODEL_CLASSES[architecture(config)])
     hf = model_class(llama_config(config))
     ours, theirs = model.state_dict(), hf.state_dict()
     order, d_head = _head_order(config.head_dim), config.head_dim
@@ -220,8 +368,8 @@ def to_hf(model: TransformerLM):
     split = [config.n_heads * d_head] + [config.kv_heads * d_head] * 2
     for i in range(config.n_layers):
         mine, hf_layer = f"blocks.{i}.", f"model.layers.{i}."
-        theirs[hf_layer + "input_layernorm.weight"].copy_(ours[mine + "ln1.weight"] - gain)
-        theirs[hf_layer + "post_attention_layernorm.weight"].copy_(ours[mine + "ln2.weight"] - gain)
+        for our_norm, their_norm in norm_names(config).items():
+            theirs[f"{hf_layer}{their_norm}.weight"].copy_(ours[f"{mine}{our_norm}.weight"] - gain)
         for kind in _kinds(config.has_qkv_bias):
             q, k, v = ours[f"{mine}attn.qkv.{kind}"].split(split)
             for name, tensor in (("self_attn.q_proj", _reorder_heads(q, d_head, order)),
@@ -229,7 +377,7 @@ def to_hf(model: TransformerLM):
                 theirs[f"{hf_layer}{name}.{kind}"].copy_(tensor)
         for norm in ("q_norm", "k_norm") if config.qk_norm else ():
             theirs[f"{hf_layer}self_attn.{norm}.weight"].copy_(_reorder_heads(ours[f"{mine}attn.{norm}.weight"],
-                                                                               d_head, order))
+                                                                               d_head, order) - gain)
         for kind in _kinds(config.bias):
             gate, up = ours[f"{mine}ffn.fc.{kind}"].chunk(2)
             for name, tensor in (("self_attn.o_proj", ours[f"{mine}attn.out.{kind}"]), ("mlp.gate_proj", gate),
@@ -252,8 +400,8 @@ def from_hf(hf) -> TransformerLM:
              "head.weight": theirs.get("lm_head.weight", theirs["model.embed_tokens.weight"])}  # tied: one tensor
     for i in range(config.n_layers):
         mine, t = f"blocks.{i}.", f"model.layers.{i}."
-        state[mine + "ln1.weight"] = theirs[t + "input_layernorm.weight"] + gain
-        state[mine + "ln2.weight"] = theirs[t + "post_attention_layernorm.weight"] + gain
+        for our_norm, their_norm in norm_names(config).items():
+            state[f"{mine}{our_norm}.weight"] = theirs[f"{t}{their_norm}.weight"] + gain
         for kind in _kinds(config.has_qkv_bias):
             state[f"{mine}attn.qkv.{kind}"] = torch.cat([
                 _reorder_heads(theirs[f"{t}self_attn.q_proj.{kind}"], config.head_dim, back),
@@ -261,7 +409,7 @@ def from_hf(hf) -> TransformerLM:
                 theirs[f"{t}self_attn.v_proj.{kind}"]])
         for norm in ("q_norm", "k_norm") if config.qk_norm else ():
             state[f"{mine}attn.{norm}.weight"] = _reorder_heads(theirs[f"{t}self_attn.{norm}.weight"],
-                                                                config.head_dim, back)
+                                                                config.head_dim, back) + gain
         for kind in _kinds(config.bias):
             state[f"{mine}attn.out.{kind}"] = theirs[f"{t}self_attn.o_proj.{kind}"]
             state[f"{mine}ffn.fc.{kind}"] = torch.cat([theirs[f"{t}mlp.gate_proj.{kind}"],

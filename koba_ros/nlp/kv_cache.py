@@ -21,8 +21,8 @@ class LayerKV:
     """One layer's keys and values [B, H, capacity, d_head]; `extend` appends the new tokens' and returns all (with
     a window, the last window - 1 stored ones and the new ones: all that the new tokens may attend to)."""
 
-    def __init__(self, owner: KVCache):
-        self.owner = owner
+    def __init__(self, owner: KVCache, window: int = 0):
+        self.owner, self.window = owner, window
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
 
@@ -32,7 +32,7 @@ class LayerKV:
         if end > self.owner.capacity:
             raise KobaError(f"KV cache holds {self.owner.capacity} tokens; "
                             f"{start} stored + {k.shape[2]} new do not fit")
-        if self.owner.window:
+        if self.window:
             return self._slide(k, v)
         if self.keys is None:
             B, H, _, d = k.shape
@@ -51,21 +51,27 @@ class LayerKV:
             raise KobaError(f"KV cache was filled for batch {self.keys.shape[0]}, got batch {k.shape[0]}")
         keys = k if self.keys is None else torch.cat([self.keys, k], dim=2)
         values = v if self.values is None else torch.cat([self.values, v], dim=2)
-        keep = self.owner.window - 1
-        self.keys, self.values = keys[:, :, keys.shape[2] - keep:], values[:, :, values.shape[2] - keep:]
+        start = max(0, keys.shape[2] - (self.window - 1))  # fewer stored than that: all (a negative start would
+        self.keys, self.values = keys[:, :, start:], values[:, :, start:]  # count from the end and drop some)
         return keys, values
 
 
 class KVCache:
-    """Per-layer keys and values of the first `length` tokens of a batch, room for `capacity` tokens."""
+    """Per-layer keys and values of the first `length` tokens of a batch, room for `capacity` tokens.
 
-    def __init__(self, n_layers: int, capacity: int, window: int = 0):
+    `window`: the model's sliding window, one for every layer (attention_window) or one per layer (config's
+    layer_windows; 0 for a layer that attends over everything): a layer with a window stores only the last
+    window - 1 keys and values."""
+
+    def __init__(self, n_layers: int, capacity: int, window: int | list[int] = 0):
         if n_layers < 1 or capacity < 1:
             raise KobaError(f"KV cache needs >= 1 layer and >= 1 token of room, got {n_layers} and {capacity}")
-        self.capacity = capacity  # positions it may reach; with a window (the model's attention_window) it stores
-        self.window = window      # only the last window - 1 keys and values of each layer
+        windows = [window] * n_layers if isinstance(window, int) else list(window)
+        if len(windows) != n_layers:
+            raise KobaError(f"KV cache: {len(windows)} windows for {n_layers} layers")
+        self.capacity = capacity  # positions it may reach
         self.length = 0  # tokens stored; the model advances it after all its layers have extended
-        self.layers = [LayerKV(self) for _ in range(n_layers)]
+        self.layers = [LayerKV(self, w) for w in windows]
 
     def advance(self, n: int) -> None:
         self.length += n

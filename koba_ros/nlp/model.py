@@ -15,7 +15,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.blocks import Block, norm_layer
+from koba_ros.nlp.blocks import Block, norm_layer, soft_cap
 from koba_ros.nlp.chunked_cross_entropy import chunked_cross_entropy
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.document_mask import same_document_causal
@@ -45,11 +45,14 @@ class Transformer(nn.Module):
         self.config = config
         self.embed = build_embedding(config)
         self.positions = build_positions(config)
+        # Gemma 3: the sliding-window layers rotate with a base of their own (short distances, no scaling).
+        self.local_positions = RotaryPositions(config.head_dim, config.rope_local_theta) \
+            if config.rope_local_theta else None
         self.embed_norm = norm_layer(config) if config.embed_norm else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
-        # Post-LN and B2T layers already end in a LayerNorm; Pre-LN needs one before the head.
-        self.final_norm = norm_layer(config) if config.norm == "pre" else None
+        # Post-LN and B2T layers already end in a LayerNorm; Pre-LN (and sandwich) needs one before the head.
+        self.final_norm = norm_layer(config) if config.norm in ("pre", "sandwich") else None
 
     def hidden(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, shift=None,
                cache: KVCache | None = None, documents: torch.Tensor | None = None,
@@ -72,9 +75,12 @@ class Transformer(nn.Module):
         x = self.embed(ids)
         if self.config.embed_scale:  # Spike No More §4.1: make the shortcut large
             x = x * math.sqrt(self.config.d_model)
-        rope = None
+        rope = local_rope = None
+        if self.local_positions is not None:
+            local_rope = self.local_positions.cos_sin(T, ids.device, shift, start)
         if isinstance(self.positions, RotaryPositions):
             rope = self.positions.cos_sin(T, ids.device, shift, start)
+            local_rope = local_rope or rope
         elif self.positions is not None:
             x = x + self.positions(B, T, ids.device, shift, start).to(x.dtype)
         if self.embed_norm is not None:  # Spike No More §4.2
@@ -85,11 +91,13 @@ class Transformer(nn.Module):
         turnover = (instances, flip) if instances is not None else None
         recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
+            block_rope = local_rope if block.attn.window else rope
             if recompute:
-                x = torch.utils.checkpoint.checkpoint(block, x, self.causal, key_mask, rope, None, turnover,
+                x = torch.utils.checkpoint.checkpoint(block, x, self.causal, key_mask, block_rope, None, turnover,
                                                       use_reentrant=False)
             else:
-                x = block(x, self.causal, key_mask, rope, cache.layers[i] if cache is not None else None, turnover)
+                x = block(x, self.causal, key_mask, block_rope, cache.layers[i] if cache is not None else None,
+                          turnover)
         if cache is not None:
             cache.advance(T)
         return self.final_norm(x) if self.final_norm is not None else x
@@ -123,8 +131,11 @@ class TransformerLM(Transformer):
         hidden = self.hidden(ids, shift=shift, cache=cache, documents=documents, instances=instances, flip=flip)
         if targets is not None and self.config.loss_chunk:
             return None, chunked_cross_entropy(hidden.reshape(-1, hidden.size(-1)), self.head.weight,
-                                               targets.reshape(-1), self.config.loss_chunk)
+                                               targets.reshape(-1), self.config.loss_chunk,
+                                               softcap=self.config.logit_softcap)
         logits = self.head(hidden)
+        if self.config.logit_softcap:
+            logits = soft_cap(logits, self.config.logit_softcap)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)

@@ -71,11 +71,18 @@ class RotaryPositions(nn.Module):
     theta_i = base^(-2i/d_head) (the paper's base 10000; `rope_theta` in the config), so q·k depends only on the
     relative position."""
 
-    def __init__(self, head_dim: int, base: float = 10000.0, llama3: dict | None = None, linear_factor: float = 1.0):
+    def __init__(self, head_dim: int, base: float = 10000.0, llama3: dict | None = None, linear_factor: float = 1.0,
+                 yarn: dict | None = None):
         super().__init__()
         inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
         if llama3 is not None:
             inv_freq = llama3_inv_freq(inv_freq, **llama3)
+        # YaRN (yarn_inv_freq): its frequencies, and cos and sin times sqrt(1/t) so that q·k is divided by t.
+        self.attention_factor = 1.0
+        if yarn is not None:
+            yarn = dict(yarn)
+            self.attention_factor = yarn_attention_factor(yarn["factor"], yarn.pop("attention_factor", 0.0))
+            inv_freq = yarn_inv_freq(head_dim, base, **yarn)
         # Position interpolation (Chen et al. 2023, "Extending Context Window of Large Language Models via Positional
         # Interpolation", §2.3: f'(x, m) = f(x, m L / L')): positions squeezed by the factor, the same as every
         # frequency divided by it, so a context factor times longer stays inside the angles the model was trained on.
@@ -87,6 +94,8 @@ class RotaryPositions(nn.Module):
         if shift is not None:
             positions = positions + float(shift)
         angle = torch.outer(positions, self.inv_freq.to(device))  # [T, d_head/2]
+        if self.attention_factor != 1.0:  # YaRN's temperature: rotating q and k by these scales each by it
+            return angle.cos() * self.attention_factor, angle.sin() * self.attention_factor
         return angle.cos(), angle.sin()
 
 
@@ -101,6 +110,62 @@ def llama3_inv_freq(inv_freq: torch.Tensor, factor: float, low_freq_factor: floa
     mixed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
     return torch.where(wavelength < original_max_len / high_freq_factor, inv_freq,
                        torch.where(wavelength > original_max_len / low_freq_factor, inv_freq / factor, mixed))
+
+
+def yarn_inv_freq(head_dim: int, base: float, factor: float, original_max_len: int, beta_fast: float = 32.0,
+                  beta_slow: float = 1.0, truncate: bool = True, ramp: str = "index") -> torch.Tensor:
+    """YaRN's RoPE frequencies (Peng, Quesnelle, Fan & Shippole 2023, "YaRN: Efficient Context Window Extension of
+    Large Language Models", arXiv 2309.00071, §3.2 "NTK-by-parts" interpolation, the frequencies YaRN (§3.4) uses).
+
+    Pair d of a head of |D| = head_dim turns at θ_d = b^(-2d/|D|), with wavelength λ_d = 2π / θ_d; over the context
+    the model was trained at, L = original_max_len, it makes r(d) = L / λ_d turns. With a ramp γ, α = beta_slow and
+    β = beta_fast (the paper's 1 and 32 for Llama),
+
+        h(θ_d) = (1 - γ(r(d))) θ_d / s + γ(r(d)) θ_d,   s = factor:
+
+    a pair that turns more than β times within L (short wavelength: local order) keeps θ_d (γ = 1), one that turns
+    fewer than α times (long wavelength: absolute position) is interpolated, θ_d / s as in Chen et al.'s position
+    interpolation (γ = 0), and the pairs in between are mixed. s = 1 leaves every θ_d as it is.
+
+    `ramp` says what γ is in between:
+    - "paper": the paper's γ(r) = (r - α) / (β - α), linear in r, clamped to [0, 1].
+    - "index" (default; what the authors' code and transformers' `_compute_yarn_parameters` compute, so what an
+      imported model needs): the ramp runs linearly over the pair index d, from the d where r(d) = β (γ = 1) to the
+      d where r(d) = α (γ = 0). r(d) falls exponentially in d, so this γ is (ln r - ln α) / (ln β - ln α), linear in
+      ln r: the same ends, but more of θ_d is kept in between (at r = 2: 0.2 against the paper's 0.03). With
+      `truncate` (transformers' default) the two ends are first rounded outwards to whole pairs (floor of the first,
+      ceiling of the second), and as in transformers the second is capped at head_dim - 1 and the two are moved
+      0.001 apart if they meet.
+    """
+    index = torch.arange(0, head_dim, 2).float()
+    inv_freq = base ** (-index / head_dim)
+    if ramp == "paper":
+        turns = original_max_len * inv_freq / (2 * math.pi)  # r(d) = L / λ_d
+        keep = ((turns - beta_slow) / (beta_fast - beta_slow)).clamp(0.0, 1.0)  # γ(r(d))
+    elif ramp == "index":
+        def pair_making(turns: float) -> float:  # the d (continuous) with r(d) = turns
+            return head_dim * math.log(original_max_len / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+        first, last = pair_making(beta_fast), pair_making(beta_slow)
+        if truncate:
+            first, last = math.floor(first), math.ceil(last)
+        first, last = max(first, 0), min(last, head_dim - 1)
+        if first == last:
+            last += 0.001
+        keep = 1 - ((torch.arange(head_dim // 2, dtype=torch.float32) - first) / (last - first)).clamp(0.0, 1.0)
+    else:
+        raise KobaError(f"yarn_inv_freq: ramp must be index or paper, got {ramp!r}")
+    return (1 - keep) * inv_freq / factor + keep * inv_freq
+
+
+def yarn_attention_factor(factor: float, attention_factor: float = 0.0) -> float:
+    """YaRN's attention temperature t (arXiv 2309.00071, §3.4): softmax(q·k / (t sqrt|D|)) with
+    sqrt(1/t) = 0.1 ln(s) + 1, fitted by the authors on Llama for s = factor. Scaling both q and k by sqrt(1/t), here by
+    scaling RoPE's cos and sin, divides q·k by t and changes nothing else. Returns sqrt(1/t): `attention_factor` when
+    it is > 0 (a model's own, transformers' `attention_factor`), else 0.1 ln(s) + 1 (1 for s <= 1, as transformers)."""
+    if attention_factor > 0:
+        return float(attention_factor)
+    return 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -123,5 +188,9 @@ def build_positions(config) -> nn.Module | None:
             factor=config.rope_factor, low_freq_factor=config.rope_low_freq_factor,
             high_freq_factor=config.rope_high_freq_factor, original_max_len=config.rope_original_max_len)
         linear = config.rope_factor if config.rope_scaling == "linear" else 1.0
-        return RotaryPositions(config.head_dim, config.rope_theta, llama3, linear)
+        yarn = None if config.rope_scaling != "yarn" else dict(
+            factor=config.rope_factor, original_max_len=config.rope_original_max_len,
+            beta_fast=config.rope_beta_fast, beta_slow=config.rope_beta_slow, truncate=config.rope_truncate,
+            attention_factor=config.rope_attention_factor)
+        return RotaryPositions(config.head_dim, config.rope_theta, llama3, linear, yarn)
     return None

@@ -73,7 +73,7 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
     # Room for what this call can feed (the prompt and all but the last token drawn), not for max_len: an imported
     # Llama 3.2 has max_len 131072, whose full cache would take 8.6 GB at fp32 for one prompt.
     capacity = min(max_len, len(ids) + max_new_tokens)
-    cache = KVCache(model.config.n_layers, capacity, model.config.attention_window) \
+    cache = KVCache(model.config.n_layers, capacity, model.config.layer_windows) \
         if use_cache and context.shape[1] < max_len else None
     new: list[int] = []
     for _ in range(max_new_tokens):
