@@ -12,7 +12,7 @@ to read against a population prior. The scales are the geometry of the cues, not
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class NeutralCalibrator:
         return self.neutral.calibrated or self.seconds <= 0
 
     def add(self, t: float, f: FaceFeatures) -> None:
-        if self.done:
+        if self.done or not np.isfinite(astuple(f)).all():  # a NaN sample would make the medians NaN
             return
         if classify(f).label == "neutral":
             self.start = t if self.start is None else self.start

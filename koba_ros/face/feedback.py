@@ -42,8 +42,9 @@ class ExpressionDebouncer:
         self.armed = True
 
     def update(self, t: float, score: float | None) -> FeedbackEvent | None:
-        """Feed one frame's signed score (-1..1), or None when no face was read."""
-        if score is None:
+        """Feed one frame's signed score (-1..1), or None when no face was read (a NaN/inf score counts as None: one
+        such frame would otherwise make the smoothed score NaN for good, and no expression would ever fire again)."""
+        if score is None or not math.isfinite(score):
             if self.last_t is not None and t - self.last_t > self.max_gap_s:
                 self.reset()  # the face is gone: an expression cannot span the gap
             return None
@@ -108,7 +109,7 @@ class HeadGestureDetector:
         self.quiet_until = -math.inf  # a new stream's clock may start far below the old one's
 
     def update(self, t: float, yaw: float | None, pitch: float | None) -> FeedbackEvent | None:
-        if yaw is None or pitch is None or t < self.quiet_until:
+        if yaw is None or pitch is None or not math.isfinite(yaw) or not math.isfinite(pitch) or t < self.quiet_until:
             return None  # the tail of a gesture just reported does not start a new one
         self.history.append((t, yaw, pitch))
         while self.history and t - self.history[0][0] > self.window_s:

@@ -90,7 +90,9 @@ class FacePipeline:
             result.skipped = "too dark" if result.brightness < self.config.dark_level else "no face"
             return result
         face = result.faces[0]
-        if face.visible_fraction < self.config.min_visible:
+        if not np.isfinite(face.points).all():  # NaN/inf points: their features would be NaN (and poison the rest)
+            result.skipped = "bad landmarks"
+        elif face.visible_fraction < self.config.min_visible:
             result.skipped = f"face at the edge of the frame ({face.visible_fraction:.0%} visible)"
         elif face.bbox[2] < self.config.min_face_px:
             result.skipped = f"face too small ({face.bbox[2]:.0f} px wide, need {self.config.min_face_px:.0f})"

@@ -15,7 +15,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from koba_ros.errors import KobaError
-from koba_ros.nodes.params import declare
+from koba_ros.nodes.params import declare, require_positive
 from koba_ros.nodes.runtime import run_node
 
 
@@ -43,14 +43,16 @@ class TamerLearnerNode(Node):
                                   "(empty: none).")
         resume = declare(self, "resume", False, "Load output_dir/checkpoint.pt on start.")
         self.save_every = declare(self, "save_every_episodes", 10, "Write curves and checkpoint every N episodes.")
-        limits = FeedbackLimits(
+        limit_values = dict(
             max_future_s=declare(self, "max_future_s", 0.5, "Reject feedback stamped further in the future."),
             max_age_s=declare(self, "max_age_s", 30.0, "Reject feedback stamped longer ago than this."),
             max_rate_hz=declare(self, "max_feedback_rate_hz", 20.0, "Sustained feedback rate accepted."),
             burst=declare(self, "feedback_burst", 20, "Feedback messages accepted at once."))
-        if rate_hz <= 0:
-            raise KobaError(f"rate_hz must be > 0, got {rate_hz}")
         try:
+            require_positive(rate_hz=rate_hz)
+            if seed < 0:
+                raise KobaError(f"seed must be >= 0, got {seed}")
+            limits = FeedbackLimits(**limit_values)  # checks each limit (a NaN one would switch its check off)
             options = {"layout": layout} if env_name == "maze" else {}
             env = make_env(env_name, render_mode="rgb_array", **options)
             config = with_overrides(ENV_AGENT_CONFIG[env_name], [i.strip() for i in settings.split(",") if i.strip()])
@@ -58,6 +60,8 @@ class TamerLearnerNode(Node):
                                seed, *(state_codes(env, e) for e in DEFAULT_ENCODING[env_name]))
             credit = CreditAssigner(Delay.parse(credit_delay), credit_model)
             self.session = TrainingSession(env, agent, credit, limits, seed=seed)
+            if self.publish_images:  # drawn once now: a missing drawing library must not surface in the timer
+                self.session.render()
             if resume and not self.output_dir:
                 raise KobaError("resume needs output_dir (the folder holding checkpoint.pt)")
             if self.output_dir:  # checked now: a bad folder must not surface in the first save, inside a timer
@@ -80,10 +84,10 @@ class TamerLearnerNode(Node):
 
     def on_step(self) -> None:
         episodes_before = len(self.session.episodes)
-        record = self.session.step(self.now())
+        record = self.session.step(self.now(), render=self.publish_images)
         self.transition_pub.publish(self.transition_message(record))
         if self.publish_images:
-            self.publish_image()
+            self.publish_image(record.frame)  # the step's result, drawn before an episode's end resets it
         if len(self.session.episodes) > episodes_before:
             last = self.session.episodes[-1]
             self.get_logger().info(f"episode {last.episode}: {last.steps} steps, return {last.ret:.2f}, "
@@ -102,8 +106,7 @@ class TamerLearnerNode(Node):
         msg.header.frame_id = "tamer_view"
         return msg
 
-    def publish_image(self) -> None:
-        frame = self.session.env.render()
+    def publish_image(self, frame) -> None:
         if frame is None:
             return
         msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3,

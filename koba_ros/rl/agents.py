@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from koba_ros.errors import KobaError
+from koba_ros.rl.checks import flag, number, whole
 from koba_ros.rl.credit import Credit
 from koba_ros.rl.human_reward import HConfig, HumanRewardModel
 from koba_ros.rl.q_learner import QConfig, QLearner
@@ -54,6 +55,16 @@ class AgentConfig:
     explore_temperature: float = 0.0  # DQN-TAMER: exploratory actions ~ softmax(H(s, .) / T); 0 = uniform (the paper)
     revisit_trust: float = 1.0         # DQN-TAMER: alpha_h x this per earlier visit of the state this episode (1 = off)
     avoid_repeats: bool = False        # DQN-TAMER: in a revisited state, skip actions already taken there this episode
+
+    def __post_init__(self):
+        if not isinstance(self.q, QConfig) or not isinstance(self.h, HConfig):
+            raise KobaError(f"q and h must be a QConfig and an HConfig, got {type(self.q).__name__}, "
+                            f"{type(self.h).__name__}")
+        number(self, "", "eps_start", "eps_end", "tamer_epsilon", "q_agreement", "revisit_trust", high=1.0)
+        whole(self, "", "eps_decay_steps", "eps_decay_steps_with_human")
+        number(self, "", "alpha_q", "alpha_h", "explore_temperature")
+        number(self, "", "alpha_h_decay", "alpha_h_success_decay", high=1.0, low_open=True)
+        flag(self, "", "avoid_repeats")
 
 
 # Per-environment settings (the rest as in AgentConfig). Taxi, measured on seed 0 with 300 episodes (docs/dqn_tamer.md):
@@ -312,15 +323,30 @@ def with_overrides(config: AgentConfig, items: list[str]) -> AgentConfig:
         part, _, name = key.rpartition(".")
         target = getattr(config, part, None) if part in ("q", "h") else config if not part else None
         kinds = {f.name: type(getattr(target, f.name)) for f in fields(target)} if target is not None else {}
-        if name not in kinds or not value:
+        if kinds.get(name) not in (bool, int, float) or not value:
             raise KobaError(f"expected field=value with a field of AgentConfig (q.<field>, h.<field> for the "
                             f"learners), got {item!r}")
-        try:
-            updated = replace(target, **{name: kinds[name](float(value))})
-        except ValueError:
-            raise KobaError(f"{key} must be a number, got {value!r}") from None
+        updated = replace(target, **{name: _parse_setting(key, value, kinds[name])})  # range checks: __post_init__
         config = replace(config, **{part: updated}) if part else updated
     return config
+
+
+def _parse_setting(key: str, value: str, kind: type):
+    """A setting's text as its field's type: a bool from 1/0/true/false/yes/no (bool(0.5) would be True), a whole
+    number for an int field (int(2.5) would quietly be 2), else a float."""
+    if kind is bool:
+        if value.strip().lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise KobaError(f"{key} must be true or false (1 or 0), got {value!r}")
+        return value.strip().lower() in ("1", "true", "yes")
+    try:
+        number = float(value)
+    except ValueError:
+        raise KobaError(f"{key} must be a number, got {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise KobaError(f"{key} must be a whole number, got {value!r}")
+        return int(number)
+    return number
 
 
 def _plain(d: dict) -> dict:

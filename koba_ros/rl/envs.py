@@ -5,6 +5,7 @@ simulated human judges actions by, and the benchmark's "solved" criterion.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -26,6 +27,8 @@ def make_env(name: str, render_mode: str | None = None, **kwargs) -> gym.Env:
         raise KobaError(f"unknown environment {name!r}; choose one of {', '.join(ENV_IDS)}")
     if name == "taxi" and kwargs:
         raise KobaError(f"taxi takes no options, got {', '.join(kwargs)}")
+    if name == "taxi" and render_mode == "rgb_array":  # drawn off-screen: without this SDL looks for a display and
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # prints an error line on a machine that has none
     return gym.make(ENV_IDS[name], render_mode=render_mode, **kwargs)
 
 

@@ -131,3 +131,17 @@ class SimulatedHuman:
             out.append(heapq.heappop(self.pending))
         self.given += len(out)
         return out
+
+    # Checkpoints (koba tamer train --resume): a resumed person goes on as tired as before, with the same random
+    # stream and the reactions still on their way. Plain numbers and lists (torch.load(weights_only=True)).
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "observed": self.observed, "given": self.given,
+                "pending": [[f.stamp, f.value, f.step] for f in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        pending = [Feedback(float(stamp), float(value), int(step)) for stamp, value, step in state["pending"]]
+        heapq.heapify(pending)
+        observed, given = int(state["observed"]), int(state["given"])
+        type(self.rng.bit_generator)().state = state["rng"]  # a bad state raises here, before any change
+        self.rng.bit_generator.state = state["rng"]
+        self.observed, self.given, self.pending = observed, given, pending

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from koba_ros.rl.checks import number, whole
 from koba_ros.rl.credit import Credit
 from koba_ros.rl.networks import StateMLP
 from koba_ros.rl.replay import feedback_buffer
@@ -23,6 +24,10 @@ class HConfig:
     batch: int = 32               # minibatch from the feedback buffer
     buffer: int = 10000           # feedback replay capacity (credited steps)
     train_every: int = 1          # environment steps per replayed gradient step (Deep TAMER replays continually)
+
+    def __post_init__(self):
+        whole(self, "h.", "hidden", "batch", "buffer", "train_every")
+        number(self, "h.", "lr", low_open=True)
 
 
 def weighted_squared(h: np.ndarray, value: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray]:

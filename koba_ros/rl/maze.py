@@ -76,6 +76,9 @@ class MazeEnv(gym.Env):
         self.max_steps, self.step_penalty, self.goal_reward = int(max_steps), float(step_penalty), float(goal_reward)
         if self.max_steps < 1:
             raise KobaError(f"max_steps must be >= 1, got {max_steps}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:  # as gymnasium's own envs
+            raise KobaError(f"maze render_mode must be None or one of {', '.join(self.metadata['render_modes'])}, "
+                            f"got {render_mode!r}")
         self.render_mode, self.cell_px = render_mode, int(cell_px)
         self.observation_space = gym.spaces.Discrete(self.rows * self.cols)
         self.action_space = gym.spaces.Discrete(4)
@@ -91,7 +94,8 @@ class MazeEnv(gym.Env):
         return self._obs(), {"distance": int(self.distance[self.position])}
 
     def step(self, action):
-        if not self.action_space.contains(action):  # no int(): 1.7 or "1" is the caller's mistake, not action 1
+        # no int(): 1.7 or "1" is the caller's mistake, not action 1; nor is True (a bool is an int to Python)
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
             raise KobaError(f"maze action must be an integer 0..3, got {action!r}")
         self.position = self.next_position(self.position, int(action))
         self.steps += 1

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from koba_ros.rl.checks import number, whole
 from koba_ros.rl.networks import StateMLP
 from koba_ros.rl.replay import transition_buffer
 
@@ -24,6 +25,12 @@ class QConfig:
     learn_start: int = 100        # transitions stored before the first update
     train_every: int = 1          # environment steps per gradient step
     target_every: int = 250       # steps between target-network copies
+
+    def __post_init__(self):
+        whole(self, "q.", "hidden", "batch", "buffer", "train_every", "target_every")
+        whole(self, "q.", "learn_start", low=0)
+        number(self, "q.", "lr", low_open=True)
+        number(self, "q.", "gamma", high=1.0)
 
 
 def huber(error: np.ndarray) -> tuple[float, np.ndarray]:

@@ -16,17 +16,22 @@ from koba_ros.rl.tensorboard_log import write_tensorboard
 CURVE_FIELDS = ("episode", "steps", "ret", "reached_goal", "feedback", "time")
 
 
-def save_checkpoint(path: Path, agent, session, now: float, env_name: str) -> None:
+def save_checkpoint(path: Path, agent, session, now: float, env_name: str, human=None) -> None:
+    """Agent, episode history, the session's state (the environment's random state, the steps on screen for credit,
+    the feedback rate limiter) and, for koba tamer train, the simulated human's: a resumed run equals one that never
+    stopped (session.TrainingSession.state_dict says what a save in the middle of an episode does)."""
     torch.save({"env": env_name, "agent": agent.state_dict(), "now": now, "total_steps": session.total_steps,
                 "episodes": [[e.episode, e.steps, e.ret, float(e.reached_goal), e.feedback, e.time]
-                             for e in session.episodes]}, path)
+                             for e in session.episodes], "session": session.state_dict(),
+                **({"human": human.state_dict()} if human is not None else {})}, path)
 
 
 CHECKPOINT_KEYS = ("env", "agent", "now", "total_steps", "episodes")
 
 
-def load_checkpoint(path: Path, agent, session, env_name: str) -> float:
-    """Restores agent and session history; returns the clock. Raises KobaError for a missing or foreign file."""
+def load_checkpoint(path: Path, agent, session, env_name: str, human=None) -> float:
+    """Restores agent, session and (if given and saved) the simulated human; returns the clock. Raises KobaError for
+    a missing or foreign file. (Checkpoints from before session 22 hold no session or human state: those restart.)"""
     if not path.is_file():
         raise KobaError(f"no checkpoint at {path}")
     try:
@@ -43,9 +48,13 @@ def load_checkpoint(path: Path, agent, session, env_name: str) -> float:
         if not isinstance(state["agent"], dict):
             raise TypeError(f"agent is a {type(state['agent']).__name__}, not a dict")
         agent.load_state_dict(state["agent"])
+        session.total_steps, session.episodes, session.episode = total_steps, episodes, len(episodes)
+        if "session" in state:
+            session.load_state_dict(state["session"])
+        if human is not None and "human" in state:
+            human.load_state_dict(state["human"])
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise KobaError(f"checkpoint {path} is damaged: {reason(exc)}") from None
-    session.total_steps, session.episodes, session.episode = total_steps, episodes, len(episodes)
     return now
 
 
@@ -102,10 +111,10 @@ def train(config: BenchConfig, agent_name: str, seed: int, out: str, resume: boo
     checkpoint = folder / "checkpoint.pt"
     prepare_output(folder, resume)
     _, agent, session, human = build_run(config, agent_name, seed)
-    now = load_checkpoint(checkpoint, agent, session, config.env) if resume else 0.0
+    now = load_checkpoint(checkpoint, agent, session, config.env, human) if resume else 0.0
     start = len(session.episodes)
     now = simulate(session, human, start + config.episodes, config.step_seconds, now)
-    save_checkpoint(checkpoint, agent, session, now, config.env)
+    save_checkpoint(checkpoint, agent, session, now, config.env, human)
     files = [str(checkpoint), *write_curves(folder, session.episodes, f"{agent_name} on {config.env}, seed {seed}")]
     return {"agent": agent_name, "env": config.env, "seed": seed, "resumed_from_episode": start,
             "episodes": len(session.episodes), "last_return": session.episodes[-1].ret,
