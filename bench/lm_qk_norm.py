@@ -123,7 +123,10 @@ def sensitivity(losses: list[float], initial: float) -> float:
 
 def lower_on(ours: list, plain: list, diverged: float) -> int:
     """On how many seeds `ours` is strictly lower than `plain` (None, a diverged run, counts as `diverged`)."""
-    return sum((diverged if a is None else a) < (diverged if b is None else b) for a, b in zip(ours, plain, strict=True))
+    def value(v):
+        return diverged if v is None else v
+
+    return sum(value(a) < value(b) for a, b in zip(ours, plain, strict=True))
 
 
 def decide(report: dict, arm: str) -> dict:
