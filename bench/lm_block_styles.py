@@ -9,6 +9,13 @@ FFN's 176 hidden units hold about the parameters of the 256-unit GELU one (Shaze
 that reason). Each arm alone is the comparison its paper makes: RMSNorm for LayerNorm (Zhang & Sennrich 2019: about
 the same quality, faster), SwiGLU for GELU at the same parameters (Shazeer 2020: lower perplexity), 2 key/value
 heads for 4 trained from scratch (Ainslie et al. 2023 train by uptraining instead: bench/lm_gqa_uptraining.py).
+GPT-NeoX's changes (session 22): attention and FFN side by side (PaLM, Chowdhery et al. 2022, §2 "Parallel
+Layers": about 15 % faster at scale from fused input matrices, "small degradation in quality at 8B scale but no
+degradation at 62B"; here the two input norms stay apart, as GPT-NeoX's, so nothing is fused) and RoPE on a quarter
+of each head (Black et al. 2022, GPT-NeoX-20B §2.1.1: no quality lost, a little time saved). Rules written before
+their run: parallel layers' "small degradation at small scale" holds if parallel_only's loss is above gpt2_style's
+on at least 2 of 3 seeds and the mean gap is under 0.05; the quarter rotary's "no loss" holds if the mean gap is
+within ±0.03.
 Prints one JSON object: per arm the parameters, the final validation loss per seed and their mean, training tokens
 per second, the KV cache's bytes per token; and each arm against the GPT-2 style. Tokens per second come from
 whole runs on a shared machine: read their ratios only when the machine was otherwise idle.
@@ -42,7 +49,10 @@ def main() -> None:
             "swiglu_only": {**gpt2, "ffn": "swiglu", "d_ff": base["model"]["d_ff"]},
             "gqa_only": {**gpt2, "n_kv_heads": base["model"]["n_kv_heads"]},
             "llama_style": base["model"],
-            "llama_style_biases": {**base["model"], "bias": True}}  # all three, biases kept: is it the biases?
+            "llama_style_biases": {**base["model"], "bias": True},  # all three, biases kept: is it the biases?
+            # GPT-NeoX's (Pythia's) two changes to GPT-2's blocks, one at a time (session 22)
+            "parallel_only": {**gpt2, "parallel_residual": True},
+            "partial_rope_only": {**gpt2, "rotary_dim": base["model"]["d_model"] // base["model"]["n_heads"] // 4}}
     if args.arms:
         unknown = set(args.arms.split(",")) - set(arms)
         if unknown or "gpt2_style" not in args.arms.split(","):

@@ -229,3 +229,63 @@ def test_a_gemma2_shaped_run_trains_with_the_chunked_loss_and_loads_back_with_it
     assert train(TrainConfig.from_dict(config))["loss"] < 2.5  # from ln(259) = 5.6
     loaded = load_trained(tmp_path / "run").model.config
     assert (loaded.sliding_layers, loaded.layer_windows, loaded.logit_softcap) == ([0], [8, 0], 15.0)
+
+
+def test_soft_capped_encoder_padding_beyond_every_window_stays_finite_like_sdpa():
+    """A padding query further than the window from any real token may see no key: zeros, as SDPA gives, not the
+    NaN of a softmax over -inf alone, which spread to every token of the text in the next layer."""
+    from koba_ros.nlp.model import TextEncoder
+
+    torch.manual_seed(0)
+    settings = dict(d_model=32, n_layers=2, n_heads=4, positions="rope", attention_window=3)
+    capped = TextEncoder(TransformerConfig(**settings, attn_softcap=1e6)).eval()
+    plain = TextEncoder(TransformerConfig(**settings)).eval()
+    plain.load_state_dict(capped.state_dict())
+    ids = torch.randint(0, 256, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 5:] = False
+    with torch.no_grad():
+        torch.testing.assert_close(capped.encode(ids, mask), plain.encode(ids, mask), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("settings", [dict(qk_norm=True, logit_softcap=5.0),  # Gemma 3 and 2 with no window
+                                      dict(logit_softcap=5.0),
+                                      # Gemma 3 whose sliding layers share the full ones' scaled RoPE
+                                      dict(qk_norm=True, attention_window=8, sliding_layers=[0], rope_scaling="linear",
+                                           rope_factor=2.0)])
+def test_gemma_shapes_without_a_window_or_a_local_base_go_out_and_come_back(settings):
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, max_len=48, **GEMMA2,
+                                            **settings)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        hf = hf_llama.to_hf(model)
+        ids = torch.randint(0, 259, (2, 40))
+        assert (hf(input_ids=ids).logits - model(ids)[0]).abs().max() < 1e-5
+        back = hf_llama.from_hf(hf)
+    assert back.config.layer_windows == model.config.layer_windows and back.config.rope_local_theta == 0
+
+
+def test_a_qwen_exported_with_its_top_layers_sliding_says_so_in_max_window_layers_too():
+    """Readers that ignore layer_types take the sliding layers from max_window_layers: from there up."""
+    qwen_like = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", bias=False, qkv_bias=True)
+    config = hf_llama.llama_config(TransformerConfig(n_layers=4, attention_window=8, sliding_layers=[2, 3],
+                                                     **qwen_like))
+    assert (config.use_sliding_window, config.max_window_layers) == (True, 2)
+
+
+def test_a_gemma_saved_in_bf16_imports_with_its_exact_embedding_scale(tmp_path, capsys):
+    """transformers keeps Gemma 2's sqrt(d) in the weights' dtype: 6.9375 for sqrt(48) = 6.928 in bf16, which
+    failed the import's logit check against our exact scale (Gemma 3 1B's width 1152: 34.0 against 33.94)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    shape = {**SHAPE, "hidden_size": 48, "num_attention_heads": 4, "head_dim": 12}
+    randomised(Gemma2ForCausalLM(Gemma2Config(**shape, sliding_window=8))).to(torch.bfloat16).save_pretrained(
+        tmp_path / "bf16")
+    code = main(["lm", "import", "--hf", str(tmp_path / "bf16"), "--out", str(tmp_path / "in"), "--tokenizer",
+                 "byte", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out)["max_logit_difference"] < 1e-5

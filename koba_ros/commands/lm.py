@@ -1,7 +1,7 @@
 """koba lm tokenizer|prepare|train|expand|gqa|export|import|sample|eval|influence|tickets|classify|repro|bench: the
 NLP/LLM library's BPE learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling,
 evaluation, training-data influence, multi-ticket ensemble classifiers, paper reproductions, GPU benchmark."""
-from koba_ros.commands.arg_types import finite_float, non_negative_float, positive_float, positive_int
+from koba_ros.commands.arg_types import finite_float, non_negative_float, positive_float, positive_int, random_seed
 
 # tokenizer.KINDS, without importing torch to build the parser (a test keeps the two equal)
 TOKENIZER_KINDS = ("byte", "gpt2", "bpe", "hf")
@@ -57,7 +57,7 @@ def add_arguments(p):
     grow.add_argument("--eval-tokens", type=int, default=65536, help="Tokens of --data the check scores.")
     grow.add_argument("--noise", type=non_negative_float, default=0.01,
                       help="Symmetry-breaking noise, relative to each weight's std (it cancels in the output).")
-    grow.add_argument("--seed", type=int, default=0)
+    grow.add_argument("--seed", type=random_seed, default=0)
     grow.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     gqa = sub.add_parser("gqa", help="Pool a trained LM's key/value heads into fewer (grouped-query attention, "
@@ -82,9 +82,10 @@ def add_arguments(p):
                                                   "the hub is reachable).")
     load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
     load.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="",
-                      help="What made its ids (default: gpt2 for GPT-2's 50,257-id vocabulary, byte for a folder "
-                           "`koba lm export` wrote from a byte-level run, else hf when the folder has a "
-                           "tokenizer.json, which is copied into the checkpoint).")
+                      help="What made its ids (default: byte for a folder `koba lm export` wrote from a "
+                           "byte-level run, else hf when the folder has a tokenizer.json, which is copied into the "
+                           "checkpoint, else bpe when it has a vocab.json + merges.txt other than GPT-2's, else gpt2 "
+                           "for GPT-2's 50,257-id vocabulary).")
     load.add_argument("--vocab", default="", help="bpe: vocab.json (koba lm tokenizer writes one); hf: a "
                                                   "tokenizer.json.")
     load.add_argument("--merges", default="", help="bpe: merges.txt.")
@@ -98,7 +99,7 @@ def add_arguments(p):
     sample.add_argument("--top-k", type=int, default=50, help="Draw among the k most likely tokens (0: all).")
     sample.add_argument("--top-p", type=float, default=1.0,
                         help="Draw among the fewest most likely tokens whose probability reaches p (1: all).")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=random_seed, default=0)
     sample.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     sample.add_argument("--no-cache", action="store_true",
                         help="Run the whole context through the model for every token (no KV cache; same tokens).")
@@ -137,7 +138,7 @@ def add_arguments(p):
     influence.add_argument("--hidden", type=positive_int, help="Hidden width, turn-over masked (default 1024).")
     influence.add_argument("--mask-seeds", type=int, default=1, help="With --train: average the estimates of this "
                            "many classifiers with independent masks (more precise, that many times the training).")
-    influence.add_argument("--seed", type=int, default=0)
+    influence.add_argument("--seed", type=random_seed, default=0)
     influence.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     tickets = sub.add_parser("tickets", help="Build a multi-ticket ensemble text classifier (Kobayashi et al. 2022) "
@@ -154,7 +155,7 @@ def add_arguments(p):
                          help="Random-mask L1 lambda (0: plain tickets).")
     tickets.add_argument("--epochs", type=int, default=20, help="Fine-tuning passes per pruning round.")
     tickets.add_argument("--pretrain-steps", type=int, default=2000, help="Masked word LM steps.")
-    tickets.add_argument("--seed", type=int, default=0)
+    tickets.add_argument("--seed", type=random_seed, default=0)
     tickets.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     classify = sub.add_parser("classify", help="Label texts with an ensemble made by koba lm tickets.")
@@ -168,7 +169,7 @@ def add_arguments(p):
     repro.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     repro.add_argument("--size", choices=("test", "quick", "full"), default="",
                        help="Explicit size (test: the smallest that shows the effect, used by the tests).")
-    repro.add_argument("--seed", type=int, default=0)
+    repro.add_argument("--seed", type=random_seed, default=0)
     repro.add_argument("--out", default="runs/repro", help="Folder for the JSON result and the PNG plot.")
     repro.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
@@ -251,7 +252,8 @@ def run(args):
                                    args.eval_tokens, args.noise, args.seed)
         if not args.json:
             check = (f"; loss on {result['data']} {result['loss_before']:.6f} -> {result['loss_after']:.6f}"
-                     if "loss_before" in result else "; not checked on a text (give --data)")
+                     if "loss_before" in result else f"; logits equal within {result['max_logit_difference']:.1e} "
+                     "(give --data to check a text's loss)")
             lr = f"; suggested lr {result['suggested_lr']:.3g}" if result["suggested_lr"] else ""
             print(f"{result['out']}: {result['parameters_before']:,} -> {result['parameters_after']:,} parameters "
                   f"(d {result['d_model'][0]} -> {result['d_model'][1]}, {result['n_layers'][0]} -> "

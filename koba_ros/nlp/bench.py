@@ -202,9 +202,15 @@ def run_bench(size: str = "gpt2", device: str = "auto", steps: int = 20, variant
     ("complete": false until the last), so a run cut short by a time limit still leaves what it measured.
     `profile_steps` > 0 adds each variant's kernel-time breakdown (kernel_profile.py), measured after its timing."""
     unknown = [v for v in variants if v not in VARIANTS + EXTRA_VARIANTS]
-    if unknown or not variants or size not in SHAPES or steps <= 0 or profile_steps < 0:
-        raise KobaError(f"bench: variants (one or more) must be among {', '.join(VARIANTS + EXTRA_VARIANTS)}, "
-                        "size gpt2|tiny, steps > 0, profile steps >= 0")
+    if unknown or not variants:
+        raise KobaError(f"bench: variants (one or more) must be among {', '.join(VARIANTS + EXTRA_VARIANTS)}"
+                        + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    if size not in SHAPES:
+        raise KobaError(f"bench: --size must be {'|'.join(SHAPES)}, got {size!r}")
+    if steps <= 0:
+        raise KobaError(f"bench: --steps must be > 0, got {steps}")
+    if profile_steps < 0:
+        raise KobaError(f"bench: --profile-steps must be >= 0, got {profile_steps}")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise KobaError("bench: --device cuda requested but no CUDA device is available")

@@ -115,14 +115,17 @@ def softcapped_attention(q, k, v, mask, causal: bool, scale: float, cap: float, 
         mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
-    weights = F.dropout(logits.softmax(dim=-1), dropout).to(v.dtype)
-    return weights @ v
+    weights = logits.softmax(dim=-1)
+    if mask is not None:  # a query that may see no key (an encoder's padding beyond every window) gets zeros, as
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)  # from SDPA, not a softmax's NaN
+    return F.dropout(weights, dropout).to(v.dtype) @ v
 
 
 class FeedForward(nn.Module):
-    """proj(GELU(fc(x))); or a gated unit (Shazeer 2020, "GLU Variants Improve Transformer", §2): with `swiglu`
-    proj(SiLU(x W) * (x V)) (FFN_SwiGLU, Llama's), with `geglu` proj(GELU(x W) * (x V)) (FFN_GEGLU, Gemma's; GELU's
-    tanh form, as GPT-2's), where fc computes [x W, x V] in one matrix of 2 d_ff rows.
+    """proj(GELU(fc(x))) (GELU's tanh form, GPT-2's; `gelu_erf`: its exact form, Hendrycks & Gimpel 2016, GPT-NeoX's);
+    or a gated unit (Shazeer 2020, "GLU Variants Improve Transformer", §2): with `swiglu` proj(SiLU(x W) * (x V))
+    (FFN_SwiGLU, Llama's), with `geglu` proj(GELU(x W) * (x V)) (FFN_GEGLU, Gemma's; GELU's tanh form, as GPT-2's),
+    where fc computes [x W, x V] in one matrix of 2 d_ff rows.
 
     With turnover_p > 0 the hidden units go through turn-over dropout (Kobayashi et al. 2020) when the caller names
     each token's training instance (`turnover` = (instances [B, T], flip)): an FFN unit's fc row(s) and proj column
@@ -132,7 +135,8 @@ class FeedForward(nn.Module):
                  turnover_seed: int = 0, ffn: str = "gelu"):
         super().__init__()
         self.gated = ffn in ("swiglu", "geglu")
-        self.activation = F.silu if ffn == "swiglu" else partial(F.gelu, approximate="tanh")
+        self.activation = F.silu if ffn == "swiglu" else F.gelu if ffn == "gelu_erf" else \
+            partial(F.gelu, approximate="tanh")
         self.fc = nn.Linear(d_model, 2 * d_ff if self.gated else d_ff, bias=bias)
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.proj.is_residual_output = True
@@ -157,6 +161,7 @@ class Block(nn.Module):
     post (Vaswani et al. 2017):        h = LN(x + Attn(x));      y = LN(h + FFN(h))
     b2t  (Takase et al. 2022, eq. 5):  h = LN(x + Attn(x));      y = LN(h + FFN(h) + x)
     sandwich (Ding et al. 2021):       h = x + LN(Attn(LN(x)));  y = h + LN(FFN(LN(h)))
+    pre, parallel_residual:            y = x + Attn(LN(x)) + FFN(LN'(x))   (GPT-J, GPT-NeoX; PaLM's parallel layers)
     B2T keeps Post-LN's normalised outputs but adds a bottom-to-top shortcut from the layer input past both LNs
     of the attention sub-layer, so gradients reach lower layers without shrinking through every LN. Sandwich-LN
     ("CogView", Ding et al. 2021, §2.4) keeps Pre-LN's shortcut and normalises what each sub-layer adds to it, which
@@ -165,7 +170,7 @@ class Block(nn.Module):
 
     def __init__(self, config, index: int = 0):
         super().__init__()
-        self.norm = config.norm
+        self.norm, self.parallel = config.norm, config.parallel_residual
         self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
         self.attn = SelfAttention(config, index)
         sandwich = config.norm == "sandwich"
@@ -176,6 +181,9 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None, turnover=None):
+        if self.parallel:
+            attended = self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
+            return x + attended + self.ffn(self.ln2(x), turnover)
         if self.norm == "pre":
             h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
             return h + self.ffn(self.ln2(h), turnover)

@@ -42,7 +42,7 @@ EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
 NORM_TYPES = ("layernorm", "rmsnorm")
-FFNS = ("gelu", "swiglu", "geglu")
+FFNS = ("gelu", "gelu_erf", "swiglu", "geglu")
 
 
 @dataclass
@@ -59,7 +59,8 @@ class TransformerConfig:
     #                                  sub-layer's output before the residual add: Ding et al. 2021; Gemma 2 and 3)
     norm_type: str = "layernorm"     # layernorm | rmsnorm (Zhang & Sennrich 2019): every norm of the model
     norm_eps: float = 1e-5           # every norm's epsilon (GPT-2 and most Llamas 1e-5, Llama 1 and others 1e-6)
-    ffn: str = "gelu"                # gelu: proj(GELU(fc x)) | swiglu (Shazeer 2020): proj(SiLU(x W) * (x V))
+    ffn: str = "gelu"                # gelu: proj(GELU(fc x)), GELU's tanh form (GPT-2) | gelu_erf: its exact form
+    #                                  (BERT, GPT-NeoX) | swiglu (Shazeer 2020): proj(SiLU(x W) * (x V))
     #                                  | geglu (Shazeer 2020; Gemma): proj(GELU(x W) * (x V))
     n_kv_heads: int = 0              # grouped-query attention (Ainslie et al. 2023): heads of keys and values, each
     #                                  shared by n_heads / n_kv_heads query heads; 0 -> n_heads (plain multi-head)
@@ -101,6 +102,10 @@ class TransformerConfig:
     attention_window: int = 0        # > 0: sliding-window attention (Beltagy et al. 2020 "Longformer" §3.1; Mistral
     #                                  7B): a token attends to the last W tokens, itself included (the encoder: to
     #                                  tokens fewer than W positions away on either side); 0: the whole context
+    parallel_residual: bool = False  # Pre-LN with attention and FFN side by side: y = x + Attn(LN1(x)) + FFN(LN2(x))
+    #                                  (GPT-J, GPT-NeoX and Pythia; PaLM's "parallel layers")
+    rotary_dim: int = 0              # RoPE rotates the first this many components of each head; 0: all of them
+    #                                  (GPT-NeoX and Pythia: a quarter)
     sliding_layers: list[int] | None = None  # the layers whose attention slides over attention_window tokens;
     #                                  None: all of them (Gemma 2: every other layer; Gemma 3: five in six)
     attn_scale_dim: int = 0          # attention logits are q·k / sqrt(this); 0 -> head_dim (Gemma 2's
@@ -135,6 +140,11 @@ class TransformerConfig:
         return self.n_heads * self.head_dim
 
     @property
+    def rope_dim(self) -> int:
+        """How many components of each head RoPE rotates."""
+        return self.rotary_dim or self.head_dim
+
+    @property
     def has_qkv_bias(self) -> bool:
         return self.bias if self.qkv_bias is None else self.qkv_bias
 
@@ -156,6 +166,15 @@ class TransformerConfig:
             raise KobaError(f"config: attention_window must be 0 (the whole context) or a positive number of tokens, "
                             f"got {self.attention_window!r}")
         self._validate_layer_attention()
+        if not isinstance(self.rotary_dim, int) or isinstance(self.rotary_dim, bool) or self.rotary_dim < 0 \
+                or self.rotary_dim % 2 or self.rotary_dim > self.head_dim:
+            raise KobaError(f"config: rotary_dim must be 0 (the whole head) or an even number up to the head width "
+                            f"{self.head_dim}, got {self.rotary_dim!r}")
+        if self.rotary_dim and self.positions != "rope":
+            raise KobaError("config: rotary_dim is how much of each head RoPE rotates; it needs positions: rope")
+        if self.parallel_residual and self.norm != "pre":
+            raise KobaError(f"config: parallel_residual is a Pre-LN layer's (attention and FFN side by side); "
+                            f"norm is {self.norm!r}")
         if not self.d_head and self.d_model % self.n_heads:
             raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads} "
                             "(or set d_head)")
@@ -199,6 +218,12 @@ class TransformerConfig:
             raise KobaError(f"config: turnover_p must be 0 (off) or in (0, 1), got {self.turnover_p}")
         if not 0.0 < self.alone_p < 1.0:
             raise KobaError(f"config: alone_p must be in (0, 1), got {self.alone_p}")
+        for name, least, note in (("embed_rank", 1, " (the factorized table's width)"), ("alone_codebooks", 1, ""),
+                                  ("alone_codes", 2, " (with one code every word gets the same filter)"),
+                                  ("alone_dim", 0, " (0: d_model)"), ("alone_hidden", 0, " (0: 2 * d_model)")):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise KobaError(f"config: {name} must be an integer >= {least}{note}, got {value!r}")
         if self.tie_embeddings and self.embedding != "table":
             raise KobaError("config: tie_embeddings needs embedding: table")
         if not 0 <= self.pad_id < self.vocab_size:

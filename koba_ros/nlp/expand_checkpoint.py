@@ -3,6 +3,8 @@
 The growth is expansion.py's function-preserving operator (Yano et al. 2025 build a model family this way: train a
 small model, expand it, train on). This file is the command around it:
 
+* Always, the two models' logits on hf_gpt2's random-id probe batch must agree within 1e-4 (as export and import
+  check theirs), else nothing is written.
 * With `--data`, the source and the grown model score the same text (evaluation.score, disjoint windows of the run's
   seq_len, the first `eval_tokens` tokens). If the losses differ by more than 1e-4 nothing is written: a model that
   does not compute the source's function would silently throw away the training it came from.
@@ -20,6 +22,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nlp.checkpoint import save_checkpoint
 from koba_ros.nlp.evaluation import score, text_tokens
 from koba_ros.nlp.expansion import expand, lr_for_size
+from koba_ros.nlp.hf_gpt2 import check_same_logits
 from koba_ros.nlp.trained import load_trained
 
 TOLERANCE = 1e-4  # the bound on the loss change an expansion may cause
@@ -51,14 +54,17 @@ def expand_checkpoint(checkpoint: str | Path, out: str | Path, width_factor: int
         if not check["loss_change"] <= TOLERANCE:  # `not <=`: a NaN loss fails too
             raise KobaError(f"expand: the grown model's loss is {check['loss_after']:.6f} against the source's "
                             f"{check['loss_before']:.6f} (change above {TOLERANCE}); nothing written")
+    difference = check_same_logits(source.model, grown, "expand")  # always, --data or not: --noise 10 does not cancel
     source_lr = float(source.config.get("lr", 0.0)) or None
     suggested_lr = lr_for_size(source_lr, old.d_model, new.d_model) if source_lr else None
     expansion = {"source": str(source.path), "width_factor": width_factor, "n_layers": new.n_layers,
-                 "noise": noise, "seed": seed, "source_lr": source_lr, "suggested_lr": suggested_lr, "check": check}
+                 "noise": noise, "seed": seed, "source_lr": source_lr, "suggested_lr": suggested_lr, "check": check,
+                 "max_logit_difference": difference}
     config = {**source.config, "model": new.to_dict(), "init_from": ""}
     save_checkpoint(out, grown.state_dict(), None, {"step": 0, "config": config, "expansion": expansion})
     return {"out": str(out), "source": str(source.path), "parameters_before": source.model.num_parameters(),
             "parameters_after": grown.num_parameters(), "d_model": [old.d_model, new.d_model],
             "n_layers": [old.n_layers, new.n_layers], "source_lr": source_lr, "suggested_lr": suggested_lr,
+            "max_logit_difference": difference,
             **({k: round(v, 8) if isinstance(v, float) and math.isfinite(v) else v for k, v in check.items()}
                if check else {})}

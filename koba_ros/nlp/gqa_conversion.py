@@ -53,6 +53,8 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int,
     out = Path(out)
     if (out / "model.safetensors").exists() or (out / "checkpoint").exists():
         raise KobaError(f"gqa: {out} already holds a checkpoint; give a new folder")
+    if eval_tokens < 2:
+        raise KobaError(f"gqa: eval_tokens must be >= 2, got {eval_tokens}")
     source = load_trained(checkpoint)
     converted = pool_kv_heads(source.model, n_kv_heads).eval()
     result = {"out": str(out), "source": str(source.path), "kv_heads": [source.model.config.kv_heads, n_kv_heads],

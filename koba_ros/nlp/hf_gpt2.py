@@ -19,12 +19,15 @@ two compute the same logits. The mapping:
 Both commands check, before writing anything, that the two models give the same logits on a probe batch (1e-4):
 a mapping that were off would otherwise hand over a model that only looks right. Export also writes the run's
 tokenizer as Hugging Face files (hf_tokenizer.py: `gpt2`, `bpe` and `byte`) and the tokenizer's end-of-text id as the
-model's eos_token_id. Import takes the weights; a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's
-ids, and a folder holding the byte tokenizer as export writes it is taken to use bytes.
+model's eos_token_id. Import takes the weights; a folder holding the byte tokenizer as export writes it is taken to
+use bytes, one with its own tokenizer.json that, one with a vocab.json + merges.txt other than GPT-2's (a `tokenizer:
+bpe` run's, exported) that BPE, and otherwise a 50,257-id model is taken to use GPT-2's BPE, which gives GPT-2's ids.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,22 +35,27 @@ from urllib.parse import urlsplit
 import torch
 
 from koba_ros.errors import KobaError, reason
-from koba_ros.nlp import hf_llama
+from koba_ros.nlp import hf_llama, hf_neox
 from koba_ros.nlp.checkpoint import hf_tokenizer_files, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.hf_tokenizer import is_byte_level_folder, write_hf_tokenizer
+from koba_ros.nlp.hf_tokenizer import EOS, bytes_to_unicode, is_byte_level_folder, write_hf_tokenizer
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
 
 GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias": True, "embed_scale": False,
-              "embed_norm": False, "norm_type": "layernorm", "ffn": "gelu"}
+              "embed_norm": False, "norm_type": "layernorm", "ffn": "gelu", "parallel_residual": False}
 TOLERANCE = 1e-4
 IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what import reads of a hub repository (not ONNX, GGUF...)
-LLAMA_KINDS = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral",  # model_type: class prefix
-               "gemma": "Gemma", "gemma2": "Gemma2", "gemma3_text": "Gemma3"}
+# model_type: (what to call it, transformers' class); GPT-2 comes in here, GPT-NeoX through hf_neox, the rest through
+# hf_llama
+IMPORTABLE = {"gpt2": ("GPT-2", "GPT2LMHeadModel"), "llama": ("Llama", "LlamaForCausalLM"),
+              "qwen2": ("Qwen2", "Qwen2ForCausalLM"), "qwen3": ("Qwen3", "Qwen3ForCausalLM"),
+              "mistral": ("Mistral", "MistralForCausalLM"), "gemma": ("Gemma", "GemmaForCausalLM"),
+              "gemma2": ("Gemma 2", "Gemma2ForCausalLM"), "gemma3_text": ("Gemma 3 (text)", "Gemma3ForCausalLM"),
+              "gpt_neox": ("GPT-NeoX", "GPTNeoXForCausalLM")}
 
 
 def _transformers():
@@ -155,17 +163,20 @@ def from_hf(hf) -> TransformerLM:
 
 @torch.no_grad()
 def largest_logit_difference(model: TransformerLM, hf, seed: int = 0) -> float:
-    """Max |logit difference| of the two models on a random probe batch that fills the position table."""
+    """Max |logit difference| of the two models on a random probe batch that fills the position table. `hf`: a
+    transformers model, or another TransformerLM (`koba lm expand`'s grown model)."""
     g = torch.Generator().manual_seed(seed)
     # Past a sliding window too, where a model that ignored it would first differ.
     length = min(model.config.max_len, max(64, 2 * model.config.attention_window))
     ids = torch.randint(0, model.config.vocab_size, (2, length), generator=g)
     model.eval()
     hf.eval()
-    return float((model(ids)[0] - hf(input_ids=ids).logits).abs().max())
+    theirs = hf(ids)[0] if isinstance(hf, TransformerLM) else hf(input_ids=ids).logits
+    return float((model(ids)[0] - theirs).abs().max())
 
 
-def _checked(model, hf, what: str) -> float:
+def check_same_logits(model, hf, what: str) -> float:
+    """The largest logit difference on the probe batch, refused in one line above TOLERANCE (before writing)."""
     difference = largest_logit_difference(model, hf)
     if not difference <= TOLERANCE:  # `not <=`: NaN fails too
         raise KobaError(f"{what}: the two models' logits differ by {difference:.2e} (> {TOLERANCE}); nothing written")
@@ -173,7 +184,7 @@ def _checked(model, hf, what: str) -> float:
 
 
 def _fresh_folder(out: Path, what: str) -> None:
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise KobaError(f"{what}: {out} is not empty; give a new folder")
 
 
@@ -182,20 +193,48 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     out = Path(out)
     _fresh_folder(out, "export")
     trained = load_trained(checkpoint)
-    llama = hf_llama.is_llama_shaped(trained.model.config)
-    if not llama and any(getattr(trained.model.config, k) != v for k, v in GPT2_SHAPE.items()):
-        mismatch = {k: getattr(trained.model.config, k) for k in set(GPT2_SHAPE) | set(hf_llama.LLAMA_SHAPE)}
-        raise KobaError(f"export: this model ({mismatch}) is neither GPT-2-shaped {GPT2_SHAPE} nor Llama-shaped "
-                        f"{hf_llama.LLAMA_SHAPE}")
-    hf = hf_llama.to_hf(trained.model) if llama else to_hf(trained.model)
-    difference = _checked(trained.model, hf, "export")
+    config = trained.model.config
+    family = hf_llama if hf_llama.is_llama_shaped(config) else hf_neox if hf_neox.is_neox_shaped(config) else None
+    if family is None and any(getattr(config, k) != v for k, v in GPT2_SHAPE.items()):
+        mismatch = {k: getattr(config, k) for k in set(GPT2_SHAPE) | set(hf_llama.LLAMA_SHAPE)}
+        raise KobaError(f"export: this model ({mismatch}) is neither GPT-2-shaped {GPT2_SHAPE}, Llama-shaped "
+                        f"{hf_llama.LLAMA_SHAPE} nor GPT-NeoX-shaped {hf_neox.NEOX_SHAPE}")
+    hf = family.to_hf(trained.model) if family else to_hf(trained.model)
+    difference = check_same_logits(trained.model, hf, "export")
     eos = getattr(trained.tokenizer, "eos_id", None)  # generate() then stops where `koba lm sample` stops
     hf.config.eos_token_id = hf.generation_config.eos_token_id = eos
-    hf.save_pretrained(out)
+    # Model and tokenizer go into a sibling folder (named per process, as atomic_write's files) renamed into place
+    # whole: a tokenizer refused after the weights were written leaves nothing that blocks a re-run.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        hf.save_pretrained(tmp)
+        kind = write_hf_tokenizer(trained.config, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
-            "architecture": hf_llama.architecture(trained.model.config) if llama else "gpt2",
-            "tokenizer": write_hf_tokenizer(trained.config, out), "eos_token_id": eos,
-            "max_logit_difference": difference}
+            "architecture": hf_llama.architecture(config) if family is hf_llama else "gpt_neox" if family else "gpt2",
+            "tokenizer": kind, "eos_token_id": eos, "max_logit_difference": difference}
+
+
+def _own_bpe(folder: Path) -> bool:
+    """Whether `folder` holds a vocab.json + merges.txt that is not GPT-2's (as export writes GPT-2's from its
+    tiktoken ranks, hf_tokenizer.tiktoken_to_gpt2_files): a `tokenizer: bpe` run's own vocabulary."""
+    from koba_ros.nlp.tokenizer import _read_ranks, whisper_gpt2_ranks
+
+    try:
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not (folder / "merges.txt").is_file() or not isinstance(vocab, dict):
+        return False
+    path = whisper_gpt2_ranks()
+    if len(vocab) != GPT2_VOCAB or path is None:  # without GPT-2's ranks installed the folder's own is all there is
+        return True
+    ranks, table = _read_ranks(path), bytes_to_unicode()
+    return vocab != {"".join(table[b] for b in token): rank for token, rank in ranks.items()} | {EOS: len(ranks)}
 
 
 def _unreachable_hub(timeout_s: float = 3.0) -> str:
@@ -243,14 +282,14 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
             model_type = json.loads(config_file.read_text()).get("model_type")
         except (ValueError, AttributeError):
             raise KobaError(f"import: {config_file} is not a JSON object") from None
-        if model_type not in ("gpt2", *LLAMA_KINDS):
-            raise KobaError(f"import: {source} holds a {model_type!r} model, not a GPT-2, a Llama, a Qwen2, a Qwen3, "
-                            "a Mistral or a Gemma (1, 2 or 3's text model)")
-    model_class = getattr(transformers, f"{LLAMA_KINDS[model_type]}ForCausalLM" if model_type in LLAMA_KINDS
-                          else "GPT2LMHeadModel")
-    kind = LLAMA_KINDS.get(model_type, "GPT-2")
+        if model_type not in IMPORTABLE:
+            raise KobaError(f"import: {source} holds a {model_type!r} model, not one of "
+                            f"{', '.join(name for name, _ in IMPORTABLE.values())}")
+    kind, class_name = IMPORTABLE[model_type]
+    model_class = getattr(transformers, class_name)
     try:
-        hf, loading = model_class.from_pretrained(path, local_files_only=True, output_loading_info=True)
+        hf, loading = model_class.from_pretrained(path, local_files_only=True, output_loading_info=True,
+                                                  ignore_mismatched_sizes=True)  # refused below, in one line
     except Exception as exc:  # noqa: BLE001 - a truncated weights file, a BERT config: all bad input
         raise KobaError(f"import: cannot load a {kind} from {source}: {reason(exc)}") from None
     # transformers fills a tensor the files lack with random numbers and only prints a report; the logit check
@@ -260,20 +299,24 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     if lacking:
         raise KobaError(f"import: {source} lacks {len(lacking)} of a {kind}'s tensors (first: {sorted(lacking)[0]}); "
                         "its weights would be random")
-    model = hf_llama.from_hf(hf) if model_type in LLAMA_KINDS else from_hf(hf)
-    difference = _checked(model, hf.float(), "import")
+    converter = from_hf if model_type == "gpt2" else hf_neox.from_hf if model_type == "gpt_neox" else hf_llama.from_hf
+    model = converter(hf)
+    difference = check_same_logits(model, hf_llama.exact_embed_scale(hf.float()), "import")
     vocab = model.config.vocab_size
     if not tokenizer and path.is_dir() and is_byte_level_folder(path):  # what `koba lm export` wrote for bytes
         tokenizer = "byte"
     elif not tokenizer and (path / "tokenizer.json").is_file():  # a pretrained model's own tokenizer, first:
         tokenizer, vocab_file = "hf", str(path / "tokenizer.json")  # a Llama of 50,257 ids is not GPT-2's
+    elif not tokenizer and path.is_dir() and _own_bpe(path):  # a `tokenizer: bpe` run's vocabulary, exported
+        tokenizer, vocab_file, merges = "bpe", *(str((path / name).resolve()) for name in ("vocab.json", "merges.txt"))
     elif not tokenizer and vocab in (GPT2_VOCAB, 50304):
         tokenizer = "gpt2"
     if tokenizer == "hf" and not vocab_file and (path / "tokenizer.json").is_file():
         vocab_file = str(path / "tokenizer.json")
     if not tokenizer:
-        raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's and the folder has no tokenizer.json; "
-                        "say which tokenizer made its ids (--tokenizer byte|gpt2|bpe|hf)")
+        raise KobaError(f"import: a vocabulary of {vocab} ids is not GPT-2's and the folder has no tokenizer.json "
+                        "(nor vocab.json + merges.txt); say which tokenizer made its ids (--tokenizer "
+                        "byte|gpt2|bpe|hf)")
     if build_tokenizer(tokenizer, vocab_file, merges).vocab_size > vocab:
         raise KobaError(f"import: the {tokenizer} tokenizer has more ids than this model's {vocab}")
     files = {}

@@ -44,7 +44,7 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.positions import yarn_attention_factor
 
 LLAMA_SHAPE = {"norm": "pre", "norm_type": "rmsnorm", "ffn": "swiglu", "positions": "rope", "embedding": "table",
-               "embed_scale": False, "embed_norm": False}
+               "embed_scale": False, "embed_norm": False, "parallel_residual": False, "rotary_dim": 0}
 
 
 # Gemma (1): a Llama's layers with a GEGLU FFN and embeddings scaled by sqrt(d) (Spike No More's first fix, §4.1);
@@ -145,10 +145,15 @@ def llama_config(config: TransformerConfig):
                   eos_token_id=None, pad_token_id=None)
     kind = architecture(config)
     windows = dict(sliding_window=config.attention_window or None, layer_types=layer_types(config))
+    qwen_windows = dict(windows, use_sliding_window=bool(config.attention_window))
+    sliding = [i for i, window in enumerate(config.layer_windows) if window]
+    if sliding and sliding == list(range(sliding[0], config.n_layers)):  # Qwen's own rule says the same: layers
+        qwen_windows["max_window_layers"] = sliding[0]  # from max_window_layers up slide (for readers without
+        #                                                 layer_types)
     if kind == "qwen2":
         from transformers import Qwen2Config
 
-        return Qwen2Config(**common, use_sliding_window=bool(config.attention_window), **windows)
+        return Qwen2Config(**common, **qwen_windows)
     if kind == "gemma":
         from transformers import GemmaConfig
 
@@ -157,10 +162,13 @@ def llama_config(config: TransformerConfig):
     if kind in ("gemma2", "gemma3"):
         from transformers import Gemma2Config, Gemma3TextConfig
 
+        # transformers' Gemma 2 and 3 build the sliding mask whatever the layers: a window is needed even when no
+        # layer slides (the context: sliding over all of it is full attention)
         gemma = dict(common, hidden_activation="gelu_pytorch_tanh", head_dim=config.head_dim, attention_bias=False,
                      query_pre_attn_scalar=config.attn_scale_dim or config.head_dim,
                      attn_logit_softcapping=config.attn_softcap or None,
-                     final_logit_softcapping=config.logit_softcap or None, **windows)
+                     final_logit_softcapping=config.logit_softcap or None,
+                     **dict(windows, sliding_window=config.attention_window or config.max_len))
         del gemma["hidden_act"]
         if kind == "gemma2":
             return Gemma2Config(**gemma)
@@ -176,8 +184,7 @@ def llama_config(config: TransformerConfig):
     if kind == "qwen3":
         from transformers import Qwen3Config
 
-        return Qwen3Config(**common, head_dim=config.head_dim, attention_bias=False,
-                           use_sliding_window=bool(config.attention_window), **windows)
+        return Qwen3Config(**common, head_dim=config.head_dim, attention_bias=False, **qwen_windows)
     from transformers import LlamaConfig
 
     return LlamaConfig(**common, head_dim=config.head_dim, attention_bias=config.bias, mlp_bias=config.bias)
@@ -258,20 +265,10 @@ def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
         if bool(getattr(hf_config, "mlp_bias", False)) != bias:  # Llama's attention_bias covers o_proj too
             raise KobaError(f"import: this Llama has attention_bias {hf_config.attention_bias!r} but mlp_bias "
                             f"{hf_config.mlp_bias!r}; only both or neither are supported")
-    kind = rope.get("rope_type", "default")
-    if kind not in ("default", "llama3", "linear", "yarn"):  # "dynamic", "longrope"...
-        raise KobaError(f"import: this Llama's RoPE is {rope}; only the default, llama3, linear and yarn rope_types "
-                        "are supported")
-    theta = float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))
-    scaling = {"rope_scaling": "llama3", **{ours: (int if ours == "rope_original_max_len" else float)(rope[theirs])
-                                            for theirs, ours in LLAMA3_KEYS.items()}} if kind == "llama3" else {}
-    if kind == "linear":
-        scaling = {"rope_scaling": "linear", "rope_factor": float(rope["factor"])}
-    if kind == "yarn":
-        scaling = _yarn_scaling(hf_config, rope)
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     fills = head_dim * hf_config.num_attention_heads == hf_config.hidden_size  # else Qwen3's, Mistral Nemo's heads
-    later_gemma = _later_gemma_options(hf_config, head_dim, local_rope, window) if model_type in LATER_GEMMAS else {}
+    later_gemma = _later_gemma_options(hf_config, head_dim, local_rope, rope, window) \
+        if model_type in LATER_GEMMAS else {}
     vocab = hf_config.vocab_size
     return TransformerConfig(vocab_size=vocab, d_model=hf_config.hidden_size, n_layers=hf_config.num_hidden_layers,
                              n_heads=hf_config.num_attention_heads, n_kv_heads=hf_config.num_key_value_heads,
@@ -280,8 +277,27 @@ def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
                              pad_id=min(256, vocab - 1),
                              d_head=0 if fills else head_dim, bias=bias, qkv_bias=qkv_bias, qk_norm=qk_norm,
                              attention_window=int(window), sliding_layers=sliding_layers,
-                             rope_theta=theta, norm_eps=float(hf_config.rms_norm_eps), **scaling,
+                             norm_eps=float(hf_config.rms_norm_eps), **rope_settings(hf_config, rope),
                              **{**(GEMMA_SHAPE if gemma else LLAMA_SHAPE), **later_gemma})
+
+
+def rope_settings(hf_config, rope: dict) -> dict:
+    """Our rope_theta and rope_scaling fields of transformers' rope_parameters `rope` (default, llama3, linear or
+    yarn), refused in one line for the others ("dynamic", "longrope")."""
+    kind = rope.get("rope_type", "default")
+    if kind not in ("default", "llama3", "linear", "yarn"):
+        raise KobaError(f"import: this model's RoPE is {rope}; only the default, llama3, linear and yarn rope_types "
+                        "are supported")
+    theta = {"rope_theta": float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))}
+    if kind == "llama3":
+        return {**theta, "rope_scaling": "llama3",
+                **{ours: (int if ours == "rope_original_max_len" else float)(rope[theirs])
+                   for theirs, ours in LLAMA3_KEYS.items()}}
+    if kind == "linear":
+        return {**theta, "rope_scaling": "linear", "rope_factor": float(rope["factor"])}
+    if kind == "yarn":
+        return {**theta, **_yarn_scaling(hf_config, rope)}
+    return theta
 
 
 LATER_GEMMAS = ("gemma2", "gemma3_text")  # transformers' model_types of Gemma 2 and of Gemma 3's text model
@@ -304,7 +320,7 @@ def _windows(hf_config) -> tuple[int, list[int] | None]:
     return (int(window), None if len(sliding) == len(types) else sliding) if sliding else (0, None)
 
 
-def _later_gemma_options(hf_config, head_dim: int, local_rope: dict | None, window: int) -> dict:
+def _later_gemma_options(hf_config, head_dim: int, local_rope: dict | None, full_rope: dict, window: int) -> dict:
     """What Gemma 2 and 3 add to Gemma 1: sandwich norms, an attention scale of their own (query_pre_attn_scalar),
     soft-capped logits, and for Gemma 3 the sliding layers' own RoPE base."""
     scale = getattr(hf_config, "query_pre_attn_scalar", None) or head_dim
@@ -314,7 +330,7 @@ def _later_gemma_options(hf_config, head_dim: int, local_rope: dict | None, wind
     options = {"norm": "sandwich", "attn_scale_dim": 0 if int(scale) == head_dim else int(scale),
                "attn_softcap": float(getattr(hf_config, "attn_logit_softcapping", None) or 0.0),
                "logit_softcap": float(getattr(hf_config, "final_logit_softcapping", None) or 0.0)}
-    if local_rope is not None and window:
+    if local_rope is not None and window and local_rope != full_rope:  # the same RoPE on every layer: no local base
         if local_rope.get("rope_type", "default") != "default":
             raise KobaError(f"import: this Gemma 3's sliding layers scale their RoPE ({local_rope}); only an unscaled "
                             "one is supported there")
@@ -327,6 +343,16 @@ def shares_its_embeddings(hf) -> bool:
     says tie_word_embeddings but holds a head of its own, so the flag alone can be wrong."""
     head, table = hf.get_output_embeddings(), hf.get_input_embeddings()
     return head is not None and head.weight.data_ptr() == table.weight.data_ptr()
+
+
+def exact_embed_scale(hf):
+    """`hf` with its embedding scale exact. transformers keeps Gemma 2's and 3's sqrt(d) as a buffer in the
+    weights' dtype, so a bf16 file's model multiplies by 34.0 where sqrt(1152) = 33.94 even after .float(); ours,
+    in fp32, uses sqrt(d), and so must the fp32 reference the logit check compares it with."""
+    embed = hf.get_input_embeddings()
+    if isinstance(getattr(embed, "embed_scale", None), torch.Tensor):
+        embed.embed_scale.fill_(hf.config.hidden_size ** 0.5)
+    return hf
 
 
 def _norm_offset(config: TransformerConfig) -> float:

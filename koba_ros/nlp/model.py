@@ -26,7 +26,7 @@ from koba_ros.nlp.positions import RotaryPositions, build_positions
 
 
 class Transformer(nn.Module):
-    """Embeddings (+ Spike-No-More fixes) -> positions -> N blocks -> final LN (Pre-LN only); no output head.
+    """Embeddings (+ Spike-No-More fixes) -> positions -> N blocks -> final LN (Pre-LN and sandwich only); no head.
 
     `checkpoint_blocks = True` (training's `activation_checkpointing`): in training with gradients, each block keeps
     only its input for the backward pass and recomputes its activations there (Chen et al. 2016, "Training Deep Nets
@@ -46,7 +46,7 @@ class Transformer(nn.Module):
         self.embed = build_embedding(config)
         self.positions = build_positions(config)
         # Gemma 3: the sliding-window layers rotate with a base of their own (short distances, no scaling).
-        self.local_positions = RotaryPositions(config.head_dim, config.rope_local_theta) \
+        self.local_positions = RotaryPositions(config.rope_dim, config.rope_local_theta) \
             if config.rope_local_theta else None
         self.embed_norm = norm_layer(config) if config.embed_norm else None
         self.drop = nn.Dropout(config.dropout)

@@ -169,7 +169,12 @@ def yarn_attention_factor(factor: float, attention_factor: float = 0.0) -> float
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, H, T, d_head]; rotates interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos)."""
+    """x: [B, H, T, d_head]; rotates interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos). With fewer
+    angles than pairs (`rotary_dim`: GPT-NeoX's partial rotary) only the first 2 * angles components rotate; the
+    rest carry no position (Black et al. 2022, "GPT-NeoX-20B", §2.1.1: rotary on 25 % of each head)."""
+    rotated = 2 * cos.shape[-1]
+    if rotated < x.shape[-1]:
+        return torch.cat([apply_rope(x[..., :rotated], cos, sin), x[..., rotated:]], dim=-1)
     x0, x1 = x[..., 0::2].float(), x[..., 1::2].float()
     out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
     return out.type_as(x)
@@ -192,5 +197,5 @@ def build_positions(config) -> nn.Module | None:
             factor=config.rope_factor, original_max_len=config.rope_original_max_len,
             beta_fast=config.rope_beta_fast, beta_slow=config.rope_beta_slow, truncate=config.rope_truncate,
             attention_factor=config.rope_attention_factor)
-        return RotaryPositions(config.head_dim, config.rope_theta, llama3, linear, yarn)
+        return RotaryPositions(config.rope_dim, config.rope_theta, llama3, linear, yarn)
     return None

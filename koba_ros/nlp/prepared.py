@@ -84,6 +84,11 @@ def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk
     out = Path(out)
     if out.suffix != ".bin":
         raise KobaError(f"prepare: the output must be a .bin file, got {out}")
+    inputs = [] if source == BUILTIN else dataset_files(source)
+    if tokens := [p for p in inputs if is_token_file(str(p))]:
+        raise KobaError(f"prepare: {tokens[0]} is a token file (already prepared); give the text it was made from")
+    if clash := {out.resolve(), out.with_name(out.name + ".json").resolve()} & {p.resolve() for p in inputs}:
+        raise KobaError(f"prepare: --out {out} would overwrite the input file {clash.pop()}; give another path")
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
     partial = out.with_name(out.name + ".partial")
     try:

@@ -38,7 +38,8 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
         raise KobaError("the model's next-token scores are NaN or infinite: its weights are broken")
     if temperature == 0:
         return int(logits.argmax())
-    logits = logits / temperature
+    # Shifted first (softmax is unchanged): values <= 0, the largest 0, so a tiny temperature gives -inf, never inf.
+    logits = (logits - logits.max()) / temperature
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
         logits = logits.masked_fill(logits < kth, -math.inf)
