@@ -19,6 +19,7 @@ from koba_ros.nlp.hf_gpt2 import check_gpt2_shaped
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.sampling import generate
+from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
 SHAPE = dict(vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
@@ -107,13 +108,8 @@ def test_a_qwen_sliding_on_some_layers_comes_in_and_goes_back_out(kind):
 
 
 def test_koba_lm_imports_and_exports_a_gemma2(tmp_path, capsys):
-    gemma2().save_pretrained(tmp_path / "gemma2")
-    assert main(["lm", "import", "--hf", str(tmp_path / "gemma2"), "--out", str(tmp_path / "in"), "--tokenizer",
-                 "byte", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["max_logit_difference"] < 1e-5
-    assert main(["lm", "export", "--checkpoint", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["architecture"] == "gemma2"
-    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    _, exported, written = through_import_and_export(gemma2(), tmp_path, capsys)
+    assert exported["architecture"] == "gemma2"
     assert (written["model_type"], written["attn_logit_softcapping"], written["query_pre_attn_scalar"]) == \
         ("gemma2", 2.0, 24)
 

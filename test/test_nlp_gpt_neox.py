@@ -1,13 +1,11 @@
 """Parallel attention and FFN, RoPE on part of each head and the exact GELU against their formulas; GPT-NeoX (Pythia's
 architecture) in and out of transformers with the same logits and greedy continuation; the KV cache, expansion and
 training with them; what other families cannot compute refused in one line."""
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from koba_ros.cli import main
 from koba_ros.errors import KobaError
 from koba_ros.nlp import hf_llama, hf_neox
 from koba_ros.nlp.config import TransformerConfig
@@ -16,6 +14,7 @@ from koba_ros.nlp.hf_gpt2 import check_gpt2_shaped
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.sampling import generate
+from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
 NEOX = dict(norm_type="layernorm", positions="rope", ffn="gelu_erf", parallel_residual=True)
@@ -57,13 +56,8 @@ def test_a_gpt_neox_comes_in_generates_the_same_and_goes_back_out(parallel, act,
 
 
 def test_koba_lm_imports_and_exports_a_pythia(tmp_path, capsys):
-    pythia().save_pretrained(tmp_path / "pythia")
-    assert main(["lm", "import", "--hf", str(tmp_path / "pythia"), "--out", str(tmp_path / "in"), "--tokenizer",
-                 "byte", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["max_logit_difference"] < 1e-5
-    assert main(["lm", "export", "--checkpoint", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["architecture"] == "gpt_neox"
-    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    _, exported, written = through_import_and_export(pythia(), tmp_path, capsys)
+    assert exported["architecture"] == "gpt_neox"
     assert (written["model_type"], written["use_parallel_residual"]) == ("gpt_neox", True)
 
 
