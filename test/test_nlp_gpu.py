@@ -166,3 +166,38 @@ def test_session21_options_on_the_gpu_match_the_cpu_and_padding_stays_finite():
         alone = encoder.encode(ids[1:, :6].cuda())
     assert torch.isfinite(states[0]).all() and torch.isfinite(vectors).all()
     torch.testing.assert_close(vectors[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_session22_options_on_the_gpu_match_the_cpu_and_train_under_bf16(tmp_path):
+    """Gemma 2's and 3's options (sandwich norms, soft-capped attention and logits written out, an attention scale,
+    windows on some layers with their own RoPE base), YaRN, and GPT-NeoX's parallel layers with partial RoPE: the
+    same logits on CUDA as on the CPU, the per-layer cache there, and a bf16 run of the soft-capped shape."""
+    from koba_ros.nlp.config import TransformerConfig
+    from koba_ros.nlp.kv_cache import KVCache
+    from koba_ros.nlp.model import TransformerLM
+
+    torch.manual_seed(0)
+    gemma = dict(d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, d_head=32, norm="sandwich", norm_type="rmsnorm",
+                 ffn="geglu", positions="rope", bias=False, embed_scale=True, qk_norm=True, attention_window=8,
+                 sliding_layers=[0, 2], attn_softcap=20.0, logit_softcap=15.0, attn_scale_dim=24,
+                 rope_local_theta=1e4, rope_theta=1e6, rope_scaling="yarn", rope_factor=4.0,
+                 rope_original_max_len=16)
+    neox = dict(d_model=64, n_layers=2, n_heads=4, norm_type="layernorm", positions="rope", ffn="gelu_erf",
+                parallel_residual=True, rotary_dim=4)
+    ids = torch.randint(0, 256, (2, 40))
+    for settings in (gemma, neox):
+        model = TransformerLM(TransformerConfig(**settings)).eval()
+        with torch.no_grad():
+            cpu = model(ids)[0]
+            model.cuda()
+            gpu = model(ids.cuda())[0].cpu()
+            cache = KVCache(model.config.n_layers, 40, model.config.layer_windows)
+            stepped = torch.cat([model(ids[:, :5].cuda(), cache=cache)[0]] +
+                                [model(ids[:, i:i + 1].cuda(), cache=cache)[0] for i in range(5, 40)], dim=1).cpu()
+        torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(stepped, gpu, atol=1e-4, rtol=1e-4)
+    (tmp_path / "train.txt").write_text("put the brown fluffy toy in the top right box.\n" * 200)
+    config = dict(model={**gemma, "max_len": 64, "loss_chunk": 64}, train_data=str(tmp_path / "train.txt"),
+                  seq_len=64, batch_size=8, steps=60, eval_every=60, ckpt_every=60, out=str(tmp_path / "run"),
+                  progress=False, lr=3e-3, precision="bf16", device="cuda")
+    assert train(TrainConfig.from_dict(config))["loss"] < 2.5
