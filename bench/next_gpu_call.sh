@@ -52,8 +52,8 @@ step "GPT-2 bench" 340 bench.txt env OUT="$OUT/bench" KOBA_LM_REPROS=" " KOBA_LM
   TOTAL_LIMIT="$(left 340)" KOBA_LM_PROFILE_STEPS=2 \
   KOBA_LM_BENCH_VARIANTS=hf_compiled,hf_bf16_master,ours_bf16_master,ours_bf16_master_chunked_ce,ours_bf16_master_cudagraphs,ours_bf16_master_chunked_ce_cudagraphs \
   bash bench/lm_gpu.sh
-step "session 12-13 gpu tests" 150 pytest_session12_gpu.txt \
-  "$PY" -m pytest -q -s -p no:cacheprovider -m gpu test/test_nlp_gpu.py -k "kv_cache or activation_checkpointing or document_mask or fp16"
+step "session 12-22 gpu tests" 150 pytest_session12_gpu.txt \
+  "$PY" -m pytest -q -s -p no:cacheprovider -m gpu test/test_nlp_gpu.py -k "kv_cache or activation_checkpointing or document_mask or fp16 or session21 or session22 or llama_style"
 step "sampling with and without the KV cache" 90 lm_sample_cuda.json "$PY" bench/lm_sample.py --device cuda
 step "document_mask's cost (flash vs an explicit mask)" 60 lm_document_mask_cuda.json \
   "$PY" bench/lm_document_mask.py --device cuda --steps 20
