@@ -17,7 +17,8 @@ def add_arguments(p):
                    help="Any graph argument, as in ros2 launch (repeatable).")
     p.add_argument("--duration", type=timer_seconds, default=0.0,
                    help="Stop after this many seconds (0: run until Ctrl-C).")
-    p.add_argument("--list", action="store_true", help="Print the graph's nodes and arguments and exit.")
+    p.add_argument("--list", action="store_true",
+                   help="Print the graph's nodes (with --json, its arguments too) and exit.")
     p.add_argument("--json", action="store_true", help="Print what was started as JSON.")
 
 
