@@ -47,7 +47,8 @@ def source(tmp_path):
 def test_a_warm_started_run_begins_at_the_sources_weights_with_its_model(tmp_path, source):
     fresh = TransformerLM(TransformerConfig(**MODEL)).state_dict()
     assert max_difference(weights(source), fresh) > 1e-3  # training moved it: a run that ignored init_from differs
-    config = run_config(tmp_path, "tuned", FINETUNE, steps=1, lr=1e-9, weight_decay=0.0, init_from=str(source))
+    config = run_config(tmp_path, "tuned", FINETUNE, steps=1, lr=1e-9, min_lr=0.0, weight_decay=0.0,
+                        init_from=str(source))
     del config["model"]  # the source's model
     config = TrainConfig.from_dict(config)
     assert config.model == TransformerConfig(**MODEL) and config.tokenizer == "byte"

@@ -5,10 +5,14 @@ A foreign or corrupt checkpoint gives a one-line KobaError and leaves the model 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -30,13 +34,25 @@ def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
     return tensors, {"param_groups": state.get("param_groups", []), "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+OPTIMIZER_ENTRY = re.compile(r"state/([^/]+)/([^/]+)")  # state/<parameter name or number>/<key>
+
+
+def _unflatten_optimizer(tensors: dict, meta: dict, directory: Path) -> dict:
+    """The optimizer state from optimizer.safetensors and state.json's "optimizer" entry; a damaged one (names not
+    state/<parameter>/<key>, state.json's entry not {"param_groups": [...], "scalars": {...}}) is refused."""
+    scalars, groups = meta.get("scalars", {}), meta.get("param_groups", [])
+    if not isinstance(scalars, dict) or not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise KobaError(f"checkpoint {directory}: state.json's optimizer entry is damaged (param_groups must be a "
+                        "list of objects, scalars an object)")
     state: dict = {}
-    items = list(tensors.items()) + list(meta.get("scalars", {}).items())
-    for name, value in items:
-        _, pid, key = name.split("/", 2)
+    for name, value in list(tensors.items()) + list(scalars.items()):
+        match = OPTIMIZER_ENTRY.fullmatch(name)
+        if match is None:
+            raise KobaError(f"checkpoint {directory}: optimizer.safetensors holds {name!r}, not an optimizer state "
+                            "entry (state/<parameter>/<key>); foreign or damaged")
+        pid, key = match.groups()
         state.setdefault(int(pid) if pid.isdigit() else pid, {})[key] = value
-    return {"state": state, "param_groups": meta.get("param_groups", [])}
+    return {"state": state, "param_groups": groups}
 
 
 # An imported model's own tokenizer travels with its weights (`koba lm import`, tokenizer: hf).
@@ -74,26 +90,77 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.writing-", dir=directory.parent))
     except OSError as exc:
         raise KobaError(f"cannot write a checkpoint to {directory}: {exc.strerror or exc}") from None
-    save_file({k: v.detach().contiguous().clone().cpu() for k, v in model_state.items()}, tmp / "model.safetensors")
-    opt_meta = {}
-    if optim_state is not None:
-        tensors, opt_meta = _flatten_optimizer(optim_state)
-        save_file(tensors, tmp / "optimizer.safetensors")
-    if adapters:
-        save_file({k: v.detach().contiguous().clone().cpu() for k, v in adapters.items()}, tmp / "lora.safetensors")
-    for name, source in (tokenizer_files or {}).items():
-        if name not in TOKENIZER_FILES:
-            raise ValueError(f"not a tokenizer file name: {name}")
-        shutil.copyfile(source, tmp / name)
-    (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
-    old = None
-    if directory.exists():  # moved aside under a unique name of our own, deleted once the new one is in place
-        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.replaced-", dir=directory.parent))
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    old, swapped = None, False
+    try:
+        save_file({k: v.detach().contiguous().clone().cpu() for k, v in model_state.items()},
+                  tmp / "model.safetensors")
+        opt_meta = {}
+        if optim_state is not None:
+            tensors, opt_meta = _flatten_optimizer(optim_state)
+            save_file(tensors, tmp / "optimizer.safetensors")
+        if adapters:
+            save_file({k: v.detach().contiguous().clone().cpu() for k, v in adapters.items()},
+                      tmp / "lora.safetensors")
+        for name, source in (tokenizer_files or {}).items():
+            if name not in TOKENIZER_FILES:
+                raise ValueError(f"not a tokenizer file name: {name}")
+            shutil.copyfile(source, tmp / name)
+        (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
+        with _signals_blocked():  # a Ctrl-C between the two renames would leave no checkpoint/ at all
+            if directory.exists():  # moved aside under a unique name of our own, deleted once the new one is in place
+                old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.replaced-", dir=directory.parent))
+                os.replace(directory, old)
+            os.replace(tmp, directory)
+            swapped = True
+    except BaseException as exc:  # a full disk, Ctrl-C, ...: no half-written folder left behind, the old one back
+        if not swapped:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and old.exists():
+                if directory.exists():
+                    shutil.rmtree(old, ignore_errors=True)  # still the empty folder mkdtemp made
+                else:
+                    os.replace(old, directory)
+            if isinstance(exc, (OSError, SafetensorError)):
+                reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+                          else (str(exc).splitlines() or [type(exc).__name__])[0])
+                raise KobaError(f"cannot write a checkpoint to {directory}: {reason}") from None
+        raise
+    finally:
+        if swapped and old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """SIGINT and SIGTERM held back (delivered on leaving) in the main thread; elsewhere none arrive anyway."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def recover_interrupted_swap(directory: str | Path) -> None:
+    """Put back the checkpoint save_checkpoint had moved aside (.<name>.replaced-*) when `directory` is missing: a
+    save stopped between its two renames. Several such folders cannot be told apart: refused."""
+    directory = Path(directory)
+    if directory.exists() or directory.is_symlink():
+        return
+    aside = sorted(p for p in directory.parent.glob(f".{directory.name}.replaced-*")
+                   if p.is_dir() and (p / "model.safetensors").is_file())
+    if len(aside) > 1:
+        raise KobaError(f"{directory} is missing and {len(aside)} earlier checkpoints lie beside it "
+                        f"({', '.join(p.name for p in aside)}); rename the right one to {directory.name}")
+    if aside:
+        try:
+            os.replace(aside[0], directory)
+        except OSError as exc:
+            raise KobaError(f"cannot put back the checkpoint {aside[0]} as {directory}: {exc.strerror or exc}") \
+                from None
 
 
 def load_model_state(path: str | Path) -> dict:
@@ -176,10 +243,17 @@ def load_checkpoint(directory: str | Path) -> tuple[dict, dict | None, dict]:
         raise KobaError(f"checkpoint {directory}: state.json is corrupt") from exc
     if not isinstance(meta, dict):
         raise KobaError(f"checkpoint {directory}: state.json is not a JSON object")
+    for key in ("config", "optimizer"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise KobaError(f"checkpoint {directory}: state.json's {key} is not a JSON object (damaged)")
+    step = meta.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise KobaError(f"checkpoint {directory}: state.json's step must be a non-negative integer, got {step!r}")
     optim = None
     if (directory / "optimizer.safetensors").is_file():
         try:
-            optim = _unflatten_optimizer(load_file(directory / "optimizer.safetensors"), meta.get("optimizer", {}))
+            tensors = load_file(directory / "optimizer.safetensors")
         except SafetensorError as exc:
             raise KobaError(f"checkpoint {directory}: optimizer.safetensors is corrupt") from exc
+        optim = _unflatten_optimizer(tensors, meta.get("optimizer", {}), directory)
     return model_state, optim, meta

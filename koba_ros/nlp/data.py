@@ -104,16 +104,24 @@ def read_file(path: Path) -> str:
         return f.read()
 
 
-def iter_documents(source: str):
-    """The texts of a dataset one at a time (a file or the built-in corpus: one; a collection: one per non-empty
-    file), so a pass over a large collection holds one file in memory; raises at the end if none had text."""
+def documents_with_files(source: str):
+    """(file, text) of each document of a dataset, one at a time (a file or the built-in corpus, whose file is None:
+    one; a collection: one per non-empty file), so a pass over a large collection holds one file in memory; raises
+    at the end if none had text. The one rule for which files become documents (influence names them by it)."""
     has_text = False
-    for text in [builtin_corpus()] if source == BUILTIN else map(read_file, dataset_files(source)):
+    pairs = [(None, builtin_corpus())] if source == BUILTIN else ((f, read_file(f)) for f in dataset_files(source))
+    for path, text in pairs:
         has_text = has_text or bool(text.strip())
         if text:
-            yield text
+            yield path, text
     if not has_text:
         raise KobaError(f"dataset {source} is empty")
+
+
+def iter_documents(source: str):
+    """The texts of a dataset one at a time (documents_with_files)."""
+    for _, text in documents_with_files(source):
+        yield text
 
 
 def load_documents(source: str) -> list[str]:
@@ -156,8 +164,9 @@ class TokenStream:
     (x, next-token targets y), the same windows either way."""
 
     def __init__(self, tokens: torch.Tensor | np.ndarray, seq_len: int, name: str = "dataset"):
-        if len(tokens) < seq_len + 2:
-            raise KobaError(f"{name} has {len(tokens)} tokens, fewer than one sequence of {seq_len} + 1")
+        if len(tokens) < seq_len + 2:  # a window is seq_len + 1 tokens, and batch() never draws the last start
+            raise KobaError(f"{name} has {len(tokens)} tokens, fewer than one sequence of {seq_len} tokens, its "
+                            f"next-token target and one spare ({seq_len + 2})")
         self.tokens = tokens.long() if isinstance(tokens, torch.Tensor) else tokens  # a memory map stays one
         self.seq_len = seq_len
 
@@ -186,6 +195,8 @@ class TokenStream:
 
     def batch(self, batch_size: int, generator: torch.Generator, with_starts: bool = False):
         """(x, y) [batch_size, seq_len]; with_starts also each window's first position in the stream."""
+        # High is exclusive, so the last window (start len - seq_len - 1) is never drawn; kept so: every run's
+        # batches, and the effects measured with them (test_nlp_repro's wso), depend on this draw.
         starts = torch.randint(0, len(self) - self.seq_len - 1, (batch_size,), generator=generator)
         window = torch.stack([self.window(s) for s in starts.tolist()])
         return (window[:, :-1], window[:, 1:], starts) if with_starts else (window[:, :-1], window[:, 1:])

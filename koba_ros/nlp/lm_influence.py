@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import dataset_files, is_collection, read_file
+from koba_ros.nlp.data import documents_with_files, is_collection
 from koba_ros.nlp.evaluation import score, text_tokens
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.trained import load_trained
@@ -47,8 +47,8 @@ def training_documents(trained) -> tuple[list[torch.Tensor], list[str]]:
     bounds = [-1, *ends] if ends and ends[-1] == len(tokens) - 1 else [-1, *ends, len(tokens) - 1]
     documents = [tokens[a + 1:b + 1] for a, b in zip(bounds, bounds[1:], strict=False)]
     names = [f"document {d}" for d in range(len(documents))]
-    if is_collection(config["train_data"]):  # the stream holds the non-empty files only (data.iter_documents)
-        files = [f for f in dataset_files(config["train_data"]) if read_file(f)]
+    if is_collection(config["train_data"]):  # the stream holds the non-empty files only
+        files = [path for path, _ in documents_with_files(config["train_data"])]
         names = [str(files[d]) if d < len(files) else names[d] for d in range(len(documents))]
     return documents, names
 

@@ -7,8 +7,11 @@ NaN/inf loss stop that keeps the last good checkpoint.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,7 +21,14 @@ import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp import distributed
-from koba_ros.nlp.checkpoint import check_compatible, load_checkpoint, load_model_state, save_checkpoint
+from koba_ros.nlp.checkpoint import (
+    check_compatible,
+    is_replaceable,
+    load_checkpoint,
+    load_model_state,
+    recover_interrupted_swap,
+    save_checkpoint,
+)
 from koba_ros.nlp.config import TransformerConfig, check_types
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator
@@ -31,7 +41,14 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
 from koba_ros.nlp.tokenizer import build_tokenizer
-from koba_ros.nlp.warm_start import merge_source, read_weights
+from koba_ros.nlp.warm_start import (
+    FREE_MODEL_FIELDS,
+    TOKENIZER_FIELDS,
+    merge_source,
+    model_difference,
+    read_weights,
+    tokenizer_difference,
+)
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32", "bf16_master")
 
@@ -92,11 +109,16 @@ class TrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)) or not (0 <= self.min_lr < math.inf):
             raise KobaError(f"train config: lr must be a finite number > 0 and min_lr one >= 0, got {self.lr}, "
                             f"{self.min_lr}")
+        if self.min_lr > self.lr:  # the decaying schedules would raise the rate towards min_lr instead
+            raise KobaError(f"train config: min_lr {self.min_lr} is above lr {self.lr}; set min_lr <= lr")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise KobaError(f"train config: beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.warmup < 0 or not 0 <= self.decay_frac <= 1 or not 0 <= self.val_fraction < 1:
             raise KobaError(f"train config: warmup must be >= 0, decay_frac in [0, 1] and val_fraction in [0, 1), got "
                             f"{self.warmup}, {self.decay_frac}, {self.val_fraction}")
+        if not self.val_fraction and not self.val_data:
+            raise KobaError("train config: val_fraction is 0 and there is no val_data, so nothing to validate on; "
+                            "set val_fraction > 0 or val_data")
         if not (0 <= self.weight_decay < math.inf and 0 <= self.clip < math.inf):
             raise KobaError(f"train config: weight_decay and clip must be finite and >= 0 (clip 0: off), got "
                             f"{self.weight_decay}, {self.clip}")
@@ -220,6 +242,12 @@ def restore_optimizer(optimizer, model, optim_state: dict, meta: dict, config: T
     if isinstance(optimizer, MasterWeightAdamW):
         if not MasterWeightAdamW.owns(optim_state):  # written under FSDP
             optim_state = param_state_to_flat(optim_state.get("state", {}), layout, optimizer.master)
+        flat = optim_state.get("state", {}).get("flat", {})
+        wrong = [k for k in MasterWeightAdamW.STATE_KEYS if torch.is_tensor(flat.get(k))
+                 and flat[k].shape != getattr(optimizer, k).shape]
+        if wrong:
+            raise KobaError(f"checkpoint: the optimizer state's {wrong[0]} has shape {tuple(flat[wrong[0]].shape)}, "
+                            f"this model's {tuple(getattr(optimizer, wrong[0]).shape)} (damaged or foreign)")
         optimizer.load_state_dict(optim_state)
         return
     if MasterWeightAdamW.owns(optim_state):  # written without FSDP, resumed under it
@@ -227,7 +255,41 @@ def restore_optimizer(optimizer, model, optim_state: dict, meta: dict, config: T
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": n}
                   for g, n in zip(optimizer.param_groups, names, strict=True)]
         optim_state = {"state": flat_to_param_state(optim_state, layout), "param_groups": groups}
+    check_optimizer_state(optim_state, model)
     distributed.load_optimizer_state(model, optimizer, optim_state)
+
+
+def check_optimizer_state(optim_state: dict, model) -> None:
+    """Raise unless a per-parameter AdamW state has this run's two parameter groups, and for each of their
+    parameters (by name; by number in the groups' order for a state keyed so) its step and moments of its shape."""
+    groups, state = optim_state.get("param_groups"), optim_state.get("state")
+    expected = named_groups(model)
+    if not isinstance(groups, list) or len(groups) != len(expected) or not isinstance(state, dict):
+        raise KobaError(f"checkpoint: the optimizer state has {len(groups) if isinstance(groups, list) else 'no'} "
+                        f"parameter groups, this run's optimizer {len(expected)} (damaged or foreign)")
+    seen = set()
+    for group, named in zip(groups, expected, strict=True):
+        ids = group.get("params")
+        if not isinstance(ids, list) or len(ids) != len(named):
+            raise KobaError("checkpoint: the optimizer state's parameter groups do not list this model's parameters "
+                            "(damaged or foreign)")
+        for pid, (name, p) in zip(ids, named, strict=True):
+            if isinstance(pid, str) and pid != name:
+                raise KobaError(f"checkpoint: the optimizer state names parameter {pid!r} where this model has "
+                                f"{name!r} (damaged or foreign)")
+            entry = state.get(pid)
+            if not isinstance(entry, dict) or not {"step", "exp_avg", "exp_avg_sq"} <= set(entry):
+                raise KobaError(f"checkpoint: the optimizer state has no AdamW step and moments for {name} (damaged)")
+            for key in ("exp_avg", "exp_avg_sq"):
+                if not torch.is_tensor(entry[key]) or entry[key].shape != p.shape:
+                    got = tuple(entry[key].shape) if torch.is_tensor(entry[key]) else type(entry[key]).__name__
+                    raise KobaError(f"checkpoint: the optimizer state's {key} of {name} has shape {got}, the "
+                                    f"parameter {tuple(p.shape)} (damaged or foreign)")
+            seen.add(pid)
+    extra = sorted(map(str, set(state) - seen))
+    if extra:
+        raise KobaError(f"checkpoint: the optimizer state holds entries for {extra[0]!r}, not a parameter of this "
+                        "model (damaged or foreign)")
 
 
 def set_lr(optimizer, lr: float) -> None:
@@ -259,6 +321,7 @@ def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast, 
 def read_checkpoint(model, checkpoint_dir: Path):
     """(model_state, optim_state, meta, LoRA adapters or None) if a checkpoint fits `model`, None if there is none;
     raises if it is bad."""
+    recover_interrupted_swap(checkpoint_dir)  # a save stopped between its renames left the checkpoint aside
     if not checkpoint_dir.is_dir() or not any(checkpoint_dir.iterdir()):
         return None
     missing = [name for name in ("model.safetensors", "state.json") if not (checkpoint_dir / name).is_file()]
@@ -345,6 +408,87 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path) -> 
     return Start(step, optim_state, meta, config.lora_alpha / config.lora_rank, trainable, base_digest)
 
 
+# Settings that say how a run is carried out, not what it trains: a resume may change them without a notice.
+RUN_ONLY_FIELDS = frozenset({"steps", "out", "resume", "progress", "tensorboard", "device", "dist_timeout"})
+
+
+def check_resumed_config(config: TrainConfig, meta: dict, checkpoint_dir: Path, tokenizer, announce: bool) -> None:
+    """A resume must train the model and tokenizer its checkpoint records: a function-defining model field or the
+    tokenizer (kind, files, the hf tokenizer.json's digest) that differs is refused, with warm_start's comparison.
+    Training settings (lr, schedule, batch_size, data, seed, dropout, ...) may change: one notice line names them."""
+    recorded = meta.get("config")
+    if not recorded:  # a checkpoint that records no config (written by hand or long ago)
+        return
+    if not isinstance(recorded.get("model"), dict):
+        raise KobaError(f"checkpoint {checkpoint_dir}: state.json's config has no model (damaged)")
+    try:
+        different = model_difference(config.model.to_dict(), recorded["model"])
+        recorded_model = TransformerConfig.from_dict(recorded["model"]).to_dict()
+    except KobaError as exc:
+        raise KobaError(f"checkpoint {checkpoint_dir}: its recorded model config is not valid here ({exc})") from None
+    if different:
+        key, value, saved = different
+        raise KobaError(f"checkpoint {checkpoint_dir}: model {key} is {value!r} here but {saved!r} in the checkpoint; "
+                        "a resume trains the checkpoint's model (set it back, or give another out folder)")
+    different = tokenizer_difference({key: getattr(config, key) for key in TOKENIZER_FIELDS}, recorded)
+    digest, saved_digest = getattr(tokenizer, "digest", None), meta.get("tokenizer_digest")
+    if different is None and digest and saved_digest and digest != saved_digest:
+        different = ("the tokenizer.json (digest)", digest, saved_digest)
+    if different:
+        key, value, saved = different
+        raise KobaError(f"checkpoint {checkpoint_dir}: {key} is {value!r} here but {saved!r} in the checkpoint; "
+                        "its weights only fit that tokenizer (set it back, or give another out folder)")
+    now = config.to_dict()
+    changed = [f"{key} {recorded[key]!r} -> {value!r}" for key, value in now.items()
+               if key != "model" and key not in RUN_ONLY_FIELDS and key not in TOKENIZER_FIELDS
+               and key in recorded and recorded[key] != value]
+    changed += [f"model.{key} {recorded_model[key]!r} -> {now['model'][key]!r}" for key in FREE_MODEL_FIELDS
+                if recorded_model.get(key) != now["model"].get(key)]
+    if changed and announce:
+        print(f"koba lm train: resuming {checkpoint_dir} with changed training settings: {', '.join(changed)}",
+              file=sys.stderr, flush=True)
+
+
+def _encode_state(state: torch.Tensor) -> str:
+    return base64.b64encode(state.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _decode_state(text) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text, validate=True)), dtype=torch.uint8)
+
+
+def rng_state(device: torch.device) -> dict:
+    """The global random generators' states (dropout, SHAPE's shifts), for a checkpoint: CPU, and on CUDA every
+    device's and which one this process uses. All ranks seed alike and draw alike, so rank 0's state is every rank's."""
+    state = {"cpu": _encode_state(torch.get_rng_state())}
+    if device.type == "cuda":
+        state["cuda"] = [_encode_state(s) for s in torch.cuda.get_rng_state_all()]
+        state["cuda_device"] = device.index if device.index is not None else torch.cuda.current_device()
+    return state
+
+
+def restore_rng(state, device: torch.device, info, checkpoint_dir: Path) -> None:
+    """Set the generators to a checkpoint's rng_state, so a resumed run draws what the uninterrupted one would have;
+    this process's CUDA device gets the saving process's device's state. A checkpoint without one: left as seeded."""
+    if state is None:
+        return
+    try:
+        cpu = _decode_state(state["cpu"])
+        cuda = [_decode_state(s) for s in state.get("cuda", [])] if device.type == "cuda" else []
+        own = cuda[int(state.get("cuda_device", 0))] if cuda else None
+        ok = len(cpu) == len(torch.get_rng_state()) and (own is None
+                                                         or len(own) == len(torch.cuda.get_rng_state(device)))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, binascii.Error):
+        ok = False
+    if not ok:
+        raise KobaError(f"checkpoint {checkpoint_dir}: state.json's saved random state (rng) is damaged")
+    torch.set_rng_state(cpu)
+    if own is not None:
+        if not info.enabled and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        torch.cuda.set_rng_state(own, device)
+
+
 def precision_name(compute_dtype, master: bool, flat_master: bool) -> str:
     if master:
         return "bf16 weights, fp32 master AdamW" + ("" if flat_master else " (FSDP mixed precision)")
@@ -363,10 +507,19 @@ def train(config: TrainConfig) -> dict:
         distributed.cleanup(info)
 
 
+def check_outputs(out: Path, keep_best: bool) -> None:
+    """Refuse up front (not after ckpt_every steps) an out/checkpoint, or out/best with keep_best, that a checkpoint
+    may not be written over: a file, or a folder holding other things."""
+    for folder in (out / "checkpoint", *([out / "best"] if keep_best else [])):
+        if not is_replaceable(folder):
+            raise KobaError(f"{folder} exists and is not a checkpoint folder; move it away or give another out folder")
+
+
 def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     out = Path(config.out)
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
+    _from_main_or_raise(check_outputs, info, out, config.keep_best)
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
     if tokenizer.vocab_size > config.model.vocab_size:
@@ -391,6 +544,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     checkpoint_dir = out / "checkpoint"
     start = starting_weights(model, config, info, checkpoint_dir)
     step, optim_state, meta = start.step, start.optim_state, start.meta
+    check_resumed_config(config, meta, checkpoint_dir, tokenizer, info.main)
     master = config.precision == "bf16_master"
     flat_master = master and not (info.enabled and config.parallel == "fsdp")
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
@@ -404,6 +558,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     # bf16_master keeps autocast too: buffers and the loss stay fp32, matmuls meet bf16 weights either way.
     compute_dtype = autocast_dtype(config.precision, device)
     scaler = LossScaler(compute_dtype == torch.float16, device, config.loss_scale)
+    if not isinstance(meta.get("loss_scale") or {}, dict):
+        raise KobaError(f"checkpoint {checkpoint_dir}: state.json's loss_scale is not a JSON object (damaged)")
     scaler.load_state_dict(meta.get("loss_scale") or {})  # a resumed fp16 run goes on with its scale
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -411,21 +567,39 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     def autocast():
         return torch.autocast(device.type, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None)
 
+    saved_step = step if meta else None  # the step of the checkpoint on disk (a resume's, then each one saved)
+
     def kept() -> str:
-        return f"last good checkpoint kept at {checkpoint_dir}" if checkpoint_dir.exists() else "no checkpoint yet"
+        if saved_step is not None:
+            return (f"last good checkpoint kept at {checkpoint_dir}: step {saved_step}, the weights after step "
+                    f"{saved_step}")
+        return f"an earlier checkpoint kept at {checkpoint_dir}" if checkpoint_dir.exists() else "no checkpoint yet"
+
+    def non_finite(what: str, value: float, at: int) -> KobaError:
+        advice = "; resume from it with a lower lr" if saved_step is not None else "; try a lower lr"
+        return KobaError(f"{what} is {value} at step {at}; stopped ({kept()}){advice}")
 
     log = MetricsLog(out / "metrics.csv", info.main, resume_step=step)
     tokens_per_step = config.batch_size * config.seq_len * config.grad_accum * info.world
+    tokens = meta.get("tokens")  # tokens trained so far (a resume may have changed batch_size, seq_len, ...)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        tokens = step * tokens_per_step  # a checkpoint of an older version: as if every step had this size
     bar = None
     if config.progress and info.main:
         from tqdm import tqdm
 
         bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-    last_loss, val_loss, t0 = float("nan"), None, time.perf_counter()
+    last_loss, val_loss, t0 = meta.get("loss"), None, time.perf_counter()  # the checkpoint's, if no step runs
+    if isinstance(last_loss, bool) or not isinstance(last_loss, int | float) or not math.isfinite(last_loss):
+        last_loss = None
+    if step >= config.steps and info.main:
+        print(f"koba lm train: the checkpoint {checkpoint_dir} is already at step {step} >= steps {config.steps}; "
+              "nothing to train (raise steps to train on)", file=sys.stderr, flush=True)
     best_val = math.inf  # a resumed run keeps the best so far (rank 0's: other nodes have no out/best)
     if config.keep_best and step > 0:
         best_val = distributed.from_main(best_validation_loss(out / "best") if info.main else None, info)
     first_step, stopped_by = step, None
+    restore_rng(meta.get("rng"), device, info, checkpoint_dir)  # dropout and SHAPE draw on as the run would have
     while step < config.steps:
         lr = lr_at(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr, config.decay_frac)
         set_lr(optimizer, lr)
@@ -446,16 +620,22 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                                                        info, device)
         if not math.isfinite(last_loss):
             optimizer.zero_grad(set_to_none=True)
-            raise KobaError(f"loss is {last_loss} at step {step}; stopped ({kept()})")
+            raise non_finite("loss", last_loss, step + 1)
         scaler.unscale(optimizer)  # fp16: the clip threshold and the logged norm are of the true gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip or float("inf")).item()
+        if not scaler.enabled and not math.isfinite(grad_norm):  # fp16 skips such a step; others would apply it
+            optimizer.zero_grad(set_to_none=True)
+            raise non_finite("the gradient norm", grad_norm, step + 1)
         scaler.step(optimizer)  # fp16: skipped, and the loss scale halved, if a gradient overflowed
         optimizer.zero_grad(set_to_none=True)
         scaler.check(step, kept)
         step += 1
+        tokens += tokens_per_step
         evaluated = step % config.eval_every == 0 or step == config.steps
         if evaluated:
             val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
+            if not math.isfinite(val_loss):  # these weights are not saved, as checkpoint or as best
+                raise non_finite("the validation loss", val_loss, step)
             if config.keep_best and val_loss < best_val:  # the same mean on every rank: all gather, or none
                 best_val = val_loss
                 model_state, _, _ = gather_state(model, optimizer, info, flat_master, start.lora_scale,
@@ -464,7 +644,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                     save_checkpoint(out / "best", model_state, None,
                                     {"step": step, "val_loss": val_loss, "config": config.to_dict()})
         elapsed = time.perf_counter() - t0
-        log.write(step=step, tokens=step * tokens_per_step, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
+        log.write(step=step, tokens=tokens, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
                   grad_norm=f"{grad_norm:.4f}",
                   val_loss=f"{val_loss:.4f}" if evaluated else "",
                   loss_scale=f"{scaler.value:.6g}" if scaler.enabled else "",
@@ -477,12 +657,16 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                                                               start.lora_scale)
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
-                                {"step": step, "loss": last_loss, "config": config.to_dict(),
+                                {"step": step, "loss": last_loss, "tokens": tokens, "config": config.to_dict(),
                                  **({"lora_base_digest": start.lora_base_digest} if config.lora_rank else {}),
-                                 **({"loss_scale": scaler.state_dict()} if scaler.enabled else {})},
+                                 **({"loss_scale": scaler.state_dict()} if scaler.enabled else {}),
+                                 **({"tokenizer_digest": tokenizer.digest}
+                                    if getattr(tokenizer, "digest", None) else {}),
+                                 "rng": rng_state(device)},
                                 adapters)
                 if config.tensorboard:
                     write_tensorboard(out / "metrics.csv", out / "tensorboard")
+            saved_step = step
         if stopping and step < config.steps:  # a signal here or on another rank: all ranks leave after this step
             stopped_by = stop.requested or "a signal to another rank"
             break
@@ -494,8 +678,9 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             write_tensorboard(out / "metrics.csv", out / "tensorboard")
     distributed.barrier(info)  # no rank reports done before rank 0's last checkpoint is on disk
     elapsed = time.perf_counter() - t0
-    return {"steps": step, "loss": round(last_loss, 4), "val_loss": None if val_loss is None else round(val_loss, 4),
-            "tokens": step * tokens_per_step, "world_size": info.world, "rank": info.rank,
+    return {"steps": step, "loss": None if last_loss is None else round(last_loss, 4),
+            "val_loss": None if val_loss is None else round(val_loss, 4),
+            "tokens": tokens, "world_size": info.world, "rank": info.rank,
             "local_rank": info.local_rank, "node_rank": info.node_rank,
             "parameter_digest": distributed.parameter_digest(model),
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),

@@ -31,22 +31,41 @@ def merge_source(data: dict) -> dict:
     given = data.get("model") or {}
     check_agrees(data["init_from"], given, source["model"])
     merged = {**data, "model": {**source["model"], **given}}
-    for key, default in TOKENIZER_FIELDS.items():
-        source_value = source.get(key, default)
-        if key in data and data[key] != source_value:
-            raise KobaError(f"init_from {data['init_from']}: {key} is {data[key]!r} here but {source_value!r} in "
-                            "the source; its weights only fit the source's tokenizer")
-        merged[key] = source_value
+    different = tokenizer_difference(data, source)
+    if different:
+        key, value, source_value = different
+        raise KobaError(f"init_from {data['init_from']}: {key} is {value!r} here but {source_value!r} in "
+                        "the source; its weights only fit the source's tokenizer")
+    merged.update({key: source.get(key, default) for key, default in TOKENIZER_FIELDS.items()})
     return merged
+
+
+def tokenizer_difference(given: dict, source: dict) -> tuple[str, object, object] | None:
+    """(field, given value, source value) of the first tokenizer field (TOKENIZER_FIELDS) that `given` names with
+    another value than the train config `source` records (defaults filled in), or None."""
+    for key, default in TOKENIZER_FIELDS.items():
+        if key in given and given[key] != source.get(key, default):
+            return key, given[key], source.get(key, default)
+    return None
+
+
+def model_difference(given: dict, source_model: dict) -> tuple[str, object, object] | None:
+    """(field, given value, source value) of the first function-defining model field in `given` whose value differs
+    from the model config `source_model` (defaults filled in), or None; FREE_MODEL_FIELDS may differ."""
+    source = TransformerConfig.from_dict(source_model).to_dict()
+    for key, value in given.items():
+        if key not in FREE_MODEL_FIELDS and key in source and value != source[key]:
+            return key, value, source[key]
+    return None
 
 
 def check_agrees(init_from, given: dict, source_model: dict) -> None:
     """Raise unless every function-defining model field in `given` has the source's value (defaults filled in)."""
-    source = TransformerConfig.from_dict(source_model).to_dict()
-    for key, value in given.items():
-        if key not in FREE_MODEL_FIELDS and key in source and value != source[key]:
-            raise KobaError(f"init_from {init_from}: model {key} is {value!r} here but {source[key]!r} in the "
-                            "source's weights; leave it out of the config to take the source's")
+    different = model_difference(given, source_model)
+    if different:
+        key, value, source_value = different
+        raise KobaError(f"init_from {init_from}: model {key} is {value!r} here but {source_value!r} in the "
+                        "source's weights; leave it out of the config to take the source's")
 
 
 def read_weights(model_config: TransformerConfig, model, init_from: str | Path) -> dict:
