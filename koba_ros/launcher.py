@@ -45,10 +45,12 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
     from rclpy.parameter import Parameter
 
     from koba_ros.nodes.params import freeze_parameters
-    from koba_ros.nodes.runtime import autostart, init, spin
+    from koba_ros.nodes.runtime import NAMESAKE_WINDOW, autostart, init, refuse_namesakes, spin, stop_on_signals
 
     init(sys.argv[:1])  # not the koba command line: it is no ROS argument list
     nodes = []
+    made = time.monotonic()
+    stop = stop or threading.Event()
     try:
         for spec in specs:
             cls = spec.load_class()
@@ -57,7 +59,14 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
             nodes.append(node)
             freeze_parameters(node)
             autostart(node)
-        spin(nodes, stop=stop, on_ready=on_ready)
+        try:
+            with stop_on_signals(stop):
+                refuse_namesakes(nodes, made, stop=stop)   # one wait for all, from the first node: usually none left
+        except KobaError:
+            for node in nodes:
+                node.destroy_node()
+            raise
+        spin(nodes, stop=stop, on_ready=on_ready, namesakes_until=made + NAMESAKE_WINDOW)
     finally:
         if rclpy.ok():
             rclpy.shutdown()

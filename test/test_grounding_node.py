@@ -2,6 +2,7 @@
 a PickPlace goal for the right object; "stop" cancels the running goal; an absent object is refused."""
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from rclpy.action import ActionServer, CancelResponse
@@ -150,6 +151,7 @@ def test_a_question_left_unanswered_expires_and_what_is_said_next_is_a_new_instr
         monkeypatch.setattr(node, "say", said.append)
         monkeypatch.setattr(node, "publish_result", lambda *args: None)
         monkeypatch.setattr(node, "send_goal", lambda obj, box: goals.append(box))
+        node.action = SimpleNamespace(server_is_ready=lambda: True)   # a move is announced only with an arm there
         node.respond("the duck", node.stops)
         assert isinstance(node.dialogue, Dialogue) and node.dialogue.pending
         node.asked_at -= node.question_timeout + 1   # a minute and more later

@@ -7,7 +7,9 @@ koba_interfaces/action/PickPlace goal when the instruction is resolved. While a 
 text is its answer. "stop" / "cancel" cancels the running goal, a goal still waiting to be accepted (as soon
 as it is), the open question or a turn still being thought about: stop words are heard by their own
 subscriptions in their own callback group, so they never wait behind a grounding turn and are never read as
-an instruction. Lifecycle: the model loads on configure.
+an instruction. A move is announced only while the PickPlace server is there ("I can't reach the arm right now."
+otherwise), and a goal whose server vanishes (picker_node died) is given up once a second's check notices, in so
+many words. Lifecycle: the model loads on configure.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class GroundingNode(LifecycleNode):
         self.goal_lock = threading.Lock()
         self.goal_handle = None          # accepted, running goal
         self.goal_pending = False        # sent, not yet accepted
+        self.contact_lost = 0            # times the server vanished under a goal; older goals' answers are void
         self.cancel_on_accept = False
         self.stops = 0                   # stop commands heard; a turn that began before the latest one is void
         self.turn_running = False
@@ -91,6 +94,8 @@ class GroundingNode(LifecycleNode):
         self.result_pub = self.create_lifecycle_publisher(GroundingResult, "/grounding/result", 10)
         self.say_pub = self.create_lifecycle_publisher(String, "/speech/say", 10)
         self.action = ActionClient(self, PickPlace, self.action_name, callback_group=self.goal_group)
+        # A server that vanishes (picker_node died) never answers a goal it holds: watch for it.
+        self.arm_watch = self.create_timer(1.0, self.check_arm, callback_group=self.goal_group)
         self.get_logger().info(f"grounding model loaded ({self.grounder.encoder_kind} text encoder)")
         return TransitionCallbackReturn.SUCCESS
 
@@ -165,6 +170,11 @@ class GroundingNode(LifecycleNode):
             if self.stops != stops:       # "stop" came while this turn was thinking: drop its outcome
                 self.dialogue = None
                 return
+            if reply.status == "done" and not self.action.server_is_ready():   # never announce a move not sent
+                self.get_logger().warning(f"no PickPlace server on {self.action_name}; goal not sent")
+                self.give_up_goal()   # a goal still running there is lost too: say that first
+                reply = Reply("rejected", "I can't reach the arm right now.", reply.target, reply.destination,
+                              confidence=reply.confidence)
             self.publish_result(text, reply, dialogue.objects)
             self.say(reply.text)
             if reply.status == "done":
@@ -215,11 +225,29 @@ class GroundingNode(LifecycleNode):
             self.say("I can't reach the arm right now.")
             return
         self.goal_pending, self.cancel_on_accept = True, False
-        self.action.send_goal_async(goal).add_done_callback(self.on_goal_response)
+        lost = self.contact_lost
+        self.action.send_goal_async(goal).add_done_callback(lambda future: self.on_goal_response(future, lost))
 
-    def on_goal_response(self, future) -> None:
+    def check_arm(self) -> None:
+        """Timer (goal group): a goal pending or running on a server that is gone gets no answer, ever; say so once
+        and forget it (its answer, should one come late after all, is ignored)."""
+        with self.goal_lock:
+            if (self.goal_handle is not None or self.goal_pending) and not self.action.server_is_ready():
+                self.give_up_goal()
+
+    def give_up_goal(self) -> None:
+        """Forget the pending or running goal of a server that is gone, saying so (called with goal_lock held)."""
+        if self.goal_handle is not None or self.goal_pending:
+            self.goal_handle, self.goal_pending, self.cancel_on_accept = None, False, False
+            self.contact_lost += 1
+            self.get_logger().error(f"the PickPlace server on {self.action_name} is gone; the goal is given up")
+            self.say("I lost contact with the arm; the move was not finished.")
+
+    def on_goal_response(self, future, lost: int) -> None:
         handle = future.result()
         with self.goal_lock:
+            if lost != self.contact_lost:   # given up on (check_arm)
+                return
             self.goal_pending = False
             if not handle.accepted:
                 self.say("The arm refused that move.")
@@ -228,10 +256,13 @@ class GroundingNode(LifecycleNode):
             if self.cancel_on_accept:          # a stop arrived while the goal waited for acceptance
                 self.cancel_on_accept = False
                 handle.cancel_goal_async()
-        handle.get_result_async().add_done_callback(self.on_goal_result)
+            lost = self.contact_lost
+        handle.get_result_async().add_done_callback(lambda result: self.on_goal_result(result, lost))
 
-    def on_goal_result(self, future) -> None:
+    def on_goal_result(self, future, lost: int) -> None:
         with self.goal_lock:
+            if lost != self.contact_lost:   # given up on (check_arm)
+                return
             self.goal_handle = None
         response = future.result()
         if response.status == GoalStatus.STATUS_CANCELED:

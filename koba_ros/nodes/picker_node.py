@@ -42,6 +42,7 @@ class TopicArm:
         self.traj_pub = node.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
         self.grip_pub = node.create_publisher(Float64, "/gripper/command", 10)
         self.state: dict[str, float] = {}
+        self.heard: dict[str, float] = {}   # joint -> time.monotonic() of the last /joint_states naming it
         self.messages = 0   # /joint_states received: rest is counted in messages (a stalled publisher is no rest)
         self.lock = threading.Lock()
         node.create_subscription(JointState, "/joint_states", self.on_state, 10, callback_group=group)
@@ -49,6 +50,8 @@ class TopicArm:
     def on_state(self, msg: JointState) -> None:
         with self.lock:
             self.state.update(zip(msg.name, msg.position, strict=False))
+            now = time.monotonic()
+            self.heard.update((name, now) for name in msg.name)
             self.messages += 1
 
     def _positions(self, names) -> np.ndarray:
@@ -57,10 +60,13 @@ class TopicArm:
             with self.lock:
                 if all(n in self.state for n in names):
                     q = np.array([self.state[n] for n in names])
+                    age = time.monotonic() - min(self.heard[n] for n in names)
                     break
             if time.monotonic() > deadline:
                 raise KobaError(f"no /joint_states for {', '.join(names)} within {self.state_timeout:g} s")
             time.sleep(0.05)
+        if age > self.state_timeout:   # the publisher stopped (mid-move): rest and stall are counted in messages
+            raise KobaError(f"no /joint_states for {self.state_timeout:g} s: is the arm's controller running?")
         if not np.all(np.isfinite(q)):
             raise KobaError("/joint_states has NaN positions; not moving")
         return q
@@ -80,7 +86,11 @@ class TopicArm:
             if cancel.wait(0.02):
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: stop
                 return False
-            q = self.joint_positions()
+            try:
+                q = self.joint_positions()
+            except KobaError:   # no /joint_states any more: stop whatever may still be moving the arm
+                self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))
+                raise
             if last is None or np.max(np.abs(q - last)) > 1e-3:
                 last, last_move = q, self.messages
             if time.monotonic() - start < traj.times[-1]:
@@ -187,7 +197,7 @@ class PickerNode(Node):
                 goal_handle.abort()
         finally:
             self.cancels.pop(bytes(goal_handle.goal_id.uuid), None)  # the goal has ended: no cancel can come now
-        self.get_logger().info(f"pick {goal.object_id} -> {goal.destination}: {outcome.message}")
+        self.get_logger().info(f"pick {goal.object_id} -> {goal.destination!r:.40}: {outcome.message}")
         return PickPlace.Result(success=outcome.success, message=outcome.message)
 
     def run_goal(self, goal, goal_handle, cancel):

@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import rclpy
@@ -29,6 +30,12 @@ from koba_ros.nodes.executor import QueueOnceExecutor
 from koba_ros.nodes.params import freeze_parameters
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A node being made hears of one already running 0.2-2.4 s later on loopback (when that one next announces itself);
+# the running one hears of the new one within ~0.2 s. So: a check before spinning, DISCOVERY_WAIT after the node began
+# to be made (its construction counts), and checks while spinning until NAMESAKE_WINDOW after. Two namesakes started
+# within NAMESAKE_WINDOW of each other may both refuse; a node running longer never does.
+DISCOVERY_WAIT = 1.0
+NAMESAKE_WINDOW = 5.0
 
 
 def init(args: list[str] | None = None) -> None:
@@ -69,6 +76,24 @@ def autostart(node: Node) -> None:
             raise KobaError(f"{node.get_name()}: {name} failed: {reason}")
 
 
+def refuse_namesakes(nodes: list[Node], since: float, wait: float = DISCOVERY_WAIT,
+                     stop: threading.Event | None = None) -> None:
+    """KobaError if a node of the same fully qualified name as one of `nodes` is on the graph (two picker_nodes would
+    both execute every goal). Waits until `since` + `wait` for discovery (none when building took longer); the graph
+    lists each of `nodes` once, so a name listed twice is a namesake's. `spin` goes on looking until NAMESAKE_WINDOW.
+    A set `stop` (a signal during the wait) ends the wait."""
+    deadline, stop = since + wait, stop or threading.Event()
+    while True:
+        names = nodes[0].get_fully_qualified_node_names() if nodes else []
+        for node in nodes:
+            name = node.get_fully_qualified_name()
+            if names.count(name) > 1:
+                domain = node.context.get_domain_id()
+                raise KobaError(f"a node named {name} is already running (ROS_DOMAIN_ID {domain})")
+        if time.monotonic() >= deadline or stop.wait(0.1):
+            return
+
+
 def shutdown_executor(executor: Executor, timeout: float = 5.0) -> None:
     """Executor.shutdown() that lets queued and running callbacks finish first.
 
@@ -97,8 +122,9 @@ def pool_size(n_nodes: int) -> int:
 
 
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
-         on_ready: Callable[[], None] | None = None) -> None:
-    """Spin nodes on one multi-threaded executor until Ctrl-C, SIGTERM, `stop` or an external shutdown."""
+         on_ready: Callable[[], None] | None = None, namesakes_until: float | None = None) -> None:
+    """Spin nodes on one multi-threaded executor until Ctrl-C, SIGTERM, `stop` or an external shutdown; until the
+    time.monotonic() `namesakes_until`, a namesake heard of ends it with refuse_namesakes' KobaError."""
     stop = stop or threading.Event()
     nodes = list(nodes)
     executor = QueueOnceExecutor(num_threads=pool_size(len(nodes)))
@@ -110,6 +136,8 @@ def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
                 on_ready()
             while rclpy.ok() and not stop.is_set():
                 executor.spin_once(timeout_sec=0.1)
+                if namesakes_until is not None and time.monotonic() < namesakes_until:
+                    refuse_namesakes(nodes, 0.0, wait=0.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -123,10 +151,18 @@ def run_node(node_class: Callable[..., Node], args: list[str] | None = None) -> 
     init(args)
     node = None
     try:
+        made = time.monotonic()
         node = node_class()
         freeze_parameters(node)
         autostart(node)
-        spin([node])
+        stop = threading.Event()
+        try:
+            with stop_on_signals(stop):   # a stop during the wait: spin then only shuts down in order
+                refuse_namesakes([node], made, stop=stop)
+        except KobaError:
+            node.destroy_node()   # a sim_node's simulation thread and render process, for one
+            raise
+        spin([node], stop, namesakes_until=made + NAMESAKE_WINDOW)
     except KobaError as exc:
         if node is not None:
             node.get_logger().fatal(str(exc))

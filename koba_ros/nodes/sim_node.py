@@ -41,13 +41,16 @@ class SimNode(Node):
                                  "Headless: render the camera in a separate process so physics never waits for it.")
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise KobaError(f"sim_node: depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}")
+        try:
+            qos = sensor_qos(reliability)   # before the cell and the render process are built
+        except ValueError as exc:
+            raise KobaError(f"sim_node: {exc}") from None
         if not headless and not os.environ.get("DISPLAY"):
             self.get_logger().warning("no DISPLAY: running headless")
             headless = True
         loaded = read_scene_file(scene or sim_dir() / "scenes" / "demo.json")
         self.cell = SimCell(loaded, gui=not headless)
         self.renderer = RenderProcess(loaded) if headless and render_process else None
-        qos = sensor_qos(reliability)
         self.color_pub = self.create_publisher(Image, "/camera/color/image_raw", qos)
         self.depth_pub = self.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", qos)
         self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", qos)

@@ -121,15 +121,16 @@ class Picker:
     # --- planning (no motion) -------------------------------------------------------------------
     def check_goal(self, target: Target, destination: str) -> None:
         """KobaError with the reason when the goal is impossible; nothing moves."""
-        if destination not in BOXES:
-            raise KobaError(f"unknown destination {destination!r}; boxes: {', '.join(BOXES)}")
+        if destination not in BOXES:   # echoed cut short: a client may send anything, 200,000 characters too
+            shown = f"{destination!r:.40}" + ("..." if len(repr(destination)) > 40 else "")
+            raise KobaError(f"unknown destination {shown}; boxes: {', '.join(BOXES)}")
         yaw = () if target.yaw is None else (target.yaw,)   # NaN would hang PyBullet's IK (kinematics.ik)
         if not all(math.isfinite(v) for v in (*target.position, *target.size, *yaw, target.width)):
             raise KobaError("target position, size, yaw or width is not a number")
         if not self.workspace.contains(target.position):
             raise KobaError(self.workspace.why_not(target.position))
         if min(target.size[0], target.size[1]) > MAX_OPENING - 0.01:
-            raise KobaError(f"object is {min(target.size[:2]) * 100:.0f} cm across: wider than the gripper opens")
+            raise KobaError(f"object is {min(target.size[:2]) * 100:.3g} cm across: wider than the gripper opens")
 
     def _checked(self, traj: JointTrajectory, start: np.ndarray) -> JointTrajectory:
         """Every trajectory leaves here within joint limits and with every waypoint's tool inside the workspace."""

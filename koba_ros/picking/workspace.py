@@ -19,5 +19,5 @@ class Workspace:
         return inside and float(np.linalg.norm(np.subtract(p, (0, 0, 0.333)))) <= self.reach
 
     def why_not(self, p) -> str:
-        return (f"({p[0]:.2f}, {p[1]:.2f}, {p[2]:.2f}) m is outside the workspace x {self.x}, y {self.y}, "
-                f"z {self.z}")
+        return (f"({p[0]:.3g}, {p[1]:.3g}, {p[2]:.3g}) m is outside the workspace x {self.x}, y {self.y}, "
+                f"z {self.z}")   # .3g: 1e308 is 1e+308, not 309 digits

@@ -4,7 +4,8 @@ sim_node runs this loop on one thread (PyBullet is not thread-safe); ROS callbac
 `submit`, which runs them between physics steps. When rendering makes the loop fall behind, physics catches
 up in bursts of at most MAX_CATCH_UP steps, so commands are still applied promptly. With a RenderProcess the
 loop only asks for frames (the pose at that sim time) and hands each one on when it comes back, so physics
-does not wait for the renderer.
+does not wait for the renderer. Should the render process end (killed, crashed), the loop says so once through
+on_error and renders on its own thread from then on: physics, /joint_states and the camera go on, more slowly.
 """
 from __future__ import annotations
 
@@ -60,6 +61,19 @@ class RealTimeLoop:
         if self.on_frame:
             self.on_frame(frame)
 
+    def _from_renderer(self, stop: threading.Event, call, *args):
+        """call(*args) on the render process. If that process has ended (killed, crashed), say so once and render on
+        this thread from then on: physics, /joint_states and the camera go on, slower. While the node closes the
+        renderer (stop is set), an ended process is expected and nothing is said."""
+        try:
+            return call(*args)
+        except (EOFError, OSError) as exc:
+            if not stop.is_set():
+                self.on_error(f"camera renderer stopped: {type(exc).__name__}: {str(exc) or 'its process ended'}; "
+                              "rendering on the simulation thread from now on")
+            self.renderer = None
+            return None
+
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
         wall0, sim0 = time.monotonic(), self.cell.time
         next_frame = next_joints = sim0
@@ -80,10 +94,10 @@ class RealTimeLoop:
                     self._deliver(self.cell.render())
                     next_frame += self.camera_period
                 elif not self.renderer.busy:     # still rendering the last one: ask as soon as it is free
-                    self.renderer.request(self.cell.pose())
+                    self._from_renderer(stop, self.renderer.request, self.cell.pose())
                     next_frame += self.camera_period
                 next_frame = max(next_frame, self.cell.time)
-            if self.renderer is not None and (frame := self.renderer.poll()) is not None:
+            if self.renderer is not None and (frame := self._from_renderer(stop, self.renderer.poll)) is not None:
                 self._deliver(frame)
             if behind <= 0:
                 time.sleep(TIME_STEP)

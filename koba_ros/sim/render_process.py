@@ -8,15 +8,20 @@ cores, physics and rendering then run side by side instead of one after the othe
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import signal
+import weakref
 
 from koba_ros.sim.cell import Frame, Pose, SimCell
 from koba_ros.sim.scene import Scene
 
 
 def _serve(scene: Scene, conn) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C goes to the parent, which stops this process
+    # Ctrl-C and `koba up`'s SIGTERM reach the whole process group: the parent stops in order and closes this process
+    # (killed by one, it would end the parent's simulation thread in an EOFError before the parent's stop).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with SimCell(scene, settle_s=0.0) as cell:
         while True:
             try:
@@ -29,6 +34,16 @@ def _serve(scene: Scene, conn) -> None:
             conn.send(cell.render())
 
 
+_open: weakref.WeakSet[RenderProcess] = weakref.WeakSet()
+
+
+def _close_open() -> None:
+    """At exit, close what nobody closed (a node whose constructor failed later): multiprocessing's own exit handler
+    would SIGTERM the child, which ignores it, and then wait for it forever."""
+    for renderer in list(_open):
+        renderer.close()
+
+
 class RenderProcess:
     def __init__(self, scene: Scene):
         context = multiprocessing.get_context("spawn")   # a fresh interpreter: no PyBullet state forked across
@@ -37,6 +52,10 @@ class RenderProcess:
         self._process.start()
         child.close()
         self.busy = False
+        if not _open:   # registered after multiprocessing's exit handler (imported by start()), so run before it
+            atexit.unregister(_close_open)
+            atexit.register(_close_open)
+        _open.add(self)
 
     def request(self, pose: Pose) -> None:
         """Start rendering `pose` (one frame in flight at a time: ignored while busy)."""
@@ -52,6 +71,7 @@ class RenderProcess:
         return None
 
     def close(self) -> None:
+        _open.discard(self)
         if self._process.is_alive():
             try:
                 self._conn.send(None)
@@ -59,7 +79,7 @@ class RenderProcess:
                 pass
             self._process.join(timeout=5.0)
             if self._process.is_alive():
-                self._process.terminate()
+                self._process.kill()      # it ignores SIGTERM
                 self._process.join(timeout=1.0)
         self._conn.close()
 
