@@ -42,6 +42,16 @@ def spin_until(node, condition, timeout: float, executor=None) -> bool:
         executor.remove_node(node)
 
 
+def wait_for(condition, timeout: float = 60.0) -> bool:
+    """Poll `condition` every 20 ms until it holds or `timeout` (generous: the machine may be very busy) passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
 def wait_for_nodes(node, names: set[str], timeout: float) -> set[str]:
     """Node names from `names` that appeared in the ROS graph within timeout."""
     seen: set[str] = set()

@@ -10,19 +10,11 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from koba_ros.nodes.executor import QueueOnceExecutor
+from test.rostools import wait_for
 from test.test_grounding_node import perceived_scene
 
 pytestmark = pytest.mark.ros
 WAIT = 60.0   # generous: the machine may be very busy
-
-
-def wait_for(condition, timeout=WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 class GatedGrounder:

@@ -18,12 +18,14 @@ from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 TEXT = "the red cube is in the top left box. put the brown fluffy toy in the top right box.\n" * 60
 
 
+TINY_MODEL = dict(d_model=32, n_layers=1, n_heads=2, max_len=32)
+
+
 def tiny(tmp_path, **overrides) -> TrainConfig:
     data = tmp_path / "train.txt"
     data.write_text(TEXT)
-    config = dict(model=dict(d_model=32, n_layers=1, n_heads=2, max_len=32), train_data=str(data), seq_len=32,
-                  batch_size=4, steps=8, lr=3e-3, warmup=2, eval_every=4, eval_batches=2, ckpt_every=4,
-                  out=str(tmp_path / "run"), progress=False)
+    config = dict(model=dict(TINY_MODEL), train_data=str(data), seq_len=32, batch_size=4, steps=8, lr=3e-3, warmup=2,
+                  eval_every=4, eval_batches=2, ckpt_every=4, out=str(tmp_path / "run"), progress=False)
     config.update(overrides)
     return TrainConfig.from_dict(config)
 

@@ -20,20 +20,13 @@ from koba_ros.nlp.data import TokenStream
 from koba_ros.nlp.tokenizer import ByteTokenizer
 from koba_ros.nlp.trainer import TrainConfig, check_resumed_config, train
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.test_nlp_train import TINY_MODEL
+from test.test_nlp_train import tiny as plain_tiny
 
-TEXT = "the red cube is in the top left box. put the brown fluffy toy in the top right box.\n" * 60
 
-
-def tiny(tmp_path, **overrides) -> TrainConfig:
-    data = tmp_path / "train.txt"
-    data.write_text(TEXT)
-    config = dict(model=dict(d_model=32, n_layers=1, n_heads=2, max_len=32), train_data=str(data), seq_len=32,
-                  batch_size=4, steps=8, lr=3e-3, warmup=2, eval_every=4, eval_batches=2, ckpt_every=4,
-                  out=str(tmp_path / "run"), progress=False, tensorboard=False)
-    model = overrides.pop("model", {})
-    config["model"].update(model)
-    config.update(overrides)
-    return TrainConfig.from_dict(config)
+def tiny(tmp_path, model: dict | None = None, **overrides) -> TrainConfig:
+    """test_nlp_train's tiny run without TensorBoard; `model` changes some of its model's settings."""
+    return plain_tiny(tmp_path, model={**TINY_MODEL, **(model or {})}, tensorboard=False, **overrides)
 
 
 def files(folder) -> dict:

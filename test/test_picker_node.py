@@ -73,14 +73,27 @@ def test_an_unseen_id_gets_one_fresh_objects_message_before_it_is_refused(ros_co
         probe.destroy_node()
 
 
+def goal_handle(ended: list):
+    """A stand-in for rclpy's ServerGoalHandle of one pick (object 7 to the top right box) that notes how it ends."""
+    from types import SimpleNamespace
+
+    from geometry_msgs.msg import Point, Vector3
+    from koba_interfaces.action import PickPlace
+
+    return SimpleNamespace(
+        goal_id=SimpleNamespace(uuid=list(range(16))), is_cancel_requested=False,
+        request=PickPlace.Goal(object_id=7, pick_position=Point(x=0.5, y=0.1, z=0.02),
+                               object_size=Vector3(x=0.04, y=0.04, z=0.04), destination="top_right"),
+        publish_feedback=lambda feedback: None, canceled=lambda: ended.append("canceled"),
+        succeed=lambda: ended.append("succeeded"), abort=lambda: ended.append("aborted"))
+
+
 def test_a_cancel_that_arrives_before_execute_is_not_lost(ros_context):
     """rclpy runs execute as a task of its own, so a cancel sent right after acceptance (grounding_node does that
     for a "stop" said while its goal was on the way) may be handled first. It used to be accepted and then lost:
     the pick ran to the end."""
     from types import SimpleNamespace
 
-    from geometry_msgs.msg import Point, Vector3
-    from koba_interfaces.action import PickPlace
     from rclpy.parameter import Parameter
 
     from koba_ros.nodes.picker_node import PickerNode
@@ -90,12 +103,7 @@ def test_a_cancel_that_arrives_before_execute_is_not_lost(ros_context):
     arm = picker.picker.arm
     arm.traj_pub = SimpleNamespace(publish=lambda msg: sent.append("trajectory"))
     arm.grip_pub = SimpleNamespace(publish=lambda msg: sent.append("gripper"))
-    handle = SimpleNamespace(
-        goal_id=SimpleNamespace(uuid=list(range(16))), is_cancel_requested=False,
-        request=PickPlace.Goal(object_id=7, pick_position=Point(x=0.5, y=0.1, z=0.02),
-                               object_size=Vector3(x=0.04, y=0.04, z=0.04), destination="top_right"),
-        publish_feedback=lambda feedback: None, canceled=lambda: ended.append("canceled"),
-        succeed=lambda: ended.append("succeeded"), abort=lambda: ended.append("aborted"))
+    handle = goal_handle(ended)
     try:
         picker.on_cancel(handle)       # first, before the goal's execute
         result = picker.execute(handle)

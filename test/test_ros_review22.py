@@ -11,16 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from test.rostools import wait_for
+from test.test_picker_node import goal_handle
+
 WAIT = 60.0   # generous: the machine may be very busy
-
-
-def wait_for(condition, timeout=WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 # --- 1. picker_node: /joint_states stop mid-move ------------------------------------------------------------------
@@ -28,8 +22,6 @@ def wait_for(condition, timeout=WAIT) -> bool:
 def test_a_goal_aborts_in_one_line_when_joint_states_stop_mid_move(ros_context):
     """The arm's rest and stall were counted in received messages, so a controller that stopped publishing left the
     goal (and the busy picker) waiting forever."""
-    from geometry_msgs.msg import Point, Vector3
-    from koba_interfaces.action import PickPlace
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import JointState
 
@@ -52,12 +44,7 @@ def test_a_goal_aborts_in_one_line_when_joint_states_stop_mid_move(ros_context):
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     assert wait_for(lambda: arm.messages > 0)
-    handle = SimpleNamespace(
-        goal_id=SimpleNamespace(uuid=list(range(16))), is_cancel_requested=False,
-        request=PickPlace.Goal(object_id=7, pick_position=Point(x=0.5, y=0.1, z=0.02),
-                               object_size=Vector3(x=0.04, y=0.04, z=0.04), destination="top_right"),
-        publish_feedback=lambda feedback: None, canceled=lambda: ended.append("canceled"),
-        succeed=lambda: ended.append("succeeded"), abort=lambda: ended.append("aborted"))
+    handle = goal_handle(ended)
     results = []
     goal = threading.Thread(target=lambda: results.append(picker.execute(handle)), daemon=True)
     goal.start()
