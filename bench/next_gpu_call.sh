@@ -12,6 +12,8 @@
 #      under bf16, and (session 19) Llama-style blocks with the grouped KV cache (150 s);
 #   4. bench/lm_sample.py --device cuda: sampling with and without the KV cache (90 s);
 #   4b. bench/lm_document_mask.py --device cuda: training steps with and without document_mask (60 s);
+#   4c. if 110 s or more are left (session 23): ALONE at full size, its same-budget table now fairly initialised
+#      (session 7's 4.921 was measured with a table that started at std 0.001; 73 s on the H100 then);
 #   5. if 150 s or more are left (session 20): Llama-style blocks at GPT-2 small's size, ours against transformers'
 #      LlamaForCausalLM, compiled and bf16_master (140 s at most; the JSON is rewritten after every variant);
 #   6. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
@@ -57,6 +59,12 @@ step "session 12-22 gpu tests" 150 pytest_session12_gpu.txt \
 step "sampling with and without the KV cache" 90 lm_sample_cuda.json "$PY" bench/lm_sample.py --device cuda
 step "document_mask's cost (flash vs an explicit mask)" 60 lm_document_mask_cuda.json \
   "$PY" bench/lm_document_mask.py --device cuda --steps 20
+if (( TOTAL - SECONDS >= 110 )); then  # session 23: the same-budget table no longer starts tiny (init.py)
+  step "ALONE full size, fair same-budget table" 100 alone_full.txt "$PY" -m koba_ros.nlp repro alone --device cuda \
+    --json --out "$OUT/alone"
+else
+  echo "== ALONE skipped: $((TOTAL - SECONDS)) s left" >&2
+fi
 if (( TOTAL - SECONDS >= 150 )); then
   step "Llama-style blocks, GPT-2 small size" 140 llama_bench.txt "$PY" -m koba_ros.nlp bench --size gpt2 \
     --device cuda --variants hf_llama_compiled,ours_llama_compiled,ours_llama_bf16_master,hf_llama_bf16_master \

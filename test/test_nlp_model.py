@@ -135,6 +135,18 @@ def test_alone_filters_have_the_paper_density_and_few_parameters():
     assert books.shape == (8, 64, 256) and codes.shape == (5000, 8)
 
 
+@pytest.mark.parametrize("init", ["gpt2", "small", "xavier"])
+def test_a_factorized_table_starts_at_the_full_tables_scale(init):
+    """ALONE's same-budget baseline (session 23): two factors drawn at a table's std made embeddings of std 0.001."""
+    torch.manual_seed(0)
+    shape = dict(vocab_size=4096, d_model=64, n_layers=1, n_heads=2, max_len=8, init=init)
+    ids = torch.arange(4096)
+    with torch.no_grad():
+        full = TransformerLM(TransformerConfig(**shape)).embed(ids).std().item()
+        low_rank = TransformerLM(TransformerConfig(**shape, embedding="factorized", embed_rank=8)).embed(ids).std()
+    assert abs(low_rank.item() - full) < 0.1 * full
+
+
 def test_small_init_matches_spike_no_more_sigmas():
     torch.manual_seed(0)
     cfg = TransformerConfig(d_model=256, n_layers=8, n_heads=4, init="small")

@@ -17,6 +17,15 @@ class FactorizedEmbedding(nn.Module):
         self.table = nn.Embedding(vocab_size, rank)
         self.proj = nn.Linear(rank, dim, bias=False)
 
+    def reset_parameters(self, std: float) -> None:
+        """Both factors N(0, sqrt(std) / rank^(1/4)): their product starts at the full table's std, and neither factor
+        is tiny. Drawing both at a table's own std (0.02) made embeddings of std 0.001 that barely learn, the fault
+        ALONE's FFN had (docs/nlp.md, "ALONE: why the CPU size missed the table's loss"): a baseline handicapped so
+        would flatter ALONE."""
+        factor_std = std ** 0.5 / self.table.embedding_dim ** 0.25
+        nn.init.normal_(self.table.weight, 0.0, factor_std)
+        nn.init.normal_(self.proj.weight, 0.0, factor_std)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.proj(self.table(ids))
 

@@ -12,7 +12,7 @@ import math
 
 from torch import nn
 
-from koba_ros.nlp.embeddings import AloneEmbedding
+from koba_ros.nlp.embeddings import AloneEmbedding, FactorizedEmbedding
 
 
 def init_std(config) -> float:
@@ -24,9 +24,16 @@ def init_weights(model: nn.Module, config) -> None:
         _init_xavier(model, config)
     else:
         _init_normal(model, config)
-    for module in model.modules():  # ALONE's FFN keeps its own init (embeddings.py), whatever the scheme
+    for module in model.modules():  # two-matrix embeddings keep their own init (embeddings.py), whatever the scheme
         if isinstance(module, AloneEmbedding):
             module.reset_parameters()
+        elif isinstance(module, FactorizedEmbedding):
+            module.reset_parameters(table_std(config))
+
+
+def table_std(config) -> float:
+    """The std an embedding table starts at under config.init."""
+    return config.d_model ** -0.5 if config.init == "xavier" else init_std(config)
 
 
 def _init_normal(model: nn.Module, config) -> None:
@@ -54,4 +61,4 @@ def _init_xavier(model: nn.Module, config) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, 0.0, config.d_model ** -0.5)
+            nn.init.normal_(module.weight, 0.0, table_std(config))
