@@ -104,7 +104,7 @@ def test_eval_per_document_scores_each_file_alone(tmp_path, corpus, capsys):
     assert whole["loss"] * whole["scored_tokens"] == pytest.approx(
         sum(a["loss"] * a["scored_tokens"] for a in alone), rel=1e-5)
     assert whole["bytes"] == sum(a["bytes"] for a in alone)
-    stream = evaluate("--data", str(corpus))
+    stream = evaluate("--data", str(corpus), "--split", "all")  # the whole corpus, training part included
     # the stream also scores the 3 separators and the files' first tokens, all but its own first: 3 + 3 - 1
     assert stream["scored_tokens"] == whole["scored_tokens"] + 5
     assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), "--data", str(tmp_path / "x.bin"),

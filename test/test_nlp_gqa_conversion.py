@@ -92,7 +92,8 @@ def test_a_document_masked_run_is_scored_with_its_mask_as_koba_lm_eval_scores_it
                                      seq_len=32, train_data=str(docs), batch_size=4, steps=20, eval_every=20,
                                      ckpt_every=20, lr=3e-3, out=str(tmp_path / "run"), progress=False,
                                      document_mask=True)))
-    assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), "--data", str(docs), "--json"]) == 0
+    assert main(["lm", "eval", "--checkpoint", str(tmp_path / "run"), "--data", str(docs), "--split", "all",
+                 "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert main(["lm", "gqa", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "gqa"), "--kv-heads",
                  "4", "--data", str(docs), "--json"]) == 0

@@ -113,7 +113,7 @@ def test_export_then_import_through_the_files_and_train_on(tmp_path, trained_run
     scores = []
     for folder in (trained_run, tmp_path / "imported"):
         assert main(["lm", "eval", "--checkpoint", str(folder), "--data", str(tmp_path / "train.txt"),
-                     "--json"]) == 0
+                     "--split", "all", "--json"]) == 0
         scores.append(json.loads(capsys.readouterr().out)["loss"])
     assert scores[0] == pytest.approx(scores[1], abs=1e-6)
     tuned = dict(train_data=str(tmp_path / "train.txt"), seq_len=32, batch_size=4, steps=2, eval_every=2,

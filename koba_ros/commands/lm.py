@@ -119,6 +119,10 @@ def add_arguments(p):
     evaluate.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
     evaluate.add_argument("--per-document", action="store_true",
                           help="Score each file of a folder or glob alone, from its first token, as in use.")
+    evaluate.add_argument("--split", choices=("val", "all"), default="",
+                          help="When --data is the run's own train_data: val scores only the part it held out "
+                               "(val_fraction; the default where there is one), all scores everything (marked as "
+                               "overlapping the training data).")
     evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     evaluate.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
@@ -299,10 +303,16 @@ def run(args):
 
         require_device(args.device)
         result = evaluate_checkpoint(args.checkpoint, args.data, args.seq_len, args.stride, args.batch_size,
-                                     args.device, args.per_document)
+                                     args.device, args.per_document, args.split)
+        if "notice" in result:  # on stderr: stdout stays the result alone
+            import sys
+
+            print(f"koba lm eval: notice: {result['notice']}", file=sys.stderr, flush=True)
         if not args.json:
-            print(f"{result['data']}: loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.3f}, "
-                  f"{result['bits_per_byte']:.4f} bits/byte over {result['scored_tokens']} tokens "
+            part = f" (the run's held-out last {result['val_fraction']:.0%})" if result["split"] == "val" else ""
+            print(f"{result['data']}{part}: loss {result['loss']:.4f} nats/token, perplexity "
+                  f"{result['perplexity']:.3f}, {result['bits_per_byte']:.4f} bits/byte over "
+                  f"{result['scored_tokens']} tokens "
                   f"(windows of {result['seq_len']}, stride {result['stride']})")
             return 0
     elif args.lm_command == "influence" and args.checkpoint:

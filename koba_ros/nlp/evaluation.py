@@ -13,9 +13,16 @@ give every token more context, and a lower, more faithful loss, for seq_len / st
 
 Bits per byte do not depend on the tokenizer, so a byte-level run and a GPT-2 BPE run compare on it. The divisor is
 the whole text's UTF-8 bytes; the unscored first token makes the figure low by at most one token's share.
+
+The run's own train_data (`--data` naming the file, folder or glob the checkpoint records, or a token file prepared
+from it): the run trained on all but its last `val_fraction` of tokens, so by default only that held-out tail is
+scored, cut as training cut it (TokenStream.split), and the result says "split": "val". `--split all` scores the
+whole of it and marks the result "overlaps_training", with a notice line; so does a run that held nothing of it out
+(it validated on val_data).
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -25,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import encode_documents, is_collection, iter_documents, load_documents
+from koba_ros.nlp.data import BUILTIN, TokenStream, encode_documents, is_collection, iter_documents, load_documents
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
@@ -89,13 +96,72 @@ def text_tokens(data: str, trained) -> tuple[torch.Tensor, int]:
             sum(len(text.encode("utf-8")) for text in texts))
 
 
+SPLITS = ("val", "all")
+
+
+def data_names(name: str) -> set[str]:
+    """The data a dataset name reads, as resolved names: itself (a file, folder or glob; the built-in corpus), and
+    for a token file also the text it was prepared from (its ids are that text's, so it splits alike). A relative
+    path is read from the current folder: a run's recorded relative train_data matches only where it was trained."""
+    if not name:
+        return set()
+    names = {name if name == BUILTIN else str(Path(name).expanduser().resolve())}
+    if is_token_file(name):
+        try:
+            source = json.loads(Path(name + ".json").read_text()).get("source")
+        except (OSError, ValueError, AttributeError):  # open_tokens reports a bad description in one line
+            source = None
+        if isinstance(source, str) and not is_token_file(source):
+            names |= data_names(source)
+    return names
+
+
+def same_data(a: str, b: str) -> bool:
+    return bool(data_names(a) & data_names(b))
+
+
+def training_split(data: str, config: dict, split: str, per_document: bool) -> tuple[float, str | None]:
+    """(the share of `data` to score from its end, 0: all of it; a notice when what is scored includes text the run
+    trained on, else None) for `data` and the run's recorded training config."""
+    train_data, val_data = str(config.get("train_data") or ""), str(config.get("val_data") or "")
+    held_out = 0.0 if val_data else float(config.get("val_fraction") or 0.0)
+    if not same_data(data, train_data):
+        if split == "val":
+            raise KobaError(f"eval: --split val scores the held-out part of the run's train_data ({train_data}); "
+                            f"{data} is other data (drop --split)")
+        return 0.0, None
+    if split == "val" and not held_out:
+        why = f"it validated on val_data {val_data}" if val_data else "val_fraction 0"
+        raise KobaError(f"eval: --split val: the run held no part of {data} out ({why})")
+    if split == "val" and per_document:
+        raise KobaError("eval: --split val cuts the run's token stream, --per-document scores whole files: give one")
+    if held_out and split != "all" and not per_document:
+        return held_out, None
+    if held_out:
+        how = "--split all" if split == "all" else "--per-document (whole files)"
+        return 0.0, (f"{data} is the run's train_data and {how} scores the {1 - held_out:.0%} it trained on too; "
+                     "--split val scores only its held-out part")
+    why = f"it validated on val_data {val_data}" if val_data else "val_fraction 0"
+    return 0.0, f"{data} is the run's train_data and it trained on all of it ({why}): not a held-out score"
+
+
+def decoded_bytes(tokens: torch.Tensor, tokenizer) -> int:
+    """UTF-8 bytes of the text a slice of the stream spells (the held-out part's bits-per-byte divisor). A character
+    cut in two at the split decodes as U+FFFD: off by at most a few bytes."""
+    return len(tokenizer.decode(tokens.tolist()).encode("utf-8"))
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,
-                        device: str = "cpu", per_document: bool = False) -> dict:
+                        device: str = "cpu", per_document: bool = False, split: str = "") -> dict:
     """Score `data` (a text file, a collection, the built-in corpus or a koba lm prepare .bin) under a `koba lm
     train` checkpoint. seq_len 0: the run's training sequence length; stride 0: seq_len (windows that do not
     overlap). `per_document`: each file of a collection is scored alone, from its own first token (as a model
-    meets a text in use), instead of as one stream where each file's windows see the previous file."""
+    meets a text in use), instead of as one stream where each file's windows see the previous file. `split`
+    ("" = val where the run held part of `data` out, else all; see the module doc): val, all."""
+    if split not in ("", *SPLITS):  # before loading the checkpoint
+        raise KobaError(f"eval: split must be one of {', '.join(SPLITS)}, got {split!r}")
     trained = load_trained(checkpoint, device)
+    held_out, notice = training_split(data, trained.config, split, per_document)
     seq_len = seq_len or int(trained.config.get("seq_len") or trained.model.config.max_len)
     stride = stride or seq_len
     if batch_size < 1:
@@ -120,13 +186,18 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
             raise KobaError(f"eval: no document of {data} has two tokens to score")
     else:
         tokens, n_bytes = text_tokens(data, trained)
+        if held_out:  # exactly the tokens the run validated on
+            tokens = TokenStream(tokens, seq_len).split(held_out)[1].tokens
+            n_bytes = max(1, decoded_bytes(tokens, trained.tokenizer))  # 1: a tail of end-of-text ids only
         n_tokens, documents = tokens.numel(), None
         total, count = score(trained.model, tokens, seq_len, stride, batch_size, eos)
     seconds = time.perf_counter() - t0
     loss = total / count
     return {"checkpoint": str(trained.path), "data": data, "tokens": n_tokens, "scored_tokens": count,
             "bytes": n_bytes, "seq_len": seq_len, "stride": stride, "document_mask": document_mask,
-            "per_document": per_document, "documents": documents,
+            "per_document": per_document, "documents": documents, "split": "val" if held_out else "all",
+            **({"val_fraction": held_out} if held_out else {}), "overlaps_training": notice is not None,
+            **({"notice": notice} if notice else {}),
             "loss": round(loss, 6),
             "perplexity": round(math.exp(min(loss, 700.0)), 4),
             "bits_per_byte": round(total / math.log(2) / n_bytes, 6),

@@ -147,6 +147,28 @@ def is_token_file(source: str) -> bool:
     return source.endswith(".bin")
 
 
+# What a tokenizer's digest covers, for the refusal of a token file another vocabulary of the same size made.
+DIGEST_FILES = {"hf": "tokenizer.json", "bpe": "vocab.json + merges.txt", "gpt2": "ranks file (.tiktoken)"}
+
+
+def description_problem(meta: dict) -> str | None:
+    """What makes a token file's description unusable (a field eval or training reads that is missing or of the
+    wrong type), or None."""
+    def count(key: str, low: int) -> bool:
+        value = meta.get(key)
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    if not count("tokens", 1):  # prepare never writes an empty file (and an empty one cannot be mapped)
+        return "tokens must be a positive integer"
+    if not count("text_bytes", 1):  # bits per byte divide by it
+        return "text_bytes must be a positive integer"
+    if not isinstance(meta.get("tokenizer"), dict):
+        return "tokenizer must be an object"
+    if "max_id" in meta and not count("max_id", 0):
+        return "max_id must be an integer >= 0"
+    return None
+
+
 def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.memmap, dict]:
     """(read-only memory map of the ids, metadata) of a prepared .bin; one-line errors for a missing, truncated or
     foreign file, or one that another tokenizer than `tokenizer_name` / `tokenizer` made."""
@@ -163,21 +185,26 @@ def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.me
     if not isinstance(meta, dict) or meta.get("format") != "koba_tokens/1" or meta.get("dtype") not in ("uint16",
                                                                                                       "uint32"):
         raise KobaError(f"token file {meta_path} is not a koba lm prepare description")
+    if problem := description_problem(meta):  # a hand-edited or damaged description: one line, not a traceback
+        raise KobaError(f"token file {meta_path} is damaged ({problem}); prepare it again")
     dtype = np.dtype(meta["dtype"])
-    expected = int(meta.get("tokens", -1)) * dtype.itemsize
+    expected = meta["tokens"] * dtype.itemsize
     if path.stat().st_size != expected:
         raise KobaError(f"token file {path} has {path.stat().st_size} bytes, its description says {expected}: "
                         "truncated or replaced; prepare it again")
-    made_by = meta.get("tokenizer", {}).get("tokenizer")
+    made_by = meta["tokenizer"].get("tokenizer")
     if made_by != tokenizer_name or meta.get("vocab_size") != tokenizer.vocab_size:
         raise KobaError(f"token file {path} was prepared with tokenizer {made_by} ({meta.get('vocab_size')} ids); "
                         f"this model uses {tokenizer_name} ({tokenizer.vocab_size} ids)")
-    digest = getattr(tokenizer, "digest", None)  # hf: two tokenizer.json files may share a vocabulary size
+    # Two vocabularies of one size (hf tokenizer.json, bpe vocab.json + merges.txt, gpt2 ranks) give different ids.
+    # A file prepared before session 23 records a digest only for hf: it is taken on the kind and size check above,
+    # as it always was (refusing every older bpe / gpt2 token file would force a re-tokenisation of large corpora).
+    digest = getattr(tokenizer, "digest", None)
     if digest is not None and meta.get("tokenizer_digest", digest) != digest:
-        raise KobaError(f"token file {path} was prepared with another tokenizer.json of the same size "
-                        f"({meta['tokenizer_digest']}, this one {digest}); prepare it again")
+        raise KobaError(f"token file {path} was prepared with another {DIGEST_FILES.get(tokenizer_name, 'tokenizer')}"
+                        f" of the same size ({meta['tokenizer_digest']}, this one {digest}); prepare it again")
     ids = np.memmap(path, dtype=dtype, mode="r")
-    limit = min(int(meta.get("max_id", tokenizer.vocab_size - 1)), tokenizer.vocab_size - 1)
+    limit = min(meta.get("max_id", tokenizer.vocab_size - 1), tokenizer.vocab_size - 1)
     for start in range(0, len(ids), 1 << 24):  # one pass, 16M ids at a time: a bad id would crash a step later
         top = int(ids[start:start + (1 << 24)].max())
         if top > limit:

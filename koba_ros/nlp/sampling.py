@@ -51,6 +51,17 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
     return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
 
 
+def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
+    """One-line errors for arguments no sample can be drawn with: `generate` checks them for library callers, and
+    `sample` before it loads the checkpoint or writes anything (a refusal must not follow a printed prompt)."""
+    if not temperature >= 0 or not math.isfinite(temperature):
+        raise KobaError(f"sample: temperature must be a number >= 0, got {temperature}")
+    if max_new_tokens < 0 or top_k < 0:
+        raise KobaError("sample: the number of tokens and top-k must be >= 0")
+    if not 0.0 < top_p <= 1.0:
+        raise KobaError(f"sample: top-p must be in (0, 1], got {top_p}")
+
+
 @torch.no_grad()
 def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, allowed: int | None = None, banned: tuple[int, ...] = (), stop_id: int | None = None,
@@ -61,12 +72,7 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
     top_k, top_p: see `next_token`; `on_token(new_ids)` after every token drawn (streaming)."""
     if not ids:
         raise KobaError("sample: the prompt is empty")
-    if not temperature >= 0 or not math.isfinite(temperature):
-        raise KobaError(f"sample: temperature must be a number >= 0, got {temperature}")
-    if max_new_tokens < 0 or top_k < 0:
-        raise KobaError("sample: the number of tokens and top-k must be >= 0")
-    if not 0.0 < top_p <= 1.0:
-        raise KobaError(f"sample: top-p must be in (0, 1], got {top_p}")
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p)
     model.eval()
     device = next(model.parameters()).device
     max_len = model.config.max_len
@@ -121,6 +127,7 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
            write: Callable[[str], None] | None = None) -> dict:
     """`write`: once the model is loaded, called with the prompt, then with each printable piece of the continuation
     as it is drawn (see TextStreamer)."""
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p)  # before the load and before `write(prompt)`
     trained = load_trained(checkpoint, device)
     model, tokenizer = trained.model, trained.tokenizer
     # An imported model whose tokenizer starts every text with bos (a Llama's) was trained that way: do as it does.

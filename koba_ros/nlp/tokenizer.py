@@ -7,11 +7,19 @@ whisper's English tokenizer) and are read through tiktoken with GPT-2's pre-toke
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
 from koba_ros.errors import KobaError
+
+
+def file_digest(*paths: str | Path) -> str:
+    """Which files made a tokenizer's ids (recorded in token files and checkpoints): two vocabularies of one size
+    give different ids. sha256 of the files' bytes joined by a NUL, 16 hex digits; for one file its own sha256, the
+    value hf token files have recorded since before bpe and gpt2 had a digest."""
+    return hashlib.sha256(b"\0".join(Path(path).read_bytes() for path in paths)).hexdigest()[:16]
 
 
 class ByteTokenizer:
@@ -53,6 +61,7 @@ class BPETokenizer:
         except Exception as exc:  # the Rust side raises plain Exceptions for malformed files
             raise KobaError(f"tokenizer: cannot read BPE files: {exc}") from exc
         self.vocab_size = self._tok.get_vocab_size()
+        self.digest = file_digest(vocab_path, merges_path)
         self.eos_id = self._tok.token_to_id("<|endoftext|>")
         self.pad_id = self.eos_id if self.eos_id is not None else 0
         self.bos_id = self.pad_id
@@ -99,6 +108,7 @@ class GPT2Tokenizer:
         except ImportError as exc:
             raise KobaError("tokenizer: gpt2 needs the tiktoken package") from exc
         mergeable = _read_ranks(path)
+        self.digest = file_digest(path)  # a custom ranks file of GPT-2's size is another vocabulary
         if len(mergeable) != self.eos_id:
             raise KobaError(f"tokenizer: {path} has {len(mergeable)} tokens, GPT-2 has {self.eos_id}")
         self._enc = tiktoken.Encoding("koba_gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=mergeable,
@@ -149,9 +159,7 @@ class HFTokenizer:
         except Exception as exc:  # the Rust side raises plain Exceptions for malformed files
             raise KobaError(f"tokenizer: cannot read {path}: {str(exc).splitlines()[0][:120]}") from None
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        import hashlib
-
-        self.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # which tokenizer.json made a token file
+        self.digest = file_digest(path)
         config = tokenizer_config(path.parent / "tokenizer_config.json")
         ids = {key: self._tok.token_to_id(config[key]) for key in ("bos_token", "eos_token", "pad_token")
                if isinstance(config.get(key), str)}
