@@ -161,7 +161,8 @@ class Block(nn.Module):
     post (Vaswani et al. 2017):        h = LN(x + Attn(x));      y = LN(h + FFN(h))
     b2t  (Takase et al. 2022, eq. 5):  h = LN(x + Attn(x));      y = LN(h + FFN(h) + x)
     sandwich (Ding et al. 2021):       h = x + LN(Attn(LN(x)));  y = h + LN(FFN(LN(h)))
-    pre, parallel_residual:            y = x + Attn(LN(x)) + FFN(LN'(x))   (GPT-J, GPT-NeoX; PaLM's parallel layers)
+    pre, parallel_residual:            y = x + Attn(LN(x)) + FFN(LN'(x))   (GPT-NeoX; PaLM's parallel layers)
+      with parallel_shared_norm:       y = x + Attn(LN(x)) + FFN(LN(x))    (GPT-J, Phi-1 and Phi-2: no ln2)
     B2T keeps Post-LN's normalised outputs but adds a bottom-to-top shortcut from the layer input past both LNs
     of the attention sub-layer, so gradients reach lower layers without shrinking through every LN. Sandwich-LN
     ("CogView", Ding et al. 2021, §2.4) keeps Pre-LN's shortcut and normalises what each sub-layer adds to it, which
@@ -171,7 +172,8 @@ class Block(nn.Module):
     def __init__(self, config, index: int = 0):
         super().__init__()
         self.norm, self.parallel = config.norm, config.parallel_residual
-        self.ln1, self.ln2 = norm_layer(config), norm_layer(config)
+        self.ln1 = norm_layer(config)
+        self.ln2 = None if config.parallel_shared_norm else norm_layer(config)
         self.attn = SelfAttention(config, index)
         sandwich = config.norm == "sandwich"
         self.attn_out_norm = norm_layer(config) if sandwich else None
@@ -182,8 +184,9 @@ class Block(nn.Module):
 
     def forward(self, x, causal: bool, key_mask=None, rope=None, cache=None, turnover=None):
         if self.parallel:
-            attended = self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
-            return x + attended + self.ffn(self.ln2(x), turnover)
+            normed = self.ln1(x)
+            attended = self.drop(self.attn(normed, causal, key_mask, rope, cache))
+            return x + attended + self.ffn(normed if self.ln2 is None else self.ln2(x), turnover)
         if self.norm == "pre":
             h = x + self.drop(self.attn(self.ln1(x), causal, key_mask, rope, cache))
             return h + self.ffn(self.ln2(h), turnover)

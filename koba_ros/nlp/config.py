@@ -37,7 +37,8 @@ def check_types(cls, data: dict, what: str) -> dict:
 
 NORMS = ("pre", "post", "b2t", "sandwich")
 POSITIONS = ("learned", "sinusoidal", "shape", "rope", "none")
-ROPE_SCALINGS = ("none", "llama3", "linear", "yarn")
+ROPE_SCALINGS = ("none", "llama3", "linear", "yarn", "longrope")
+HF_FAMILIES = ("", "phi3")
 EMBEDDINGS = ("table", "alone", "factorized")
 INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
@@ -71,14 +72,23 @@ class TransformerConfig:
     #                                  | linear: position interpolation (Chen et al. 2023): every frequency / factor
     #                                  | yarn: YaRN (Peng et al. 2023; positions.yarn_inv_freq): long wavelengths /
     #                                  factor, short ones kept, and attention sharpened by a temperature
-    rope_factor: float = 8.0         # llama3, yarn: long wavelengths' frequencies divided by this; linear: all
+    #                                  | longrope: LongRoPE (Ding et al. 2024; Phi-3; positions.longrope_inv_freq):
+    #                                  each pair's frequency / its own factor, from the short or the long list as
+    #                                  the sequence is within rope_original_max_len or longer; cos, sin scaled
+    rope_factor: float = 8.0         # llama3, yarn: long wavelengths' frequencies divided by this; linear: all;
+    #                                  longrope: s of its attention scale sqrt(1 + ln s / ln rope_original_max_len)
     rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original_max_len / this are scaled fully
     rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_max_len / this are kept
-    rope_original_max_len: int = 8192   # llama3, yarn: the context length the model was first trained at
+    rope_original_max_len: int = 8192   # llama3, yarn, longrope: the context length the model was first trained at
     rope_beta_fast: float = 32.0     # yarn: pairs turning more than this many times in original_max_len are kept
     rope_beta_slow: float = 1.0      # yarn: pairs turning fewer times than this are divided by rope_factor
-    rope_attention_factor: float = 0.0  # yarn: cos and sin times this, q·k times its square; 0 -> 0.1 ln(factor) + 1
+    rope_attention_factor: float = 0.0  # yarn, longrope: cos and sin times this, q·k times its square; 0 -> yarn's
+    #                                     0.1 ln(factor) + 1, longrope's sqrt(1 + ln(factor) / ln(original_max_len))
     rope_truncate: bool = True       # yarn: the ramp's ends rounded outwards to whole pairs (transformers' truncate)
+    rope_short_factor: list[float] | None = None  # longrope: one factor per rotated pair (rope_dim / 2), for
+    #                                  sequences of up to rope_original_max_len tokens
+    rope_long_factor: list[float] | None = None   # longrope: the same for longer sequences (a cached sequence
+    #                                  growing past that length runs again whole, once: kv_cache.KVCache.restart)
     rope_local_theta: float = 0.0    # > 0: the sliding-window layers rotate with this base and no scaling, the
     #                                  others with rope_theta and rope_scaling (Gemma 3: 10000 and 1e6)
     shape_max_shift: int = 100       # SHAPE: k ~ U[0, K) in training, k = K at inference
@@ -97,13 +107,16 @@ class TransformerConfig:
     embed_norm: bool = False         # LayerNorm on embeddings (Spike No More fix 2)
     dropout: float = 0.0
     tie_embeddings: bool = False
+    head_bias: bool = False          # the output head adds a bias per vocabulary id (Phi-1 and Phi-2)
     bias: bool = True
     qkv_bias: bool | None = None     # the q/k/v projection's bias; None: as `bias` (Qwen2: true with bias false)
     attention_window: int = 0        # > 0: sliding-window attention (Beltagy et al. 2020 "Longformer" §3.1; Mistral
     #                                  7B): a token attends to the last W tokens, itself included (the encoder: to
     #                                  tokens fewer than W positions away on either side); 0: the whole context
     parallel_residual: bool = False  # Pre-LN with attention and FFN side by side: y = x + Attn(LN1(x)) + FFN(LN2(x))
-    #                                  (GPT-J, GPT-NeoX and Pythia; PaLM's "parallel layers")
+    #                                  (GPT-NeoX and Pythia; PaLM's "parallel layers"; GPT-J's: parallel_shared_norm)
+    parallel_shared_norm: bool = False  # parallel_residual with one norm for both: y = x + Attn(LN(x)) + FFN(LN(x))
+    #                                  (GPT-J, Phi-1 and Phi-2); the layers have no ln2
     rotary_dim: int = 0              # RoPE rotates the first this many components of each head; 0: all of them
     #                                  (GPT-NeoX and Pythia: a quarter)
     sliding_layers: list[int] | None = None  # the layers whose attention slides over attention_window tokens;
@@ -114,6 +127,9 @@ class TransformerConfig:
     logit_softcap: float = 0.0       # > 0: output logits soft-capped the same way (Gemma 2: 30)
     qk_norm: bool = False            # normalise each head's queries and keys before attention (QK-norm, Dehghani et
     #                                  al. 2023; Qwen3: RMSNorm over each head): norm_type, one gain per head dimension
+    hf_family: str = ""              # the transformers family `koba lm export` writes where the shape alone would
+    #                                  say another: "" (the shape's own) | phi3 (a Llama shape, rotary_dim allowed,
+    #                                  as Phi3ForCausalLM with fused qkv and gate_up tensors); computes nothing
     pool: str = "mean"               # encoder sentence vector: mean over non-pad tokens | first | last
     pad_id: int = 256
     loss_chunk: int = 0              # LM loss: 0 = head + F.cross_entropy; N > 0 = head and loss N token rows at
@@ -175,6 +191,11 @@ class TransformerConfig:
         if self.parallel_residual and self.norm != "pre":
             raise KobaError(f"config: parallel_residual is a Pre-LN layer's (attention and FFN side by side); "
                             f"norm is {self.norm!r}")
+        if self.parallel_shared_norm and not self.parallel_residual:
+            raise KobaError("config: parallel_shared_norm gives attention and FFN side by side one norm; it needs "
+                            "parallel_residual: true")
+        if self.hf_family not in HF_FAMILIES:
+            raise KobaError(f"config: hf_family must be one of {HF_FAMILIES}, got {self.hf_family!r}")
         if not self.d_head and self.d_model % self.n_heads:
             raise KobaError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads} "
                             "(or set d_head)")
@@ -206,6 +227,7 @@ class TransformerConfig:
                             f"0 < rope_beta_slow < rope_beta_fast (finite) and a finite rope_attention_factor >= 0 "
                             f"(0: 0.1 ln(rope_factor) + 1); got {self.rope_factor!r}, {self.rope_original_max_len!r}, "
                             f"{self.rope_beta_slow!r}, {self.rope_beta_fast!r}, {self.rope_attention_factor!r}")
+        self._validate_longrope()
         if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
             raise KobaError(f"config: qkv_bias must be true, false or null (as bias), got {self.qkv_bias!r}")
         if not isinstance(self.norm_eps, int | float) or not 0.0 < self.norm_eps < 1.0:
@@ -236,6 +258,27 @@ class TransformerConfig:
                                                        or self.shape_inference_shift < 0):
             raise KobaError(f"config: shape_inference_shift must be a non-negative integer or null, "
                             f"got {self.shape_inference_shift!r}")
+
+    def _validate_longrope(self) -> None:
+        factors = ("rope_short_factor", "rope_long_factor")
+        if self.rope_scaling != "longrope":
+            if any(getattr(self, name) is not None for name in factors):
+                raise KobaError("config: rope_short_factor and rope_long_factor are LongRoPE's; they need "
+                                "rope_scaling: longrope")
+            return
+        pairs = self.rope_dim // 2
+        for name in factors:
+            value = getattr(self, name)
+            if not (isinstance(value, list) and len(value) == pairs and all(
+                    isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < float("inf") for f in value)):
+                raise KobaError(f"config: longrope RoPE scaling needs {name}: a list of {pairs} finite numbers > 0 "
+                                f"(one per rotated pair of rope_dim {self.rope_dim}), got {value!r}")
+        if not (0 < self.rope_factor < float("inf") and self.rope_original_max_len > 1
+                and 0 <= self.rope_attention_factor < float("inf")):
+            raise KobaError(f"config: longrope RoPE scaling needs a finite rope_factor > 0, rope_original_max_len > 1 "
+                            f"and a finite rope_attention_factor >= 0 (0: sqrt(1 + ln(rope_factor) / "
+                            f"ln(rope_original_max_len))); got {self.rope_factor!r}, {self.rope_original_max_len!r}, "
+                            f"{self.rope_attention_factor!r}")
 
     def _validate_layer_attention(self) -> None:
         layers = self.sliding_layers

@@ -11,11 +11,13 @@ the larger members. The growth operator here is the standard function-preserving
   between copies so they can learn different features, as in Net2Net); a linear map whose output is duplicated gets
   its rows tiled. Heads of D(q), D(k), D(v) are copies of the old heads, so attention is unchanged (RoPE acts inside
   a head and is unaffected; under grouped-query attention each query head keeps its group's key and value head).
-  A SwiGLU unit's two rows are tiled together, so SiLU(w x) * (v x) is duplicated like a GELU unit.
+  A SwiGLU unit's two rows are tiled together, so SiLU(w x) * (v x) is duplicated like a GELU unit. The output
+  head's bias (Phi) belongs to the vocabulary and is kept as it is.
 * depth N -> N' (Pre-LN): new blocks are copies of the block below them with their two residual output
   projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it. With sandwich
   norms (Gemma 2 and 3) the gains of the two output norms are zero instead. A new block slides its attention if the
-  block it copies does.
+  block it copies does. Parallel layers (GPT-NeoX; with one shared norm, Phi and GPT-J) are Pre-LN layers here:
+  x + 0 + 0 with both projections zero.
 """
 from __future__ import annotations
 
@@ -142,6 +144,8 @@ def _expand_tensor(name: str, t: torch.Tensor, k: int, noise: float, g: torch.Ge
         return t.clone()
     if name == "head.weight":                                  # duplicated input, vocabulary output
         return _widen(t, k, 1, noise, g)
+    if name == "head.bias":                                    # one per vocabulary id, as before
+        return t.clone()
     if name in ("embed.proj.weight", "embed.w2.weight"):       # output joins the residual stream
         scale = 1 / math.sqrt(k) if old.embed_scale else 1.0
         return t.repeat(k, 1) * scale

@@ -1,7 +1,9 @@
 """Hugging Face GPT-2 in and out: `koba lm export` writes a trained LM as a transformers GPT2LMHeadModel folder,
 `koba lm import` turns such a folder into a checkpoint that `init_from`, `koba lm sample` and `koba lm eval` read.
 A Llama-shaped model (RMSNorm, SwiGLU, RoPE, with or without biases; hf_llama.py) goes out and comes in as
-LlamaForCausalLM through the same two commands and the same checks.
+LlamaForCausalLM (or a relative: Qwen, Mistral, Gemma, Phi-3), a GPT-NeoX-shaped one (hf_neox.py) as
+GPTNeoXForCausalLM, a Phi-shaped one (hf_phi.py) as PhiForCausalLM, through the same two commands and the same
+checks.
 
 A TransformerLM is GPT-2 exactly when it is Pre-LN with learned absolute positions, a plain embedding table, biases,
 GELU (tanh) in an FFN of any width, and neither Spike-No-More fix: then every tensor has a GPT-2 counterpart and the
@@ -35,7 +37,7 @@ from urllib.parse import urlsplit
 import torch
 
 from koba_ros.errors import KobaError, reason
-from koba_ros.nlp import hf_llama, hf_neox
+from koba_ros.nlp import hf_llama, hf_neox, hf_phi
 from koba_ros.nlp.checkpoint import hf_tokenizer_files, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.hf_tokenizer import EOS, bytes_to_unicode, is_byte_level_folder, write_hf_tokenizer
@@ -44,18 +46,21 @@ from koba_ros.nlp.tokenizer import build_tokenizer
 from koba_ros.nlp.trained import load_trained
 
 GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias": True, "embed_scale": False,
-              "embed_norm": False, "norm_type": "layernorm", "ffn": "gelu", "parallel_residual": False}
+              "embed_norm": False, "norm_type": "layernorm", "ffn": "gelu", "parallel_residual": False,
+              "head_bias": False}
 TOLERANCE = 1e-4
 IMPORTED_SEQ_LEN = 2048
 GPT2_VOCAB = 50257
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what import reads of a hub repository (not ONNX, GGUF...)
-# model_type: (what to call it, transformers' class); GPT-2 comes in here, GPT-NeoX through hf_neox, the rest through
-# hf_llama
+# model_type: (what to call it, transformers' class); GPT-2 comes in here, GPT-NeoX through hf_neox, Phi (1, 1.5
+# and 2) through hf_phi, the rest (Phi-3 too) through hf_llama
 IMPORTABLE = {"gpt2": ("GPT-2", "GPT2LMHeadModel"), "llama": ("Llama", "LlamaForCausalLM"),
               "qwen2": ("Qwen2", "Qwen2ForCausalLM"), "qwen3": ("Qwen3", "Qwen3ForCausalLM"),
               "mistral": ("Mistral", "MistralForCausalLM"), "gemma": ("Gemma", "GemmaForCausalLM"),
               "gemma2": ("Gemma 2", "Gemma2ForCausalLM"), "gemma3_text": ("Gemma 3 (text)", "Gemma3ForCausalLM"),
-              "gpt_neox": ("GPT-NeoX", "GPTNeoXForCausalLM")}
+              "gpt_neox": ("GPT-NeoX", "GPTNeoXForCausalLM"), "phi": ("Phi", "PhiForCausalLM"),
+              "phi3": ("Phi-3", "Phi3ForCausalLM")}
+CONVERTERS = {"gpt_neox": hf_neox, "phi": hf_phi}  # model_type: its module; GPT-2's is this one, the others hf_llama
 
 
 def _transformers():
@@ -194,11 +199,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     _fresh_folder(out, "export")
     trained = load_trained(checkpoint)
     config = trained.model.config
-    family = hf_llama if hf_llama.is_llama_shaped(config) else hf_neox if hf_neox.is_neox_shaped(config) else None
+    # A Phi-3 (LongRoPE, or hf_family phi3) goes to hf_llama even when it is not Llama-shaped, to be told why there
+    family = hf_llama if hf_llama.is_llama_shaped(config) or hf_llama.wants_phi3(config) else \
+        hf_neox if hf_neox.is_neox_shaped(config) else hf_phi if hf_phi.is_phi_shaped(config) else None
     if family is None and any(getattr(config, k) != v for k, v in GPT2_SHAPE.items()):
         mismatch = {k: getattr(config, k) for k in set(GPT2_SHAPE) | set(hf_llama.LLAMA_SHAPE)}
         raise KobaError(f"export: this model ({mismatch}) is neither GPT-2-shaped {GPT2_SHAPE}, Llama-shaped "
-                        f"{hf_llama.LLAMA_SHAPE} nor GPT-NeoX-shaped {hf_neox.NEOX_SHAPE}")
+                        f"{hf_llama.LLAMA_SHAPE}, GPT-NeoX-shaped {hf_neox.NEOX_SHAPE} nor Phi-shaped "
+                        f"{hf_phi.PHI_SHAPE}")
     hf = family.to_hf(trained.model) if family else to_hf(trained.model)
     difference = check_same_logits(trained.model, hf, "export")
     eos = getattr(trained.tokenizer, "eos_id", None)  # generate() then stops where `koba lm sample` stops
@@ -215,7 +223,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"out": str(out), "source": str(trained.path), "parameters": trained.model.num_parameters(),
-            "architecture": hf_llama.architecture(config) if family is hf_llama else "gpt_neox" if family else "gpt2",
+            "architecture": hf_llama.architecture(config) if family is hf_llama else
+            {hf_neox: "gpt_neox", hf_phi: "phi", None: "gpt2"}[family],
             "tokenizer": kind, "eos_token_id": eos, "max_logit_difference": difference}
 
 
@@ -299,7 +308,7 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     if lacking:
         raise KobaError(f"import: {source} lacks {len(lacking)} of a {kind}'s tensors (first: {sorted(lacking)[0]}); "
                         "its weights would be random")
-    converter = from_hf if model_type == "gpt2" else hf_neox.from_hf if model_type == "gpt_neox" else hf_llama.from_hf
+    converter = from_hf if model_type == "gpt2" else CONVERTERS.get(model_type, hf_llama).from_hf
     model = converter(hf)
     difference = check_same_logits(model, hf_llama.exact_embed_scale(hf.float()), "import")
     vocab = model.config.vocab_size

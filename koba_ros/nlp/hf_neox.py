@@ -27,12 +27,13 @@ import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.config import TransformerConfig
-from koba_ros.nlp.hf_llama import _head_order, _reorder_heads, rope_parameters, rope_settings
+from koba_ros.nlp.hf_llama import _reorder_heads, rope_parameters, rope_rows, rope_settings, rotated_components
 from koba_ros.nlp.model import TransformerLM
 
 NEOX_SHAPE = {"norm": "pre", "norm_type": "layernorm", "positions": "rope", "embedding": "table", "embed_scale": False,
               "embed_norm": False, "bias": True, "qk_norm": False, "attention_window": 0, "attn_softcap": 0.0,
-              "logit_softcap": 0.0, "attn_scale_dim": 0, "d_head": 0}
+              "logit_softcap": 0.0, "attn_scale_dim": 0, "d_head": 0, "parallel_shared_norm": False,
+              "head_bias": False}
 ACTIVATIONS = {"gelu_erf": "gelu", "gelu": "gelu_new"}  # our ffn: transformers' hidden_act
 THEIR_ACTIVATIONS = {"gelu": "gelu_erf", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
 
@@ -50,7 +51,7 @@ def neox_config(config: TransformerConfig):
                         f"query head; this model has {wrong or {'ffn': config.ffn, 'n_kv_heads': config.n_kv_heads}}")
     from transformers import GPTNeoXConfig
 
-    rope = {**rope_parameters(config), "partial_rotary_factor": config.rope_dim / config.head_dim}
+    rope = {**rope_parameters(config, "GPT-NeoX"), "partial_rotary_factor": config.rope_dim / config.head_dim}
     return GPTNeoXConfig(vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=config.n_layers,
                          num_attention_heads=config.n_heads, intermediate_size=config.ff_dim,
                          hidden_act=ACTIVATIONS[config.ffn], max_position_embeddings=config.max_len,
@@ -71,24 +72,16 @@ def our_config(hf_config, tied: bool | None = None) -> TransformerConfig:
                         "supported")
     rope = dict(getattr(hf_config, "rope_parameters", None) or {})
     head_dim = hf_config.hidden_size // hf_config.num_attention_heads
-    rotary = int(head_dim * rope.pop("partial_rotary_factor", 1.0))
-    if rotary % 2 or rotary < 2:
-        raise KobaError(f"import: this GPT-NeoX rotates {rotary} components of each head; only an even number >= 2 "
-                        "is supported")
+    rotary = rotated_components(head_dim, rope.pop("partial_rotary_factor", 1.0), "GPT-NeoX")
     return TransformerConfig(vocab_size=hf_config.vocab_size, d_model=hf_config.hidden_size,
                              n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
                              d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
                              ffn=THEIR_ACTIVATIONS[hf_config.hidden_act], norm_eps=float(hf_config.layer_norm_eps),
                              parallel_residual=bool(hf_config.use_parallel_residual),
-                             rotary_dim=0 if rotary == head_dim else rotary,
+                             rotary_dim=rotary,
                              tie_embeddings=bool(hf_config.tie_word_embeddings if tied is None else tied),
                              pad_id=min(256, hf_config.vocab_size - 1), **rope_settings(hf_config, rope),
                              **NEOX_SHAPE)
-
-
-def _rope_rows(config: TransformerConfig) -> torch.Tensor:
-    """Their row i of a q or k head is our row order[i]: the rotated part [evens, odds], then the rest as it is."""
-    return torch.cat([_head_order(config.rope_dim), torch.arange(config.rope_dim, config.head_dim)])
 
 
 LAYER_NAMES = {"ln1": "input_layernorm", "ln2": "post_attention_layernorm", "attn.out": "attention.dense",
@@ -103,7 +96,7 @@ def to_hf(model: TransformerLM):
     config = model.config
     hf = GPTNeoXForCausalLM(neox_config(config))
     ours, theirs = model.state_dict(), hf.state_dict()
-    order, H, d = _rope_rows(config), config.n_heads, config.head_dim
+    order, H, d = rope_rows(config), config.n_heads, config.head_dim
     theirs["gpt_neox.embed_in.weight"].copy_(ours["embed.weight"])
     for i in range(config.n_layers):
         mine, layer = f"blocks.{i}.", f"gpt_neox.layers.{i}."
@@ -127,7 +120,7 @@ def from_hf(hf) -> TransformerLM:
 
     model = TransformerLM(our_config(hf.config, tied=shares_its_embeddings(hf)))
     config, theirs = model.config, {k: v.float() for k, v in hf.state_dict().items()}
-    back, H, d = torch.argsort(_rope_rows(config)), config.n_heads, config.head_dim
+    back, H, d = torch.argsort(rope_rows(config)), config.n_heads, config.head_dim
     state = {"embed.weight": theirs["gpt_neox.embed_in.weight"],
              "head.weight": theirs.get("lm_head.weight", theirs["gpt_neox.embed_in.weight"])}
     for kind in ("weight", "bias"):

@@ -4,7 +4,9 @@ In a causal model the key and value of token t depend only on tokens <= t, so th
 Autoregressive decoding can therefore run the model on the new token alone and let it attend over the stored
 keys and values of the earlier ones (the "KV cache" of every transformer inference stack; Pope et al., MLSys 2023,
 "Efficiently Scaling Transformer Inference", analyse its cost). Each layer's buffers are allocated once, for
-`capacity` tokens, in the dtype of the first keys written (bf16 under autocast), and filled in place.
+`capacity` tokens, in the dtype of the first keys written (bf16 under autocast), and filled in place. The stored
+tokens' ids are kept too, for a model whose earlier keys stop holding as the sequence grows (LongRoPE past its
+original context) to run them all again once (`restart`).
 
     cache = KVCache(model.config.n_layers, capacity=model.config.max_len)
     logits, _ = model(prompt_ids, cache=cache)        # prefill: the prompt's keys and values are stored
@@ -72,6 +74,25 @@ class KVCache:
         self.capacity = capacity  # positions it may reach
         self.length = 0  # tokens stored; the model advances it after all its layers have extended
         self.layers = [LayerKV(self, w) for w in windows]
+        self.ids: torch.Tensor | None = None  # [B, capacity]: the first `length` are the stored tokens' ids
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, ids: torch.Tensor | None = None) -> None:
+        """`n` more tokens stored (by every layer); `ids` [B, n]: theirs, kept for `restart`."""
+        if ids is not None:
+            if self.ids is None:
+                self.ids = ids.new_empty(ids.shape[0], self.capacity)
+            self.ids[:, self.length:self.length + n] = ids
         self.length += n
+
+    def restart(self, ids: torch.Tensor) -> torch.Tensor:
+        """The stored tokens' ids followed by `ids`, the cache emptied for them to be run again from the start: for a
+        model whose earlier tokens' keys and values change as the sequence grows (LongRoPE outgrowing its original
+        context switches every position's frequencies, and through the layers every key and value), as
+        transformers' Phi-3 drops its cache there. Needs the ids of every stored token (`advance`)."""
+        if self.ids is None or self.ids.shape[0] != ids.shape[0]:
+            raise KobaError("KV cache: restarting needs the ids of the tokens it stores, for the same batch")
+        everything = torch.cat([self.ids[:, :self.length], ids], dim=1)
+        self.length = 0
+        for layer in self.layers:
+            layer.keys = layer.values = None
+        return everything

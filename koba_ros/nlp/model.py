@@ -72,6 +72,12 @@ class Transformer(nn.Module):
             key_mask = same_document_causal(documents)
         B, T = ids.shape
         start = cache.length if cache is not None else 0
+        if start and isinstance(self.positions, RotaryPositions) and self.positions.switches(start, start + T, shift):
+            # LongRoPE outgrowing its original context: every stored key and value came from the short frequencies,
+            # through every layer, so the whole sequence runs again at the long ones, as transformers' Phi-3
+            # generate does (once: from then on the sequence only grows).
+            everything = cache.restart(ids)
+            return self.hidden(everything, shift=shift, cache=cache, instances=instances, flip=flip)[:, -T:]
         x = self.embed(ids)
         if self.config.embed_scale:  # Spike No More §4.1: make the shortcut large
             x = x * math.sqrt(self.config.d_model)
@@ -99,7 +105,7 @@ class Transformer(nn.Module):
                 x = block(x, self.causal, key_mask, block_rope, cache.layers[i] if cache is not None else None,
                           turnover)
         if cache is not None:
-            cache.advance(T)
+            cache.advance(T, ids)
         return self.final_norm(x) if self.final_norm is not None else x
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -116,7 +122,7 @@ class TransformerLM(Transformer):
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=config.head_bias)
         init_weights(self, config)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
@@ -130,8 +136,11 @@ class TransformerLM(Transformer):
         `instances`, `flip`: see `hidden`."""
         hidden = self.hidden(ids, shift=shift, cache=cache, documents=documents, instances=instances, flip=flip)
         if targets is not None and self.config.loss_chunk:
-            return None, chunked_cross_entropy(hidden.reshape(-1, hidden.size(-1)), self.head.weight,
-                                               targets.reshape(-1), self.config.loss_chunk,
+            rows, weight = hidden.reshape(-1, hidden.size(-1)), self.head.weight
+            if self.head.bias is not None:  # W h + b = [W b] [h; 1]: the chunked loss takes a weight only (this
+                rows = torch.cat([rows, rows.new_ones(len(rows), 1)], dim=1)  # copies W once per forward)
+                weight = torch.cat([weight, self.head.bias[:, None]], dim=1)
+            return None, chunked_cross_entropy(rows, weight, targets.reshape(-1), self.config.loss_chunk,
                                                softcap=self.config.logit_softcap)
         logits = self.head(hidden)
         if self.config.logit_softcap:

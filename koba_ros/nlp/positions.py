@@ -72,7 +72,7 @@ class RotaryPositions(nn.Module):
     relative position."""
 
     def __init__(self, head_dim: int, base: float = 10000.0, llama3: dict | None = None, linear_factor: float = 1.0,
-                 yarn: dict | None = None):
+                 yarn: dict | None = None, longrope: dict | None = None):
         super().__init__()
         inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
         if llama3 is not None:
@@ -83,18 +83,43 @@ class RotaryPositions(nn.Module):
             yarn = dict(yarn)
             self.attention_factor = yarn_attention_factor(yarn["factor"], yarn.pop("attention_factor", 0.0))
             inv_freq = yarn_inv_freq(head_dim, base, **yarn)
+        # LongRoPE (longrope_inv_freq): two sets of frequencies, the long one for sequences longer than the original
+        # context (`frequencies`), and cos and sin scaled as YaRN's are.
+        long_inv_freq, self.original_max_len = None, 0
+        if longrope is not None:
+            self.attention_factor = longrope_attention_factor(longrope["factor"], longrope["original_max_len"],
+                                                              longrope["attention_factor"])
+            inv_freq = longrope_inv_freq(head_dim, base, longrope["short_factor"])
+            long_inv_freq = longrope_inv_freq(head_dim, base, longrope["long_factor"])
+            self.original_max_len = longrope["original_max_len"]
+        self.register_buffer("long_inv_freq", long_inv_freq, persistent=False)
         # Position interpolation (Chen et al. 2023, "Extending Context Window of Large Language Models via Positional
         # Interpolation", §2.3: f'(x, m) = f(x, m L / L')): positions squeezed by the factor, the same as every
         # frequency divided by it, so a context factor times longer stays inside the angles the model was trained on.
         inv_freq = inv_freq / linear_factor
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
+    def frequencies(self, end: float) -> torch.Tensor:
+        """The frequencies of a sequence whose last position is end - 1: LongRoPE's long ones once it is longer than
+        the original context, else the short ones (transformers picks them by max(position_ids) + 1 at every
+        forward, so a whole sequence rotates with one set); every other RoPE's inv_freq whatever the length."""
+        if self.long_inv_freq is not None and end > self.original_max_len:
+            return self.long_inv_freq
+        return self.inv_freq
+
+    def switches(self, past: int, end: int, shift=None) -> bool:
+        """Whether a sequence of `past` tokens growing to `end` rotates with other frequencies than before (LongRoPE
+        outgrowing its original context): then nothing computed for the first `past` tokens holds any more."""
+        offset = float(shift) if shift is not None else 0.0
+        return self.frequencies(past + offset) is not self.frequencies(end + offset)
+
     def cos_sin(self, length: int, device, shift=None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         positions = torch.arange(start, start + length, device=device).float()
         if shift is not None:
             positions = positions + float(shift)
-        angle = torch.outer(positions, self.inv_freq.to(device))  # [T, d_head/2]
-        if self.attention_factor != 1.0:  # YaRN's temperature: rotating q and k by these scales each by it
+        inv_freq = self.frequencies(start + length + (float(shift) if shift is not None else 0.0))
+        angle = torch.outer(positions, inv_freq.to(device))  # [T, d_head/2]
+        if self.attention_factor != 1.0:  # YaRN's temperature, LongRoPE's scale: q and k each scaled by it
             return angle.cos() * self.attention_factor, angle.sin() * self.attention_factor
         return angle.cos(), angle.sin()
 
@@ -168,6 +193,33 @@ def yarn_attention_factor(factor: float, attention_factor: float = 0.0) -> float
     return 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
 
 
+def longrope_inv_freq(rotary_dim: int, base: float, factors: list[float]) -> torch.Tensor:
+    """LongRoPE's frequencies (Ding, Zhang, Zhang, Xu, Shang, Xu, Yang & Yang 2024, "LongRoPE: Extending LLM Context
+    Window Beyond 2 Million Tokens", arXiv 2402.13753, §2: RoPE rescaled per dimension). RoPE turns pair i of a head
+    of d rotated components at θ_i = b^(-2i/d); LongRoPE turns it at
+
+        θ'_i = 1 / (λ_i b^(2i/d)),
+
+    one rescale factor λ_i per pair, found by the paper's evolutionary search (its non-uniform interpolation; here
+    with n̂ = 0, every position interpolated, as Phi-3 does). Phi-3 (Abdin et al. 2024, "Phi-3 Technical Report",
+    arXiv 2404.14219) ships two lists, short_factor for sequences within the original context and long_factor
+    beyond it (RotaryPositions.frequencies picks one). Computed as transformers' `_compute_longrope_parameters`
+    does, b ** (2i/d) in float32, so an imported model's angles are its own to the last bit."""
+    exponent = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
+    return 1.0 / (torch.tensor(factors, dtype=torch.float32) * base ** exponent)
+
+
+def longrope_attention_factor(factor: float, original_max_len: int, attention_factor: float = 0.0) -> float:
+    """LongRoPE's attention scale as Phi-3 applies it to cos and sin (so q·k is multiplied by its square):
+    `attention_factor` when > 0, else sqrt(1 + ln(s) / ln(L)) with s = factor (max_position_embeddings /
+    original_max_position_embeddings) and L = original_max_len, the original context: the longer the extension, the
+    sharper the attention, as YaRN's temperature (yarn_attention_factor). 1 for s <= 1, as transformers. Phi-3 scales
+    by it within the original context too: a model fine-tuned that way expects it at every length."""
+    if attention_factor > 0:
+        return float(attention_factor)
+    return math.sqrt(1 + math.log(factor) / math.log(original_max_len)) if factor > 1 else 1.0
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x: [B, H, T, d_head]; rotates interleaved pairs (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos). With fewer
     angles than pairs (`rotary_dim`: GPT-NeoX's partial rotary) only the first 2 * angles components rotate; the
@@ -197,5 +249,8 @@ def build_positions(config) -> nn.Module | None:
             factor=config.rope_factor, original_max_len=config.rope_original_max_len,
             beta_fast=config.rope_beta_fast, beta_slow=config.rope_beta_slow, truncate=config.rope_truncate,
             attention_factor=config.rope_attention_factor)
-        return RotaryPositions(config.rope_dim, config.rope_theta, llama3, linear, yarn)
+        longrope = None if config.rope_scaling != "longrope" else dict(
+            short_factor=config.rope_short_factor, long_factor=config.rope_long_factor, factor=config.rope_factor,
+            original_max_len=config.rope_original_max_len, attention_factor=config.rope_attention_factor)
+        return RotaryPositions(config.rope_dim, config.rope_theta, llama3, linear, yarn, longrope)
     return None
