@@ -54,17 +54,21 @@ def rank_errors(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel,loss_chunk,recompute", [("ddp", 0, False), ("fsdp", 0, False), ("ddp", 24, False),
-                                                             ("fsdp", 24, False), ("ddp", 0, True), ("fsdp", 0, True)])
-def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel, loss_chunk, recompute):
+@pytest.mark.parametrize("parallel,loss_chunk,recompute,dropout", [
+    ("ddp", 0, False, 0.0), ("fsdp", 0, False, 0.0), ("ddp", 24, False, 0.0), ("fsdp", 24, False, 0.0),
+    ("ddp", 0, True, 0.0), ("fsdp", 0, True, 0.0), ("ddp", 0, False, 0.2)])
+def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel, loss_chunk, recompute, dropout):
     """With loss_chunk the ranks compute the loss and its gradients chunk by chunk in the forward pass (24 rows
     does not divide a micro-batch's 128); the reference stays the plain F.cross_entropy, so the check also says the
     chunked gradients reach DDP's all-reduce and FSDP's reduce-scatter like autograd's own. With recompute
-    (activation_checkpointing) the blocks run again in backward, under DDP's hooks and FSDP's per-block unsharding."""
-    single = train(TrainConfig.from_dict(config(tmp_path, "single", grad_accum=2)))
+    (activation_checkpointing) the blocks run again in backward, under DDP's hooks and FSDP's per-block unsharding.
+    With dropout each micro-batch draws its own masks (data.micro_seed; before session 23 both ranks drew rank 0's)."""
+    single = config(tmp_path, "single", grad_accum=2)
+    single["model"]["dropout"] = dropout
+    single = train(TrainConfig.from_dict(single))
     path = tmp_path / f"{parallel}.yaml"
     distributed = config(tmp_path, parallel, parallel=parallel, activation_checkpointing=recompute)
-    distributed["model"]["loss_chunk"] = loss_chunk
+    distributed["model"].update(loss_chunk=loss_chunk, dropout=dropout)
     path.write_text(yaml.safe_dump(distributed))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -314,15 +314,17 @@ def test_a_finished_checkpoint_reports_its_loss_and_says_it_is_already_there(tmp
 # 11 --------------------------------------------------------------------------------------------------------------
 
 
-def test_the_size_check_says_the_length_it_needs():
-    """batch() draws starts in [0, len - seq_len - 1): the last window is never drawn (kept: every run's batches and
-    the measured wso effect depend on it), so a stream needs seq_len + 2 tokens, and the message says so."""
-    stream = TokenStream(torch.arange(8 + 2), 8)
+def test_the_size_check_says_the_length_it_needs_and_every_window_is_drawn():
+    """batch() draws starts in [0, len - seq_len]: the last whole window too (session 23; before, it was never drawn
+    and a corpus's last token was never a target), so one window's tokens are enough, and the message says so."""
+    stream = TokenStream(torch.arange(8 + 1), 8)
     x, y = stream.batch(3, torch.Generator().manual_seed(0))
     assert x[0].tolist() == list(range(8)) and y[0].tolist() == list(range(1, 9))
-    with pytest.raises(KobaError, match=r"has 9 tokens, fewer than one sequence of 8 tokens, its next-token target "
-                                        r"and one spare \(10\)"):
-        TokenStream(torch.arange(8 + 1), 8)
+    _, _, starts = TokenStream(torch.arange(8 + 3), 8).batch(200, torch.Generator().manual_seed(0), with_starts=True)
+    assert set(starts.tolist()) == {0, 1, 2}
+    with pytest.raises(KobaError, match=r"has 8 tokens, fewer than one sequence of 8 tokens and its next-token "
+                                        r"target \(9\)"):
+        TokenStream(torch.arange(8), 8)
 
 
 def test_val_fraction_0_without_val_data_says_what_to_set(tmp_path):

@@ -164,9 +164,9 @@ class TokenStream:
     (x, next-token targets y), the same windows either way."""
 
     def __init__(self, tokens: torch.Tensor | np.ndarray, seq_len: int, name: str = "dataset"):
-        if len(tokens) < seq_len + 2:  # a window is seq_len + 1 tokens, and batch() never draws the last start
-            raise KobaError(f"{name} has {len(tokens)} tokens, fewer than one sequence of {seq_len} tokens, its "
-                            f"next-token target and one spare ({seq_len + 2})")
+        if len(tokens) < seq_len + 1:  # a window is seq_len inputs and their next-token targets
+            raise KobaError(f"{name} has {len(tokens)} tokens, fewer than one sequence of {seq_len} tokens and its "
+                            f"next-token target ({seq_len + 1})")
         self.tokens = tokens.long() if isinstance(tokens, torch.Tensor) else tokens  # a memory map stays one
         self.seq_len = seq_len
 
@@ -195,9 +195,9 @@ class TokenStream:
 
     def batch(self, batch_size: int, generator: torch.Generator, with_starts: bool = False):
         """(x, y) [batch_size, seq_len]; with_starts also each window's first position in the stream."""
-        # High is exclusive, so the last window (start len - seq_len - 1) is never drawn; kept so: every run's
-        # batches, and the effects measured with them (test_nlp_repro's wso), depend on this draw.
-        starts = torch.randint(0, len(self) - self.seq_len - 1, (batch_size,), generator=generator)
+        # Every start from 0 to len - seq_len - 1 (the last whole window; high is exclusive). Before session 23 the
+        # last one was never drawn, so a corpus's last token was never a target; every batch changed with the fix.
+        starts = torch.randint(0, len(self) - self.seq_len, (batch_size,), generator=generator)
         window = torch.stack([self.window(s) for s in starts.tolist()])
         return (window[:, :-1], window[:, 1:], starts) if with_starts else (window[:, :-1], window[:, 1:])
 
@@ -215,7 +215,13 @@ class TokenStream:
         return self._eos[1]
 
 
+def micro_seed(seed: int, step: int, micro: int) -> int:
+    """The seed of micro-batch `micro` of optimiser step `step`. Rank r of W with A accumulation steps takes micro
+    indices a·W + r, so every draw seeded so (its windows, its dropout masks and SHAPE offsets) is the same for any
+    number of ranks, and DDP equals single-process accumulation."""
+    return seed * 1_000_003 + step * 7919 + micro
+
+
 def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
-    """The generator for micro-batch `micro` of optimiser step `step`: the same batches for any number of ranks
-    (rank r of W with A accumulation steps takes micro indices a·W + r), so DDP equals single-process accumulation."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step * 7919 + micro)
+    """The generator of micro-batch `micro`'s windows (micro_seed)."""
+    return torch.Generator().manual_seed(micro_seed(seed, step, micro))

@@ -31,7 +31,7 @@ from koba_ros.nlp.checkpoint import (
 )
 from koba_ros.nlp.config import TransformerConfig, check_types
 from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
-from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator
+from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, micro_seed
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.graceful_stop import GracefulStop
 from koba_ros.nlp.lora import add_lora, split_state
@@ -414,7 +414,7 @@ RUN_ONLY_FIELDS = frozenset({"steps", "out", "resume", "progress", "tensorboard"
 
 def check_resumed_config(config: TrainConfig, meta: dict, checkpoint_dir: Path, tokenizer, announce: bool) -> None:
     """A resume must train the model and tokenizer its checkpoint records: a function-defining model field or the
-    tokenizer (kind, files, the hf tokenizer.json's digest) that differs is refused, with warm_start's comparison.
+    tokenizer (kind, files, the digest of its files) that differs is refused, with warm_start's comparison.
     Training settings (lr, schedule, batch_size, data, seed, dropout, ...) may change: one notice line names them."""
     recorded = meta.get("config")
     if not recorded:  # a checkpoint that records no config (written by hand or long ago)
@@ -433,7 +433,7 @@ def check_resumed_config(config: TrainConfig, meta: dict, checkpoint_dir: Path, 
     different = tokenizer_difference({key: getattr(config, key) for key in TOKENIZER_FIELDS}, recorded)
     digest, saved_digest = getattr(tokenizer, "digest", None), meta.get("tokenizer_digest")
     if different is None and digest and saved_digest and digest != saved_digest:
-        different = ("the tokenizer.json (digest)", digest, saved_digest)
+        different = ("the tokenizer's files (digest)", digest, saved_digest)
     if different:
         key, value, saved = different
         raise KobaError(f"checkpoint {checkpoint_dir}: {key} is {value!r} here but {saved!r} in the checkpoint; "
@@ -458,8 +458,9 @@ def _decode_state(text) -> torch.Tensor:
 
 
 def rng_state(device: torch.device) -> dict:
-    """The global random generators' states (dropout, SHAPE's shifts), for a checkpoint: CPU, and on CUDA every
-    device's and which one this process uses. All ranks seed alike and draw alike, so rank 0's state is every rank's."""
+    """The global random generators' states, for a checkpoint: CPU, and on CUDA every device's and which one this
+    process uses. Since session 23 every micro-batch re-seeds them (micro_seed), so a training step's dropout and
+    SHAPE draws no longer depend on them; they are kept for any other draw, and rank 0's stands for every rank's."""
     state = {"cpu": _encode_state(torch.get_rng_state())}
     if device.type == "cuda":
         state["cuda"] = [_encode_state(s) for s in torch.cuda.get_rng_state_all()]
@@ -599,14 +600,17 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     if config.keep_best and step > 0:
         best_val = distributed.from_main(best_validation_loss(out / "best") if info.main else None, info)
     first_step, stopped_by = step, None
-    restore_rng(meta.get("rng"), device, info, checkpoint_dir)  # dropout and SHAPE draw on as the run would have
+    restore_rng(meta.get("rng"), device, info, checkpoint_dir)  # draws outside the steps go on as they would have
     while step < config.steps:
         lr = lr_at(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr, config.decay_frac)
         set_lr(optimizer, lr)
         loss_sum = 0.0
         for a in range(config.grad_accum):
-            x, y, starts = train_stream.batch(config.batch_size, batch_generator(config.seed, step,
-                                                                                a * info.world + info.rank), True)
+            micro = a * info.world + info.rank
+            x, y, starts = train_stream.batch(config.batch_size, batch_generator(config.seed, step, micro), True)
+            # Dropout masks and SHAPE offsets are the micro-batch's own too: with one seed for the run, every rank
+            # drew the same masks (rank 1's micro-batch got rank 0's), and DDP was not single-process accumulation.
+            torch.manual_seed(micro_seed(config.seed + 2, step, micro))  # + 2: not the windows' or eval's seed
             instances = train_stream.document_ids(starts, x, turnover_eos) if turnover_eos is not None else None
             x = x.to(device, non_blocking=True)
             extra = document_kwargs(x, eos_id)
