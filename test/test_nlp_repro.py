@@ -59,19 +59,27 @@ def test_alone_reaches_about_the_table_loss_with_far_fewer_parameters(tmp_path):
     small = next(k for k in r if k.startswith("table_rank"))
     assert r["alone"]["embedding_parameters"] < r["table"]["embedding_parameters"] / 4
     assert r["alone"]["eval_loss"] < r["table"]["eval_loss"] + 0.15  # about the full table's loss (measured +0.05)
-    assert r["alone"]["eval_loss"] < r[small]["eval_loss"] - 0.5
+    # Measured 0.18 below the same-budget table (seed 0). Until session 23 that table started at std 0.001 (two
+    # stacked N(0, 0.02) factors, embeddings.py) and the margin was 0.85, with a threshold of 0.5.
+    assert r["alone"]["eval_loss"] < r[small]["eval_loss"] - 0.1
 
 
 @LONG
-def test_spike_fixes_remove_most_spikes(tmp_path):
+def test_spike_small_init_has_a_small_shortcut_and_large_gradients_and_the_fixes_end_lower(tmp_path):
+    """Spike No More's argument at this size (seed 0, session 23). At initialisation, which checks that the fixes are
+    wired in: the small init's shortcut std 0.078 against 0.62 (scaled embeddings) and 1.00 (embedding LayerNorm);
+    its gradient norm 7.1 against 2.5 / 1.6, growing with depth (15.3 at 12 layers). From training: the fixes end
+    lower (2.938 against 2.602 / 2.871; every run of session 5's CPU sweep, 5 of 6 on the H100). Not asserted: the
+    spike counts (8 against 5 / 7), batch noise at every size tried (docs/nlp.md); this test asserted them until
+    session 23, under the name test_spike_fixes_remove_most_spikes."""
     result = repro("spike", tmp_path)
     shallow, deep = result["init_grad_norm_by_depth"].values()
     assert deep["small_init"] > shallow["small_init"] > 2 * max(shallow["scaled_embed"], shallow["embed_layernorm"])
     r = result["results"]["lr=0.03"]
     small, fixes = r["small_init"], (r["scaled_embed"], r["embed_layernorm"])
-    assert small["spikes"] > max(f["spikes"] for f in fixes)
     assert small["max_grad_norm"] > max(f["max_grad_norm"] for f in fixes)  # the 1/std(shortcut) bound at init
     assert small["shortcut_std_start"] * 3 < min(f["shortcut_std_start"] for f in fixes)
+    assert small["final_train_loss"] > max(f["final_train_loss"] for f in fixes) + 0.03
     # Not asserted: larger late-training gradient norms with the small init. They held at this size when this test
     # was last run (session 4, commit 0abc0cb: blocks 1.09 vs 0.23 / 0.91), not in session 11 (total 0.85 vs 0.58 /
     # 3.02, blocks 0.31 vs 0.33 / 1.06; the model code is unchanged, its text comes from this machine's Python), nor
@@ -79,10 +87,16 @@ def test_spike_fixes_remove_most_spikes(tmp_path):
 
 
 @LONG
-def test_wso_decaying_schedules_win_pretraining_and_wso_wins_fine_tuning(tmp_path):
-    r = repro("wso", tmp_path)
-    assert r["best_pretrain"] != "wso"
+def test_wso_wins_after_fine_tuning(tmp_path):
+    """3 seeds (--quick), losses over the whole validation splits. Measured (session 23) at base seeds 0 / 3 / 6:
+    WSO's fine-tuned loss 0.011 / 0.022 / 0.020 below the next schedule's, best on 9 of 9 seeds. Not asserted: the
+    paper's other half, decaying schedules winning pre-training. Here only WSD beats WSO, by 0.004 / 0.016 / 0.015
+    (7 of 9 seeds; 0.001 at seed 0 alone), too close for a test: the sampling fix of session 23 flipped it at the one
+    seed this test ran before. It is reproduced at full size (H100, session 7: by 0.030, every seed)."""
+    r = run_repro("wso", quick=True, device="cpu", out=str(tmp_path))
+    fine_tuned = {k: v["finetune_val_loss"] for k, v in r["results"].items()}
     assert r["best_finetune"] == "wso"
+    assert fine_tuned["wso"] < min(v for k, v in fine_tuned.items() if k != "wso") - 0.005
 
 
 @LONG
@@ -94,12 +108,16 @@ def test_expand_reaches_the_target_loss_with_fewer_flops(tmp_path, capsys):
 
 
 @LONG
-def test_family_by_expansion_costs_less_than_independent_members_at_about_their_loss(tmp_path):
+def test_family_members_grown_by_expansion_end_at_about_their_independent_loss(tmp_path):
+    """The measured claim is the loss gaps of M and L (seed 0: -0.067 and -0.185). The budget lines are sanity checks,
+    true by construction: the last stage's steps are solved so that the family costs no more than L alone, so the
+    FLOPs ratio is about n_L / (n_S + n_M + n_L) whatever training does; S is the same run in both families."""
     r = repro("family", tmp_path)
     assert r["flops"]["progressive"] <= r["flops"]["largest_from_scratch"] * 1.001  # the paper's budget
     assert r["flops_ratio_progressive_over_independent"] < 0.75
     gaps = r["loss_gap_progressive_minus_independent"]
-    assert gaps["S"] == 0.0 and max(gaps["M"], gaps["L"]) < 0.05  # measured -0.067 and -0.185 (seed 0)
+    assert gaps["S"] == 0.0
+    assert max(gaps["M"], gaps["L"]) < 0.05
 
 
 @LONG
@@ -146,21 +164,30 @@ def test_phsic_tells_true_pairs_from_false_about_as_well_as_a_trained_pmi_model(
 
 
 @LONG
-def test_label_conditional_augmentation_helps_and_unconditional_hurts(tmp_path):
-    """Measured at this size (2 sentences per name, 3 name folds), seeds 0 / 1 / 2: accuracy on unseen names
-    0.739 / 0.714 / 0.736 on the sentences alone, 0.773 / 0.756 / 0.758 with label-conditional copies, 0.629 /
-    0.643 / 0.607 with unconditional ones (docs/nlp.md "Session 14"; no gain at 4 sentences per name)."""
+def test_label_conditional_augmentation_beats_unconditional_which_hurts(tmp_path):
+    """Measured at this size (2 sentences per name, 3 name folds; session 23: every arm the same 30 epochs and
+    updates, each sentence freshly augmented every epoch), seeds 0 / 1 / 2: accuracy on unseen names
+    0.739 / 0.714 / 0.736 on the sentences alone, 0.750 / 0.733 / 0.756 label-conditional, 0.702 / 0.629 / 0.674
+    unconditional (docs/nlp.md "Session 23"). By the rules written before the runs, label-conditional helps over
+    3 seeds (+0.017 mean, 3 of 3), but seed 0's gain (+0.011) is too small to assert here; so this asserts, with a
+    margin of at least 0.02 at seed 0, that it does not hurt, that unconditional augmentation hurts, and that the
+    label condition is what separates the two. (Session 14's +0.034 / +0.042 / +0.022 came with 3x the updates.)"""
     r = repro("augment", tmp_path)["summary"]["per_name=2"]
-    assert r["label_conditional"] > r["original"] + 0.01
-    assert r["unconditional"] < r["original"] - 0.05
+    assert r["label_conditional"] > r["original"] - 0.01
+    assert r["unconditional"] < r["original"] - 0.01
+    assert r["label_conditional"] > r["unconditional"] + 0.02
 
 
 @LONG
 def test_multi_tickets_are_thirty_percent_sparse_accurate_and_the_random_l1_makes_their_tickets_differ(tmp_path):
-    """Measured at this size (seed 0, 2 members): ensemble accuracy on the held-out descriptions 0.877 dense, 0.877
-    a random 30 % sub-network, 0.882 tickets, 0.877 multi-ticket; pruned-weight overlap of two members 0.360 without
-    the random-mask L1 and 0.230 with it (0.174 for random sub-networks). The accuracy claim is judged at full size
-    (docs/nlp.md "Session 15": 5 seeds, 4 members)."""
+    """Measured at this size (seed 0, 2 members; since session 23 the masked-LM pretraining text leaves out the
+    held-out descriptions' sentences, the test inputs: 4,716 sentences, 220 fewer): ensemble accuracy on the held-out
+    descriptions 0.877 dense, 0.900 a random 30 % sub-network, 0.877 tickets, 0.873 multi-ticket (with the test
+    sentences in the pretraining text: 0.877 / 0.877 / 0.882 / 0.877); pruned-weight overlap of two members 0.351
+    without the random-mask L1 and 0.228 with it (0.174 for random sub-networks). The accuracy claim is judged at full
+    size (5 seeds, 4 members): without the test sentences in the pretraining text the multi-ticket ensemble beats the
+    dense one on 2 of 5 seeds only (mean 0.929 vs 0.924; session 15, with them: 0.957 vs 0.926, 4 of 5), so it is not
+    reproduced (docs/nlp.md "Session 23")."""
     r = repro("tickets", tmp_path)
     seed = r["seeds"]["0"]
     assert seed["test_sentences"] == 22 * 10 and seed["classes"] == 19

@@ -14,6 +14,7 @@ no loss. Prediction uses the whole training set as the memory.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -71,12 +72,31 @@ def fit_instance_based(ngrams: torch.Tensor, labels: torch.Tensor, classes: int,
 
 
 def fit_softmax(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: InstanceConfig,
-                seed: int = 0) -> BagEncoder:
-    """The classifier-based baseline: the same encoder with a softmax over `classes` outputs."""
+                seed: int = 0, epoch_ngrams: Callable[[int], torch.Tensor] | None = None) -> BagEncoder:
+    """The classifier-based baseline: the same encoder with a softmax over `classes` outputs.
+
+    epoch_ngrams(e), if given, is what epoch e trains on instead of `ngrams`: the same rows in the same order with the
+    same labels (e.g. each sentence freshly augmented), so the batches and the number of updates are those of
+    training on `ngrams`."""
     torch.manual_seed(seed)
     model = BagEncoder(config, classes)
-    train_epochs(model, len(ngrams), config, seed,
-                 lambda rows: nn.functional.cross_entropy(model(ngrams[rows]), labels[rows]))
+    if epoch_ngrams is None:
+        train_epochs(model, len(ngrams), config, seed,
+                     lambda rows: nn.functional.cross_entropy(model(ngrams[rows]), labels[rows]))
+        return model
+    batches_per_epoch, calls, current = -(-len(ngrams) // config.batch), [0], {}
+
+    def batch_loss(rows):
+        epoch = calls[0] // batches_per_epoch
+        calls[0] += 1
+        if epoch not in current:
+            current.clear()
+            current[epoch] = epoch_ngrams(epoch)
+            if len(current[epoch]) != len(ngrams):
+                raise ValueError(f"epoch {epoch}: {len(current[epoch])} rows, expected {len(ngrams)}")
+        return nn.functional.cross_entropy(model(current[epoch][rows]), labels[rows])
+
+    train_epochs(model, len(ngrams), config, seed, batch_loss)
     return model
 
 

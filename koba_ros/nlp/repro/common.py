@@ -6,6 +6,7 @@ import math
 import torch
 
 from koba_ros.nlp.data import TokenStream, batch_generator, builtin_corpus, stdlib_source
+from koba_ros.nlp.evaluation import score
 from koba_ros.nlp.schedules import lr_at
 from koba_ros.nlp.tokenizer import ByteTokenizer
 
@@ -70,6 +71,15 @@ def eval_loss(model, sample, batches: int, device: str) -> float:
     total = sum(model(x.to(device), y.to(device))[1].item() for x, y in (sample(10_000 + i) for i in range(batches)))
     model.train()
     return total / batches
+
+
+def split_loss(model, split: TokenStream) -> float:
+    """Mean next-token loss over a whole held-out split, every target once (evaluation.score, windows of seq_len):
+    no sampling noise, which a few random batches add at the size of the margins some repros measure (session 23)."""
+    with torch.no_grad():
+        total, count = score(model, torch.as_tensor(split.tokens), split.seq_len, split.seq_len, batch_size=16)
+    model.train()
+    return total / count
 
 
 def tail_mean(values: list[float], n: int = 10) -> float:

@@ -5,8 +5,9 @@ fine-tuned densely with different seeds (the paper: MRPC 85.05 vs 84.34, "on som
 Task: the robot's pick instructions labelled with the object they name (repro/object_references.py); the classifier
 is trained on every name except the catalog's descriptions ("put the toy that quacks in ...") and tested on those
 alone. They share few words with the names it was trained on, so what links them is pretraining: a TextEncoder
-pretrained as a masked word LM on unlabelled text, the pick instructions of all names plus sentences that pair
-names of one object ("the toy that quacks is also called the rubber duck").
+pretrained as a masked word LM on unlabelled text, the pick instructions of the training names (not the held-out
+descriptions' test sentences; before session 23 they were included) plus sentences that pair names of one object
+("the toy that quacks is also called the rubber duck").
 
 Arms, each `members` models fine-tuned from the same pretrained encoder with member seeds 0 .. members - 1:
   dense:         every weight fine-tuned;
@@ -73,7 +74,8 @@ def one_seed(s: dict, seed: int) -> dict:
     held_out = description_names()
     train = [p for n in sorted(by_name) if n not in held_out for p in by_name[n][:s["per_name"]]]
     test = [p for n in sorted(by_name) if n in held_out for p in by_name[n]]
-    unlabelled = thesaurus_sentences(rng) + [t for pairs in by_name.values() for t, _ in pairs]
+    # the held-out names' sentences (the test inputs) are not in the pretraining text: evaluation inputs unseen
+    unlabelled = thesaurus_sentences(rng) + [t for n, pairs in by_name.items() if n not in held_out for t, _ in pairs]
     pretrained = pretrain_masked_lm(unlabelled, AugmenterConfig(steps=s["pretrain_steps"]), seed)
     x_train, x_test = (encode_words(pretrained, [t for t, _ in part]) for part in (train, test))
     y_train, y_test = (torch.tensor([y for _, y in part]) for part in (train, test))

@@ -10,7 +10,7 @@ import torch
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.data import TokenStream, batch_generator, stdlib_source
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.repro.common import corpus_stream, eval_loss, fit, passes, save_plot
+from koba_ros.nlp.repro.common import corpus_stream, fit, passes, save_plot, split_loss
 from koba_ros.nlp.schedules import SCHEDULES
 from koba_ros.nlp.tokenizer import ByteTokenizer
 
@@ -37,13 +37,11 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
                                                     n_heads=s["n_heads"], max_len=s["seq"]))
             fit(model, lambda t, r=r: pre_train.batch(s["batch"], batch_generator(seed + r, t, 0)), s["steps"],
                 s["lr"], device, schedule=schedule, warmup=s["steps"] // 10, min_lr=s["lr"] / 10, weight_decay=0.1)
-            pre[schedule].append(eval_loss(model, lambda i: pre_val.batch(s["batch"], batch_generator(9, i, 0)),
-                                           8, device))
+            pre[schedule].append(split_loss(model, pre_val))
             # Fine-tuning is the same for every schedule: fresh AdamW, short warmup, linear decay.
             fit(model, lambda t, r=r: ft_train.batch(s["batch"], batch_generator(seed + r + 50, t, 0)),
                 s["ft_steps"], s["ft_lr"], device, schedule="linear", warmup=s["ft_steps"] // 10, weight_decay=0.1)
-            post[schedule].append(eval_loss(model, lambda i: ft_val.batch(s["batch"], batch_generator(8, i, 0)),
-                                            8, device))
+            post[schedule].append(split_loss(model, ft_val))
     results = {k: {"pretrain_val_loss": round(statistics.mean(pre[k]), 4),
                    "finetune_val_loss": round(statistics.mean(post[k]), 4),
                    "pretrain_per_seed": [round(v, 4) for v in pre[k]],
