@@ -1,9 +1,10 @@
 """Each paper effect at its smallest size (`koba lm repro NAME --size test`, the same as --quick): the issue's CPU
 evidence that each effect appears. All thirteen run in the default suite (turnover, instance, phsic and augment since
-session 14, about 50 s, 30 s, 15 s and 60 s more; tickets since session 15, about 35 s; metadata since session 16,
-about 65 s): the first seven took 212 s together on one thread of this 2-core machine when it was otherwise idle
-(session 11, torch 2.13; earlier sessions measured 1-5 min each under a load average of 5-12 from parallel jobs, and
-kept them out of the default run).
+session 14, about 50 s, 30 s, 15 s and 75 s more (augment since session 23); tickets since session 15, about 35 s;
+metadata since session 16, about 65 s): the first seven took 212 s together on one thread of this 2-core machine
+when it was otherwise idle (session 11, torch 2.13; earlier sessions measured 1-5 min each under a load average of
+5-12 from parallel jobs, and kept them out of the default run). Since session 23 wso's test runs its 3 seeds (about
+40 s more).
 Measured outcomes are in docs/nlp.md."""
 import json
 
