@@ -141,3 +141,59 @@ def test_sample_refuses_bad_arguments_before_printing_the_prompt_or_loading(run,
     assert main(["lm", "sample", "--checkpoint", str(run), "--prompt", "move left", *bad]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("koba lm: error: sample:"), (out, err)
+
+
+# 5. a second review (of this session's diff): four more faults of the eval split and LongRoPE scoring
+
+def test_a_longrope_models_score_does_not_depend_on_the_batch_size():
+    """A window shorter than rope_original_max_len is scored with the short factors, as it would be alone: batched
+    with longer windows it had been padded to their length and scored with the long ones."""
+    import torch
+
+    from koba_ros.nlp.config import TransformerConfig
+    from koba_ros.nlp.evaluation import score
+    from koba_ros.nlp.model import TransformerLM
+    from test.test_nlp_longrope import LLAMA
+
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=64, pad_id=0, d_model=32, n_layers=1, n_heads=2, max_len=64,
+                                            rope_scaling="longrope", rope_factor=4.0, rope_original_max_len=16,
+                                            rope_short_factor=[1.0] * 8, rope_long_factor=[4.0] * 8, **LLAMA))
+    with torch.no_grad():  # sharper attention than at initialisation, so that positions matter
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    tokens = torch.randint(0, 64, (75,))  # windows of 32, 32 and 10 tokens: the last is under the threshold
+    alone, batched = (score(model, tokens, 32, 32, batch_size=b) for b in (1, 8))
+    assert alone[1] == batched[1] == 74
+    assert abs(alone[0] - batched[0]) < 1e-6 * alone[0]  # before the fix: 2 % apart
+
+
+def test_the_held_out_split_is_scored_when_it_is_shorter_than_the_windows(tmp_path, capsys):
+    run = tiny_run(tmp_path, model=dict(positions="rope"))  # a 176-token tail; RoPE scores windows past max_len
+    assert main(["lm", "eval", "--checkpoint", str(run), "--data", str(tmp_path / "train.txt"), "--seq-len", "200",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "val" and result["tokens"] == 3520 - int(3520 * 0.95)
+
+
+def test_a_token_file_prepared_from_a_relative_path_is_known_as_the_runs_training_text_anywhere(run, tmp_path,
+                                                                                                 monkeypatch, capsys):
+    monkeypatch.chdir(run.parent)
+    assert main(["lm", "prepare", "--data", "train.txt", "--out", str(tmp_path / "train.bin"), "--json"]) == 0
+    monkeypatch.chdir(tmp_path)  # another folder: "train.txt" alone would name a file that is not there
+    capsys.readouterr()
+    assert main(["lm", "eval", "--checkpoint", str(run), "--data", "train.bin", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "val"
+
+
+@pytest.mark.parametrize("value", ["abc", [0.1], 1.5, -0.2, True])
+def test_a_damaged_recorded_val_fraction_is_refused_in_one_line(run, tmp_path, capsys, value):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    state = copy / "checkpoint" / "state.json"
+    meta = json.loads(state.read_text())
+    meta["config"]["val_fraction"] = value
+    state.write_text(json.dumps(meta))
+    refused(capsys, ["eval", "--checkpoint", str(copy), "--data", str(run.parent / "train.txt")], "val_fraction")

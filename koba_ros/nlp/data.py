@@ -159,6 +159,11 @@ def encode_documents(texts: list[str], tokenizer, separate: bool) -> list[int]:
     return [i for text in texts for i in (start if text else []) + tokenizer.encode(text) + separator]
 
 
+def split_point(n_tokens: int, val_fraction: float) -> int:
+    """Where a stream of n_tokens splits into training and held-out validation text (the last val_fraction)."""
+    return int(n_tokens * (1 - val_fraction))
+
+
 class TokenStream:
     """All tokens of a corpus, as a tensor or as a memory-mapped token file (prepared.py); batches are random windows
     (x, next-token targets y), the same windows either way."""
@@ -184,7 +189,7 @@ class TokenStream:
         return len(self.tokens)
 
     def split(self, val_fraction: float) -> tuple[TokenStream, TokenStream]:
-        cut = int(len(self) * (1 - val_fraction))
+        cut = split_point(len(self), val_fraction)
         return TokenStream(self.tokens[:cut], self.seq_len, "train split"), \
             TokenStream(self.tokens[cut:], self.seq_len, "validation split")
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.data import BUILTIN, TokenStream, encode_documents, is_collection, iter_documents, load_documents
+from koba_ros.nlp.data import BUILTIN, encode_documents, is_collection, iter_documents, load_documents, split_point
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.prepared import is_token_file, open_tokens
 from koba_ros.nlp.trained import load_trained
@@ -55,6 +55,20 @@ def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int, in
 
 
 @torch.no_grad()
+def same_length_batches(plan: list[tuple[int, int, int]], batch_size: int):
+    """Consecutive windows of one length, at most batch_size at a time. Padding a short window to a batch's longest
+    changes nothing for a causal model, but LongRoPE (Phi-3) picks its factors from the sequence's length, so a
+    padded window would be scored with other frequencies than alone, and the loss would depend on --batch-size."""
+    batch: list[tuple[int, int, int]] = []
+    for window in plan:
+        if batch and (len(batch) == batch_size or window[1] - window[0] != batch[0][1] - batch[0][0]):
+            yield batch
+            batch = []
+        batch.append(window)
+    if batch:
+        yield batch
+
+
 def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8,
           eos_id: int | None = None, instance: int | None = None, flip: bool = False) -> tuple[float, int]:
     """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`.
@@ -65,8 +79,7 @@ def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: in
     device = next(model.parameters()).device
     plan = windows(tokens.numel(), seq_len, stride)
     total, count = 0.0, 0
-    for i in range(0, len(plan), batch_size):
-        chunk = plan[i:i + batch_size]
+    for chunk in same_length_batches(plan, batch_size):
         width = max(end - begin for begin, end, _ in chunk)
         x = torch.zeros(len(chunk), width, dtype=torch.long)
         y = torch.full((len(chunk), width), -100, dtype=torch.long)  # -100: padding or already scored
@@ -124,7 +137,10 @@ def training_split(data: str, config: dict, split: str, per_document: bool) -> t
     """(the share of `data` to score from its end, 0: all of it; a notice when what is scored includes text the run
     trained on, else None) for `data` and the run's recorded training config."""
     train_data, val_data = str(config.get("train_data") or ""), str(config.get("val_data") or "")
-    held_out = 0.0 if val_data else float(config.get("val_fraction") or 0.0)
+    held_out = 0.0 if val_data else config.get("val_fraction") or 0.0
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0 <= held_out < 1:
+        raise KobaError(f"eval: the checkpoint's recorded val_fraction {held_out!r} is not a number in [0, 1): its "
+                        "state.json is damaged")
     if not same_data(data, train_data):
         if split == "val":
             raise KobaError(f"eval: --split val scores the held-out part of the run's train_data ({train_data}); "
@@ -187,7 +203,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
     else:
         tokens, n_bytes = text_tokens(data, trained)
         if held_out:  # exactly the tokens the run validated on
-            tokens = TokenStream(tokens, seq_len).split(held_out)[1].tokens
+            tokens = tokens[split_point(tokens.numel(), held_out):]  # shorter than seq_len is fine: windows() copes
             n_bytes = max(1, decoded_bytes(tokens, trained.tokenizer))  # 1: a tail of end-of-text ids only
         n_tokens, documents = tokens.numel(), None
         total, count = score(trained.model, tokens, seq_len, stride, batch_size, eos)

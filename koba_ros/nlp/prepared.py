@@ -104,13 +104,19 @@ def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk
         partial.unlink()
         raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
     meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
-            "text_bytes": text_bytes, "source": source, "documents": files, "tokenizer": tokenizer_spec,
-            "vocab_size": tokenizer.vocab_size}
+            "text_bytes": text_bytes, "source": recorded_source(source), "documents": files,
+            "tokenizer": tokenizer_spec, "vocab_size": tokenizer.vocab_size}
     if getattr(tokenizer, "digest", None) is not None:
         meta["tokenizer_digest"] = tokenizer.digest
     os.replace(partial, out)  # the .bin appears whole or not at all; then its description
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
     return {**meta, "out": str(out)}
+
+
+def recorded_source(source: str) -> str:
+    """The source as an absolute path (the built-in corpus as its name), so that eval can tell, from any folder, that
+    a token file holds a run's training text (evaluation.data_names)."""
+    return source if source == BUILTIN else str(Path(source).expanduser().resolve())
 
 
 def _write_tokens(source: str, tokenizer, partial: Path, dtype, chunk_bytes: int):
