@@ -15,7 +15,7 @@ degradation at 62B"; here the two input norms stay apart, as GPT-NeoX's, so noth
 of each head (Black et al. 2022, GPT-NeoX-20B §2.1.1: no quality lost, a little time saved). Rules written before
 their run: parallel layers' "small degradation at small scale" holds if parallel_only's loss is above gpt2_style's
 on at least 2 of 3 seeds and the mean gap is under 0.05; the quarter rotary's "no loss" holds if the mean gap is
-within ±0.03.
+within ±0.03. Session 23 ran the quarter rotary again at a 64-wide head (`--heads 1`), with the same rule.
 Prints one JSON object: per arm the parameters, the final validation loss per seed and their mean, training tokens
 per second, the KV cache's bytes per token; and each arm against the GPT-2 style. Tokens per second come from
 whole runs on a shared machine: read their ratios only when the machine was otherwise idle.
@@ -40,9 +40,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--arms", default="", help="comma-separated arm names (default: all; gpt2_style is the base)")
+    parser.add_argument("--heads", type=int, default=0, help="attention heads of every arm (default: llama_tiny's 4, "
+                        "16 wide; 1 makes a 64-wide head, Pythia's width, where a quarter rotary turns 8 pairs)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = yaml.safe_load((REPO / "config/lm/llama_tiny.yaml").read_text())
+    if args.heads:
+        base["model"].update(n_heads=args.heads, n_kv_heads=min(base["model"]["n_kv_heads"], args.heads))
     gpt2 = {**base["model"], **GPT2_STYLE}
     arms = {"gpt2_style": gpt2,  # then one change at a time, then all three (each paper's own comparison)
             "rmsnorm_only": {**gpt2, "norm_type": "rmsnorm"},

@@ -19,6 +19,7 @@ from koba_ros.nlp.hf_gpt2 import check_gpt2_shaped
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.sampling import generate
+from test.nlp_decoding import assert_cached_decoding_matches_full
 from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 
@@ -144,10 +145,7 @@ def test_a_cache_keeps_a_window_only_on_the_sliding_layers_and_decodes_as_the_fu
                                             rope_local_theta=500.0, **GEMMA2)).eval()
     ids = torch.randint(0, 259, (1, 30))
     cache = KVCache(3, 30, model.config.layer_windows)
-    with torch.no_grad():
-        stepped = torch.cat([model(ids[:, :10], cache=cache)[0]] +
-                            [model(ids[:, i:i + 1], cache=cache)[0] for i in range(10, 30)], dim=1)
-        torch.testing.assert_close(stepped, model(ids)[0], atol=1e-5, rtol=0)
+    assert_cached_decoding_matches_full(model, ids, 10, cache)
     assert [layer.keys.shape[2] for layer in cache.layers] == [30, 4, 30]
     with pytest.raises(KobaError, match="2 windows for 3 layers"):
         KVCache(3, 30, [5, 0])

@@ -14,6 +14,7 @@ from koba_ros.nlp.hf_gpt2 import check_gpt2_shaped
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.sampling import generate
+from test.nlp_decoding import assert_cached_decoding_matches_full
 from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
 from test.test_nlp_longrope import phi3
@@ -138,11 +139,8 @@ def test_the_cache_expansion_and_training_take_shared_norms_and_head_biases(tmp_
 
     model = tiny(rotary_dim=8, qk_norm=True, n_kv_heads=1)
     ids = torch.randint(0, 259, (2, 30))
-    cache = KVCache(2, 30)
+    assert_cached_decoding_matches_full(model, ids, 4, KVCache(2, 30))
     with torch.no_grad():
-        stepped = torch.cat([model(ids[:, :4], cache=cache)[0]] +
-                            [model(ids[:, i:i + 1], cache=cache)[0] for i in range(4, 30)], dim=1)
-        torch.testing.assert_close(stepped, model(ids)[0], atol=1e-5, rtol=0)
         grown = expand(model, width_factor=2, n_layers=4)
         assert (grown.config.parallel_shared_norm, grown.config.head_bias) == (True, True)
         torch.testing.assert_close(grown.head.bias, model.head.bias)
