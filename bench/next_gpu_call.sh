@@ -14,6 +14,8 @@
 #   4b. bench/lm_document_mask.py --device cuda: training steps with and without document_mask (60 s);
 #   4c. if 110 s or more are left (session 23): ALONE at full size, its same-budget table now fairly initialised
 #      (session 7's 4.921 was measured with a table that started at std 0.001; 73 s on the H100 then);
+#   4d. if 250 s or more are left (session 23): wso at full size, its fine-tuning now scored on unseen code only
+#      (session 7's WSO win was scored on text a quarter of whose lines pre-training had read);
 #   5. if 150 s or more are left (session 20): Llama-style blocks at GPT-2 small's size, ours against transformers'
 #      LlamaForCausalLM, compiled and bf16_master (140 s at most; the JSON is rewritten after every variant);
 #   6. if 250 s or more are left: spike at full size with Adam beta2 0.999 (low priority).
@@ -64,6 +66,12 @@ if (( TOTAL - SECONDS >= 110 )); then  # session 23: the same-budget table no lo
     --json --out "$OUT/alone"
 else
   echo "== ALONE skipped: $((TOTAL - SECONDS)) s left" >&2
+fi
+if (( TOTAL - SECONDS >= 250 )); then  # session 23: fine-tuning is now scored on code pre-training never read
+  step "wso full size, unseen fine-tuning text" 240 wso_full.txt "$PY" -m koba_ros.nlp repro wso --device cuda \
+    --json --out "$OUT/wso"
+else
+  echo "== wso skipped: $((TOTAL - SECONDS)) s left" >&2
 fi
 if (( TOTAL - SECONDS >= 150 )); then
   step "Llama-style blocks, GPT-2 small size" 140 llama_bench.txt "$PY" -m koba_ros.nlp bench --size gpt2 \
