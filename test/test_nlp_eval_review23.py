@@ -10,6 +10,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nlp.prepared import open_tokens, prepare, token_stream
 from koba_ros.nlp.tokenizer import build_tokenizer, whisper_gpt2_ranks
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 from test.test_nlp_lm_command_review22 import TEXT, refused, tiny_run
 
 
@@ -159,9 +160,7 @@ def test_a_longrope_models_score_does_not_depend_on_the_batch_size():
     model = TransformerLM(TransformerConfig(vocab_size=64, pad_id=0, d_model=32, n_layers=1, n_heads=2, max_len=64,
                                             rope_scaling="longrope", rope_factor=4.0, rope_original_max_len=16,
                                             rope_short_factor=[1.0] * 8, rope_long_factor=[4.0] * 8, **LLAMA))
-    with torch.no_grad():  # sharper attention than at initialisation, so that positions matter
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    away_from_init(model, 0.3)  # sharper attention than at initialisation, so that positions matter
     tokens = torch.randint(0, 64, (75,))  # windows of 32, 32 and 10 tokens: the last is under the threshold
     alone, batched = (score(model, tokens, 32, 32, batch_size=b) for b in (1, 8))
     assert alone[1] == batched[1] == 74

@@ -7,14 +7,13 @@ from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.expansion import expand, lr_for_size
 from koba_ros.nlp.model import TextEncoder, TransformerLM
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 
 def trained_small(**kw) -> TransformerLM:
     torch.manual_seed(0)
     model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=2, max_len=64, **kw))
-    with torch.no_grad():  # move away from the init so zero biases and unit gains are not a special case
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    away_from_init(model, 0.05)  # move away from the init so zero biases and unit gains are not a special case
     return model
 
 

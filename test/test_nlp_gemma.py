@@ -15,6 +15,7 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.sampling import generate
 from koba_ros.nlp.trainer import TrainConfig, train
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 GEMMA = dict(norm_type="rmsnorm", ffn="geglu", positions="rope", bias=False, embed_scale=True, tie_embeddings=True)
 
@@ -76,9 +77,7 @@ def test_a_gemma_shaped_model_grows_with_its_function_and_trains(tmp_path):
     torch.manual_seed(0)
     model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=2, max_len=64, d_head=24,
                                             **{**GEMMA, "tie_embeddings": False}))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    away_from_init(model, 0.05)
     ids = torch.randint(0, 256, (4, 40))
     before = model(ids[:, :-1], ids[:, 1:])[1].item()
     assert abs(expand(model, 2, 3)(ids[:, :-1], ids[:, 1:])[1].item() - before) < 1e-4

@@ -22,6 +22,7 @@ from koba_ros.nlp.sampling import generate
 from test.nlp_decoding import assert_cached_decoding_matches_full
 from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 SHAPE = dict(vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, head_dim=16, max_position_embeddings=96, bos_token_id=None, eos_token_id=None,
@@ -33,9 +34,7 @@ GEMMA2 = dict(norm="sandwich", norm_type="rmsnorm", ffn="geglu", positions="rope
 def randomised(hf):
     """transformers starts norm gains (Gemma's stored as gain - 1) at 0 and ones: make every tensor matter."""
     torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            p.add_(torch.randn_like(p) * (0.3 if "norm" in name else 0.05))
+    away_from_init(hf, 0.05, norm_scale=0.3)
     return hf.eval()
 
 

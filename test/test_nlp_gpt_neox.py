@@ -17,6 +17,7 @@ from koba_ros.nlp.sampling import generate
 from test.nlp_decoding import assert_cached_decoding_matches_full
 from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 NEOX = dict(norm_type="layernorm", positions="rope", ffn="gelu_erf", parallel_residual=True)
 
@@ -29,9 +30,7 @@ def pythia(parallel=True, act="gelu", rotary_pct=0.25, tie=False):
                                           intermediate_size=128, hidden_act=act, max_position_embeddings=96,
                                           use_parallel_residual=parallel, rotary_pct=rotary_pct,
                                           tie_word_embeddings=tie, bos_token_id=None, eos_token_id=None))
-    with torch.no_grad():  # LayerNorm starts at 1 and 0, biases at 0: make every tensor matter
-        for p in hf.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    away_from_init(hf, 0.05)  # LayerNorm starts at 1 and 0, biases at 0: make every tensor matter
     return hf.eval()
 
 
@@ -95,9 +94,7 @@ def test_the_cache_expansion_and_training_take_parallel_partial_rope_models(tmp_
     torch.manual_seed(0)
     model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=2, max_len=64, rotary_dim=8,
                                             **NEOX)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    away_from_init(model, 0.05)
     ids = torch.randint(0, 259, (2, 30))
     assert_cached_decoding_matches_full(model, ids, 4, KVCache(2, 30))
     with torch.no_grad():

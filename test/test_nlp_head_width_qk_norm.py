@@ -17,6 +17,7 @@ from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TextEncoder, TransformerLM
 from koba_ros.nlp.trainer import TrainConfig, train
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 QWEN3 = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", bias=False, qk_norm=True, n_kv_heads=2)
 
@@ -26,9 +27,7 @@ def lm(seed: int = 0, **kw) -> TransformerLM:
     torch.manual_seed(seed)
     model = TransformerLM(TransformerConfig(**{"d_model": 32, "n_layers": 2, "n_heads": 4, "max_len": 64,
                                                **kw})).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    away_from_init(model, 0.1)
     return model
 
 

@@ -14,6 +14,7 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.sampling import sample
 from koba_ros.nlp.trainer import TrainConfig, train
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 LLAMA = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", bias=False)
 
@@ -24,9 +25,7 @@ def test_ours_to_llama_and_back_gives_the_same_logits_and_weights(kv_heads, tie,
     torch.manual_seed(0)
     model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=kv_heads, max_len=64,
                                             tie_embeddings=tie, **{**LLAMA, "bias": bias})).eval()
-    with torch.no_grad():  # away from the init: unit norm gains and zero biases would hide a swapped tensor
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    away_from_init(model, 0.05)  # away from the init: unit norm gains and zero biases would hide a swapped tensor
     hf = hf_llama.to_hf(model)
     assert (hf.config.num_key_value_heads, hf.config.tie_word_embeddings) == (kv_heads, tie)
     assert (hf.config.attention_bias, hf.config.mlp_bias) == (bias, bias)

@@ -17,6 +17,7 @@ from koba_ros.nlp.sampling import generate
 from test.nlp_decoding import assert_cached_decoding_matches_full
 from test.nlp_hf_cli import through_import_and_export
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 from test.test_nlp_longrope import phi3
 
 PHI = dict(norm_type="layernorm", positions="rope", ffn="gelu", parallel_residual=True, parallel_shared_norm=True,
@@ -103,9 +104,7 @@ def tiny(**extra) -> TransformerLM:
     torch.manual_seed(0)
     model = TransformerLM(TransformerConfig(**{"d_model": 32, "n_layers": 2, "n_heads": 2, "max_len": 64, **PHI,
                                                **extra}))
-    with torch.no_grad():  # away from the init: unit gains and zero biases would hide a missing term
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    away_from_init(model, 0.1)  # away from the init: unit gains and zero biases would hide a missing term
     return model.eval()
 
 

@@ -16,6 +16,7 @@ from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.positions import RotaryPositions, apply_rope, yarn_attention_factor, yarn_inv_freq
 from koba_ros.nlp.sampling import generate
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
+from test.nlp_weights import away_from_init
 
 LLAMA = dict(norm_type="rmsnorm", ffn="swiglu", positions="rope", bias=False)
 
@@ -155,9 +156,7 @@ def yarn_model(seed: int = 0) -> TransformerLM:
     model = TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_len=128,
                                             rope_scaling="yarn", rope_factor=4.0, rope_original_max_len=32,
                                             **LLAMA)).eval()
-    with torch.no_grad():  # away from the init, so attention is sharp and positions matter
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    away_from_init(model, 0.3)  # away from the init, so attention is sharp and positions matter
     return model
 
 
