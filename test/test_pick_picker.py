@@ -165,6 +165,6 @@ def test_a_pick_cancelled_before_it_starts_sends_nothing_to_the_arm(kinematics):
 
     arm, cancel = CountingArm(), threading.Event()
     cancel.set()
-    result = Picker(arm, kinematics).pick_place(Target((0.5, 0.1, 0.02), (0.04,) * 3), "top_right", cancel=cancel)
+    result = Picker(arm, kinematics).pick_place(Target((0.6, 0.1, 0.02), (0.04,) * 3), "top_right", cancel=cancel)
     assert not result.success and "cancelled" in result.message
     assert arm.trajectories == []

@@ -82,7 +82,7 @@ def goal_handle(ended: list):
 
     return SimpleNamespace(
         goal_id=SimpleNamespace(uuid=list(range(16))), is_cancel_requested=False,
-        request=PickPlace.Goal(object_id=7, pick_position=Point(x=0.5, y=0.1, z=0.02),
+        request=PickPlace.Goal(object_id=7, pick_position=Point(x=0.6, y=0.1, z=0.02),
                                object_size=Vector3(x=0.04, y=0.04, z=0.04), destination="top_right"),
         publish_feedback=lambda feedback: None, canceled=lambda: ended.append("canceled"),
         succeed=lambda: ended.append("succeeded"), abort=lambda: ended.append("aborted"))

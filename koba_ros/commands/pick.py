@@ -78,6 +78,8 @@ def run_spoken(session, instruction: str, answers: list[str], no_motion: bool, m
 
 
 def run(args):
+    import os
+
     from koba_ros.cli import print_json
     from koba_ros.errors import KobaError
     from koba_ros.picking.session import CellSession, check_index
@@ -90,6 +92,8 @@ def run(args):
     scene = read_scene_file(args.scene)
     if args.instruction is None:
         check_index(scene, args.target)
+    if args.gui and not os.environ.get("DISPLAY"):   # PyBullet's GUI would end the process itself, without a word
+        raise KobaError("--gui needs a display and DISPLAY is not set; leave out --gui to run headless")
     with CellSession(scene, gui=args.gui) as session:
         if args.instruction is None:
             out = run_pick(session, args.target, args.destination, args.no_motion, dialogue=[])

@@ -29,6 +29,7 @@ from koba_ros.sim.trajectory_messages import trajectory_to_msg
 
 FINGERS = ("panda_finger_joint1", "panda_finger_joint2")
 NEW_OBJECT_DISTANCE = 0.03  # m: farther than this from everything that was in the box = the placed object
+SAME_OBJECT_DISTANCE = 0.03  # m: a pick_position this close to the perceived object with the goal's id is that object
 REACHED_TOLERANCE = 0.05    # rad: the arm is at a trajectory's end when every joint is this close
 STILL_MESSAGES = 25         # /joint_states at rest (blocked by contact) that also end a move (0.5 s at 50 Hz)
 STALL_MESSAGES = 200        # ... at rest far from the end: the controller did not follow
@@ -173,9 +174,12 @@ class PickerNode(Node):
         known = {o.id: o for o in self.objects}
         if not any((p.x, p.y, p.z)) and goal.object_id not in known:
             known = {o.id: o for o in self.fresh_objects() or []}
-        yaw = known[goal.object_id].yaw if goal.object_id in known else None
         if any((p.x, p.y, p.z)):
-            return Target((p.x, p.y, p.z), (s.x, s.y, s.z), yaw)
+            position, size = (p.x, p.y, p.z), (s.x, s.y, s.z)
+            own = _same_object(known.get(goal.object_id), position)
+            if own is None:
+                return Target(position, size)
+            return Target(position, size if any(size) else tuple(own.size), own.yaw, own.width)
         if goal.object_id in known:
             o = known[goal.object_id]
             return Target.of(o)
@@ -216,9 +220,13 @@ class PickerNode(Node):
             best = min(near, key=lambda o: np.linalg.norm(np.subtract(o.size, last.size)), default=None)
             return Target.of(best) if best else None
 
+        perceived = self.objects   # one snapshot: the subscription may replace the list meanwhile
+        own = next((o for o in perceived if o.id == goal.object_id and _same_object(o, target.position) is not None),
+                   None)
         # What was in the destination box before: the placed object is the one seen where nothing was. (Its
-        # perceived size is no test: a cylinder or brick may land on its side.)
-        before = [o.position[:2] for o in self.objects if o.box == goal.destination]
+        # perceived size is no test: a cylinder or brick may land on its side.) Its own old spot is left out: moved
+        # within its box, it may well land near where it was.
+        before = [o.position[:2] for o in perceived if o.box == goal.destination and o is not own]
 
         def verify():
             objects = self.fresh_objects()
@@ -230,7 +238,7 @@ class PickerNode(Node):
 
         # Put it down in the roomiest spot of the box, not on (or against) what is already there: an object
         # dropped against another one is seen as one with it, and the check above would call the place a miss.
-        place_xy = place_among(goal.destination, self.objects, target.size, goal.object_id)
+        place_xy = place_among(goal.destination, perceived, target.size, own.id if own is not None else None)
         return self.picker.pick_place(target, goal.destination, progress=progress, cancel=cancel, locate=locate,
                                       verify=verify, place_xy=place_xy)
 
@@ -240,6 +248,14 @@ class PickerNode(Node):
         self.server.destroy()
         self.picker.kin.close()
         return super().destroy_node()
+
+
+def _same_object(obj, position):
+    """`obj` when it lies where the goal says (object_id defaults to 0: a position-only goal must not take the yaw
+    and size of whatever object 0 is), else None."""
+    if obj is None or not np.linalg.norm(np.subtract(obj.position, position)) <= SAME_OBJECT_DISTANCE:  # NaN: None
+        return None
+    return obj
 
 
 def main(args=None):

@@ -29,6 +29,7 @@ APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
 FINGERTIP_BELOW_TOOL = 0.009  # m from the grasp target point down to the fingertips' lowest point
 FINGER_THICKNESS = 0.012      # m a finger needs beside the object
 HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
+WALL_MARGIN = 0.004         # m a goal's x, y keeps inside a box's walls (perceived centres: >= 5.8 mm, docs)
 OPENING_MARGIN = 0.025      # m more than the object's width across the fingers (a finger pad each side, clear)
 STAGES = ("approach", "grasp", "lift", "transfer", "release", "verify", "home")
 
@@ -92,6 +93,8 @@ def grasp_opening(target: Target, yaw: float) -> float:
     """
     across_long_axis = target.yaw is not None and abs(_wrap_half_turn(yaw - _wrap_half_turn(target.yaw))) < 1e-6
     width = target.width / 0.94 if target.width > 0 and across_long_axis else max(target.size[0], target.size[1])
+    if width <= 0:   # nothing known of its size (a position-only goal): 2.5 cm would come down on the object
+        return MAX_OPENING
     return min(MAX_OPENING, width + OPENING_MARGIN)
 
 
@@ -105,6 +108,11 @@ def _finger_room(target: Target, yaw: float, width: float) -> float:
     fingers = [(x + k * reach * math.sin(yaw), y - k * reach * math.cos(yaw)) for k in (1, -1)]
     half = region.inner / 2
     return min(min(half - abs(fx - region.centre[0]), half - abs(fy - region.centre[1])) for fx, fy in fingers)
+
+
+def _region_at(position, margin: float = WALL_MARGIN):
+    """The box whose inside holds the position's x, y at least `margin` from its walls, or None."""
+    return next((r for r in box_regions().values() if r.contains(position[0], position[1], margin)), None)
 
 
 def _wrap_half_turn(yaw: float) -> float:
@@ -131,6 +139,11 @@ class Picker:
             raise KobaError(self.workspace.why_not(target.position))
         if min(target.size[0], target.size[1]) > MAX_OPENING - 0.01:
             raise KobaError(f"object is {min(target.size[:2]) * 100:.3g} cm across: wider than the gripper opens")
+        # Objects lie inside a box; elsewhere the open fingers would come down on a wall top or between boxes.
+        if _region_at(target.position) is None:
+            x, y = target.position[:2]
+            raise KobaError(f"({x:.3g}, {y:.3g}) m is not inside a box ({WALL_MARGIN * 100:.2g} cm clear of its "
+                            f"walls): the fingers would come down on a wall or beside the boxes")
 
     def _checked(self, traj: JointTrajectory, start: np.ndarray) -> JointTrajectory:
         """Every trajectory leaves here within joint limits and with every waypoint's tool inside the workspace."""
@@ -145,7 +158,9 @@ class Picker:
         """Trajectories for approach, descend, lift (grasp in between). Raises KobaError if unreachable."""
         x, y, z = target.position
         height = target.size[2] if target.size[2] > 0 else 0.04
-        bottom = z - height / 2
+        region = _region_at(target.position, 0.0)
+        # A claimed bottom below the box floor would press the fingertips into the floor.
+        bottom = max(z - height / 2, region.floor_z if region else 0.0)
         # Fingers around the object's middle, their tips never pressed into the floor (pressed, they cannot close).
         grasp_z = bottom + max(0.45 * height, FINGERTIP_BELOW_TOOL + 0.002)
         orientation = top_down(grasp_yaw(target))
@@ -204,7 +219,9 @@ class Picker:
                 if ok is False:
                     return PickResult(False, "released, but the object is not in the destination box",
                                       "verify", attempt)
-                return PickResult(True, f"placed in {destination}", "home", attempt)
+                # The arm did its part; an unchecked placement says so rather than pass for a verified one.
+                unchecked = " (not verified: no fresh perception)" if verify and ok is None else ""
+                return PickResult(True, f"placed in {destination}{unchecked}", "home", attempt)
             # Dropped or missed: look again from home (the arm out of the camera's view) and retry once.
             self._go_home(cancel)
             found = locate(target) if locate and attempt == 1 else None
