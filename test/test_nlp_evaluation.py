@@ -128,3 +128,12 @@ def test_eval_cli_refuses_what_it_cannot_use(sentence_run, tmp_path, capsys):
         assert message in err and err.count("\n") == 1, (args, err)
     assert main(["lm", "eval", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "one.txt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_scoring_builds_no_autograd_graph():
+    """score runs under no_grad (a decorator once slid onto the generator inserted above it, and every eval, expand
+    check and reproduction built a graph it never used: memory, time, and a requires_grad warning)."""
+    model, grad_modes = random_lm(), []
+    model.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    score(model, torch.randint(0, 256, (40,)), seq_len=16, stride=8)
+    assert grad_modes and not any(grad_modes)

@@ -54,7 +54,6 @@ def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int, in
     return out
 
 
-@torch.no_grad()
 def same_length_batches(plan: list[tuple[int, int, int]], batch_size: int):
     """Consecutive windows of one length, at most batch_size at a time. Padding a short window to a batch's longest
     changes nothing for a causal model, but LongRoPE (Phi-3) picks its factors from the sequence's length, so a
@@ -69,6 +68,7 @@ def same_length_batches(plan: list[tuple[int, int, int]], batch_size: int):
         yield batch
 
 
+@torch.no_grad()
 def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8,
           eos_id: int | None = None, instance: int | None = None, flip: bool = False) -> tuple[float, int]:
     """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`.
