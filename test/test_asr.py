@@ -44,10 +44,21 @@ def test_silence_and_noise_give_no_words(recognizer):
     assert all(u.text == "" for u in transcribe(recognizer, noise))
 
 
-def test_clipped_speech_still_decodes_or_says_nothing(recognizer, tmp_path):
-    x = spoken("open the gripper", tmp_path).astype(np.int32) * 8
-    texts = [u.text for u in transcribe(recognizer, np.clip(x, -32768, 32767).astype(np.int16))]
-    assert all(isinstance(t, str) for t in texts)     # never a crash; heavy clipping may cost words
+@pytest.mark.parametrize("voice", ["en-us", "en-gb"])
+def test_clipped_speech_never_becomes_a_motion_that_was_not_said(tmp_path, voice):
+    """Clipping costs words fast (measured, fresh recognisers: x2 → "open the gripper" / "put the green", x8 →
+    "stop" for both voices), so the words are not asserted. What must hold: the result is the command said, no
+    command at all, or a stop (the safe side; docs/speech.md: loud clipped commands can come out as "stop")."""
+    from koba_ros.speech.recognizers import is_command
+    from koba_ros.teleop.commands import is_stop
+
+    audio = spoken("open the gripper", tmp_path, voice).astype(np.int32)
+    for gain in (2, 8):
+        x = audio * gain
+        assert np.any(np.abs(x) > 32767)   # it is clipped (x8: about 5% of the samples)
+        texts = [u.text for u in transcribe(PocketsphinxRecognizer(), np.clip(x, -32768, 32767).astype(np.int16))]
+        for text in texts:
+            assert text == "open the gripper" or not is_command(text) or is_stop(text), (voice, gain, texts)
 
 
 def test_robot_voice_is_ignored_while_speaking(recognizer, tmp_path):

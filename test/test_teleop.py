@@ -66,7 +66,7 @@ def test_jog_moves_the_tool_in_a_straight_line(sim):
     moved = sim.tool_position() - start
     assert moved[1] == pytest.approx(0.05, abs=0.005)
     assert abs(moved[0]) < 0.006 and abs(moved[2]) < 0.006
-    assert plan.reply == "Moving left 5 centimeters."
+    assert plan.reply == "Moved left 5 centimeters."
 
 
 def test_out_of_reach_is_refused_and_the_arm_stays(sim):
@@ -104,13 +104,31 @@ def test_gripper_opens_and_closes(sim):
 
 
 @pytest.mark.parametrize("text, code", [("open the gripper", 0), ("", 1), ("fly to the moon", 1)])
-def test_teleop_command_exits_non_zero_when_the_command_is_refused(text, code, capsys):
-    """Like `koba pick`: a script calling `koba teleop --say` learns from the exit status that nothing was done."""
+def test_teleop_command_exits_non_zero_when_the_command_is_refused(text, code, capsys, monkeypatch):
+    """Like `koba pick`: a script calling `koba teleop --say` learns from the exit status that nothing was done. The
+    arm itself is checked (run_once reports moved_m 0.0 for a refusal without measuring): a second of physics after
+    the command must leave its joints where they started."""
     from koba_ros.cli import main
+    from koba_ros.sim.cell import TIME_STEP, SimCell
+    from koba_ros.teleop import session
 
+    arms = []
+
+    class Watched(SimCell):
+        def __enter__(self):
+            arms.append(self.arm_positions().copy())
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            self.step(int(round(1.0 / TIME_STEP)))
+            arms.append(self.arm_positions().copy())
+            return super().__exit__(*exc)
+
+    monkeypatch.setattr(session, "SimCell", Watched)
     assert main(["teleop", "--say", text, "--json"]) == code
     result = json.loads(capsys.readouterr().out)
-    assert result["accepted"] is (code == 0) and (code == 0 or result["moved_m"] == 0.0)
+    assert result["accepted"] is (code == 0) and len(arms) == 2
+    assert code == 0 or np.allclose(arms[0], arms[1], atol=1e-3), arms
 
 
 def test_the_planner_refuses_unknown_or_impossible_arm_states_and_a_signed_distance():

@@ -47,19 +47,28 @@ def test_teleop_node_topics(ros_context):
         words.publish(Utterance(text="move left five centimeters", confidence=0.9, backend="pocketsphinx"))
         assert spin_until(lambda: len(got["traj"]) == 1)
         assert len(got["traj"][0].points) > 1 and list(got["traj"][0].joint_names) == list(ARM_JOINTS)
+        # The reply waits for the motion's end (the robot talking over a jog would leave no time to stop it by
+        # voice); a stop during the motion drops it.
+        assert "Moved left 5 centimeters." not in got["say"]
         words.publish(Utterance(text="stop", confidence=0.9))
         assert spin_until(lambda: len(got["traj"]) == 2)
         assert got["traj"][1].points == []                       # empty trajectory: the controller holds
+        assert spin_until(lambda: "Holding still." in got["say"])
+        spin_until(lambda: False, timeout=1.5)                   # past the end of the jog that was stopped
+        assert not any(text.startswith("Moved") for text in got["say"]), got["say"]
+        words.publish(Utterance(text="move up two centimeters", confidence=0.9))
+        assert spin_until(lambda: len(got["traj"]) == 3)
+        assert spin_until(lambda: "Moved up 2 centimeters." in got["say"])   # and a jog left alone is reported
         words.publish(Utterance(text="go forward ten meters", confidence=0.9))
         assert spin_until(lambda: "That is out of my reach." in got["say"])
         words.publish(Utterance(text="close the gripper", confidence=0.9))
         assert spin_until(lambda: got["grip"] == [0.0])
         words.publish(Utterance(text="open the gripper", confidence=0.1))   # too unsure: ignored
         spin_until(lambda: False, timeout=0.5)
-        assert got["grip"] == [0.0] and len(got["traj"]) == 2
+        assert got["grip"] == [0.0] and len(got["traj"]) == 3
         words.publish(Utterance(text="stop", confidence=0.02))   # a quiet stop: obeyed whatever its confidence
-        assert spin_until(lambda: len(got["traj"]) == 3)
-        assert got["traj"][2].points == []
+        assert spin_until(lambda: len(got["traj"]) == 4)
+        assert got["traj"][3].points == []
     finally:
         shutdown_executor(executor)
         teleop.destroy_node()
@@ -69,7 +78,7 @@ def test_teleop_node_topics(ros_context):
 
 def test_a_stop_during_a_jogs_publish_wins_and_nan_joint_states_move_nothing(ros_context, monkeypatch):
     """A stop that lands between a jog's generation check and its publish used to be overtaken by the jog: the arm
-    moved after "Stopping.". Joint states with NaN used to become a NaN "go home" trajectory."""
+    moved after the stop reply. Joint states with NaN used to become a NaN "go home" trajectory."""
     from sensor_msgs.msg import JointState
 
     from koba_ros.nodes import teleop_node
@@ -90,7 +99,7 @@ def test_a_stop_during_a_jogs_publish_wins_and_nan_joint_states_move_nothing(ros
     try:
         node.on_joints(JointState(name=list(ARM_JOINTS), position=list(HOME)))
         node.run_command("move up five centimeters")
-        assert sent == [0] and said == ["Stopping."]  # only the empty trajectory: the jog was dropped
+        assert sent == [0] and said == ["Holding still."]  # only the empty trajectory: the jog was dropped
         monkeypatch.setattr(teleop_node, "trajectory_to_msg", real)
         node.on_joints(JointState(name=list(ARM_JOINTS), position=[float("nan")] + list(HOME[1:])))
         node.run_command("go home")

@@ -5,12 +5,12 @@ channel count the message states; a remote microphone or audio_capture_node), a 
 or the local microphone (sounddevice).
 Lifecycle: the recogniser (pocketsphinx + domain LM, or whisper from `checkpoint`) is loaded and a
 microphone opened on configure, so a missing model or microphone fails configure with one line.
-While /speech/speaking says the robot talks, audio is ignored. Decoding runs on a worker thread.
+While /speech/speaking says the robot talks, only an early "stop" is heard (streaming.py). Decoding runs on a
+worker thread; deactivate forgets an utterance in progress.
 """
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 from koba_interfaces.msg import AudioChunk, SpeakingState, Utterance
@@ -24,6 +24,17 @@ from koba_ros.nodes.runtime import run_node
 from koba_ros.speech.decode_queue import DecodeQueue
 
 SOURCES = ("topic", "file", "microphone")
+
+
+def check_topic_name(topic: str, node_name: str, namespace: str) -> None:
+    """KobaError (one line) for a name no subscription can take ("bad topic!"): refused at configure, not activate."""
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    try:
+        validate_full_topic_name(expand_topic_name(topic, node_name, namespace))
+    except Exception as exc:  # noqa: BLE001 - rclpy raises ValueError or InvalidTopicNameException
+        raise KobaError(f"audio_topic: {str(exc).splitlines()[0].split(', at ')[0]}") from None
 
 
 class SpeechNode(LifecycleNode):
@@ -67,6 +78,7 @@ class SpeechNode(LifecycleNode):
         self.mic = None
         self.audio = DecodeQueue(maxsize=500)  # audio and speaking states, in order, for the decoding worker
         self.worker = None
+        self.player, self.player_stop = None, threading.Event()   # the file player and its own stop (one per run)
         self.running = threading.Event()
         self.utterance_pub = None
         self.subscription = None
@@ -85,6 +97,8 @@ class SpeechNode(LifecycleNode):
             if self.source not in SOURCES:
                 raise KobaError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
             sensor_qos(self.reliability)
+            if self.source == "topic":
+                check_topic_name(self.audio_topic, self.get_name(), self.get_namespace())
             self.file_audio = load_audio(self.wav_file) if self.source == "file" else None
             options = ({"checkpoint": self.checkpoint} if self.backend == "whisper" else
                        {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
@@ -114,22 +128,39 @@ class SpeechNode(LifecycleNode):
         token = self.audio.start()  # earlier audio dropped; an earlier worker still decoding ends after its chunk
         self.worker = threading.Thread(target=self.decode_loop, args=(token,), daemon=True)
         self.worker.start()
-        if self.source == "topic":
-            self.subscription = self.create_subscription(AudioChunk, self.audio_topic, self.on_audio,
-                                                         sensor_qos(self.reliability, depth=50))
-        elif self.source == "file":
-            threading.Thread(target=self.play_file, daemon=True).start()
+        try:
+            if self.source == "topic":
+                self.subscription = self.create_subscription(AudioChunk, self.audio_topic, self.on_audio,
+                                                             sensor_qos(self.reliability, depth=50))
+            elif self.source == "file":
+                # Its own stop event: a player of an earlier activation that has not ended yet must never read on.
+                self.player_stop = threading.Event()
+                self.player = threading.Thread(target=self.play_file, args=(self.player_stop,), daemon=True)
+                self.player.start()
+        except Exception as exc:  # noqa: BLE001 - undo what was started: a failed activate leaves no worker behind
+            self.failure = f"activate failed: {exc}".splitlines()[0]
+            self.get_logger().error(self.failure)
+            self.stop_audio()
+            return TransitionCallbackReturn.FAILURE
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.stop_audio()
+        return super().on_deactivate(state)
+
+    def stop_audio(self) -> None:
+        """End the audio input, the file player and the decoding worker (which forgets a half-heard utterance)."""
         self.running.clear()
+        self.player_stop.set()
         self.audio.stop()
         if self.subscription is not None:
             self.destroy_subscription(self.subscription)
             self.subscription = None
+        if self.player is not None:
+            self.player.join(timeout=self.join_timeout_s)
+            self.player = None
         if self.worker is not None:
             self.worker.join(timeout=self.join_timeout_s)
-        return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         if self.mic is not None:
@@ -151,21 +182,35 @@ class SpeechNode(LifecycleNode):
         except KobaError as exc:
             self.get_logger().error(f"bad audio message: {exc}", throttle_duration_sec=5.0)
 
-    def play_file(self) -> None:
+    def play_file(self, stop: threading.Event) -> None:
         step = 480   # 30 ms, as a microphone delivers it
-        for i in range(0, len(self.file_audio), step):
-            if not self.running.is_set():
+        chunks = [self.file_audio[i:i + step] for i in range(0, len(self.file_audio), step)]
+        for chunk in [*chunks, np.zeros(16000, dtype=np.int16)]:   # a second of silence closes the last utterance
+            if stop.is_set():
                 return
-            self.enqueue(self.file_audio[i:i + step])
             if self.realtime_file:
-                time.sleep(step / 16000)
-        self.enqueue(np.zeros(16000, dtype=np.int16))   # a second of silence closes the last utterance
+                self.enqueue(chunk)
+                stop.wait(step / 16000)
+                continue
+            # Not real time: as fast as the decoder takes it, waiting for room (a full queue used to drop most of
+            # the file).
+            while not self.audio.put_audio(chunk):
+                if stop.wait(0.01):
+                    return
 
     def on_speaking(self, msg: SpeakingState) -> None:
         self.audio.put_speaking(msg.speaking)  # in order with the audio around it; never blocks (decode_queue.py)
 
     # --- decoding ------------------------------------------------------------------------
     def decode_loop(self, token: object) -> None:
+        self.decode_items(token)
+        # Deactivated: an utterance half heard is forgotten, or the next activation's audio would finish it and
+        # publish words said before the deactivation. (Not when a newer activation's worker already decodes.)
+        stream = self.stream
+        if stream is not None and self.audio.token is None:
+            stream.abort()
+
+    def decode_items(self, token: object) -> None:
         while (item := self.audio.get(token)) is not None:
             kind, value = item
             try:

@@ -19,13 +19,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
 from koba_ros.picking.kinematics import ARM_JOINTS
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
 from koba_ros.teleop.commands import Stop, is_stop, parse_command
-from koba_ros.teleop.jog import JogPlanner
+from koba_ros.teleop.jog import STOP_REPLY, JogPlanner
+
+GRIPPER_MOTION_S = 0.5   # about what the gripper takes to open or close
+REPLY_MARGIN_S = 0.3     # the controller ends a little after the plan's last point
 
 
 class TeleopNode(Node):
@@ -35,7 +38,7 @@ class TeleopNode(Node):
         self.speak_replies = declare(self, "speak_replies", True, "Say what the robot does (or why not).")
         self.planner = JogPlanner()
         self.joints = None
-        self.generation = 0          # bumped by every command; a plan from an older generation is dropped
+        self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
         self.traj_pub = self.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
@@ -64,17 +67,24 @@ class TeleopNode(Node):
             self.run_command(msg.text)
 
     def run_command(self, text: str) -> None:
-        with self.generation_lock:
-            self.generation += 1
-            generation = self.generation
+        try:
+            self._run_command(text)
+        except Exception as exc:  # noqa: BLE001 - one bad command (a bug in parse or plan) must not end the node
+            self.get_logger().error(f"teleop command failed on {text!r:.80}: {reason(exc)}")
+            self.reply("Sorry, something went wrong; please try again.")
+
+    def _run_command(self, text: str) -> None:
         try:
             command = parse_command(text)
         except KobaError as exc:
-            return self.reply(str(exc))
+            return self.reply(str(exc))   # junk cancels nothing: only a command that parses takes a generation
+        with self.generation_lock:
+            self.generation += 1
+            generation = self.generation
         if isinstance(command, Stop):
             with self.generation_lock:  # after any jog whose generation check passed has been published
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
-            return self.reply("Stopping.")
+            return self.reply(STOP_REPLY)
         if self.joints is None:
             return self.reply("I do not know where my arm is yet.")
         with self.plan_lock:
@@ -92,7 +102,23 @@ class TeleopNode(Node):
                     self.traj_pub.publish(message)
                 if plan.gripper_width is not None:
                     self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
-        self.reply(plan.reply)
+        motion_s = plan.trajectory.times[-1] if plan.trajectory is not None else 0.0
+        if plan.gripper_width is not None:
+            motion_s = max(motion_s, GRIPPER_MOTION_S)
+        self.reply_after(plan.reply, motion_s + REPLY_MARGIN_S, generation)
+
+    def reply_after(self, text: str, delay_s: float, generation: int) -> None:
+        """Say `text` once the motion is over, unless a newer command (a stop) came meanwhile. While the robot talks
+        the microphone hears nothing but an early "stop", and a stop said over the robot's own voice is not heard at
+        all (0 of 9 clips, bench/robot_voice_false_stops.py): a reply spoken with the motion covered all of a jog."""
+        def fire():
+            self.destroy_timer(timer)   # once
+            with self.generation_lock:
+                current = generation == self.generation
+            if current:
+                self.reply(text)
+
+        timer = self.create_timer(delay_s, fire)
 
     def reply(self, text: str) -> None:
         self.get_logger().info(text)

@@ -46,7 +46,10 @@ class DecodeQueue:
             pass                          # it is busy: it finds its token void at its next read
 
     def put_audio(self, samples: np.ndarray) -> bool:
-        """False when the queue is full and the chunk was dropped."""
+        """False when the queue is full and the chunk was dropped. With no worker (configured but inactive) audio is
+        dropped at once: it used to fill the queue, only for `start` to throw it away, and read as falling behind."""
+        if self.token is None:
+            return True
         try:
             self.items.put_nowait(samples)
             return True

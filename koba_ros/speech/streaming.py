@@ -2,8 +2,14 @@
 
 Audio is decoded while the person talks; when the endpointer hears the end of speech only
 the recogniser's final search is left, so an utterance comes out shortly after the hangover.
-While the robot itself talks (TTS speaking state) the input is replaced by silence and any
-utterance in progress is dropped, so the robot never answers its own voice.
+While the robot itself talks (TTS speaking state) any utterance in progress is dropped and nothing heard becomes a
+result, so the robot never answers its own voice, with one exception: "stop" must get through while the robot
+says what it is doing (a jog of up to ~20 cm runs entirely while it talks). So the real audio still goes to the
+endpointer and recogniser, and only an early stop (below) is published from it; every such utterance is then
+aborted, and one still open when the robot falls silent is dropped too. A false stop from the robot's own voice
+only holds the arm (grounding_node keeps an open question: docs/grounding.md, Session 24); the replies to a stop
+("Holding still.", "Move cancelled.") were checked not to trigger one. A recogniser without early stops gets
+silence instead, as before.
 
 Latency is measured as it would be on a live microphone: the wall-clock moment the end of
 speech was captured is the arrival time of the chunk holding it, minus the audio after it in
@@ -58,19 +64,25 @@ class SpeechStream:
         self.stream_samples = 0      # audio seen so far, for stream time
 
     def set_speaking(self, speaking: bool) -> None:
-        """The robot started or stopped talking; an utterance in progress is dropped when it starts."""
-        if speaking and not self.speaking and self.in_utterance:
-            self.recognizer.abort()     # the result would be the robot's own voice
-            self.in_utterance = False
-            self.endpointer.reset()
+        """The robot started or stopped talking; an utterance in progress is dropped either way (its result would
+        be, or hold, the robot's own voice)."""
+        if speaking != self.speaking:
+            self.abort()
         self.speaking = speaking
+
+    def abort(self) -> None:
+        """Forget the utterance in progress, without a result (the robot's voice; a deactivated node)."""
+        if self.in_utterance:
+            self.recognizer.abort()
+            self.in_utterance = False
+        self.endpointer.reset()
 
     def feed(self, samples: np.ndarray) -> list[Utterance]:
         """16 kHz mono int16 audio of any length → the utterances it completes."""
         arrived = self.clock()
         samples = np.asarray(samples, dtype=np.int16)
-        if self.speaking:
-            samples = np.zeros_like(samples)   # keeps the stream clock running, can never sound like speech
+        if self.speaking and not getattr(self.recognizer, "early_stops", False):
+            samples = np.zeros_like(samples)   # no stop to listen for: silence keeps the stream clock running
         self.stream_samples += len(samples)
         chunk_end = self.stream_samples / RATE
         out = []
@@ -108,6 +120,9 @@ class SpeechStream:
             return [Utterance("stop", 1.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
                               chunk_end, early=True)]
         self.in_utterance = False
+        if self.speaking:  # set_speaking aborts at every change, so the whole utterance came while the robot talked
+            self.recognizer.abort()   # the robot's own voice (or a person over it): no result but an early stop
+            return []
         if len(self.frame_db) > 1 and np.std(self.frame_db) < self.min_energy_spread_db:
             self.recognizer.abort()   # steady noise, not speech: no final search, no second pass
             return [Utterance("", 0.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,

@@ -54,6 +54,12 @@ class Speaker:
         if output_wav:  # checked now, not at the first sentence: a node's worker must not meet it mid-stream
             self._writable(output_wav)
         self.play = has_output_device() if play is None else play
+        # The voice too: an unknown one used to start a node that then failed every sentence.
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                self.synthesize("ok", Path(tmp) / "voice.wav")
+            except KobaError as exc:
+                raise KobaError(f"voice {voice!r} does not work ({exc}); espeak-ng --voices lists them") from None
 
     @staticmethod
     def _writable(path: str | Path) -> None:

@@ -8,6 +8,7 @@ Directions are in base_link (REP-103): x forward (away from the robot), y left, 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seve
         "ninety": 90}
 NUMBER_WORDS = {**{w: i for i, w in enumerate(ONES)}, **TENS, "a": 1, "an": 1, "hundred": 100, "half": 0.5,
                 "and": 0, "point": 0}
+DIGITS = r"\d*\.?\d+"
+MAX_CHARS = 200   # a spoken command is a few words; a longer "command" is a mistake (or an attack) upstream
 FILLER = {"please", "the", "arm", "robot", "gripper", "hand", "move", "go", "jog", "by", "of", "it", "now", "a", "bit",
           "little", "okay", "ok", "then", "can", "you"}
 
@@ -62,42 +65,64 @@ Command = Jog | Gripper | Home | Stop
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case words and numbers; "5cm" → ["5", "cm"], "2.5" stays one token."""
+    """Lower-case words and numbers; "5cm" → ["5", "cm"], "2.5" and ".5" stay one token."""
     # A sign before a number ("up -5 cm") is the word minus, which a distance refuses; other hyphens join words
     # ("twenty-five").
-    text = re.sub(r"(?<![\w.])-(?=\d)", " minus ", text.lower()).replace("-", " ")
-    return re.findall(r"\d+(?:\.\d+)?|[a-z]+", text)
+    text = re.sub(r"(?<![\w.])-(?=\.?\d)", " minus ", text.lower()).replace("-", " ")
+    return re.findall(DIGITS + r"|[a-z]+", text)   # ".5" used to lose its point and move 5 cm
+
+
+def whole_number(words: list[str]) -> int | None:
+    """A well-formed whole number in words: "seven", "twenty five", "a hundred", "one hundred and five"; None for
+    sequences no one says for one number ("five five", "five twenty", "twenty twenty", "hundred hundred")."""
+    if "hundred" in words:
+        i = words.index("hundred")
+        if words[:i] not in ([], ["a"], ["an"]) and not (i == 1 and words[0] in ONES[1:10]):
+            return None
+        rest = words[i + 1:]
+        rest = rest[1:] if rest[:1] == ["and"] else rest
+        if "hundred" in rest or (not rest and words[i + 1:]):   # "hundred hundred", "a hundred and"
+            return None
+        below = whole_number(rest) if rest else 0   # one level deep at most: rest has no "hundred"
+        return None if below is None else (ONES.index(words[0]) if words[:i] and words[0] in ONES else 1) * 100 + below
+    if words in (["a"], ["an"]):                                          # "a centimeter"
+        return 1
+    if len(words) == 1 and words[0] in ONES:
+        return ONES.index(words[0])
+    if len(words) == 1 and words[0] in TENS:
+        return TENS[words[0]]
+    if len(words) == 2 and words[0] in TENS and words[1] in ONES[1:10]:  # tens then ones
+        return TENS[words[0]] + ONES.index(words[1])
+    return None
 
 
 def parse_number(words: list[str]) -> float | None:
-    """Digits ("12", "2.5") or words ("twenty five", "a hundred", "one and a half", "two point five")."""
-    if len(words) == 1 and re.fullmatch(r"\d+(?:\.\d+)?", words[0]):
-        return float(words[0])
+    """Digits ("12", "2.5", ".5") or words ("twenty five", "a hundred", "one and a half", "two point five"); None for
+    anything else, so a garbled number is refused rather than summed into a distance no one said."""
+    if len(words) == 1 and re.fullmatch(DIGITS, words[0]):
+        value = float(words[0])
+        return value if math.isfinite(value) else None
     if not words or any(w not in NUMBER_WORDS for w in words):
         return None
-    if words[0] == "half" and words[1:] in ([], ["a"], ["an"]):          # "half a centimeter"
+    if words[0] == "half" and words[1:] in ([], ["a"], ["an"]):          # "half a centimeter", "half"
         return 0.5
     if words[-1] == "half":                                               # "one and a half", "a half"
-        whole = [w for w in words[:-1] if w not in ("and", "a", "an")]
-        base = parse_number(whole) if whole else 0.0
+        whole = words[:-1]
+        whole = whole[:-1] if whole[-1:] in (["a"], ["an"]) else whole
+        if not whole:
+            return 0.5
+        if whole[-1] != "and" or len(whole) < 2:
+            return None
+        base = whole_number(whole[:-1])                                   # "a centimeter and a half": a = 1
         return None if base is None else base + 0.5
     if "point" in words:                                                  # "two point five"
         i = words.index("point")
-        whole, digits = parse_number(words[:i]), words[i + 1:]
+        whole, digits = whole_number(words[:i]), words[i + 1:]
         if whole is None or not digits or any(w not in ONES[:10] for w in digits):
             return None
         return whole + float("0." + "".join(str(ONES.index(w)) for w in digits))
-    if words in (["a"], ["an"]):                                          # "a centimeter"
-        return 1.0
-    total = 0.0
-    for w in words:
-        if w == "hundred":
-            total = (total or 1) * 100
-        elif w in ("a", "an", "and", "half", "point"):
-            continue
-        else:
-            total += NUMBER_WORDS[w]
-    return total
+    number = whole_number(words)
+    return None if number is None else float(number)
 
 
 def parse_command(text: str) -> Command:
@@ -107,6 +132,8 @@ def parse_command(text: str) -> Command:
         raise KobaError("I did not hear a command.")
     if "stop" in words or "halt" in words or "freeze" in words:
         return Stop()   # stop wins over anything else said in the same breath
+    if len(text) > MAX_CHARS:
+        raise KobaError(f"That is too long for a command ({len(text)} characters); please say it in a few words.")
     if "open" in words or "release" in words:
         return Gripper(open=True)
     if "close" in words or "grasp" in words or "grip" in words:
@@ -119,6 +146,8 @@ def parse_command(text: str) -> Command:
     if len(set(DIRECTIONS[w] for w in dirs)) > 1:
         raise KobaError("Please give one direction at a time.")
     units = [w for w in words if w in UNITS]
+    if len(set(UNITS[u] for u in units)) > 1:   # "two centimeters and five millimeters" used to move 7 cm
+        raise KobaError("Please give the distance in one unit.")
     rest = [w for w in words if w not in DIRECTIONS and w not in UNITS and (w not in FILLER or w in NUMBER_WORDS)]
     number = parse_number(rest) if rest else None
     if number is None:

@@ -20,12 +20,14 @@ from koba_ros.sim.trajectory import JointTrajectory, validate
 from koba_ros.teleop.commands import Command, Gripper, Home, Jog, Stop
 
 OUT_OF_REACH = "That is out of my reach."
+# Not "Stopping.": speech_node listens for "stop" while the robot talks, and that reply would be heard as one.
+STOP_REPLY = "Holding still."
 
 
 @dataclass
 class TeleopPlan:
     kind: str                                 # jog | home | gripper | stop
-    reply: str                                # what the robot says
+    reply: str                                # what the robot says once it is done (teleop_node: after the motion)
     trajectory: JointTrajectory | None = None
     gripper_width: float | None = None
     target: tuple[float, float, float] | None = None   # tool position the plan ends at (jog)
@@ -42,12 +44,12 @@ class JogPlanner:
         """KobaError(OUT_OF_REACH) when a jog leaves the workspace or IK; the arm state is not touched."""
         q_now = np.asarray(q_now, dtype=np.float64)
         if isinstance(command, Stop):
-            return TeleopPlan("stop", "Stopping.")
+            return TeleopPlan("stop", STOP_REPLY)
         if q_now.shape != self.home.shape or not np.all(np.isfinite(q_now)):
             raise KobaError("I do not know where my arm is: its joint positions are not numbers.")
         if isinstance(command, Gripper):
             width = GRIPPER_MAX_WIDTH if command.open else 0.0
-            return TeleopPlan("gripper", "Opening the gripper." if command.open else "Closing the gripper.",
+            return TeleopPlan("gripper", "Opened the gripper." if command.open else "Closed the gripper.",
                               gripper_width=width)
         if isinstance(command, Home):
             traj = joint_move(q_now, self.home, self.kin.max_velocity)
@@ -55,7 +57,7 @@ class JogPlanner:
                 validate(traj, self.kin.limits, q_now)  # from joints outside their limits there is no safe way
             except KobaError as exc:
                 raise KobaError(f"I can't go home from here: {exc}.") from None
-            return TeleopPlan("home", "Going home.", traj)
+            return TeleopPlan("home", "Back home.", traj)
         if isinstance(command, Jog):
             start, orientation = self.kin.fk(q_now)
             target = start + np.asarray(command.direction) * command.distance
@@ -66,7 +68,7 @@ class JogPlanner:
                 validate(traj, self.kin.limits, q_now)  # every plan within the joints' limits and speeds
             except KobaError:
                 raise KobaError(OUT_OF_REACH) from None
-            return TeleopPlan("jog", f"Moving {command.words}.", traj, target=tuple(float(v) for v in target))
+            return TeleopPlan("jog", f"Moved {command.words}.", traj, target=tuple(float(v) for v in target))
         raise KobaError(f"unknown teleop command {command!r}")
 
     def close(self) -> None:
