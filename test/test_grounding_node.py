@@ -33,7 +33,8 @@ def perceived_scene():
 
 def test_question_answer_goal_cancel_and_refusal(ros_context):
     from koba_interfaces.action import PickPlace
-    from koba_interfaces.msg import DetectedObjectArray, GroundingResult, Utterance
+    from koba_interfaces.msg import DetectedObjectArray, GroundingResult, SpeakingState, Utterance
+    from rclpy.qos import DurabilityPolicy, QoSProfile
     from std_msgs.msg import String
 
     from koba_ros.perception.messages import objects_to_msg
@@ -64,6 +65,8 @@ def test_question_answer_goal_cancel_and_refusal(ros_context):
     objects_pub = node.create_publisher(DetectedObjectArray, "/perception/objects", 10)
     text_pub = node.create_publisher(String, "/instruction", 10)
     speech_pub = node.create_publisher(Utterance, "/speech/utterance", 10)
+    speaking_pub = node.create_publisher(SpeakingState, "/speech/speaking",
+                                         QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     executor = QueueOnceExecutor(num_threads=3, context=ros_context)
     try:
         assert spin_until(node, lambda: text_pub.get_subscription_count() > 0 and
@@ -77,6 +80,14 @@ def test_question_answer_goal_cancel_and_refusal(ros_context):
         assert results[-1].status == GroundingResult.CLARIFY, said
         assert "top left" in said[-1] and "bottom left" in said[-1], said[-1]
 
+        # A spoken "stop" while the robot talks and nothing moves may be its own voice ("top left" sounds like
+        # "stop"): the question stays open.
+        speaking_pub.publish(SpeakingState(speaking=True, text=said[-1]))
+        spin_until(node, lambda: False, 0.5, executor)
+        speech_pub.publish(Utterance(text="stop", confidence=1.0))
+        spin_until(node, lambda: False, 1.0, executor)
+        assert not any("won't move" in s for s in said), said
+
         speech_pub.publish(Utterance(text="the one in the bottom left box", confidence=0.9))
         assert spin_until(node, lambda: goals, 30, executor), f"no goal; said {said}"
         # The result travels on a topic, the goal on the action's service: either may arrive first.
@@ -84,9 +95,11 @@ def test_question_answer_goal_cancel_and_refusal(ros_context):
         assert results[-1].target_id == red_bottom
         assert goals[0].object_id == red_bottom and goals[0].destination == "top_right"
 
-        text_pub.publish(String(data="stop"))
+        # While something moves, a spoken "stop" over the robot's voice wins like any other.
+        speech_pub.publish(Utterance(text="stop", confidence=1.0))
         assert spin_until(node, cancelled.is_set, 20, executor), "the goal was not cancelled"
-        assert spin_until(node, lambda: "Stopping." in said, 10, executor)
+        assert spin_until(node, lambda: "Holding still." in said, 10, executor)
+        speaking_pub.publish(SpeakingState(speaking=False))
 
         n_goals = len(goals)
         text_pub.publish(String(data="put the green duck in the top left box"))

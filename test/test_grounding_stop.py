@@ -105,10 +105,10 @@ def test_stop_mid_turn_and_between_goal_and_acceptance(ros_context):
         assert wait_for(lambda: results[-1].status == GroundingResult.RESOLVED), [r.status for r in results]
         n_results = len(results)
         text_pub.publish(String(data="stop"))
-        assert wait_for(lambda: "Stopping." in said), said
+        assert wait_for(lambda: "Holding still." in said), said
         accept.set()
         assert wait_for(cancelled.is_set), "the goal was not cancelled once accepted"
-        assert wait_for(lambda: "Stopped." in said), said
+        assert wait_for(lambda: "Move cancelled." in said), said
         assert len(results) == n_results and len(goals) == 1   # "stop" was not read as an instruction
     finally:
         accept.set()

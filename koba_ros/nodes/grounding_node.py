@@ -7,9 +7,11 @@ koba_interfaces/action/PickPlace goal when the instruction is resolved. While a 
 text is its answer. "stop" / "cancel" cancels the running goal, a goal still waiting to be accepted (as soon
 as it is), the open question or a turn still being thought about: stop words are heard by their own
 subscriptions in their own callback group, so they never wait behind a grounding turn and are never read as
-an instruction. A move is announced only while the PickPlace server is there ("I can't reach the arm right now."
-otherwise), and a goal whose server vanishes (picker_node died) is given up once a second's check notices, in so
-many words. Lifecycle: the model loads on configure.
+an instruction. A spoken stop heard while the robot itself talks (speech_node listens for "stop" over its
+voice, /speech/speaking) cancels a move or a turn being decided, never an open question alone: the robot's own
+question can sound like "stop" ("top left, top right"). A move is announced only while the PickPlace server
+is there ("I can't reach the arm right now." otherwise), and a goal whose server vanishes (picker_node died) is
+given up once a second's check notices, in so many words. Lifecycle: the model loads on configure.
 """
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ import time
 
 from action_msgs.msg import GoalStatus
 from koba_interfaces.action import PickPlace
-from koba_interfaces.msg import DetectedObjectArray, GroundingResult, Utterance
+from koba_interfaces.msg import DetectedObjectArray, GroundingResult, SpeakingState, Utterance
 from rclpy.action import ActionClient
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
 
 from koba_ros.errors import KobaError, reason
@@ -33,6 +36,9 @@ from koba_ros.nodes.runtime import run_node
 from koba_ros.perception.messages import msg_to_objects
 
 STOP_MAX_WORDS = 4   # "please stop now robot"; a longer text with a stop word in it goes to the dialogue
+# Replies with no "stop" in them: speech_node hears "stop" while the robot talks, and "Stopping." is heard as one
+# in every espeak voice measured (docs/grounding.md, Session 24).
+HOLDING_REPLY, CANCELLED_REPLY = "Holding still.", "Move cancelled."
 
 
 class GroundingNode(LifecycleNode):
@@ -74,6 +80,7 @@ class GroundingNode(LifecycleNode):
         self.cancel_on_accept = False
         self.stops = 0                   # stop commands heard; a turn that began before the latest one is void
         self.turn_running = False
+        self.robot_speaking = False      # /speech/speaking: tts_node is talking
         self.result_pub = self.say_pub = None
         self.subs = []
         self.action = None
@@ -106,6 +113,9 @@ class GroundingNode(LifecycleNode):
             self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10, callback_group=turn),
             self.create_subscription(String, "/instruction", lambda m: self.on_stop(m.data), 10, callback_group=goal),
             self.create_subscription(Utterance, "/speech/utterance", self.on_stop_utterance, 10, callback_group=goal),
+            self.create_subscription(SpeakingState, "/speech/speaking", self.on_speaking,
+                                     QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+                                     callback_group=goal),
             self.create_subscription(DetectedObjectArray, "/perception/objects", self.on_objects,
                                      sensor_qos(self.objects_reliability, depth=1)),
         ]
@@ -133,9 +143,20 @@ class GroundingNode(LifecycleNode):
         if msg.confidence >= self.min_confidence:
             self.on_text(msg.text)
 
+    def on_speaking(self, msg: SpeakingState) -> None:
+        self.robot_speaking = msg.speaking
+
     def on_stop_utterance(self, msg: Utterance) -> None:
-        if msg.confidence >= self.min_confidence:
-            self.on_stop(msg.text)
+        if msg.confidence < self.min_confidence:
+            return
+        if self.robot_speaking and is_stop(msg.text):
+            with self.goal_lock:
+                busy = self.goal_handle is not None or self.goal_pending or self.turn_running
+            if not busy:   # only a question is open, or nothing: its "stop" may well be the robot's own voice
+                self.get_logger().info("a stop heard while the robot talked, with nothing moving: taken for its "
+                                       "own voice (say it again once the robot is quiet)")
+                return
+        self.on_stop(msg.text)
 
     def on_text(self, text: str) -> None:
         """A dialogue turn (turn group). Stop words are the goal group's business, never an instruction."""
@@ -197,7 +218,7 @@ class GroundingNode(LifecycleNode):
             talking = self.turn_running or (self.dialogue is not None and self.dialogue.pending)
             self.dialogue = None
             if moving:
-                self.say("Stopping.")
+                self.say(HOLDING_REPLY)
             elif talking:
                 self.publish_result(text, Reply("cancelled", "Okay, I won't move anything."), [])
                 self.say("Okay, I won't move anything.")
@@ -266,7 +287,7 @@ class GroundingNode(LifecycleNode):
             self.goal_handle = None
         response = future.result()
         if response.status == GoalStatus.STATUS_CANCELED:
-            self.say("Stopped.")
+            self.say(CANCELLED_REPLY)
         else:
             self.say("Done." if response.result.success else f"I couldn't finish: {response.result.message}")
 
