@@ -44,9 +44,9 @@ class ExpressionDebouncer:
     def update(self, t: float, score: float | None) -> FeedbackEvent | None:
         """Feed one frame's signed score (-1..1), or None when no face was read (a NaN/inf score counts as None: one
         such frame would otherwise make the smoothed score NaN for good, and no expression would ever fire again)."""
+        if self.last_t is not None and t - self.last_t > self.max_gap_s:
+            self.reset()  # the face was gone (faceless frames, or no frames at all): an expression cannot span the gap
         if score is None or not math.isfinite(score):
-            if self.last_t is not None and t - self.last_t > self.max_gap_s:
-                self.reset()  # the face is gone: an expression cannot span the gap
             return None
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
         alpha = 1.0 if self.smoothing_s <= 0 else 1.0 - math.exp(-dt / self.smoothing_s)

@@ -19,7 +19,7 @@ from koba_ros.face.landmarks import Face, LandmarkDetector, check_frame
 
 @dataclass
 class FaceConfig:
-    max_faces: int = 4                  # faces FaceMesh looks for; the largest is read
+    max_faces: int = 4                  # faces FaceMesh looks for; the largest usable one is read
     min_detection_confidence: float = 0.5
     calibration_s: float = 2.0          # seconds of the person's rest face taken as their neutral (0: prior only)
     smoothing_s: float = 0.1            # time constant of the score's exponential smoothing
@@ -89,18 +89,27 @@ class FacePipeline:
         if not result.faces:
             result.skipped = "too dark" if result.brightness < self.config.dark_level else "no face"
             return result
-        face = result.faces[0]
-        if not np.isfinite(face.points).all():  # NaN/inf points: their features would be NaN (and poison the rest)
-            result.skipped = "bad landmarks"
-        elif face.visible_fraction < self.config.min_visible:
-            result.skipped = f"face at the edge of the frame ({face.visible_fraction:.0%} visible)"
-        elif face.bbox[2] < self.config.min_face_px:
-            result.skipped = f"face too small ({face.bbox[2]:.0f} px wide, need {self.config.min_face_px:.0f})"
-        else:
-            result.face = face
-            result.features = extract_features(face.points)
-            result.expression = classify(result.features, self.calibrator.neutral)
+        # The largest usable face: a bigger one cut by the frame edge (a bystander) must not hide it. Nothing usable:
+        # the largest face's reason is the one reported.
+        reasons = [self._unusable(face) for face in result.faces]
+        if "" not in reasons:
+            result.skipped = reasons[0]
+            return result
+        face = result.faces[reasons.index("")]
+        result.face = face
+        result.features = extract_features(face.points)
+        result.expression = classify(result.features, self.calibrator.neutral)
         return result
+
+    def _unusable(self, face: Face) -> str:
+        """Why a face cannot be read ("" if it can)."""
+        if not np.isfinite(face.points).all():  # NaN/inf points: their features would be NaN (and poison the rest)
+            return "bad landmarks"
+        if face.visible_fraction < self.config.min_visible:
+            return f"face at the edge of the frame ({face.visible_fraction:.0%} visible)"
+        if face.bbox[2] < self.config.min_face_px:
+            return f"face too small ({face.bbox[2]:.0f} px wide, need {self.config.min_face_px:.0f})"
+        return ""
 
     def process(self, frame, t: float) -> FrameResult:
         """One frame of a stream at time t (seconds): the frame's reading plus any feedback events it completes.
@@ -112,13 +121,14 @@ class FacePipeline:
         if self.last_t is not None and t < self.last_t:
             self.restart()
         self.last_t = t
+        if self.last_face_t is not None and t - self.last_face_t > self.config.forget_s:
+            # no face read for that long (faceless frames, or no frames at all): maybe another person now
+            self.calibrator.reset()
+            self.gestures.reset()
+            self.last_face_t = None
         result = self.read(frame, t)
         f = result.features
         if f is None:
-            if self.last_face_t is not None and t - self.last_face_t > self.config.forget_s:
-                self.calibrator.reset()
-                self.gestures.reset()
-                self.last_face_t = None
             self.debouncer.update(t, None)
             return result
         self.last_face_t = t

@@ -34,7 +34,7 @@ class FaceFeedbackNode(LifecycleNode):
                                         "gone (and, for a webcam, try to reopen it).")
         self.debug_image = declare(self, "debug_image", True, "Publish the annotated picture on /face/debug_image.")
         self.config_values = {
-            "max_faces": declare(self, "max_faces", 4, "Faces looked for; the largest is read."),
+            "max_faces": declare(self, "max_faces", 4, "Faces looked for; the largest usable one is read."),
             "calibration_s": declare(self, "calibration_s", 2.0, "Seconds of the person's rest face taken as "
                                      "their neutral before any feedback (0: population prior)."),
             "smoothing_s": declare(self, "smoothing_s", 0.1, "Time constant of the expression score's smoothing."),
@@ -130,6 +130,10 @@ class FaceFeedbackNode(LifecycleNode):
             rgb = image_msg_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except KobaError as exc:
             self.get_logger().warning(f"dropped a frame: {exc}", throttle_duration_sec=5.0)
+            return
+        if msg.header.stamp.sec < 0:  # rclpy's Time refuses it with a ValueError that would end the node
+            self.get_logger().warning(f"dropped a frame: negative stamp ({msg.header.stamp.sec} s)",
+                                      throttle_duration_sec=5.0)
             return
         stamp = Time.from_msg(msg.header.stamp)
         self.on_frame(rgb, stamp if stamp.nanoseconds else self.get_clock().now(), msg.header.frame_id)

@@ -4,6 +4,8 @@
 The same SimulatedHuman as the benchmark (koba_ros/rl/human.py: binary, delay, stochasticity, unsustainability,
 natural reaction), here on ROS time: a reaction is published when its time comes, stamped with that time.
 """
+import math
+
 from koba_interfaces.msg import HumanFeedback, TamerTransition
 from rclpy.node import Node
 from rclpy.time import Time
@@ -23,6 +25,8 @@ class SimulatedHumanNode(Node):
         layout = declare(self, "layout", "default", "Maze layout the learner runs.")
         seed = declare(self, "seed", 0, "Random seed of the person's choices.")
         try:
+            if seed < 0:
+                raise KobaError(f"seed must be >= 0, got {seed}")
             config = HumanConfig(
                 p_feedback=declare(self, "p_feedback", 0.5, "Probability of reacting to a step at all (at start)."),
                 p_wrong=declare(self, "p_wrong", 0.1, "Probability that a reaction has the wrong sign."),
@@ -47,6 +51,8 @@ class SimulatedHumanNode(Node):
             if msg.env and msg.env != self.env_name:
                 raise KobaError(f"transition from env {msg.env!r}, but this person watches {self.env_name!r}")
             shown_at = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            if not 0 <= shown_at < math.inf:  # a negative reaction stamp cannot be published: on_tick would raise
+                raise KobaError(f"bad stamp {shown_at:g} s; expected a time >= 0")
             self.human.watch(msg.total_steps, msg.state, msg.action, msg.next_state, msg.terminated, shown_at)
         except KobaError as exc:
             self.get_logger().warning(f"cannot read transition: {exc}", throttle_duration_sec=5.0)

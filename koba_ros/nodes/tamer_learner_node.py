@@ -14,7 +14,7 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.nodes.params import declare, require_positive
 from koba_ros.nodes.runtime import run_node
 
@@ -52,6 +52,8 @@ class TamerLearnerNode(Node):
             require_positive(rate_hz=rate_hz)
             if seed < 0:
                 raise KobaError(f"seed must be >= 0, got {seed}")
+            if self.save_every < 1:
+                raise KobaError(f"save_every_episodes must be >= 1, got {self.save_every}")
             limits = FeedbackLimits(**limit_values)  # checks each limit (a NaN one would switch its check off)
             options = {"layout": layout} if env_name == "maze" else {}
             env = make_env(env_name, render_mode="rgb_array", **options)
@@ -92,7 +94,7 @@ class TamerLearnerNode(Node):
             last = self.session.episodes[-1]
             self.get_logger().info(f"episode {last.episode}: {last.steps} steps, return {last.ret:.2f}, "
                                    f"goal {last.reached_goal}, feedback so far {last.feedback}")
-            if self.output_dir and len(self.session.episodes) % max(1, self.save_every) == 0:
+            if self.output_dir and len(self.session.episodes) % self.save_every == 0:
                 self.save()
 
     def transition_message(self, record) -> TamerTransition:
@@ -125,12 +127,16 @@ class TamerLearnerNode(Node):
         self.get_logger().debug(f"feedback {msg.value:+.0f} from {msg.source} credited to {credited} steps")
 
     def save(self) -> None:
+        """Checkpoint and curves; a failed save (disk full, folder gone) is one logged line, and learning goes on."""
         from koba_ros.rl.train import save_checkpoint, write_curves
 
         folder = Path(self.output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(folder / "checkpoint.pt", self.session.agent, self.session, self.now(), self.env_name)
-        write_curves(folder, self.session.episodes, f"{self.session.agent.name} on {self.env_name} (live)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(folder / "checkpoint.pt", self.session.agent, self.session, self.now(), self.env_name)
+            write_curves(folder, self.session.episodes, f"{self.session.agent.name} on {self.env_name} (live)")
+        except (OSError, RuntimeError) as exc:  # torch.save reports some write failures as RuntimeError
+            self.get_logger().error(f"cannot save to {folder}: {reason(exc)}")
 
     def destroy_node(self):
         if self.output_dir and self.session.episodes:

@@ -34,7 +34,7 @@ class HumanConfig:
     def __post_init__(self):
         if not 0.0 <= self.p_feedback <= 1.0 or not 0.0 <= self.p_wrong <= 1.0:
             raise KobaError(f"p_feedback and p_wrong must lie in [0, 1], got {self.p_feedback}, {self.p_wrong}")
-        if self.half_life < 0:
+        if not self.half_life >= 0:  # NaN too: it would make p_feedback NaN, and the person react to every step
             raise KobaError(f"half_life must be >= 0 (0: never tires), got {self.half_life}")
         if self.judge not in ("shortest_path", "straight_line"):
             raise KobaError(f"judge must be shortest_path or straight_line, got {self.judge!r}")

@@ -123,8 +123,10 @@ class TrainingSession:
                 "credit": [[s.state, s.action, s.start, s.end] for s in self.credit.steps],
                 "tokens": self._tokens, "token_time": self._token_time, "rejected": dict(self.rejected)}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restores state_dict() (after the agent and the episode history); never re-seeds the environment."""
+    def load_state_dict(self, state: dict, now: float | None = None) -> None:
+        """Restores state_dict() (after the agent and the episode history); never re-seeds the environment. The step
+        on screen at the save is closed at `now` (the saved clock; None: its start): after a restart it is no longer
+        shown, and the learner's clock may have moved on by hours (ROS time), so it must not take new feedback."""
         credit = [ShownStep(int(a), int(b), float(start), float(end)) for a, b, start, end in state["credit"]]
         tokens = float(state["tokens"])
         token_time = None if state["token_time"] is None else float(state["token_time"])
@@ -145,6 +147,8 @@ class TrainingSession:
         self.episode, self.episode_steps, self.episode_return = len(self.episodes), 0, 0.0
         self.credit.steps.clear()
         self.credit.steps.extend(credit)
+        if credit:
+            self.credit.end(credit[-1].start if now is None else max(float(now), credit[-1].start))
         self._tokens, self._token_time, self.rejected = tokens, token_time, rejected
 
     def _env_rng_generator(self) -> np.random.Generator:
@@ -175,13 +179,13 @@ class TrainingSession:
         if now - stamp > self.limits.max_age_s:
             raise KobaError(f"late stamp: feedback stamped {now - stamp:.1f} s ago, more than max_age_s="
                             f"{self.limits.max_age_s:g} s")
-        self._take_token(now)
         if self.credit.last_time is None:
             raise KobaError("no step yet: feedback arrived before the agent took any step")
         credits = self.credit.assign(stamp)
         if not credits:
             raise KobaError(f"nothing to credit: no step was on screen {self.credit.delay.lo:g}-"
                             f"{self.credit.delay.hi:g} s before the feedback's stamp")
+        self._take_token(now)  # last: only feedback that reaches the model spends the rate limit
         return credits
 
     def _take_token(self, now: float) -> None:

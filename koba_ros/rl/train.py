@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError, reason
 from koba_ros.rl.bench import BenchConfig, build_run, moving_average, simulate
 from koba_ros.rl.session import EpisodeRecord
@@ -19,11 +20,13 @@ CURVE_FIELDS = ("episode", "steps", "ret", "reached_goal", "feedback", "time")
 def save_checkpoint(path: Path, agent, session, now: float, env_name: str, human=None) -> None:
     """Agent, episode history, the session's state (the environment's random state, the steps on screen for credit,
     the feedback rate limiter) and, for koba tamer train, the simulated human's: a resumed run equals one that never
-    stopped (session.TrainingSession.state_dict says what a save in the middle of an episode does)."""
-    torch.save({"env": env_name, "agent": agent.state_dict(), "now": now, "total_steps": session.total_steps,
-                "episodes": [[e.episode, e.steps, e.ret, float(e.reached_goal), e.feedback, e.time]
-                             for e in session.episodes], "session": session.state_dict(),
-                **({"human": human.state_dict()} if human is not None else {})}, path)
+    stopped (session.TrainingSession.state_dict says what a save in the middle of an episode does). Written to a
+    temporary file renamed over `path`: a save that fails (disk full, killed) leaves the previous checkpoint whole."""
+    state = {"env": env_name, "agent": agent.state_dict(), "now": now, "total_steps": session.total_steps,
+             "episodes": [[e.episode, e.steps, e.ret, float(e.reached_goal), e.feedback, e.time]
+                          for e in session.episodes], "session": session.state_dict(),
+             **({"human": human.state_dict()} if human is not None else {})}
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 CHECKPOINT_KEYS = ("env", "agent", "now", "total_steps", "episodes")
@@ -50,7 +53,7 @@ def load_checkpoint(path: Path, agent, session, env_name: str, human=None) -> fl
         agent.load_state_dict(state["agent"])
         session.total_steps, session.episodes, session.episode = total_steps, episodes, len(episodes)
         if "session" in state:
-            session.load_state_dict(state["session"])
+            session.load_state_dict(state["session"], now)
         if human is not None and "human" in state:
             human.load_state_dict(state["human"])
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
