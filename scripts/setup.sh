@@ -16,8 +16,16 @@ missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Python 3.11 with venv and its C headers (the interfaces' Python bindings compile against them). A distribution's
+# python3.11 often comes without the venv and dev packages: each is checked by what it provides.
 python_bin="$(command -v python3.11 || true)"
-[ -n "$python_bin" ] || missing+=(python3.11 python3.11-venv python3.11-dev)
+if [ -z "$python_bin" ]; then
+  missing+=(python3.11 python3.11-venv python3.11-dev)
+else
+  "$python_bin" -c "import ensurepip, venv" 2>/dev/null || missing+=(python3.11-venv)
+  "$python_bin" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], \
+'Python.h'))" 2>/dev/null || missing+=(python3.11-dev)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   log "apt-get install ${missing[*]}"
@@ -33,11 +41,19 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 mkdir -p "$stamps"
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
-req_hash="$(hash_of requirements.txt)"
+req_hash="$(hash_of requirements-ros.txt requirements.txt)"
 if [ "$(cat "$stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
-  log "pip install -r requirements.txt (first run takes a few minutes)"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 \
-    | grep -v "^WARNING: Location .* is ignored" || true
+  # torch's CPU build: from PyTorch's CPU index when it answers (PyPI's default Linux wheel is the multi-GB CUDA
+  # build); KOBA_TORCH_INDEX= (empty) keeps pip's own indexes, e.g. for the CUDA build on a GPU machine.
+  torch_index="${KOBA_TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+  index_args=()
+  if [ -n "$torch_index" ] && "$venv/bin/python" -c "import sys, urllib.request
+urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$torch_index" 2>/dev/null; then
+    index_args=(--extra-index-url "$torch_index")
+  fi
+  log "pip install -r requirements-ros.txt -r requirements.txt ${index_args[*]} (first run takes a few minutes)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index_args[@]+"${index_args[@]}"} \
+    -r requirements-ros.txt -r requirements.txt 2>&1 | grep -v "^WARNING: Location .* is ignored" || true
   "$venv/bin/python" -m pip check >/dev/null 2>&1 || log "pip check reports conflicts (see 'pip check')"
   echo "$req_hash" > "$stamps/requirements"
 fi
@@ -46,7 +62,7 @@ fi
 if_hash="$(find interfaces -type f | sort | xargs cat | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamps/interfaces" 2>/dev/null)" != "$if_hash" ]; then
   log "building koba_interfaces (CMake)"
-  build="$root/build/koba_interfaces"
+  build="$root/build/venv/koba_interfaces"   # not colcon's build/koba_interfaces (a ROS distro's build)
   rm -rf "$build" && mkdir -p "$build"
   (
     export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv"
