@@ -7,9 +7,9 @@ from koba_ros.commands.arg_types import finite_float, non_negative_float, positi
 TOKENIZER_KINDS = ("byte", "gpt2", "bpe", "hf")
 
 HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face (GPT-2, Llama, Qwen, Mistral, "
-        "Gemma, GPT-NeoX), sample from them, score them on a text, find mislabeled or harmful training lines, build "
-        "and use multi-ticket ensemble classifiers, run the paper reproductions (b2t, shape, alone, spike, wso, "
-        "expand, family, turnover, instance, phsic, augment, tickets, metadata), benchmark.")
+        "Gemma, GPT-NeoX, Phi, Phi-3), sample from them, score them on a text, find mislabeled or harmful training "
+        "lines, build and use multi-ticket ensemble classifiers, run the paper reproductions (b2t, shape, alone, "
+        "spike, wso, expand, family, turnover, instance, phsic, augment, tickets, metadata), benchmark.")
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover", "instance", "phsic", "augment",
           "tickets", "metadata")
@@ -70,16 +70,16 @@ def add_arguments(p):
     gqa.add_argument("--eval-tokens", type=int, default=65536, help="Tokens of --data scored.")
     gqa.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
-    export = sub.add_parser("export", help="Write a trained GPT-2-, Llama- or GPT-NeoX-shaped LM as a Hugging Face "
-                            "folder (GPT2LMHeadModel, LlamaForCausalLM, Qwen2/Qwen3/Mistral/Gemma/Gemma2/Gemma3"
-                            "ForCausalLM or GPTNeoXForCausalLM).")
+    export = sub.add_parser("export", help="Write a trained GPT-2-, Llama-, GPT-NeoX- or Phi-shaped LM as a Hugging "
+                            "Face folder (GPT2LMHeadModel, LlamaForCausalLM, Qwen2/Qwen3/Mistral/Gemma/Gemma2/Gemma3/"
+                            "Phi3ForCausalLM, GPTNeoXForCausalLM or PhiForCausalLM).")
     export.add_argument("--checkpoint", required=True, help="The run's folder or its checkpoint/ folder.")
     export.add_argument("--out", required=True, help="A new folder (config, weights, tokenizer files).")
     export.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
-    load = sub.add_parser("import", help="Turn a Hugging Face GPT-2, Llama, Qwen2/3, Mistral, Gemma 1/2/3 (text) or "
-                                         "GPT-NeoX (a save_pretrained folder) into a checkpoint that init_from, sample "
-                                         "and eval read.")
+    load = sub.add_parser("import", help="Turn a Hugging Face GPT-2, Llama, Qwen2/3, Mistral, Gemma 1/2/3 (text), "
+                                         "GPT-NeoX, Phi-1/1.5/2 or Phi-3 (a save_pretrained folder) into a "
+                                         "checkpoint that init_from, sample and eval read.")
     load.add_argument("--hf", required=True, help="A save_pretrained folder of one of those (or a hub name, if the "
                                                   "hub is reachable).")
     load.add_argument("--out", required=True, help="A new folder for the checkpoint.")
