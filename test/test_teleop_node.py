@@ -106,3 +106,32 @@ def test_a_stop_during_a_jogs_publish_wins_and_nan_joint_states_move_nothing(ros
         assert sent == [0] and said[-1] == "I do not know where my arm is yet."
     finally:
         node.destroy_node()
+
+
+def test_no_move_is_planned_from_joint_states_that_stopped(ros_context, monkeypatch):
+    """The arm may have moved since the last /joint_states (another node moved it, the driver died): a jog planned
+    from a stale pose used to be sent as if it were current."""
+    from sensor_msgs.msg import JointState
+
+    from koba_ros.nodes import teleop_node
+    from koba_ros.picking.kinematics import ARM_JOINTS
+    from koba_ros.sim.cell import HOME
+
+    node = teleop_node.TeleopNode(context=ros_context)
+    sent, said, clock = [], [], [100.0]
+    monkeypatch.setattr(node.traj_pub, "publish", lambda msg: sent.append(len(msg.points)))
+    monkeypatch.setattr(node, "reply", said.append)
+    monkeypatch.setattr(node, "reply_after", lambda text, *_: said.append(text))
+    monkeypatch.setattr(teleop_node.time, "monotonic", lambda: clock[0])
+    try:
+        node.on_joints(JointState(name=list(ARM_JOINTS), position=list(HOME)))
+        clock[0] += node.state_timeout + 0.5
+        node.run_command("move up five centimeters")
+        assert sent == [] and said == ["I do not know where my arm is now: its joint states stopped."]
+        node.on_joints(JointState(name=list(ARM_JOINTS), position=list(HOME)))   # fresh again: it moves
+        node.run_command("move up five centimeters")
+        assert len(sent) == 1 and sent[0] > 1 and said[-1] == "Moved up 5 centimeters."
+        node.run_command("stop")                                            # a stop needs no joint states
+        assert sent[-1] == 0
+    finally:
+        node.destroy_node()

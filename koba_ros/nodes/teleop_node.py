@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 from koba_interfaces.msg import Utterance
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -36,8 +37,13 @@ class TeleopNode(Node):
         super().__init__("teleop_node", **kwargs)
         self.min_confidence = declare(self, "min_confidence", 0.3, "Ignore utterances less confident than this.")
         self.speak_replies = declare(self, "speak_replies", True, "Say what the robot does (or why not).")
+        self.state_timeout = declare(self, "joint_state_timeout", 2.0, "Plan no move from /joint_states older "
+                                     "than this, s (the arm may have moved since).")
+        if not self.state_timeout > 0:
+            raise KobaError(f"joint_state_timeout must be > 0, got {self.state_timeout}")
         self.planner = JogPlanner()
         self.joints = None
+        self.joints_at = 0.0         # time.monotonic() of the last good /joint_states
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
@@ -55,7 +61,7 @@ class TeleopNode(Node):
         if all(n in position for n in ARM_JOINTS):
             joints = [position[n] for n in ARM_JOINTS]
             if all(math.isfinite(q) for q in joints):
-                self.joints = joints
+                self.joints, self.joints_at = joints, time.monotonic()
             else:  # a broken driver: planning from NaN would send NaN, and an older state may no longer be true
                 self.joints = None
                 self.get_logger().error("/joint_states has non-finite arm positions; not moving",
@@ -87,6 +93,8 @@ class TeleopNode(Node):
             return self.reply(STOP_REPLY)
         if self.joints is None:
             return self.reply("I do not know where my arm is yet.")
+        if time.monotonic() - self.joints_at > self.state_timeout:   # the driver stopped: the arm may be elsewhere
+            return self.reply("I do not know where my arm is now: its joint states stopped.")
         with self.plan_lock:
             try:
                 plan = self.planner.plan(command, self.joints)
