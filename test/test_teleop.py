@@ -32,6 +32,7 @@ def test_gripper_home_stop():
     assert parse_command("go home") == Home()
     assert parse_command("stop") == Stop()
     assert parse_command("move left ten centimeters no stop") == Stop()   # stop wins
+    assert parse_command("cancel") == Stop() and parse_command("abort that move") == Stop()   # grounding's words too
 
 
 @pytest.mark.parametrize("text", ["", "banana", "move left", "move left and up five centimeters",

@@ -125,12 +125,16 @@ def parse_number(words: list[str]) -> float | None:
     return None if number is None else float(number)
 
 
+# "cancel" and "abort" too, as grounding_node hears them (lexicon.CANCEL): one person may use both graphs' words.
+STOP_WORDS = frozenset({"stop", "halt", "freeze", "cancel", "abort"})
+
+
 def parse_command(text: str) -> Command:
     """The teleop command in `text`, or KobaError with a reply the robot can speak."""
     words = tokens(text)
     if not words:
         raise KobaError("I did not hear a command.")
-    if "stop" in words or "halt" in words or "freeze" in words:
+    if STOP_WORDS & set(words):
         return Stop()   # stop wins over anything else said in the same breath
     if len(text) > MAX_CHARS:
         raise KobaError(f"That is too long for a command ({len(text)} characters); please say it in a few words.")
