@@ -5,8 +5,9 @@ speech_node:
   - muted: the robot's voice time is silence to the recogniser (every session before 24);
   - stop_while_speaking: the real audio runs through, and only an early "stop" comes out (the default since 24).
 
-Cost: false stops on the robot's own sentences: its teleop and grounding replies, and clarifying questions of the
-grounding dialogue's forms (dialogue.py _next, _phrases) with random colours, kinds and boxes.
+Cost: false stops on the robot's own sentences: its teleop and grounding replies, clarifying questions of the
+grounding dialogue's forms (dialogue.py _next, _phrases) and its announcements of a pick, with random colours, kinds
+and boxes.
 Benefit: a person's "stop" said over the robot's reply, as a loudspeaker and a microphone in one room mix them
 (the two waveforms added; the person at the robot's level and at half of it), and alone (a headset, or the robot
 between sentences while its speaking state is still set).
@@ -34,8 +35,8 @@ ROBOT_VOICES = ("en-us", "en-gb", "en-gb-x-rp")
 PERSON_VOICES = ("en-us+m3", "en-gb+f3", "en-us+f2")
 REPLIES = ("Holding still.", "Move cancelled.", "Okay, I won't move anything.", "Okay. Nothing is moving.",
            "Done.", "I couldn't finish: the object slipped.", "I can't reach the arm right now.",
-           "Moving left 5 centimeters.", "Moving up 10 centimeters.", "Moving forward 20 centimeters.",
-           "Opening the gripper.", "Closing the gripper.", "Going home.", "That is out of my reach.",
+           "Moved left 5 centimeters.", "Moved up 10 centimeters.", "Moved forward 20 centimeters.",
+           "Opened the gripper.", "Closed the gripper.", "Back home.", "That is out of my reach.",
            "Please give the distance in one unit.", "Sorry, something went wrong; please try again.")
 NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block", "domino", "cube", "ball", "cylinder")
 COLOURS = ("red", "green", "blue", "yellow", "white", "brown", "tan", "black")
@@ -43,16 +44,24 @@ BOXES = ("top left", "top right", "bottom left", "bottom right")
 STOPS = ("stop", "stop moving", "please stop")
 
 
-def questions(n: int, rng: random.Random) -> list[str]:
-    def phrase():
-        return f"the {rng.choice(COLOURS)} {rng.choice(NOUNS)} in the {rng.choice(BOXES)} box"
+def phrase(rng: random.Random, where: str = "in") -> str:
+    return f"the {rng.choice(COLOURS)} {rng.choice(NOUNS)} {where} the {rng.choice(BOXES)} box"
 
+
+def announcements(n: int, rng: random.Random) -> list[str]:
+    """grounding_node's words as a pick starts (dialogue.py _next): said while the goal is on its way, where a false
+    stop would cancel the robot's own move."""
+    return [f"Okay, I'll move {phrase(rng, 'from')} to the {rng.choice(BOXES)} box." for _ in range(n)]
+
+
+def questions(n: int, rng: random.Random) -> list[str]:
     out = ["Which box should I put it in: top left, top right, bottom left or bottom right?",
            "Which object do you mean? Tell me its colour and its box."]
     while len(out) < n:
         k = rng.random()
-        out.append(f"Do you mean {phrase()} or {phrase()}?" if k < 0.4 else f"Do you mean {phrase()}?" if k < 0.7
-                   else f"Do you mean {phrase()}, {phrase()} or {phrase()}?" if k < 0.85
+        a, b, c = phrase(rng), phrase(rng), phrase(rng)
+        out.append(f"Do you mean {a} or {b}?" if k < 0.4 else f"Do you mean {a}?" if k < 0.7
+                   else f"Do you mean {a}, {b} or {c}?" if k < 0.85
                    else f"{rng.choice([2, 3])} objects could fit, in the {rng.choice(BOXES)} box. "
                         "Which one do you mean?")
     return out
@@ -88,7 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
     pad = np.zeros(RATE // 2, dtype=np.int16)
-    robot_texts = {"reply": list(REPLIES), "question": questions(args.questions, random.Random(args.seed))}
+    rng = random.Random(args.seed)
+    robot_texts = {"reply": list(REPLIES), "question": questions(args.questions, rng),
+                   "announcement": announcements(args.questions, rng)}
     arms = {"muted": True, "stop_while_speaking": False}
     streams = {arm: SpeechStream(PocketsphinxRecognizer()) for arm in arms}
     result = {arm: {"false_stops": {kind: 0 for kind in robot_texts}, "which": [],

@@ -47,11 +47,12 @@ if [ "$(cat "$stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
   # build); KOBA_TORCH_INDEX= (empty) keeps pip's own indexes, e.g. for the CUDA build on a GPU machine.
   torch_index="${KOBA_TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
   index_args=()
-  if [ -n "$torch_index" ] && "$venv/bin/python" -c "import sys, urllib.request
+  # (timeout: urlopen's own does not bound a name lookup that hangs)
+  if [ -n "$torch_index" ] && timeout 10 "$venv/bin/python" -c "import sys, urllib.request
 urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$torch_index" 2>/dev/null; then
     index_args=(--extra-index-url "$torch_index")
   fi
-  log "pip install -r requirements-ros.txt -r requirements.txt ${index_args[*]} (first run takes a few minutes)"
+  log "pip install -r requirements-ros.txt -r requirements.txt ${index_args[@]+"${index_args[*]} "}(first run takes a few minutes)"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index_args[@]+"${index_args[@]}"} \
     -r requirements-ros.txt -r requirements.txt 2>&1 | grep -v "^WARNING: Location .* is ignored" || true
   "$venv/bin/python" -m pip check >/dev/null 2>&1 || log "pip check reports conflicts (see 'pip check')"

@@ -77,7 +77,7 @@ def test_teleop_node_survives_a_failing_command_and_junk_cancels_no_plan(ros_con
     sent, said = [], []
     monkeypatch.setattr(node.traj_pub, "publish", lambda msg: sent.append(len(msg.points)))
     monkeypatch.setattr(node, "reply", said.append)
-    monkeypatch.setattr(node, "reply_after", lambda text, *_: said.append(text))   # no executor spins here
+    monkeypatch.setattr(node, "say_when_still", lambda text, *_: said.append(text))   # no executor spins here
     try:
         node.run_command("move left " + "half " * 1100)   # was a RecursionError out of the callback
         assert said[-1].startswith("That is too long for a command")

@@ -58,9 +58,11 @@ def test_teleop_node_topics(ros_context):
         assert not any(text.startswith("Moved") for text in got["say"]), got["say"]
         words.publish(Utterance(text="move up two centimeters", confidence=0.9))
         assert spin_until(lambda: len(got["traj"]) == 3)
-        assert spin_until(lambda: "Moved up 2 centimeters." in got["say"])   # and a jog left alone is reported
+        # A refused command during the jog replaces nothing: the jog is still reported, and the refusal waits for
+        # the motion's end too (the robot says nothing while the arm moves).
         words.publish(Utterance(text="go forward ten meters", confidence=0.9))
-        assert spin_until(lambda: "That is out of my reach." in got["say"])
+        assert spin_until(lambda: "Moved up 2 centimeters." in got["say"] and
+                          "That is out of my reach." in got["say"]), got["say"]
         words.publish(Utterance(text="close the gripper", confidence=0.9))
         assert spin_until(lambda: got["grip"] == [0.0])
         words.publish(Utterance(text="open the gripper", confidence=0.1))   # too unsure: ignored
@@ -121,7 +123,7 @@ def test_no_move_is_planned_from_joint_states_that_stopped(ros_context, monkeypa
     sent, said, clock = [], [], [100.0]
     monkeypatch.setattr(node.traj_pub, "publish", lambda msg: sent.append(len(msg.points)))
     monkeypatch.setattr(node, "reply", said.append)
-    monkeypatch.setattr(node, "reply_after", lambda text, *_: said.append(text))
+    monkeypatch.setattr(node, "say_when_still", lambda text, *_: said.append(text))
     monkeypatch.setattr(teleop_node.time, "monotonic", lambda: clock[0])
     try:
         node.on_joints(JointState(name=list(ARM_JOINTS), position=list(HOME)))

@@ -44,6 +44,10 @@ class TeleopNode(Node):
         self.planner = JogPlanner()
         self.joints = None
         self.joints_at = 0.0         # time.monotonic() of the last good /joint_states
+        # What was sent to the arm and the gripper (a reply is said only if its motion was not replaced or stopped),
+        # and when the last motion ends: the robot says nothing before, so a spoken stop can be heard.
+        self.arm_moves = self.gripper_moves = 0
+        self.motion_end = 0.0
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
@@ -77,56 +81,67 @@ class TeleopNode(Node):
             self._run_command(text)
         except Exception as exc:  # noqa: BLE001 - one bad command (a bug in parse or plan) must not end the node
             self.get_logger().error(f"teleop command failed on {text!r:.80}: {reason(exc)}")
-            self.reply("Sorry, something went wrong; please try again.")
+            self.say_when_still("Sorry, something went wrong; please try again.")
 
     def _run_command(self, text: str) -> None:
         try:
             command = parse_command(text)
         except KobaError as exc:
-            return self.reply(str(exc))   # junk cancels nothing: only a command that parses takes a generation
+            return self.say_when_still(str(exc))   # junk cancels nothing: only a command that parses takes a generation
         with self.generation_lock:
             self.generation += 1
             generation = self.generation
         if isinstance(command, Stop):
             with self.generation_lock:  # after any jog whose generation check passed has been published
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
+                self.arm_moves += 1
+                self.motion_end = time.monotonic()
             return self.reply(STOP_REPLY)
         if self.joints is None:
-            return self.reply("I do not know where my arm is yet.")
+            return self.say_when_still("I do not know where my arm is yet.")
         if time.monotonic() - self.joints_at > self.state_timeout:   # the driver stopped: the arm may be elsewhere
-            return self.reply("I do not know where my arm is now: its joint states stopped.")
+            return self.say_when_still("I do not know where my arm is now: its joint states stopped.")
         with self.plan_lock:
             try:
                 plan = self.planner.plan(command, self.joints)
             except KobaError as exc:
-                return self.reply(str(exc))
+                return self.say_when_still(str(exc))
             message = trajectory_to_msg(plan.trajectory) if plan.trajectory is not None else None
             # The check and the publish under the lock a stop takes to publish: a stop either comes first (this
             # plan is dropped) or is published after it (the arm holds).
             with self.generation_lock:
                 if generation != self.generation:
                     return None   # a newer command (a stop) arrived while planning
+                now = time.monotonic()
                 if message is not None:
                     self.traj_pub.publish(message)
+                    self.arm_moves += 1
+                    self.motion_end = max(self.motion_end, now + plan.trajectory.times[-1] + REPLY_MARGIN_S)
                 if plan.gripper_width is not None:
                     self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
-        motion_s = plan.trajectory.times[-1] if plan.trajectory is not None else 0.0
-        if plan.gripper_width is not None:
-            motion_s = max(motion_s, GRIPPER_MOTION_S)
-        self.reply_after(plan.reply, motion_s + REPLY_MARGIN_S, generation)
+                    self.gripper_moves += 1
+                    self.motion_end = max(self.motion_end, now + GRIPPER_MOTION_S + REPLY_MARGIN_S)
+                # Its reply stands while no later trajectory (another jog, a stop) replaced this one.
+                moves = (self.arm_moves, "arm") if message is not None else (self.gripper_moves, "gripper")
+        self.say_when_still(plan.reply, moves)
 
-    def reply_after(self, text: str, delay_s: float, generation: int) -> None:
-        """Say `text` once the motion is over, unless a newer command (a stop) came meanwhile. While the robot talks
-        the microphone hears nothing but an early "stop", and a stop said over the robot's own voice is not heard at
-        all (0 of 9 clips, bench/robot_voice_false_stops.py): a reply spoken with the motion covered all of a jog."""
-        def fire():
-            self.destroy_timer(timer)   # once
+    def say_when_still(self, text: str, moves: tuple[int, str] | None = None) -> None:
+        """Say `text` once the last motion sent is over (at once if none runs); with `moves`, only if that arm or
+        gripper motion was not replaced or stopped meanwhile. While the robot talks the microphone hears nothing
+        but an early "stop", and a stop said over the robot's own voice is not heard at all (0 of 9 clips,
+        bench/robot_voice_false_stops.py): a reply spoken with the motion covered all of a jog."""
+        def fire(timer=None):
+            if timer is not None:
+                self.destroy_timer(timer)   # once
             with self.generation_lock:
-                current = generation == self.generation
+                current = moves is None or moves[0] == (self.arm_moves if moves[1] == "arm" else self.gripper_moves)
             if current:
                 self.reply(text)
 
-        timer = self.create_timer(delay_s, fire)
+        delay_s = self.motion_end - time.monotonic()
+        if delay_s <= 0:
+            return fire()
+        timer = self.create_timer(delay_s, lambda: fire(timer))
 
     def reply(self, text: str) -> None:
         self.get_logger().info(text)
