@@ -44,12 +44,14 @@ def test_training_lowers_loss_writes_curves_and_a_loadable_checkpoint(tmp_path):
     model.load_state_dict(state)
 
 
-def test_resume_continues_exactly_where_training_stopped(tmp_path):
+def test_resume_continues_exactly_where_training_stopped(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     straight = train(tiny(tmp_path / "a", steps=8, schedule="wso"))  # WSO: the LR does not depend on the total
     train(tiny(tmp_path / "b", steps=4, schedule="wso"))
+    capsys.readouterr()
     resumed = train(tiny(tmp_path / "b", steps=8, schedule="wso"))
+    assert "changed training settings" not in capsys.readouterr().err   # a longer WSO run changes no rate
     a, _, _ = load_checkpoint(tmp_path / "a" / "run" / "checkpoint")
     b, _, _ = load_checkpoint(tmp_path / "b" / "run" / "checkpoint")
     assert resumed["steps"] == 8
@@ -58,11 +60,19 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = tiny(tmp_path, steps=20, ckpt_every=1, lr=1e30, warmup=0, clip=0.0)
-    with pytest.raises(KobaError, match="loss is .* at step .*last good checkpoint kept"):
-        train(config)
+    """Two good steps, then a rate that blows the weights up. The step that breaks them still has a finite loss (it
+    is the loss before its update): its checkpoint used to be written over the good one, and resuming from that
+    "last good checkpoint", as the message advises, met NaN at once. The kept checkpoint must be step 2's, whose
+    weights give a finite loss."""
+    train(tiny(tmp_path, steps=2, ckpt_every=1, schedule="wso", warmup=0))
+    with pytest.raises(KobaError, match="is .* at step .*last good checkpoint kept"):
+        train(tiny(tmp_path, steps=20, ckpt_every=1, lr=1e30, schedule="wso", warmup=0, clip=0.0))
     state, _, meta = load_checkpoint(tmp_path / "run" / "checkpoint")
-    assert meta["step"] >= 1 and math.isfinite(meta["loss"])
+    assert meta["step"] == 2 and math.isfinite(meta["loss"])
+    model = TransformerLM(TransformerConfig.from_dict(TINY_MODEL))
+    model.load_state_dict(state)
+    x = torch.randint(0, 256, (2, 32))
+    assert all(torch.isfinite(v).all() for v in state.values()) and torch.isfinite(model(x, x)[1])
 
 
 @pytest.mark.parametrize("overrides, message", [

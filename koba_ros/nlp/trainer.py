@@ -439,9 +439,15 @@ def check_resumed_config(config: TrainConfig, meta: dict, checkpoint_dir: Path, 
         raise KobaError(f"checkpoint {checkpoint_dir}: {key} is {value!r} here but {saved!r} in the checkpoint; "
                         "its weights only fit that tokenizer (set it back, or give another out folder)")
     now = config.to_dict()
+    # A decaying schedule's rate at a step depends on the total: a changed `steps` changes the rate of the steps
+    # still to train (none when the checkpoint is already there).
+    trains_on = isinstance(meta.get("step"), int) and config.steps > meta["step"]
+    run_only = RUN_ONLY_FIELDS - {"steps"} if config.schedule != "wso" and trains_on else RUN_ONLY_FIELDS
     changed = [f"{key} {recorded[key]!r} -> {value!r}" for key, value in now.items()
-               if key != "model" and key not in RUN_ONLY_FIELDS and key not in TOKENIZER_FIELDS
+               if key != "model" and key not in run_only and key not in TOKENIZER_FIELDS
                and key in recorded and recorded[key] != value]
+    if any(item.startswith("steps ") for item in changed):
+        changed.append(f"(the {config.schedule} schedule's rate now follows the new total)")
     changed += [f"model.{key} {recorded_model[key]!r} -> {now['model'][key]!r}" for key in FREE_MODEL_FIELDS
                 if recorded_model.get(key) != now["model"].get(key)]
     if changed and announce:
@@ -657,6 +663,11 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if step % config.ckpt_every == 0 or step == config.steps or stopping:
+            if not evaluated:  # the checkpoint's weights must give a finite loss: the step that broke them (a finite
+                # loss, then huge weights) would otherwise be saved over the last good checkpoint (review, session 24)
+                check = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
+                if not math.isfinite(check):
+                    raise non_finite("the loss of the updated weights", check, step)
             model_state, optim_state, adapters = gather_state(model, optimizer, info, flat_master,
                                                               start.lora_scale)
             if info.main:
