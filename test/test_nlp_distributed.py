@@ -7,6 +7,7 @@ Multi-node: two torchrun agents on this host act as two nodes (static rendezvous
 in its own working folder with a relative `out`, so the nodes share no output folder, as on a cluster without a
 shared filesystem. A node killed mid-run (every process of it, as when a machine dies) must make the other stop with
 the one-line "lost contact" error, and a node that stops answering (SIGSTOP) must end in it after dist_timeout."""
+import contextlib
 import json
 import os
 import re
@@ -54,20 +55,21 @@ def rank_errors(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel,loss_chunk,recompute,dropout", [
-    ("ddp", 0, False, 0.0), ("fsdp", 0, False, 0.0), ("ddp", 24, False, 0.0), ("fsdp", 24, False, 0.0),
-    ("ddp", 0, True, 0.0), ("fsdp", 0, True, 0.0), ("ddp", 0, False, 0.2)])
-def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel, loss_chunk, recompute, dropout):
+@pytest.mark.parametrize("parallel,loss_chunk,recompute,dropout,accum", [
+    ("ddp", 0, False, 0.0, 1), ("fsdp", 0, False, 0.0, 1), ("ddp", 24, False, 0.0, 1), ("fsdp", 24, False, 0.0, 1),
+    ("ddp", 0, True, 0.0, 1), ("fsdp", 0, True, 0.0, 1), ("ddp", 0, False, 0.2, 1), ("fsdp", 0, False, 0.0, 2)])
+def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel, loss_chunk, recompute, dropout, accum):
     """With loss_chunk the ranks compute the loss and its gradients chunk by chunk in the forward pass (24 rows
     does not divide a micro-batch's 128); the reference stays the plain F.cross_entropy, so the check also says the
     chunked gradients reach DDP's all-reduce and FSDP's reduce-scatter like autograd's own. With recompute
     (activation_checkpointing) the blocks run again in backward, under DDP's hooks and FSDP's per-block unsharding.
     With dropout each micro-batch draws its own masks (data.micro_seed; before session 23 both ranks drew rank 0's)."""
-    single = config(tmp_path, "single", grad_accum=2)
+    single = config(tmp_path, "single", grad_accum=2 * accum)
     single["model"]["dropout"] = dropout
     single = train(TrainConfig.from_dict(single))
     path = tmp_path / f"{parallel}.yaml"
-    distributed = config(tmp_path, parallel, parallel=parallel, activation_checkpointing=recompute)
+    # accum 2: each rank accumulates two micro-batches, FSDP reducing only after the second (no_sync)
+    distributed = config(tmp_path, parallel, parallel=parallel, activation_checkpointing=recompute, grad_accum=accum)
     distributed["model"].update(loss_chunk=loss_chunk, dropout=dropout)
     path.write_text(yaml.safe_dump(distributed))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -473,3 +475,35 @@ def test_other_node_failures_end_in_a_clear_error(tmp_path, victim, sig):
     survivor = 1 - victim
     assert other.returncode != 0
     assert f"(node {survivor}) lost contact with the other ranks" in err, err[-2000:]
+
+
+def test_fsdp2_skips_the_reduction_on_all_but_the_last_micro_batch():
+    """FSDP2 modules have no no_sync: the switch is set_requires_gradient_sync, read in backward (before session 24
+    every micro-batch's gradients were reduce-scattered). DDP's no_sync context is used as before."""
+    from koba_ros.nlp import distributed
+
+    class FSDP2Like(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def set_requires_gradient_sync(self, value):
+            self.calls.append(value)
+
+    fsdp = FSDP2Like()
+    for a in range(3):
+        with distributed.no_sync(fsdp, a == 2):
+            pass
+    assert fsdp.calls == [False, False, True]
+
+    class DDPLike(torch.nn.Module):
+        entered = 0
+
+        def no_sync(self):
+            DDPLike.entered += 1
+            return contextlib.nullcontext()
+
+    for a in range(3):
+        with distributed.no_sync(DDPLike(), a == 2):
+            pass
+    assert DDPLike.entered == 2

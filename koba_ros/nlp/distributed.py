@@ -1,4 +1,6 @@
-"""torchrun support: DDP (every rank holds the model) or FSDP (parameters sharded, for models that do not fit).
+"""torchrun support: DDP (every rank holds the model) or FSDP (parameters, gradients and optimizer state sharded
+while training). Not yet for a model that does not fit one device: every rank builds the whole model before sharding
+it, and a resume broadcasts the whole checkpoint (docs/nlp.md, Session 24).
 
 Launch: `torchrun --nproc_per_node 8 -m koba_ros.cli lm train --config FILE`; multi-node: the same line on every
 node with --nnodes N --node_rank I --master_addr HOST --master_port PORT (docs/nlp.md has the exact lines; tested
@@ -154,7 +156,13 @@ def wrap(model: torch.nn.Module, info: DistInfo, mode: str, compute_dtype: torch
 
 
 def no_sync(wrapped: torch.nn.Module, last_micro: bool):
-    """Skip DDP's gradient all-reduce on all but the last micro-batch of an accumulation."""
+    """Skip the gradient reduction on all but the last micro-batch of an accumulation: DDP's all-reduce through its
+    no_sync context (read by the forward it wraps), FSDP2's reduce-scatter through set_requires_gradient_sync (read
+    in backward, so it is set here and left set; the last micro-batch sets it back). FSDP2 has no no_sync: before
+    session 24 its gradients were reduced on every micro-batch (correct, grad_accum times the communication)."""
+    if hasattr(wrapped, "set_requires_gradient_sync"):
+        wrapped.set_requires_gradient_sync(last_micro)
+        return contextlib.nullcontext()
     if last_micro or not hasattr(wrapped, "no_sync"):
         return contextlib.nullcontext()
     return wrapped.no_sync()
