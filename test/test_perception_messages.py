@@ -189,3 +189,31 @@ def test_perception_node_refuses_a_rate_it_would_divide_by_and_says_why(ros_cont
             assert node.failure.startswith(f"{name} must be a finite number > 0")
         finally:
             node.destroy_node()
+
+
+@pytest.mark.ros
+def test_perception_node_refuses_a_camera_pose_that_is_no_rotation(ros_context):
+    """A NaN, or a typo in one of the 16 numbers, used to pass (only the last row was checked) and put every
+    object nowhere: an empty object list, no error."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from koba_ros.nodes.perception_node import PerceptionNode
+    from koba_ros.sim.layout import camera_pose
+
+    good = camera_pose()
+    for broken in ((0, 0, float("nan")), (0, 1, good[0, 1] + 0.5), (1, 0, -good[1, 0])):   # the last: a mirror
+        pose = good.copy()
+        pose[broken[0], broken[1]] = broken[2]
+        node = PerceptionNode(context=ros_context,
+                              parameter_overrides=[Parameter("camera_pose", value=[float(v) for v in pose.ravel()])])
+        try:
+            assert node.on_configure(None) == TransitionCallbackReturn.FAILURE
+            assert node.failure.startswith("camera_pose must be finite with a rotation"), node.failure
+        finally:
+            node.destroy_node()
+    node = PerceptionNode(context=ros_context)   # the default pose still configures
+    try:
+        assert node.on_configure(None) == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()

@@ -42,6 +42,12 @@ class PerceptionNode(LifecycleNode):
             self.camera_pose = np.array(self.pose_values, dtype=np.float64).reshape(4, 4)
             if not np.allclose(self.camera_pose[3], (0, 0, 0, 1)):
                 raise KobaError("camera_pose's last row must be 0 0 0 1")
+            rotation = self.camera_pose[:3, :3]
+            # NaN, or a rotation that is none (a typo in one of 16 numbers), placed every object nowhere, silently
+            if not (np.isfinite(self.camera_pose).all() and np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-3)
+                    and np.isclose(np.linalg.det(rotation), 1.0, atol=1e-3)):
+                raise KobaError("camera_pose must be finite with a rotation (orthonormal, determinant 1) in its "
+                                "upper left 3x3")
             qos = sensor_qos(self.reliability)
             require_positive(max_rate=self.max_rate, stamp_tolerance=self.stamp_tolerance,
                              depth_scale=self.depth_scale)
