@@ -70,10 +70,12 @@ def test_colour_answer_fits_what_the_camera_sees_of_objects_people_call_that_col
             d = Dialogue(g, objects)
             d.start("the toy")
             assert d.answer(answer).target == target, (shade, answer)
-        # Without the camera's colours (the reference colour only), the tan block is not the nearest to "tan".
+        # Without the camera's colours (the reference colour only), the tan block is not the nearest to "tan"; the
+        # bear is nearer but is not tan either (session 24: the one left must fit the colour named), so it asks.
         d = Dialogue(g, objects, Settings(seen_colours=False))
         d.start("the toy")
-        assert d.answer("the tan one").target == 0
+        r = d.answer("the tan one")
+        assert r.target is None and r.status == "question"
 
 
 def test_correction_looks_beyond_the_objects_named_and_plain_no_gives_up():
@@ -447,7 +449,8 @@ def test_an_answer_whose_box_leaves_one_object_must_fit_its_kind_and_colour_too(
         d = Dialogue(g, scene())
         d.start("the red cube to the top right box")
         r = d.answer(answer)
-        assert r.status == "question" and r.target is None and r.text.startswith("Sorry"), (answer, r)
+        assert r.status == "question" and r.target is None and r.text.startswith(("Sorry", "None of them is blue")), \
+            (answer, r)
     for answer in ("the red one in the bottom right box", "the cube in the bottom right box"):  # fitting words
         d = Dialogue(g, scene())
         d.start("the red cube to the top right box")

@@ -24,7 +24,9 @@ A box counts as said only when the words name one: the box head alone reads a bo
 An answer is read against the objects the question named (its box, side, colour, then the rest of its words
 ranked by the grounder among them); "no, the ..." or an answer that fits none of them looks at the other
 objects the instruction might mean, then at all of them; an answer that fits every object named answers
-nothing and the question is asked again.
+nothing and the question is asked again. An answer never picks an object its kind or colour words do not fit, nor one
+it rules out ("not the first one"); one object left by the model's ranking alone is asked about, not moved. An
+instruction that says what not to move, or names two objects, is asked for again (docs/grounding.md, Session 24).
 """
 from __future__ import annotations
 
@@ -47,7 +49,9 @@ COLOUR_MARGIN = 0.1   # candidates within this colour distance of the nearest on
 FILLER = {"i", "mean", "the", "a", "an", "one", "ones", "it", "that", "this", "in", "on", "at", "of", "to", "from",
           "box", "bin", "please", "no", "not", "yes", "neither", "none", "them", "nope", "sorry", "oh", "um", "uh",
           "left", "right", "leftmost", "rightmost", "side", "sure", "okay", "ok", "actually", "just", "is", "its",
-          "which", "and", "with"}
+          "which", "and", "with", "hmm", "hm", "huh", "er", "erm", "mm"}
+# The words of "yes" ("yes, the one in the top left box": what follows must still fit the object asked about).
+YES_WORDS = {"yes", "yeah", "yep", "sure", "correct", "exactly", "ok", "okay", "affirmative"}
 NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block", "domino", "cube", "ball",
          "cylinder")
 # "box" and "can" name a cube and a cylinder only after a colour or an article ("the red box", "the can"); otherwise
@@ -114,6 +118,7 @@ class Dialogue:
         self.earlier_questions = 0          # questions asked before a restart (they count toward max_turns)
         self._named_any: set[str] = set()   # the entries the instruction names, any colour (for the crop CNN)
         self._crop_probs: dict[int, np.ndarray] = {}  # p(entry | crop) of each object the veto has read
+        self.ruled_out: set[int] = set()    # objects an answer ruled out ("not the red one")
 
     @property
     def instruction(self) -> str:
@@ -134,6 +139,14 @@ class Dialogue:
             return self._end("cancelled", "Okay, I won't move anything.")
         if not self.objects:
             return self._end("rejected", "I don't see any objects, so I won't move anything.")
+        # The model reads "the cube that is not red" as the red cube, and keeps one of two objects named: ask for
+        # the one object to move, in words that say which it is.
+        if lexicon.negated(text):
+            self.why = "negation"
+            return self._ask_instruction("Please tell me which object to move, not which one to leave.")
+        if names_two_objects(text):
+            self.why = "two objects"
+            return self._ask_instruction("One thing at a time, please: which object should I move first?")
         g = self.grounder.ground(text, self.objects)
         ranked = g.ranked()
         best, p_best = ranked[0]
@@ -199,27 +212,100 @@ class Dialogue:
             return self._end("cancelled", "Okay, I won't move anything.")
         if _too_long(text):
             return self._next(understood=False)
+        if self.pending == "instruction":
+            return self._restart(text)  # asked for the instruction again
         if self.pending == "destination":
-            kinds = said_kinds(text)
+            # "the box in the top right, not the bottom left": the box ruled out is not the answer.
+            said, ruled_out = lexicon.split_negation(text)
+            not_boxes = {b for _, b in lexicon.box_mentions(ruled_out)}
+            said = said if not_boxes else text
+            kinds = said_kinds(said)
             if kinds and self.target is not None and not self._plausible(kinds)[self.target]:
                 return self._restart(text)  # "put the blue ball in the top right box", asked where the duck goes
-            box = lexicon.parse_box(text)
-            if box is None and any(c.isalpha() for c in text):
-                dest, p = self.grounder.ground(text, self.objects).destination
+            box = lexicon.parse_box(said)
+            if box is None and any(c.isalpha() for c in said):
+                dest, p = self.grounder.ground(said, self.objects).destination
                 box = dest if p >= self.s.dest_ask_below else None
+            if box in not_boxes:
+                box = None
             if box is not None:
                 self.destination = box
             return self._next(understood=box is not None)
         if self.pending == "confirm":
             yes = lexicon.yes_no(text)
             if yes is True:
-                self.target = self.candidates[0]
-                return self._next()
+                rest = " ".join(w for w in lexicon.words(text) if w not in YES_WORDS)
+                if not lexicon.negated(rest) and (not self._describes(rest) or self._fits(rest, self.candidates[0])):
+                    self.target = self.candidates[0]
+                    return self._next()
+                text = rest     # "yes, the duck", asked about a cube: the rest is the answer
         if self.pending in ("target", "confirm"):
+            said, ruled_out = lexicon.split_negation(text)
+            if ruled_out and self._checkable(ruled_out):
+                return self._rule_out(said, ruled_out)     # "not the first one", "the blue one, not the red one"
             if _denies(text) and not self._describes(text):
                 return self._deny()      # "no" / "neither" / "none of them", and nothing more
-            return self._next(understood=self._resolve(text))
+            named = list(self.candidates)
+            if self._resolve(text):
+                return self._next()
+            colour = _colour_word(text)
+            if colour and not any(self._fits_words(text, c, colour, False) for c in named):
+                return self._next(sorry=f"None of them is {colour}. ")
+            return self._next(understood=False)
         return self._next(understood=False)
+
+    def _ask_instruction(self, text: str) -> Reply:
+        """Ask for the instruction again (its answer starts the dialogue over); counts toward max_turns."""
+        if self.questions + self.earlier_questions >= self.s.max_turns:
+            return self._give_up()
+        self.questions += 1
+        self.pending = "instruction"
+        return self._ask(text)
+
+    def _checkable(self, text: str) -> bool:
+        """Does the text say something checkable about which object: an order, a box, a side, a colour, a kind?"""
+        return (lexicon.ordinal(text) is not None and self.listed) or bool(
+            lexicon.parse_box(text) or lexicon.side(text) or _colour_word(text) or said_kinds(text))
+
+    def _rule_out(self, said: str, ruled_out: str) -> Reply:
+        """An answer that rules objects out ("not the first one", "no, not the red one", "the blue one, not the red
+        one"): drop the objects named what it rules out, never pick one of them, and read the rest of the answer
+        among what is left. With nothing else said, one object left is asked about (yes/no), not moved."""
+        named = list(self.candidates)
+        k = lexicon.ordinal(ruled_out)
+        if k is not None and self.listed and -len(named) <= k < len(named):
+            out = {named[k]}
+        else:
+            out = set(self._named_by(ruled_out, named))
+        self.ruled_out |= out
+        self.pool = [i for i in self.pool if i not in out]
+        if self._describes(said) or (lexicon.ordinal(said) is not None and self.listed):
+            understood = self._resolve(said)
+            self.candidates = [c for c in self.candidates if c not in self.ruled_out]
+            return self._next(understood=understood)
+        left = [c for c in named if c not in out]
+        if not left:
+            return self._deny()
+        self.candidates = left
+        return self._next(understood=bool(out))
+
+    def _named_by(self, text: str, cands: list[int]) -> list[int]:
+        """The candidates the words name by what can be checked literally: box, side, colour, kind (no ranking)."""
+        box, side, colour, kinds = lexicon.parse_box(text), lexicon.side(text), _colour_word(text), said_kinds(text)
+        if not (box or side or colour or kinds):
+            return []
+        if box:
+            cands = [c for c in cands if self.objects[c].box == box]
+        if side and len(cands) > 1:
+            x = self._centre_x
+            cands = [min(cands, key=x) if side == "left" else max(cands, key=x)]
+        return [c for c in cands if self._fits_words(text, c, colour, True)]
+
+    def _fits(self, text: str, i: int) -> bool:
+        """Could what the text says (its box, colour and kind) be object i? ("yes, the one in the top left box",
+        asked about an object elsewhere, could not.)"""
+        box = lexicon.parse_box(text)
+        return (box is None or box == self.objects[i].box) and self._fits_words(text, i, _colour_word(text), True)
 
     def _restart(self, text: str) -> Reply:
         """The answer is a new instruction about an object this dialogue was not going to move: start over with
@@ -231,12 +317,12 @@ class Dialogue:
         return self.start(text)
 
     # --- deciding what to say --------------------------------------------------------------------
-    def _next(self, understood: bool = True) -> Reply:
+    def _next(self, understood: bool = True, sorry: str | None = None) -> Reply:
         if self.target is None:
             if self.questions + self.earlier_questions >= self.s.max_turns:
                 return self._give_up()
             self.questions += 1
-            sorry = "" if understood else "Sorry, I didn't get that. "
+            sorry = sorry if sorry is not None else "" if understood else "Sorry, I didn't get that. "
             self.listed = 1 <= len(self.candidates) <= self.s.max_candidates
             if not self.candidates:
                 self.pending = "target"
@@ -467,12 +553,16 @@ class Dialogue:
         k = lexicon.ordinal(text)  # "the first one" means an order only a question that named them gave
         if k is not None and self.listed and -len(self.candidates) <= k < len(self.candidates) \
                 and len(lexicon.words(text)) <= 5:
+            if self.candidates[k] in self.ruled_out:
+                return False
             self.target = self.candidates[k]
             return True
-        named = list(self.candidates)
-        others = [i for i in range(len(self.objects)) if i not in named]
-        pool_rest = [i for i in self.pool if i not in named]
+        named = [i for i in self.candidates if i not in self.ruled_out]
+        others = [i for i in range(len(self.objects)) if i not in self.candidates and i not in self.ruled_out]
+        pool_rest = [i for i in self.pool if i not in self.candidates and i not in self.ruled_out]
         searches = [pool_rest, others] if _denies(text) else [named, pool_rest, others]
+        # Only the model's ranking of the words can have picked one ("hmm", "the other one"): ask, never act on it.
+        checkable = self._checkable(text)
         for cands in searches:
             kept = self._narrow(text, cands)
             if not kept:
@@ -480,7 +570,7 @@ class Dialogue:
             if len(kept) == len(cands) > 1:
                 return False        # fits them all: it does not answer the question
             self.candidates = self.pool = kept
-            if len(kept) == 1:
+            if len(kept) == 1 and checkable:
                 self.target = kept[0]
             return True
         return False
@@ -502,12 +592,11 @@ class Dialogue:
             else:   # across boxes "the one on the left" can only mean the left-hand boxes
                 cands = [c for c in cands if self.objects[c].box.endswith(side)]
         colour = _colour_word(text)
-        unweighed = {"colour": colour is not None and len(cands) == 1, "kind": True}  # words no step below used
-        if colour and len(cands) > 1:
+        if colour:
             said = True
-            cands = self._nearest_colour(colour, cands)
+            cands = self._nearest_colour(colour, cands) if cands else cands
         if len(cands) > 1 and (colour or self._describes(text, box_side_colour=False)):
-            said, unweighed["kind"] = True, False
+            said = True
             # Anything else ("the cube", "the ball you kick"), or a colour the camera's colours cannot separate (a
             # red cube in shade looks as brown as the ball beside it): let the grounder rank what is left. The
             # answer already fits these, so "none of them" does not veto the ranking among them.
@@ -515,9 +604,10 @@ class Dialogue:
             ranked = g.ranked()
             if ranked[0][1] > 0.0:
                 cands = [cands[j] for j, p in ranked if p >= self.s.keep_ratio * ranked[0][1]]
-        if said and len(cands) == 1 and not self._fits_words(text, cands[0], unweighed["colour"] and colour,
-                                                             unweighed["kind"]):
-            return None  # box or side left one object, but not the one the answer's colour or kind words describe
+        if said and len(cands) == 1 and not self._fits_words(text, cands[0], colour, True):
+            # One object left, but not one the answer's colour or kind words describe: "the duck" or "the green one"
+            # (no object is green; the blue one is only the nearest) among cubes.
+            return None
         return cands if said and cands else None
 
     def _fits_words(self, text: str, i: int, colour: str | None, kind: bool) -> bool:
@@ -661,8 +751,32 @@ def said_kinds(text: str, colour: bool = False) -> set[str]:
     """The catalog entries the text names by a synonym or description, longest phrases first ("the round block"
     is a cylinder, not a cube), box names and landmarks aside; empty when it names no kind ("the blue item").
     With `colour`, only the entries of the colour the other words say ("the green duck": none)."""
-    tokens = lexicon.without_boxes(text)
-    found, i, rest = set(), 0, []
+    mentions, _, rest = _kind_mentions(text)
+    found = set().union(*(entries for _, entries in mentions))
+    said = {w for w in rest if w in lexicon.PALETTE}
+    if colour and len(said) == 1:
+        found = {name for name in found if load_catalog()[name].color in said}
+    return found
+
+
+def names_two_objects(text: str) -> bool:
+    """Does the text name objects on both sides of an "and" ("the red cube and the duck", "the duck in the top right
+    box and the red cube in the bottom left box")? "pick up the duck and put it in ..." names one."""
+    mentions, tokens, _ = _kind_mentions(text)
+    return any(any(a < k for a, _ in mentions) and any(a > k for a, _ in mentions)
+               for k, t in enumerate(tokens) if t == "and")
+
+
+def _kind_mentions(text: str) -> tuple[list[tuple[int, set[str]]], list[str], list[str]]:
+    """Where the text names a kind of object: (position in the words without box names, the entries it names); those
+    words; and the words in no kind phrase. "box" next to a box name is that box ("the top right box", "that box,
+    top right"), not a cube."""
+    all_tokens, spans = lexicon.words(text), lexicon.box_spans(text)
+    drop = {k for a, b, _ in spans for k in range(a, b + 1)}
+    beside = {k for a, b, _ in spans for k in (a - 1, b + 1)}
+    kept = [(k, t) for k, t in enumerate(all_tokens) if k not in drop]
+    tokens = [t for _, t in kept]
+    mentions, i, rest = [], 0, []
     while i < len(tokens):
         for n in range(min(LONGEST_KIND, len(tokens) - i), 0, -1):
             phrase = tuple(tokens[i:i + n])
@@ -670,21 +784,18 @@ def said_kinds(text: str, colour: bool = False) -> set[str]:
                 after, before = tokens[i + n:i + n + 1], [t for t in tokens[max(0, i - 2):i] if t != "the"]
                 other_sense = len(phrase) == 1 and phrase[0] in NOUN_ONLY_AFTER and \
                     tokens[i - 1:i] not in [[w] for w in NOUN_ONLY_AFTER[phrase[0]]]
-                container = phrase == ("box",) and tokens[i - 1:i] == ["the"] and \
-                    bool({*before[-1:], *after} & PLACE_PREPOSITIONS)
+                container = phrase == ("box",) and (kept[i][0] in beside or tokens[i - 1:i] == ["the"] and
+                                                    bool({*before[-1:], *after} & PLACE_PREPOSITIONS))
                 # A landmark ("to the left of the duck", "on the duck's left") names another object.
                 landmark = before[-1:] == ["of"] or after == ["s"]
                 if not (other_sense or container or landmark):
-                    found |= KIND_PHRASES[phrase]
+                    mentions.append((i, KIND_PHRASES[phrase]))
                 i += n
                 break
         else:
             rest.append(tokens[i])
             i += 1
-    said = {w for w in rest if w in lexicon.PALETTE}
-    if colour and len(said) == 1:
-        found = {name for name in found if load_catalog()[name].color in said}
-    return found
+    return mentions, tokens, rest
 
 
 def converse(grounder, objects: list[PerceivedObject], instruction: str, answers: list[str],

@@ -128,6 +128,31 @@ def ordinal(text: str) -> int | None:
     return None
 
 
+# Words that rule something out ("not the red one", "don't put...", "everything except the duck"). "if you don't
+# mind" and "can't you / won't you" are polite, not negations.
+NEGATION = re.compile(r"(?:\b(?:not|never|except|excluding|other than|apart from|rather than|instead of)\b|n['’]t\b|"
+                      r"\b(?:dont|doesnt|didnt|isnt|arent|cant|wont|shouldnt|wouldnt|couldnt)\b)(?! you\b)")
+POLITE_NEGATION = re.compile(r"\b(?:if you )?(?:don['’]?t|do not) mind\b")
+
+
+def split_negation(text: str) -> tuple[str, str]:
+    """(what the text says, what it rules out): in each clause (split at commas, semicolons and full stops), the words
+    from the first negation on are ruled out. "the blue one, not the red one" -> ("the blue one", "the red one");
+    "no, not the first one" -> ("no", "the first one"); no negation -> (text, "")."""
+    said, ruled_out = [], []
+    for clause in re.split(r"[,;.!?]", POLITE_NEGATION.sub(" ", text.lower())):
+        m = NEGATION.search(clause)
+        said.append(clause[:m.start()] if m else clause)
+        if m:
+            ruled_out.append(clause[m.end():])
+    return " ".join(" ".join(said).split()), " ".join(" ".join(ruled_out).split())
+
+
+def negated(text: str) -> bool:
+    """Does the text rule something out ("the cube that is not red", "don't put the duck...")?"""
+    return NEGATION.search(POLITE_NEGATION.sub(" ", text.lower())) is not None
+
+
 def is_cancel(text: str) -> bool:
     return has_phrase(text, CANCEL)
 
