@@ -1,6 +1,7 @@
-"""torchrun support: DDP (every rank holds the model) or FSDP (parameters, gradients and optimizer state sharded
-while training). Not yet for a model that does not fit one device: every rank builds the whole model before sharding
-it, and a resume broadcasts the whole checkpoint (docs/nlp.md, Session 24).
+"""torchrun support: DDP (every rank holds the model) or FSDP (parameters, gradients and optimizer state sharded,
+for models that do not fit one device). Under FSDP each rank builds and loads the whole model in host memory, and
+checkpoints travel between ranks through a gloo group: the device holds shards and one block at a time (docs/nlp.md,
+Session 24; not measured on a GPU here). A model must still fit each rank's host memory.
 
 Launch: `torchrun --nproc_per_node 8 -m koba_ros.cli lm train --config FILE`; multi-node: the same line on every
 node with --nnodes N --node_rank I --master_addr HOST --master_port PORT (docs/nlp.md has the exact lines; tested
@@ -38,6 +39,7 @@ class DistInfo:
     local_rank: int = 0
     node_rank: int = 0               # torchrun's GROUP_RANK: which node this process runs on
     enabled: bool = False
+    object_group: object = None      # a gloo group for Python objects (from_main): host memory, never the GPU
 
     @property
     def main(self) -> bool:
@@ -57,6 +59,9 @@ def init(device: str, timeout_s: float = 600.0) -> tuple[DistInfo, torch.device]
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_s))
+    # Under NCCL, broadcast_object_list stages the pickled object on each rank's GPU: a whole checkpoint (weights and
+    # both AdamW moments) would need the device memory FSDP is there to save. Objects go through gloo instead.
+    info.object_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return info, torch.device(device)
 
 
@@ -65,7 +70,7 @@ def from_main(obj, info: DistInfo):
     if not info.enabled:
         return obj
     box = [obj if info.main else None]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=info.object_group)
     return box[0]
 
 

@@ -546,7 +546,10 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     else:
         train_stream, val_stream = stream.split(config.val_fraction)
 
-    model = TransformerLM(config.model).to(device)
+    sharded = info.enabled and config.parallel == "fsdp"
+    # FSDP: built and loaded in host memory; fully_shard moves each block to the device as it shards it, so the
+    # device never holds the whole model (torch's _move_states_to_device), only its shard and one block at a time.
+    model = TransformerLM(config.model) if sharded else TransformerLM(config.model).to(device)
     model.checkpoint_blocks = config.activation_checkpointing
     checkpoint_dir = out / "checkpoint"
     start = starting_weights(model, config, info, checkpoint_dir)
@@ -557,6 +560,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
         optimizer = make_optimizer(model, config, device, flat_master=True)
     wrapped = distributed.wrap(model, info, config.parallel, compute_dtype=torch.bfloat16 if master else None)
+    if sharded:
+        model.to(device)  # shards only; already there when the mesh's device is this one (fully_shard moved them)
     if not flat_master:
         optimizer = make_optimizer(model, config, device)  # after wrapping: FSDP replaces the parameters with shards
     if optim_state is not None:
