@@ -154,3 +154,43 @@ def test_an_instruction_naming_two_objects_is_asked_one_at_a_time():
                  "do us a favour and chuck the duck into the top left box", "collect the box and deposit it in the "
                  "top right box"):
         assert not names_two_objects(text), text
+
+
+def test_yes_with_where_it_goes_is_a_yes_and_a_destination():
+    """A second review: "yes, put it in the top right box" read the box as where the object is and moved another
+    object. A box with no word about an object, after a yes, is where it goes."""
+    g = TableGrounder({"the red cube to the top right box": ([0.5, 0.45, 0.05, 0, 0, 0], TR)}, 5, NOUNS)
+    for answer, box in (("yes, put it in the top right box", "top_right"), ("yes, in the top left box please",
+                                                                           "top_left"),
+                        ("yes, the bottom left box", "bottom_left")):
+        d = Dialogue(g, scene())
+        d.start("the red cube to the top right box")
+        d.answer("no")                                      # "Do you mean the red cube in the bottom right box?"
+        r = d.answer(answer)
+        assert (r.status, r.target, r.destination) == ("done", 2, box), (answer, r)
+
+
+def test_a_negation_that_names_no_object_is_left_out_not_asked_about():
+    """A second review: "don't drop it", "not the top left one" and "that's not a problem" made the robot ask which
+    object to move, every time (a loop to max_turns for a person who repeats the sentence)."""
+    duck = ([0.0, 0.0, 0.97, 0.03], TR)
+    table = {text: duck for text in ("put the duck in the top right box", "put the duck in the top right box don't "
+                                     "drop it", "put the duck in the top right box", "the duck is put it in the top "
+                                     "right box")}
+    polite = ("don't worry, put the duck in the top right box", "please don't forget to put the duck in the top "
+              "right box")   # read whole: only the negation detector leaves the polite phrase out
+    g = TableGrounder({**table, "put the duck in the top right box that's": duck, **{t: duck for t in polite}}, 3,
+                      S1_NOUNS)
+    for text in ("put the duck in the top right box, not the top left one", "don't worry, put the duck in the top "
+                 "right box", "please don't forget to put the duck in the top right box",
+                 "the duck isn't in the right place, put it in the top right box",
+                 "put the duck in the top right box; that's not a problem"):
+        r = Dialogue(g, scene(S1)).start(text)
+        assert (r.status, r.target, r.destination) == ("done", 2, "top_right"), (text, r)
+
+
+def test_a_coloured_box_beside_a_box_name_is_a_cube():
+    """"the red box top left" names a cube (a box is a cube in the catalog) even beside a box name; "the top right
+    box" does not."""
+    assert said_kinds("put the red box top left") == said_kinds("the red cube")
+    assert said_kinds("the top right box") == set()

@@ -68,7 +68,7 @@ def test_two_gloo_ranks_match_single_process_accumulation(tmp_path, parallel, lo
     single["model"]["dropout"] = dropout
     single = train(TrainConfig.from_dict(single))
     path = tmp_path / f"{parallel}.yaml"
-    # accum 2: each rank accumulates two micro-batches, FSDP reducing only after the second (no_sync)
+    # accum 2: each rank accumulates two micro-batches (FSDP reduce-scatters each, DDP all-reduces the second)
     distributed = config(tmp_path, parallel, parallel=parallel, activation_checkpointing=recompute, grad_accum=accum)
     distributed["model"].update(loss_chunk=loss_chunk, dropout=dropout)
     path.write_text(yaml.safe_dump(distributed))
@@ -477,9 +477,10 @@ def test_other_node_failures_end_in_a_clear_error(tmp_path, victim, sig):
     assert f"(node {survivor}) lost contact with the other ranks" in err, err[-2000:]
 
 
-def test_fsdp2_skips_the_reduction_on_all_but_the_last_micro_batch():
-    """FSDP2 modules have no no_sync: the switch is set_requires_gradient_sync, read in backward (before session 24
-    every micro-batch's gradients were reduce-scattered). DDP's no_sync context is used as before."""
+def test_fsdp2_reduces_every_micro_batch_and_ddp_only_the_last():
+    """DDP's no_sync context skips the all-reduce until the last micro-batch. FSDP2 is left reducing every
+    micro-batch: its switch (set_requires_gradient_sync(False)) would keep each parameter's full fp32 gradient on every
+    device until then (a review in session 24 found that a first version of this session turned it on)."""
     from koba_ros.nlp import distributed
 
     class FSDP2Like(torch.nn.Module):
@@ -494,7 +495,7 @@ def test_fsdp2_skips_the_reduction_on_all_but_the_last_micro_batch():
     for a in range(3):
         with distributed.no_sync(fsdp, a == 2):
             pass
-    assert fsdp.calls == [False, False, True]
+    assert fsdp.calls == []
 
     class DDPLike(torch.nn.Module):
         entered = 0

@@ -119,10 +119,13 @@ class Dialogue:
         self._named_any: set[str] = set()   # the entries the instruction names, any colour (for the crop CNN)
         self._crop_probs: dict[int, np.ndarray] = {}  # p(entry | crop) of each object the veto has read
         self.ruled_out: set[int] = set()    # objects an answer ruled out ("not the red one")
+        self.reading: str | None = None     # the instruction without a negated part that names no object
 
     @property
     def instruction(self) -> str:
         """The instruction as cleaned at its turn (the first entry of the history, or the one a restart began)."""
+        if self.reading is not None:
+            return self.reading
         return self.history[self.started_at]["text"] if len(self.history) > self.started_at else ""
 
     # --- turns ---------------------------------------------------------------------------------
@@ -140,10 +143,14 @@ class Dialogue:
         if not self.objects:
             return self._end("rejected", "I don't see any objects, so I won't move anything.")
         # The model reads "the cube that is not red" as the red cube, and keeps one of two objects named: ask for
-        # the one object to move, in words that say which it is.
-        if lexicon.negated(text):
-            self.why = "negation"
-            return self._ask_instruction("Please tell me which object to move, not which one to leave.")
+        # the one object to move, in words that say which it is. A negated part that names no object ("..., not the
+        # top left one", "don't drop it") is only left out of what is read.
+        said, ruled_out = lexicon.split_negation(text)
+        if ruled_out:
+            if _colour_word(ruled_out) or said_kinds(ruled_out) or not any(c.isalpha() for c in said):
+                self.why = "negation"
+                return self._ask_instruction("Please tell me which object to move, not which one to leave.")
+            text = self.reading = said
         if names_two_objects(text):
             self.why = "two objects"
             return self._ask_instruction("One thing at a time, please: which object should I move first?")
@@ -238,6 +245,12 @@ class Dialogue:
                 if not lexicon.negated(rest) and (not self._describes(rest) or self._fits(rest, self.candidates[0])):
                     self.target = self.candidates[0]
                     return self._next()
+                box = lexicon.parse_box(rest)
+                if box is not None and not lexicon.negated(rest) and not self._names_an_object(rest):
+                    # "yes, put it in the top right box": a box and no word about an object is where it goes
+                    self.target, self.destination, self.box_unsure = self.candidates[0], box, False
+                    self.box_read = True    # said now, it wins over the instruction's box words
+                    return self._next()
                 text = rest     # "yes, the duck", asked about a cube: the rest is the answer
         if self.pending in ("target", "confirm"):
             said, ruled_out = lexicon.split_negation(text)
@@ -300,6 +313,13 @@ class Dialogue:
             x = self._centre_x
             cands = [min(cands, key=x) if side == "left" else max(cands, key=x)]
         return [c for c in cands if self._fits_words(text, c, colour, True)]
+
+    @staticmethod
+    def _names_an_object(text: str) -> bool:
+        """Does the text say anything about an object, beyond a box ("the one ...", a colour, a kind, a side)?"""
+        words = lexicon.without_boxes(text)
+        rest = " ".join(words)
+        return bool({"one", "ones"} & set(words) or _colour_word(rest) or said_kinds(text) or lexicon.side(rest))
 
     def _fits(self, text: str, i: int) -> bool:
         """Could what the text says (its box, colour and kind) be object i? ("yes, the one in the top left box",
@@ -784,8 +804,9 @@ def _kind_mentions(text: str) -> tuple[list[tuple[int, set[str]]], list[str], li
                 after, before = tokens[i + n:i + n + 1], [t for t in tokens[max(0, i - 2):i] if t != "the"]
                 other_sense = len(phrase) == 1 and phrase[0] in NOUN_ONLY_AFTER and \
                     tokens[i - 1:i] not in [[w] for w in NOUN_ONLY_AFTER[phrase[0]]]
-                container = phrase == ("box",) and (kept[i][0] in beside or tokens[i - 1:i] == ["the"] and
-                                                    bool({*before[-1:], *after} & PLACE_PREPOSITIONS))
+                coloured = bool(tokens[i - 1:i]) and tokens[i - 1] in lexicon.PALETTE   # "the red box top left": a cube
+                placed = tokens[i - 1:i] == ["the"] and bool({*before[-1:], *after} & PLACE_PREPOSITIONS)
+                container = phrase == ("box",) and not coloured and (kept[i][0] in beside or placed)
                 # A landmark ("to the left of the duck", "on the duck's left") names another object.
                 landmark = before[-1:] == ["of"] or after == ["s"]
                 if not (other_sense or container or landmark):

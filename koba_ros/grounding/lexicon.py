@@ -132,7 +132,7 @@ def ordinal(text: str) -> int | None:
 # mind" and "can't you / won't you" are polite, not negations.
 NEGATION = re.compile(r"(?:\b(?:not|never|except|excluding|other than|apart from|rather than|instead of)\b|n['’]t\b|"
                       r"\b(?:dont|doesnt|didnt|isnt|arent|cant|wont|shouldnt|wouldnt|couldnt)\b)(?! you\b)")
-POLITE_NEGATION = re.compile(r"\b(?:if you )?(?:don['’]?t|do not) mind\b")
+POLITE_NEGATION = re.compile(r"\b(?:if you )?(?:don['’]?t|do not) (?:mind|forget(?: to)?|worry)\b")
 
 
 def split_negation(text: str) -> tuple[str, str]:

@@ -161,13 +161,10 @@ def wrap(model: torch.nn.Module, info: DistInfo, mode: str, compute_dtype: torch
 
 
 def no_sync(wrapped: torch.nn.Module, last_micro: bool):
-    """Skip the gradient reduction on all but the last micro-batch of an accumulation: DDP's all-reduce through its
-    no_sync context (read by the forward it wraps), FSDP2's reduce-scatter through set_requires_gradient_sync (read
-    in backward, so it is set here and left set; the last micro-batch sets it back). FSDP2 has no no_sync: before
-    session 24 its gradients were reduced on every micro-batch (correct, grad_accum times the communication)."""
-    if hasattr(wrapped, "set_requires_gradient_sync"):
-        wrapped.set_requires_gradient_sync(last_micro)
-        return contextlib.nullcontext()
+    """Skip DDP's gradient all-reduce on all but the last micro-batch of an accumulation (its no_sync context, read
+    by the forward it wraps). FSDP2 reduce-scatters every micro-batch on purpose: skipping it
+    (set_requires_gradient_sync(False)) would keep every parameter's full fp32 gradient on each device until the last
+    micro-batch, the memory FSDP is there to save; it costs grad_accum times the communication."""
     if last_micro or not hasattr(wrapped, "no_sync"):
         return contextlib.nullcontext()
     return wrapped.no_sync()
