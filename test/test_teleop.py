@@ -151,3 +151,20 @@ def test_the_planner_refuses_unknown_or_impossible_arm_states_and_a_signed_dista
     with pytest.raises(KobaError, match="distance"):
         parse_command("move up -5 cm")  # "up -5" is not "up 5"
     assert parse_command("move up twenty-five centimeters").distance == pytest.approx(0.25)
+
+
+def test_a_reply_waits_for_the_motion_and_stands_only_while_its_motion_does():
+    from koba_ros.teleop.motions import GRIPPER_MOTION_S, REPLY_MARGIN_S, MotionLog
+
+    log = MotionLog()
+    assert log.wait(0.0) == 0.0 and log.current(None)
+    jog = log.send(10.0, arm_s=2.0)
+    assert log.wait(10.0) == pytest.approx(2.0 + REPLY_MARGIN_S) and log.current(jog)
+    grip = log.send(10.5, gripper=True)                        # a gripper command does not replace the jog
+    assert log.current(jog) and log.current(grip) and log.wait(10.5) == pytest.approx(1.5 + REPLY_MARGIN_S)
+    assert log.wait(10.5) >= GRIPPER_MOTION_S
+    log.stop(11.0)                                             # a stop replaces the jog and ends the wait
+    assert not log.current(jog) and log.current(grip) and log.wait(11.0) == 0.0
+    later = log.send(12.0, arm_s=1.0)
+    log.send(12.5, arm_s=1.0)                                  # a later jog replaces it too
+    assert not log.current(later)

@@ -7,7 +7,6 @@ base_link is a parameter (default: the simulated cell's overhead camera). Says s
 import threading
 import time
 
-import numpy as np
 from koba_interfaces.msg import DetectedObjectArray
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
@@ -15,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
-from koba_ros.perception.messages import msg_to_depth, msg_to_K, msg_to_rgb, objects_to_msg
+from koba_ros.perception.messages import camera_pose_from_values, msg_to_depth, msg_to_K, msg_to_rgb, objects_to_msg
 from koba_ros.perception.segmenter import perceive
 from koba_ros.sim.layout import camera_pose
 
@@ -39,16 +38,7 @@ class PerceptionNode(LifecycleNode):
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
-            self.camera_pose = np.array(self.pose_values, dtype=np.float64).reshape(4, 4)
-            if not np.allclose(self.camera_pose[3], (0, 0, 0, 1)):
-                raise KobaError("camera_pose's last row must be 0 0 0 1")
-            rotation = self.camera_pose[:3, :3]
-            # NaN, or a rotation that is none (a typo in one of 16 numbers), placed every object nowhere, silently.
-            # 1e-2: a matrix copied at 3 decimals (as tf2_echo prints it) passes.
-            if not (np.isfinite(self.camera_pose).all() and np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-2)
-                    and np.isclose(np.linalg.det(rotation), 1.0, atol=1e-2)):
-                raise KobaError("camera_pose must be finite with a rotation (orthonormal, determinant 1) in its "
-                                "upper left 3x3")
+            self.camera_pose = camera_pose_from_values(self.pose_values)
             qos = sensor_qos(self.reliability)
             require_positive(max_rate=self.max_rate, stamp_tolerance=self.stamp_tolerance,
                              depth_scale=self.depth_scale)

@@ -27,9 +27,7 @@ from koba_ros.picking.kinematics import ARM_JOINTS
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
 from koba_ros.teleop.commands import Stop, is_stop, parse_command
 from koba_ros.teleop.jog import STOP_REPLY, JogPlanner
-
-GRIPPER_MOTION_S = 0.5   # about what the gripper takes to open or close
-REPLY_MARGIN_S = 0.3     # the controller ends a little after the plan's last point
+from koba_ros.teleop.motions import MotionLog
 
 
 class TeleopNode(Node):
@@ -44,10 +42,7 @@ class TeleopNode(Node):
         self.planner = JogPlanner()
         self.joints = None
         self.joints_at = 0.0         # time.monotonic() of the last good /joint_states
-        # What was sent to the arm and the gripper (a reply is said only if its motion was not replaced or stopped),
-        # and when the last motion ends: the robot says nothing before, so a spoken stop can be heard.
-        self.arm_moves = self.gripper_moves = 0
-        self.motion_end = 0.0
+        self.motions = MotionLog()   # guarded by generation_lock
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
@@ -94,8 +89,7 @@ class TeleopNode(Node):
         if isinstance(command, Stop):
             with self.generation_lock:  # after any jog whose generation check passed has been published
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
-                self.arm_moves += 1
-                self.motion_end = time.monotonic()
+                self.motions.stop(time.monotonic())
             return self.reply(STOP_REPLY)
         if self.joints is None:
             return self.say_when_still("I do not know where my arm is yet.")
@@ -112,33 +106,27 @@ class TeleopNode(Node):
             with self.generation_lock:
                 if generation != self.generation:
                     return None   # a newer command (a stop) arrived while planning
-                now = time.monotonic()
                 if message is not None:
                     self.traj_pub.publish(message)
-                    self.arm_moves += 1
-                    self.motion_end = max(self.motion_end, now + plan.trajectory.times[-1] + REPLY_MARGIN_S)
                 if plan.gripper_width is not None:
                     self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
-                    self.gripper_moves += 1
-                    self.motion_end = max(self.motion_end, now + GRIPPER_MOTION_S + REPLY_MARGIN_S)
-                # Its reply stands while no later trajectory (another jog, a stop) replaced this one.
-                moves = (self.arm_moves, "arm") if message is not None else (self.gripper_moves, "gripper")
-        self.say_when_still(plan.reply, moves)
+                token = self.motions.send(time.monotonic(), plan.trajectory.times[-1] if message is not None else None,
+                                          gripper=plan.gripper_width is not None)
+        self.say_when_still(plan.reply, token)
 
-    def say_when_still(self, text: str, moves: tuple[int, str] | None = None) -> None:
-        """Say `text` once the last motion sent is over (at once if none runs); with `moves`, only if that arm or
-        gripper motion was not replaced or stopped meanwhile. While the robot talks the microphone hears nothing
-        but an early "stop", and a stop said over the robot's own voice is not heard at all (0 of 9 clips,
-        bench/robot_voice_false_stops.py): a reply spoken with the motion covered all of a jog."""
+    def say_when_still(self, text: str, token: tuple[str, int] | None = None) -> None:
+        """Say `text` once the last motion sent is over (at once if none runs); with `token`, only if that motion
+        was not replaced or stopped meanwhile (teleop/motions.py says why)."""
         def fire(timer=None):
             if timer is not None:
                 self.destroy_timer(timer)   # once
             with self.generation_lock:
-                current = moves is None or moves[0] == (self.arm_moves if moves[1] == "arm" else self.gripper_moves)
+                current = self.motions.current(token)
             if current:
                 self.reply(text)
 
-        delay_s = self.motion_end - time.monotonic()
+        with self.generation_lock:
+            delay_s = self.motions.wait(time.monotonic())
         if delay_s <= 0:
             return fire()
         timer = self.create_timer(delay_s, lambda: fire(timer))

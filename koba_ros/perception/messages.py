@@ -159,3 +159,21 @@ def msg_to_objects(msg: DetectedObjectArray) -> list[PerceivedObject]:
             features=np.array(d.embedding, dtype=np.float32), score=score, yaw=yaw, width=width,
             crop=bytes_to_crop(d.crop)))
     return objects
+
+
+def camera_pose_from_values(values) -> np.ndarray:
+    """A camera pose parameter (16 numbers, row-major) as a 4x4 matrix, or a one-line KobaError. A NaN, or a rotation
+    that is none (a typo in one of the 16 numbers), used to place every object nowhere, silently; 1e-2: a matrix
+    copied at 3 decimals (as tf2_echo prints it) passes."""
+    try:
+        pose = np.array(values, dtype=np.float64).reshape(4, 4)
+    except ValueError:
+        raise KobaError(f"camera_pose must be 16 numbers (4x4, row-major), got {len(values)}") from None
+    if not np.allclose(pose[3], (0, 0, 0, 1)):
+        raise KobaError("camera_pose's last row must be 0 0 0 1")
+    rotation = pose[:3, :3]
+    if not (np.isfinite(pose).all() and np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-2)
+            and np.isclose(np.linalg.det(rotation), 1.0, atol=1e-2)):
+        raise KobaError("camera_pose must be finite with a rotation (orthonormal, determinant 1) in its upper left 3x3")
+    return pose
+

@@ -1,0 +1,38 @@
+"""What teleop has sent to the arm and the gripper, and when the last of it ends: the robot says nothing before
+then (while it talks the microphone hears nothing but an early "stop", and a stop said over its voice is not heard
+at all: bench/robot_voice_false_stops.py), and a reply stands only while its motion was not replaced or stopped."""
+from __future__ import annotations
+
+GRIPPER_MOTION_S = 0.5   # about what the gripper takes to open or close
+REPLY_MARGIN_S = 0.3     # the controller ends a little after the plan's last point
+
+
+class MotionLog:
+    def __init__(self):
+        self.sent = {"arm": 0, "gripper": 0}   # motions sent to each, a stop included
+        self.end = 0.0                         # clock time the last motion sent ends
+
+    def send(self, now: float, arm_s: float | None = None, gripper: bool = False) -> tuple[str, int]:
+        """Record an arm trajectory of `arm_s` seconds and/or a gripper command sent at `now`; returns the token of
+        the motion a reply is about (the arm's when it moved)."""
+        if gripper:
+            self.sent["gripper"] += 1
+            self.end = max(self.end, now + GRIPPER_MOTION_S + REPLY_MARGIN_S)
+        if arm_s is not None:
+            self.sent["arm"] += 1
+            self.end = max(self.end, now + arm_s + REPLY_MARGIN_S)
+        part = "arm" if arm_s is not None else "gripper"
+        return part, self.sent[part]
+
+    def stop(self, now: float) -> None:
+        """An empty trajectory was sent: the arm holds from now on, and what it was doing is replaced."""
+        self.sent["arm"] += 1
+        self.end = now
+
+    def current(self, token: tuple[str, int] | None) -> bool:
+        """Does the motion a reply is about still stand (None: a reply about no motion always does)?"""
+        return token is None or self.sent[token[0]] == token[1]
+
+    def wait(self, now: float) -> float:
+        """Seconds until the last motion sent is over (0 if none runs)."""
+        return max(0.0, self.end - now)
