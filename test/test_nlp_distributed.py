@@ -239,6 +239,36 @@ def test_fsdp_bf16_master_trains_like_the_flat_master_and_resumes_either_way(tmp
     assert abs(ranks[0]["loss"] - single["loss"]) < 5e-3 and len(losses(tmp_path / "flat")) == 6
 
 
+@pytest.mark.slow
+def test_fsdp_builds_the_model_on_rank0_alone_and_resumes_with_rope_and_alone_buffers(tmp_path):
+    """Under FSDP only rank 0 builds and loads the whole model; rank 1 builds it on the meta device and receives its
+    shards, its persistent buffers (ALONE's codebooks) and the buffers the state dict leaves out (RoPE's
+    frequencies: left uninitialised by to_empty, they would skew rank 1's forward silently). A run from a source
+    model (init_from) stops at step 2 and resumes (the optimizer state too comes from rank 0 alone), and ends where
+    one process accumulating the same two micro-batches does."""
+    model = dict(d_model=32, n_layers=2, n_heads=2, max_len=32, positions="rope", embedding="alone")
+    run = dict(model=model, steps=4, ckpt_every=2, eval_every=2)
+    train(TrainConfig.from_dict(config(tmp_path, "source", **run)))
+    run["init_from"] = str(tmp_path / "source")
+    single = train(TrainConfig.from_dict(config(tmp_path, "single", grad_accum=2, **run)))
+    first = torchrun_train(tmp_path / "fsdp.yaml", config(tmp_path, "fsdp", parallel="fsdp", **{**run, "steps": 2}))
+    assert [r["built_on"] for r in first] == ["cpu", "meta"]
+    ranks = torchrun_train(tmp_path / "fsdp.yaml", config(tmp_path, "fsdp", parallel="fsdp", **run))
+    assert [r["steps"] for r in ranks] == [4, 4] and abs(ranks[0]["loss"] - single["loss"]) < 1e-3
+    assert losses(tmp_path / "single")[-1] < losses(tmp_path / "single")[0] - 0.1  # it trains
+    a, _, _ = load_checkpoint(tmp_path / "single" / "checkpoint")
+    b, _, _ = load_checkpoint(tmp_path / "fsdp" / "checkpoint")
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 5e-5
+    assert "positions.inv_freq" not in a  # the RoPE buffer travels apart from the state dict
+    # an optimizer state only rank 0 reads and refuses: both ranks stop with its error, neither waits for the other
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config(tmp_path, "fsdp", parallel="fsdp",
+                                                             **{**run, "steps": 6, "precision": "bf16_master"})))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "koba_ros.cli", "lm", "train", "--config", str(tmp_path / "bad.yaml"), "--json"],
+                          capture_output=True, text=True, timeout=240, env=ENV)
+    assert proc.returncode != 0 and proc.stderr.count("saved with precision other than bf16_master") == 2, proc.stderr
+
+
 FP16_OVERFLOW_SCRIPT = r"""
 import os, sys, yaml
 from koba_ros.nlp import trainer

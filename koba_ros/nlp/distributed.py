@@ -1,7 +1,8 @@
 """torchrun support: DDP (every rank holds the model) or FSDP (parameters, gradients and optimizer state sharded,
-for models that do not fit one device). Under FSDP each rank builds and loads the whole model in host memory, and
-checkpoints travel between ranks through a gloo group: the device holds shards and one block at a time (docs/nlp.md,
-Session 24; not measured on a GPU here). A model must still fit each rank's host memory.
+for models that do not fit one device). Under FSDP only rank 0 builds and loads the whole model, in host memory; the
+other ranks build it on the meta device (no memory), and after sharding each receives its shards from rank 0
+(`materialize`), as it receives a resumed optimizer state. The devices hold shards and one block at a time, and one
+host holds the whole model once, not once per rank (docs/nlp.md, Session 25; GPU memory not measured here).
 
 Launch: `torchrun --nproc_per_node 8 -m koba_ros.cli lm train --config FILE`; multi-node: the same line on every
 node with --nnodes N --node_rank I --master_addr HOST --master_port PORT (docs/nlp.md has the exact lines; tested
@@ -26,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    set_model_state_dict,
     set_optimizer_state_dict,
 )
 
@@ -180,9 +182,37 @@ def full_state(model, optimizer, info: DistInfo) -> tuple[dict, dict]:
     return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
 
 
-def load_optimizer_state(model, optimizer, optim_state: dict) -> None:
-    """Full (unsharded) optimizer state from a checkpoint into a plain, DDP or FSDP-sharded model's optimizer."""
-    set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
+def load_optimizer_state(model, optimizer, optim_state: dict, from_rank0: bool = False) -> None:
+    """Full (unsharded) optimizer state from a checkpoint into a plain, DDP or FSDP-sharded model's optimizer.
+    `from_rank0` (FSDP): only rank 0 has the state (the others pass {}); each rank receives its shards from it."""
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=from_rank0)
+    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+
+
+def build_on_rank0(build, info: DistInfo) -> torch.nn.Module:
+    """`build()` in host memory on rank 0, on the meta device elsewhere: under FSDP only rank 0 ever holds the whole
+    model; the others get their shards from it in `materialize`. (Initialisation on the meta device draws nothing
+    from the random generator; the training loop seeds every micro-batch itself, so the ranks stay in step.)"""
+    if info.main:
+        return build()
+    with torch.device("meta"):
+        return build()
+
+
+def materialize(model: torch.nn.Module, rank0_state: dict, info: DistInfo, device: torch.device) -> None:
+    """After fully_shard: give the ranks built on the meta device real memory and fill every rank's shards from
+    rank 0's full state (`rank0_state`, its model.state_dict() before sharding; {} elsewhere), one tensor at a time,
+    so no other rank holds the whole model. Buffers left out of the state dict (RoPE's frequencies) are copied from
+    rank 0 too: to_empty leaves them uninitialised, and a model computing with such buffers runs without error."""
+    if not info.main:
+        model.to_empty(device=device)
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, rank0_state if info.main else {}, options=options)
+    extra = ({name: b.detach().cpu() for name, b in model.named_buffers() if name not in rank0_state}
+             if info.main else None)
+    for name, value in from_main(extra, info).items():
+        with torch.no_grad():
+            model.get_buffer(name).copy_(value)
 
 
 def mean(value: float, info: DistInfo, device) -> float:

@@ -230,16 +230,23 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device, flat_mas
     return torch.optim.AdamW(groups, lr=config.lr, betas=betas, fused=fused)
 
 
-def restore_optimizer(optimizer, model, optim_state: dict, meta: dict, config: TrainConfig) -> None:
+def restore_optimizer(optimizer, model, optim_state: dict, meta: dict, config: TrainConfig,
+                      sharded_info: distributed.DistInfo | None = None) -> None:
     """Load a checkpoint's optimizer state. bf16_master states convert between the flat layout (one process or DDP)
-    and torch's per-parameter one (FSDP), so either resumes the other; a switch to or from bf16_master is refused."""
-    saved_master = MasterWeightAdamW.owns(optim_state) or (meta.get("config") or {}).get("precision") == "bf16_master"
-    if saved_master != (config.precision == "bf16_master"):
-        raise KobaError("checkpoint: its optimizer state was saved with precision "
-                        f"{'bf16_master' if saved_master else 'other than bf16_master'}; resume with the same "
-                        "precision (or start a new out folder)")
-    layout = [(name, p.shape) for group in named_groups(model) for name, p in group]
+    and torch's per-parameter one (FSDP), so either resumes the other; a switch to or from bf16_master is refused.
+    Under FSDP (`sharded_info`) only rank 0 holds the state: it checks and converts it, and every rank receives its
+    shards from it (or rank 0's error)."""
+    if sharded_info is not None:
+        info = sharded_info
+        checked = _or_error(_per_parameter_state, optimizer, model, optim_state, meta, config) if info.main else None
+        error = distributed.from_main(checked if isinstance(checked, KobaError) else None, info)
+        if error is not None:
+            raise error
+        distributed.load_optimizer_state(model, optimizer, checked if info.main else {}, from_rank0=True)
+        return
     if isinstance(optimizer, MasterWeightAdamW):
+        _check_same_precision(optim_state, meta, config)
+        layout = [(name, p.shape) for group in named_groups(model) for name, p in group]
         if not MasterWeightAdamW.owns(optim_state):  # written under FSDP
             optim_state = param_state_to_flat(optim_state.get("state", {}), layout, optimizer.master)
         flat = optim_state.get("state", {}).get("flat", {})
@@ -250,13 +257,29 @@ def restore_optimizer(optimizer, model, optim_state: dict, meta: dict, config: T
                             f"this model's {tuple(getattr(optimizer, wrong[0]).shape)} (damaged or foreign)")
         optimizer.load_state_dict(optim_state)
         return
+    distributed.load_optimizer_state(model, optimizer, _per_parameter_state(optimizer, model, optim_state, meta,
+                                                                            config))
+
+
+def _check_same_precision(optim_state: dict, meta: dict, config: TrainConfig) -> None:
+    saved_master = MasterWeightAdamW.owns(optim_state) or (meta.get("config") or {}).get("precision") == "bf16_master"
+    if saved_master != (config.precision == "bf16_master"):
+        raise KobaError("checkpoint: its optimizer state was saved with precision "
+                        f"{'bf16_master' if saved_master else 'other than bf16_master'}; resume with the same "
+                        "precision (or start a new out folder)")
+
+
+def _per_parameter_state(optimizer, model, optim_state: dict, meta: dict, config: TrainConfig) -> dict:
+    """A checkpoint's optimizer state in torch's per-parameter layout, checked against this run's AdamW."""
+    _check_same_precision(optim_state, meta, config)
     if MasterWeightAdamW.owns(optim_state):  # written without FSDP, resumed under it
+        layout = [(name, p.shape) for group in named_groups(model) for name, p in group]
         names = [[name for name, _ in group] for group in named_groups(model)]
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": n}
                   for g, n in zip(optimizer.param_groups, names, strict=True)]
         optim_state = {"state": flat_to_param_state(optim_state, layout), "param_groups": groups}
     check_optimizer_state(optim_state, model)
-    distributed.load_optimizer_state(model, optimizer, optim_state)
+    return optim_state
 
 
 def check_optimizer_state(optim_state: dict, model) -> None:
@@ -383,11 +406,20 @@ def _from_main_or_raise(function, info, *args):
     return result
 
 
-def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path) -> Start:
+def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sharded: bool = False) -> Start:
     """Load into `model` what the run starts from: its own checkpoint (a resume), else init_from's weights, else the
     fresh init; under LoRA, init_from's weights as the frozen base (on a resume too: the checkpoint holds them merged
     with the adapters, and the digest recorded at the start checks that the source is unchanged), then the
-    adapters."""
+    adapters. `sharded` (FSDP, which refuses LoRA): rank 0 alone loads, into its host-memory model, and keeps the
+    optimizer state; the other ranks (their models on the meta device) get its Start, with {} for an optimizer state
+    they will receive in restore_optimizer."""
+    if sharded:
+        own = _or_error(starting_weights, model, config, distributed.DistInfo(), checkpoint_dir) if info.main else None
+        told = own._replace(optim_state={} if own.optim_state is not None else None) if isinstance(own, Start) else own
+        told = distributed.from_main(told, info)
+        if isinstance(told, KobaError):
+            raise told
+        return own if info.main else told
     checkpoint = _from_main_or_raise(read_checkpoint, info, model, checkpoint_dir) if config.resume else None
     step, optim_state, meta, adapters = 0, None, {}, None
     if checkpoint is not None:
@@ -547,25 +579,33 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         train_stream, val_stream = stream.split(config.val_fraction)
 
     sharded = info.enabled and config.parallel == "fsdp"
-    # FSDP: built and loaded in host memory; fully_shard moves each block to the device as it shards it, so the
-    # device never holds the whole model (torch's _move_states_to_device), only its shard and one block at a time.
-    model = TransformerLM(config.model) if sharded else TransformerLM(config.model).to(device)
+    # FSDP: rank 0 builds and loads the model in host memory, the others on the meta device; fully_shard moves each
+    # block to the device as it shards it (torch's _move_states_to_device), and materialize sends the other ranks
+    # their shards. No device holds the whole model, and only rank 0's host does.
+    if sharded:
+        model = distributed.build_on_rank0(lambda: TransformerLM(config.model), info)
+    else:
+        model = TransformerLM(config.model).to(device)
+    built_on = next(model.parameters()).device  # reported: "meta" on FSDP's ranks other than 0
     model.checkpoint_blocks = config.activation_checkpointing
     checkpoint_dir = out / "checkpoint"
-    start = starting_weights(model, config, info, checkpoint_dir)
+    start = starting_weights(model, config, info, checkpoint_dir, sharded)
     step, optim_state, meta = start.step, start.optim_state, start.meta
     check_resumed_config(config, meta, checkpoint_dir, tokenizer, info.main)
     master = config.precision == "bf16_master"
     flat_master = master and not (info.enabled and config.parallel == "fsdp")
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
         optimizer = make_optimizer(model, config, device, flat_master=True)
+    rank0_state = model.state_dict() if sharded and info.main else {}  # the whole model, before it is sharded
     wrapped = distributed.wrap(model, info, config.parallel, compute_dtype=torch.bfloat16 if master else None)
     if sharded:
-        model.to(device)  # shards only; already there when the mesh's device is this one (fully_shard moved them)
+        distributed.materialize(model, rank0_state, info, device)
+        del rank0_state
+        model.to(device)  # rank 0's buffers; its shards are there already (fully_shard moved them)
     if not flat_master:
         optimizer = make_optimizer(model, config, device)  # after wrapping: FSDP replaces the parameters with shards
     if optim_state is not None:
-        restore_optimizer(optimizer, model, optim_state, meta, config)
+        restore_optimizer(optimizer, model, optim_state, meta, config, info if sharded else None)
     forward = torch.compile(wrapped) if config.compile else wrapped
     # bf16_master keeps autocast too: buffers and the loss stay fp32, matmuls meet bf16 weights either way.
     compute_dtype = autocast_dtype(config.precision, device)
@@ -703,6 +743,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             "tokens": tokens, "world_size": info.world, "rank": info.rank,
             "local_rank": info.local_rank, "node_rank": info.node_rank,
             "parameter_digest": distributed.parameter_digest(model),
+            "built_on": str(built_on),  # under FSDP: rank 0 "cpu" (host memory), the others "meta"
             "tokens_per_s": round((step - first_step) * tokens_per_step / max(elapsed, 1e-9)),
             "parameters": model.num_parameters(), "device": str(device), "out": str(out),
             "trainable_parameters": start.trainable if start.trainable is not None else model.num_parameters(),
