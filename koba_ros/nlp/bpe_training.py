@@ -17,6 +17,7 @@ from pathlib import Path
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.data import iter_documents
+from koba_ros.nlp.prepared import text_inputs
 from koba_ros.nlp.tokenizer import build_tokenizer, whisper_gpt2_ranks
 
 EOS = "<|endoftext|>"
@@ -32,6 +33,7 @@ def train_bpe(data: str, vocab_size: int, out: str | Path, min_frequency: int = 
         raise KobaError(f"tokenizer: min_frequency must be >= 1, got {min_frequency}")
     if out.exists() and any(out.iterdir()):
         raise KobaError(f"tokenizer: {out} is not empty; give a new folder")
+    text_inputs(data, "tokenizer")  # a token file's ids are not text (as prepare refuses it)
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()  # the files stream through it one at a time (iter_documents): any corpus size

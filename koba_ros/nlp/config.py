@@ -252,11 +252,13 @@ class TransformerConfig:
             raise KobaError(f"config: pad_id {self.pad_id} outside the vocabulary of {self.vocab_size}")
         if not isinstance(self.loss_chunk, int) or isinstance(self.loss_chunk, bool) or self.loss_chunk < 0:
             raise KobaError(f"config: loss_chunk must be 0 (off) or a positive number of rows, got {self.loss_chunk!r}")
-        if self.shape_max_shift < 0:
-            raise KobaError("config: shape_max_shift must be >= 0")
+        # SHAPE's offsets: positions are float32 in the sinusoid, where whole numbers above 2**24 are no longer one
+        # apart (and torch.randint overflowed above 2**63).
+        if not 0 <= self.shape_max_shift <= 2**24:
+            raise KobaError(f"config: shape_max_shift must be from 0 to 2**24, got {self.shape_max_shift}")
         if self.shape_inference_shift is not None and (not isinstance(self.shape_inference_shift, int)
-                                                       or self.shape_inference_shift < 0):
-            raise KobaError(f"config: shape_inference_shift must be a non-negative integer or null, "
+                                                       or not 0 <= self.shape_inference_shift <= 2**24):
+            raise KobaError(f"config: shape_inference_shift must be an integer from 0 to 2**24 or null, "
                             f"got {self.shape_inference_shift!r}")
 
     def _validate_longrope(self) -> None:

@@ -11,6 +11,8 @@ import csv
 import shutil
 from pathlib import Path
 
+from koba_ros.errors import KobaError
+
 COLUMNS = ("step", "tokens", "lr", "loss", "grad_norm", "val_loss", "tokens_per_s", "loss_scale")
 SCALARS = {"loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm", "val_loss": "val/loss",
            "tokens_per_s": "speed/tokens_per_s", "loss_scale": "train/loss_scale"}
@@ -72,6 +74,15 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+def is_own_logdir(logdir: Path) -> bool:
+    """May write_tensorboard delete and rewrite `logdir`? Only if it is absent, or a folder holding nothing but
+    event files (what it writes): never a file, or a folder holding anything else."""
+    if not logdir.exists():
+        return True
+    return logdir.is_dir() and not logdir.is_symlink() and all(
+        p.is_file() and p.name.startswith("events.out.tfevents.") for p in logdir.iterdir())
+
+
 def write_tensorboard(csv_path: Path, logdir: Path) -> str:
     """Rewrite logdir's event files from metrics.csv (x = optimiser step). Returns logdir, or "" without the
     tensorboard package (bare GPU machines: the CSV and PNG still exist)."""
@@ -79,6 +90,8 @@ def write_tensorboard(csv_path: Path, logdir: Path) -> str:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return ""
+    if not is_own_logdir(logdir):
+        raise KobaError(f"{logdir} exists and is not a TensorBoard folder of this run's; move it away")
     shutil.rmtree(logdir, ignore_errors=True)
     with SummaryWriter(log_dir=str(logdir)) as writer:
         for row in read_rows(csv_path):

@@ -83,6 +83,8 @@ def is_collection(source: str) -> bool:
 def dataset_files(source: str) -> list[Path]:
     """The text files a dataset names: one file; a folder: every *.txt below it; a glob pattern such as
     'transcripts/**/*.md': every file it matches. Sorted, so every rank and every run reads them in one order."""
+    if not str(source).strip():  # Path("") is the current folder: every *.txt below it
+        raise KobaError("dataset name is empty; give a text file, a folder or a glob of them")
     path = Path(source)
     if path.is_file():
         return [path]
@@ -99,9 +101,36 @@ def dataset_files(source: str) -> list[Path]:
 
 
 def read_file(path: Path) -> str:
-    """A file's text with its line endings as they are (CRLF stays CRLF, as prepared.read_pieces reads it)."""
+    """A file's text with its line endings as they are (CRLF stays CRLF, as prepared.read_pieces reads it); refused
+    if it is not text (TextCheck)."""
     with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        return f.read()
+        text = f.read()
+    check = TextCheck(path)
+    check.add(text)
+    check.done()
+    return text
+
+
+class TextCheck:
+    """Refuses a dataset file that is not text, read whole or a block at a time (prepared.read_pieces): one that
+    holds a NUL byte (a binary, a token file under another name), or whose undecodable bytes (read as U+FFFD) are
+    more than 1% of its characters (another encoding, or not text at all)."""
+
+    UNDECODABLE_SHARE = 0.01
+
+    def __init__(self, path: Path):
+        self.path, self.chars, self.undecodable = path, 0, 0
+
+    def add(self, text: str) -> None:
+        if "\0" in text:
+            raise KobaError(f"dataset file {self.path} holds NUL bytes: not a text file (a binary or token file?)")
+        self.chars += len(text)
+        self.undecodable += text.count("\ufffd")
+
+    def done(self) -> None:
+        if self.undecodable > self.UNDECODABLE_SHARE * self.chars:
+            raise KobaError(f"dataset file {self.path} is not UTF-8 text ({self.undecodable} of its {self.chars} "
+                            "characters are undecodable bytes)")
 
 
 def documents_with_files(source: str):
@@ -223,8 +252,10 @@ class TokenStream:
 def micro_seed(seed: int, step: int, micro: int) -> int:
     """The seed of micro-batch `micro` of optimiser step `step`. Rank r of W with A accumulation steps takes micro
     indices a·W + r, so every draw seeded so (its windows, its dropout masks and SHAPE offsets) is the same for any
-    number of ranks, and DDP equals single-process accumulation."""
-    return seed * 1_000_003 + step * 7919 + micro
+    number of ranks, and DDP equals single-process accumulation. Taken modulo 2**64, the range torch's seeds wrap
+    in (manual_seed(-1) is manual_seed(2**64 - 1)): every seed it took before stays the same; a larger one (a run's
+    seed above about 1.8e13) overflowed it."""
+    return (seed * 1_000_003 + step * 7919 + micro) % 2**64
 
 
 def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:

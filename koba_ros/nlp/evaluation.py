@@ -163,8 +163,11 @@ def training_split(data: str, config: dict, split: str, per_document: bool) -> t
 
 def decoded_bytes(tokens: torch.Tensor, tokenizer) -> int:
     """UTF-8 bytes of the text a slice of the stream spells (the held-out part's bits-per-byte divisor). A character
-    cut in two at the split decodes as U+FFFD: off by at most a few bytes."""
-    return len(tokenizer.decode(tokens.tolist()).encode("utf-8"))
+    cut in two at the split decodes as U+FFFD: off by at most a few bytes. The end-of-text (and bos) ids that
+    separate documents are not text: gpt2 and bpe would decode each as the 13 bytes of "<|endoftext|>", where
+    text_tokens counts the texts' bytes alone (and the byte tokenizer none)."""
+    specials = {i for i in (getattr(tokenizer, "eos_id", None), getattr(tokenizer, "bos_id", None)) if i is not None}
+    return len(tokenizer.decode([i for i in tokens.tolist() if i not in specials]).encode("utf-8"))
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, stride: int = 0, batch_size: int = 8,

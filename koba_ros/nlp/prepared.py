@@ -27,6 +27,7 @@ import numpy as np
 from koba_ros.errors import KobaError
 from koba_ros.nlp.data import (
     BUILTIN,
+    TextCheck,
     TokenStream,
     dataset_files,
     document_separator,
@@ -57,9 +58,10 @@ def read_pieces(source: str | Path, chunk_bytes: int):
     path = Path(source)
     if not path.is_file():
         raise KobaError(f"dataset {source} not found")
-    carry = ""
+    carry, check = "", TextCheck(path)  # as data.read_file: a binary or another encoding is refused
     with path.open(encoding="utf-8", errors="replace", newline="") as f:
         while block := f.read(chunk_bytes):
+            check.add(block)
             text = carry + block
             cuts = [m.end() for m in CUT.finditer(text)]
             # keep the tail after the last cut: the next block may continue its line (or its whitespace run)
@@ -67,6 +69,7 @@ def read_pieces(source: str | Path, chunk_bytes: int):
             if end:
                 yield text[:end]
             carry = text[end:]
+    check.done()
     if carry:
         yield carry
 
@@ -84,33 +87,48 @@ def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk
     out = Path(out)
     if out.suffix != ".bin":
         raise KobaError(f"prepare: the output must be a .bin file, got {out}")
-    inputs = [] if source == BUILTIN else dataset_files(source)
-    if tokens := [p for p in inputs if is_token_file(str(p))]:
-        raise KobaError(f"prepare: {tokens[0]} is a token file (already prepared); give the text it was made from")
-    if clash := {out.resolve(), out.with_name(out.name + ".json").resolve()} & {p.resolve() for p in inputs}:
+    inputs = text_inputs(source, "prepare")
+    meta_path = out.with_name(out.name + ".json")
+    if clash := {out.resolve(), meta_path.resolve()} & {p.resolve() for p in inputs}:
         raise KobaError(f"prepare: --out {out} would overwrite the input file {clash.pop()}; give another path")
+    partial, meta_partial = out.with_name(out.name + ".partial"), meta_path.with_name(meta_path.name + ".partial")
+    if folder := next((p for p in (out, meta_path, partial, meta_partial) if p.is_dir()), None):  # before the work
+        raise KobaError(f"prepare: {folder} is a folder, where --out {out} writes a file; give another path")
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
-    partial = out.with_name(out.name + ".partial")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         count, max_id, text_bytes, files, has_text = _write_tokens(source, tokenizer, partial, dtype, chunk_bytes)
+        if not has_text:
+            raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
+        meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
+                "text_bytes": text_bytes, "source": recorded_source(source), "documents": files,
+                "tokenizer": tokenizer_spec, "vocab_size": tokenizer.vocab_size}
+        if getattr(tokenizer, "digest", None) is not None:
+            meta["tokenizer_digest"] = tokenizer.digest
+        meta_partial.write_text(json.dumps(meta, indent=1))
+        # The .bin appears whole or not at all, then its description; an older description never stands beside it
+        # (a .bin without one is refused by open_tokens in one line).
+        meta_path.unlink(missing_ok=True)
+        os.replace(partial, out)
+        os.replace(meta_partial, meta_path)
     except OSError as exc:
         partial.unlink(missing_ok=True)
+        meta_partial.unlink(missing_ok=True)
         raise KobaError(f"prepare: reading {source} or writing {out} failed: {exc.strerror or exc}") from None
     except BaseException:  # a bad source, Ctrl-C: no half-written file is left behind
         partial.unlink(missing_ok=True)
+        meta_partial.unlink(missing_ok=True)
         raise
-    if not has_text:
-        partial.unlink()
-        raise KobaError(f"prepare: {source} gave no tokens (is it empty?)")
-    meta = {"format": "koba_tokens/1", "dtype": np.dtype(dtype).name, "tokens": count, "max_id": max_id,
-            "text_bytes": text_bytes, "source": recorded_source(source), "documents": files,
-            "tokenizer": tokenizer_spec, "vocab_size": tokenizer.vocab_size}
-    if getattr(tokenizer, "digest", None) is not None:
-        meta["tokenizer_digest"] = tokenizer.digest
-    os.replace(partial, out)  # the .bin appears whole or not at all; then its description
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=1))
     return {**meta, "out": str(out)}
+
+
+def text_inputs(source: str, command: str) -> list[Path]:
+    """The files a dataset names (data.dataset_files; none for the built-in corpus), refused if one is a token file:
+    its ids would be read as text (`koba lm prepare` and `koba lm tokenizer` read text)."""
+    inputs = [] if source == BUILTIN else dataset_files(source)
+    if tokens := [p for p in inputs if is_token_file(str(p))]:
+        raise KobaError(f"{command}: {tokens[0]} is a token file (already prepared); give the text it was made from")
+    return inputs
 
 
 def recorded_source(source: str) -> str:

@@ -36,8 +36,8 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
     sampling; 1.0: all). The most likely token is always kept."""
     if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):  # -inf marks a banned id: fine
         raise KobaError("the model's next-token scores are NaN or infinite: its weights are broken")
-    if temperature == 0:
-        return int(logits.argmax())
+    if temperature == 0 or logits.new_tensor(temperature) == 0:  # one too small for the logits' dtype (1e-46 in
+        return int(logits.argmax())  # float32) would divide 0 by 0 below; it picks the most likely token anyway
     # Shifted first (softmax is unchanged): values <= 0, the largest 0, so a tiny temperature gives -inf, never inf.
     logits = (logits - logits.max()) / temperature
     if top_k:

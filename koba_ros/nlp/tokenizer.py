@@ -63,12 +63,13 @@ class BPETokenizer:
         self.vocab_size = self._tok.get_vocab_size()
         self.digest = file_digest(vocab_path, merges_path)
         self.eos_id = self._tok.token_to_id("<|endoftext|>")
-        self.pad_id = self.eos_id if self.eos_id is not None else 0
-        self.bos_id = self.pad_id
+        # pad and bos are eos, as GPT-2's; None without one (not id 0, a real token that `sample` would then ban)
+        self.pad_id = self.bos_id = self.eos_id
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         ids = self._tok.encode(text).ids
-        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos and self.eos_id is not None else [])
+        start = [self.bos_id] if bos and self.bos_id is not None else []
+        return start + ids + ([self.eos_id] if eos and self.eos_id is not None else [])
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids])
@@ -134,6 +135,15 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
                 ranks[base64.b64decode(token, validate=True)] = int(rank)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise KobaError(f"tokenizer: {path} is not a .tiktoken ranks file ({str(exc)[:80]})") from exc
+    # tiktoken needs ranks 0..n-1, each once: a duplicate panics in Rust (a BaseException), a negative one overflows,
+    # and one past the end is accepted and gives ids the model has no row for (or the end-of-text id's).
+    seen: set[int] = set()
+    for rank in ranks.values():
+        if not 0 <= rank < len(ranks) or rank in seen:
+            what = "given twice" if rank in seen else "out of range"
+            raise KobaError(f"tokenizer: {path}: rank {rank} is {what}; the ranks of its {len(ranks)} tokens must be "
+                            f"0..{len(ranks) - 1}, each once")
+        seen.add(rank)
     return ranks
 
 

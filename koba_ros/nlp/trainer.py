@@ -30,7 +30,7 @@ from koba_ros.nlp.checkpoint import (
     save_checkpoint,
 )
 from koba_ros.nlp.config import TransformerConfig, check_types
-from koba_ros.nlp.curves import MetricsLog, plot_curves, write_tensorboard
+from koba_ros.nlp.curves import MetricsLog, is_own_logdir, plot_curves, write_tensorboard
 from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, micro_seed
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.graceful_stop import GracefulStop
@@ -51,6 +51,7 @@ from koba_ros.nlp.warm_start import (
 )
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32", "bf16_master")
+MAX_DIST_TIMEOUT = 1e7  # seconds (115 days): far beyond any real wait, far below timedelta's limit
 
 
 @dataclass
@@ -134,8 +135,15 @@ class TrainConfig:
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
         if not self.loss_scale >= 0 or not math.isfinite(self.loss_scale):
             raise KobaError(f"train config: loss_scale must be 0 (dynamic) or a positive number, got {self.loss_scale}")
-        if not self.dist_timeout > 0:
-            raise KobaError(f"train config: dist_timeout must be > 0 seconds, got {self.dist_timeout}")
+        if not 0 < self.dist_timeout <= MAX_DIST_TIMEOUT:  # inf or 1e300 overflowed timedelta under torchrun
+            raise KobaError(f"train config: dist_timeout must be > 0 and <= {MAX_DIST_TIMEOUT:.0e} seconds, got "
+                            f"{self.dist_timeout}")
+        if not str(self.train_data).strip() or (self.val_data and not str(self.val_data).strip()):
+            # "" would read every *.txt below the current folder
+            raise KobaError(f"train config: train_data (and val_data, if set) must name a dataset, got "
+                            f"{self.train_data!r}, {self.val_data!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise KobaError(f"train config: seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
         if self.lora_rank < 0 or not self.lora_alpha > 0:
             raise KobaError(f"train config: lora_rank must be >= 0 and lora_alpha > 0, got {self.lora_rank}, "
                             f"{self.lora_alpha}")
@@ -546,19 +554,23 @@ def train(config: TrainConfig) -> dict:
         distributed.cleanup(info)
 
 
-def check_outputs(out: Path, keep_best: bool) -> None:
+def check_outputs(out: Path, keep_best: bool, tensorboard: bool = False) -> None:
     """Refuse up front (not after ckpt_every steps) an out/checkpoint, or out/best with keep_best, that a checkpoint
-    may not be written over: a file, or a folder holding other things."""
+    may not be written over: a file, or a folder holding other things; and with tensorboard an out/tensorboard that
+    write_tensorboard may not replace (the same rule: only event files it wrote)."""
     for folder in (out / "checkpoint", *([out / "best"] if keep_best else [])):
         if not is_replaceable(folder):
             raise KobaError(f"{folder} exists and is not a checkpoint folder; move it away or give another out folder")
+    if tensorboard and not is_own_logdir(out / "tensorboard"):
+        raise KobaError(f"{out / 'tensorboard'} exists and is not a TensorBoard folder of this run's; move it away, "
+                        "give another out folder or set tensorboard: false")
 
 
 def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     out = Path(config.out)
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
-    _from_main_or_raise(check_outputs, info, out, config.keep_best)
+    _from_main_or_raise(check_outputs, info, out, config.keep_best, config.tensorboard)
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
     if tokenizer.vocab_size > config.model.vocab_size:
