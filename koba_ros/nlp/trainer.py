@@ -432,6 +432,7 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sha
     step, optim_state, meta, adapters = 0, None, {}, None
     if checkpoint is not None:
         model_state, optim_state, meta, adapters = checkpoint
+        check_same_lora(config, meta, checkpoint_dir)
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
     if config.init_from and (checkpoint is None or config.lora_rank):
@@ -444,8 +445,26 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sha
                         f"{config.init_from} holds now (or are missing); start a new out folder")
     trainable = add_lora(model, config.lora_rank, config.lora_alpha)
     if adapters is not None:
-        model.load_state_dict({**model.state_dict(), **adapters})
+        adapted = {**model.state_dict(), **adapters}
+        check_compatible(model, adapted, checkpoint_dir / "lora.safetensors")  # damaged or foreign adapters
+        model.load_state_dict(adapted)
     return Start(step, optim_state, meta, config.lora_alpha / config.lora_rank, trainable, base_digest)
+
+
+def check_same_lora(config: TrainConfig, meta: dict, checkpoint_dir: Path) -> None:
+    """A LoRA resume must keep the adapters' rank and scale: A and B reloaded under another lora_alpha / lora_rank
+    are another model (alpha 16 -> 64 moved merged weights by 1.5 in review 25), and another rank does not fit. LoRA
+    switched off (or on) is refused too: the optimizer state holds the adapters' moments only; full fine-tuning of
+    the merged weights starts a new run from them (init_from)."""
+    recorded = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    if "lora_rank" not in recorded:  # a checkpoint older than LoRA, or written by hand
+        return
+    keys = ("lora_rank", "lora_alpha") if config.lora_rank and recorded["lora_rank"] else ("lora_rank",)
+    for key in keys:
+        if recorded.get(key, getattr(config, key)) != getattr(config, key):
+            raise KobaError(f"checkpoint {checkpoint_dir}: {key} is {getattr(config, key)!r} here but "
+                            f"{recorded[key]!r} in the checkpoint; its adapters and optimizer state were trained with "
+                            "that (set it back, or start another out folder with init_from: this run)")
 
 
 # Settings that say how a run is carried out, not what it trains: a resume may change them without a notice.
