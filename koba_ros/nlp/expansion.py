@@ -8,13 +8,18 @@ the larger members. The growth operator here is the standard function-preserving
   D(x) = [x, ..., x] (k copies). LayerNorm of D(x) equals D(LN(x)) (same mean and variance), and RMSNorm of D(x)
   equals D(RMSNorm(x)) (same mean square), so gains and biases are tiled. A linear map whose input is duplicated
   gets k column blocks W/k + e_j with sum_j e_j = 0 (exactly the same output, and the noise e breaks the symmetry
-  between copies so they can learn different features, as in Net2Net); a linear map whose output is duplicated gets
+  between copies so they can learn different features, as in Net2Net: the copies of a hidden unit or head feed the
+  next map through different columns, so they get different gradients); a linear map whose output is duplicated gets
   its rows tiled. Heads of D(q), D(k), D(v) are copies of the old heads, so attention is unchanged (RoPE acts inside
   a head and is unaffected; under grouped-query attention each query head keeps its group's key and value head).
   A SwiGLU unit's two rows are tiled together, so SiLU(w x) * (v x) is duplicated like a GELU unit. The output
   head's bias (Phi) belongs to the vocabulary and is kept as it is.
 * depth N -> N' (Pre-LN): new blocks are copies of the block below them with their two residual output
-  projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it. With sandwich
+  projections set to zero, so each new block is the identity x -> x + 0 + 0 until training moves it. Grown wider in
+  the same call (k > 1), those projections are not all zero but k column blocks [e_1 ... e_k] with sum_j e_j = 0
+  (noise · std of the source block's projection): still 0 on the duplicated heads and hidden units, but an exactly
+  zero projection would give the copies of each head and unit identical gradients, and nothing would ever separate
+  them (the widening noise acts through that projection; measured in docs/nlp.md, session 25). With sandwich
   norms (Gemma 2 and 3) the gains of the two output norms are zero instead. A new block slides its attention if the
   block it copies does. Parallel layers (GPT-NeoX; with one shared norm, Phi and GPT-J) are Pre-LN layers here:
   x + 0 + 0 with both projections zero.
@@ -40,6 +45,13 @@ def _split_noise(shape, k: int, scale: float, g: torch.Generator) -> list[torch.
         return [torch.zeros(shape)] * k
     noise = [torch.randn(shape, generator=g) * scale for _ in range(k - 1)]
     return noise + [-sum(noise)]
+
+
+def _cancelling(shape, k: int, scale: float, g: torch.Generator) -> torch.Tensor:
+    """[out, k·in] column blocks [e_1 ... e_k] with sum_j e_j = 0: 0 on a duplicated input [x, ..., x], yet each copy
+    of an input feature (a head's or hidden unit's) reaches the output through its own column. All zero for k = 1."""
+    out, cols = shape
+    return torch.cat(_split_noise((out, cols // k), k, scale, g), dim=1)
 
 
 def _widen(weight: torch.Tensor, k_in: int, k_out: int, noise: float, g: torch.Generator,
@@ -108,7 +120,10 @@ def expand(model: Transformer, width_factor: int = 2, n_layers: int | None = Non
             src_name = f"blocks.{src_layer}.{rest}"
             zero = is_new and rest.startswith(NEW_BLOCK_ZEROS[old.norm])
         value = _expand_tensor(src_name, source[src_name], k, noise, g, old)
-        target[name] = torch.zeros_like(value) if zero else value
+        if zero:
+            value = _cancelling(value.shape, k, noise * source[src_name].std().item(), g) \
+                if value.dim() == 2 else torch.zeros_like(value)
+        target[name] = value
         if target[name].shape != tensor.shape:
             raise KobaError(f"expansion: {name} became {tuple(target[name].shape)}, expected {tuple(tensor.shape)}")
     big.load_state_dict(target)

@@ -34,6 +34,9 @@ class LearnedPositions(nn.Module):
         if start + length > self.table.num_embeddings:
             raise KobaError(f"sequence of {start + length} tokens is longer than the learned positions "
                             f"({self.table.num_embeddings})")
+        if shift is not None and bool(torch.as_tensor(shift).ne(0).any()):
+            raise KobaError("learned positions are rows of a table and cannot be shifted; a position offset needs "
+                            "positions: sinusoidal, shape or rope")
         return self.table(torch.arange(start, start + length, device=device)).unsqueeze(0)
 
 
@@ -107,18 +110,40 @@ class RotaryPositions(nn.Module):
             return self.long_inv_freq
         return self.inv_freq
 
+    @staticmethod
+    def offset(shift, device=None) -> float | torch.Tensor:
+        """An explicit position offset, as SinusoidalPositions takes it: None or a number -> a float; a [B] tensor
+        (one offset per sequence) -> [B, 1]."""
+        if shift is None:
+            return 0.0
+        offset = torch.as_tensor(shift, device=device)
+        if offset.numel() == 1:
+            return float(offset)
+        if offset.dim() != 1:
+            raise KobaError(f"RoPE: shift must be a number or a [batch] tensor, got shape {tuple(offset.shape)}")
+        return offset.float().reshape(-1, 1)
+
+    @staticmethod
+    def furthest(offset: float | torch.Tensor) -> float:
+        """The largest offset: a batch rotates with one set of frequencies, chosen by its furthest position (as
+        transformers chooses LongRoPE's by max(position_ids) + 1)."""
+        return float(offset.max()) if isinstance(offset, torch.Tensor) else offset
+
     def switches(self, past: int, end: int, shift=None) -> bool:
         """Whether a sequence of `past` tokens growing to `end` rotates with other frequencies than before (LongRoPE
         outgrowing its original context): then nothing computed for the first `past` tokens holds any more."""
-        offset = float(shift) if shift is not None else 0.0
+        offset = self.furthest(self.offset(shift))
         return self.frequencies(past + offset) is not self.frequencies(end + offset)
 
     def cos_sin(self, length: int, device, shift=None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(start, start + length, device=device).float()
-        if shift is not None:
-            positions = positions + float(shift)
-        inv_freq = self.frequencies(start + length + (float(shift) if shift is not None else 0.0))
-        angle = torch.outer(positions, inv_freq.to(device))  # [T, d_head/2]
+        """cos and sin of the angles of positions start .. start + length - 1, shifted: [T, d_head/2], or
+        [B, 1, T, d_head/2] for a [B] shift (one offset per sequence, broadcast over the heads)."""
+        offset = self.offset(shift, device)
+        positions = torch.arange(start, start + length, device=device).float() + offset  # [T] or [B, T]
+        inv_freq = self.frequencies(start + length + self.furthest(offset))
+        angle = positions.unsqueeze(-1) * inv_freq.to(device)  # [T, d_head/2] or [B, T, d_head/2]
+        if angle.dim() == 3:
+            angle = angle.unsqueeze(1)
         if self.attention_factor != 1.0:  # YaRN's temperature, LongRoPE's scale: q and k each scaled by it
             return angle.cos() * self.attention_factor, angle.sin() * self.attention_factor
         return angle.cos(), angle.sin()

@@ -1,6 +1,8 @@
 """Model expansion (Yano et al. 2025, arXiv 2504.00623): train a small model, grow it (function-preserving, see
-expansion.py) and train on with a smaller LR; reaching the large model's from-scratch loss this way costs fewer
-training FLOPs (6 · non-embedding-inclusive parameters · tokens) than training the large model from scratch."""
+expansion.py) and train on with a smaller LR, against the large model trained from scratch for as many steps.
+Compared: the training FLOPs (6 · parameters, embeddings included, · tokens) each run needs to reach `target_loss`,
+a smoothed training loss both runs reach (the higher of their two lowest), not the from-scratch run's final loss:
+at the quick size the grown model gets there with fewer FLOPs but ends above the from-scratch one (docs/nlp.md)."""
 from __future__ import annotations
 
 import torch
