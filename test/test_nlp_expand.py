@@ -100,7 +100,8 @@ def test_expansion_works_for_the_encoder_too():
 
 @pytest.mark.parametrize("kw, width, depth, message", [
     (dict(norm="post"), 1, 3, "Pre-LN"), (dict(positions="sinusoidal"), 2, 2, "sinusoidal"),
-    (dict(tie_embeddings=True), 2, 2, "untied"), (dict(), 0, 2, "width factor")])
+    (dict(tie_embeddings=True), 2, 2, "untied"), (dict(), 0, 2, "width factor"),
+    (dict(turnover_p=0.5), 1, 3, "turn-over"), (dict(turnover_p=0.5), 2, 2, "turn-over")])
 def test_impossible_expansions_are_refused(kw, width, depth, message):
     with pytest.raises(KobaError, match=message):
         expand(TransformerLM(TransformerConfig(d_model=32, n_layers=2, n_heads=2, **kw)), width, depth)

@@ -89,6 +89,11 @@ def expand_config(config: TransformerConfig, width_factor: int, n_layers: int) -
         raise KobaError("expansion: fixed sinusoidal positions cannot be widened exactly; use learned or rope")
     if width_factor > 1 and config.tie_embeddings:
         raise KobaError("expansion: widening needs untied embeddings")
+    # Turn-over dropout's instance masks are drawn per layer index and FFN width (blocks.py): a grown model would give
+    # every training instance another sub-network, and the influence estimates would mix the two (review 25).
+    if (width_factor > 1 or n_layers > config.n_layers) and config.turnover_p > 0:
+        raise KobaError("expansion: a turn-over dropout model (turnover_p > 0) cannot grow: its instances' masks "
+                        "depend on each layer's index and width; train the larger model with turn-over from the start")
     data = config.to_dict()
     data.update(d_model=config.d_model * width_factor, n_heads=config.n_heads * width_factor,
                 n_kv_heads=config.n_kv_heads * width_factor,
