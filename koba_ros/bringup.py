@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.paths import config_dir
 
 
@@ -79,11 +79,22 @@ def config_parameters(node_name: str) -> dict:
     path = config_dir() / f"{node_name}.yaml"
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:   # an edited file: one line, also for `koba up GRAPH --list`
+        raise KobaError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     try:
         return dict(data[node_name]["ros__parameters"])
     except (KeyError, TypeError):
         raise KobaError(f"{path}: expected '{node_name}: ros__parameters: {{...}}'") from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What the YAML parser found wrong and where, in one line ("expected ',' or ']', but got '<stream end>' at line
+    8, column 1"); its own text spans four lines."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem or reason(exc)}{where}"
 
 
 def node(executable: str, node_class: str, *, name: str | None = None, overrides: Mapping | None = None,

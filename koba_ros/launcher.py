@@ -32,11 +32,33 @@ def ros_args(spec: NodeSpec, params_file: str | None = None) -> list[str]:
     return args
 
 
+def parameter_values(spec: NodeSpec) -> dict:
+    """spec.parameters as ROS parameters hold them. A list mixing integers and floats (YAML `[0, -1, 0.485]`) is a
+    list of floats: rclpy's Parameter and rcl's params-file parser both refuse mixed lists. A value no ROS parameter
+    holds (a mapping, a list of mixed kinds, no value) is a KobaError naming the node and the parameter."""
+    from rclpy.parameter import Parameter
+
+    values = {}
+    for name, value in spec.parameters.items():
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in value):
+            value = [float(v) for v in value] if any(isinstance(v, float) for v in value) else list(value)
+        try:
+            Parameter.Type.from_parameter_value(value)
+        except TypeError:
+            value = None
+        if value is None:
+            raise KobaError(f"{spec.name}: parameter {name} must be a number, string, true/false or a list of one of "
+                            f"them, got {spec.parameters[name]!r:.60}")
+        values[name] = value
+    return values
+
+
 def write_params_file(spec: NodeSpec, folder: str) -> str | None:
     if not spec.parameters:
         return None
     path = Path(folder) / f"{spec.name}.yaml"
-    path.write_text(yaml.safe_dump({spec.name: {"ros__parameters": dict(spec.parameters)}}))
+    path.write_text(yaml.safe_dump({spec.name: {"ros__parameters": parameter_values(spec)}}))
     return str(path)
 
 
@@ -44,7 +66,7 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
     import rclpy
     from rclpy.parameter import Parameter
 
-    from koba_ros.nodes.params import freeze_parameters
+    from koba_ros.nodes.params import freeze_parameters, unknown_overrides
     from koba_ros.nodes.runtime import NAMESAKE_WINDOW, autostart, init, refuse_namesakes, spin, stop_on_signals
 
     init(sys.argv[:1])  # not the koba command line: it is no ROS argument list
@@ -52,17 +74,20 @@ def run_composed(specs: list[NodeSpec], stop: threading.Event | None = None, on_
     made = time.monotonic()
     stop = stop or threading.Event()
     try:
-        for spec in specs:
-            cls = spec.load_class()
-            overrides = [Parameter(k, value=v) for k, v in spec.parameters.items()]
-            node = cls(cli_args=ros_args(spec), parameter_overrides=overrides, use_global_arguments=False)
-            nodes.append(node)
-            freeze_parameters(node)
-            autostart(node)
         try:
+            for spec in specs:
+                cls = spec.load_class()
+                overrides = [Parameter(k, value=v) for k, v in parameter_values(spec).items()]
+                node = cls(cli_args=ros_args(spec), parameter_overrides=overrides, use_global_arguments=False)
+                nodes.append(node)
+                if unknown := unknown_overrides(node):
+                    raise KobaError(unknown)
+                freeze_parameters(node)
+                autostart(node)
             with stop_on_signals(stop):
                 refuse_namesakes(nodes, made, stop=stop)   # one wait for all, from the first node: usually none left
-        except KobaError:
+        except BaseException:
+            # The nodes built so far go (a sim_node's simulation thread and render process, for one).
             for node in nodes:
                 node.destroy_node()
             raise

@@ -12,7 +12,8 @@ Measured here with tamer_learner_node + simulated_human_node: one task queued up
 This subclass keeps a set of the tasks it has queued. A task already queued is not queued again, and
 the spin then waits (up to its timeout) for a worker to start it instead of looping; the worker's
 start ends the wait. Everything else (callback groups, wait_condition of spin_until_future_complete,
-exceptions raised from callbacks on the spinning thread) is rclpy's.
+exceptions raised from callbacks on the spinning thread) is rclpy's; on such an exception `failed_node` says whose
+callback it was (runtime.spin names it in its one-line error).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from rclpy.executors import (
     TimeoutException,
     TimeoutObject,
 )
+from rclpy.node import Node
 
 WAIT_SLICE_S = 0.05  # how often a spin waiting for a free worker re-checks shutdown and its condition
 
@@ -40,11 +42,13 @@ class QueueOnceExecutor(MultiThreadedExecutor):
         self._queued: dict[object, threading.Event] = {}  # task -> set when a worker starts it
         self._queued_lock = threading.Lock()
         self.submissions = 0  # tasks handed to the pool; a test compares it with callbacks run
+        self._node_of: dict[object, Node | None] = {}  # each queued task -> the node of its callback (None: no node)
+        self.failed_node: Node | None = None  # whose callback raised the exception spin_once last re-raised
 
     def _spin_once_impl(self, timeout_sec: float | TimeoutObject | None = None,
                         wait_condition: Callable[[], bool] = lambda: False) -> None:
         try:
-            handler, _, _ = self.wait_for_ready_callbacks(timeout_sec, None, wait_condition)
+            handler, _, node = self.wait_for_ready_callbacks(timeout_sec, None, wait_condition)
         except (ExternalShutdownException, ShutdownException, TimeoutException, ConditionReachedException):
             return
         with self._queued_lock:
@@ -54,6 +58,7 @@ class QueueOnceExecutor(MultiThreadedExecutor):
                 self._executor.submit(self._run, handler, started)
                 self.submissions += 1
                 self._futures.append(handler)
+                self._node_of[handler] = node
         if started.is_set():
             # Started but not yet marked executing: give the worker the GIL rather than spin on it.
             time.sleep(0)
@@ -62,7 +67,12 @@ class QueueOnceExecutor(MultiThreadedExecutor):
         for future in self._futures[:]:
             if future.done():
                 self._futures.remove(future)
-                future.result()  # re-raise a callback's exception here, as rclpy does
+                node = self._node_of.pop(future, None)
+                try:
+                    future.result()  # re-raise a callback's exception here, as rclpy does
+                except Exception:
+                    self.failed_node = node
+                    raise
 
     def _run(self, handler, started: threading.Event) -> None:
         started.set()

@@ -1,8 +1,9 @@
 """perception_node: RGB-D frames -> /perception/objects (koba_interfaces/DetectedObjectArray) in base_link.
 
 Subscribes /camera/color/image_raw, /camera/aligned_depth_to_color/image_raw and /camera/color/camera_info
-(intrinsics), pairs colour and depth by stamp, and runs the class-agnostic segmenter. The camera pose in
-base_link is a parameter (default: the simulated cell's overhead camera). Says so when frames stop coming.
+(intrinsics), pairs colour and depth by stamp (perception/frame_pairing.py), fills small depth holes
+(perception/depth_holes.py) and runs the class-agnostic segmenter. The camera pose in base_link is a parameter
+(default: the simulated cell's overhead camera). When nothing can be perceived it says which input is missing.
 """
 import threading
 import time
@@ -14,11 +15,16 @@ from sensor_msgs.msg import CameraInfo, Image
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
+from koba_ros.perception.depth_holes import fill_depth_holes
+from koba_ros.perception.frame_pairing import StampPairer, missing_input
 from koba_ros.perception.messages import camera_pose_from_values, msg_to_depth, msg_to_K, msg_to_rgb, objects_to_msg
 from koba_ros.perception.segmenter import perceive
 from koba_ros.sim.layout import camera_pose
 
 WAIT_WARNING_S = 3.0
+COLOR_TOPIC = "/camera/color/image_raw"
+DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
+INFO_TOPIC = "/camera/color/camera_info"
 
 
 class PerceptionNode(LifecycleNode):
@@ -30,10 +36,16 @@ class PerceptionNode(LifecycleNode):
         self.max_rate = declare(self, "max_rate", 5.0, "Most perception runs per second.")
         self.stamp_tolerance = declare(self, "stamp_tolerance", 0.05, "Colour/depth stamps this close pair up, s.")
         self.depth_scale = declare(self, "depth_scale", 0.001, "Metres per unit of a 16UC1 depth image.")
+        self.fill_holes = declare(self, "fill_depth_holes", True, "Fill small regions without depth (camera "
+                                  "drop-outs) from their nearest valid pixels, so they do not split objects.")
+        self.max_hole_px = declare(self, "max_hole_px", 256, "Largest region without depth that is filled, px.")
         self.pose_values = pose
         self.lock = threading.Lock()
-        self.color = self.K = None
-        self.last_frame = time.monotonic()
+        self.pairer = StampPairer(self.stamp_tolerance)
+        self.K = self.K_size = None          # intrinsics, and the (height, width) of the images they are for
+        self.inputs, self.timer, self.publisher = [], None, None   # what configure makes and cleanup destroys
+        self.listening_since = time.monotonic()
+        self.heard: dict[str, float] = {}    # "color", "depth", "pair" -> when last
         self.last_run = 0.0
 
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -41,16 +53,30 @@ class PerceptionNode(LifecycleNode):
             self.camera_pose = camera_pose_from_values(self.pose_values)
             qos = sensor_qos(self.reliability)
             require_positive(max_rate=self.max_rate, stamp_tolerance=self.stamp_tolerance,
-                             depth_scale=self.depth_scale)
+                             depth_scale=self.depth_scale, max_hole_px=self.max_hole_px)
         except (ValueError, KobaError) as exc:
             self.failure = str(exc)   # autostart reports it in one line
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.publisher = self.create_lifecycle_publisher(DetectedObjectArray, "/perception/objects", 10)
-        self.create_subscription(Image, "/camera/color/image_raw", self.on_color, qos)
-        self.create_subscription(Image, "/camera/aligned_depth_to_color/image_raw", self.on_depth, qos)
-        self.create_subscription(CameraInfo, "/camera/color/camera_info", self.on_info, qos)
-        self.create_timer(1.0, self.check_frames)
+        self.inputs = [self.create_subscription(Image, COLOR_TOPIC, self.on_color, qos),
+                       self.create_subscription(Image, DEPTH_TOPIC, self.on_depth, qos),
+                       self.create_subscription(CameraInfo, INFO_TOPIC, self.on_info, qos)]
+        self.timer = self.create_timer(1.0, self.check_frames)
+        self.listening_since = time.monotonic()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        # What configure made goes with it: a second configure would otherwise subscribe, check and publish twice.
+        for subscription in self.inputs:
+            self.destroy_subscription(subscription)
+        self.destroy_timer(self.timer)
+        self.destroy_lifecycle_publisher(self.publisher)
+        self.inputs, self.timer, self.publisher = [], None, None
+        with self.lock:   # frames and intrinsics of the camera before are no longer trusted
+            self.pairer.clear()
+            self.K = self.K_size = None
+            self.heard.clear()
         return TransitionCallbackReturn.SUCCESS
 
     def on_info(self, msg: CameraInfo) -> None:
@@ -60,27 +86,36 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
             return
         with self.lock:
-            self.K = K
+            self.K, self.K_size = K, (msg.height, msg.width)
 
     def on_color(self, msg: Image) -> None:
-        with self.lock:
-            self.color = msg
+        self.offer("color", msg)
 
     def on_depth(self, msg: Image) -> None:
-        self.last_frame = time.monotonic()
+        self.offer("depth", msg)
+
+    def offer(self, kind: str, msg: Image) -> None:
+        """Hand a colour or depth frame to the pairer; perceive the pair it completes (whichever came last)."""
+        now = time.monotonic()
         with self.lock:
-            color, K = self.color, self.K
-        if color is None or K is None or time.monotonic() - self.last_run < 1.0 / self.max_rate:
+            self.heard[kind] = now
+            pair = self.pairer.add(kind, msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, msg)
+            if pair is not None:
+                self.heard["pair"] = now
+            K, K_size = self.K, self.K_size
+        if pair is None or K is None or now - self.last_run < 1.0 / self.max_rate:
             return
-        dt = abs((color.header.stamp.sec - msg.header.stamp.sec) + (color.header.stamp.nanosec
-                                                                     - msg.header.stamp.nanosec) * 1e-9)
-        if dt > self.stamp_tolerance:
-            return
-        self.last_run = time.monotonic()
+        self.last_run = now
+        color, depth_msg = pair
         try:
-            rgb, depth = msg_to_rgb(color), msg_to_depth(msg, self.depth_scale)
+            rgb, depth = msg_to_rgb(color), msg_to_depth(depth_msg, self.depth_scale)
             if rgb.shape[:2] != depth.shape:
                 raise KobaError(f"colour {rgb.shape[:2]} and depth {depth.shape} sizes differ (align depth to colour)")
+            if 0 not in K_size and K_size != depth.shape:   # 0: a camera_info that leaves its size out
+                raise KobaError(f"camera_info is for {K_size[1]}x{K_size[0]} images, the images are "
+                                f"{depth.shape[1]}x{depth.shape[0]}: frame skipped (camera_info of another stream?)")
+            if self.fill_holes:
+                depth = fill_depth_holes(depth, self.max_hole_px)
             objects = perceive(rgb, depth, K, self.camera_pose)
         except KobaError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
@@ -89,12 +124,26 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(f"perception failed on a frame: {type(exc).__name__}: {exc}",
                                     throttle_duration_sec=5.0)
             return
-        self.publisher.publish(objects_to_msg(objects, msg.header.stamp))
+        self.publisher.publish(objects_to_msg(objects, depth_msg.header.stamp))
 
     def check_frames(self) -> None:
-        if time.monotonic() - self.last_frame > WAIT_WARNING_S:
-            self.get_logger().warning("waiting for camera frames on /camera/aligned_depth_to_color/image_raw "
-                                      "and /camera/color/image_raw", throttle_duration_sec=10.0)
+        """Say which input keeps frames from being perceived (nothing is published and nothing else says why)."""
+        with self.lock:
+            missing = missing_input(time.monotonic(), self.listening_since, WAIT_WARNING_S,
+                                    depth_at=self.heard.get("depth"), color_at=self.heard.get("color"),
+                                    has_info=self.K is not None, paired_at=self.heard.get("pair"))
+            gap = self.pairer.last_gap_s
+        if missing is None:
+            return
+        reasons = {
+            "depth": f"waiting for camera frames: no depth image on {DEPTH_TOPIC}",
+            "color": f"depth frames come but no colour image on {COLOR_TOPIC}: nothing is perceived",
+            "info": f"frames come but no camera_info on {INFO_TOPIC}: nothing is perceived without intrinsics",
+            "stamps": f"colour and depth frames come but their stamps are never within stamp_tolerance "
+                      f"{self.stamp_tolerance:g} s" + (f" (nearest {gap:.3f} s apart)" if gap is not None else "")
+                      + ": nothing is perceived",
+        }
+        self.get_logger().warning(reasons[missing], throttle_duration_sec=10.0)
 
 
 def main(args=None):

@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 
 import rclpy
@@ -27,7 +28,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from koba_ros.errors import KobaError
 from koba_ros.nodes.executor import QueueOnceExecutor
-from koba_ros.nodes.params import freeze_parameters
+from koba_ros.nodes.params import freeze_parameters, unknown_overrides
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A node being made hears of one already running 0.2-2.4 s later on loopback (when that one next announces itself);
@@ -124,7 +125,9 @@ def pool_size(n_nodes: int) -> int:
 def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
          on_ready: Callable[[], None] | None = None, namesakes_until: float | None = None) -> None:
     """Spin nodes on one multi-threaded executor until Ctrl-C, SIGTERM, `stop` or an external shutdown; until the
-    time.monotonic() `namesakes_until`, a namesake heard of ends it with refuse_namesakes' KobaError."""
+    time.monotonic() `namesakes_until`, a namesake heard of ends it with refuse_namesakes' KobaError. A node's
+    callback that raises ends it too: the traceback goes to that node's log, and a KobaError naming the node says
+    it in one line (in a composed graph the exception used to escape `koba up` as a traceback)."""
     stop = stop or threading.Event()
     nodes = list(nodes)
     executor = QueueOnceExecutor(num_threads=pool_size(len(nodes)))
@@ -140,6 +143,13 @@ def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
                     refuse_namesakes(nodes, 0.0, wait=0.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:
+        failed = executor.failed_node
+        if failed is None:   # not a node's callback (refuse_namesakes' KobaError, for one)
+            raise
+        failed.get_logger().error("callback failed:\n" + "".join(traceback.format_exception(exc)).rstrip())
+        first_line = next(iter(str(exc).splitlines()), "")
+        raise KobaError(f"{failed.get_name()}: callback failed: {type(exc).__name__}: {first_line}") from None
     finally:
         shutdown_executor(executor)
         for node in nodes:
@@ -153,10 +163,12 @@ def run_node(node_class: Callable[..., Node], args: list[str] | None = None) -> 
     try:
         made = time.monotonic()
         node = node_class()
-        freeze_parameters(node)
-        autostart(node)
         stop = threading.Event()
         try:
+            if unknown := unknown_overrides(node):
+                node.get_logger().warning(unknown + "; ignored")
+            freeze_parameters(node)
+            autostart(node)
             with stop_on_signals(stop):   # a stop during the wait: spin then only shuts down in order
                 refuse_namesakes([node], made, stop=stop)
         except KobaError:

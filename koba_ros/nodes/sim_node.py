@@ -16,7 +16,7 @@ from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from koba_ros.errors import KobaError
-from koba_ros.nodes.params import declare, sensor_qos
+from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.paths import sim_dir
 from koba_ros.perception.messages import camera_info_msg, depth_to_msg, rgb_to_msg
@@ -41,9 +41,10 @@ class SimNode(Node):
                                  "Headless: render the camera in a separate process so physics never waits for it.")
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise KobaError(f"sim_node: depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}")
-        try:
-            qos = sensor_qos(reliability)   # before the cell and the render process are built
-        except ValueError as exc:
+        try:   # before the cell and the render process are built
+            require_positive(camera_rate=camera_rate, joint_state_rate=joint_rate)   # 0, < 0, NaN: one frame, then none
+            qos = sensor_qos(reliability)
+        except (KobaError, ValueError) as exc:
             raise KobaError(f"sim_node: {exc}") from None
         if not headless and not os.environ.get("DISPLAY"):
             self.get_logger().warning("no DISPLAY: running headless")

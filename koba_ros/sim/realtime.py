@@ -9,12 +9,14 @@ on_error and renders on its own thread from then on: physics, /joint_states and 
 """
 from __future__ import annotations
 
+import math
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable
 
+from koba_ros.errors import KobaError
 from koba_ros.sim.cell import TIME_STEP, Frame, SimCell
 from koba_ros.sim.render_process import RenderProcess
 
@@ -32,8 +34,10 @@ class RealTimeLoop:
         # /joint_states would all stop while the node looked alive).
         self.on_error = on_error or (lambda text: print(text, file=sys.stderr, flush=True))
         self.renderer = renderer
-        self.camera_period = 1.0 / camera_hz if camera_hz > 0 else float("inf")
-        self.joint_period = 1.0 / joint_hz if joint_hz > 0 else float("inf")
+        for name, hz in (("camera_hz", camera_hz), ("joint_hz", joint_hz)):
+            if not 0.0 < hz < math.inf:   # 0, < 0 or NaN would mean one message, then never another
+                raise KobaError(f"{name} must be a finite number > 0, got {hz}")
+        self.camera_period, self.joint_period = 1.0 / camera_hz, 1.0 / joint_hz
         self.on_frame, self.on_joints = on_frame, on_joints
         self.factor = real_time_factor
         self.commands: queue.Queue[Callable[[SimCell], None]] = queue.Queue()
