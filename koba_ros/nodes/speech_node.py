@@ -7,6 +7,9 @@ Lifecycle: the recogniser (pocketsphinx + domain LM, or whisper from `checkpoint
 microphone opened on configure, so a missing model or microphone fails configure with one line.
 While /speech/speaking says the robot talks, only an early "stop" is heard (streaming.py). Decoding runs on a
 worker thread; deactivate forgets an utterance in progress.
+Echo cancellation (`echo_cancellation`, session 25): what tts_node plays (/speech/playback) is lined up with the
+microphone's chunks by their stamps (playback_reference.py) and subtracted as the room echoes it (echo_canceller.py)
+before VAD and ASR; with nothing playing the reference is zeros, and the filter keeps its echo path between sentences.
 """
 from __future__ import annotations
 
@@ -74,6 +77,14 @@ class SpeechNode(LifecycleNode):
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
         self.hangover_ms = declare(self, "hangover_ms", 240, "Silence that ends an utterance, ms.")
         self.publish_empty = declare(self, "publish_empty", False, "Publish utterances with no words (noise).")
+        self.echo_cancellation = declare(self, "echo_cancellation", True, "Cancel the robot's own voice (what "
+                                         "tts_node publishes on /speech/playback) from the audio before ASR "
+                                         "(topic and microphone sources).")
+        self.echo_tail_ms = declare(self, "echo_tail_ms", 250.0, "Echo canceller's filter length, ms: the room's "
+                                    "reverberation plus the sound cards' unknown output and input delay.")
+        self.canceller = None
+        self.reference = None
+        self.timeline = None
         self.stream = None
         self.mic = None
         self.audio = DecodeQueue(maxsize=500)  # audio and speaking states, in order, for the decoding worker
@@ -84,6 +95,8 @@ class SpeechNode(LifecycleNode):
         self.subscription = None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(SpeakingState, "/speech/speaking", self.on_speaking, latched,
+                                 callback_group=ReentrantCallbackGroup())
+        self.create_subscription(AudioChunk, "/speech/playback", self.on_playback, 10,
                                  callback_group=ReentrantCallbackGroup())
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -108,8 +121,14 @@ class SpeechNode(LifecycleNode):
                         "quiet_stop_threshold": self.quiet_stop_threshold or None})
             recognizer = make_recognizer(self.backend, **options)
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
+            if self.echo_cancellation and self.source != "file":
+                from koba_ros.speech.echo_canceller import EchoCanceller
+                from koba_ros.speech.playback_reference import MicTimeline, ReferenceBuffer
+
+                self.canceller = EchoCanceller(tail_ms=self.echo_tail_ms)
+                self.reference, self.timeline = ReferenceBuffer(), MicTimeline()
             if self.source == "microphone":
-                self.mic = Microphone(self.enqueue, self.microphone)
+                self.mic = Microphone(self.on_mic_block, self.microphone)
                 self.mic.start()
         except (KobaError, ValueError) as exc:
             self.failure = str(exc)   # autostart reports it in one line
@@ -124,6 +143,8 @@ class SpeechNode(LifecycleNode):
         from koba_ros.speech.audio import AudioStream
 
         self.audio_stream = AudioStream()  # the topic's chunks are resampled as one signal (no click per chunk)
+        if self.timeline is not None:
+            self.timeline.reset()
         self.running.set()
         token = self.audio.start()  # earlier audio dropped; an earlier worker still decoding ends after its chunk
         self.worker = threading.Thread(target=self.decode_loop, args=(token,), daemon=True)
@@ -167,6 +188,7 @@ class SpeechNode(LifecycleNode):
             self.mic.stop()
             self.mic = None
         self.stream = None
+        self.canceller = self.reference = self.timeline = None
         return TransitionCallbackReturn.SUCCESS
 
     # --- audio in ------------------------------------------------------------------------
@@ -178,9 +200,39 @@ class SpeechNode(LifecycleNode):
         from koba_ros.speech.audio import interleaved_to_mono_int16
 
         try:
-            self.enqueue(interleaved_to_mono_int16(msg.data, msg.sample_rate, msg.channels, self.audio_stream))
+            samples = interleaved_to_mono_int16(msg.data, msg.sample_rate, msg.channels, self.audio_stream)
+            if len(samples):
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                self.enqueue(self.cancel_echo(samples, stamp))
         except KobaError as exc:
             self.get_logger().error(f"bad audio message: {exc}", throttle_duration_sec=5.0)
+
+    def on_mic_block(self, samples: np.ndarray) -> None:
+        """A block from the local microphone, captured over the block's length before now."""
+        if len(samples):
+            now = self.get_clock().now().nanoseconds
+            self.enqueue(self.cancel_echo(samples, now - len(samples) * 1_000_000_000 // 16000))
+
+    def cancel_echo(self, samples: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """The chunk with the robot's own voice removed (unchanged when echo cancellation is off)."""
+        canceller, reference, timeline = self.canceller, self.reference, self.timeline
+        if canceller is None or reference is None or timeline is None:
+            return samples
+        played, _ = reference.take(timeline.place(stamp_ns, len(samples)), len(samples))
+        return canceller.process(samples, played)
+
+    def on_playback(self, msg: AudioChunk) -> None:
+        """What tts_node starts playing now: the echo canceller's reference."""
+        from koba_ros.speech.audio import interleaved_to_mono_int16
+
+        reference = self.reference
+        if reference is None:
+            return
+        try:
+            samples = interleaved_to_mono_int16(msg.data, msg.sample_rate, msg.channels)
+            reference.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, samples)
+        except KobaError as exc:
+            self.get_logger().error(f"bad playback message: {exc}", throttle_duration_sec=5.0)
 
     def play_file(self, stop: threading.Event) -> None:
         step = 480   # 30 ms, as a microphone delivers it

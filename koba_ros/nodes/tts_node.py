@@ -3,11 +3,15 @@
 Publishes /speech/speaking (koba_interfaces/SpeakingState, latched) while it talks, so the
 ASR can ignore the robot's own voice. Without a sound device it writes the audio to a file
 and says so once.
+Publishes each utterance's samples on /speech/playback (koba_interfaces/AudioChunk, stamped when its first sample
+starts playing; `publish_playback`) as speech_node's echo-cancellation reference. Without a sound device they are
+published all the same, as the audio written to the file (a simulated room can play them back).
 """
 import queue
 import threading
 
-from koba_interfaces.msg import SpeakingState
+import numpy as np
+from koba_interfaces.msg import AudioChunk, SpeakingState
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
@@ -24,6 +28,9 @@ class TTSNode(Node):
         voice = declare(self, "voice", "en-us", "espeak-ng voice (espeak-ng --voices lists them).")
         rate = declare(self, "rate", 160, "Speaking rate, words per minute (80..450).")
         output_wav = declare(self, "output_wav", "", "Write each utterance to this WAV file (empty: play it).")
+        publish_playback = declare(self, "publish_playback", True, "Publish each utterance's samples on "
+                                   "/speech/playback as it starts playing (speech_node's echo-cancellation "
+                                   "reference).")
         try:
             self.speaker = Speaker(voice, rate, output_wav)
         except KobaError as exc:
@@ -33,6 +40,9 @@ class TTSNode(Node):
             self.get_logger().warning(f"no sound device: speech goes to {where}")
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.speaking_pub = self.create_publisher(SpeakingState, "/speech/speaking", latched)
+        self.playback_pub = self.create_publisher(AudioChunk, "/speech/playback", 10) if publish_playback else None
+        if self.playback_pub is not None:
+            self.speaker.on_playback = self.publish_playback
         self.create_subscription(String, "/speech/say", self.on_say, 10)
         # Speak on a worker thread so a long sentence never blocks the executor.
         self.pending: queue.Queue[str | None] = queue.Queue(maxsize=20)
@@ -61,6 +71,17 @@ class TTSNode(Node):
                 self.get_logger().error(f"could not say {text[:60]!r}: {type(exc).__name__}: {exc}")
             finally:
                 self.publish_state(False, "")
+
+    def publish_playback(self, samples: np.ndarray, rate: int) -> None:
+        """The utterance, stamped now: it starts playing as this returns (the sound card's own output delay, tens of
+        ms, is left to the echo canceller's tail)."""
+        try:
+            msg = AudioChunk(sample_rate=int(rate), channels=1, data=np.asarray(samples, dtype=np.int16).tolist())
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.playback_pub.publish(msg)
+        except Exception as exc:  # noqa: BLE001 - the robot still speaks; only the canceller goes without its reference
+            self.get_logger().error(f"could not publish the playback reference: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=5.0)
 
     def publish_state(self, speaking: bool, text: str) -> None:
         msg = SpeakingState(speaking=speaking, text=text)

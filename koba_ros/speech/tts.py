@@ -3,6 +3,8 @@
 The text goes to espeak-ng as one argv element after `--` (never through a shell, never
 read as an option). Audio is played on the default output device when one exists;
 otherwise, or when an output WAV is configured, it is written to a file.
+`Speaker.on_playback(samples, rate)`, when set, is called with each utterance's samples (int16 mono) just before
+they are played (or written, with no device): tts_node publishes them as the echo canceller's reference.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ class Speaker:
         if output_wav:  # checked now, not at the first sentence: a node's worker must not meet it mid-stream
             self._writable(output_wav)
         self.play = has_output_device() if play is None else play
+        self.on_playback = None   # called with (int16 samples, rate) as an utterance starts playing
         # The voice too: an unknown one used to start a node that then failed every sentence.
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -107,12 +110,23 @@ class Speaker:
         if self.output_wav or not self.play:
             path = self.output_wav or str(Path(tempfile.gettempdir()) / "koba_tts_last.wav")
             duration = self.synthesize(text, path)
+            self._announce(path)
             played = self.play and self._play(path)
             return Spoken(text, path, duration, played)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "say.wav"
             duration = self.synthesize(text, path)
+            self._announce(path)
             return Spoken(text, None, duration, self._play(path))
+
+    def _announce(self, path: str | Path) -> None:
+        """Pass the utterance about to play to on_playback (its failures are the caller's, not the speech's)."""
+        if self.on_playback is None:
+            return
+        import soundfile
+
+        data, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+        self.on_playback(data[:, 0].copy(), int(rate))
 
     @staticmethod
     def _play(path: str | Path) -> bool:

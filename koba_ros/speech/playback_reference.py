@@ -1,0 +1,89 @@
+"""What the loudspeaker played, lined up with the microphone's samples by time: the echo canceller's reference.
+
+tts_node publishes each utterance it plays (koba_interfaces/AudioChunk on /speech/playback, stamped with the time
+its first sample starts playing); microphone chunks are stamped with the capture time of their first sample. Both
+clocks are the ROS clock, in integer nanoseconds here, and both streams are 16 kHz mono int16 by the time they
+arrive (speech_node converts them).
+
+- `ReferenceBuffer.add(start_ns, samples)` keeps a played utterance; `take(start_ns, n)` gives the n reference
+  samples that cover the microphone's [start, start + n / rate): zeros where nothing was playing (before, between and
+  after utterances), the sum where two overlap. Utterances that ended `horizon_s` before the latest microphone time
+  are dropped.
+- `MicTimeline` turns a stream of stamped chunks into the time of each chunk's first sample, counting samples while
+  the stamps agree with the count (within `tolerance_s`; stamps jitter), and following a stamp that jumps (a gap in
+  the audio, a restart).
+
+The unknown extra delay of real hardware (the sound card's output buffer before the first sample is heard, its input
+buffer before a captured sample is stamped: tens of ms) is not measured here: it only moves the echo later inside
+the canceller's filter, whose tail (250 ms by default) covers it and the room's reverberation.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from koba_ros.errors import KobaError
+
+NS = 1_000_000_000
+
+
+class ReferenceBuffer:
+    def __init__(self, rate: int = 16000, horizon_s: float = 30.0):
+        self.rate = int(rate)
+        self.horizon_ns = int(horizon_s * NS)
+        self.segments: list[tuple[int, np.ndarray]] = []   # (index of the first sample on the rate's grid, samples)
+        self.lock = threading.Lock()                        # add() and take() come from different threads
+
+    def index(self, time_ns: int) -> int:
+        """The sample index at `time_ns` on this rate's grid (sample 0 at time 0), rounded to the nearest."""
+        return (int(time_ns) * self.rate + NS // 2) // NS
+
+    def add(self, start_ns: int, samples) -> None:
+        samples = np.asarray(samples)
+        if samples.ndim != 1 or samples.dtype != np.int16:
+            raise KobaError(f"playback reference must be 1-D int16 samples, got {samples.dtype} {samples.shape}")
+        if not len(samples):
+            return
+        with self.lock:
+            self.segments.append((self.index(start_ns), samples.copy()))
+
+    def take(self, start_ns: int, n: int) -> tuple[np.ndarray, bool]:
+        """(the reference for the n microphone samples from `start_ns`, whether any played sample falls in them)."""
+        first = self.index(start_ns)
+        out = np.zeros(n, dtype=np.int32)
+        covered = False
+        with self.lock:
+            keep = []
+            for begin, samples in self.segments:
+                end = begin + len(samples)
+                if end < first - self.horizon_ns * self.rate // NS:
+                    continue                                   # long over: dropped
+                keep.append((begin, samples))
+                lo, hi = max(begin, first), min(end, first + n)
+                if lo < hi:
+                    out[lo - first:hi - first] += samples[lo - begin:hi - begin]
+                    covered = True
+            self.segments = keep
+        return np.clip(out, -32768, 32767).astype(np.int16), covered
+
+    def clear(self) -> None:
+        with self.lock:
+            self.segments = []
+
+
+class MicTimeline:
+    def __init__(self, rate: int = 16000, tolerance_s: float = 0.02):
+        self.rate = int(rate)
+        self.tolerance_ns = int(tolerance_s * NS)
+        self.next_ns: int | None = None     # when the sample after the last chunk was captured, by the count
+
+    def place(self, stamp_ns: int, n: int) -> int:
+        """The capture time of this chunk's first sample (ns), given its stamp and its length in samples."""
+        stamp_ns = int(stamp_ns)
+        start = stamp_ns if self.next_ns is None or abs(stamp_ns - self.next_ns) > self.tolerance_ns else self.next_ns
+        self.next_ns = start + int(n) * NS // self.rate
+        return start
+
+    def reset(self) -> None:
+        self.next_ns = None
