@@ -16,8 +16,12 @@ def reason(exc: BaseException, limit: int = 160) -> str:
     if "Unpickler error:" in text:  # torch.load(weights_only=True): the reason follows its long preamble
         detail = next((line.strip() for line in text.split("Unpickler error:", 1)[1].splitlines() if line.strip()), "")
         return f"not a torch weights file ({detail})"[:limit] if detail else "not a torch weights file"
+    if text.startswith("Weights only load failed"):  # the same refusal without that marker (a blocked GLOBAL)
+        detail = next((line.strip() for line in text.splitlines()[1:]
+                       if line.strip() and not line.strip().startswith("Check the documentation")), "")
+        return f"not a torch weights file ({detail})"[:limit] if detail else "not a torch weights file"
     if isinstance(exc, KeyError) and str(exc).strip("'").isdigit():  # the unpickler on a text file: a byte value
         return "not a torch weights file"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    text = f"{type(exc).__name__}: {first}" if len(first) < 20 else first
+    text = (f"{type(exc).__name__}: {first}" if first else type(exc).__name__) if len(first) < 20 else first
     return text if len(text) <= limit else text[: limit - 3] + "..."

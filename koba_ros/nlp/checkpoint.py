@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
@@ -170,27 +171,40 @@ def load_model_state(path: str | Path) -> dict:
         path = path / "model.safetensors"
     if not path.is_file():
         raise KobaError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise KobaError(f"checkpoint {path} is an empty file (corrupt or not a weights file)")
     try:
         if path.suffix == ".safetensors":
             return load_file(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors and the unpickler raise many unrelated types for a bad file
-        raise KobaError(f"checkpoint {path} is corrupt or not a weights file: {str(exc).splitlines()[0][:120]}") \
-            from exc
+        raise KobaError(f"checkpoint {path} is corrupt or not a weights file: {reason(exc, 120)}") from exc
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise KobaError(f"checkpoint {path} is not a state dict of tensors")
     return state
 
 
+def _kind(tensor: torch.Tensor) -> str:
+    """A tensor's kind of number: load_state_dict converts between kinds without a word (int64 or bool weights
+    become whole-number floats, float codes are truncated), so only the precision may differ (fp32 vs bf16)."""
+    return ("floating" if tensor.is_floating_point() else "complex" if tensor.is_complex()
+            else "bool" if tensor.dtype == torch.bool else "integer")
+
+
 def check_compatible(model: torch.nn.Module, state: dict, path) -> None:
-    """Raise (before touching the model) unless `state` has exactly the model's tensors and shapes."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """Raise (before touching the model) unless `state` has exactly the model's tensors, shapes and kinds of number
+    (floating weights, ALONE's integer word_codes)."""
+    model_state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in model_state.items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    if missing or unexpected or wrong:
+    kinds = sorted(k for k in set(expected) & set(got) if _kind(model_state[k]) != _kind(state[k]))
+    if missing or unexpected or wrong or kinds:
         detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"shape of {wrong[0]} is {got[wrong[0]]}, model has {expected[wrong[0]]}")
+                  else f"shape of {wrong[0]} is {got[wrong[0]]}, model has {expected[wrong[0]]}" if wrong
+                  else f"{kinds[0]} holds {state[kinds[0]].dtype} ({_kind(state[kinds[0]])}), the model's is "
+                       f"{model_state[kinds[0]].dtype} ({_kind(model_state[kinds[0]])})")
         raise KobaError(f"checkpoint {path} does not fit this model (foreign checkpoint?): {detail}")
 
 
@@ -227,9 +241,30 @@ def recorded_config(path: str | Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise KobaError(f"checkpoint {folder} has no training config (state.json); was it written by koba lm train "
                         "or koba lm expand?")
+    _check_recorded_values(config, folder)
     if config.get("tokenizer") == "hf" and (folder / "tokenizer.json").is_file():
         config = {**config, "vocab": str((folder / "tokenizer.json").resolve())}  # its own copy: it moves with it
     return config
+
+
+def _check_recorded_values(config: dict, folder: Path) -> None:
+    """The recorded values that sample, eval, expand, gqa, export, lm_influence and init_from read beside the model
+    (seq_len, lr, document_mask, the tokenizer's names), each absent or of its type, so a damaged state.json is one
+    line here and not a ValueError (int("x")) or a silently wrong default (document_mask "no" is truthy) later."""
+    def bad(key: str, wanted: str) -> KobaError:
+        return KobaError(f"checkpoint {folder}: state.json's {key} must be {wanted}, got {config[key]!r} (damaged)")
+
+    seq_len = config.get("seq_len")
+    if "seq_len" in config and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len <= 0):
+        raise bad("seq_len", "a positive integer")
+    lr = config.get("lr")
+    if "lr" in config and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
+        raise bad("lr", "a finite number > 0")
+    if "document_mask" in config and not isinstance(config["document_mask"], bool):
+        raise bad("document_mask", "true or false")
+    for key in ("tokenizer", "vocab", "merges", "train_data"):
+        if key in config and not isinstance(config[key], str):
+            raise bad(key, "a string")
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict, dict | None, dict]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -261,6 +262,18 @@ def _unreachable_hub(timeout_s: float = 3.0) -> str:
         return url.hostname or constants.ENDPOINT
 
 
+# Buffers that older checkpoints saved and transformers now computes: never weights (transformers drops them itself).
+HARMLESS_UNEXPECTED = (r"rotary_emb\.inv_freq", r"(^|\.)position_ids$")
+
+
+def _unexpected_keys(hf, loading: dict) -> list[str]:
+    """The tensors of the weights files that the loaded model has no place for, less those its class declares
+    ignorable (_keys_to_ignore_on_load_unexpected: GPT-2's and NeoX's saved attention masks) and old RoPE buffers."""
+    patterns = [*(getattr(hf, "_keys_to_ignore_on_load_unexpected", None) or []), *HARMLESS_UNEXPECTED]
+    return sorted(key for key in loading.get("unexpected_keys", []) or []
+                  if not any(re.search(pattern, key) for pattern in patterns))
+
+
 def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_file: str = "",
                       merges: str = "") -> dict:
     """`koba lm import`: a Hugging Face GPT-2 folder (or a hub name, where the hub can be reached) as a checkpoint
@@ -308,6 +321,12 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     if lacking:
         raise KobaError(f"import: {source} lacks {len(lacking)} of a {kind}'s tensors (first: {sorted(lacking)[0]}); "
                         "its weights would be random")
+    # and one the config has no place for is dropped without a word: a config of 1 layer over 2 layers' weights
+    # would import the first layer alone (its logit check agrees with that truncated model).
+    extra = _unexpected_keys(hf, loading)
+    if extra:
+        raise KobaError(f"import: {source} holds {len(extra)} tensors its config has no place for (first: {extra[0]}); "
+                        "its config.json does not describe its weights (fewer layers or a smaller model?)")
     converter = from_hf if model_type == "gpt2" else CONVERTERS.get(model_type, hf_llama).from_hf
     model = converter(hf)
     difference = check_same_logits(model, hf_llama.exact_embed_scale(hf.float()), "import")

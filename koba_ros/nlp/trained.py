@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_checkpoint, recorded_config
+from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_model_state, recorded_config
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
@@ -30,7 +30,7 @@ def load_trained(checkpoint: str | Path, device: str = "cpu") -> TrainedLM:
     checked against that model before loading (one-line errors for a missing, foreign or bare checkpoint)."""
     path = checkpoint_folder(checkpoint)
     config = recorded_config(path)
-    model_state, _, _ = load_checkpoint(path)
+    model_state = load_model_state(path)  # the weights only: optimizer.safetensors (~2x) is neither read nor needed
     model = TransformerLM(TransformerConfig.from_dict(config["model"]))
     check_compatible(model, model_state, path)
     model.load_state_dict(model_state)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_checkpoint, recorded_config
+from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_model_state, recorded_config
 from koba_ros.nlp.config import TransformerConfig
 
 FREE_MODEL_FIELDS = ("dropout", "loss_chunk", "shape_inference_shift", "turnover_p", "turnover_seed")
@@ -72,6 +72,6 @@ def read_weights(model_config: TransformerConfig, model, init_from: str | Path) 
     """The source's weights, checked against this run's model config (function-defining fields) and its tensors."""
     check_agrees(init_from, model_config.to_dict(), recorded_config(init_from)["model"])
     folder = checkpoint_folder(init_from)
-    state, _, _ = load_checkpoint(folder)
+    state = load_model_state(folder)  # the weights only: the source's optimizer state is not used
     check_compatible(model, state, folder)
     return state
