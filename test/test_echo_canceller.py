@@ -178,3 +178,15 @@ def test_a_diverged_filter_is_reset_mid_call_and_the_call_still_returns_its_bloc
     canceller.W *= 1e6                                          # a blown-up filter
     out = canceller.process(echo_of(x[:4000], room(9)).astype(np.int16), x[:4000])
     assert len(out) == 4000 and canceller.resets == 1 and np.all(np.isfinite(canceller.impulse_response()))
+
+
+def test_utterances_never_reached_by_the_microphone_time_are_dropped_and_the_mismatch_is_told():
+    """An unstamped /audio (stamp 0) or another host's clock never comes near the playback's time: every utterance
+    stayed (about 96 KB per 3 s sentence; 200 of them were kept in the review) and take() walked them all."""
+    buffer = ReferenceBuffer(horizon_s=30.0)
+    for k in range(200):
+        buffer.add(1_000 * NS + k * 5 * NS, np.ones(48_000, np.int16))   # one 3 s sentence every 5 s
+    assert len(buffer.segments) <= 8
+    assert buffer.far_from(0) and not buffer.far_from(1_000 * NS + 199 * 5 * NS)
+    played, covered = buffer.take(0, 480)
+    assert not covered and not played.any()

@@ -189,12 +189,15 @@ def test_a_config_with_fewer_layers_than_its_weights_is_refused(tmp_path, capsys
     assert not (tmp_path / "in").exists()
 
 
-def test_tensors_the_model_class_ignores_still_import(tmp_path, capsys):
-    """GPT-2 files written by older transformers hold each layer's causal mask (attn.bias): not weights."""
+@pytest.mark.parametrize("buffer", ["attn.bias", "attn.masked_bias"])
+def test_tensors_the_model_class_ignores_still_import(tmp_path, capsys, buffer):
+    """GPT-2 files written by older transformers hold each layer's causal mask (attn.bias) and, from transformers
+    3.x-4.2x, its fill value (attn.masked_bias, which today's GPT-2 class no longer lists): not weights."""
     folder = hf_folder(tmp_path / "hf", "gpt2")
     state = load_file(folder / "model.safetensors")
-    mask = torch.tril(torch.ones(64, 64, dtype=torch.bool)).view(1, 1, 64, 64)
-    masks = {f"transformer.h.{i}.attn.bias": mask.clone() for i in range(2)}
+    mask = (torch.tril(torch.ones(64, 64, dtype=torch.bool)).view(1, 1, 64, 64) if buffer == "attn.bias"
+            else torch.tensor(-1e4))
+    masks = {f"transformer.h.{i}.{buffer}": mask.clone() for i in range(2)}
     save_file({**state, **masks}, folder / "model.safetensors", metadata={"format": "pt"})
     capsys.readouterr()
     assert main(["lm", "import", "--hf", str(folder), "--out", str(tmp_path / "in"), "--tokenizer", "byte"]) == 0

@@ -127,9 +127,14 @@ def test_a_large_seed_draws_without_overflow_and_ordinary_seeds_are_unchanged():
     again = torch.randint(0, 1000, (4,), generator=batch_generator(big, 10, 3))
     assert draws.tolist() == again.tolist()
     torch.manual_seed(micro_seed(big + 2, 10, 3))
-    for seed in (-1, 2**63, True):
+    for seed in (-2**63 - 1, 2**63, True):
         with pytest.raises(KobaError, match="seed must be an integer"):
             TrainConfig.from_dict({"seed": seed})
+    # a negative seed, which torch wraps, still works and draws as it did (micro_seed's modulo is torch's wrap)
+    assert TrainConfig.from_dict({"seed": -1}).seed == -1
+    old = torch.Generator().manual_seed(-1 * 1_000_003 + 3 * 7919 + 1)
+    assert torch.equal(torch.randint(0, 1000, (4,), generator=old),
+                       torch.randint(0, 1000, (4,), generator=batch_generator(-1, 3, 1)))
     with pytest.raises(KobaError, match="shape_max_shift must be from 0 to 2"):
         TrainConfig.from_dict({"model": {"positions": "shape", "shape_max_shift": 10**20}})
     with pytest.raises(KobaError, match="shape_inference_shift must be an integer from 0 to 2"):

@@ -263,7 +263,9 @@ def _unreachable_hub(timeout_s: float = 3.0) -> str:
 
 
 # Buffers that older checkpoints saved and transformers now computes: never weights (transformers drops them itself).
-HARMLESS_UNEXPECTED = (r"rotary_emb\.inv_freq", r"(^|\.)position_ids$")
+# Buffers older transformers saved that today's classes no longer list as ignorable: RoPE's frequencies, position ids,
+# and GPT-2's / GPT-NeoX's attn.masked_bias (the -1e4 fill of the causal mask, written by transformers 3.x-4.2x).
+HARMLESS_UNEXPECTED = (r"rotary_emb\.inv_freq", r"(^|\.)position_ids$", r"(^|\.)(attn|attention)\.masked_bias$")
 
 
 def _unexpected_keys(hf, loading: dict) -> list[str]:

@@ -142,8 +142,9 @@ class TrainConfig:
             # "" would read every *.txt below the current folder
             raise KobaError(f"train config: train_data (and val_data, if set) must name a dataset, got "
                             f"{self.train_data!r}, {self.val_data!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise KobaError(f"train config: seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
+        # torch takes any signed or unsigned 64-bit seed (a negative one wraps): runs seeded -1 keep resuming
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2**63 <= self.seed < 2**63:
+            raise KobaError(f"train config: seed must be an integer from -2**63 to 2**63 - 1, got {self.seed!r}")
         if self.lora_rank < 0 or not self.lora_alpha > 0:
             raise KobaError(f"train config: lora_rank must be >= 0 and lora_alpha > 0, got {self.lora_rank}, "
                             f"{self.lora_alpha}")

@@ -218,7 +218,12 @@ class SpeechNode(LifecycleNode):
         canceller, reference, timeline = self.canceller, self.reference, self.timeline
         if canceller is None or reference is None or timeline is None:
             return samples
-        played, _ = reference.take(timeline.place(stamp_ns, len(samples)), len(samples))
+        start = timeline.place(stamp_ns, len(samples))
+        if reference.far_from(start):
+            self.get_logger().warning("echo cancellation: the audio's stamps are far from the playback's (tts_node); "
+                                      "stamp /audio with its capture time on the ROS clock, or set echo_cancellation "
+                                      "false", throttle_duration_sec=30.0)
+        played, _ = reference.take(start, len(samples))
         return canceller.process(samples, played)
 
     def on_playback(self, msg: AudioChunk) -> None:

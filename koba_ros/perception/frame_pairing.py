@@ -3,9 +3,13 @@
 A camera driver publishes each frame's colour and aligned depth as two messages with (nearly) the same stamp; they
 reach a subscriber in either order, and either may be dropped. Holding only the last colour frame and pairing it
 with each depth frame as it comes fails whenever depth is handled first: at 15 fps every depth frame then meets the
-previous colour frame, 67 ms off, and nothing ever pairs. So a few recent frames of each kind wait, and each arrival
-pairs with the waiting frame of the other kind nearest to it in stamp, within the tolerance. A frame pairs once;
-frames older than the one it paired with are dropped (they come in stamp order, so theirs will not come).
+previous colour frame, 67 ms off, and nothing ever pairs. So a few recent frames of each kind wait, and frames pair
+when each is the other's nearest in stamp (within the tolerance) and no frame still to come could be nearer. Pairing
+an arrival at once with the nearest waiting frame was not enough (session 25's review): at 30 fps, under a 50 ms
+tolerance, one lost colour frame paired the next colour with the previous depth, and every later frame stayed one
+off. Each kind's frames come in stamp order at least `period` apart (the smallest spacing seen), so a frame still to
+come lies at or after the kind's latest stamp plus that period; message_filters' ApproximateTime policy reasons the
+same way. Frames of one instant (equal stamps, or closer than half a period) pair as soon as both are there.
 """
 from __future__ import annotations
 
@@ -22,29 +26,66 @@ class StampPairer:
     keep: int = 4                        # frames of each kind that wait for their partner
     waiting: dict[str, deque] = field(init=False)
     last_gap_s: float | None = field(init=False, default=None)   # the nearest partner's gap when last none paired
+    latest: dict[str, int] = field(init=False)     # each kind's newest stamp seen, ns
+    period: dict[str, int] = field(init=False)     # each kind's smallest spacing seen, ns (0: not known yet)
 
     def __post_init__(self) -> None:
         self.waiting = {kind: deque(maxlen=self.keep) for kind in KINDS}
+        self.latest, self.period = {}, {kind: 0 for kind in KINDS}
 
     def add(self, kind: str, stamp_ns: int, frame: Any) -> tuple[Any, Any] | None:
-        """Offer a colour or depth frame; the (colour, depth) pair it completes, or None (it waits)."""
+        """Offer a colour or depth frame; the newest (colour, depth) pair it lets form, or None."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        partners = self.waiting[KINDS[1 - KINDS.index(kind)]]
-        if partners:
-            gap_ns, index = min((abs(stamp - stamp_ns), i) for i, (stamp, _) in enumerate(partners))
-            if gap_ns <= self.tolerance_s * 1e9:
-                partner = partners[index][1]
-                for _ in range(index + 1):   # the partner and the frames older than it
-                    partners.popleft()
-                return (frame, partner) if kind == "color" else (partner, frame)
-            self.last_gap_s = gap_ns * 1e-9
+        stamp_ns = int(stamp_ns)
+        if kind in self.latest and stamp_ns > self.latest[kind]:
+            spacing = stamp_ns - self.latest[kind]
+            self.period[kind] = min(self.period[kind] or spacing, spacing)
+        self.latest[kind] = max(stamp_ns, self.latest.get(kind, stamp_ns))
         self.waiting[kind].append((stamp_ns, frame))
-        return None
+        pair = None
+        while (formed := self._settle_one()) is not False:
+            pair = formed or pair
+        return pair
+
+    def _settle_one(self):
+        """Settle the oldest frame that can be: pair it (the pair), drop it as unpairable (None), or nothing (False)."""
+        tolerance = self.tolerance_s * 1e9
+        frames = sorted((stamp, kind, i) for kind in KINDS for i, (stamp, _) in enumerate(self.waiting[kind]))
+        for stamp, kind, i in frames:
+            other = KINDS[1 - KINDS.index(kind)]
+            if not self.waiting[other]:
+                continue
+            gap, j = min((abs(s - stamp), j) for j, (s, _) in enumerate(self.waiting[other]))
+            if gap > tolerance:
+                self.last_gap_s = gap * 1e-9
+                if self._final(stamp, other, int(tolerance) + 1):   # nothing to come can pair it: it goes
+                    del self.waiting[kind][i]
+                    return None
+                continue
+            partner_stamp = self.waiting[other][j][0]
+            mine = min((abs(s - partner_stamp), k) for k, (s, _) in enumerate(self.waiting[kind]))
+            if mine[1] != i or not (self._final(stamp, other, gap) and self._final(partner_stamp, kind, gap)):
+                continue
+            frame, partner = self.waiting[kind][i][1], self.waiting[other][j][1]
+            for _ in range(i + 1):   # the frame and the older ones of its kind: their partners have gone by
+                self.waiting[kind].popleft()
+            for _ in range(j + 1):
+                self.waiting[other].popleft()
+            return (frame, partner) if kind == "color" else (partner, frame)
+        return False
+
+    def _final(self, stamp: int, other: str, gap: int) -> bool:
+        """Whether no `other` frame still to come can lie nearer to `stamp` than `gap`."""
+        next_at = self.latest.get(other)
+        if next_at is None:
+            return False
+        return max(0, next_at + self.period[other] - stamp) >= gap
 
     def clear(self) -> None:
         for frames in self.waiting.values():
             frames.clear()
+        self.latest, self.period = {}, {kind: 0 for kind in KINDS}
         self.last_gap_s = None
 
 

@@ -45,8 +45,20 @@ class ReferenceBuffer:
             raise KobaError(f"playback reference must be 1-D int16 samples, got {samples.dtype} {samples.shape}")
         if not len(samples):
             return
+        begin = self.index(start_ns)
         with self.lock:
-            self.segments.append((self.index(start_ns), samples.copy()))
+            # Pruned by the playback's own time too: microphone stamps that never come near it (an unstamped /audio,
+            # another host's clock) would otherwise keep every utterance, and take() would walk them all.
+            horizon = self.horizon_ns * self.rate // NS
+            self.segments = [(b, s) for b, s in self.segments if b + len(s) >= begin - horizon]
+            self.segments.append((begin, samples.copy()))
+
+    def far_from(self, start_ns: int) -> bool:
+        """Whether the newest utterance lies more than the horizon from the microphone time `start_ns`: the two clocks
+        do not agree (an unstamped or differently clocked /audio), so no echo can be lined up."""
+        with self.lock:
+            newest = max((begin for begin, _ in self.segments), default=None)
+        return newest is not None and abs(newest - self.index(start_ns)) > self.horizon_ns * self.rate // NS
 
     def take(self, start_ns: int, n: int) -> tuple[np.ndarray, bool]:
         """(the reference for the n microphone samples from `start_ns`, whether any played sample falls in them)."""
