@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import select
 import sys
 
 from koba_ros.errors import KobaError
@@ -27,6 +29,44 @@ COMMANDS = [
     "tamer",
     "feedback",
 ]
+
+
+# ROS_DOMAIN_ID: rcl takes a whole number and DDS derives its ports from it; Fast DDS and Cyclone DDS stop at 232.
+MAX_DOMAIN_ID = 232
+
+
+def _starts_ros(args) -> bool:
+    """Whether this command line initialises rclpy (`koba up --list` only reads the graph)."""
+    return args.command == "feedback" or (args.command == "up" and not args.list)
+
+
+def check_domain_id(environ=os.environ) -> None:
+    """KobaError for a ROS_DOMAIN_ID that rclpy or DDS would refuse with a traceback or a DDS log line (empty or
+    unset is rcl's default, 0)."""
+    value = environ.get("ROS_DOMAIN_ID", "")
+    if value and not (value.isascii() and value.isdigit() and int(value) <= MAX_DOMAIN_ID):
+        raise KobaError(f"ROS_DOMAIN_ID must be a whole number from 0 to {MAX_DOMAIN_ID}, got {value[:40]!r}")
+
+
+def _stdout_is_a_closed_pipe() -> bool:
+    """Whether stdout is a pipe nobody reads any more (`koba ... | head -1` after head has gone): Linux reports
+    POLLERR on the write end of such a pipe."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are reported whatever the mask
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real stdout (a test's capture), or no poll
+        return False
+
+
+def _quit_on_closed_stdout() -> int:
+    """As git and cat do when the reader of their output goes: stop without a word. The status is the one a shell
+    shows for a process that SIGPIPE ended (128 + 13); stdout goes to /dev/null so that the interpreter's last flush
+    of what is still buffered does not report the broken pipe either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,9 +105,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"koba: error: argument {i} ({ascii(arg)[:60]}) is not UTF-8 text\n")
     args = parser.parse_args(argv)
     try:
+        if _starts_ros(args):
+            check_domain_id()
         code = args._run(args)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not in the interpreter's exit
     except KobaError as exc:
         print(f"koba {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        if _stdout_is_a_closed_pipe():
+            return _quit_on_closed_stdout()
+        print(f"koba {args.command}: error: a pipe it wrote to was closed (broken pipe)", file=sys.stderr)
         return 2
     except OSError as exc:  # the file system said no (an unwritable --out, a file where a folder should be): one line
         where = f" {exc.filename}" if exc.filename else ""

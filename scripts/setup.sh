@@ -41,6 +41,12 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 mkdir -p "$stamps"
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+fail() { log "$*"; exit 1; }
+# pip without its "Location ... is ignored" warnings, failing as pip failed (pipefail: the pipeline's status is pip's,
+# the filter's own is never a failure). A stamp is written only after this succeeded, so the next run tries again.
+quiet_pip() {
+  "$venv/bin/python" -m pip "$@" 2>&1 | { grep -v "^WARNING: Location .* is ignored" || true; }
+}
 req_hash="$(hash_of requirements-ros.txt requirements.txt)"
 if [ "$(cat "$stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
   # torch's CPU build: from PyTorch's CPU index when it answers (PyPI's default Linux wheel is the multi-GB CUDA
@@ -53,8 +59,9 @@ urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$torch_index" 2>/de
     index_args=(--extra-index-url "$torch_index")
   fi
   log "pip install -r requirements-ros.txt -r requirements.txt ${index_args[@]+"${index_args[*]} "}(first run takes a few minutes)"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index_args[@]+"${index_args[@]}"} \
-    -r requirements-ros.txt -r requirements.txt 2>&1 | grep -v "^WARNING: Location .* is ignored" || true
+  quiet_pip install -q --disable-pip-version-check ${index_args[@]+"${index_args[@]}"} \
+    -r requirements-ros.txt -r requirements.txt \
+    || fail "pip install -r requirements-ros.txt -r requirements.txt failed (see pip's message above); run again"
   "$venv/bin/python" -m pip check >/dev/null 2>&1 || log "pip check reports conflicts (see 'pip check')"
   echo "$req_hash" > "$stamps/requirements"
 fi
@@ -77,12 +84,15 @@ if [ "$(cat "$stamps/interfaces" 2>/dev/null)" != "$if_hash" ]; then
   echo "$if_hash" > "$stamps/interfaces"
 fi
 
-# 4. koba_ros itself, editable, so the checkout is what runs.
-pkg_hash="$(hash_of setup.py setup.cfg package.xml)"
+# 4. koba_ros itself, editable, so the checkout is what runs. setup.py makes an executable of every
+# koba_ros/nodes/*_node.py, so the list of those files is part of what the install depends on.
+shopt -s nullglob; node_files=(koba_ros/nodes/*_node.py); shopt -u nullglob
+pkg_hash="$({ cat setup.py setup.cfg package.xml; printf '%s\n' ${node_files[@]+"${node_files[@]}"}; } \
+  | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamps/package" 2>/dev/null)" != "$pkg_hash" ] || [ ! -x "$venv/bin/koba" ]; then
   log "pip install -e . (koba_ros)"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 \
-    | grep -v "^WARNING: Location .* is ignored" || true
+  quiet_pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
+    || fail "pip install -e . (koba_ros) failed (see pip's message above); run again"
   echo "$pkg_hash" > "$stamps/package"
 fi
 "$venv/bin/python" -c "import rclpy; from koba_interfaces.msg import DetectedObjectArray; from koba_interfaces.action import PickPlace" \

@@ -47,7 +47,7 @@ def test_keys_typed_into_a_tty_reach_dds(ros_context):
     try:
         # Type only once the command listens: it reads keys only after its publisher has matched a subscriber
         # (--wait; the probe seeing the publisher does not mean the publisher has matched the probe yet, and a
-        # message sent before that is lost), and the terminal is in cbreak mode (tty.setcbreak flushes earlier keys).
+        # message sent before that is lost), and the terminal is in cbreak mode (so the keys reach the key loop).
         assert spin_until(probe, lambda: probe.count_publishers("/human_feedback") >= 1, 60.0), "no publisher"
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and termios.tcgetattr(master)[3] & termios.ICANON:

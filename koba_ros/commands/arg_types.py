@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import threading
 
 
@@ -46,3 +47,14 @@ def timer_seconds(text: str) -> float:
     """Seconds a timer can wait for: 0 to threading.TIMEOUT_MAX (1e10 s overflowed the timer's clock)."""
     return _number(text, float, lambda v: 0 <= v <= threading.TIMEOUT_MAX,
                    f"a number of seconds from 0 to {threading.TIMEOUT_MAX:.0f}")
+
+
+def max_threads() -> int:
+    """The most CPU threads a --threads may ask for: four per CPU (torch.set_num_threads(100000) crashed)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def thread_count(text: str) -> int:
+    """A number of CPU threads: 1 to max_threads()."""
+    limit = max_threads()
+    return _number(text, int, lambda v: 1 <= v <= limit, f"a whole number of threads from 1 to {limit} (4 per CPU)")

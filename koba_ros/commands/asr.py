@@ -20,6 +20,10 @@ def run(args):
     from koba_ros.speech.recognizers import make_recognizer
     from koba_ros.speech.streaming import transcribe
 
+    if args.checkpoint and args.backend != "whisper":   # given but unused: refused, not silently ignored
+        raise KobaError("--checkpoint is for --backend whisper")
+    if args.general and args.backend != "pocketsphinx":
+        raise KobaError("--general is for --backend pocketsphinx")
     samples = load_audio(args.file)
     if len(samples) < 480:  # under one 30 ms frame: nothing a recogniser (or webrtcvad) can read
         raise KobaError(f"{args.file}: no audio to recognise ({len(samples)} samples at 16 kHz, "

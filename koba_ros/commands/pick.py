@@ -89,6 +89,9 @@ def run(args):
         raise KobaError("give either an INSTRUCTION or --target and --destination")
     if args.instruction is None and (args.target is None or args.destination is None):
         raise KobaError("--target and --destination go together")
+    if args.instruction is None and (args.answer or args.model):  # given but unused: refused, not ignored
+        given = " and ".join(name for name, value in (("--answer", args.answer), ("--model", args.model)) if value)
+        raise KobaError(f"{given} go{'es' if ' and ' not in given else ''} with an INSTRUCTION, not with --target")
     scene = read_scene_file(args.scene)
     if args.instruction is None:
         check_index(scene, args.target)

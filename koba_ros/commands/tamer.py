@@ -11,6 +11,7 @@ def add_arguments(p):
     b.add_argument("--agents", default="dqn,tamer,dqn_tamer", help="Comma-separated: dqn, tamer, dqn_tamer.")
     b.add_argument("--seeds", type=positive_int, default=5, help="Seeds per agent (default 5).")
     b.add_argument("--out", default="", help="Folder for bench.json and curves.png (default: print only).")
+    b.add_argument("--force", action="store_true", help="Replace a bench.json or curves.png already in --out.")
     t = sub.add_parser("train", help="Train one agent; writes curve CSV/PNG and a checkpoint; --resume continues.")
     _common(t)
     t.add_argument("--agent", default="dqn_tamer", help="dqn, tamer or dqn_tamer (default dqn_tamer).")
@@ -67,8 +68,12 @@ def _bench(args):
         raise KobaError(f"--agents names {', '.join(twice)} more than once")
     config = _config(args, agents, args.seeds)
     out = Path(args.out) if args.out else None
-    if out:  # before the benchmark: a bad --out must not cost its minutes
+    if out:  # before the benchmark: a bad --out must not cost its minutes, nor overwrite an earlier run's results
         make_folder(out)
+        earlier = [str(out / name) for name in ("bench.json", "curves.png") if (out / name).exists()]
+        if earlier and not args.force:
+            raise KobaError(f"{' and '.join(earlier)} already exist{'s' if len(earlier) == 1 else ''}; "
+                            f"give another --out, or --force to replace {'it' if len(earlier) == 1 else 'them'}")
 
     def progress(run):
         print(f"{run['agent']} seed {run['seed']}: solved at {run['episodes_to_solve']}, final return "

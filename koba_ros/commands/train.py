@@ -1,22 +1,26 @@
 """koba train grounding | crop-kinds: train the instruction-grounding model, or the crop CNN that names an object's
 kind from its crop alone (the dialogue's second opinion), on rendered, perceived scenes."""
-from koba_ros.commands.arg_types import random_seed
+from koba_ros.commands.arg_types import random_seed, thread_count
 
 HELP = ("Train a model (grounding: instruction + perceived objects -> target and box; crop-kinds: object crop -> "
         "catalog entry).")
 
+# The grounding model's own options with their defaults: `koba train crop-kinds` refuses any given another value.
+GROUNDING_ONLY = {"encoder": "minilm", "per_scene": 30, "epochs": 12, "token_drop": 0.0, "crops": False}
+
 
 def add_arguments(p):
     p.add_argument("what", choices=["grounding", "crop-kinds"], help="Which model to train.")
-    p.add_argument("--encoder", choices=["minilm", "byte"], default="minilm",
+    p.add_argument("--encoder", choices=["minilm", "byte"], default=GROUNDING_ONLY["encoder"],
                    help="Text encoder: pretrained MiniLM (frozen) or our byte-level transformer (default minilm).")
     p.add_argument("--scenes", type=int, default=600, help="Rendered training scenes (default 600; cached).")
-    p.add_argument("--per-scene", type=int, default=30, help="Instructions generated per scene (default 30).")
-    p.add_argument("--epochs", type=int, default=12, help="Epochs (default 12).")
+    p.add_argument("--per-scene", type=int, default=GROUNDING_ONLY["per_scene"],
+                   help="Instructions generated per scene (default 30).")
+    p.add_argument("--epochs", type=int, default=GROUNDING_ONLY["epochs"], help="Epochs (default 12).")
     p.add_argument("--seed", type=random_seed, default=0, help="Random seed (default 0).")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: on a busy 2-core machine more "
-                   "threads made training far slower).")
-    p.add_argument("--token-drop", type=float, default=0.0,
+    p.add_argument("--threads", type=thread_count, default=1, help="CPU threads (default 1: on a busy 2-core machine "
+                   "more threads made training far slower; at most 4 per CPU).")
+    p.add_argument("--token-drop", type=float, default=GROUNDING_ONLY["token_drop"],
                    help="Word dropout on the text encoder's token states while training (default 0: off).")
     p.add_argument("--crops", action="store_true",
                    help="Add CNN features of each object's crop (pretrained on the objects' kinds, then frozen).")
@@ -45,6 +49,12 @@ def run(args):
         raise KobaError("--scenes must be at least 4 (some are held out for validation)")
     if not 0 <= args.token_drop < 1:
         raise KobaError("--token-drop must be in [0, 1)")
+    if args.what == "crop-kinds":  # options of the grounding model only: refused rather than silently ignored
+        given = [f"--{name.replace('_', '-')}" for name, default in GROUNDING_ONLY.items()
+                 if getattr(args, name) != default]
+        if given:
+            raise KobaError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for `koba train grounding`; "
+                            "crop-kinds takes --scenes, --crop-epochs, --seed, --threads, --out, --force, --json")
     out = Path(args.out) if args.out else models_dir() / "grounding"
     out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, not after rendering and training
     name = "crop_kinds.pt" if args.what == "crop-kinds" else \

@@ -43,7 +43,9 @@ def read_keys(fd: int, clock: Callable[[], float] = time.time, stop=None) -> Ite
     import tty
 
     saved = termios.tcgetattr(fd)
-    tty.setcbreak(fd)
+    # TCSANOW: the default (TCSAFLUSH) discards keys typed before this call, e.g. while `koba feedback --keyboard`
+    # waited for a learner to subscribe; switching off line mode this way hands them over instead.
+    tty.setcbreak(fd, termios.TCSANOW)
     try:
         while not (stop and stop.is_set()):
             ready, _, _ = select.select([fd], [], [], 0.1)
