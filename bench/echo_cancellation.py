@@ -14,7 +14,15 @@ sentence of a fresh session (before the filter converges), stops alone (must not
 the robot (double talk: recognised as when said alone?, and the person-to-residual-echo ratio), and the canceller's
 CPU time per second of audio.
 
+With --kept-path, only the first-sentence case, with the echo path kept between runs (`EchoCanceller.save/load`,
+speech_node's `echo_path_file`): per room an "earlier session" of --train robot sentences trains a canceller that is
+saved to a file; then every trial is a new session on the robot's first sentence (3 per room, one per person voice),
+with arms no_aec, aec_fresh (an empty filter), aec_kept (the path of the earlier session in the same room) and
+aec_other_room (the path of the next room: other delay and RT60). Measured: a stop 0.5 s into the first sentence at
+both levels, false stops and ERLE on the first sentences alone, blocks where the output is louder than the microphone.
+
     cd bench && PYTHONPATH=..:. ../.venv/bin/python echo_cancellation.py [--seed 0] [--sentences 14] [--json OUT]
+    cd bench && PYTHONPATH=..:. ../.venv/bin/python echo_cancellation.py --kept-path [--train 6] [--json OUT]
 
 Prints one JSON object. Reuses the clips and helpers of robot_voice_false_stops.py.
 """
@@ -68,9 +76,11 @@ def active_rms(x: np.ndarray) -> float:
 class Session:
     """One room: the robot's echo path, the noise, and the canceller that has heard everything so far."""
 
-    def __init__(self, h: np.ndarray, echo_rms: float, rng: np.random.Generator):
+    def __init__(self, h: np.ndarray, echo_rms: float, rng: np.random.Generator, path: Path | None = None):
         self.h, self.echo_rms, self.rng = h, echo_rms, rng
         self.canceller = EchoCanceller()
+        if path is not None:
+            self.canceller.load(path)   # the echo path kept from an earlier session
         self.cpu_s, self.audio_s = 0.0, 0.0
 
     def microphone(self, played: np.ndarray, person: np.ndarray | None = None, offset_s: float = 0.0,
@@ -110,12 +120,101 @@ def erle_db(echo: np.ndarray, out: np.ndarray, mic: np.ndarray, latency: int) ->
     return float(10 * np.log10(np.sum(echo[:len(out)] ** 2) / max(np.sum(residual ** 2), 1e-9)))
 
 
+def louder_blocks(mic: np.ndarray, out: np.ndarray, latency: int, block: int) -> tuple[int, float]:
+    """(blocks of the output, lined up with the microphone, with more energy than the microphone's beyond the int16
+    rounding of the output (at most sqrt(block x mic energy) + block / 4): echo added; the largest such excess in dB,
+    0 if none)."""
+    out = out[latency:].astype(np.float64)
+    m = mic[:len(out)].astype(np.float64)
+    n = len(out) // block * block
+    e_out, e_mic = (out[:n].reshape(-1, block) ** 2).sum(1), (m[:n].reshape(-1, block) ** 2).sum(1)
+    louder = e_out > e_mic + np.sqrt(block * e_mic) + block / 4
+    worst = float(np.max(10 * np.log10(e_out[louder] / np.maximum(e_mic[louder], 1)))) if louder.any() else 0.0
+    return int(louder.sum()), round(worst, 2)
+
+
+def kept_path(args) -> dict:
+    """The first sentence of a session with the echo path kept from an earlier one (see the module's docstring)."""
+    folder = Path(tempfile.mkdtemp())
+    rng, nrng = random.Random(args.seed), np.random.default_rng(args.seed)
+    arms = ("no_aec", "aec_fresh", "aec_kept", "aec_other_room")
+    streams = {arm: SpeechStream(PocketsphinxRecognizer()) for arm in arms}
+    person = {v: speech("stop", v, folder) for v in PERSON_VOICES}
+    rooms = [room_response(room["delay_ms"], room["rt60_s"], nrng) for room in ROOMS]
+    result = {"trials_per_level": 0, "stop_first_sentence": {f"{arm}_{lv}": 0 for arm in arms for lv in LEVELS},
+              "first_sentences_alone": 0, "false_stops": {arm: 0 for arm in arms}, "false_stop_which": [],
+              "erle_db_first_sentence": {arm: [] for arm in arms[1:]},
+              "output_louder_than_mic_blocks": {arm: 0 for arm in arms[1:]},
+              "output_louder_than_mic_worst_db": {arm: 0.0 for arm in arms[1:]}, "blocks": 0,
+              "resets": {arm: 0 for arm in arms[1:]}, "earlier_session": []}
+    # 1. the earlier session in each room: --train sentences of the robot alone, the learnt path saved to a file
+    paths = []
+    for r, h in enumerate(rooms):
+        voice = ROBOT_VOICES[r % len(ROBOT_VOICES)]
+        session = Session(h, 3000.0, nrng)
+        texts = questions(args.train, rng)[:args.train // 2] + announcements(args.train - args.train // 2, rng)
+        for text in texts:
+            played = padded(speech(text, voice, folder))
+            session.cancel(session.microphone(played)[0], played)
+        c = session.canceller
+        paths.append(c.save(folder / f"echo_path_room{r}.npz"))
+        result["earlier_session"].append({"room": r, "sentences": len(texts), "converged": c.converged,
+                                          "erle_estimate_db": round(c.erle_db, 1), "resets": c.resets})
+    # 2. new sessions on the robot's first sentence
+    for r, h in enumerate(rooms):
+        voice = ROBOT_VOICES[r % len(ROBOT_VOICES)]
+        kept = {"aec_fresh": None, "aec_kept": paths[r], "aec_other_room": paths[(r + 1) % len(rooms)]}
+        for v in PERSON_VOICES:
+            played = padded(speech(announcements(1, rng)[0], voice, folder))   # a pick's announcement
+            trials = [("alone", None, 1.0)] + [(name, person[v], level) for name, level in LEVELS.items()]
+            for name, said, level in trials:
+                mic, echo, _ = Session(h, 3000.0, nrng).microphone(played, said, 1.0, level)   # 0.5 s in
+                audio = {"no_aec": mic}
+                for arm, path in kept.items():
+                    session = Session(h, 3000.0, nrng, path)
+                    audio[arm] = out = session.cancel(mic, played)
+                    result["resets"][arm] += session.canceller.resets
+                    if said is None:
+                        lat = session.canceller.latency
+                        result["erle_db_first_sentence"][arm].append(round(erle_db(echo, out, mic, lat), 1))
+                        louder, worst = louder_blocks(mic, out, lat, 256)
+                        result["output_louder_than_mic_blocks"][arm] += louder
+                        result["output_louder_than_mic_worst_db"][arm] = max(
+                            result["output_louder_than_mic_worst_db"][arm], worst)
+                if said is None:
+                    result["blocks"] += (len(mic) - 256) // 256
+                    result["first_sentences_alone"] += 1
+                else:
+                    result["trials_per_level"] += name == "same_level"
+                for arm in arms:
+                    heard = "stop" in heard_while_speaking(streams[arm], audio[arm], muted=False)
+                    if said is None and heard:
+                        result["false_stops"][arm] += 1
+                        result["false_stop_which"].append([arm, r, v])
+                    elif said is not None:
+                        result["stop_first_sentence"][f"{arm}_{name}"] += heard
+    for arm, values in result["erle_db_first_sentence"].items():
+        result[f"erle_db_first_sentence_median_{arm}"] = float(np.median(values))
+        result[f"erle_db_first_sentence_min_{arm}"] = float(np.min(values))
+    return {"seed": args.seed, "mode": "kept_path", "rooms": ROOMS, "other_room": "room r uses the path of room r+1",
+            "train_sentences": args.train, "person_voices": PERSON_VOICES, "echo_levels": LEVELS,
+            "stop_offset_s": 0.5, "noise_db_under_echo": 45, "result": result}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sentences", type=int, default=14, help="robot sentences per room (false stops, ERLE)")
+    parser.add_argument("--kept-path", action="store_true", help="only the first sentence, echo path kept or not")
+    parser.add_argument("--train", type=int, default=6, help="--kept-path: sentences of the earlier session")
     parser.add_argument("--json", default="", help="also write the result here")
     args = parser.parse_args()
+    if args.kept_path:
+        out = kept_path(args)
+        print(json.dumps(out))
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        return
     folder = Path(tempfile.mkdtemp())
     rng, nrng = random.Random(args.seed), np.random.default_rng(args.seed)
     streams = {arm: SpeechStream(PocketsphinxRecognizer()) for arm in ("no_aec", "aec")}

@@ -10,9 +10,13 @@ worker thread; deactivate forgets an utterance in progress.
 Echo cancellation (`echo_cancellation`, session 25): what tts_node plays (/speech/playback) is lined up with the
 microphone's chunks by their stamps (playback_reference.py) and subtracted as the room echoes it (echo_canceller.py)
 before VAD and ASR; with nothing playing the reference is zeros, and the filter keeps its echo path between sentences.
+With `echo_path_file` set, the learnt echo path is also kept between runs: loaded on configure (a bad file: a warning,
+a fresh start), saved on cleanup and shutdown and every `echo_path_save_s` of audio, each time only while the
+canceller says it has converged (so a wrong or unlearnt path never overwrites a good one).
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -82,6 +86,13 @@ class SpeechNode(LifecycleNode):
                                          "(topic and microphone sources).")
         self.echo_tail_ms = declare(self, "echo_tail_ms", 250.0, "Echo canceller's filter length, ms: the room's "
                                     "reverberation plus the sound cards' unknown output and input delay.")
+        self.echo_path_file = declare(self, "echo_path_file", "", "Keep the echo canceller's learnt echo path "
+                                      "between runs in this .npz (e.g. ~/.cache/koba_ros/echo_path.npz; empty: off): "
+                                      "loaded on configure, so the first sentence after a restart is cancelled too; "
+                                      "saved while converged (every 60 s of audio, on cleanup and shutdown). "
+                                      "Per room and loudspeaker: a path from another room is relearnt.")
+        self.echo_path_save_s = 60.0   # seconds of audio between saves of the echo path (while converged)
+        self.unsaved_samples = 0
         self.canceller = None
         self.reference = None
         self.timeline = None
@@ -127,6 +138,7 @@ class SpeechNode(LifecycleNode):
 
                 self.canceller = EchoCanceller(tail_ms=self.echo_tail_ms)
                 self.reference, self.timeline = ReferenceBuffer(), MicTimeline()
+                self.load_echo_path()
             if self.source == "microphone":
                 self.mic = Microphone(self.on_mic_block, self.microphone)
                 self.mic.start()
@@ -187,9 +199,46 @@ class SpeechNode(LifecycleNode):
         if self.mic is not None:
             self.mic.stop()
             self.mic = None
+        self.save_echo_path()
         self.stream = None
         self.canceller = self.reference = self.timeline = None
         return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self.save_echo_path()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        if self.mic is not None:   # Ctrl-C ends the node here, without a lifecycle transition
+            self.mic.stop()
+            self.mic = None
+        self.save_echo_path()
+        return super().destroy_node()
+
+    # --- the echo path kept between runs ----------------------------------------------------------
+    def echo_path(self) -> str:
+        return os.path.expanduser(self.echo_path_file) if self.echo_path_file else ""
+
+    def load_echo_path(self) -> None:
+        path, canceller = self.echo_path(), self.canceller
+        if not path or canceller is None or not os.path.exists(path):
+            return
+        try:
+            canceller.load(path)
+            self.get_logger().info(f"echo path loaded from {path}")
+        except KobaError as exc:
+            self.get_logger().warning(f"{exc}; starting with a fresh echo path")
+
+    def save_echo_path(self) -> None:
+        """Write the learnt echo path to `echo_path_file` if the canceller has converged (else keep the file)."""
+        path, canceller = self.echo_path(), self.canceller
+        if not path or canceller is None or not canceller.converged:
+            return
+        self.unsaved_samples = 0
+        try:
+            canceller.save(path)
+        except KobaError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=60.0)
 
     # --- audio in ------------------------------------------------------------------------
     def enqueue(self, samples: np.ndarray) -> None:
@@ -224,7 +273,11 @@ class SpeechNode(LifecycleNode):
                                       "stamp /audio with its capture time on the ROS clock, or set echo_cancellation "
                                       "false", throttle_duration_sec=30.0)
         played, _ = reference.take(start, len(samples))
-        return canceller.process(samples, played)
+        out = canceller.process(samples, played)
+        self.unsaved_samples += len(samples)
+        if self.echo_path_file and self.unsaved_samples >= self.echo_path_save_s * 16000:
+            self.save_echo_path()   # so that a crash keeps it too (once converged: until then, tried every chunk)
+        return out
 
     def on_playback(self, msg: AudioChunk) -> None:
         """What tts_node starts playing now: the echo canceller's reference."""

@@ -37,6 +37,15 @@ run of blocks, reset the filter. The filter length (`tail_ms`) must cover the ro
 unknown delay between the reference's timestamps and the sound (sound card output/input buffers, tens of ms):
 that delay only shifts the echo path inside the filter.
 
+What it has learnt can be kept between runs (`save(path)` / `load(path)`, or `state_dict()` / `load_state_dict(d)`):
+the partition spectra W and the step control's state (the leakage estimate and its regression, the per-bin means,
+whether the filter has adapted), with the settings they only make sense with (rate, block, partitions). The room and
+loudspeaker rarely change between runs, so a restarted node cancels from its first sentence instead of after about
+two. A state of other settings, with NaN/inf or wrong shapes, or a damaged file is refused in one line (KobaError)
+and the canceller is left as it was. `converged` says when the path is worth keeping: it has adapted and, over at
+least 2 s of the robot's voice since the last reset or load, the error is 6 dB under the microphone (a running
+estimate of the ERLE; a person speaking over the robot only lowers it).
+
 Cost: per block of N samples, 4 FFTs of 2N points plus 2K for the gradient constraint, all vectorised over the
 partitions (bench/echo_cancellation.py measures seconds of CPU per second of audio).
 
@@ -45,12 +54,18 @@ drift between the loudspeaker and microphone clocks.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from koba_ros.errors import KobaError
+from koba_ros.atomic_write import write_atomically
+from koba_ros.errors import KobaError, reason
 
 FULL_SCALE = 32768.0
 SATURATED = 32000          # |sample| at or above this: the block is not learnt from
+STATE_VERSION = 1
+CONVERGED_DB = 6.0         # `converged`: the running ERLE estimate at least this...
+CONVERGED_S = 2.0          # ...over at least this much of the robot's voice since the last reset or load
 
 
 class EchoCanceller:
@@ -102,11 +117,100 @@ class EchoCanceller:
         self.freeze = 0                                          # blocks left not to learn (saturation)
         self.worse = 0                                           # consecutive blocks the output beat the mic
         self.blocks = 0
+        self._forget_level()
+
+    def _forget_level(self) -> None:
+        """The running ERLE estimate (what `converged` reads): smoothed mic and error energies while the robot plays."""
+        self.far_blocks = 0
+        self.level_mic, self.level_err = 0.0, 0.0
+
+    @property
+    def erle_db(self) -> float:
+        """Running estimate of the echo return loss enhancement (mic over error energy while the far end plays, about
+        2 s of smoothing); 0 before the far end has played since the last reset or load."""
+        if not self.far_blocks or self.level_err <= 0:
+            return 0.0
+        return float(10 * np.log10(max(self.level_mic, 1e-20) / self.level_err))
+
+    @property
+    def converged(self) -> bool:
+        """Whether the echo path is worth keeping (see the module's docstring)."""
+        return (self.adapted and self.far_blocks * self.block >= CONVERGED_S * self.rate
+                and self.erle_db >= CONVERGED_DB)
 
     def impulse_response(self) -> np.ndarray:
         """The filter's estimate of the echo path, `partitions * block` taps (float, mic units per reference unit)."""
         taps = np.fft.irfft(self.W, axis=1)[:, :self.block]
         return taps.reshape(-1)
+
+    # --- what it has learnt, kept between runs ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The learnt echo path and step control, with the settings they need (numpy arrays only: an .npz)."""
+        return {"version": np.array(STATE_VERSION), "rate": np.array(self.rate), "block": np.array(self.block),
+                "partitions": np.array(self.partitions), "W": self.W.copy(), "eta": np.array(self.eta),
+                "R_EY": np.array(self.R_EY), "R_YY": np.array(self.R_YY), "mean_E": self.mean_E.copy(),
+                "mean_Y": self.mean_Y.copy(), "adapted": np.array(self.adapted), "adapt_sum": np.array(self.adapt_sum)}
+
+    def load_state_dict(self, state, source: str = "echo path") -> None:
+        """Take a `state_dict()`'s echo path. Other settings, a missing or misshapen entry, NaN/inf: KobaError (one
+        line), nothing changed. The audio buffers and the reference history are kept (they are this run's)."""
+        n, k = self.block, self.partitions
+
+        def get(name: str, shape: tuple, kinds: str) -> np.ndarray:
+            if name not in state:
+                raise KobaError(f"echo canceller: {source} has no {name!r}")
+            a = np.asarray(state[name])
+            if a.shape != shape or a.dtype.kind not in kinds:
+                raise KobaError(f"echo canceller: {source}: {name} is {a.dtype} {a.shape}, expected shape {shape}")
+            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+                raise KobaError(f"echo canceller: {source}: {name} contains NaN or infinite values")
+            return a
+
+        version = int(get("version", (), "iu"))
+        if version != STATE_VERSION:
+            raise KobaError(f"echo canceller: {source} is version {version}, expected {STATE_VERSION}")
+        theirs = tuple(int(get(name, (), "iu")) for name in ("rate", "block", "partitions"))
+        if theirs != (self.rate, n, k):
+            raise KobaError(f"echo canceller: {source} was learnt at {theirs[0]} Hz, blocks of {theirs[1]}, "
+                            f"{theirs[2]} partitions; this canceller has {self.rate} Hz, {n}, {k} (echo_tail_ms)")
+        W = get("W", (k, n + 1), "c").astype(np.complex128)
+        eta, r_ey, r_yy, adapt_sum = (float(get(name, (), "f")) for name in ("eta", "R_EY", "R_YY", "adapt_sum"))
+        mean_E, mean_Y = (get(name, (n + 1,), "f").astype(np.float64) for name in ("mean_E", "mean_Y"))
+        adapted = bool(get("adapted", (), "b"))
+        taps = np.fft.irfft(W, axis=1)[:, :n]
+        if not 0 <= eta <= 1 or r_yy < 0 or adapt_sum < 0 or (mean_E < 0).any() or (mean_Y < 0).any():
+            raise KobaError(f"echo canceller: {source}: step control out of range (eta {eta:.3g})")
+        if float(np.sqrt((taps ** 2).sum())) > 100.0:   # an echo path 40 dB louder than the loudspeaker's signal
+            raise KobaError(f"echo canceller: {source}: the echo path is implausibly loud")
+        self.W, self.mean_E, self.mean_Y = W, mean_E, mean_Y
+        self.eta, self.R_EY, self.R_YY, self.adapted, self.adapt_sum = eta, r_ey, r_yy, adapted, adapt_sum
+        self.freeze = self.worse = 0
+        self._forget_level()
+
+    def save(self, path: str | Path) -> Path:
+        """Write `state_dict()` to `path` (.npz), atomically: a reader sees the old file or the whole new one."""
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **self.state_dict())
+
+        try:
+            return write_atomically(path, write)
+        except OSError as exc:
+            raise KobaError(f"echo canceller: cannot write {path}: {reason(exc)}") from None
+
+    def load(self, path: str | Path) -> None:
+        """Take the echo path saved in `path` (see `load_state_dict`); a missing or damaged file: KobaError."""
+        try:
+            z = np.load(path, allow_pickle=False)
+            if not hasattr(z, "files"):
+                raise ValueError("an .npy array, not an .npz archive")
+            with z:
+                state = {name: z[name] for name in z.files}
+        except FileNotFoundError:
+            raise KobaError(f"echo canceller: no echo path file {path}") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib, numpy's format reader...
+            raise KobaError(f"echo canceller: {path} is not a readable echo path file ({reason(exc)})") from None
+        self.load_state_dict(state, source=str(path))
 
     # --- input checks ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -176,6 +280,12 @@ class EchoCanceller:
             self.resets += 1
             self._forget_path()
             return np.clip(np.round(d * FULL_SCALE), -32768, 32767).astype(np.int16)
+
+        if S_x > n * 1e-6 and not saturated:   # the running ERLE estimate (`converged`), about 2 s of smoothing
+            a = min(1.0, self.block / (2.0 * self.rate))
+            self.far_blocks += 1
+            self.level_mic += a * (S_d - self.level_mic)
+            self.level_err += a * (S_e - self.level_err)
 
         if saturated:
             self.freeze = self.partitions + 1
