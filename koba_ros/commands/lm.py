@@ -1,6 +1,8 @@
 """koba lm tokenizer|prepare|train|expand|gqa|export|import|sample|eval|influence|tickets|classify|repro|bench: the
 NLP/LLM library's BPE learning, token files, training, model growth, Hugging Face GPT-2 interchange, sampling,
 evaluation, training-data influence, multi-ticket ensemble classifiers, paper reproductions, GPU benchmark."""
+import argparse
+
 from koba_ros.commands.arg_types import finite_float, non_negative_float, positive_float, positive_int, random_seed
 
 # tokenizer.KINDS, without importing torch to build the parser (a test keeps the two equal)
@@ -10,6 +12,19 @@ HELP = ("Train transformer LMs, grow them, move them to and from Hugging Face (G
         "Gemma, GPT-NeoX, Phi, Phi-3), sample from them, score them on a text, find mislabeled or harmful training "
         "lines, build and use multi-ticket ensemble classifiers, run the paper reproductions (b2t, shape, alone, "
         "spike, wso, expand, family, turnover, instance, phsic, augment, tickets, metadata), benchmark.")
+
+# --embed / --hidden of `koba lm influence --train`: wider is no use to a bag-of-n-grams classifier, and 1e8 ended
+# in the allocator's RuntimeError traceback
+MAX_WIDTH = 65536
+
+
+def layer_width(text: str) -> int:
+    """A layer width from 1 to MAX_WIDTH, else argparse's one-line usage error."""
+    value = positive_int(text)
+    if value > MAX_WIDTH:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_WIDTH}, got {text!r}")
+    return value
+
 
 REPROS = ("b2t", "shape", "alone", "spike", "wso", "expand", "family", "turnover", "instance", "phsic", "augment",
           "tickets", "metadata")
@@ -139,12 +154,16 @@ def add_arguments(p):
     influence.add_argument("--val", default="", help="With --train: clean label<TAB>text lines; also rank by "
                                                      "influence on them.")
     influence.add_argument("--out", default="runs/influence", help="Folder for the CSV.")
-    influence.add_argument("--epochs", type=positive_int, help="Passes over the training lines (default 30).")
-    influence.add_argument("--embed", type=positive_int, help="Embedding width, turn-over masked (default 512).")
-    influence.add_argument("--hidden", type=positive_int, help="Hidden width, turn-over masked (default 1024).")
-    influence.add_argument("--mask-seeds", type=int, default=1, help="With --train: average the estimates of this "
-                           "many classifiers with independent masks (more precise, that many times the training).")
-    influence.add_argument("--seed", type=random_seed, default=0)
+    influence.add_argument("--epochs", type=positive_int, help="With --train: passes over the training lines "
+                                                                  "(default 30).")
+    influence.add_argument("--embed", type=layer_width, help="With --train: embedding width, turn-over masked "
+                                                             f"(default 512, at most {MAX_WIDTH}).")
+    influence.add_argument("--hidden", type=layer_width, help="With --train: hidden width, turn-over masked "
+                                                              f"(default 1024, at most {MAX_WIDTH}).")
+    influence.add_argument("--mask-seeds", type=int, help="With --train: average the estimates of this many "
+                           "classifiers with independent masks (default 1; more precise, that many times the "
+                           "training).")
+    influence.add_argument("--seed", type=random_seed, help="With --train: the classifier's seed (default 0).")
     influence.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     tickets = sub.add_parser("tickets", help="Build a multi-ticket ensemble text classifier (Kobayashi et al. 2022) "
@@ -323,6 +342,12 @@ def run(args):
             raise KobaError("influence --checkpoint needs --data, the target text")
         if args.val:
             raise KobaError("influence: --val goes with --train (a labelled set); with --checkpoint give --data")
+        # the run is already trained: options that train the --train classifier would be silently ignored
+        given = [f"--{name.replace('_', '-')}" for name in ("epochs", "embed", "hidden", "mask_seeds", "seed")
+                 if getattr(args, name) is not None]
+        if given:
+            raise KobaError(f"influence: {', '.join(given)} train the --train classifier; with --checkpoint the "
+                            "run is already trained (runs with other model.turnover_seed average like --mask-seeds)")
         result = document_influence(args.checkpoint, args.data, args.out)
         if not args.json:
             print(f"{result['csv']}: {result['documents']} training documents, {result['harmful']} raise the loss on "
@@ -343,7 +368,8 @@ def run(args):
 
         given = {"epochs": args.epochs, "embed": args.embed, "hidden": args.hidden}
         config = ClassifierConfig(**{k: v for k, v in given.items() if v is not None})
-        result = influence_report(args.train, args.out, args.val, config, args.seed, args.mask_seeds)
+        result = influence_report(args.train, args.out, args.val, config, args.seed or 0,
+                                  1 if args.mask_seeds is None else args.mask_seeds)
         if not args.json:
             val = (f"; {result['harmful_to_val']} lines raise the loss on {result['val']}"
                    if "val" in result else "")

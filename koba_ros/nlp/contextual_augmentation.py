@@ -13,7 +13,6 @@ about 0.25), each from the original context.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 import torch
@@ -22,13 +21,22 @@ from torch.nn import functional as F
 
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TextEncoder
+from koba_ros.nlp.text_classifier import words as _words
 
-_WORD = re.compile(r"[a-z0-9']+")
 PAD, MASK, NO_LABEL = 0, 1, 2  # token ids; label y is 3 + y, words follow the labels
+# the longest sentence a model is trained on: with the label token, the encoder's default 256 positions. Attention
+# costs the square of a batch's width; a longer line is refused, not silently made the width of every batch
+MAX_WORDS = TransformerConfig.max_len - 1
+# a set whose longest sentence has at most this many words pads every training batch to that longest, as before
+# session 25 (bit for bit the results recorded then: a narrower batch sums the same gradients in another order); a
+# set with a longer one pads each batch to the batch's own longest, so one long line slows only the batches it is in
+PAD_TO_LONGEST = 32
 
 
 def words_of(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """The lower-cased words of a text (text_classifier.words: [a-z0-9']+ runs in ASCII text, any script's words
+    otherwise, each character of an unspaced script alone)."""
+    return _words(text)
 
 
 @dataclass
@@ -73,25 +81,42 @@ class Augmenter(nn.Module):
 def fit_augmenter(texts: list[str], labels: list[int], classes: int, config: AugmenterConfig | None = None,
                   seed: int = 0) -> Augmenter:
     """Train on the labelled sentences themselves: each step masks `mask_rate` of the words (at least one per
-    sentence) and learns to predict them from both sides and the label."""
+    sentence) and learns to predict them from both sides and the label. A batch is padded to the set's longest
+    sentence when that has at most PAD_TO_LONGEST words, else to its own longest; the random draws are made at the
+    set's width either way. Sentences of more than MAX_WORDS words are refused."""
     config = config or AugmenterConfig()
     sentences = [words_of(t) for t in texts]
     if not sentences or not all(sentences):
         raise ValueError("every training sentence needs at least one word")
+    longest = max(map(len, sentences))
+    if longest > MAX_WORDS:
+        number = next(k for k, s in enumerate(sentences) if len(s) == longest)
+        raise ValueError(f"sentence {number + 1} has {longest} words; at most {MAX_WORDS}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = Augmenter(sorted({w for s in sentences for w in s}), classes, config, max(map(len, sentences)))
-    data = model.encode(sentences, labels)
+    model = Augmenter(sorted({w for s in sentences for w in s}), classes, config, longest)
+    # ragged: every sentence's label token and words, one after another (no [N, longest] table)
+    lengths = torch.tensor([1 + len(s) for s in sentences])
+    starts = torch.cumsum(lengths, 0) - lengths
+    flat = torch.tensor([t for s, y in zip(sentences, labels, strict=True)
+                         for t in [3 + y if config.conditional else NO_LABEL, *(model.index[w] for w in s)]])
+    positions = torch.arange(1 + longest)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     model.train()
     for step in range(config.steps):
         for group in opt.param_groups:  # linear decay to zero
             group["lr"] = config.lr * (1 - step / config.steps)
-        ids = data[torch.randint(0, len(data), (config.batch,), generator=g)]
+        rows = torch.randint(0, len(sentences), (config.batch,), generator=g)
+        real = positions < lengths[rows, None]
+        ids = torch.full((len(rows), 1 + longest), PAD, dtype=torch.long)
+        ids[real] = flat[(starts[rows, None] + positions)[real]]
         is_word = ids >= 3 + classes
         chosen = (torch.rand(ids.shape, generator=g) < config.mask_rate) & is_word
         first = torch.multinomial(is_word.float(), 1, generator=g)  # one sure position per row
         chosen[torch.arange(len(ids)), first[:, 0]] = True
+        if longest > PAD_TO_LONGEST:  # past the batch's longest every row is padding and nothing is chosen
+            width = int(lengths[rows].max())
+            ids, chosen = ids[:, :width], chosen[:, :width]
         logits = model(ids.masked_fill(chosen, MASK))
         loss = F.cross_entropy(logits[chosen], ids[chosen])
         opt.zero_grad(set_to_none=True)

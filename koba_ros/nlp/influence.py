@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from koba_ros.nlp.text_classifier import TurnOverClassifier
+from koba_ros.nlp.text_classifier import NgramBags, TurnOverClassifier
 
 
 def averaged(estimate):
@@ -30,35 +30,47 @@ def averaged(estimate):
 
 @averaged
 @torch.no_grad()
-def self_influence(model: TurnOverClassifier, ngrams: torch.Tensor, labels: torch.Tensor,
-                   instance_ids: torch.Tensor | None = None) -> torch.Tensor:
+def self_influence(model: TurnOverClassifier, ngrams: torch.Tensor | NgramBags, labels: torch.Tensor,
+                   instance_ids: torch.Tensor | None = None, chunk: int = 4096) -> torch.Tensor:
     """I(z_i, z_i) for every training instance: its loss under the sub-network that never learned it minus its loss
     under the one that did. Large: the model had to memorise i (a wrong label, or a rare kind of sentence). A list of
-    models (different mask seeds): the mean of their estimates."""
+    models (different mask seeds): the mean of their estimates. `chunk` instances at a time: memory stays bounded
+    (about 130 MB at the default widths) however many there are."""
     ids = torch.arange(len(ngrams)) if instance_ids is None else instance_ids
-    bag = model.bag(ngrams)
-    unseen = F.cross_entropy(model.head(bag, ids, flip=True), labels, reduction="none")
-    seen = F.cross_entropy(model.head(bag, ids, flip=False), labels, reduction="none")
-    return unseen - seen
+    out = []
+    for start in range(0, len(ngrams), chunk):
+        rows = slice(start, start + chunk)
+        bag, y, i = model.bag(ngrams[rows]), labels[rows], ids[rows]
+        unseen = F.cross_entropy(model.head(bag, i, flip=True), y, reduction="none")
+        seen = F.cross_entropy(model.head(bag, i, flip=False), y, reduction="none")
+        out.append(unseen - seen)
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 @averaged
 @torch.no_grad()
-def influence_on(model: TurnOverClassifier, instance_ids: torch.Tensor, target_ngrams: torch.Tensor,
-                 target_labels: torch.Tensor, chunk: int = 64, reduce: bool = True) -> torch.Tensor:
+def influence_on(model: TurnOverClassifier, instance_ids: torch.Tensor, target_ngrams: torch.Tensor | NgramBags,
+                 target_labels: torch.Tensor, chunk: int = 64, reduce: bool = True,
+                 rows: int = 4096) -> torch.Tensor:
     """I(z, z_i) of each training instance i (by id) on each target z: [N] summed over the targets (reduce) or [N, V].
 
-    Positive: learning i lowered the targets' loss; negative: i is harmful to them. A list of models: the mean."""
+    Positive: learning i lowered the targets' loss; negative: i is harmful to them. A list of models: the mean.
+    `chunk` instances at a time, each scoring about `rows` / chunk targets at once: the head's activations stay near
+    `rows` rows (about 30 MB at the default widths) however many targets there are."""
     bag = model.bag(target_ngrams)                                   # [V, E], shared by every sub-network
     out = []
     for start in range(0, len(instance_ids), chunk):
         ids = instance_ids[start:start + chunk]
-        stacked = bag.unsqueeze(0).expand(len(ids), *bag.shape)      # [C, V, E]: V targets for each of C instances
-        labels = target_labels.unsqueeze(0).expand(len(ids), -1)
-
-        unseen, seen = (F.cross_entropy(model.head(stacked, ids, flip).flatten(0, 1), labels.flatten(),
-                                        reduction="none").view(len(ids), -1) for flip in (True, False))
-        diff = unseen - seen
+        step = max(1, rows // len(ids))
+        parts = []
+        for v in range(0, len(bag), step):
+            part, part_labels = bag[v:v + step], target_labels[v:v + step]
+            stacked = part.unsqueeze(0).expand(len(ids), *part.shape)  # [C, v, E]: v targets for each of C instances
+            labels = part_labels.unsqueeze(0).expand(len(ids), -1)
+            unseen, seen = (F.cross_entropy(model.head(stacked, ids, flip).flatten(0, 1), labels.flatten(),
+                                            reduction="none").view(len(ids), -1) for flip in (True, False))
+            parts.append(unseen - seen)
+        diff = torch.cat(parts, 1) if parts else bag.new_zeros(len(ids), 0)
         out.append(diff.sum(1) if reduce else diff)
     return torch.cat(out) if out else torch.zeros(0)
 

@@ -1,6 +1,7 @@
 """`koba lm influence`: which lines of a labelled text set look mislabeled, and which hurt a clean validation set.
 
-Input: UTF-8 text files of `label<TAB>text` lines (blank lines and lines starting with # are skipped). One classifier
+Input: UTF-8 text files of `label<TAB>text` lines (blank lines and lines starting with # are skipped; a leading
+byte-order mark is dropped), in any script (text_classifier.words). One classifier
 is trained through turn-over dropout (koba_ros.nlp.text_classifier), then every training line gets its self-influence
 (high: the model had to memorise it, the signature of a wrong label) and, with --val, its influence on the validation
 set (negative: learning it raised the validation loss). The CSV lists every training line with both, most suspicious
@@ -9,23 +10,25 @@ first; nothing in the input is changed.
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.influence import influence_on, self_influence
-from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_texts, fit_classifiers
+from koba_ros.nlp.influence import influence_on, most_harmful, self_influence
+from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_bags, fit_classifiers, has_words
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file; one-line errors for a missing file or other bytes."""
+    """The lines of a UTF-8 text file, without a leading byte-order mark (an editor's U+FEFF would otherwise begin the
+    first label); one-line errors for a missing file or other bytes."""
     path = Path(path)
     if not path.is_file():
         raise KobaError(f"{path}: no such file")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise KobaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
@@ -47,6 +50,28 @@ def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
     return rows
 
 
+def wordless(path: str | Path, rows: list[tuple[int, str, str]]) -> None:
+    """A one-line error for the first line without a word: every such line would be the same one "<empty>" n-gram."""
+    for number, _, text in rows:
+        if not has_words(text):
+            raise KobaError(f"{path}:{number}: no words (letters or digits, in any script) in {text[:60]!r}")
+
+
+def output_folder(out: str | Path, name: str) -> Path:
+    """`out`, created (or an existing folder), and the path of `name` in it, checked before any work: a file where
+    the folder should be is a one-line error now, not after minutes of training."""
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KobaError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+    target = folder / name
+    if target.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise KobaError(f"cannot write {target}: " + ("a folder is in the way" if target.is_dir() else
+                                                       "the folder is not writable"))
+    return target
+
+
 def influence_report(train: str, out: str, val: str = "", config: ClassifierConfig | None = None,
                      seed: int = 0, mask_seeds: int = 1) -> dict:
     """mask_seeds > 1: that many classifiers with independent masks, their estimates averaged (influence.averaged)."""
@@ -55,15 +80,18 @@ def influence_report(train: str, out: str, val: str = "", config: ClassifierConf
     classes = sorted({label for _, label, _ in rows})
     if len(classes) < 2:
         raise KobaError(f"{train}: one label ({classes[0]!r}); influence needs at least two classes")
+    wordless(train, rows)
     index = {c: k for k, c in enumerate(classes)}
-    ngrams = encode_texts([t for _, _, t in rows], config.buckets)
-    labels = torch.tensor([index[label] for _, label, _ in rows])
     val_rows = read_labelled(val) if val else []
     unknown = sorted({label for _, label, _ in val_rows} - set(classes))
     if unknown:
         raise KobaError(f"{val}: label {unknown[0]!r} never occurs in {train}")
+    wordless(val, val_rows)
     if mask_seeds < 1:
         raise KobaError(f"influence: --mask-seeds must be at least 1, got {mask_seeds}")
+    csv_path = output_folder(out, "influence.csv")
+    ngrams = encode_bags([t for _, _, t in rows], config.buckets)  # ragged: one long line costs its own ids only
+    labels = torch.tensor([index[label] for _, label, _ in rows])
     models = fit_classifiers(ngrams, labels, len(classes), config, seed, mask_seeds)
     model = models[0]
     ids = torch.arange(len(rows))
@@ -72,17 +100,14 @@ def influence_report(train: str, out: str, val: str = "", config: ClassifierConf
               "mask_seeds": mask_seeds, "train_accuracy": round(accuracy(model, ngrams, labels), 4)}
     on_val = None
     if val_rows:
-        val_ngrams = encode_texts([t for _, _, t in val_rows], config.buckets)
+        val_ngrams = encode_bags([t for _, _, t in val_rows], config.buckets)
         val_labels = torch.tensor([index[label] for _, label, _ in val_rows])
         on_val = influence_on(models, ids, val_ngrams, val_labels)
         result.update(val=str(val), val_lines=len(val_rows), val_accuracy=round(accuracy(model, val_ngrams,
                                                                                          val_labels), 4),
                       harmful_to_val=int((on_val < 0).sum()))
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "influence.csv"
     order = torch.argsort(own, descending=True).tolist()
-    with csv_path.open("w", newline="") as f:
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["line", "label", "text", "self_influence", *(["val_influence"] if on_val is not None else [])])
         for k in order:
@@ -92,8 +117,8 @@ def influence_report(train: str, out: str, val: str = "", config: ClassifierConf
     result["csv"] = str(csv_path)
     result["most_suspicious"] = [{"line": rows[k][0], "label": rows[k][1], "text": rows[k][2],
                                   "self_influence": round(own[k].item(), 4)} for k in order[:10]]
-    if on_val is not None:
+    if on_val is not None:  # only lines that raise the validation loss (none: an empty list)
         result["most_harmful"] = [{"line": rows[k][0], "label": rows[k][1], "text": rows[k][2],
                                    "val_influence": round(on_val[k].item(), 4)}
-                                  for k in torch.argsort(on_val).tolist()[:10]]
+                                  for k in most_harmful(on_val, 10).tolist()]
     return result

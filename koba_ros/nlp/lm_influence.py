@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import torch
 
 from koba_ros.errors import KobaError
 from koba_ros.nlp.data import documents_with_files, is_collection
 from koba_ros.nlp.evaluation import score, text_tokens
+from koba_ros.nlp.influence_report import output_folder
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.trained import load_trained
 
@@ -89,6 +89,7 @@ def document_influence(checkpoint: str | list[str], target: str, out: str, batch
     target_tokens, _ = text_tokens(target, runs[0])
     if target_tokens.numel() < 2:
         raise KobaError(f"{target}: fewer than two tokens to score")
+    csv_path = output_folder(out, "document_influence.csv")  # a bad --out now, not after every document's passes
 
     def per_token(trained, tokens, d=None, flip=False):
         eos = trained.document_eos
@@ -106,10 +107,7 @@ def document_influence(checkpoint: str | list[str], target: str, out: str, batch
                      "influence_on_target": influence(target_tokens, d),
                      "self_influence": influence(doc, d) if doc.numel() >= 2 else math.nan})
     rows.sort(key=lambda r: -r["influence_on_target"])
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "document_influence.csv"
-    with csv_path.open("w", newline="") as f:
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({**r, "influence_on_target": f"{r['influence_on_target']:.6g}",

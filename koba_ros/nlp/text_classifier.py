@@ -5,10 +5,17 @@ Sentences become bags of hashed word unigrams and bigrams (crc32, so ids are the
 an embedding table (a fastText-style bag of n-grams), then one ReLU hidden layer and a linear output. Turn-over dropout
 masks the averaged embedding and the hidden layer: nothing learned is shared between an instance's sub-network and its
 flipped one except the output bias (koba_ros.nlp.turnover_dropout explains why that makes the influence exact).
+
+Words are runs of letters, digits, combining marks and apostrophes in any script (ASCII text gives the [a-z0-9']+ runs
+it always gave); in scripts written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar) every character is
+a word, so the bigrams are character bigrams.
 """
 from __future__ import annotations
 
+import functools
 import re
+import sys
+import unicodedata
 import zlib
 from dataclasses import dataclass, replace
 
@@ -18,23 +25,96 @@ from torch.nn import functional as F
 
 from koba_ros.nlp.turnover_dropout import TurnOverDropout
 
-_WORD = re.compile(r"[a-z0-9']+")
+_ASCII_WORD = re.compile(r"[a-z0-9']+")
+# written without spaces between words: Thai and Lao, Myanmar, Khmer, kana, CJK ideographs (and their extensions)
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+             "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
+
+
+@functools.cache
+def _unicode_word() -> re.Pattern:
+    """One character of an unspaced script, or a run of letters, digits, combining marks (which \\w leaves out: the
+    U+0308 of a decomposed 'naïve', Devanagari's vowel signs) and apostrophes, as one character class of ranges.
+    Built once, on the first non-ASCII text (0.4 s)."""
+    unspaced = re.compile(f"[{_UNSPACED}]")
+    ranges, start = [], None
+    for code in range(sys.maxunicode + 2):
+        char = chr(code) if code <= sys.maxunicode else ""
+        inside = bool(char) and (char.isalnum() or char == "'" or unicodedata.category(char)[0] == "M") \
+            and not unspaced.match(char)
+        if inside and start is None:
+            start = code
+        elif not inside and start is not None:
+            ranges.append(re.escape(chr(start)) + (f"-{re.escape(chr(code - 1))}" if code - 1 > start else ""))
+            start = None
+    return re.compile(f"[{_UNSPACED}]|[{''.join(ranges)}]+")
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words of a text: [a-z0-9']+ runs for ASCII text; otherwise (NFC-normalised, U+2019 read as an
+    apostrophe) runs of letters, digits, marks and apostrophes of any script, a character of an unspaced script
+    alone. On ASCII characters both agree, so 'cup' is the same word in every line."""
+    text = text.lower()
+    if text.isascii():
+        return _ASCII_WORD.findall(text)
+    return _unicode_word().findall(unicodedata.normalize("NFC", text).replace("\u2019", "'"))
 
 
 def ngram_ids(text: str, buckets: int) -> list[int]:
-    """Hashed word unigrams and bigrams in 1 .. buckets - 1 (0 pads); at least one id, even for an empty text."""
-    words = _WORD.findall(text.lower())
-    grams = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    """Hashed word unigrams and bigrams in 1 .. buckets - 1 (0 pads); at least one id, even for a text without words
+    (has_words tells those apart)."""
+    found = words(text)
+    grams = found + [f"{a} {b}" for a, b in zip(found, found[1:], strict=False)]
     return [1 + zlib.crc32(g.encode()) % (buckets - 1) for g in grams] or [1 + zlib.crc32(b"<empty>") % (buckets - 1)]
 
 
-def encode_texts(texts: list[str], buckets: int) -> torch.Tensor:
-    """[N, longest] n-gram ids, right-padded with 0."""
+def has_words(text: str) -> bool:
+    """Whether a text has a word (else it is one shared "<empty>" n-gram, the same for every such text)."""
+    return bool(words(text))
+
+
+@dataclass(frozen=True)
+class NgramBags:
+    """Ragged n-gram ids, no padding: row i is ids[offsets[i]:offsets[i + 1]] (an EmbeddingBag's input and offsets).
+    len() and indexing by rows (a slice, a list or tensor of indices, a boolean mask) work as on encode_texts' padded
+    tensor, and the classifier takes either; these cost what the ids cost, whatever the longest line."""
+    ids: torch.Tensor       # [total] long
+    offsets: torch.Tensor   # [N + 1] long: each row's start, then the end
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def __getitem__(self, rows) -> NgramBags:
+        rows = torch.arange(len(self))[rows].reshape(-1)
+        starts, lengths = self.offsets[:-1][rows], self.lengths()[rows]
+        offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        gather = torch.arange(int(offsets[-1])) + torch.repeat_interleave(starts - offsets[:-1], lengths)
+        return NgramBags(self.ids[gather], offsets)
+
+    def padded(self) -> torch.Tensor:
+        """[N, longest] ids, right-padded with 0 (encode_texts' form)."""
+        lengths = self.lengths()
+        out = torch.zeros(len(self), int(lengths.max()) if len(self) else 1, dtype=torch.long)
+        out[torch.arange(out.shape[1]) < lengths[:, None]] = self.ids
+        return out
+
+
+def encode_bags(texts: list[str], buckets: int) -> NgramBags:
+    """Every text's n-gram ids (ngram_ids), ragged: memory in proportion to the ids, not to N times the longest."""
     rows = [ngram_ids(t, buckets) for t in texts]
-    out = torch.zeros(len(rows), max(map(len, rows), default=1), dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = torch.tensor(row)
-    return out
+    offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
+    torch.cumsum(torch.tensor([len(r) for r in rows], dtype=torch.long), 0, out=offsets[1:])
+    return NgramBags(torch.tensor([i for r in rows for i in r], dtype=torch.long), offsets)
+
+
+def encode_texts(texts: list[str], buckets: int) -> torch.Tensor:
+    """[N, longest] n-gram ids, right-padded with 0: N times the longest line's ids, so one very long line among many
+    costs N times its length; encode_bags holds the same ids without padding (the classifier takes either)."""
+    return encode_bags(texts, buckets).padded()
 
 
 @dataclass
@@ -62,7 +142,10 @@ class TurnOverClassifier(nn.Module):
         self.drop_hidden = TurnOverDropout(config.hidden, salt=1, p=config.p, seed=config.mask_seed)
         self.out = nn.Linear(config.hidden, classes)
 
-    def bag(self, ngrams: torch.Tensor) -> torch.Tensor:
+    def bag(self, ngrams: torch.Tensor | NgramBags) -> torch.Tensor:
+        """Averaged embeddings [N, E] of padded ids [N, L] or of NgramBags (the same numbers)."""
+        if isinstance(ngrams, NgramBags):
+            return self.embed(ngrams.ids, ngrams.offsets[:-1])
         return self.embed(ngrams)
 
     def head(self, bag: torch.Tensor, instances: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:

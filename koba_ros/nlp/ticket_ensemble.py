@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.contextual_augmentation import Augmenter, AugmenterConfig, words_of
+from koba_ros.nlp.contextual_augmentation import MAX_WORDS, Augmenter, AugmenterConfig, words_of
 from koba_ros.nlp.encoder_classifier import (
     EncoderClassifier,
     FineTuneConfig,
@@ -37,6 +37,13 @@ from koba_ros.nlp.lottery_tickets import (
 )
 
 WEIGHTS, META = "tickets.safetensors", "tickets.json"
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Member `member`'s seed, seed * 100 + member, modulo 2**64: torch's seed range, in which it wraps
+    (data.micro_seed's way). Every seed it was before stays the same; one from --seed 2**63 - 1 no longer overflows
+    manual_seed after the pretraining."""
+    return (seed * 100 + member) % 2**64
 
 
 @dataclass
@@ -69,7 +76,7 @@ def _encode(pretrained: Augmenter, texts: list[str]) -> torch.Tensor:
 
 def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", config: TicketConfig | None = None,
                    seed: int = 0) -> dict:
-    """Pretrain, search a ticket per member (seeds seed*100 + k), fine-tune the members, save them to `out`;
+    """Pretrain, search a ticket per member (member_seed: seed*100 + k), fine-tune the members, save them to `out`;
     with `val`, also the accuracy of the ensemble and of its mean member there."""
     config = config or TicketConfig()
     config.validate()
@@ -85,27 +92,34 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
     val_rows = read_labelled(val) if val else []
     for path, table in ((train, rows), (val, val_rows)):
         for line, _, text in table:
-            if not words_of(text):  # the encoder's words are [a-z0-9']+ runs
-                raise KobaError(f"{path}:{line}: no words (letters a-z, digits) in {text[:60]!r}")
+            if not words_of(text):  # the encoder's words: contextual_augmentation.words_of
+                raise KobaError(f"{path}:{line}: no words (letters or digits, in any script) in {text[:60]!r}")
+            if len(words_of(text)) > MAX_WORDS:
+                raise KobaError(f"{path}:{line}: {len(words_of(text))} words; a line may have at most {MAX_WORDS}")
     unseen = sorted({label for _, label, _ in val_rows} - set(labels))
     if unseen:
         raise KobaError(f"{val}: label {unseen[0]!r} never occurs in {train}")
-    extra = [line.strip() for line in (read_lines(unlabelled) if unlabelled else []) if words_of(line)]
+    extra = []
+    for line, text in enumerate(read_lines(unlabelled) if unlabelled else [], 1):
+        if len(words_of(text)) > MAX_WORDS:
+            raise KobaError(f"{unlabelled}:{line}: {len(words_of(text))} words; a sentence may have at most "
+                            f"{MAX_WORDS} (split the text into sentences, one a line)")
+        if words_of(text):
+            extra.append(text.strip())
     texts = [t for _, _, t in rows] + [t for _, _, t in val_rows] + extra
     pretrained = pretrain_masked_lm(texts, AugmenterConfig(steps=config.pretrain_steps), seed)
     x_train = _encode(pretrained, [t for _, _, t in rows])
     y_train = torch.tensor([index[label] for _, label, _ in rows])
     tune_config = FineTuneConfig(epochs=config.epochs)
 
-    def tune(masks, penalty, member_seed):
-        return fine_tune(pretrained, x_train, y_train, len(labels), tune_config, member_seed, masks, penalty)
+    def tune(masks, penalty, seed_of_run):  # find_ticket adds 1000 per round: kept in torch's range too
+        return fine_tune(pretrained, x_train, y_train, len(labels), tune_config, seed_of_run % 2**64, masks, penalty)
 
     dense = full_masks(prunable_weights(pretrained.encoder))
     members, sparsities = [], []
     for k in range(config.members):
-        member_seed = seed * 100 + k
-        masks = find_ticket(tune, dense, config.sparsity, config.rate, config.l1, config.l1_share, member_seed)
-        members.append(tune(masks, None, member_seed))
+        masks = find_ticket(tune, dense, config.sparsity, config.rate, config.l1, config.l1_share, member_seed(seed, k))
+        members.append(tune(masks, None, member_seed(seed, k)))
         sparsities.append(round(sparsity_of(masks), 4))
     report = {"train": str(train), "lines": len(rows), "labels": len(labels), "members": config.members,
               "vocabulary": len(pretrained.words), "pretraining_texts": len(texts), "member_sparsity": sparsities}
@@ -132,7 +146,7 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
 
 def load_ensemble(folder: str) -> tuple[Augmenter, list[EncoderClassifier], list[str]]:
     """(the vocabulary's encoder skeleton, the members, the labels) of a saved ensemble; one-line errors for a
-    missing, foreign or corrupt folder."""
+    missing, foreign or corrupt folder (an edited tickets.json included: no members, or labels the heads lack)."""
     path = Path(folder)
     if not (path / META).is_file() or not (path / WEIGHTS).is_file():
         raise KobaError(f"{folder}: not a ticket ensemble (needs {META} and {WEIGHTS}; made by koba lm tickets)")
@@ -140,8 +154,19 @@ def load_ensemble(folder: str) -> tuple[Augmenter, list[EncoderClassifier], list
         meta = json.loads((path / META).read_text(encoding="utf-8"))
         skeleton = Augmenter(meta["words"], 1, AugmenterConfig(**meta["encoder"]), meta["max_words"])
         tensors = load_file(path / WEIGHTS)
+        count, labels = meta["config"]["members"], meta["labels"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise KobaError(f"{folder}: corrupt ticket ensemble (tickets.json: members must be a whole number >= 1, "
+                            f"got {count!r})")
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            raise KobaError(f"{folder}: corrupt ticket ensemble (tickets.json: labels must be a list of at least two "
+                            "names)")
+        heads = {tuple(t.shape) for n, t in tensors.items() if n.startswith("member") and n.endswith(".head.weight")}
+        if any(shape[0] != len(labels) for shape in heads):
+            raise KobaError(f"{folder}: corrupt ticket ensemble (tickets.json names {len(labels)} labels, the members' "
+                            f"heads have {sorted(shape[0] for shape in heads)[0]})")
         members = []
-        for k in range(meta["config"]["members"]):
+        for k in range(count):
             member = EncoderClassifier(skeleton, len(meta["labels"]))
             prefix = f"member{k}."
             member.load_state_dict({n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)})

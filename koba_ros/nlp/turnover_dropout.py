@@ -22,6 +22,8 @@ halves the same size. Without instance ids the layer is the identity: the whole 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -38,21 +40,30 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def instance_masks(instances, width: int, p: float = 0.5, seed: int = 0, salt: int = 0) -> torch.Tensor:
+def instance_masks(instances, width: int, p: float = 0.5, seed: int = 0, salt: int = 0,
+                   chunk_elements: int = 1 << 20) -> torch.Tensor:
     """Boolean keep-masks [len(instances), width]: m_i, the same for instance i on every call, in every process.
 
-    salt tells apart the turn-over layers of one network, seed the networks (a different seed, different masks)."""
+    salt tells apart the turn-over layers of one network, seed the networks (a different seed, different masks).
+    The 64-bit hashes are made chunk_elements at a time (8 MiB each), so that only the bool result grows with the
+    number of instances; unit j of m_i is kept when the top 53 bits of its hash, as a fraction of 2^53, are >= p."""
     ids = np.asarray(torch.as_tensor(instances).cpu(), dtype=np.int64)
     if ids.ndim != 1:
         raise ValueError(f"instance ids must be one-dimensional, got shape {ids.shape}")
     if (ids < 0).any():
         raise ValueError("instance ids must be non-negative")
+    # (bits >> 11) * 2^-53 >= p, in integers: that product is exact, so this is the same comparison without floats
+    threshold = np.uint64(math.ceil(p * 2.0 ** 53))
+    out = np.empty((len(ids), width), dtype=bool)
+    rows = max(1, chunk_elements // max(1, width))
     with np.errstate(over="ignore"):
-        key = _splitmix64(ids.astype(np.uint64) ^ _splitmix64(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(salt)))
-        units = np.arange(width, dtype=np.uint64)
-        bits = _splitmix64(key[:, None] + units[None, :] * _GOLDEN)
-    uniform = (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53  # top 53 bits: uniform in [0, 1)
-    return torch.from_numpy(uniform >= p)
+        layer = _splitmix64(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(salt))
+        units = np.arange(width, dtype=np.uint64) * _GOLDEN
+        for start in range(0, len(ids), rows):
+            key = _splitmix64(ids[start:start + rows].astype(np.uint64) ^ layer)
+            bits = _splitmix64(key[:, None] + units[None, :])
+            out[start:start + rows] = (bits >> np.uint64(11)) >= threshold
+    return torch.from_numpy(out)
 
 
 class TurnOverDropout(nn.Module):

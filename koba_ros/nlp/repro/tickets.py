@@ -81,13 +81,13 @@ def one_seed(s: dict, seed: int) -> dict:
     y_train, y_test = (torch.tensor([y for _, y in part]) for part in (train, test))
     config = FineTuneConfig(epochs=s["epochs"])
 
-    def tune(masks, penalty, member_seed):
-        return fine_tune(pretrained, x_train, y_train, classes, config, member_seed, masks, penalty)
+    def tune(masks, penalty, member_seed):  # modulo 2**64, torch's seed range (find_ticket adds 1000 per round)
+        return fine_tune(pretrained, x_train, y_train, classes, config, member_seed % 2**64, masks, penalty)
 
     dense_masks = full_masks(prunable_weights(pretrained.encoder))
     arms = {}
     for arm, l1 in ARMS.items():
-        seeds = [seed * 100 + k for k in range(s["members"])]
+        seeds = [(seed * 100 + k) % 2**64 for k in range(s["members"])]  # as ticket_ensemble.member_seed
         if l1 is None:
             models, tickets = [tune(None, None, k) for k in seeds], None
         else:
