@@ -336,3 +336,15 @@ def test_an_edited_ensemble_is_a_one_line_error(tiny_ensemble, tmp_path, capsys,
     assert main(["lm", "classify", "--model", str(folder), "the red cup"]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupt ticket ensemble" in err and message in err and "\n" not in err
+
+
+def test_lottery_ticket_controls_take_any_seed_and_ordinary_seeds_draw_as_before():
+    """random_masks salted the seed (seed * 1_000_003 + 1) past torch's 64-bit range for large repro seeds."""
+    from koba_ros.nlp.lottery_tickets import random_masks, random_selections
+
+    masks = {"w": torch.ones(8, 8, dtype=torch.bool)}
+    assert random_masks(masks, 0.5, 2**63 - 1)["w"].sum().item() == 32
+    g = torch.Generator().manual_seed(7 * 1_000_003 + 1)
+    scores = torch.rand(8, 8, generator=g)
+    assert torch.equal(random_masks(masks, 0.5, 7)["w"], scores >= scores.flatten().sort().values[32])
+    assert random_selections({"w": torch.ones(4)}, 0.5, -(2**63))["w"].shape == (4,)

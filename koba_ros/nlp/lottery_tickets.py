@@ -80,13 +80,13 @@ def random_masks(masks: Masks, sparsity: float, seed: int) -> Masks:
     """A random sub-network with `sparsity` of the prunable weights pruned (the control for a ticket's search):
     global magnitude pruning of uniform random scores. Salted, so that it draws other numbers than
     random_selections(seed): a control arm and a ticket search given the same member seed stay independent."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 1)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + 1) % 2**64)  # torch wraps seeds there; big ones overflowed
     return magnitude_masks({name: torch.rand(m.shape, generator=g) for name, m in masks.items()}, masks, sparsity)
 
 
 def random_selections(weights: dict[str, torch.Tensor], share: float, seed: int) -> Masks:
     """R_k: a random `share` of each weight matrix, the weights member k's L1 penalty pulls toward zero."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed % 2**64)
     return {name: torch.rand(w.shape, generator=g) < share for name, w in weights.items()}
 
 
