@@ -40,11 +40,30 @@ def _starts_ros(args) -> bool:
     return args.command == "feedback" or (args.command == "up" and not args.list)
 
 
+def domain_id_number(value: str) -> int | None:
+    """ROS_DOMAIN_ID read as rcl reads it (C strtoul, base 0: blanks around it, an optional "+", "0x" hex or a
+    leading-0 octal), or None where rcl refuses it ("abc", "-1", "1.5", "08")."""
+    text = value.strip(" \t\n\r\f\v")
+    text = text[1:] if text.startswith("+") else text
+    base, digits = (16, text[2:]) if text[:2].lower() == "0x" else (8, text[1:]) if text[:1] == "0" else (10, text)
+    if base == 8 and not digits:
+        return 0
+    allowed = "0123456789abcdef"[:base]
+    if not digits or not all(c in allowed for c in digits.lower()):
+        return None
+    return int(digits, base)
+
+
 def check_domain_id(environ=os.environ) -> None:
-    """KobaError for a ROS_DOMAIN_ID that rclpy or DDS would refuse with a traceback or a DDS log line (empty or
-    unset is rcl's default, 0)."""
+    """KobaError for a ROS_DOMAIN_ID that rcl would refuse with a traceback, or (on a DDS middleware, which derives
+    its ports from it) above 232, where Fast DDS only logs an error (empty or unset is rcl's default, 0)."""
     value = environ.get("ROS_DOMAIN_ID", "")
-    if value and not (value.isascii() and value.isdigit() and int(value) <= MAX_DOMAIN_ID):
+    if not value:
+        return
+    number = domain_id_number(value)
+    dds = environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith(("rmw_fastrtps", "rmw_cyclonedds",
+                                                                              "rmw_connextdds"))
+    if number is None or (dds and number > MAX_DOMAIN_ID):
         raise KobaError(f"ROS_DOMAIN_ID must be a whole number from 0 to {MAX_DOMAIN_ID}, got {value[:40]!r}")
 
 

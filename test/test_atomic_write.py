@@ -49,3 +49,30 @@ def test_concurrent_writers_and_a_reader_never_meet_a_mixed_or_partial_file(tmp_
         w.join()
         assert w.exitcode == 0
     assert target.read_text()[0] in "bc" and os.listdir(tmp_path) == ["cache.txt"]
+
+
+def test_two_threads_of_one_process_never_tear_the_file(tmp_path):
+    """speech_node saves its echo path from the audio thread and on shutdown: with one temporary name per process,
+    two threads truncated and renamed the same temporary file (a torn .npz in review 25)."""
+    import threading
+
+    target = tmp_path / "shared.bin"
+    errors, go = [], threading.Barrier(2)
+
+    def writer(letter: str) -> None:
+        go.wait()
+        for _ in range(40):
+            try:
+                write_atomically(target, lambda tmp: tmp.write_bytes(letter.encode() * 300_000))
+            except OSError as exc:   # a rename of a temporary file the other thread had already renamed
+                errors.append(exc)
+            data = target.read_bytes()
+            if len(data) != 300_000 or len(set(data)) != 1:
+                errors.append("a reader saw a torn or mixed file")
+
+    threads = [threading.Thread(target=writer, args=(c,)) for c in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

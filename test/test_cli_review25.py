@@ -222,7 +222,7 @@ def test_read_keys_keeps_keys_typed_before_it_started():
 
 # 8. ROS_DOMAIN_ID is checked before rclpy starts.
 
-@pytest.mark.parametrize("value", ["abc", "300", "233", "-1", "1.5", " 5", "\u0665"])
+@pytest.mark.parametrize("value", ["abc", "300", "233", "-1", "1.5", "08", "0o5", "\u0665"])
 def test_bad_ros_domain_id_is_one_line_before_ros_starts(value, monkeypatch, capsys):
     from koba_ros import launcher
 
@@ -237,12 +237,17 @@ def test_bad_ros_domain_id_is_one_line_before_ros_starts(value, monkeypatch, cap
     assert main(["up", "teleop", "--list"]) == 0  # listing a graph starts no ROS
 
 
-@pytest.mark.parametrize("value", ["", "0", "42", "232"])
-def test_good_ros_domain_ids_pass(value):
-    from koba_ros.cli import check_domain_id
+@pytest.mark.parametrize("value, number", [("", None), ("0", 0), ("42", 42), ("232", 232), (" 5", 5), ("5 ", 5),
+                                           ("+5", 5), ("0x10", 16), ("010", 8)])
+def test_good_ros_domain_ids_pass_as_rcl_reads_them(value, number):
+    """rcl reads ROS_DOMAIN_ID with strtoul(base 0): blanks, "+", hex and octal are fine there (a first version of the
+    check refused " 5" and let "08" through to an RCLError traceback)."""
+    from koba_ros.cli import check_domain_id, domain_id_number
 
     check_domain_id({"ROS_DOMAIN_ID": value})
     check_domain_id({})
+    assert value == "" or domain_id_number(value) == number
+    check_domain_id({"ROS_DOMAIN_ID": "300", "RMW_IMPLEMENTATION": "rmw_zenoh_cpp"})  # no DDS ports to run out of
 
 
 # 9. A reader that went away (`koba up picking --list | head -1`) ends koba quietly.

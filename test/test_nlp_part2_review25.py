@@ -46,16 +46,29 @@ def test_words_of_any_script_and_the_same_words_as_before_in_ascii():
     assert words("the Cup") == words("the cup ü")[:2]                     # ASCII words hash alike in any line
 
 
-def test_a_japanese_labelled_set_is_learned_and_wordless_lines_are_refused(tmp_path, capsys):
+def test_a_japanese_labelled_set_is_learned_and_wordless_lines_are_kept_with_a_note(tmp_path, capsys):
     lines = [(label, text) for label, texts in JAPANESE.items() for text in texts] * 3
     train = write(tmp_path / "ja.tsv", "".join(f"{label}\t{text}\n" for label, text in lines))
     assert main(["lm", "influence", "--train", train, "--out", str(tmp_path / "out"), *TINY, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["train_accuracy"] == 1.0  # before: 0.5, one feature for all
-    wordless = write(tmp_path / "wordless.tsv", "pos\tthe cup\nneg\t!!! ...\n")
-    assert main(["lm", "influence", "--train", wordless, "--out", str(tmp_path / "none")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "wordless.tsv:2: no words" in err and "\n" not in err
-    assert not (tmp_path / "none").exists()
+    # emoji or punctuation alone share one feature, as before; a first version refused the whole run for one line
+    wordless = write(tmp_path / "wordless.tsv", "pos\tthe cup\nneg\t!!! ...\npos\tthe mug\nneg\t\U0001F44E\n")
+    assert main(["lm", "influence", "--train", wordless, "--out", str(tmp_path / "w"), *TINY, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["lines_without_words"] == 2
+    assert "2 line(s) of " in captured.err and "(first: line 2)" in captured.err
+
+
+def test_an_embedding_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    from koba_ros.nlp import influence_report
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(influence_report, "fit_classifiers", no_memory)
+    train = write(tmp_path / "t.tsv", "pos\tthe cup\nneg\tthe mug\n")
+    assert main(["lm", "influence", "--train", train, "--out", str(tmp_path / "o"), "--embed", "65536"]) == 2
+    assert "not enough memory for --embed 65536" in capsys.readouterr().err
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_label(tmp_path, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -50,11 +51,15 @@ def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def wordless(path: str | Path, rows: list[tuple[int, str, str]]) -> None:
-    """A one-line error for the first line without a word: every such line would be the same one "<empty>" n-gram."""
-    for number, _, text in rows:
-        if not has_words(text):
-            raise KobaError(f"{path}:{number}: no words (letters or digits, in any script) in {text[:60]!r}")
+def wordless(path: str | Path, rows: list[tuple[int, str, str]]) -> list[int]:
+    """The numbers of the lines without a word (only emoji or punctuation now that every script has words), said in
+    one note: they share one "<empty>" n-gram, as before, and stay in the ranking (refusing the whole run for one
+    "👍" line, as a first version of session 25 did, refused data that had worked)."""
+    numbers = [number for number, _, text in rows if not has_words(text)]
+    if numbers:
+        print(f"koba lm influence: {len(numbers)} line(s) of {path} have no words (first: line {numbers[0]}); "
+              "they share one feature", file=sys.stderr, flush=True)
+    return numbers
 
 
 def output_folder(out: str | Path, name: str) -> Path:
@@ -80,24 +85,31 @@ def influence_report(train: str, out: str, val: str = "", config: ClassifierConf
     classes = sorted({label for _, label, _ in rows})
     if len(classes) < 2:
         raise KobaError(f"{train}: one label ({classes[0]!r}); influence needs at least two classes")
-    wordless(train, rows)
+    no_words = wordless(train, rows)
     index = {c: k for k, c in enumerate(classes)}
     val_rows = read_labelled(val) if val else []
     unknown = sorted({label for _, label, _ in val_rows} - set(classes))
     if unknown:
         raise KobaError(f"{val}: label {unknown[0]!r} never occurs in {train}")
-    wordless(val, val_rows)
+    val_no_words = wordless(val, val_rows) if val else []
     if mask_seeds < 1:
         raise KobaError(f"influence: --mask-seeds must be at least 1, got {mask_seeds}")
     csv_path = output_folder(out, "influence.csv")
     ngrams = encode_bags([t for _, _, t in rows], config.buckets)  # ragged: one long line costs its own ids only
     labels = torch.tensor([index[label] for _, label, _ in rows])
-    models = fit_classifiers(ngrams, labels, len(classes), config, seed, mask_seeds)
+    try:
+        models = fit_classifiers(ngrams, labels, len(classes), config, seed, mask_seeds)
+    except RuntimeError as exc:  # torch's allocator: --embed / --hidden too large for this machine's memory
+        if "alloc" not in str(exc).lower():
+            raise
+        raise KobaError(f"influence: not enough memory for --embed {config.embed} --hidden {config.hidden} "
+                        f"({config.buckets} buckets); use smaller ones") from None
     model = models[0]
     ids = torch.arange(len(rows))
     own = self_influence(models, ngrams, labels, ids)
     result = {"train": str(train), "lines": len(rows), "classes": len(classes), "config": asdict(config),
-              "mask_seeds": mask_seeds, "train_accuracy": round(accuracy(model, ngrams, labels), 4)}
+              "mask_seeds": mask_seeds, "train_accuracy": round(accuracy(model, ngrams, labels), 4),
+              "lines_without_words": len(no_words) + len(val_no_words)}
     on_val = None
     if val_rows:
         val_ngrams = encode_bags([t for _, _, t in val_rows], config.buckets)

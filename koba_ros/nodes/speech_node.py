@@ -93,6 +93,9 @@ class SpeechNode(LifecycleNode):
                                       "Per room and loudspeaker: a path from another room is relearnt.")
         self.echo_path_save_s = 60.0   # seconds of audio between saves of the echo path (while converged)
         self.unsaved_samples = 0
+        # process() (the audio thread) and save (that thread, shutdown, destroy) must not interleave: a save would read
+        # weights half-way through a block's update
+        self.canceller_lock = threading.Lock()
         self.canceller = None
         self.reference = None
         self.timeline = None
@@ -236,7 +239,8 @@ class SpeechNode(LifecycleNode):
             return
         self.unsaved_samples = 0
         try:
-            canceller.save(path)
+            with self.canceller_lock:
+                canceller.save(path)
         except KobaError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=60.0)
 
@@ -273,7 +277,8 @@ class SpeechNode(LifecycleNode):
                                       "stamp /audio with its capture time on the ROS clock, or set echo_cancellation "
                                       "false", throttle_duration_sec=30.0)
         played, _ = reference.take(start, len(samples))
-        out = canceller.process(samples, played)
+        with self.canceller_lock:
+            out = canceller.process(samples, played)
         self.unsaved_samples += len(samples)
         if self.echo_path_file and self.unsaved_samples >= self.echo_path_save_s * 16000:
             self.save_echo_path()   # so that a crash keeps it too (once converged: until then, tried every chunk)
