@@ -94,3 +94,28 @@ def test_the_tts_node_keeps_speaking_after_a_sentence_fails_unexpectedly(ros_con
         assert node.worker.is_alive() and len(spoken) == 2 and spoken[1].text == "open the gripper"
     finally:
         node.destroy_node()
+
+
+def test_espeak_that_cannot_start_for_a_moment_is_tried_again_and_never_blamed_on_the_voice(monkeypatch, tmp_path):
+    """Under load fork failed with EAGAIN and Speaker said "voice 'en-gb' does not work" (a bench run, session 25)."""
+    import errno
+    import subprocess
+
+    from koba_ros.speech import tts
+
+    real_run, calls = subprocess.run, []
+    monkeypatch.setattr(tts, "RETRY_SPAWN_S", (0.0, 0.0))
+
+    def busy_twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(tts.subprocess, "run", busy_twice)
+    assert Speaker("en-gb", 160, play=False).synthesize("hello", tmp_path / "a.wav") > 0
+    monkeypatch.setattr(tts.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(
+        BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")))
+    with pytest.raises(KobaError, match="^could not start espeak-ng: .*Resource temporarily unavailable") as info:
+        Speaker("en-gb", 160, play=False)
+    assert "voice" not in str(info.value)

@@ -8,9 +8,11 @@ they are played (or written, with no device): tts_node publishes them as the ech
 """
 from __future__ import annotations
 
+import errno
 import shutil
 import subprocess
 import tempfile
+import time
 import unicodedata
 import wave
 from dataclasses import dataclass
@@ -43,6 +45,14 @@ def wav_duration(path: str | Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
+class CannotStart(KobaError):
+    """espeak-ng could not be started (the system is out of processes or memory): not the voice's fault."""
+
+
+# fork/exec failures that pass (a loaded machine: "Resource temporarily unavailable"), tried again after these waits
+RETRY_SPAWN_S = (0.1, 0.3, 1.0)
+
+
 class Speaker:
     def __init__(self, voice: str = "en-us", rate: int = 160, output_wav: str = "", play: bool | None = None):
         self.espeak = shutil.which("espeak-ng")
@@ -61,6 +71,8 @@ class Speaker:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 self.synthesize("ok", Path(tmp) / "voice.wav")
+            except CannotStart:
+                raise
             except KobaError as exc:
                 raise KobaError(f"voice {voice!r} does not work ({exc}); espeak-ng --voices lists them") from None
 
@@ -92,10 +104,19 @@ class Speaker:
         text = self.check_text(text)
         self._writable(out_path)
         cmd = [self.espeak, "-v", self.voice, "-s", str(self.rate), "-w", str(out_path), "--", text]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise KobaError(f"espeak-ng failed: {reason(exc)}") from None
+        for wait in (*RETRY_SPAWN_S, None):
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                break
+            except OSError as exc:
+                # Under load fork can fail with EAGAIN; it was reported as "voice 'en-gb' does not work" (session 25)
+                if exc.errno not in (errno.EAGAIN, errno.ENOMEM):
+                    raise KobaError(f"espeak-ng failed: {reason(exc)}") from None
+                if wait is None:
+                    raise CannotStart(f"could not start espeak-ng: {reason(exc)}") from None
+                time.sleep(wait)
+            except subprocess.TimeoutExpired as exc:
+                raise KobaError(f"espeak-ng failed: {reason(exc)}") from None
         if proc.returncode != 0 or not Path(out_path).is_file():
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise KobaError(f"espeak-ng failed: {detail[0] if detail else 'exit ' + str(proc.returncode)}")
