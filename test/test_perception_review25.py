@@ -262,3 +262,17 @@ def test_perception_node_reconfigured_subscribes_checks_and_publishes_once(ros_c
         assert len(list(node.timers)) == 1 and node.count_publishers("/perception/objects") == 1
     finally:
         node.destroy_node()
+
+
+def test_a_paired_frame_is_checked_and_its_depth_made_ready_without_ros():
+    from koba_ros.errors import KobaError
+    from koba_ros.perception.camera_frame import depth_for_segmenter
+
+    rgb, depth = np.zeros((48, 64, 3)), np.full((48, 64), 0.5)
+    depth[10, 10] = np.nan
+    assert np.isnan(depth_for_segmenter(rgb, depth, (48, 64), None)[10, 10])      # not filled when told not to
+    assert depth_for_segmenter(rgb, depth, (0, 0), 16)[10, 10] == 0.5            # a size-less camera_info passes
+    with pytest.raises(KobaError, match="camera_info is for 128x96 images, the images are 64x48"):
+        depth_for_segmenter(rgb, depth, (96, 128), 16)
+    with pytest.raises(KobaError, match="sizes differ"):
+        depth_for_segmenter(rgb, depth[:, :32], None, 16)

@@ -15,7 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
-from koba_ros.perception.depth_holes import fill_depth_holes
+from koba_ros.perception.camera_frame import depth_for_segmenter
 from koba_ros.perception.frame_pairing import StampPairer, missing_input
 from koba_ros.perception.messages import camera_pose_from_values, msg_to_depth, msg_to_K, msg_to_rgb, objects_to_msg
 from koba_ros.perception.segmenter import perceive
@@ -109,13 +109,7 @@ class PerceptionNode(LifecycleNode):
         color, depth_msg = pair
         try:
             rgb, depth = msg_to_rgb(color), msg_to_depth(depth_msg, self.depth_scale)
-            if rgb.shape[:2] != depth.shape:
-                raise KobaError(f"colour {rgb.shape[:2]} and depth {depth.shape} sizes differ (align depth to colour)")
-            if 0 not in K_size and K_size != depth.shape:   # 0: a camera_info that leaves its size out
-                raise KobaError(f"camera_info is for {K_size[1]}x{K_size[0]} images, the images are "
-                                f"{depth.shape[1]}x{depth.shape[0]}: frame skipped (camera_info of another stream?)")
-            if self.fill_holes:
-                depth = fill_depth_holes(depth, self.max_hole_px)
+            depth = depth_for_segmenter(rgb, depth, K_size, self.max_hole_px if self.fill_holes else None)
             objects = perceive(rgb, depth, K, self.camera_pose)
         except KobaError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
