@@ -6,6 +6,11 @@ import numpy as np
 from koba_ros.face.pipeline import FrameResult
 
 COLOURS = {"positive": (40, 200, 40), "negative": (220, 40, 40), "neutral": (200, 200, 200)}  # RGB
+FAR = 1 << 20  # cv2 refuses coordinates past int32; clipping an axis-aligned box or a dot this far out draws the same
+
+
+def _pixels(values) -> np.ndarray:
+    return np.clip(np.asarray(values, dtype=np.float64), -FAR, FAR).astype(int)
 
 
 def annotate(rgb: np.ndarray, result: FrameResult, status: str = "") -> np.ndarray:
@@ -13,13 +18,16 @@ def annotate(rgb: np.ndarray, result: FrameResult, status: str = "") -> np.ndarr
 
     out = np.ascontiguousarray(rgb.copy())
     for face in result.faces:
-        x, y, w, h = (int(v) for v in face.bbox)
+        if not np.isfinite(face.points).all():
+            continue  # the pipeline's "bad landmarks" (FacePipeline._unusable): no box or dot can be drawn from them
+        x, y, w, h = face.bbox
+        x0, y0, x1, y1 = (int(v) for v in _pixels((x, y, x + w, y + h)))
         colour = (120, 120, 120)
         if face is result.face and result.expression:
             colour = COLOURS[result.expression.label]
-            for px, py, _ in face.points[::3].astype(int):
-                cv2.circle(out, (px, py), 1, colour, -1)
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+            for px, py in _pixels(face.points[::3, :2]):
+                cv2.circle(out, (int(px), int(py)), 1, colour, -1)
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 2)
     lines = [status] if status else []
     if result.expression:
         e = result.expression

@@ -3,7 +3,8 @@
 DQN-TAMER credits a feedback to the steps the person saw just before reacting, so the stamp
 must be when the expression began, not when we became sure of it. A smile is one event:
 the smoothed score must rise above `on` and stay past `min_duration_s`, and the detector only
-re-arms once the score falls back below `off` (hysteresis). A nod (yes) or shake (no) is a
+re-arms once the score falls back below `off` (hysteresis) or changes sign (a smile straight into a frown: at a
+low frame rate the smoothed score can jump over the rest band between two frames). A nod (yes) or shake (no) is a
 head gesture: at least `min_swings` alternating swings of the pitch (or yaw) within a window.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ExpressionDebouncer:
         self.smoothed = 0.0
         self.last_t: float | None = None
         self.raw_onset: dict[int, float | None] = {1: None, -1: None}  # when the raw score entered each side
-        self.armed = True
+        self.fired = 0  # sign of the event of the current expression; 0 = armed for either sign
 
     def update(self, t: float, score: float | None) -> FeedbackEvent | None:
         """Feed one frame's signed score (-1..1), or None when no face was read (a NaN/inf score counts as None: one
@@ -58,12 +59,15 @@ class ExpressionDebouncer:
             else:
                 self.raw_onset[sign] = None
         if abs(self.smoothed) < self.off:
-            self.armed = True  # back to rest: the next expression is a new event
+            self.fired = 0  # back to rest: the next expression is a new event
             return None
         sign = 1 if self.smoothed > 0 else -1
         onset = self.raw_onset[sign]
-        if self.armed and abs(self.smoothed) >= self.on and onset is not None and t - onset >= self.min_duration_s:
-            self.armed = False
+        # Only the sign already reported is held back: the opposite expression is a new event even if the smoothed
+        # score never passed through the rest band on its way (it need not at 5-20 fps).
+        if self.fired != sign and abs(self.smoothed) >= self.on and onset is not None \
+                and t - onset >= self.min_duration_s:
+            self.fired = sign
             return FeedbackEvent(onset, t, sign, min(1.0, abs(self.smoothed)), "smile" if sign > 0 else "frown")
         return None
 

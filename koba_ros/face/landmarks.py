@@ -41,10 +41,19 @@ class Face:
 
 
 def check_frame(frame) -> np.ndarray:
-    """The frame as a contiguous RGB uint8 array, or a KobaError saying what is wrong with it."""
+    """The frame as a contiguous RGB uint8 array, or a KobaError saying what is wrong with it.
+
+    uint8 is taken as is; uint16 (16-bit PNG/TIFF, rgb16 cameras) is full range 0..65535 and is scaled down (>> 8),
+    not clipped (clipping made every normal pixel white); floats with a maximum <= 1 are read as 0..1, other numbers
+    as 0..255 and clipped. Text, objects, complex numbers and ragged nested lists are refused."""
     if frame is None:
         raise KobaError("empty frame (None)")
-    frame = np.asarray(frame)
+    try:
+        frame = np.asarray(frame)
+    except (ValueError, TypeError):  # ragged nested lists; numpy's own message is a paragraph on shapes
+        raise KobaError("frame is not an image array (nested rows of unequal length?)") from None
+    if frame.dtype.kind not in "biuf":
+        raise KobaError(f"frame must hold real numbers (an image array), got dtype {frame.dtype}")
     if frame.size == 0:
         raise KobaError(f"empty frame (shape {frame.shape})")
     if frame.ndim == 2:
@@ -54,7 +63,9 @@ def check_frame(frame) -> np.ndarray:
     if min(frame.shape[:2]) < MIN_SIDE:
         raise KobaError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small for face detection "
                         f"(at least {MIN_SIDE} px a side)")
-    if frame.dtype != np.uint8:
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype != np.uint8:
         if np.issubdtype(frame.dtype, np.floating) and np.nanmax(frame) <= 1.0:
             frame = np.nan_to_num(frame) * 255.0
         frame = np.clip(np.nan_to_num(frame), 0, 255).astype(np.uint8)

@@ -166,7 +166,12 @@ class FaceFeedbackNode(LifecycleNode):
             self.get_logger().info(f"feedback {event.value:+d} ({event.cue}, confidence {event.confidence:.2f}, "
                                    f"{event.decided - event.onset:.2f} s after onset)")
         if self.debug_image and self.debug_pub.get_subscription_count() > 0:
-            self.publish_debug(rgb, result, stamp, frame_id)
+            try:
+                self.publish_debug(rgb, result, stamp, frame_id)
+            except Exception as exc:  # noqa: BLE001 - the picture is only for viewing: a fault drawing it drops
+                # that picture, never the node (an exception here would end it, and with it a composed `koba up`)
+                self.get_logger().warning(f"dropped a debug image: {type(exc).__name__}: {exc}",
+                                          throttle_duration_sec=5.0)
 
     def publish_debug(self, rgb, result, stamp: Time, frame_id: str) -> None:
         from koba_ros.face.annotate import annotate

@@ -259,8 +259,11 @@ class DQNTamerAgent(Agent):
         H instead of from RL: here that probability is epsilon and H's choice is a softmax, not its argmax). With
         explore_temperature T > 0 the exploratory action is drawn with P(a) = exp(H(s, a) / T) / sum_b exp(H(s, b) / T):
         an action H rates well below the best is seldom tried (at T = 0.1 a gap of 0.3 makes it 20 times rarer),
-        actions H rates alike (all near 0 in a state nobody judged) are tried alike, so Q still sees alternatives
-        where H is unsure while exploring costs little return. T = 0: uniform, the paper's epsilon-greedy."""
+        while every action keeps a chance, so Q still sees alternatives while exploring costs little return. H is
+        not 0 where nobody judged: its output layer starts random, so there the draw follows H's initial guess
+        (untrained Taxi H, T = 0.1: the likeliest of 6 actions 0.42 on average, the least likely 0.04; a zero output
+        layer was measured and not adopted, docs/dqn_tamer.md "Session 26"). T = 0: uniform, the paper's
+        epsilon-greedy."""
         if self.config.explore_temperature <= 0:
             return super().explore(state)
         z = self.h.h(state) / self.config.explore_temperature

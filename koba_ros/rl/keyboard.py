@@ -14,6 +14,7 @@ from dataclasses import dataclass
 GOOD_KEYS = frozenset("+=gGyY1")   # '+' (and '=' on the same key), g(ood), y(es), 1
 BAD_KEYS = frozenset("-_bBnN0")    # '-', b(ad), n(o), 0
 QUIT_KEYS = frozenset("qQ\x03\x04")  # q, Ctrl-C, Ctrl-D
+ESC = "\x1b"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,29 @@ def key_feedback(key: str, pressed_at: float) -> KeyFeedback | None:
     return None if value is None else KeyFeedback(value, float(pressed_at), key)
 
 
+def split_keys(data: str) -> list[str]:
+    """The keys in what one read of the terminal returned: its characters, except that a terminal's escape sequences
+    are dropped whole: CSI (ESC [ parameters, final byte 0x40-0x7E: arrows, Home, F5 = ESC [ 1 5 ~, Ctrl+Up =
+    ESC [ 1 ; 5 A) and SS3 (ESC O x: F1-F4, arrows in application mode). Taken byte by byte their '1', '0', ';' ...
+    were keys, so F5 or Ctrl+Up sent +1. A terminal writes a sequence in one go, so it is in the buffer whole; a part
+    not yet there is not waited for (what was read of it is dropped). A lone ESC stays a key, as before (it maps to
+    nothing)."""
+    keys, i = [], 0
+    while i < len(data):
+        introducer = data[i + 1:i + 2] if data[i] == ESC else ""
+        if introducer == "[":
+            i += 2
+            while i < len(data) and not "\x40" <= data[i] <= "\x7e":
+                i += 1
+            i += 1  # the final byte
+        elif introducer == "O":
+            i += 3
+        else:
+            keys.append(data[i])
+            i += 1
+    return keys
+
+
 def read_keys(fd: int, clock: Callable[[], float] = time.time, stop=None) -> Iterator[tuple[str, float]]:
     """(key, time it was read) from a terminal file descriptor in raw mode, until a quit key or stop.is_set()."""
     import termios
@@ -52,9 +76,10 @@ def read_keys(fd: int, clock: Callable[[], float] = time.time, stop=None) -> Ite
             if not ready:
                 continue
             pressed_at = clock()  # stamp first: the person reacted when the key went down, not when we got to it
-            key = os.read(fd, 1).decode(errors="replace")
-            if key in QUIT_KEYS:
-                return
-            yield key, pressed_at
+            # All that is waiting, not one byte: an escape sequence must be seen whole to be dropped (split_keys).
+            for key in split_keys(os.read(fd, 1024).decode(errors="replace")):
+                if key in QUIT_KEYS:
+                    return
+                yield key, pressed_at
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

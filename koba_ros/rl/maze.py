@@ -7,11 +7,13 @@ Reward: `step_penalty` every step, `goal_reward` on reaching the goal (the episo
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 
 from koba_ros.errors import KobaError
+from koba_ros.rl.checks import whole
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # The default 10x10 maze: the shortest path from S to G is 26 steps, with dead ends.
@@ -73,9 +75,9 @@ class MazeEnv(gym.Env):
         self.rows, self.cols = self.grid.shape
         self.start = self._find("S")
         self.goal = self._find("G")
+        # int() made 2.5 a limit of 2 and NaN a ValueError; a cell_px of 0 drew an empty picture, -1 raised in render
+        whole(SimpleNamespace(max_steps=max_steps, cell_px=cell_px), "maze ", "max_steps", "cell_px")
         self.max_steps, self.step_penalty, self.goal_reward = int(max_steps), float(step_penalty), float(goal_reward)
-        if self.max_steps < 1:
-            raise KobaError(f"max_steps must be >= 1, got {max_steps}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:  # as gymnasium's own envs
             raise KobaError(f"maze render_mode must be None or one of {', '.join(self.metadata['render_modes'])}, "
                             f"got {render_mode!r}")

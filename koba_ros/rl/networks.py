@@ -33,6 +33,8 @@ class StateMLP:
         scale = 0.5 / np.sqrt(self.codes.shape[1])
         bound = 1.0 / np.sqrt(hidden)
         self.p = {"embed": rng.uniform(-scale, scale, (int(self.codes.max()) + 1, hidden)), "b1": np.zeros(hidden),
+                  # Random output layer for H too, so an untrained H is not 0: a zero one for H was measured
+                  # (session 26, docs/dqn_tamer.md) and not adopted.
                   "w2": rng.uniform(-bound, bound, (hidden, n_actions)), "b2": np.zeros(n_actions)}
         self.m = {k: np.zeros_like(v) for k, v in self.p.items()}
         self.v = {k: np.zeros_like(v) for k, v in self.p.items()}
