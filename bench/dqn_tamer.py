@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from koba_ros.rl.agents import ENV_AGENT_CONFIG, with_overrides
+from koba_ros.rl.agents import ENV_AGENT_CONFIG, AgentConfig, with_overrides
 from koba_ros.rl.bench import BenchConfig, plot_curves, run_bench, summarize
 from koba_ros.rl.human import HumanConfig
 
@@ -75,7 +75,10 @@ def markdown(report: dict) -> str:
                          f"{cell(s['final_return'], '{:.2f}')} | {cell(s['feedback_used'])} |")
         lines.append("")
     if report["sweep"]:
-        lines += ["**Sweep** (DQN-TAMER on the maze; other human parameters at their defaults)", "",
+        settings = report.get("sweep_settings") or {}
+        changed = ", ".join(f"{k} {v}" for k, v in settings.items() if v not in (None, "", []))
+        lines += [f"**Sweep** (DQN-TAMER on the maze; other human parameters at their defaults"
+                  f"{'; ' + changed if changed else ''})", "",
                   "| parameter | value | episodes to solve | solved runs | final return | feedback used |",
                   "|---|---|---|---|---|---|"]
         if "sweep_dqn" in report:
@@ -104,6 +107,8 @@ def merge(folders: list[str]) -> dict:
             else:
                 report["tables"][env] = result
         report["sweep"] += part["sweep"]
+        if "sweep_settings" in part:
+            report["sweep_settings"] = part["sweep_settings"]
         if "sweep_dqn" in part:
             report["sweep_dqn"] = part["sweep_dqn"]
     for result in report["tables"].values():
@@ -112,6 +117,17 @@ def merge(folders: list[str]) -> dict:
                              episodes=cfg["episodes"])
         result["summary"] = summarize(config, result["runs"])
     return report
+
+
+def agent_config(env: str, args) -> AgentConfig:
+    """The environment's agent settings with --alpha-h and --set applied (tables and sweep alike)."""
+    agent = ENV_AGENT_CONFIG[env] if args.alpha_h is None else replace(ENV_AGENT_CONFIG[env], alpha_h=args.alpha_h)
+    return with_overrides(agent, args.set)
+
+
+def sweep_settings(args) -> dict:
+    """What the sweep ran with besides its swept field, for the JSON (the tables' configs carry their own)."""
+    return {"alpha_h": args.alpha_h, "set": list(args.set), "human": args.human}
 
 
 def main():
@@ -150,29 +166,34 @@ def main():
                     plot_curves(result, str(out / f"{env}_curves.png"))
         print(markdown(report) if args.markdown else json.dumps(
             {"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"],
-             "sweep_dqn": report.get("sweep_dqn")}))
+             "sweep_dqn": report.get("sweep_dqn"), "sweep_settings": report.get("sweep_settings")}))
         return
+    human = HumanConfig.parse(args.human)
+    envs = list(filter(None, args.envs.split(",")))
+    # Every environment's settings before any run, so a bad --set fails at once, not after the first table.
+    agents = {env: agent_config(env, args) for env in {*envs, *([] if args.no_sweep else ["maze"])}}
     report = {"tables": {}, "sweep": []}
-    for env in filter(None, args.envs.split(",")):
+    for env in envs:
         print(f"{env}: {args.agents} x {args.seeds} seeds", file=sys.stderr, flush=True)
-        agent = ENV_AGENT_CONFIG[env] if args.alpha_h is None else replace(ENV_AGENT_CONFIG[env], alpha_h=args.alpha_h)
-        agent = with_overrides(agent, args.set)
         result = run_bench(BenchConfig(env=env, agents=tuple(args.agents.split(",")), seeds=args.seeds,
                                        first_seed=args.first_seed,
-                                       episodes=EPISODES[env], agent=agent, human=HumanConfig.parse(args.human)),
+                                       episodes=EPISODES[env], agent=agents[env], human=human),
                            progress=log)
         if out:
             plot_curves(result, str(out / f"{env}_curves.png"))
         report["tables"][env] = slim(result)
     if not args.no_sweep:
-        base = BenchConfig(env="maze", agents=("dqn_tamer",), seeds=args.sweep_seeds, episodes=args.sweep_episodes)
+        # The same agent settings and human as the tables; each sweep point changes only its one human field.
+        base = BenchConfig(env="maze", agents=("dqn_tamer",), seeds=args.sweep_seeds, episodes=args.sweep_episodes,
+                           agent=agents["maze"], human=human)
+        report["sweep_settings"] = sweep_settings(args)
         print("sweep baseline: dqn", file=sys.stderr, flush=True)  # DQN, same seeds and episodes, this process
         report["sweep_dqn"] = run_bench(replace(base, agents=("dqn",)), progress=log)["summary"]["dqn"]
         points = [(n, v) for n, values in (("p_wrong", WRONG_RATES), ("p_feedback", FEEDBACK_PROBS))
                   if n in args.sweep_params.split(",") for v in values]
         for name, value in points:
             print(f"sweep {name}={value}", file=sys.stderr, flush=True)
-            config = replace(base, human=replace(HumanConfig(), **{name: value}))
+            config = replace(base, human=replace(human, **{name: value}))
             s = run_bench(config, progress=log)["summary"]["dqn_tamer"]
             report["sweep"].append({"parameter": name, "value": value, "episodes_to_solve": s["episodes_to_solve"],
                                     "solved_runs": s["solved_runs"], "runs": s["runs"],
@@ -182,7 +203,7 @@ def main():
         if report["sweep"]:
             plot_sweep(report, str(out / "sweep.png"))
     print(json.dumps({"tables": {env: r["summary"] for env, r in report["tables"].items()}, "sweep": report["sweep"],
-             "sweep_dqn": report.get("sweep_dqn")}))
+             "sweep_dqn": report.get("sweep_dqn"), "sweep_settings": report.get("sweep_settings")}))
 
 
 if __name__ == "__main__":

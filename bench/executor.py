@@ -19,7 +19,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 
 from koba_ros.nodes.executor import QueueOnceExecutor
-from koba_ros.nodes.runtime import shutdown_executor
+from koba_ros.nodes.runtime import pool_size, shutdown_executor
 from koba_ros.nodes.simulated_human_node import SimulatedHumanNode
 from koba_ros.nodes.tamer_learner_node import TamerLearnerNode
 
@@ -34,7 +34,8 @@ def measure(executor_class, seconds: float) -> dict:
     human = SimulatedHumanNode(context=context, parameter_overrides=[
         Parameter("p_feedback", value=1.0), Parameter("half_life", value=0.0),
         Parameter("delay", value="uniform:0.05:0.1")])
-    executor = executor_class(num_threads=2, context=context)
+    # runtime.spin's pool for two nodes (one worker per CPU plus two per node), as the docstring promises
+    executor = executor_class(num_threads=pool_size(2), context=context)
     submissions = 0
     pool_submit = executor._executor.submit
 

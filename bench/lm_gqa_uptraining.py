@@ -13,6 +13,7 @@ same held-out 5 % of the corpus (nats per byte, `evaluation.score`). Prints one 
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def main() -> None:
                                              "eval_every": uptrain_steps, "ckpt_every": uptrain_steps}))
                 row[f"{name}_uptrained"] = held_out_loss(load_trained(out).model, tokens, base["seq_len"])
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            # progress on stderr, so stdout is the one JSON object
+            print(json.dumps(row), file=sys.stderr, flush=True)
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: round(statistics.mean(r[k] for r in rows), 4) for k in keys}
     report = {"steps": args.steps, "uptrain_steps": uptrain_steps, "eval_tokens": int(tokens.numel()), "rows": rows,

@@ -21,6 +21,7 @@ fp16 on a CPU is emulated (about 10x the fp32 step time here), so sizes are smal
 """
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -116,7 +117,8 @@ def main() -> None:
         model.load_state_dict(load_checkpoint(tmp / "probe" / "checkpoint")[0])
         for batch in (16, 64):
             report["gradients"][f"step{args.pretrain_steps}_batch{batch}"] = probe(model, stream, batch)
-        print(json.dumps(report["gradients"]), flush=True)
+        # progress on stderr, so stdout is the one JSON object
+        print(json.dumps(report["gradients"]), file=sys.stderr, flush=True)
         if not args.skip_training:
             for seed in seeds:
                 report["training"][seed] = {
@@ -124,7 +126,8 @@ def main() -> None:
                     "fp16_no_scaling": train_arm(tmp, seed, "none", args.train_steps, precision="fp16",
                                                  loss_scale=1.0),
                     "fp16_dynamic": train_arm(tmp, seed, "dynamic", args.train_steps, precision="fp16")}
-                print(json.dumps({seed: report["training"][seed]}), flush=True)
+                # progress on stderr, so stdout is the one JSON object
+                print(json.dumps({seed: report["training"][seed]}), file=sys.stderr, flush=True)
     print(json.dumps(report, indent=1))
 
 

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def main() -> None:
             train(model, train_data, LONG, 4, args.finetune, 1e-3, 5, 1000 + seed)
             run[arm] = {"zero_shot": before, "finetuned": evaluate(model, windows)}
         runs[seed] = run
-        print(json.dumps({"seed": seed, **run, "elapsed_s": round(time.time() - started)}), flush=True)
+        # progress on stderr, so stdout is the one JSON object
+        print(json.dumps({"seed": seed, **run, "elapsed_s": round(time.time() - started)}), file=sys.stderr, flush=True)
     mean = {arm: {when: {part: round(statistics.mean(runs[s][arm][when][part] for s in runs), 4)
                          for part in ("all", "first_64", "rest")} for when in ("zero_shot", "finetuned")}
             for arm in ARMS}
