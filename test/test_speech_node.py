@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from koba_ros.teleop.commands import is_stop
+
 pytestmark = pytest.mark.ros
 GOFORWARD = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
 
@@ -65,7 +67,8 @@ def test_audio_topic_to_utterance(ros_context, tmp_path):
         end = time.monotonic() + 20
         while time.monotonic() < end and len(heard) < 2:
             executor.spin_once(timeout_sec=0.05)
-        assert [m.text for m in heard] == ["go forward ten meters", "stop"]
+        # (since session 26 the domain LM has every stop word, and this quiet stop may come out as "halt": a stop too)
+        assert heard[0].text == "go forward ten meters" and len(heard) == 2 and is_stop(heard[1].text)
         # A clear "stop moving" is published as "stop" while the person still talks, then as said at the end.
         Speaker("en-us", 150, play=False).synthesize("stop moving", tmp_path / "stop_moving.wav")
         send(np.concatenate([np.zeros(8000, np.int16), load_audio(tmp_path / "stop_moving.wav"),

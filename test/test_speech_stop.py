@@ -24,7 +24,7 @@ def test_quiet_en_gb_stop_is_delivered(tmp_path):
     old = PocketsphinxRecognizer(stop_threshold=None, keep_stops=False)   # the behaviour before the stop guard
     assert [u.text for u in transcribe(old, quiet_stop)] in ([], [""])
     heard = transcribe(PocketsphinxRecognizer(), quiet_stop)
-    assert [u.text for u in heard] == ["stop"]
+    assert len(heard) == 1 and is_stop(heard[0].text)   # "stop", or since session 26 perhaps "halt": a stop word too
 
 
 def test_spotter_alone_hears_stop_and_not_silence(tmp_path):

@@ -1,9 +1,10 @@
 """The ASR's domain language model: a trigram ARPA model of what people say to this robot.
 
-The sentences come from three places, so the recogniser knows every word the rest of the
+The sentences come from four places, so the recogniser knows every word the rest of the
 system understands: the object catalog (names, synonyms, descriptions, colours) put into
-picking templates, short answers to the robot's clarifying questions, and the teleop
-commands (koba_ros.teleop.commands.teleop_phrases). The model is built with pocketsphinx's
+picking templates, short answers to the robot's clarifying questions, the teleop
+commands (koba_ros.teleop.commands.teleop_phrases, every stop word among them) and the
+dialogue's cancel words (koba_ros.grounding.lexicon.CANCEL). The model is built with pocketsphinx's
 own ARPA builder (fixed-discount backoff) and cached by content hash, so editing the catalog
 rebuilds it on the next start.
 """
@@ -64,8 +65,17 @@ def picking_phrases(catalog=None) -> list[str]:
     return phrases
 
 
+def cancel_phrases() -> list[str]:
+    """The dialogue's cancel words (grounding.lexicon.CANCEL) that teleop_phrases() does not already hold as stops:
+    "never mind", "forget it", "quit", alone ("please never mind" is not said)."""
+    from koba_ros.grounding.lexicon import CANCEL
+
+    stops = set(teleop_phrases())
+    return [c for c in CANCEL if c not in stops]
+
+
 def domain_sentences(catalog=None) -> list[str]:
-    return [*picking_phrases(catalog), *teleop_phrases()]
+    return [*picking_phrases(catalog), *teleop_phrases(), *cancel_phrases()]
 
 
 @dataclass(frozen=True)

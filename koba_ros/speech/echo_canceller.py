@@ -26,9 +26,14 @@ Implemented from the equations of:
   low (x4 here), and the per-bin step has a floor from the time domain, the squared correlation of the error with
   the echo estimate, rho^2 = (e.y)^2 / (|e|^2 |y|^2): echo not yet removed is correlated with its estimate, a
   person's voice is not.
-- The step of each partition is shared out proportionately (half uniform, half in proportion to the partition's
-  weight norm, the IPNLMS idea of Benesty and Gay 2002 applied per partition): a room's echo path is strongest in
-  its first partitions, which then converge faster (a 1.5 s head start on the bench's speech).
+- J. Benesty and S. L. Gay, "An improved PNLMS algorithm", Proc. IEEE ICASSP 2002 (IPNLMS), applied per partition:
+  the step of partition k is shared out as g_k = 1/2 + (K/2) ||W_k|| / sum_j ||W_j|| (their k_l with alpha = 0,
+  scaled to average 1: half uniform, half in proportion to the partition's weight norm), and the normalisation is
+  their x^T G x per bin, P(f) = sum_k g_k |X(m-k)|^2 (uniform shares give the MDF's P above). A room's echo path is
+  strongest in its first partitions, which then converge faster (a 1.5 s head start on the bench's speech). The
+  normalisation by the share-weighted power matters: after a pause longer than the tail all the far-end power is in
+  the newest partition, and with the plain sum a path whose weight is there (a loudspeaker near the microphone)
+  took up to (1 + K)/2 times the normalised step and diverged at every sentence's start.
 
 Other guards: a block where the microphone or the reference saturates (near int16 full scale) is cancelled but not
 learnt from (the echo path is not linear there) - a clipped reference is otherwise fine, since what the loudspeaker
@@ -318,12 +323,15 @@ class EchoCanceller:
             share = np.minimum(self.gain * self.eta * P_Y / (P_E + 1e-10), 1.0)
             mu = self.mu_max * np.minimum(0.7 * share + 0.6 * rer, 1.0)
 
-        # Normalised, gradient-constrained update of every partition (Soo & Pang 1990).
-        power = self.X_power.sum(axis=0)
-        delta = 1e-6 * n + 1e-3 * float(power.mean())
-        # Proportionate share of the step per partition (IPNLMS-style; half of it uniform).
+        # Proportionate share of the step per partition (IPNLMS-style; half of it uniform; averages 1).
         size = np.sqrt((self.W.real ** 2 + self.W.imag ** 2).sum(axis=1))
         share = 0.5 + 0.5 * self.partitions * size / (size.sum() + 1e-12) if size.any() else np.ones(self.partitions)
+        # Normalised, gradient-constrained update of every partition (Soo & Pang 1990), normalised as IPNLMS does by
+        # the share-weighted far-end power: by the plain sum, a sentence after a pause longer than the tail (all the
+        # power in the newest partition) that meets a path whose weight is in that partition took up to (1 + K) / 2
+        # times the normalised step there, and diverged (a loudspeaker near the microphone).
+        power = np.einsum("k,kf->f", share, self.X_power)
+        delta = 1e-6 * n + 1e-3 * float(self.X_power.sum(axis=0).mean())
         G = self.X.conj() * (E * mu / (power + delta))[None, :] * share[:, None]
         g = np.fft.irfft(G, axis=1)[:, :n]
         self.W += np.fft.rfft(np.concatenate([g, np.zeros_like(g)], axis=1), axis=1)

@@ -34,6 +34,7 @@ class ReferenceBuffer:
         self.horizon_ns = int(horizon_s * NS)
         self.segments: list[tuple[int, np.ndarray]] = []   # (index of the first sample on the rate's grid, samples)
         self.lock = threading.Lock()                        # add() and take() come from different threads
+        self.mic_index: int | None = None                   # the first sample of the latest take()
 
     def index(self, time_ns: int) -> int:
         """The sample index at `time_ns` on this rate's grid (sample 0 at time 0), rounded to the nearest."""
@@ -54,11 +55,19 @@ class ReferenceBuffer:
             self.segments.append((begin, samples.copy()))
 
     def far_from(self, start_ns: int) -> bool:
-        """Whether the newest utterance lies more than the horizon from the microphone time `start_ns`: the two clocks
-        do not agree (an unstamped or differently clocked /audio), so no echo can be lined up."""
+        """Whether the two clocks do not agree (an unstamped or differently clocked /audio), so no echo can be lined
+        up: the microphone time `start_ns` is more than the horizon before the newest utterance's start, or an
+        utterance arrived when the microphone was already more than the horizon past its end. A microphone that
+        merely ran on past the end of an utterance it heard (silence after a sentence) is not far: take() drops that
+        utterance once the horizon has passed, as it would any other."""
+        horizon = self.horizon_ns * self.rate // NS
         with self.lock:
             newest = max((begin for begin, _ in self.segments), default=None)
-        return newest is not None and abs(newest - self.index(start_ns)) > self.horizon_ns * self.rate // NS
+            # The previous take() kept every utterance ending after its time minus the horizon: one ending before
+            # came in since, already out of the microphone's reach.
+            missed = self.mic_index is not None and any(begin + len(samples) < self.mic_index - horizon
+                                                        for begin, samples in self.segments)
+        return missed or (newest is not None and newest - self.index(start_ns) > horizon)
 
     def take(self, start_ns: int, n: int) -> tuple[np.ndarray, bool]:
         """(the reference for the n microphone samples from `start_ns`, whether any played sample falls in them)."""
@@ -77,11 +86,12 @@ class ReferenceBuffer:
                     out[lo - first:hi - first] += samples[lo - begin:hi - begin]
                     covered = True
             self.segments = keep
+            self.mic_index = first
         return np.clip(out, -32768, 32767).astype(np.int16), covered
 
     def clear(self) -> None:
         with self.lock:
-            self.segments = []
+            self.segments, self.mic_index = [], None
 
 
 class MicTimeline:

@@ -253,12 +253,16 @@ class PocketsphinxRecognizer(Recognizer):
         heard_stop, grammar_text = self._finish_side_searches()
         self.started = False
         best = self._hypothesis("domain" if self.domain else "general", max(self.n_best, self.rescore_n))
-        if self.domain and best.text not in self.domain.sentences:
+        # A stop on the best path wins before anything may replace its words: n-best rescoring would otherwise turn
+        # "stop moving left" (not a domain sentence) into its in-domain alternative "move left two centimeters".
+        said_stop = self.keep_stops and is_stop(best.text)
+        if self.domain and not said_stop and best.text not in self.domain.sentences:
             known = [a for a in best.alternatives[: self.rescore_n] if a in self.domain.sentences]
             if known:
                 best.alternatives = [best.text, *[a for a in best.alternatives if a != known[0]]]
                 best.text = known[0]
-        if grammar_text and grammar_text != best.text and is_jog(best.text) and is_jog(grammar_text):
+        if (grammar_text and not said_stop and grammar_text != best.text and is_jog(best.text)
+                and is_jog(grammar_text)):
             self.grammar_wins += 1
             best.alternatives = [best.text, *best.alternatives]
             best.text, best.model = grammar_text, "grammar"

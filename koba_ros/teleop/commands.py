@@ -183,9 +183,11 @@ def spoken_number(n: int) -> str:
 SPOKEN_DIRECTIONS = ("left", "right", "forward", "back", "backward", "up", "down")
 SPOKEN_UNITS = ("centimeters", "centimeter", "millimeters", "meters", "inches")
 SPOKEN_DISTANCES = (*range(1, 21), 25, 30, 40, 50, 60, 70, 80, 90, 100)
+# Every stop word alone and after "please" ("stop" also doubled and in "stop moving"): the recogniser hears only words
+# its domain LM has seen, and with "stop" alone there, "halt", "freeze", "cancel" and "abort" could never be heard.
+STOP_PHRASES = (*sorted(STOP_WORDS), *(f"please {w}" for w in sorted(STOP_WORDS)), "stop stop", "stop moving")
 FIXED_PHRASES = ("open the gripper", "close the gripper", "open gripper", "close gripper", "open the hand",
-                 "close the hand", "go home", "move home", "go back home", "return home", "stop", "stop stop",
-                 "stop moving", "please stop")
+                 "close the hand", "go home", "move home", "go back home", "return home", *STOP_PHRASES)
 
 
 def teleop_phrases() -> list[str]:
