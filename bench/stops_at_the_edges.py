@@ -1,17 +1,19 @@
-"""Stops at the edges of SpeechStream's rules (session 26): before and after, in one process.
+"""A person's utterance across a change of the robot's speaking state (session 26): before and after, in one process.
 
-Two arms, each its own recogniser stream fed the same audio in 30 ms chunks:
-  - before: `drop_at_speaking_change=True, stops_from_steady_noise=False` (sessions 24-25);
-  - after: the defaults since session 26.
-Cases (rules written first: docs/speech/session26_edges_rules.md):
-  A. steady noise: 24 s runs of pure steady noise (white, pink, brown, a hum with harmonics; three levels, two runs
-     each) must give no more stops than before; a person's stop said over steady noise as loud as the voice (0 dB)
-     should be heard.
-  B. the robot's speaking state changing inside a person's utterance: a stop said as the robot falls silent or
-     starts talking, the change 0.05-0.4 s after the stop's onset, should be heard; a command said across the change
-     must never come out as another command.
+speech_node hears only an early "stop" while the robot talks. An utterance in progress when the robot started or
+stopped talking used to be dropped, and its rest decoded as a new utterance; since session 26 it runs on, marked as
+overlapping the robot's voice, and only an early stop can come out of it. Arms, each its own recogniser stream fed the
+same audio in 30 ms chunks:
+  - before: `drop_at_speaking_change=True` (sessions 24-25);
+  - after: the default since session 26;
+  - control: the same clip with the speaking state off throughout (the recogniser on the whole utterance).
+Clips: a person's stops and teleop commands (espeak-ng, 4 voices), the speaking state changing 0.05-0.4 s after the
+speech's onset, as the robot falls silent or starts talking (no robot voice in the microphone: a headset, or its echo
+already cancelled). Measured: stops heard; commands published as another command than the one said.
+Rules written first: docs/speech/session26_edges_rules.md (seed 0's run of commit 25ddd7d also measured stops from
+steady-noise segments, rejected there).
 
-    cd bench && PYTHONPATH=..:. ../.venv/bin/python stops_at_the_edges.py [--seed 0] [--json OUT]
+    cd bench && PYTHONPATH=..:. ../.venv/bin/python stops_at_the_edges.py [--seed 1] [--json OUT]
 
 Prints one JSON object.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 from pathlib import Path
 
@@ -31,37 +34,16 @@ from koba_ros.speech.recognizers import PocketsphinxRecognizer
 from koba_ros.speech.streaming import SpeechStream
 from koba_ros.teleop.commands import parse_command
 
-ARMS = {"before": {"drop_at_speaking_change": True, "stops_from_steady_noise": False}, "after": {}}
-NOISES = ("white", "pink", "brown", "hum")
+ARMS = {"before": {"drop_at_speaking_change": True}, "after": {}, "control": {}}
 VOICES = (*PERSON_VOICES, "en-us")
-COMMANDS = ("move left five centimeters", "open the gripper", "go up ten centimeters")
+COMMANDS = ("move left five centimeters", "open the gripper", "go up ten centimeters", "move right two centimeters",
+            "close the gripper", "go down five centimeters")
 CUTS_S = (0.05, 0.1, 0.2, 0.3, 0.4)
+DIRECTIONS = {"falls_silent": (True, False), "starts_talking": (False, True)}
 
 
-def steady_noise(kind: str, seconds: float, rms: float, rng: np.random.Generator) -> np.ndarray:
-    n = int(seconds * RATE)
-    if kind == "hum":   # a fan or transformer: mains harmonics and a little hiss
-        t = np.arange(n) / RATE
-        x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) / k for k, f in enumerate((50, 100, 150, 200), 1))
-        x = x + 0.1 * rng.standard_normal(n)
-    else:
-        power = {"white": 0.0, "pink": 1.0, "brown": 2.0}[kind]
-        spectrum = np.fft.rfft(rng.standard_normal(n))
-        f = np.fft.rfftfreq(n, 1 / RATE)
-        spectrum[1:] /= f[1:] ** (power / 2)
-        spectrum[0] = 0
-        x = np.fft.irfft(spectrum, n)
-    return x / np.sqrt(np.mean(x ** 2)) * rms
-
-
-def active_rms(x: np.ndarray) -> float:
-    x = x.astype(np.float64)
-    return float(np.sqrt(np.mean(x[np.abs(x) > 100] ** 2)))
-
-
-def feed(stream: SpeechStream, audio: np.ndarray, changes: dict[int, bool] | None = None) -> list[str]:
+def feed(stream: SpeechStream, audio: np.ndarray, changes: dict[int, bool]) -> list[str]:
     """The texts published; `changes` maps a sample index (a multiple of 480) to a speaking state set there."""
-    changes = changes or {}
     out = []
     for i in range(0, len(audio), 480):
         if i in changes:
@@ -81,78 +63,43 @@ def command_of(text: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1, help="orders the clips (seed 0 ran at commit 25ddd7d)")
     parser.add_argument("--json", default="", help="also write the result here")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
-    rng = np.random.default_rng(args.seed)
+    pad = np.zeros(RATE // 2, dtype=np.int16)
     streams = {arm: SpeechStream(PocketsphinxRecognizer(), **options) for arm, options in ARMS.items()}
-    result = {arm: {"noise_false_stops": 0, "noise_utterances": 0, "stop_over_noise": {k: 0 for k in NOISES},
-                    "stop_at_change": {"falls_silent": {str(c): 0 for c in CUTS_S},
-                                       "starts_talking": {str(c): 0 for c in CUTS_S}},
+    result = {arm: {"stop_at_change": {d: {str(c): 0 for c in CUTS_S} for d in DIRECTIONS},
+                    "stop_by_voice": {v: 0 for v in VOICES},
                     "command_at_change": {"as_said": 0, "other_command": 0, "nothing_or_no_command": 0},
                     "which": []} for arm in ARMS}
-    pad = np.zeros(RATE // 2, dtype=np.int16)
-    # A1. pure steady noise: no stop may come out. 24 s of it without a break, as a fan runs: the endpointer cuts an
-    # utterance at 10 s, so the later ones start inside the noise (the first one's pre-roll is silence)
-    noise_segments = 0
-    for kind in NOISES:
-        for rms in (300.0, 1000.0, 3000.0):
-            for _ in range(2):
-                audio = np.clip(steady_noise(kind, 24.0, rms, rng), -32768, 32767).astype(np.int16)
-                noise_segments += 1
-                for arm, stream in streams.items():
-                    heard = feed(stream, audio)
-                    result[arm]["noise_utterances"] += len(heard)
-                    if "stop" in heard:
-                        result[arm]["noise_false_stops"] += heard.count("stop")
-                        result[arm]["which"].append(["noise", kind, rms, heard])
-    # A2. a stop over steady noise as loud as the voice
-    stop_over_noise_n = 0
-    for voice in VOICES:
-        for said in STOPS:
-            person = speech(said, voice, folder).astype(np.float64)
-            for kind in NOISES:
-                noise = steady_noise(kind, 6.0, active_rms(person), rng)
-                start = 3 * RATE
-                noise[start:start + len(person)] += person
-                audio = np.clip(noise, -32768, 32767).astype(np.int16)
-                stop_over_noise_n += 1
-                for arm, stream in streams.items():
-                    result[arm]["stop_over_noise"][kind] += "stop" in feed(stream, audio)
-    # B. the speaking state changes inside the person's utterance (no robot voice in the microphone: a headset, or the
-    # robot's voice already cancelled)
-    stop_at_change_n = 0
-    for voice in VOICES:
-        for said in (*STOPS, *COMMANDS):
-            clip = speech(said, voice, folder)
-            onset = int(np.argmax(np.abs(clip) > 300))
-            audio = np.concatenate([pad, clip, pad])
-            for cut in CUTS_S:
-                at = (len(pad) + onset + int(cut * RATE)) // 480 * 480
-                for name, states in (("falls_silent", {0: True, at: False}), ("starts_talking", {0: False, at: True})):
-                    if said in STOPS:
-                        stop_at_change_n += name == "falls_silent"
-                    for arm, stream in streams.items():
-                        heard = feed(stream, audio, states)
-                        if said in STOPS:
-                            result[arm]["stop_at_change"][name][str(cut)] += "stop" in heard
-                            continue
-                        commands = [c for c in map(command_of, heard) if c is not None]
-                        expected = command_of(said)
-                        key = ("other_command" if any(c != expected for c in commands) else
-                               "as_said" if commands else "nothing_or_no_command")
-                        result[arm]["command_at_change"][key] += 1
-                        if key == "other_command":
-                            result[arm]["which"].append(["command_at_change", voice, said, cut, name, heard])
-    for arm in ARMS:
-        r = result[arm]
-        r["stop_over_noise_total"] = sum(r["stop_over_noise"].values())
+    trials = [(v, said, cut, d) for v in VOICES for said in (*STOPS, *COMMANDS) for cut in CUTS_S for d in DIRECTIONS]
+    random.Random(args.seed).shuffle(trials)   # the recognisers' running state depends on what came before
+    clips = {(v, said): speech(said, v, folder) for v in VOICES for said in (*STOPS, *COMMANDS)}
+    for voice, said, cut, direction in trials:
+        clip = clips[voice, said]
+        onset = int(np.argmax(np.abs(clip) > 300))
+        audio = np.concatenate([pad, clip, pad])
+        at = (len(pad) + onset + int(cut * RATE)) // 480 * 480
+        first, then = DIRECTIONS[direction]
+        for arm, stream in streams.items():
+            heard = feed(stream, audio, {} if arm == "control" else {0: first, at: then})
+            r = result[arm]
+            if said in STOPS:
+                r["stop_at_change"][direction][str(cut)] += "stop" in heard
+                r["stop_by_voice"][voice] += "stop" in heard
+                continue
+            commands = [c for c in map(command_of, heard) if c is not None]
+            expected = command_of(said)
+            key = ("other_command" if any(c != expected for c in commands) else
+                   "as_said" if commands else "nothing_or_no_command")
+            r["command_at_change"][key] += 1
+            if key == "other_command":
+                r["which"].append([voice, said, cut, direction, heard])
+    for r in result.values():
         r["stop_at_change_total"] = sum(sum(v.values()) for v in r["stop_at_change"].values())
-    out = {"seed": args.seed, "noise_runs_of_24_s": noise_segments,
-           "stop_over_noise_n_per_kind": stop_over_noise_n // len(NOISES),
-           "stop_at_change_n_per_cut_and_direction": stop_at_change_n // len(CUTS_S), "voices": VOICES,
-           "result": result}
+    out = {"seed": args.seed, "voices": VOICES, "stops_per_cut_and_direction": len(VOICES) * len(STOPS),
+           "commands_per_arm": len(VOICES) * len(COMMANDS) * len(CUTS_S) * len(DIRECTIONS), "result": result}
     print(json.dumps(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
