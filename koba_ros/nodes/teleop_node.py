@@ -3,18 +3,23 @@
 Listens to /speech/utterance (koba_interfaces/Utterance) and /teleop/command (std_msgs/String, typed),
 reads /joint_states, publishes trajectory_msgs/JointTrajectory on /arm_controller/joint_trajectory,
 a gripper width (std_msgs/Float64, m) on /gripper/command and its replies on /speech/say.
-"stop" publishes an empty trajectory (the controller holds where the arm is) at once, from its own
-callback group, so it is never queued behind a plan; a plan that finishes after a stop is dropped.
+"stop" publishes an empty trajectory (the controller holds where the arm is) at once; a plan that finishes after a
+stop is dropped. Commands are taken in the order they arrive, one callback at a time (parsing is fast), and a move is
+planned on a worker thread, so a stop never waits for a plan and a move said before a stop can never take a newer
+place than it (with the callbacks side by side on the pool, a jog's thread that started late could count as the
+later command and move the arm after the stop: found by a review, session 26).
 A spoken stop is obeyed whatever its confidence (min_confidence only gates the other commands).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from koba_interfaces.msg import Utterance
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
@@ -46,14 +51,16 @@ class TeleopNode(Node):
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
+        self.planning = ThreadPoolExecutor(1, thread_name_prefix="teleop_plan")
         self.traj_pub = self.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
         self.gripper_pub = self.create_publisher(Float64, "/gripper/command", 10)
         self.say_pub = self.create_publisher(String, "/speech/say", 10)
-        fast = ReentrantCallbackGroup()   # joint states and the stop check never wait for a plan
-        self.create_subscription(JointState, "/joint_states", self.on_joints, 10, callback_group=fast)
-        self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10, callback_group=fast)
-        self.create_subscription(String, "/teleop/command", lambda m: self.run_command(m.data), 10,
-                                 callback_group=fast)
+        self.create_subscription(JointState, "/joint_states", self.on_joints, 10,
+                                 callback_group=ReentrantCallbackGroup())
+        in_order = MutuallyExclusiveCallbackGroup()   # spoken and typed commands, one at a time, as they arrive
+        self.create_subscription(Utterance, "/speech/utterance", self.on_utterance, 10, callback_group=in_order)
+        self.create_subscription(String, "/teleop/command", lambda m: self.run_command(m.data, plan_later=True), 10,
+                                 callback_group=in_order)
 
     def on_joints(self, msg: JointState) -> None:
         position = dict(zip(msg.name, msg.position, strict=False))
@@ -69,20 +76,40 @@ class TeleopNode(Node):
     def on_utterance(self, msg: Utterance) -> None:
         # "stop" always wins: it is obeyed whatever its ASR confidence (a missed stop costs more than a false one).
         if msg.text and (msg.confidence >= self.min_confidence or is_stop(msg.text)):
-            self.run_command(msg.text)
+            self.run_command(msg.text, plan_later=True)
 
-    def run_command(self, text: str) -> None:
+    def run_command(self, text: str, plan_later: bool = False) -> None:
+        """Parse `text` and take its place in the order of commands; a stop is obeyed at once. A move is planned and
+        sent here, or with `plan_later` on the planning thread (the callbacks: the next command must not wait)."""
+        taken = None
+        with self.failures_logged(text):
+            taken = self._take(text)
+        if taken is None:
+            return
+        if plan_later:
+            self.planning.submit(self._move_logged, text, *taken)
+        else:
+            self._move_logged(text, *taken)
+
+    def _move_logged(self, text: str, command, generation: int) -> None:
+        with self.failures_logged(text):
+            self._move(command, generation)
+
+    @contextlib.contextmanager
+    def failures_logged(self, text: str):
         try:
-            self._run_command(text)
+            yield
         except Exception as exc:  # noqa: BLE001 - one bad command (a bug in parse or plan) must not end the node
             self.get_logger().error(f"teleop command failed on {text!r:.80}: {reason(exc)}")
             self.say_when_still("Sorry, something went wrong; please try again.")
 
-    def _run_command(self, text: str) -> None:
+    def _take(self, text: str):
+        """(command, generation) of a move to plan; None for junk (it cancels nothing: only a command that parses
+        takes a generation) and for a stop, obeyed here."""
         try:
             command = parse_command(text)
         except KobaError as exc:
-            return self.say_when_still(str(exc))   # junk cancels nothing: only a command that parses takes a generation
+            return self.say_when_still(str(exc))
         with self.generation_lock:
             self.generation += 1
             generation = self.generation
@@ -91,6 +118,9 @@ class TeleopNode(Node):
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
                 self.motions.stop(time.monotonic())
             return self.reply(STOP_REPLY)
+        return command, generation
+
+    def _move(self, command, generation: int) -> None:
         if self.joints is None:
             return self.say_when_still("I do not know where my arm is yet.")
         if time.monotonic() - self.joints_at > self.state_timeout:   # the driver stopped: the arm may be elsewhere
@@ -137,6 +167,7 @@ class TeleopNode(Node):
             self.say_pub.publish(String(data=text))
 
     def destroy_node(self):
+        self.planning.shutdown(wait=True, cancel_futures=True)   # before the planner it uses is closed
         self.planner.close()
         return super().destroy_node()
 
