@@ -115,3 +115,50 @@ def test_a_stop_on_the_best_path_is_not_rescored_into_a_jog():
     assert best.text == "stop moving left" and is_stop(best.text)
     # other out-of-domain best paths are still rescored
     assert finished("move left to centimeters", ["move left two centimeters"]).text == "move left two centimeters"
+
+
+@pytest.mark.ros
+def test_a_worker_that_outlived_deactivate_finishes_its_chunk_before_the_next_activation_decodes(ros_context):
+    """Found by a review (session 26): deactivate gives up joining a worker after join_timeout_s, and the next
+    activation's worker then fed the same pocketsphinx decoder beside it, two threads in one search."""
+    import threading
+    import time
+
+    from koba_ros.nodes.speech_node import SpeechNode
+
+    node = SpeechNode(context=ros_context)
+    node.join_timeout_s = 0.2
+    inside, most, release, lock = [0], [0], threading.Event(), threading.Lock()
+
+    def feed(chunk):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        release.wait(10)   # the first chunk decodes for long
+        with lock:
+            inside[0] -= 1
+        return []
+
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        node.stream.feed = feed
+        node.enqueue(np.zeros(480, np.int16))
+        deadline = time.monotonic() + 5
+        while not most[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        old = node.worker
+        node.trigger_deactivate()            # the join gives up: the old worker is still in its chunk
+        node.trigger_activate()
+        for _ in range(3):
+            node.enqueue(np.zeros(480, np.int16))
+        time.sleep(0.5)                      # the new worker has its chunks and would feed them now
+        threading.Timer(0.3, release.set).start()
+        old.join(5)
+        while not node.audio.items.empty() and time.monotonic() < deadline + 5:
+            time.sleep(0.01)
+        assert not old.is_alive() and most[0] == 1
+    finally:
+        release.set()
+        node.trigger_deactivate()
+        node.destroy_node()

@@ -101,6 +101,10 @@ class SpeechNode(LifecycleNode):
         self.timeline = None
         self.stream = None
         self.mic = None
+        # One chunk decodes at a time, across activations too: a worker that outlived deactivate's join (a chunk that
+        # decodes for longer than join_timeout_s: a long utterance's final search under load) must finish it before
+        # the next activation's worker feeds the same decoder.
+        self.decode_lock = threading.Lock()
         self.audio = DecodeQueue(maxsize=500)  # audio and speaking states, in order, for the decoding worker
         self.worker = None
         self.player, self.player_stop = None, threading.Event()   # the file player and its own stop (one per run)
@@ -321,19 +325,21 @@ class SpeechNode(LifecycleNode):
         self.decode_items(token)
         # Deactivated: an utterance half heard is forgotten, or the next activation's audio would finish it and
         # publish words said before the deactivation. (Not when a newer activation's worker already decodes.)
-        stream = self.stream
-        if stream is not None and self.audio.token is None:
-            stream.abort()
+        with self.decode_lock:
+            stream = self.stream
+            if stream is not None and self.audio.token is None:
+                stream.abort()
 
     def decode_items(self, token: object) -> None:
         while (item := self.audio.get(token)) is not None:
             kind, value = item
             try:
-                if kind == "speaking":
-                    self.stream.set_speaking(value)
-                else:
-                    for utterance in self.stream.feed(value):
-                        self.publish(utterance)
+                with self.decode_lock:
+                    if kind == "speaking":
+                        self.stream.set_speaking(value)
+                    else:
+                        for utterance in self.stream.feed(value):
+                            self.publish(utterance)
             except KobaError as exc:
                 self.get_logger().error(str(exc))
             except Exception as exc:  # noqa: BLE001 - a bug in one chunk must not leave the node deaf
