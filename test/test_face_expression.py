@@ -148,3 +148,21 @@ def test_nod_is_positive_and_shake_is_negative(smile_points):
 def test_one_look_away_and_back_is_no_shake(smile_points):
     assert gesture_events(smile_points, "yaw", swings=1) == []  # 0 -> turned -> 0: two swings
     assert gesture_events(smile_points, "yaw", swings=4, amplitude=0.03) == []  # small jitter
+
+
+def test_a_rest_face_that_never_reads_neutral_is_taken_as_rest_after_a_while(smile_points):
+    """Found by a review (session 26): mouth corners that rest low read as a frown against the population prior, so
+    the calibration waited for a neutral stretch forever and the node gave no feedback at all, without a word."""
+    low_rest = samples.edit_landmarks(smile_points, samples.FROWN)
+    assert classify(extract_features(low_rest)).label == "negative"
+    calibrator = NeutralCalibrator(seconds=2.0, min_frames=10)
+    for i in range(int(7.9 / 0.066)):
+        calibrator.add(i * 0.066, extract_features(low_rest))
+    assert not calibrator.done                       # still waiting for a neutral stretch before give_up_s (8 s)
+    for i in range(int(7.9 / 0.066), int(8.5 / 0.066)):
+        calibrator.add(i * 0.066, extract_features(low_rest))
+    assert calibrator.done and calibrator.assumed
+    assert classify(extract_features(low_rest), calibrator.neutral).label == "neutral"
+    assert classify(extract_features(smile_points), calibrator.neutral).label == "positive"
+    calibrator.reset()
+    assert not calibrator.done and not calibrator.assumed

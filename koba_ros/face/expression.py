@@ -12,6 +12,7 @@ to read against a population prior. The scales are the geometry of the cues, not
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import astuple, dataclass, replace
 
 import numpy as np
@@ -79,12 +80,21 @@ def classify(f: FaceFeatures, neutral: Neutral = POPULATION_NEUTRAL) -> Expressi
 
 class NeutralCalibrator:
     """The person's neutral face: medians of their features over the first `seconds` of frames that
-    look neutral against the population prior (a smile during calibration is not taken as rest)."""
+    look neutral against the population prior (a smile during calibration is not taken as rest).
 
-    def __init__(self, seconds: float = 2.0, min_frames: int = 10):
+    A face that never reads neutral against the prior (mouth corners that rest low read as a frown) would keep the
+    calibration, and with it all feedback, waiting forever. After `give_up_s` of faces without such a stretch, the
+    last `seconds` of the face are taken as its rest (`assumed`): from then on its smiles and frowns count from there.
+    """
+
+    def __init__(self, seconds: float = 2.0, min_frames: int = 10, give_up_s: float | None = None):
         self.seconds, self.min_frames = float(seconds), int(min_frames)
+        self.give_up_s = max(8.0, 4 * self.seconds) if give_up_s is None else float(give_up_s)
         self.samples: list[FaceFeatures] = []
+        self.recent: deque[tuple[float, FaceFeatures]] = deque()   # every face of the last `seconds`
         self.start: float | None = None
+        self.first_face: float | None = None
+        self.assumed = False
         self.neutral: Neutral = POPULATION_NEUTRAL
 
     @property
@@ -94,17 +104,28 @@ class NeutralCalibrator:
     def add(self, t: float, f: FaceFeatures) -> None:
         if self.done or not np.isfinite(astuple(f)).all():  # a NaN sample would make the medians NaN
             return
+        self.first_face = t if self.first_face is None else self.first_face
+        self.recent.append((t, f))
+        while t - self.recent[0][0] > self.seconds:
+            self.recent.popleft()
         if classify(f).label == "neutral":
             self.start = t if self.start is None else self.start
             self.samples.append(f)
         if self.start is not None and t - self.start >= self.seconds and len(self.samples) >= self.min_frames:
-            med = {k: float(np.median([getattr(s, k) for s in self.samples]))
-                   for k in ("mouth_corner_lift", "mouth_width", "brow_raise", "brow_gap")}
-            self.neutral = Neutral(**med, calibrated=True)
+            self.neutral = self._medians(self.samples)
             self.samples.clear()
+        elif t - self.first_face >= self.give_up_s and len(self.recent) >= self.min_frames:
+            self.neutral, self.assumed = self._medians([s for _, s in self.recent]), True
+
+    @staticmethod
+    def _medians(faces: list[FaceFeatures]) -> Neutral:
+        return Neutral(**{k: float(np.median([getattr(s, k) for s in faces]))
+                          for k in ("mouth_corner_lift", "mouth_width", "brow_raise", "brow_gap")}, calibrated=True)
 
     def reset(self) -> None:
         """Forget the person (a new face took over)."""
         self.samples.clear()
-        self.start = None
+        self.recent.clear()
+        self.start = self.first_face = None
+        self.assumed = False
         self.neutral = replace(POPULATION_NEUTRAL)

@@ -153,11 +153,20 @@ class FaceFeedbackNode(LifecycleNode):
             self.camera_lost = False
             self.get_logger().info("camera is back")
         t = stamp.nanoseconds * 1e-9
+        calibrating = self.pipeline.calibrating
         try:
             result = self.pipeline.process(rgb, t)
         except KobaError as exc:
             self.get_logger().warning(f"dropped a frame: {exc}", throttle_duration_sec=5.0)
             return
+        if calibrating and not self.pipeline.calibrating:
+            calibrator = self.pipeline.calibrator
+            if calibrator.assumed:
+                self.get_logger().warning(
+                    f"this face never looked neutral against the population prior for {calibrator.give_up_s:g} s: "
+                    f"its last {calibrator.seconds:g} s are taken as its rest face")
+            else:
+                self.get_logger().info("calibrated on the person's rest face")
         for event in result.events:
             msg = HumanFeedback(value=float(event.value), confidence=float(event.confidence), source="face")
             msg.header.stamp = Time(nanoseconds=round(event.onset * 1e9)).to_msg()  # the onset, not now
