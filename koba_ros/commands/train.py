@@ -7,6 +7,7 @@ HELP = ("Train a model (grounding: instruction + perceived objects -> target and
 
 # The grounding model's own options with their defaults: `koba train crop-kinds` refuses any given another value.
 GROUNDING_ONLY = {"encoder": "minilm", "per_scene": 30, "epochs": 12, "token_drop": 0.0, "crops": False}
+CROP_EPOCHS = 20   # --crop-epochs when not given (None then, so a given value is told from the default)
 
 
 def add_arguments(p):
@@ -24,8 +25,9 @@ def add_arguments(p):
                    help="Word dropout on the text encoder's token states while training (default 0: off).")
     p.add_argument("--crops", action="store_true",
                    help="Add CNN features of each object's crop (pretrained on the objects' kinds, then frozen).")
-    p.add_argument("--crop-epochs", type=int, default=20,
-                   help="Epochs of the crop encoder's pretraining, and of crop-kinds (default 20).")
+    p.add_argument("--crop-epochs", type=int, default=None,
+                   help=f"Epochs of the crop encoder's pretraining (with --crops), and of crop-kinds "
+                   f"(default {CROP_EPOCHS}).")
     p.add_argument("--out", default="", help="Output folder (default models/grounding; curves go there too).")
     p.add_argument("--force", action="store_true",
                    help="Replace a model file already in --out (the default folder holds the committed models).")
@@ -42,6 +44,11 @@ def run(args):
     from koba_ros.grounding.training import TrainConfig, train
     from koba_ros.paths import models_dir
 
+    if args.what == "grounding" and args.crop_epochs is not None and not args.crops:
+        # refused rather than silently ignored: without --crops there is no crop encoder to pretrain
+        raise KobaError("--crop-epochs is for the crop encoder of --crops (or for crop-kinds); add --crops or drop it")
+    if args.crop_epochs is None:
+        args.crop_epochs = CROP_EPOCHS
     for name in ("scenes", "per_scene", "epochs", "threads", "crop_epochs"):
         if getattr(args, name) < 1:
             raise KobaError(f"--{name.replace('_', '-')} must be at least 1")

@@ -25,11 +25,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from koba_ros.atomic_write import write_atomically
+from koba_ros.commands.arg_types import positive_int, thread_count
 from koba_ros.grounding.dialogue import Dialogue
 from koba_ros.grounding.grounder import Grounding, retemper
 from koba_ros.grounding.instructions import Sample
@@ -146,6 +149,7 @@ def refit(model: str, out: str, draws: int | None = None, halves: bool = False) 
     from koba_ros.grounding.grounder import Grounder
 
     t0 = time.perf_counter()
+    check_writable(out)   # an unusable OUT fails now, not after minutes of rendering and fitting
     try:
         checkpoint = torch.load(model, weights_only=True)
         config = checkpoint["config"]
@@ -167,9 +171,31 @@ def refit(model: str, out: str, draws: int | None = None, halves: bool = False) 
             t, d, r = fit_gate_temperature(retempered, half_samples, base)
             result[name] = {"samples": len(half_samples), "t_target": t, "t_dest": d, "gate_rates_val": r}
     config.update(t_target=t_target, t_dest=t_dest, gate_rates_val=rates)
-    torch.save({"state_dict": checkpoint["state_dict"], "config": config}, out)
+    try:   # whole or not at all: OUT may be the model itself, or one a running grounder reads
+        write_atomically(out, lambda tmp: _save(torch, {"state_dict": checkpoint["state_dict"], "config": config}, tmp))
+    except OSError as e:
+        raise KobaError(f"cannot write {out}: {e.strerror or e}") from None
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def _save(torch, obj, path: Path) -> None:
+    with open(path, "wb") as f:   # opened here: torch.save given a path it cannot open raises RuntimeError, not OSError
+        torch.save(obj, f)
+
+
+def check_writable(out: str) -> None:
+    """KobaError unless a model file can be written at `out` (its folder is made if missing)."""
+    from koba_ros.errors import KobaError
+
+    path = Path(out)
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        raise KobaError(f"cannot write {out}: it is not a regular file")
+    try:   # a file made and removed: permission bits alone say nothing to root, or on /proc
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        raise KobaError(f"cannot write {out}: {e.strerror or e}") from None
 
 
 def main(argv=None) -> None:
@@ -178,10 +204,10 @@ def main(argv=None) -> None:
     p = sub.add_parser("refit", help="aim a saved model's asking gate again; writes a copy")
     p.add_argument("model")
     p.add_argument("out")
-    p.add_argument("--draws", type=int, default=None,
+    p.add_argument("--draws", type=positive_int, default=None,
                    help=f"validation-phrasing draws (default: about {GATE_SAMPLES} samples)")
     p.add_argument("--halves", action="store_true", help="also fit on the even and the odd draws alone")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=thread_count, default=1)
     p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import torch
@@ -193,6 +219,9 @@ def main(argv=None) -> None:
         result = refit(args.model, args.out, args.draws, args.halves)
     except KobaError as e:   # one line, like the koba command
         raise SystemExit(f"calibration: error: {e}") from None
+    except OSError as e:     # the file system said no elsewhere (the scene cache, say): one line too
+        where = f" {e.filename}" if e.filename else ""
+        raise SystemExit(f"calibration: error: cannot use{where}: {e.strerror or e}") from None
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()), flush=True)
 
 

@@ -121,7 +121,9 @@ def evaluate_grounder(grounder, samples: dict[str, list[Sample]], settings: Sett
             final_ok += final.status == "done" and final.target == s.target and final.destination == s.destination
             right = grounder.ground(s.text, s.objects).ranked()[0][0] == s.target
             top1 += right
-            said = [w for w in HELD_OUT_WORDS if f" {w} " in f" {' '.join(lexicon.words(s.text))} "]
+            # The word the generator named the object with, not any held-out word in the text: the filler "can you
+            # put ..." is not the held-out object word "can".
+            said = [s.object_word] if s.object_word in HELD_OUT_WORDS else []
             held = bool(said)
             for w in said:
                 by_word.setdefault(w, [0, 0])[0] += right

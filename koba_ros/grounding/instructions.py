@@ -186,6 +186,9 @@ class Sample:
     tags: list[str] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)   # catalog entries the object words fit (present or not)
     location: str | None = None       # the box the words say the object is in ("the cube in the top left box")
+    # The catalog synonym or description the words name the target with ("": none, e.g. "the red one"): what a
+    # held-out object word is read from (the whole text also says fillers such as "can you ...").
+    object_word: str = ""
 
 
 def word_split(word: str) -> str:
@@ -225,23 +228,23 @@ class InstructionGenerator:
         # Its own stream, so the rest of the instructions (and the test split) are the same draws as without it.
         self.aux_rng = np.random.default_rng(seed + 7919)
 
-    # A noun phrase for a catalog entry, and which entries it fits.
-    def _head(self, name: str) -> tuple[str, callable, str]:
+    # A noun phrase for a catalog entry, which entries it fits, its noun, and the catalog word it says ("": none).
+    def _head(self, name: str) -> tuple[str, callable, str, str]:
         entry, rng, split = self.catalog[name], self.rng, self.split
         descs = _descriptions(split, entry)
         roll = rng.random()
         if descs and roll < 0.15:
             d = str(rng.choice(descs))
-            return d, (lambda e: d in e.descriptions), d.removeprefix("the ")
+            return d, (lambda e: d in e.descriptions), d.removeprefix("the "), d
         if roll < 0.27:
             colour = entry.color
             generic = str(rng.choice(GENERIC[split]))
-            return f"the {colour} {generic}", (lambda e: e.color == colour), f"{colour} {generic}"
+            return f"the {colour} {generic}", (lambda e: e.color == colour), f"{colour} {generic}", ""
         syn = str(rng.choice(_names_with(split, entry)))
         if roll < 0.6 and not any(c in syn.split() for c in COLOURS):
             colour = entry.color
-            return f"the {colour} {syn}", (lambda e: syn in e.synonyms and e.color == colour), f"{colour} {syn}"
-        return f"the {syn}", (lambda e: syn in e.synonyms), syn
+            return f"the {colour} {syn}", (lambda e: syn in e.synonyms and e.color == colour), f"{colour} {syn}", syn
+        return f"the {syn}", (lambda e: syn in e.synonyms), syn, syn
 
     def _unmatched_colour(self):
         """"the green duck": a known noun in a colour no catalog entry has it in -- nothing here fits. (The catalog
@@ -271,14 +274,14 @@ class InstructionGenerator:
             missing = [n for n in self.catalog if n not in present]
             if not missing:
                 return None
-            np_text, fits, _ = self._head(str(rng.choice(missing)))
+            np_text, fits, _, _ = self._head(str(rng.choice(missing)))
             if self._fits(fits, names):
                 return None
             if self.split != "test" and self.aux_rng.random() < 0.3:   # fits nothing either, by construction
                 np_text, fits = self._unmatched_colour() or (np_text, fits)
             return self._finish(Sample(np_text, objects, names, [], dest, kind, None, entries=self._entries(fits)))
         target = int(rng.integers(len(objects)))
-        np_text, fits, noun = self._head(names[target])
+        np_text, fits, noun, word = self._head(names[target])
         referents = self._fits(fits, names)
         if kind == "ambiguous":
             if len(referents) < 2:
@@ -287,7 +290,7 @@ class InstructionGenerator:
             if answer is None:
                 return None
             return self._finish(Sample(np_text, objects, names, referents, dest, kind, target, answer=answer,
-                                       entries=self._entries(fits)))
+                                       entries=self._entries(fits), object_word=word))
         # clear (or clear object with no box said): narrow the referents down to the target
         landmark = location = None
         box = objects[target].box
@@ -318,7 +321,7 @@ class InstructionGenerator:
                        answer_destination=dest, landmark=landmark)
         else:
             s = Sample(np_text, objects, names, referents, dest, kind, target, landmark=landmark)
-        s.entries, s.location = self._entries(fits), location
+        s.entries, s.location, s.object_word = self._entries(fits), location, word
         return self._finish(s)
 
     def _extreme(self, which: str, noun: str, np_text: str, box: str) -> str:

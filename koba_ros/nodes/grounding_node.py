@@ -15,6 +15,7 @@ given up once a second's check notices, in so many words. Lifecycle: the model l
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -91,6 +92,7 @@ class GroundingNode(LifecycleNode):
         try:
             sensor_qos(self.objects_reliability)
             require_positive(question_timeout_s=self.question_timeout)
+            check_dialogue_settings(self.settings, self.min_confidence)
             self.grounder = Grounder(self.model_path or None)
             if self.settings.crop_veto > 0:   # a missing or foreign file fails here, not at the first instruction
                 crop_kinds.load_cached(self.settings.crop_kinds or str(crop_kinds.default_path()))
@@ -278,18 +280,34 @@ class GroundingNode(LifecycleNode):
                 self.cancel_on_accept = False
                 handle.cancel_goal_async()
             lost = self.contact_lost
-        handle.get_result_async().add_done_callback(lambda result: self.on_goal_result(result, lost))
+        handle.get_result_async().add_done_callback(lambda result: self.on_goal_result(result, lost, handle))
 
-    def on_goal_result(self, future, lost: int) -> None:
+    def on_goal_result(self, future, lost: int, handle) -> None:
         with self.goal_lock:
             if lost != self.contact_lost:   # given up on (check_arm)
                 return
-            self.goal_handle = None
+            # Only this goal's own handle: a newer goal accepted before this result arrived is still moving, and
+            # "stop" must still find it.
+            if self.goal_handle is handle:
+                self.goal_handle = None
         response = future.result()
         if response.status == GoalStatus.STATUS_CANCELED:
             self.say(CANCELLED_REPLY)
         else:
             self.say("Done." if response.result.success else f"I couldn't finish: {response.result.message}")
+
+
+def check_dialogue_settings(settings: Settings, min_confidence: float) -> None:
+    """KobaError naming the first dialogue threshold out of range. NaN compares false with everything: a NaN
+    min_utterance_confidence ignored every utterance, a NaN ask_below never acted; max_turns < 0 gave up at once."""
+    for name, value in (("ask_below", settings.ask_below), ("reject_above", settings.reject_above),
+                        ("dest_ask_below", settings.dest_ask_below), ("min_utterance_confidence", min_confidence)):
+        if not 0.0 <= value <= 1.0:
+            raise KobaError(f"{name} must be a number from 0 to 1, got {value}")
+    if not 0.0 <= settings.crop_veto < math.inf:
+        raise KobaError(f"crop_veto must be a finite number >= 0 (0: no second opinion), got {settings.crop_veto}")
+    if settings.max_turns < 0:
+        raise KobaError(f"max_turns must be a whole number >= 0, got {settings.max_turns}")
 
 
 def is_stop(text: str) -> bool:
