@@ -13,7 +13,8 @@
 #     3. ALONE at full size, its same-budget table now fairly initialised (session 23; 73 s on the H100 then).
 #   NEXT_GPU_PART=2 bash bench/next_gpu_call.sh    part 2, right after part 1 (timeout_s 250): at once on the GPU,
 #     as session 7's second call ran them (losses, not times, so they may share it; a repro cut by its limit keeps
-#     nothing, so each is skipped unless it can get its whole limit): wso at full size scored on unseen code only
+#     nothing, so each is skipped unless what it needs is left: wso 200 s, spike 190 s, expand 130 s; each then gets
+#     all that is left of the call, 220 s when part 2 runs alone): wso at full size scored on unseen code only
 #     (session 23; 192 s on the H100), spike at full size with Adam beta2 0.999, expand with session 25's fix.
 #   NEXT_GPU_PART=3 TOTAL_LIMIT=... bash ...       leftovers, only if the lease has time for a third call: the
 #     bench's candidates (chunked cross-entropy, CUDA graphs) against ours_bf16_master, the gpu tests (sessions

@@ -166,3 +166,17 @@ def test_a_rest_face_that_never_reads_neutral_is_taken_as_rest_after_a_while(smi
     assert classify(extract_features(smile_points), calibrator.neutral).label == "positive"
     calibrator.reset()
     assert not calibrator.done and not calibrator.assumed
+
+
+def test_the_fallback_waits_for_a_neutral_stretch_under_way(smile_points):
+    """Found by a review: a face that turned neutral at 7.3 s was taken as rest from its last 2 s (mostly frown) at
+    8 s, instead of calibrating on the neutral stretch at 9.3 s."""
+    rest = samples.edit_landmarks(smile_points, samples.NEUTRAL)
+    low = samples.edit_landmarks(smile_points, samples.FROWN)
+    calibrator = NeutralCalibrator(seconds=2.0, min_frames=10)
+    t = 0.0
+    while not calibrator.done and t < 12:
+        calibrator.add(t, extract_features(low if t < 7.3 else rest))
+        t += 0.066
+    assert calibrator.done and not calibrator.assumed and t > 9.2
+    assert classify(extract_features(rest), calibrator.neutral).label == "neutral"

@@ -139,5 +139,6 @@ def test_check_frame_scales_uint16_instead_of_clipping_it_to_white():
     out = check_frame(frame)
     assert out.dtype == np.uint8
     assert out[0, :len(values), 0].tolist() == [156, 255, 0, 1, 3, 128]
+    assert check_frame(frame.astype(">u2")).tolist() == out.tolist()   # a big-endian TIFF's, the same values
     assert check_frame(FRAME).tolist() == FRAME.tolist()  # uint8 untouched
 

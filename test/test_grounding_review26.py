@@ -152,6 +152,27 @@ def test_an_old_goals_result_does_not_forget_the_goal_now_moving(ros_context):
         node.destroy_node()
 
 
+@pytest.mark.ros
+def test_a_stop_while_the_next_goal_waits_for_acceptance_cancels_that_goal_too(ros_context):
+    """Found by a review of the fix above: with goal A's handle still set and goal B sent but not yet accepted, a stop
+    cancelled only A (an if/elif), said "Holding still." and B moved once accepted."""
+    from koba_ros.nodes.grounding_node import HOLDING_REPLY, GroundingNode
+
+    node = GroundingNode(context=ros_context)
+    try:
+        said = []
+        node.say = said.append
+        first, second = _Handle(), _Handle()
+        node.on_goal_response(_Future(first), node.contact_lost)
+        node.goal_pending, node.cancel_on_accept = True, False     # B sent (what send_goal does), not yet accepted
+        node.on_stop("stop")
+        assert first.cancels == 1 and said == [HOLDING_REPLY]
+        node.on_goal_response(_Future(second), node.contact_lost)  # B accepted afterwards: cancelled at once
+        assert second.cancels == 1
+    finally:
+        node.destroy_node()
+
+
 # --- calibration refit --------------------------------------------------------------------------------------------
 @pytest.fixture
 def refit_model(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 
 from koba_ros.bringup import graph
 from koba_ros.errors import KobaError
-from koba_ros.rl.keyboard import key_feedback, read_keys
+from koba_ros.rl.keyboard import key_feedback, read_keys, split_escapes, split_keys
 from koba_ros.rl.maze import MazeEnv
 
 # Ctrl+Up, Shift+Right, F5, Home (linux console), PageDown, F9, F10 (CSI); F1 and Up in application mode (SS3)
@@ -55,6 +55,46 @@ def test_escape_sequences_typed_into_a_tty_send_no_feedback():
         os.close(slave)
     assert keys == ["\x1b", "+", "-"]  # the lone ESC still arrives (and maps to nothing); q ended the loop
     assert [key_feedback(k, 0.0).value for k in keys[1:]] == [1.0, -1.0] and key_feedback("\x1b", 0.0) is None
+
+
+def test_an_escape_sequence_split_across_two_reads_sends_no_feedback():
+    """Found by a review of the fix above: over ssh a sequence can arrive in two reads; the part read first was
+    dropped and the rest ("20~" of F9) read as keys, so '0' sent -1. The rest is now waited for (ESCAPE_WAIT_S)."""
+    master, slave = pty.openpty()
+    stop = threading.Event()
+    timer = threading.Timer(10.0, stop.set)
+    timer.start()
+    keys = []
+
+    def typist():
+        time.sleep(0.2)
+        for first, rest in (("\x1b[", "20~"), ("\x1b[1;", "5A"), ("\x1bO", "P"), ("\x1b", "[15~")):
+            os.write(master, first.encode())
+            time.sleep(0.01)
+            os.write(master, rest.encode())
+            time.sleep(0.15)
+        for chunk in ("\x1b", "+", "q"):
+            os.write(master, chunk.encode())
+            time.sleep(0.15)
+
+    writer = threading.Thread(target=typist)
+    writer.start()
+    try:
+        for key, _ in read_keys(slave, time.time, stop):
+            keys.append(key)
+    finally:
+        writer.join()
+        timer.cancel()
+        os.close(master)
+        os.close(slave)
+    assert keys == ["\x1b", "+"]   # a lone ESC, after its wait, is still a key
+
+
+def test_split_escapes_keeps_an_unfinished_sequence_for_the_next_read():
+    assert split_escapes("+\x1b[2") == (["+"], "\x1b[2")
+    assert split_escapes("\x1b") == ([], "\x1b") and split_escapes("\x1bO") == ([], "\x1bO")
+    assert split_escapes("\x1b[20~-") == (["-"], "") and split_escapes("\x1bx") == (["\x1b", "x"], "")
+    assert split_keys("\x1b") == ["\x1b"] and split_keys("+\x1b[1") == ["+"]
 
 
 # --- 5. maze_training without feedback --------------------------------------------------------------------------

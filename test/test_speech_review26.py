@@ -162,3 +162,52 @@ def test_a_worker_that_outlived_deactivate_finishes_its_chunk_before_the_next_ac
         release.set()
         node.trigger_deactivate()
         node.destroy_node()
+
+
+@pytest.mark.ros
+def test_the_next_activation_forgets_the_utterance_an_outlived_worker_left_open(ros_context):
+    """Found by a review of the decode lock above: the outlived worker skips its abort (a newer activation holds the
+    queue), so the next activation's audio finished an utterance said before the deactivation."""
+    import threading
+    import time
+
+    from koba_ros.nodes.speech_node import SpeechNode
+
+    class Stream:   # chunks since the last abort form one utterance
+        def __init__(self):
+            self.chunks, self.release = [], threading.Event()
+
+        def feed(self, chunk):
+            self.chunks.append(int(chunk[0]))
+            if len(self.chunks) == 1:
+                self.release.wait(10)   # a long decode, before the deactivation
+            return []
+
+        def set_speaking(self, speaking):
+            pass
+
+        def abort(self):
+            self.chunks = []
+
+    node = SpeechNode(context=ros_context)
+    node.join_timeout_s = 0.2
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        time.sleep(0.2)
+        fake = node.stream = Stream()
+        node.enqueue(np.full(480, 1, np.int16))   # said before the deactivation
+        time.sleep(0.3)
+        old = node.worker
+        node.trigger_deactivate()                 # the join gives up: the old worker is still in its chunk
+        node.trigger_activate()
+        node.enqueue(np.full(480, 2, np.int16))   # said after the next activation
+        threading.Timer(0.3, fake.release.set).start()
+        old.join(5)
+        deadline = time.monotonic() + 5
+        while fake.chunks != [2] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake.chunks == [2]
+    finally:
+        node.trigger_deactivate()
+        node.destroy_node()

@@ -73,3 +73,36 @@ def test_typed_commands_still_move_and_a_failing_plan_is_one_logged_line(ros_con
         assert said == ["Moved up 5 centimeters.", "Sorry, something went wrong; please try again."]
     finally:
         node.destroy_node()
+
+
+def test_jogs_superseded_while_waiting_for_the_planner_are_never_planned(ros_context, monkeypatch):
+    """Found by a review: the generation check came after the IK, so a queue of superseded jogs delayed the newest."""
+    from sensor_msgs.msg import JointState
+
+    from koba_ros.nodes import teleop_node
+    from koba_ros.picking.kinematics import ARM_JOINTS
+    from koba_ros.sim.cell import HOME
+
+    node = teleop_node.TeleopNode(context=ros_context)
+    sent, planned, release = [], [], threading.Event()
+    monkeypatch.setattr(node.traj_pub, "publish", lambda msg: sent.append(len(msg.points)))
+    monkeypatch.setattr(node, "reply", lambda text: None)
+    real_plan = node.planner.plan
+
+    def plan(command, joints):
+        planned.append(command.words)
+        release.wait(10)
+        return real_plan(command, joints)
+
+    monkeypatch.setattr(node.planner, "plan", plan)
+    try:
+        node.on_joints(JointState(name=list(ARM_JOINTS), position=list(HOME)))
+        for text in ("move up one centimeter", "move up two centimeters", "move up three centimeters",
+                     "move up four centimeters"):
+            node.run_command(text, plan_later=True)
+        release.set()
+        node.planning.shutdown(wait=True)
+        assert planned == ["up 1 centimeter", "up 4 centimeters"] and len(sent) == 1, planned
+    finally:
+        release.set()
+        node.destroy_node()

@@ -85,6 +85,7 @@ class NeutralCalibrator:
     A face that never reads neutral against the prior (mouth corners that rest low read as a frown) would keep the
     calibration, and with it all feedback, waiting forever. After `give_up_s` of faces without such a stretch, the
     last `seconds` of the face are taken as its rest (`assumed`): from then on its smiles and frowns count from there.
+    Not while a neutral stretch is under way (a neutral frame within the last `seconds`): that one may still finish.
     """
 
     def __init__(self, seconds: float = 2.0, min_frames: int = 10, give_up_s: float | None = None):
@@ -94,6 +95,7 @@ class NeutralCalibrator:
         self.recent: deque[tuple[float, FaceFeatures]] = deque()   # every face of the last `seconds`
         self.start: float | None = None
         self.first_face: float | None = None
+        self.last_neutral: float | None = None
         self.assumed = False
         self.neutral: Neutral = POPULATION_NEUTRAL
 
@@ -110,11 +112,13 @@ class NeutralCalibrator:
             self.recent.popleft()
         if classify(f).label == "neutral":
             self.start = t if self.start is None else self.start
+            self.last_neutral = t
             self.samples.append(f)
         if self.start is not None and t - self.start >= self.seconds and len(self.samples) >= self.min_frames:
             self.neutral = self._medians(self.samples)
             self.samples.clear()
-        elif t - self.first_face >= self.give_up_s and len(self.recent) >= self.min_frames:
+        elif (t - self.first_face >= self.give_up_s and len(self.recent) >= self.min_frames
+              and (self.last_neutral is None or t - self.last_neutral > self.seconds)):   # not inside a neutral stretch
             self.neutral, self.assumed = self._medians([s for _, s in self.recent]), True
 
     @staticmethod
@@ -126,6 +130,6 @@ class NeutralCalibrator:
         """Forget the person (a new face took over)."""
         self.samples.clear()
         self.recent.clear()
-        self.start = self.first_face = None
+        self.start = self.first_face = self.last_neutral = None
         self.assumed = False
         self.neutral = replace(POPULATION_NEUTRAL)

@@ -63,8 +63,8 @@ def check_frame(frame) -> np.ndarray:
     if min(frame.shape[:2]) < MIN_SIDE:
         raise KobaError(f"frame {frame.shape[1]}x{frame.shape[0]} is too small for face detection "
                         f"(at least {MIN_SIDE} px a side)")
-    if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)
+    if frame.dtype.kind == "u" and frame.dtype.itemsize == 2:   # either byte order (a big-endian TIFF: >u2)
+        frame = (frame.astype(np.uint16) >> 8).astype(np.uint8)
     elif frame.dtype != np.uint8:
         if np.issubdtype(frame.dtype, np.floating) and np.nanmax(frame) <= 1.0:
             frame = np.nan_to_num(frame) * 255.0

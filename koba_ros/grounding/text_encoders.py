@@ -19,10 +19,10 @@ from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError
 
 MAX_CHARS = 400          # instructions are short; a 10,000-character input is cut, not an error
-# Texts whose MiniLM states stay cached (least recently used dropped first; ~13 KB each, so at most ~100 MB): a running
-# grounder met every new utterance once and kept it for good. A benchmark run (about 1300 texts for 60 scenes) or a
-# gate fit (about 6000) stays under it, so nothing it reads again is re-encoded: a text encoded again in another
-# batch can differ in the last fp16 bit.
+# Texts whose MiniLM states stay cached (least recently used dropped first; ~13 KB each on average, ~100 MB; at
+# most 48 KB each, ~384 MiB): a running grounder met every new utterance once and kept it for good. A benchmark run
+# (about 1300 texts for 60 scenes) or a gate fit (about 6000) stays under it, so nothing it reads again is re-encoded:
+# a text encoded again in another batch can differ in the last fp16 bit.
 CACHE_LIMIT = 8192
 
 

@@ -213,9 +213,11 @@ class GroundingNode(LifecycleNode):
         with self.goal_lock:
             self.stops += 1
             moving = self.goal_handle is not None or self.goal_pending
+            # Both can hold at once: the picker frees itself before the last goal's result arrives here, so the next
+            # goal can be on its way while the last one's handle is still set.
             if self.goal_handle is not None:
                 self.goal_handle.cancel_goal_async()
-            elif self.goal_pending:
+            if self.goal_pending:
                 self.cancel_on_accept = True     # cancelled in on_goal_response, as soon as it is accepted
             talking = self.turn_running or (self.dialogue is not None and self.dialogue.pending)
             self.dialogue = None

@@ -322,6 +322,9 @@ class SpeechNode(LifecycleNode):
 
     # --- decoding ------------------------------------------------------------------------
     def decode_loop(self, token: object) -> None:
+        with self.decode_lock:   # an utterance an outlived worker left open was said before this activation
+            if self.stream is not None:
+                self.stream.abort()
         self.decode_items(token)
         # Deactivated: an utterance half heard is forgotten, or the next activation's audio would finish it and
         # publish words said before the deactivation. (Not when a newer activation's worker already decodes.)

@@ -121,6 +121,9 @@ class TeleopNode(Node):
         return command, generation
 
     def _move(self, command, generation: int) -> None:
+        with self.generation_lock:
+            if generation != self.generation:
+                return None   # a newer command came while this one waited for the planner: do not plan it at all
         if self.joints is None:
             return self.say_when_still("I do not know where my arm is yet.")
         if time.monotonic() - self.joints_at > self.state_timeout:   # the driver stopped: the arm may be elsewhere

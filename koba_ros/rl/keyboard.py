@@ -42,23 +42,43 @@ def split_keys(data: str) -> list[str]:
     """The keys in what one read of the terminal returned: its characters, except that a terminal's escape sequences
     are dropped whole: CSI (ESC [ parameters, final byte 0x40-0x7E: arrows, Home, F5 = ESC [ 1 5 ~, Ctrl+Up =
     ESC [ 1 ; 5 A) and SS3 (ESC O x: F1-F4, arrows in application mode). Taken byte by byte their '1', '0', ';' ...
-    were keys, so F5 or Ctrl+Up sent +1. A terminal writes a sequence in one go, so it is in the buffer whole; a part
-    not yet there is not waited for (what was read of it is dropped). A lone ESC stays a key, as before (it maps to
-    nothing)."""
+    were keys, so F5 or Ctrl+Up sent +1. An unfinished sequence at the end is dropped; a lone ESC stays a key, as
+    before (it maps to nothing). read_keys waits a moment for an unfinished sequence's rest (split_escapes)."""
+    keys, rest = split_escapes(data)
+    return keys + ([ESC] if rest == ESC else [])
+
+
+def split_escapes(data: str) -> tuple[list[str], str]:
+    """(keys, an escape sequence left unfinished at the end of `data`, or "")."""
     keys, i = [], 0
     while i < len(data):
-        introducer = data[i + 1:i + 2] if data[i] == ESC else ""
-        if introducer == "[":
-            i += 2
-            while i < len(data) and not "\x40" <= data[i] <= "\x7e":
-                i += 1
-            i += 1  # the final byte
-        elif introducer == "O":
-            i += 3
-        else:
+        if data[i] != ESC:
             keys.append(data[i])
             i += 1
-    return keys
+            continue
+        introducer = data[i + 1:i + 2]
+        if introducer == "":
+            return keys, data[i:]
+        if introducer == "[":
+            end = i + 2
+            while end < len(data) and not "\x40" <= data[end] <= "\x7e":
+                end += 1
+            if end >= len(data):
+                return keys, data[i:]
+            i = end + 1   # past the final byte
+        elif introducer == "O":
+            if i + 2 >= len(data):
+                return keys, data[i:]
+            i += 3
+        else:
+            keys.append(ESC)   # a lone ESC, then another key
+            i += 1
+    return keys, ""
+
+
+# How long an unfinished escape sequence waits for its rest (a terminal writes one in one go, but over ssh it can
+# come in two reads; curses' ESCDELAY plays the same part).
+ESCAPE_WAIT_S = 0.05
 
 
 def read_keys(fd: int, clock: Callable[[], float] = time.time, stop=None) -> Iterator[tuple[str, float]]:
@@ -70,14 +90,20 @@ def read_keys(fd: int, clock: Callable[[], float] = time.time, stop=None) -> Ite
     # TCSANOW: the default (TCSAFLUSH) discards keys typed before this call, e.g. while `koba feedback --keyboard`
     # waited for a learner to subscribe; switching off line mode this way hands them over instead.
     tty.setcbreak(fd, termios.TCSANOW)
+    pending, pressed_at = "", 0.0   # an escape sequence whose rest has not been read yet
     try:
         while not (stop and stop.is_set()):
-            ready, _, _ = select.select([fd], [], [], 0.1)
+            ready, _, _ = select.select([fd], [], [], ESCAPE_WAIT_S if pending else 0.1)
             if not ready:
+                if pending == ESC:   # no rest came: a lone ESC, a key (it maps to nothing)
+                    yield ESC, pressed_at
+                pending = ""         # a part of a sequence whose rest never came is dropped
                 continue
-            pressed_at = clock()  # stamp first: the person reacted when the key went down, not when we got to it
-            # All that is waiting, not one byte: an escape sequence must be seen whole to be dropped (split_keys).
-            for key in split_keys(os.read(fd, 1024).decode(errors="replace")):
+            if not pending:
+                pressed_at = clock()  # stamp first: the person reacted when the key went down, not when we got to it
+            # All that is waiting, not one byte: an escape sequence must be seen whole to be dropped.
+            keys, pending = split_escapes(pending + os.read(fd, 1024).decode(errors="replace"))
+            for key in keys:
                 if key in QUIT_KEYS:
                     return
                 yield key, pressed_at
