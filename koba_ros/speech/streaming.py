@@ -2,11 +2,12 @@
 
 Audio is decoded while the person talks; when the endpointer hears the end of speech only
 the recogniser's final search is left, so an utterance comes out shortly after the hangover.
-While the robot itself talks (TTS speaking state) any utterance in progress is dropped and nothing heard becomes a
-result, so the robot never answers its own voice, with one exception: "stop" must get through while the robot
-says what it is doing (a jog of up to ~20 cm runs entirely while it talks). So the real audio still goes to the
-endpointer and recogniser, and only an early stop (below) is published from it; every such utterance is then
-aborted, and one still open when the robot falls silent is dropped too. A false stop from the robot's own voice
+While the robot itself talks (TTS speaking state) nothing heard becomes a result, so the robot never answers its own
+voice, with one exception: "stop" must get through while the robot says what it is doing (a jog of up to ~20 cm runs
+entirely while it talks). So the real audio still goes to the endpointer and recogniser, and only an early stop
+(below) is published from it; every such utterance is then aborted. An utterance in progress when the robot starts or
+falls silent runs on, marked as overlapping its voice, and only an early stop can come out of it either (session 26:
+it used to be dropped there, and a stop said at that moment with it). A false stop from the robot's own voice
 only holds the arm (grounding_node keeps an open question: docs/grounding.md, Session 24); the replies to a stop
 ("Holding still.", "Move cancelled.") were checked not to trigger one. A recogniser without early stops gets
 silence instead, as before.
@@ -53,12 +54,14 @@ class Utterance:
 class SpeechStream:
     def __init__(self, recognizer: Recognizer, endpointer: Endpointer | None = None,
                  clock: Callable[[], float] = time.monotonic, min_energy_spread_db: float = 4.0,
-                 drop_at_speaking_change: bool = False):
+                 drop_at_speaking_change: bool = False, final_stops_while_speaking: bool = False):
         self.recognizer = recognizer
         self.endpointer = endpointer or Endpointer()
         self.clock = clock
         self.min_energy_spread_db = min_energy_spread_db
         self.drop_at_speaking_change = drop_at_speaking_change   # True: before session 26 (the bench's baseline)
+        self.final_stops_while_speaking = final_stops_while_speaking
+        self.early_stop_published = False   # in the utterance in progress
         self.frame_db: list[float] = []
         self.speaking = False
         self.in_utterance = False
@@ -114,7 +117,7 @@ class SpeechStream:
         if event.kind == "start":
             self.recognizer.start()
             self.in_utterance, self.utterance_samples, self.frame_db = True, 0, []
-            self.overlapped_speaking = self.speaking
+            self.overlapped_speaking, self.early_stop_published = self.speaking, False
         if not self.in_utterance:
             return []
         if len(event.samples):
@@ -126,12 +129,18 @@ class SpeechStream:
             if not self.recognizer.early_stop():
                 return []
             # Not a posterior (there is none before the end): the spotter and the main search both hear "stop".
+            self.early_stop_published = True
             return [Utterance("stop", 1.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
                               chunk_end, early=True)]
         self.in_utterance = False
         if self.speaking or self.overlapped_speaking:
-            # the robot's own voice (or a person over it): no result but an early stop. A stop from the final search
-            # was measured too (session 26, commit 0563073): 47 false stops on 228 of the robot's sentences against 5.
+            # the robot's own voice (or a person over it): no result but an early stop, or with
+            # `final_stops_while_speaking` a stop by the final search's strictest evidence. Any stop the final search
+            # gives was measured too (session 26, commit 0563073): 47 false stops on 228 of the robot's sentences
+            # against 5.
+            if self.final_stops_while_speaking and not self.early_stop_published:   # it ends the utterance
+                return [Utterance("stop", 1.0, [], self.utterance_samples / RATE, 0.0, self.recognizer.backend,
+                                  event.speech_end)] if self.recognizer.final_stop_while_speaking() else []
             self.recognizer.abort()
             return []
         if len(self.frame_db) > 1 and np.std(self.frame_db) < self.min_energy_spread_db:
