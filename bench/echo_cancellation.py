@@ -7,10 +7,7 @@ scaled so that the echo is as loud as the person (level 1.0) or twice as loud (0
 echo. Each room is one session: its canceller starts empty and runs on everything the microphone hears, in order.
 Arms, each with its own recogniser stream (SpeechStream, speaking state set while the robot talks, as speech_node):
   - no_aec: the microphone as it is (session 24);
-  - aec: the microphone through EchoCanceller, the played sentence as its reference;
-  - aec_strict_final: the same audio, and while the robot talks a stop from the utterance's final search too where
-    the main search itself says stop and the spotter agrees (session 26, `final_stops_while_speaking`; rules in
-    docs/speech/session26_strict_final_stop_rules.md).
+  - aec: the microphone through EchoCanceller, the played sentence as its reference.
 Measured: ERLE per robot sentence (robot alone; sentences 4 on = after convergence), false stops on the robot's own
 sentences, stops heard over the robot (sentences x 3 person voices x 2 levels), stops said 0.5 s into the first
 sentence of a fresh session (before the filter converges), stops alone (must not drop), the person's commands over
@@ -220,21 +217,20 @@ def main() -> None:
         return
     folder = Path(tempfile.mkdtemp())
     rng, nrng = random.Random(args.seed), np.random.default_rng(args.seed)
-    streams = {arm: SpeechStream(PocketsphinxRecognizer(), final_stops_while_speaking=arm == "aec_strict_final")
-               for arm in ("no_aec", "aec", "aec_strict_final")}
+    streams = {arm: SpeechStream(PocketsphinxRecognizer()) for arm in ("no_aec", "aec")}
     texts = list(REPLIES) + questions(args.sentences, rng) + announcements(args.sentences, rng)
     rng.shuffle(texts)
     person = {(v, t): speech(t, v, folder) for v in PERSON_VOICES for t in (*STOPS, *COMMANDS)}
-    result = {"false_stops": {arm: 0 for arm in streams}, "false_stop_which": [], "robot_sentences": 0,
+    result = {"false_stops": {"no_aec": 0, "aec": 0}, "false_stop_which": [], "robot_sentences": 0,
               "erle_db": [], "stop_over_robot": {f"{arm}_{lv}": 0 for arm in streams for lv in LEVELS},
-              "stop_over_robot_n_per_level": 0, "stop_first_sentence": {arm: 0 for arm in streams},
-              "stop_first_sentence_n": 0, "stop_alone": {arm: 0 for arm in streams}, "stop_alone_n": 0,
+              "stop_over_robot_n_per_level": 0, "stop_first_sentence": {"no_aec": 0, "aec": 0},
+              "stop_first_sentence_n": 0, "stop_alone": {"no_aec": 0, "aec": 0}, "stop_alone_n": 0,
               "double_talk": {"n": 0, "recognised_alone": 0, "recognised_no_aec": 0, "recognised_aec": 0,
                               "person_to_echo_db_before": [], "person_to_residual_db_after": [], "heard": []}}
 
     def both(mic, out, speaking=True):
         heard = {}
-        for arm, audio in (("no_aec", mic), ("aec", out), ("aec_strict_final", out)):
+        for arm, audio in (("no_aec", mic), ("aec", out)):
             if speaking:
                 heard[arm] = heard_while_speaking(streams[arm], audio, muted=False)
             else:

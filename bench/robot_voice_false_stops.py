@@ -1,12 +1,9 @@
 """Listening for "stop" while the robot talks (session 24): what it costs and what it buys, in one process.
 
-Three arms, on the same clips, each streamed in 30 ms chunks through SpeechStream with the speaking state set, as
-in speech_node:
+Two arms, on the same clips, each streamed in 30 ms chunks through SpeechStream with the speaking state set, as in
+speech_node:
   - muted: the robot's voice time is silence to the recogniser (every session before 24);
-  - stop_while_speaking: the real audio runs through, and only an early "stop" comes out (the default since 24);
-  - strict_final_stop: the same, and a stop from the utterance's final search where the main search itself says
-    stop and the spotter agrees (session 26, `final_stops_while_speaking`; rules in
-    docs/speech/session26_strict_final_stop_rules.md).
+  - stop_while_speaking: the real audio runs through, and only an early "stop" comes out (the default since 24).
 
 Cost: false stops on the robot's own sentences: its teleop and grounding replies, clarifying questions of the
 grounding dialogue's forms (dialogue.py _next, _phrases) and its announcements of a pick, with random colours, kinds
@@ -103,9 +100,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     robot_texts = {"reply": list(REPLIES), "question": questions(args.questions, rng),
                    "announcement": announcements(args.questions, rng)}
-    arms = {"muted": True, "stop_while_speaking": False, "strict_final_stop": False}
-    streams = {arm: SpeechStream(PocketsphinxRecognizer(), final_stops_while_speaking=arm == "strict_final_stop")
-               for arm in arms}
+    arms = {"muted": True, "stop_while_speaking": False}
+    streams = {arm: SpeechStream(PocketsphinxRecognizer()) for arm in arms}
     result = {arm: {"false_stops": {kind: 0 for kind in robot_texts}, "which": [],
                     "stop_heard": {"alone": 0, "over_robot_same_level": 0, "over_robot_half_level": 0}}
               for arm in arms}

@@ -58,34 +58,3 @@ def test_only_an_early_stop_comes_out_of_an_utterance_that_overlapped_the_robots
     assert feed(s, clips["stop"], {0: True}) == [("stop", True)]
     s.set_speaking(False)
     assert feed(s, gripper) == [("open the gripper", False)]   # the same words with the robot silent
-
-
-@pytest.fixture(scope="module")
-def person_stops(tmp_path_factory):
-    from koba_ros.speech.tts import Speaker
-
-    folder = tmp_path_factory.mktemp("strict")
-    pad = np.zeros(RATE // 2, dtype=np.int16)
-    out = []
-    for voice, text in (("en-us+m3", "stop"), ("en-us+m3", "stop moving"), ("en-us+m3", "please stop"),
-                        ("en-gb+f3", "stop")):
-        Speaker(voice, 160, play=False).synthesize(text, folder / "s.wav")
-        out.append(np.concatenate([pad, load_audio(folder / "s.wav"), pad]))
-    return out
-
-
-@pytest.mark.parametrize("strict", [False, True])
-def test_a_short_stop_whose_partial_result_is_still_top_is_heard_from_the_strict_final_search(person_stops, strict):
-    """The probe that found it: three stops by one voice, then "stop" by en-gb+f3, all while the robot's speaking
-    state is set and none of its voice in the microphone. The spotter fired on the fourth, but the main search's
-    partial result at the utterance's end was still "top", so no early stop; its final search says "stop" itself."""
-    s = stream(final_stops_while_speaking=strict)
-    for clip in person_stops[:3]:
-        assert ("stop", True) in feed(s, clip, {0: True})
-    assert feed(s, person_stops[3], {0: True}) == ([("stop", False)] if strict else [])
-
-
-def test_the_strict_final_search_gives_no_stop_for_the_robots_own_reply(clips):
-    s = stream(final_stops_while_speaking=True)
-    for text in ("Moved left 5 centimeters.", "open the gripper"):
-        assert feed(s, clips[text], {0: True}) == []
