@@ -98,12 +98,6 @@ class Recognizer(ABC):
         check never fire."""
         return False
 
-    def final_stop_while_speaking(self) -> bool:
-        """End an utterance that overlapped the robot's own voice and gave no early stop: True only where its final
-        result is a stop by this backend's strictest evidence. Backends without such evidence abort and say no."""
-        self.abort()
-        return False
-
     def recognize(self, samples: np.ndarray) -> Hypothesis:
         self.start()
         self.feed(samples)
@@ -230,18 +224,6 @@ class PocketsphinxRecognizer(Recognizer):
         self._early_fired = True
         self.early_stop_count += 1
         return True
-
-    def final_stop_while_speaking(self) -> bool:
-        """The main search's own best result is a stop (not the keyword or quiet-keyphrase override of a short
-        result) and the spotter heard "stop" too. Over the robot's own voice (session 26 probe, seed 0: 48 final
-        stops on 228 of its sentences) the overrides gave 43 and the main search 5, one of them with the spotter
-        agreeing; a person's stop said alone always came from the main search with the spotter agreeing, the two
-        the early check missed included (their partial result was still "top" at the end)."""
-        if not self.started:
-            return False
-        spotted = bool(self.stop_spotter and self.stop_spotter.heard())
-        best = self.finish()
-        return spotted and best.model not in ("keyword", "keyword_quiet") and is_stop(best.text)
 
     def _finish_side_searches(self) -> tuple[bool, str]:
         """(the spotter heard "stop", the grammar's best sentence)."""
