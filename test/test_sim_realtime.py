@@ -51,3 +51,22 @@ def test_a_command_that_raises_is_reported_and_the_loop_goes_on():
     loop.submit(lambda cell: done.append(cell))
     loop._apply_commands()
     assert len(done) == 1 and len(errors) == 1 and "ValueError" in errors[0]
+
+
+def test_closing_the_renderer_with_a_frame_in_flight_is_quick_and_clean():
+    """Found by a walkthrough (session 26): Ctrl-C on a composed --headless graph took ~5 s, because the render child
+    was blocked sending a frame nobody read (2 MB, far more than a pipe holds) and close() waited for it, then
+    killed it."""
+    import time
+
+    scene = parse_scene({"seed": 0, "objects": [{"name": "red_cube", "box": "top_left"}]})
+    with SimCell(scene) as cell:
+        renderer = RenderProcess(scene)
+        renderer.request(cell.pose())
+        assert renderer.poll(timeout=60.0) is not None   # the child is up
+        renderer.request(cell.pose())                     # a frame in flight, never read
+        time.sleep(1.0)                                   # rendered: the child is inside its send
+        start = time.monotonic()
+        renderer.close()
+        assert time.monotonic() - start < 3.0
+        assert renderer._process.exitcode == 0            # it ended by itself, not by SIGKILL (-9)

@@ -74,8 +74,13 @@ class RenderProcess:
         _open.discard(self)
         if self._process.is_alive():
             try:
+                # A frame still in flight: the child is blocked sending it (a frame is far larger than a pipe holds)
+                # and would never read the None below; take it first, or close() waited 5 s and then killed it.
+                if self.busy and self._conn.poll(2.0):
+                    self._conn.recv()
+                self.busy = False
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
+            except (BrokenPipeError, EOFError, OSError):
                 pass
             self._process.join(timeout=5.0)
             if self._process.is_alive():
