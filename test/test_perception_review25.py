@@ -201,6 +201,7 @@ def test_perception_node_says_which_input_keeps_it_from_perceiving(perception, m
     clock = types.SimpleNamespace(now=1000.0)
     monkeypatch.setattr(perception_node, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
     node, out = perception()
+    node.check_frames()                 # its first check, as it starts spinning: the wait is counted from here
     clock.now += 10.0                   # it has listened for 10 s; the frames below come now
     for k in range(3):
         if missing != "info":
@@ -276,3 +277,22 @@ def test_a_paired_frame_is_checked_and_its_depth_made_ready_without_ros():
         depth_for_segmenter(rgb, depth, (96, 128), 16)
     with pytest.raises(KobaError, match="sizes differ"):
         depth_for_segmenter(rgb, depth[:, :32], None, 16)
+
+
+def test_perception_node_counts_the_wait_for_frames_from_when_it_spins(perception, monkeypatch):
+    """Found by a walkthrough (session 26): in a composed `koba up picking` the other nodes take ~12 s to build before
+    anything spins, so the wait counted from configure had run out at the first check, and every start warned
+    "waiting for camera frames" although frames came a moment later."""
+    import types
+
+    import koba_ros.nodes.perception_node as perception_node
+
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(perception_node, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    node, out = perception()
+    clock.now += 12.0                   # the rest of the graph is built; now it spins
+    node.check_frames()
+    assert out.said == []
+    clock.now += 5.0                    # and then no frame comes
+    node.check_frames()
+    assert len(out.said) == 1 and "waiting for camera frames" in out.said[0][1]

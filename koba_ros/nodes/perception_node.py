@@ -63,7 +63,9 @@ class PerceptionNode(LifecycleNode):
                        self.create_subscription(Image, DEPTH_TOPIC, self.on_depth, qos),
                        self.create_subscription(CameraInfo, INFO_TOPIC, self.on_info, qos)]
         self.timer = self.create_timer(1.0, self.check_frames)
-        self.listening_since = time.monotonic()
+        # Counted from the first check, once the node spins: in a composed graph the other nodes take ~12 s to build
+        # before anything spins, and a clock started here warned "waiting for camera frames" at every start.
+        self.listening_since = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -122,6 +124,8 @@ class PerceptionNode(LifecycleNode):
 
     def check_frames(self) -> None:
         """Say which input keeps frames from being perceived (nothing is published and nothing else says why)."""
+        if self.listening_since is None:
+            self.listening_since = time.monotonic()
         with self.lock:
             missing = missing_input(time.monotonic(), self.listening_since, WAIT_WARNING_S,
                                     depth_at=self.heard.get("depth"), color_at=self.heard.get("color"),
