@@ -1,7 +1,13 @@
 """Aiming the asking gate on validation phrasings (calibration.py), with a stand-in grounder of known logits."""
 import numpy as np
 
-from koba_ros.grounding.calibration import RetemperedGrounder, fit_gate_temperature, gate_risk, phrasing_draws
+from koba_ros.grounding.calibration import (
+    MAX_GATE_DRAWS,
+    RetemperedGrounder,
+    fit_gate_temperature,
+    gate_risk,
+    phrasing_draws,
+)
 from koba_ros.grounding.grounder import Grounding
 from koba_ros.grounding.instructions import Sample
 from koba_ros.grounding.scenes import PerceivedScene
@@ -92,6 +98,9 @@ def test_gate_samples_are_several_draws_of_new_wording_for_the_same_scenes():
     # Deterministic: the same seed gives the same samples.
     assert [s.text for s in phrasing_draws(scenes, 5, seed=0, draws=3)] == [s.text for s in three]
     assert all(s.text.strip() for s in three)
+    # By default about GATE_SAMPLES samples, but at most MAX_GATE_DRAWS draws (a walkthrough, session 26: one
+    # validation scene was drawn 270 times, minutes of silent work after seconds of training).
+    assert len(phrasing_draws(scenes[:1], 5, seed=0)) == 5 * MAX_GATE_DRAWS
 
 
 def test_refit_of_an_unreadable_model_is_one_line(tmp_path):

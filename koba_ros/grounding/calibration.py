@@ -40,6 +40,10 @@ from koba_ros.grounding.instructions import Sample
 TEMPERATURES = tuple(float(t) for t in np.geomspace(0.25, 4.0, 25))
 ALLOWED_MISS = {"clear": 0.05, "ambiguous": 0.05, "absent": 0.02}   # the issue's targets: >= 95 %, >= 95 %, >= 98 %
 GATE_SAMPLES = 5400   # draws of validation phrasings until about this many samples (4 draws at 30 per scene)
+# ... but at most this many draws: a small run (one validation scene) drew 270 times the same scene's phrasings and
+# then replayed the dialogue on each for 50 temperatures, minutes of silent work after seconds of training. The
+# recipes of the shipped models use 2-4 draws.
+MAX_GATE_DRAWS = 8
 
 
 class RetemperedGrounder:
@@ -83,13 +87,17 @@ def gate_risk(rates: dict[str, float]) -> float:
 
 
 def fit_gate_temperature(grounder, samples: list[Sample], base: tuple[float, float],
-                         temperatures=TEMPERATURES) -> tuple[float, float, dict]:
+                         temperatures=TEMPERATURES, progress: bool = False) -> tuple[float, float, dict]:
     """(target temperature, destination temperature, first-turn rates at them). `grounder` already divides by
     `base` (target, destination); the results replace them."""
     # A RetemperedGrounder passed in keeps its groundings (fits on subsets of the same samples ground them once).
     retempered = grounder if isinstance(grounder, RetemperedGrounder) else RetemperedGrounder(grounder)
+    from tqdm import tqdm
+
     chosen = list(base)
     rates: dict = {}
+    bar = tqdm(total=2 * len(temperatures), desc=f"aim the asking gate ({len(samples)} samples)",
+               disable=not progress)
     for which in (1, 0):            # destination first, then target
         best = -np.inf
         for t in temperatures:
@@ -97,20 +105,23 @@ def fit_gate_temperature(grounder, samples: list[Sample], base: tuple[float, flo
             trial[which] = t
             retempered.temperature, retempered.dest_temperature = trial[0] / base[0], trial[1] / base[1]
             r = first_turn_rates(retempered, samples)
+            bar.update()
             score = -gate_risk(r)
             if score > best + 1e-9:
                 best, pick, rates_at = score, t, r
         chosen[which], rates = pick, rates_at
+    bar.close()
     return chosen[0], chosen[1], rates
 
 
 def phrasing_draws(scenes, per_scene: int, seed: int, draws: int | None = None) -> list[Sample]:
     """Validation phrasings of `scenes`, `draws` times with seeds seed + 2 + j (draw 0 is the set training selects
-    its epoch on); draws=None: enough draws for about GATE_SAMPLES samples. Same scenes, new wording each draw."""
+    its epoch on); draws=None: enough draws for about GATE_SAMPLES samples, at most MAX_GATE_DRAWS. Same scenes, new
+    wording each draw."""
     from koba_ros.grounding.training import make_samples
 
     samples = make_samples(scenes, "val", per_scene, seed + 2)
-    draws = draws if draws is not None else max(1, round(GATE_SAMPLES / max(1, len(samples))))
+    draws = draws if draws is not None else min(MAX_GATE_DRAWS, max(1, round(GATE_SAMPLES / max(1, len(samples)))))
     for j in range(1, draws):
         samples += make_samples(scenes, "val", per_scene, seed + 2 + j)
     return samples

@@ -342,7 +342,8 @@ def train(cfg: TrainConfig, out_dir: Path, scenes=None, progress: bool = True, l
     torch.save({"state_dict": net.state_dict(), "config": config}, pregate)
     try:
         gate_samples = phrasing_draws(scenes[-n_val:], cfg.per_scene, cfg.seed)
-        t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(pregate), gate_samples, (t_nll, t_dest))
+        t_target, t_dest, gate_rates = fit_gate_temperature(Grounder(pregate), gate_samples, (t_nll, t_dest),
+                                                            progress=progress)
     finally:
         pregate.unlink(missing_ok=True)
     config.update(t_target=t_target, t_dest=t_dest, t_dest_nll=config["t_dest"], gate_rates_val=gate_rates)
