@@ -9,19 +9,9 @@ from koba_ros.face.annotate import annotate
 from koba_ros.face.feedback import ExpressionDebouncer
 from koba_ros.face.landmarks import Face, check_frame
 from koba_ros.face.pipeline import FaceConfig, FacePipeline
+from test.test_rl_face_review24 import _faces  # synthetic neutral and smiling landmarks
 
 FRAME = np.full((480, 640, 3), 128, np.uint8)
-
-
-def _faces():
-    """Synthetic (468, 3) landmarks: a neutral face and the same face smiling (as in test_face_review22.py)."""
-    rng = np.random.default_rng(0)
-    neutral = rng.uniform(100, 300, (468, 3))
-    neutral[33], neutral[263] = (150, 200, 0), (250, 200, 0)
-    neutral[61], neutral[291], neutral[13], neutral[14] = (170.5, 300, 0), (229.5, 300, 0), (200, 299, 0), (200, 301, 0)
-    smile = neutral.copy()
-    smile[61], smile[291] = (165, 290, 0), (235, 290, 0)
-    return neutral, smile
 
 
 class _Detector:

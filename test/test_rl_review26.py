@@ -28,9 +28,8 @@ def test_split_keys_drops_whole_escape_sequences_and_keeps_a_lone_escape():
     assert split_keys("\x1b[1;5") == []  # cut off at the end of what was read: dropped, nothing mapped
 
 
-def test_escape_sequences_typed_into_a_tty_send_no_feedback():
-    """Was: read_keys read one byte at a time, so F5 (ESC [ 1 5 ~), Home (ESC [ 1 ~), Ctrl+Up (ESC [ 1 ; 5 A) ...
-    each sent +1 for its '1', and F9 (ESC [ 2 0 ~) -1 for its '0'."""
+def _typed(writes) -> list[str]:
+    """The keys read_keys yields from a pty while a typist writes each (text, pause after it) in turn."""
     master, slave = pty.openpty()
     stop = threading.Event()
     timer = threading.Timer(10.0, stop.set)
@@ -39,9 +38,9 @@ def test_escape_sequences_typed_into_a_tty_send_no_feedback():
 
     def typist():
         time.sleep(0.2)
-        for chunk in [*SEQUENCES, "\x1b", "+", "-", "q"]:  # one write each, as a terminal sends a key
-            os.write(master, chunk.encode())
-            time.sleep(0.05)
+        for text, pause in writes:
+            os.write(master, text.encode())
+            time.sleep(pause)
 
     writer = threading.Thread(target=typist)
     writer.start()
@@ -53,6 +52,13 @@ def test_escape_sequences_typed_into_a_tty_send_no_feedback():
         timer.cancel()
         os.close(master)
         os.close(slave)
+    return keys
+
+
+def test_escape_sequences_typed_into_a_tty_send_no_feedback():
+    """Was: read_keys read one byte at a time, so F5 (ESC [ 1 5 ~), Home (ESC [ 1 ~), Ctrl+Up (ESC [ 1 ; 5 A) ...
+    each sent +1 for its '1', and F9 (ESC [ 2 0 ~) -1 for its '0'."""
+    keys = _typed([(chunk, 0.1) for chunk in [*SEQUENCES, "\x1b", "+", "-", "q"]])  # one write per key, as a terminal
     assert keys == ["\x1b", "+", "-"]  # the lone ESC still arrives (and maps to nothing); q ended the loop
     assert [key_feedback(k, 0.0).value for k in keys[1:]] == [1.0, -1.0] and key_feedback("\x1b", 0.0) is None
 
@@ -60,33 +66,9 @@ def test_escape_sequences_typed_into_a_tty_send_no_feedback():
 def test_an_escape_sequence_split_across_two_reads_sends_no_feedback():
     """Found by a review of the fix above: over ssh a sequence can arrive in two reads; the part read first was
     dropped and the rest ("20~" of F9) read as keys, so '0' sent -1. The rest is now waited for (ESCAPE_WAIT_S)."""
-    master, slave = pty.openpty()
-    stop = threading.Event()
-    timer = threading.Timer(10.0, stop.set)
-    timer.start()
-    keys = []
-
-    def typist():
-        time.sleep(0.2)
-        for first, rest in (("\x1b[", "20~"), ("\x1b[1;", "5A"), ("\x1bO", "P"), ("\x1b", "[15~")):
-            os.write(master, first.encode())
-            time.sleep(0.01)
-            os.write(master, rest.encode())
-            time.sleep(0.15)
-        for chunk in ("\x1b", "+", "q"):
-            os.write(master, chunk.encode())
-            time.sleep(0.15)
-
-    writer = threading.Thread(target=typist)
-    writer.start()
-    try:
-        for key, _ in read_keys(slave, time.time, stop):
-            keys.append(key)
-    finally:
-        writer.join()
-        timer.cancel()
-        os.close(master)
-        os.close(slave)
+    halves = (("\x1b[", "20~"), ("\x1b[1;", "5A"), ("\x1bO", "P"), ("\x1b", "[15~"))
+    keys = _typed([w for first, rest in halves for w in ((first, 0.01), (rest, 0.15))]
+                  + [(chunk, 0.15) for chunk in ("\x1b", "+", "q")])
     assert keys == ["\x1b", "+"]   # a lone ESC, after its wait, is still a key
 
 
