@@ -1,0 +1,81 @@
+"""Probe (session 26): which path of the recogniser says "stop" on noise bursts, and which on real stops.
+
+Noise bursts (white, pink, brown, a hum; 0.5 and 1.5 s; three levels) after silence, and espeak-ng stops at three
+gains, all streamed through one SpeechStream. For every final result it prints (text, the path that made it: domain
+= the main search itself, keyword = the strict spotter's override of a short result, keyword_quiet = the quiet
+keyphrase's; posterior; strict spotter heard; quiet spotter heard). A diagnosis for the next change, not a benchmark
+with arms (docs/speech.md, Session 26).
+
+    cd bench && PYTHONPATH=..:. ../.venv/bin/python noise_stop_probe.py [--seed 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from robot_voice_false_stops import PERSON_VOICES, speech
+from stops_at_the_edges import feed
+
+from koba_ros.speech.audio import RATE
+from koba_ros.speech.recognizers import PocketsphinxRecognizer
+from koba_ros.speech.streaming import SpeechStream
+from koba_ros.teleop.commands import is_stop
+
+
+def noise(kind: str, seconds: float, rms: float, rng: np.random.Generator) -> np.ndarray:
+    n = int(seconds * RATE)
+    if kind == "hum":   # mains harmonics and a little hiss
+        t = np.arange(n) / RATE
+        x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) / k for k, f in enumerate((50, 100, 150, 200), 1))
+        x = x + 0.1 * rng.standard_normal(n)
+    else:               # white, pink (1/f) or brown (1/f^2) power
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1 / RATE)
+        spectrum[1:] /= f[1:] ** ({"white": 0.0, "pink": 1.0, "brown": 2.0}[kind] / 2)
+        spectrum[0] = 0
+        x = np.fft.irfft(spectrum, n)
+    return x / np.sqrt(np.mean(x ** 2)) * rms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    recognizer = PocketsphinxRecognizer()
+    finals = []
+    finish = recognizer.finish
+
+    def logged_finish():
+        spotter = recognizer.stop_spotter
+        h = finish()
+        finals.append([h.text, h.model, round(h.confidence, 3), bool(spotter.spans), bool(spotter.quiet_spans)])
+        return h
+
+    recognizer.finish = logged_finish
+    stream = SpeechStream(recognizer)
+    rng = np.random.default_rng(args.seed)
+    pad = np.zeros(RATE // 2, dtype=np.int16)
+    out = {"noise_stops": [], "stops": []}
+    for kind in ("white", "pink", "brown", "hum"):
+        for rms in (300.0, 1000.0, 3000.0):
+            for seconds in (0.5, 1.5):
+                finals.clear()
+                burst = np.clip(noise(kind, seconds, rms, rng), -32768, 32767).astype(np.int16)
+                feed(stream, np.concatenate([pad, burst, pad]), {})
+                out["noise_stops"] += [[kind, rms, seconds, *f] for f in finals if is_stop(f[0])]
+    folder = Path(tempfile.mkdtemp())
+    for voice in (*PERSON_VOICES, "en-us", "en-gb"):
+        for said in ("stop", "stop moving", "please stop"):
+            clip = speech(said, voice, folder).astype(np.float64)
+            for gain in (0.1, 0.3, 1.0):
+                finals.clear()
+                feed(stream, np.concatenate([pad, np.clip(clip * gain, -32768, 32767).astype(np.int16), pad]), {})
+                out["stops"] += [[voice, said, gain, *f] for f in finals]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
