@@ -4,6 +4,7 @@ Commands the arm on /arm_controller/joint_trajectory (trajectory_msgs/JointTraje
 the gripper on /gripper/command (std_msgs/Float64 width, m), reads /joint_states, and uses
 /perception/objects to resolve object ids, re-find a dropped object and verify the placement.
 """
+import math
 import threading
 import time
 
@@ -18,7 +19,7 @@ from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from koba_ros.errors import KobaError
-from koba_ros.nodes.params import declare
+from koba_ros.nodes.params import declare, require_positive
 from koba_ros.nodes.runtime import run_node
 from koba_ros.perception.messages import msg_to_objects
 from koba_ros.picking.kinematics import ARM_JOINTS
@@ -125,12 +126,17 @@ class PickerNode(Node):
                                      "s (render + perception pipeline delay).")
         self.perception_timeout = declare(self, "perception_timeout", 5.0,
                                           "Wait this long for a fresh /perception/objects, s.")
+        # NaN would wait forever for /joint_states (no comparison with it is true), 0 fail every goal.
+        require_positive(joint_state_timeout=state_timeout, perception_timeout=self.perception_timeout)
+        if not 0.0 <= self.frame_latency < math.inf:
+            raise KobaError(f"frame_latency must be a finite number >= 0, got {self.frame_latency}")
         group = ReentrantCallbackGroup()
         self.arm = TopicArm(self, group, state_timeout)
         self.picker = Picker(self.arm)
         self.objects, self.objects_time = [], 0.0
         self.busy = threading.Lock()
         self.cancels: dict[bytes, threading.Event] = {}
+        self.stopping = False   # stop_work was called: the node is shutting down
         self.create_subscription(DetectedObjectArray, "/perception/objects", self.on_objects, 10, callback_group=group)
         self.server = ActionServer(self, PickPlace, "pick_place", self.execute, goal_callback=self.on_goal,
                                    cancel_callback=self.on_cancel, callback_group=group)
@@ -186,6 +192,8 @@ class PickerNode(Node):
         return None
 
     def execute(self, goal_handle):
+        from koba_ros.picking.picker import PickResult
+
         goal = goal_handle.request
         cancel = self.cancel_event(goal_handle)
         if goal_handle.is_cancel_requested:
@@ -193,8 +201,11 @@ class PickerNode(Node):
         try:
             with self.busy:
                 outcome = self.run_goal(goal, goal_handle, cancel)
-            if cancel.is_set():
+            if cancel.is_set() and (goal_handle.is_cancel_requested or not self.stopping):
                 goal_handle.canceled()
+            elif cancel.is_set():   # stop_work: the node is shutting down (a cancelled state needs a client's request)
+                goal_handle.abort()
+                outcome = PickResult(False, f"stopped: picker_node is shutting down ({outcome.message})")
             elif outcome.success:
                 goal_handle.succeed()
             else:
@@ -238,13 +249,26 @@ class PickerNode(Node):
 
         # Put it down in the roomiest spot of the box, not on (or against) what is already there: an object
         # dropped against another one is seen as one with it, and the check above would call the place a miss.
-        place_xy = place_among(goal.destination, perceived, target.size, own.id if own is not None else None)
+        try:
+            self.picker.check_goal(target, goal.destination)   # before placing: a nonsense size must not size a grid
+        except KobaError:
+            place_xy = None   # pick_place refuses the goal with its own message
+        else:
+            place_xy = place_among(goal.destination, perceived, target.size, own.id if own is not None else None)
         return self.picker.pick_place(target, goal.destination, progress=progress, cancel=cancel, locate=locate,
                                       verify=verify, place_xy=place_xy)
 
-    def destroy_node(self):
+    def stop_work(self) -> None:
+        """Cancel every running goal (runtime.spin calls this when spinning ends, before it waits for callbacks): the
+        arm is sent the stop at once, and the goal ends cancelled, not 5 s later for want of /joint_states."""
+        self.stopping = True
         for event in list(self.cancels.values()):
             event.set()
+
+    def destroy_node(self):
+        if not hasattr(self, "server"):   # a bad parameter ended __init__ before anything of ours was made
+            return super().destroy_node()
+        self.stop_work()
         self.server.destroy()
         self.picker.kin.close()
         return super().destroy_node()

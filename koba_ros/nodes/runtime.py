@@ -151,6 +151,11 @@ def spin(nodes: Iterable[Node], stop: threading.Event | None = None,
         first_line = next(iter(str(exc).splitlines()), "")
         raise KobaError(f"{failed.get_name()}: callback failed: {type(exc).__name__}: {first_line}") from None
     finally:
+        # Work still running in a callback (a pick) is told to stop before the executor waits for it: the executor no
+        # longer delivers /joint_states, so it would only notice by timing out, with the arm still moving meanwhile.
+        for node in nodes:
+            if callable(stop_work := getattr(node, "stop_work", None)):
+                stop_work()
         shutdown_executor(executor)
         for node in nodes:
             node.destroy_node()

@@ -170,6 +170,8 @@ class TeleopNode(Node):
             self.say_pub.publish(String(data=text))
 
     def destroy_node(self):
+        if not hasattr(self, "planning"):   # a bad parameter ended __init__ before anything of ours was made
+            return super().destroy_node()
         self.planning.shutdown(wait=True, cancel_futures=True)   # before the planner it uses is closed
         self.planner.close()
         return super().destroy_node()

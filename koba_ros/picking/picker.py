@@ -135,6 +135,9 @@ class Picker:
         yaw = () if target.yaw is None else (target.yaw,)   # NaN would hang PyBullet's IK (kinematics.ik)
         if not all(math.isfinite(v) for v in (*target.position, *target.size, *yaw, target.width)):
             raise KobaError("target position, size, yaw or width is not a number")
+        if min(*target.size, target.width) < 0:   # a negative height planned the fingers below the box floor
+            raise KobaError(f"object size and width must not be negative, got size {tuple(target.size)}, "
+                            f"width {target.width}")
         if not self.workspace.contains(target.position):
             raise KobaError(self.workspace.why_not(target.position))
         if min(target.size[0], target.size[1]) > MAX_OPENING - 0.01:

@@ -39,4 +39,4 @@ def place_among(destination: str, objects, size, skip_id: int | None = None) -> 
         return None
     occupied = [(o.position[0], o.position[1], max(o.size[:2]) / 2) for o in objects
                 if o.box == destination and o.id != skip_id]
-    return free_spot(box_regions()[destination], occupied, max(size[:2]) / 2)
+    return free_spot(box_regions()[destination], occupied, max(0.0, max(size[:2]) / 2))   # a grid sized by |size|
