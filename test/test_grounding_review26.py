@@ -128,49 +128,51 @@ class _Handle:
         self.cancels += 1
 
 
+@pytest.fixture
+def goal_node(ros_context):
+    """A grounding_node whose spoken replies are collected, and that list."""
+    from koba_ros.nodes.grounding_node import GroundingNode
+
+    node = GroundingNode(context=ros_context)
+    said = []
+    node.say = said.append
+    yield node, said
+    node.destroy_node()
+
+
 @pytest.mark.ros
-def test_an_old_goals_result_does_not_forget_the_goal_now_moving(ros_context):
+def test_an_old_goals_result_does_not_forget_the_goal_now_moving(goal_node):
     """Goal A's result arriving after goal B was accepted set goal_handle = None while B moved: "stop" then said
     "Nothing is moving." and B went on."""
-    from koba_ros.nodes.grounding_node import HOLDING_REPLY, GroundingNode
+    from koba_ros.nodes.grounding_node import HOLDING_REPLY
 
-    node = GroundingNode(context=ros_context)
-    try:
-        said = []
-        node.say = said.append
-        first, second = _Handle(), _Handle()
-        node.on_goal_response(_Future(first), node.contact_lost)
-        node.on_goal_response(_Future(second), node.contact_lost)
-        assert node.goal_handle is second
-        first.result_future.callbacks[0](first.result_future)     # A's result, late
-        assert node.goal_handle is second and said == ["Done."]
-        node.on_stop("stop")
-        assert second.cancels == 1 and said[-1] == HOLDING_REPLY
-        second.result_future.callbacks[0](second.result_future)   # B's own result clears it
-        assert node.goal_handle is None
-    finally:
-        node.destroy_node()
+    node, said = goal_node
+    first, second = _Handle(), _Handle()
+    node.on_goal_response(_Future(first), node.contact_lost)
+    node.on_goal_response(_Future(second), node.contact_lost)
+    assert node.goal_handle is second
+    first.result_future.callbacks[0](first.result_future)     # A's result, late
+    assert node.goal_handle is second and said == ["Done."]
+    node.on_stop("stop")
+    assert second.cancels == 1 and said[-1] == HOLDING_REPLY
+    second.result_future.callbacks[0](second.result_future)   # B's own result clears it
+    assert node.goal_handle is None
 
 
 @pytest.mark.ros
-def test_a_stop_while_the_next_goal_waits_for_acceptance_cancels_that_goal_too(ros_context):
+def test_a_stop_while_the_next_goal_waits_for_acceptance_cancels_that_goal_too(goal_node):
     """Found by a review of the fix above: with goal A's handle still set and goal B sent but not yet accepted, a stop
     cancelled only A (an if/elif), said "Holding still." and B moved once accepted."""
-    from koba_ros.nodes.grounding_node import HOLDING_REPLY, GroundingNode
+    from koba_ros.nodes.grounding_node import HOLDING_REPLY
 
-    node = GroundingNode(context=ros_context)
-    try:
-        said = []
-        node.say = said.append
-        first, second = _Handle(), _Handle()
-        node.on_goal_response(_Future(first), node.contact_lost)
-        node.goal_pending, node.cancel_on_accept = True, False     # B sent (what send_goal does), not yet accepted
-        node.on_stop("stop")
-        assert first.cancels == 1 and said == [HOLDING_REPLY]
-        node.on_goal_response(_Future(second), node.contact_lost)  # B accepted afterwards: cancelled at once
-        assert second.cancels == 1
-    finally:
-        node.destroy_node()
+    node, said = goal_node
+    first, second = _Handle(), _Handle()
+    node.on_goal_response(_Future(first), node.contact_lost)
+    node.goal_pending, node.cancel_on_accept = True, False     # B sent (what send_goal does), not yet accepted
+    node.on_stop("stop")
+    assert first.cancels == 1 and said == [HOLDING_REPLY]
+    node.on_goal_response(_Future(second), node.contact_lost)  # B accepted afterwards: cancelled at once
+    assert second.cancels == 1
 
 
 # --- calibration refit --------------------------------------------------------------------------------------------
