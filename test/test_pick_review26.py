@@ -93,3 +93,22 @@ def test_spin_tells_a_nodes_running_work_to_stop_before_it_waits_for_it():
         assert node.order[:3] == ["stop_work", "work ended", "destroy_node"], node.order
     finally:
         rclpy.try_shutdown()
+
+
+def test_the_join_to_a_plan_is_checked_like_every_planned_move(picker):
+    """The move joining the arm to a plan's start (the arm not where the plan assumed: a finger stopped by the object,
+    a restarted sim) skipped the workspace check that every planned move gets (a review's suspected item)."""
+    from koba_ros.picking.motion import joint_move
+    from koba_ros.picking.picker import HOME
+
+    arm = picker.arm
+    outside = np.array(HOME)
+    outside[0], outside[1] = 1.0, 0.8           # the tool at (-0.04, -0.07, 0.12) m: outside, and not near home
+    assert not picker.workspace.contains(picker.kin.fk(outside)[0])
+    cx, cy = box_regions()["top_left"].centre
+    q_above = picker.kin.ik((cx, cy, 0.2), picker.kin.fk(HOME)[1])
+    plan = joint_move(np.array(HOME), q_above, picker.kin.max_velocity)
+    arm.q, arm.trajectories = outside.copy(), []
+    with pytest.raises(KobaError, match="leaves the workspace"):
+        picker._run(plan, threading.Event())
+    assert arm.trajectories == []

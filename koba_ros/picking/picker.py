@@ -245,8 +245,8 @@ class Picker:
         if cancel.is_set():  # cancelled between stages: nothing more is sent to the arm, not even 20 ms of it
             raise Cancelled()
         q = self.arm.joint_positions()
-        if np.max(np.abs(q - traj.positions[0])) > 0.01:
-            traj = concat(joint_move(q, traj.positions[0], self.kin.max_velocity), traj)
+        if np.max(np.abs(q - traj.positions[0])) > 0.01:   # the join is checked like every planned move
+            traj = concat(self._checked(joint_move(q, traj.positions[0], self.kin.max_velocity), q), traj)
         if not self.arm.execute(traj, cancel):
             raise Cancelled()
 
@@ -303,6 +303,10 @@ class Picker:
                 except KobaError:
                     up = None
             home = joint_move(q, HOME, self.kin.max_velocity)
+            if self.workspace.contains(self.kin.fk(q)[0]):   # checked as every move (a failure leaves the arm where it
+                home = self._checked(home, q)                # is); from outside the workspace, home is the way back in
+            else:
+                validate(home, self.kin.limits, q)
             self.arm.execute(concat(up, home) if up is not None else home, cancel)
 
 
