@@ -97,11 +97,10 @@ def test_a_dialogue_threshold_out_of_range_fails_configure_in_one_line(ros_conte
 
 
 def test_the_dialogue_thresholds_accept_their_whole_ranges():
-    from koba_ros.grounding.dialogue import Settings
-    from koba_ros.nodes.grounding_node import check_dialogue_settings
+    from koba_ros.grounding.dialogue import Settings, check_settings
 
-    check_dialogue_settings(Settings(), 0.0)
-    check_dialogue_settings(Settings(ask_below=1.0, reject_above=0.0, dest_ask_below=1.0, max_turns=0, crop_veto=0.0),
+    check_settings(Settings(), 0.0)
+    check_settings(Settings(ask_below=1.0, reject_above=0.0, dest_ask_below=1.0, max_turns=0, crop_veto=0.0),
                             1.0)
 
 

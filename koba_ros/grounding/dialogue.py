@@ -30,11 +30,13 @@ instruction that says what not to move, or names two objects, is asked for again
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from koba_ros.errors import KobaError
 from koba_ros.grounding import crop_kinds, lexicon, seen_colours
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.catalog import load_catalog
@@ -92,6 +94,20 @@ class Settings:
     singled_out_any: bool = True    # the one object singled out may be another than the model's pick
     crop_veto: float = CROP_VETO    # an object is of the kind named only if the crop CNN gives that kind this much
     crop_kinds: str = ""            # the crop CNN's weights ("": the committed models/grounding/crop_kinds.pt)
+
+
+def check_settings(settings: Settings, min_confidence: float) -> None:
+    """KobaError naming the first dialogue threshold out of range (with the utterance confidence a node acts from).
+    NaN compares false with everything: a NaN min_utterance_confidence ignored every utterance, a NaN ask_below never
+    acted; max_turns < 0 gave up at once."""
+    for name, value in (("ask_below", settings.ask_below), ("reject_above", settings.reject_above),
+                        ("dest_ask_below", settings.dest_ask_below), ("min_utterance_confidence", min_confidence)):
+        if not 0.0 <= value <= 1.0:
+            raise KobaError(f"{name} must be a number from 0 to 1, got {value}")
+    if not 0.0 <= settings.crop_veto < math.inf:
+        raise KobaError(f"crop_veto must be a finite number >= 0 (0: no second opinion), got {settings.crop_veto}")
+    if settings.max_turns < 0:
+        raise KobaError(f"max_turns must be a whole number >= 0, got {settings.max_turns}")
 
 
 class Dialogue:

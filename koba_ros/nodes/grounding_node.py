@@ -15,7 +15,6 @@ given up once a second's check notices, in so many words. Lifecycle: the model l
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 
@@ -30,7 +29,7 @@ from std_msgs.msg import String
 
 from koba_ros.errors import KobaError, reason
 from koba_ros.grounding import crop_kinds, lexicon
-from koba_ros.grounding.dialogue import Dialogue, Reply, Settings
+from koba_ros.grounding.dialogue import Dialogue, Reply, Settings, check_settings
 from koba_ros.grounding.messages import fill_result
 from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
@@ -92,7 +91,7 @@ class GroundingNode(LifecycleNode):
         try:
             sensor_qos(self.objects_reliability)
             require_positive(question_timeout_s=self.question_timeout)
-            check_dialogue_settings(self.settings, self.min_confidence)
+            check_settings(self.settings, self.min_confidence)
             self.grounder = Grounder(self.model_path or None)
             if self.settings.crop_veto > 0:   # a missing or foreign file fails here, not at the first instruction
                 crop_kinds.load_cached(self.settings.crop_kinds or str(crop_kinds.default_path()))
@@ -297,19 +296,6 @@ class GroundingNode(LifecycleNode):
             self.say(CANCELLED_REPLY)
         else:
             self.say("Done." if response.result.success else f"I couldn't finish: {response.result.message}")
-
-
-def check_dialogue_settings(settings: Settings, min_confidence: float) -> None:
-    """KobaError naming the first dialogue threshold out of range. NaN compares false with everything: a NaN
-    min_utterance_confidence ignored every utterance, a NaN ask_below never acted; max_turns < 0 gave up at once."""
-    for name, value in (("ask_below", settings.ask_below), ("reject_above", settings.reject_above),
-                        ("dest_ask_below", settings.dest_ask_below), ("min_utterance_confidence", min_confidence)):
-        if not 0.0 <= value <= 1.0:
-            raise KobaError(f"{name} must be a number from 0 to 1, got {value}")
-    if not 0.0 <= settings.crop_veto < math.inf:
-        raise KobaError(f"crop_veto must be a finite number >= 0 (0: no second opinion), got {settings.crop_veto}")
-    if settings.max_turns < 0:
-        raise KobaError(f"max_turns must be a whole number >= 0, got {settings.max_turns}")
 
 
 def is_stop(text: str) -> bool:
