@@ -42,10 +42,9 @@ from koba_ros.cli import print_json
 from koba_ros.commands.arg_types import positive_int
 from koba_ros.grounding import lexicon
 from koba_ros.grounding.dialogue import Dialogue
-from koba_ros.grounding.evaluation import bench_samples, scripted_answer
+from koba_ros.grounding.evaluation import BENCH_KINDS, bench_samples, scripted_answer
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = {"clear": 10, "ambiguous": 4, "no_box": 3, "absent": 3}
 
 
 def dialogue_at(rev: str):
@@ -126,9 +125,7 @@ def run_sample(grounder, sample, dialogue_class, person, texts_grounded: list | 
     return d, first, reply, first_q, answers
 
 
-def evaluate(grounder, samples, dialogue_class, person) -> dict:
-    out, rows = {}, []
-    clear = samples["clear"]
+def evaluate_clear(grounder, clear, dialogue_class, person) -> dict:
     done_right = asked = 0
     texts_grounded = []
     outcomes, asked_why = defaultdict(int), defaultdict(lambda: [0, 0])
@@ -145,10 +142,17 @@ def evaluate(grounder, samples, dialogue_class, person) -> dict:
         if first.status == "question":
             asked_why[getattr(d, "why", "") or "?"][0] += top_right
             asked_why[getattr(d, "why", "") or "?"][1] += 1
-    out["clear"] = {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear),
-                    "first_turn": dict(sorted(outcomes.items())),
-                    "asked_why_top1_and_box_right": {k: f"{a}/{m}" for k, (a, m) in sorted(asked_why.items())},
-                    "texts_grounded_first_turn_mean": float(np.mean(texts_grounded))}
+    return {"n": len(clear), "accuracy": done_right / len(clear), "question_rate": asked / len(clear),
+            "first_turn": dict(sorted(outcomes.items())),
+            "asked_why_top1_and_box_right": {k: f"{a}/{m}" for k, (a, m) in sorted(asked_why.items())},
+            "texts_grounded_first_turn_mean": float(np.mean(texts_grounded))}
+
+
+def evaluate(grounder, samples, dialogue_class, person) -> dict:
+    out, rows = {}, []
+    for kind in ("clear", "relation"):      # relation: clear instructions that say a landmark
+        if samples.get(kind):
+            out[kind] = evaluate_clear(grounder, samples[kind], dialogue_class, person)
     for s in samples["ambiguous"] + samples["no_box"]:
         d, first, final, q, answers = run_sample(grounder, s, dialogue_class, person)
         want = s.destination or s.answer_destination
@@ -237,7 +241,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     scenes = perceived_scenes(range(args.first_scene, args.first_scene + args.scenes), progress=False)
-    samples = bench_samples(scenes, KINDS, split=args.split)
+    samples = bench_samples(scenes, BENCH_KINDS, split=args.split)
     result = {"scenes": len(scenes), "phrasings": args.split, "samples": {k: len(v) for k, v in samples.items()},
               "results": {}}
     if args.models:

@@ -168,7 +168,11 @@ UNSEEN_WORDS = frozenset(HELD_OUT_WORDS | VAL_WORDS | VAL2_WORDS)
 SPLITS = ("train", "val", "test", "val2")
 UNSEEN_SPLITS = ("val", "test", "val2")
 COLOURS = ("red", "green", "blue", "yellow", "white", "brown", "tan")
-KINDS = ("clear", "ambiguous", "absent", "no_box")
+KINDS = ("clear", "ambiguous", "absent", "no_box")   # and "relation": a clear one said by a landmark
+SIDE_GAP_PX = 12   # a person only says "the leftmost" or "left of" when it visibly is so
+# How often a landmark that singles the target out is said instead of the extreme or the box alone (session 27:
+# before, relations were never generated; at 0.5 about 5 % of training instructions say one).
+RELATION_RATE = 0.5
 
 
 @dataclass
@@ -227,6 +231,7 @@ class InstructionGenerator:
         self.reword = reword
         # Its own stream, so the rest of the instructions (and the test split) are the same draws as without it.
         self.aux_rng = np.random.default_rng(seed + 7919)
+        self.relation_rng = np.random.default_rng(seed + 104729)
 
     # A noun phrase for a catalog entry, which entries it fits, its noun, and the catalog word it says ("": none).
     def _head(self, name: str) -> tuple[str, callable, str, str]:
@@ -265,8 +270,13 @@ class InstructionGenerator:
         return [n for n, e in self.catalog.items() if fits(e)]
 
     def sample(self, objects: list[PerceivedObject], names: list[str], kind: str) -> Sample | None:
-        """One instruction of this kind about the scene, or None when the scene cannot support it."""
+        """One instruction of this kind about the scene, or None when the scene cannot support it.
+
+        kind "relation" asks for a clear instruction that singles its object out by a landmark ("the cube to the
+        left of the duck"); the sample's kind is "clear"."""
         rng, split = self.rng, self.split
+        must_relate = kind == "relation"
+        kind = "clear" if must_relate else kind
         self._current_names = names
         dest = str(rng.choice(BOXES))
         if kind == "absent":
@@ -294,25 +304,35 @@ class InstructionGenerator:
         # clear (or clear object with no box said): narrow the referents down to the target
         landmark = location = None
         box = objects[target].box
+        look_alikes = referents
         if len(referents) > 1:
             in_box = [i for i in referents if objects[i].box == box]
             np_text = self._reworded(str(rng.choice(LOCATION[split]))).format(
                 np=np_text, box=box_phrase(box, split, rng, self.reword))
             referents, location = in_box, box
+        if must_relate and len(referents) < 2:
+            return None
         if len(referents) > 1:
             xs = {i: _centre_x(objects[i]) for i in referents}
             order = sorted(referents, key=xs.get)
-            gap = 12  # px: a person only says "leftmost" when it is visibly so
-            if target == order[0] and xs[order[1]] - xs[target] > gap:
+            relations = self._relations(objects, names, look_alikes, referents, target)
+            if must_relate and not relations:
+                return None
+            # A landmark, when one singles the target out, is said at a fixed rate (drawn from its own stream, so
+            # where none qualifies the draws are those of before); otherwise the extreme, else the relation.
+            said_relation = bool(relations) and (must_relate or self.relation_rng.random() < RELATION_RATE)
+            if not said_relation and target == order[0] and xs[order[1]] - xs[target] > SIDE_GAP_PX:
                 np_text = self._extreme("left", noun, np_text, box)
-            elif target == order[-1] and xs[target] - xs[order[-2]] > gap:
+            elif not said_relation and target == order[-1] and xs[target] - xs[order[-2]] > SIDE_GAP_PX:
                 np_text = self._extreme("right", noun, np_text, box)
+            elif relations:
+                np_text, landmark = self._relation(relations, noun, names, objects)
+                if len(referents) < len(look_alikes):     # look-alikes in other boxes too: say this one's box
+                    np_text = f"{np_text} in {box_phrase(box, split, rng, self.reword)}"
+                else:                                    # the landmark says where: no box words
+                    location = None
             else:
-                found = self._relation(objects, names, referents, target, noun, box)
-                if found is None:
-                    return None
-                np_text, landmark = found
-                location = None          # the relation phrase replaces the words that said the box
+                return None
             referents = [target]
         if kind == "no_box":
             v, h = dest.split("_")
@@ -331,24 +351,35 @@ class InstructionGenerator:
     def _reworded(self, phrasing: str) -> str:
         return self.reword(phrasing) if self.reword else phrasing
 
-    def _relation(self, objects, names, referents, target, noun, box):
-        """"the cube to the left of the duck": a landmark in the same box that only the target is beside."""
-        xs = [_centre_x(o) for o in objects]
-        for lm in self.rng.permutation(len(objects)):
-            lm = int(lm)
-            if lm in referents or objects[lm].box != box or names.count(names[lm]) > 1:
-                continue
-            side = "left" if xs[target] < xs[lm] else "right"
-            same_side = [i for i in referents if (xs[i] < xs[lm]) == (side == "left")]
-            if same_side == [target] and abs(xs[target] - xs[lm]) > 12:
-                lm_np, _, _ = self._head_exact(names[lm])
-                phrase = str(self.rng.choice(RELATION[self.split][side])).format(n=noun, lm=lm_np)
-                return phrase, lm
-        return None
+    def _relations(self, objects, names, look_alikes, in_box, target) -> list[tuple[int, str, str]]:
+        """Landmarks that single the target out among its look-alikes in its box: (landmark, side, its words).
 
-    def _head_exact(self, name):
-        syn = str(self.rng.choice(_names_with(self.split, self.catalog[name])))
-        return f"the {syn}", None, syn
+        "the cube to the left of the duck" means the cube nearest the duck on its left, so a landmark qualifies
+        when it is in the target's box, is no look-alike, is named by words that fit it alone in the scene, has the
+        target more than SIDE_GAP_PX to one side, and the next look-alike on that side is more than SIDE_GAP_PX
+        further away than the target."""
+        xs = [_centre_x(o) for o in objects]
+        box = objects[target].box
+        out = []
+        for lm in range(len(objects)):
+            if lm in look_alikes or objects[lm].box != box:
+                continue
+            words = [w for w in _names_with(self.split, self.catalog[names[lm]])
+                     if len(self._fits(lambda e, w=w: w in e.synonyms, names)) == 1]
+            offset = xs[target] - xs[lm]
+            if not words or abs(offset) <= SIDE_GAP_PX:
+                continue
+            side = "left" if offset < 0 else "right"
+            on_side = sorted(abs(xs[i] - xs[lm]) for i in in_box if (xs[i] < xs[lm]) == (side == "left"))
+            if on_side[0] == abs(offset) and (len(on_side) == 1 or on_side[1] - on_side[0] > SIDE_GAP_PX):
+                out.append((lm, side, words))
+        return out
+
+    def _relation(self, relations, noun, names, objects) -> tuple[str, int]:
+        """"the cube to the left of the duck" for one of the qualifying landmarks."""
+        lm, side, words = relations[int(self.relation_rng.integers(len(relations)))]
+        lm_np = f"the {self.rng.choice(words)}"
+        return str(self.rng.choice(RELATION[self.split][side])).format(n=noun, lm=lm_np), lm
 
     def _answer(self, objects, referents, target) -> str | None:
         """What a person answers to "which one?": the box, the colour, or the side that singles out the target."""
@@ -364,7 +395,7 @@ class InstructionGenerator:
         if len(same_box) == 2:
             other = same_box[0] if same_box[1] == target else same_box[1]
             gap = _centre_x(objects[target]) - _centre_x(objects[other])
-            if abs(gap) > 12:
+            if abs(gap) > SIDE_GAP_PX:
                 return f"the one on the {'right' if gap > 0 else 'left'}"
         return None
 
