@@ -213,7 +213,7 @@ def test_an_object_moved_within_its_own_box_is_verified_where_it_lands(ros_conte
     def pick_place(target, destination, *, verify, place_xy, **kwargs):
         seen["place_xy"] = place_xy
         # After the move the camera sees the cube where it was put down.
-        node.fresh_objects = lambda: [perceived(0, (*place_xy, 0.03), size=(0.04,) * 3), elsewhere]
+        node.fresh_objects = lambda *_: [perceived(0, (*place_xy, 0.03), size=(0.04,) * 3), elsewhere]
         return PickResult(bool(verify()), "")
 
     handle = SimpleNamespace(publish_feedback=lambda feedback: None)
@@ -227,7 +227,7 @@ def test_an_object_moved_within_its_own_box_is_verified_where_it_lands(ros_conte
         other = perceived(2, (cx - 0.07, cy + 0.07, 0.03), size=(0.04, 0.04, 0.04))
         node.objects = [cube, other]
         node.picker.pick_place = lambda target, destination, *, verify, **kw: (
-            setattr(node, "fresh_objects", lambda: [other]) or PickResult(bool(verify()), ""))
+            setattr(node, "fresh_objects", lambda *_: [other]) or PickResult(bool(verify()), ""))
         assert not node.run_goal(pick_goal(object_id=0), handle, None).success
     finally:
         node.destroy_node()

@@ -39,6 +39,7 @@ STOP_MAX_WORDS = 4   # "please stop now robot"; a longer text with a stop word i
 # Replies with no "stop" in them: speech_node hears "stop" while the robot talks, and "Stopping." is heard as one
 # in every espeak voice measured (docs/grounding.md, Session 24).
 HOLDING_REPLY, CANCELLED_REPLY = "Holding still.", "Move cancelled."
+PLACED_BEFORE_STOP = "I had already put it down in the box."
 
 
 class GroundingNode(LifecycleNode):
@@ -293,7 +294,8 @@ class GroundingNode(LifecycleNode):
                 self.goal_handle = None
         response = future.result()
         if response.status == GoalStatus.STATUS_CANCELED:
-            self.say(CANCELLED_REPLY)
+            # a stop after the release stops the arm on its way back; the object is already down (picker.py)
+            self.say(f"{CANCELLED_REPLY} {PLACED_BEFORE_STOP}" if response.result.success else CANCELLED_REPLY)
         else:
             self.say("Done." if response.result.success else f"I couldn't finish: {response.result.message}")
 

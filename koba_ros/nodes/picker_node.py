@@ -148,15 +148,17 @@ class PickerNode(Node):
             self.get_logger().warning(f"/perception/objects dropped, keeping the previous objects: {exc}",
                                       throttle_duration_sec=5.0)
 
-    def fresh_objects(self):
-        """The first /perception/objects that arrives from now on (the arm has moved: older ones are stale)."""
-        asked = time.monotonic()
+    def fresh_objects(self, cancel: threading.Event | None = None):
+        """The first /perception/objects that arrives from now on (the arm has moved: older ones are stale); None
+        after perception_timeout, or at once when the goal is cancelled meanwhile."""
+        asked, cancel = time.monotonic(), cancel or threading.Event()
         while time.monotonic() - asked < self.perception_timeout:
             # Objects must come from a frame captured after the ask; frames already in the render and perception
             # pipeline arrive up to a few hundred ms later on a loaded CPU.
             if self.objects_time > asked + self.frame_latency:
                 return self.objects
-            time.sleep(0.05)
+            if cancel.wait(0.05):
+                return None
         return None
 
     def on_goal(self, goal) -> GoalResponse:
@@ -172,14 +174,14 @@ class PickerNode(Node):
         self.cancel_event(goal_handle).set()
         return CancelResponse.ACCEPT
 
-    def target_for(self, goal) -> Target | None:
+    def target_for(self, goal, cancel: threading.Event | None = None) -> Target | None:
         """The goal's object: its pick_position when given, else the perceived object with that id. An id not seen
         yet gets one fresh /perception/objects to appear in: a client that read it from perception a moment ago may
         be ahead of this node's subscription (just started, or a loaded machine)."""
         p, s = goal.pick_position, goal.object_size
         known = {o.id: o for o in self.objects}
         if not any((p.x, p.y, p.z)) and goal.object_id not in known:
-            known = {o.id: o for o in self.fresh_objects() or []}
+            known = {o.id: o for o in self.fresh_objects(cancel) or []}
         if any((p.x, p.y, p.z)):
             position, size = (p.x, p.y, p.z), (s.x, s.y, s.z)
             own = _same_object(known.get(goal.object_id), position)
@@ -218,7 +220,7 @@ class PickerNode(Node):
     def run_goal(self, goal, goal_handle, cancel):
         from koba_ros.picking.picker import PickResult
 
-        target = self.target_for(goal)
+        target = self.target_for(goal, cancel)
         if target is None:
             return PickResult(False, f"rejected: unknown object id {goal.object_id} and no pick_position")
 
@@ -226,7 +228,7 @@ class PickerNode(Node):
             goal_handle.publish_feedback(PickPlace.Feedback(stage=stage, progress=float(fraction)))
 
         def locate(last: Target):
-            objects = self.fresh_objects() or []
+            objects = self.fresh_objects(cancel) or []
             near = [o for o in objects if np.linalg.norm(np.subtract(o.position[:2], last.position[:2])) < 0.15]
             best = min(near, key=lambda o: np.linalg.norm(np.subtract(o.size, last.size)), default=None)
             return Target.of(best) if best else None
@@ -240,7 +242,7 @@ class PickerNode(Node):
         before = [o.position[:2] for o in perceived if o.box == goal.destination and o is not own]
 
         def verify():
-            objects = self.fresh_objects()
+            objects = self.fresh_objects(cancel)
             if objects is None:
                 return None
             return any(o.box == goal.destination

@@ -204,10 +204,14 @@ class Picker:
             self.check_goal(target, destination)
         except KobaError as exc:
             return PickResult(False, f"rejected: {exc}")
+        released = []   # _attempt appends once the object is let go over the box
         for attempt in (1, 2):
             try:
-                outcome = self._attempt(target, destination, progress, cancel, place_xy)
+                outcome = self._attempt(target, destination, progress, cancel, place_xy, released)
             except Cancelled:
+                if released:   # the object is down: say so, a "stop" on the way back changes nothing in the box
+                    return PickResult(True, f"placed in {destination} (not verified: cancelled after the release; "
+                                      "the arm stopped)", "release", attempt)
                 return PickResult(False, "cancelled; the arm stopped", attempts=attempt)
             except KobaError as exc:
                 self._go_home(cancel)
@@ -216,6 +220,9 @@ class Picker:
                 # Home first: over the box the arm hides the object from the overhead camera, and the object
                 # has time to settle.
                 self._go_home(cancel)
+                if cancel.is_set():   # no verifying (a wait for perception) after a stop
+                    return PickResult(True, f"placed in {destination} (not verified: cancelled on the way home; "
+                                      "the arm stopped)", "home", attempt)
                 progress("verify", 0.95)
                 ok = verify() if verify else None
                 progress("home", 1.0)
@@ -227,6 +234,8 @@ class Picker:
                 return PickResult(True, f"placed in {destination}{unchecked}", "home", attempt)
             # Dropped or missed: look again from home (the arm out of the camera's view) and retry once.
             self._go_home(cancel)
+            if cancel.is_set():
+                return PickResult(False, f"cancelled after the object {outcome}; the arm stopped", attempts=attempt)
             found = locate(target) if locate and attempt == 1 else None
             if found is None:
                 return PickResult(False, f"failed: the object {outcome} and could not be found for a retry"
@@ -258,8 +267,9 @@ class Picker:
             raise Cancelled()
         return width
 
-    def _attempt(self, target: Target, destination: str, progress, cancel, place_xy) -> str:
-        """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed')."""
+    def _attempt(self, target: Target, destination: str, progress, cancel, place_xy, released: list) -> str:
+        """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed'). Appends to
+        `released` once the object is let go over the box."""
         plan = self.plan_pick(target, self.arm.joint_positions())
         place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"], place_xy)
         progress("approach", 0.0)
@@ -280,6 +290,9 @@ class Picker:
             return "slipped"
         progress("release", 0.75)
         self._run(place["lower"], cancel)
+        if cancel.is_set():
+            raise Cancelled()
+        released.append(True)   # the opening is sent: a cancel stops the arm, not the fingers, so it is let go
         self._grip(MAX_OPENING, cancel)
         self._run(place["retreat"], cancel)
         return "placed"
