@@ -3,10 +3,14 @@
 Noise bursts (white, pink, brown, a hum; 0.5 and 1.5 s; three levels) after silence, and espeak-ng stops at three
 gains, all streamed through one SpeechStream. For every final result it prints (text, the path that made it: domain
 = the main search itself, keyword = the strict spotter's override of a short result, keyword_quiet = the quiet
-keyphrase's; posterior; strict spotter heard; quiet spotter heard). A diagnosis for the next change, not a benchmark
-with arms (docs/speech.md, Session 26).
+keyphrase's; posterior; strict spotter heard; quiet spotter heard). Session 26's diagnosis (docs/speech.md).
 
-    cd bench && PYTHONPATH=..:. ../.venv/bin/python noise_stop_probe.py [--seed 5]
+Session 27: every arm (`--min-voiced`: the quiet keyphrase's voicing check, voiced frames needed, 0 = off) hears
+the same bursts and clips, each arm its own recogniser and stream, in one process; per arm the noise bursts heard as
+a stop and the stops heard (a clip counts when a final result is a stop).
+
+    cd bench && PYTHONPATH=..:. ../.venv/bin/python noise_stop_probe.py [--seed 5] [--min-voiced 0,3]
+        [--voices en-us+m3,en-gb+f3,en-us+f2,en-us,en-gb]
 """
 from __future__ import annotations
 
@@ -43,37 +47,54 @@ def noise(kind: str, seconds: float, rms: float, rng: np.random.Generator) -> np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--min-voiced", default="0,3", help="comma list of quiet_stop_min_voiced arms")
+    parser.add_argument("--voices", default=",".join((*PERSON_VOICES, "en-us", "en-gb")))
     args = parser.parse_args()
-    recognizer = PocketsphinxRecognizer()
-    finals = []
-    finish = recognizer.finish
-
-    def logged_finish():
-        spotter = recognizer.stop_spotter
-        h = finish()
-        finals.append([h.text, h.model, round(h.confidence, 3), bool(spotter.spans), bool(spotter.quiet_spans)])
-        return h
-
-    recognizer.finish = logged_finish
-    stream = SpeechStream(recognizer)
     rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
-    out = {"noise_stops": [], "stops": []}
+    clips = []   # (what: noise | stop, description, audio)
     for kind in ("white", "pink", "brown", "hum"):
         for rms in (300.0, 1000.0, 3000.0):
             for seconds in (0.5, 1.5):
-                finals.clear()
                 burst = np.clip(noise(kind, seconds, rms, rng), -32768, 32767).astype(np.int16)
-                feed(stream, np.concatenate([pad, burst, pad]), {})
-                out["noise_stops"] += [[kind, rms, seconds, *f] for f in finals if is_stop(f[0])]
+                clips.append(("noise", [kind, rms, seconds], np.concatenate([pad, burst, pad])))
     folder = Path(tempfile.mkdtemp())
-    for voice in (*PERSON_VOICES, "en-us", "en-gb"):
+    for voice in args.voices.split(","):
         for said in ("stop", "stop moving", "please stop"):
             clip = speech(said, voice, folder).astype(np.float64)
             for gain in (0.1, 0.3, 1.0):
-                finals.clear()
-                feed(stream, np.concatenate([pad, np.clip(clip * gain, -32768, 32767).astype(np.int16), pad]), {})
-                out["stops"] += [[voice, said, gain, *f] for f in finals]
+                audio = np.clip(clip * gain, -32768, 32767).astype(np.int16)
+                clips.append(("stop", [voice, said, gain], np.concatenate([pad, audio, pad])))
+    out = {"seed": args.seed, "noise_bursts": sum(c[0] == "noise" for c in clips),
+           "stop_clips": sum(c[0] == "stop" for c in clips), "arms": {}}
+    for min_voiced in (int(v) for v in args.min_voiced.split(",")):
+        recognizer = PocketsphinxRecognizer(quiet_stop_min_voiced=min_voiced)
+        finals = []
+        finish = recognizer.finish
+
+        def logged_finish(finish=finish, recognizer=recognizer, finals=finals):
+            spotter = recognizer.stop_spotter
+            h = finish()
+            finals.append([h.text, h.model, round(h.confidence, 3), bool(spotter.spans), bool(spotter.quiet_spans)])
+            return h
+
+        recognizer.finish = logged_finish
+        stream = SpeechStream(recognizer)
+        arm = {"noise_stops": [], "stops": [], "stops_missed": []}
+        for what, description, audio in clips:
+            finals.clear()
+            feed(stream, audio, {})
+            stops = [f for f in finals if is_stop(f[0])]
+            if what == "noise":
+                arm["noise_stops"] += [[*description, *f] for f in stops]
+            else:
+                arm["stops"] += [[*description, *f] for f in finals]
+                if not stops:
+                    arm["stops_missed"].append(description)
+        arm["noise_bursts_heard_as_stop"] = len({tuple(s[:3]) for s in arm["noise_stops"]})
+        arm["stop_clips_heard"] = out["stop_clips"] - len(arm["stops_missed"])
+        arm["unvoiced_quiet_stops_dropped"] = recognizer.unvoiced_quiet_stops
+        out["arms"][f"min_voiced_{min_voiced}"] = arm
     print(json.dumps(out))
 
 

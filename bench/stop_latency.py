@@ -10,7 +10,9 @@ of the stop handling, in one process, on the same clips:
   - live_cmn: top_time_veto + a second pass (general model) leaves the main decoder's live cepstral mean as it
     found it (session 20; the arms above reproduce the sessions they name, without it);
   - quiet_T (--quiet-thresholds): live_cmn + a second "stop" keyphrase at threshold T, trusted only where the main
-    search heard at most two words and no command (session 20).
+    search heard at most two words and no command (session 20);
+  - quiet: live_cmn + that keyphrase at the default threshold; quiet_voiced: + its detection must hold voiced
+    frames (session 27, voicing.py).
 
     cd bench && PYTHONPATH=..:. ../.venv/bin/python stop_latency.py [--voices en-us,en-us+m3,en-gb]
         [--instructions reported|tuning|validation|fresh] [--word-limits 2,3] [--quiet-thresholds 1e-25,1e-30]
@@ -43,18 +45,23 @@ import numpy as np
 from asr import OUT_OF_DOMAIN, VOLUMES, benchmark_sentences
 
 from koba_ros.speech.audio import RATE, add_noise, load_audio
-from koba_ros.speech.recognizers import PocketsphinxRecognizer
+from koba_ros.speech.recognizers import QUIET_STOP_MIN_VOICED, PocketsphinxRecognizer
 from koba_ros.speech.streaming import SpeechStream
 from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
 
 CHUNK = 480  # 30 ms
+PAD_S = 0.5  # s of silence (noise, in noisy clips) either side of the words
 OLD = dict(keep_live_cmn=False, quiet_stop_threshold=None)  # neither session-20 change
 NO_VETO = dict(top_veto=False, top_time_veto=False, **OLD)
 ARMS = {"session16": dict(early_stops=False, **NO_VETO), "early_stops": NO_VETO,
         "top_veto": dict(top_veto=True, top_time_veto=False, **OLD),  # the default in session 17
         "top_time_veto": dict(top_veto=True, top_time_veto=True, **OLD),  # the default in sessions 18 and 19
-        "live_cmn": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True, quiet_stop_threshold=None)}
+        "live_cmn": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True, quiet_stop_threshold=None),
+        # the default quiet keyphrase (1e-50 since session 21) without / with session 27's voicing check
+        "quiet": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True, quiet_stop_min_voiced=0),
+        "quiet_voiced": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True,
+                             quiet_stop_min_voiced=QUIET_STOP_MIN_VOICED)}
 # + one arm per --word-limits and --quiet-thresholds entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",
@@ -88,11 +95,19 @@ FRESH = ["get the bunny into the top left box", "put the spoon in the top right"
          "put the can up in the top right", "the blue toy to the top left one"]
 
 
+def _overlaps(u, audio_end: float, span: tuple[float, float]) -> bool:
+    """The utterance's audio (the `audio_duration` s up to `audio_end`, the stream time it came out at) overlaps
+    `span` (s)."""
+    return audio_end - u.audio_duration < span[1] and audio_end > span[0]
+
+
 def stream_clip(recognizer, x: np.ndarray) -> dict:
     """First stop's time (s, audio + processing), the end of speech of the utterance it belongs to, and the CPU time
     all of the clip's chunks took."""
     stream = SpeechStream(recognizer)
     first_stop, early, speech_ends, cpu = None, False, [], 0.0
+    words = (PAD_S, len(x) / RATE - PAD_S)   # where the clip's words are (half a second of padding either side)
+    on_words = False   # a stop came from an utterance over the words, not from the padding's noise alone
     for i in range(0, len(x), CHUNK):
         t0, c0 = time.perf_counter(), time.process_time()
         out = stream.feed(x[i:i + CHUNK])
@@ -103,13 +118,16 @@ def stream_clip(recognizer, x: np.ndarray) -> dict:
                 speech_ends.append(u.speech_end)
             if first_stop is None and is_stop(u.text):
                 first_stop, early = min(i + CHUNK, len(x)) / RATE + spent, u.early
+            on_words |= is_stop(u.text) and _overlaps(u, min(i + CHUNK, len(x)) / RATE, words)
     c0 = time.process_time()
     for u in stream.flush():
         speech_ends.append(u.speech_end)
         if first_stop is None and is_stop(u.text):
             first_stop = len(x) / RATE
+        on_words |= is_stop(u.text) and _overlaps(u, len(x) / RATE, words)
     cpu += time.process_time() - c0
     return {"first_stop": first_stop, "early": early, "speech_end": speech_ends[0] if speech_ends else None,
+            "stop_on_words": on_words,
             "cpu_s": cpu}
 
 
@@ -137,10 +155,10 @@ def main() -> None:
         ap.error(f"unknown arms {unknown}; arms: {', '.join(ARMS)}")
     arms = {**{a: ARMS[a] for a in args.arms.split(",")},
             **{f"word_limit_{n}": dict(keyword_max_words=int(n), **NO_VETO) for n in args.word_limits.split(",") if n},
-            **{f"quiet_{t}": dict(ARMS["live_cmn"], quiet_stop_threshold=float(t))
+            **{f"quiet_{t}": dict(ARMS["live_cmn"], quiet_stop_threshold=float(t), quiet_stop_min_voiced=0)
                for t in args.quiet_thresholds.split(",") if t}}
     rng = np.random.default_rng(args.seed)
-    pad = np.zeros(RATE // 2, dtype=np.int16)
+    pad = np.zeros(int(PAD_S * RATE), dtype=np.int16)
     clips = []   # (kind, voice, text, condition, audio)
     with tempfile.TemporaryDirectory() as tmp:
         for voice in args.voices.split(","):
@@ -173,6 +191,8 @@ def main() -> None:
         report["arms"][name] = {
             "cpu_s": round(sum(r["cpu_s"] for r in results), 2),
             "stops_heard": sum(r["first_stop"] is not None for r in said),
+            # session 27: a stop heard in the padding's noise alone (noisy clips) is no stop heard
+            "stops_heard_on_the_words": sum(r["stop_on_words"] for r in said),
             "stop_detection_rate": round(sum(r["first_stop"] is not None for r in said) / len(said), 4),
             "stops_published_early": sum(r["early"] for r in said),
             "false_stops_commands": sum(r["first_stop"] is not None for c, r in zip(clips, results, strict=True)
@@ -210,7 +230,7 @@ def main() -> None:
     # each change against the step before it
     steps = {"top_veto": "early_stops", "top_time_veto": "top_veto", "live_cmn": "top_time_veto",
              **{a: "early_stops" for a in arms if a.startswith("word_limit_")},
-             **{a: "live_cmn" for a in arms if a.startswith("quiet_")}}
+             **{a: "live_cmn" for a in arms if a.startswith("quiet_")}, "quiet": "live_cmn", "quiet_voiced": "quiet"}
     for name in (a for a, b in steps.items() if a in runs and b in runs):
         base = runs[steps[name]]
         report[f"stops_lost_by_{name}"] = [
@@ -220,7 +240,7 @@ def main() -> None:
         report[f"stops_gained_by_{name}"] = sum(
             c[0] == "stop" and a["first_stop"] is None and b["first_stop"] is not None
             for c, a, b in zip(clips, base, runs[name], strict=True))
-    for name in (a for a in runs if a in ("top_veto", "top_time_veto", "live_cmn") or a.startswith("quiet_")):
+    for name in (a for a in runs if a in ("top_veto", "top_time_veto", "live_cmn", "quiet") or a.startswith("quiet_")):
         report[f"false_stops_{name}"] = clip_list(name, lambda c, r: c[0] != "stop" and r["first_stop"] is not None)
         report[f"stops_missed_{name}"] = clip_list(name, lambda c, r: c[0] == "stop" and r["first_stop"] is None)
     print(json.dumps(report, indent=1))

@@ -29,6 +29,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.speech.decode_queue import DecodeQueue
+from koba_ros.speech.recognizers import QUIET_STOP_MIN_VOICED
 
 SOURCES = ("topic", "file", "microphone")
 
@@ -76,6 +77,9 @@ class SpeechNode(LifecycleNode):
         self.quiet_stop_threshold = declare(self, "quiet_stop_threshold", 1e-50, "pocketsphinx: the spotter's laxer "
                                             "threshold for quiet stops, trusted only where the main search heard "
                                             "at most two words and no command (0: off).")
+        self.quiet_stop_min_voiced = declare(self, "quiet_stop_min_voiced", QUIET_STOP_MIN_VOICED,
+                                             "pocketsphinx: voiced 10 ms frames a quiet stop must hold (a burst of "
+                                             "noise has none; 0: no check).")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
                                       "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
@@ -136,7 +140,8 @@ class SpeechNode(LifecycleNode):
                         "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar,
                         "early_stops": self.early_stops, "keyword_max_words": self.keyword_max_words or None,
                         "top_veto": self.top_veto, "top_time_veto": self.top_time_veto,
-                        "quiet_stop_threshold": self.quiet_stop_threshold or None})
+                        "quiet_stop_threshold": self.quiet_stop_threshold or None,
+                        "quiet_stop_min_voiced": self.quiet_stop_min_voiced})
             recognizer = make_recognizer(self.backend, **options)
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
             if self.echo_cancellation and self.source != "file":

@@ -46,11 +46,16 @@ import numpy as np
 
 from koba_ros.errors import KobaError
 from koba_ros.speech.stop_spotter import KEYPHRASE, QUIET_STOP_THRESHOLD, STOP_THRESHOLD
+from koba_ros.speech.voicing import voiced_frames
 from koba_ros.teleop.commands import Jog, is_stop, parse_command
 
 # Words cmudict lacks that the catalog uses (ARPAbet, as in cmudict-en-us.dict).
 EXTRA_PRONUNCIATIONS = {"duckie": "D AH K IY", "jenga": "JH EH NG G AH", "plushie": "P L AH SH IY"}
 NOISE_FLOOR = 30.0   # int16 units (about -60 dBFS); see PocketsphinxRecognizer.feed
+# A quiet-keyphrase stop needs this many voiced 10 ms frames in its span +- VOICING_PAD_FRAMES (session 27, chosen on
+# a probe: noise bursts gave 0, espeak-ng stops of 7 voices at 20 dB SNR 10 or more; voicing.py).
+QUIET_STOP_MIN_VOICED = 3
+VOICING_PAD_FRAMES = 5
 # Language-model weight (pocketsphinx -lw, its default 6.5): a closed command language deserves more trust in the
 # LM than open English. Swept with the discount mass on a tuning set of other voices/sentences (docs/speech.md), for
 # the tree search; the default flat-only search uses the flat-pass weights instead (see __init__).
@@ -114,7 +119,7 @@ class PocketsphinxRecognizer(Recognizer):
                  keep_stops: bool = True, early_stops: bool = True, keyword_max_words: int | None = None,
                  top_veto: bool = True, top_time_veto: bool = True,
                  quiet_stop_threshold: float | None = QUIET_STOP_THRESHOLD, quiet_stop_max_words: int = 2,
-                 keep_live_cmn: bool = True):
+                 keep_live_cmn: bool = True, quiet_stop_min_voiced: int = QUIET_STOP_MIN_VOICED):
         import pocketsphinx
 
         from koba_ros.speech.stop_spotter import StopSpotter
@@ -122,6 +127,9 @@ class PocketsphinxRecognizer(Recognizer):
         for name, value in (("keyword_max_words", keyword_max_words), ("quiet_stop_max_words", quiet_stop_max_words)):
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise KobaError(f"{name} must be a positive whole number, got {value!r}")
+        if not (isinstance(quiet_stop_min_voiced, int) and not isinstance(quiet_stop_min_voiced, bool)
+                and quiet_stop_min_voiced >= 0):
+            raise KobaError(f"quiet_stop_min_voiced must be a whole number >= 0, got {quiet_stop_min_voiced!r}")
         if fallback not in FALLBACKS:
             raise KobaError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         if not 0.0 <= fallback_confidence <= 1.0:  # NaN fails too: it would silently never (or always) fall back
@@ -166,7 +174,9 @@ class PocketsphinxRecognizer(Recognizer):
         self.top_time_veto = top_time_veto  # ... nor where its "stop" is the main search's "top" (_stop_is_a_top)
         self.top_time_vetoes = 0    # keyword overrides that top_time_veto prevented
         self.quiet_stop_max_words = quiet_stop_max_words
+        self.quiet_stop_min_voiced = quiet_stop_min_voiced   # 0: no voicing check on the quiet keyphrase
         self.quiet_stops = 0        # stops that came from the quiet keyphrase alone
+        self.unvoiced_quiet_stops = 0   # quiet detections dropped for want of a voice (noise bursts)
         self.early_stops = early_stops and self.stop_spotter is not None
         self.early_stop_count = 0   # utterances whose stop was published before their end
         self._early_fired = False
@@ -318,7 +328,20 @@ class PocketsphinxRecognizer(Recognizer):
         strict = self.stop_spotter.spans
         if strict and self._stop_is_a_top(main_words, strict, count=False):
             return False
-        return not self._stop_is_a_top(main_words, spans, count=False)
+        if self._stop_is_a_top(main_words, spans, count=False):
+            return False
+        if self.quiet_stop_min_voiced and not self._voiced(spans):
+            self.unvoiced_quiet_stops += 1
+            return False
+        return True
+
+    def _voiced(self, spans: list[tuple[int, int]]) -> bool:
+        """The quiet keyphrase's frames (a little either side: the spotter's span need not cover the whole vowel)
+        hold at least `quiet_stop_min_voiced` voiced frames: "stop" has a vowel, a burst of noise has no pitch
+        (voicing.py; session 26's probe: 11 of 12 stops heard on noise bursts came from the quiet keyphrase)."""
+        audio = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
+        voiced = sum(voiced_frames(audio, s - VOICING_PAD_FRAMES, e + VOICING_PAD_FRAMES) for s, e in spans)
+        return voiced >= self.quiet_stop_min_voiced
 
     def _stop_is_a_top(self, main_words: list[tuple[str, int, int]], spans: list[tuple[int, int]],
                        count: bool = True) -> bool:
