@@ -98,3 +98,35 @@ def test_training_mix_and_every_split_say_relations_with_landmark_labels():
     for held_out in ("test", "val", "val2"):
         for side in ("left", "right"):
             assert not set(RELATION[held_out][side]) & set(RELATION["train"][side])
+
+
+def test_the_dialogue_tells_a_relation_from_an_extreme():
+    """A relation names the look-alike beside the landmark, so the dialogue's rule that every object of the kind named
+    fits the words as well as the pick (and so a question) does not hold for it; an extreme keeps that rule."""
+    from koba_ros.grounding.instructions import EXTREME
+    from koba_ros.grounding.lexicon import says_relation
+
+    for split in SPLITS:
+        for side in ("left", "right"):
+            for phrase in RELATION[split][side]:
+                assert says_relation(phrase.format(n="red cube", lm="the duck") + " in the top left box"), phrase
+            for phrase in EXTREME[split][side]:
+                assert not says_relation(phrase.format(n="red cube") + " in the top left box"), phrase
+    assert not says_relation("the red cube in the top left box") and not says_relation("the duck")
+
+
+def test_a_sure_relation_is_acted_on_and_the_same_words_without_it_are_asked_about():
+    from koba_ros.grounding.dialogue import Dialogue
+    from test.test_grounding_core import TableGrounder
+
+    scene = [{"name": "duck", "box": "top_left", "xy": [x, 0.0]} for x in (-0.08, -0.03, 0.08)]
+    scene.append({"name": "teddy_bear", "box": "top_left", "xy": [0.02, 0.0]})
+    objects = perceive_synthetic(scene, np.random.default_rng(0))
+    relation = "put the duck to the left of the teddy bear in the top right box"
+    extreme_less = "put the duck in the top right box"
+    sure = ([0.02, 0.94, 0.02, 0.02, 0.0], [0, 0.97, 0, 0, 0.03])   # the middle duck, beside the bear
+    g = TableGrounder({relation: sure, extreme_less: sure}, 4, ["duck", "duck", "duck", "teddy bear"])
+    reply = Dialogue(g, objects).start(relation)
+    assert (reply.status, reply.target, reply.destination) == ("done", 1, "top_right")
+    # "the duck" fits all three, however sure the model is of one: asked (session 10's kind rule, unchanged)
+    assert Dialogue(g, objects).start(extreme_less).status == "question"

@@ -450,11 +450,12 @@ class Dialogue:
                 and not (self.objects[i].box == box and beyond(i)) and not (located and self.objects[i].box != box)]
         if not near:
             return []
-        if kinds and self.s.kind_twins:
+        if kinds and self.s.kind_twins and not lexicon.says_relation(text):
             # The words name a kind ("the can", "the blue square block"): every other object of that kind (by the
             # model's own noun for it) in the colour said (the camera colours nearest it; any colour when none is
             # said) fits them as well as the pick does, however sure the model is of one -- a sharp model gives its
-            # look-alikes p ~ 0.
+            # look-alikes p ~ 0. Not when they place it beside a landmark ("the cube left of the duck"): that tells
+            # the look-alikes apart, and the model's relation module decides (session 27).
             named, nouns = said_kinds(text), self._names([best, *near])
             of_kind = [i for i in [best, *near] if NOUN_KINDS[nouns[i]] & named]
             colour_said = _colour_word(" ".join(lexicon.without_boxes(text)))

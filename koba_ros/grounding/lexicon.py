@@ -121,6 +121,18 @@ def side(text: str) -> str | None:
     return None
 
 
+# Words that tie a side to a landmark: "left of the duck", "the duck's left", "beside the duck on its left",
+# "flanking the duck", "more to the left than the duck", "next to".
+RELATION_WORDS = frozenset({"of", "s", "beside", "flanking", "than", "next"})
+NOT_A_LANDMARK = frozenset({"others", "rest", "them", "all"})   # "to the left of the others" is an extreme
+
+
+def says_relation(text: str) -> bool:
+    """The words place the object on a side of another object ("the cube to the left of the duck")."""
+    tokens = set(without_boxes(text))
+    return side(text) is not None and bool(tokens & RELATION_WORDS) and not tokens & NOT_A_LANDMARK
+
+
 def ordinal(text: str) -> int | None:
     for tok in words(text):
         if tok in ORDINALS:
