@@ -100,3 +100,17 @@ def test_grounding_node_says_the_object_was_already_down(goal_node):  # noqa: F8
         node.on_goal_response(_Future(handle), node.contact_lost)
         handle.result_future.callbacks[0](handle.result_future)
         assert said[-1] == reply
+
+
+def test_a_stop_after_a_miss_is_a_cancelled_pick_not_a_failed_search(kinematics):  # noqa: F811
+    class MissingArm(CancellingArm):
+        def gripper(self, width, cancel):
+            super().gripper(width, cancel)
+            return width   # the fingers close on nothing
+
+    cancel, looked = threading.Event(), []
+    arm = MissingArm(cancel, lambda a: len(a.trajectories) == 3)   # approach, descend, then the lift after the miss
+    result = Picker(arm, kinematics).pick_place(CUBE, "top_right", cancel=cancel,
+                                                locate=lambda target: looked.append(target))
+    assert not result.success and result.message == "cancelled after the object was missed; the arm stopped"
+    assert looked == []   # no look for the object after the stop
