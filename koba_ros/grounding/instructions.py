@@ -171,7 +171,8 @@ COLOURS = ("red", "green", "blue", "yellow", "white", "brown", "tan")
 KINDS = ("clear", "ambiguous", "absent", "no_box")   # and "relation": a clear one said by a landmark
 SIDE_GAP_PX = 12   # a person only says "the leftmost" or "left of" when it visibly is so
 # How often a landmark that singles the target out is said instead of the extreme or the box alone (session 27:
-# before, relations were never generated; at 0.5 about 5 % of training instructions say one).
+# before, relations were never generated). At 0.5 about 3 % of clear and no-box instructions say one; training's
+# "relation" kind (training.TRAIN_KIND_WEIGHTS) adds more.
 RELATION_RATE = 0.5
 
 
@@ -326,7 +327,7 @@ class InstructionGenerator:
             elif not said_relation and target == order[-1] and xs[target] - xs[order[-2]] > SIDE_GAP_PX:
                 np_text = self._extreme("right", noun, np_text, box)
             elif relations:
-                np_text, landmark = self._relation(relations, noun, names, objects)
+                np_text, landmark = self._relation(relations, noun)
                 if len(referents) < len(look_alikes):     # look-alikes in other boxes too: say this one's box
                     np_text = f"{np_text} in {box_phrase(box, split, rng, self.reword)}"
                 else:                                    # the landmark says where: no box words
@@ -375,7 +376,7 @@ class InstructionGenerator:
                 out.append((lm, side, words))
         return out
 
-    def _relation(self, relations, noun, names, objects) -> tuple[str, int]:
+    def _relation(self, relations, noun) -> tuple[str, int]:
         """"the cube to the left of the duck" for one of the qualifying landmarks."""
         lm, side, words = relations[int(self.relation_rng.integers(len(relations)))]
         lm_np = f"the {self.rng.choice(words)}"
