@@ -5,11 +5,11 @@ gains, all streamed through one SpeechStream. For every final result it prints (
 = the main search itself, keyword = the strict spotter's override of a short result, keyword_quiet = the quiet
 keyphrase's; posterior; strict spotter heard; quiet spotter heard). Session 26's diagnosis (docs/speech.md).
 
-Session 27: every arm (`--min-voiced`: the quiet keyphrase's voicing check, voiced frames needed, 0 = off) hears
-the same bursts and clips, each arm its own recogniser and stream, in one process; per arm the noise bursts heard as
-a stop and the stops heard (a clip counts when a final result is a stop).
+Session 27: every arm (`--min-voiced`: the quiet keyphrase's voicing check, the run of voiced frames needed, 0 =
+off) hears the same bursts and clips, each arm its own recogniser and stream, in one process; per arm the noise bursts
+heard as a stop and the stops heard (a clip counts when a final result is a stop).
 
-    cd bench && PYTHONPATH=..:. ../.venv/bin/python noise_stop_probe.py [--seed 5] [--min-voiced 0,3]
+    cd bench && PYTHONPATH=..:. ../.venv/bin/python noise_stop_probe.py [--seed 5] [--min-voiced 0,4] [--snr 10]
         [--voices en-us+m3,en-gb+f3,en-us+f2,en-us,en-gb]
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 from robot_voice_false_stops import PERSON_VOICES, speech
 from stops_at_the_edges import feed
 
-from koba_ros.speech.audio import RATE
-from koba_ros.speech.recognizers import PocketsphinxRecognizer
+from koba_ros.speech.audio import RATE, add_noise
+from koba_ros.speech.recognizers import QUIET_STOP_MIN_VOICED, PocketsphinxRecognizer
 from koba_ros.speech.streaming import SpeechStream
 from koba_ros.teleop.commands import is_stop
 
@@ -47,8 +47,11 @@ def noise(kind: str, seconds: float, rms: float, rng: np.random.Generator) -> np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--min-voiced", default="0,3", help="comma list of quiet_stop_min_voiced arms")
+    parser.add_argument("--min-voiced", default=f"0,{QUIET_STOP_MIN_VOICED}",
+                        help="comma list of quiet_stop_min_voiced arms")
     parser.add_argument("--voices", default=",".join((*PERSON_VOICES, "en-us", "en-gb")))
+    parser.add_argument("--snr", type=float, default=None,
+                        help="also every stop clip with white noise this many dB under it (default: clean only)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     pad = np.zeros(RATE // 2, dtype=np.int16)
@@ -63,8 +66,10 @@ def main() -> None:
         for said in ("stop", "stop moving", "please stop"):
             clip = speech(said, voice, folder).astype(np.float64)
             for gain in (0.1, 0.3, 1.0):
-                audio = np.clip(clip * gain, -32768, 32767).astype(np.int16)
-                clips.append(("stop", [voice, said, gain], np.concatenate([pad, audio, pad])))
+                audio = np.concatenate([pad, np.clip(clip * gain, -32768, 32767).astype(np.int16), pad])
+                clips.append(("stop", [voice, said, gain], audio))
+                if args.snr is not None:
+                    clips.append(("stop", [voice, said, gain, args.snr], add_noise(audio, args.snr, rng)))
     out = {"seed": args.seed, "noise_bursts": sum(c[0] == "noise" for c in clips),
            "stop_clips": sum(c[0] == "stop" for c in clips), "arms": {}}
     for min_voiced in (int(v) for v in args.min_voiced.split(",")):

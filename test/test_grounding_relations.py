@@ -67,10 +67,11 @@ def test_no_relation_without_a_landmark_that_singles_the_target_out():
     gen = InstructionGenerator("train", 0)
     objects = perceive_synthetic(scene, np.random.default_rng(0))
     assert all(gen.sample(objects, [o["name"] for o in scene], "relation") is None for _ in range(50))
-    # a duck that is itself a look-alike of the words ("the yellow thing" fits the duck) is no landmark either
-    samples, _ = _relation_samples("train", [{"name": "yellow_cylinder", **ROW[i]} if i != 2 else ROW[2]
-                                             for i in range(4)])
-    assert all(s.landmark is not None and s.names[s.landmark] == "duck" for s in samples)
+    # a duck that is itself a look-alike of the words ("the yellow one" fits the duck) is no landmark either
+    samples, _ = _relation_samples("train", [{**ROW[i], "name": "yellow_cylinder"} if i != 2 else ROW[2]
+                                             for i in range(4)], n=60)
+    assert samples and all(s.names[s.landmark] == "duck" for s in samples)
+    assert all("duck" not in s.entries for s in samples), [s.text for s in samples if "duck" in s.entries][:3]
 
 
 def test_the_landmark_words_fit_only_the_landmark():
@@ -113,6 +114,28 @@ def test_the_dialogue_tells_a_relation_from_an_extreme():
             for phrase in EXTREME[split][side]:
                 assert not says_relation(phrase.format(n="red cube") + " in the top left box"), phrase
     assert not says_relation("the red cube in the top left box") and not says_relation("the duck")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_says_relation_on_whole_generated_instructions(split):
+    """Whole sentences, fillers and box phrasings included: "let's", "it's", "the top left of the table", "out of",
+    "block of wood" must not read as a relation (a review found a token test read 35 of 205 extremes as relations)."""
+    from koba_ros.grounding.lexicon import says_relation, side
+
+    rng = np.random.default_rng(1)
+    gen = InstructionGenerator(split, 0)
+    relations = extremes = 0
+    for _ in range(40):
+        spec = random_scene(rng, 16)
+        objects, names = perceive_synthetic(spec, rng), [o["name"] for o in spec]
+        for kind in ["clear"] * 15 + ["relation"] * 5:
+            s = gen.sample(objects, names, kind)
+            if s is None:
+                continue
+            assert says_relation(s.text) == (s.landmark is not None), s.text
+            relations += s.landmark is not None
+            extremes += s.landmark is None and side(s.text) is not None
+    assert relations > 30 and extremes > 30
 
 
 def test_a_sure_relation_is_acted_on_and_the_same_words_without_it_are_asked_about():

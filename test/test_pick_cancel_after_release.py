@@ -84,6 +84,11 @@ def test_picker_node_stops_waiting_for_perception_when_cancelled(ros_context):
         assert node.fresh_objects(cancel) is None
         assert time.monotonic() - start < 15.0   # at the cancel, not after perception_timeout (30 s)
         assert node.fresh_objects(cancel) is None   # already cancelled: no wait at all
+        # a goal whose id was still awaited when the stop came is cancelled, not "unknown object id"
+        from test.test_pick_review24 import pick_goal
+
+        outcome = node.run_goal(pick_goal(object_id=99), SimpleNamespace(publish_feedback=lambda f: None), cancel)
+        assert outcome.message == "cancelled before the pick started; the arm did not move"
     finally:
         node.destroy_node()
 
@@ -114,3 +119,43 @@ def test_a_stop_after_a_miss_is_a_cancelled_pick_not_a_failed_search(kinematics)
                                                 locate=lambda target: looked.append(target))
     assert not result.success and result.message == "cancelled after the object was missed; the arm stopped"
     assert looked == []   # no look for the object after the stop
+
+
+def test_a_stop_that_keeps_the_opening_from_being_sent_is_no_release(kinematics):  # noqa: F811
+    """A review's race: the cancel lands after the picker's own check and before the arm's, which then sends nothing
+    (TopicArm.gripper returns the fingers' width at once). The object is still held: no "placed"."""
+    class LateCancel(threading.Event):
+        armed = False
+
+        def is_set(self):   # another thread raises the flag right after this read
+            was = super().is_set()
+            if self.armed and not was:
+                self.armed = False
+                self.set()
+            return was
+
+    class HoldingArm(RecordingArm):
+        """Fingers that only move when a command is sent, as over topics."""
+
+        def __init__(self, cancel):
+            super().__init__()
+            self.cancel, self.width, self.sent = cancel, MAX_OPENING, []
+
+        def execute(self, traj, cancel):
+            done = super().execute(traj, cancel)
+            if len(self.trajectories) == 5:   # approach, descend, lift, transfer, lower
+                self.cancel.armed = True
+            return done
+
+        def gripper(self, width, cancel):
+            if cancel.is_set():
+                return self.width
+            self.sent.append(width)
+            self.width = max(width, 0.03)   # closing stops on the 3 cm cube
+            return self.width
+
+    cancel = LateCancel()
+    arm = HoldingArm(cancel)
+    result = Picker(arm, kinematics).pick_place(CUBE, "top_right", cancel=cancel)
+    assert not result.success and result.message == "cancelled; the arm stopped", result
+    assert arm.sent[-1] == 0.0   # the last command sent closed the fingers: it is still held

@@ -221,6 +221,8 @@ class PickerNode(Node):
         from koba_ros.picking.picker import PickResult
 
         target = self.target_for(goal, cancel)
+        if target is None and cancel.is_set():   # the wait for its id ended at the cancel
+            return PickResult(False, "cancelled before the pick started; the arm did not move")
         if target is None:
             return PickResult(False, f"rejected: unknown object id {goal.object_id} and no pick_position")
 

@@ -78,8 +78,8 @@ class SpeechNode(LifecycleNode):
                                             "threshold for quiet stops, trusted only where the main search heard "
                                             "at most two words and no command (0: off).")
         self.quiet_stop_min_voiced = declare(self, "quiet_stop_min_voiced", QUIET_STOP_MIN_VOICED,
-                                             "pocketsphinx: voiced 10 ms frames a quiet stop must hold (a burst of "
-                                             "noise has none; 0: no check).")
+                                             "pocketsphinx: a quiet stop must hold a run of this many voiced 10 ms "
+                                             "frames (a burst of noise has none; 0: no check).")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
                                       "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")

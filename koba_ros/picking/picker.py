@@ -29,6 +29,7 @@ APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
 FINGERTIP_BELOW_TOOL = 0.009  # m from the grasp target point down to the fingertips' lowest point
 FINGER_THICKNESS = 0.012      # m a finger needs beside the object
 HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
+RELEASE_GAP = 0.005        # m; fingers this much further apart than when holding have let go
 WALL_MARGIN = 0.004         # m a goal's x, y keeps inside a box's walls (perceived centres: >= 5.8 mm, docs)
 OPENING_MARGIN = 0.025      # m more than the object's width across the fingers (a finger pad each side, clear)
 STAGES = ("approach", "grasp", "lift", "transfer", "release", "verify", "home")
@@ -269,7 +270,7 @@ class Picker:
 
     def _attempt(self, target: Target, destination: str, progress, cancel, place_xy, released: list) -> str:
         """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed'). Appends to
-        `released` once the object is let go over the box."""
+        `released` once the fingers have let go over the box."""
         plan = self.plan_pick(target, self.arm.joint_positions())
         place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"], place_xy)
         progress("approach", 0.0)
@@ -286,14 +287,19 @@ class Picker:
         self._run(plan["lift"], cancel)
         progress("transfer", 0.55)
         self._run(place["transfer"], cancel)
-        if self._grip(0.0, cancel) < HELD_MIN_WIDTH:
+        holding = self._grip(0.0, cancel)
+        if holding < HELD_MIN_WIDTH:
             return "slipped"
         progress("release", 0.75)
         self._run(place["lower"], cancel)
         if cancel.is_set():
             raise Cancelled()
-        released.append(True)   # the opening is sent: a cancel stops the arm, not the fingers, so it is let go
-        self._grip(MAX_OPENING, cancel)
+        # Let go counts once the fingers have moved apart: a cancel at this moment may keep the opening from being
+        # sent at all (the arm checks the flag too), and then the object is still held.
+        if self.arm.gripper(MAX_OPENING, cancel) > holding + RELEASE_GAP:
+            released.append(True)
+        if cancel.is_set():
+            raise Cancelled()
         self._run(place["retreat"], cancel)
         return "placed"
 

@@ -46,15 +46,16 @@ import numpy as np
 
 from koba_ros.errors import KobaError
 from koba_ros.speech.stop_spotter import KEYPHRASE, QUIET_STOP_THRESHOLD, STOP_THRESHOLD
-from koba_ros.speech.voicing import voiced_frames
+from koba_ros.speech.voicing import longest_voiced_run
 from koba_ros.teleop.commands import Jog, is_stop, parse_command
 
 # Words cmudict lacks that the catalog uses (ARPAbet, as in cmudict-en-us.dict).
 EXTRA_PRONUNCIATIONS = {"duckie": "D AH K IY", "jenga": "JH EH NG G AH", "plushie": "P L AH SH IY"}
 NOISE_FLOOR = 30.0   # int16 units (about -60 dBFS); see PocketsphinxRecognizer.feed
-# A quiet-keyphrase stop needs this many voiced 10 ms frames in its span +- VOICING_PAD_FRAMES (session 27, chosen on
-# a probe: noise bursts gave 0, espeak-ng stops of 7 voices at 20 dB SNR 10 or more; voicing.py).
-QUIET_STOP_MIN_VOICED = 3
+# A quiet-keyphrase stop needs a run of this many consecutive voiced 10 ms frames in its span +- VOICING_PAD_FRAMES
+# (session 27, chosen on a probe: noise bursts gave runs of at most 1, espeak-ng stops of 5 voices runs of 6 or more
+# from 20 down to 5 dB SNR; voicing.py).
+QUIET_STOP_MIN_VOICED = 4
 VOICING_PAD_FRAMES = 5
 # Language-model weight (pocketsphinx -lw, its default 6.5): a closed command language deserves more trust in the
 # LM than open English. Swept with the discount mass on a tuning set of other voices/sentences (docs/speech.md), for
@@ -336,12 +337,13 @@ class PocketsphinxRecognizer(Recognizer):
         return True
 
     def _voiced(self, spans: list[tuple[int, int]]) -> bool:
-        """The quiet keyphrase's frames (a little either side: the spotter's span need not cover the whole vowel)
-        hold at least `quiet_stop_min_voiced` voiced frames: "stop" has a vowel, a burst of noise has no pitch
-        (voicing.py; session 26's probe: 11 of 12 stops heard on noise bursts came from the quiet keyphrase)."""
+        """One of the quiet keyphrase's spans (a little either side: the spotter's span need not cover the whole
+        vowel) holds a run of at least `quiet_stop_min_voiced` consecutive voiced frames: "stop" has a vowel, a
+        burst of noise has no pitch (voicing.py; session 26's probe: 11 of 12 stops heard on noise bursts came from
+        the quiet keyphrase)."""
         audio = np.concatenate(self.audio) if self.audio else np.zeros(0, np.int16)
-        voiced = sum(voiced_frames(audio, s - VOICING_PAD_FRAMES, e + VOICING_PAD_FRAMES) for s, e in spans)
-        return voiced >= self.quiet_stop_min_voiced
+        pad = VOICING_PAD_FRAMES
+        return any(longest_voiced_run(audio, s - pad, e + pad) >= self.quiet_stop_min_voiced for s, e in spans)
 
     def _stop_is_a_top(self, main_words: list[tuple[str, int, int]], spans: list[tuple[int, int]],
                        count: bool = True) -> bool:
