@@ -24,7 +24,7 @@ from robot_voice_false_stops import PERSON_VOICES, speech
 from stops_at_the_edges import feed
 
 from koba_ros.speech.audio import RATE, add_noise
-from koba_ros.speech.recognizers import QUIET_STOP_MIN_VOICED, PocketsphinxRecognizer
+from koba_ros.speech.recognizers import QUIET_STOP_VOICED_RUN, PocketsphinxRecognizer
 from koba_ros.speech.streaming import SpeechStream
 from koba_ros.teleop.commands import is_stop
 
@@ -47,7 +47,7 @@ def noise(kind: str, seconds: float, rms: float, rng: np.random.Generator) -> np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--min-voiced", default=f"0,{QUIET_STOP_MIN_VOICED}",
+    parser.add_argument("--min-voiced", default=f"0,{QUIET_STOP_VOICED_RUN}",
                         help="comma list of quiet_stop_min_voiced arms")
     parser.add_argument("--voices", default=",".join((*PERSON_VOICES, "en-us", "en-gb")))
     parser.add_argument("--snr", type=float, default=None,

@@ -45,7 +45,7 @@ import numpy as np
 from asr import OUT_OF_DOMAIN, VOLUMES, benchmark_sentences
 
 from koba_ros.speech.audio import RATE, add_noise, load_audio
-from koba_ros.speech.recognizers import QUIET_STOP_MIN_VOICED, PocketsphinxRecognizer
+from koba_ros.speech.recognizers import QUIET_STOP_VOICED_RUN, PocketsphinxRecognizer
 from koba_ros.speech.streaming import SpeechStream
 from koba_ros.speech.tts import Speaker
 from koba_ros.teleop.commands import is_stop, teleop_phrases
@@ -61,7 +61,7 @@ ARMS = {"session16": dict(early_stops=False, **NO_VETO), "early_stops": NO_VETO,
         # the default quiet keyphrase (1e-50 since session 21) without / with session 27's voicing check
         "quiet": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True, quiet_stop_min_voiced=0),
         "quiet_voiced": dict(top_veto=True, top_time_veto=True, keep_live_cmn=True,
-                             quiet_stop_min_voiced=QUIET_STOP_MIN_VOICED)}
+                             quiet_stop_min_voiced=QUIET_STOP_VOICED_RUN)}
 # + one arm per --word-limits and --quiet-thresholds entry
 TUNING = ["put the toy in the top right box", "place the thing in the top left bin", "move that cup to the top corner",
           "could you put the fluffy one in the top right", "drop it into the box on the top left",

@@ -4,7 +4,7 @@ import pytest
 
 from koba_ros.errors import KobaError
 from koba_ros.speech.audio import RATE, add_noise, load_audio
-from koba_ros.speech.recognizers import PocketsphinxRecognizer
+from koba_ros.speech.recognizers import QUIET_STOP_VOICED_RUN, PocketsphinxRecognizer
 from koba_ros.speech.stop_spotter import StopSpotter
 from koba_ros.speech.streaming import transcribe
 from koba_ros.speech.tts import Speaker
@@ -177,7 +177,7 @@ def test_a_quiet_detection_is_trusted_only_where_the_main_search_heard_no_comman
     # the voicing check (session 27, test_speech_voicing.py) is off here: these spans have no audio behind them
     recognizer = PocketsphinxRecognizer(quiet_stop_threshold=1e-30, quiet_stop_min_voiced=0)
     recognizer.stop_spotter.quiet_spans = [(50, 80)]
-    checked = PocketsphinxRecognizer(quiet_stop_threshold=1e-30)
+    checked = PocketsphinxRecognizer(quiet_stop_threshold=1e-30, quiet_stop_min_voiced=QUIET_STOP_VOICED_RUN)
     checked.stop_spotter.quiet_spans = [(50, 80)]
     assert not checked._quiet_stop(Hypothesis("go", 0.9), [("go", 48, 82)]) and checked.unvoiced_quiet_stops == 1
     for text, confidence in (("go", 0.9), ("go go", 0.7), ("move the", 0.3), ("", 0.0)):
@@ -247,12 +247,13 @@ def test_a_quiet_stop_after_loud_speech_is_delivered(tmp_path):
     x = np.concatenate([loud, quiet])
     before = transcribe(PocketsphinxRecognizer(quiet_stop_threshold=None), x)
     assert not any(is_stop(u.text) for u in before)
-    recognizer = PocketsphinxRecognizer()  # quiet stops (with the voicing check) are the default
+    recognizer = PocketsphinxRecognizer(quiet_stop_min_voiced=QUIET_STOP_VOICED_RUN)  # with the voicing check too
     now = transcribe(recognizer, x)
     assert recognizer.quiet_stops == 1
     changed = [(a.text, b.text) for a, b in zip(before, now, strict=True) if a.text != b.text]
     assert len(changed) == 1 and is_stop(changed[0][1]), changed  # that one utterance, nothing else
     assert now[-1].text == "stop"   # the last utterance: the quiet clip's words, not the noise before them
+    assert transcribe(PocketsphinxRecognizer(), x)[-1].text == "stop"   # and without the check (the default)
 
 
 def test_the_loud_clips_trailing_noise_is_no_stop(tmp_path):
@@ -261,8 +262,8 @@ def test_the_loud_clips_trailing_noise_is_no_stop(tmp_path):
     loud = add_noise(spoken("open the gripper", tmp_path, "en-gb-x-rp", gain=4.0), 20.0, np.random.default_rng(0))
     quiet = add_noise(spoken("stop", tmp_path, "en-gb-x-rp", gain=0.1), 20.0, np.random.default_rng(1))
     x = np.concatenate([loud, quiet])
-    unchecked = PocketsphinxRecognizer(quiet_stop_min_voiced=0)
+    unchecked = PocketsphinxRecognizer()   # the default: no voicing check
     heard = [u.text for u in transcribe(unchecked, x)]
     assert heard[-2:] == ["stop", "the ball"] and unchecked.quiet_stops == 1   # the stop is not the quiet clip's
-    checked = PocketsphinxRecognizer()
+    checked = PocketsphinxRecognizer(quiet_stop_min_voiced=QUIET_STOP_VOICED_RUN)
     assert not any(is_stop(u.text) for u in transcribe(checked, x)) and checked.unvoiced_quiet_stops >= 1

@@ -79,7 +79,8 @@ class SpeechNode(LifecycleNode):
                                             "at most two words and no command (0: off).")
         self.quiet_stop_min_voiced = declare(self, "quiet_stop_min_voiced", QUIET_STOP_MIN_VOICED,
                                              "pocketsphinx: a quiet stop must hold a run of this many voiced 10 ms "
-                                             "frames (a burst of noise has none; 0: no check).")
+                                             "frames (a burst of noise has none; 0: no check, the default; 4 was "
+                                             "measured: docs/speech.md Session 27).")
         self.teleop_grammar = declare(self, "teleop_grammar", False, "pocketsphinx: also search a JSGF grammar of "
                                       "the teleop commands; its jog wins over the LM's jog.")
         self.vad_aggressiveness = declare(self, "vad_aggressiveness", 2, "webrtcvad aggressiveness 0..3.")
