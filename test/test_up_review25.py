@@ -87,8 +87,11 @@ def test_a_misspelt_or_mistyped_parameter_stops_a_composed_graph_in_one_line(par
 def test_a_node_process_takes_an_integer_for_a_float_and_warns_of_a_misspelt_parameter():
     """A node process (ros2 run, ros2 launch, koba up --processes) names a parameter it does not have, and runs on:
     a params file shared by several nodes (`/**:`) legitimately holds parameters of others."""
-    proc = subprocess.Popen([sys.executable, "-m", "koba_ros.nodes.perception_node", "--ros-args",
-                             "-p", "max_rate:=5", "-p", "max_rat:=0.5"], stderr=subprocess.PIPE, text=True)
+    # -X faulthandler: a node that ignores the SIGINT below (seen once, session 27, on a loaded machine) is made to
+    # print every thread's stack (SIGABRT), so the failure says where it hung
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "koba_ros.nodes.perception_node",
+                             "--ros-args", "-p", "max_rate:=5", "-p", "max_rat:=0.5"], stderr=subprocess.PIPE,
+                            text=True)
     try:
         lines = []
         for line in proc.stderr:  # ends at EOF if the node exits instead (an int for a float used to end it)
@@ -100,7 +103,12 @@ def test_a_node_process_takes_an_integer_for_a_float_and_warns_of_a_misspelt_par
         assert proc.poll() is None  # still running
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            stacks = proc.communicate(timeout=30)[1]
+            pytest.fail("perception_node ignored SIGINT for 60 s; its threads:\n" + stacks[-6000:])
 
 
 @pytest.mark.ros
