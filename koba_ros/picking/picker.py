@@ -63,7 +63,9 @@ class PickResult:
 
 
 class Cancelled(Exception):
-    pass
+    def __init__(self, after_release: bool = False):
+        super().__init__()
+        self.after_release = after_release   # the fingers had let go over the box: the object is down
 
 
 def grasp_yaw(target: Target) -> float:
@@ -205,12 +207,11 @@ class Picker:
             self.check_goal(target, destination)
         except KobaError as exc:
             return PickResult(False, f"rejected: {exc}")
-        released = []   # _attempt appends once the object is let go over the box
         for attempt in (1, 2):
             try:
-                outcome = self._attempt(target, destination, progress, cancel, place_xy, released)
-            except Cancelled:
-                if released:   # the object is down: say so, a "stop" on the way back changes nothing in the box
+                outcome = self._attempt(target, destination, progress, cancel, place_xy)
+            except Cancelled as stopped:
+                if stopped.after_release:   # the object is down: a "stop" on the way back changes nothing there
                     return PickResult(True, f"placed in {destination} (not verified: cancelled after the release; "
                                       "the arm stopped)", "release", attempt)
                 return PickResult(False, "cancelled; the arm stopped", attempts=attempt)
@@ -268,9 +269,9 @@ class Picker:
             raise Cancelled()
         return width
 
-    def _attempt(self, target: Target, destination: str, progress, cancel, place_xy, released: list) -> str:
-        """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed'). Appends to
-        `released` once the fingers have let go over the box."""
+    def _attempt(self, target: Target, destination: str, progress, cancel, place_xy) -> str:
+        """One try; returns 'placed', or what went wrong with the object ('slipped', 'was missed'). A cancel after
+        the fingers have let go over the box raises Cancelled(after_release=True)."""
         plan = self.plan_pick(target, self.arm.joint_positions())
         place = self.plan_place(destination, target.size[2] or 0.04, plan["q_lift"], place_xy)
         progress("approach", 0.0)
@@ -296,11 +297,13 @@ class Picker:
             raise Cancelled()
         # Let go counts once the fingers have moved apart: a cancel at this moment may keep the opening from being
         # sent at all (the arm checks the flag too), and then the object is still held.
-        if self.arm.gripper(MAX_OPENING, cancel) > holding + RELEASE_GAP:
-            released.append(True)
-        if cancel.is_set():
-            raise Cancelled()
-        self._run(place["retreat"], cancel)
+        released = self.arm.gripper(MAX_OPENING, cancel) > holding + RELEASE_GAP
+        try:
+            if cancel.is_set():
+                raise Cancelled()
+            self._run(place["retreat"], cancel)
+        except Cancelled:
+            raise Cancelled(after_release=released) from None
         return "placed"
 
     def _go_home(self, cancel: threading.Event) -> None:
