@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from koba_ros.errors import KobaError
-from koba_ros.grounding import crop_kinds, lexicon, seen_colours
+from koba_ros.grounding import crop_kinds, lexicon, relations, seen_colours
 from koba_ros.perception.objects import PerceivedObject
 from koba_ros.sim.catalog import load_catalog
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 MAX_CHARS = 400
 CROP_VETO = 0.2       # set by the session-10 decision on validation (docs/grounding.md "Session 10")
+RELATION_FIT_RATIO = 0.1   # chosen on val (docs/grounding/session28_relation_composition_rules.md, step 0)
 COLOUR_MARGIN = 0.1   # candidates within this colour distance of the nearest one all fit a colour word
 # Words of an answer that say nothing about which object ("I mean the one, please"); the rest goes to the grounder.
 FILLER = {"i", "mean", "the", "a", "an", "one", "ones", "it", "that", "this", "in", "on", "at", "of", "to", "from",
@@ -94,6 +95,7 @@ class Settings:
     singled_out_any: bool = True    # the one object singled out may be another than the model's pick
     crop_veto: float = CROP_VETO    # an object is of the kind named only if the crop CNN gives that kind this much
     crop_kinds: str = ""            # the crop CNN's weights ("": the committed models/grounding/crop_kinds.pt)
+    compose_relations: bool = True  # read "the cube left of the duck" in parts (relations.py; session 28)
 
 
 def check_settings(settings: Settings, min_confidence: float) -> None:
@@ -170,7 +172,8 @@ class Dialogue:
         if names_two_objects(text):
             self.why = "two objects"
             return self._ask_instruction("One thing at a time, please: which object should I move first?")
-        g = self.grounder.ground(text, self.objects)
+        g = relations.ground(self.grounder, text, self.objects, RELATION_FIT_RATIO) if self.s.compose_relations \
+            else self.grounder.ground(text, self.objects)
         ranked = g.ranked()
         best, p_best = ranked[0]
         dest, p_dest = g.destination

@@ -1,0 +1,162 @@
+"""Relations read by composition (grounding/relations.py, session 28): the words are split into the rest, the landmark
+and the side; the grounder reads the parts; the object meant is the one nearest the landmark on that side among those
+the rest fits."""
+import numpy as np
+import pytest
+
+from koba_ros.grounding import lexicon, relations
+from koba_ros.grounding.dialogue import Dialogue, Settings
+from koba_ros.grounding.grounder import Grounding
+from koba_ros.grounding.instructions import EXTREME, RELATION, SPLITS
+from koba_ros.grounding.synthetic import perceive_synthetic
+
+# Three red cubes in a row in the top left box with the duck between the middle one and the right one; a fourth red
+# cube in the bottom right box (as in test_grounding_relations.py).
+ROW = [{"name": "red_cube", "box": "top_left", "xy": [-0.08, 0.0]},
+       {"name": "red_cube", "box": "top_left", "xy": [-0.02, 0.0]},
+       {"name": "duck", "box": "top_left", "xy": [0.02, 0.0]},
+       {"name": "red_cube", "box": "top_left", "xy": [0.08, 0.0]},
+       {"name": "red_cube", "box": "bottom_right", "xy": [0.0, 0.0]}]
+WRAPPERS = ["put {np} in the top right box", "{np} in the top left box goes in the bottom right box",
+            "could you move {np} to the lower left bin please", "the top right box is where {np} belongs"]
+
+
+def objects(spec=ROW, seed=0):
+    return perceive_synthetic(spec, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_every_generated_relation_wording_parses_into_rest_landmark_and_side(split, side):
+    for template in RELATION[split][side]:
+        for wrapper in WRAPPERS:
+            np_text = template.format(n="red cube", lm="the rubber duck")
+            text = wrapper.format(np=np_text)
+            rel = relations.parse(text)
+            assert rel is not None, text
+            assert (rel.landmark, rel.side) == ("the rubber duck", side), text
+            # The rest is the instruction with the plain noun phrase: every box it named, nothing of the landmark.
+            assert rel.rest == " ".join(lexicon.words(wrapper.format(np="the red cube"))), text
+
+
+@pytest.mark.parametrize("text", [
+    *[t.format(n="cube") + " in the top left box" for split in SPLITS for side in ("left", "right")
+      for t in EXTREME[split][side]],
+    "put the cube to the left of the others in the top right box", "the cube left of the rest goes top right",
+    "let's put the block of wood in the top left box", "put the cube on the left in the top right box",
+    "put it in the left box at the top right away", "the one on the left", "the duck", "",
+    "move the mug from the top left box to the bottom right box"])
+def test_words_without_a_landmark_are_no_relation(text):
+    assert relations.parse(text) is None
+
+
+def test_beside_without_a_side_means_either_side():
+    rel = relations.parse("put the cube next to the duck in the top right box")
+    assert rel == relations.Relation("put the cube in the top right box", "the duck", None)
+    assert relations.parse("the cube close to the mug goes top right").side is None
+
+
+def _grounding(target, dest=(0, 1, 0, 0, 0)):
+    return Grounding(np.array(target, float), np.array(dest, float))
+
+
+# The rest's words ("the red cube") fit every cube; the landmark's words ("the duck") fit the duck.
+CUBES_FIT = _grounding([0.25, 0.25, 0.0, 0.25, 0.2, 0.05])
+DUCK = _grounding([0, 0, 1.0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("side, expected", [("left", 1), ("right", 3)])
+def test_the_nearest_look_alike_on_the_side_said_takes_the_mass(side, expected):
+    g = relations.compose(CUBES_FIT, DUCK, objects(), side, fit_ratio=0.1)
+    assert g.ranked()[0][0] == expected and g.target_probs[expected] == pytest.approx(0.95)
+    assert g.target_probs.sum() == pytest.approx(1.0) and g.none_prob == pytest.approx(0.05)
+    assert np.array_equal(g.dest_probs, CUBES_FIT.dest_probs)   # the box is the rest's
+
+
+def test_either_side_takes_the_nearest_and_another_box_is_never_beside():
+    objs = objects()
+    g = relations.compose(CUBES_FIT, DUCK, objs, None, fit_ratio=0.1)
+    centre = [o.bbox[0] + o.bbox[2] / 2 for o in objs]
+    nearest = min((1, 3), key=lambda i: abs(centre[i] - centre[2]))
+    assert g.ranked()[0][0] == nearest
+    assert g.target_probs[4] == 0.0   # the cube in the bottom right box is no neighbour of the duck
+
+
+def test_no_look_alike_on_that_side_leaves_the_rest_reading_so_the_robot_asks():
+    # "the cube left of the leftmost cube's neighbour": landmark object 0 has nothing on its left in its box.
+    first_cube = _grounding([1.0, 0, 0, 0, 0, 0])
+    g = relations.compose(CUBES_FIT, first_cube, objects(), "left", fit_ratio=0.1)
+    spread = CUBES_FIT.target_probs[:5] / CUBES_FIT.target_probs[:5].sum() * 0.95
+    assert np.allclose(g.target_probs[:5], spread)
+
+
+def test_two_possible_landmarks_share_the_mass_and_a_weak_fit_lets_the_next_one_through():
+    # Landmark read as the duck or cube 1, half each: left of the duck is cube 1, left of cube 1 is cube 0.
+    g = relations.compose(CUBES_FIT, _grounding([0, 0.5, 0.5, 0, 0, 0]), objects(), "left", fit_ratio=0.1)
+    assert g.target_probs[0] == pytest.approx(0.475) and g.target_probs[1] == pytest.approx(0.475)
+    # A nearer object the words fit at 4 % of the best (fit 0.4) passes 60 % on to the next one out.
+    rest = _grounding([0.5, 0.02, 0.0, 0.0, 0.0, 0.48])
+    g = relations.compose(rest, DUCK, objects(), "left", fit_ratio=0.1)
+    assert g.target_probs[1] == pytest.approx(0.52 * 0.4) and g.target_probs[0] == pytest.approx(0.52 * 0.6)
+
+
+@pytest.fixture(scope="module")
+def grounder():
+    import torch
+
+    from koba_ros.grounding.grounder import Grounder
+    torch.set_num_threads(1)
+    return Grounder()
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """A rendered, segmented scene (a seed never used for training) and relation instructions of the held-out
+    wording ("the cube left of the duck") about it."""
+    from koba_ros.grounding.instructions import InstructionGenerator
+    from koba_ros.grounding.scenes import render_and_perceive
+
+    scene = render_and_perceive(555002, 30)
+    gen = InstructionGenerator("test", 0)
+    samples = [s for s in (gen.sample(scene.objects, scene.names, "relation") for _ in range(300)) if s is not None]
+    return scene.objects, samples[:12]
+
+
+class Recording:
+    """The grounder, noting every text it is asked to read."""
+
+    def __init__(self, grounder):
+        self.grounder, self.texts = grounder, []
+
+    def ground(self, text, objects):
+        return self.ground_batch([text], [objects])[0]
+
+    def ground_batch(self, texts, object_lists):
+        self.texts += texts
+        return self.grounder.ground_batch(texts, object_lists)
+
+
+def test_the_default_grounder_reads_relations_through_the_dialogue(grounder, rendered):
+    objs, samples = rendered
+    assert len(samples) == 12
+    composed, whole = [], []
+    for s in samples:
+        for out, settings in ((composed, Settings()), (whole, Settings(compose_relations=False))):
+            recording = Recording(grounder)
+            reply = Dialogue(recording, objs, settings).start(s.text)
+            out.append("right" if (reply.status, reply.target, reply.destination) == ("done", s.target, s.destination)
+                       else "wrong" if reply.status == "done" else reply.status)
+            # Composed, the landmark's words are read on their own; off, only the whole words are (as before).
+            landmark = relations.parse(s.text).landmark
+            assert (landmark in recording.texts) == settings.compose_relations, s.text
+    assert composed.count("wrong") == 0 and composed.count("right") >= 9, composed
+    assert composed.count("right") > whole.count("right"), (composed, whole)
+
+
+def test_a_landmark_that_is_not_here_leaves_the_whole_words(grounder, rendered):
+    objs, _ = rendered
+    text = "put the red cube to the left of the purple giraffe in the top right box"
+    assert relations.parse(text).landmark == "the purple giraffe"
+    whole = grounder.ground(text, objs)
+    assert grounder.ground(relations.parse(text).landmark, objs).none_prob >= 0.5
+    assert np.allclose(relations.ground(grounder, text, objs).target_probs, whole.target_probs)
