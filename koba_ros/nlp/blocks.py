@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from koba_ros.errors import KobaError
 from koba_ros.nlp.positions import apply_rope
 from koba_ros.nlp.turnover_dropout import TurnOverDropout
 
@@ -59,6 +60,8 @@ class SelfAttention(nn.Module):
         """cache (kv_cache.LayerKV, causal decoding only): x holds the tokens after the `past` ones stored there;
         their keys and values are stored too, and they attend over all past tokens and, causally, each other.
         key_mask: [B, T] True = a real token, or [B, T, T] True = query i may attend key j (causality included)."""
+        if key_mask is not None and key_mask.dtype != torch.bool:  # SDPA would add a float one to the logits
+            raise KobaError(f"attention key mask must be bool (True = may attend), got {key_mask.dtype}")
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim).transpose(1, 2).split(
             [self.n_heads, self.n_kv_heads, self.n_kv_heads], dim=1)

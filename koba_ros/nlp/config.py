@@ -213,12 +213,18 @@ class TransformerConfig:
         if self.rope_scaling not in ROPE_SCALINGS:
             raise KobaError(f"config: rope_scaling must be one of {', '.join(ROPE_SCALINGS)}, "
                             f"got {self.rope_scaling!r}")
+        if self.rope_scaling != "none" and self.positions != "rope":  # it would scale nothing, silently
+            raise KobaError(f"config: rope_scaling {self.rope_scaling} scales RoPE's frequencies; it needs "
+                            f"positions: rope, got {self.positions}")
         if self.rope_scaling == "linear" and not 1.0 <= self.rope_factor < float("inf"):
             raise KobaError(f"config: linear RoPE scaling needs a finite rope_factor >= 1, got {self.rope_factor!r}")
-        if self.rope_scaling == "llama3" and not (self.rope_factor >= 1.0 and 0 < self.rope_low_freq_factor
-                                                  < self.rope_high_freq_factor and self.rope_original_max_len > 0):
-            raise KobaError("config: llama3 RoPE scaling needs rope_factor >= 1, 0 < rope_low_freq_factor < "
-                            "rope_high_freq_factor and rope_original_max_len > 0")
+        if self.rope_scaling == "llama3" and not (1.0 <= self.rope_factor < float("inf")
+                                                  and 0 < self.rope_low_freq_factor < self.rope_high_freq_factor
+                                                  < float("inf") and self.rope_original_max_len > 0):
+            raise KobaError(f"config: llama3 RoPE scaling needs a finite rope_factor >= 1, 0 < rope_low_freq_factor < "
+                            f"rope_high_freq_factor (finite) and rope_original_max_len > 0; got {self.rope_factor!r}, "
+                            f"{self.rope_low_freq_factor!r}, {self.rope_high_freq_factor!r}, "
+                            f"{self.rope_original_max_len!r}")
         if self.rope_scaling == "yarn" and not (1.0 <= self.rope_factor < float("inf")
                                                 and self.rope_original_max_len > 0
                                                 and 0 < self.rope_beta_slow < self.rope_beta_fast < float("inf")

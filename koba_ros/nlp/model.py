@@ -33,7 +33,7 @@ class Transformer(nn.Module):
     with Sublinear Memory Cost", arXiv:1604.06174: store the inputs of segments, recompute inside them). Activation
     memory then grows with one block's intermediates plus N block inputs instead of N blocks' intermediates, for one
     more forward pass of the blocks; the result and the gradients are unchanged (dropout masks are replayed from the
-    saved RNG).
+    saved RNG). With a KV cache the blocks run without it: each must write its keys and values into the cache.
     """
 
     causal = True
@@ -66,6 +66,10 @@ class Transformer(nn.Module):
             raise KobaError(f"token ids must be [batch, time], got shape {tuple(ids.shape)}")
         if cache is not None and (not self.causal or key_mask is not None or documents is not None):
             raise KobaError("a KV cache is for causal decoding without a key mask or documents")
+        if cache is not None:
+            self._check_cache(cache)
+        if key_mask is not None:
+            key_mask = bool_key_mask(key_mask, ids)
         if documents is not None:
             if not self.causal or key_mask is not None:
                 raise KobaError("documents mask causal attention; the encoder's key mask does not combine with it")
@@ -95,7 +99,8 @@ class Transformer(nn.Module):
         if instances is not None and not self.config.turnover_p:
             raise KobaError("training-instance ids need a model with turnover_p > 0 (turn-over dropout)")
         turnover = (instances, flip) if instances is not None else None
-        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
+        # Not with a cache: a recomputed block is given no cache layer, so its keys would never be stored.
+        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled() and cache is None
         for i, block in enumerate(self.blocks):
             block_rope = local_rope if block.attn.window else rope
             if recompute:
@@ -108,6 +113,15 @@ class Transformer(nn.Module):
             cache.advance(T, ids)
         return self.final_norm(x) if self.final_norm is not None else x
 
+    def _check_cache(self, cache: KVCache) -> None:
+        """A cache built for another model runs out of layers, or drops keys a layer still attends to: a layer's
+        cache window must be 0 (keep all) or at least the layer's own window, which a full layer does not have."""
+        kept, seen = [layer.window for layer in cache.layers], self.config.layer_windows
+        if len(kept) != len(seen) or any(k and (not s or k < s) for k, s in zip(kept, seen, strict=False)):
+            raise KobaError(f"KV cache of {len(kept)} layers with windows {kept} does not fit the model's "
+                            f"{len(seen)} layers with windows {seen} (build it with KVCache(config.n_layers, "
+                            f"capacity, config.layer_windows))")
+
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
@@ -115,6 +129,21 @@ class Transformer(nn.Module):
             if self.positions is not None:
                 n -= sum(p.numel() for p in self.positions.parameters())
         return n
+
+
+def bool_key_mask(mask, ids: torch.Tensor) -> torch.Tensor:
+    """`mask` [B, T] as bool, True = a real token: bool, or 0/1 in any integer or float dtype (a Hugging Face
+    tokenizer's attention_mask is int64). SDPA would add a float mask to the logits as a bias and reject an integer
+    one, so anything but 0 and 1 is refused rather than guessed at."""
+    if not isinstance(mask, torch.Tensor) or mask.shape != ids.shape:
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise KobaError(f"key mask must be a [batch, time] tensor like the ids {tuple(ids.shape)}, got {shape}")
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.is_complex() or not bool(((mask == 0) | (mask == 1)).all()):
+        raise KobaError(f"key mask must be bool or hold only 0 and 1 (1 = a real token), got {mask.dtype} with "
+                        f"other values")
+    return mask.bool()
 
 
 class TransformerLM(Transformer):
@@ -161,21 +190,21 @@ class TextEncoder(Transformer):
         init_weights(self, config)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None, shift=None) -> torch.Tensor:
-        """Token states [B, T, d]; mask [B, T] bool marks real tokens (None: all real)."""
+        """Token states [B, T, d]; mask [B, T] marks real tokens, bool or 0/1 (None: all real)."""
         return self.hidden(ids, key_mask=mask, shift=shift)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
-        """Sentence vectors [B, d]: mean over real tokens (or first / last real token, per config.pool)."""
-        if mask is None:
-            mask = torch.ones_like(ids, dtype=torch.bool)
+        """Sentence vectors [B, d]: mean over real tokens (or first / last real token, per config.pool); the padding
+        may be on either side."""
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else bool_key_mask(mask, ids)
         if not bool(mask.any(dim=1).all()):
             raise KobaError("encoder: every text needs at least one token")
         states = self(ids, mask)
-        if self.config.pool == "first":
-            pooled = states[:, 0]
-        elif self.config.pool == "last":
-            last = mask.long().sum(1) - 1
-            pooled = states[torch.arange(ids.shape[0], device=ids.device), last]
+        if self.config.pool in ("first", "last"):
+            # argmax gives each row's first True (the reversed row's for the last): padding may be on either side
+            at = mask.int().argmax(1) if self.config.pool == "first" else \
+                ids.shape[1] - 1 - mask.flip(1).int().argmax(1)
+            pooled = states[torch.arange(ids.shape[0], device=ids.device), at]
         else:
             weights = mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * weights).sum(1) / weights.sum(1)

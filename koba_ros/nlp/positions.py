@@ -61,11 +61,11 @@ class SinusoidalPositions(nn.Module):
         if shift is not None:  # an explicit offset (tests of shift invariance): int or [B] tensor
             offset = torch.as_tensor(shift, device=device).reshape(-1, 1)
             positions = positions + offset
-        elif self.max_shift:
-            if self.training:
+        elif self.training:
+            if self.max_shift:
                 positions = positions + torch.randint(0, self.max_shift, (batch, 1), device=device)
-            else:
-                positions = positions + self.inference_shift
+        elif self.inference_shift:  # the fixed offset holds even with no random shift in training (K = 0)
+            positions = positions + self.inference_shift
         return sinusoid(positions, self.dim)
 
 

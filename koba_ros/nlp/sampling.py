@@ -36,6 +36,10 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
     sampling; 1.0: all). The most likely token is always kept."""
     if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):  # -inf marks a banned id: fine
         raise KobaError("the model's next-token scores are NaN or infinite: its weights are broken")
+    if bool(torch.isneginf(logits).all()):
+        raise KobaError("sample: no token can be drawn: every id is banned or disallowed")
+    check_temperature(temperature)
+    logits = logits.float()  # in float32 whatever the model's dtype: the temperature's bound is float32's
     if temperature == 0 or logits.new_tensor(temperature) == 0:  # one too small for the logits' dtype (1e-46 in
         return int(logits.argmax())  # float32) would divide 0 by 0 below; it picks the most likely token anyway
     # Shifted first (softmax is unchanged): values <= 0, the largest 0, so a tiny temperature gives -inf, never inf.
@@ -51,11 +55,17 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
     return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
 
 
+def check_temperature(temperature: float) -> None:
+    """A temperature above float32's largest number becomes inf in the division: -inf / inf is NaN."""
+    if not 0 <= temperature <= torch.finfo(torch.float32).max:
+        raise KobaError(f"sample: temperature must be a number from 0 to {torch.finfo(torch.float32).max:.3g} "
+                        f"(float32's largest), got {temperature}")
+
+
 def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
     """One-line errors for arguments no sample can be drawn with: `generate` checks them for library callers, and
     `sample` before it loads the checkpoint or writes anything (a refusal must not follow a printed prompt)."""
-    if not temperature >= 0 or not math.isfinite(temperature):
-        raise KobaError(f"sample: temperature must be a number >= 0, got {temperature}")
+    check_temperature(temperature)
     if max_new_tokens < 0 or top_k < 0:
         raise KobaError("sample: the number of tokens and top-k must be >= 0")
     if not 0.0 < top_p <= 1.0:
@@ -73,6 +83,11 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
     if not ids:
         raise KobaError("sample: the prompt is empty")
     check_sampling_args(max_new_tokens, temperature, top_k, top_p)
+    vocab = model.config.vocab_size
+    for what, wrong in (("prompt", [i for i in ids if not 0 <= i < vocab]),
+                        ("banned", [i for i in banned if not 0 <= i < vocab])):
+        if wrong:  # the embedding would raise a bare IndexError; a negative banned id would ban one from the end
+            raise KobaError(f"sample: {what} ids {wrong[:5]} are outside the model's vocabulary of {vocab}")
     model.eval()
     device = next(model.parameters()).device
     max_len = model.config.max_len
