@@ -130,3 +130,69 @@ def test_llama3_rope_scaling_needs_finite_factors(bad):
     refused("llama3 RoPE scaling needs a finite rope_factor", TransformerConfig, **TINY, positions="rope",
             rope_scaling="llama3", **bad)
     TransformerConfig(**TINY, positions="rope", rope_scaling="llama3", rope_factor=8.0)
+
+
+def test_generate_gives_every_module_its_training_mode_back_on_return_and_on_a_refusal():
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(**TINY, dropout=0.1)).train()
+    model.blocks[0].eval()  # a caller's frozen part stays as it was, not switched to train with the rest
+    before = [m.training for m in model.modules()]
+    seen = []
+    generate(model, [1, 2], 2, on_token=lambda new: seen.append(model.training),
+             generator=torch.Generator().manual_seed(0))
+    assert seen == [False, False]  # sampled without dropout
+    assert [m.training for m in model.modules()] == before
+    refused("every id is banned or disallowed", generate, model, [1, 2], 2, allowed=0)  # raises inside the loop
+    assert [m.training for m in model.modules()] == before
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "rope"])
+def test_hidden_refuses_float_ids_and_a_shift_that_is_not_an_int_or_one_per_sequence(positions):
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(**TINY, positions=positions)).eval()
+    ids = torch.randint(0, 50, (2, 5))
+    for bad in (ids.float(), ids.bool(), ids.double()):
+        refused("token ids must be an integer tensor", model, bad)
+    refused(r"token ids must be a \[batch, time\] tensor", model.hidden, ids.tolist())
+    for shift in (torch.tensor([1, 2, 3]), torch.tensor([1]), torch.zeros(2, 2, dtype=torch.long)):
+        refused(r"shift must be an int or a \[batch\] integer tensor, got shape .* for a batch of 2", model, ids,
+                shift=shift)
+    for shift in (torch.tensor([1.0, 2.0]), torch.tensor(1.5), 1.5, True):
+        refused(r"shift must be an int or a \[batch\] integer tensor", model, ids, shift=shift)
+    with torch.no_grad():
+        plain = model(ids)[0]
+        torch.testing.assert_close(model(ids.to(torch.int16))[0], plain)  # narrow integer ids are ids too
+        torch.testing.assert_close(model(ids, shift=torch.tensor([3, 3]))[0], model(ids, shift=3)[0])
+        torch.testing.assert_close(model(ids, shift=torch.tensor(3))[0], model(ids, shift=3)[0])
+
+
+@pytest.mark.parametrize("bad, why", [
+    (dict(d_model=32, rope_original_max_len=1), "too short"),           # head 16: every pair kept, none divided
+    (dict(rope_original_max_len=4, rope_truncate=False), "too short"),  # unrounded: needs 2π beta_slow = 6.3
+    (dict(d_model=64, rope_original_max_len=3), "too short"),          # head 32: from 4 up it is defined
+    (dict(rope_theta=2.0, rope_original_max_len=8192), "too long for rope_theta")])
+def test_yarn_refuses_an_original_context_its_frequency_ramp_runs_backwards_in(bad, why):
+    refused(f"yarn RoPE scaling's frequency ramp is undefined: rope_original_max_len .* is {why}",
+            TransformerConfig, **{**TINY, "positions": "rope", "rope_scaling": "yarn", "rope_factor": 4.0, **bad})
+
+
+def test_yarn_with_an_original_context_of_one_token_is_odd_but_defined_where_its_ramp_does_not_cross():
+    """Head 8 (TINY): rounded outwards, the ramp's ends meet at pair 0, as they do for contexts up to 2π * 1.6: pair
+    0 kept, the rest divided, the same frequencies as rope_original_max_len 7 and as transformers computes."""
+    yarn = dict(**TINY, positions="rope", rope_scaling="yarn", rope_factor=4.0)
+    one = TransformerLM(TransformerConfig(**yarn, rope_original_max_len=1)).positions.inv_freq
+    seven = TransformerLM(TransformerConfig(**yarn, rope_original_max_len=7)).positions.inv_freq
+    torch.testing.assert_close(one, seven, atol=0, rtol=0)
+    TransformerConfig(**yarn, rope_original_max_len=7, rope_truncate=False)  # 7 >= 2π: defined unrounded too
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope", "none"])
+def test_shape_offsets_are_refused_with_positions_that_have_no_sinusoid(positions):
+    for shape in (dict(shape_inference_shift=5), dict(shape_inference_shift=0), dict(shape_max_shift=20),
+                  dict(shape_max_shift=0, shape_inference_shift=50)):
+        refused(f"shape_.* SHAPE's position offsets?, which positions: {positions} would ignore; use positions: "
+                f"shape", TransformerConfig, **TINY, positions=positions, **shape)
+    saved = TransformerConfig(**TINY, positions=positions).to_dict()  # every saved config holds the defaults
+    assert TransformerConfig.from_dict(saved).shape_max_shift == 100
+    for allowed in ("shape", "sinusoidal"):  # SHAPE's module (sinusoidal: test_nlp_position_shift's control)
+        TransformerConfig(**TINY, positions=allowed, shape_max_shift=20, shape_inference_shift=5)

@@ -44,6 +44,9 @@ INITS = ("gpt2", "small", "xavier")
 POOLS = ("mean", "first", "last")
 NORM_TYPES = ("layernorm", "rmsnorm")
 FFNS = ("gelu", "gelu_erf", "swiglu", "geglu")
+# The positions that take shape_max_shift and shape_inference_shift: SHAPE's, and sinusoidal ones (SHAPE's module
+# with no shift), where they are still ignored: test_nlp_position_shift builds its sinusoidal control with SHAPE's K.
+SHAPE_POSITIONS = ("shape", "sinusoidal")
 
 
 @dataclass
@@ -233,6 +236,8 @@ class TransformerConfig:
                             f"0 < rope_beta_slow < rope_beta_fast (finite) and a finite rope_attention_factor >= 0 "
                             f"(0: 0.1 ln(rope_factor) + 1); got {self.rope_factor!r}, {self.rope_original_max_len!r}, "
                             f"{self.rope_beta_slow!r}, {self.rope_beta_fast!r}, {self.rope_attention_factor!r}")
+        if self.rope_scaling == "yarn":
+            self._validate_yarn_ramp()
         self._validate_longrope()
         if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
             raise KobaError(f"config: qkv_bias must be true, false or null (as bias), got {self.qkv_bias!r}")
@@ -266,6 +271,32 @@ class TransformerConfig:
                                                        or not 0 <= self.shape_inference_shift <= 2**24):
             raise KobaError(f"config: shape_inference_shift must be an integer from 0 to 2**24 or null, "
                             f"got {self.shape_inference_shift!r}")
+        # Learned, RoPE and no positions have no sinusoid to shift: the offsets would be ignored silently. Compared
+        # with the defaults, which every saved config holds whatever its positions.
+        defaults = {f.name: f.default for f in fields(self)}
+        shape_set = [name for name in ("shape_max_shift", "shape_inference_shift")
+                     if getattr(self, name) != defaults[name]]
+        if shape_set and self.positions not in SHAPE_POSITIONS:
+            raise KobaError(f"config: {' and '.join(shape_set)} {'is' if len(shape_set) == 1 else 'are'} SHAPE's "
+                            f"position offset{'' if len(shape_set) == 1 else 's'}, which positions: {self.positions} "
+                            f"would ignore; use positions: shape")
+
+    def _validate_yarn_ramp(self) -> None:
+        """YaRN's ramp runs from the pair turning rope_beta_fast times in rope_original_max_len to the one turning
+        rope_beta_slow times; when those ends cross (every pair turns fewer than beta_slow times, or more than
+        beta_fast) it runs backwards: e.g. rope_original_max_len 4 with head width 64 keeps every frequency instead
+        of dividing every one. Checked with the positions' own arithmetic, so exactly the configs it breaks."""
+        from koba_ros.nlp.positions import yarn_ramp_ends  # here: the config itself needs no torch
+
+        first, last = yarn_ramp_ends(self.rope_dim, self.rope_theta, self.rope_original_max_len,
+                                     self.rope_beta_fast, self.rope_beta_slow, self.rope_truncate)
+        if last < first:
+            what = ("short: its fastest pair (wavelength 2π) turns fewer than rope_beta_slow times in it" if last < 0
+                    else "long for rope_theta: its slowest pair turns more than rope_beta_fast times in it")
+            raise KobaError(f"config: yarn RoPE scaling's frequency ramp is undefined: rope_original_max_len "
+                            f"{self.rope_original_max_len} is too {what} (rope_beta_slow {self.rope_beta_slow}, "
+                            f"rope_beta_fast {self.rope_beta_fast}, rope_theta {self.rope_theta}, rope_dim "
+                            f"{self.rope_dim})")
 
     def _validate_longrope(self) -> None:
         factors = ("rope_short_factor", "rope_long_factor")

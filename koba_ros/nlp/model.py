@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -62,8 +63,8 @@ class Transformer(nn.Module):
         `documents` [B, T] (causal only): each token's document number; a token attends only to earlier tokens of
         its own document (document_mask.py). `instances` [B, T] (models with turnover_p > 0): each token's
         training-instance id, whose turn-over mask (flipped with `flip`) the FFNs apply; None: the whole network."""
-        if ids.dim() != 2:
-            raise KobaError(f"token ids must be [batch, time], got shape {tuple(ids.shape)}")
+        ids = integer_ids(ids)
+        check_shift(shift, ids.shape[0])
         if cache is not None and (not self.causal or key_mask is not None or documents is not None):
             raise KobaError("a KV cache is for causal decoding without a key mask or documents")
         if cache is not None:
@@ -129,6 +130,33 @@ class Transformer(nn.Module):
             if self.positions is not None:
                 n -= sum(p.numel() for p in self.positions.parameters())
         return n
+
+
+def integer_ids(ids) -> torch.Tensor:
+    """`ids` [B, T] as an index tensor: float ids (e.g. a tokenizer's output through a float pipeline) would be
+    truncated silently if cast, so they are refused; narrow integer dtypes become int64, which the embedding needs."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise KobaError(f"token ids must be a [batch, time] tensor, got {shape}")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise KobaError(f"token ids must be an integer tensor, got {ids.dtype}")
+    return ids if ids.dtype in (torch.int32, torch.int64) else ids.long()
+
+
+def check_shift(shift, batch: int) -> None:
+    """An explicit position offset is None, an int, or an integer tensor of one offset or one per sequence [batch];
+    any other shape ends in a raw broadcasting error deep in the positions."""
+    if shift is None:
+        return
+    if isinstance(shift, torch.Tensor):
+        if shift.dtype == torch.bool or shift.is_floating_point() or shift.is_complex():
+            raise KobaError(f"shift must be an int or a [batch] integer tensor, got a {shift.dtype} tensor")
+        if shift.dim() == 0 or tuple(shift.shape) == (batch,):
+            return
+        raise KobaError(f"shift must be an int or a [batch] integer tensor, got shape {tuple(shift.shape)} for a "
+                        f"batch of {batch}")
+    if isinstance(shift, bool) or not isinstance(shift, numbers.Integral):
+        raise KobaError(f"shift must be an int or a [batch] integer tensor, got {shift!r}")
 
 
 def bool_key_mask(mask, ids: torch.Tensor) -> torch.Tensor:

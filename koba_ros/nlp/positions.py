@@ -193,19 +193,29 @@ def yarn_inv_freq(head_dim: int, base: float, factor: float, original_max_len: i
         turns = original_max_len * inv_freq / (2 * math.pi)  # r(d) = L / λ_d
         keep = ((turns - beta_slow) / (beta_fast - beta_slow)).clamp(0.0, 1.0)  # γ(r(d))
     elif ramp == "index":
-        def pair_making(turns: float) -> float:  # the d (continuous) with r(d) = turns
-            return head_dim * math.log(original_max_len / (turns * 2 * math.pi)) / (2 * math.log(base))
-
-        first, last = pair_making(beta_fast), pair_making(beta_slow)
-        if truncate:
-            first, last = math.floor(first), math.ceil(last)
-        first, last = max(first, 0), min(last, head_dim - 1)
+        first, last = yarn_ramp_ends(head_dim, base, original_max_len, beta_fast, beta_slow, truncate)
         if first == last:
             last += 0.001
         keep = 1 - ((torch.arange(head_dim // 2, dtype=torch.float32) - first) / (last - first)).clamp(0.0, 1.0)
     else:
         raise KobaError(f"yarn_inv_freq: ramp must be index or paper, got {ramp!r}")
     return (1 - keep) * inv_freq / factor + keep * inv_freq
+
+
+def yarn_ramp_ends(head_dim: int, base: float, original_max_len: int, beta_fast: float = 32.0,
+                   beta_slow: float = 1.0, truncate: bool = True) -> tuple[float, float]:
+    """The "index" ramp's ends (yarn_inv_freq): the pair d turning beta_fast times within original_max_len and the
+    one turning beta_slow times, rounded outwards with `truncate` and capped to 0 .. head_dim - 1 as transformers
+    does. They cross (last < first) when every pair turns fewer than beta_slow times (an original context shorter
+    than beta_slow turns of the fastest pair, 2π beta_slow, less the rounding) or more than beta_fast times: the
+    ramp then runs backwards and keeps the pairs it should divide, or divides those it should keep."""
+    def pair_making(turns: float) -> float:  # the d (continuous) with r(d) = turns
+        return head_dim * math.log(original_max_len / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+    first, last = pair_making(beta_fast), pair_making(beta_slow)
+    if truncate:
+        first, last = math.floor(first), math.ceil(last)
+    return max(first, 0), min(last, head_dim - 1)
 
 
 def yarn_attention_factor(factor: float, attention_factor: float = 0.0) -> float:

@@ -88,35 +88,42 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
                         ("banned", [i for i in banned if not 0 <= i < vocab])):
         if wrong:  # the embedding would raise a bare IndexError; a negative banned id would ban one from the end
             raise KobaError(f"sample: {what} ids {wrong[:5]} are outside the model's vocabulary of {vocab}")
+    # Sampling in the middle of training must not leave dropout off: every module's mode comes back afterwards,
+    # also when a draw raises (each module's own, so a caller's frozen eval-mode parts stay in eval).
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
-    device = next(model.parameters()).device
-    max_len = model.config.max_len
-    context = torch.tensor([ids], dtype=torch.long, device=device)
-    # Room for what this call can feed (the prompt and all but the last token drawn), not for max_len: an imported
-    # Llama 3.2 has max_len 131072, whose full cache would take 8.6 GB at fp32 for one prompt.
-    capacity = min(max_len, len(ids) + max_new_tokens)
-    cache = KVCache(model.config.n_layers, capacity, model.config.layer_windows) \
-        if use_cache and context.shape[1] < max_len else None
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        if cache is not None and cache.length:  # the context is the cached tokens and the one drawn last
-            logits = model(context[:, -1:], cache=cache)[0][0, -1].float()
-        else:  # first pass (a cache's prefill), or the window has slid past max_len
-            logits = model(context[:, -max_len:], cache=cache)[0][0, -1].float()
-        if allowed is not None:
-            logits[allowed:] = -math.inf
-        for i in banned:
-            logits[i] = -math.inf
-        token = next_token(logits, temperature, top_k, top_p, generator)
-        if token == stop_id:
-            break
-        new.append(token)
-        if on_token is not None:
-            on_token(new)
-        context = torch.cat([context, torch.tensor([[token]], device=device)], dim=1)
-        if cache is not None and context.shape[1] > max_len:
-            cache = None  # the window slides from here: every position moves, nothing stored holds
-    return new
+    try:
+        device = next(model.parameters()).device
+        max_len = model.config.max_len
+        context = torch.tensor([ids], dtype=torch.long, device=device)
+        # Room for what this call can feed (the prompt and all but the last token drawn), not for max_len: an imported
+        # Llama 3.2 has max_len 131072, whose full cache would take 8.6 GB at fp32 for one prompt.
+        capacity = min(max_len, len(ids) + max_new_tokens)
+        cache = KVCache(model.config.n_layers, capacity, model.config.layer_windows) \
+            if use_cache and context.shape[1] < max_len else None
+        new: list[int] = []
+        for _ in range(max_new_tokens):
+            if cache is not None and cache.length:  # the context is the cached tokens and the one drawn last
+                logits = model(context[:, -1:], cache=cache)[0][0, -1].float()
+            else:  # first pass (a cache's prefill), or the window has slid past max_len
+                logits = model(context[:, -max_len:], cache=cache)[0][0, -1].float()
+            if allowed is not None:
+                logits[allowed:] = -math.inf
+            for i in banned:
+                logits[i] = -math.inf
+            token = next_token(logits, temperature, top_k, top_p, generator)
+            if token == stop_id:
+                break
+            new.append(token)
+            if on_token is not None:
+                on_token(new)
+            context = torch.cat([context, torch.tensor([[token]], device=device)], dim=1)
+            if cache is not None and context.shape[1] > max_len:
+                cache = None  # the window slides from here: every position moves, nothing stored holds
+        return new
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 class TextStreamer:

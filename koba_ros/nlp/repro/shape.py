@@ -75,7 +75,8 @@ def run(quick: bool, device: str, out, seed: int = 0, size: str | None = None) -
         torch.manual_seed(seed)
         config = TransformerConfig(vocab_size=s["vocab"] + 2, d_model=s["d_model"], n_layers=s["n_layers"],
                                    n_heads=s["n_heads"], max_len=max_len, positions=positions,
-                                   shape_max_shift=shift, pad_id=PAD, init="xavier", embed_scale=True)
+                                   pad_id=PAD, init="xavier", embed_scale=True,
+                                   **({"shape_max_shift": shift} if positions == "shape" else {}))  # SHAPE's only
         model = TransformerLM(config)
         g = torch.Generator().manual_seed(seed)
         run_ = fit(model, lambda step, g=g: copy_batch(s["batch"], 1, 20, s["vocab"], g), s["steps"], s["lr"],
