@@ -138,6 +138,7 @@ class Dialogue:
         self._crop_probs: dict[int, np.ndarray] = {}  # p(entry | crop) of each object the veto has read
         self.ruled_out: set[int] = set()    # objects an answer ruled out ("not the red one")
         self.reading: str | None = None     # the instruction without a negated part that names no object
+        self.composed = False               # the instruction's relation was read in parts (relations.py)
 
     @property
     def instruction(self) -> str:
@@ -172,8 +173,10 @@ class Dialogue:
         if names_two_objects(text):
             self.why = "two objects"
             return self._ask_instruction("One thing at a time, please: which object should I move first?")
-        g = relations.ground(self.grounder, text, self.objects, RELATION_FIT_RATIO) if self.s.compose_relations \
-            else self.grounder.ground(text, self.objects)
+        if self.s.compose_relations:
+            g, self.composed = relations.read(self.grounder, text, self.objects, RELATION_FIT_RATIO, self._words_fit)
+        else:
+            g, self.composed = self.grounder.ground(text, self.objects), False
         ranked = g.ranked()
         best, p_best = ranked[0]
         dest, p_dest = g.destination
@@ -453,6 +456,12 @@ class Dialogue:
                 and not (self.objects[i].box == box and beyond(i)) and not (located and self.objects[i].box != box)]
         if not near:
             return []
+        if self.composed:
+            # A relation read in parts: the kind and colour rules already chose what fits in the composition, and the
+            # landmark and side told those apart, so the composed probability alone says what is still in doubt.
+            names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
+            return [i for i in near if p[i] >= self.s.twin_ratio * top and names[i] == names[best]
+                    and colour[i] == colour[best]]
         if kinds and self.s.kind_twins and not lexicon.says_relation(text):
             # The words name a kind ("the can", "the blue square block"): every other object of that kind (by the
             # model's own noun for it) in the colour said (the camera colours nearest it; any colour when none is
@@ -539,6 +548,18 @@ class Dialogue:
         if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
             fits = [min(fits, key=self._centre_x) if side == "left" else max(fits, key=self._centre_x)]
         return fits if set(fits) <= firm else []
+
+    def _words_fit(self, text: str) -> set[int]:
+        """The objects the words fit by the kind rule (_twins): of a kind they name by the model's own noun for it,
+        nearest the colour they say; naming no kind, nearest the colour they say; neither: none known."""
+        named, colour_said = said_kinds(text), _colour_word(" ".join(lexicon.without_boxes(text)))
+        fits = list(range(len(self.objects)))
+        if named:
+            nouns = self._names(fits)
+            fits = [i for i in fits if NOUN_KINDS[nouns[i]] & named]
+        elif not colour_said:
+            return set()
+        return set(self._nearest_colour(colour_said, fits) if colour_said and fits else fits)
 
     def _plausible(self, kinds: set[str], other_kinds: bool = False) -> np.ndarray:
         """Which objects a noun of these kinds (or, with other_kinds, a noun of no such kind) finds plausible: p at

@@ -17,6 +17,7 @@ side takes (no look-alike there) falls back on the rest's own distribution, so t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -143,13 +144,16 @@ def fits(object_probs: np.ndarray, fit_ratio: float) -> np.ndarray:
 
 
 def compose(rest: Grounding, landmark: Grounding, objects: list[PerceivedObject], side: str | None,
-            fit_ratio: float) -> Grounding:
+            fit_ratio: float, words_fit: set[int] = frozenset()) -> Grounding:
     """One distribution over the objects (and "none of them") from the rest's words and the landmark's, as the module
-    docstring says; the destination is the rest's. "None of them" keeps the rest's probability."""
+    docstring says; the destination is the rest's. "None of them" keeps the rest's probability. `words_fit`: objects
+    the rest's words fit by what can be checked (the dialogue's kind and colour rules), which fit fully whatever the
+    model's probability (a sharp model gives a look-alike p ~ 0)."""
     n = len(objects)
     obj = rest.target_probs[:n]
     none = float(rest.target_probs[n])
     fit = fits(obj, fit_ratio)
+    fit[[i for i in words_fit if 0 <= i < n]] = 1.0
     p_landmark = landmark.target_probs[:n] / max(float(landmark.target_probs[:n].sum()), 1e-12)
     x = np.array([o.bbox[0] + o.bbox[2] / 2 for o in objects], dtype=float)
     mass, unmatched = np.zeros(n), 0.0
@@ -166,13 +170,21 @@ def compose(rest: Grounding, landmark: Grounding, objects: list[PerceivedObject]
     return dataclasses.replace(rest, target_probs=np.append(target, none))
 
 
-def ground(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float = 0.1) -> Grounding:
-    """The grounder's reading of the words, composed as above when they relate the object to a landmark. A landmark
-    the grounder finds in none of the objects ("none of them" most likely) leaves the whole words' reading."""
+def read(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float = 0.1,
+         words_fit: Callable[[str], set[int]] | None = None) -> tuple[Grounding, bool]:
+    """The grounder's reading of the words, composed as above when they relate the object to a landmark, and whether
+    it was. A landmark the grounder finds in none of the objects ("none of them" most likely) leaves the whole words'
+    reading. `words_fit(rest)`: see `compose`."""
     relation = parse(text)
     if relation is None or not objects:
-        return grounder.ground(text, objects)
+        return grounder.ground(text, objects), False
     whole, rest, landmark = grounder.ground_batch([text, relation.rest or ".", relation.landmark], [objects] * 3)
     if landmark.none_prob >= 0.5:
-        return whole
-    return compose(rest, landmark, objects, relation.side, fit_ratio)
+        return whole, False
+    fitting = words_fit(relation.rest) if words_fit is not None else frozenset()
+    return compose(rest, landmark, objects, relation.side, fit_ratio, fitting), True
+
+
+def ground(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float = 0.1) -> Grounding:
+    """`read`'s reading alone (the model's probabilities only)."""
+    return read(grounder, text, objects, fit_ratio)[0]
