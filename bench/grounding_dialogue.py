@@ -40,8 +40,8 @@ import numpy as np
 
 from koba_ros.cli import print_json
 from koba_ros.commands.arg_types import positive_int
-from koba_ros.grounding import lexicon, relations
-from koba_ros.grounding.dialogue import RELATION_FIT_RATIO, Dialogue
+from koba_ros.grounding import lexicon
+from koba_ros.grounding.dialogue import Dialogue
 from koba_ros.grounding.evaluation import BENCH_KINDS, bench_samples, scripted_answer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,10 +134,9 @@ def evaluate_clear(grounder, clear, dialogue_class, person) -> dict:
         asked += first.status == "question"
         right = first.status == "done" and first.target == s.target and first.destination == s.destination
         done_right += right
-        # The reading the dialogue acted on: composed for a relation when its settings say so (session 28).
-        composed = getattr(getattr(d, "s", None), "compose_relations", False)
-        g = relations.ground(grounder, s.text, s.objects, RELATION_FIT_RATIO) if composed else \
-            grounder.ground(s.text, s.objects)
+        # The reading the dialogue acted on (since session 28 it keeps it: a relation's is composed); an older
+        # dialogue's is the whole words'.
+        g = getattr(d, "first_reading", None) or grounder.ground(s.text, s.objects)
         top_right = g.ranked()[0][0] == s.target and g.destination[0] == s.destination
         outcomes["acted right" if right else "acted wrong" if first.status == "done" else
                  ("asked, top-1 and box right" if top_right else "asked, top-1 or box wrong")

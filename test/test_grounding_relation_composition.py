@@ -56,6 +56,10 @@ def test_beside_without_a_side_means_either_side():
     assert relations.parse("the cube close to the mug goes top right").side is None
 
 
+OPEN_REASON = ("open since the session-28 review: fixed in R' (docs/grounding/session28_relation_composition_rules.md),"
+               " which cut wrong moves but failed its bench rule, so the composition is C2's")
+
+
 def _grounding(target, dest=(0, 1, 0, 0, 0)):
     return Grounding(np.array(target, float), np.array(dest, float))
 
@@ -83,11 +87,62 @@ def test_either_side_takes_the_nearest_and_another_box_is_never_beside():
 
 
 def test_no_look_alike_on_that_side_leaves_the_rest_reading_so_the_robot_asks():
-    # "the cube left of the leftmost cube's neighbour": landmark object 0 has nothing on its left in its box.
+    # "the cube left of cube 0": nothing is on its left in its box; the rest's reading decides (the robot asks).
     first_cube = _grounding([1.0, 0, 0, 0, 0, 0])
     g = relations.compose(CUBES_FIT, first_cube, objects(), "left", fit_ratio=0.1)
-    spread = CUBES_FIT.target_probs[:5] / CUBES_FIT.target_probs[:5].sum() * 0.95
-    assert np.allclose(g.target_probs[:5], spread)
+    assert g.target_probs == pytest.approx(CUBES_FIT.target_probs) and max(g.target_probs) < 0.7
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=OPEN_REASON)
+def test_a_side_within_the_margin_is_unsure_and_look_alikes_about_as_near_share_the_mass():
+    # A cube 5 mm (4-5 px) left of the duck's centre, in front of it, and a cube clearly on its left: either may be
+    # "the cube left of the duck", so neither is sure.
+    front = [{"name": "red_cube", "box": "top_left", "xy": [-0.06, 0.0]},
+             {"name": "duck", "box": "top_left", "xy": [0.0, 0.0]},
+             {"name": "red_cube", "box": "top_left", "xy": [-0.005, 0.05]}]
+    fit_cubes = _grounding([0.5, 0.0, 0.5, 0.0])
+    g = relations.compose(fit_cubes, _grounding([0, 1.0, 0, 0]), objects(front), "left", 0.1)
+    assert g.target_probs[0] == pytest.approx(0.5) and g.target_probs[2] == pytest.approx(0.5)
+    # "next to the duck" with a cube on each side at the same distance: a tie, not a pick.
+    tie = [{"name": "red_cube", "box": "top_left", "xy": [-0.06, 0.0]},
+           {"name": "duck", "box": "top_left", "xy": [0.0, 0.0]},
+           {"name": "red_cube", "box": "top_left", "xy": [0.06, 0.0]}]
+    g = relations.compose(fit_cubes, _grounding([0, 1.0, 0, 0]), objects(tie, seed=1), None, 0.1)
+    assert max(g.target_probs) < 0.7 and g.target_probs[0] + g.target_probs[2] == pytest.approx(1.0)
+    # Straight behind the duck (4 cm) is nearer than beside it (6 cm): "next to" measures in the image plane.
+    behind = [*tie[:2], {"name": "red_cube", "box": "top_left", "xy": [0.0, 0.04]}]
+    g = relations.compose(_grounding([0.5, 0, 0.5, 0]), _grounding([0, 1.0, 0, 0]), objects(behind), None, 0.1)
+    assert g.ranked()[0][0] == 2
+
+
+@pytest.mark.parametrize("text, landmark, rest", [
+    ("put the cube left of the duck right away", "the duck", "put the cube right away"),
+    ("move the cube left of the duck right into the top right box", "the duck", "move the cube into the top right box"),
+    ("put the cube to the left of the duck right there", "the duck", "put the cube right there"),
+    ("put the ball left of the right cube in the top left box", "the right cube", "put the ball in the top left box")])
+def test_right_as_an_adverb_after_the_landmark_is_not_part_of_it(text, landmark, rest):
+    rel = relations.parse(text)
+    assert (rel.landmark, rel.rest) == (landmark, rest)
+
+
+def test_an_answer_that_says_a_relation_is_read_as_one_not_as_the_extreme():
+    from test.test_grounding_core import TableGrounder
+
+    # Three red cubes in the top left box, the duck between the middle one and the right one: "put the red cube in
+    # the bottom right box" asks which; "the one to the left of the duck" is the middle cube, not the leftmost.
+    table = {"put the red cube in the bottom right box": ([0.25, 0.25, 0, 0.25, 0.25, 0], [0, 0, 0, 1, 0])}
+    nouns = ["cube", "cube", "duck", "cube", "cube"]
+    for answer, target in (("the one to the left of the duck", 1), ("the one on the duck's right", 3),
+                           ("the one next to the duck", 1)):
+        d = Dialogue(TableGrounder(table, 5, nouns), objects())
+        assert d.start("put the red cube in the bottom right box").status == "question"
+        reply = d.answer(answer)
+        assert (reply.status, reply.target, reply.destination) == ("done", target, "bottom_right"), (answer, reply)
+    # Ruling one out by a relation: "not the one left of the duck" leaves the others.
+    d = Dialogue(TableGrounder(table, 5, nouns), objects())
+    d.start("put the red cube in the bottom right box")
+    d.answer("not the one left of the duck")
+    assert 1 in d.ruled_out and 0 not in d.ruled_out and 3 not in d.ruled_out
 
 
 def test_two_possible_landmarks_share_the_mass_and_a_weak_fit_lets_the_next_one_through():

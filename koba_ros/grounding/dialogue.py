@@ -30,6 +30,7 @@ instruction that says what not to move, or names two objects, is asked for again
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -139,6 +140,7 @@ class Dialogue:
         self.ruled_out: set[int] = set()    # objects an answer ruled out ("not the red one")
         self.reading: str | None = None     # the instruction without a negated part that names no object
         self.composed = False               # the instruction's relation was read in parts (relations.py)
+        self.first_reading: Grounding | None = None   # the grounding the first turn acted on (benchmarks, logs)
 
     @property
     def instruction(self) -> str:
@@ -173,10 +175,8 @@ class Dialogue:
         if names_two_objects(text):
             self.why = "two objects"
             return self._ask_instruction("One thing at a time, please: which object should I move first?")
-        if self.s.compose_relations:
-            g, self.composed = relations.read(self.grounder, text, self.objects, RELATION_FIT_RATIO, self._words_fit)
-        else:
-            g, self.composed = self.grounder.ground(text, self.objects), False
+        g, self.composed = self._read(text)
+        self.first_reading = g
         ranked = g.ranked()
         best, p_best = ranked[0]
         dest, p_dest = g.destination
@@ -300,7 +300,8 @@ class Dialogue:
     def _checkable(self, text: str) -> bool:
         """Does the text say something checkable about which object: an order, a box, a side, a colour, a kind?"""
         return (lexicon.ordinal(text) is not None and self.listed) or bool(
-            lexicon.parse_box(text) or lexicon.side(text) or _colour_word(text) or said_kinds(text))
+            lexicon.parse_box(text) or lexicon.side(text) or _colour_word(text) or said_kinds(text)
+            or (self.s.compose_relations and relations.parse(text)))
 
     def _rule_out(self, said: str, ruled_out: str) -> Reply:
         """An answer that rules objects out ("not the first one", "no, not the red one", "the blue one, not the red
@@ -326,8 +327,12 @@ class Dialogue:
 
     def _named_by(self, text: str, cands: list[int]) -> list[int]:
         """The candidates the words name by what can be checked literally: box, side, colour, kind (no ranking)."""
+        if (by_relation := self._by_relation(text, cands)) is not None:
+            cands, text = by_relation     # "not the one left of the duck"
+            if not cands:
+                return []
         box, side, colour, kinds = lexicon.parse_box(text), lexicon.side(text), _colour_word(text), said_kinds(text)
-        if not (box or side or colour or kinds):
+        if not (box or side or colour or kinds or by_relation):
             return []
         if box:
             cands = [c for c in cands if self.objects[c].box == box]
@@ -549,6 +554,30 @@ class Dialogue:
             fits = [min(fits, key=self._centre_x) if side == "left" else max(fits, key=self._centre_x)]
         return fits if set(fits) <= firm else []
 
+    def _read(self, text: str) -> tuple[Grounding, bool]:
+        """The grounder's reading of the words, and whether a relation in them was read in parts (relations.py)."""
+        if self.s.compose_relations:
+            return relations.read(self.grounder, text, self.objects, RELATION_FIT_RATIO, self._words_fit)
+        return self.grounder.ground(text, self.objects), False
+
+    def _by_relation(self, text: str, cands: list[int]) -> tuple[list[int], str] | None:
+        """An answer that says a relation ("the one to the left of the duck", "the one next to the mug"): the
+        candidates it picks, composed over them (each fits; the landmark as the grounder reads it), and the rest of
+        its words. None when it says no relation or the landmark is nowhere here."""
+        relation = relations.parse(text) if self.s.compose_relations else None
+        if relation is None or not cands:
+            return None
+        landmark = self.grounder.ground(relation.landmark, self.objects)
+        if landmark.none_prob >= 0.5:
+            return None
+        asked = np.zeros(len(self.objects) + 1)
+        asked[cands] = 1.0 / len(cands)
+        g = relations.compose(dataclasses.replace(landmark, target_probs=asked), landmark, self.objects,
+                              relation.side, RELATION_FIT_RATIO, set(cands))
+        top = max(float(g.target_probs[c]) for c in cands)
+        picked = [c for c in cands if top > 0 and g.target_probs[c] >= self.s.keep_ratio * top]
+        return picked, relation.rest
+
     def _words_fit(self, text: str) -> set[int]:
         """The objects the words fit by the kind rule (_twins): of a kind they name by the model's own noun for it,
         nearest the colour they say; naming no kind, nearest the colour they say; neither: none known."""
@@ -642,6 +671,11 @@ class Dialogue:
         if not cands:
             return None
         said = False
+        if (by_relation := self._by_relation(text, cands)) is not None:
+            cands, text = by_relation     # then the rest of the answer ("the red one left of the duck")
+            if not cands:
+                return None
+            said = True
         box = lexicon.parse_box(text)
         if box is not None:
             cands, said = [c for c in cands if self.objects[c].box == box], True

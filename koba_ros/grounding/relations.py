@@ -37,7 +37,11 @@ LEADS = {"the", "to", "on", "at", "just", "immediately", "directly", "more", "fu
 # Words that end a landmark's noun phrase ("... of the duck in the top left box", "... of the duck and put it").
 LANDMARK_ENDS = {"in", "into", "inside", "onto", "on", "to", "at", "from", "and", "then", "please", "toward",
                  "towards", "over", "which", "that", "is", "are", "goes", "go", "belongs", "needs", "should", "must",
-                 "ends", "up", "down", "thanks", "thank", "cheers", "pronto", "now", "away", "for", "with", "where"}
+                 "ends", "up", "down", "thanks", "thank", "cheers", "pronto", "now", "away", "for", "with", "where",
+                 "straight", "here", "there"}
+# "right" after a landmark is the adverb before these ("... of the duck right away", "... right into the box").
+PLACE_AFTER_RIGHT = {"into", "in", "to", "onto", "inside", "over"}
+RIGHT_AS_ADVERB_BEFORE = lexicon.RIGHT_AS_ADVERB_BEFORE | PLACE_AFTER_RIGHT
 # Words that put the object beside a landmark, with the side said after it or not at all ("next to the duck").
 BESIDE = {("beside",), ("flanking",), ("alongside",), ("near",), ("next", "to"), ("close", "to")}
 # Prepositions before a possessive landmark: "on the duck's left", "to the duck's right".
@@ -111,12 +115,16 @@ def _landmark(tokens: list[str], start: int, in_box: set[int]) -> tuple[list[str
     """The landmark's words from `start` to the first word that ends them (or a box name), and where they stop."""
     stop = start
     while stop < len(tokens) and stop not in in_box and tokens[stop] not in LANDMARK_ENDS \
-            and stop - start < MAX_LANDMARK_WORDS:
+            and stop - start < MAX_LANDMARK_WORDS and not _adverb_right(tokens, stop):
         stop += 1
     landmark = tokens[start:stop]
     if not [t for t in landmark if t not in ("the", "a", "an", "that", "this")] or set(landmark) & NOT_A_LANDMARK:
         return None
     return landmark, stop
+
+
+def _adverb_right(tokens: list[str], k: int) -> bool:
+    return tokens[k] == "right" and (k + 1 == len(tokens) or tokens[k + 1] in RIGHT_AS_ADVERB_BEFORE)
 
 
 def _side_after(tokens: list[str], k: int, in_box: set[int]) -> tuple[str | None, int]:
@@ -129,6 +137,8 @@ def _side_after(tokens: list[str], k: int, in_box: set[int]) -> tuple[str | None
 
 
 def _relation(tokens: list[str], start: int, end: int, landmark: list[str], side: str | None) -> Relation:
+    if tokens[end:end + 1] == ["right"] and tokens[end + 1:end + 2] and tokens[end + 1] in PLACE_AFTER_RIGHT:
+        end += 1   # "... of the duck right into the box": emphasis, not a side, and not part of the rest's words
     rest = " ".join(tokens[:start] + tokens[end:])
     return Relation(rest=rest, landmark=" ".join(landmark), side=side)
 
