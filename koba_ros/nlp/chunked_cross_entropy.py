@@ -18,7 +18,10 @@ GEMMs per chunk rather than a custom kernel.
 
 Precision: the logits GEMM runs in the inputs' dtype (bf16 under autocast or bf16 weights), the log-sum-exp, softmax
 and loss in fp32, the gradient is rounded to the inputs' dtype before its two GEMMs (as F.cross_entropy on
-`logits.float()` does), and W's gradient is summed over chunks in fp32.
+`logits.float()` does), and W's gradient is summed over chunks in fp32. fp16 is the exception: its gradients are
+computed in forward, before the loss scale exists, and (softmax − onehot) / n rounded to fp16 there would flush the
+small ones to zero whatever the scale; so under fp16 the two gradient GEMMs run in fp32, both gradients are kept in
+fp32 (twice the saved memory) and backward multiplies by the incoming (scaled) gradient before rounding to fp16.
 
 All targets ignored: F.cross_entropy(reduction="mean") returns NaN (0 / 0) with zero gradients. Here the loss is 0
 with the same zero gradients: a batch with nothing to predict carries no signal, and should not look like a diverged
@@ -55,7 +58,11 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         n_valid = (targets != ignore_index).sum()
         inv_n = 1.0 / n_valid.clamp(min=1).float()  # all ignored: loss and gradients 0, not 0 / 0
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        # fp16: the loss scale S only arrives in backward, and (softmax - onehot) / n rounded to fp16 before it would
+        # flush every gradient under 2^-24 to zero whatever S is. So under fp16 the pieces stay fp32 (GEMMs in fp32)
+        # and backward scales them before the one cast. bf16 has fp32's range: nothing flushes, no scale is used.
+        piece_dtype = torch.float32 if hidden.dtype == torch.float16 else hidden.dtype
+        grad_hidden = torch.empty(hidden.shape, dtype=piece_dtype, device=hidden.device) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
         vocab = torch.arange(weight.shape[0], device=weight.device)
         for start in range(0, hidden.shape[0], chunk):
@@ -71,21 +78,24 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             # and eager mode holds 1 byte per logit for it.
             onehot = vocab[None, :] == safe_targets[:, None]
             grad = logits.sub_(lse[:, None]).exp_().add_(onehot, alpha=-1).mul_((valid.float() * inv_n)[:, None])
-            grad = (grad if slope is None else grad.mul_(slope)).to(hidden.dtype)
+            grad = (grad if slope is None else grad.mul_(slope)).to(piece_dtype)
             if need_hidden:
-                grad_hidden[start:start + chunk] = grad @ weight
+                grad_hidden[start:start + chunk] = grad @ weight.to(piece_dtype)
             if need_weight and grad.dtype == grad_weight.dtype:
-                grad_weight.addmm_(grad.t(), h)  # summed inside the GEMM: no [V, d] temporary
+                grad_weight.addmm_(grad.t(), h.to(piece_dtype))  # summed inside the GEMM: no [V, d] temporary
             elif need_weight:
                 grad_weight.add_(grad.t() @ h)  # bf16 product, summed in fp32 (torch has no mixed-dtype addmm_)
-        ctx.save_for_backward(grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype))
+        ctx.save_for_backward(grad_hidden, None if grad_weight is None else grad_weight.to(piece_dtype))
+        ctx.dtypes = hidden.dtype, weight.dtype
         return loss * inv_n
 
     @staticmethod
     def backward(ctx, grad_output):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return (None if grad_hidden is None else grad_hidden * grad_output,
-                None if grad_weight is None else grad_weight * grad_output, None, None, None, None)
+        hidden_dtype, weight_dtype = ctx.dtypes
+        # Scaled first, cast after: under fp16 the saved pieces are fp32, so the loss scale reaches them unrounded.
+        return (None if grad_hidden is None else (grad_hidden * grad_output).to(hidden_dtype),
+                None if grad_weight is None else (grad_weight * grad_output).to(weight_dtype), None, None, None, None)
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,

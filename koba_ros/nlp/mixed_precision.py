@@ -86,4 +86,8 @@ class LossScaler:
 
     def load_state_dict(self, state: dict) -> None:
         if self.enabled and state and not self.constant:
-            self.scaler.load_state_dict(state)
+            # The scale and its growth tracker only: growth and backoff are this run's settings. A constant-scale
+            # run saved growth_interval 2^31-1, which would keep a resumed dynamic scale from ever growing.
+            mine = self.scaler.state_dict()
+            self.scaler.load_state_dict({**mine, **{key: state[key] for key in ("scale", "_growth_tracker")
+                                                    if key in state}})

@@ -7,11 +7,13 @@ text through the tokenizer once and writes the ids as a flat array (uint16 when 
 tokenizer that made them. A training config whose `train_data` / `val_data` is such a .bin file reads windows
 straight from the mapped file: the operating system pages in what the batches touch, shared by every rank on a host.
 
-The text is encoded in pieces of about `chunk_bytes` characters, cut only after a newline that stands alone between
-two non-whitespace characters. GPT-2's pre-tokenisation pattern makes such a newline a piece of its own whether
-the text goes on or ends there, and nothing joins it to the characters on either side; a newline in a longer
-whitespace run would not do ("  \n" at the end of a text is one piece, "  " + "\n" inside one). So the ids equal
-those of encoding the whole text at once (tested, GPT-2 BPE included); the byte tokenizer has no context at all.
+The text is encoded in pieces of about `chunk_bytes` characters, cut only before a newline that a non-whitespace
+character follows (so also after CRLF line ends, blank lines and trailing spaces). GPT-2's pre-tokenisation
+pattern makes such a newline a piece of its own: no letter, digit or punctuation piece takes a leading newline, and
+a whitespace run before it ends before it (`\\s+(?!\\S)` leaves the last whitespace character to the next piece), as
+a piece's trailing whitespace does at the piece's end. So the ids equal those of encoding the whole text at once
+(tested and fuzzed, GPT-2 BPE included); the byte tokenizer has no context at all. (The first rule, a cut only
+after a newline between two non-spaces, never matched CRLF or blank-line text, and the carry grew to the file.)
 A tokenizer for which that does not hold (`piece_safe` false: a SentencePiece-style `hf` tokenizer marks each
 piece's start as a word start) gets each document whole, at the cost of holding it in memory.
 """
@@ -36,8 +38,8 @@ from koba_ros.nlp.data import (
     load_text,
 )
 
-# A cut point: right after a lone newline, between two non-whitespace characters.
-CUT = re.compile(r"(?<=\S)\n(?=\S)")
+# A cut point: right before a newline that a non-whitespace character follows (not at the text's start).
+CUT = re.compile(r"(?<=[\s\S])(?=\n\S)")
 
 
 def text_pieces(text: str, chunk_bytes: int):

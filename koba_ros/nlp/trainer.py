@@ -148,6 +148,12 @@ class TrainConfig:
         if self.lora_rank < 0 or not self.lora_alpha > 0:
             raise KobaError(f"train config: lora_rank must be >= 0 and lora_alpha > 0, got {self.lora_rank}, "
                             f"{self.lora_alpha}")
+        # The adapters' scale alpha / rank multiplies float32 weights: inf (or past float32's largest) made NaN at step
+        # 1, reported as a diverged loss.
+        if self.lora_rank and not (math.isfinite(self.lora_alpha)
+                                   and self.lora_alpha / self.lora_rank <= torch.finfo(torch.float32).max):
+            raise KobaError(f"train config: lora_alpha must be finite with lora_alpha / lora_rank at most float32's "
+                            f"largest ({torch.finfo(torch.float32).max:.4g}), got {self.lora_alpha} / {self.lora_rank}")
         if self.lora_rank and not self.init_from:
             raise KobaError("train config: lora_rank needs init_from (LoRA adapts a pre-trained model's weights)")
         if self.lora_rank and (self.parallel == "fsdp" or self.precision == "bf16_master"):
@@ -165,7 +171,12 @@ class TrainConfig:
             raise KobaError(f"train config: unknown keys {unknown}")
         if not isinstance(data.get("model") or {}, dict):
             raise KobaError(f"train config: model must be a mapping of model keys, got {data['model']!r}")
-        data = merge_source(check_types(cls, data, "train config"))  # init_from: the source's model and tokenizer
+        data = check_types(cls, data, "train config")
+        # A run resuming its own checkpoint (without LoRA's base) takes model and tokenizer from it, not init_from.
+        resumes = data.get("resume", cls.resume) and not data.get("lora_rank")
+        own = Path(data.get("out", cls.out)) / "checkpoint" if resumes and isinstance(data.get("out", cls.out), str) \
+            else None
+        data = merge_source(data, own)  # init_from: the source's model and tokenizer
         model = TransformerConfig.from_dict(data.pop("model", {}) or {})
         try:
             config = cls(model=model, **data)
@@ -415,7 +426,8 @@ def _from_main_or_raise(function, info, *args):
     return result
 
 
-def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sharded: bool = False) -> Start:
+def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sharded: bool = False,
+                     tokenizer_digest: str | None = None) -> Start:
     """Load into `model` what the run starts from: its own checkpoint (a resume), else init_from's weights, else the
     fresh init; under LoRA, init_from's weights as the frozen base (on a resume too: the checkpoint holds them merged
     with the adapters, and the digest recorded at the start checks that the source is unchanged), then the
@@ -423,7 +435,8 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sha
     optimizer state; the other ranks (their models on the meta device) get its Start, with {} for an optimizer state
     they will receive in restore_optimizer."""
     if sharded:
-        own = _or_error(starting_weights, model, config, distributed.DistInfo(), checkpoint_dir) if info.main else None
+        own = _or_error(starting_weights, model, config, distributed.DistInfo(), checkpoint_dir, False,
+                        tokenizer_digest) if info.main else None
         told = own._replace(optim_state={} if own.optim_state is not None else None) if isinstance(own, Start) else own
         told = distributed.from_main(told, info)
         if isinstance(told, KobaError):
@@ -437,7 +450,8 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sha
         model.load_state_dict(model_state)
         step = int(meta.get("step", 0))
     if config.init_from and (checkpoint is None or config.lora_rank):
-        model.load_state_dict(_from_main_or_raise(read_weights, info, config.model, model, config.init_from))
+        model.load_state_dict(_from_main_or_raise(read_weights, info, config.model, model, config.init_from,
+                                                  tokenizer_digest))
     if not config.lora_rank:
         return Start(step, optim_state, meta, 0.0, None, None)
     base_digest = distributed.parameter_digest(model)
@@ -621,7 +635,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     built_on = next(model.parameters()).device  # reported: "meta" on FSDP's ranks other than 0
     model.checkpoint_blocks = config.activation_checkpointing
     checkpoint_dir = out / "checkpoint"
-    start = starting_weights(model, config, info, checkpoint_dir, sharded)
+    start = starting_weights(model, config, info, checkpoint_dir, sharded, getattr(tokenizer, "digest", None))
     step, optim_state, meta = start.step, start.optim_state, start.meta
     check_resumed_config(config, meta, checkpoint_dir, tokenizer, info.main)
     master = config.precision == "bf16_master"
@@ -715,7 +729,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             raise non_finite("the gradient norm", grad_norm, step + 1)
         scaler.step(optimizer)  # fp16: skipped, and the loss scale halved, if a gradient overflowed
         optimizer.zero_grad(set_to_none=True)
-        scaler.check(step, kept)
+        scaler.check(step + 1, kept)  # counted from 1, as every other message
         step += 1
         tokens += tokens_per_step
         evaluated = step % config.eval_every == 0 or step == config.steps
