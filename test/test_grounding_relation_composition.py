@@ -56,10 +56,6 @@ def test_beside_without_a_side_means_either_side():
     assert relations.parse("the cube close to the mug goes top right").side is None
 
 
-OPEN_REASON = ("open since the session-28 review: fixed in R' (docs/grounding/session28_relation_composition_rules.md),"
-               " which cut wrong moves but failed its bench rule, so the composition is C2's")
-
-
 def _grounding(target, dest=(0, 1, 0, 0, 0)):
     return Grounding(np.array(target, float), np.array(dest, float))
 
@@ -93,7 +89,6 @@ def test_no_look_alike_on_that_side_leaves_the_rest_reading_so_the_robot_asks():
     assert g.target_probs == pytest.approx(CUBES_FIT.target_probs) and max(g.target_probs) < 0.7
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=OPEN_REASON)
 def test_a_side_within_the_margin_is_unsure_and_look_alikes_about_as_near_share_the_mass():
     # A cube 5 mm (4-5 px) left of the duck's centre, in front of it, and a cube clearly on its left: either may be
     # "the cube left of the duck", so neither is sure.

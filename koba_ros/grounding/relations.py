@@ -9,10 +9,14 @@ and a geometric test, so it is read in parts, each by the grounder the robot alr
 - `compose` turns them into one distribution over the objects: the object meant is the one nearest the landmark on
   the side said, among those the rest's words fit.
 
-With fit(i) the degree to which the rest's words fit object i (its probability against the best's, see `fits`), the
-landmark l, and the objects on the side said in l's box ordered by distance to l, the chance that i is the first one
-that fits is fit(i) * prod_{j nearer} (1 - fit(j)); summed over landmarks weighted by p(l). What no object on that
-side takes (no look-alike there) falls back on the rest's own distribution, so the robot asks rather than guesses.
+With fit(i) the degree to which the rest's words fit object i (its probability against the best's, see `fits`) and
+on(i) whether i is on the side said (1 beyond SIDE_GAP_PX, the margin at which the generator says a side; 1/2 on that
+side by less, in front of or behind the landmark, where a person may or may not say so; 0 on the other side), q(i) =
+on(i) fit(i) is the chance that i is an object of the words on that side of landmark l, in l's box. Objects are taken
+by distance from l, and i is the one meant with weight q(i) prod_j (1 - q(j)) over the objects j clearly nearer (by
+more than SIDE_GAP_PX): objects about as near do not rule each other out, so they share the mass and the robot asks.
+The weights share the chance that some object there fits, 1 - prod (1 - q); summed over landmarks weighted by p(l).
+What no object on that side takes (no look-alike there) falls back on the rest's own distribution.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from koba_ros.grounding import lexicon
+from koba_ros.grounding.instructions import SIDE_GAP_PX
 
 if TYPE_CHECKING:
     from koba_ros.grounding.grounder import Grounding
@@ -158,26 +163,42 @@ def compose(rest: Grounding, landmark: Grounding, objects: list[PerceivedObject]
     """One distribution over the objects (and "none of them") from the rest's words and the landmark's, as the module
     docstring says; the destination is the rest's. "None of them" keeps the rest's probability. `words_fit`: objects
     the rest's words fit by what can be checked (the dialogue's kind and colour rules), which fit fully whatever the
-    model's probability (a sharp model gives a look-alike p ~ 0)."""
+    model's probability (a sharp model gives a look-alike p ~ 0). With a side, distance is along the image's x (as
+    the generator measures it); "next to" without one, in the image plane."""
     n = len(objects)
     obj = rest.target_probs[:n]
     none = float(rest.target_probs[n])
     fit = fits(obj, fit_ratio)
     fit[[i for i in words_fit if 0 <= i < n]] = 1.0
     p_landmark = landmark.target_probs[:n] / max(float(landmark.target_probs[:n].sum()), 1e-12)
-    x = np.array([o.bbox[0] + o.bbox[2] / 2 for o in objects], dtype=float)
+    centre = np.array([(o.bbox[0] + o.bbox[2] / 2, o.bbox[1] + o.bbox[3] / 2) for o in objects], dtype=float)
     mass, unmatched = np.zeros(n), 0.0
     for lm in np.flatnonzero(p_landmark > 1e-4):
-        nearby = [i for i in range(n) if i != lm and objects[i].box == objects[lm].box
-                  and (side is None or (x[i] < x[lm] if side == "left" else x[i] > x[lm]))]
-        free = 1.0    # the chance that no nearer object on that side fits
-        for i in sorted(nearby, key=lambda i: abs(x[i] - x[lm])):
-            mass[i] += p_landmark[lm] * free * fit[i]
-            free *= 1.0 - fit[i]
-        unmatched += p_landmark[lm] * free
+        offset = centre - centre[lm]
+        dist = np.abs(offset[:, 0]) if side else np.hypot(offset[:, 0], offset[:, 1])
+        q = np.array([fit[i] * _on_side(offset[i, 0], side) if i != lm and objects[i].box == objects[lm].box
+                      else 0.0 for i in range(n)])
+        weight = np.array([q[i] * np.prod(1.0 - q[dist < dist[i] - SIDE_GAP_PX]) for i in range(n)])
+        matched = 1.0 - float(np.prod(1.0 - q))
+        if weight.sum() > 0:
+            mass += p_landmark[lm] * matched * weight / weight.sum()
+        unmatched += p_landmark[lm] * (1.0 - matched)
+    # What no object beside a landmark takes goes back to the rest's own reading (session 28 measured "none of them"
+    # and the rest's reading without the landmarks instead: neither passed its rule; see
+    # docs/grounding/session28_relation_composition_rules.md).
     spread = obj / obj.sum() if obj.sum() > 0 else np.full(n, 1.0 / max(n, 1))
     target = (1.0 - none) * (mass + unmatched * spread)
     return dataclasses.replace(rest, target_probs=np.append(target, none))
+
+
+def _on_side(dx: float, side: str | None) -> float:
+    """1 when an object dx pixels right of the landmark is on the side said by more than SIDE_GAP_PX, 1/2 when it is
+    on that side by less (in front of or behind the landmark: a person may or may not call it so), 0 on the other
+    side; 1 for either side."""
+    if side is None:
+        return 1.0
+    along = -dx if side == "left" else dx
+    return 1.0 if along > SIDE_GAP_PX else 0.5 if along > 0 else 0.0
 
 
 def read(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float = 0.1,
