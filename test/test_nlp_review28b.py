@@ -1,6 +1,7 @@
 """Session 28's second review, of training's edges: fp16 loss scaling with loss_chunk, init_from's tokenizer digest
 and a moved source on resume, `koba lm prepare`'s cut rule on CRLF and blank-line text, a resumed GradScaler's
-settings and an infinite lora_alpha. Each test fails on the code before the fix."""
+settings and an infinite lora_alpha, then the follow-up review of those fixes (b921846). Each test fails on the code
+before the fix."""
 import json
 import shutil
 
@@ -14,7 +15,7 @@ from koba_ros.nlp.bpe_training import train_bpe
 from koba_ros.nlp.chunked_cross_entropy import chunked_cross_entropy
 from koba_ros.nlp.data import encode_documents, is_collection, load_documents
 from koba_ros.nlp.mixed_precision import LossScaler
-from koba_ros.nlp.prepared import prepare, read_pieces
+from koba_ros.nlp.prepared import cut_for, prepare, read_pieces
 from koba_ros.nlp.tokenizer import build_tokenizer, whisper_gpt2_ranks
 from koba_ros.nlp.trainer import TrainConfig, train
 from test.nlp_threads import one_thread  # noqa: F401  (autouse fixture)
@@ -124,3 +125,102 @@ def test_lora_alpha_must_be_finite_with_a_scale_float32_can_hold(alpha):
     with pytest.raises(KobaError, match="lora_alpha must be finite with lora_alpha / lora_rank at most float32"):
         TrainConfig(init_from="src", lora_rank=2, lora_alpha=alpha, device="cpu").validate()
     TrainConfig(init_from="src", lora_rank=2, lora_alpha=3e38, device="cpu").validate()  # 1.5e38 per rank fits
+
+
+# The follow-up review of b921846.
+
+def test_prepare_with_a_llama3_style_hf_tokenizer_gives_the_whole_texts_ids(tmp_path):
+    """Llama-3 / Qwen-style patterns attach a newline to the piece before it ("red.\\n"): a cut before the newline
+    changed the ids, and the probe (no punctuation before a newline) still said piece_safe."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from koba_ros.nlp.tokenizer import HFTokenizer
+
+    pattern = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    corpus = "The cube is red.\nPut it in the box.\nMove left now!\nthen go home\n"
+    tok.train_from_iterator([corpus] * 20, trainers.BpeTrainer(vocab_size=400,
+                                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    tokenizer = HFTokenizer(tmp_path / "tokenizer.json")
+    path = tmp_path / "t.txt"
+    path.write_text(corpus * 20)
+    meta = prepare(str(path), tokenizer, {"tokenizer": "hf"}, tmp_path / "t.bin", chunk_bytes=64)
+    got = np.fromfile(tmp_path / "t.bin", dtype=meta["dtype"]).astype(int).tolist()
+    assert got == encode_documents(load_documents(str(path)), tokenizer, is_collection(str(path)))
+    assert tokenizer.piece_safe and len(list(read_pieces(str(path), 64, cut_for(tokenizer)))) > 10  # in pieces
+
+
+def test_a_dynamic_loss_scale_resumed_from_a_constant_run_grows_again():
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.SGD([p], lr=0.0)
+    saved = LossScaler(True, torch.device("cpu"), constant=1024.0).state_dict()
+    saved["_growth_tracker"] = 2100  # a constant run's 2100 clean steps, past a dynamic scale's interval (2000)
+    resumed = LossScaler(True, torch.device("cpu"), constant=0.0)
+    resumed.load_state_dict(saved)
+    interval = resumed.scaler.state_dict()["growth_interval"]
+    for _ in range(interval):
+        resumed.scale((p * 1e-3).sum()).backward()
+        resumed.unscale(opt)
+        resumed.step(opt)
+        opt.zero_grad()
+    assert resumed.value == 2048.0
+    # The same interval keeps its tracker.
+    again = LossScaler(True, torch.device("cpu"), constant=0.0)
+    again.load_state_dict({**again.state_dict(), "_growth_tracker": 7})
+    assert again.scaler.state_dict()["_growth_tracker"] == 7
+
+
+def test_init_from_a_runs_best_checks_its_tokenizer_digest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text(TEXT)
+    (tmp_path / "b.txt").write_text("move left five centimeters. open the gripper. go home now.\n" * 40)
+    train_bpe("a.txt", 300, "tok")
+    bpe = dict(tokenizer="bpe", vocab="tok/vocab.json", merges="tok/merges.txt")
+    train(TrainConfig.from_dict(dict(BASE, model=dict(MODEL, vocab_size=300), train_data="a.txt", out="src",
+                                     keep_best=True, **bpe)))
+    assert "tokenizer_digest" in json.loads((tmp_path / "src" / "best" / "state.json").read_text())
+    shutil.rmtree("tok")
+    train_bpe("b.txt", 300, "tok")
+    with pytest.raises(KobaError, match=r"init_from src/best: the tokenizer's files \(digest\) are"):
+        train(TrainConfig.from_dict(dict(BASE, train_data="b.txt", init_from="src/best", out="tuned")))
+
+
+def test_a_damaged_own_checkpoint_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text(TEXT)
+    train(TrainConfig.from_dict(dict(BASE, model=MODEL, train_data="a.txt", out="src")))
+    train(TrainConfig.from_dict(dict(BASE, train_data="a.txt", init_from="src", out="tuned")))
+    state = tmp_path / "tuned" / "checkpoint" / "state.json"
+    meta = json.loads(state.read_text())
+    meta["config"].update(tokenizer="bpe", vocab=5, merges=7)
+    state.write_text(json.dumps(meta))
+    with pytest.raises(KobaError, match=r"state.json's vocab must be a string, got 5 \(damaged\)"):
+        TrainConfig.from_dict(dict(BASE, train_data="a.txt", init_from="src", out="tuned", steps=4))
+
+
+def test_a_huge_integer_lora_alpha_is_one_line():
+    with pytest.raises(KobaError, match="lora_alpha must be a number within a float's range"):
+        TrainConfig.from_dict(dict(init_from="src", lora_rank=2, lora_alpha=10 ** 400, device="cpu"))
+    with pytest.raises(KobaError, match="lora_alpha must be finite"):
+        TrainConfig(init_from="src", lora_rank=2, lora_alpha=10 ** 400, device="cpu").validate()
+
+
+def test_expand_and_gqa_carry_the_sources_tokenizer_digest(tmp_path, monkeypatch):
+    from koba_ros.nlp.expand_checkpoint import expand_checkpoint
+    from koba_ros.nlp.gqa_conversion import convert_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text(TEXT)
+    train_bpe("a.txt", 300, "tok")
+    bpe = dict(tokenizer="bpe", vocab="tok/vocab.json", merges="tok/merges.txt")
+    train(TrainConfig.from_dict(dict(BASE, model=dict(MODEL, vocab_size=300), train_data="a.txt", out="src", **bpe)))
+    digest = json.loads((tmp_path / "src" / "checkpoint" / "state.json").read_text())["tokenizer_digest"]
+    expand_checkpoint("src", "grown", width_factor=2)
+    convert_checkpoint("src", "pooled", n_kv_heads=1)
+    for out in ("grown", "pooled"):
+        assert json.loads((tmp_path / out / "state.json").read_text())["tokenizer_digest"] == digest, out

@@ -22,7 +22,11 @@ def check_types(cls, data: dict, what: str) -> dict:
                     pass
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise KobaError(f"{what}: {key} must be a number, got {value!r}")
-            out[key] = float(value)
+            try:
+                out[key] = float(value)
+            except OverflowError:  # an integer past a float's range (10**400): one line, as a float's inf is
+                raise KobaError(f"{what}: {key} must be a number within a float's range, got an integer of "
+                                f"{value.bit_length()} bits") from None
         elif kind in ("int", "int | None"):
             if not (value is None and kind == "int | None") and (isinstance(value, bool) or not isinstance(value, int)):
                 raise KobaError(f"{what}: {key} must be an integer, got {value!r}")

@@ -24,6 +24,7 @@ from koba_ros.nlp.evaluation import score, text_tokens
 from koba_ros.nlp.expansion import expand, lr_for_size
 from koba_ros.nlp.hf_gpt2 import check_same_logits
 from koba_ros.nlp.trained import load_trained
+from koba_ros.nlp.warm_start import source_tokenizer_digest
 
 TOLERANCE = 1e-4  # the bound on the loss change an expansion may cause
 
@@ -61,7 +62,9 @@ def expand_checkpoint(checkpoint: str | Path, out: str | Path, width_factor: int
                  "noise": noise, "seed": seed, "source_lr": source_lr, "suggested_lr": suggested_lr, "check": check,
                  "max_logit_difference": difference}
     config = {**source.config, "model": new.to_dict(), "init_from": ""}
-    save_checkpoint(out, grown.state_dict(), None, {"step": 0, "config": config, "expansion": expansion})
+    digest = source_tokenizer_digest(source.path)  # carried over: init_from this checkpoint checks it
+    save_checkpoint(out, grown.state_dict(), None, {"step": 0, "config": config, "expansion": expansion,
+                                                    **({"tokenizer_digest": digest} if digest else {})})
     return {"out": str(out), "source": str(source.path), "parameters_before": source.model.num_parameters(),
             "parameters_after": grown.num_parameters(), "d_model": [old.d_model, new.d_model],
             "n_layers": [old.n_layers, new.n_layers], "source_lr": source_lr, "suggested_lr": suggested_lr,

@@ -49,6 +49,7 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int,
     from koba_ros.nlp.checkpoint import save_checkpoint
     from koba_ros.nlp.evaluation import score, text_tokens
     from koba_ros.nlp.trained import load_trained
+    from koba_ros.nlp.warm_start import source_tokenizer_digest
 
     out = Path(out)
     if (out / "model.safetensors").exists() or (out / "checkpoint").exists():
@@ -68,7 +69,9 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int,
         result.update(data=data, scored_tokens=count, loss_before=round(before / count, 6),
                       loss_after=round(after / count, 6))
     config = {**source.config, "model": converted.config.to_dict(), "init_from": ""}
+    digest = source_tokenizer_digest(source.path)  # carried over: init_from this checkpoint checks it
     save_checkpoint(out, converted.state_dict(), None, {"step": 0, "config": config,
                                                         "gqa_conversion": {k: v for k, v in result.items()
-                                                                           if k != "out"}})
+                                                                           if k != "out"},
+                                                        **({"tokenizer_digest": digest} if digest else {})})
     return result

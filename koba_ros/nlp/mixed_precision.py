@@ -88,6 +88,10 @@ class LossScaler:
         if self.enabled and state and not self.constant:
             # The scale and its growth tracker only: growth and backoff are this run's settings. A constant-scale
             # run saved growth_interval 2^31-1, which would keep a resumed dynamic scale from ever growing.
+            # Its tracker counts toward its own interval (a constant run's passes this run's, and GradScaler grows
+            # only when tracker + 1 == interval): kept only when the intervals are the same, else 0.
             mine = self.scaler.state_dict()
-            self.scaler.load_state_dict({**mine, **{key: state[key] for key in ("scale", "_growth_tracker")
-                                                    if key in state}})
+            kept = {key: state[key] for key in ("scale", "_growth_tracker") if key in state}
+            if state.get("growth_interval") != mine["growth_interval"]:
+                kept["_growth_tracker"] = 0
+            self.scaler.load_state_dict({**mine, **kept})

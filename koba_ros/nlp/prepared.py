@@ -14,8 +14,10 @@ a whitespace run before it ends before it (`\\s+(?!\\S)` leaves the last whitesp
 a piece's trailing whitespace does at the piece's end. So the ids equal those of encoding the whole text at once
 (tested and fuzzed, GPT-2 BPE included); the byte tokenizer has no context at all. (The first rule, a cut only
 after a newline between two non-spaces, never matched CRLF or blank-line text, and the carry grew to the file.)
-A tokenizer for which that does not hold (`piece_safe` false: a SentencePiece-style `hf` tokenizer marks each
-piece's start as a word start) gets each document whole, at the cost of holding it in memory.
+An `hf` tokenizer (`cut_after_newline`) keeps that first rule, CUT_AFTER: Llama-3 / Qwen-style patterns attach a
+newline to the piece before it ("red.\n" is one piece), so a cut before the newline changes the ids. A tokenizer for
+which its cut does not hold (`piece_safe` false, probed by HFTokenizer: a SentencePiece-style `hf` tokenizer marks
+each piece's start as a word start) gets each document whole, at the cost of holding it in memory.
 """
 from __future__ import annotations
 
@@ -40,22 +42,31 @@ from koba_ros.nlp.data import (
 
 # A cut point: right before a newline that a non-whitespace character follows (not at the text's start).
 CUT = re.compile(r"(?<=[\s\S])(?=\n\S)")
+# For `hf` tokenizers: right after a lone newline between two non-whitespace characters.
+CUT_AFTER = re.compile(r"(?<=\S)\n(?=\S)")
 
 
-def text_pieces(text: str, chunk_bytes: int):
+def cut_for(tokenizer) -> re.Pattern:
+    """The cut rule proven for the tokenizer (see the module docstring)."""
+    return CUT_AFTER if getattr(tokenizer, "cut_after_newline", False) else CUT
+
+
+def text_pieces(text: str, chunk_bytes: int, cut: re.Pattern | None = None):
     """The text in consecutive pieces of about chunk_bytes characters, each ending at a safe cut (see module doc)."""
+    cut = cut or CUT
     start = 0
     while start < len(text):
-        match = CUT.search(text, start + chunk_bytes) if start + chunk_bytes < len(text) else None
+        match = cut.search(text, start + chunk_bytes) if start + chunk_bytes < len(text) else None
         end = match.end() if match else len(text)
         yield text[start:end]
         start = end
 
 
-def read_pieces(source: str | Path, chunk_bytes: int):
+def read_pieces(source: str | Path, chunk_bytes: int, cut: re.Pattern | None = None):
     """Pieces of a text file read a block at a time (the whole file is never in memory), or of the built-in corpus."""
+    cut = cut or CUT
     if source == BUILTIN:
-        yield from text_pieces(load_text(source), chunk_bytes)
+        yield from text_pieces(load_text(source), chunk_bytes, cut)
         return
     path = Path(source)
     if not path.is_file():
@@ -65,7 +76,7 @@ def read_pieces(source: str | Path, chunk_bytes: int):
         while block := f.read(chunk_bytes):
             check.add(block)
             text = carry + block
-            cuts = [m.end() for m in CUT.finditer(text)]
+            cuts = [m.end() for m in cut.finditer(text)]
             # keep the tail after the last cut: the next block may continue its line (or its whitespace run)
             end = cuts[-1] if cuts else 0
             if end:
@@ -76,11 +87,11 @@ def read_pieces(source: str | Path, chunk_bytes: int):
         yield carry
 
 
-def documents(source: str, chunk_bytes: int):
+def documents(source: str, chunk_bytes: int, cut: re.Pattern | None = None):
     """Per document of the dataset (data.dataset_files: a file, a folder's *.txt, a glob; or the built-in corpus),
     its pieces: the same documents, in the same order, as data.load_documents reads whole."""
     for path in [BUILTIN] if source == BUILTIN else dataset_files(source):
-        yield read_pieces(path, chunk_bytes)
+        yield read_pieces(path, chunk_bytes, cut)
 
 
 def prepare(source: str, tokenizer, tokenizer_spec: dict, out: str | Path, chunk_bytes: int = 1 << 20) -> dict:
@@ -153,7 +164,7 @@ def _write_tokens(source: str, tokenizer, partial: Path, dtype, chunk_bytes: int
                 f.write(ids.astype(dtype).tobytes())
                 count += ids.size
 
-        for pieces in documents(source, chunk_bytes):
+        for pieces in documents(source, chunk_bytes, cut_for(tokenizer)):
             if not getattr(tokenizer, "piece_safe", True):  # its ids depend on where a piece starts: one piece
                 pieces = ["".join(pieces)]
             size = 0

@@ -183,12 +183,15 @@ class HFTokenizer:
         self.prompt_bos = bos is not None and (adds_bos if isinstance(adds_bos, bool) else marked == [bos] + plain)
         self.bos_id = bos if bos is not None else self.eos_id
         self.pad_id = ids.get("pad_token", self.eos_id)
-        # Do pieces cut before a newline that a non-space follows encode to the whole text's ids (prepared.py cuts
-        # long texts there, also after CRLF, blank lines and trailing spaces)? Not with SentencePiece-style Metaspace,
-        # which marks every piece's start as a word start; `koba lm prepare` then encodes each document whole.
+        # prepared.py cuts an hf tokenizer's long texts after a lone newline between non-spaces (CUT_AFTER), not
+        # before a newline (CUT): Llama-3 / Qwen-style patterns attach the newline to the piece before ("red.\n").
+        # Do pieces cut there encode to the whole text's ids, after letters, punctuation and digits alike? Not with
+        # SentencePiece-style Metaspace, which marks every piece's start as a word start; `koba lm prepare` then
+        # encodes each document whole.
+        self.cut_after_newline = True
         self.piece_safe = all(self.encode(a + b) == self.encode(a) + self.encode(b)
-                              for a, b in (("put the cube", "\nin the box"), ("a", "\nb"), ("a\r", "\nb"),
-                                           ("a\n", "\nb"), ("a  ", "\nb"), ("a\r\n\r", "\nb")))
+                              for a, b in (("put the cube\n", "in the box"), ("a\n", "b"), ("a.\n", "b"),
+                                           ("red.\n", "Put"), ("now!\n", "then"), ("1\n", "2"), ("a\n", ".b")))
 
     def token(self, i: int | None) -> str | None:
         return None if i is None else self._tok.id_to_token(i)

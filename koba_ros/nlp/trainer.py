@@ -150,10 +150,11 @@ class TrainConfig:
                             f"{self.lora_alpha}")
         # The adapters' scale alpha / rank multiplies float32 weights: inf (or past float32's largest) made NaN at step
         # 1, reported as a diverged loss.
-        if self.lora_rank and not (math.isfinite(self.lora_alpha)
-                                   and self.lora_alpha / self.lora_rank <= torch.finfo(torch.float32).max):
+        # (compared, not math.isfinite: a huge integer given in code, 10**400, overflowed it)
+        largest = torch.finfo(torch.float32).max
+        if self.lora_rank and not (abs(self.lora_alpha) <= largest and self.lora_alpha / self.lora_rank <= largest):
             raise KobaError(f"train config: lora_alpha must be finite with lora_alpha / lora_rank at most float32's "
-                            f"largest ({torch.finfo(torch.float32).max:.4g}), got {self.lora_alpha} / {self.lora_rank}")
+                            f"largest ({largest:.4g}), got {self.lora_alpha} / {self.lora_rank}")
         if self.lora_rank and not self.init_from:
             raise KobaError("train config: lora_rank needs init_from (LoRA adapts a pre-trained model's weights)")
         if self.lora_rank and (self.parallel == "fsdp" or self.precision == "bf16_master"):
@@ -743,7 +744,9 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                                                  with_optimizer=False)
                 if info.main:
                     save_checkpoint(out / "best", model_state, None,
-                                    {"step": step, "val_loss": val_loss, "config": config.to_dict()})
+                                    {"step": step, "val_loss": val_loss, "config": config.to_dict(),
+                                     **({"tokenizer_digest": tokenizer.digest}  # init_from run/best checks it
+                                        if getattr(tokenizer, "digest", None) else {})})
         elapsed = time.perf_counter() - t0
         log.write(step=step, tokens=tokens, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
                   grad_norm=f"{grad_norm:.4f}",

@@ -19,7 +19,13 @@ import json
 from pathlib import Path
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_model_state, recorded_config
+from koba_ros.nlp.checkpoint import (
+    _check_recorded_values,
+    check_compatible,
+    checkpoint_folder,
+    load_model_state,
+    recorded_config,
+)
 from koba_ros.nlp.config import TransformerConfig
 
 FREE_MODEL_FIELDS = ("dropout", "loss_chunk", "shape_inference_shift", "turnover_p", "turnover_seed")
@@ -59,7 +65,10 @@ def own_recorded_config(folder: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # the resume's own read reports the damage
     config = meta.get("config") if isinstance(meta, dict) else None
-    return config if isinstance(config, dict) and isinstance(config.get("model"), dict) else None
+    if not (isinstance(config, dict) and isinstance(config.get("model"), dict)):
+        return None
+    _check_recorded_values(config, folder)  # as a source's: a damaged value is one line, not a TypeError later
+    return config
 
 
 def tokenizer_difference(given: dict, source: dict) -> tuple[str, object, object] | None:
