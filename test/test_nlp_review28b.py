@@ -55,17 +55,21 @@ def test_fp16_loss_scaling_reaches_the_chunked_cross_entropys_gradients():
     assert max(lost) < 1e-3
 
 
-def test_init_from_refuses_a_tokenizer_whose_files_changed_since_the_source_trained(tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", ["src", "src/best"])   # a run's best/ records the digest too (keep_best)
+def test_init_from_refuses_a_tokenizer_whose_files_changed_since_the_source_trained(tmp_path, monkeypatch, source):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.txt").write_text(TEXT)
     (tmp_path / "b.txt").write_text("move left five centimeters. open the gripper. go home now.\n" * 40)
     train_bpe("a.txt", 300, "tok")
     bpe = dict(tokenizer="bpe", vocab="tok/vocab.json", merges="tok/merges.txt")
-    train(TrainConfig.from_dict(dict(BASE, model=dict(MODEL, vocab_size=300), train_data="a.txt", out="src", **bpe)))
+    train(TrainConfig.from_dict(dict(BASE, model=dict(MODEL, vocab_size=300), train_data="a.txt", out="src",
+                                     keep_best=True, **bpe)))
+    folder = {"src": "src/checkpoint", "src/best": "src/best"}[source]
+    assert "tokenizer_digest" in json.loads((tmp_path / folder / "state.json").read_text())
     shutil.rmtree("tok")
     train_bpe("b.txt", 300, "tok")  # another vocabulary of the same size at the same paths
-    with pytest.raises(KobaError, match=r"init_from src: the tokenizer's files \(digest\) are .* in the source"):
-        train(TrainConfig.from_dict(dict(BASE, train_data="b.txt", init_from="src", out="tuned")))
+    with pytest.raises(KobaError, match=rf"init_from {source}: the tokenizer's files \(digest\) are .* in the source"):
+        train(TrainConfig.from_dict(dict(BASE, train_data="b.txt", init_from=source, out="tuned")))
 
 
 def test_a_fine_tuning_run_resumes_its_own_checkpoint_after_the_source_moved(tmp_path, monkeypatch):
@@ -173,21 +177,6 @@ def test_a_dynamic_loss_scale_resumed_from_a_constant_run_grows_again():
     again = LossScaler(True, torch.device("cpu"), constant=0.0)
     again.load_state_dict({**again.state_dict(), "_growth_tracker": 7})
     assert again.scaler.state_dict()["_growth_tracker"] == 7
-
-
-def test_init_from_a_runs_best_checks_its_tokenizer_digest(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "a.txt").write_text(TEXT)
-    (tmp_path / "b.txt").write_text("move left five centimeters. open the gripper. go home now.\n" * 40)
-    train_bpe("a.txt", 300, "tok")
-    bpe = dict(tokenizer="bpe", vocab="tok/vocab.json", merges="tok/merges.txt")
-    train(TrainConfig.from_dict(dict(BASE, model=dict(MODEL, vocab_size=300), train_data="a.txt", out="src",
-                                     keep_best=True, **bpe)))
-    assert "tokenizer_digest" in json.loads((tmp_path / "src" / "best" / "state.json").read_text())
-    shutil.rmtree("tok")
-    train_bpe("b.txt", 300, "tok")
-    with pytest.raises(KobaError, match=r"init_from src/best: the tokenizer's files \(digest\) are"):
-        train(TrainConfig.from_dict(dict(BASE, train_data="b.txt", init_from="src/best", out="tuned")))
 
 
 def test_a_damaged_own_checkpoint_is_one_line(tmp_path, monkeypatch):
