@@ -141,6 +141,7 @@ class Dialogue:
         self.reading: str | None = None     # the instruction without a negated part that names no object
         self.composed = False               # the instruction's relation was read in parts (relations.py)
         self.first_reading: Grounding | None = None   # the grounding the first turn acted on (benchmarks, logs)
+        self._landmarks: dict[str, Grounding] = {}   # an answer's landmark words, grounded once per dialogue
 
     @property
     def instruction(self) -> str:
@@ -567,7 +568,9 @@ class Dialogue:
         relation = relations.parse(text) if self.s.compose_relations else None
         if relation is None or not cands:
             return None
-        landmark = self.grounder.ground(relation.landmark, self.objects)
+        if relation.landmark not in self._landmarks:   # _resolve tries up to three candidate sets per answer
+            self._landmarks[relation.landmark] = self.grounder.ground(relation.landmark, self.objects)
+        landmark = self._landmarks[relation.landmark]
         if landmark.none_prob >= 0.5:
             return None
         asked = np.zeros(len(self.objects) + 1)

@@ -215,7 +215,3 @@ def read(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float =
     fitting = words_fit(relation.rest) if words_fit is not None else frozenset()
     return compose(rest, landmark, objects, relation.side, fit_ratio, fitting), True
 
-
-def ground(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float = 0.1) -> Grounding:
-    """`read`'s reading alone (the model's probabilities only)."""
-    return read(grounder, text, objects, fit_ratio)[0]
