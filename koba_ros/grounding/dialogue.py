@@ -468,7 +468,7 @@ class Dialogue:
             names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
             return [i for i in near if p[i] >= self.s.twin_ratio * top and names[i] == names[best]
                     and colour[i] == colour[best]]
-        if kinds and self.s.kind_twins and not lexicon.says_relation(text):
+        if kinds and self.s.kind_twins and relations.parse(text) is None:
             # The words name a kind ("the can", "the blue square block"): every other object of that kind (by the
             # model's own noun for it) in the colour said (the camera colours nearest it; any colour when none is
             # said) fits them as well as the pick does, however sure the model is of one -- a sharp model gives its

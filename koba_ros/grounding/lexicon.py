@@ -124,25 +124,6 @@ def side(text: str) -> str | None:
 NOT_A_LANDMARK = frozenset({"others", "rest", "them", "all"})   # "to the left of the others" is an extreme
 
 
-def says_relation(text: str) -> bool:
-    """The words place the object on a side of another object: "left of the duck", "to the right side of the mug",
-    "more to the left than the duck", "the duck's left", "beside / flanking / next to the duck on the left". Not an
-    extreme ("the leftmost", "to the left of the others"), nor "of" or "'s" elsewhere ("let's", "block of wood")."""
-    tokens = without_boxes(text)
-    for k, word in enumerate(tokens):
-        after = tokens[k + 1:]
-        if word in ("left", "right"):
-            rest = after[1:] if after[:1] == ["side"] else after
-            if rest[:1] in (["of"], ["than"]) and not set(rest[1:3]) & NOT_A_LANDMARK:
-                return True
-        if word == "s" and after[:1] in (["left"], ["right"]):
-            return True
-        if word in ("beside", "flanking") or (word == "next" and after[:1] == ["to"]):
-            if side(text):
-                return True
-    return False
-
-
 def ordinal(text: str) -> int | None:
     for tok in words(text):
         if tok in ORDINALS:
