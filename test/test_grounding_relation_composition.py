@@ -220,3 +220,25 @@ def test_a_landmark_that_is_not_here_leaves_the_whole_words(grounder, rendered):
     whole = grounder.ground(text, objs)
     assert grounder.ground(relations.parse(text).landmark, objs).none_prob >= 0.5
     assert np.allclose(relations.read(grounder, text, objs)[0].target_probs, whole.target_probs)
+
+
+@pytest.mark.parametrize("phrase", ["flanking the duck on the right", "beside the duck on its right side",
+                                    "more to the right than the duck"])
+def test_a_relation_without_of_is_not_read_as_the_extreme_when_the_composition_is_unsure(phrase):
+    """Two ducks, each with a red cube on its right, and the words name the box the cubes are in: the composition
+    splits the mass between those two cubes, and the rule that acts on an unsure reading when the words single one
+    object out must not take "on the right" as "the rightmost red cube in that box" (it recognised a landmark only by
+    "of" and "'s": every val2 relation wording, session 29)."""
+    from test.test_grounding_core import TableGrounder
+
+    row = [{"name": "red_cube", "box": "top_left", "xy": [x, 0.0]} for x in (-0.08, 0.0, 0.08)]
+    row[1:1] = [{"name": "duck", "box": "top_left", "xy": [-0.04, 0.0]}]
+    row[3:3] = [{"name": "duck", "box": "top_left", "xy": [0.04, 0.0]}]
+    row.append({"name": "red_cube", "box": "bottom_right", "xy": [0.0, 0.0]})
+    objs = objects(row)
+    text = f"the red cube {phrase} in the top left box goes in the bottom right box"
+    rest = relations.parse(text).rest
+    cubes = ([0.25, 0, 0.25, 0, 0.25, 0.25, 0.0], [0, 0, 0, 0.97, 0.03])
+    g = TableGrounder({rest: cubes}, 6, ["cube", "duck", "cube", "duck", "cube", "cube"])
+    reply = Dialogue(g, objs).start(text)
+    assert reply.status == "question" and set(reply.candidates) == {2, 4}, (reply.status, reply.candidates)

@@ -97,6 +97,9 @@ class Settings:
     crop_veto: float = CROP_VETO    # an object is of the kind named only if the crop CNN gives that kind this much
     crop_kinds: str = ""            # the crop CNN's weights ("": the committed models/grounding/crop_kinds.pt)
     compose_relations: bool = True  # read "the cube left of the duck" in parts (relations.py; session 28)
+    # Every object the landmark's words name by the catalog is a landmark as likely as the grounder's pick
+    # (relations.look_alike_landmarks; session 29).
+    landmark_look_alikes: bool = False
 
 
 def check_settings(settings: Settings, min_confidence: float) -> None:
@@ -548,17 +551,18 @@ class Dialogue:
         where = (mentions - {self.destination} or mentions) if len(lexicon.box_mentions(text)) >= 2 else set()
         if len(where) == 1:
             fits = [i for i in fits if self.objects[i].box in where]
-        side, tokens = lexicon.side(text), lexicon.without_boxes(text)
+        side = lexicon.side(text)
         # A side said in the box named picks the extreme object there ("the cube on the extreme left in the top left
-        # box"), but not beside a landmark ("left of the duck", "the duck's left").
-        if side and len(where) == 1 and len(fits) > 1 and not {"of", "s"} & set(tokens):
+        # box"), but not beside a landmark ("left of the duck", "the duck's left", "flanking the duck on the left").
+        if side and len(where) == 1 and len(fits) > 1 and relations.parse(text) is None:
             fits = [min(fits, key=self._centre_x) if side == "left" else max(fits, key=self._centre_x)]
         return fits if set(fits) <= firm else []
 
     def _read(self, text: str) -> tuple[Grounding, bool]:
         """The grounder's reading of the words, and whether a relation in them was read in parts (relations.py)."""
         if self.s.compose_relations:
-            return relations.read(self.grounder, text, self.objects, RELATION_FIT_RATIO, self._words_fit)
+            return relations.read(self.grounder, text, self.objects, RELATION_FIT_RATIO, self._words_fit,
+                                  self._landmark_fit if self.s.landmark_look_alikes else None)
         return self.grounder.ground(text, self.objects), False
 
     def _by_relation(self, text: str, cands: list[int]) -> tuple[list[int], str] | None:
@@ -593,6 +597,17 @@ class Dialogue:
             return set()
         return set(self._nearest_colour(colour_said, fits) if colour_said and fits else fits)
 
+    def _landmark_fit(self, text: str) -> set[int]:
+        """The objects a landmark's words ("the plastic cube") name by the catalog: the model's noun for the object
+        names an entry the words name and the crop CNN does not deny it, nearest the colour said when one is."""
+        named, colour_said = said_kinds(text), _colour_word(" ".join(lexicon.without_boxes(text)))
+        if not named:
+            return set()
+        by_noun = [i for i, noun in self._names(list(range(len(self.objects)))).items() if NOUN_ENTRIES[noun] & named]
+        denied = self._crop_denied(by_noun, named)
+        fits = [i for i in by_noun if i not in denied]
+        return set(self._nearest_colour(colour_said, fits) if colour_said and fits else fits)
+
     def _plausible(self, kinds: set[str], other_kinds: bool = False) -> np.ndarray:
         """Which objects a noun of these kinds (or, with other_kinds, a noun of no such kind) finds plausible: p at
         least twin_ratio of the likeliest. The model names shaded or occluded copies by other nouns (a red
@@ -614,18 +629,20 @@ class Dialogue:
     def _crop_denies(self, i: int) -> bool:
         return i in self._crop_denied([i])
 
-    def _crop_denied(self, idx: list[int]) -> set[int]:
-        """The objects of idx to which the crop CNN (crop_kinds.py) gives the kinds the instruction names, in any
-        colour, less than crop_veto. The words' model can share one confusion with certainty ("the green block" ->
-        the green cylinder when no green block is here); the crop alone cannot. No crop, no opinion. Each object's
-        crop is read once, and only when asked about (a whole scene costs as much CPU as a grounding turn)."""
-        if self.s.crop_veto <= 0 or not self._named_any:
+    def _crop_denied(self, idx, kinds: set[str] | None = None) -> set[int]:
+        """The objects of idx to which the crop CNN (crop_kinds.py) gives the kinds the instruction names (or
+        `kinds`), in any colour, less than crop_veto. The words' model can share one confusion with certainty ("the
+        green block" -> the green cylinder when no green block is here); the crop alone cannot. No crop, no opinion.
+        Each object's crop is read once, and only when asked about (a whole scene costs as much CPU as a grounding
+        turn)."""
+        kinds = self._named_any if kinds is None else kinds
+        if self.s.crop_veto <= 0 or not kinds:
             return set()
         net = crop_kinds.load_cached(self.s.crop_kinds or str(crop_kinds.default_path()))
         todo = [i for i in dict.fromkeys(idx) if i not in self._crop_probs]
         if todo:
             self._crop_probs.update(zip(todo, net.probs([self.objects[i] for i in todo]), strict=True))
-        return {i for i in idx if net.mass(self._crop_probs[i], self._named_any) < self.s.crop_veto}  # NaN: False
+        return {i for i in idx if net.mass(self._crop_probs[i], kinds) < self.s.crop_veto}  # NaN: False
 
     def _centre_x(self, i: int) -> float:
         return self.objects[i].bbox[0] + self.objects[i].bbox[2] / 2

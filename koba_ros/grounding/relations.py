@@ -201,11 +201,26 @@ def _on_side(dx: float, side: str | None) -> float:
     return 1.0 if along > SIDE_GAP_PX else 0.5 if along > 0 else 0.0
 
 
+def look_alike_landmarks(landmark: Grounding, alike: set[int]) -> Grounding:
+    """The landmark reading with each object of `alike` (those the landmark's words name by what can be checked) at
+    least as likely as the grounder's pick, when the pick is one of them. A sharp reading of "the plastic cube" puts
+    p ~ 1 on one of two plastic cubes, and the composition would then act on the object beside that one, where the
+    words say either (session 29). A pick the check disagrees with is left as the grounder read it."""
+    p = landmark.target_probs.copy()
+    n = len(p) - 1
+    alike = [i for i in alike if 0 <= i < n]
+    if n <= 0 or not alike or int(np.argmax(p[:n])) not in alike:
+        return landmark
+    p[alike] = np.maximum(p[alike], p[:n].max())
+    return dataclasses.replace(landmark, target_probs=p)
+
+
 def read(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float = 0.1,
-         words_fit: Callable[[str], set[int]] | None = None) -> tuple[Grounding, bool]:
+         words_fit: Callable[[str], set[int]] | None = None,
+         landmark_fit: Callable[[str], set[int]] | None = None) -> tuple[Grounding, bool]:
     """The grounder's reading of the words, composed as above when they relate the object to a landmark, and whether
     it was. A landmark the grounder finds in none of the objects ("none of them" most likely) leaves the whole words'
-    reading. `words_fit(rest)`: see `compose`."""
+    reading. `words_fit(rest)`: see `compose`; `landmark_fit(landmark)`: see `look_alike_landmarks`."""
     relation = parse(text)
     if relation is None or not objects:
         return grounder.ground(text, objects), False
@@ -213,5 +228,7 @@ def read(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float =
     if landmark.none_prob >= 0.5:
         return whole, False
     fitting = words_fit(relation.rest) if words_fit is not None else frozenset()
+    if landmark_fit is not None:
+        landmark = look_alike_landmarks(landmark, landmark_fit(relation.landmark))
     return compose(rest, landmark, objects, relation.side, fit_ratio, fitting), True
 
