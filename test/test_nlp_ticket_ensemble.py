@@ -97,7 +97,8 @@ def test_bad_labelled_files_are_refused_before_any_training(tmp_path, capsys):
     wordless = write_set(tmp_path / "wordless.tsv", [("the duck", 0), ("!!!", 1)])
     assert main(["lm", "tickets", "--train", wordless, "--out", str(tmp_path / "out")]) == 2
     assert "wordless.tsv:2: no words" in capsys.readouterr().err
-    assert main(["lm", "tickets", "--train", train, "--unlabelled", str(tmp_path / "none.txt")]) == 2
+    assert main(["lm", "tickets", "--train", train, "--unlabelled", str(tmp_path / "none.txt"),
+                 "--out", str(tmp_path / "out")]) == 2  # not the cwd's runs/tickets
     assert "no such file" in capsys.readouterr().err
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")

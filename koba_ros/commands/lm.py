@@ -185,7 +185,9 @@ def add_arguments(p):
 
     classify = sub.add_parser("classify", help="Label texts with an ensemble made by koba lm tickets.")
     classify.add_argument("--model", required=True, help="The folder koba lm tickets wrote.")
-    classify.add_argument("texts", nargs="+", help="Texts to label (every word must be in the ensemble's vocabulary).")
+    classify.add_argument("texts", nargs="+", help="Texts to label: every word in the ensemble's vocabulary, and no "
+                          "longer than the longest sentence it was built from (a longer one in --unlabelled of koba "
+                          "lm tickets raises that limit).")
     classify.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")

@@ -39,6 +39,14 @@ def words_of(text: str) -> list[str]:
     return _words(text)
 
 
+def check_labels(labels, classes: int) -> None:
+    """Labels are class indices 0..classes-1: the label token is 3 + label, so one outside them would be another
+    class's token or a special one (-1: "no label") or a word's id."""
+    bad = next((y for y in labels if not 0 <= y < classes), None)
+    if bad is not None:
+        raise ValueError(f"label {int(bad)} is outside 0..{classes - 1} ({classes} classes)")
+
+
 @dataclass
 class AugmenterConfig:
     d_model: int = 64
@@ -64,6 +72,11 @@ class Augmenter(nn.Module):
         self.head = nn.Linear(config.d_model, size)
 
     def encode(self, sentences: list[list[str]], labels: list[int]) -> torch.Tensor:
+        """[N, 1 + longest] ids; a ValueError names a word outside the vocabulary or a label outside 0..classes-1."""
+        check_labels(labels, self.classes)
+        unknown = next((w for words in sentences for w in words if w not in self.index), None)
+        if unknown is not None:
+            raise ValueError(f"not in the augmenter's vocabulary: {unknown!r}")
         width = 1 + max(map(len, sentences))
         ids = torch.full((len(sentences), width), PAD, dtype=torch.long)
         for row, (words, label) in enumerate(zip(sentences, labels, strict=True)):
@@ -88,6 +101,7 @@ def fit_augmenter(texts: list[str], labels: list[int], classes: int, config: Aug
     sentences = [words_of(t) for t in texts]
     if not sentences or not all(sentences):
         raise ValueError("every training sentence needs at least one word")
+    check_labels(labels, classes)
     longest = max(map(len, sentences))
     if longest > MAX_WORDS:
         number = next(k for k, s in enumerate(sentences) if len(s) == longest)
@@ -130,8 +144,12 @@ def fit_augmenter(texts: list[str], labels: list[int], classes: int, config: Aug
 def augment(model: Augmenter, text: str, label: int, rng: random.Random, p: float = 0.25,
             temperature: float = 1.0) -> str:
     """One augmented copy of `text`: each word, with probability p, replaced by a draw from the LM's distribution at
-    its position given the rest of the original sentence and the label (sharpened or flattened by temperature)."""
+    its position given the rest of the original sentence and the label (sharpened or flattened by temperature > 0:
+    the logits are divided by it). The label, the words and the temperature are checked before `rng` is drawn from."""
+    if not 0 < temperature < float("inf"):  # 0 or less: inf / NaN probabilities in torch.multinomial
+        raise ValueError(f"temperature must be a finite number above 0, got {temperature}")
     words = words_of(text)
+    model.encode([words], [label])  # a ValueError for an unknown word or label even when nothing is replaced
     positions = [i for i in range(len(words)) if rng.random() < p]
     if not positions:
         return " ".join(words)

@@ -26,15 +26,20 @@ def pretrain_masked_lm(texts: list[str], config: AugmenterConfig, seed: int = 0)
 
 def encode_words(pretrained: Augmenter, texts: list[str]) -> torch.Tensor:
     """[N, 1 + longest] token ids: the "no label" token, then the words. Every word must be in the pretraining
-    vocabulary (a clear error names the first that is not) and no longer than the longest pretraining sentence."""
+    vocabulary (a clear error names the first that is not) and a text no longer than the longest pretraining
+    sentence: the encoder's positions are learned, one per position of the sentences it was pretrained on (so
+    `koba lm tickets` extends the limit only by pretraining on a longer sentence, e.g. one in --unlabelled)."""
     sentences = [words_of(t) for t in texts]
     longest = pretrained.encoder.config.max_len - 1
-    for words in sentences:
+    for text, words in zip(texts, sentences, strict=True):
         unknown = [w for w in words if w not in pretrained.index]
         if unknown:
             raise ValueError(f"not in the pretrained vocabulary: {unknown[0]!r}")
         if not words or len(words) > longest:
-            raise ValueError(f"a sentence needs 1 to {longest} words, not {len(words)}")
+            why = "" if not words else (": more than any sentence the encoder was pretrained on (its positions are "
+                                        "learned, none past the longest); pretrain on a longer one (koba lm tickets "
+                                        "--unlabelled) to extend it")
+            raise ValueError(f"{text[:60]!r}: a sentence needs 1 to {longest} words, not {len(words)}{why}")
     return pretrained.encode(sentences, [0] * len(sentences))
 
 

@@ -1,7 +1,8 @@
 """`koba lm influence`: which lines of a labelled text set look mislabeled, and which hurt a clean validation set.
 
-Input: UTF-8 text files of `label<TAB>text` lines (blank lines and lines starting with # are skipped; a leading
-byte-order mark is dropped), in any script (text_classifier.words). One classifier
+Input: UTF-8 text files of `label<TAB>text` lines (blank lines and comment lines, a # with no tab in the line, are
+skipped; a leading byte-order mark is dropped; lines end at \n, \r\n or \r only), in any script
+(text_classifier.words). One classifier
 is trained through turn-over dropout (koba_ros.nlp.text_classifier), then every training line gets its self-influence
 (high: the model had to memorise it, the signature of a wrong label) and, with --val, its influence on the validation
 set (negative: learning it raised the validation loss). The CSV lists every training line with both, most suspicious
@@ -24,30 +25,42 @@ from koba_ros.nlp.text_classifier import ClassifierConfig, accuracy, encode_bags
 
 def read_lines(path: str | Path) -> list[str]:
     """The lines of a UTF-8 text file, without a leading byte-order mark (an editor's U+FEFF would otherwise begin the
-    first label); one-line errors for a missing file or other bytes."""
+    first label); one-line errors for a missing file or other bytes. Lines end at \n, \r\n or \r only:
+    str.splitlines also cut at U+2028, U+0085, form feeds and \x1c-\x1e, splitting a valid line in two (and
+    numbering the lines after it wrong)."""
     path = Path(path)
     if not path.is_file():
         raise KobaError(f"{path}: no such file")
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise KobaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines  # a final newline ends the last line, it starts none
 
 
 def read_labelled(path: str | Path) -> list[tuple[int, str, str]]:
-    """(line number, label, text) for each `label<TAB>text` line."""
+    """(line number, label, text) for each `label<TAB>text` line. A line starting with # is a comment only if it has
+    no tab: "#sports<TAB>..." is a labelled line (it was skipped silently before session 29). The comments skipped
+    are counted in a note on stderr."""
     path = Path(path)
     lines = read_lines(path)
-    rows = []
+    rows, comments = [], 0
     for number, line in enumerate(lines, 1):
-        if not line.strip() or line.startswith("#"):
+        if not line.strip():
+            continue
+        if line.startswith("#") and "\t" not in line:
+            comments += 1
             continue
         label, tab, text = line.partition("\t")
         if not tab or not label.strip() or not text.strip():
             raise KobaError(f"{path}:{number}: expected 'label<TAB>text', got {line[:60]!r}")
         rows.append((number, label.strip(), text.strip()))
+    skipped = f"skipped {comments} comment line(s) (# with no tab)"
     if not rows:
-        raise KobaError(f"{path}: no labelled lines")
+        raise KobaError(f"{path}: no labelled lines" + (f" ({skipped})" if comments else ""))
+    if comments:
+        print(f"koba lm: {path}: {skipped}", file=sys.stderr, flush=True)
     return rows
 
 

@@ -26,12 +26,20 @@ class PointwiseHSIC:
             raise ValueError(f"need paired [n, d] features, got {tuple(phi.shape)} and {tuple(psi.shape)}")
         if len(phi) < 2:
             raise ValueError("PHSIC needs at least two pairs")
+        if not (torch.isfinite(phi).all() and torch.isfinite(psi).all()):  # one NaN makes C, and every score, NaN
+            raise ValueError("PHSIC's features must be finite (a NaN or inf is in the training features)")
         phi, psi = phi.double(), psi.double()
         self.mean_x, self.mean_y = phi.mean(0), psi.mean(0)
         self.cross_covariance = (phi - self.mean_x).T @ (psi - self.mean_y) / len(phi)   # [d1, d2]
 
     def __call__(self, phi: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        """PHSIC of each pair (phi[m], psi[m]) [m]."""
+        """PHSIC of each pair (phi[m], psi[m]) [m]. The pairs are checked: broadcasting would score 1 x against 5 y
+        as 5 pairs silently."""
+        width_x, width_y = len(self.mean_x), len(self.mean_y)
+        if phi.ndim != 2 or psi.ndim != 2 or len(phi) != len(psi) or phi.shape[1] != width_x \
+                or psi.shape[1] != width_y:
+            raise ValueError(f"need paired features [m, {width_x}] and [m, {width_y}], got {tuple(phi.shape)} and "
+                             f"{tuple(psi.shape)}")
         centred_x, centred_y = phi.double() - self.mean_x, psi.double() - self.mean_y
         return ((centred_x @ self.cross_covariance) * centred_y).sum(-1)
 

@@ -177,6 +177,12 @@ def train_epochs(model: nn.Module, n: int, config: ClassifierConfig, seed: int, 
     model.eval()
 
 
+def check_label_count(ngrams, labels: torch.Tensor) -> None:
+    """One label per text: more labels were ignored silently, fewer a raw IndexError in some batch."""
+    if len(labels) != len(ngrams):
+        raise ValueError(f"{len(labels)} labels for {len(ngrams)} texts; give one label per text")
+
+
 def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: ClassifierConfig,
                    seed: int = 0, instance_ids: torch.Tensor | None = None, masked: bool = True) -> TurnOverClassifier:
     """Each instance trains through its own turn-over mask. instance_ids (default 0..N-1) name the instances: keep an
@@ -184,6 +190,7 @@ def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, con
     of the same shape (every instance trains the whole network), which can memorise wrong labels."""
     if len(ngrams) == 0:
         raise ValueError("no training instances")
+    check_label_count(ngrams, labels)
     ids = torch.arange(len(ngrams)) if instance_ids is None else instance_ids
     torch.manual_seed(seed)
     model = TurnOverClassifier(classes, config)

@@ -27,7 +27,7 @@ from koba_ros.nlp.encoder_classifier import (
     fine_tune,
     pretrain_masked_lm,
 )
-from koba_ros.nlp.influence_report import read_labelled, read_lines
+from koba_ros.nlp.influence_report import output_folder, read_labelled, read_lines
 from koba_ros.nlp.lottery_tickets import (
     ensemble_probabilities,
     find_ticket,
@@ -107,6 +107,7 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
         if words_of(text):
             extra.append(text.strip())
     texts = [t for _, _, t in rows] + [t for _, _, t in val_rows] + extra
+    output_folder(folder, WEIGHTS)  # created and checked writable now, not after minutes of training
     pretrained = pretrain_masked_lm(texts, AugmenterConfig(steps=config.pretrain_steps), seed)
     x_train = _encode(pretrained, [t for _, _, t in rows])
     y_train = torch.tensor([index[label] for _, label, _ in rows])
@@ -132,10 +133,6 @@ def build_ensemble(train: str, out: str, val: str = "", unlabelled: str = "", co
                                                  .float().mean()), 4)
             report["val_mean_member_accuracy"] = round(sum(float((m(x_val).argmax(-1) == y_val).float().mean())
                                                            for m in members) / len(members), 4)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise KobaError(f"cannot create {folder}: {exc.strerror or exc}") from None
     save_file({f"member{k}.{name}": p.detach().contiguous() for k, m in enumerate(members)
                for name, p in m.state_dict().items()}, folder / WEIGHTS)
     meta = {"labels": labels, "words": pretrained.words, "max_words": pretrained.encoder.config.max_len - 1,

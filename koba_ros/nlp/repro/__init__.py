@@ -6,6 +6,12 @@ import json
 import time
 from pathlib import Path
 
+from koba_ros.errors import KobaError
+
+# their run(device=...) never moves a model: bag-of-n-gram and tiny word-encoder models, trained on the CPU whatever
+# --device says. --device cuda is refused for them rather than recorded as the GPU they never used (session 29)
+CPU_ONLY = frozenset({"instance", "phsic", "augment", "tickets", "turnover"})
+
 
 def _device_name(device: str) -> str:
     import torch
@@ -17,6 +23,8 @@ def run_repro(name: str, quick: bool, device: str, out: str, seed: int = 0, size
     """size: test | quick | full (default: quick with --quick, else full)."""
     import torch
 
+    if name in CPU_ONLY and device != "cpu":
+        raise KobaError(f"repro {name} trains its models on the CPU only; use --device cpu")
     if device == "cpu":  # models this small run faster on one thread than on two contended ones (no OMP spinning)
         torch.set_num_threads(1)
     module = importlib.import_module(f"koba_ros.nlp.repro.{name}")
