@@ -65,6 +65,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty(hidden.shape, dtype=piece_dtype, device=hidden.device) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
         vocab = torch.arange(weight.shape[0], device=weight.device)
+        piece_weight = weight.to(piece_dtype) if need_hidden else None  # once, not per chunk ([V, d] under fp16)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
             logits, lse, safe_targets, valid, loss_sum = _chunk_loss(h, weight, t, ignore_index, softcap)
@@ -80,7 +81,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad = logits.sub_(lse[:, None]).exp_().add_(onehot, alpha=-1).mul_((valid.float() * inv_n)[:, None])
             grad = (grad if slope is None else grad.mul_(slope)).to(piece_dtype)
             if need_hidden:
-                grad_hidden[start:start + chunk] = grad @ weight.to(piece_dtype)
+                grad_hidden[start:start + chunk] = grad @ piece_weight
             if need_weight and grad.dtype == grad_weight.dtype:
                 grad_weight.addmm_(grad.t(), h.to(piece_dtype))  # summed inside the GEMM: no [V, d] temporary
             elif need_weight:

@@ -12,6 +12,7 @@ import torch
 
 from koba_ros.atomic_write import write_atomically
 from koba_ros.errors import KobaError
+from koba_ros.nlp.document_mask import documents_of
 
 BUILTIN = "builtin:docstrings"
 
@@ -165,10 +166,22 @@ def load_text(source: str) -> str:
     return load_documents(source)[0]
 
 
+def eos_starts_documents(tokenizer) -> bool:
+    """Whether the tokenizer's bos is its eos and starts every text (`prompt_bos`: GPT-NeoX's, Phi-2's,
+    StarCoder's <|endoftext|>). Then one such id stands between two documents of a collection, ending one and
+    starting the next, and belongs to the next (document_mask.documents_of, TokenStream.document_ids): its text
+    sees its bos, as when it is scored alone."""
+    eos = getattr(tokenizer, "eos_id", None)
+    return eos is not None and bool(getattr(tokenizer, "prompt_bos", False)) and tokenizer.bos_id == eos
+
+
 def document_separator(tokenizer) -> list[int]:
     """The ids that end each document of a collection: the tokenizer's end-of-text id (GPT-2's <|endoftext|>, the
-    byte tokenizer's eos), or a blank line for a BPE vocabulary without one."""
+    byte tokenizer's eos), or a blank line for a BPE vocabulary without one; none where the next document's bos is
+    that id (eos_starts_documents: `E a E E b E` gave every bos a document of its own)."""
     eos = getattr(tokenizer, "eos_id", None)
+    if eos_starts_documents(tokenizer):
+        return []
     return [eos] if eos is not None else tokenizer.encode("\n\n")
 
 
@@ -182,7 +195,8 @@ def encode_documents(texts: list[str], tokenizer, separate: bool) -> list[int]:
     """One token stream of the texts in order. With `separate` (a collection) each text is followed by the
     separator, so a window that crosses from one file into the next sees where one ended, as GPT-2's training text
     marks its documents; a single file's ids are its text's alone (after `document_start`'s bos, where there is
-    one)."""
+    one). Where bos is eos (eos_starts_documents) the stream is `E a E b`: each E ends one document and starts the
+    next, and the last document has no E after it."""
     separator = document_separator(tokenizer) if separate else []
     start = document_start(tokenizer)
     return [i for text in texts for i in (start if text else []) + tokenizer.encode(text) + separator]
@@ -235,12 +249,13 @@ class TokenStream:
         window = torch.stack([self.window(s) for s in starts.tolist()])
         return (window[:, :-1], window[:, 1:], starts) if with_starts else (window[:, :-1], window[:, 1:])
 
-    def document_ids(self, starts: torch.Tensor, x: torch.Tensor, eos_id: int) -> torch.Tensor:
+    def document_ids(self, starts: torch.Tensor, x: torch.Tensor, eos_id: int, eos_starts: bool = False):
         """[B, T] each token's document number in the whole stream (document d ends with the d-th eos): the eos
-        tokens before its window's start plus those before it inside the window."""
+        tokens before its window's start plus its number inside the window (documents_of; with `eos_starts` an eos
+        is its next document's bos)."""
         before = torch.from_numpy(np.searchsorted(self.eos_positions(eos_id), starts.numpy()).astype(np.int64))
-        is_eos = (x == eos_id).long()
-        return before[:, None] + is_eos.cumsum(dim=1) - is_eos
+        # with eos_starts the stream opens with an eos, so counting it too would number the first document 1
+        return before[:, None] + documents_of(x, eos_id, eos_starts) - int(eos_starts)
 
     def eos_positions(self, eos_id: int) -> np.ndarray:
         """Where the stream's eos tokens are (found once per stream and id)."""

@@ -48,13 +48,31 @@ class DistInfo:
         return self.rank == 0
 
 
+LAUNCH = "launch with torchrun, or set RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT beside WORLD_SIZE"
+
+
+def _env_int(name: str, default: str) -> int:
+    value = os.environ.get(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise KobaError(f"distributed: {name}={value!r} is not an integer; {LAUNCH}") from None
+
+
 def init(device: str, timeout_s: float = 600.0) -> tuple[DistInfo, torch.device]:
-    """Join the process group torchrun describes; pick this rank's device (by its rank on this node)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group torchrun describes; pick this rank's device (by its rank on this node). A partial
+    environment (WORLD_SIZE without RANK, a rank that is not a number) is one line, not a KeyError."""
+    world = _env_int("WORLD_SIZE", "1")
     if world <= 1:
         return DistInfo(), torch.device(device)
     env = os.environ
-    info = DistInfo(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")), int(env.get("GROUP_RANK", "0")), True)
+    needed = ("RANK",) if dist.is_initialized() else ("RANK", "MASTER_ADDR", "MASTER_PORT")  # env:// reads these
+    if missing := [name for name in needed if name not in env]:
+        raise KobaError(f"distributed: WORLD_SIZE is {world} but {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not set; {LAUNCH}")
+    info = DistInfo(_env_int("RANK", ""), world, _env_int("LOCAL_RANK", "0"), _env_int("GROUP_RANK", "0"), True)
+    if not 0 <= info.rank < world:
+        raise KobaError(f"distributed: RANK {info.rank} is not one of 0..{world - 1} (WORLD_SIZE {world}); {LAUNCH}")
     if device.startswith("cuda"):
         torch.cuda.set_device(info.local_rank)
         device = f"cuda:{info.local_rank}"

@@ -70,9 +70,11 @@ def same_length_batches(plan: list[tuple[int, int, int]], batch_size: int):
 
 @torch.no_grad()
 def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: int = 8,
-          eos_id: int | None = None, instance: int | None = None, flip: bool = False) -> tuple[float, int]:
+          eos_id: int | None = None, instance: int | None = None, flip: bool = False,
+          eos_starts: bool = False) -> tuple[float, int]:
     """(total nats, number of targets scored) of a 1-D token tensor under `model`, windowed as in `windows`.
-    `eos_id`: attend only within documents (a run trained with document_mask is scored as it was trained).
+    `eos_id`: attend only within documents (a run trained with document_mask is scored as it was trained;
+    `eos_starts`: the eos between two documents is the next one's bos, TrainedLM.eos_starts).
     `instance` (a turnover_p model): score under that training document's turn-over sub-network (flipped: the one
     that never learned it) instead of the whole network."""
     model.eval()
@@ -87,7 +89,7 @@ def score(model, tokens: torch.Tensor, seq_len: int, stride: int, batch_size: in
             x[row, :end - begin] = tokens[begin:end]
             y[row, first:end - begin] = tokens[begin + 1 + first:end + 1]
         x = x.to(device)  # causal: padding after a row's end changes nothing before it
-        logits = model(x, documents=documents_of(x, eos_id) if eos_id is not None else None,
+        logits = model(x, documents=documents_of(x, eos_id, eos_starts) if eos_id is not None else None,
                        instances=None if instance is None else torch.full_like(x, instance), flip=flip)[0].float()
         y = y.to(device)
         total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100,
@@ -199,7 +201,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
             ids = torch.tensor(encode_documents([text], trained.tokenizer, False), dtype=torch.long)
             n_tokens, n_bytes, documents = n_tokens + ids.numel(), n_bytes + len(text.encode("utf-8")), documents + 1
             if ids.numel() >= 2:  # a one-token document has nothing to predict
-                nats, scored = score(trained.model, ids, seq_len, stride, batch_size, eos)
+                nats, scored = score(trained.model, ids, seq_len, stride, batch_size, eos,
+                                       eos_starts=trained.eos_starts)
                 total, count = total + nats, count + scored
         if not count:
             raise KobaError(f"eval: no document of {data} has two tokens to score")
@@ -209,7 +212,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
             tokens = tokens[split_point(tokens.numel(), held_out):]  # shorter than seq_len is fine: windows() copes
             n_bytes = max(1, decoded_bytes(tokens, trained.tokenizer))  # 1: a tail of end-of-text ids only
         n_tokens, documents = tokens.numel(), None
-        total, count = score(trained.model, tokens, seq_len, stride, batch_size, eos)
+        total, count = score(trained.model, tokens, seq_len, stride, batch_size, eos,
+                             eos_starts=trained.eos_starts)
     seconds = time.perf_counter() - t0
     loss = total / count
     return {"checkpoint": str(trained.path), "data": data, "tokens": n_tokens, "scored_tokens": count,

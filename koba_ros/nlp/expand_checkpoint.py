@@ -48,8 +48,8 @@ def expand_checkpoint(checkpoint: str | Path, out: str | Path, width_factor: int
         tokens = text_tokens(data, source)[0][:eval_tokens]
         seq_len = int(source.config.get("seq_len") or old.max_len)
         eos = source.document_eos  # scored as trained
-        before, count = score(source.model, tokens, seq_len, seq_len, eos_id=eos)
-        after, _ = score(grown, tokens, seq_len, seq_len, eos_id=eos)
+        before, count = score(source.model, tokens, seq_len, seq_len, eos_id=eos, eos_starts=source.eos_starts)
+        after, _ = score(grown, tokens, seq_len, seq_len, eos_id=eos, eos_starts=source.eos_starts)
         check = {"data": data, "scored_tokens": count, "loss_before": before / count, "loss_after": after / count}
         check["loss_change"] = abs(check["loss_after"] - check["loss_before"])
         if not check["loss_change"] <= TOLERANCE:  # `not <=`: a NaN loss fails too

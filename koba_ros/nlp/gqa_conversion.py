@@ -64,8 +64,8 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int,
         tokens = text_tokens(data, source)[0][:eval_tokens]
         seq_len = int(source.config.get("seq_len") or source.model.config.max_len)
         eos = source.document_eos  # scored as it was trained
-        before, count = score(source.model, tokens, seq_len, seq_len, eos_id=eos)
-        after, _ = score(converted, tokens, seq_len, seq_len, eos_id=eos)
+        before, count = score(source.model, tokens, seq_len, seq_len, eos_id=eos, eos_starts=source.eos_starts)
+        after, _ = score(converted, tokens, seq_len, seq_len, eos_id=eos, eos_starts=source.eos_starts)
         result.update(data=data, scored_tokens=count, loss_before=round(before / count, 6),
                       loss_after=round(after / count, 6))
     config = {**source.config, "model": converted.config.to_dict(), "init_from": ""}

@@ -40,7 +40,13 @@ def _adamw_update(flat, flat_grad, master, exp_avg, exp_avg_sq, step, lr, beta1:
 class MasterWeightAdamW:
     """AdamW on an fp32 master copy of the parameters; the model's parameters become `dtype` views into one flat
     buffer. `params`: tensors, or groups [{"params": [...], "weight_decay": λ}, ...] as for torch.optim.AdamW.
-    Tied parameters (the same tensor twice) are updated once."""
+    Tied parameters (the same tensor twice) are updated once.
+
+    As torch.optim.AdamW skips a parameter whose grad is None, a step leaves alone (no decay, no momentum) a
+    parameter that received no gradient since zero_grad or that was frozen (requires_grad False) after the
+    optimizer was built. One difference stays: the bias correction uses the optimizer's step count, where torch
+    counts each parameter's own steps, so a parameter skipped for some steps and then given gradients again is
+    updated as if it had been stepped every time."""
 
     STATE_KEYS = ("master", "exp_avg", "exp_avg_sq", "step_count")
 
@@ -73,6 +79,12 @@ class MasterWeightAdamW:
             p.grad = self._grad_views[-1]
             offset += p.numel()
         self._grad_ptrs = [v.data_ptr() for v in self._grad_views]
+        # Which parameters autograd gave a gradient since zero_grad: the views always exist (never None), and a
+        # zero gradient is still a gradient, so only the accumulation itself tells. The hooks hold this list, not
+        # the optimizer, so a parameter does not keep a discarded optimizer's buffers alive.
+        received = self._received = [False] * len(self.params)
+        for i, p in enumerate(self.params):
+            p.register_post_accumulate_grad_hook(lambda _, i=i: received.__setitem__(i, True))
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.master), torch.zeros_like(self.master)
         # Tensors, so a new learning rate or step never recompiles the update.
         self.step_count = torch.zeros((), device=self.master.device)
@@ -86,17 +98,29 @@ class MasterWeightAdamW:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zeroes the flat gradient; the gradients stay views of it (`set_to_none` is accepted and ignored)."""
         self.flat_grad.zero_()
+        self._received[:] = [False] * len(self.params)
         for p, view, ptr in zip(self.params, self._grad_views, self._grad_ptrs, strict=True):
             if p.grad is None or p.grad.data_ptr() != ptr:  # replaced or set to None from outside: re-attach
                 p.grad = view
 
     @torch.no_grad()
     def step(self) -> None:
-        for p, view, ptr in zip(self.params, self._grad_views, self._grad_ptrs, strict=True):
-            if p.grad is not None and p.grad.data_ptr() != ptr:  # replaced from outside, not accumulated into ours
+        skipped, offset = [], 0
+        for i, (p, view, ptr) in enumerate(zip(self.params, self._grad_views, self._grad_ptrs, strict=True)):
+            replaced = p.grad is not None and p.grad.data_ptr() != ptr
+            if replaced:  # replaced from outside, not accumulated into ours
                 view.copy_(p.grad)
+            if not p.requires_grad or p.grad is None or not (replaced or self._received[i]):
+                skipped.append(slice(offset, offset + p.numel()))
+            offset += p.numel()
+        # The fused update runs over every parameter; the skipped ones (rare) get their state back after it.
+        kept = [(part, [t[part].clone() for t in (self.master, self.exp_avg, self.exp_avg_sq)]) for part in skipped]
         self._update(self.flat, self.flat_grad, self.master, self.exp_avg, self.exp_avg_sq, self.step_count,
                      self.lr, *self.betas, self.eps, self.decay)
+        for part, saved in kept:
+            for t, old in zip((self.master, self.exp_avg, self.exp_avg_sq), saved, strict=True):
+                t[part] = old
+            self.flat[part] = self.master[part]
 
     # --- checkpoints: the model's weights are saved from the fp32 master, not from their bf16 rounding ---------
     def full_precision_state(self, model: torch.nn.Module) -> dict:

@@ -19,6 +19,15 @@ import torch
 from koba_ros.errors import KobaError
 
 OVERFLOW_PATIENCE = 20  # skipped steps in a row before the run stops: S has fallen 2^20 by then
+# A loss scale S from 2^-126 to 2^126: float32 holds S and 1/S (GradScaler keeps S and unscales by 1/S in float32)
+# as normal numbers. 1e39 is inf in float32, 1e-50 is 0 and 1/S inf.
+SCALE_RANGE = (torch.finfo(torch.float32).tiny, 1 / torch.finfo(torch.float32).tiny)
+
+
+def usable_scale(value) -> bool:
+    """Whether `value` is a loss scale float32 can hold, with its inverse (SCALE_RANGE)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        SCALE_RANGE[0] <= value <= SCALE_RANGE[1]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -84,8 +93,17 @@ class LossScaler:
         """S and its growth tracker, for the checkpoint's meta (JSON): a resume continues with the same scale."""
         return self.scaler.state_dict() if self.enabled else {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
+        """A saved state (the checkpoint's state.json "loss_scale"; `source` names it in errors): the scale and its
+        growth tracker, refused in one line when damaged (the scale out of SCALE_RANGE, the tracker not a count)."""
         if self.enabled and state and not self.constant:
+            scale, tracker = state.get("scale", 1.0), state.get("_growth_tracker", 0)
+            if not usable_scale(scale):
+                raise KobaError(f"{source}: state.json's loss_scale scale is {scale!r}, not a number from 2^-126 to "
+                                "2^126 (damaged)")
+            if isinstance(tracker, bool) or not isinstance(tracker, int) or not 0 <= tracker < 2 ** 31:
+                raise KobaError(f"{source}: state.json's loss_scale _growth_tracker is {tracker!r}, not a count of "
+                                "steps (damaged)")
             # The scale and its growth tracker only: growth and backoff are this run's settings. A constant-scale
             # run saved growth_interval 2^31-1, which would keep a resumed dynamic scale from ever growing.
             # Its tracker counts toward its own interval (a constant run's passes this run's, and GradScaler grows

@@ -1,10 +1,10 @@
 """Text from a trained LM: `koba lm sample --checkpoint DIR --prompt TEXT`.
 
 Autoregressive sampling, one token at a time, as in nanoGPT: the model reads the last `max_len` tokens, the last
-position's logits are divided by the temperature, all but the `top_k` largest are dropped, then all outside the
-nucleus of probability `top_p`, and the next token is drawn from the softmax (temperature 0: the argmax). Ids the
-tokenizer cannot decode (the model's vocabulary is padded, e.g. to 50304) and its padding id are never drawn; the
-end-of-text id ends the sample.
+position's logits are divided by the temperature, all but the `top_k` largest (and any tied with the k-th) are
+dropped, then all outside the nucleus of probability `top_p`, and the next token is drawn from the softmax
+(temperature 0: the argmax). Ids the tokenizer cannot decode (the model's vocabulary is padded, e.g. to 50304) and
+its padding id are never drawn; the end-of-text id ends the sample.
 
 With the KV cache (kv_cache.py, the default) the prompt goes through the model once and every new token alone after
 it, attending over the stored keys and values. That is the same computation as running the whole context again, as
@@ -33,7 +33,9 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: 
     """One token from a vector of logits: the argmax at temperature 0; else a draw from softmax(logits / T) over the
     top_k most likely tokens (0: all) and, within them, the nucleus: the fewest most likely tokens whose probability
     adds up to at least top_p (Holtzman et al., ICLR 2020, "The Curious Case of Neural Text Degeneration": nucleus
-    sampling; 1.0: all). The most likely token is always kept."""
+    sampling; 1.0: all). The most likely token is always kept. A token whose logit equals the k-th largest is kept
+    too, as nanoGPT and transformers' TopKLogitsWarper keep it: with ties (common in bf16) top_k 1 draws among the
+    tied tokens; temperature 0 is the argmax."""
     if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):  # -inf marks a banned id: fine
         raise KobaError("the model's next-token scores are NaN or infinite: its weights are broken")
     if bool(torch.isneginf(logits).all()):

@@ -168,6 +168,7 @@ class HFTokenizer:
             self._tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # the Rust side raises plain Exceptions for malformed files
             raise KobaError(f"tokenizer: cannot read {path}: {str(exc).splitlines()[0][:120]}") from None
+        self.path = path
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self.digest = file_digest(path)
         config = tokenizer_config(path.parent / "tokenizer_config.json")
@@ -175,7 +176,7 @@ class HFTokenizer:
                if isinstance(config.get(key), str)}
         self.eos_id = ids.get("eos_token")
         # Does the tokenizer's own post-processing start every text with a token (Llama's: bos)? `sample` then does.
-        plain, marked = (self._tok.encode("a", add_special_tokens=flag).ids for flag in (False, True))
+        plain, marked = (self._ids("a", special) for special in (False, True))
         bos = ids.get("bos_token")
         if bos is None and marked[1:] == plain and len(marked) == len(plain) + 1:
             bos = marked[0]
@@ -196,8 +197,17 @@ class HFTokenizer:
     def token(self, i: int | None) -> str | None:
         return None if i is None else self._tok.id_to_token(i)
 
+    def _ids(self, text: str, special: bool = False) -> list[int]:
+        """The tokenizer's ids of `text`; a tokenizer.json the `tokenizers` package cannot encode with (a WordLevel
+        model without its unk token, ...) is one line, not a Rust-side traceback."""
+        try:
+            return self._tok.encode(text, add_special_tokens=special).ids
+        except Exception as exc:  # the Rust side raises plain Exceptions
+            raise KobaError(f"tokenizer: {self.path} cannot encode the text starting {text[:40]!r}: "
+                            f"{(str(exc).splitlines() or [type(exc).__name__])[0][:120]}") from None
+
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        ids = self._tok.encode(text, add_special_tokens=False).ids
+        ids = self._ids(text)
         start = [self.bos_id] if bos and self.bos_id is not None else []
         return start + ids + ([self.eos_id] if eos and self.eos_id is not None else [])
 

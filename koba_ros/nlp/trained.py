@@ -7,6 +7,7 @@ from pathlib import Path
 
 from koba_ros.nlp.checkpoint import check_compatible, checkpoint_folder, load_model_state, recorded_config
 from koba_ros.nlp.config import TransformerConfig
+from koba_ros.nlp.data import eos_starts_documents
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.tokenizer import build_tokenizer
 
@@ -23,6 +24,12 @@ class TrainedLM:
         """The id that ends a document when the run was trained with document_mask (scores must then mask the
         same way), else None."""
         return self.tokenizer.eos_id if self.config.get("document_mask") else None
+
+    @property
+    def eos_starts(self) -> bool:
+        """The tokenizer's bos is its eos and starts every text: the one eos between two documents belongs to the
+        next (data.eos_starts_documents), for the document mask and for turn-over instances alike."""
+        return eos_starts_documents(self.tokenizer)
 
 
 def load_trained(checkpoint: str | Path, device: str = "cpu") -> TrainedLM:

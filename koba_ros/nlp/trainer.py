@@ -31,12 +31,12 @@ from koba_ros.nlp.checkpoint import (
 )
 from koba_ros.nlp.config import TransformerConfig, check_types
 from koba_ros.nlp.curves import MetricsLog, is_own_logdir, plot_curves, write_tensorboard
-from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, micro_seed
+from koba_ros.nlp.data import BUILTIN, TokenStream, batch_generator, eos_starts_documents, micro_seed
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.graceful_stop import GracefulStop
 from koba_ros.nlp.lora import add_lora, split_state
 from koba_ros.nlp.master_weights import MasterWeightAdamW, flat_to_param_state, param_state_to_flat
-from koba_ros.nlp.mixed_precision import LossScaler, autocast_dtype
+from koba_ros.nlp.mixed_precision import LossScaler, autocast_dtype, usable_scale
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
@@ -133,8 +133,12 @@ class TrainConfig:
             raise KobaError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KobaError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
-        if not self.loss_scale >= 0 or not math.isfinite(self.loss_scale):
-            raise KobaError(f"train config: loss_scale must be 0 (dynamic) or a positive number, got {self.loss_scale}")
+        if self.loss_scale != 0 and not usable_scale(self.loss_scale):
+            raise KobaError(f"train config: loss_scale must be 0 (dynamic) or a positive number from 2^-126 to 2^126 "
+                            f"(float32 holds it and its inverse), got {self.loss_scale}")
+        if self.loss_scale and self.precision not in ("fp16", "auto"):  # only fp16 scales its loss
+            raise KobaError(f"train config: loss_scale is for precision fp16 (or auto on a GPU without bf16); "
+                            f"precision {self.precision} has no loss scaling, so remove loss_scale")
         if not 0 < self.dist_timeout <= MAX_DIST_TIMEOUT:  # inf or 1e300 overflowed timedelta under torchrun
             raise KobaError(f"train config: dist_timeout must be > 0 and <= {MAX_DIST_TIMEOUT:.0e} seconds, got "
                             f"{self.dist_timeout}")
@@ -344,20 +348,22 @@ def set_lr(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def document_kwargs(x: torch.Tensor, eos_id: int | None) -> dict:
-    """The forward's `documents` under document_mask; nothing otherwise (a model's forward need not know it)."""
-    return {"documents": documents_of(x, eos_id)} if eos_id is not None else {}
+def document_kwargs(x: torch.Tensor, eos_id: int | None, eos_starts: bool = False) -> dict:
+    """The forward's `documents` under document_mask (documents_of); nothing otherwise (a model's forward need not
+    know it)."""
+    return {"documents": documents_of(x, eos_id, eos_starts)} if eos_id is not None else {}
 
 
 @torch.no_grad()
-def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast, eos_id=None) -> float:
+def evaluate(model, stream: TokenStream, config: TrainConfig, device, autocast, eos_id=None,
+             eos_starts: bool = False) -> float:
     model.eval()
     losses = []
     for i in range(config.eval_batches):
         x, y = stream.batch(config.batch_size, batch_generator(config.seed + 1, 0, i))
         x = x.to(device)
         with autocast():
-            losses.append(model(x, y.to(device), **document_kwargs(x, eos_id))[1].item())
+            losses.append(model(x, y.to(device), **document_kwargs(x, eos_id, eos_starts))[1].item())
     model.train()
     return sum(losses) / len(losses)
 
@@ -618,6 +624,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         raise KobaError("turnover_p does not combine with compile (its masks are hashed on the host each step)")
     eos_id = tokenizer.eos_id if config.document_mask else None
     turnover_eos = tokenizer.eos_id if turnover else None
+    eos_starts = eos_starts_documents(tokenizer)  # bos is eos: the one eos between documents starts the next
     stream = token_stream(config.train_data, tokenizer, config.tokenizer, config.seq_len)
     if config.val_data:
         train_stream = stream
@@ -659,7 +666,11 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     scaler = LossScaler(compute_dtype == torch.float16, device, config.loss_scale)
     if not isinstance(meta.get("loss_scale") or {}, dict):
         raise KobaError(f"checkpoint {checkpoint_dir}: state.json's loss_scale is not a JSON object (damaged)")
-    scaler.load_state_dict(meta.get("loss_scale") or {})  # a resumed fp16 run goes on with its scale
+    scaler.load_state_dict(meta.get("loss_scale") or {}, f"checkpoint {checkpoint_dir}")  # goes on with its scale
+    if config.loss_scale and compute_dtype != torch.float16 and info.main:  # precision auto, not fp16 here
+        print(f"koba lm train: note: loss_scale {config.loss_scale:g} is not used: precision auto is "
+              f"{precision_name(compute_dtype, master, flat_master)} on this device, and only fp16 scales its loss",
+              file=sys.stderr, flush=True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
@@ -709,9 +720,10 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             # Dropout masks and SHAPE offsets are the micro-batch's own too: with one seed for the run, every rank
             # drew the same masks (rank 1's micro-batch got rank 0's), and DDP was not single-process accumulation.
             torch.manual_seed(micro_seed(config.seed + 2, step, micro))  # + 2: not the windows' or eval's seed
-            instances = train_stream.document_ids(starts, x, turnover_eos) if turnover_eos is not None else None
+            instances = train_stream.document_ids(starts, x, turnover_eos, eos_starts) \
+                if turnover_eos is not None else None
             x = x.to(device, non_blocking=True)
-            extra = document_kwargs(x, eos_id)
+            extra = document_kwargs(x, eos_id, eos_starts)
             if instances is not None:  # each token trains through its own document's turn-over mask
                 extra["instances"] = instances.to(device)
             with distributed.no_sync(wrapped, a == config.grad_accum - 1), autocast():
@@ -735,7 +747,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         tokens += tokens_per_step
         evaluated = step % config.eval_every == 0 or step == config.steps
         if evaluated:
-            val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
+            val_loss = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id, eos_starts),
+                                        info, device)
             if not math.isfinite(val_loss):  # these weights are not saved, as checkpoint or as best
                 raise non_finite("the validation loss", val_loss, step)
             if config.keep_best and val_loss < best_val:  # the same mean on every rank: all gather, or none
@@ -759,7 +772,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         if step % config.ckpt_every == 0 or step == config.steps or stopping:
             if not evaluated:  # the checkpoint's weights must give a finite loss: the step that broke them (a finite
                 # loss, then huge weights) would otherwise be saved over the last good checkpoint (review, session 24)
-                check = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id), info, device)
+                check = distributed.mean(evaluate(forward, val_stream, config, device, autocast, eos_id, eos_starts),
+                                         info, device)
                 if not math.isfinite(check):
                     raise non_finite("the loss of the updated weights", check, step)
             model_state, optim_state, adapters = gather_state(model, optimizer, info, flat_master,
