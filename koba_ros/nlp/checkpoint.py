@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from koba_ros.errors import KobaError, reason
+from koba_ros.nlp.tokenizer import eos_to_record
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
@@ -56,8 +57,10 @@ def _unflatten_optimizer(tensors: dict, meta: dict, directory: Path) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-# An imported model's own tokenizer travels with its weights (`koba lm import`, tokenizer: hf).
-TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json"})
+# An imported model's own tokenizer travels with its weights (`koba lm import`, tokenizer: hf), with its special
+# tokens and chat template (transformers 5 saves the template as chat_template.jinja), which export hands back.
+TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                             "chat_template.jinja"})
 CHECKPOINT_FILES = frozenset({"model.safetensors", "optimizer.safetensors", "lora.safetensors", "state.json"}
                              | TOKENIZER_FILES)
 
@@ -74,13 +77,14 @@ def is_replaceable(directory: Path) -> bool:
 
 
 def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict | None, meta: dict,
-                    adapters: dict | None = None, tokenizer_files: dict[str, Path] | None = None) -> Path:
+                    adapters: dict | None = None, tokenizer_files: dict[str, Path | dict] | None = None) -> Path:
     """Writes a new folder beside <dir> then swaps it in, so a crash never leaves a half-written checkpoint. The
     temporary names are unique (no folder of the user's is ever deleted), and a file or a folder that is not a
     checkpoint is refused. `adapters`: a LoRA run's A and B (lora.safetensors; model_state holds the merged
-    weights). `tokenizer_files`: name (of TOKENIZER_FILES) -> file to copy in; by default, for a run whose recorded
-    config uses an `hf` tokenizer, its tokenizer.json (and the tokenizer_config.json beside it), so that every
-    checkpoint of such a run carries the tokenizer its ids need (recorded_config then points at the copy)."""
+    weights). `tokenizer_files`: name (of TOKENIZER_FILES) -> file to copy in, or JSON object to write
+    (hf_tokenizer_files); by default, for a run whose recorded config uses an `hf` tokenizer, its tokenizer.json and
+    the other TOKENIZER_FILES beside it, so that every checkpoint of such a run carries the tokenizer its ids need
+    (recorded_config then points at the copy)."""
     if tokenizer_files is None:
         tokenizer_files = _own_tokenizer_files(meta.get("config"))
     directory = Path(directory)
@@ -102,10 +106,7 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
         if adapters:
             save_file({k: v.detach().contiguous().clone().cpu() for k, v in adapters.items()},
                       tmp / "lora.safetensors")
-        for name, source in (tokenizer_files or {}).items():
-            if name not in TOKENIZER_FILES:
-                raise ValueError(f"not a tokenizer file name: {name}")
-            shutil.copyfile(source, tmp / name)
+        write_tokenizer_files(tokenizer_files or {}, tmp)
         (tmp / "state.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
         with _signals_blocked():  # a Ctrl-C between the two renames would leave no checkpoint/ at all
             if directory.exists():  # moved aside under a unique name of our own, deleted once the new one is in place
@@ -214,10 +215,31 @@ def checkpoint_folder(path: str | Path) -> Path:
     return path / "checkpoint" if (path / "checkpoint").is_dir() else path
 
 
-def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path]:
-    """A tokenizer.json and the tokenizer_config.json beside it (its special tokens), where they exist."""
-    files = {"tokenizer.json": tokenizer_json, "tokenizer_config.json": tokenizer_json.parent / "tokenizer_config.json"}
-    return {name: path for name, path in files.items() if path.is_file()}
+def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path | dict]:
+    """A tokenizer.json and the other TOKENIZER_FILES beside it, where they exist: name -> file to copy, or, for a
+    tokenizer_config.json that must record the eos the tokenizer took from its model's files (eos_to_record), the
+    JSON object to write."""
+    files = {name: tokenizer_json.parent / name for name in TOKENIZER_FILES} | {"tokenizer.json": tokenizer_json}
+    files = {name: path for name, path in files.items() if path.is_file()}
+    eos = eos_to_record(tokenizer_json)
+    if eos is not None:
+        try:
+            config = json.loads(files["tokenizer_config.json"].read_text(encoding="utf-8"))
+        except (KeyError, OSError, ValueError):
+            config = None
+        files["tokenizer_config.json"] = {**(config if isinstance(config, dict) else {}), "eos_token": eos}
+    return files
+
+
+def write_tokenizer_files(files: dict[str, Path | dict], folder: Path) -> None:
+    """hf_tokenizer_files' files into `folder`: each copied, or written where it is a JSON object."""
+    for name, source in files.items():
+        if name not in TOKENIZER_FILES:
+            raise ValueError(f"not a tokenizer file name: {name}")
+        if isinstance(source, dict):
+            (folder / name).write_text(json.dumps(source, indent=2, ensure_ascii=False), encoding="utf-8")
+        else:
+            shutil.copyfile(source, folder / name)
 
 
 def _own_tokenizer_files(config) -> dict[str, Path]:

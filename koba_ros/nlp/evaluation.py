@@ -35,6 +35,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nlp.data import BUILTIN, encode_documents, is_collection, iter_documents, load_documents, split_point
 from koba_ros.nlp.document_mask import documents_of
 from koba_ros.nlp.prepared import is_token_file, open_tokens
+from koba_ros.nlp.tokenizer import check_ids_fit
 from koba_ros.nlp.trained import load_trained
 
 
@@ -105,10 +106,13 @@ def text_tokens(data: str, trained) -> tuple[torch.Tensor, int]:
     with the trained model's tokenizer."""
     if is_token_file(data):
         ids, meta = open_tokens(data, trained.config.get("tokenizer", "byte"), trained.tokenizer)
-        return torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
-    texts = load_documents(data)
-    return (torch.tensor(encode_documents(texts, trained.tokenizer, is_collection(data)), dtype=torch.long),
-            sum(len(text.encode("utf-8")) for text in texts))
+        tokens, n_bytes = torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
+    else:
+        texts = load_documents(data)
+        tokens = torch.tensor(encode_documents(texts, trained.tokenizer, is_collection(data)), dtype=torch.long)
+        n_bytes = sum(len(text.encode("utf-8")) for text in texts)
+    check_ids_fit(tokens, trained.model.config.vocab_size, trained.tokenizer, f"eval: {data}")
+    return tokens, n_bytes
 
 
 SPLITS = ("val", "all")
@@ -199,6 +203,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, seq_len: int = 0, str
         total = count = n_tokens = n_bytes = documents = 0
         for text in iter_documents(data):
             ids = torch.tensor(encode_documents([text], trained.tokenizer, False), dtype=torch.long)
+            check_ids_fit(ids, trained.model.config.vocab_size, trained.tokenizer, f"eval: {data}")
             n_tokens, n_bytes, documents = n_tokens + ids.numel(), n_bytes + len(text.encode("utf-8")), documents + 1
             if ids.numel() >= 2:  # a one-token document has nothing to predict
                 nats, scored = score(trained.model, ids, seq_len, stride, batch_size, eos,

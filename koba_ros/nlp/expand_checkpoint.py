@@ -3,8 +3,8 @@
 The growth is expansion.py's function-preserving operator (Yano et al. 2025 build a model family this way: train a
 small model, expand it, train on). This file is the command around it:
 
-* Always, the two models' logits on hf_gpt2's random-id probe batch must agree within 1e-4 (as export and import
-  check theirs), else nothing is written.
+* Always, the two models' logits on hf_gpt2's random-id probe batch must agree within 1e-4 of the largest |logit|
+  (at least 1e-4; as export and import check theirs), else nothing is written.
 * With `--data`, the source and the grown model score the same text (evaluation.score, disjoint windows of the run's
   seq_len, the first `eval_tokens` tokens). If the losses differ by more than 1e-4 nothing is written: a model that
   does not compute the source's function would silently throw away the training it came from.

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import hf_tokenizer_files
+from koba_ros.nlp.checkpoint import hf_tokenizer_files, write_tokenizer_files
 
 EOS = "<|endoftext|>"
 
@@ -105,8 +105,7 @@ def write_hf_tokenizer(config: dict, out: str | Path) -> str:
         source = Path(config.get("vocab", ""))
         if not source.is_file():
             raise KobaError(f"export: the run's tokenizer.json {config.get('vocab')!r} is not there to copy")
-        for name, path in hf_tokenizer_files(source).items():
-            shutil.copyfile(path, out / name)
+        write_tokenizer_files(hf_tokenizer_files(source), out)
         if not (out / "tokenizer_config.json").is_file():  # transformers' AutoTokenizer needs a class to build
             from koba_ros.nlp.tokenizer import HFTokenizer
 

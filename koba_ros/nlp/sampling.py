@@ -25,6 +25,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
+from koba_ros.nlp.tokenizer import check_ids_fit
 from koba_ros.nlp.trained import load_trained
 
 
@@ -156,6 +157,8 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
     model, tokenizer = trained.model, trained.tokenizer
     # An imported model whose tokenizer starts every text with bos (a Llama's) was trained that way: do as it does.
     ids = tokenizer.encode(prompt, bos=getattr(tokenizer, "prompt_bos", False))
+    rows = model.config.vocab_size  # an hf tokenizer may have tokens added past them (tokenizer.check_ids_fit)
+    check_ids_fit(ids, rows, tokenizer, "sample: the prompt")  # before `write(prompt)`
     pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
     generator = torch.Generator(device=device).manual_seed(seed)
     # The continuation is read after the prompt, not alone: a SentencePiece-style decoder drops the word-start space
@@ -170,8 +173,9 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
         write(prompt)
         streamer = TextStreamer(decode, write)
     t0 = time.perf_counter()
-    new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=tokenizer.vocab_size,
-                   banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None)) if i is not None and i != eos),
+    new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=min(tokenizer.vocab_size, rows),
+                   banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None))
+                                if i is not None and i != eos and i < rows),
                    stop_id=eos, generator=generator, use_cache=use_cache, top_p=top_p, on_token=streamer)
     seconds = time.perf_counter() - t0
     text = decode(new)

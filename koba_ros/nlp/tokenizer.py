@@ -150,11 +150,15 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
 class HFTokenizer:
     """Any Hugging Face `tokenizer.json`, through the `tokenizers` package: what a pretrained Llama-family model
     comes with (`koba lm import` copies it into the checkpoint). Its bos / eos / pad ids come from the
-    `tokenizer_config.json` beside it (bos_token, eos_token, pad_token); a bos the tokenizer's post-processor puts
-    first is found without it. Missing ones fall back as GPT-2's do (pad and bos = eos), or are None when there is
-    no eos either. Texts are encoded without the tokenizer's own special tokens (the trainer and `sample` add bos /
-    eos themselves; `prompt_bos` says whether the tokenizer starts texts with bos, as its post-processor or the
-    config's add_bos_token says), and decoded without them."""
+    `tokenizer_config.json` beside it (bos_token, eos_token, pad_token), then from a `special_tokens_map.json` (older
+    transformers wrote them there); a bos the tokenizer's post-processor puts first is found without them. With no
+    eos named there, the model's eos_token_id beside it is taken (generation_config.json, then config.json; a list's
+    first): openai-community/gpt2's tokenizer_config.json names none, transformers' GPT-2 class knows its own.
+    Missing ones fall back as GPT-2's do (pad and bos = eos), or are None when there is no eos either. Ids added past
+    the base vocabulary (`base_vocab_size`) may lie past the model's rows (check_ids_fit). Texts are encoded without
+    the tokenizer's own special tokens (the trainer and `sample` add bos / eos themselves; `prompt_bos` says whether
+    the tokenizer starts texts with bos, as its post-processor or the config's add_bos_token says), and decoded
+    without them."""
 
     def __init__(self, path: str | Path):
         if not str(path):
@@ -170,11 +174,14 @@ class HFTokenizer:
             raise KobaError(f"tokenizer: cannot read {path}: {str(exc).splitlines()[0][:120]}") from None
         self.path = path
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        self.base_vocab_size = self._tok.get_vocab_size(with_added_tokens=False)
         self.digest = file_digest(path)
-        config = tokenizer_config(path.parent / "tokenizer_config.json")
+        config = special_tokens(path.parent)
         ids = {key: self._tok.token_to_id(config[key]) for key in ("bos_token", "eos_token", "pad_token")
                if isinstance(config.get(key), str)}
         self.eos_id = ids.get("eos_token")
+        if self.eos_id is None and "eos_token" not in config:
+            self.eos_id = model_eos_id(path.parent, self._tok)
         # Does the tokenizer's own post-processing start every text with a token (Llama's: bos)? `sample` then does.
         plain, marked = (self._ids("a", special) for special in (False, True))
         bos = ids.get("bos_token")
@@ -235,6 +242,66 @@ def tokenizer_config(path: Path) -> dict:
     if isinstance(config.get("add_bos_token"), bool):
         found["add_bos_token"] = config["add_bos_token"]
     return found
+
+
+def special_tokens(folder: Path) -> dict:
+    """The special tokens the tokenizer files in `folder` name (tokenizer_config): tokenizer_config.json's, and
+    special_tokens_map.json's where it names none."""
+    return tokenizer_config(folder / "special_tokens_map.json") | tokenizer_config(folder / "tokenizer_config.json")
+
+
+MODEL_EOS_FILES = ("generation_config.json", "config.json")  # what generate() stops at first, then the model's own
+
+
+def model_eos_id(folder: Path, tok) -> int | None:
+    """The eos_token_id the model's files in `folder` give (MODEL_EOS_FILES; a list's first, the end of text where
+    an instruction model lists its end of turn too), if it is a token of the `tokenizers` Tokenizer `tok`."""
+    import json
+
+    for name in MODEL_EOS_FILES:
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get("eos_token_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        value = value[0] if isinstance(value, list) and value else value
+        if isinstance(value, int) and not isinstance(value, bool) and tok.id_to_token(value) is not None:
+            return value
+    return None
+
+
+def eos_to_record(tokenizer_json: Path) -> str | None:
+    """The eos token an hf tokenizer takes from its model's files (no tokenizer file names one), which a checkpoint's
+    copy of tokenizer_config.json records: a checkpoint carries no config.json. None where nothing is to record."""
+    folder = tokenizer_json.parent
+    if "eos_token" in special_tokens(folder) or not any((folder / name).is_file() for name in MODEL_EOS_FILES):
+        return None  # the common case, decided without loading the tokenizer
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(tokenizer_json))
+    except Exception:  # noqa: BLE001 - HFTokenizer reports an unreadable file in one line where it is read
+        return None
+    eos = model_eos_id(folder, tok)
+    return None if eos is None else tok.id_to_token(eos)
+
+
+def check_ids_fit(ids, rows: int, tokenizer, what: str) -> None:
+    """Refuse in one line `ids` (a list, tensor or array) holding one the model has no embedding row for: an hf
+    tokenizer's added token past them (CodeLlama-34b's four infilling tokens, Gemma 3's image token), which
+    transformers also runs without a row as long as no text holds it."""
+    if tokenizer.vocab_size <= rows or len(ids) == 0:
+        return  # every id has a row
+    top = int(ids.max()) if hasattr(ids, "max") else max(ids)
+    if top >= rows:
+        name = tokenizer.token(top) if hasattr(tokenizer, "token") else None
+        raise KobaError(f"{what} holds id {top} ({name!r}), a token the tokenizer added past the model's {rows} "
+                        "embedding rows: the model cannot read it")
+
+
+def base_vocab_size(tokenizer) -> int:
+    """The ids a model must have a row for: all of them, but for an hf tokenizer's tokens added past its base
+    vocabulary (check_ids_fit)."""
+    return getattr(tokenizer, "base_vocab_size", tokenizer.vocab_size)
 
 
 KINDS = ("byte", "gpt2", "bpe", "hf")

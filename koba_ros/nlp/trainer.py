@@ -40,7 +40,7 @@ from koba_ros.nlp.mixed_precision import LossScaler, autocast_dtype, usable_scal
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
-from koba_ros.nlp.tokenizer import build_tokenizer
+from koba_ros.nlp.tokenizer import base_vocab_size, build_tokenizer, check_ids_fit
 from koba_ros.nlp.warm_start import (
     FREE_MODEL_FIELDS,
     TOKENIZER_FIELDS,
@@ -614,8 +614,9 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     _from_main_or_raise(check_outputs, info, out, config.keep_best, config.tensorboard)
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer(config.tokenizer, config.vocab, config.merges)
-    if tokenizer.vocab_size > config.model.vocab_size:
-        raise KobaError(f"model vocab_size {config.model.vocab_size} < tokenizer's {tokenizer.vocab_size}")
+    # Tokens an hf tokenizer added past the model's rows (CodeLlama-34b's) are refused only where a text holds one
+    if base_vocab_size(tokenizer) > config.model.vocab_size:
+        raise KobaError(f"model vocab_size {config.model.vocab_size} < tokenizer's {base_vocab_size(tokenizer)}")
     turnover = config.model.turnover_p > 0
     if (config.document_mask or turnover) and getattr(tokenizer, "eos_id", None) is None:
         raise KobaError(f"{'document_mask' if config.document_mask else 'turnover_p'} needs a tokenizer with an "
@@ -631,6 +632,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         val_stream = token_stream(config.val_data, tokenizer, config.tokenizer, config.seq_len)
     else:
         train_stream, val_stream = stream.split(config.val_fraction)
+    for name, checked in [(config.train_data, stream)] + ([(config.val_data, val_stream)] if config.val_data else []):
+        check_ids_fit(checked.tokens, config.model.vocab_size, tokenizer, f"train: {name}")  # the ids the data holds
 
     sharded = info.enabled and config.parallel == "fsdp"
     # FSDP: rank 0 builds and loads the model in host memory, the others on the meta device; fully_shard moves each
