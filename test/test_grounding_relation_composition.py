@@ -242,3 +242,29 @@ def test_a_relation_without_of_is_not_read_as_the_extreme_when_the_composition_i
     g = TableGrounder({rest: cubes}, 6, ["cube", "duck", "cube", "duck", "cube", "cube"])
     reply = Dialogue(g, objs).start(text)
     assert reply.status == "question" and set(reply.candidates) == {2, 4}, (reply.status, reply.candidates)
+
+
+def test_a_sharp_landmark_reading_does_not_hide_a_second_landmark_the_words_name():
+    """Two ducks, each with a red cube on its right, and the grounder sure "the duck" is the first: the words still
+    say either duck, so each duck the catalog check finds is a landmark as likely as the pick and the robot asks
+    about both cubes (session 29's K; without it the robot moves the cube beside the duck the grounder picked)."""
+    from test.test_grounding_core import TableGrounder
+
+    row = [{"name": "red_cube", "box": "top_left", "xy": [x, 0.0]} for x in (-0.08, 0.0, 0.08)]
+    row[1:1] = [{"name": "duck", "box": "top_left", "xy": [-0.04, 0.0]}]
+    row[3:3] = [{"name": "duck", "box": "top_left", "xy": [0.04, 0.0]}]
+    row.append({"name": "red_cube", "box": "bottom_right", "xy": [0.0, 0.0]})
+    objs = objects(row)
+    text = "put the red cube to the right of the duck in the top right box"
+    table = {"put the red cube in the top right box": ([0.25, 0, 0.25, 0, 0.25, 0.25, 0.0], [0, 0.97, 0, 0, 0.03]),
+             "the duck": ([0, 0.98, 0, 0.01, 0, 0, 0.01], [0, 0, 0, 0, 1])}
+    g = TableGrounder(table, 6, ["cube", "duck", "cube", "duck", "cube", "cube"])
+    reply = Dialogue(g, objs).start(text)
+    assert reply.status == "question" and set(reply.candidates) == {2, 4}, (reply.status, reply.candidates)
+    reply = Dialogue(g, objs, Settings(landmark_look_alikes=False)).start(text)
+    assert (reply.status, reply.target) == ("done", 2)
+    # A pick the catalog check disagrees with is left as the grounder read it.
+    landmark = g.ground("the duck", objs)
+    assert relations.look_alike_landmarks(landmark, {0, 2}) is landmark
+    raised = relations.look_alike_landmarks(landmark, {1, 3}).target_probs
+    assert raised[1] == raised[3] == pytest.approx(0.98) and raised[-1] == pytest.approx(0.01)

@@ -3,7 +3,11 @@ different look-alike on the side said: the words are ambiguous, so the robot sho
 reply, with look-alike landmarks (K) and without (H), on the same instructions. Kept as the record of the runs in
 docs/grounding/session29_landmark_lookalike_rules.md.
 
-Usage: PYTHONPATH=. .venv/bin/python docs/grounding/session29_ambiguous_landmarks.py val|val2|test FIRST COUNT"""
+With --bench, also the first replies of the bench's clear and relation instructions on those scenes (right at once,
+acted wrong, asked), as session 28's ablation counted them: the held-out look of rule 3.
+
+Usage:
+    PYTHONPATH=. .venv/bin/python docs/grounding/session29_ambiguous_landmarks.py val|val2|test FIRST COUNT [--bench]"""
 import json
 import sys
 from collections import Counter
@@ -12,6 +16,7 @@ import numpy as np
 import torch
 
 from koba_ros.grounding.dialogue import Dialogue, Settings
+from koba_ros.grounding.evaluation import BENCH_KINDS, bench_samples
 from koba_ros.grounding.grounder import Grounder
 from koba_ros.grounding.instructions import (
     RELATION,
@@ -86,4 +91,14 @@ for name, look_alikes in (("H", False), ("K", True)):
         c[outcome(d, d.start(text), t, alt)] += 1
     out[name] = dict(c)
     out[name]["acted"] = sum(v for k, v in c.items() if k.startswith("acted"))
+    if "--bench" in sys.argv:
+        for kind, bench in bench_samples(scenes, BENCH_KINDS, split=split).items():
+            if kind not in ("clear", "relation"):
+                continue
+            first_replies = Counter()
+            for s in bench:
+                r = Dialogue(g, s.objects, Settings(landmark_look_alikes=look_alikes)).start(s.text)
+                first_replies["right" if r.status == "done" and r.target == s.target and r.destination == s.destination
+                              else "wrong" if r.status == "done" else "asked"] += 1
+            out[name][kind] = dict(first_replies)
 print(json.dumps(out))

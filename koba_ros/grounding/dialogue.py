@@ -99,7 +99,7 @@ class Settings:
     compose_relations: bool = True  # read "the cube left of the duck" in parts (relations.py; session 28)
     # Every object the landmark's words name by the catalog is a landmark as likely as the grounder's pick
     # (relations.look_alike_landmarks; session 29).
-    landmark_look_alikes: bool = False
+    landmark_look_alikes: bool = True
 
 
 def check_settings(settings: Settings, min_confidence: float) -> None:
