@@ -147,6 +147,21 @@ def test_a_zero_gradient_still_steps_a_master_weight_parameter():
     assert torch.allclose(weight.detach(), torch.full((3,), 0.95))
 
 
+def test_a_gradient_written_into_p_grad_without_a_backward_is_stepped():
+    """The hook marks what autograd accumulates; a gradient set in place (a user's own gradient, no backward) is not
+    all zero and is stepped, as torch.optim.AdamW steps it (a follow-up review found it dropped)."""
+    def run(make):
+        weight = torch.nn.Parameter(torch.ones(3))
+        opt = make([weight])
+        weight.grad = torch.zeros(3) if weight.grad is None else weight.grad
+        weight.grad.copy_(torch.tensor([1.0, -1.0, 2.0]))
+        opt.step()
+        return weight.detach().clone()
+
+    ours = run(lambda ps: MasterWeightAdamW(ps, lr=0.1, dtype=torch.float32))
+    assert torch.allclose(ours, run(lambda ps: torch.optim.AdamW(ps, lr=0.1))) and not torch.equal(ours, torch.ones(3))
+
+
 def test_the_fp16_chunked_loss_casts_the_weight_once_not_once_per_chunk():
     from torch.utils._python_dispatch import TorchDispatchMode
 

@@ -110,7 +110,9 @@ class MasterWeightAdamW:
             replaced = p.grad is not None and p.grad.data_ptr() != ptr
             if replaced:  # replaced from outside, not accumulated into ours
                 view.copy_(p.grad)
-            if not p.requires_grad or p.grad is None or not (replaced or self._received[i]):
+            # unmarked by the hook and all zero: no gradient came (one written into p.grad in place, no backward,
+            # is not all zero and steps, as torch's would)
+            if not p.requires_grad or p.grad is None or not (replaced or self._received[i] or bool(view.any())):
                 skipped.append(slice(offset, offset + p.numel()))
             offset += p.numel()
         # The fused update runs over every parameter; the skipped ones (rare) get their state back after it.
