@@ -604,6 +604,8 @@ class Dialogue:
         if not named:
             return set()
         by_noun = [i for i, noun in self._names(list(range(len(self.objects)))).items() if NOUN_ENTRIES[noun] & named]
+        if len(by_noun) < 2:    # one landmark at most: nothing to raise, and no crop to read
+            return set(by_noun)
         denied = self._crop_denied(by_noun, named)
         fits = [i for i in by_noun if i not in denied]
         return set(self._nearest_colour(colour_said, fits) if colour_said and fits else fits)

@@ -53,6 +53,11 @@ BESIDE = {("beside",), ("flanking",), ("alongside",), ("near",), ("next", "to"),
 POSSESSIVE_LEADS = {"on", "to", "at", "by", "from"}
 MAX_LANDMARK_WORDS = 6
 NOT_A_LANDMARK = lexicon.NOT_A_LANDMARK   # "to the left of the others" is an extreme, not a relation
+# Places that are no object ("near the front", "next to the edge", "close to you"): no landmark.
+PLACES = {"front", "back", "edge", "edges", "middle", "centre", "center", "camera", "you", "me", "us", "table", "wall",
+          "end", "robot", "side", "corner", "rim", "border", "top", "bottom", "window", "door", "viewer", "here",
+          "there", "arm", "gripper"}
+DETERMINERS = {"the", "a", "an", "that", "this", "my", "your", "our", "its"}
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,21 @@ def parse(text: str) -> Relation | None:
     """The relation the words say, or None. Shapes: "<side> [side] of|than LANDMARK" ("to the left of the duck",
     "left of the duck", "more to the right than the mug"); "LANDMARK's <side>" ("on the duck's left"); "beside /
     flanking / alongside / near / next to / close to LANDMARK [on|to its|the <side> [side]]". Box names are never a
-    side or a landmark ("in the top left box"); "the others", "the rest" are no landmark (an extreme)."""
+    side or a landmark ("in the top left box"); "the others", "the rest" are no landmark (an extreme). Not a
+    relation: a place that is no object ("near the front", "close to you"), nor one right after a box name, which
+    says where the object goes ("put the cube in the top right box next to the domino")."""
     tokens = lexicon.words(text)
-    in_box = {k for a, b, _ in lexicon.box_spans(text) for k in range(a, b + 1)}
+    spans = lexicon.box_spans(text)
+    in_box = {k for a, b, _ in spans for k in range(a, b + 1)}
+    box_ends = {b for _, b, _ in spans}
+    for start, end, landmark, side in _shapes(tokens, in_box):
+        if not set(landmark) - DETERMINERS <= PLACES and not _after_a_box(tokens, start, box_ends):
+            return _relation(tokens, start, end, landmark, side)
+    return None
+
+
+def _shapes(tokens: list[str], in_box: set[int]):
+    """Every (start, end, landmark words, side) a relation's shape matches, in order of the words."""
     for k, word in enumerate(tokens):
         if k in in_box:
             continue
@@ -77,7 +94,7 @@ def parse(text: str) -> Relation | None:
             if tokens[end:end + 1] in (["of"], ["than"]):
                 found = _landmark(tokens, end + 1, in_box)
                 if found:
-                    return _relation(tokens, _walk_back(tokens, k), found[1], found[0], word)
+                    yield _walk_back(tokens, k), found[1], found[0], word
             if k >= 2 and tokens[k - 1] == "s":   # "on the duck's left"
                 lm_end = k - 1
                 start = lm_end
@@ -87,16 +104,22 @@ def parse(text: str) -> Relation | None:
                 landmark = tokens[start:lm_end]
                 if landmark and not set(landmark) & NOT_A_LANDMARK and start > 0 \
                         and tokens[start - 1] in POSSESSIVE_LEADS:
-                    return _relation(tokens, _walk_back(tokens, start), end, landmark, word)
+                    yield _walk_back(tokens, start), end, landmark, word
         for phrase in BESIDE:
             if tuple(tokens[k:k + len(phrase)]) == phrase:
                 found = _landmark(tokens, k + len(phrase), in_box)
-                if not found:
-                    continue
-                landmark, stop = found
-                side, end = _side_after(tokens, stop, in_box)
-                return _relation(tokens, _walk_back(tokens, k), end, landmark, side)
-    return None
+                if found:
+                    landmark, stop = found
+                    side, end = _side_after(tokens, stop, in_box)
+                    yield _walk_back(tokens, k), end, landmark, side
+
+
+def _after_a_box(tokens: list[str], start: int, box_ends: set[int]) -> bool:
+    """Does the relation follow a box name ("in the top right box next to ...")? Then it places the object there."""
+    k = start - 1
+    while k >= 0 and tokens[k] in lexicon.BOX_NOUNS:
+        k -= 1
+    return k in box_ends
 
 
 def _after_side(tokens: list[str], k: int) -> int:
@@ -201,17 +224,21 @@ def _on_side(dx: float, side: str | None) -> float:
     return 1.0 if along > SIDE_GAP_PX else 0.5 if along > 0 else 0.0
 
 
-def look_alike_landmarks(landmark: Grounding, alike: set[int]) -> Grounding:
-    """The landmark reading with each object of `alike` (those the landmark's words name by what can be checked) at
-    least as likely as the grounder's pick, when the pick is one of them. A sharp reading of "the plastic cube" puts
-    p ~ 1 on one of two plastic cubes, and the composition would then act on the object beside that one, where the
-    words say either (session 29). A pick the check disagrees with is left as the grounder read it."""
+def look_alike_landmarks(landmark: Grounding, alike: set[int], objects: list[PerceivedObject]) -> Grounding:
+    """The landmark reading with each object of `alike` (those the landmark's words name by what can be checked) in
+    the pick's box at least as likely as the grounder's pick, when the pick is one of them. A sharp reading of "the
+    plastic cube" puts p ~ 1 on one of two plastic cubes, and the composition would then act on the object beside
+    that one, where the words say either (session 29). A pick the check disagrees with is left as the grounder read
+    it, and so are look-alikes in other boxes (the object is looked for beside a landmark in its own box)."""
     p = landmark.target_probs.copy()
     n = len(p) - 1
-    alike = [i for i in alike if 0 <= i < n]
-    if n <= 0 or not alike or int(np.argmax(p[:n])) not in alike:
+    if n <= 0:
         return landmark
-    p[alike] = np.maximum(p[alike], p[:n].max())
+    pick = int(np.argmax(p[:n]))
+    same_box = [i for i in alike if 0 <= i < n and objects[i].box == objects[pick].box]
+    if pick not in same_box:
+        return landmark
+    p[same_box] = np.maximum(p[same_box], p[pick])
     return dataclasses.replace(landmark, target_probs=p)
 
 
@@ -229,6 +256,6 @@ def read(grounder, text: str, objects: list[PerceivedObject], fit_ratio: float =
         return whole, False
     fitting = words_fit(relation.rest) if words_fit is not None else frozenset()
     if landmark_fit is not None:
-        landmark = look_alike_landmarks(landmark, landmark_fit(relation.landmark))
+        landmark = look_alike_landmarks(landmark, landmark_fit(relation.landmark), objects)
     return compose(rest, landmark, objects, relation.side, fit_ratio, fitting), True
 
