@@ -58,7 +58,8 @@ def test_a_bpe_vocabulary_without_end_of_text_has_no_pad_or_bos_and_sample_bans_
     assert (tok.pad_id, tok.bos_id) == (None, None)
     assert tok.encode("!a ", bos=True, eos=True) == tok.encode("!a ")
     seen = {}
-    monkeypatch.setattr(sampling, "load_trained", lambda *a, **k: types.SimpleNamespace(model=None, tokenizer=tok))
+    monkeypatch.setattr(sampling, "load_trained", lambda *a, **k: types.SimpleNamespace(
+        model=types.SimpleNamespace(config=types.SimpleNamespace(vocab_size=tok.vocab_size)), tokenizer=tok))
     monkeypatch.setattr(sampling, "generate", lambda *a, **k: seen.update(k) or [0])
     result = sampling.sample("run", "!a ", max_new_tokens=1)
     assert seen["banned"] == () and result["text"] == "!"

@@ -254,16 +254,12 @@ def run(args):
         from koba_ros.nlp import distributed
         from koba_ros.nlp.trainer import TrainConfig, train
 
-        config = TrainConfig.from_file(args.config, args.overrides)
-        if args.out is not None:
-            config.out = args.out
-        if args.steps is not None:
-            config.steps = args.steps
-        if args.device:
-            config.device = args.device
-        config.validate()  # the command line's values are checked like the file's (--steps 0, --out "")
-        if args.no_progress or args.json:
-            config.progress = False
+        # The flags are set before the config is read, as --set is: --out decides which checkpoint a fine-tune
+        # resumes from and takes its model and tokenizer from (review 29); they are checked like the file's values.
+        flags = {key: value for key, value in (("out", args.out), ("steps", args.steps)) if value is not None}
+        flags |= {"device": args.device} if args.device else {}
+        flags |= {"progress": False} if args.no_progress or args.json else {}
+        config = TrainConfig.from_file(args.config, args.overrides, flags)
         try:
             result = train(config)
         except distributed.LostContact as exc:  # end now: the broken process group can hang the normal exit

@@ -31,6 +31,7 @@ from koba_ros.nlp.evaluation import score, text_tokens
 from koba_ros.nlp.influence_report import output_folder
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.trained import load_trained
+from koba_ros.nlp.warm_start import weights_turnover
 
 
 def training_documents(trained) -> tuple[list[torch.Tensor], list[str]]:
@@ -67,6 +68,15 @@ def load_runs(checkpoints: list[str], device: str):
         if not trained.model.config.turnover_p:
             raise KobaError(f"{trained.path}: trained without turn-over dropout; train with model.turnover_p: 0.5 "
                             "(and a collection of documents) to read influence from it")
+        # Weights init_from gave that a turn-over run trained hold its documents' masks: the half-networks of this
+        # run's document d differ by what they taught too (with its seed, exactly the source's document d's), and a
+        # fresh seed does not undo that.
+        ancestors = weights_turnover(trained.path)
+        if ancestors:
+            raise KobaError(f"{trained.path}: the weights it started from (init_from) were trained with turn-over "
+                            f"dropout by {ancestors[-1]['run']}, whose masks split each FFN by that run's documents, "
+                            "so influence here would mix theirs into this run's whatever turnover_seed it used; read "
+                            "influence from a run trained with turnover_p from scratch (or from a source without it)")
         docs, doc_names = training_documents(trained)
         if documents is None:
             documents, names = docs, doc_names

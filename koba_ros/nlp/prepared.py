@@ -39,6 +39,7 @@ from koba_ros.nlp.data import (
     is_collection,
     load_text,
 )
+from koba_ros.nlp.tokenizer import older_digest_note
 
 # A cut point: right before a newline that a non-whitespace character follows (not at the text's start).
 CUT = re.compile(r"(?<=[\s\S])(?=\n\S)")
@@ -238,8 +239,12 @@ def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.me
     # as it always was (refusing every older bpe / gpt2 token file would force a re-tokenisation of large corpora).
     digest = getattr(tokenizer, "digest", None)
     if digest is not None and meta.get("tokenizer_digest", digest) != digest:
+        if older_digest_note(tokenizer, meta["tokenizer_digest"]):  # no copy of the files to check them against
+            raise KobaError(f"token file {path} was prepared with this tokenizer.json by an older version, whose "
+                            "digest did not cover the special tokens (eos, bos) that made its stream; prepare it again")
         raise KobaError(f"token file {path} was prepared with another {DIGEST_FILES.get(tokenizer_name, 'tokenizer')}"
-                        f" of the same size ({meta['tokenizer_digest']}, this one {digest}); prepare it again")
+                        f" of the same size ({meta['tokenizer_digest']}, this one {digest})"
+                        f"{' or other special tokens (eos, bos)' if tokenizer_name == 'hf' else ''}; prepare it again")
     ids = np.memmap(path, dtype=dtype, mode="r")
     limit = min(meta.get("max_id", tokenizer.vocab_size - 1), tokenizer.vocab_size - 1)
     for start in range(0, len(ids), 1 << 24):  # one pass, 16M ids at a time: a bad id would crash a step later

@@ -8,6 +8,7 @@ whisper's English tokenizer) and are read through tiktoken with GPT-2's pre-toke
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -17,8 +18,8 @@ from koba_ros.errors import KobaError
 
 def file_digest(*paths: str | Path) -> str:
     """Which files made a tokenizer's ids (recorded in token files and checkpoints): two vocabularies of one size
-    give different ids. sha256 of the files' bytes joined by a NUL, 16 hex digits; for one file its own sha256, the
-    value hf token files have recorded since before bpe and gpt2 had a digest."""
+    give different ids. sha256 of the files' bytes joined by a NUL, 16 hex digits (bpe, gpt2; an hf tokenizer's
+    covers its special tokens too, HFTokenizer)."""
     return hashlib.sha256(b"\0".join(Path(path).read_bytes() for path in paths)).hexdigest()[:16]
 
 
@@ -175,7 +176,6 @@ class HFTokenizer:
         self.path = path
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self.base_vocab_size = self._tok.get_vocab_size(with_added_tokens=False)
-        self.digest = file_digest(path)
         config = special_tokens(path.parent)
         ids = {key: self._tok.token_to_id(config[key]) for key in ("bos_token", "eos_token", "pad_token")
                if isinstance(config.get(key), str)}
@@ -191,6 +191,13 @@ class HFTokenizer:
         self.prompt_bos = bos is not None and (adds_bos if isinstance(adds_bos, bool) else marked == [bos] + plain)
         self.bos_id = bos if bos is not None else self.eos_id
         self.pad_id = ids.get("pad_token", self.eos_id)
+        # The digest covers what the files beside tokenizer.json decide too: the eos that ends each document and the
+        # bos a text starts with make the training stream as much as the vocabulary does (review 29). `file_digest`
+        # is what versions before it recorded (tokenizer.json alone): older_digest_note.
+        data = path.read_bytes()
+        self.file_digest = hashlib.sha256(data).hexdigest()[:16]  # = file_digest(path)
+        specials = json.dumps({"eos": self.eos_id, "bos": self.bos_id, "prompt_bos": self.prompt_bos}, sort_keys=True)
+        self.digest = hashlib.sha256(data + b"\0" + specials.encode()).hexdigest()[:16]
         # prepared.py cuts an hf tokenizer's long texts after a lone newline between non-spaces (CUT_AFTER), not
         # before a newline (CUT): Llama-3 / Qwen-style patterns attach the newline to the piece before ("red.\n").
         # Do pieces cut there encode to the whole text's ids, after letters, punctuation and digits alike? Not with
@@ -283,6 +290,31 @@ def eos_to_record(tokenizer_json: Path) -> str | None:
         return None
     eos = model_eos_id(folder, tok)
     return None if eos is None else tok.id_to_token(eos)
+
+
+def same_tokenizer(tokenizer, saved: str | None, copy: Path | None = None) -> bool:
+    """Does the digest a checkpoint recorded (`saved`) name `tokenizer`? True where either has none (byte, or a
+    checkpoint older than digests). A digest an older version recorded for an hf tokenizer (its tokenizer.json alone)
+    names it only if that file is the same and the checkpoint's own copy of the tokenizer files (`copy`: its
+    tokenizer.json, with the special tokens the run trained with beside it) gives this tokenizer's digest now."""
+    digest = getattr(tokenizer, "digest", None)
+    if not digest or not saved or saved == digest:
+        return True
+    if saved != getattr(tokenizer, "file_digest", None) or copy is None or not Path(copy).is_file():
+        return False
+    try:
+        return HFTokenizer(copy).digest == digest
+    except KobaError:
+        return False
+
+
+def older_digest_note(tokenizer, saved) -> str:
+    """A refusal's note where `saved` is the digest versions before session 29 recorded for this very tokenizer.json:
+    the file is the same, the special tokens it was used with are not known."""
+    if saved is None or saved != getattr(tokenizer, "file_digest", None):
+        return ""
+    return (" (recorded by an older version, whose hf digest covered tokenizer.json alone: the file is the same, but "
+            "its special tokens (eos, bos) then cannot be checked)")
 
 
 def check_ids_fit(ids, rows: int, tokenizer, what: str) -> None:

@@ -40,14 +40,16 @@ from koba_ros.nlp.mixed_precision import LossScaler, autocast_dtype, usable_scal
 from koba_ros.nlp.model import TransformerLM
 from koba_ros.nlp.prepared import token_stream
 from koba_ros.nlp.schedules import SCHEDULES, lr_at
-from koba_ros.nlp.tokenizer import base_vocab_size, build_tokenizer, check_ids_fit
+from koba_ros.nlp.tokenizer import base_vocab_size, build_tokenizer, check_ids_fit, older_digest_note, same_tokenizer
 from koba_ros.nlp.warm_start import (
     FREE_MODEL_FIELDS,
     TOKENIZER_FIELDS,
+    TURNOVER_KEY,
     merge_source,
     model_difference,
     read_weights,
     tokenizer_difference,
+    turnover_ancestors,
 )
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32", "bf16_master")
@@ -191,8 +193,10 @@ class TrainConfig:
         return config
 
     @classmethod
-    def from_file(cls, path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-        """A YAML config; `overrides` are KEY=VALUE strings (model.KEY for the model), each value read as YAML."""
+    def from_file(cls, path: str | Path, overrides: list[str] = (), values: dict | None = None) -> TrainConfig:
+        """A YAML config; `overrides` are KEY=VALUE strings (model.KEY for the model), each value read as YAML, then
+        `values` (the command line's own flags: out, steps, ...) set as given. Both before from_dict: out decides
+        which checkpoint a resuming fine-tune takes its model and tokenizer from."""
         import yaml
 
         path = Path(path)
@@ -206,7 +210,7 @@ class TrainConfig:
             raise KobaError(f"config {path} is not UTF-8 YAML text") from None
         if not isinstance(data, dict):
             raise KobaError(f"config {path} must be a mapping")
-        return cls.from_dict(apply_overrides(data, overrides))
+        return cls.from_dict({**apply_overrides(data, overrides), **(values or {})})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -434,16 +438,16 @@ def _from_main_or_raise(function, info, *args):
 
 
 def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sharded: bool = False,
-                     tokenizer_digest: str | None = None) -> Start:
+                     tokenizer=None) -> Start:
     """Load into `model` what the run starts from: its own checkpoint (a resume), else init_from's weights, else the
     fresh init; under LoRA, init_from's weights as the frozen base (on a resume too: the checkpoint holds them merged
     with the adapters, and the digest recorded at the start checks that the source is unchanged), then the
     adapters. `sharded` (FSDP, which refuses LoRA): rank 0 alone loads, into its host-memory model, and keeps the
     optimizer state; the other ranks (their models on the meta device) get its Start, with {} for an optimizer state
-    they will receive in restore_optimizer."""
+    they will receive in restore_optimizer. `tokenizer`: this run's, whose digest init_from's source must have."""
     if sharded:
         own = _or_error(starting_weights, model, config, distributed.DistInfo(), checkpoint_dir, False,
-                        tokenizer_digest) if info.main else None
+                        tokenizer) if info.main else None
         told = own._replace(optim_state={} if own.optim_state is not None else None) if isinstance(own, Start) else own
         told = distributed.from_main(told, info)
         if isinstance(told, KobaError):
@@ -458,7 +462,7 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sha
         step = int(meta.get("step", 0))
     if config.init_from and (checkpoint is None or config.lora_rank):
         model.load_state_dict(_from_main_or_raise(read_weights, info, config.model, model, config.init_from,
-                                                  tokenizer_digest))
+                                                  tokenizer))
     if not config.lora_rank:
         return Start(step, optim_state, meta, 0.0, None, None)
     base_digest = distributed.parameter_digest(model)
@@ -513,12 +517,16 @@ def check_resumed_config(config: TrainConfig, meta: dict, checkpoint_dir: Path, 
                         "a resume trains the checkpoint's model (set it back, or give another out folder)")
     different = tokenizer_difference({key: getattr(config, key) for key in TOKENIZER_FIELDS}, recorded)
     digest, saved_digest = getattr(tokenizer, "digest", None), meta.get("tokenizer_digest")
-    if different is None and digest and saved_digest and digest != saved_digest:
+    same = same_tokenizer(tokenizer, saved_digest, checkpoint_dir / "tokenizer.json")
+    if different and different[0] != "tokenizer" and digest and saved_digest and same:
+        different = None  # another path to the same files (or a copy of them): the digest says so
+    if different is None and not same:
         different = ("the tokenizer's files (digest)", digest, saved_digest)
     if different:
         key, value, saved = different
-        raise KobaError(f"checkpoint {checkpoint_dir}: {key} is {value!r} here but {saved!r} in the checkpoint; "
-                        "its weights only fit that tokenizer (set it back, or give another out folder)")
+        raise KobaError(f"checkpoint {checkpoint_dir}: {key} is {value!r} here but {saved!r} in the checkpoint"
+                        f"{older_digest_note(tokenizer, saved_digest)}; its weights only fit that tokenizer (set it "
+                        "back, or give another out folder)")
     now = config.to_dict()
     # A decaying schedule's rate at a step depends on the total: a changed `steps` changes the rate of the steps
     # still to train (none when the checkpoint is already there).
@@ -595,6 +603,16 @@ def train(config: TrainConfig) -> dict:
         distributed.cleanup(info)
 
 
+def document_count(stream: TokenStream, eos: int, eos_starts: bool) -> int:
+    """How many documents turn-over dropout numbers in `stream` (TokenStream.document_ids): one more than its eos
+    tokens, less the one an eos at the end closes (or, with `eos_starts`, at the start opens)."""
+    positions = stream.eos_positions(eos)
+    if not len(positions):
+        return 1
+    edge = positions[0] == 0 if eos_starts else positions[-1] == len(stream.tokens) - 1
+    return len(positions) + 1 - int(edge)
+
+
 def check_outputs(out: Path, keep_best: bool, tensorboard: bool = False) -> None:
     """Refuse up front (not after ckpt_every steps) an out/checkpoint, or out/best with keep_best, that a checkpoint
     may not be written over: a file, or a folder holding other things; and with tensorboard an out/tensorboard that
@@ -646,9 +664,19 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     built_on = next(model.parameters()).device  # reported: "meta" on FSDP's ranks other than 0
     model.checkpoint_blocks = config.activation_checkpointing
     checkpoint_dir = out / "checkpoint"
-    start = starting_weights(model, config, info, checkpoint_dir, sharded, getattr(tokenizer, "digest", None))
+    start = starting_weights(model, config, info, checkpoint_dir, sharded, tokenizer)
     step, optim_state, meta = start.step, start.optim_state, start.meta
     check_resumed_config(config, meta, checkpoint_dir, tokenizer, info.main)
+    # Weights init_from gave that turn-over masks trained: recorded, so that `koba lm influence` can refuse this run
+    # (rank 0 writes the checkpoints; None: not known, a resume of an older run whose source moved).
+    lineage = meta.get(TURNOVER_KEY) if TURNOVER_KEY in meta \
+        else turnover_ancestors(config.init_from) if config.init_from and info.main else None
+    lineage = {TURNOVER_KEY: lineage} if lineage is not None else {}
+    if turnover and info.main and document_count(train_stream, turnover_eos, eos_starts) < 2:
+        print(f"koba lm train: note: turnover_p {config.model.turnover_p:g} gives each training document its own "
+              f"mask, but {config.train_data}'s training text is one document (no end of text inside it), so "
+              "every step trains one fixed half of each FFN and `koba lm influence` has nothing to compare; train "
+              "on a collection (a folder or glob of files, each a document)", file=sys.stderr, flush=True)
     master = config.precision == "bf16_master"
     flat_master = master and not (info.enabled and config.parallel == "fsdp")
     if flat_master:  # before wrapping, so DDP registers (and keeps in sync) the bf16 views the model now computes with
@@ -760,7 +788,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                                                  with_optimizer=False)
                 if info.main:
                     save_checkpoint(out / "best", model_state, None,
-                                    {"step": step, "val_loss": val_loss, "config": config.to_dict(),
+                                    {"step": step, "val_loss": val_loss, "config": config.to_dict(), **lineage,
                                      **({"tokenizer_digest": tokenizer.digest}  # init_from run/best checks it
                                         if getattr(tokenizer, "digest", None) else {})})
         elapsed = time.perf_counter() - t0
@@ -784,6 +812,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
             if info.main:
                 save_checkpoint(checkpoint_dir, model_state, optim_state,
                                 {"step": step, "loss": last_loss, "tokens": tokens, "config": config.to_dict(),
+                                 **lineage,
                                  **({"lora_base_digest": start.lora_base_digest} if config.lora_rank else {}),
                                  **({"loss_scale": scaler.state_dict()} if scaler.enabled else {}),
                                  **({"tokenizer_digest": tokenizer.digest}
