@@ -307,3 +307,14 @@ def test_eval_and_influence_read_a_run_whose_bos_is_eos_as_it_trained(tmp_path, 
                         real(x, eos, starts))
     evaluation.evaluate_checkpoint(str(run), str(docs))
     assert seen and all(seen)
+
+
+def test_keep_best_gathers_no_optimizer_state(tmp_path, monkeypatch):
+    """out/best holds weights only: a new best must not gather the AdamW state (twice the fp32 model, all ranks into
+    rank 0's host memory under FSDP) only to drop it (a distributed review found it at every new best)."""
+    calls = []
+    real = distributed.get_optimizer_state_dict
+    monkeypatch.setattr(distributed, "get_optimizer_state_dict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train(tiny(tmp_path, steps=6, eval_every=1, ckpt_every=6, keep_best=True))
+    assert (tmp_path / "run" / "best").is_dir()
+    assert len(calls) == 1  # the one checkpoint, at step 6

@@ -194,10 +194,13 @@ def _options(info: DistInfo, **kw) -> StateDictOptions:
     return StateDictOptions(full_state_dict=info.enabled, cpu_offload=info.enabled, **kw)
 
 
-def full_state(model, optimizer, info: DistInfo) -> tuple[dict, dict]:
-    """Unsharded model and optimizer state (on rank 0; other ranks may get empty dicts). Call on every rank."""
+def full_state(model, optimizer, info: DistInfo, with_optimizer: bool = True) -> tuple[dict, dict | None]:
+    """Unsharded model and optimizer state (on rank 0; other ranks may get empty dicts). Call on every rank, with
+    the same `with_optimizer` (False: the optimizer's state, twice the fp32 model, is not gathered at all -- keep_best
+    saves weights only)."""
     options = _options(info)
-    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+    model_state = get_model_state_dict(model, options=options)
+    return model_state, get_optimizer_state_dict(model, optimizer, options=options) if with_optimizer else None
 
 
 def load_optimizer_state(model, optimizer, optim_state: dict, from_rank0: bool = False) -> None:

@@ -395,11 +395,11 @@ def gather_state(model, optimizer, info, flat_master: bool, lora_scale: float = 
     Under LoRA the model state is the merged weights under the plain names (lora.split_state)."""
     if flat_master:  # the fp32 master weights, not their bf16 rounding (FSDP's fp32 shards are the master)
         return optimizer.full_precision_state(model), optimizer.state_dict() if with_optimizer else None, None
-    model_state, optim_state = distributed.full_state(model, optimizer, info)
+    model_state, optim_state = distributed.full_state(model, optimizer, info, with_optimizer)
     adapters = None
     if lora_scale:
         model_state, adapters = split_state(model_state, lora_scale)
-    return model_state, optim_state if with_optimizer else None, adapters
+    return model_state, optim_state, adapters
 
 
 def best_validation_loss(folder: Path) -> float:
