@@ -102,6 +102,8 @@ def test_every_classifier_needs_one_label_per_text():
         for labels in ([1, 0, 0, 1, 1], [1, 0, 0]):  # more: ignored silently; fewer: an IndexError in some batch
             with pytest.raises(ValueError, match=f"{len(labels)} labels for 4 texts"):
                 fit(torch.tensor(labels))
+        with pytest.raises(ValueError, match=r"label 2 is outside 0\.\.1 \(2 classes\)"):  # was a raw torch error
+            fit(torch.tensor([0, 1, 2, 1]))
 
 
 def test_classify_names_a_sentence_longer_than_any_the_ensemble_was_built_from(tmp_path, capsys):

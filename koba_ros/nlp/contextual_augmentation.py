@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.model import TextEncoder
+from koba_ros.nlp.text_classifier import check_class_indices
 from koba_ros.nlp.text_classifier import words as _words
 
 PAD, MASK, NO_LABEL = 0, 1, 2  # token ids; label y is 3 + y, words follow the labels
@@ -37,14 +38,6 @@ def words_of(text: str) -> list[str]:
     """The lower-cased words of a text (text_classifier.words: [a-z0-9']+ runs in ASCII text, any script's words
     otherwise, each character of an unspaced script alone)."""
     return _words(text)
-
-
-def check_labels(labels, classes: int) -> None:
-    """Labels are class indices 0..classes-1: the label token is 3 + label, so one outside them would be another
-    class's token or a special one (-1: "no label") or a word's id."""
-    bad = next((y for y in labels if not 0 <= y < classes), None)
-    if bad is not None:
-        raise ValueError(f"label {int(bad)} is outside 0..{classes - 1} ({classes} classes)")
 
 
 @dataclass
@@ -73,7 +66,7 @@ class Augmenter(nn.Module):
 
     def encode(self, sentences: list[list[str]], labels: list[int]) -> torch.Tensor:
         """[N, 1 + longest] ids; a ValueError names a word outside the vocabulary or a label outside 0..classes-1."""
-        check_labels(labels, self.classes)
+        check_class_indices(labels, self.classes)
         unknown = next((w for words in sentences for w in words if w not in self.index), None)
         if unknown is not None:
             raise ValueError(f"not in the augmenter's vocabulary: {unknown!r}")
@@ -101,7 +94,7 @@ def fit_augmenter(texts: list[str], labels: list[int], classes: int, config: Aug
     sentences = [words_of(t) for t in texts]
     if not sentences or not all(sentences):
         raise ValueError("every training sentence needs at least one word")
-    check_labels(labels, classes)
+    check_class_indices(labels, classes)
     longest = max(map(len, sentences))
     if longest > MAX_WORDS:
         number = next(k for k, s in enumerate(sentences) if len(s) == longest)

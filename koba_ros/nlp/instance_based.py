@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from koba_ros.nlp.text_classifier import ClassifierConfig, check_label_count, train_epochs
+from koba_ros.nlp.text_classifier import ClassifierConfig, check_labels, train_epochs
 
 
 @dataclass
@@ -55,7 +55,7 @@ def fit_instance_based(ngrams: torch.Tensor, labels: torch.Tensor, classes: int,
                        seed: int = 0) -> BagEncoder:
     if len(ngrams) < 2:
         raise ValueError("instance-based learning needs at least two training instances")
-    check_label_count(ngrams, labels)
+    check_labels(ngrams, labels, classes)
     torch.manual_seed(seed)
     encoder = BagEncoder(config, config.hidden)
     g = torch.Generator().manual_seed(seed + 1)
@@ -79,7 +79,7 @@ def fit_softmax(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config
     epoch_ngrams(e), if given, is what epoch e trains on instead of `ngrams`: the same rows in the same order with the
     same labels (e.g. each sentence freshly augmented), so the batches and the number of updates are those of
     training on `ngrams`."""
-    check_label_count(ngrams, labels)
+    check_labels(ngrams, labels, classes)
     torch.manual_seed(seed)
     model = BagEncoder(config, classes)
     if epoch_ngrams is None:

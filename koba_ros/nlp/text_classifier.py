@@ -177,10 +177,19 @@ def train_epochs(model: nn.Module, n: int, config: ClassifierConfig, seed: int, 
     model.eval()
 
 
-def check_label_count(ngrams, labels: torch.Tensor) -> None:
-    """One label per text: more labels were ignored silently, fewer a raw IndexError in some batch."""
+def check_class_indices(labels, classes: int) -> None:
+    """Labels are class indices 0..classes-1 (one outside them is a raw error inside the loss, or in contextual
+    augmentation another class's token, a special one or a word's id)."""
+    bad = next((y for y in labels if not 0 <= y < classes), None)
+    if bad is not None:
+        raise ValueError(f"label {int(bad)} is outside 0..{classes - 1} ({classes} classes)")
+
+
+def check_labels(ngrams, labels: torch.Tensor, classes: int) -> None:
+    """One class index per text: more labels were ignored silently, fewer a raw IndexError in some batch."""
     if len(labels) != len(ngrams):
         raise ValueError(f"{len(labels)} labels for {len(ngrams)} texts; give one label per text")
+    check_class_indices(labels, classes)
 
 
 def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: ClassifierConfig,
@@ -190,7 +199,7 @@ def fit_classifier(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, con
     of the same shape (every instance trains the whole network), which can memorise wrong labels."""
     if len(ngrams) == 0:
         raise ValueError("no training instances")
-    check_label_count(ngrams, labels)
+    check_labels(ngrams, labels, classes)
     ids = torch.arange(len(ngrams)) if instance_ids is None else instance_ids
     torch.manual_seed(seed)
     model = TurnOverClassifier(classes, config)
