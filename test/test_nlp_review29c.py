@@ -112,6 +112,9 @@ def test_an_imported_gpt2_whose_tokenizer_config_names_no_eos_stops_at_its_model
     hf_gpt2.import_pretrained(str(source), tmp_path / "in")
     assert load_trained(tmp_path / "in").tokenizer.eos_id == 256  # was None
     assert json.loads((tmp_path / "in" / "tokenizer_config.json").read_text())["eos_token"] == EOS  # self-contained
+    # import records the digest init_from checks (it recorded none), and the checkpoint's own copy gives it
+    recorded = json.loads((tmp_path / "in" / "state.json").read_text())["tokenizer_digest"]
+    assert recorded == load_trained(tmp_path / "in").tokenizer.digest
     result = sample(tmp_path / "in", "hello", max_new_tokens=5, temperature=0)
     assert result["new_tokens"] == 0 and result["stopped_at_end_of_text"]  # was 5 tokens of <|endoftext|>
     assert hf_gpt2.export_checkpoint(tmp_path / "in", tmp_path / "out")["eos_token_id"] == 256  # was null

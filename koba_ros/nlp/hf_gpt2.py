@@ -372,7 +372,8 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
                         "byte|gpt2|bpe|hf)")
     # Tokens added past the rows (CodeLlama-34b's four infilling ones) are the model's as transformers runs it:
     # only a text that holds one is refused (check_ids_fit).
-    base = base_vocab_size(build_tokenizer(tokenizer, vocab_file, merges))
+    built = build_tokenizer(tokenizer, vocab_file, merges)
+    base = base_vocab_size(built)
     if base > vocab:
         raise KobaError(f"import: the {tokenizer} tokenizer has more ids than this model's {vocab} ({base}, not "
                         "counting tokens added past its vocabulary)")
@@ -383,7 +384,9 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     # would need terabytes of attention scores on a CPU; --seq-len asks for more).
     config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": vocab_file, "merges": merges,
               "seq_len": min(model.config.max_len, IMPORTED_SEQ_LEN)}
-    save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source},
+    # the digest init_from and resume check, as a trained run's checkpoint records it (the hf copy gives the same)
+    digest = {"tokenizer_digest": built.digest} if getattr(built, "digest", None) else {}
+    save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source, **digest},
                     tokenizer_files=files)
     return {"out": str(out), "source": source, "parameters": model.num_parameters(), "tokenizer": tokenizer,
             "max_logit_difference": difference}
