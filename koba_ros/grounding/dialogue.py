@@ -31,6 +31,7 @@ instruction that says what not to move, or names two objects, is asked for again
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -562,7 +563,8 @@ class Dialogue:
         """The grounder's reading of the words, and whether a relation in them was read in parts (relations.py)."""
         if self.s.compose_relations:
             return relations.read(self.grounder, text, self.objects, RELATION_FIT_RATIO, self._words_fit,
-                                  self._landmark_fit if self.s.landmark_look_alikes else None)
+                                  functools.partial(self._words_fit, landmark=True) if self.s.landmark_look_alikes
+                                  else None)
         return self.grounder.ground(text, self.objects), False
 
     def _by_relation(self, text: str, cands: list[int]) -> tuple[list[int], str] | None:
@@ -585,29 +587,22 @@ class Dialogue:
         picked = [c for c in cands if top > 0 and g.target_probs[c] >= self.s.keep_ratio * top]
         return picked, relation.rest
 
-    def _words_fit(self, text: str) -> set[int]:
+    def _words_fit(self, text: str, landmark: bool = False) -> set[int]:
         """The objects the words fit by the kind rule (_twins): of a kind they name by the model's own noun for it,
-        nearest the colour they say; naming no kind, nearest the colour they say; neither: none known."""
+        nearest the colour they say; naming no kind, nearest the colour they say; neither: none known. A
+        `landmark`'s words ("the plastic cube", relations.look_alike_landmarks) must name a kind, fit by catalog
+        entry (NOUN_ENTRIES, broader than the noun's kind), and the crop CNN may deny one (read only when the words
+        name two or more: with one there is nothing to raise)."""
         named, colour_said = said_kinds(text), _colour_word(" ".join(lexicon.without_boxes(text)))
         fits = list(range(len(self.objects)))
         if named:
-            nouns = self._names(fits)
-            fits = [i for i in fits if NOUN_KINDS[nouns[i]] & named]
-        elif not colour_said:
+            nouns, table = self._names(fits), NOUN_ENTRIES if landmark else NOUN_KINDS
+            fits = [i for i in fits if table[nouns[i]] & named]
+            if landmark and len(fits) >= 2:
+                denied = self._crop_denied(fits, named)
+                fits = [i for i in fits if i not in denied]
+        elif landmark or not colour_said:
             return set()
-        return set(self._nearest_colour(colour_said, fits) if colour_said and fits else fits)
-
-    def _landmark_fit(self, text: str) -> set[int]:
-        """The objects a landmark's words ("the plastic cube") name by the catalog: the model's noun for the object
-        names an entry the words name and the crop CNN does not deny it, nearest the colour said when one is."""
-        named, colour_said = said_kinds(text), _colour_word(" ".join(lexicon.without_boxes(text)))
-        if not named:
-            return set()
-        by_noun = [i for i, noun in self._names(list(range(len(self.objects)))).items() if NOUN_ENTRIES[noun] & named]
-        if len(by_noun) < 2:    # one landmark at most: nothing to raise, and no crop to read
-            return set(by_noun)
-        denied = self._crop_denied(by_noun, named)
-        fits = [i for i in by_noun if i not in denied]
         return set(self._nearest_colour(colour_said, fits) if colour_said and fits else fits)
 
     def _plausible(self, kinds: set[str], other_kinds: bool = False) -> np.ndarray:

@@ -142,11 +142,11 @@ def augment(model: Augmenter, text: str, label: int, rng: random.Random, p: floa
     if not 0 < temperature < float("inf"):  # 0 or less: inf / NaN probabilities in torch.multinomial
         raise ValueError(f"temperature must be a finite number above 0, got {temperature}")
     words = words_of(text)
-    model.encode([words], [label])  # a ValueError for an unknown word or label even when nothing is replaced
+    one = model.encode([words], [label])  # a ValueError for an unknown word or label even when nothing is replaced
     positions = [i for i in range(len(words)) if rng.random() < p]
     if not positions:
         return " ".join(words)
-    ids = model.encode([words] * len(positions), [label] * len(positions))
+    ids = one.repeat(len(positions), 1)
     rows = torch.arange(len(positions))
     ids[rows, torch.tensor(positions) + 1] = MASK  # each copy masks one chosen word; the others keep the original
     logits = model(ids)[rows, torch.tensor(positions) + 1] / temperature

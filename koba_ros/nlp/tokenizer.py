@@ -20,7 +20,12 @@ def file_digest(*paths: str | Path) -> str:
     """Which files made a tokenizer's ids (recorded in token files and checkpoints): two vocabularies of one size
     give different ids. sha256 of the files' bytes joined by a NUL, 16 hex digits (bpe, gpt2; an hf tokenizer's
     covers its special tokens too, HFTokenizer)."""
-    return hashlib.sha256(b"\0".join(Path(path).read_bytes() for path in paths)).hexdigest()[:16]
+    return bytes_digest(*(Path(path).read_bytes() for path in paths))
+
+
+def bytes_digest(*chunks: bytes) -> str:
+    """sha256 of the chunks joined by a NUL, 16 hex digits (file_digest's, and an hf tokenizer's with its specials)."""
+    return hashlib.sha256(b"\0".join(chunks)).hexdigest()[:16]
 
 
 class ByteTokenizer:
@@ -195,9 +200,9 @@ class HFTokenizer:
         # bos a text starts with make the training stream as much as the vocabulary does (review 29). `file_digest`
         # is what versions before it recorded (tokenizer.json alone): older_digest_note.
         data = path.read_bytes()
-        self.file_digest = hashlib.sha256(data).hexdigest()[:16]  # = file_digest(path)
+        self.file_digest = bytes_digest(data)  # = file_digest(path)
         specials = json.dumps({"eos": self.eos_id, "bos": self.bos_id, "prompt_bos": self.prompt_bos}, sort_keys=True)
-        self.digest = hashlib.sha256(data + b"\0" + specials.encode()).hexdigest()[:16]
+        self.digest = bytes_digest(data, specials.encode())
         # prepared.py cuts an hf tokenizer's long texts after a lone newline between non-spaces (CUT_AFTER), not
         # before a newline (CUT): Llama-3 / Qwen-style patterns attach the newline to the piece before ("red.\n").
         # Do pieces cut there encode to the whole text's ids, after letters, punctuation and digits alike? Not with
@@ -232,7 +237,6 @@ class HFTokenizer:
 def tokenizer_config(path: Path) -> dict:
     """A transformers tokenizer_config.json's bos_token / eos_token / pad_token (a string, or a dict with its
     "content") and add_bos_token; empty when the file is missing or unreadable."""
-    import json
 
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -263,7 +267,6 @@ MODEL_EOS_FILES = ("generation_config.json", "config.json")  # what generate() s
 def model_eos_id(folder: Path, tok) -> int | None:
     """The eos_token_id the model's files in `folder` give (MODEL_EOS_FILES; a list's first, the end of text where
     an instruction model lists its end of turn too), if it is a token of the `tokenizers` Tokenizer `tok`."""
-    import json
 
     for name in MODEL_EOS_FILES:
         try:

@@ -515,11 +515,10 @@ def check_resumed_config(config: TrainConfig, meta: dict, checkpoint_dir: Path, 
         key, value, saved = different
         raise KobaError(f"checkpoint {checkpoint_dir}: model {key} is {value!r} here but {saved!r} in the checkpoint; "
                         "a resume trains the checkpoint's model (set it back, or give another out folder)")
-    different = tokenizer_difference({key: getattr(config, key) for key in TOKENIZER_FIELDS}, recorded)
     digest, saved_digest = getattr(tokenizer, "digest", None), meta.get("tokenizer_digest")
     same = same_tokenizer(tokenizer, saved_digest, checkpoint_dir / "tokenizer.json")
-    if different and different[0] != "tokenizer" and digest and saved_digest and same:
-        different = None  # another path to the same files (or a copy of them): the digest says so
+    different = tokenizer_difference({key: getattr(config, key) for key in TOKENIZER_FIELDS}, recorded,
+                                     lambda: bool(digest and saved_digest and same))
     if different is None and not same:
         different = ("the tokenizer's files (digest)", digest, saved_digest)
     if different:

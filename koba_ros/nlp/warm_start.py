@@ -61,9 +61,7 @@ def merge_source(data: dict, own_checkpoint: Path | None = None) -> dict:
     given = data.get("model") or {}
     check_agrees(data["init_from"], given, source["model"])
     merged = {**data, "model": {**source["model"], **given}}
-    different = tokenizer_difference(data, source)
-    if different and different[0] != "tokenizer" and same_tokenizer_files(data, source, folder):
-        different = None  # another path to the same files (or a copy of them): the digest says so
+    different = tokenizer_difference(data, source, lambda: same_tokenizer_files(data, source, folder))
     if different:
         key, value, source_value = different
         raise KobaError(f"init_from {data['init_from']}: {key} is {value!r} here but {source_value!r} in "
@@ -92,22 +90,23 @@ def own_recorded_config(folder: Path) -> dict | None:
     there is no complete checkpoint there: the resume will then refuse it or start from init_from."""
     if not ((folder / "model.safetensors").is_file() and (folder / "state.json").is_file()):
         return None
-    try:
-        meta = json.loads((folder / "state.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # the resume's own read reports the damage
-    config = meta.get("config") if isinstance(meta, dict) else None
+    meta = _state(folder)  # None: the resume's own read reports the damage
+    config = meta.get("config") if meta else None
     if not (isinstance(config, dict) and isinstance(config.get("model"), dict)):
         return None
     _check_recorded_values(config, folder)  # as a source's: a damaged value is one line, not a TypeError later
     return config
 
 
-def tokenizer_difference(given: dict, source: dict) -> tuple[str, object, object] | None:
+def tokenizer_difference(given: dict, source: dict, same_files=None) -> tuple[str, object, object] | None:
     """(field, given value, source value) of the first tokenizer field (TOKENIZER_FIELDS) that `given` names with
-    another value than the train config `source` records (defaults filled in), or None."""
+    another value than the train config `source` records (defaults filled in), or None. `same_files()`, asked only
+    when a vocab or merges path differs: do the files given make the recorded tokenizer (its digest)? Then they are
+    another path to the same files, or a copy of them, and no difference."""
     for key, default in TOKENIZER_FIELDS.items():
         if key in given and not same_setting(key, given[key], source.get(key, default)):
+            if key != "tokenizer" and same_files is not None and same_files():
+                return None
             return key, given[key], source.get(key, default)
     return None
 
@@ -178,11 +177,8 @@ def read_weights(model_config: TransformerConfig, model, init_from: str | Path, 
 
 def source_tokenizer_digest(folder: Path) -> str | None:
     """The tokenizer digest a checkpoint folder's state.json records, or None (none recorded: byte, or old)."""
-    try:
-        meta = json.loads((folder / "state.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # recorded_config has read it already; a checkpoint without one has no digest to compare
-    digest = meta.get("tokenizer_digest") if isinstance(meta, dict) else None
+    meta = _state(folder)  # None: recorded_config has read it already and reported any damage
+    digest = meta.get("tokenizer_digest") if meta else None
     return digest if isinstance(digest, str) else None
 
 
