@@ -96,7 +96,7 @@ def test_an_hf_tokenizers_eos_falls_back_to_special_tokens_map_then_the_models_g
     tok = build_tokenizer("hf", str(tmp_path / "tokenizer.json"))
     assert (tok.eos_id, tok.bos_id, tok.pad_id) == (257, 257, 257)
     assert hf_tokenizer_files(tmp_path / "tokenizer.json")["tokenizer_config.json"] == \
-        tmp_path / "tokenizer_config.json"  # named by a tokenizer file: nothing to record
+        {"model_max_length": 64, "model_eos_token_ids": [257, 258, 259]}  # the eos is named; its list is recorded
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<a>"}))
     assert build_tokenizer("hf", str(tmp_path / "tokenizer.json")).eos_id == 256
 

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from koba_ros.errors import KobaError, reason
-from koba_ros.nlp.tokenizer import eos_to_record
+from koba_ros.nlp.tokenizer import model_files_record
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
@@ -217,18 +217,28 @@ def checkpoint_folder(path: str | Path) -> Path:
 
 def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path | dict]:
     """A tokenizer.json and the other TOKENIZER_FILES beside it, where they exist: name -> file to copy, or, for a
-    tokenizer_config.json that must record the eos the tokenizer took from its model's files (eos_to_record), the
-    JSON object to write."""
+    tokenizer_config.json that must record what the tokenizer took from its model's files (model_files_record: the
+    eos, the ids a sample stops at), the JSON object to write. The stop ids are recorded there rather than by
+    carrying generation_config.json: config.json's list would need recording anyway, and the rest of that file
+    (temperature, top_p) is the model's, which `sample` does not read and export writes anew."""
     files = {name: tokenizer_json.parent / name for name in TOKENIZER_FILES} | {"tokenizer.json": tokenizer_json}
     files = {name: path for name, path in files.items() if path.is_file()}
-    eos = eos_to_record(tokenizer_json)
-    if eos is not None:
-        try:
-            config = json.loads(files["tokenizer_config.json"].read_text(encoding="utf-8"))
-        except (KeyError, OSError, ValueError):
-            config = None
-        files["tokenizer_config.json"] = {**(config if isinstance(config, dict) else {}), "eos_token": eos}
+    record = model_files_record(tokenizer_json)
+    if record:
+        files["tokenizer_config.json"] = {**tokenizer_config_object(files.get("tokenizer_config.json")), **record}
     return files
+
+
+def tokenizer_config_object(source: Path | dict | None) -> dict:
+    """The JSON object of a tokenizer_config.json as hf_tokenizer_files gives it (a file or an object); {} where it
+    is missing or not an object."""
+    if isinstance(source, dict):
+        return source
+    try:
+        config = json.loads(source.read_text(encoding="utf-8")) if source is not None else None
+    except (OSError, ValueError):
+        config = None
+    return config if isinstance(config, dict) else {}
 
 
 def write_tokenizer_files(files: dict[str, Path | dict], folder: Path) -> None:

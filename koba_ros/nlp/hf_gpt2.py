@@ -22,7 +22,8 @@ Both commands check, before writing anything, that the two models give the same 
 1e-4 of the largest |logit|, at least 1e-4: float32's rounding grows with the logits, a wrong mapping's error is of
 their size): a mapping that were off would otherwise hand over a model that only looks right. Export also writes
 the run's tokenizer as Hugging Face files (hf_tokenizer.py: `gpt2`, `bpe` and `byte`) and the tokenizer's
-end-of-text id as the model's eos_token_id. Import takes the weights; a folder holding the byte tokenizer as export
+end-of-text id as the model's eos_token_id (a list where an `hf` tokenizer's model listed several: the ids `sample`
+stops at, tokenizer.stop_ids). Import takes the weights; a folder holding the byte tokenizer as export
 writes it is taken to use bytes, one with its own tokenizer.json that, one with a vocab.json + merges.txt other than
 GPT-2's (a `tokenizer: bpe` run's, exported) that BPE, and otherwise a 50,257-id model is taken to use GPT-2's BPE,
 which gives GPT-2's ids.
@@ -46,7 +47,7 @@ from koba_ros.nlp.checkpoint import hf_tokenizer_files, save_checkpoint
 from koba_ros.nlp.config import TransformerConfig
 from koba_ros.nlp.hf_tokenizer import EOS, bytes_to_unicode, is_byte_level_folder, write_hf_tokenizer
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.tokenizer import base_vocab_size, build_tokenizer
+from koba_ros.nlp.tokenizer import base_vocab_size, build_tokenizer, stop_ids
 from koba_ros.nlp.trained import load_trained
 
 GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias": True, "embed_scale": False,
@@ -231,7 +232,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
                         f"{hf_phi.PHI_SHAPE}")
     hf = family.to_hf(trained.model) if family else to_hf(trained.model)
     difference = check_same_logits(trained.model, hf, "export")
-    eos = getattr(trained.tokenizer, "eos_id", None)  # generate() then stops where `koba lm sample` stops
+    # generate() then stops where `koba lm sample` stops: at the eos, or at any of an hf model's list (an instruct
+    # model's end of turn too), written as a list as transformers' own instruct models write it
+    stops = stop_ids(trained.tokenizer)
+    eos = list(stops) if len(stops) > 1 else stops[0] if stops else None
     hf.config.eos_token_id = hf.generation_config.eos_token_id = eos
     # Model and tokenizer go into a sibling folder (named per process, as atomic_write's files) renamed into place
     # whole: a tokenizer refused after the weights were written leaves nothing that blocks a re-run.

@@ -21,7 +21,8 @@ import shutil
 from pathlib import Path
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import hf_tokenizer_files, write_tokenizer_files
+from koba_ros.nlp.checkpoint import hf_tokenizer_files, tokenizer_config_object, write_tokenizer_files
+from koba_ros.nlp.tokenizer import RECORDED_EOS_IDS
 
 EOS = "<|endoftext|>"
 
@@ -105,7 +106,13 @@ def write_hf_tokenizer(config: dict, out: str | Path) -> str:
         source = Path(config.get("vocab", ""))
         if not source.is_file():
             raise KobaError(f"export: the run's tokenizer.json {config.get('vocab')!r} is not there to copy")
-        write_tokenizer_files(hf_tokenizer_files(source), out)
+        files = hf_tokenizer_files(source)
+        # The stop ids go into generation_config.json (export_checkpoint), where transformers reads them; a record
+        # left here would override that file on a re-import, also after someone edits it.
+        recorded = tokenizer_config_object(files.get("tokenizer_config.json"))
+        if RECORDED_EOS_IDS in recorded:
+            files["tokenizer_config.json"] = {k: v for k, v in recorded.items() if k != RECORDED_EOS_IDS}
+        write_tokenizer_files(files, out)
         if not (out / "tokenizer_config.json").is_file():  # transformers' AutoTokenizer needs a class to build
             from koba_ros.nlp.tokenizer import HFTokenizer
 

@@ -4,7 +4,8 @@ Autoregressive sampling, one token at a time, as in nanoGPT: the model reads the
 position's logits are divided by the temperature, all but the `top_k` largest (and any tied with the k-th) are
 dropped, then all outside the nucleus of probability `top_p`, and the next token is drawn from the softmax
 (temperature 0: the argmax). Ids the tokenizer cannot decode (the model's vocabulary is padded, e.g. to 50304) and
-its padding id are never drawn; the end-of-text id ends the sample.
+its padding id are never drawn; the end-of-text id ends the sample, as does any other id the model's files list
+as an eos (tokenizer.stop_ids: Llama-3-Instruct's end of turn), as transformers' generate() stops at any of them.
 
 With the KV cache (kv_cache.py, the default) the prompt goes through the model once and every new token alone after
 it, attending over the stored keys and values. That is the same computation as running the whole context again, as
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ import torch
 from koba_ros.errors import KobaError
 from koba_ros.nlp.kv_cache import KVCache
 from koba_ros.nlp.model import TransformerLM
-from koba_ros.nlp.tokenizer import check_ids_fit
+from koba_ros.nlp.tokenizer import check_ids_fit, stop_ids
 from koba_ros.nlp.trained import load_trained
 
 
@@ -77,15 +78,17 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int, top
 
 @torch.no_grad()
 def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
-             top_k: int = 0, allowed: int | None = None, banned: tuple[int, ...] = (), stop_id: int | None = None,
+             top_k: int = 0, allowed: int | None = None, banned: tuple[int, ...] = (),
+             stop_id: int | Collection[int] | None = None,
              generator: torch.Generator | None = None, use_cache: bool = True, top_p: float = 1.0,
              on_token: Callable[[list[int]], None] | None = None) -> list[int]:
     """The new token ids after the prompt `ids`. `allowed`: only ids below it may be drawn; `banned`: never drawn;
-    `stop_id`: drawing it ends the sample (it is not returned); `use_cache`: a KV cache (module doc); temperature,
-    top_k, top_p: see `next_token`; `on_token(new_ids)` after every token drawn (streaming)."""
+    `stop_id`: an id, or several, whose drawing ends the sample (it is not returned); `use_cache`: a KV cache (module
+    doc); temperature, top_k, top_p: see `next_token`; `on_token(new_ids)` after every token drawn (streaming)."""
     if not ids:
         raise KobaError("sample: the prompt is empty")
     check_sampling_args(max_new_tokens, temperature, top_k, top_p)
+    stops = {stop_id} if isinstance(stop_id, int) else set(stop_id or ())
     vocab = model.config.vocab_size
     for what, wrong in (("prompt", [i for i in ids if not 0 <= i < vocab]),
                         ("banned", [i for i in banned if not 0 <= i < vocab])):
@@ -115,7 +118,7 @@ def generate(model: TransformerLM, ids: list[int], max_new_tokens: int, temperat
             for i in banned:
                 logits[i] = -math.inf
             token = next_token(logits, temperature, top_k, top_p, generator)
-            if token == stop_id:
+            if token in stops:
                 break
             new.append(token)
             if on_token is not None:
@@ -159,7 +162,7 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
     ids = tokenizer.encode(prompt, bos=getattr(tokenizer, "prompt_bos", False))
     rows = model.config.vocab_size  # an hf tokenizer may have tokens added past them (tokenizer.check_ids_fit)
     check_ids_fit(ids, rows, tokenizer, "sample: the prompt")  # before `write(prompt)`
-    pad, eos = getattr(tokenizer, "pad_id", None), getattr(tokenizer, "eos_id", None)
+    stops = stop_ids(tokenizer)  # the eos, and an hf model's other eos ids (an instruct model's end of turn)
     generator = torch.Generator(device=device).manual_seed(seed)
     # The continuation is read after the prompt, not alone: a SentencePiece-style decoder drops the word-start space
     # of a text's first piece, so decoding the new ids alone glues the first new word to the prompt's last.
@@ -174,9 +177,9 @@ def sample(checkpoint: str | Path, prompt: str, max_new_tokens: int = 200, tempe
         streamer = TextStreamer(decode, write)
     t0 = time.perf_counter()
     new = generate(model, ids, max_new_tokens, temperature, top_k, allowed=min(tokenizer.vocab_size, rows),
-                   banned=tuple(i for i in (pad, getattr(tokenizer, "bos_id", None))
-                                if i is not None and i != eos and i < rows),
-                   stop_id=eos, generator=generator, use_cache=use_cache, top_p=top_p, on_token=streamer)
+                   banned=tuple(i for i in (getattr(tokenizer, "pad_id", None), getattr(tokenizer, "bos_id", None))
+                                if i is not None and i not in stops and i < rows),
+                   stop_id=stops, generator=generator, use_cache=use_cache, top_p=top_p, on_token=streamer)
     seconds = time.perf_counter() - t0
     text = decode(new)
     if streamer is not None:

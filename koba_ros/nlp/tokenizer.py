@@ -160,7 +160,9 @@ class HFTokenizer:
     transformers wrote them there); a bos the tokenizer's post-processor puts first is found without them. With no
     eos named there, the model's eos_token_id beside it is taken (generation_config.json, then config.json; a list's
     first): openai-community/gpt2's tokenizer_config.json names none, transformers' GPT-2 class knows its own.
-    Missing ones fall back as GPT-2's do (pad and bos = eos), or are None when there is no eos either. Ids added past
+    `stop_ids` are the ids a sample ends at: the eos, and every id of such a list (Llama-3-Instruct's end of text,
+    of message and of turn), as transformers' generate() stops at any of them (stops_of). Missing ones fall back
+    as GPT-2's do (pad and bos = eos), or are None when there is no eos either. Ids added past
     the base vocabulary (`base_vocab_size`) may lie past the model's rows (check_ids_fit). Texts are encoded without
     the tokenizer's own special tokens (the trainer and `sample` add bos / eos themselves; `prompt_bos` says whether
     the tokenizer starts texts with bos, as its post-processor or the config's add_bos_token says), and decoded
@@ -184,9 +186,9 @@ class HFTokenizer:
         config = special_tokens(path.parent)
         ids = {key: self._tok.token_to_id(config[key]) for key in ("bos_token", "eos_token", "pad_token")
                if isinstance(config.get(key), str)}
-        self.eos_id = ids.get("eos_token")
-        if self.eos_id is None and "eos_token" not in config:
-            self.eos_id = model_eos_id(path.parent, self._tok)
+        self.eos_id = hf_eos_id(path.parent, self._tok, config)
+        # Not in the digest: they end a sample, but neither the training stream nor the ids depend on them.
+        self.stop_ids = stops_of(self.eos_id, path.parent, self._tok, config)
         # Does the tokenizer's own post-processing start every text with a token (Llama's: bos)? `sample` then does.
         plain, marked = (self._ids("a", special) for special in (False, True))
         bos = ids.get("bos_token")
@@ -252,6 +254,8 @@ def tokenizer_config(path: Path) -> dict:
             found[key] = value
     if isinstance(config.get("add_bos_token"), bool):
         found["add_bos_token"] = config["add_bos_token"]
+    if isinstance(config.get(RECORDED_EOS_IDS), list):
+        found[RECORDED_EOS_IDS] = config[RECORDED_EOS_IDS]
     return found
 
 
@@ -262,37 +266,87 @@ def special_tokens(folder: Path) -> dict:
 
 
 MODEL_EOS_FILES = ("generation_config.json", "config.json")  # what generate() stops at first, then the model's own
+# A checkpoint's copy of tokenizer_config.json records under this key the stop ids its model's files listed
+# (model_files_record): a checkpoint carries neither file, and transformers keeps a key it does not know as it is.
+RECORDED_EOS_IDS = "model_eos_token_ids"
 
 
-def model_eos_id(folder: Path, tok) -> int | None:
-    """The eos_token_id the model's files in `folder` give (MODEL_EOS_FILES; a list's first, the end of text where
-    an instruction model lists its end of turn too), if it is a token of the `tokenizers` Tokenizer `tok`."""
-
+def _model_eos_lists(folder: Path):
+    """Each model file's eos_token_id in MODEL_EOS_FILES' order, as a list (an id alone is a list of one)."""
     for name in MODEL_EOS_FILES:
         try:
             value = json.loads((folder / name).read_text(encoding="utf-8")).get("eos_token_id")
         except (OSError, ValueError, AttributeError):
             continue
-        value = value[0] if isinstance(value, list) and value else value
-        if isinstance(value, int) and not isinstance(value, bool) and tok.id_to_token(value) is not None:
-            return value
+        yield value if isinstance(value, list) else [value]
+
+
+def _is_token(value, tok) -> bool:
+    """Is `value` an id of the `tokenizers` Tokenizer `tok`? (id_to_token raises OverflowError outside 0..2^32-1;
+    not the vocabulary's size: an added token's id may lie past it.)"""
+    return (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 32
+            and tok.id_to_token(value) is not None)
+
+
+def model_eos_id(folder: Path, tok) -> int | None:
+    """The eos_token_id the model's files in `folder` give (MODEL_EOS_FILES; a list's first, the end of text where
+    an instruction model lists its end of turn too), if it is a token of the `tokenizers` Tokenizer `tok`."""
+    for listed in _model_eos_lists(folder):
+        if listed and _is_token(listed[0], tok):
+            return listed[0]
     return None
 
 
-def eos_to_record(tokenizer_json: Path) -> str | None:
-    """The eos token an hf tokenizer takes from its model's files (no tokenizer file names one), which a checkpoint's
-    copy of tokenizer_config.json records: a checkpoint carries no config.json. None where nothing is to record."""
+def model_eos_ids(folder: Path, tok) -> list[int]:
+    """Every eos_token_id the first of the model's files in `folder` that lists a token of `tok` lists, each a token
+    of `tok`, in its order: the ids transformers' generate() stops at (MODEL_EOS_FILES)."""
+    for listed in _model_eos_lists(folder):
+        ids = [i for i in listed if _is_token(i, tok)]
+        if ids:
+            return list(dict.fromkeys(ids))
+    return []
+
+
+def hf_eos_id(folder: Path, tok, config: dict) -> int | None:
+    """An hf tokenizer's eos: the one its tokenizer files name (`config`: special_tokens), else its model's."""
+    return tok.token_to_id(config["eos_token"]) if "eos_token" in config else model_eos_id(folder, tok)
+
+
+def stops_of(eos: int | None, folder: Path, tok, config: dict) -> tuple[int, ...]:
+    """The ids an hf tokenizer's sample ends at: the list its checkpoint recorded (`config`'s RECORDED_EOS_IDS), else
+    its model's files' (model_eos_ids), in their order, with `eos` first where they lack it."""
+    recorded = config.get(RECORDED_EOS_IDS)
+    listed = [i for i in recorded if _is_token(i, tok)] if recorded is not None else model_eos_ids(folder, tok)
+    return tuple(dict.fromkeys(([] if eos is None or eos in listed else [eos]) + listed))
+
+
+def stop_ids(tokenizer) -> tuple[int, ...]:
+    """The ids that end a sample: an hf tokenizer's stop_ids, any other's eos (none without one)."""
+    eos = getattr(tokenizer, "eos_id", None)
+    return tuple(getattr(tokenizer, "stop_ids", () if eos is None else (eos,)))
+
+
+def model_files_record(tokenizer_json: Path) -> dict:
+    """What a checkpoint's copy of tokenizer_config.json must add for an hf tokenizer to be the same without its
+    model's files beside it (a checkpoint carries no config.json): the eos taken from them where no tokenizer file
+    names one (`eos_token`), and the stop ids where they are more than that eos (RECORDED_EOS_IDS). Empty where
+    nothing is to record."""
     folder = tokenizer_json.parent
-    if "eos_token" in special_tokens(folder) or not any((folder / name).is_file() for name in MODEL_EOS_FILES):
-        return None  # the common case, decided without loading the tokenizer
+    if not any((folder / name).is_file() for name in MODEL_EOS_FILES):
+        return {}  # the common case (and every checkpoint's copy), decided without loading the tokenizer
     from tokenizers import Tokenizer
 
     try:
         tok = Tokenizer.from_file(str(tokenizer_json))
     except Exception:  # noqa: BLE001 - HFTokenizer reports an unreadable file in one line where it is read
-        return None
-    eos = model_eos_id(folder, tok)
-    return None if eos is None else tok.id_to_token(eos)
+        return {}
+    config = special_tokens(folder)
+    eos = hf_eos_id(folder, tok, config)
+    record = {} if "eos_token" in config or eos is None else {"eos_token": tok.id_to_token(eos)}
+    stops = stops_of(eos, folder, tok, config)
+    if set(stops) - {eos}:
+        record[RECORDED_EOS_IDS] = list(stops)
+    return record
 
 
 def same_tokenizer(tokenizer, saved: str | None, copy: Path | None = None) -> bool:
