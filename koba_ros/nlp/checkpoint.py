@@ -86,7 +86,7 @@ def save_checkpoint(directory: str | Path, model_state: dict, optim_state: dict 
     the other TOKENIZER_FILES beside it, so that every checkpoint of such a run carries the tokenizer its ids need
     (recorded_config then points at the copy)."""
     if tokenizer_files is None:
-        tokenizer_files = _own_tokenizer_files(meta.get("config"))
+        tokenizer_files = own_tokenizer_files(meta.get("config"))
     directory = Path(directory)
     if not is_replaceable(directory):
         raise KobaError(f"{directory} exists and is not a checkpoint folder; give another output path")
@@ -252,7 +252,7 @@ def write_tokenizer_files(files: dict[str, Path | dict], folder: Path) -> None:
             shutil.copyfile(source, folder / name)
 
 
-def _own_tokenizer_files(config) -> dict[str, Path]:
+def own_tokenizer_files(config) -> dict[str, Path]:
     """An `hf` run's tokenizer files (none for other tokenizers)."""
     if not isinstance(config, dict) or config.get("tokenizer") != "hf" or not config.get("vocab"):
         return {}

@@ -211,12 +211,19 @@ class TokenStream:
     """All tokens of a corpus, as a tensor or as a memory-mapped token file (prepared.py); batches are random windows
     (x, next-token targets y), the same windows either way."""
 
-    def __init__(self, tokens: torch.Tensor | np.ndarray, seq_len: int, name: str = "dataset"):
+    def __init__(self, tokens: torch.Tensor | np.ndarray, seq_len: int, name: str = "dataset",
+                 largest_id: int | None = None):
         if len(tokens) < seq_len + 1:  # a window is seq_len inputs and their next-token targets
             raise KobaError(f"{name} has {len(tokens)} tokens, fewer than one sequence of {seq_len} tokens and its "
                             f"next-token target ({seq_len + 1})")
         self.tokens = tokens.long() if isinstance(tokens, torch.Tensor) else tokens  # a memory map stays one
         self.seq_len = seq_len
+        self.largest_id = largest_id  # where known without reading the tokens (a token file's: prepared.open_tokens)
+
+    def ids_to_check(self):
+        """What tokenizer.check_ids_fit needs to see of the stream: its largest id where that is known (a token
+        file is not read a second time), else the tokens."""
+        return self.tokens if self.largest_id is None else [self.largest_id]
 
     @classmethod
     def from_text(cls, text: str, tokenizer, seq_len: int, name: str = "dataset") -> TokenStream:
@@ -256,6 +263,18 @@ class TokenStream:
         before = torch.from_numpy(np.searchsorted(self.eos_positions(eos_id), starts.numpy()).astype(np.int64))
         # with eos_starts the stream opens with an eos, so counting it too would number the first document 1
         return before[:, None] + documents_of(x, eos_id, eos_starts) - int(eos_starts)
+
+    def document_bounds(self, eos_id: int, eos_starts: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends): document d is tokens[starts[d]:ends[d]], numbered as document_ids numbers it. Each ends
+        with its eos (the last one at the stream's end if it has none); with `eos_starts` each starts at its eos,
+        and tokens before the first eos (document_ids' -1; encode_documents' streams have none) are in no document."""
+        positions = self.eos_positions(eos_id)
+        if eos_starts:
+            return positions, np.append(positions[1:], len(self)) if len(positions) else positions
+        ends = positions + 1
+        if not len(ends) or ends[-1] != len(self):  # the last document has no eos after it
+            ends = np.append(ends, len(self))
+        return np.concatenate([[0], ends[:-1]]).astype(ends.dtype), ends
 
     def eos_positions(self, eos_id: int) -> np.ndarray:
         """Where the stream's eos tokens are (found once per stream and id)."""

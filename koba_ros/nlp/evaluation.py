@@ -107,11 +107,13 @@ def text_tokens(data: str, trained) -> tuple[torch.Tensor, int]:
     if is_token_file(data):
         ids, meta = open_tokens(data, trained.config.get("tokenizer", "byte"), trained.tokenizer)
         tokens, n_bytes = torch.from_numpy(ids.astype(np.int64)), int(meta["text_bytes"])
+        checked = [meta["largest_id"]]  # open_tokens has read every id: not a second scan
     else:
         texts = load_documents(data)
         tokens = torch.tensor(encode_documents(texts, trained.tokenizer, is_collection(data)), dtype=torch.long)
         n_bytes = sum(len(text.encode("utf-8")) for text in texts)
-    check_ids_fit(tokens, trained.model.config.vocab_size, trained.tokenizer, f"eval: {data}")
+        checked = tokens
+    check_ids_fit(checked, trained.model.config.vocab_size, trained.tokenizer, f"eval: {data}")
     return tokens, n_bytes
 
 

@@ -44,13 +44,8 @@ def training_documents(trained) -> tuple[list[torch.Tensor], list[str]]:
     if not config.get("val_data"):
         stream, _ = stream.split(float(config.get("val_fraction", 0.1)))
     tokens = torch.as_tensor(stream.tokens[:]).long()
-    if trained.eos_starts:  # `E a E b`: each eos is the bos of the document it starts
-        starts = stream.eos_positions(eos).tolist()
-        documents = [tokens[a:b] for a, b in zip(starts, [*starts[1:], len(tokens)], strict=True)]
-    else:
-        ends = stream.eos_positions(eos).tolist()
-        bounds = [-1, *ends] if ends and ends[-1] == len(tokens) - 1 else [-1, *ends, len(tokens) - 1]
-        documents = [tokens[a + 1:b + 1] for a, b in zip(bounds, bounds[1:], strict=False)]
+    starts, ends = stream.document_bounds(eos, trained.eos_starts)  # `E a E b` with eos_starts: each eos is a bos
+    documents = [tokens[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
     names = [f"document {d}" for d in range(len(documents))]
     if is_collection(config["train_data"]):  # the stream holds the non-empty files only
         files = [path for path, _ in documents_with_files(config["train_data"])]

@@ -209,7 +209,8 @@ def description_problem(meta: dict) -> str | None:
 
 def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.memmap, dict]:
     """(read-only memory map of the ids, metadata) of a prepared .bin; one-line errors for a missing, truncated or
-    foreign file, or one that another tokenizer than `tokenizer_name` / `tokenizer` made."""
+    foreign file, or one that another tokenizer than `tokenizer_name` / `tokenizer` made. The metadata is FILE.bin.json
+    with `largest_id` added: the largest id the file holds, as its check of every id found it."""
     path = Path(path)
     meta_path = path.with_name(path.name + ".json")
     if not path.is_file():
@@ -247,12 +248,15 @@ def open_tokens(path: str | Path, tokenizer_name: str, tokenizer) -> tuple[np.me
                         f"{' or other special tokens (eos, bos)' if tokenizer_name == 'hf' else ''}; prepare it again")
     ids = np.memmap(path, dtype=dtype, mode="r")
     limit = min(meta.get("max_id", tokenizer.vocab_size - 1), tokenizer.vocab_size - 1)
+    largest = -1
     for start in range(0, len(ids), 1 << 24):  # one pass, 16M ids at a time: a bad id would crash a step later
         top = int(ids[start:start + (1 << 24)].max())
         if top > limit:
             raise KobaError(f"token file {path} holds id {top}, above its recorded maximum {limit}: corrupt or "
                             "replaced; prepare it again")
-    return ids, meta
+        largest = max(largest, top)
+    # what the pass found, so that check_ids_fit (tokens added past a model's rows) need not read the file again
+    return ids, {**meta, "largest_id": largest}
 
 
 def token_stream(source: str, tokenizer, tokenizer_name: str, seq_len: int) -> TokenStream:
@@ -260,4 +264,5 @@ def token_stream(source: str, tokenizer, tokenizer_name: str, seq_len: int) -> T
     it), else a text file or the built-in corpus tokenised now."""
     if not is_token_file(source):
         return TokenStream.from_dataset(source, tokenizer, seq_len)
-    return TokenStream(open_tokens(source, tokenizer_name, tokenizer)[0], seq_len, source)
+    ids, meta = open_tokens(source, tokenizer_name, tokenizer)
+    return TokenStream(ids, seq_len, source, largest_id=meta["largest_id"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import sys
@@ -26,6 +27,7 @@ from koba_ros.nlp.checkpoint import (
     is_replaceable,
     load_checkpoint,
     load_model_state,
+    own_tokenizer_files,
     recover_interrupted_swap,
     save_checkpoint,
 )
@@ -603,13 +605,10 @@ def train(config: TrainConfig) -> dict:
 
 
 def document_count(stream: TokenStream, eos: int, eos_starts: bool) -> int:
-    """How many documents turn-over dropout numbers in `stream` (TokenStream.document_ids): one more than its eos
-    tokens, less the one an eos at the end closes (or, with `eos_starts`, at the start opens)."""
-    positions = stream.eos_positions(eos)
-    if not len(positions):
-        return 1
-    edge = positions[0] == 0 if eos_starts else positions[-1] == len(stream.tokens) - 1
-    return len(positions) + 1 - int(edge)
+    """How many documents turn-over dropout numbers in `stream` (TokenStream.document_ids): its document_bounds,
+    and with `eos_starts` the tokens before the first eos (numbered -1) where there are any."""
+    starts, _ = stream.document_bounds(eos, eos_starts)
+    return len(starts) + int((starts[0] if len(starts) else len(stream)) > 0)
 
 
 def check_outputs(out: Path, keep_best: bool, tensorboard: bool = False) -> None:
@@ -650,7 +649,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
     else:
         train_stream, val_stream = stream.split(config.val_fraction)
     for name, checked in [(config.train_data, stream)] + ([(config.val_data, val_stream)] if config.val_data else []):
-        check_ids_fit(checked.tokens, config.model.vocab_size, tokenizer, f"train: {name}")  # the ids the data holds
+        check_ids_fit(checked.ids_to_check(), config.model.vocab_size, tokenizer, f"train: {name}")  # the data's ids
 
     sharded = info.enabled and config.parallel == "fsdp"
     # FSDP: rank 0 builds and loads the model in host memory, the others on the meta device; fully_shard moves each
@@ -708,6 +707,10 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
         return torch.autocast(device.type, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None)
 
     saved_step = step if meta else None  # the step of the checkpoint on disk (a resume's, then each one saved)
+    # An hf tokenizer's files (what save_checkpoint would find from the config at every save: tokenizer_config.json
+    # parsed, the tokenizer loaded where its model's files lie beside it), read at the first save only; each
+    # checkpoint still gets its own copy of them.
+    tokenizer_files = functools.cache(lambda: own_tokenizer_files(config.to_dict()))
 
     def kept() -> str:
         if saved_step is not None:
@@ -789,7 +792,8 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                     save_checkpoint(out / "best", model_state, None,
                                     {"step": step, "val_loss": val_loss, "config": config.to_dict(), **lineage,
                                      **({"tokenizer_digest": tokenizer.digest}  # init_from run/best checks it
-                                        if getattr(tokenizer, "digest", None) else {})})
+                                        if getattr(tokenizer, "digest", None) else {})},
+                                    tokenizer_files=tokenizer_files())
         elapsed = time.perf_counter() - t0
         log.write(step=step, tokens=tokens, lr=f"{lr:.3e}", loss=f"{last_loss:.4f}",
                   grad_norm=f"{grad_norm:.4f}",
@@ -817,7 +821,7 @@ def _train(config: TrainConfig, info, device, stop: GracefulStop) -> dict:
                                  **({"tokenizer_digest": tokenizer.digest}
                                     if getattr(tokenizer, "digest", None) else {}),
                                  "rng": rng_state(device)},
-                                adapters)
+                                adapters, tokenizer_files=tokenizer_files())
                 if config.tensorboard:
                     write_tensorboard(out / "metrics.csv", out / "tensorboard")
             saved_step = step
