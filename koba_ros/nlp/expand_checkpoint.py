@@ -9,7 +9,9 @@ small model, expand it, train on). This file is the command around it:
   seq_len, the first `eval_tokens` tokens). If the losses differ by more than 1e-4 nothing is written: a model that
   does not compute the source's function would silently throw away the training it came from.
 * The grown checkpoint records the source's training config with the grown model, so `koba lm sample`, `koba lm
-  eval` and `init_from` read it like any run. It has no optimizer state: training on starts a fresh AdamW.
+  eval` and `init_from` read it like any run, and the source's tokenizer digest and turn-over record
+  (warm_start.derived_record), so `koba lm influence` refuses it and its fine-tunes for a turn-over source's masks.
+  It has no optimizer state: training on starts a fresh AdamW.
 * It suggests the smaller peak LR for the larger member, lr · (d / d')^0.5 (expansion.lr_for_size), which a run
   that trains on with `init_from` sets with `--set lr=...`.
 """
@@ -24,7 +26,7 @@ from koba_ros.nlp.evaluation import score, text_tokens
 from koba_ros.nlp.expansion import expand, lr_for_size
 from koba_ros.nlp.hf_gpt2 import check_same_logits
 from koba_ros.nlp.trained import load_trained
-from koba_ros.nlp.warm_start import source_tokenizer_digest
+from koba_ros.nlp.warm_start import derived_record
 
 TOLERANCE = 1e-4  # the issue's bound on the loss change an expansion may cause
 
@@ -61,10 +63,10 @@ def expand_checkpoint(checkpoint: str | Path, out: str | Path, width_factor: int
     expansion = {"source": str(source.path), "width_factor": width_factor, "n_layers": new.n_layers,
                  "noise": noise, "seed": seed, "source_lr": source_lr, "suggested_lr": suggested_lr, "check": check,
                  "max_logit_difference": difference}
+    # the source's tokenizer digest and turn-over record carried over, as a fine-tune of it records them
     config = {**source.config, "model": new.to_dict(), "init_from": ""}
-    digest = source_tokenizer_digest(source.path)  # carried over: init_from this checkpoint checks it
     save_checkpoint(out, grown.state_dict(), None, {"step": 0, "config": config, "expansion": expansion,
-                                                    **({"tokenizer_digest": digest} if digest else {})})
+                                                    **derived_record(checkpoint)})
     return {"out": str(out), "source": str(source.path), "parameters_before": source.model.num_parameters(),
             "parameters_after": grown.num_parameters(), "d_model": [old.d_model, new.d_model],
             "n_layers": [old.n_layers, new.n_layers], "source_lr": source_lr, "suggested_lr": suggested_lr,

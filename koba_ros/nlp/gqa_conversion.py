@@ -44,12 +44,13 @@ def pool_kv_heads(model: Transformer, n_kv_heads: int) -> Transformer:
 def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int, data: str = "",
                        eval_tokens: int = 65536) -> dict:
     """`koba lm gqa`: a trained run's checkpoint pooled to n_kv_heads key/value heads, written as a checkpoint that
-    `init_from` reads for the uptraining (its recorded config is the source's with the new model). With `data`, the
-    source and the converted model score the same text, so the loss that uptraining has to win back is known."""
+    `init_from` reads for the uptraining (its recorded config is the source's with the new model, and it carries the
+    source's tokenizer digest and turn-over record: warm_start.derived_record). With `data`, the source and the
+    converted model score the same text, so the loss that uptraining has to win back is known."""
     from koba_ros.nlp.checkpoint import save_checkpoint
     from koba_ros.nlp.evaluation import score, text_tokens
     from koba_ros.nlp.trained import load_trained
-    from koba_ros.nlp.warm_start import source_tokenizer_digest
+    from koba_ros.nlp.warm_start import derived_record
 
     out = Path(out)
     if (out / "model.safetensors").exists() or (out / "checkpoint").exists():
@@ -68,10 +69,10 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, n_kv_heads: int,
         after, _ = score(converted, tokens, seq_len, seq_len, eos_id=eos, eos_starts=source.eos_starts)
         result.update(data=data, scored_tokens=count, loss_before=round(before / count, 6),
                       loss_after=round(after / count, 6))
+    # the source's tokenizer digest and turn-over record carried over, as a fine-tune of it records them
     config = {**source.config, "model": converted.config.to_dict(), "init_from": ""}
-    digest = source_tokenizer_digest(source.path)  # carried over: init_from this checkpoint checks it
     save_checkpoint(out, converted.state_dict(), None, {"step": 0, "config": config,
                                                         "gqa_conversion": {k: v for k, v in result.items()
                                                                            if k != "out"},
-                                                        **({"tokenizer_digest": digest} if digest else {})})
+                                                        **derived_record(checkpoint)})
     return result

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from koba_ros.nlp.text_classifier import ClassifierConfig, check_labels, train_epochs
+from koba_ros.nlp.text_classifier import ClassifierConfig, NgramBags, check_labels, embed_bags, train_epochs
 
 
 @dataclass
@@ -31,7 +31,8 @@ class InstanceConfig(ClassifierConfig):
 
 
 class BagEncoder(nn.Module):
-    """h(x): averaged hashed n-gram embeddings, then a ReLU layer and a linear map (text_classifier's n-grams)."""
+    """h(x): averaged hashed n-gram embeddings, then a ReLU layer and a linear map (text_classifier's n-grams, padded
+    or NgramBags, as TurnOverClassifier takes them)."""
 
     def __init__(self, config: ClassifierConfig, out: int):
         super().__init__()
@@ -39,8 +40,8 @@ class BagEncoder(nn.Module):
         self.hidden = nn.Linear(config.embed, config.hidden)
         self.out = nn.Linear(config.hidden, out)
 
-    def forward(self, ngrams: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(self.embed(ngrams))))
+    def forward(self, ngrams: torch.Tensor | NgramBags) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(embed_bags(self.embed, ngrams))))
 
 
 def class_log_probs(scores: torch.Tensor, memory_labels: torch.Tensor, classes: int) -> torch.Tensor:
@@ -51,7 +52,7 @@ def class_log_probs(scores: torch.Tensor, memory_labels: torch.Tensor, classes: 
     return torch.logsumexp(per_class, dim=1) - torch.logsumexp(scores, dim=1, keepdim=True)
 
 
-def fit_instance_based(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: InstanceConfig,
+def fit_instance_based(ngrams: torch.Tensor | NgramBags, labels: torch.Tensor, classes: int, config: InstanceConfig,
                        seed: int = 0) -> BagEncoder:
     if len(ngrams) < 2:
         raise ValueError("instance-based learning needs at least two training instances")
@@ -72,8 +73,8 @@ def fit_instance_based(ngrams: torch.Tensor, labels: torch.Tensor, classes: int,
     return encoder
 
 
-def fit_softmax(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config: InstanceConfig,
-                seed: int = 0, epoch_ngrams: Callable[[int], torch.Tensor] | None = None) -> BagEncoder:
+def fit_softmax(ngrams: torch.Tensor | NgramBags, labels: torch.Tensor, classes: int, config: InstanceConfig,
+                seed: int = 0, epoch_ngrams: Callable[[int], torch.Tensor | NgramBags] | None = None) -> BagEncoder:
     """The classifier-based baseline: the same encoder with a softmax over `classes` outputs.
 
     epoch_ngrams(e), if given, is what epoch e trains on instead of `ngrams`: the same rows in the same order with the
@@ -103,8 +104,8 @@ def fit_softmax(ngrams: torch.Tensor, labels: torch.Tensor, classes: int, config
 
 
 @torch.no_grad()
-def predict(encoder: BagEncoder, ngrams: torch.Tensor, train_ngrams: torch.Tensor, train_labels: torch.Tensor,
-            classes: int, explain: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(encoder: BagEncoder, ngrams: torch.Tensor | NgramBags, train_ngrams: torch.Tensor | NgramBags,
+            train_labels: torch.Tensor, classes: int, explain: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted classes [B], indices [B, explain] of the most similar training instances: the explanation)."""
     scores = encoder(ngrams) @ encoder(train_ngrams).T
     predicted = class_log_probs(scores, train_labels, classes).argmax(-1)

@@ -77,7 +77,8 @@ def has_words(text: str) -> bool:
 class NgramBags:
     """Ragged n-gram ids, no padding: row i is ids[offsets[i]:offsets[i + 1]] (an EmbeddingBag's input and offsets).
     len() and indexing by rows (a slice, a list or tensor of indices, a boolean mask) work as on encode_texts' padded
-    tensor, and the classifier takes either; these cost what the ids cost, whatever the longest line."""
+    tensor, and the classifiers (TurnOverClassifier, instance_based's) take either (embed_bags); these cost what the
+    ids cost, whatever the longest line."""
     ids: torch.Tensor       # [total] long
     offsets: torch.Tensor   # [N + 1] long: each row's start, then the end
 
@@ -117,6 +118,27 @@ def encode_texts(texts: list[str], buckets: int) -> torch.Tensor:
     return encode_bags(texts, buckets).padded()
 
 
+def embed_bags(embed: nn.EmbeddingBag, ngrams: torch.Tensor | NgramBags) -> torch.Tensor:
+    """Averaged embeddings [N, E] of padded ids [N, L] or of NgramBags (the same numbers), for every bag-of-n-grams
+    classifier. An id outside the table (texts encoded with other buckets: a raw IndexError) and an empty bag (no id
+    but the padding 0: it averaged to zeros without a word) are refused in one line."""
+    bags = isinstance(ngrams, NgramBags)
+    ids = ngrams.ids if bags else ngrams
+    outside = (ids < 0) | (ids >= embed.num_embeddings)
+    if outside.any():
+        raise ValueError(f"n-gram id {int(ids[outside][0])} is outside 0..{embed.num_embeddings - 1}; encode the "
+                         f"texts with the classifier's buckets ({embed.num_embeddings})")
+    if bags:  # a row's ids other than 0: the difference of their running count at its two offsets
+        seen = torch.cat([ids.new_zeros(1), torch.cumsum(ids != 0, 0)])
+        filled = seen[ngrams.offsets[1:]] > seen[ngrams.offsets[:-1]]
+    else:
+        filled = (ids != 0).any(-1)
+    if not filled.all():
+        raise ValueError("an empty bag of n-grams (a row with no id but the padding 0); ngram_ids gives every text at "
+                         "least one")
+    return embed(ids, ngrams.offsets[:-1]) if bags else embed(ids)
+
+
 @dataclass
 class ClassifierConfig:
     buckets: int = 1 << 14
@@ -144,9 +166,7 @@ class TurnOverClassifier(nn.Module):
 
     def bag(self, ngrams: torch.Tensor | NgramBags) -> torch.Tensor:
         """Averaged embeddings [N, E] of padded ids [N, L] or of NgramBags (the same numbers)."""
-        if isinstance(ngrams, NgramBags):
-            return self.embed(ngrams.ids, ngrams.offsets[:-1])
-        return self.embed(ngrams)
+        return embed_bags(self.embed, ngrams)
 
     def head(self, bag: torch.Tensor, instances: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
         """Logits from averaged embeddings [B, E] (instance b's mask on row b) or [C, V, E] (instance c's mask on

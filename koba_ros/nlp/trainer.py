@@ -464,7 +464,7 @@ def starting_weights(model, config: TrainConfig, info, checkpoint_dir: Path, sha
         step = int(meta.get("step", 0))
     if config.init_from and (checkpoint is None or config.lora_rank):
         model.load_state_dict(_from_main_or_raise(read_weights, info, config.model, model, config.init_from,
-                                                  tokenizer))
+                                                  tokenizer, checkpoint is not None))  # LoRA: no notice again
     if not config.lora_rank:
         return Start(step, optim_state, meta, 0.0, None, None)
     base_digest = distributed.parameter_digest(model)

@@ -17,7 +17,8 @@ the tokenizer files the run reads; given by another path (another spelling, or a
 digest is the source's.
 
 A source trained with turn-over dropout (turnover_p > 0) has its documents' masks in its weights: the run records it
-(TURNOVER_KEY in state.json), and `koba lm influence` refuses the run (lm_influence.load_runs).
+(TURNOVER_KEY in state.json), and `koba lm influence` refuses the run (lm_influence.load_runs); `koba lm expand` and
+`koba lm gqa` carry the record into the folder they write (derived_record).
 """
 from __future__ import annotations
 
@@ -153,11 +154,13 @@ def check_agrees(init_from, given: dict, source_model: dict) -> None:
                         "source's")
 
 
-def read_weights(model_config: TransformerConfig, model, init_from: str | Path, tokenizer=None) -> dict:
+def read_weights(model_config: TransformerConfig, model, init_from: str | Path, tokenizer=None,
+                 resuming: bool = False) -> dict:
     """The source's weights, checked against this run's model config (function-defining fields) and its tensors,
     and `tokenizer`'s digest (this run's tokenizer files) against the one the source recorded: the same tokenizer
     names and paths may hold another vocabulary by now, which the weights do not fit. A changed RoPE context is
-    named in a notice on stderr."""
+    named in a notice on stderr when the run starts; not again when it is `resuming` (LoRA reads its base weights
+    again at each resume)."""
     source_model = recorded_config(init_from)["model"]
     check_agrees(init_from, model_config.to_dict(), source_model)
     folder = checkpoint_folder(init_from)
@@ -168,7 +171,7 @@ def read_weights(model_config: TransformerConfig, model, init_from: str | Path, 
                         "only fit the source's tokenizer")
     state = load_model_state(folder)  # the weights only: the source's optimizer state is not used
     check_compatible(model, state, folder)
-    if changes := context_changes(model_config.to_dict(), source_model):
+    if not resuming and (changes := context_changes(model_config.to_dict(), source_model)):
         print(f"koba lm train: init_from {init_from}: the RoPE context differs from the source's ({', '.join(changes)}"
               "); no weight holds it, so the weights are the source's and see positions the new way",
               file=sys.stderr, flush=True)
@@ -194,7 +197,8 @@ def _state(folder: Path) -> dict | None:
 def turnover_ancestors(init_from: str | Path, _seen: frozenset = frozenset()) -> list[dict] | None:
     """The runs whose turn-over masks (turnover_p > 0) trained the weights `init_from` holds, oldest first, each
     {"run": path, "turnover_seed": seed}: those before it (weights_turnover), then the source itself if it trained
-    so. None where the source cannot be read (unknown)."""
+    so (at step 0, as `koba lm expand` and `koba lm gqa` write, it trained nothing: its turnover_p is its source's).
+    None where the source cannot be read (unknown)."""
     folder = checkpoint_folder(init_from)
     meta = _state(folder)
     config = meta.get("config") if meta else None
@@ -205,7 +209,7 @@ def turnover_ancestors(init_from: str | Path, _seen: frozenset = frozenset()) ->
         return None
     model = config["model"]
     p = model.get("turnover_p", 0)
-    if isinstance(p, int | float) and not isinstance(p, bool) and p > 0:
+    if isinstance(p, int | float) and not isinstance(p, bool) and p > 0 and meta.get("step") != 0:
         before = [*before, {"run": str(init_from), "turnover_seed": model.get("turnover_seed", 0)}]
     return before
 
@@ -227,3 +231,14 @@ def weights_turnover(folder: Path, meta: dict | None = None, _seen: frozenset = 
     if checkpoint_folder(init_from).resolve() in _seen:  # a loop of hand-made folders: not known
         return None
     return turnover_ancestors(init_from, _seen)
+
+
+def derived_record(checkpoint: str | Path) -> dict:
+    """What a checkpoint written from `checkpoint`'s weights without training (`koba lm expand`, `koba lm gqa`) records
+    of them in its state.json, as a fine-tune would: the tokenizer digest init_from checks, and the turn-over runs
+    that trained them (TURNOVER_KEY: turnover_ancestors, so `koba lm influence` refuses it and its fine-tunes as a
+    fine-tune of the source; left out where not known, as a run leaves it)."""
+    digest = source_tokenizer_digest(checkpoint_folder(checkpoint))
+    lineage = turnover_ancestors(checkpoint)
+    return {**({"tokenizer_digest": digest} if digest else {}),
+            **({TURNOVER_KEY: lineage} if lineage is not None else {})}
