@@ -9,9 +9,17 @@ Cues and the change that counts as a full-strength expression (units of the eye-
   frown:  corners drop (0.04), brows lower toward the eyes (0.03), brows draw together (0.04).
 Brow cues are only used once calibrated: brow height and spacing vary too much between people
 to read against a population prior. The scales are the geometry of the cues, not fitted to data.
+
+The cues are image-plane geometry, so turning the head moves them too: the mouth corners sit behind the lip centre,
+and a head pitched by 0.1 rad shifts the corners' lift by about 0.02 (half a frown), so a nod read as a frown. Once
+calibrated, a frame whose head pitch is further than POSE_PITCH_OFF from the rest face's is not read
+(Expression.read False, score None: the debouncer treats it as a frame without a face). The cost: an expression
+made with the head tilted up or down from its rest pose, or in the middle of a nod, is not seen. Yaw (a head turn)
+barely moves the cues (measured) and is not held back.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import astuple, dataclass, replace
 
@@ -27,6 +35,7 @@ class Neutral:
     brow_raise: float
     brow_gap: float
     calibrated: bool
+    pitch: float = math.nan   # head pitch of the rest face (radians); NaN for the prior: no person, no pose to compare
 
 
 # Prior for an uncalibrated person: at rest the mouth corners sit level with the lip centre, and the
@@ -37,6 +46,11 @@ POPULATION_NEUTRAL = Neutral(mouth_corner_lift=0.0, mouth_width=0.59, brow_raise
 LIFT_FULL, WIDTH_FULL = 0.06, 0.10
 DROP_FULL, BROW_LOWER_FULL, BROW_GATHER_FULL = 0.04, 0.03, 0.04
 DECISION = 0.5  # evidence (0..1) an expression needs to be called
+# Head pitch further than this (radians) from the calibrated rest pose: the cues are not read. Measured on the
+# astronaut's rest landmarks turned in 3-D (docs/face.md "Session 30"): pitch moves the lift by ~0.19 per rad, so
+# 0.08 rad gives a rest face frown evidence 0.37, below the debouncer's `on` (0.45; 0.1 rad gave 0.47). Yaw up to
+# 0.8 rad gave no frown and smile evidence 0.17 at most, so it is not checked.
+POSE_PITCH_OFF = 0.08
 
 
 @dataclass(frozen=True)
@@ -46,11 +60,12 @@ class Expression:
     confidence: float   # 0..1
     smile: float        # evidence 0..1
     frown: float        # evidence 0..1
+    read: bool = True   # False: head pitched away from the calibrated pose, cues not read (label neutral)
 
     @property
-    def score(self) -> float:
-        """Signed evidence in -1..1 (what the smoother averages)."""
-        return self.smile - self.frown
+    def score(self) -> float | None:
+        """Signed evidence in -1..1 (what the smoother averages); None when the cues were not read."""
+        return self.smile - self.frown if self.read else None
 
 
 def _ramp(x: float) -> float:
@@ -71,6 +86,8 @@ def classify(f: FaceFeatures, neutral: Neutral = POPULATION_NEUTRAL) -> Expressi
         frown_cues += [_ramp((neutral.brow_raise - f.brow_raise) / BROW_LOWER_FULL),
                        _ramp((neutral.brow_gap - f.brow_gap) / BROW_GATHER_FULL)]
     frown = _noisy_or(*frown_cues)
+    if neutral.calibrated and abs(f.pitch - neutral.pitch) > POSE_PITCH_OFF:
+        return Expression("neutral", 0, 0.0, smile, frown, read=False)  # the pose, not the face, moved the cues
     if smile >= DECISION and smile > frown:
         return Expression("positive", 1, smile, smile, frown)
     if frown >= DECISION and frown > smile:
@@ -84,7 +101,8 @@ class NeutralCalibrator:
 
     A face that never reads neutral against the prior (mouth corners that rest low read as a frown) would keep the
     calibration, and with it all feedback, waiting forever. After `give_up_s` of faces without such a stretch, the
-    last `seconds` of the face are taken as its rest (`assumed`): from then on its smiles and frowns count from there.
+    last `seconds` of the face (at least `min_frames` frames) are taken as its rest (`assumed`): from then on its
+    smiles and frowns count from there.
     Not while a neutral stretch is under way (a neutral frame within the last `seconds`): that one may still finish.
     """
 
@@ -108,7 +126,9 @@ class NeutralCalibrator:
             return
         self.first_face = t if self.first_face is None else self.first_face
         self.recent.append((t, f))
-        while t - self.recent[0][0] > self.seconds:
+        # min_frames kept even if older than `seconds`: below min_frames / seconds fps (5 at the defaults) the
+        # window alone never held enough, and the fallback never came.
+        while t - self.recent[0][0] > self.seconds and len(self.recent) > self.min_frames:
             self.recent.popleft()
         if classify(f).label == "neutral":
             self.start = t if self.start is None else self.start
@@ -124,7 +144,8 @@ class NeutralCalibrator:
     @staticmethod
     def _medians(faces: list[FaceFeatures]) -> Neutral:
         return Neutral(**{k: float(np.median([getattr(s, k) for s in faces]))
-                          for k in ("mouth_corner_lift", "mouth_width", "brow_raise", "brow_gap")}, calibrated=True)
+                          for k in ("mouth_corner_lift", "mouth_width", "brow_raise", "brow_gap", "pitch")},
+                       calibrated=True)
 
     def reset(self) -> None:
         """Forget the person (a new face took over)."""

@@ -2,7 +2,9 @@
 
 All lengths are divided by the distance between the outer eye corners (IOD) and measured in a
 face frame with the head's roll removed, so they do not depend on the face's size in the
-image or on a tilted head. y grows downward (image convention).
+image or on a tilted head. y grows downward (image convention). Pitch is not removed (the cues are image-plane
+geometry): looking up or down moves the mouth corners' lift, so expression.classify does not read a frame whose
+pitch is far from the calibrated rest face's.
 """
 from __future__ import annotations
 

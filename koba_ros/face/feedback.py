@@ -75,23 +75,32 @@ class ExpressionDebouncer:
 class _Zigzag:
     """Counts alternating swings of at least `amplitude` in a signal (a zigzag filter)."""
 
+    REST_BAND = 0.25  # x amplitude: a value this close to the level a swing left from counts as not yet moving
+
     def __init__(self, amplitude: float):
         self.amplitude = amplitude
 
     def swings(self, samples: list[tuple[float, float]]) -> tuple[int, float | None]:
-        """(number of swings, time the first swing started) over (t, value) samples."""
+        """(number of swings, time the first swing started) over (t, value) samples. The first swing starts at the
+        last sample still within REST_BAND of the level it left: a head held still (or jittering) before a nod sits
+        at that level for the whole window, and its extreme (the first or the lowest sample) can be up to a window
+        before the head moved."""
         if not samples:
             return 0, None
         lo = hi = samples[0]
         direction, count, start, extreme = 0, 0, None, samples[0]
-        for t, v in samples[1:]:
+        for i, (t, v) in enumerate(samples[1:], 1):
             if direction == 0:
                 lo = (t, v) if v < lo[1] else lo
                 hi = (t, v) if v > hi[1] else hi
                 if v - lo[1] >= self.amplitude:
-                    direction, count, start, extreme = 1, 1, lo[0], (t, v)
+                    direction, count, extreme = 1, 1, (t, v)
                 elif hi[1] - v >= self.amplitude:
-                    direction, count, start, extreme = -1, 1, hi[0], (t, v)
+                    direction, count, extreme = -1, 1, (t, v)
+                if direction:
+                    level = lo[1] if direction > 0 else hi[1]
+                    band = self.REST_BAND * self.amplitude
+                    start = max(ts for ts, vs in samples[:i] if direction * (vs - level) <= band)
             elif direction * (v - extreme[1]) > 0:
                 extreme = (t, v)  # still moving the same way
             elif direction * (extreme[1] - v) >= self.amplitude:

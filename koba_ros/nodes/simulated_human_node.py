@@ -13,6 +13,7 @@ from rclpy.time import Time
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
+from koba_ros.nodes.tamer_learner_node import transition_env
 
 
 class SimulatedHumanNode(Node):
@@ -42,14 +43,19 @@ class SimulatedHumanNode(Node):
         except KobaError as exc:
             raise KobaError(f"simulated_human_node: {exc}") from None
         self.env_name = env_name
+        self.watches = transition_env(env_name, layout)  # what the learner's TamerTransition.env must say
         self.pub = self.create_publisher(HumanFeedback, "/human_feedback", 50)
         self.create_subscription(TamerTransition, "/tamer/transition", self.on_transition, 50)
         self.create_timer(0.02, self.on_tick)  # reactions go out within 20 ms of their time
 
     def on_transition(self, msg: TamerTransition) -> None:
+        if msg.env and msg.env != self.watches:
+            # Its states are cells of another maze (or another environment): judged by this one's distances, good
+            # moves would get -1. Said once, since every transition of that learner will be the same.
+            self.get_logger().warning(f"not judging transitions from {msg.env!r}: this person models {self.watches!r}"
+                                      " (give simulated_human_node the learner's env and layout)", once=True)
+            return
         try:
-            if msg.env and msg.env != self.env_name:
-                raise KobaError(f"transition from env {msg.env!r}, but this person watches {self.env_name!r}")
             shown_at = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             if not 0 <= shown_at < math.inf:  # a negative reaction stamp cannot be published: on_tick would raise
                 raise KobaError(f"bad stamp {shown_at:g} s; expected a time >= 0")

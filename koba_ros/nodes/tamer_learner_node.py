@@ -19,6 +19,13 @@ from koba_ros.nodes.params import declare, require_positive
 from koba_ros.nodes.runtime import run_node
 
 
+def transition_env(env_name: str, layout: str) -> str:
+    """TamerTransition.env: the environment, and for a maze other than the default layout its layout ("maze:open5"),
+    so that a watcher modelling another maze can refuse to judge it (states are cell indices of the learner's maze).
+    The default maze stays "maze", what its transitions always said."""
+    return f"{env_name}:{layout}" if env_name == "maze" and layout != "default" else env_name
+
+
 class TamerLearnerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("tamer_learner_node", **kwargs)
@@ -75,6 +82,7 @@ class TamerLearnerNode(Node):
         except KobaError as exc:
             raise KobaError(f"tamer_learner_node: {exc}") from None
         self.env_name = env_name
+        self.transition_env = transition_env(env_name, layout)
         self.transition_pub = self.create_publisher(TamerTransition, "/tamer/transition", 50)
         self.image_pub = self.create_publisher(Image, "/tamer/image", 2)
         self.create_subscription(HumanFeedback, "/human_feedback", self.on_feedback, 100)
@@ -99,7 +107,7 @@ class TamerLearnerNode(Node):
 
     def transition_message(self, record) -> TamerTransition:
         stats = self.session.agent.stats()
-        msg = TamerTransition(env=self.env_name, episode=record.episode, step=record.step,
+        msg = TamerTransition(env=self.transition_env, episode=record.episode, step=record.step,
                               total_steps=record.total_steps, state=record.state, action=record.action,
                               reward=record.reward, next_state=record.next_state, terminated=record.terminated,
                               truncated=record.truncated, epsilon=float(stats["epsilon"]),
