@@ -168,10 +168,10 @@ def test_a_stop_while_the_next_goal_waits_for_acceptance_cancels_that_goal_too(g
     node, said = goal_node
     first, second = _Handle(), _Handle()
     node.on_goal_response(_Future(first), node.contact_lost)
-    node.goal_pending, node.cancel_on_accept = True, False     # B sent (what send_goal does), not yet accepted
+    node.goal_pending, sent = True, node.stops     # B sent (what send_goal does), not yet accepted
     node.on_stop("stop")
     assert first.cancels == 1 and said == [HOLDING_REPLY]
-    node.on_goal_response(_Future(second), node.contact_lost)  # B accepted afterwards: cancelled at once
+    node.on_goal_response(_Future(second), node.contact_lost, sent)  # B accepted afterwards: cancelled at once
     assert second.cancels == 1
 
 

@@ -78,8 +78,7 @@ class GroundingNode(LifecycleNode):
         self.goal_handle = None          # accepted, running goal
         self.goal_pending = False        # sent, not yet accepted
         self.contact_lost = 0            # times the server vanished under a goal; older goals' answers are void
-        self.cancel_on_accept = False
-        self.stops = 0                   # stop commands heard; a turn that began before the latest one is void
+        self.stops = 0                   # stop commands heard; a turn (or goal) begun before the latest one is void
         self.turn_running = False
         self.robot_speaking = False      # /speech/speaking: tts_node is talking
         self.result_pub = self.say_pub = None
@@ -217,8 +216,8 @@ class GroundingNode(LifecycleNode):
             # goal can be on its way while the last one's handle is still set.
             if self.goal_handle is not None:
                 self.goal_handle.cancel_goal_async()
-            if self.goal_pending:
-                self.cancel_on_accept = True     # cancelled in on_goal_response, as soon as it is accepted
+            # A goal still waiting to be accepted is cancelled in on_goal_response, as soon as it is (it sees
+            # `stops` has grown since it was sent).
             talking = self.turn_running or (self.dialogue is not None and self.dialogue.pending)
             self.dialogue = None
             if moving:
@@ -249,9 +248,9 @@ class GroundingNode(LifecycleNode):
             self.get_logger().warning(f"no PickPlace server on {self.action_name}; goal not sent")
             self.say("I can't reach the arm right now.")
             return
-        self.goal_pending, self.cancel_on_accept = True, False
-        lost = self.contact_lost
-        self.action.send_goal_async(goal).add_done_callback(lambda future: self.on_goal_response(future, lost))
+        self.goal_pending = True
+        lost, stops = self.contact_lost, self.stops
+        self.action.send_goal_async(goal).add_done_callback(lambda future: self.on_goal_response(future, lost, stops))
 
     def check_arm(self) -> None:
         """Timer (goal group): a goal pending or running on a server that is gone gets no answer, ever; say so once
@@ -263,12 +262,14 @@ class GroundingNode(LifecycleNode):
     def give_up_goal(self) -> None:
         """Forget the pending or running goal of a server that is gone, saying so (called with goal_lock held)."""
         if self.goal_handle is not None or self.goal_pending:
-            self.goal_handle, self.goal_pending, self.cancel_on_accept = None, False, False
+            self.goal_handle, self.goal_pending = None, False
             self.contact_lost += 1
             self.get_logger().error(f"the PickPlace server on {self.action_name} is gone; the goal is given up")
             self.say("I lost contact with the arm; the move was not finished.")
 
-    def on_goal_response(self, future, lost: int) -> None:
+    def on_goal_response(self, future, lost: int, stops: int | None = None) -> None:
+        """`stops`: self.stops when the goal was sent (None: as now). Counted per goal, not one flag: a flag set by a
+        stop while goal A waited was cleared by sending goal B before A's acceptance came, and A then moved."""
         handle = future.result()
         with self.goal_lock:
             if lost != self.contact_lost:   # given up on (check_arm)
@@ -278,8 +279,7 @@ class GroundingNode(LifecycleNode):
                 self.say("The arm refused that move.")
                 return
             self.goal_handle = handle
-            if self.cancel_on_accept:          # a stop arrived while the goal waited for acceptance
-                self.cancel_on_accept = False
+            if stops is not None and stops != self.stops:   # a stop came while the goal waited for acceptance
                 handle.cancel_goal_async()
             lost = self.contact_lost
         handle.get_result_async().add_done_callback(lambda result: self.on_goal_result(result, lost, handle))

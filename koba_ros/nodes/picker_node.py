@@ -50,8 +50,14 @@ class TopicArm:
         node.create_subscription(JointState, "/joint_states", self.on_state, 10, callback_group=group)
 
     def on_state(self, msg: JointState) -> None:
+        if len(msg.position) == 0:   # allowed (velocities or efforts only), but no news of where the joints are
+            return
+        if len(msg.position) != len(msg.name):   # which position is which joint's is anyone's guess
+            self.node.get_logger().warning(f"/joint_states dropped: {len(msg.name)} names but {len(msg.position)} "
+                                           "positions", throttle_duration_sec=5.0)
+            return
         with self.lock:
-            self.state.update(zip(msg.name, msg.position, strict=False))
+            self.state.update(zip(msg.name, msg.position, strict=True))
             now = time.monotonic()
             self.heard.update((name, now) for name in msg.name)
             self.messages += 1
@@ -201,8 +207,17 @@ class PickerNode(Node):
         if goal_handle.is_cancel_requested:
             cancel.set()
         try:
-            with self.busy:
-                outcome = self.run_goal(goal, goal_handle, cancel)
+            # on_goal's check comes before execute (a task of its own) takes `busy`: two goals sent together were
+            # both accepted now and then, the second run after the first, on a view of the table from before it. The
+            # one that finds the picker taken is refused here instead (a reservation made in on_goal would stay taken
+            # for good when rclpy fails to send the acceptance and never runs execute).
+            if self.busy.acquire(blocking=False):
+                try:
+                    outcome = self.run_goal(goal, goal_handle, cancel)
+                finally:
+                    self.busy.release()
+            else:
+                outcome = PickResult(False, "rejected: the picker is busy with another goal; the arm did not move")
             if cancel.is_set() and (goal_handle.is_cancel_requested or not self.stopping):
                 goal_handle.canceled()
             elif cancel.is_set():   # stop_work: the node is shutting down (a cancelled state needs a client's request)
@@ -229,13 +244,19 @@ class PickerNode(Node):
         def progress(stage, fraction):
             goal_handle.publish_feedback(PickPlace.Feedback(stage=stage, progress=float(fraction)))
 
+        perceived = self.objects   # one snapshot: the subscription may replace the list meanwhile
+        # Where everything but the target was before the pick: a neighbour is no dropped object.
+        seen = [o.position for o in perceived if _apart(o.position, [target.position])]
+
         def locate(last: Target):
+            """The dropped object: still where it was, or one seen where nothing was before (not merely the closest
+            in size within 15 cm: that was a neighbour as often as not, picked and reported placed)."""
             objects = self.fresh_objects(cancel) or []
-            near = [o for o in objects if np.linalg.norm(np.subtract(o.position[:2], last.position[:2])) < 0.15]
+            near = [o for o in objects if np.linalg.norm(np.subtract(o.position[:2], last.position[:2])) < 0.15
+                    and (not _apart(o.position, [last.position]) or _apart(o.position, seen))]
             best = min(near, key=lambda o: np.linalg.norm(np.subtract(o.size, last.size)), default=None)
             return Target.of(best) if best else None
 
-        perceived = self.objects   # one snapshot: the subscription may replace the list meanwhile
         own = next((o for o in perceived if o.id == goal.object_id and _same_object(o, target.position) is not None),
                    None)
         # What was in the destination box before: the placed object is the one seen where nothing was. (Its
@@ -247,9 +268,7 @@ class PickerNode(Node):
             objects = self.fresh_objects(cancel)
             if objects is None:
                 return None
-            return any(o.box == goal.destination
-                       and all(np.linalg.norm(np.subtract(o.position[:2], b)) > NEW_OBJECT_DISTANCE for b in before)
-                       for o in objects)
+            return any(o.box == goal.destination and _apart(o.position, before) for o in objects)
 
         # Put it down in the roomiest spot of the box, not on (or against) what is already there: an object
         # dropped against another one is seen as one with it, and the check above would call the place a miss.
@@ -276,6 +295,11 @@ class PickerNode(Node):
         self.server.destroy()
         self.picker.kin.close()
         return super().destroy_node()
+
+
+def _apart(position, places) -> bool:
+    """Whether `position` lies farther than NEW_OBJECT_DISTANCE in x, y from every one of `places`."""
+    return all(np.linalg.norm(np.subtract(position[:2], p[:2])) > NEW_OBJECT_DISTANCE for p in places)
 
 
 def _same_object(obj, position):

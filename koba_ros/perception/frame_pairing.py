@@ -38,6 +38,13 @@ class StampPairer:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         stamp_ns = int(stamp_ns)
+        if stamp_ns < self.latest.get(kind, stamp_ns):
+            # The kind's stamps went back: one frame was stamped ahead of its time (or the clock was reset). Trusting
+            # the bad stamp as this kind's latest made the other kind pair with whatever waited, one frame off (for
+            # good after a garbage stamp). Start the kind over from this frame; what waits beyond it goes.
+            self.waiting[kind] = deque(((s, f) for s, f in self.waiting[kind] if s <= stamp_ns), maxlen=self.keep)
+            del self.latest[kind]
+            self.period[kind] = 0
         if kind in self.latest and stamp_ns > self.latest[kind]:
             spacing = stamp_ns - self.latest[kind]
             self.period[kind] = min(self.period[kind] or spacing, spacing)

@@ -2,22 +2,36 @@
 
 Dropping at the box centre lands the object on whatever is already there; a free spot keeps it on the floor.
 Occupied places come from perception (centre and footprint radius of each object already in the box).
+The picker puts down with the fingers closing along y (yaw 0) and opens them fully to let go, so along y the open
+fingers, not the object, set how near a wall the spot may be.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from koba_ros.picking.picker import MAX_OPENING
 from koba_ros.sim.layout import BoxRegion, box_regions
 
 WALL_CLEARANCE = 0.012   # m between the object (plus a finger) and a wall
+# m from the spot to a wall along y. A fully open finger's outer face is up to OPEN_FINGER_REACH beyond its inner face
+# below the hand (it slants out: 1.6 cm at the tip, 2.6 cm 3 cm higher; ray probes of the simulated Panda), and a
+# flat object is let go with the fingers below the wall tops; plus 3 mm. With only the object's radius kept from the
+# walls, a domino put down in a corner had a finger pressing on the wall top (57 N) while the pick was reported placed.
+OPEN_FINGER_REACH = 0.027
+FINGER_WALL_CLEARANCE = MAX_OPENING / 2 + OPEN_FINGER_REACH + 0.003
 GRID_STEP = 0.01
+
+
+def _offsets(half: float) -> np.ndarray:
+    return np.arange(-half, half + 1e-9, GRID_STEP) if half > 0 else np.zeros(1)
 
 
 def free_spot(region: BoxRegion, occupied: list[tuple[float, float, float]], radius: float) -> tuple[float, float]:
     """(x, y) in base_link inside `region` farthest from the objects in `occupied` ((x, y, radius) each)."""
-    half = max(region.inner / 2 - radius - WALL_CLEARANCE, 0.0)
-    offsets = np.arange(-half, half + 1e-9, GRID_STEP) if half > 0 else np.zeros(1)
-    gx, gy = np.meshgrid(region.centre[0] + offsets, region.centre[1] + offsets)
+    # A box too small for the object (or the open fingers) anywhere leaves its centre, the least bad spot.
+    half_x = max(region.inner / 2 - radius - WALL_CLEARANCE, 0.0)
+    half_y = max(region.inner / 2 - max(radius + WALL_CLEARANCE, FINGER_WALL_CLEARANCE), 0.0)
+    gx, gy = np.meshgrid(region.centre[0] + _offsets(half_x), region.centre[1] + _offsets(half_y))
     candidates = np.stack([gx.ravel(), gy.ravel()], axis=1)
     if not occupied:
         return region.centre

@@ -34,9 +34,11 @@ class RealTimeLoop:
         # /joint_states would all stop while the node looked alive).
         self.on_error = on_error or (lambda text: print(text, file=sys.stderr, flush=True))
         self.renderer = renderer
-        for name, hz in (("camera_hz", camera_hz), ("joint_hz", joint_hz)):
-            if not 0.0 < hz < math.inf:   # 0, < 0 or NaN would mean one message, then never another
-                raise KobaError(f"{name} must be a finite number > 0, got {hz}")
+        # A rate of 0, < 0 or NaN would mean one message, then never another; a real_time_factor of 0 or < 0 froze the
+        # simulation silently, NaN or inf ended the loop's thread.
+        for name, value in (("camera_hz", camera_hz), ("joint_hz", joint_hz), ("real_time_factor", real_time_factor)):
+            if not 0.0 < value < math.inf:
+                raise KobaError(f"{name} must be a finite number > 0, got {value}")
         self.camera_period, self.joint_period = 1.0 / camera_hz, 1.0 / joint_hz
         self.on_frame, self.on_joints = on_frame, on_joints
         self.factor = real_time_factor

@@ -46,6 +46,11 @@ def validate(traj: JointTrajectory, limits: dict[str, JointLimit], start: np.nda
         raise KobaError("trajectory has no points")
     if not (np.all(np.isfinite(traj.times)) and np.all(np.isfinite(traj.positions))):
         raise KobaError("trajectory has NaN or infinite values")
+    # A NaN start passed every speed check below (no comparison with NaN is true): a 25 rad/s jump went through.
+    start = np.asarray(start, dtype=np.float64)
+    if start.shape != (len(traj.joint_names),) or not np.all(np.isfinite(start)):
+        raise KobaError(f"trajectory start must be {len(traj.joint_names)} finite joint positions, got "
+                        f"{start.tolist()}")
     if traj.times[0] < 0 or np.any(np.diff(traj.times) <= 0):
         raise KobaError("trajectory times must start at >= 0 and strictly increase")
     lower = np.array([limits[n].lower for n in traj.joint_names])
