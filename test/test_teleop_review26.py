@@ -70,7 +70,7 @@ def test_typed_commands_still_move_and_a_failing_plan_is_one_logged_line(ros_con
         typed.callback(String(data="move up five centimeters"))
         node.planning.shutdown(wait=True)
         assert len(sent) == 1 and sent[0] > 1
-        assert said == ["Moved up 5 centimeters.", "Sorry, something went wrong; please try again."]
+        assert said == ["Moved up 5 centimeters.", teleop_node.FAILED]
     finally:
         node.destroy_node()
 

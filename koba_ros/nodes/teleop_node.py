@@ -3,12 +3,14 @@
 Listens to /speech/utterance (koba_interfaces/Utterance) and /teleop/command (std_msgs/String, typed),
 reads /joint_states, publishes trajectory_msgs/JointTrajectory on /arm_controller/joint_trajectory,
 a gripper width (std_msgs/Float64, m) on /gripper/command and its replies on /speech/say.
-"stop" publishes an empty trajectory (the controller holds where the arm is) at once; a plan that finishes after a
-stop is dropped. Commands are taken in the order they arrive, one callback at a time (parsing is fast), and a move is
-planned on a worker thread, so a stop never waits for a plan and a move said before a stop can never take a newer
-place than it (with the callbacks side by side on the pool, a jog's thread that started late could count as the
-later command and move the arm after the stop: found by a review, session 26).
-A spoken stop is obeyed whatever its confidence (min_confidence only gates the other commands).
+"stop" publishes an empty trajectory (the controller holds where the arm is) and the fingers' width from /joint_states
+(the gripper holds too) at once; a plan that finishes after a stop is dropped. Commands are taken in the order they
+arrive, one callback at a time (parsing is fast), and a move is planned on a worker thread, so a stop never waits for
+a plan and a move said before a stop can never take a newer place than it (with the callbacks side by side on the
+pool, a jog's thread that started late could count as the later command and move the arm after the stop: found by a
+review, session 26).
+A spoken stop is obeyed whatever its confidence (min_confidence only gates the other commands). A jog's reply, said
+once the motion is over, says how far short the tool ended when something was in the way.
 """
 from __future__ import annotations
 
@@ -29,16 +31,24 @@ from koba_ros.errors import KobaError, reason
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
 from koba_ros.picking.kinematics import ARM_JOINTS
+from koba_ros.sim.cell import FINGER_JOINTS
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
 from koba_ros.teleop.commands import Stop, is_stop, parse_command
-from koba_ros.teleop.jog import STOP_REPLY, JogPlanner
+from koba_ros.teleop.jog import STOP_REPLY, JogPlanner, TeleopPlan
 from koba_ros.teleop.motions import MotionLog
+
+# Not "... its joint states stopped.": speech_node listens for "stop" while the robot talks, and heard one in that.
+STALE_STATES = "I do not know where my arm is now: its joint states are out of date."
+# Not "Sorry, something went wrong; ...": en-gb's "something went wrong" was heard as a stop (session 30).
+FAILED = "Sorry, that did not work; please try again."
 
 
 class TeleopNode(Node):
     def __init__(self, **kwargs):
         super().__init__("teleop_node", **kwargs)
         self.min_confidence = declare(self, "min_confidence", 0.3, "Ignore utterances less confident than this.")
+        if not 0.0 <= self.min_confidence <= 1.0:   # NaN fails too: it (or > 1) silently ignored every command
+            raise KobaError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         self.speak_replies = declare(self, "speak_replies", True, "Say what the robot does (or why not).")
         self.state_timeout = declare(self, "joint_state_timeout", 2.0, "Plan no move from /joint_states older "
                                      "than this, s (the arm may have moved since).")
@@ -47,6 +57,8 @@ class TeleopNode(Node):
         self.planner = JogPlanner()
         self.joints = None
         self.joints_at = 0.0         # time.monotonic() of the last good /joint_states
+        self.finger_width = None     # m between the fingers in the last /joint_states that had them
+        self.fingers_at = 0.0
         self.motions = MotionLog()   # guarded by generation_lock
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
@@ -72,6 +84,9 @@ class TeleopNode(Node):
                 self.joints = None
                 self.get_logger().error("/joint_states has non-finite arm positions; not moving",
                                         throttle_duration_sec=5.0)
+        fingers = [position.get(n) for n in FINGER_JOINTS]
+        if all(f is not None and math.isfinite(f) for f in fingers):
+            self.finger_width, self.fingers_at = float(sum(fingers)), time.monotonic()
 
     def on_utterance(self, msg: Utterance) -> None:
         # "stop" always wins: it is obeyed whatever its ASR confidence (a missed stop costs more than a false one).
@@ -101,7 +116,7 @@ class TeleopNode(Node):
             yield
         except Exception as exc:  # noqa: BLE001 - one bad command (a bug in parse or plan) must not end the node
             self.get_logger().error(f"teleop command failed on {text!r:.80}: {reason(exc)}")
-            self.say_when_still("Sorry, something went wrong; please try again.")
+            self.say_when_still(FAILED)
 
     def _take(self, text: str):
         """(command, generation) of a move to plan; None for junk (it cancels nothing: only a command that parses
@@ -116,7 +131,12 @@ class TeleopNode(Node):
         if isinstance(command, Stop):
             with self.generation_lock:  # after any jog whose generation check passed has been published
                 self.traj_pub.publish(JointTrajectoryMsg(joint_names=list(ARM_JOINTS)))   # empty: hold here
-                self.motions.stop(time.monotonic())
+                # The gripper holds at its width now (it went on closing or opening); not at a width from
+                # joint states that stopped coming, which could open it on what it holds.
+                hold = self.finger_width is not None and time.monotonic() - self.fingers_at <= self.state_timeout
+                if hold:
+                    self.gripper_pub.publish(Float64(data=self.finger_width))
+                self.motions.stop(time.monotonic(), gripper=hold)
             return self.reply(STOP_REPLY)
         return command, generation
 
@@ -127,7 +147,7 @@ class TeleopNode(Node):
         if self.joints is None:
             return self.say_when_still("I do not know where my arm is yet.")
         if time.monotonic() - self.joints_at > self.state_timeout:   # the driver stopped: the arm may be elsewhere
-            return self.say_when_still("I do not know where my arm is now: its joint states stopped.")
+            return self.say_when_still(STALE_STATES)
         with self.plan_lock:
             try:
                 plan = self.planner.plan(command, self.joints)
@@ -145,24 +165,35 @@ class TeleopNode(Node):
                     self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
                 token = self.motions.send(time.monotonic(), plan.trajectory.times[-1] if message is not None else None,
                                           gripper=plan.gripper_width is not None)
-        self.say_when_still(plan.reply, token)
+        self.say_when_still(plan.reply, token, plan)
 
-    def say_when_still(self, text: str, token: tuple[str, int] | None = None) -> None:
+    def say_when_still(self, text: str, token: tuple[str, int] | None = None, plan: TeleopPlan | None = None) -> None:
         """Say `text` once the last motion sent is over (at once if none runs); with `token`, only if that motion
-        was not replaced or stopped meanwhile (teleop/motions.py says why)."""
+        was not replaced or stopped meanwhile (teleop/motions.py says why). With `plan`, what is said is decided then:
+        a jog that ended short of its target says so instead of "Moved ..."."""
         def fire(timer=None):
             if timer is not None:
                 self.destroy_timer(timer)   # once
             with self.generation_lock:
                 current = self.motions.current(token)
             if current:
-                self.reply(text)
+                with self.failures_logged("the reply"):
+                    self.reply(self.arrival_reply(plan) if plan is not None else text)
 
         with self.generation_lock:
             delay_s = self.motions.wait(time.monotonic())
         if delay_s <= 0:
             return fire()
         timer = self.create_timer(delay_s, lambda: fire(timer))
+
+    def arrival_reply(self, plan: TeleopPlan) -> str:
+        if plan.target is None:
+            return plan.reply
+        joints, fresh = self.joints, time.monotonic() - self.joints_at <= self.state_timeout
+        if joints is None or not fresh:
+            return STALE_STATES
+        with self.plan_lock:   # the planner's kinematics client is not thread-safe
+            return self.planner.arrival_reply(plan, joints)
 
     def reply(self, text: str) -> None:
         self.get_logger().info(text)

@@ -18,7 +18,7 @@ import numpy as np
 from koba_ros.errors import KobaError
 from koba_ros.picking.kinematics import PandaKinematics, top_down
 from koba_ros.picking.motion import concat, joint_move, line_move
-from koba_ros.picking.workspace import Workspace
+from koba_ros.picking.workspace import FINGERTIP_BELOW_TOOL, Workspace, finger_room
 from koba_ros.sim.layout import BOXES, box_regions
 from koba_ros.sim.trajectory import JointTrajectory, validate
 
@@ -26,8 +26,6 @@ HOME = (0.0, -1.2, 0.0, -2.9, 0.0, 1.75, 0.785)   # tucked out of the camera's v
 MAX_OPENING = 0.08
 CLEAR_Z = 0.20              # m above the table for moves between boxes
 APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
-FINGERTIP_BELOW_TOOL = 0.009  # m from the grasp target point down to the fingertips' lowest point
-FINGER_THICKNESS = 0.012      # m a finger needs beside the object
 HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
 RELEASE_GAP = 0.005        # m; fingers this much further apart than when holding have let go
 WALL_MARGIN = 0.004         # m a goal's x, y keeps inside a box's walls (perceived centres: >= 5.8 mm, docs)
@@ -103,14 +101,7 @@ def grasp_opening(target: Target, yaw: float) -> float:
 
 def _finger_room(target: Target, yaw: float, width: float) -> float:
     """Clearance from the box walls of two fingers opened `width` apart, closing along (sin yaw, -cos yaw)."""
-    x, y = target.position[:2]
-    region = next((r for r in box_regions().values() if r.contains(x, y)), None)
-    if region is None:
-        return 0.0
-    reach = width / 2 + FINGER_THICKNESS
-    fingers = [(x + k * reach * math.sin(yaw), y - k * reach * math.cos(yaw)) for k in (1, -1)]
-    half = region.inner / 2
-    return min(min(half - abs(fx - region.centre[0]), half - abs(fy - region.centre[1])) for fx, fy in fingers)
+    return finger_room(target.position[0], target.position[1], yaw, width)
 
 
 def _region_at(position, margin: float = WALL_MARGIN):

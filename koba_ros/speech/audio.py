@@ -101,17 +101,43 @@ class StreamResampler:
         return out
 
 
+DC_POLE = 0.99   # the DC blocker's pole: -3 dB at 26 Hz, below any voice; a step settles in ~30 ms
+
+
+class DcBlocker:
+    """A one-pole high-pass, y[n] = x[n] - x[n-1] + DC_POLE y[n-1], over one stream's 16 kHz samples, its state
+    carried from chunk to chunk. A microphone's DC offset (a cheap sound card's few hundred to thousands) flattened
+    the frame energies that tell speech from steady noise, so speech was dropped as noise, and passed the VAD's
+    level gate on silence (session 30)."""
+
+    def __init__(self):
+        self.state: np.ndarray | None = None
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter, lfilter_zi
+
+        x = np.asarray(samples, dtype=np.float64)
+        if not x.size:
+            return np.asarray(samples, dtype=np.int16)
+        b, a = (1.0, -1.0), (1.0, -DC_POLE)
+        if self.state is None:   # as if the first sample's level had always been there: no step at the start
+            self.state = lfilter_zi(b, a) * x[0]
+        y, self.state = lfilter(b, a, x, zi=self.state)
+        return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
 class AudioStream:
     """Chunks of one live stream (a topic or a microphone) → 16 kHz mono int16 through one StreamResampler, made
-    anew when the stream's rate changes."""
+    anew when the stream's rate changes, and one DcBlocker (before echo cancellation, the VAD and the recogniser)."""
 
     def __init__(self):
         self.resampler: StreamResampler | None = None
+        self.dc_blocker = DcBlocker()
 
     def convert(self, samples: np.ndarray, rate: int) -> np.ndarray:
         if self.resampler is None or self.resampler.rate != int(rate):
             self.resampler = StreamResampler(int(rate))
-        return to_mono_int16(samples, int(rate), self.resampler)
+        return self.dc_blocker.feed(to_mono_int16(samples, int(rate), self.resampler))
 
 
 def interleaved_to_mono_int16(data, rate: int, channels: int, stream: AudioStream | None = None) -> np.ndarray:

@@ -6,7 +6,7 @@ picking templates, short answers to the robot's clarifying questions, the teleop
 commands (koba_ros.teleop.commands.teleop_phrases, every stop word among them) and the
 dialogue's cancel words (koba_ros.grounding.lexicon.CANCEL). The model is built with pocketsphinx's
 own ARPA builder (fixed-discount backoff) and cached by content hash, so editing the catalog
-rebuilds it on the next start.
+rebuilds it on the next start; a cached file that is not whole (its sha256 is kept beside it) is built again.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ PICK_TEMPLATES = ("put the {o} in the {b} box", "move the {o} to the {b} box", "
 # a closed command language, so little mass is left for unseen word sequences; 0.5 (ArpaBoLM's default) let
 # "centimeters" split into "the meters" and "go home" into "go go". Swept on a tuning set (docs/speech.md).
 DISCOUNT_MASS = 0.01
+ARPA_END = b"\\end\\"   # an ARPA model's last line
 ANSWERS = ("yes", "no", "yes please", "that one", "the other one", "the left one", "the right one", "the first one",
            "the second one", "the one on the left", "the one on the right", "pick up the {o}", "the {o}",
            "the {o} in the {b} box", "the one in the {b} box")
@@ -90,6 +91,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "koba_ros" / "asr"
 
 
+def digest_path(arpa: Path) -> Path:
+    return arpa.with_name(arpa.name + ".sha256")
+
+
+def is_whole(arpa: Path) -> bool:
+    """Is the cached model the one written (it ends with \\end\\ and matches the sha256 written beside it)?
+    pocketsphinx does not refuse a damaged ARPA file: a truncated one crashed every start (SIGSEGV) while it lay in
+    the cache. A model cached before the digests were written is built again, once."""
+    try:
+        data, stored = arpa.read_bytes(), digest_path(arpa).read_text().strip()
+    except OSError:   # missing, or not a file
+        return False
+    return data.rstrip().endswith(ARPA_END) and hashlib.sha256(data).hexdigest() == stored
+
+
 def build_domain_lm(known_word, sentences: list[str] | None = None, folder: Path | None = None,
                     discount_mass: float = DISCOUNT_MASS) -> DomainModel:
     """Write (or reuse) the ARPA model of `sentences`; `known_word(w)` says whether the dictionary can say w."""
@@ -104,14 +120,18 @@ def build_domain_lm(known_word, sentences: list[str] | None = None, folder: Path
     folder.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{discount_mass}\n{text}".encode()).hexdigest()[:16]
     path = folder / f"domain-{key}.arpa"
-    if not path.is_file():
+    if not is_whole(path):
         lm = ArpaBoLM(text=text, add_start=True, case="lower", discount_mass=discount_mass)
         lm.compute()
+        digest = []
 
         def write(tmp: Path) -> None:
-            if not lm.write_file(str(tmp)):   # ArpaBoLM swallows its errors; a half-written model must not be cached
+            # ArpaBoLM swallows its errors; a half-written model must not be cached
+            if not lm.write_file(str(tmp)) or not tmp.read_bytes().rstrip().endswith(ARPA_END):
                 raise KobaError(f"could not write the domain language model to {tmp}")
+            digest.append(hashlib.sha256(tmp.read_bytes()).hexdigest())
 
         write_atomically(path, write)
+        write_atomically(digest_path(path), lambda tmp: tmp.write_text(digest[0] + "\n"))
     vocab = tuple(w for w in words if w not in dropped)
     return DomainModel(path, frozenset(kept), vocab, dropped)

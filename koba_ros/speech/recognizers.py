@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from koba_ros.errors import KobaError
+from koba_ros.errors import KobaError, reason
 from koba_ros.speech.stop_spotter import KEYPHRASE, QUIET_STOP_THRESHOLD, STOP_THRESHOLD
 from koba_ros.speech.voicing import longest_voiced_run
 from koba_ros.teleop.commands import Jog, is_stop, parse_command
@@ -161,7 +161,11 @@ class PocketsphinxRecognizer(Recognizer):
             # (8.5/9.5), so it matters only with flat_search=False (measured: same WER at 6.5 and 10 when flat).
             config = self.decoder.config
             config["fwdtree"], config["lw"] = not flat_search, float(lm_weight)
-            self.decoder.add_lm_file("domain", str(self.domain.arpa_path))
+            try:
+                self.decoder.add_lm_file("domain", str(self.domain.arpa_path))
+            except RuntimeError as exc:   # an unreadable model (the cache checks it is whole, not that it parses)
+                raise KobaError(f"pocketsphinx could not load the domain language model {self.domain.arpa_path}: "
+                                f"{reason(exc)}") from None
             config["fwdtree"], config["lw"] = True, GENERAL_LM_WEIGHT
         self.first_search = "domain" if self.domain else self.general_search
         # Extra searches fed the same audio as the main one, each in its own decoder (one search per decoder).

@@ -22,8 +22,8 @@ from the arrival of the chunk that completed it; the utterance's own result foll
 
 Steady noise (a fan, hiss) can pass the VAD and pocketsphinx will then force a word onto it with
 full confidence (a single path has posterior 1). Speech is modulated by syllables; steady noise is
-not: a segment whose 30 ms frame energies vary by less than `min_energy_spread_db` (standard
-deviation) is reported as an empty utterance.
+not: a segment whose 30 ms frame energies (without each frame's mean, a DC offset) vary by less than
+`min_energy_spread_db` (standard deviation) is reported as an empty utterance.
 """
 from __future__ import annotations
 
@@ -122,7 +122,8 @@ class SpeechStream:
             self.recognizer.feed(event.samples)
             self.utterance_samples += len(event.samples)
             frames = event.samples[: len(event.samples) // 480 * 480].astype(np.float64).reshape(-1, 480)
-            self.frame_db += list(10 * np.log10(np.mean(frames ** 2, axis=1) + 1.0))
+            # each frame's mean (a DC offset) left out: a constant in every frame flattened the spread (session 30)
+            self.frame_db += list(10 * np.log10(np.var(frames, axis=1) + 1.0))
         if event.kind != "end":
             if not self.recognizer.early_stop():
                 return []

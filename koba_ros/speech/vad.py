@@ -2,8 +2,8 @@
 
 An utterance starts after `start_frames` voiced 30 ms frames in a row (the frames before
 them, `preroll_ms`, are kept so the first consonant is not cut) and ends after `hangover_ms`
-of unvoiced frames, or at `max_seconds`. Frames quieter than `min_dbfs` never count as
-voiced, so a silent or near-silent input never opens an utterance.
+of unvoiced frames, or at `max_seconds`. Frames quieter than `min_dbfs` (their mean, a DC offset, left out) never
+count as voiced, so a silent or near-silent input never opens an utterance.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Endpointer:
         self.preroll.clear()
 
     def is_voiced(self, frame: np.ndarray) -> bool:
-        if np.sqrt(np.mean(frame.astype(np.float64) ** 2)) < self.min_rms:
+        if np.std(frame.astype(np.float64)) < self.min_rms:   # the level without a DC offset, which passed the gate
             return False
         return self.vad.is_speech(frame.tobytes(), RATE)
 

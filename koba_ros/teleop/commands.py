@@ -125,6 +125,22 @@ def parse_number(words: list[str]) -> float | None:
     return None if number is None else float(number)
 
 
+OPEN_WORDS, CLOSE_WORDS = frozenset({"open", "release"}), frozenset({"close", "grasp", "grip"})
+
+
+def command_kinds(words: list[str]) -> set[str]:
+    """The commands `words` ask for: "open", "close", "home", "jog". A direction that belongs to another command's
+    words is no jog: "go back home", "open it up"."""
+    kinds = {kind for kind, vocabulary in (("open", OPEN_WORDS), ("close", CLOSE_WORDS), ("home", {"home"}))
+             if vocabulary & set(words)}
+    for i, w in enumerate(words):
+        verb = words[i - 2] if i >= 2 and words[i - 1] == "it" else words[i - 1] if i else ""
+        particle = verb in OPEN_WORDS | CLOSE_WORDS or (w == "back" and words[i + 1:i + 2] == ["home"])
+        if w in DIRECTIONS and not particle:
+            kinds.add("jog")
+    return kinds
+
+
 # "cancel" and "abort" too, as grounding_node hears them (lexicon.CANCEL): one person may use both graphs' words.
 STOP_WORDS = frozenset({"stop", "halt", "freeze", "cancel", "abort"})
 
@@ -138,11 +154,14 @@ def parse_command(text: str) -> Command:
         return Stop()   # stop wins over anything else said in the same breath
     if len(text) > MAX_CHARS:
         raise KobaError(f"That is too long for a command ({len(text)} characters); please say it in a few words.")
-    if "open" in words or "release" in words:
+    kinds = command_kinds(words)
+    if len(kinds) > 1:   # "close the gripper and move up five centimeters" used to close it and drop the jog silently
+        raise KobaError("Please give one command at a time.")
+    if "open" in kinds:
         return Gripper(open=True)
-    if "close" in words or "grasp" in words or "grip" in words:
+    if "close" in kinds:
         return Gripper(open=False)
-    if "home" in words:
+    if "home" in kinds:
         return Home()
     dirs = [w for w in words if w in DIRECTIONS]
     if not dirs:

@@ -2,8 +2,9 @@
 
 Cartesian jogs are straight tool lines at the current orientation, solved by the picking
 planner's IK (koba_ros.picking.kinematics / motion.line_move), so teleop and picking move the
-arm the same way and within the same joint limits. A target outside the picking workspace, or
-one IK cannot reach pointing the same way, is refused with a sentence the robot says.
+arm the same way and within the same joint limits. A target outside the picking workspace, one IK cannot reach
+pointing the same way, or one the open gripper cannot get to in a straight line without touching the table or a box
+(picking.workspace.line_hit), is refused with a sentence the robot says.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from koba_ros.errors import KobaError
 from koba_ros.picking.kinematics import PandaKinematics
 from koba_ros.picking.motion import joint_move, line_move
-from koba_ros.picking.workspace import Workspace
+from koba_ros.picking.workspace import Workspace, line_hit, yaw_of
 from koba_ros.sim.cell import GRIPPER_MAX_WIDTH, HOME
 from koba_ros.sim.trajectory import JointTrajectory, validate
 from koba_ros.teleop.commands import Command, Gripper, Home, Jog, Stop
@@ -22,6 +23,7 @@ from koba_ros.teleop.commands import Command, Gripper, Home, Jog, Stop
 OUT_OF_REACH = "That is out of my reach."
 # Not "Stopping.": speech_node listens for "stop" while the robot talks, and that reply would be heard as one.
 STOP_REPLY = "Holding still."
+ARRIVAL_TOLERANCE = 0.003   # m from the target a jog's tool must end for "Moved ...": further, the reply says so
 
 
 @dataclass
@@ -31,6 +33,7 @@ class TeleopPlan:
     trajectory: JointTrajectory | None = None
     gripper_width: float | None = None
     target: tuple[float, float, float] | None = None   # tool position the plan ends at (jog)
+    words: str = ""                           # the jog as said ("left 5 centimeters")
 
 
 class JogPlanner:
@@ -63,13 +66,31 @@ class JogPlanner:
             target = start + np.asarray(command.direction) * command.distance
             if not self.workspace.contains(target):
                 raise KobaError(OUT_OF_REACH)
+            # The fingers as open as they go: the widest the gripper can be by the time the arm gets there.
+            hit = line_hit(start, target, yaw_of(orientation), GRIPPER_MAX_WIDTH)
+            if hit is not None:
+                raise KobaError(f"That would hit the {hit}.")
             try:
                 traj, _ = line_move(self.kin, q_now, start, target, orientation)
                 validate(traj, self.kin.limits, q_now)  # every plan within the joints' limits and speeds
             except KobaError:
                 raise KobaError(OUT_OF_REACH) from None
-            return TeleopPlan("jog", f"Moved {command.words}.", traj, target=tuple(float(v) for v in target))
+            return TeleopPlan("jog", f"Moved {command.words}.", traj, target=tuple(float(v) for v in target),
+                              words=command.words)
         raise KobaError(f"unknown teleop command {command!r}")
+
+    def arrival_reply(self, plan: TeleopPlan, q_now) -> str:
+        """What to say once the plan's motion is over, the arm at `q_now`: its reply, unless a jog's tool ended further
+        than ARRIVAL_TOLERANCE from its target (something in the way), which is said instead."""
+        if plan.target is None:
+            return plan.reply
+        q_now = np.asarray(q_now, dtype=np.float64)
+        if q_now.shape != self.home.shape or not np.all(np.isfinite(q_now)):
+            return "I do not know where my arm ended up."
+        short = float(np.linalg.norm(self.kin.fk(q_now)[0] - np.asarray(plan.target)))
+        if short <= ARRIVAL_TOLERANCE:
+            return plan.reply
+        return f"I could not move all the way {plan.words}: I am {short * 100:.1f} centimeters short."
 
     def close(self) -> None:
         self.kin.close()

@@ -24,9 +24,12 @@ class MotionLog:
         part = "arm" if arm_s is not None else "gripper"
         return part, self.sent[part]
 
-    def stop(self, now: float) -> None:
-        """An empty trajectory was sent: the arm holds from now on, and what it was doing is replaced."""
+    def stop(self, now: float, gripper: bool = False) -> None:
+        """An empty trajectory was sent (and with `gripper`, the fingers' own width): they hold from now on, and what
+        they were doing is replaced."""
         self.sent["arm"] += 1
+        if gripper:
+            self.sent["gripper"] += 1
         self.end = now
 
     def current(self, token: tuple[str, int] | None) -> bool:

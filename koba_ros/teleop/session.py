@@ -24,6 +24,7 @@ class SimTeleop:
         plan = self.planner.plan(parse_command(text), self.cell.arm_positions())
         if plan.kind == "stop":
             self.cell.stop_arm()
+            self.cell.set_gripper(self.cell.gripper_width())   # the fingers hold where they are too
         elif plan.trajectory is not None:
             self.cell.follow(plan.trajectory)
         else:
@@ -41,6 +42,10 @@ class SimTeleop:
             waited += 0.05
         self.step(0.3)   # let the controller catch up and the fingers settle
         return self.cell.trajectory_done()
+
+    def reply(self, plan: TeleopPlan) -> str:
+        """What the robot says once `plan` has run (wait()): a jog that ended short of its target says so."""
+        return self.planner.arrival_reply(plan, self.cell.arm_positions())
 
     def tool_position(self) -> np.ndarray:
         return np.asarray(self.cell.tool_pose()[0])
@@ -60,9 +65,9 @@ def run_once(text: str) -> dict:
             return {"text": text, "accepted": False, "command": None, "reply": str(exc),
                     "tool_before": before.round(4).tolist(), "tool_after": before.round(4).tolist(), "moved_m": 0.0}
         finished = teleop.wait()
-        after = teleop.tool_position()
+        after, reply = teleop.tool_position(), teleop.reply(plan)
         teleop.planner.close()
-        result = {"text": text, "accepted": True, "command": plan.kind, "reply": plan.reply, "finished": bool(finished),
+        result = {"text": text, "accepted": True, "command": plan.kind, "reply": reply, "finished": bool(finished),
                   "tool_before": before.round(4).tolist(), "tool_after": after.round(4).tolist(),
                   "moved_m": round(float(np.linalg.norm(after - before)), 4),
                   "gripper_width_m": round(cell.gripper_width(), 4), "sim_time_s": round(cell.time, 2)}
