@@ -17,13 +17,11 @@ def run(args):
     from koba_ros.cli import print_json
     from koba_ros.errors import KobaError
     from koba_ros.speech.audio import duration, load_audio
-    from koba_ros.speech.recognizers import make_recognizer
+    from koba_ros.speech.recognizers import check_backend_options, make_recognizer
     from koba_ros.speech.streaming import transcribe
 
-    if args.checkpoint and args.backend != "whisper":   # given but unused: refused, not silently ignored
-        raise KobaError("--checkpoint is for --backend whisper")
-    if args.general and args.backend != "pocketsphinx":
-        raise KobaError("--general is for --backend pocketsphinx")
+    # given but unused: refused, not silently ignored (speech_node's parameters by the same check)
+    check_backend_options(args.backend, [name for name in ("checkpoint", "general") if getattr(args, name)], "--")
     samples = load_audio(args.file)
     if len(samples) < 480:  # under one 30 ms frame: nothing a recogniser (or webrtcvad) can read
         raise KobaError(f"{args.file}: no audio to recognise ({len(samples)} samples at 16 kHz, "

@@ -125,7 +125,7 @@ class SpeechNode(LifecycleNode):
     # --- lifecycle -----------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
         from koba_ros.speech.audio import Microphone, load_audio
-        from koba_ros.speech.recognizers import make_recognizer
+        from koba_ros.speech.recognizers import check_backend_options, make_recognizer, options_set
         from koba_ros.speech.streaming import SpeechStream
         from koba_ros.speech.vad import Endpointer
 
@@ -136,14 +136,16 @@ class SpeechNode(LifecycleNode):
             if self.source == "topic":
                 check_topic_name(self.audio_topic, self.get_name(), self.get_namespace())
             self.file_audio = load_audio(self.wav_file) if self.source == "file" else None
-            options = ({"checkpoint": self.checkpoint} if self.backend == "whisper" else
-                       {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
-                        "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar,
-                        "early_stops": self.early_stops, "keyword_max_words": self.keyword_max_words or None,
-                        "top_veto": self.top_veto, "top_time_veto": self.top_time_veto,
-                        "quiet_stop_threshold": self.quiet_stop_threshold or None,
-                        "quiet_stop_min_voiced": self.quiet_stop_min_voiced})
-            recognizer = make_recognizer(self.backend, **options)
+            whisper = {"checkpoint": self.checkpoint}
+            pocketsphinx = {"use_domain_lm": self.use_domain_lm, "fallback_confidence": self.fallback_confidence,
+                            "stop_threshold": self.stop_threshold or None, "teleop_grammar": self.teleop_grammar,
+                            "early_stops": self.early_stops, "keyword_max_words": self.keyword_max_words or None,
+                            "top_veto": self.top_veto, "top_time_veto": self.top_time_veto,
+                            "quiet_stop_threshold": self.quiet_stop_threshold or None,
+                            "quiet_stop_min_voiced": self.quiet_stop_min_voiced}
+            # The other backend's options set (not left at their defaults) are refused, as `koba asr` refuses them.
+            check_backend_options(self.backend, options_set({**pocketsphinx, **whisper}))
+            recognizer = make_recognizer(self.backend, **(whisper if self.backend == "whisper" else pocketsphinx))
             self.stream = SpeechStream(recognizer, Endpointer(self.vad_aggressiveness, hangover_ms=self.hangover_ms))
             if self.echo_cancellation and self.source != "file":
                 from koba_ros.speech.echo_canceller import EchoCanceller

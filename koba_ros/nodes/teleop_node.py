@@ -4,11 +4,12 @@ Listens to /speech/utterance (koba_interfaces/Utterance) and /teleop/command (st
 reads /joint_states, publishes trajectory_msgs/JointTrajectory on /arm_controller/joint_trajectory,
 a gripper width (std_msgs/Float64, m) on /gripper/command and its replies on /speech/say.
 "stop" publishes an empty trajectory (the controller holds where the arm is) and the fingers' width from /joint_states
-(the gripper holds too) at once; a plan that finishes after a stop is dropped. Commands are taken in the order they
-arrive, one callback at a time (parsing is fast), and a move is planned on a worker thread, so a stop never waits for
-a plan and a move said before a stop can never take a newer place than it (with the callbacks side by side on the
-pool, a jog's thread that started late could count as the later command and move the arm after the stop: found by a
-review, session 26).
+(the gripper holds too) at once; a plan that finishes after a stop is dropped. A stop heard again within
+STOP_REPEAT_S with no command in between (an early "stop", then its utterance's "stop moving") holds again but is not
+answered again. Commands are taken in the order they arrive, one callback at a time (parsing is fast), and a move is
+planned on a worker thread, so a stop never waits for a plan and a move said before a stop can never take a newer
+place than it (with the callbacks side by side on the pool, a jog's thread that started late could count as the later
+command and move the arm after the stop: found by a review, session 26).
 A spoken stop is obeyed whatever its confidence (min_confidence only gates the other commands). A jog's reply, said
 once the motion is over, says how far short the tool ended when something was in the way.
 """
@@ -41,6 +42,9 @@ from koba_ros.teleop.motions import MotionLog
 STALE_STATES = "I do not know where my arm is now: its joint states are out of date."
 # Not "Sorry, something went wrong; ...": en-gb's "something went wrong" was heard as a stop (session 30).
 FAILED = "Sorry, that did not work; please try again."
+# A clear "stop moving" comes as an early "stop" and then the utterance's own result (0.5-1.3 s later: espeak-ng,
+# 2-4 words); answering both kept the robot talking, hearing only early stops, for a second more (session 30).
+STOP_REPEAT_S = 3.0
 
 
 class TeleopNode(Node):
@@ -62,6 +66,8 @@ class TeleopNode(Node):
         self.motions = MotionLog()   # guarded by generation_lock
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
+        self.stop_generation = -2           # the generation of the last stop, and when a stop was last answered
+        self.stop_answered_at = -math.inf
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
         self.planning = ThreadPoolExecutor(1, thread_name_prefix="teleop_plan")
         self.traj_pub = self.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
@@ -136,8 +142,15 @@ class TeleopNode(Node):
                 hold = self.finger_width is not None and time.monotonic() - self.fingers_at <= self.state_timeout
                 if hold:
                     self.gripper_pub.publish(Float64(data=self.finger_width))
-                self.motions.stop(time.monotonic(), gripper=hold)
-            return self.reply(STOP_REPLY)
+                now = time.monotonic()
+                self.motions.stop(now, gripper=hold)
+                # The hold is sent again all the same ("stop" always wins); only the reply is not repeated, and only
+                # when no command came between the two stops (one that did is answered: it may have started a motion)
+                repeat = generation == self.stop_generation + 1 and now - self.stop_answered_at <= STOP_REPEAT_S
+                self.stop_generation = generation
+                if not repeat:
+                    self.stop_answered_at = now
+            return None if repeat else self.reply(STOP_REPLY)
         return command, generation
 
     def _move(self, command, generation: int) -> None:

@@ -6,12 +6,16 @@ and says so once.
 Publishes each utterance's samples on /speech/playback (koba_interfaces/AudioChunk, stamped when its first sample
 starts playing; `publish_playback`) as speech_node's echo-cancellation reference. Without a sound device they are
 published all the same, as the audio written to the file (a simulated room can play them back).
+A stop (a stop command on /speech/utterance, /teleop/command or /instruction) drops the sentences still waiting: said
+after it they were about what no longer holds, and kept the robot talking, hearing only early stops. The sentence
+playing is finished (its echo-cancellation reference is already out) and the stop's own reply is said.
 """
+import contextlib
 import queue
 import threading
 
 import numpy as np
-from koba_interfaces.msg import AudioChunk, SpeakingState
+from koba_interfaces.msg import AudioChunk, SpeakingState, Utterance
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
@@ -20,6 +24,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
 from koba_ros.speech.tts import Speaker
+from koba_ros.teleop.commands import is_stop
 
 
 class TTSNode(Node):
@@ -43,24 +48,49 @@ class TTSNode(Node):
         self.playback_pub = self.create_publisher(AudioChunk, "/speech/playback", 10) if publish_playback else None
         if self.playback_pub is not None:
             self.speaker.on_playback = self.publish_playback
+        # Made before /speech/say's: rclpy offers a node's ready subscriptions in the order they were made, so a
+        # typed stop (no stamp) comes before a reply ready with it.
+        self.create_subscription(Utterance, "/speech/utterance", lambda m: self.on_stop(m.text, m.header.stamp), 10)
+        for typed in ("/teleop/command", "/instruction"):
+            self.create_subscription(String, typed, lambda m: self.on_stop(m.data), 10)
         self.create_subscription(String, "/speech/say", self.on_say, 10)
-        # Speak on a worker thread so a long sentence never blocks the executor.
-        self.pending: queue.Queue[str | None] = queue.Queue(maxsize=20)
+        # Speak on a worker thread so a long sentence never blocks the executor. Each sentence waits with the ROS
+        # time it came (ns), for on_stop.
+        self.pending: queue.Queue[tuple[int, str] | None] = queue.Queue(maxsize=20)
         self.worker = threading.Thread(target=self.speak_loop, daemon=True)
         self.worker.start()
         self.publish_state(False, "")
 
     def on_say(self, msg: String) -> None:
         try:
-            self.pending.put_nowait(msg.data)
+            self.pending.put_nowait((self.get_clock().now().nanoseconds, msg.data))
         except queue.Full:
             self.get_logger().warning("speech queue full; dropping: " + msg.data[:60])
 
+    def on_stop(self, text: str, stamp=None) -> None:
+        """Drop the sentences that came before a stop. Before the stop's stamp (when it has one), not before it
+        reached this node: its reply, published after it, is kept even if it overtook the stop on its way here."""
+        if not is_stop(text):
+            return
+        cutoff = self.get_clock().now().nanoseconds
+        if stamp is not None and (stamp.sec or stamp.nanosec):
+            cutoff = min(cutoff, stamp.sec * 1_000_000_000 + stamp.nanosec)
+        waiting = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                waiting.append(self.pending.get_nowait())
+        kept = [item for item in waiting if item is None or item[0] >= cutoff]
+        for item in kept:   # in their order; the worker may take the first at once
+            self.pending.put_nowait(item)
+        if len(kept) < len(waiting):
+            self.get_logger().info(f"stop: dropped {len(waiting) - len(kept)} sentence(s) not yet said")
+
     def speak_loop(self) -> None:
         while True:
-            text = self.pending.get()
-            if text is None:
+            item = self.pending.get()
+            if item is None:
                 return
+            text = item[1]
             self.publish_state(True, text)
             try:
                 spoken = self.speaker.speak(text)

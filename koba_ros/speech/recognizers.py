@@ -39,6 +39,7 @@ WhisperRecognizer (koba_ros.speech.whisper_backend) runs when a checkpoint file 
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -439,6 +440,28 @@ def is_jog(text: str) -> bool:
         return isinstance(parse_command(text), Jog)
     except KobaError:
         return False
+
+
+# The defaults of the options only one backend reads, by keyword: pocketsphinx's, and whisper's checkpoint.
+OPTION_DEFAULTS = {**{name: parameter.default for name, parameter in
+                      inspect.signature(PocketsphinxRecognizer).parameters.items()}, "checkpoint": ""}
+# Which backend reads each option ("general" is koba asr's flag for use_domain_lm off).
+OPTION_BACKEND = {**dict.fromkeys(OPTION_DEFAULTS, "pocketsphinx"), "general": "pocketsphinx", "checkpoint": "whisper"}
+
+
+def options_set(options: dict) -> list[str]:
+    """The names in `options` (recogniser keywords, either backend's) whose value is not the recogniser's default."""
+    return [name for name, value in options.items() if value != OPTION_DEFAULTS[name]]
+
+
+def check_backend_options(backend: str, given, flag: str = "") -> None:
+    """One line (KobaError) for the first option named in `given` that `backend` does not read: koba asr and
+    speech_node refuse it rather than ignore it. `flag` goes before the names ("--": koba asr's flags). An unknown
+    backend is left to make_recognizer."""
+    for name in given:
+        owner = OPTION_BACKEND[name]
+        if backend in ("pocketsphinx", "whisper") and owner != backend:
+            raise KobaError(f"{flag}{name} is for {flag}backend {owner}")
 
 
 def make_recognizer(backend: str = "pocketsphinx", **options) -> Recognizer:
