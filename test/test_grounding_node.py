@@ -138,7 +138,7 @@ def test_a_bad_objects_message_or_a_failing_turn_leaves_the_node_as_it_was(ros_c
 
         node.respond = broken
         node.on_text("put the red cube in the top right box")
-        assert said == ["Sorry, something went wrong; please try again."] and not node.turn_running
+        assert said == ["Sorry, that did not work; please try again."] and not node.turn_running
     finally:
         node.destroy_node()
 

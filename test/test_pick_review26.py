@@ -107,7 +107,7 @@ def test_the_join_to_a_plan_is_checked_like_every_planned_move(picker):
     assert not picker.workspace.contains(picker.kin.fk(outside)[0])
     cx, cy = box_regions()["top_left"].centre
     q_above = picker.kin.ik((cx, cy, 0.2), picker.kin.fk(HOME)[1])
-    plan = joint_move(np.array(HOME), q_above, picker.kin.max_velocity)
+    plan = picker._checked(joint_move(np.array(HOME), q_above, picker.kin.max_velocity), np.array(HOME))   # as planned
     arm.q, arm.trajectories = outside.copy(), []
     with pytest.raises(KobaError, match="leaves the workspace"):
         picker._run(plan, threading.Event())

@@ -255,21 +255,35 @@ def test_a_min_confidence_outside_0_to_1_is_refused_at_start(ros_context, value)
 
 
 # --- 7: the robot's own replies heard as a stop -------------------------------------------------------------------
-# Stand-ins for the parts of a reply filled in when it is said (anything else: "five").
-FILLED = {"hit": ("box", "table"), "plan.words": ("down 30 centimeters",), "command.words": ("left 5 centimeters",),
-          "short * 100": ("2.6",), "dirs[0]": ("left",)}
-SPOKEN_BY = {"KobaError": 0, "say_when_still": 0, "reply": 0, "TeleopPlan": 1}   # name: which argument is said
+# Who says what: each node's files; the calls whose argument is said (name: which argument); stand-ins for the parts
+# of a reply filled in when it is said (anything else: "five"; a module's string constants: themselves).
+# teleop: a refusal (KobaError) is said. grounding_node: say, and a Reply's text (published and said); its two fills
+# are other modules' words (a turn's KobaError, the picker's result message), one representative each.
+SPEAKERS = {
+    "teleop": (("koba_ros/teleop/commands.py", "koba_ros/teleop/jog.py", "koba_ros/nodes/teleop_node.py"),
+               {"KobaError": 0, "say_when_still": 0, "reply": 0, "TeleopPlan": 1},
+               {"hit": ("box", "table"), "plan.words": ("down 30 centimeters",),
+                "command.words": ("left 5 centimeters",), "short * 100": ("2.6",), "dirs[0]": ("left",)}),
+    "grounding_node": (("koba_ros/nodes/grounding_node.py",), {"say": 0, "Reply": 1},
+                       {"exc": ("object 3 has no appearance features; the model expects 24",),
+                        "response.result.message": ("failed: the object slipped and could not be found for a retry",)}),
+}
 
 
-def teleop_replies() -> list[str]:
-    """Every sentence teleop says, from its code: what it passes to KobaError (a refusal is said), say_when_still,
-    reply and TeleopPlan, and what arrival_reply returns; constants followed by name. Errors in __init__ (a bad
-    parameter) end the node and are not said."""
-    files = ("koba_ros/teleop/commands.py", "koba_ros/teleop/jog.py", "koba_ros/nodes/teleop_node.py")
+def spoken_replies(who: str) -> list[str]:
+    """Every fixed sentence a node says, from its code: the arguments SPEAKERS names, and what arrival_reply returns;
+    constants (NAME = "..." or A, B = "...", "...") followed by name. Errors in __init__ (a bad parameter) end the node
+    and are not said."""
+    files, spoken_by, filled = SPEAKERS[who]
     trees = [ast.parse((ROOT / f).read_text()) for f in files]
-    constants = {target.id: node.value.value for tree in trees for node in tree.body if isinstance(node, ast.Assign)
-                 and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-                 for target in node.targets}
+    constants = {}
+    for node in (n for tree in trees for n in tree.body if isinstance(n, ast.Assign)):
+        for target in node.targets:
+            names, values = (target.elts, node.value.elts) if isinstance(target, ast.Tuple) and isinstance(
+                node.value, ast.Tuple) else ([target], [node.value])
+            constants.update({name.id: value.value for name, value in zip(names, values, strict=True)
+                              if isinstance(name, ast.Name) and isinstance(value, ast.Constant)
+                              and isinstance(value.value, str)})
 
     def texts(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -281,8 +295,10 @@ def teleop_replies() -> list[str]:
         if isinstance(node, ast.JoinedStr):
             out = [""]
             for part in node.values:
-                filled = FILLED.get(ast.unparse(part.value), ["five"]) if not isinstance(part, ast.Constant) else None
-                fills = [part.value] if filled is None else filled
+                if isinstance(part, ast.Constant):
+                    fills = [part.value]
+                else:
+                    fills = texts(part.value) or filled.get(ast.unparse(part.value), ["five"])
                 out = [a + b for a in out for b in fills]
             return out
         return []
@@ -292,7 +308,7 @@ def teleop_replies() -> list[str]:
         for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name != "__init__"):
             for node in ast.walk(function):
                 if isinstance(node, ast.Call):
-                    which = SPOKEN_BY.get(getattr(node.func, "id", getattr(node.func, "attr", "")))
+                    which = spoken_by.get(getattr(node.func, "id", getattr(node.func, "attr", "")))
                     if which is not None and len(node.args) > which:
                         replies.update(texts(node.args[which]))
                 if isinstance(node, ast.Return) and function.name == "arrival_reply" and node.value is not None:
@@ -301,7 +317,7 @@ def teleop_replies() -> list[str]:
 
 
 def test_the_reply_collector_finds_the_replies():
-    replies = teleop_replies()
+    replies = spoken_replies("teleop")
     for reply in ("Holding still.", "That is out of my reach.", "That would hit the box.", "Moved left 5 centimeters.",
                   "Please give one command at a time.", "I do not know where my arm is yet.",
                   "I could not move all the way down 30 centimeters: I am 2.6 centimeters short.",
@@ -309,22 +325,37 @@ def test_the_reply_collector_finds_the_replies():
                   "Sorry, that did not work; please try again."):
         assert reply in replies
     assert len(replies) > 20 and not any("min_confidence" in r for r in replies)
+    replies = spoken_replies("grounding_node")
+    for reply in ("Holding still.", "Okay. Nothing is moving.", "I can't reach the arm right now.", "Done.",
+                  "Okay, I won't move anything.",
+                  "Move cancelled. I had already put it down in the box.", "Move cancelled.",
+                  "I couldn't finish: failed: the object slipped and could not be found for a retry"):
+        assert reply in replies
+    assert len(replies) > 10
 
 
+@pytest.fixture(scope="module")
+def recognizer():
+    from koba_ros.speech.recognizers import PocketsphinxRecognizer
+
+    return PocketsphinxRecognizer()   # 1.8 s to load; each stream below starts it afresh
+
+
+@pytest.mark.parametrize("who", sorted(SPEAKERS))
 @pytest.mark.parametrize("voice", ["en-us", pytest.param("en-gb", marks=pytest.mark.slow),
                                    pytest.param("en-us+m3", marks=pytest.mark.slow)])
-def test_no_teleop_reply_is_heard_as_a_stop_while_the_robot_says_it(tmp_path, voice):
+def test_no_reply_is_heard_as_a_stop_while_the_robot_says_it(tmp_path, recognizer, voice, who):
     """speech_node listens for "stop" while the robot talks. "I do not know where my arm is now: its joint states
-    stopped." was heard as one (en-us), and "Sorry, something went wrong; please try again." (en-gb): a stop the robot
-    gave itself. Every reply, in tts_node's voice and rate (en-us, 160; the other voices are slow tests, ~8 s each)."""
+    stopped." was heard as one (en-us), and "Sorry, something went wrong; please try again." (en-gb; teleop's and then
+    grounding_node's): a stop the robot gave itself. Every reply of teleop and of grounding_node, in tts_node's voice
+    and rate (en-us, 160; the other voices are slow tests, ~6-10 s each)."""
     from koba_ros.speech.audio import RATE, load_audio
-    from koba_ros.speech.recognizers import PocketsphinxRecognizer
     from koba_ros.speech.streaming import SpeechStream
     from koba_ros.speech.tts import Speaker
 
-    recognizer, speaker, pad = PocketsphinxRecognizer(), Speaker(voice, 160, play=False), np.zeros(RATE // 2, np.int16)
+    speaker, pad = Speaker(voice, 160, play=False), np.zeros(RATE // 2, np.int16)
     heard = {}
-    for reply in teleop_replies():
+    for reply in spoken_replies(who):
         speaker.synthesize(reply, tmp_path / "r.wav")
         audio = np.concatenate([pad, load_audio(tmp_path / "r.wav"), pad])
         stream = SpeechStream(recognizer)

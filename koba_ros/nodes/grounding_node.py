@@ -40,6 +40,8 @@ STOP_MAX_WORDS = 4   # "please stop now robot"; a longer text with a stop word i
 # in every espeak voice measured (docs/grounding.md, Session 24).
 HOLDING_REPLY, CANCELLED_REPLY = "Holding still.", "Move cancelled."
 PLACED_BEFORE_STOP = "I had already put it down in the box."
+# Not "Sorry, something went wrong; ...": en-gb's "something went wrong" is heard as a stop (session 30; teleop's too).
+FAILED_REPLY = "Sorry, that did not work; please try again."
 
 
 class GroundingNode(LifecycleNode):
@@ -173,7 +175,7 @@ class GroundingNode(LifecycleNode):
             self.say(f"Sorry, I can't do that: {exc}")
         except Exception as exc:      # a bug in the grounding core must not take the node down; state stays
             self.get_logger().error(f"grounding turn failed on {text!r:.80}: {reason(exc)}")
-            self.say("Sorry, something went wrong; please try again.")
+            self.say(FAILED_REPLY)
         finally:
             self.turn_running = False
 

@@ -24,6 +24,12 @@ IK_TOLERANCE = 0.004   # m; a solution further than this from the target is no s
 # the error added up over jogs); a few steps without the pull from there take it under this (session 30).
 REFINED_TOLERANCE = 0.0001   # m
 REFINE_STEPS = 5
+# How far from 1 an orientation's norm may be. One further off is refused, not normalised: PyBullet's IK never returns
+# from a zero quaternion (holding the GIL), and a non-unit one passed the acceptance test below whatever the tool did
+# (|dot| >= 0.995 with a 3-long quaternion). Every producer here (top_down, fk, PyBullet) is unit to ~1e-7, so a
+# quaternion this far off is a caller's mistake (an Euler triple, zeros never filled in) whose normalised rotation
+# nobody meant (session 30).
+UNIT_TOLERANCE = 1e-3
 
 
 def top_down(yaw: float) -> tuple[float, float, float, float]:
@@ -67,14 +73,20 @@ class PandaKinematics:
         Tries the given seed, then the rest pose turned toward the target (IK is local: the seed matters).
         A non-finite position, orientation or seed is refused first: PyBullet's IK never returns from a NaN
         quaternion, and it holds the GIL while it spins, so every thread of the process (a "stop" included) would
-        stop with it.
+        stop with it. So are a quaternion off unit length (UNIT_TOLERANCE) and a vector of the wrong length.
         """
-        numbers = [*np.ravel(position), *np.ravel(orientation), *(np.ravel(seed) if seed is not None else ())]
-        if len(np.ravel(position)) != 3 or len(np.ravel(orientation)) != 4 or not np.all(np.isfinite(numbers)):
-            raise KobaError(f"IK needs a finite position, orientation and seed, got {position!r}, {orientation!r}")
+        seed_numbers = np.ravel(seed) if seed is not None else np.zeros(len(ARM_JOINTS))
+        numbers = [*np.ravel(position), *np.ravel(orientation), *seed_numbers]
+        if (len(np.ravel(position)) != 3 or len(np.ravel(orientation)) != 4 or len(seed_numbers) != len(ARM_JOINTS)
+                or not np.all(np.isfinite(numbers))):
+            raise KobaError(f"IK needs a finite position (3), orientation (4) and seed ({len(ARM_JOINTS)} joints), got "
+                            f"{position!r:.80}, {orientation!r:.80}, seed of {len(seed_numbers)}")
+        norm = math.hypot(*np.ravel(orientation))   # hypot: no overflow to inf for 1e300
+        if not abs(norm - 1.0) <= UNIT_TOLERANCE:
+            raise KobaError(f"IK needs a unit quaternion (xyzw), got {orientation!r:.80} (norm {norm:.3g})")
         facing = np.array(REST)
         facing[0] = math.atan2(position[1], position[0])
-        seeds = ([np.asarray(seed, dtype=np.float64)] if seed is not None else []) + [facing]
+        seeds = ([seed_numbers.astype(np.float64)] if seed is not None else []) + [facing]
         best = None
         for start in seeds:
             try:
@@ -100,8 +112,8 @@ class PandaKinematics:
         reached, quat = self.fk(q)
         error = np.linalg.norm(reached - np.asarray(position))
         if not error <= IK_TOLERANCE or not abs(np.dot(quat, orientation)) >= 0.995:  # NaN fails, not passes
-            raise KobaError(f"cannot reach ({position[0]:.2f}, {position[1]:.2f}, {position[2]:.2f}) pointing down "
-                            f"(best {error * 100:.1f} cm off)")
+            raise KobaError(f"cannot reach ({position[0]:.3g}, {position[1]:.3g}, {position[2]:.3g}) pointing down "
+                            f"(best {error * 100:.3g} cm off)")   # .3g: 1e300 is 1e+300, not 301 digits
         return q
 
     def _refined(self, q: np.ndarray, position, orientation) -> np.ndarray:

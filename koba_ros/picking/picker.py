@@ -30,6 +30,9 @@ HELD_MIN_WIDTH = 0.004      # m; fingers closer than this hold nothing
 RELEASE_GAP = 0.005        # m; fingers this much further apart than when holding have let go
 WALL_MARGIN = 0.004         # m a goal's x, y keeps inside a box's walls (perceived centres: >= 5.8 mm, docs)
 OPENING_MARGIN = 0.025      # m more than the object's width across the fingers (a finger pad each side, clear)
+# m, the most an object may measure any way (size, width): a box is 0.21 m inside (0.297 m corner to corner), so nothing
+# longer lies in one; and held at 0.45 of its height, a taller one would hang below the wall tops (6 cm) at CLEAR_Z.
+MAX_OBJECT_SIZE = 0.30
 STAGES = ("approach", "grasp", "lift", "transfer", "release", "verify", "home")
 
 
@@ -58,6 +61,13 @@ class PickResult:
     message: str
     stage: str = ""
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Planned(JointTrajectory):
+    """A checked trajectory and the joints it was planned from, which `_run` joins the arm to. Its first waypoint is a
+    step along it: joined to that, an arm already at the start stood still there for the step's time."""
+    start: np.ndarray | None = None
 
 
 class Cancelled(Exception):
@@ -126,6 +136,9 @@ class Picker:
         if destination not in BOXES:   # echoed cut short: a client may send anything, 200,000 characters too
             shown = f"{destination!r:.40}" + ("..." if len(repr(destination)) > 40 else "")
             raise KobaError(f"unknown destination {shown}; boxes: {', '.join(BOXES)}")
+        if np.shape(target.position) != (3,) or np.shape(target.size) != (3,):   # x, y, z each; unpacked below
+            raise KobaError(f"target position and size need 3 numbers each, got {target.position!r:.80}, "
+                            f"{target.size!r:.80}")
         yaw = () if target.yaw is None else (target.yaw,)   # NaN would hang PyBullet's IK (kinematics.ik)
         if not all(math.isfinite(v) for v in (*target.position, *target.size, *yaw, target.width)):
             raise KobaError("target position, size, yaw or width is not a number")
@@ -136,20 +149,23 @@ class Picker:
             raise KobaError(self.workspace.why_not(target.position))
         if min(target.size[0], target.size[1]) > MAX_OPENING - 0.01:
             raise KobaError(f"object is {min(target.size[:2]) * 100:.3g} cm across: wider than the gripper opens")
+        if max(*target.size, target.width) > MAX_OBJECT_SIZE:   # a 1e300 m height planned the grasp 4.5e299 m up
+            raise KobaError(f"object is {max(*target.size, target.width) * 100:.3g} cm long: over "
+                            f"{MAX_OBJECT_SIZE * 100:.3g} cm, more than a box holds")
         # Objects lie inside a box; elsewhere the open fingers would come down on a wall top or between boxes.
         if _region_at(target.position) is None:
             x, y = target.position[:2]
             raise KobaError(f"({x:.3g}, {y:.3g}) m is not inside a box ({WALL_MARGIN * 100:.2g} cm clear of its "
                             f"walls): the fingers would come down on a wall or beside the boxes")
 
-    def _checked(self, traj: JointTrajectory, start: np.ndarray) -> JointTrajectory:
+    def _checked(self, traj: JointTrajectory, start: np.ndarray) -> Planned:
         """Every trajectory leaves here within joint limits and with every waypoint's tool inside the workspace."""
         validate(traj, self.kin.limits, start)
         for q in traj.positions:
             tool = self.kin.fk(q)[0]
             if not self.workspace.contains(tool) and not _near_home(q):
                 raise KobaError(f"planned motion leaves the workspace: {self.workspace.why_not(tool)}")
-        return traj
+        return Planned(traj.joint_names, traj.times, traj.positions, np.asarray(start, dtype=np.float64))
 
     def plan_pick(self, target: Target, q_start) -> dict[str, JointTrajectory]:
         """Trajectories for approach, descend, lift (grasp in between). Raises KobaError if unreachable."""
@@ -241,14 +257,14 @@ class Picker:
                 return PickResult(False, f"failed: after a drop, {exc}", attempts=attempt)
         raise AssertionError("unreachable")
 
-    def _run(self, traj: JointTrajectory, cancel: threading.Event) -> None:
+    def _run(self, traj: Planned, cancel: threading.Event) -> None:
         # The arm may not be exactly where the plan assumed (a finger stopped by the object or the floor):
-        # join it to the plan with a short move rather than a jump the controller would rightly refuse.
+        # join it to the plan's start with a short move rather than a jump the controller would rightly refuse.
         if cancel.is_set():  # cancelled between stages: nothing more is sent to the arm, not even 20 ms of it
             raise Cancelled()
         q = self.arm.joint_positions()
-        if np.max(np.abs(q - traj.positions[0])) > 0.01:   # the join is checked like every planned move
-            traj = concat(self._checked(joint_move(q, traj.positions[0], self.kin.max_velocity), q), traj)
+        if np.max(np.abs(q - traj.start)) > 0.01:   # the join is checked like every planned move
+            traj = concat(self._checked(joint_move(q, traj.start, self.kin.max_velocity), q), traj)
         if not self.arm.execute(traj, cancel):
             raise Cancelled()
 

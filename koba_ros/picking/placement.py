@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from koba_ros.picking.picker import MAX_OPENING
+from koba_ros.picking.workspace import FINGER_REACH
 from koba_ros.sim.layout import BoxRegion, box_regions
 
 WALL_CLEARANCE = 0.012   # m between the object (plus a finger) and a wall
-# m from the spot to a wall along y. A fully open finger's outer face is up to OPEN_FINGER_REACH beyond its inner face
-# below the hand (it slants out: 1.6 cm at the tip, 2.6 cm 3 cm higher; ray probes of the simulated Panda), and a
-# flat object is let go with the fingers below the wall tops; plus 3 mm. With only the object's radius kept from the
-# walls, a domino put down in a corner had a finger pressing on the wall top (57 N) while the pick was reported placed.
-OPEN_FINGER_REACH = 0.027
-FINGER_WALL_CLEARANCE = MAX_OPENING / 2 + OPEN_FINGER_REACH + 0.003
+# m from the spot to a wall along y. A fully open finger's outer face is up to FINGER_REACH[1] (its upper part: it
+# slants out) beyond its inner face, and a flat object is let go with the fingers below the wall tops; plus 3 mm. With
+# only the object's radius kept from the walls, a domino put down in a corner had a finger pressing on the wall top
+# (57 N) while the pick was reported placed.
+FINGER_WALL_CLEARANCE = MAX_OPENING / 2 + max(FINGER_REACH) + 0.003
 GRID_STEP = 0.01
 
 

@@ -14,6 +14,10 @@ import numpy as np
 from koba_ros.errors import KobaError
 
 VELOCITY_TOLERANCE = 1.05   # a producer's rounding may overshoot a limit by a hair
+# s, the longest trajectory taken. The planners' longest move is ~13 s (a joint's whole range at half its speed limit);
+# one of 1e300 s was followed as a move that never ends, and one over 10 minutes is a mistake of units (milliseconds
+# or nanoseconds sent as seconds), not a move.
+MAX_DURATION = 600.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def validate(traj: JointTrajectory, limits: dict[str, JointLimit], start: np.nda
                         f"{start.tolist()}")
     if traj.times[0] < 0 or np.any(np.diff(traj.times) <= 0):
         raise KobaError("trajectory times must start at >= 0 and strictly increase")
+    if traj.times[-1] > MAX_DURATION:
+        raise KobaError(f"trajectory lasts {traj.times[-1]:.3g} s, over {MAX_DURATION:.0f} s")
     lower = np.array([limits[n].lower for n in traj.joint_names])
     upper = np.array([limits[n].upper for n in traj.joint_names])
     vmax = np.array([limits[n].velocity for n in traj.joint_names])
