@@ -67,7 +67,8 @@ def add_arguments(p):
     grow.add_argument("--checkpoint", required=True, help="The source run's folder or its checkpoint/ folder.")
     grow.add_argument("--out", required=True, help="A new folder for the grown checkpoint.")
     grow.add_argument("--width-factor", type=int, default=1, help="d_model, heads and FFN width times this.")
-    grow.add_argument("--layers", type=int, default=0, help="The new depth (Pre-LN only; 0: the source's).")
+    grow.add_argument("--layers", type=int, default=0,
+                      help="The new depth (Pre-LN and sandwich norms only; 0: the source's).")
     grow.add_argument("--data", default="", help="Check on this text that the loss is unchanged (within 1e-4).")
     grow.add_argument("--eval-tokens", type=int, default=65536, help="Tokens of --data the check scores.")
     grow.add_argument("--noise", type=non_negative_float, default=0.01,
@@ -192,10 +193,11 @@ def add_arguments(p):
 
     repro = sub.add_parser("repro", help="Reproduce a paper's headline effect, with a plot.")
     repro.add_argument("name", choices=REPROS)
-    repro.add_argument("--quick", action="store_true", help="The small CPU version (minutes).")
+    size = repro.add_mutually_exclusive_group()  # --quick is --size quick: both at once ran one, recorded the other
+    size.add_argument("--quick", action="store_true", help="The small CPU version (minutes): the same as --size quick.")
     repro.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    repro.add_argument("--size", choices=("test", "quick", "full"), default="",
-                       help="Explicit size (test: the smallest that shows the effect, used by the tests).")
+    size.add_argument("--size", choices=("test", "quick", "full"), default="",
+                      help="Explicit size (test: the smallest that shows the effect, used by the tests).")
     repro.add_argument("--seed", type=random_seed, default=0)
     repro.add_argument("--out", default="runs/repro", help="Folder for the JSON result and the PNG plot.")
     repro.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
@@ -210,6 +212,12 @@ def add_arguments(p):
                        help="Also profile this many steps per variant: kernel time per category (GEMM, ...).")
     bench.add_argument("--out", default="", help="Also write the JSON here.")
     bench.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+
+def init_from_hint(folder: str) -> str:
+    """How to train on from what expand or gqa wrote: the config that trained the source names the source's model,
+    which the folder's no longer matches, so init_from refuses it; a config without model: takes the folder's."""
+    return f"a config without a model: section (it takes the folder's model) and --set init_from={folder}"
 
 
 def require_device(device: str) -> None:
@@ -280,7 +288,7 @@ def run(args):
             lr = f"; suggested lr {result['suggested_lr']:.3g}" if result["suggested_lr"] else ""
             print(f"{result['out']}: {result['parameters_before']:,} -> {result['parameters_after']:,} parameters "
                   f"(d {result['d_model'][0]} -> {result['d_model'][1]}, {result['n_layers'][0]} -> "
-                  f"{result['n_layers'][1]} layers){check}{lr}; train on with --set init_from={result['out']}")
+                  f"{result['n_layers'][1]} layers){check}{lr}; train on with {init_from_hint(result['out'])}")
             return 0
     elif args.lm_command == "gqa":
         from koba_ros.nlp.gqa_conversion import convert_checkpoint
@@ -291,7 +299,7 @@ def run(args):
                     if "loss_before" in result else "")
             print(f"{result['out']}: {result['kv_heads'][0]} -> {result['kv_heads'][1]} key/value heads, "
                   f"{result['parameters_before']:,} -> {result['parameters_after']:,} parameters{loss}; uptrain "
-                  f"(about 5 % of the source's steps) with --set init_from={result['out']}")
+                  f"(about 5 % of the source's steps) with {init_from_hint(result['out'])}")
             return 0
     elif args.lm_command in ("export", "import"):
         from koba_ros.nlp import hf_gpt2

@@ -161,10 +161,11 @@ def training_split(data: str, config: dict, split: str, per_document: bool) -> t
         raise KobaError("eval: --split val cuts the run's token stream, --per-document scores whole files: give one")
     if held_out and split != "all" and not per_document:
         return held_out, None
-    if held_out:
-        how = "--split all" if split == "all" else "--per-document (whole files)"
+    if held_out:  # what to give instead: --split val refuses --per-document (it cuts the stream, not files)
+        how, instead = (("--split all", "--split val scores") if split == "all" else
+                        ("--per-document (whole files)", "drop --per-document: --split val (the default) scores"))
         return 0.0, (f"{data} is the run's train_data and {how} scores the {1 - held_out:.0%} it trained on too; "
-                     "--split val scores only its held-out part")
+                     f"{instead} only its held-out part")
     why = f"it validated on val_data {val_data}" if val_data else "val_fraction 0"
     return 0.0, f"{data} is the run's train_data and it trained on all of it ({why}): not a held-out score"
 

@@ -55,6 +55,10 @@ GPT2_SHAPE = {"norm": "pre", "positions": "learned", "embedding": "table", "bias
               "head_bias": False}
 TOLERANCE = 1e-4
 IMPORTED_SEQ_LEN = 2048
+# config.json key where export records the run's training seq_len, and import reads it back as `koba lm eval`'s
+# window: without it an exported run came back with eval windows of max_len and another loss (transformers keeps
+# a key it does not know through save_pretrained and from_pretrained)
+SEQ_LEN_KEY = "koba_seq_len"
 GPT2_VOCAB = 50257
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what import reads of a hub repository (not ONNX, GGUF...)
 # model_type: (what to call it, transformers' class); GPT-2 comes in here, GPT-NeoX through hf_neox, Phi (1, 1.5
@@ -211,6 +215,26 @@ def check_same_logits(model, hf, what: str) -> float:
     return difference
 
 
+# The families export writes, in the order a tie for the nearest is broken; a tuple: the values that family takes.
+# GPT-NeoX and Phi also need a GELU FFN, which their shapes leave out (is_neox_shaped, is_phi_shaped check it).
+FAMILY_SHAPES = (("GPT-2", GPT2_SHAPE), ("Llama", hf_llama.LLAMA_SHAPE),
+                 ("GPT-NeoX", {**hf_neox.NEOX_SHAPE, "ffn": tuple(hf_neox.ACTIVATIONS)}),
+                 ("Phi", {**hf_phi.PHI_SHAPE, "ffn": tuple(hf_neox.ACTIVATIONS)}))
+
+
+def nearest_family(config: TransformerConfig) -> str:
+    """The family whose shape differs from `config` in the fewest fields, and those fields in its shape's order: one
+    short line that says what to change (a dump of every field of four shapes hid the one that differed)."""
+    def wrong(shape: dict) -> list[str]:
+        return [key for key, value in shape.items()
+                if not (getattr(config, key) in value if isinstance(value, tuple) else getattr(config, key) == value)]
+
+    name, shape = min(FAMILY_SHAPES, key=lambda family: len(wrong(family[1])))  # min keeps the first of a tie
+    return f"the nearest, {name}, needs " + ", ".join(
+        f"{key} {' or '.join(map(repr, shape[key])) if isinstance(shape[key], tuple) else repr(shape[key])} "
+        f"(this model: {getattr(config, key)!r})" for key in wrong(shape))
+
+
 def _fresh_folder(out: Path, what: str) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise KobaError(f"{what}: {out} is not empty; give a new folder")
@@ -226,10 +250,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     family = hf_llama if hf_llama.is_llama_shaped(config) or hf_llama.wants_phi3(config) else \
         hf_neox if hf_neox.is_neox_shaped(config) else hf_phi if hf_phi.is_phi_shaped(config) else None
     if family is None and any(getattr(config, k) != v for k, v in GPT2_SHAPE.items()):
-        mismatch = {k: getattr(config, k) for k in set(GPT2_SHAPE) | set(hf_llama.LLAMA_SHAPE)}
-        raise KobaError(f"export: this model ({mismatch}) is neither GPT-2-shaped {GPT2_SHAPE}, Llama-shaped "
-                        f"{hf_llama.LLAMA_SHAPE}, GPT-NeoX-shaped {hf_neox.NEOX_SHAPE} nor Phi-shaped "
-                        f"{hf_phi.PHI_SHAPE}")
+        raise KobaError(f"export: this model is neither GPT-2-shaped, Llama-shaped, GPT-NeoX-shaped nor Phi-shaped; "
+                        f"{nearest_family(config)}")
     hf = family.to_hf(trained.model) if family else to_hf(trained.model)
     difference = check_same_logits(trained.model, hf, "export")
     # generate() then stops where `koba lm sample` stops: at the eos, or at any of an hf model's list (an instruct
@@ -237,6 +259,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
     stops = stop_ids(trained.tokenizer)
     eos = list(stops) if len(stops) > 1 else stops[0] if stops else None
     hf.config.eos_token_id = hf.generation_config.eos_token_id = eos
+    setattr(hf.config, SEQ_LEN_KEY, int(trained.config.get("seq_len") or config.max_len))
     # Model and tokenizer go into a sibling folder (named per process, as atomic_write's files) renamed into place
     # whole: a tokenizer refused after the weights were written leaves nothing that blocks a re-run.
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -299,6 +322,21 @@ def _unexpected_keys(hf, loading: dict) -> list[str]:
     patterns = [*(getattr(hf, "_keys_to_ignore_on_load_unexpected", None) or []), *HARMLESS_UNEXPECTED]
     return sorted(key for key in loading.get("unexpected_keys", []) or []
                   if not any(re.search(pattern, key) for pattern in patterns))
+
+
+def imported_seq_len(hf_config, config: TransformerConfig, source: str) -> int:
+    """`koba lm eval`'s default window for an imported model: the seq_len the run trained with where `koba lm export`
+    recorded it (SEQ_LEN_KEY), else the model's whole context, up to 2048 tokens (a Llama 3.2's 131072 would need
+    terabytes of attention scores on a CPU; --seq-len asks for more)."""
+    recorded = getattr(hf_config, SEQ_LEN_KEY, None)
+    if recorded is None:
+        return min(config.max_len, IMPORTED_SEQ_LEN)
+    learned = config.positions == "learned"  # as training checks: only a position table limits seq_len
+    whole = isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1
+    if not whole or (learned and recorded > config.max_len):
+        raise KobaError(f"import: {source}'s config.json has {SEQ_LEN_KEY} {recorded!r}, not a whole number from 1"
+                        f"{f' to its max_len {config.max_len}' if learned else ' up'}")
+    return recorded
 
 
 def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_file: str = "",
@@ -384,10 +422,8 @@ def import_pretrained(source: str, out: str | Path, tokenizer: str = "", vocab_f
     files = {}
     if tokenizer == "hf":  # the checkpoint keeps its own copy: the source folder may be a cache that goes away
         files, vocab_file = hf_tokenizer_files(Path(vocab_file)), str((out / "tokenizer.json").resolve())
-    # seq_len is `koba lm eval`'s default window: the model's whole context, up to 2048 tokens (a Llama 3.2's 131072
-    # would need terabytes of attention scores on a CPU; --seq-len asks for more).
     config = {"model": model.config.to_dict(), "tokenizer": tokenizer, "vocab": vocab_file, "merges": merges,
-              "seq_len": min(model.config.max_len, IMPORTED_SEQ_LEN)}
+              "seq_len": imported_seq_len(hf.config, model.config, source)}
     # the digest init_from and resume check, as a trained run's checkpoint records it (the hf copy gives the same)
     digest = {"tokenizer_digest": built.digest} if getattr(built, "digest", None) else {}
     save_checkpoint(out, model.state_dict(), None, {"step": 0, "config": config, "imported_from": source, **digest},

@@ -57,9 +57,13 @@ class BPETokenizer:
     """GPT-2 byte-level BPE from vocab.json + merges.txt (through the `tokenizers` package)."""
 
     def __init__(self, vocab_path: str | Path, merges_path: str | Path):
+        needs = "bpe needs a vocab.json and a merges.txt"
+        if not vocab_path or not merges_path:  # not "tokenizer:  not found", an empty path read as a file
+            raise KobaError(f"tokenizer: {needs} (vocab: and merges: in a config, --vocab and --merges on the "
+                            "command line)")
         for path in (vocab_path, merges_path):
             if not Path(path).is_file():
-                raise KobaError(f"tokenizer: {path} not found (GPT-2 BPE needs vocab.json and merges.txt)")
+                raise KobaError(f"tokenizer: {path} not found ({needs})")
         from tokenizers import ByteLevelBPETokenizer
 
         try:

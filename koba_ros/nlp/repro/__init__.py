@@ -20,9 +20,12 @@ def _device_name(device: str) -> str:
 
 
 def run_repro(name: str, quick: bool, device: str, out: str, seed: int = 0, size: str | None = None) -> dict:
-    """size: test | quick | full (default: quick with --quick, else full)."""
+    """size: test | quick | full (default: quick with --quick, else full). The JSON's "quick" says whether the quick
+    size's settings ran, however they were asked for (--size test gives them too, but for wso's seeds)."""
     import torch
 
+    if quick and size == "full":  # each repro reads size before quick: this ran the full size recorded as quick
+        raise KobaError("repro: --quick and --size full contradict each other; give one")
     if name in CPU_ONLY and device != "cpu":
         raise KobaError(f"repro {name} trains its models on the CPU only; use --device cpu")
     if device == "cpu":  # models this small run faster on one thread than on two contended ones (no OMP spinning)
@@ -31,8 +34,10 @@ def run_repro(name: str, quick: bool, device: str, out: str, seed: int = 0, size
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    size = size or ("quick" if quick else "full")  # resolved once, here: the size that runs is the one recorded
     result = module.run(quick=quick, device=device, out=out_dir, seed=seed, size=size)
-    result = {"repro": name, "quick": quick, "device": _device_name(device), **result,
+    quick_ran = module.SIZES[size] == module.SIZES["quick"]
+    result = {"repro": name, "quick": quick_ran, "device": _device_name(device), **result,
               "wall_s": round(time.perf_counter() - started, 1)}
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
     return result
