@@ -44,6 +44,7 @@ def test_a_stop_drops_the_replies_still_waiting_and_its_own_reply_is_said(ros_co
         node.on_say(String(data="Holding still."))      # ... its reply overtakes it on the way here
         node.on_stop("stop", heard)
         assert [text for _, text in node.pending.queue] == ["Holding still."]
+        node.on_stop("go home")   # a command between the stops: teleop_node answers the next one (STOP_REPEAT_S)
         node.on_say(String(data="Back home."))
         node.on_stop("halt", Time())                    # unstamped (typed): what came before it got here goes
         node.on_say(String(data="Holding still."))

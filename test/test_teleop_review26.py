@@ -89,10 +89,10 @@ def test_jogs_superseded_while_waiting_for_the_planner_are_never_planned(ros_con
     monkeypatch.setattr(node, "reply", lambda text: None)
     real_plan = node.planner.plan
 
-    def plan(command, joints):
+    def plan(command, joints, *fingers):   # the fingers' width and target (session 30)
         planned.append(command.words)
         release.wait(10)
-        return real_plan(command, joints)
+        return real_plan(command, joints, *fingers)
 
     monkeypatch.setattr(node.planner, "plan", plan)
     try:

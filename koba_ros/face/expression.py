@@ -13,9 +13,10 @@ to read against a population prior. The scales are the geometry of the cues, not
 The cues are image-plane geometry, so turning the head moves them too: the mouth corners sit behind the lip centre,
 and a head pitched by 0.1 rad shifts the corners' lift by about 0.02 (half a frown), so a nod read as a frown. Once
 calibrated, a frame whose head pitch is further than POSE_PITCH_OFF from the rest face's is not read
-(Expression.read False, score None: the debouncer treats it as a frame without a face). The cost: an expression
-made with the head tilted up or down from its rest pose, or in the middle of a nod, is not seen. Yaw (a head turn)
-barely moves the cues (measured) and is not held back.
+(Expression.read False, score None: the debouncer holds, its time moving on with its smoothed score and the
+expression reported left as they were, so a smile held through a nod is one event; a face gone still resets it). The
+cost: an expression made with the head tilted up or down from its rest pose, or in the middle of a nod, is not seen.
+Yaw (a head turn) barely moves the cues (measured) and is not held back.
 """
 from __future__ import annotations
 

@@ -42,6 +42,15 @@ class ExpressionDebouncer:
         self.raw_onset: dict[int, float | None] = {1: None, -1: None}  # when the raw score entered each side
         self.fired = 0  # sign of the event of the current expression; 0 = armed for either sign
 
+    def hold(self, t: float) -> None:
+        """A frame with a face whose cues were not read (its head pitched, expression.py): the face is still there, so
+        time moves on (no gap, no reset) but the smoothed score and the expression reported stay as they were: a smile
+        held through a nod is one event, not two."""
+        if self.last_t is not None and t - self.last_t > self.max_gap_s:
+            self.reset()   # a gap before this frame still ends the expression
+        elif self.last_t is not None and t > self.last_t:
+            self.last_t = t
+
     def update(self, t: float, score: float | None) -> FeedbackEvent | None:
         """Feed one frame's signed score (-1..1), or None when no face was read (a NaN/inf score counts as None: one
         such frame would otherwise make the smoothed score NaN for good, and no expression would ever fire again)."""

@@ -135,7 +135,11 @@ class FacePipeline:
         if not self.calibrator.done:
             self.calibrator.add(t, f)
             return result  # no feedback while learning the person's rest face
-        event = self.debouncer.update(t, result.expression.score)
+        if not result.expression.read:   # a face, pitched away: not a face gone (that resets the debouncer)
+            self.debouncer.hold(t)
+            event = None
+        else:
+            event = self.debouncer.update(t, result.expression.score)
         if event:
             result.events.append(event)
         if self.config.gestures:

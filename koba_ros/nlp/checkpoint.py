@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from koba_ros.errors import KobaError, reason
-from koba_ros.nlp.tokenizer import model_files_record
+from koba_ros.nlp.tokenizer import model_files_record, tokenizer_config_object
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
@@ -227,18 +227,6 @@ def hf_tokenizer_files(tokenizer_json: Path) -> dict[str, Path | dict]:
     if record:
         files["tokenizer_config.json"] = {**tokenizer_config_object(files.get("tokenizer_config.json")), **record}
     return files
-
-
-def tokenizer_config_object(source: Path | dict | None) -> dict:
-    """The JSON object of a tokenizer_config.json as hf_tokenizer_files gives it (a file or an object); {} where it
-    is missing or not an object."""
-    if isinstance(source, dict):
-        return source
-    try:
-        config = json.loads(source.read_text(encoding="utf-8")) if source is not None else None
-    except (OSError, ValueError):
-        config = None
-    return config if isinstance(config, dict) else {}
 
 
 def write_tokenizer_files(files: dict[str, Path | dict], folder: Path) -> None:

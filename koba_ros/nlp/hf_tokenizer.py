@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 
 from koba_ros.errors import KobaError
-from koba_ros.nlp.checkpoint import hf_tokenizer_files, tokenizer_config_object, write_tokenizer_files
-from koba_ros.nlp.tokenizer import RECORDED_EOS_IDS
+from koba_ros.nlp.checkpoint import hf_tokenizer_files, write_tokenizer_files
+from koba_ros.nlp.tokenizer import RECORDED_EOS_IDS, tokenizer_config_object
 
 EOS = "<|endoftext|>"
 
@@ -113,14 +113,18 @@ def write_hf_tokenizer(config: dict, out: str | Path) -> str:
         if RECORDED_EOS_IDS in recorded:
             files["tokenizer_config.json"] = {k: v for k, v in recorded.items() if k != RECORDED_EOS_IDS}
         write_tokenizer_files(files, out)
-        if not (out / "tokenizer_config.json").is_file():  # transformers' AutoTokenizer needs a class to build
+        # transformers' AutoTokenizer needs a class to build. Decided by the run's own folder, not by what was just
+        # written: where its model's files list several eos ids, hf_tokenizer_files makes a tokenizer_config.json
+        # (the record, taken out above) that has no class and no bos.
+        if not (source.parent / "tokenizer_config.json").is_file():
             from koba_ros.nlp.tokenizer import HFTokenizer
 
             tokenizer = HFTokenizer(source)
             specials = {key: tokenizer.token(i) for key, i in (("bos_token", tokenizer.bos_id),
                                                                ("eos_token", tokenizer.eos_id)) if i is not None}
+            written = tokenizer_config_object(out / "tokenizer_config.json")
             (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
-                                                                   **specials}))
+                                                                   **specials, **written}))
         return kind
     specials = {"bos_token": EOS, "eos_token": EOS, "unk_token": EOS}
     if kind == "byte":

@@ -240,16 +240,23 @@ class HFTokenizer:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
 
+def tokenizer_config_object(source: Path | dict | None) -> dict:
+    """The JSON object of a tokenizer_config.json (a file, or an object as checkpoint.hf_tokenizer_files gives it);
+    {} where it is missing, unreadable or not an object. The one reader of these files (tokenizer_config, checkpoint
+    and export read them through it)."""
+    if isinstance(source, dict):
+        return source
+    try:
+        config = json.loads(source.read_text(encoding="utf-8")) if source is not None else None
+    except (OSError, ValueError):
+        config = None
+    return config if isinstance(config, dict) else {}
+
+
 def tokenizer_config(path: Path) -> dict:
     """A transformers tokenizer_config.json's bos_token / eos_token / pad_token (a string, or a dict with its
     "content") and add_bos_token; empty when the file is missing or unreadable."""
-
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(config, dict):
-        return {}
+    config = tokenizer_config_object(path)
     found = {}
     for key in ("bos_token", "eos_token", "pad_token"):
         value = config.get(key)
@@ -292,15 +299,6 @@ def _is_token(value, tok) -> bool:
             and tok.id_to_token(value) is not None)
 
 
-def model_eos_id(folder: Path, tok) -> int | None:
-    """The eos_token_id the model's files in `folder` give (MODEL_EOS_FILES; a list's first, the end of text where
-    an instruction model lists its end of turn too), if it is a token of the `tokenizers` Tokenizer `tok`."""
-    for listed in _model_eos_lists(folder):
-        if listed and _is_token(listed[0], tok):
-            return listed[0]
-    return None
-
-
 def model_eos_ids(folder: Path, tok) -> list[int]:
     """Every eos_token_id the first of the model's files in `folder` that lists a token of `tok` lists, each a token
     of `tok`, in its order: the ids transformers' generate() stops at (MODEL_EOS_FILES)."""
@@ -309,6 +307,14 @@ def model_eos_ids(folder: Path, tok) -> list[int]:
         if ids:
             return list(dict.fromkeys(ids))
     return []
+
+
+def model_eos_id(folder: Path, tok) -> int | None:
+    """The eos_token_id the model's files in `folder` give: the first of model_eos_ids (the end of text where an
+    instruction model lists its end of turn too). The same scan as the stop ids, so the eos is always one of them, from
+    the same file (a separate scan took it from config.json while the stops came from generation_config.json)."""
+    ids = model_eos_ids(folder, tok)
+    return ids[0] if ids else None
 
 
 def hf_eos_id(folder: Path, tok, config: dict) -> int | None:

@@ -34,7 +34,7 @@ from koba_ros.nodes.runtime import run_node
 from koba_ros.picking.kinematics import ARM_JOINTS
 from koba_ros.sim.cell import FINGER_JOINTS
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
-from koba_ros.teleop.commands import Stop, is_stop, parse_command
+from koba_ros.teleop.commands import STOP_REPEAT_S, Stop, is_stop, parse_command
 from koba_ros.teleop.jog import STOP_REPLY, JogPlanner, TeleopPlan
 from koba_ros.teleop.motions import MotionLog
 
@@ -42,9 +42,6 @@ from koba_ros.teleop.motions import MotionLog
 STALE_STATES = "I do not know where my arm is now: its joint states are out of date."
 # Not "Sorry, something went wrong; ...": en-gb's "something went wrong" was heard as a stop (session 30).
 FAILED = "Sorry, that did not work; please try again."
-# A clear "stop moving" comes as an early "stop" and then the utterance's own result (0.5-1.3 s later: espeak-ng,
-# 2-4 words); answering both kept the robot talking, hearing only early stops, for a second more (session 30).
-STOP_REPEAT_S = 3.0
 
 
 class TeleopNode(Node):
@@ -63,6 +60,7 @@ class TeleopNode(Node):
         self.joints_at = 0.0         # time.monotonic() of the last good /joint_states
         self.finger_width = None     # m between the fingers in the last /joint_states that had them
         self.fingers_at = 0.0
+        self.gripper_target = None   # m: the width last sent on /gripper/command (guarded by generation_lock)
         self.motions = MotionLog()   # guarded by generation_lock
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
@@ -142,6 +140,7 @@ class TeleopNode(Node):
                 hold = self.finger_width is not None and time.monotonic() - self.fingers_at <= self.state_timeout
                 if hold:
                     self.gripper_pub.publish(Float64(data=self.finger_width))
+                    self.gripper_target = self.finger_width
                 now = time.monotonic()
                 self.motions.stop(now, gripper=hold)
                 # The hold is sent again all the same ("stop" always wins); only the reply is not repeated, and only
@@ -161,9 +160,14 @@ class TeleopNode(Node):
             return self.say_when_still("I do not know where my arm is yet.")
         if time.monotonic() - self.joints_at > self.state_timeout:   # the driver stopped: the arm may be elsewhere
             return self.say_when_still(STALE_STATES)
+        # The fingers' width for a jog's wall check: not known when their joint states stopped coming (the planner
+        # then assumes them open, and excuses no touch that only open fingers make).
+        fingers = self.finger_width if time.monotonic() - self.fingers_at <= self.state_timeout else None
         with self.plan_lock:
             try:
-                plan = self.planner.plan(command, self.joints)
+                with self.generation_lock:
+                    target = self.gripper_target
+                plan = self.planner.plan(command, self.joints, fingers, target)
             except KobaError as exc:
                 return self.say_when_still(str(exc))
             message = trajectory_to_msg(plan.trajectory) if plan.trajectory is not None else None
@@ -176,6 +180,7 @@ class TeleopNode(Node):
                     self.traj_pub.publish(message)
                 if plan.gripper_width is not None:
                     self.gripper_pub.publish(Float64(data=float(plan.gripper_width)))
+                    self.gripper_target = float(plan.gripper_width)
                 token = self.motions.send(time.monotonic(), plan.trajectory.times[-1] if message is not None else None,
                                           gripper=plan.gripper_width is not None)
         self.say_when_still(plan.reply, token, plan)

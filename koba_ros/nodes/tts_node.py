@@ -8,7 +8,9 @@ starts playing; `publish_playback`) as speech_node's echo-cancellation reference
 published all the same, as the audio written to the file (a simulated room can play them back).
 A stop (a stop command on /speech/utterance, /teleop/command or /instruction) drops the sentences still waiting: said
 after it they were about what no longer holds, and kept the robot talking, hearing only early stops. The sentence
-playing is finished (its echo-cancellation reference is already out) and the stop's own reply is said.
+playing is finished (its echo-cancellation reference is already out) and the stop's own reply is said. A stop within
+STOP_REPEAT_S of an earlier one, with no teleop command between, drops only what came before that one: teleop_node
+answers only the first of such stops, and that answer must not be dropped as older than the second.
 """
 import contextlib
 import queue
@@ -24,7 +26,7 @@ from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
 from koba_ros.speech.tts import Speaker
-from koba_ros.teleop.commands import is_stop
+from koba_ros.teleop.commands import STOP_REPEAT_S, Stop, parse_command
 
 
 class TTSNode(Node):
@@ -51,12 +53,13 @@ class TTSNode(Node):
         # Made before /speech/say's: rclpy offers a node's ready subscriptions in the order they were made, so a
         # typed stop (no stamp) comes before a reply ready with it.
         self.create_subscription(Utterance, "/speech/utterance", lambda m: self.on_stop(m.text, m.header.stamp), 10)
-        for typed in ("/teleop/command", "/instruction"):
-            self.create_subscription(String, typed, lambda m: self.on_stop(m.data), 10)
+        self.create_subscription(String, "/teleop/command", lambda m: self.on_stop(m.data), 10)
+        self.create_subscription(String, "/instruction", lambda m: self.on_stop(m.data, teleop=False), 10)
         self.create_subscription(String, "/speech/say", self.on_say, 10)
         # Speak on a worker thread so a long sentence never blocks the executor. Each sentence waits with the ROS
         # time it came (ns), for on_stop.
         self.pending: queue.Queue[tuple[int, str] | None] = queue.Queue(maxsize=20)
+        self.stop_cutoff = None   # ns: the cutoff of the last stop that set its own (on_stop)
         self.worker = threading.Thread(target=self.speak_loop, daemon=True)
         self.worker.start()
         self.publish_state(False, "")
@@ -67,14 +70,27 @@ class TTSNode(Node):
         except queue.Full:
             self.get_logger().warning("speech queue full; dropping: " + msg.data[:60])
 
-    def on_stop(self, text: str, stamp=None) -> None:
+    def on_stop(self, text: str, stamp=None, teleop: bool = True) -> None:
         """Drop the sentences that came before a stop. Before the stop's stamp (when it has one), not before it
-        reached this node: its reply, published after it, is kept even if it overtook the stop on its way here."""
-        if not is_stop(text):
+        reached this node: its reply, published after it, is kept even if it overtook the stop on its way here.
+        A stop within STOP_REPEAT_S of the last stop that set its own cutoff, with no teleop command between (`teleop`:
+        a topic teleop_node hears too), uses that cutoff: teleop_node answers only the first stop of such a pair, and
+        its reply (after the first stop, maybe before the second) is kept."""
+        try:
+            command = parse_command(text)
+        except KobaError:
+            return   # not a command: teleop_node takes none from it either
+        if not isinstance(command, Stop):
+            if teleop:
+                self.stop_cutoff = None   # teleop_node answers the next stop: what came before it goes
             return
         cutoff = self.get_clock().now().nanoseconds
         if stamp is not None and (stamp.sec or stamp.nanosec):
             cutoff = min(cutoff, stamp.sec * 1_000_000_000 + stamp.nanosec)
+        if self.stop_cutoff is not None and 0 <= cutoff - self.stop_cutoff <= STOP_REPEAT_S * 1e9:
+            cutoff = self.stop_cutoff
+        else:
+            self.stop_cutoff = cutoff
         waiting = []
         with contextlib.suppress(queue.Empty):
             while True:

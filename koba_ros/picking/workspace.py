@@ -121,14 +121,18 @@ def gripper_hit(position, yaw: float, width: float) -> str | None:
     return None
 
 
-def line_hit(start, end, yaw: float, width: float) -> str | None:
-    """What a straight tool move from `start` to `end`, pointing down, would push the gripper into: the first thing
-    touched that the start did not already touch ("table", "box"), or None. A move may leave a touch (the fingers
-    over a wall moved clear of it) and may go up through one (everything here stands on the table), but not end in
-    one otherwise."""
+def line_hit(start, end, yaw: float, width: float, start_width: float | None = None) -> str | None:
+    """What a straight tool move from `start` to `end`, pointing down, fingers `width` apart on the way, would push
+    the gripper into: the first thing touched that the start did not already touch ("table", "box"), or None. The
+    start's own touch is excused, while it lasts, only where it is real with the fingers `start_width` apart (their
+    width now; default `width`): a touch only the wider path width makes is no excuse to push on through a wall. A
+    move may leave a touch (the fingers over a wall moved clear of it) and may go up through one (everything here
+    stands on the table: a move straight up is never refused), but not end in one otherwise."""
     start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
     n = max(1, int(np.ceil(np.linalg.norm(end - start) / PATH_STEP)))
-    touching = True   # the start's own touch, while it lasts
+    straight_up = end[2] > start[2] and np.allclose(end[:2], start[:2])
+    # the start's own touch, while it lasts
+    touching = straight_up or gripper_hit(start, yaw, width if start_width is None else start_width) is not None
     for s in np.linspace(0.0, 1.0, n + 1):
         hit = gripper_hit(start + s * (end - start), yaw, width)
         if hit is None:

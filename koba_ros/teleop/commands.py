@@ -14,6 +14,11 @@ from dataclasses import dataclass
 
 from koba_ros.errors import KobaError
 
+# A clear "stop moving" comes as an early "stop" and then the utterance's own result (0.5-1.3 s later: espeak-ng,
+# 2-4 words); answering both kept the robot talking, hearing only early stops, for a second more (session 30).
+# teleop_node answers a stop within this of the last answered one only once; tts_node keeps that answer (one value).
+STOP_REPEAT_S = 3.0
+
 DIRECTIONS = {
     "left": (0.0, 1.0, 0.0), "right": (0.0, -1.0, 0.0),
     "forward": (1.0, 0.0, 0.0), "forwards": (1.0, 0.0, 0.0), "ahead": (1.0, 0.0, 0.0),
@@ -126,16 +131,32 @@ def parse_number(words: list[str]) -> float | None:
 
 
 OPEN_WORDS, CLOSE_WORDS = frozenset({"open", "release"}), frozenset({"close", "grasp", "grip"})
+DETERMINERS = frozenset({"the", "your", "my"})   # "release the grip": a grip after one is a noun, not "close"
+OBJECT_WORDS = DETERMINERS | {"it", "gripper", "hand", "fingers"}   # what stands between a verb and its particle
+TO_HOME = DETERMINERS | {"to"}   # what may stand between "back" and "home": "go back to your home position"
+
+
+def home_follows(words: list[str]) -> bool:
+    """Is `words` (what follows a "back") the way to a "home": "home", "to the home position"?"""
+    k = 0
+    while k < len(words) and words[k] in TO_HOME:
+        k += 1
+    return words[k:k + 1] == ["home"]
 
 
 def command_kinds(words: list[str]) -> set[str]:
     """The commands `words` ask for: "open", "close", "home", "jog". A direction that belongs to another command's
-    words is no jog: "go back home", "open it up"."""
+    words is no jog: "back" on the way to a "home" ("go back home", "move back to the home position"; not "go back
+    5 cm and go home", two commands), or a particle
+    after an open/close verb and its object ("open it up", "open the gripper up")."""
+    said = {w for i, w in enumerate(words) if not (w == "grip" and i and words[i - 1] in DETERMINERS)}
     kinds = {kind for kind, vocabulary in (("open", OPEN_WORDS), ("close", CLOSE_WORDS), ("home", {"home"}))
-             if vocabulary & set(words)}
+             if vocabulary & said}
     for i, w in enumerate(words):
-        verb = words[i - 2] if i >= 2 and words[i - 1] == "it" else words[i - 1] if i else ""
-        particle = verb in OPEN_WORDS | CLOSE_WORDS or (w == "back" and words[i + 1:i + 2] == ["home"])
+        j = i - 1
+        while j >= 0 and words[j] in OBJECT_WORDS:
+            j -= 1
+        particle = (j >= 0 and words[j] in OPEN_WORDS | CLOSE_WORDS) or (w == "back" and home_follows(words[i + 1:]))
         if w in DIRECTIONS and not particle:
             kinds.add("jog")
     return kinds

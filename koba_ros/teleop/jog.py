@@ -3,8 +3,9 @@
 Cartesian jogs are straight tool lines at the current orientation, solved by the picking
 planner's IK (koba_ros.picking.kinematics / motion.line_move), so teleop and picking move the
 arm the same way and within the same joint limits. A target outside the picking workspace, one IK cannot reach
-pointing the same way, or one the open gripper cannot get to in a straight line without touching the table or a box
-(picking.workspace.line_hit), is refused with a sentence the robot says.
+pointing the same way, or one the gripper cannot get to in a straight line without touching the table or a box
+(picking.workspace.line_hit: the fingers as wide as they are or are commanded to be; as open as they go when their
+width is not known), is refused with a sentence the robot says.
 """
 from __future__ import annotations
 
@@ -43,8 +44,11 @@ class JogPlanner:
         self.workspace = workspace or Workspace()
         self.home = np.asarray(home, dtype=np.float64)
 
-    def plan(self, command: Command, q_now) -> TeleopPlan:
-        """KobaError(OUT_OF_REACH) when a jog leaves the workspace or IK; the arm state is not touched."""
+    def plan(self, command: Command, q_now, finger_width: float | None = None,
+             gripper_target: float | None = None) -> TeleopPlan:
+        """KobaError(OUT_OF_REACH) when a jog leaves the workspace or IK; the arm state is not touched.
+        `finger_width`: m between the fingers now (None: not known); `gripper_target`: the width they were last told to
+        go to (None: not known), for a jog's wall check."""
         q_now = np.asarray(q_now, dtype=np.float64)
         if isinstance(command, Stop):
             return TeleopPlan("stop", STOP_REPLY)
@@ -66,8 +70,13 @@ class JogPlanner:
             target = start + np.asarray(command.direction) * command.distance
             if not self.workspace.contains(target):
                 raise KobaError(OUT_OF_REACH)
-            # The fingers as open as they go: the widest the gripper can be by the time the arm gets there.
-            hit = line_hit(start, target, yaw_of(orientation), GRIPPER_MAX_WIDTH)
+            # The path with the widest the fingers can be on the way (as they are, or opening to their target; as
+            # open as they go when not known); a touch at the start excused only if real at their width now (when
+            # not known, closed: a touch only open fingers made let a closed gripper be jogged through a wall).
+            known = finger_width is not None and np.isfinite(finger_width)
+            width = max(finger_width, gripper_target or 0.0) if known else GRIPPER_MAX_WIDTH
+            hit = line_hit(start, target, yaw_of(orientation), min(width, GRIPPER_MAX_WIDTH),
+                           finger_width if known else 0.0)
             if hit is not None:
                 raise KobaError(f"That would hit the {hit}.")
             try:

@@ -21,7 +21,8 @@ class SimTeleop:
 
     def say(self, text: str) -> TeleopPlan:
         """Start the command in `text`; KobaError (a sentence to speak) for anything not understood or reachable."""
-        plan = self.planner.plan(parse_command(text), self.cell.arm_positions())
+        plan = self.planner.plan(parse_command(text), self.cell.arm_positions(), self.cell.gripper_width(),
+                                 self.cell.gripper_target)
         if plan.kind == "stop":
             self.cell.stop_arm()
             self.cell.set_gripper(self.cell.gripper_width())   # the fingers hold where they are too
