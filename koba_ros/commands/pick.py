@@ -57,6 +57,7 @@ def run_spoken(session, instruction: str, answers: list[str], no_motion: bool, m
     """Ground the instruction (asking, answered by `answers`) and pick what it means."""
     import time
 
+    from koba_ros.errors import KobaError
     from koba_ros.grounding.dialogue import converse
     from koba_ros.grounding.grounder import Grounder
 
@@ -67,6 +68,12 @@ def run_spoken(session, instruction: str, answers: list[str], no_motion: bool, m
     start = time.perf_counter()
     dialogue, reply = converse(grounder, objects, instruction, answers)
     session.timing_ms["grounding"] = round((time.perf_counter() - start) * 1000, 1)
+    # An answer no question used is refused, not ignored (as --answer with --target is): it was meant for a question
+    # the robot did not ask, and a "stop" among them must not let the arm move (a spoken stop always wins).
+    unused = answers[sum(turn["role"] == "user" for turn in dialogue.history) - 1:]
+    if unused:
+        raise KobaError(f"--answer {', '.join(map(repr, unused))} answered no question (the robot said: "
+                        f"{reply.text!r}); nothing was moved")
     if reply.status != "done":
         status = "needs_answer" if reply.status == "question" else "rejected"
         return result(status, None, None, dialogue.history, None, session.timing_ms, reply.text)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,11 @@ FILLER = {"i", "mean", "the", "a", "an", "one", "ones", "it", "that", "this", "i
           "box", "bin", "please", "no", "not", "yes", "neither", "none", "them", "nope", "sorry", "oh", "um", "uh",
           "left", "right", "leftmost", "rightmost", "side", "sure", "okay", "ok", "actually", "just", "is", "its",
           "which", "and", "with", "hmm", "hm", "huh", "er", "erm", "mm"}
+# An answer to "which box?" with these names the box by an object in it ("where the mug is", "same box as the duck").
+BOX_BY_OBJECT = {"where", "same"}
+# Words that hedge an answer without saying anything about the object ("hmm, the second one I think").
+HEDGES = {"hmm", "hm", "um", "uh", "er", "erm", "i", "think", "guess", "suppose", "reckon", "maybe", "probably",
+          "perhaps"}
 # The words of "yes" ("yes, the one in the top left box": what follows must still fit the object asked about).
 YES_WORDS = {"yes", "yeah", "yep", "sure", "correct", "exactly", "ok", "okay", "affirmative"}
 NOUNS = ("duck", "teddy bear", "mug", "soccer ball", "lego brick", "jenga block", "domino", "cube", "ball",
@@ -164,7 +170,7 @@ class Dialogue:
         if not any(c.isalpha() for c in text):
             return self._end("rejected", "I didn't catch an instruction. "
                                          "Tell me which object to move and to which box.")
-        if lexicon.is_cancel(text) and len(lexicon.words(text)) <= 3:
+        if cancels(text):   # "stop" wins at any length: "put the duck in the top right box, no, stop"
             return self._end("cancelled", "Okay, I won't move anything.")
         if not self.objects:
             return self._end("rejected", "I don't see any objects, so I won't move anything.")
@@ -217,6 +223,12 @@ class Dialogue:
             of_kind = [i for i, _ in ranked if self._is_kind(i, kinds)]
             self.candidates = self.pool = (of_kind or [best])[:self.s.max_pool]
             self.confidence = p_best
+        elif sure and not twins and not (self._checkable(text) or _kind_mentions(text, whole=True)[0]):
+            # Words that say nothing checkable about any object ("hello", "what can you do?"): the model still picks
+            # one, surely; ask whether it is the one meant rather than move it when the box is said next.
+            self.why = "nothing checkable said"
+            self.candidates = self.pool = [best]
+            self.confidence = p_best
         elif sure and not twins:
             self.target, self.confidence = best, p_best
         elif twins:
@@ -242,8 +254,10 @@ class Dialogue:
             return self.finished
         text = _clean(text)
         self.history.append({"role": "user", "text": text})
-        if lexicon.is_cancel(text):
+        if cancels(text):
             return self._end("cancelled", "Okay, I won't move anything.")
+        if new_instruction(text) is not None:
+            return self._restart(text)      # "never mind, put the duck in the top right box"
         if _too_long(text):
             return self._next(understood=False)
         if self.pending == "instruction":
@@ -255,9 +269,17 @@ class Dialogue:
             said = said if not_boxes else text
             kinds = said_kinds(said)
             if kinds and self.target is not None and not self._plausible(kinds)[self.target]:
-                return self._restart(text)  # "put the blue ball in the top right box", asked where the duck goes
+                if not BOX_BY_OBJECT & set(lexicon.words(said)):
+                    return self._restart(text)  # "put the blue ball in the top right box", asked where the duck goes
+                # "where the mug is", "the same box as the jenga block": the box of the object named, not a new
+                # instruction about it; understood when the objects the words fit are all in one box.
+                boxes = {self.objects[i].box for i in self._words_fit(said)}
+                if len(boxes) == 1:
+                    self.destination = boxes.pop()
+                return self._next(understood=self.destination is not None)
             box = lexicon.parse_box(said)
-            if box is None and any(c.isalpha() for c in said):
+            # As in start(): the box head alone reads a box into words that name none ("I don't know").
+            if box is None and any(c.isalpha() for c in said) and not self.s.box_needs_words:
                 dest, p = self.grounder.ground(said, self.objects).destination
                 box = dest if p >= self.s.dest_ask_below else None
             if box in not_boxes:
@@ -416,8 +438,16 @@ class Dialogue:
         self.box_read = True
         box = self.objects[self.target].box
         said = self._destination_said(self.instruction, self.target)
+        sources, named = _from_boxes(self.instruction)
         if said is not None:
             self.destination, self.box_unsure = said, False
+        elif sources and named == [box]:
+            # "move the mug from the top left box to the top right box", the mug in the top right one: the box named
+            # as the destination is where it is; never read the "from" box as where it goes.
+            self.box_unsure, self.destination = False, None
+            return f"It is already in the {lexicon.box_words(box)} box. "
+        elif self.destination in sources and self.destination not in named:
+            self.destination = None     # only said as where it comes from ("lift the duck from the top left box")
         elif self.box_unsure and self.questions and [b for _, b in lexicon.box_mentions(self.instruction)] == [box]:
             self.box_unsure, self.destination = False, None
             return f"It is already in the {lexicon.box_words(box)} box. "
@@ -439,7 +469,7 @@ class Dialogue:
         left slot belongs in the top right spot" -> top right; "the cube belongs in the top right spot", the cube
         elsewhere -> top right; the same box twice -> that box). None when no box or two are left: "the cube in the
         top left box" with the cube there may say where it is, not where it goes (a missing box: ask)."""
-        mentions = [b for _, b in lexicon.box_mentions(text)]
+        _, mentions = _from_boxes(text)   # a box said as where it comes from ("from the top left box") never is
         if self.objects[target].box in mentions:
             mentions.remove(self.objects[target].box)
         return mentions[0] if len(mentions) == 1 else None
@@ -458,7 +488,9 @@ class Dialogue:
         mentions = [b for _, b in lexicon.box_mentions(text)]
         # The words say where it is: they name its box, and not only as the destination.
         located = box in mentions and (self.destination != box or len(mentions) >= 2)
-        side, x = lexicon.side(text), self._centre_x
+        # The side of a relation to a landmark that is nowhere here ("left of the teddy bear") is no side in the box.
+        lost = self._lost_landmark(text)
+        side, x = None if lost else lexicon.side(text), self._centre_x
         # A side said rules out the objects in the pick's box on the other side of it ("on the left": those to its
         # right), not one further to that side, which the words fit better than the pick.
         beyond = {"left": lambda i: x(i) > x(best), "right": lambda i: x(i) < x(best)}.get(side, lambda i: False)
@@ -472,12 +504,13 @@ class Dialogue:
             names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
             return [i for i in near if p[i] >= self.s.twin_ratio * top and names[i] == names[best]
                     and colour[i] == colour[best]]
-        if kinds and self.s.kind_twins and relations.parse(text) is None:
+        if kinds and self.s.kind_twins and (relations.parse(text) is None or lost):
             # The words name a kind ("the can", "the blue square block"): every other object of that kind (by the
             # model's own noun for it) in the colour said (the camera colours nearest it; any colour when none is
             # said) fits them as well as the pick does, however sure the model is of one -- a sharp model gives its
             # look-alikes p ~ 0. Not when they place it beside a landmark ("the cube left of the duck"): that tells
-            # the look-alikes apart, and the model's relation module decides (session 27).
+            # the look-alikes apart, and the model's relation module decides (session 27) -- unless the landmark is of
+            # a kind the catalog finds nowhere here: then it tells nothing apart.
             named, nouns = said_kinds(text), self._names([best, *near])
             of_kind = [i for i in [best, *near] if NOUN_KINDS[nouns[i]] & named]
             colour_said = _colour_word(" ".join(lexicon.without_boxes(text)))
@@ -499,6 +532,13 @@ class Dialogue:
                 return [i for i in near if i in nearest]
         names, colour = self._names([best, *near]), {i: _colour(self.objects[i]) for i in [best, *near]}
         return [i for i in near if (names[i] == names[best] or not kinds) and colour[i] == colour[best]]
+
+    def _lost_landmark(self, text: str) -> bool:
+        """Do the words place the object beside a landmark of a kind no object here is ("the red cube left of the teddy
+        bear", no bear)?"""
+        relation = relations.parse(text) if self.s.compose_relations else None
+        return relation is not None and bool(said_kinds(relation.landmark)) and \
+            not self._words_fit(relation.landmark, landmark=True)
 
     def _single_fit(self, text: str, g, best: int, p_best: float) -> int | None:
         """The one object the words single out when the robot may act on it below ask_below: the model's pick,
@@ -658,15 +698,26 @@ class Dialogue:
         correction: "no, the blue one in the top left box") among the others the words might mean, then among
         all objects. True when the answer picked out fewer objects than it was read against."""
         k = lexicon.ordinal(text)  # "the first one" means an order only a question that named them gave
+        tokens = lexicon.words(text)
+        if k is not None and self.listed and len({lexicon.ORDINALS[w] for w in tokens if w in lexicon.ORDINALS}) > 1:
+            return False    # "the first one, no the second one", "the first and the second": ask again
         if k is not None and self.listed and -len(self.candidates) <= k < len(self.candidates) \
-                and len(lexicon.words(text)) <= 5:
+                and len([w for w in tokens if w not in HEDGES]) <= 5:   # "hmm the second one I think"
             if self.candidates[k] in self.ruled_out:
                 return False
             self.target = self.candidates[k]
             return True
         named = [i for i in self.candidates if i not in self.ruled_out]
-        others = [i for i in range(len(self.objects)) if i not in self.candidates and i not in self.ruled_out]
-        pool_rest = [i for i in self.pool if i not in self.candidates and i not in self.ruled_out]
+        # Beyond the objects named, only those the instruction's kind and colour words fit ("put the red cube ...",
+        # answered "the one in the top right box", is not the red mug there), unless the answer says its own ("no,
+        # the blue ball": a correction).
+        said = self.instruction
+        said = relation.rest if (relation := relations.parse(said)) is not None else said
+        colour = None if _colour_word(text) else _colour_word(" ".join(lexicon.without_boxes(said)))
+        said = "" if said_kinds(text) else said
+        others = [i for i in range(len(self.objects)) if i not in self.candidates and i not in self.ruled_out
+                  and self._fits_words(said, i, colour, True)]
+        pool_rest = [i for i in self.pool if i in others]
         searches = [pool_rest, others] if _denies(text) else [named, pool_rest, others]
         # Only the model's ranking of the words can have picked one ("hmm", "the other one"): ask, never act on it.
         checkable = self._checkable(text)
@@ -674,8 +725,10 @@ class Dialogue:
             kept = self._narrow(text, cands)
             if not kept:
                 continue            # fits none of these: look further
-            if len(kept) == len(cands) > 1:
+            if len(kept) == len(cands) > 1 and cands is named:
                 return False        # fits them all: it does not answer the question
+            # (Beyond them, the objects the instruction's words fit, all of which the answer may pick: "the red cube",
+            # answered "no" and then "the one in the top left box", is about the red cubes there.)
             self.candidates = self.pool = kept
             if len(kept) == 1 and checkable:
                 self.target = kept[0]
@@ -760,20 +813,22 @@ class Dialogue:
         return {i: self._noun_of[i] for i in idx}
 
     def _phrases(self, idx: list[int]) -> list[str]:
-        """Descriptions that tell these objects apart: colour, noun, box, and side within a box."""
-        names = self._names(idx)
-        colour = {i: _colour(self.objects[i]) for i in idx}
+        """Descriptions that tell these objects apart, and from their look-alikes not named: colour, noun, box, and
+        side within a box ("Do you mean the red cube in the top left box?" with two there could not be answered)."""
+        everything = list(range(len(self.objects)))
+        names = self._names(everything)
+        colour = {i: _colour(self.objects[i]) for i in everything}
         boxes = {i: self.objects[i].box for i in idx}
         out = []
         for n, i in enumerate(idx):
             parts = ["the"]
-            same = [j for j in idx if j != i and colour[j] == colour[i] and names[j] == names[i]]
+            same = [j for j in everything if j != i and colour[j] == colour[i] and names[j] == names[i]]
             if n == 0 or len({colour[j] for j in idx}) > 1:
                 parts.append(colour[i])
             parts.append(names[i] if n == 0 or len({names[j] for j in idx}) > 1 else "one")
             if len(set(boxes.values())) > 1 or len(idx) == 1:
                 parts.append(f"in the {lexicon.box_words(boxes[i])} box")
-            twins = [j for j in same if boxes[j] == boxes[i]]
+            twins = [j for j in same if self.objects[j].box == boxes[i]]
             if twins:
                 x = self._centre_x
                 parts.append("on the left" if all(x(i) < x(j) for j in twins) else
@@ -797,13 +852,47 @@ class Dialogue:
         return reply
 
 
+def new_instruction(text: str) -> str | None:
+    """What follows a leading "never mind" that gives a new instruction ("never mind, put the duck in the top right
+    box"), or None. (start() reads it as the instruction: "never" rules out only "mind", which names no object.)"""
+    m = re.match(r"\W*(?:never\s*mind)\b\W*(.*)", str(text or ""), re.IGNORECASE | re.DOTALL)
+    rest = m.group(1) if m else ""
+    return rest if any(c.isalpha() for c in rest) and not lexicon.is_cancel(rest) else None
+
+
+def cancels(text: str) -> bool:
+    """Does the text stop or cancel? "stop" always wins: any stop or cancel word anywhere, at any length ("stop putting
+    the duck in the top right box", "put the duck in the top right box, no, stop"), except "never mind, <a new
+    instruction>", which starts over with it. The dialogue and grounding_node share this one test."""
+    return lexicon.is_cancel(text) and new_instruction(text) is None
+
+
 def _clean(text) -> str:
-    text = str(text or "")[:MAX_CHARS]
-    return " ".join(text.split())
+    # Collapse the spaces first: cut first, "put the duck" + 400 spaces + "in the top right box" lost its box and was
+    # read as "put the duck", although _too_long (which measures it collapsed) let it through.
+    return " ".join(str(text or "").split())[:MAX_CHARS]
 
 
 def _too_long(text) -> bool:
     return len(" ".join(str(text or "").split())) > MAX_CHARS
+
+
+FROM_SKIP = {"the", "box", "bin", "in", "at"}   # "from the box in the top left"
+
+
+def _from_boxes(text: str) -> tuple[set[str], list[str]]:
+    """The boxes the text says the object comes from ("from the top left box", "out of the box at the top left"), and
+    the other box mentions in order."""
+    tokens, sources, others = lexicon.words(text), set(), []
+    for a, _, box in lexicon.box_spans(text):
+        k = a - 1
+        while k >= 0 and a - k <= len(FROM_SKIP) and tokens[k] in FROM_SKIP:
+            k -= 1
+        if k >= 0 and (tokens[k] == "from" or k >= 1 and tokens[k - 1:k + 1] == ["out", "of"]):
+            sources.add(box)
+        else:
+            others.append(box)
+    return sources, others
 
 
 def _either(phrases: list[str]) -> str:
@@ -879,10 +968,14 @@ def names_two_objects(text: str) -> bool:
                for k, t in enumerate(tokens) if t == "and")
 
 
-def _kind_mentions(text: str) -> tuple[list[tuple[int, set[str]]], list[str], list[str]]:
+def _kind_mentions(text: str, whole: bool = False) -> tuple[list[tuple[int, set[str]]], list[str], list[str]]:
     """Where the text names a kind of object: (position in the words without box names, the entries it names); those
     words; and the words in no kind phrase. "box" next to a box name is that box ("the top right box", "that box,
-    top right"), not a cube."""
+    top right"), not a cube. A relation's landmark names another object: its kind and colour are not the target's
+    ("the duck next to the red cube" names a duck), so only the words without the relation are read. With `whole`,
+    every kind the words name, landmarks included ("get hold of the cube" reads "of the cube" as a landmark)."""
+    if not whole and (relation := relations.parse(text)) is not None:
+        text = relation.rest
     all_tokens, spans = lexicon.words(text), lexicon.box_spans(text)
     drop = {k for a, b, _ in spans for k in range(a, b + 1)}
     beside = {k for a, b, _ in spans for k in (a - 1, b + 1)}
@@ -901,7 +994,7 @@ def _kind_mentions(text: str) -> tuple[list[tuple[int, set[str]]], list[str], li
                 container = phrase == ("box",) and not coloured and (kept[i][0] in beside or placed)
                 # A landmark ("to the left of the duck", "on the duck's left") names another object.
                 landmark = before[-1:] == ["of"] or after == ["s"]
-                if not (other_sense or container or landmark):
+                if not (other_sense or container or landmark and not whole):
                     mentions.append((i, KIND_PHRASES[phrase]))
                 i += n
                 break

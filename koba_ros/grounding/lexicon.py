@@ -46,6 +46,15 @@ BOX_NOUNS = {"box", "bin", "container", "tray", "hand", "one", "corner", "compar
              "spot"}
 
 
+# "right" before these is the adverb ("right away", "right now": at once), not the side.
+RIGHT_AS_ADVERB_BEFORE = {"away", "now", "then", "here", "there", "back", "off"}
+
+
+def adverb_right(tokens: list[str], k: int) -> bool:
+    """Is tokens[k] the adverb "right" ("right away"), neither a side nor half of a box name?"""
+    return tokens[k] == "right" and tokens[k + 1:k + 2] != [] and tokens[k + 1] in RIGHT_AS_ADVERB_BEFORE
+
+
 def box_spans(text: str) -> list[tuple[int, int, str]]:
     """Every box named in the text as (first word, last word, box name), in order of the first word.
 
@@ -64,11 +73,14 @@ def box_spans(text: str) -> list[tuple[int, int, str]]:
                     spans.append((i, j, f"{tok}_{tokens[j]}"))
                     break
     for i, tok in enumerate(tokens):           # halves apart, with only filler words between
-        if i in used or tok not in VERTICAL and tok not in HORIZONTAL:
+        # A "right" apart from its vertical half may be the adverb: "the top box right away" is the top box, as side()
+        # reads it ("the top right now" still pairs above).
+        if i in used or tok not in VERTICAL and tok not in HORIZONTAL or adverb_right(tokens, i):
             continue
         other = HORIZONTAL if tok in VERTICAL else VERTICAL
         for gap in range(1, BOX_GAP + 2):
             found = [j for j in (i + gap, i - gap) if 0 <= j < len(tokens) and j not in used and tokens[j] in other
+                     and not adverb_right(tokens, j)
                      and all(tokens[k] in BOX_FILLER for k in range(min(i, j) + 1, max(i, j)))
                      and (tokens[min(i, j)] in VERTICAL or _half_of_a_box(tokens, min(i, j)))]
             if found:
@@ -105,15 +117,10 @@ def without_boxes(text: str) -> list[str]:
     return [t for k, t in enumerate(tokens) if k not in drop]
 
 
-# "right" before these is the adverb ("right away", "right now": at once), not the side.
-RIGHT_AS_ADVERB_BEFORE = {"away", "now", "then", "here", "there", "back", "off"}
-
-
 def side(text: str) -> str | None:
     """"left"/"right" when the text says which side (box names and the adverb "right away" aside), else None."""
     kept = without_boxes(text)
-    tokens = {t for k, t in enumerate(kept) if not (t == "right" and kept[k + 1:k + 2]
-                                                    and kept[k + 1] in RIGHT_AS_ADVERB_BEFORE)}
+    tokens = {t for k, t in enumerate(kept) if not adverb_right(kept, k)}
     if tokens & {"left", "leftmost"} and not tokens & {"right", "rightmost"}:
         return "left"
     if tokens & {"right", "rightmost"} and not tokens & {"left", "leftmost"}:

@@ -29,13 +29,12 @@ from std_msgs.msg import String
 
 from koba_ros.errors import KobaError, reason
 from koba_ros.grounding import crop_kinds, lexicon
-from koba_ros.grounding.dialogue import Dialogue, Reply, Settings, check_settings
+from koba_ros.grounding.dialogue import Dialogue, Reply, Settings, cancels, check_settings
 from koba_ros.grounding.messages import fill_result
 from koba_ros.nodes.params import declare, require_positive, sensor_qos
 from koba_ros.nodes.runtime import run_node
 from koba_ros.perception.messages import msg_to_objects
 
-STOP_MAX_WORDS = 4   # "please stop now robot"; a longer text with a stop word in it goes to the dialogue
 # Replies with no "stop" in them: speech_node hears "stop" while the robot talks, and "Stopping." is heard as one
 # in every espeak voice measured (docs/grounding.md, Session 24).
 HOLDING_REPLY, CANCELLED_REPLY = "Holding still.", "Move cancelled."
@@ -152,7 +151,7 @@ class GroundingNode(LifecycleNode):
     def on_stop_utterance(self, msg: Utterance) -> None:
         if msg.confidence < self.min_confidence:
             return
-        if self.robot_speaking and is_stop(msg.text):
+        if self.robot_speaking and self.is_stop(msg.text):
             with self.goal_lock:
                 busy = self.goal_handle is not None or self.goal_pending or self.turn_running
             if not busy:   # only a question is open, or nothing: its "stop" may well be the robot's own voice
@@ -163,7 +162,7 @@ class GroundingNode(LifecycleNode):
 
     def on_text(self, text: str) -> None:
         """A dialogue turn (turn group). Stop words are the goal group's business, never an instruction."""
-        if is_stop(text):
+        if self.is_stop(text):
             return
         with self.goal_lock:
             stops = self.stops
@@ -209,7 +208,7 @@ class GroundingNode(LifecycleNode):
     def on_stop(self, text: str) -> None:
         """Stop / cancel (goal group): cancel the running goal, or the one waiting to be accepted, or the open
         question, or the turn still being thought about -- without waiting for that turn to finish."""
-        if not is_stop(text):
+        if not self.is_stop(text):
             return
         with self.goal_lock:
             self.stops += 1
@@ -229,6 +228,16 @@ class GroundingNode(LifecycleNode):
                 self.say("Okay, I won't move anything.")
             else:
                 self.say("Okay. Nothing is moving.")
+
+    def is_stop(self, text: str) -> bool:
+        """A stop (dialogue.cancels: a stop word at any length, not "never mind, <a new instruction>"); while a goal
+        runs or waits to be accepted, any stop word at all: "never mind, put the duck in the top right box" stops the
+        arm (say the new instruction again once it holds still)."""
+        if cancels(text):
+            return True
+        with self.goal_lock:
+            moving = self.goal_handle is not None or self.goal_pending
+        return moving and lexicon.is_cancel(text)
 
     # --- outputs -----------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -300,11 +309,6 @@ class GroundingNode(LifecycleNode):
             self.say(f"{CANCELLED_REPLY} {PLACED_BEFORE_STOP}" if response.result.success else CANCELLED_REPLY)
         else:
             self.say("Done." if response.result.success else f"I couldn't finish: {response.result.message}")
-
-
-def is_stop(text: str) -> bool:
-    """A short command containing a stop word ("stop", "cancel", "never mind"...); longer texts are dialogue."""
-    return lexicon.is_cancel(text) and len(lexicon.words(text)) <= STOP_MAX_WORDS
 
 
 def main(args=None):
