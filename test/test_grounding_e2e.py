@@ -23,7 +23,10 @@ def test_plain_std_msgs_client_drives_a_pick_with_a_question(ros_context, tmp_pa
     node.create_subscription(String, "/speech/say", lambda m: said.append(m.data), 10)
     pub = node.create_publisher(String, "/instruction", 10)
     try:
-        assert spin_until(node, lambda: pub.get_subscription_count() > 0, 120), "grounding_node never came up"
+        # grounding_node itself, not merely a subscriber: tts_node listens to /instruction too (for a typed "stop")
+        assert spin_until(node, lambda: any(info.node_name == "grounding_node"
+                                            for info in node.get_subscriptions_info_by_topic("/instruction")), 120), \
+            "grounding_node never came up"
         spin_until(node, lambda: False, 5.0)   # let perception publish the objects
         pub.publish(String(data="put the teddy bear in the top right box"))   # two bears in sim/scenes/demo.json
         assert spin_until(node, lambda: any(s.startswith("Do you mean") for s in said), 60), said
