@@ -36,7 +36,7 @@ from koba_ros.sim.cell import FINGER_JOINTS
 from koba_ros.sim.trajectory_messages import trajectory_to_msg
 from koba_ros.teleop.commands import STOP_REPEAT_S, Stop, is_stop, parse_command
 from koba_ros.teleop.jog import STOP_REPLY, JogPlanner, TeleopPlan
-from koba_ros.teleop.motions import MotionLog
+from koba_ros.teleop.motions import MotionLog, StopReplies
 
 # Not "... its joint states stopped.": speech_node listens for "stop" while the robot talks, and heard one in that.
 STALE_STATES = "I do not know where my arm is now: its joint states are out of date."
@@ -64,8 +64,7 @@ class TeleopNode(Node):
         self.motions = MotionLog()   # guarded by generation_lock
         self.generation = 0          # bumped by every command that parses; a plan from an older one is dropped
         self.generation_lock = threading.Lock()
-        self.stop_generation = -2           # the generation of the last stop, and when a stop was last answered
-        self.stop_answered_at = -math.inf
+        self.stop_replies = StopReplies(STOP_REPEAT_S)   # guarded by generation_lock
         self.plan_lock = threading.Lock()   # one plan at a time: the IK client is not thread-safe
         self.planning = ThreadPoolExecutor(1, thread_name_prefix="teleop_plan")
         self.traj_pub = self.create_publisher(JointTrajectoryMsg, "/arm_controller/joint_trajectory", 10)
@@ -143,13 +142,9 @@ class TeleopNode(Node):
                     self.gripper_target = self.finger_width
                 now = time.monotonic()
                 self.motions.stop(now, gripper=hold)
-                # The hold is sent again all the same ("stop" always wins); only the reply is not repeated, and only
-                # when no command came between the two stops (one that did is answered: it may have started a motion)
-                repeat = generation == self.stop_generation + 1 and now - self.stop_answered_at <= STOP_REPEAT_S
-                self.stop_generation = generation
-                if not repeat:
-                    self.stop_answered_at = now
-            return None if repeat else self.reply(STOP_REPLY)
+                # The hold is sent again all the same ("stop" always wins); only the reply may not be (StopReplies)
+                answer = self.stop_replies.answer(generation, now)
+            return self.reply(STOP_REPLY) if answer else None
         return command, generation
 
     def _move(self, command, generation: int) -> None:

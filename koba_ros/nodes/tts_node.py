@@ -6,14 +6,9 @@ and says so once.
 Publishes each utterance's samples on /speech/playback (koba_interfaces/AudioChunk, stamped when its first sample
 starts playing; `publish_playback`) as speech_node's echo-cancellation reference. Without a sound device they are
 published all the same, as the audio written to the file (a simulated room can play them back).
-A stop (a stop command on /speech/utterance, /teleop/command or /instruction) drops the sentences still waiting: said
-after it they were about what no longer holds, and kept the robot talking, hearing only early stops. The sentence
-playing is finished (its echo-cancellation reference is already out) and the stop's own reply is said. A stop within
-STOP_REPEAT_S of an earlier one, with no teleop command between, drops only what came before that one: teleop_node
-answers only the first of such stops, and that answer must not be dropped as older than the second.
+A stop (a stop command on /speech/utterance, /teleop/command or /instruction) drops the sentences still waiting, but
+not the stop's own reply: speech/reply_queue.py decides what goes (and says why).
 """
-import contextlib
-import queue
 import threading
 
 import numpy as np
@@ -25,8 +20,9 @@ from std_msgs.msg import String
 from koba_ros.errors import KobaError
 from koba_ros.nodes.params import declare
 from koba_ros.nodes.runtime import run_node
+from koba_ros.speech.reply_queue import ReplyQueue
 from koba_ros.speech.tts import Speaker
-from koba_ros.teleop.commands import STOP_REPEAT_S, Stop, parse_command
+from koba_ros.teleop.commands import STOP_REPEAT_S
 
 
 class TTSNode(Node):
@@ -58,55 +54,37 @@ class TTSNode(Node):
         self.create_subscription(String, "/speech/say", self.on_say, 10)
         # Speak on a worker thread so a long sentence never blocks the executor. Each sentence waits with the ROS
         # time it came (ns), for on_stop.
-        self.pending: queue.Queue[tuple[int, str] | None] = queue.Queue(maxsize=20)
-        self.stop_cutoff = None   # ns: the cutoff of the last stop that set its own (on_stop)
+        self.pending = ReplyQueue(maxsize=20, repeat_s=STOP_REPEAT_S)
         self.worker = threading.Thread(target=self.speak_loop, daemon=True)
         self.worker.start()
         self.publish_state(False, "")
 
+    @property
+    def stop_cutoff(self) -> int | None:
+        """ns: the cutoff of the last stop that set its own (ReplyQueue.on_command)."""
+        return self.pending.stop_cutoff
+
+    @stop_cutoff.setter
+    def stop_cutoff(self, value: int | None) -> None:
+        self.pending.stop_cutoff = value
+
     def on_say(self, msg: String) -> None:
-        try:
-            self.pending.put_nowait((self.get_clock().now().nanoseconds, msg.data))
-        except queue.Full:
+        if not self.pending.put(self.get_clock().now().nanoseconds, msg.data):
             self.get_logger().warning("speech queue full; dropping: " + msg.data[:60])
 
     def on_stop(self, text: str, stamp=None, teleop: bool = True) -> None:
-        """Drop the sentences that came before a stop. Before the stop's stamp (when it has one), not before it
-        reached this node: its reply, published after it, is kept even if it overtook the stop on its way here.
-        A stop within STOP_REPEAT_S of the last stop that set its own cutoff, with no teleop command between (`teleop`:
-        a topic teleop_node hears too), uses that cutoff: teleop_node answers only the first stop of such a pair, and
-        its reply (after the first stop, maybe before the second) is kept."""
-        try:
-            command = parse_command(text)
-        except KobaError:
-            return   # not a command: teleop_node takes none from it either
-        if not isinstance(command, Stop):
-            if teleop:
-                self.stop_cutoff = None   # teleop_node answers the next stop: what came before it goes
-            return
-        cutoff = self.get_clock().now().nanoseconds
-        if stamp is not None and (stamp.sec or stamp.nanosec):
-            cutoff = min(cutoff, stamp.sec * 1_000_000_000 + stamp.nanosec)
-        if self.stop_cutoff is not None and 0 <= cutoff - self.stop_cutoff <= STOP_REPEAT_S * 1e9:
-            cutoff = self.stop_cutoff
-        else:
-            self.stop_cutoff = cutoff
-        waiting = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                waiting.append(self.pending.get_nowait())
-        kept = [item for item in waiting if item is None or item[0] >= cutoff]
-        for item in kept:   # in their order; the worker may take the first at once
-            self.pending.put_nowait(item)
-        if len(kept) < len(waiting):
-            self.get_logger().info(f"stop: dropped {len(waiting) - len(kept)} sentence(s) not yet said")
+        """Drop the sentences that came before a stop (`stamp`: the stop's, if any; `teleop`: a topic teleop_node
+        hears too). ReplyQueue.on_command decides which."""
+        stamp_ns = None if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
+        dropped = self.pending.on_command(text, self.get_clock().now().nanoseconds, stamp_ns, teleop)
+        if dropped:
+            self.get_logger().info(f"stop: dropped {dropped} sentence(s) not yet said")
 
     def speak_loop(self) -> None:
         while True:
-            item = self.pending.get()
-            if item is None:
+            text = self.pending.get()
+            if text is None:
                 return
-            text = item[1]
             self.publish_state(True, text)
             try:
                 spoken = self.speaker.speak(text)
@@ -136,12 +114,7 @@ class TTSNode(Node):
 
     def destroy_node(self):
         # Let the worker finish the sentence it is on, so it never publishes through a destroyed node.
-        try:
-            while True:
-                self.pending.get_nowait()
-        except queue.Empty:
-            pass
-        self.pending.put(None)
+        self.pending.close()
         self.worker.join(timeout=10.0)
         return super().destroy_node()
 

@@ -1,7 +1,12 @@
 """What teleop has sent to the arm and the gripper, and when the last of it ends: the robot says nothing before
 then (while it talks the microphone hears nothing but an early "stop", and a stop said over its voice is not heard
-at all: bench/robot_voice_false_stops.py), and a reply stands only while its motion was not replaced or stopped."""
+at all: bench/robot_voice_false_stops.py), and a reply stands only while its motion was not replaced or stopped.
+A stop heard again soon after an answered one, with no command between, is not answered again (StopReplies)."""
 from __future__ import annotations
+
+import math
+
+from koba_ros.teleop.commands import STOP_REPEAT_S
 
 GRIPPER_MOTION_S = 0.5   # about what the gripper takes to open or close
 REPLY_MARGIN_S = 0.3     # the controller ends a little after the plan's last point
@@ -39,3 +44,22 @@ class MotionLog:
     def wait(self, now: float) -> float:
         """Seconds until the last motion sent is over (0 if none runs)."""
         return max(0.0, self.end - now)
+
+
+class StopReplies:
+    """Which stops are answered. Every stop holds the arm again ("stop" always wins); only the reply is not repeated,
+    and only when no command came between the two stops (one that did is answered: it may have started a motion) and
+    the second is within `repeat_s` of the last answered one (an early "stop", then its utterance's "stop moving")."""
+
+    def __init__(self, repeat_s: float = STOP_REPEAT_S):
+        self.repeat_s = repeat_s
+        self.generation = -2          # the generation of the last stop
+        self.answered_at = -math.inf  # clock time a stop was last answered
+
+    def answer(self, generation: int, now: float) -> bool:
+        """A stop took command `generation` (every command that parses takes the next one) at `now`: answer it?"""
+        repeat = generation == self.generation + 1 and now - self.answered_at <= self.repeat_s
+        self.generation = generation
+        if not repeat:
+            self.answered_at = now
+        return not repeat
