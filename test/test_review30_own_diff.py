@@ -47,7 +47,7 @@ def test_a_second_stop_within_the_repeat_window_keeps_the_first_stops_reply(ros_
         node.on_stop("move left 2 centimeters", teleop=False)            # /instruction: teleop_node does not hear it
         node.on_stop("stop", node.get_clock().now().to_msg())
         assert [text for _, text in node.pending.queue] == ["Holding still."]
-        node.stop_cutoff -= int((tts_node.STOP_REPEAT_S + 1) * 1e9)      # the first stop long ago
+        node.pending.stop_cutoff -= int((tts_node.STOP_REPEAT_S + 1) * 1e9)      # the first stop long ago
         node.on_stop("stop", node.get_clock().now().to_msg())
         assert node.pending.empty()                                      # a new stop drops what came before it
         node.on_say(String(data="Holding still."))
@@ -235,18 +235,11 @@ SPECIALS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")   # ids 256, 257, 258
 
 
 def byte_bpe_tokenizer(folder) -> None:
-    """test_nlp_review29c's tokenizer.json (bytes 0-255, SPECIALS after them), without importing its module (the
-    trainer and the CLI)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    """test_nlp_review29c's tokenizer.json (bytes 0-255, SPECIALS after them), with no tokenizer_config.json."""
+    from test.test_nlp_review29c import byte_bpe_tokenizer as with_config
 
-    from koba_ros.nlp.hf_tokenizer import bytes_to_unicode
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(vocab={c: b for b, c in bytes_to_unicode().items()}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(s, special=True) for s in SPECIALS])
-    tok.save(str(folder / "tokenizer.json"))
+    with_config(folder, SPECIALS)
+    (folder / "tokenizer_config.json").unlink()
 
 
 def test_the_models_eos_is_the_first_of_the_stop_ids_from_the_same_file(tmp_path):

@@ -59,15 +59,6 @@ class TTSNode(Node):
         self.worker.start()
         self.publish_state(False, "")
 
-    @property
-    def stop_cutoff(self) -> int | None:
-        """ns: the cutoff of the last stop that set its own (ReplyQueue.on_command)."""
-        return self.pending.stop_cutoff
-
-    @stop_cutoff.setter
-    def stop_cutoff(self, value: int | None) -> None:
-        self.pending.stop_cutoff = value
-
     def on_say(self, msg: String) -> None:
         if not self.pending.put(self.get_clock().now().nanoseconds, msg.data):
             self.get_logger().warning("speech queue full; dropping: " + msg.data[:60])
